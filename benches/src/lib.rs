@@ -1,0 +1,1 @@
+//! Benchmarks support: the kube-proxy-shaped ruleset generator.

@@ -1,0 +1,32 @@
+//! natpath's model: what a Kubernetes node's netfilter, routing and conntrack
+//! do to a packet, read from the node's own dumps.
+//!
+//! The data flow is dump text -> IR -> model:
+//! - [`parse`] reads `iptables-save` (and `iptables -S`, kube-proxy's restore
+//!   input, greps of them), `ipset save`/`list`, `ip route`, `ip addr`,
+//!   `ip rule` and `sysctl` into the typed IR of [`ruleset`] and
+//!   [`netstate`]; [`snapshot`] loads a snapshot directory (SNAPSHOT.md)
+//!   with its [`cluster`] manifest;
+//! - [`print`] writes the IR back as canonical iptables-save text.
+//!
+//! ```
+//! use natpath_model::parse::iptables;
+//! let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-MARK-MASQ - [0:0]\n\
+//!             -A KUBE-MARK-MASQ -j MARK --or-mark 0x4000\nCOMMIT\n";
+//! let rs = iptables::parse(text, "example", &iptables::Options::default()).unwrap();
+//! assert_eq!(rs.rule_count(), 1);
+//! let printed = natpath_model::print::iptables_save(&rs);
+//! assert!(printed.contains("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000"));
+//! ```
+
+pub mod cluster;
+pub mod error;
+pub mod loc;
+pub mod netstate;
+pub mod parse;
+pub mod print;
+pub mod ruleset;
+pub mod snapshot;
+
+pub use error::{Internal, ParseError, ParseErrors};
+pub use loc::Loc;

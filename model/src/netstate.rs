@@ -1,0 +1,340 @@
+//! The IR of a node's non-netfilter state: interfaces and addresses
+//! (`ip addr`), routes of every table (`ip route show table all`), policy
+//! rules (`ip rule`), ipsets (`ipset save` / `ipset list`) and sysctls.
+//!
+//! Contract: as for [`crate::ruleset`], values are typed and [`Loc`] does
+//! not take part in equality. Interfaces keep the kernel's device order,
+//! which MASQUERADE's address choice depends on (DESIGN.md).
+
+use crate::loc::Loc;
+use crate::ruleset::{PortRange, Proto};
+use ipnet::Ipv4Net;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Address scope (`scope global|link|host|site|NUMBER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `global` (0).
+    Global,
+    /// `site` (200).
+    Site,
+    /// `link` (253).
+    Link,
+    /// `host` (254).
+    Host,
+    /// `nowhere` (255).
+    Nowhere,
+    /// Any other number.
+    Other(u8),
+}
+
+/// One IPv4 address of an interface.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IfAddr {
+    /// The address with its prefix (`10.0.0.51/24`).
+    pub addr: Ipv4Net,
+    /// `peer` address for point-to-point links.
+    pub peer: Option<Ipv4Net>,
+    /// `brd`.
+    pub broadcast: Option<Ipv4Addr>,
+    /// `scope`.
+    pub scope: Scope,
+    /// `secondary` flag: not the first address of its subnet on the device.
+    pub secondary: bool,
+    /// The label (`eth0:1`), when it differs from the device name.
+    pub label: Option<String>,
+    /// Where it was read.
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+/// One network interface, in device order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Interface {
+    /// Interface index (the number before the name).
+    pub index: u32,
+    /// The name, without any `@peer` part.
+    pub name: String,
+    /// The part after `@` (`NONE` for tunl0, `if4` for a veth, `ens192` for a vlan).
+    pub link: Option<String>,
+    /// Flags between `<` and `>` (`UP`, `LOWER_UP`, `NOARP`...).
+    pub flags: Vec<String>,
+    /// `mtu`.
+    pub mtu: Option<u32>,
+    /// `state` (`UP`, `DOWN`, `UNKNOWN`).
+    pub state: Option<String>,
+    /// `link/ether`, `link/ipip`, `link/loopback`, `link/none`... the kind word.
+    pub link_type: Option<String>,
+    /// The link-layer address after the kind word.
+    pub link_addr: Option<String>,
+    /// `link-netns NAME` or `link-netnsid N` of a veth whose peer is elsewhere.
+    pub link_netns: Option<String>,
+    /// The tunnel or device kind from `ip -d link` (`vxlan`, `ipip`, `veth`),
+    /// when known.
+    pub kind: Option<String>,
+    /// IPv4 addresses in the order `ip addr` lists them.
+    pub addrs: Vec<IfAddr>,
+    /// Where the interface was read.
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+impl Interface {
+    /// Whether the interface is administratively up (flag `UP`).
+    pub fn is_up(&self) -> bool {
+        self.flags.iter().any(|f| f == "UP")
+    }
+}
+
+/// Route types (`ip route`'s first word when it is a type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteType {
+    /// A normal route (no type word).
+    Unicast,
+    /// `local`: delivered to this host.
+    Local,
+    /// `broadcast`.
+    Broadcast,
+    /// `multicast`.
+    Multicast,
+    /// `anycast`.
+    Anycast,
+    /// `blackhole`: silently discarded.
+    Blackhole,
+    /// `unreachable`: discarded with ICMP host unreachable.
+    Unreachable,
+    /// `prohibit`: discarded with ICMP admin prohibited.
+    Prohibit,
+    /// `throw`: continue with the next `ip rule`.
+    Throw,
+    /// `nat` (obsolete).
+    Nat,
+}
+
+/// One next hop of a route.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NextHop {
+    /// `via`.
+    pub via: Option<Ipv4Addr>,
+    /// `dev`.
+    pub dev: Option<String>,
+    /// `onlink`: the gateway is on the link even if no prefix says so.
+    pub onlink: bool,
+    /// `weight` in a multipath route.
+    pub weight: Option<u32>,
+}
+
+/// Route table id: `main` is 254, `local` 255, `default` 253.
+pub type TableId = u32;
+
+/// The `main` routing table.
+pub const TABLE_MAIN: TableId = 254;
+/// The `local` routing table.
+pub const TABLE_LOCAL: TableId = 255;
+/// The `default` routing table.
+pub const TABLE_DEFAULT: TableId = 253;
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Route {
+    /// Which table (`table` word; `main` when absent).
+    pub table: TableId,
+    /// The type.
+    pub kind: RouteType,
+    /// Destination prefix (`default` is 0.0.0.0/0).
+    pub dst: Ipv4Net,
+    /// `tos`.
+    pub tos: Option<u8>,
+    /// Next hops (one, or several for `nexthop` lines).
+    pub nexthops: Vec<NextHop>,
+    /// `proto` (kernel, boot, static, bird, dhcp, number...).
+    pub proto: Option<String>,
+    /// `scope` (default: link for a direct route, global with a gateway,
+    /// host for local).
+    pub scope: Option<Scope>,
+    /// `src`: preferred source.
+    pub src: Option<Ipv4Addr>,
+    /// `metric` (also `preference`).
+    pub metric: u32,
+    /// Other words kept as `(key, value)`, e.g. `mtu 1440`, `linkdown`.
+    pub extra: Vec<(String, String)>,
+    /// Where the route was read.
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+/// What an `ip rule` does when it matches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum RuleAction {
+    /// `lookup TABLE`.
+    Lookup(TableId),
+    /// `goto PRIO`.
+    Goto(u32),
+    /// `blackhole`.
+    Blackhole,
+    /// `unreachable`.
+    Unreachable,
+    /// `prohibit`.
+    Prohibit,
+    /// `nop`.
+    Nop,
+}
+
+/// One policy routing rule (`ip rule show`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IpRule {
+    /// The priority before the colon.
+    pub priority: u32,
+    /// `not`: the selector is inverted.
+    pub not: bool,
+    /// `from PREFIX` (`all` = None).
+    pub from: Option<Ipv4Net>,
+    /// `to PREFIX`.
+    pub to: Option<Ipv4Net>,
+    /// `fwmark V[/M]` (mask default 0xffffffff).
+    pub fwmark: Option<(u32, u32)>,
+    /// `iif DEV`.
+    pub iif: Option<String>,
+    /// `oif DEV`.
+    pub oif: Option<String>,
+    /// `tos`.
+    pub tos: Option<u8>,
+    /// `ipproto`.
+    pub ipproto: Option<Proto>,
+    /// `sport`.
+    pub sport: Option<PortRange>,
+    /// `dport`.
+    pub dport: Option<PortRange>,
+    /// `uidrange lo-hi`.
+    pub uidrange: Option<(u32, u32)>,
+    /// `suppress_prefixlength N`.
+    pub suppress_prefixlength: Option<u8>,
+    /// What to do.
+    pub action: RuleAction,
+    /// Where the rule was read.
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+/// ipset types (`hash:ip`, `hash:net,port`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum SetType {
+    /// `hash:ip`.
+    HashIp,
+    /// `hash:net`.
+    HashNet,
+    /// `hash:ip,port`.
+    HashIpPort,
+    /// `hash:net,port`.
+    HashNetPort,
+    /// `hash:ip,port,ip`.
+    HashIpPortIp,
+    /// `hash:ip,port,net`.
+    HashIpPortNet,
+    /// `hash:net,iface`.
+    HashNetIface,
+    /// `bitmap:port`.
+    BitmapPort,
+    /// `bitmap:ip`.
+    BitmapIp,
+    /// `list:set`.
+    ListSet,
+}
+
+impl SetType {
+    /// The name as ipset writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetType::HashIp => "hash:ip",
+            SetType::HashNet => "hash:net",
+            SetType::HashIpPort => "hash:ip,port",
+            SetType::HashNetPort => "hash:net,port",
+            SetType::HashIpPortIp => "hash:ip,port,ip",
+            SetType::HashIpPortNet => "hash:ip,port,net",
+            SetType::HashNetIface => "hash:net,iface",
+            SetType::BitmapPort => "bitmap:port",
+            SetType::BitmapIp => "bitmap:ip",
+            SetType::ListSet => "list:set",
+        }
+    }
+}
+
+/// One member of a set; which fields are set depends on the set's type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct SetEntry {
+    /// The first address or network dimension.
+    pub net: Option<Ipv4Net>,
+    /// `proto:port` dimension (proto defaults to tcp); a range for bitmap:port.
+    pub port: Option<(Proto, PortRange)>,
+    /// The second address dimension (`hash:ip,port,ip|net`).
+    pub net2: Option<Ipv4Net>,
+    /// The interface dimension (`hash:net,iface`).
+    pub iface: Option<String>,
+    /// The member set name (`list:set`).
+    pub set: Option<String>,
+    /// `nomatch`: an exception inside a larger network.
+    pub nomatch: bool,
+    /// Other per-entry options (`timeout 30`, `comment "x"`), as written.
+    pub options: Vec<(String, String)>,
+}
+
+/// One ipset.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IpSet {
+    /// The set's name.
+    pub name: String,
+    /// The type.
+    pub kind: SetType,
+    /// `family inet` (true) or `inet6`.
+    pub inet: bool,
+    /// Create options (`hashsize 1024`, `maxelem 65536`, `timeout 0`,
+    /// `counters`, `comment`, `range 1-65535`...), as `(key, value)`.
+    pub options: Vec<(String, String)>,
+    /// Members, in the order listed.
+    pub entries: Vec<SetEntry>,
+    /// Where the set was created.
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+/// Sysctl values of one node, `key -> value` as `sysctl net.ipv4` prints them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Sysctl {
+    /// Values by full key (`net.ipv4.conf.all.rp_filter`).
+    pub values: BTreeMap<String, String>,
+}
+
+impl Sysctl {
+    /// A numeric value, if present and numeric.
+    pub fn int(&self, key: &str) -> Option<i64> {
+        self.values.get(key).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// `net.ipv4.ip_forward` (default 1 when absent, SNAPSHOT.md).
+    pub fn ip_forward(&self) -> bool {
+        self.int("net.ipv4.ip_forward").unwrap_or(1) != 0
+    }
+
+    /// The effective rp_filter of `iface`: the maximum of `all` and the
+    /// interface's value (default 0 when absent).
+    pub fn rp_filter(&self, iface: &str) -> i64 {
+        let all = self.int("net.ipv4.conf.all.rp_filter").unwrap_or(0);
+        let dev = self
+            .int(&format!("net.ipv4.conf.{iface}.rp_filter"))
+            .or_else(|| self.int("net.ipv4.conf.default.rp_filter"))
+            .unwrap_or(0);
+        all.max(dev)
+    }
+
+    /// The effective route_localnet of `iface` (either `all` or the interface).
+    pub fn route_localnet(&self, iface: &str) -> bool {
+        self.int("net.ipv4.conf.all.route_localnet").unwrap_or(0) != 0
+            || self
+                .int(&format!("net.ipv4.conf.{iface}.route_localnet"))
+                .unwrap_or(0)
+                != 0
+    }
+}

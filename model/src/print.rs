@@ -1,0 +1,9 @@
+//! The IR back to canonical iptables-save text.
+
+use crate::ruleset::Ruleset;
+
+/// Canonical iptables-save text of a ruleset.
+pub fn iptables_save(rs: &Ruleset) -> String {
+    let _ = rs;
+    String::new()
+}
