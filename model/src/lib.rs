@@ -21,6 +21,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod intent;
 pub mod loc;
 pub mod netstate;
 pub mod parse;
