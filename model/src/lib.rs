@@ -20,14 +20,21 @@
 //! ```
 
 pub mod cluster;
+pub mod conntrack;
 pub mod error;
+pub mod fib;
 pub mod intent;
 pub mod loc;
+pub mod node;
 pub mod netstate;
+pub mod packet;
 pub mod parse;
 pub mod print;
 pub mod ruleset;
 pub mod snapshot;
+pub mod trace;
+pub mod traverse;
+pub mod walk;
 
 pub use error::{Internal, ParseError, ParseErrors};
 pub use loc::Loc;

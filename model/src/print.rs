@@ -7,3 +7,9 @@ pub fn iptables_save(rs: &Ruleset) -> String {
     let _ = rs;
     String::new()
 }
+
+/// The canonical `-A CHAIN ...` line of a rule.
+pub fn rule_text(chain: &str, rule: &crate::ruleset::Rule) -> String {
+    let _ = rule;
+    format!("-A {chain}")
+}

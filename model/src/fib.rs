@@ -1,0 +1,339 @@
+//! Routing: policy rules, longest prefix match, address types, source
+//! address selection and reverse path filtering, for one node.
+//!
+//! Semantics follow net/ipv4/fib_rules.c (rules by priority; `lookup` a
+//! table; `throw` and a table without a match go on to the next rule),
+//! fib_trie.c (longest prefix, then lowest metric), fib_frontend.c
+//! (`__inet_dev_addr_type`, `fib_validate_source`) and devinet.c
+//! (`inet_select_addr`). Where we differ: TOS and multipath hashing are not
+//! modelled (the first next hop of a multipath route is taken, and said).
+
+use crate::netstate::{
+    Interface, IpRule, Route, RouteType, RuleAction, Scope, Sysctl, TABLE_DEFAULT, TABLE_LOCAL,
+    TABLE_MAIN,
+};
+use crate::ruleset::AddrTypes;
+use std::net::Ipv4Addr;
+
+/// What a route lookup is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowKey<'a> {
+    /// Destination.
+    pub dst: Ipv4Addr,
+    /// Source, when known.
+    pub src: Option<Ipv4Addr>,
+    /// The packet mark (`ip rule fwmark`).
+    pub mark: u32,
+    /// Input interface for forwarded packets (`iif`).
+    pub iif: Option<&'a str>,
+    /// Output interface if the sender bound one (`oif`).
+    pub oif: Option<&'a str>,
+}
+
+/// The answer of a route lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteHit<'a> {
+    /// Route type (local, unicast, blackhole...).
+    pub kind: RouteType,
+    /// The route that matched (`None` for a rule action such as `ip rule ... blackhole`).
+    pub route: Option<&'a Route>,
+    /// The output device.
+    pub dev: Option<&'a str>,
+    /// The gateway (`via`), if any.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl RouteHit<'_> {
+    /// The next hop: the gateway, or the destination itself on a direct route.
+    pub fn nexthop(&self, dst: Ipv4Addr) -> Ipv4Addr {
+        self.gateway.unwrap_or(dst)
+    }
+}
+
+/// One node's routing state.
+#[derive(Debug, Clone)]
+pub struct Fib<'a> {
+    routes: &'a [Route],
+    rules: Vec<IpRule>,
+    interfaces: &'a [Interface],
+    sysctl: &'a Sysctl,
+}
+
+/// The kernel's three rules when `ip rule` was not given.
+pub fn default_ip_rules() -> Vec<IpRule> {
+    [(0, TABLE_LOCAL), (32766, TABLE_MAIN), (32767, TABLE_DEFAULT)]
+        .into_iter()
+        .map(|(priority, table)| IpRule {
+            priority,
+            not: false,
+            from: None,
+            to: None,
+            fwmark: None,
+            iif: None,
+            oif: None,
+            tos: None,
+            ipproto: None,
+            sport: None,
+            dport: None,
+            uidrange: None,
+            suppress_prefixlength: None,
+            action: RuleAction::Lookup(table),
+            loc: crate::Loc::synthetic(),
+        })
+        .collect()
+}
+
+impl<'a> Fib<'a> {
+    /// Routing state from a node's dumps; `rules` empty means the defaults.
+    pub fn new(
+        routes: &'a [Route],
+        rules: &[IpRule],
+        interfaces: &'a [Interface],
+        sysctl: &'a Sysctl,
+    ) -> Self {
+        let mut rules = if rules.is_empty() {
+            default_ip_rules()
+        } else {
+            rules.to_vec()
+        };
+        rules.sort_by_key(|r| r.priority);
+        Fib {
+            routes,
+            rules,
+            interfaces,
+            sysctl,
+        }
+    }
+
+    /// The interfaces in device order.
+    pub fn interfaces(&self) -> &'a [Interface] {
+        self.interfaces
+    }
+
+    /// The interface named `name`.
+    pub fn interface(&self, name: &str) -> Option<&'a Interface> {
+        self.interfaces.iter().find(|i| i.name == name)
+    }
+
+    /// The sysctls.
+    pub fn sysctl(&self) -> &'a Sysctl {
+        self.sysctl
+    }
+
+    fn rule_selects(rule: &IpRule, key: &FlowKey<'_>) -> bool {
+        let mut m = true;
+        if let Some(from) = rule.from {
+            m &= key.src.is_some_and(|s| from.contains(&s));
+        }
+        if let Some(to) = rule.to {
+            m &= to.contains(&key.dst);
+        }
+        if let Some((v, mask)) = rule.fwmark {
+            m &= key.mark & mask == v;
+        }
+        if let Some(iif) = &rule.iif {
+            // Locally generated packets have iif `lo` in the kernel's flow.
+            m &= key.iif.unwrap_or("lo") == iif;
+        }
+        if let Some(oif) = &rule.oif {
+            m &= key.oif == Some(oif.as_str());
+        }
+        m != rule.not
+    }
+
+    /// The best route for `dst` in table `table`.
+    pub fn table_lookup(&self, table: u32, dst: Ipv4Addr, oif: Option<&str>) -> Option<&'a Route> {
+        let mut best: Option<&'a Route> = None;
+        for r in self.routes.iter().filter(|r| r.table == table) {
+            if !r.dst.contains(&dst) {
+                continue;
+            }
+            if let Some(oif) = oif {
+                if !r.nexthops.iter().any(|n| n.dev.as_deref() == Some(oif)) && r.kind == RouteType::Unicast {
+                    continue;
+                }
+            }
+            best = match best {
+                None => Some(r),
+                Some(b) => {
+                    let better = r.dst.prefix_len() > b.dst.prefix_len()
+                        || (r.dst.prefix_len() == b.dst.prefix_len() && r.metric < b.metric);
+                    Some(if better { r } else { b })
+                }
+            };
+        }
+        best
+    }
+
+    /// Look a flow up through the policy rules.
+    pub fn lookup(&self, key: &FlowKey<'_>) -> Option<RouteHit<'a>> {
+        let mut skip_to: Option<u32> = None;
+        for rule in &self.rules {
+            if let Some(p) = skip_to {
+                if rule.priority < p {
+                    continue;
+                }
+                skip_to = None;
+            }
+            if !Self::rule_selects(rule, key) {
+                continue;
+            }
+            let table = match rule.action {
+                RuleAction::Lookup(t) => t,
+                RuleAction::Goto(p) => {
+                    skip_to = Some(p);
+                    continue;
+                }
+                RuleAction::Nop => continue,
+                RuleAction::Blackhole => {
+                    return Some(RouteHit { kind: RouteType::Blackhole, route: None, dev: None, gateway: None })
+                }
+                RuleAction::Unreachable => {
+                    return Some(RouteHit { kind: RouteType::Unreachable, route: None, dev: None, gateway: None })
+                }
+                RuleAction::Prohibit => {
+                    return Some(RouteHit { kind: RouteType::Prohibit, route: None, dev: None, gateway: None })
+                }
+            };
+            let Some(route) = self.table_lookup(table, key.dst, key.oif) else {
+                continue;
+            };
+            if let Some(n) = rule.suppress_prefixlength {
+                if route.dst.prefix_len() <= n {
+                    continue;
+                }
+            }
+            if route.kind == RouteType::Throw {
+                continue;
+            }
+            let nh = route.nexthops.first();
+            return Some(RouteHit {
+                kind: route.kind,
+                route: Some(route),
+                dev: nh.and_then(|n| n.dev.as_deref()),
+                gateway: nh.and_then(|n| n.via),
+            });
+        }
+        None
+    }
+
+    /// `__inet_dev_addr_type`: the address type of `addr` as the local table
+    /// says; with `dev`, a local or broadcast route counts only if it is on
+    /// that device (`--limit-iface-in/out`).
+    pub fn addr_type(&self, addr: Ipv4Addr, dev: Option<&str>) -> u16 {
+        if addr.is_unspecified() || addr.is_broadcast() {
+            return AddrTypes::BROADCAST;
+        }
+        if addr.is_multicast() {
+            return AddrTypes::MULTICAST;
+        }
+        match self.table_lookup(TABLE_LOCAL, addr, None) {
+            Some(r) => {
+                let on_dev = match dev {
+                    None => true,
+                    Some(d) => r.nexthops.iter().any(|n| n.dev.as_deref() == Some(d)),
+                };
+                if !on_dev {
+                    return AddrTypes::UNICAST;
+                }
+                match r.kind {
+                    RouteType::Local => AddrTypes::LOCAL,
+                    RouteType::Broadcast => AddrTypes::BROADCAST,
+                    RouteType::Multicast => AddrTypes::MULTICAST,
+                    RouteType::Blackhole => AddrTypes::BLACKHOLE,
+                    RouteType::Unreachable => AddrTypes::UNREACHABLE,
+                    RouteType::Prohibit => AddrTypes::PROHIBIT,
+                    _ => AddrTypes::UNICAST,
+                }
+            }
+            None => AddrTypes::UNICAST,
+        }
+    }
+
+    /// Whether `addr` is one of this node's own addresses.
+    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
+        self.addr_type(addr, None) == AddrTypes::LOCAL
+    }
+
+    /// `inet_select_addr(dev, dst, RT_SCOPE_UNIVERSE)`: the first primary
+    /// address of `dev` whose subnet holds `nexthop`, else its first primary
+    /// address; a device without one falls back to the first address of
+    /// global scope of any device, in device order.
+    pub fn select_src(&self, dev: &str, nexthop: Ipv4Addr) -> Option<Ipv4Addr> {
+        if let Some(i) = self.interface(dev) {
+            let prim: Vec<_> = i
+                .addrs
+                .iter()
+                .filter(|a| !a.secondary && a.scope != Scope::Host && a.scope != Scope::Nowhere)
+                .collect();
+            if let Some(a) = prim.iter().find(|a| a.addr.contains(&nexthop)) {
+                return Some(a.addr.addr());
+            }
+            if let Some(a) = prim.first() {
+                return Some(a.addr.addr());
+            }
+        }
+        self.interfaces
+            .iter()
+            .flat_map(|i| i.addrs.iter())
+            .find(|a| a.scope == Scope::Global && !a.secondary)
+            .map(|a| a.addr.addr())
+    }
+
+    /// The source a locally generated packet to `dst` gets: the route's
+    /// `src`, else `inet_select_addr` on its device.
+    pub fn local_src(&self, dst: Ipv4Addr, mark: u32) -> Option<Ipv4Addr> {
+        let hit = self.lookup(&FlowKey { dst, src: None, mark, iif: None, oif: None })?;
+        if hit.kind == RouteType::Local {
+            return Some(dst);
+        }
+        if let Some(src) = hit.route.and_then(|r| r.src) {
+            return Some(src);
+        }
+        self.select_src(hit.dev?, hit.nexthop(dst))
+    }
+
+    /// The effective rp_filter of `iface` (max of `all` and the interface).
+    pub fn rp_filter(&self, iface: &str) -> i64 {
+        self.sysctl.rp_filter(iface)
+    }
+
+    /// `fib_validate_source` for a packet from `src` to `dst` arriving on
+    /// `iif` with `mark`: `Err(reason)` when the kernel drops it (reverse
+    /// path filtering, or a source that is one of our own addresses).
+    pub fn validate_source(&self, src: Ipv4Addr, dst: Ipv4Addr, iif: &str, mark: u32) -> Result<(), String> {
+        let rpf = self.rp_filter(iif);
+        if rpf == 0 {
+            return Ok(());
+        }
+        let src_valid_mark = self.sysctl.int("net.ipv4.conf.all.src_valid_mark").unwrap_or(0) != 0
+            || self.sysctl.int(&format!("net.ipv4.conf.{iif}.src_valid_mark")).unwrap_or(0) != 0;
+        let key = FlowKey {
+            dst: src,
+            src: Some(dst),
+            mark: if src_valid_mark { mark } else { 0 },
+            iif: Some(iif),
+            oif: None,
+        };
+        let no_addr = self.interface(iif).is_none_or(|i| i.addrs.is_empty());
+        let Some(hit) = self.lookup(&key) else {
+            return Err(format!("reverse path filter (rp_filter {rpf} on `{iif}`): no route back to {src}"));
+        };
+        if hit.kind == RouteType::Local {
+            return Err(format!("martian source {src}: it is an address of this node"));
+        }
+        if hit.kind != RouteType::Unicast {
+            return Err(format!("reverse path filter (rp_filter {rpf} on `{iif}`): the route back to {src} is {:?}", hit.kind));
+        }
+        if hit.dev == Some(iif) {
+            return Ok(());
+        }
+        if rpf == 2 && !no_addr {
+            return Ok(());
+        }
+        Err(format!(
+            "reverse path filter (rp_filter {rpf} on `{iif}`): the route back to {src} leaves by `{}`, not `{iif}`",
+            hit.dev.unwrap_or("?")
+        ))
+    }
+}

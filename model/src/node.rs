@@ -1,0 +1,724 @@
+//! One node's packet path: the IPv4 hooks in the kernel's order with their
+//! tables, conntrack, NAT, the routing decision and reverse path filtering.
+//!
+//! Semantics (DESIGN.md, net/ipv4/ip_input.c, ip_forward.c, ip_output.c):
+//! - received: raw PREROUTING, conntrack, mangle PREROUTING, nat PREROUTING
+//!   (DNAT for a first packet, the binding otherwise), routing with
+//!   `fib_validate_source` (rp_filter), then either INPUT (mangle, filter,
+//!   security, nat) or FORWARD (mangle, filter, security) and POSTROUTING
+//!   (mangle, nat: SNAT/MASQUERADE for a first packet);
+//! - generated here: routing, raw OUTPUT, conntrack, mangle OUTPUT, nat
+//!   OUTPUT, filter OUTPUT, security OUTPUT, routing again when the mark or
+//!   the destination changed, then POSTROUTING;
+//! - MASQUERADE takes `inet_select_addr(out_dev, nexthop)`;
+//! - conntrack confirms at the end of POSTROUTING or INPUT only;
+//! - replies are un-NATed in two halves: destination at PREROUTING,
+//!   source at POSTROUTING.
+//!
+//! Contract: never panics; anything the snapshot cannot tell ends the
+//! packet as [`NodeEnd::Unknown`] with the reason.
+
+use crate::conntrack::{self, Conn};
+use crate::fib::{Fib, FlowKey};
+use crate::netstate::RouteType;
+use crate::packet::{Hook, Packet};
+use crate::print;
+use crate::ruleset::{CtStates, CtStatus, RejectWith, TableName};
+use crate::snapshot::Node;
+use crate::traverse::{self, Chooser, CtView, Env, Hit, IndexedTable, MatchState, NatAction, Verdict};
+use std::net::Ipv4Addr;
+
+/// Options of the node model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// Treat tunnel carrier flows (IPIP, VXLAN outer packets) without an
+    /// entry as ESTABLISHED, as they are on a live cluster (DESIGN.md).
+    pub carrier_established: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions { carrier_established: true }
+    }
+}
+
+/// One rule (or policy) that took effect on a node, with the packet after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStep {
+    /// The hook.
+    pub hook: Hook,
+    /// The table, chain, rule and effect.
+    pub hit: Hit,
+    /// The canonical text of the rule (empty for a policy).
+    pub text: String,
+    /// The packet after the step, when the step changed it (NAT, mark).
+    pub packet_after: Option<String>,
+}
+
+/// How a packet's passage through a node ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEnd {
+    /// Delivered to the node itself (after INPUT).
+    Local(Packet),
+    /// Sent out of `dev` towards `nexthop`.
+    Out {
+        /// The packet as it leaves.
+        packet: Packet,
+        /// The output device.
+        dev: String,
+        /// The next hop (gateway or destination).
+        nexthop: Ipv4Addr,
+    },
+    /// Dropped: where and why.
+    Dropped(String),
+    /// Rejected (an ICMP error or a TCP reset goes back): where and why.
+    Rejected(String),
+    /// Could not be evaluated: why.
+    Unknown(String),
+}
+
+/// What one passage produced.
+#[derive(Debug, Clone)]
+pub struct Passage {
+    /// Steps in order.
+    pub steps: Vec<NodeStep>,
+    /// The end.
+    pub end: NodeEnd,
+    /// The mark as the packet entered nat POSTROUTING (None if it never did).
+    pub mark_at_nat_postrouting: Option<u32>,
+    /// The mark after nat PREROUTING (None if it never got there).
+    pub mark_after_nat_prerouting: Option<u32>,
+    /// The destination translation made here: (before, after).
+    pub dnat: Option<(String, String)>,
+    /// The source translation made here: (before, after, by MASQUERADE).
+    pub snat: Option<(String, String, bool)>,
+    /// The source port was made random (`--random-fully`).
+    pub sport_random: bool,
+    /// The hooks the packet crossed, in order.
+    pub hooks: Vec<Hook>,
+}
+
+/// One node's model: its tables indexed, routing, conntrack and match state.
+pub struct NodeModel<'a> {
+    /// The node's dumps.
+    pub node: &'a Node,
+    /// Routing.
+    pub fib: Fib<'a>,
+    tables: Vec<IndexedTable<'a>>,
+    /// Conntrack.
+    pub ct: conntrack::Table,
+    /// `recent` lists and `nth` counters.
+    pub state: MatchState,
+    /// Options.
+    pub opts: NodeOptions,
+}
+
+struct Ctx<'p> {
+    steps: Vec<NodeStep>,
+    hooks: Vec<Hook>,
+    conn: Option<Conn>,
+    conn_idx: Option<usize>,
+    reply_dir: bool,
+    state: u8,
+    notrack: bool,
+    /// The next hop of the output route, for MASQUERADE.
+    nexthop: Option<Ipv4Addr>,
+    passage: &'p mut PassageInfo,
+}
+
+#[derive(Default)]
+struct PassageInfo {
+    mark_at_nat_postrouting: Option<u32>,
+    mark_after_nat_prerouting: Option<u32>,
+    dnat: Option<(String, String)>,
+    snat: Option<(String, String, bool)>,
+    sport_random: bool,
+}
+
+enum HookEnd {
+    Go,
+    Stop(NodeEnd),
+}
+
+impl<'a> NodeModel<'a> {
+    /// A model of `node` with empty conntrack.
+    pub fn new(node: &'a Node, opts: NodeOptions) -> Self {
+        let fib = Fib::new(&node.routes, &node.ip_rules, &node.interfaces, &node.sysctl);
+        let tables = node.ruleset.tables.iter().map(IndexedTable::new).collect();
+        NodeModel { node, fib, tables, ct: conntrack::Table::default(), state: MatchState::default(), opts }
+    }
+
+
+    fn ct_view(&self, ctx: &Ctx<'_>) -> CtView {
+        let mut v = CtView {
+            state: if ctx.notrack { CtStates::UNTRACKED } else { ctx.state },
+            reply_dir: ctx.reply_dir,
+            ..CtView::default()
+        };
+        if let Some(c) = &ctx.conn {
+            v.snat = c.snat;
+            v.dnat = c.dnat;
+            v.mark = c.mark;
+            v.status = if c.seen_reply { CtStatus::SEEN_REPLY } else { 0 };
+            if ctx.conn_idx.is_some() {
+                v.status |= CtStatus::CONFIRMED;
+            }
+            v.orig = Some((c.orig.src, c.orig.sport, c.orig.dst, c.orig.dport, c.orig.proto));
+            v.reply = Some((c.reply.src, c.reply.sport, c.reply.dst, c.reply.dport, c.reply.proto));
+        }
+        v
+    }
+
+    /// Run one table at one hook.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        name: TableName,
+        hook: Hook,
+        pkt: &mut Packet,
+        ctx: &mut Ctx<'_>,
+        iif: Option<&str>,
+        oif: Option<&str>,
+        local_origin: bool,
+        chooser: &mut dyn Chooser,
+    ) -> Verdict {
+        let Some(idx) = self.tables.iter().position(|t| t.table.name == name) else {
+            return Verdict::Accept;
+        };
+        let mut view = self.ct_view(ctx);
+        let mut hits = Vec::new();
+        let before_mark = pkt.mark;
+        let mut notrack = ctx.notrack;
+        let verdict = {
+            let Some(table) = self.tables.get(idx) else { return Verdict::Accept };
+            let env = Env {
+                fib: &self.fib,
+                ipsets: &self.node.ipsets,
+                hook,
+                in_iface: iif,
+                out_iface: oif,
+                local_origin,
+            };
+            traverse::run_table(table, pkt, &mut view, &mut notrack, &env, &mut self.state, chooser, &mut hits)
+        };
+        ctx.notrack = notrack;
+        if let Some(c) = &mut ctx.conn {
+            c.mark = view.mark;
+        }
+        let table = self.tables.get(idx).map(|t| t.table);
+        let n = hits.len();
+        for (k, hit) in hits.into_iter().enumerate() {
+            let text = match (table, hit.rule) {
+                (Some(t), Some(r)) => t
+                    .chain(&hit.chain)
+                    .and_then(|c| c.rules.get(r - 1))
+                    .map(|rule| print::rule_text(&hit.chain, rule))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            let packet_after = (k + 1 == n && pkt.mark != before_mark).then(|| pkt.to_string());
+            ctx.steps.push(NodeStep { hook, hit, text, packet_after });
+        }
+        verdict
+    }
+
+    fn end_of(&self, v: &Verdict, hook: Hook, name: TableName) -> Option<NodeEnd> {
+        let node = &self.node.name;
+        match v {
+            Verdict::Accept | Verdict::Nat(_) => None,
+            Verdict::Drop { chain, rule } => Some(NodeEnd::Dropped(match rule {
+                Some(r) => format!("dropped on {node} by {} {chain} rule {r} ({hook})", name.as_str()),
+                None => format!("dropped on {node} by the policy of {} {chain}", name.as_str()),
+            })),
+            Verdict::Reject { chain, rule, with } => Some(NodeEnd::Rejected(format!(
+                "rejected on {node} by {} {chain} rule {rule} ({})",
+                name.as_str(),
+                reject_name(*with)
+            ))),
+            Verdict::Unknown(why) => Some(NodeEnd::Unknown(why.clone())),
+        }
+    }
+
+    /// Run the filter-like tables of a hook in priority order.
+    #[allow(clippy::too_many_arguments)]
+    fn run_hook(
+        &mut self,
+        hook: Hook,
+        tables: &[TableName],
+        pkt: &mut Packet,
+        ctx: &mut Ctx<'_>,
+        iif: Option<&str>,
+        oif: Option<&str>,
+        local_origin: bool,
+        chooser: &mut dyn Chooser,
+    ) -> HookEnd {
+        ctx.hooks.push(hook);
+        for &t in tables {
+            if t == TableName::Nat {
+                if let Some(end) = self.nat(hook, pkt, ctx, iif, oif, local_origin, chooser) {
+                    return HookEnd::Stop(end);
+                }
+                continue;
+            }
+            let v = self.run(t, hook, pkt, ctx, iif, oif, local_origin, chooser);
+            if let Some(end) = self.end_of(&v, hook, t) {
+                return HookEnd::Stop(end);
+            }
+        }
+        HookEnd::Go
+    }
+
+    /// The nat table at a hook: rules for a first packet, the binding otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn nat(
+        &mut self,
+        hook: Hook,
+        pkt: &mut Packet,
+        ctx: &mut Ctx<'_>,
+        iif: Option<&str>,
+        oif: Option<&str>,
+        local_origin: bool,
+        chooser: &mut dyn Chooser,
+    ) -> Option<NodeEnd> {
+        let dst_half = matches!(hook, Hook::Prerouting | Hook::Output);
+        if ctx.notrack {
+            return None;
+        }
+        let first = ctx.conn_idx.is_none() && ctx.state == CtStates::NEW;
+        if !first {
+            if let Some(c) = &ctx.conn {
+                let before = pkt.clone();
+                if dst_half {
+                    c.apply_dst(pkt, ctx.reply_dir);
+                } else {
+                    c.apply_src(pkt, ctx.reply_dir);
+                }
+                if *pkt != before {
+                    let what = if dst_half { "destination" } else { "source" };
+                    ctx.steps.push(NodeStep {
+                        hook,
+                        hit: Hit {
+                            table: TableName::Nat,
+                            chain: "(conntrack)".into(),
+                            rule: None,
+                            effect: format!("conntrack rewrites the {what}: {} -> {}", before, pkt),
+                        },
+                        text: String::new(),
+                        packet_after: Some(pkt.to_string()),
+                    });
+                }
+            }
+            if hook == Hook::Postrouting {
+                self.passage_mark(ctx, pkt);
+            }
+            return None;
+        }
+        if hook == Hook::Postrouting {
+            self.passage_mark(ctx, pkt);
+        }
+        let v = self.run(TableName::Nat, hook, pkt, ctx, iif, oif, local_origin, chooser);
+        if hook == Hook::Prerouting || hook == Hook::Output {
+            ctx.passage.mark_after_nat_prerouting.get_or_insert(pkt.mark);
+        }
+        let before = pkt.to_string();
+        match v {
+            Verdict::Nat(NatAction::Dnat(r)) if dst_half => {
+                let addr = r.addrs.map(|a| a.lo).unwrap_or(pkt.dst);
+                let port = r.ports.map(|p| p.lo).unwrap_or(pkt.dport);
+                pkt.dst = addr;
+                if pkt.has_ports() {
+                    pkt.dport = port;
+                }
+                if let Some(c) = &mut ctx.conn {
+                    c.set_dnat(pkt.dst, pkt.dport);
+                }
+                ctx.passage.dnat = Some((before, pkt.to_string()));
+                self.note_after(ctx, pkt);
+                None
+            }
+            Verdict::Nat(NatAction::Redirect(ports)) if dst_half => {
+                let addr = match iif {
+                    Some(dev) => self.fib.interface(dev).and_then(|i| i.addrs.first()).map(|a| a.addr.addr()),
+                    None => Some(Ipv4Addr::LOCALHOST),
+                };
+                let Some(addr) = addr else {
+                    return Some(NodeEnd::Dropped(format!("REDIRECT on {}: the input device has no address", self.node.name)));
+                };
+                pkt.dst = addr;
+                if let Some(p) = ports {
+                    pkt.dport = p.lo;
+                }
+                if let Some(c) = &mut ctx.conn {
+                    c.set_dnat(pkt.dst, pkt.dport);
+                }
+                ctx.passage.dnat = Some((before, pkt.to_string()));
+                self.note_after(ctx, pkt);
+                None
+            }
+            Verdict::Nat(NatAction::Snat { to, random_fully }) if !dst_half => {
+                pkt.src = to.addrs.map(|a| a.lo).unwrap_or(pkt.src);
+                if let Some(p) = to.ports {
+                    if pkt.has_ports() && !p.contains(pkt.sport) {
+                        pkt.sport = p.lo;
+                    }
+                }
+                if let Some(c) = &mut ctx.conn {
+                    c.set_snat(pkt.src, pkt.sport);
+                    c.sport_random |= random_fully;
+                }
+                ctx.passage.sport_random |= random_fully;
+                ctx.passage.snat = Some((before, pkt.to_string(), false));
+                self.note_after(ctx, pkt);
+                None
+            }
+            Verdict::Nat(NatAction::Masquerade { ports, random }) if hook == Hook::Postrouting => {
+                let Some(dev) = oif else {
+                    return Some(NodeEnd::Unknown("MASQUERADE without an output device".into()));
+                };
+                let nexthop = ctx.nexthop.unwrap_or(pkt.dst);
+                let Some(src) = self.fib.select_src(dev, nexthop) else {
+                    return Some(NodeEnd::Dropped(format!(
+                        "MASQUERADE on {}: no address to take for `{dev}`",
+                        self.node.name
+                    )));
+                };
+                pkt.src = src;
+                if let Some(p) = ports {
+                    if pkt.has_ports() && !p.contains(pkt.sport) {
+                        pkt.sport = p.lo;
+                    }
+                }
+                if let Some(c) = &mut ctx.conn {
+                    c.set_snat(pkt.src, pkt.sport);
+                    c.sport_random |= random;
+                }
+                ctx.passage.sport_random |= random;
+                ctx.passage.snat = Some((before, pkt.to_string(), true));
+                self.note_after(ctx, pkt);
+                None
+            }
+            Verdict::Nat(a) => Some(NodeEnd::Unknown(format!("{a:?} at {hook} is not a valid NAT for that hook"))),
+            other => self.end_of(&other, hook, TableName::Nat),
+        }
+    }
+
+    fn passage_mark(&self, ctx: &mut Ctx<'_>, pkt: &Packet) {
+        ctx.passage.mark_at_nat_postrouting.get_or_insert(pkt.mark);
+    }
+
+    fn note_after(&self, ctx: &mut Ctx<'_>, pkt: &Packet) {
+        if let Some(last) = ctx.steps.last_mut() {
+            last.packet_after = Some(pkt.to_string());
+        }
+    }
+
+    /// Conntrack's view of an arriving packet: find its connection or start one.
+    fn track(&self, pkt: &Packet, ctx: &mut Ctx<'_>, carrier: bool) {
+        if ctx.notrack {
+            ctx.state = CtStates::UNTRACKED;
+            return;
+        }
+        match self.ct.find(pkt) {
+            Some((i, reply)) => {
+                ctx.conn = self.ct.conns.get(i).cloned();
+                ctx.conn_idx = Some(i);
+                ctx.reply_dir = reply;
+                ctx.state = CtStates::ESTABLISHED;
+                if let (false, Some(c)) = (reply, &ctx.conn) {
+                    if !c.seen_reply {
+                        // A second original packet before any reply is still NEW
+                        // for ctstate, but nat does not run again.
+                        ctx.state = CtStates::NEW;
+                    }
+                }
+            }
+            None => {
+                ctx.conn = Some(Conn::new(pkt));
+                ctx.conn_idx = None;
+                ctx.reply_dir = false;
+                ctx.state = if carrier && self.opts.carrier_established {
+                    CtStates::ESTABLISHED
+                } else {
+                    CtStates::NEW
+                };
+                if ctx.state == CtStates::ESTABLISHED {
+                    // A live carrier flow: pretend it was confirmed long ago.
+                    if let Some(c) = &mut ctx.conn {
+                        c.seen_reply = true;
+                    }
+                    ctx.conn_idx = Some(usize::MAX);
+                }
+            }
+        }
+    }
+
+    /// Conntrack confirmation at the end of POSTROUTING or INPUT.
+    fn confirm(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(mut c) = ctx.conn.take() else { return };
+        if ctx.notrack {
+            return;
+        }
+        if ctx.reply_dir {
+            c.seen_reply = true;
+        }
+        match ctx.conn_idx {
+            Some(i) if i < self.ct.conns.len() => {
+                if let Some(slot) = self.ct.conns.get_mut(i) {
+                    *slot = c;
+                }
+            }
+            Some(_) => self.ct.conns.push(c),
+            None => self.ct.conns.push(c),
+        }
+    }
+
+    /// A packet arriving on `iif`.
+    pub fn receive(&mut self, mut pkt: Packet, iif: &str, carrier: bool, chooser: &mut dyn Chooser) -> Passage {
+        let mut info = PassageInfo::default();
+        let end = {
+            let mut ctx = Ctx {
+                steps: Vec::new(),
+                hooks: Vec::new(),
+                conn: None,
+                conn_idx: None,
+                reply_dir: false,
+                state: CtStates::INVALID,
+                notrack: false,
+                nexthop: None,
+                passage: &mut info,
+            };
+            let end = self.receive_inner(&mut pkt, iif, carrier, &mut ctx, chooser);
+            let steps = std::mem::take(&mut ctx.steps);
+            let hooks = std::mem::take(&mut ctx.hooks);
+            (end, steps, hooks)
+        };
+        let (end, steps, hooks) = end;
+        Passage {
+            steps,
+            end,
+            mark_at_nat_postrouting: info.mark_at_nat_postrouting,
+            mark_after_nat_prerouting: info.mark_after_nat_prerouting,
+            dnat: info.dnat,
+            snat: info.snat,
+            sport_random: info.sport_random,
+            hooks,
+        }
+    }
+
+    fn receive_inner(&mut self, pkt: &mut Packet, iif: &str, carrier: bool, ctx: &mut Ctx<'_>, ch: &mut dyn Chooser) -> NodeEnd {
+        pkt.mark = 0;
+        // raw PREROUTING runs before conntrack.
+        ctx.hooks.push(Hook::Prerouting);
+        let v = self.run(TableName::Raw, Hook::Prerouting, pkt, ctx, Some(iif), None, false, ch);
+        if let Some(end) = self.end_of(&v, Hook::Prerouting, TableName::Raw) {
+            return end;
+        }
+        self.track(pkt, ctx, carrier);
+        ctx.hooks.pop();
+        if let HookEnd::Stop(end) =
+            self.run_hook(Hook::Prerouting, &[TableName::Mangle, TableName::Nat], pkt, ctx, Some(iif), None, false, ch)
+        {
+            return end;
+        }
+        // Routing decision.
+        if self.fib.is_local(pkt.dst) {
+            if let Err(why) = self.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
+                return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
+            }
+            return self.input(pkt, ctx, iif, ch);
+        }
+        let key = FlowKey { dst: pkt.dst, src: Some(pkt.src), mark: pkt.mark, iif: Some(iif), oif: None };
+        let Some(hit) = self.fib.lookup(&key) else {
+            return NodeEnd::Rejected(format!("no route to {} on {} (ICMP net unreachable)", pkt.dst, self.node.name));
+        };
+        match hit.kind {
+            RouteType::Unicast => {}
+            RouteType::Local => return self.input(pkt, ctx, iif, ch),
+            RouteType::Blackhole => {
+                return NodeEnd::Dropped(format!("dropped on {} by the blackhole route {}", self.node.name, route_str(&hit)))
+            }
+            RouteType::Unreachable | RouteType::Prohibit => {
+                return NodeEnd::Rejected(format!("rejected on {} by the {:?} route {}", self.node.name, hit.kind, route_str(&hit)))
+            }
+            other => return NodeEnd::Unknown(format!("route type {other:?} on {} is not modelled", self.node.name)),
+        }
+        if let Err(why) = self.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
+            return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
+        }
+        if !self.fib.sysctl().ip_forward() {
+            return NodeEnd::Dropped(format!("dropped on {}: net.ipv4.ip_forward is 0", self.node.name));
+        }
+        let Some(dev) = hit.dev.map(str::to_string) else {
+            return NodeEnd::Unknown(format!("route {} on {} has no device", route_str(&hit), self.node.name));
+        };
+        let nexthop = hit.nexthop(pkt.dst);
+        if let HookEnd::Stop(end) = self.run_hook(
+            Hook::Forward,
+            &[TableName::Mangle, TableName::Filter, TableName::Security],
+            pkt,
+            ctx,
+            Some(iif),
+            Some(&dev),
+            false,
+            ch,
+        ) {
+            return end;
+        }
+        self.postrouting(pkt, ctx, &dev, nexthop, false, ch)
+    }
+
+    fn postrouting(&mut self, pkt: &mut Packet, ctx: &mut Ctx<'_>, dev: &str, nexthop: Ipv4Addr, local: bool, ch: &mut dyn Chooser) -> NodeEnd {
+        ctx.nexthop = Some(nexthop);
+        if let HookEnd::Stop(end) =
+            self.run_hook(Hook::Postrouting, &[TableName::Mangle, TableName::Nat], pkt, ctx, None, Some(dev), local, ch)
+        {
+            return end;
+        }
+        self.confirm(ctx);
+        NodeEnd::Out { packet: pkt.clone(), dev: dev.to_string(), nexthop }
+    }
+
+    fn input(&mut self, pkt: &mut Packet, ctx: &mut Ctx<'_>, iif: &str, ch: &mut dyn Chooser) -> NodeEnd {
+        if let HookEnd::Stop(end) = self.run_hook(
+            Hook::Input,
+            &[TableName::Mangle, TableName::Filter, TableName::Security, TableName::Nat],
+            pkt,
+            ctx,
+            Some(iif),
+            None,
+            false,
+            ch,
+        ) {
+            return end;
+        }
+        self.confirm(ctx);
+        NodeEnd::Local(pkt.clone())
+    }
+
+    /// A packet generated on this node (its source may be unspecified:
+    /// routing picks it).
+    pub fn send(&mut self, mut pkt: Packet, carrier: bool, chooser: &mut dyn Chooser) -> Passage {
+        let mut info = PassageInfo::default();
+        let (end, steps, hooks) = {
+            let mut ctx = Ctx {
+                steps: Vec::new(),
+                hooks: Vec::new(),
+                conn: None,
+                conn_idx: None,
+                reply_dir: false,
+                state: CtStates::INVALID,
+                notrack: false,
+                nexthop: None,
+                passage: &mut info,
+            };
+            let end = self.send_inner(&mut pkt, carrier, &mut ctx, chooser);
+            (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
+        };
+        Passage {
+            steps,
+            end,
+            mark_at_nat_postrouting: info.mark_at_nat_postrouting,
+            mark_after_nat_prerouting: info.mark_after_nat_prerouting,
+            dnat: info.dnat,
+            snat: info.snat,
+            sport_random: info.sport_random,
+            hooks,
+        }
+    }
+
+    fn route_out(&self, pkt: &Packet) -> Result<(RouteType, Option<String>, Ipv4Addr), NodeEnd> {
+        let key = FlowKey { dst: pkt.dst, src: None, mark: pkt.mark, iif: None, oif: None };
+        let Some(hit) = self.fib.lookup(&key) else {
+            return Err(NodeEnd::Rejected(format!("no route to {} on {}", pkt.dst, self.node.name)));
+        };
+        match hit.kind {
+            RouteType::Unicast | RouteType::Local => {}
+            RouteType::Blackhole => {
+                return Err(NodeEnd::Dropped(format!("dropped on {} by the blackhole route {}", self.node.name, route_str(&hit))))
+            }
+            other => return Err(NodeEnd::Rejected(format!("rejected on {} by the {other:?} route {}", self.node.name, route_str(&hit)))),
+        }
+        Ok((hit.kind, hit.dev.map(str::to_string), hit.nexthop(pkt.dst)))
+    }
+
+    fn send_inner(&mut self, pkt: &mut Packet, carrier: bool, ctx: &mut Ctx<'_>, ch: &mut dyn Chooser) -> NodeEnd {
+        let (mut kind, mut dev, mut nexthop) = match self.route_out(pkt) {
+            Ok(r) => r,
+            Err(end) => return end,
+        };
+        if pkt.src.is_unspecified() {
+            match self.fib.local_src(pkt.dst, pkt.mark) {
+                Some(s) => pkt.src = s,
+                None => return NodeEnd::Dropped(format!("{} has no source address for {}", self.node.name, pkt.dst)),
+            }
+        }
+        ctx.hooks.push(Hook::Output);
+        let v = self.run(TableName::Raw, Hook::Output, pkt, ctx, None, dev.as_deref(), true, ch);
+        if let Some(end) = self.end_of(&v, Hook::Output, TableName::Raw) {
+            return end;
+        }
+        self.track(pkt, ctx, carrier);
+        ctx.hooks.pop();
+        let (mark0, dst0) = (pkt.mark, pkt.dst);
+        if let HookEnd::Stop(end) = self.run_hook(
+            Hook::Output,
+            &[TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security],
+            pkt,
+            ctx,
+            None,
+            dev.as_deref(),
+            true,
+            ch,
+        ) {
+            return end;
+        }
+        if pkt.mark != mark0 || pkt.dst != dst0 {
+            // ip_route_me_harder: the route is looked up again.
+            match self.route_out(pkt) {
+                Ok((k, d, n)) => {
+                    kind = k;
+                    dev = d;
+                    nexthop = n;
+                }
+                Err(end) => return end,
+            }
+        }
+        if kind == RouteType::Local {
+            // Looped back: PREROUTING raw/mangle (nat does not run again), then INPUT.
+            let dev = "lo";
+            ctx.hooks.push(Hook::Prerouting);
+            for t in [TableName::Raw, TableName::Mangle] {
+                let v = self.run(t, Hook::Prerouting, pkt, ctx, Some(dev), None, false, ch);
+                if let Some(end) = self.end_of(&v, Hook::Prerouting, t) {
+                    return end;
+                }
+            }
+            return self.input(pkt, ctx, dev, ch);
+        }
+        let Some(dev) = dev else {
+            return NodeEnd::Unknown(format!("the route to {} on {} has no device", pkt.dst, self.node.name));
+        };
+        self.postrouting(pkt, ctx, &dev, nexthop, true, ch)
+    }
+}
+
+fn route_str(hit: &crate::fib::RouteHit<'_>) -> String {
+    match hit.route {
+        Some(r) => format!("{} ({}:{})", r.dst, r.loc.file, r.loc.line),
+        None => "(from an ip rule)".into(),
+    }
+}
+
+/// The ICMP or TCP answer a REJECT sends, as iptables names it.
+pub fn reject_name(w: RejectWith) -> &'static str {
+    match w {
+        RejectWith::NetUnreachable => "icmp-net-unreachable",
+        RejectWith::HostUnreachable => "icmp-host-unreachable",
+        RejectWith::PortUnreachable => "icmp-port-unreachable",
+        RejectWith::ProtoUnreachable => "icmp-proto-unreachable",
+        RejectWith::NetProhibited => "icmp-net-prohibited",
+        RejectWith::HostProhibited => "icmp-host-prohibited",
+        RejectWith::AdminProhibited => "icmp-admin-prohibited",
+        RejectWith::TcpReset => "tcp-reset",
+    }
+}

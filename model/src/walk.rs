@@ -1,0 +1,727 @@
+//! The cluster walk: a probe from a host, pod or node, across the LAN and
+//! the tunnels to whoever answers, and the answer back through the
+//! conntrack state the forward walk left, on every node it crosses.
+//!
+//! Semantics: nodes, pods and hosts are connected as cluster.toml and the
+//! dumps say: a packet leaving a node's LAN interface reaches whoever owns
+//! the next hop's address on the segment; a packet leaving a pod's veth
+//! reaches that pod; IPIP (an `ipip` device such as tunl0) and VXLAN
+//! (`vxlan.calico`, `flannel.N`) wrap the packet in an outer one that the
+//! node itself sends (OUTPUT, POSTROUTING), the receiver takes it in
+//! (PREROUTING, INPUT), unwraps it and the inner packet enters again from its
+//! tunnel device with mark 0. Random rules (`statistic`) are explored
+//! branch by branch with exact probabilities, or drawn with a seed.
+//!
+//! Contract: never panics; a walk that leaves what the snapshot describes
+//! ends `unknown` with the reason, and a walk longer than the hop limit ends
+//! `loop`.
+
+use crate::loc::Loc;
+use crate::node::{NodeEnd, NodeModel, NodeOptions, Passage};
+use crate::packet::Packet;
+use crate::ruleset::Proto;
+use crate::snapshot::{Node, Snapshot};
+use crate::trace::{Branch, Delivered, Outcome, PacketKind, Probe, Prob, Reply, Seen, Step, Trace, SCHEMA};
+use crate::traverse::Chooser;
+use num_bigint::BigUint;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// Options of a trace.
+#[derive(Debug, Clone)]
+pub struct TraceOptions {
+    /// Follow one random draw per `statistic` rule with this seed instead of
+    /// every branch.
+    pub seed: Option<u64>,
+    /// Node model options.
+    pub node: NodeOptions,
+    /// Node passages allowed before a walk is a loop.
+    pub max_hops: usize,
+    /// Branches explored at most.
+    pub max_branches: usize,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions { seed: None, node: NodeOptions::default(), max_hops: 32, max_branches: 512 }
+    }
+}
+
+/// Why a probe cannot be traced: bad input, exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceError(pub String);
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+/// A sender or receiver in the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    Host(usize),
+    Pod(usize),
+    Node(usize),
+}
+
+/// Parse `IP:PORT` into a probe's destination.
+pub fn parse_target(to: &str) -> Result<(Ipv4Addr, u16), TraceError> {
+    let (ip, port) = to
+        .rsplit_once(':')
+        .ok_or_else(|| TraceError(format!("expected `IP:PORT` after `--to`, found `{to}`")))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| TraceError(format!("expected an IPv4 address in `--to`, found `{ip}`")))?;
+    let port: u32 = port
+        .parse()
+        .map_err(|_| TraceError(format!("expected a port (1-65535) in `--to`, found `{port}`")))?;
+    if !(1..=65535).contains(&port) {
+        return Err(TraceError(format!("port {port} is outside 1-65535")));
+    }
+    Ok((ip, port as u16))
+}
+
+/// Build a probe, checking the sender exists and somebody owns the destination.
+pub fn probe(snap: &Snapshot, from: &str, to: &str, proto: Proto, sport: u16) -> Result<Probe, TraceError> {
+    let (dst, dport) = parse_target(to)?;
+    if sport == 0 {
+        return Err(TraceError("source port 0 is outside 1-65535".into()));
+    }
+    find_end(snap, from)?;
+    let owned = owner_of(snap, dst).is_some()
+        || snap.nodes.iter().any(|n| {
+            let intent = crate::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
+            intent.services.iter().any(|s| {
+                s.cluster_ip.is_some_and(|(a, _)| a == dst) || s.external_ips.iter().any(|(a, _)| *a == dst)
+            })
+        });
+    if !owned {
+        return Err(TraceError(format!(
+            "nobody owns {dst}: it is no node's, pod's or host's address and no service IP; addresses that exist: {}",
+            known_addresses(snap).join(", ")
+        )));
+    }
+    Ok(Probe { from: from.to_string(), to: to.to_string(), dst, dport, proto, sport })
+}
+
+fn known_addresses(snap: &Snapshot) -> Vec<String> {
+    let mut v = Vec::new();
+    for n in &snap.nodes {
+        for i in &n.interfaces {
+            for a in &i.addrs {
+                if !a.addr.addr().is_loopback() {
+                    v.push(format!("{} ({} {})", a.addr.addr(), n.name, i.name));
+                }
+            }
+        }
+    }
+    for p in &snap.cluster.pods {
+        v.push(format!("{} (pod {})", p.address, p.name));
+    }
+    for h in &snap.cluster.hosts {
+        v.push(format!("{} (host {})", h.address.addr(), h.name));
+    }
+    v
+}
+
+fn find_end(snap: &Snapshot, name: &str) -> Result<End, TraceError> {
+    if let Some(i) = snap.cluster.hosts.iter().position(|h| h.name == name) {
+        return Ok(End::Host(i));
+    }
+    if let Some(i) = snap.cluster.pods.iter().position(|p| p.name == name) {
+        return Ok(End::Pod(i));
+    }
+    if let Some(i) = snap.nodes.iter().position(|n| n.name == name) {
+        return Ok(End::Node(i));
+    }
+    let mut names: Vec<String> = snap.cluster.hosts.iter().map(|h| format!("host `{}`", h.name)).collect();
+    names.extend(snap.cluster.pods.iter().map(|p| format!("pod `{}`", p.name)));
+    names.extend(snap.nodes.iter().map(|n| format!("node `{}`", n.name)));
+    Err(TraceError(format!("unknown `--from` `{name}`; the snapshot has {}", names.join(", "))))
+}
+
+fn owner_of(snap: &Snapshot, addr: Ipv4Addr) -> Option<End> {
+    if let Some(i) = snap.cluster.pods.iter().position(|p| p.address == addr) {
+        return Some(End::Pod(i));
+    }
+    if let Some(i) = snap.cluster.hosts.iter().position(|h| h.address.addr() == addr) {
+        return Some(End::Host(i));
+    }
+    snap.nodes
+        .iter()
+        .position(|n| n.interfaces.iter().any(|i| i.addrs.iter().any(|a| a.addr.addr() == addr)))
+        .map(End::Node)
+}
+
+/// Check that the nodes agree: every tunnel route leads to another node.
+pub fn validate(snap: &Snapshot) -> Result<(), TraceError> {
+    let mut problems = Vec::new();
+    for n in &snap.nodes {
+        for r in &n.routes {
+            for nh in &r.nexthops {
+                let (Some(via), Some(dev)) = (nh.via, nh.dev.as_deref()) else { continue };
+                let Some(kind) = tunnel_kind(n, dev) else { continue };
+                let peer = match kind {
+                    Tunnel::Ipip => lan_owner(snap, via),
+                    Tunnel::Vxlan => vtep_owner(snap, dev, via),
+                };
+                if peer.is_none() {
+                    let nodes: Vec<String> = snap
+                        .nodes
+                        .iter()
+                        .map(|m| {
+                            let addrs: Vec<String> = m
+                                .interfaces
+                                .iter()
+                                .filter(|i| i.name == m.lan || i.name == dev)
+                                .flat_map(|i| i.addrs.iter().map(move |a| format!("{} {}", i.name, a.addr.addr())))
+                                .collect();
+                            format!("{} ({})", m.name, addrs.join(", "))
+                        })
+                        .collect();
+                    problems.push(format!(
+                        "{}:{}: route {} via {via} dev {dev} on {}: no node has {via}; nodes: {}",
+                        r.loc.file,
+                        r.loc.line,
+                        r.dst,
+                        n.name,
+                        nodes.join("; ")
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(TraceError(problems.join("\n")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tunnel {
+    Ipip,
+    Vxlan,
+}
+
+fn tunnel_kind(node: &Node, dev: &str) -> Option<Tunnel> {
+    let i = node.interfaces.iter().find(|i| i.name == dev);
+    let kind = i.and_then(|i| i.kind.as_deref());
+    let link = i.and_then(|i| i.link_type.as_deref());
+    if kind == Some("ipip") || link == Some("ipip") || dev == "tunl0" {
+        Some(Tunnel::Ipip)
+    } else if kind == Some("vxlan") || dev.starts_with("vxlan") || dev.starts_with("flannel.") {
+        Some(Tunnel::Vxlan)
+    } else {
+        None
+    }
+}
+
+/// The node whose LAN interface has `addr`.
+fn lan_owner(snap: &Snapshot, addr: Ipv4Addr) -> Option<usize> {
+    snap.nodes.iter().position(|n| {
+        n.interfaces
+            .iter()
+            .any(|i| i.name == n.lan && i.addrs.iter().any(|a| a.addr.addr() == addr))
+    })
+}
+
+/// The node whose VXLAN device `dev` has `addr`: the VTEP behind that gateway.
+fn vtep_owner(snap: &Snapshot, dev: &str, addr: Ipv4Addr) -> Option<usize> {
+    snap.nodes.iter().position(|n| {
+        n.interfaces
+            .iter()
+            .any(|i| i.name == dev && i.addrs.iter().any(|a| a.addr.addr() == addr))
+    })
+}
+
+fn lan_addr(node: &Node) -> Option<Ipv4Addr> {
+    node.interfaces
+        .iter()
+        .find(|i| i.name == node.lan)
+        .and_then(|i| i.addrs.first())
+        .map(|a| a.addr.addr())
+}
+
+/// Draws for `statistic` rules: replays a prefix of decisions, then takes
+/// the matching side (or draws with a seed), recording what it chose.
+struct Draws {
+    prefix: Vec<bool>,
+    made: Vec<(bool, u32)>,
+    rng: Option<u64>,
+}
+
+const TWO31: u64 = 1 << 31;
+
+impl Chooser for Draws {
+    fn choose(&mut self, p31: u32, _loc: &Loc) -> bool {
+        let k = self.made.len();
+        let d = match self.prefix.get(k) {
+            Some(&d) => d,
+            None => match &mut self.rng {
+                Some(state) => {
+                    // xorshift64*
+                    *state ^= *state >> 12;
+                    *state ^= *state << 25;
+                    *state ^= *state >> 27;
+                    let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33;
+                    (r & 0x7fff_ffff) < u64::from(p31)
+                }
+                None => u64::from(p31) > 0,
+            },
+        };
+        self.made.push((d, p31));
+        d
+    }
+}
+
+impl Draws {
+    fn probability(&self) -> Prob {
+        let mut num = BigUint::from(1u32);
+        let mut den = BigUint::from(1u32);
+        for &(d, p31) in &self.made {
+            let p = u64::from(p31).min(TWO31);
+            num *= BigUint::from(if d { p } else { TWO31 - p });
+            den *= BigUint::from(TWO31);
+        }
+        Prob::new(num, den)
+    }
+}
+
+/// Where a packet is in the cluster.
+enum At {
+    /// Arriving at node `n` on interface `iface`.
+    Arrive { n: usize, iface: String, pkt: Packet, carrier: bool },
+    /// Generated on node `n`.
+    Send { n: usize, pkt: Packet, carrier: bool },
+    /// Reached a host, pod or node as its final receiver.
+    Reached { end: End, pkt: Packet },
+}
+
+struct Run<'s> {
+    snap: &'s Snapshot,
+    models: Vec<NodeModel<'s>>,
+    steps: Vec<Step>,
+    sport_random: bool,
+    hops: usize,
+    max_hops: usize,
+}
+
+enum Fate {
+    Reached(End, Packet),
+    Ended(Outcome, String),
+}
+
+impl<'s> Run<'s> {
+    fn record(&mut self, n: usize, passage: &Passage, kind: PacketKind) {
+        let node = self.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
+        self.sport_random |= passage.sport_random;
+        for s in &passage.steps {
+            self.steps.push(Step {
+                node: node.clone(),
+                packet: kind,
+                hook: s.hook,
+                table: s.hit.table,
+                chain: s.hit.chain.clone(),
+                rule: s.hit.rule,
+                text: s.text.clone(),
+                effect: s.hit.effect.clone(),
+                packet_after: s.packet_after.clone(),
+            });
+        }
+    }
+
+    /// Move a packet until it reaches a final receiver or ends.
+    fn go(&mut self, mut at: At, reply: bool, ch: &mut dyn Chooser) -> Fate {
+        loop {
+            self.hops += 1;
+            if self.hops > self.max_hops {
+                return Fate::Ended(Outcome::Loop, format!("more than {} node passages", self.max_hops));
+            }
+            let (n, passage, carrier) = match at {
+                At::Reached { end, pkt } => return Fate::Reached(end, pkt),
+                At::Arrive { n, iface, pkt, carrier } => {
+                    let Some(m) = self.models.get_mut(n) else {
+                        return Fate::Ended(Outcome::Unknown, "internal: node index".into());
+                    };
+                    (n, m.receive(pkt, &iface, carrier, ch), carrier)
+                }
+                At::Send { n, pkt, carrier } => {
+                    let Some(m) = self.models.get_mut(n) else {
+                        return Fate::Ended(Outcome::Unknown, "internal: node index".into());
+                    };
+                    (n, m.send(pkt, carrier, ch), carrier)
+                }
+            };
+            let kind = match (reply, carrier) {
+                (false, false) => PacketKind::Forward,
+                (false, true) => PacketKind::ForwardOuter,
+                (true, false) => PacketKind::Reply,
+                (true, true) => PacketKind::ReplyOuter,
+            };
+            self.record(n, &passage, kind);
+            let Some(node) = self.snap.nodes.get(n) else {
+                return Fate::Ended(Outcome::Unknown, "internal: node index".into());
+            };
+            at = match passage.end {
+                NodeEnd::Dropped(why) => return Fate::Ended(Outcome::Dropped, why),
+                NodeEnd::Rejected(why) => return Fate::Ended(Outcome::Rejected, why),
+                NodeEnd::Unknown(why) => return Fate::Ended(Outcome::Unknown, why),
+                NodeEnd::Local(pkt) => match decap(node, &pkt) {
+                    Some((dev, inner)) => At::Arrive { n, iface: dev, pkt: inner, carrier: false },
+                    None => At::Reached { end: End::Node(n), pkt },
+                },
+                NodeEnd::Out { packet, dev, nexthop } => match self.next(n, node, packet, &dev, nexthop) {
+                    Ok(a) => a,
+                    Err(f) => return f,
+                },
+            };
+        }
+    }
+
+    /// Where a packet leaving node `n` by `dev` towards `nexthop` goes.
+    fn next(&self, n: usize, node: &Node, pkt: Packet, dev: &str, nexthop: Ipv4Addr) -> Result<At, Fate> {
+        let snap = self.snap;
+        match tunnel_kind(node, dev) {
+            Some(Tunnel::Ipip) => {
+                let outer = Packet {
+                    src: Ipv4Addr::UNSPECIFIED,
+                    dst: nexthop,
+                    proto: Proto::IPIP,
+                    sport: 0,
+                    dport: 0,
+                    tcp_flags: 0,
+                    icmp: (0, 0),
+                    len: pkt.len.saturating_add(20),
+                    ttl: 64,
+                    mark: 0,
+                    inner: Some(Box::new(pkt)),
+                };
+                return Ok(At::Send { n, pkt: outer, carrier: true });
+            }
+            Some(Tunnel::Vxlan) => {
+                let Some(peer) = vtep_owner(snap, dev, nexthop).and_then(|p| snap.nodes.get(p)).and_then(lan_addr) else {
+                    return Err(Fate::Ended(
+                        Outcome::Unknown,
+                        format!("{}: no node has VXLAN gateway {nexthop} on `{dev}`", node.name),
+                    ));
+                };
+                let outer = Packet {
+                    src: Ipv4Addr::UNSPECIFIED,
+                    dst: peer,
+                    proto: Proto::UDP,
+                    // The kernel hashes the inner flow into the local port range.
+                    sport: 49152,
+                    dport: 4789,
+                    tcp_flags: 0,
+                    icmp: (0, 0),
+                    len: pkt.len.saturating_add(50),
+                    ttl: 64,
+                    mark: 0,
+                    inner: Some(Box::new(pkt)),
+                };
+                return Ok(At::Send { n, pkt: outer, carrier: true });
+            }
+            None => {}
+        }
+        // A pod's veth on this node.
+        if let Some(pi) = snap.cluster.pods.iter().position(|p| p.node == node.name && p.iface == dev) {
+            let Some(pod) = snap.cluster.pods.get(pi) else {
+                return Err(Fate::Ended(Outcome::Unknown, "internal: pod index".into()));
+            };
+            if pod.address != pkt.dst {
+                return Err(Fate::Ended(
+                    Outcome::Dropped,
+                    format!("pod {} behind `{dev}` is not {}", pod.name, pkt.dst),
+                ));
+            }
+            return Ok(At::Reached { end: End::Pod(pi), pkt });
+        }
+        if dev == node.lan {
+            if let Some(m) = lan_owner(snap, nexthop) {
+                let Some(peer) = snap.nodes.get(m) else {
+                    return Err(Fate::Ended(Outcome::Unknown, "internal: node index".into()));
+                };
+                let carrier = pkt_is_carrier(&pkt);
+                return Ok(At::Arrive { n: m, iface: peer.lan.clone(), pkt, carrier });
+            }
+            if let Some(h) = snap.cluster.hosts.iter().position(|h| h.address.addr() == nexthop) {
+                if pkt.dst != nexthop {
+                    return Err(Fate::Ended(
+                        Outcome::Unknown,
+                        format!("host at {nexthop} would have to route {}; hosts do not forward", pkt.dst),
+                    ));
+                }
+                return Ok(At::Reached { end: End::Host(h), pkt });
+            }
+            return Err(Fate::Ended(
+                Outcome::Unknown,
+                format!("{} sends it out of `{dev}` to {nexthop}, which the snapshot does not describe", node.name),
+            ));
+        }
+        Err(Fate::Ended(
+            Outcome::Unknown,
+            format!("{} sends it out of `{dev}` to {nexthop}, which the snapshot does not describe", node.name),
+        ))
+    }
+
+    /// A packet a host, pod or node sends.
+    fn start(&self, from: &End, pkt: Packet) -> Result<At, Fate> {
+        let snap = self.snap;
+        match *from {
+            End::Node(n) => Ok(At::Send { n, pkt, carrier: false }),
+            End::Pod(p) => {
+                let Some(pod) = snap.cluster.pods.get(p) else {
+                    return Err(Fate::Ended(Outcome::Unknown, "internal: pod index".into()));
+                };
+                let Some(n) = snap.nodes.iter().position(|x| x.name == pod.node) else {
+                    return Err(Fate::Ended(Outcome::Unknown, format!("pod {} is on an unknown node", pod.name)));
+                };
+                Ok(At::Arrive { n, iface: pod.iface.clone(), pkt, carrier: false })
+            }
+            End::Host(h) => {
+                let Some(host) = snap.cluster.hosts.get(h) else {
+                    return Err(Fate::Ended(Outcome::Unknown, "internal: host index".into()));
+                };
+                let nexthop = if host.address.contains(&pkt.dst) {
+                    pkt.dst
+                } else {
+                    match host.gateway {
+                        Some(g) => g,
+                        None => {
+                            return Err(Fate::Ended(
+                                Outcome::Unknown,
+                                format!("host {} has no gateway for {}", host.name, pkt.dst),
+                            ))
+                        }
+                    }
+                };
+                if let Some(m) = lan_owner(snap, nexthop) {
+                    let lan = snap.nodes.get(m).map(|x| x.lan.clone()).unwrap_or_default();
+                    return Ok(At::Arrive { n: m, iface: lan, pkt, carrier: false });
+                }
+                if let Some(h2) = snap.cluster.hosts.iter().position(|x| x.address.addr() == pkt.dst) {
+                    return Ok(At::Reached { end: End::Host(h2), pkt });
+                }
+                Err(Fate::Ended(
+                    Outcome::Unknown,
+                    format!("host {} sends it to {nexthop}, which the snapshot does not describe", host.name),
+                ))
+            }
+        }
+    }
+
+    fn describe(&self, end: &End, addr: Ipv4Addr) -> Delivered {
+        let snap = self.snap;
+        match *end {
+            End::Pod(p) => {
+                let pod = snap.cluster.pods.get(p);
+                Delivered {
+                    kind: "pod".into(),
+                    name: pod.map(|p| p.name.clone()).unwrap_or_default(),
+                    node: pod.map(|p| p.node.clone()),
+                    address: addr,
+                }
+            }
+            End::Host(h) => Delivered {
+                kind: "host".into(),
+                name: snap.cluster.hosts.get(h).map(|h| h.name.clone()).unwrap_or_default(),
+                node: None,
+                address: addr,
+            },
+            End::Node(n) => {
+                let name = snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
+                Delivered { kind: "node".into(), name: name.clone(), node: Some(name), address: addr }
+            }
+        }
+    }
+
+    /// Whether the receiver answers on this port.
+    fn listens(&self, end: &End, pkt: &Packet) -> bool {
+        match *end {
+            End::Pod(p) => self.snap.cluster.pods.get(p).is_some_and(|pod| {
+                pod.listen.is_empty()
+                    || pod
+                        .listen
+                        .iter()
+                        .any(|l| *l == format!("{}/{}", crate::packet::proto_name(pkt.proto), pkt.dport))
+            }),
+            // Hosts and nodes: the snapshot does not say; assume they answer.
+            _ => true,
+        }
+    }
+}
+
+fn pkt_is_carrier(p: &Packet) -> bool {
+    p.inner.is_some()
+}
+
+/// The inner packet of a carrier delivered locally, and the device it enters by.
+fn decap(node: &Node, pkt: &Packet) -> Option<(String, Packet)> {
+    let inner = pkt.inner.as_deref()?;
+    let want = if pkt.proto == Proto::IPIP {
+        Tunnel::Ipip
+    } else if pkt.proto == Proto::UDP && pkt.dport == 4789 {
+        Tunnel::Vxlan
+    } else {
+        return None;
+    };
+    let dev = node.interfaces.iter().find(|i| tunnel_kind(node, &i.name) == Some(want))?;
+    let mut inner = inner.clone();
+    inner.mark = 0;
+    Some((dev.name.clone(), inner))
+}
+
+fn run_branch(snap: &Snapshot, probe: &Probe, from: &End, draws: &mut Draws, opts: &TraceOptions) -> Branch {
+    let mut run = Run {
+        snap,
+        models: snap.nodes.iter().map(|n| NodeModel::new(n, opts.node)).collect(),
+        steps: Vec::new(),
+        sport_random: false,
+        hops: 0,
+        max_hops: opts.max_hops,
+    };
+    let src = match *from {
+        End::Host(h) => snap.cluster.hosts.get(h).map(|h| h.address.addr()),
+        End::Pod(p) => snap.cluster.pods.get(p).map(|p| p.address),
+        End::Node(_) => Some(Ipv4Addr::UNSPECIFIED),
+    }
+    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let first = Packet::first(src, probe.sport, probe.dst, probe.dport, probe.proto);
+    let mut branch = Branch {
+        probability: String::new(),
+        prob: Prob::from_integer(BigUint::from(1u32)),
+        outcome: Outcome::Unknown,
+        reason: None,
+        delivered_to: None,
+        seen_by_destination: None,
+        sport_random: false,
+        reply: None,
+        steps: Vec::new(),
+    };
+    let fate = match run.start(from, first) {
+        Ok(at) => run.go(at, false, draws),
+        Err(f) => f,
+    };
+    match fate {
+        Fate::Ended(outcome, why) => {
+            branch.outcome = outcome;
+            branch.reason = Some(why);
+        }
+        Fate::Reached(end, pkt) => {
+            branch.delivered_to = Some(run.describe(&end, pkt.dst));
+            branch.seen_by_destination = Some(Seen { src: pkt.src_str(), dst: pkt.dst_str() });
+            if !run.listens(&end, &pkt) {
+                branch.outcome = Outcome::Rejected;
+                branch.reason = Some(format!(
+                    "{} does not listen on {}/{}",
+                    run.describe(&end, pkt.dst).name,
+                    crate::packet::proto_name(pkt.proto),
+                    pkt.dport
+                ));
+            } else {
+                branch.outcome = Outcome::Delivered;
+                let answer = pkt.answer();
+                let fate = match run.start(&end, answer) {
+                    Ok(at) => run.go(at, true, draws),
+                    Err(f) => f,
+                };
+                let reply = match fate {
+                    Fate::Ended(outcome, why) => Reply { outcome, seen_by_client: None, reason: Some(why) },
+                    Fate::Reached(back, rp) => {
+                        let seen = Seen { src: rp.src_str(), dst: rp.dst_str() };
+                        let expected_src = (probe.dst, probe.dport);
+                        if back != *from {
+                            Reply {
+                                outcome: Outcome::ReplyLost,
+                                seen_by_client: None,
+                                reason: Some(format!(
+                                    "the reply went to {} instead of {}",
+                                    run.describe(&back, rp.dst).name,
+                                    probe.from
+                                )),
+                            }
+                        } else if (rp.src, rp.sport) != expected_src
+                            || (src != Ipv4Addr::UNSPECIFIED && rp.dst != src)
+                            || rp.dport != probe.sport
+                        {
+                            Reply {
+                                outcome: Outcome::ReplyLost,
+                                reason: Some(format!(
+                                    "the reply reached {} from {}, but its socket expects {}:{}",
+                                    probe.from, seen.src, probe.dst, probe.dport
+                                )),
+                                seen_by_client: Some(seen),
+                            }
+                        } else {
+                            Reply { outcome: Outcome::Delivered, seen_by_client: Some(seen), reason: None }
+                        }
+                    }
+                };
+                if reply.outcome != Outcome::Delivered {
+                    branch.outcome = match reply.outcome {
+                        Outcome::Unknown => Outcome::Unknown,
+                        Outcome::Loop => Outcome::Loop,
+                        _ => Outcome::ReplyLost,
+                    };
+                }
+                branch.reply = Some(reply);
+            }
+        }
+    }
+    branch.sport_random = run.sport_random;
+    branch.steps = run.steps;
+    branch
+}
+
+/// Trace a probe and its reply through the cluster.
+pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trace, TraceError> {
+    let from = find_end(snap, &probe.from)?;
+    validate(snap)?;
+    let mut branches = Vec::new();
+    let mut todo: Vec<Vec<bool>> = vec![Vec::new()];
+    let mut truncated = false;
+    while let Some(prefix) = todo.pop() {
+        if branches.len() >= opts.max_branches {
+            truncated = true;
+            break;
+        }
+        let mut draws = Draws { prefix, made: Vec::new(), rng: opts.seed.map(|s| s | 1) };
+        let mut b = run_branch(snap, probe, &from, &mut draws, opts);
+        let prob = if opts.seed.is_some() { Prob::from_integer(BigUint::from(1u32)) } else { draws.probability() };
+        if opts.seed.is_none() {
+            for k in draws.prefix.len()..draws.made.len() {
+                let alt_p = draws.made.get(k).map(|&(d, p)| if d { TWO31 - u64::from(p).min(TWO31) } else { u64::from(p) });
+                if alt_p == Some(0) {
+                    continue;
+                }
+                let mut alt: Vec<bool> = draws.made.iter().take(k).map(|&(d, _)| d).collect();
+                alt.push(!draws.made.get(k).is_some_and(|&(d, _)| d));
+                todo.push(alt);
+            }
+        }
+        b.probability = prob.to_string();
+        b.prob = prob;
+        branches.push(b);
+    }
+    branches.sort_by(|a, b| b.prob.cmp(&a.prob));
+    let mut notes = Vec::new();
+    if truncated {
+        notes.push(format!("only the first {} branches were explored", opts.max_branches));
+    }
+    if let Some(seed) = opts.seed {
+        notes.push(format!("one random draw per statistic rule, seed {seed}"));
+    }
+    for n in &snap.nodes {
+        for d in &n.defaults {
+            notes.push(format!("{}: {d}", n.name));
+        }
+    }
+    if opts.node.carrier_established {
+        notes.push("tunnel carrier flows are taken as ESTABLISHED, as on a live cluster".into());
+    }
+    Ok(Trace { schema: SCHEMA, probe: probe.clone(), branches, notes })
+}
