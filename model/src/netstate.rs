@@ -74,6 +74,8 @@ pub struct Interface {
     /// The tunnel or device kind from `ip -d link` (`vxlan`, `ipip`, `veth`),
     /// when known.
     pub kind: Option<String>,
+    /// The VXLAN parameters from `ip -d link` when `kind` is `vxlan`.
+    pub vxlan: Option<Vxlan>,
     /// IPv4 addresses in the order `ip addr` lists them.
     pub addrs: Vec<IfAddr>,
     /// Where the interface was read.
@@ -86,6 +88,68 @@ impl Interface {
     pub fn is_up(&self) -> bool {
         self.flags.iter().any(|f| f == "UP")
     }
+}
+
+/// The parameters of a VXLAN device, as `ip -d link show` prints them
+/// (`vxlan id 4096 local 10.0.0.51 dev ens192 srcport 0 0 dstport 4789`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Vxlan {
+    /// `id`: the VXLAN network identifier.
+    pub vni: u32,
+    /// `local`: the source address of the outer packets.
+    pub local: Option<Ipv4Addr>,
+    /// `remote`: the one peer of a point-to-point device.
+    pub remote: Option<Ipv4Addr>,
+    /// `group`: the multicast group that floods unknown destinations.
+    pub group: Option<Ipv4Addr>,
+    /// `dev`: the underlay device.
+    pub dev: Option<String>,
+    /// `dstport`: the UDP port of the outer packets (4789 for Calico,
+    /// 8472 for flannel and the Linux default).
+    pub dstport: u16,
+    /// False for `nolearning`: peers come only from static fdb entries.
+    pub learning: bool,
+}
+
+/// One neighbour (ARP) entry (`ip neigh show`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Neighbor {
+    /// The IPv4 address.
+    pub addr: Ipv4Addr,
+    /// `dev`.
+    pub dev: String,
+    /// `lladdr`: the link-layer address, when resolved.
+    pub lladdr: Option<String>,
+    /// `router` flag.
+    pub router: bool,
+    /// The state words (`PERMANENT`, `REACHABLE`, `STALE`, `FAILED`...).
+    pub state: Vec<String>,
+    /// Where the entry was read.
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+/// One forwarding database entry (`bridge fdb show`); for a VXLAN device,
+/// `dst` is the peer VTEP that frames for `mac` are sent to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FdbEntry {
+    /// The MAC address (`00:00:00:00:00:00` is the default entry for flooding).
+    pub mac: String,
+    /// `dev`.
+    pub dev: String,
+    /// `dst`: the remote VTEP address.
+    pub dst: Option<Ipv4Addr>,
+    /// `vlan`.
+    pub vlan: Option<u16>,
+    /// `vni`, when it differs from the device's.
+    pub vni: Option<u32>,
+    /// `master`: the bridge the port belongs to.
+    pub master: Option<String>,
+    /// Other words (`self`, `permanent`, `extern_learn`...), in order.
+    pub flags: Vec<String>,
+    /// Where the entry was read.
+    #[serde(skip)]
+    pub loc: Loc,
 }
 
 /// Route types (`ip route`'s first word when it is a type).
@@ -136,6 +200,43 @@ pub const TABLE_MAIN: TableId = 254;
 pub const TABLE_LOCAL: TableId = 255;
 /// The `default` routing table.
 pub const TABLE_DEFAULT: TableId = 253;
+
+/// The id of a routing table as `ip` prints or takes it: a number, or
+/// `main` (254), `local` (255), `default` (253), `unspec` (0). Any other
+/// name comes from the node's `/etc/iproute2/rt_tables`, which no dump
+/// shows; it gets a stable id of its own (a hash of the name with the top
+/// bit set), so that `table KABEL` in `ip route` and `lookup KABEL` in
+/// `ip rule` name the same table. `None` for a word that is neither a number
+/// nor a name (`[A-Za-z_][A-Za-z0-9_.-]*`).
+pub fn table_id(name: &str) -> Option<TableId> {
+    match name {
+        "main" => return Some(TABLE_MAIN),
+        "local" => return Some(TABLE_LOCAL),
+        "default" => return Some(TABLE_DEFAULT),
+        "unspec" => return Some(0),
+        _ => {}
+    }
+    let mut bytes = name.bytes();
+    match bytes.next() {
+        Some(b) if b.is_ascii_digit() => {
+            if name.bytes().all(|b| b.is_ascii_digit()) {
+                name.parse().ok()
+            } else {
+                None
+            }
+        }
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {
+            if bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+                // FNV-1a, 32 bits.
+                let h = name.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+                Some(h | 0x8000_0000)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
 
 /// One route.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
