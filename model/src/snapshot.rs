@@ -1,17 +1,26 @@
 //! Loading a snapshot directory (SNAPSHOT.md) into one value: the manifest,
-//! and per node its ruleset, ipsets, interfaces, routes, policy rules and
-//! sysctls.
+//! and per node its ruleset, ipsets, interfaces, routes, policy rules,
+//! sysctls and, when given, device details, neighbours and fdb entries.
 //!
-//! Contract: every problem of every file is reported with its file and
-//! line; a missing optional file takes its documented default, and the
-//! defaults used are listed in [`Node::defaults`] so that verdicts can print
-//! them.
+//! Contract: never panics; every problem of every file is reported (not only
+//! the first) with its file path, line and column; problems that concern a
+//! whole file or directory (a missing required file, an unknown file, a
+//! directory without a `[[node]]`) are located at its line 1, column 1 or at
+//! the cluster.toml key that names it. A missing optional file takes its
+//! documented default, and the defaults used are listed in
+//! [`Node::defaults`] so that verdicts can print them. Cross-file checks:
+//! every `[[node]]` has a directory and every directory a `[[node]]`, the
+//! LAN interface and each pod's interface exist in the node's `ip-addr`, and
+//! every ipset a rule or a `list:set` names is in the node's `ipset-save`.
 
-use crate::cluster::Cluster;
-use crate::error::ParseErrors;
-use crate::netstate::{Interface, IpRule, IpSet, Route, Sysctl};
-use crate::ruleset::Ruleset;
+use crate::cluster::{self, Cluster, KeyLocs};
+use crate::error::{ParseError, ParseErrors};
+use crate::loc::Loc;
+use crate::netstate::{FdbEntry, Interface, IpRule, IpSet, Neighbor, Route, Sysctl};
+use crate::parse::{ipaddr, iproute, iprule, ipset, iptables, sysctl};
+use crate::ruleset::{Match, Ruleset};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One node's state, read from `nodes/<name>/`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -24,7 +33,8 @@ pub struct Node {
     pub ruleset: Ruleset,
     /// `ipset-save` (empty when absent).
     pub ipsets: Vec<IpSet>,
-    /// `ip-addr`, in device order.
+    /// `ip-addr`, in device order, with the kinds and VXLAN details of
+    /// `ip-link` merged in when it is present.
     pub interfaces: Vec<Interface>,
     /// `ip-route`, every table.
     pub routes: Vec<Route>,
@@ -32,6 +42,10 @@ pub struct Node {
     pub ip_rules: Vec<IpRule>,
     /// `sysctl` (empty when absent: defaults apply).
     pub sysctl: Sysctl,
+    /// `ip-neigh` (empty when absent).
+    pub neighbors: Vec<Neighbor>,
+    /// `bridge-fdb` (empty when absent).
+    pub fdb: Vec<FdbEntry>,
     /// The defaults taken for absent optional files, one sentence each.
     pub defaults: Vec<String>,
 }
@@ -54,8 +68,362 @@ impl Snapshot {
     }
 }
 
+/// The files of a node directory: name, required, what it holds.
+pub const NODE_FILES: &[(&str, bool, &str)] = &[
+    ("iptables-save", true, "`iptables-save` (or `iptables-save -c`)"),
+    ("ipset-save", false, "`ipset save`"),
+    ("ip-route", true, "`ip route show table all`"),
+    ("ip-addr", true, "`ip addr show`"),
+    ("ip-rule", false, "`ip rule show`"),
+    ("sysctl", false, "`sysctl net.ipv4`"),
+    ("ip-link", false, "`ip -d link show`"),
+    ("ip-neigh", false, "`ip neigh show`"),
+    ("bridge-fdb", false, "`bridge fdb show`"),
+];
+
+/// The default when `ip-rule` is absent.
+pub const DEFAULT_IP_RULE: &str = "no ip-rule: the kernel's default rules 0 local, 32766 main, 32767 default";
+/// The default when `sysctl` is absent.
+pub const DEFAULT_SYSCTL: &str = "no sysctl: rp_filter 0 and ip_forward 1";
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn at_start(p: &Path) -> Loc {
+    Loc::new(&Arc::from(path_str(p)), 1, 1)
+}
+
+/// The text of `p`; `Ok(None)` when it does not exist.
+fn read_text(p: &Path) -> Result<Option<String>, ParseError> {
+    let bytes = match std::fs::read(p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ParseError::new(at_start(p), format!("cannot read the file: {}", e.to_string().to_lowercase()))),
+    };
+    match String::from_utf8(bytes) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            let good = e.as_bytes().get(..e.utf8_error().valid_up_to()).unwrap_or(&[]);
+            let text = String::from_utf8_lossy(good);
+            let loc = cluster::loc_at(&text, text.len(), &Arc::from(path_str(p)));
+            Err(ParseError::new(loc, "expected text, found bytes that are not UTF-8"))
+        }
+    }
+}
+
 /// Read the snapshot at `dir`.
+///
+/// Fails, with every problem found, when cluster.toml is missing or
+/// invalid, a `[[node]]` has no directory under `nodes/` or a directory no
+/// `[[node]]`, a node directory lacks `iptables-save`, `ip-route` or
+/// `ip-addr` or holds a file natpath does not know, any dump does not
+/// parse, or the cross-file checks of the module contract fail.
 pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
-    let _ = dir;
-    Err(crate::ParseError::new(crate::Loc::synthetic(), "snapshot loading is not written yet").into())
+    let mut errs = ParseErrors::default();
+    let cpath = dir.join("cluster.toml");
+    let cfile: Arc<str> = Arc::from(path_str(&cpath));
+    let parsed = match read_text(&cpath) {
+        Ok(Some(text)) => match cluster::parse_with_locs(&text, &cfile) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errs.0.extend(e.0);
+                None
+            }
+        },
+        Ok(None) => {
+            errs.push(ParseError::new(at_start(&cpath), "missing cluster.toml: expected the snapshot's manifest (SNAPSHOT.md)"));
+            None
+        }
+        Err(e) => {
+            errs.push(e);
+            None
+        }
+    };
+
+    let nodes_dir = dir.join("nodes");
+    let mut dirs: Vec<String> = Vec::new();
+    let mut have_nodes_dir = true;
+    match std::fs::read_dir(&nodes_dir) {
+        Ok(rd) => {
+            for entry in rd.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if entry.path().is_dir() {
+                    dirs.push(name);
+                } else {
+                    errs.push(ParseError::new(
+                        at_start(&entry.path()),
+                        format!("unexpected file `{name}` in nodes/: expected one directory per node"),
+                    ));
+                }
+            }
+        }
+        Err(_) => {
+            have_nodes_dir = false;
+            errs.push(ParseError::new(at_start(&nodes_dir), "missing directory nodes/: expected one directory per node"));
+        }
+    }
+    dirs.sort();
+
+    // Which directories to read, with the LAN interface cluster.toml gives.
+    let mut todo: Vec<(String, String)> = Vec::new();
+    if let Some((cluster, _)) = &parsed {
+        for n in &cluster.nodes {
+            if dirs.contains(&n.name) {
+                todo.push((n.name.clone(), n.lan.clone()));
+            } else if have_nodes_dir {
+                errs.push(ParseError::new(
+                    n.loc.clone(),
+                    format!("node `{}` has no directory {}", n.name, path_str(&nodes_dir.join(&n.name))),
+                ));
+            }
+        }
+        for d in &dirs {
+            if !cluster.nodes.iter().any(|n| &n.name == d) {
+                errs.push(ParseError::new(
+                    Loc::new(&cfile, 1, 1),
+                    format!("directory {} has no [[node]] with name = \"{d}\" in cluster.toml", path_str(&nodes_dir.join(d))),
+                ));
+            }
+        }
+    } else {
+        // Still read every directory, to report the dumps' errors too.
+        todo = dirs.iter().map(|d| (d.clone(), String::new())).collect();
+    }
+
+    let mut nodes = Vec::new();
+    // Each node's interfaces, even when another of its files failed, for
+    // the cross-file checks.
+    let mut ifaces: Vec<(String, Vec<Interface>)> = Vec::new();
+    for (name, lan) in todo {
+        let (node, ifs, e) = load_node(&nodes_dir.join(&name), &name, &lan);
+        errs.0.extend(e.0);
+        if let Some(ifs) = ifs {
+            ifaces.push((name, ifs));
+        }
+        nodes.extend(node);
+    }
+
+    let Some((cluster, keys)) = parsed else { return Err(errs) };
+    cross_checks(&cluster, &keys, &ifaces, &nodes_dir, &cfile, &mut errs);
+    if errs.is_empty() {
+        Ok(Snapshot { root: dir.to_path_buf(), cluster, nodes })
+    } else {
+        Err(errs)
+    }
+}
+
+/// The checks that need both cluster.toml and the dumps.
+fn cross_checks(
+    cluster: &Cluster,
+    keys: &KeyLocs,
+    ifaces: &[(String, Vec<Interface>)],
+    nodes_dir: &Path,
+    cfile: &Arc<str>,
+    errs: &mut ParseErrors,
+) {
+    fn names(ifs: &[Interface]) -> Vec<&str> {
+        ifs.iter().map(|i| i.name.as_str()).collect()
+    }
+    let of = |name: &str| ifaces.iter().find(|(n, _)| n == name).map(|(_, ifs)| ifs.as_slice());
+    for (i, decl) in cluster.nodes.iter().enumerate() {
+        let Some(node) = of(&decl.name) else { continue };
+        if !node.iter().any(|i| i.name == decl.lan) {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.nodes, i, "lan", cfile),
+                format!(
+                    "node `{}`: expected its LAN interface `{}` in {}, found only {}",
+                    decl.name,
+                    decl.lan,
+                    path_str(&nodes_dir.join(&decl.name).join("ip-addr")),
+                    cluster::list(&names(node))
+                ),
+            ));
+        }
+    }
+    for (i, pod) in cluster.pods.iter().enumerate() {
+        let Some(node) = of(&pod.node) else { continue };
+        if !node.iter().any(|i| i.name == pod.iface) {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.pods, i, "iface", cfile),
+                format!(
+                    "pod `{}`: expected its interface `{}` in {}, found only {}",
+                    pod.name,
+                    pod.iface,
+                    path_str(&nodes_dir.join(&pod.node).join("ip-addr")),
+                    cluster::list(&names(node))
+                ),
+            ));
+        }
+    }
+}
+
+/// Every ipset a rule or a `list:set` names must be defined.
+fn check_set_refs(ruleset: &Ruleset, ipsets: &[IpSet], have_file: bool, ipset_path: &Path, errs: &mut ParseErrors) {
+    let known = |n: &str| ipsets.iter().any(|s| s.name == n);
+    let where_ = if have_file {
+        format!("{} does not define it", path_str(ipset_path))
+    } else {
+        format!("the node has no {}", path_str(ipset_path))
+    };
+    for t in &ruleset.tables {
+        for c in &t.chains {
+            for r in &c.rules {
+                for m in &r.matches {
+                    if let Match::Set(s) = m {
+                        if !known(&s.name) {
+                            errs.push(ParseError::new(r.loc.clone(), format!("rule uses ipset `{}`, but {where_}", s.name)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for s in ipsets {
+        for e in &s.entries {
+            if let Some(m) = &e.set {
+                if !known(m) {
+                    errs.push(ParseError::new(s.loc.clone(), format!("list:set `{}` has member `{m}`, which no `create` line defines", s.name)));
+                }
+            }
+        }
+    }
+}
+
+/// Read one node directory: the node when every file is right, its
+/// interfaces when `ip-addr` is, and every error.
+fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Interface>>, ParseErrors) {
+    let mut errs = ParseErrors::default();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut extra: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|f| !f.starts_with('.') && !NODE_FILES.iter().any(|(k, _, _)| k == f))
+            .collect();
+        extra.sort();
+        for f in extra {
+            let known: Vec<&str> = NODE_FILES.iter().map(|(k, _, _)| *k).collect();
+            errs.push(ParseError::new(at_start(&dir.join(&f)), format!("unknown file `{f}`: expected one of {}", known.join(", "))));
+        }
+    }
+    // Read every known file; `None` when absent (an error if required).
+    let mut texts: Vec<Option<(String, String)>> = Vec::new();
+    for (file, required, what) in NODE_FILES {
+        let p = dir.join(file);
+        match read_text(&p) {
+            Ok(Some(t)) => texts.push(Some((path_str(&p), t))),
+            Ok(None) => {
+                if *required {
+                    errs.push(ParseError::new(at_start(&p), format!("missing required file: expected the output of {what} on node `{name}`")));
+                }
+                texts.push(None);
+            }
+            Err(e) => {
+                errs.push(e);
+                texts.push(None);
+            }
+        }
+    }
+    let text = |k: &str| -> Option<&(String, String)> {
+        NODE_FILES.iter().position(|(f, _, _)| *f == k).and_then(|i| texts.get(i)).and_then(Option::as_ref)
+    };
+    fn run<T>(r: Result<T, ParseErrors>, errs: &mut ParseErrors) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errs.0.extend(e.0);
+                None
+            }
+        }
+    }
+    let ruleset = text("iptables-save").and_then(|(p, t)| run(iptables::parse(t, p, &iptables::Options::default()), &mut errs));
+    let ipsets = text("ipset-save").map(|(p, t)| run(ipset::parse(t, p), &mut errs));
+    let interfaces = text("ip-addr").and_then(|(p, t)| run(ipaddr::parse(t, p), &mut errs));
+    let routes = text("ip-route").and_then(|(p, t)| run(iproute::parse(t, p), &mut errs));
+    let ip_rules = text("ip-rule").map(|(p, t)| run(iprule::parse(t, p), &mut errs));
+    let sysctl = text("sysctl").map(|(p, t)| run(sysctl::parse(t, p), &mut errs));
+    let links = text("ip-link").map(|(p, t)| run(ipaddr::parse(t, p), &mut errs));
+    let neighbors = text("ip-neigh").map(|(p, t)| run(ipaddr::parse_neigh(t, p), &mut errs));
+    let fdb = text("bridge-fdb").map(|(p, t)| run(ipaddr::parse_fdb(t, p), &mut errs));
+
+    let (Some(ruleset), Some(mut interfaces), Some(routes)) = (ruleset, interfaces.clone(), routes) else {
+        return (None, interfaces, errs);
+    };
+    let have_ipset_file = ipsets.is_some();
+    let ipsets = match ipsets {
+        Some(Some(s)) => s,
+        Some(None) => return (None, Some(interfaces), errs),
+        None => Vec::new(),
+    };
+    check_set_refs(&ruleset, &ipsets, have_ipset_file, &dir.join("ipset-save"), &mut errs);
+
+    let mut defaults = Vec::new();
+    let ip_rules = match ip_rules {
+        Some(r) => r.unwrap_or_default(),
+        None => {
+            defaults.push(DEFAULT_IP_RULE.to_string());
+            crate::fib::default_ip_rules()
+        }
+    };
+    let sysctl = match sysctl {
+        Some(s) => s.unwrap_or_default(),
+        None => {
+            defaults.push(DEFAULT_SYSCTL.to_string());
+            Sysctl::default()
+        }
+    };
+    match links {
+        Some(Some(links)) => {
+            for l in links {
+                if let Some(i) = interfaces.iter_mut().find(|i| i.name == l.name) {
+                    if l.kind.is_some() {
+                        i.kind = l.kind;
+                    }
+                    if l.vxlan.is_some() {
+                        i.vxlan = l.vxlan;
+                    }
+                    if i.link_type.is_none() {
+                        i.link_type = l.link_type;
+                    }
+                }
+            }
+        }
+        Some(None) => {}
+        None => {
+            let vx: Vec<&str> = interfaces
+                .iter()
+                .filter(|i| i.name.starts_with("vxlan") || i.name.starts_with("flannel."))
+                .map(|i| i.name.as_str())
+                .collect();
+            if !vx.is_empty() {
+                defaults.push(format!(
+                    "no ip-link: the VXLAN parameters (VNI, UDP port, local address) of {} are unknown",
+                    vx.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    }
+    let neighbors = neighbors.flatten().unwrap_or_default();
+    let fdb = fdb.flatten().unwrap_or_default();
+    if !errs.is_empty() {
+        return (None, Some(interfaces), errs);
+    }
+    let checked = interfaces.clone();
+    let node = Node {
+        name: name.to_string(),
+        lan: lan.to_string(),
+        ruleset,
+        ipsets,
+        interfaces,
+        routes,
+        ip_rules,
+        sysctl,
+        neighbors,
+        fdb,
+        defaults,
+    };
+    (Some(node), Some(checked), errs)
 }
