@@ -1,0 +1,281 @@
+//! Loading snapshot directories: the seed's two real snapshots (cases A and
+//! B of the blog), and broken snapshots built in temporary directories,
+//! each error asserted with its exact file, line, column and message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
+
+use natpath_model::netstate::{RouteType, TABLE_LOCAL};
+use natpath_model::snapshot::{self, Snapshot, DEFAULT_IP_RULE, DEFAULT_SYSCTL};
+use std::path::{Path, PathBuf};
+
+fn shared() -> PathBuf {
+    std::env::var_os("NATPATH_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+fn seed(name: &str) -> PathBuf {
+    shared().join("seed/snapshot").join(name)
+}
+
+#[track_caller]
+fn load_ok(dir: &Path) -> Snapshot {
+    match snapshot::load(dir) {
+        Ok(s) => s,
+        Err(e) => panic!("{} does not load:\n{e}", dir.display()),
+    }
+}
+
+/// The messages of a failed load, one per error.
+#[track_caller]
+fn load_err(dir: &Path) -> Vec<String> {
+    match snapshot::load(dir) {
+        Ok(_) => panic!("{} loads, expected errors", dir.display()),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[track_caller]
+fn has(errs: &[String], want: &str) {
+    assert!(errs.iter().any(|e| e == want), "missing error:\n  {want}\nfound:\n  {}", errs.join("\n  "));
+}
+
+fn names<T>(v: &[T], f: impl Fn(&T) -> &str) -> Vec<&str> {
+    v.iter().map(f).collect()
+}
+
+#[test]
+fn seed_ipip_local() {
+    let s = load_ok(&seed("seed-ipip-local"));
+    assert_eq!(names(&s.nodes, |n| n.name.as_str()), ["node1", "node2"]);
+    let n1 = s.node("node1").unwrap();
+    assert_eq!(n1.lan, "ens192");
+    assert_eq!(names(&n1.interfaces, |i| i.name.as_str()), ["lo", "ens192", "tunl0", "cali583c2cee4e2"]);
+    assert_eq!(n1.routes.len(), 11);
+    assert_eq!(n1.routes.iter().filter(|r| r.table == TABLE_LOCAL).count(), 6);
+    assert_eq!(n1.routes.iter().filter(|r| r.kind == RouteType::Blackhole).count(), 1);
+    assert_eq!(n1.ip_rules.len(), 3);
+    assert_eq!(names(&n1.ipsets, |s| s.name.as_str()), ["cali40all-ipam-pools", "cali40all-hosts-net", "cali40masq-ipam-pools"]);
+    assert_eq!(n1.sysctl.rp_filter("tunl0"), 1);
+    assert!(n1.defaults.is_empty(), "every optional file is there: {:?}", n1.defaults);
+    assert!(n1.ruleset.rule_count() > 0);
+    assert_eq!(s.cluster.pods[0].iface, "cali583c2cee4e2");
+    assert_eq!(s.cluster.pods[0].loc.line, 17);
+    assert_eq!(s.cluster.hosts[0].name, "client");
+    assert_eq!(s.node("node2").unwrap().interfaces.len(), 3);
+}
+
+#[test]
+fn seed_ipip_remote() {
+    let s = load_ok(&seed("seed-ipip-remote"));
+    assert_eq!(names(&s.nodes, |n| n.name.as_str()), ["node1", "node2"]);
+    let n2 = s.node("node2").unwrap();
+    assert_eq!(names(&n2.interfaces, |i| i.name.as_str()), ["lo", "ens192", "tunl0", "calib992f6c0b80"]);
+    assert_eq!(n2.routes.len(), 11);
+    assert_eq!(s.node("node1").unwrap().routes.len(), 10);
+    assert_eq!(s.cluster.pods[0].node, "node2");
+    assert!(s.nodes.iter().all(|n| n.defaults.is_empty() && n.ruleset.rule_count() > 0));
+}
+
+/// A copy of a seed snapshot in a fresh temporary directory, removed on drop.
+struct Temp(PathBuf);
+
+impl Temp {
+    fn copy_of(seed_name: &str, tag: &str) -> Temp {
+        let dir = std::env::temp_dir().join(format!("natpath-snapshot-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy(&seed(seed_name), &dir);
+        Temp(dir)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    /// The path as errors print it.
+    fn shown(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(rel), text).unwrap();
+    }
+
+    fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path(rel)).unwrap();
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let dst = to.join(e.file_name());
+        if p.is_dir() {
+            copy(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+/// The seed's cluster.toml for case A, with `node1`'s table rewritten.
+const CLUSTER_A: &str = "[[node]]\nname = \"node1\"\nlan = \"ens192\"\n\n[[node]]\nname = \"node2\"\nlan = \"ens192\"\n\n[[host]]\nname = \"client\"\naddress = \"10.0.0.53/24\"\ngateway = \"10.0.0.1\"\n\n[[pod]]\nname = \"default/nginx\"\nnode = \"node1\"\naddress = \"192.168.231.70\"\niface = \"cali583c2cee4e2\"\nlisten = [\"tcp/80\"]\n";
+
+#[test]
+fn missing_required_file() {
+    let t = Temp::copy_of("seed-ipip-local", "missing");
+    t.remove("nodes/node2/ip-route");
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:1:1: missing required file: expected the output of `ip route show table all` on node `node2`", t.shown("nodes/node2/ip-route")));
+}
+
+#[test]
+fn unknown_key_in_cluster_toml() {
+    let t = Temp::copy_of("seed-ipip-local", "unknown-key");
+    t.write("cluster.toml", &CLUSTER_A.replace("lan = \"ens192\"\n\n[[host]]", "lna = \"ens192\"\n\n[[host]]"));
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:7:1: unknown field `lna`, expected `name` or `lan`", t.shown("cluster.toml")));
+}
+
+#[test]
+fn bad_address_in_cluster_toml() {
+    let t = Temp::copy_of("seed-ipip-local", "bad-address");
+    t.write("cluster.toml", &CLUSTER_A.replace("192.168.231.70", "192.168.231.700"));
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:17:11: invalid IPv4 address syntax", t.shown("cluster.toml")));
+}
+
+#[test]
+fn node_directory_without_node_table() {
+    let t = Temp::copy_of("seed-ipip-local", "extra-dir");
+    copy(&t.path("nodes/node2"), &t.path("nodes/node3"));
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:1:1: directory {} has no [[node]] with name = \"node3\" in cluster.toml", t.shown("cluster.toml"), t.shown("nodes/node3")));
+}
+
+#[test]
+fn node_table_without_directory() {
+    let t = Temp::copy_of("seed-ipip-local", "extra-node");
+    t.write("cluster.toml", &format!("{CLUSTER_A}\n[[node]]\nname = \"node3\"\nlan = \"ens192\"\n"));
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:22:8: node `node3` has no directory {}", t.shown("cluster.toml"), t.shown("nodes/node3")));
+}
+
+#[test]
+fn pod_on_unknown_node() {
+    let t = Temp::copy_of("seed-ipip-local", "pod-node");
+    t.write("cluster.toml", &CLUSTER_A.replace("node = \"node1\"", "node = \"node9\""));
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:16:8: pod `default/nginx` is on node `node9`, which no [[node]] declares (nodes: node1, node2)", t.shown("cluster.toml")));
+}
+
+#[test]
+fn duplicate_node_and_bad_listen() {
+    let t = Temp::copy_of("seed-ipip-local", "dup");
+    let text = CLUSTER_A.replace("name = \"node2\"", "name = \"node1\"").replace("tcp/80", "http");
+    t.write("cluster.toml", &text);
+    let errs = load_err(&t.0);
+    let c = t.shown("cluster.toml");
+    has(&errs, &format!("{c}:6:8: duplicate node `node1` (first declared at line 2)"));
+    has(&errs, &format!("{c}:19:10: expected `tcp/PORT`, `udp/PORT` or `sctp/PORT` in pod `default/nginx`'s `listen`, found `http`"));
+}
+
+#[test]
+fn missing_interfaces() {
+    let t = Temp::copy_of("seed-ipip-local", "ifaces");
+    t.write("cluster.toml", &CLUSTER_A.replace("cali583c2cee4e2", "cali000").replace("lan = \"ens192\"\n\n[[host]]", "lan = \"eth0\"\n\n[[host]]"));
+    let errs = load_err(&t.0);
+    let c = t.shown("cluster.toml");
+    has(&errs, &format!("{c}:7:7: node `node2`: expected its LAN interface `eth0` in {}, found only lo, ens192, tunl0", t.shown("nodes/node2/ip-addr")));
+    has(&errs, &format!("{c}:18:9: pod `default/nginx`: expected its interface `cali000` in {}, found only lo, ens192, tunl0, cali583c2cee4e2", t.shown("nodes/node1/ip-addr")));
+}
+
+#[test]
+fn unknown_file_and_dump_errors_all_reported() {
+    let t = Temp::copy_of("seed-ipip-local", "files");
+    t.write("nodes/node1/ip-routes", "default via 10.0.0.1 dev ens192\n");
+    let route = std::fs::read_to_string(t.path("nodes/node2/ip-route")).unwrap();
+    t.write("nodes/node2/ip-route", &route.replace("blackhole", "blockhole"));
+    t.write("nodes/node2/ip-rule", "0:\tfrom all lookup\n");
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:1:1: unknown file `ip-routes`: expected one of iptables-save, ipset-save, ip-route, ip-addr, ip-rule, sysctl, ip-link, ip-neigh, bridge-fdb", t.shown("nodes/node1/ip-routes")));
+    has(&errs, &format!("{}:4:1: unknown route type `blockhole`: expected unicast, local, broadcast, multicast, anycast, blackhole, unreachable, prohibit, throw or nat", t.shown("nodes/node2/ip-route")));
+    has(&errs, &format!("{}:1:19: expected a table name or number after `lookup`, found the end of the line", t.shown("nodes/node2/ip-rule")));
+}
+
+#[test]
+fn not_utf8() {
+    let t = Temp::copy_of("seed-ipip-local", "utf8");
+    std::fs::write(t.path("nodes/node1/sysctl"), b"net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.rp_filter = \xff\n").unwrap();
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:2:31: expected text, found bytes that are not UTF-8", t.shown("nodes/node1/sysctl")));
+}
+
+#[test]
+fn missing_cluster_toml_and_nodes() {
+    let dir = std::env::temp_dir().join(format!("natpath-snapshot-test-{}-empty", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let errs = load_err(&dir);
+    assert_eq!(
+        errs,
+        [
+            format!("{}:1:1: missing cluster.toml: expected the snapshot's manifest (SNAPSHOT.md)", dir.join("cluster.toml").display()),
+            format!("{}:1:1: missing directory nodes/: expected one directory per node", dir.join("nodes").display()),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Absent optional files take their defaults, which the node lists.
+#[test]
+fn defaults_of_absent_files() {
+    let t = Temp::copy_of("seed-ipip-local", "defaults");
+    t.remove("nodes/node2/ip-rule");
+    t.remove("nodes/node2/sysctl");
+    let s = load_ok(&t.0);
+    let n2 = s.node("node2").unwrap();
+    assert_eq!(n2.defaults, [DEFAULT_IP_RULE, DEFAULT_SYSCTL]);
+    assert_eq!(n2.ip_rules.iter().map(|r| r.priority).collect::<Vec<_>>(), [0, 32766, 32767]);
+    assert!(n2.sysctl.ip_forward());
+    assert_eq!(n2.sysctl.rp_filter("ens192"), 0);
+    assert_eq!(DEFAULT_IP_RULE, "no ip-rule: the kernel's default rules 0 local, 32766 main, 32767 default");
+    assert_eq!(DEFAULT_SYSCTL, "no sysctl: rp_filter 0 and ip_forward 1");
+}
+
+/// The rules name ipsets: without ipset-save, each use is an error at its rule.
+#[test]
+fn ipset_named_by_rules_is_required() {
+    let t = Temp::copy_of("seed-ipip-local", "ipsets");
+    t.remove("nodes/node1/ipset-save");
+    let errs = load_err(&t.0);
+    let want = format!("rule uses ipset `cali40masq-ipam-pools`, but the node has no {}", t.shown("nodes/node1/ipset-save"));
+    assert!(errs.iter().any(|e| e.starts_with(&t.shown("nodes/node1/iptables-save")) && e.ends_with(&want)), "{errs:?}");
+}
+
+/// ip-link, ip-neigh and bridge-fdb are read and merged when present.
+#[test]
+fn link_layer_files() {
+    let t = Temp::copy_of("seed-ipip-local", "links");
+    t.write(
+        "nodes/node1/ip-link",
+        "3: tunl0@NONE: <NOARP,UP,LOWER_UP> mtu 1440 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\n    link/ipip 0.0.0.0 brd 0.0.0.0 promiscuity 0 allmulti 0 minmtu 0 maxmtu 0 \n    ipip any remote any local any ttl inherit nopmtudisc addrgenmode eui64 numtxqueues 1 numrxqueues 1 \n",
+    );
+    t.write("nodes/node1/ip-neigh", "10.0.0.52 dev ens192 lladdr 06:68:95:33:cb:c8 REACHABLE\n");
+    t.write("nodes/node1/bridge-fdb", "33:33:00:00:00:01 dev ens192 self permanent\n");
+    let s = load_ok(&t.0);
+    let n1 = s.node("node1").unwrap();
+    assert_eq!(n1.interfaces.iter().find(|i| i.name == "tunl0").unwrap().kind.as_deref(), Some("ipip"));
+    assert_eq!((n1.neighbors.len(), n1.fdb.len()), (1, 1));
+}
