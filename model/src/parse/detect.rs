@@ -48,7 +48,7 @@ pub fn detect(text: &str) -> Result<DumpKind, String> {
         return Err("this is coloured output (`ip -c`, or a terminal capture); natpath reads plain text: run the command without colours".into());
     }
     let controls = text.chars().filter(|&c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')).count();
-    if text.contains('\0') || controls * 100 > text.len().max(1) || text.contains('\u{fffd}') {
+    if text.contains('\0') || controls.saturating_mul(100) > text.len().max(1) || text.contains('\u{fffd}') {
         return Err(format!("this is binary data, not the text output of a tool; {READS}"));
     }
     let lines: Vec<&str> = text

@@ -143,7 +143,7 @@ fn body(cur: &mut Cursor<'_, '_>, first: Word<'_>, iface: &mut Interface, st: &m
             Ok(())
         }
         _ if st.on => {
-            st.lines += 1;
+            st.lines = st.lines.saturating_add(1);
             if st.lines == 1 && first.text != "addrgenmode" {
                 cur.next();
                 kind(cur, first, iface)
