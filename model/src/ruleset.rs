@@ -116,6 +116,27 @@ pub struct Table {
     /// Where the `*table` line is (or the first line of a headerless paste).
     #[serde(skip)]
     pub loc: Loc,
+    /// How the dump gave the table (a complete block, a cut-off block, or
+    /// no `*table` line at all); [`crate::print`] writes it back the same
+    /// way so that a partial paste stays partial.
+    #[serde(skip)]
+    pub form: TableForm,
+}
+
+/// How a dump gave a table. A complete block is checked like
+/// `iptables-restore` checks it (every chain used must be declared); a
+/// partial one implies the chains it uses ([`Chain::implied`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableForm {
+    /// `*table` ... `COMMIT`, as iptables-save and kube-proxy write it.
+    #[default]
+    Complete,
+    /// `*table` with no `COMMIT`: a dump cut off (an issue fragment).
+    Unterminated,
+    /// No `*table` line: `iptables -S` output or a grep paste; the table
+    /// was given by the caller or inferred (noted in [`Ruleset::notes`]).
+    Headerless,
 }
 
 impl Table {
@@ -156,7 +177,9 @@ pub struct Chain {
     pub name: String,
     /// `Some` for built-in chains.
     pub policy: Option<Policy>,
-    /// The chain header's counters, when the dump has them.
+    /// The chain header's counters, when the dump has them; `[0:0]` (what
+    /// iptables-save writes for a chain never counted, and what
+    /// [`crate::print`] writes for `None`) is read as `None`.
     pub counters: Option<Counters>,
     /// Rules in order; rule number n (1-based, as `iptables -L --line-numbers`)
     /// is `rules[n - 1]`.
@@ -600,8 +623,11 @@ pub enum StatisticMode {
     },
 }
 
-/// Rate of `-m limit` / `-m hashlimit`: `count` per `per_secs`-long unit,
-/// kept exactly as written (`5/sec`, `3/min`, `100/hour`, `1/day`).
+/// Rate of `-m limit` / `-m hashlimit`: `count` per `per_secs`-long unit
+/// (`5/sec`, `3/min`, `100/hour`, `1/day`). The kernel keeps only the mean
+/// interval between events (libxt_limit: `10000 * per_secs / count` ticks;
+/// hashlimit: `1000000 * per_secs / count`), so the parser normalises a rate
+/// to the unit iptables prints that interval with: `120/min` is `2/sec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Rate {
     /// Events.
@@ -635,6 +661,11 @@ pub struct HashlimitMatch {
     pub htable_expire: Option<u32>,
     /// `--hashlimit-htable-gcinterval` (ms).
     pub htable_gcinterval: Option<u32>,
+    /// `--hashlimit-rate-match` (revision 3): match on the measured rate
+    /// instead of limiting.
+    pub rate_match: bool,
+    /// `--hashlimit-rate-interval` in seconds (revision 3).
+    pub rate_interval: Option<u32>,
 }
 
 /// `-m physdev` (xt_physdev): bridge port matches.

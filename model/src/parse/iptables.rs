@@ -1,7 +1,54 @@
-//! iptables-save, `iptables -S`, kube-proxy restore input and greps of them.
+//! iptables-save, `iptables -S`, kube-proxy's restore input and greps of
+//! them, to a [`Ruleset`].
+//!
+//! Contract: never panics on any input (bytes included, through
+//! [`parse_bytes`]); every error names `file:line:column` and says what was
+//! expected and what was found; all errors of a file are reported (up to
+//! [`MAX_ERRORS`]), not just the first. What `iptables-restore` 1.8.9
+//! refuses in a complete `*table` ... `COMMIT` block is an error here too
+//! (a chain used but not declared, a chain declared twice, an unknown module
+//! or option, a bad address, `x.x.x.x`, an anonymised MAC, a garbled DNAT),
+//! plus a jump loop, which the kernel refuses when it loads the table.
+//! Partial inputs are read, not refused: a paste without `*table` gets its
+//! table from [`Options::table`] or by inference ([`infer`]), a block
+//! without `COMMIT` (or a paste) implies the chains its rules use
+//! ([`crate::ruleset::Chain::implied`]); both are recorded as
+//! [`crate::ruleset::Note`]s. ip6tables dumps are refused with one clear
+//! error. With [`Options::lenient`], unknown modules and targets are kept as
+//! `Unsupported` instead of failing.
+//!
+//! Layers: [`lex`] splits a line into words as iptables-restore does;
+//! [`rule`] reads one rule's options, handing module options to
+//! [`matches`] and target options to [`targets`]; this file reads the
+//! line structure (tables, chains, commands) and checks the chain graph.
 
-use crate::error::ParseErrors;
-use crate::ruleset::{Ruleset, TableName};
+mod args;
+mod infer;
+mod lex;
+mod matches;
+mod rule;
+mod targets;
+mod value;
+
+use crate::error::{ParseError, ParseErrors};
+use crate::loc::Loc;
+use crate::ruleset::{Chain, Counters, Note, Policy, Rule, Ruleset, Table, TableForm, TableName, Target};
+use args::{show, LineError};
+use lex::Word;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub(crate) use value::{proto_name, unit_name};
+#[cfg(test)]
+pub(crate) use value::probability;
+
+/// Errors kept per file; after this many the parser stops with one more
+/// error saying so (a binary or wrong file would otherwise produce one
+/// error per line).
+pub const MAX_ERRORS: usize = 100;
+
+/// Longest line read (1 MiB); a longer one is an error, not a slow parse.
+pub const MAX_LINE: usize = 1 << 20;
 
 /// How to read a dump.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +61,815 @@ pub struct Options {
 
 /// Parse one dump.
 pub fn parse(text: &str, file: &str, opts: &Options) -> Result<Ruleset, ParseErrors> {
-    let _ = (text, file, opts);
-    Err(crate::ParseError::new(crate::Loc::synthetic(), "iptables parser is not written yet").into())
+    let mut p = Parser::new(file, opts);
+    p.run(text);
+    p.finish()
+}
+
+/// Parse one dump given as bytes: text that is not UTF-8 is an error at
+/// the line and column of the first bad byte.
+pub fn parse_bytes(bytes: &[u8], file: &str, opts: &Options) -> Result<Ruleset, ParseErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text, file, opts),
+        Err(e) => {
+            let good = bytes.get(..e.valid_up_to()).unwrap_or(&[]);
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            let prefix = std::str::from_utf8(good.get(line_start..).unwrap_or(&[])).unwrap_or("");
+            let column = prefix.chars().count() + 1;
+            let bad = bytes.get(e.valid_up_to()).copied().unwrap_or(0);
+            let file: Arc<str> = Arc::from(file);
+            Err(ParseError::new(
+                Loc::new(&file, u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(column).unwrap_or(u32::MAX)),
+                format!("expected UTF-8 text, found byte `{bad:#04x}` (is this a binary file?)"),
+            )
+            .into())
+        }
+    }
+}
+
+/// Entry points for fuzzers (the `fuzz/` crate calls these on stable too).
+pub mod fuzzing {
+    use super::{parse_bytes, Options};
+
+    /// Parse `data`; when it parses, print it and parse the print again,
+    /// and say how the two differ. `Err` is a bug in natpath.
+    pub fn round_trip(data: &[u8]) -> Result<(), String> {
+        for lenient in [false, true] {
+            let opts = Options { lenient, table: None };
+            let Ok(rs) = parse_bytes(data, "fuzz", &opts) else { continue };
+            let text = crate::print::iptables_save(&rs);
+            match parse_bytes(text.as_bytes(), "fuzz-print", &opts) {
+                Ok(again) if again == rs => {}
+                Ok(again) => {
+                    return Err(format!("print does not round-trip:\n--- input\n{}\n--- print\n{text}\n--- first {:?}\n--- again {:?}", String::from_utf8_lossy(data), rs, again));
+                }
+                Err(e) => {
+                    return Err(format!("print does not parse: {e}\n--- input\n{}\n--- print\n{text}", String::from_utf8_lossy(data)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one line asks for, kept until its segment ends (when the table of
+/// a paste and whether a block is complete are known).
+enum OpKind {
+    /// `:NAME POLICY [p:b]` (`colon`) or `-N NAME`.
+    Decl { policy: Option<Policy>, counters: Option<Counters>, colon: bool },
+    /// `-P NAME POLICY`.
+    SetPolicy { policy: Policy, counters: Option<Counters> },
+    /// `-A NAME ...` / `-I NAME [N] ...` (`insert` is the 1-based position).
+    Add { rules: Vec<Rule>, target_at: Option<Loc>, insert: Option<usize> },
+    /// `-X NAME`.
+    Delete,
+    /// `-F NAME`.
+    Flush,
+}
+
+struct Op {
+    chain: String,
+    /// Where the chain name is.
+    loc: Loc,
+    kind: OpKind,
+}
+
+/// Lines between a `*table` line (or the start of a paste) and `COMMIT`.
+struct Segment {
+    /// The `*table` line's table and location; `None` for a paste.
+    header: Option<(TableName, Loc)>,
+    /// Where the segment starts.
+    start: Loc,
+    ops: Vec<Op>,
+}
+
+/// A jump or goto, for the checks made when the whole file is read.
+struct Jump {
+    from: String,
+    to: String,
+    at: Loc,
+}
+
+struct TableState {
+    t: Table,
+    index: HashMap<String, usize>,
+    jumps: Vec<Jump>,
+    /// Why a headerless table got its name (`None`: given by the caller or
+    /// by a `*table` line).
+    inferred: Option<infer::Reason>,
+}
+
+impl TableState {
+    fn reindex(&mut self) {
+        self.index = self.t.chains.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+    }
+
+    fn is_builtin(&self, name: &str) -> bool {
+        self.t.name.builtin_chains().contains(&name)
+    }
+}
+
+struct Parser<'o> {
+    file: Arc<str>,
+    opts: &'o Options,
+    errors: Vec<ParseError>,
+    stopped: bool,
+    tables: Vec<TableState>,
+    seg: Option<Segment>,
+}
+
+/// Built-in targets a chain may not be named after.
+const RESERVED: [&str; 4] = ["ACCEPT", "DROP", "RETURN", "QUEUE"];
+
+impl<'o> Parser<'o> {
+    fn new(file: &str, opts: &'o Options) -> Self {
+        Parser {
+            file: Arc::from(file),
+            opts,
+            errors: Vec::new(),
+            stopped: false,
+            tables: Vec::new(),
+            seg: None,
+        }
+    }
+
+    fn loc(&self, line: u32, column: u32) -> Loc {
+        Loc::new(&self.file, line, column)
+    }
+
+    fn error(&mut self, loc: Loc, msg: impl Into<String>) {
+        if self.stopped {
+            return;
+        }
+        if self.errors.len() >= MAX_ERRORS {
+            self.errors.push(ParseError::new(loc, format!("too many errors: stopping after {MAX_ERRORS}")));
+            self.stopped = true;
+            return;
+        }
+        self.errors.push(ParseError::new(loc, msg));
+    }
+
+    /// Record a line error; an IPv6 dump stops the parse with that error.
+    fn line_error(&mut self, line_no: u32, line: &str, e: LineError) {
+        let loc = self.loc(line_no, lex::column(line, e.at));
+        self.error(loc, e.msg);
+        if e.ipv6 {
+            self.stopped = true;
+        }
+    }
+
+    fn run(&mut self, text: &str) {
+        // The word buffer is reused for every line; it borrows the line only
+        // while that line is read.
+        let mut words: Vec<Word<'_>> = Vec::new();
+        for (i, raw) in text.split('\n').enumerate() {
+            if self.stopped {
+                break;
+            }
+            let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.len() > MAX_LINE {
+                let loc = self.loc(line_no, 1);
+                self.error(loc, format!("expected a line of at most {MAX_LINE} bytes, found {} bytes", line.len()));
+                continue;
+            }
+            self.line(line_no, line, &mut words);
+        }
+        self.end_segment(false);
+    }
+
+    fn line<'a>(&mut self, line_no: u32, line: &'a str, words: &mut Vec<Word<'a>>) {
+        let body = line.trim_start_matches([' ', '\t']);
+        let Some(first) = body.bytes().next() else { return };
+        let indent = line.len() - body.len();
+        match first {
+            b'#' => {
+                if body.starts_with("# Generated by ip6tables") {
+                    let e = LineError::ipv6(indent, "this file was written by `ip6tables-save`");
+                    self.line_error(line_no, line, e);
+                }
+            }
+            b'*' => self.table_line(line_no, line, indent),
+            _ => {
+                if let Err(u) = lex::split(line, words) {
+                    let e = LineError::new(u.0, "expected a closing `\"`, found end of line");
+                    self.line_error(line_no, line, e);
+                    return;
+                }
+                if let Err(e) = self.command(line_no, line, words) {
+                    self.line_error(line_no, line, e);
+                }
+            }
+        }
+    }
+
+    fn table_line(&mut self, line_no: u32, line: &str, indent: usize) {
+        let name = line.get(indent + 1..).unwrap_or("").trim_end();
+        match TableName::from_name(name) {
+            Some(t) => {
+                self.end_segment(false);
+                let loc = self.loc(line_no, lex::column(line, indent));
+                self.seg = Some(Segment { header: Some((t, loc.clone())), start: loc, ops: Vec::new() });
+            }
+            None => {
+                let e = LineError::new(
+                    indent + 1,
+                    format!(
+                        "expected a table name (`raw`, `mangle`, `nat`, `filter` or `security`) after `*`, found `{}`",
+                        show(name)
+                    ),
+                );
+                self.line_error(line_no, line, e);
+                // Skip the block: its lines cannot be placed.
+                self.end_segment(false);
+                self.seg = Some(Segment { header: None, start: self.loc(line_no, 1), ops: Vec::new() });
+            }
+        }
+    }
+
+    fn push_op(&mut self, line_no: u32, op: Op) {
+        if self.seg.is_none() {
+            self.seg = Some(Segment { header: None, start: self.loc(line_no, 1), ops: Vec::new() });
+        }
+        if let Some(s) = self.seg.as_mut() {
+            s.ops.push(op);
+        }
+    }
+
+    fn command(&mut self, line_no: u32, line: &str, words: &[Word<'_>]) -> Result<(), LineError> {
+        let Some(first) = words.first() else { return Ok(()) };
+        let f = first.as_str();
+        if f == "COMMIT" && !first.quoted {
+            if let Some(w) = words.get(1) {
+                return Err(LineError::new(w.start, format!("expected end of line after `COMMIT`, found `{}`", show(w.as_str()))));
+            }
+            self.end_segment(true);
+            return Ok(());
+        }
+        if let Some(name) = f.strip_prefix(':').filter(|_| !first.quoted) {
+            return self.declaration(line_no, line, name, words);
+        }
+        let mut rest = words;
+        let mut counters = None;
+        let start = first.start;
+        if f.starts_with('[') && !first.quoted {
+            counters = Some(counters_word(first)?);
+            rest = words.get(1..).unwrap_or(&[]);
+        }
+        let Some(cmd) = rest.first() else {
+            return Err(LineError::new(line.len(), "expected a command such as `-A` after the counters, found end of line"));
+        };
+        let c = cmd.as_str();
+        let chain_word = |what: &str| -> Result<&Word<'_>, LineError> {
+            match rest.get(1) {
+                None => Err(LineError::new(line.len(), format!("expected a chain name after `{c}`, found end of line"))),
+                Some(w) if w.as_str().is_empty() || (w.as_str().starts_with('-') && !w.quoted) => Err(LineError::new(
+                    w.start,
+                    format!("expected {what} after `{c}`, found `{}`", show(w.as_str())),
+                )),
+                Some(w) => Ok(w),
+            }
+        };
+        match c {
+            "-A" | "--append" | "-I" | "--insert" => {
+                let insert = c == "-I" || c == "--insert";
+                let chain = chain_word("a chain name")?;
+                let mut args = rest.get(2..).unwrap_or(&[]);
+                let mut pos = None;
+                if insert {
+                    pos = Some(1);
+                    if let Some(n) = args.first().and_then(|w| value::dec(w.as_str())) {
+                        if n == 0 {
+                            return Err(LineError::new(args.first().map_or(0, |w| w.start), "rule numbers start at 1"));
+                        }
+                        pos = usize::try_from(n).ok();
+                        args = args.get(1..).unwrap_or(&[]);
+                    }
+                }
+                let rule_loc = self.loc(line_no, lex::column(line, start));
+                let parsed = rule::parse(args, line.len(), &rule_loc, self.opts.lenient)?;
+                let mut rules = parsed.rules;
+                if counters.is_some() {
+                    for r in &mut rules {
+                        if r.counters.is_none() {
+                            r.counters = counters;
+                        }
+                    }
+                }
+                let target_at = parsed.target_at.map(|at| self.loc(line_no, lex::column(line, at)));
+                let op = Op {
+                    chain: chain.as_str().to_string(),
+                    loc: self.loc(line_no, lex::column(line, chain.start)),
+                    kind: OpKind::Add { rules, target_at, insert: pos },
+                };
+                self.push_op(line_no, op);
+            }
+            "-N" | "--new-chain" | "--new" | "-X" | "--delete-chain" | "-F" | "--flush" => {
+                let chain = chain_word("a chain name")?;
+                if let Some(w) = rest.get(2) {
+                    return Err(LineError::new(w.start, format!("expected end of line after `{c} {}`, found `{}`", show(chain.as_str()), show(w.as_str()))));
+                }
+                let kind = match c {
+                    "-N" | "--new-chain" | "--new" => {
+                        check_chain_name(chain)?;
+                        OpKind::Decl { policy: None, counters: None, colon: false }
+                    }
+                    "-X" | "--delete-chain" => OpKind::Delete,
+                    _ => OpKind::Flush,
+                };
+                let op = Op { chain: chain.as_str().to_string(), loc: self.loc(line_no, lex::column(line, chain.start)), kind };
+                self.push_op(line_no, op);
+            }
+            "-P" | "--policy" => {
+                let chain = chain_word("a chain name")?;
+                let p = match rest.get(2) {
+                    None => return Err(LineError::new(line.len(), "expected a policy (`ACCEPT` or `DROP`) after the chain, found end of line")),
+                    Some(w) => match w.as_str() {
+                        "ACCEPT" => Policy::Accept,
+                        "DROP" => Policy::Drop,
+                        _ => return Err(LineError::new(w.start, format!("expected a policy (`ACCEPT` or `DROP`) after `-P {}`, found `{}`", show(chain.as_str()), show(w.as_str())))),
+                    },
+                };
+                // `iptables -S -v` adds `-c PACKETS BYTES`.
+                let mut pc = counters;
+                match rest.get(3) {
+                    None => {}
+                    Some(w) if w.as_str() == "-c" => {
+                        let num = |i: usize, what: &str| -> Result<u64, LineError> {
+                            match rest.get(i) {
+                                None => Err(LineError::new(line.len(), format!("expected {what} after `-c`, found end of line"))),
+                                Some(v) => value::dec(v.as_str()).ok_or_else(|| args::bad(v, "-c", what)),
+                            }
+                        };
+                        pc = Some(Counters { packets: num(4, "a packet count")?, bytes: num(5, "a byte count")? });
+                        if let Some(w) = rest.get(6) {
+                            return Err(LineError::new(w.start, format!("expected end of line, found `{}`", show(w.as_str()))));
+                        }
+                    }
+                    Some(w) => return Err(LineError::new(w.start, format!("expected end of line, found `{}`", show(w.as_str())))),
+                }
+                let op = Op {
+                    chain: chain.as_str().to_string(),
+                    loc: self.loc(line_no, lex::column(line, chain.start)),
+                    kind: OpKind::SetPolicy { policy: p, counters: pc.filter(|c| *c != Counters::default()) },
+                };
+                self.push_op(line_no, op);
+            }
+            "-D" | "--delete" | "-R" | "--replace" | "-Z" | "--zero" | "-E" | "--rename-chain" => {
+                return Err(LineError::new(cmd.start, format!("`{c}` changes a live ruleset; a dump has only `-A`, `-I`, `-N`, `-P`, `-X` and `-F`")));
+            }
+            _ => {
+                return Err(LineError::new(
+                    cmd.start,
+                    format!(
+                        "expected a table (`*nat`), a chain (`:NAME POLICY [0:0]`), a rule (`-A CHAIN ...`) or `COMMIT`, found `{}`",
+                        show(c)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn declaration(&mut self, line_no: u32, line: &str, name: &str, words: &[Word<'_>]) -> Result<(), LineError> {
+        let first = words.first().map_or(0, |w| w.start);
+        let name_word = Word { text: std::borrow::Cow::Borrowed(name), start: first + 1, quoted: false };
+        if name.is_empty() {
+            return Err(LineError::new(first + 1, "expected a chain name after `:`, found nothing"));
+        }
+        check_chain_name(&name_word)?;
+        let policy = match words.get(1) {
+            None => return Err(LineError::new(line.len(), format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found end of line", show(name)))),
+            Some(w) => match w.as_str() {
+                "ACCEPT" => Some(Policy::Accept),
+                "DROP" => Some(Policy::Drop),
+                "-" => None,
+                _ => {
+                    return Err(LineError::new(
+                        w.start,
+                        format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found `{}`", show(name), show(w.as_str())),
+                    ))
+                }
+            },
+        };
+        let counters = match words.get(2) {
+            None => None,
+            Some(w) => Some(counters_word(w)?),
+        };
+        if let Some(w) = words.get(3) {
+            return Err(LineError::new(w.start, format!("expected end of line after the counters, found `{}`", show(w.as_str()))));
+        }
+        let op = Op {
+            chain: name.to_string(),
+            loc: self.loc(line_no, lex::column(line, first + 1)),
+            kind: OpKind::Decl { policy, counters: counters.filter(|c| *c != Counters::default()), colon: true },
+        };
+        self.push_op(line_no, op);
+        Ok(())
+    }
+
+    /// Place the current segment's lines in their tables.
+    fn end_segment(&mut self, committed: bool) {
+        let Some(seg) = self.seg.take() else { return };
+        let (tables, header) = match &seg.header {
+            Some((t, loc)) => (vec![(*t, None); seg.ops.len()], Some((*t, loc.clone()))),
+            None => match self.opts.table {
+                Some(t) => (vec![(t, None); seg.ops.len()], None),
+                None => {
+                    let items: Vec<infer::Item<'_>> = seg
+                        .ops
+                        .iter()
+                        .map(|op| infer::Item {
+                            chain: &op.chain,
+                            with_policy: matches!(
+                                op.kind,
+                                OpKind::SetPolicy { .. } | OpKind::Decl { policy: Some(_), .. }
+                            ),
+                            rules: match &op.kind {
+                                OpKind::Add { rules, .. } => rules,
+                                _ => &[],
+                            },
+                        })
+                        .collect();
+                    let out = infer::infer(&items).into_iter().map(|(t, r)| (t, Some(r))).collect();
+                    (out, None)
+                }
+            },
+        };
+        if let Some((t, loc)) = &header {
+            if let Some(prev) = self.tables.iter().find(|ts| ts.t.name == *t) {
+                let first = prev.t.loc.line;
+                self.error(loc.clone(), format!("table `{}` is given twice (first at line {first})", t.as_str()));
+                return;
+            }
+            // A block with no lines still declares its table.
+            self.table_index(*t, loc, committed, true, None);
+        }
+        for (op, (t, reason)) in seg.ops.into_iter().zip(tables) {
+            let ti = self.table_index(t, &seg.start, committed, header.is_some(), reason);
+            self.apply(ti, op, header.is_some());
+        }
+    }
+
+    /// The index of table `t`, created when first seen.
+    fn table_index(&mut self, t: TableName, loc: &Loc, committed: bool, header: bool, reason: Option<infer::Reason>) -> usize {
+        if let Some(i) = self.tables.iter().position(|ts| ts.t.name == t) {
+            return i;
+        }
+        let form = match (header, committed) {
+            (true, true) => TableForm::Complete,
+            (true, false) => TableForm::Unterminated,
+            (false, _) => TableForm::Headerless,
+        };
+        self.tables.push(TableState {
+            t: Table { name: t, chains: Vec::new(), loc: loc.clone(), form },
+            index: HashMap::new(),
+            jumps: Vec::new(),
+            inferred: reason,
+        });
+        self.tables.len() - 1
+    }
+
+    fn apply(&mut self, ti: usize, op: Op, header: bool) {
+        let Some(ts) = self.tables.get_mut(ti) else { return };
+        let complete = ts.t.form == TableForm::Complete;
+        let tname = ts.t.name;
+        let mut errs: Vec<(Loc, String)> = Vec::new();
+        match op.kind {
+            OpKind::Decl { policy, counters, colon } => {
+                let builtin = ts.is_builtin(&op.chain);
+                if !colon && builtin {
+                    errs.push((op.loc.clone(), format!("`-N` cannot create `{}`, a built-in chain of table `{}`", op.chain, tname.as_str())));
+                } else if policy.is_some() && !builtin && header {
+                    errs.push((
+                        op.loc.clone(),
+                        format!("expected policy `-` for `{}`, a user chain of table `{}`: only built-in chains have policies", op.chain, tname.as_str()),
+                    ));
+                } else {
+                    let policy = if builtin { Some(policy.unwrap_or(Policy::Accept)) } else { None };
+                    match ts.index.get(&op.chain).copied() {
+                        Some(i) => {
+                            if let Some(c) = ts.t.chains.get_mut(i) {
+                                if c.implied {
+                                    c.implied = false;
+                                    c.policy = policy;
+                                    c.counters = counters;
+                                    c.loc = op.loc.clone();
+                                } else if complete {
+                                    errs.push((op.loc.clone(), format!("chain `{}` is declared twice (first at line {})", op.chain, c.loc.line)));
+                                }
+                            }
+                        }
+                        None => {
+                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
+                            ts.t.chains.push(Chain { name: op.chain, policy, counters, rules: Vec::new(), implied: false, loc: op.loc });
+                        }
+                    }
+                }
+            }
+            OpKind::SetPolicy { policy, counters } => {
+                if !ts.is_builtin(&op.chain) {
+                    errs.push((op.loc.clone(), format!("expected a built-in chain of table `{}` after `-P`, found `{}`", tname.as_str(), op.chain)));
+                } else {
+                    match ts.index.get(&op.chain).copied() {
+                        Some(i) => {
+                            if let Some(c) = ts.t.chains.get_mut(i) {
+                                c.policy = Some(policy);
+                                c.implied = false;
+                                if counters.is_some() {
+                                    c.counters = counters;
+                                }
+                            }
+                        }
+                        None => {
+                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
+                            ts.t.chains.push(Chain {
+                                name: op.chain,
+                                policy: Some(policy),
+                                counters,
+                                rules: Vec::new(),
+                                implied: false,
+                                loc: op.loc,
+                            });
+                        }
+                    }
+                }
+            }
+            OpKind::Add { rules, target_at, insert } => {
+                let i = match ts.index.get(&op.chain).copied() {
+                    Some(i) => Some(i),
+                    None => {
+                        let builtin = ts.is_builtin(&op.chain);
+                        if complete && !builtin {
+                            errs.push((
+                                op.loc.clone(),
+                                format!("chain `{}` is not declared in table `{}` (no `:{}` line before this rule)", op.chain, tname.as_str(), op.chain),
+                            ));
+                            None
+                        } else {
+                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
+                            ts.t.chains.push(Chain {
+                                name: op.chain.clone(),
+                                policy: builtin.then_some(Policy::Accept),
+                                counters: None,
+                                rules: Vec::new(),
+                                implied: true,
+                                loc: op.loc.clone(),
+                            });
+                            Some(ts.t.chains.len() - 1)
+                        }
+                    }
+                };
+                if let Some(i) = i {
+                    let mut ok = true;
+                    if let Some(t) = rules.first().and_then(|r| r.target.as_ref()) {
+                        if let Some(only) = targets::only_table(t) {
+                            if only != tname {
+                                let at = rules.first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
+                                errs.push((at, format!("target `{}` is only valid in table `{}`, not in `{}`", target_name(t), only.as_str(), tname.as_str())));
+                                ok = false;
+                            }
+                        }
+                    }
+                    if ok {
+                        if let (Some(to), Some(at)) = (rules.first().and_then(|r| r.target.as_ref()).and_then(|t| t.chain()), target_at) {
+                            ts.jumps.push(Jump { from: op.chain.clone(), to: to.to_string(), at });
+                        }
+                        if let Some(c) = ts.t.chains.get_mut(i) {
+                            match insert {
+                                None => c.rules.extend(rules),
+                                Some(pos) if pos <= c.rules.len() + 1 => {
+                                    let at = pos - 1;
+                                    let tail = c.rules.split_off(at);
+                                    c.rules.extend(rules);
+                                    c.rules.extend(tail);
+                                }
+                                Some(pos) => errs.push((
+                                    op.loc.clone(),
+                                    format!("`-I {} {pos}`: the chain has only {} rules", op.chain, c.rules.len()),
+                                )),
+                            }
+                        }
+                    }
+                }
+            }
+            OpKind::Delete | OpKind::Flush => {
+                let delete = matches!(op.kind, OpKind::Delete);
+                match ts.index.get(&op.chain).copied() {
+                    None => errs.push((op.loc.clone(), format!("chain `{}` does not exist in table `{}`", op.chain, tname.as_str()))),
+                    Some(_) if delete && ts.is_builtin(&op.chain) => {
+                        errs.push((op.loc.clone(), format!("`-X` cannot delete `{}`, a built-in chain", op.chain)))
+                    }
+                    Some(i) => {
+                        if delete {
+                            ts.t.chains.remove(i);
+                            ts.reindex();
+                        } else if let Some(c) = ts.t.chains.get_mut(i) {
+                            c.rules.clear();
+                        }
+                    }
+                }
+            }
+        }
+        for (loc, msg) in errs {
+            self.error(loc, msg);
+        }
+    }
+
+    /// Check the chain graph of every table, imply what partial dumps use,
+    /// and write the notes.
+    fn finish(mut self) -> Result<Ruleset, ParseErrors> {
+        let mut notes = Vec::new();
+        let mut tables = Vec::new();
+        let mut errs: Vec<(Loc, String)> = Vec::new();
+        for mut ts in std::mem::take(&mut self.tables) {
+            let tname = ts.t.name;
+            let complete = ts.t.form == TableForm::Complete;
+            // Chains used as targets but not there.
+            let mut missing: Vec<&Jump> = Vec::new();
+            let used: std::collections::HashSet<&str> = ts
+                .t
+                .chains
+                .iter()
+                .flat_map(|c| c.rules.iter().filter_map(|r| r.target.as_ref().and_then(Target::chain)))
+                .collect();
+            for j in &ts.jumps {
+                if !used.contains(j.to.as_str()) {
+                    continue;
+                }
+                if ts.is_builtin(&j.to) {
+                    errs.push((j.at.clone(), format!("cannot jump to `{}`, a built-in chain of table `{}`", j.to, tname.as_str())));
+                } else if !ts.index.contains_key(&j.to) {
+                    missing.push(j);
+                }
+            }
+            let mut implied_new: Vec<Chain> = Vec::new();
+            for j in missing {
+                if complete {
+                    errs.push((
+                        j.at.clone(),
+                        format!("chain `{}` is not declared in table `{}` (jump from `{}`)", j.to, tname.as_str(), j.from),
+                    ));
+                } else if !implied_new.iter().any(|c| c.name == j.to) {
+                    implied_new.push(Chain {
+                        name: j.to.clone(),
+                        policy: None,
+                        counters: None,
+                        rules: Vec::new(),
+                        implied: true,
+                        loc: j.at.clone(),
+                    });
+                }
+            }
+            ts.t.chains.extend(implied_new);
+            // Implied chains go after the declared ones, built-ins first,
+            // then by name: an order that does not depend on line order.
+            let builtins = tname.builtin_chains();
+            let (declared, mut implied): (Vec<Chain>, Vec<Chain>) = std::mem::take(&mut ts.t.chains).into_iter().partition(|c| !c.implied);
+            implied.sort_by(|a, b| {
+                let ka = (builtins.iter().position(|x| *x == a.name).unwrap_or(usize::MAX), &a.name);
+                let kb = (builtins.iter().position(|x| *x == b.name).unwrap_or(usize::MAX), &b.name);
+                ka.cmp(&kb)
+            });
+            ts.t.chains = declared;
+            ts.t.chains.extend(implied);
+            ts.reindex();
+            errs.extend(loops(&ts));
+            // Notes, in the order of the tables and chains.
+            if let Some(reason) = ts.inferred {
+                let msg = match reason {
+                    infer::Reason::Listing => format!("no `*table` line: read as table `{}`, whose built-in chains it lists", tname.as_str()),
+                    infer::Reason::Evidence => format!("no `*table` line: these rules read as table `{}`, inferred from their targets and chain names", tname.as_str()),
+                    infer::Reason::Default => format!("no `*table` line and nothing to infer it from: read as table `{}`, iptables' default", tname.as_str()),
+                };
+                notes.push(Note { loc: ts.t.loc.clone(), message: msg });
+            }
+            for c in &ts.t.chains {
+                if !c.implied {
+                    continue;
+                }
+                let message = if ts.is_builtin(&c.name) {
+                    format!("built-in chain `{}` of table `{}` has no `:{}` line: policy `ACCEPT` assumed", c.name, tname.as_str(), c.name)
+                } else {
+                    format!("chain `{}` of table `{}` is not declared: implied by its use in a partial dump", c.name, tname.as_str())
+                };
+                notes.push(Note { loc: c.loc.clone(), message });
+            }
+            tables.push(ts.t);
+        }
+        for (loc, msg) in errs {
+            self.error(loc, msg);
+        }
+        if self.errors.is_empty() {
+            Ok(Ruleset { tables, notes })
+        } else {
+            Err(ParseErrors(self.errors))
+        }
+    }
+}
+
+/// Jump loops of a table: each back edge of a depth-first walk of the
+/// chain graph, reported at the jump that closes the loop.
+fn loops(ts: &TableState) -> Vec<(Loc, String)> {
+    let n = ts.t.chains.len();
+    // Edges from each chain, with the rule's jump location when known.
+    let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, c) in ts.t.chains.iter().enumerate() {
+        for r in &c.rules {
+            if let Some(j) = r.target.as_ref().and_then(Target::chain).and_then(|t| ts.index.get(t)) {
+                if let Some(a) = adj.get_mut(i) {
+                    if !a.contains(j) {
+                        a.push(*j);
+                    }
+                }
+            }
+        }
+    }
+    let name = |i: usize| ts.t.chains.get(i).map_or("?", |c| c.name.as_str());
+    let mut out = Vec::new();
+    // 0 = unseen, 1 = on the stack, 2 = done.
+    let mut color = vec![0u8; n];
+    for root in 0..n {
+        if color.get(root).copied() != Some(0) {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        if let Some(c) = color.get_mut(root) {
+            *c = 1;
+        }
+        while let Some(&mut (v, ref mut k)) = stack.last_mut() {
+            let next = adj.get(v).and_then(|a| a.get(*k)).copied();
+            *k += 1;
+            match next {
+                None => {
+                    if let Some(c) = color.get_mut(v) {
+                        *c = 2;
+                    }
+                    stack.pop();
+                }
+                Some(w) => match color.get(w).copied() {
+                    Some(0) => {
+                        if let Some(c) = color.get_mut(w) {
+                            *c = 1;
+                        }
+                        stack.push((w, 0));
+                    }
+                    Some(1) => {
+                        let from = stack.iter().position(|(x, _)| *x == w).unwrap_or(0);
+                        let mut path: Vec<String> = stack.iter().skip(from).map(|(x, _)| format!("`{}`", name(*x))).collect();
+                        path.push(format!("`{}`", name(w)));
+                        let at = ts
+                            .jumps
+                            .iter()
+                            .find(|j| j.from == name(v) && j.to == name(w))
+                            .map(|j| j.at.clone())
+                            .or_else(|| ts.t.chains.get(v).map(|c| c.loc.clone()))
+                            .unwrap_or_else(Loc::synthetic);
+                        out.push((at, format!("jump loop in table `{}`: {}", ts.t.name.as_str(), path.join(" -> "))));
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+    out
+}
+
+/// `[packets:bytes]`.
+fn counters_word(w: &Word<'_>) -> Result<Counters, LineError> {
+    let s = w.as_str();
+    let inner = s.strip_prefix('[').and_then(|x| x.strip_suffix(']'));
+    let parsed = inner.and_then(|x| x.split_once(':')).and_then(|(p, b)| Some(Counters { packets: value::dec(p)?, bytes: value::dec(b)? }));
+    parsed.ok_or_else(|| LineError::new(w.start, format!("expected counters `[packets:bytes]`, found `{}`", show(s))))
+}
+
+/// Chain names iptables accepts: 1 to 28 characters, not starting with `-`
+/// or `!`, not a built-in target's name.
+fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
+    let s = w.as_str();
+    if s.chars().count() > 28 {
+        return Err(LineError::new(w.start, format!("expected a chain name of at most 28 characters, found `{}` ({} characters)", show(s), s.chars().count())));
+    }
+    if s.starts_with('-') || s.starts_with('!') || s.chars().any(char::is_whitespace) {
+        return Err(LineError::new(w.start, format!("expected a chain name, found `{}`", show(s))));
+    }
+    if RESERVED.contains(&s) {
+        return Err(LineError::new(w.start, format!("expected a chain name, found `{s}`, a built-in target")));
+    }
+    Ok(())
+}
+
+/// A target's name as written after `-j`.
+fn target_name(t: &Target) -> &str {
+    match t {
+        Target::Dnat { .. } => "DNAT",
+        Target::Snat { .. } => "SNAT",
+        Target::Masquerade { .. } => "MASQUERADE",
+        Target::Redirect { .. } => "REDIRECT",
+        Target::Notrack => "NOTRACK",
+        Target::Ct(_) => "CT",
+        Target::Checksum => "CHECKSUM",
+        _ => "?",
+    }
 }
