@@ -1,0 +1,2 @@
+//! Scale benchmarks (being written).
+fn main() {}

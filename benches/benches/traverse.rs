@@ -1,0 +1,2 @@
+//! Traversal benchmarks (being written).
+fn main() {}
