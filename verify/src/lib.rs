@@ -6,3 +6,4 @@
 //! verdicts -> reports.
 
 pub mod report;
+pub mod kernel;

@@ -1,0 +1,342 @@
+//! The referee's small programs that must run *inside* a namespace (started
+//! by `ip netns exec NS natpath-kernel-helper SUBCOMMAND ...`):
+//!
+//! - `relay`: the user-space IPIP tunnel behind the TUN device `tunl0`.
+//!   Inner packets read from the TUN are sent as real protocol-4 packets
+//!   through a raw socket to the gateway of the tunl0 route the inner
+//!   destination matches (longest prefix), so the outer packet is locally
+//!   generated and crosses OUTPUT and POSTROUTING; protocol-4 packets the
+//!   node receives (after PREROUTING and INPUT) are unwrapped and the inner
+//!   packet is written to the TUN, so it enters again from tunl0. Unlike the
+//!   kernel's ipip driver, the skb mark is not copied to the outer packet
+//!   (nor from it to the inner one).
+//! - `serve`: a pod's ports (TCP listeners that never accept, UDP echo) and
+//!   raw sockets that report the source and destination of every TCP SYN
+//!   and UDP datagram the pod receives.
+//! - `probe`: one TCP SYN (raw socket: no retransmission, the caller drops
+//!   the RST the sender's kernel would answer the SYN-ACK with) or one UDP
+//!   datagram, then the first answer (SYN-ACK, RST, UDP, ICMP error) with
+//!   its real source, within a deadline.
+//! - `hello`: one carrier packet (protocol 4 with an inner protocol-253
+//!   header, which relays discard) so tunnel carrier flows are ESTABLISHED
+//!   in conntrack, as on a live cluster.
+//!
+//! Contract: every line on stdout is one JSON event; `relay` and `serve`
+//! print `{"ev":"ready"}` once listening and exit when their stdin closes
+//! (the harness holds it open, so they die with it); `probe` waits at most
+//! `--timeout-ms` (capped at 10 s). Kernel facts relied on: an IPv4 raw
+//! socket receives a copy of every locally delivered packet of its protocol
+//! with the IP header; with a raw socket open for protocol 4 the kernel
+//! sends no "protocol unreachable" for it.
+
+use super::tun;
+use super::wire::{self, Ip};
+use ipnet::Ipv4Net;
+use serde_json::json;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Run a helper subcommand; returns the exit code.
+pub fn helper_main(args: &[String]) -> i32 {
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("", &[][..]),
+    };
+    let r = match cmd {
+        "relay" => relay(rest),
+        "serve" => serve(rest),
+        "probe" => probe(rest),
+        "hello" => hello(rest),
+        _ => Err(format!("unknown helper command `{cmd}`; expected relay, serve, probe or hello")),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            emit(json!({"ev": "error", "message": e}));
+            eprintln!("natpath-kernel-helper {cmd}: {e}");
+            1
+        }
+    }
+}
+
+fn emit(v: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+    args.windows(2)
+        .filter(|w| w.first().map(String::as_str) == Some(flag))
+        .filter_map(|w| w.get(1).map(String::as_str))
+        .collect()
+}
+
+fn value<'a>(args: &'a [String], flag: &str) -> Result<&'a str, String> {
+    values(args, flag).first().copied().ok_or_else(|| format!("expected `{flag} VALUE`"))
+}
+
+fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("expected {what}, found `{s}`"))
+}
+
+/// Exit when the harness closes our stdin (it died or tore the lab down).
+fn exit_on_stdin_eof() {
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        // Bounded by the pipe: read returns 0 at EOF or fails when closed.
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        std::process::exit(0);
+    });
+}
+
+fn raw_socket(proto: u8) -> Result<Socket, String> {
+    Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(proto))))
+        .map_err(|e| format!("raw socket for protocol {proto}: {e}"))
+}
+
+fn sa(ip: Ipv4Addr, port: u16) -> String {
+    SocketAddrV4::new(ip, port).to_string()
+}
+
+fn relay(args: &[String]) -> Result<(), String> {
+    let name = value(args, "--tun")?;
+    let mut routes: Vec<(Ipv4Net, Ipv4Addr)> = Vec::new();
+    for r in values(args, "--route") {
+        let (net, gw) = r.split_once('=').ok_or_else(|| format!("expected `--route CIDR=GW`, found `{r}`"))?;
+        routes.push((parse(net, "a prefix")?, parse(gw, "a gateway address")?));
+    }
+    let tun_rx = tun::attach(name).map_err(|e| format!("attaching to TUN `{name}`: {e}"))?;
+    let mut tun_tx = tun_rx.try_clone().map_err(|e| e.to_string())?;
+    let raw_tx = raw_socket(wire::PROTO_IPIP)?;
+    let raw_rx = raw_tx.try_clone().map_err(|e| e.to_string())?;
+    exit_on_stdin_eof();
+    // Outbound: TUN -> outer packet to the route's gateway.
+    std::thread::spawn(move || {
+        let mut tun_rx = tun_rx;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = match tun_rx.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    emit(json!({"ev": "error", "message": format!("reading the TUN: {e}")}));
+                    return;
+                }
+            };
+            let pkt = buf.get(..n).unwrap_or(&[]);
+            let Some(h) = wire::ip(pkt) else { continue };
+            let best = routes.iter().filter(|(net, _)| net.contains(&h.dst)).max_by_key(|(net, _)| net.prefix_len());
+            match best {
+                Some((_, gw)) => {
+                    let to = SockAddr::from(SocketAddrV4::new(*gw, 0));
+                    let sent = raw_tx.send_to(pkt, &to);
+                    emit(json!({"ev": "encap", "inner": describe(pkt, &h), "outer_dst": gw.to_string(),
+                                "ok": sent.is_ok()}));
+                }
+                None => emit(json!({"ev": "no-route", "inner": describe(pkt, &h)})),
+            }
+        }
+    });
+    // Inbound: outer packet delivered locally -> inner packet into the TUN.
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = match (&raw_rx).read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    emit(json!({"ev": "error", "message": format!("reading protocol 4: {e}")}));
+                    return;
+                }
+            };
+            let pkt = buf.get(..n).unwrap_or(&[]);
+            let Some(outer) = wire::ip(pkt) else { continue };
+            let inner = pkt.get(outer.header_len..).unwrap_or(&[]);
+            let Some(ih) = wire::ip(inner) else { continue };
+            if ih.proto == wire::PROTO_HELLO {
+                emit(json!({"ev": "hello", "from": outer.src.to_string()}));
+                continue;
+            }
+            let wrote = tun_tx.write(inner);
+            emit(json!({"ev": "decap", "outer_src": outer.src.to_string(), "inner": describe(inner, &ih),
+                        "ok": wrote.is_ok()}));
+        }
+    });
+    emit(json!({"ev": "ready"}));
+    // The threads run until the process exits (stdin EOF or a kill).
+    loop {
+        std::thread::park();
+    }
+}
+
+fn describe(pkt: &[u8], h: &Ip) -> String {
+    let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
+    match (h.proto, wire::ports(l4)) {
+        (wire::PROTO_TCP | wire::PROTO_UDP, Some((sp, dp))) => {
+            let p = if h.proto == wire::PROTO_TCP { "tcp" } else { "udp" };
+            format!("{p} {} > {}", sa(h.src, sp), sa(h.dst, dp))
+        }
+        (p, _) => format!("proto {p} {} > {}", h.src, h.dst),
+    }
+}
+
+fn serve(args: &[String]) -> Result<(), String> {
+    let addr: Ipv4Addr = parse(value(args, "--addr")?, "an address")?;
+    let mut keep = Vec::new();
+    for p in values(args, "--tcp") {
+        let port: u16 = parse(p, "a port")?;
+        keep.push(TcpListener::bind((addr, port)).map_err(|e| format!("listening on tcp/{port}: {e}"))?);
+    }
+    for p in values(args, "--udp") {
+        let port: u16 = parse(p, "a port")?;
+        let sock = UdpSocket::bind((addr, port)).map_err(|e| format!("binding udp/{port}: {e}"))?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(buf.get(..n).unwrap_or(&[]), from);
+            }
+        });
+    }
+    for proto in [wire::PROTO_TCP, wire::PROTO_UDP] {
+        let raw = raw_socket(proto)?;
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = (&raw).read(&mut buf) {
+                let pkt = buf.get(..n).unwrap_or(&[]);
+                let Some(h) = wire::ip(pkt) else { continue };
+                let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
+                let Some((sp, dp)) = wire::ports(l4) else { continue };
+                let ev = if h.proto == wire::PROTO_TCP {
+                    let f = wire::tcp_flags(l4).unwrap_or(0);
+                    if f & wire::SYN == 0 || f & wire::ACK != 0 {
+                        continue;
+                    }
+                    "tcp-syn"
+                } else {
+                    "udp"
+                };
+                emit(json!({"ev": ev, "src": sa(h.src, sp), "dst": sa(h.dst, dp)}));
+            }
+        });
+    }
+    exit_on_stdin_eof();
+    emit(json!({"ev": "ready"}));
+    loop {
+        std::thread::park();
+        let _ = &keep;
+    }
+}
+
+/// What came back to the prober.
+enum Answer {
+    Tcp(Ip, u16, u16, u8),
+    Udp(SocketAddrV4, SocketAddrV4),
+    Icmp(Ip, wire::IcmpError),
+}
+
+fn probe(args: &[String]) -> Result<(), String> {
+    let proto = value(args, "--proto")?;
+    let dst: SocketAddrV4 = parse(value(args, "--dst")?, "IP:PORT")?;
+    let sport: u16 = parse(value(args, "--sport")?, "a port")?;
+    let timeout_ms: u64 = parse(value(args, "--timeout-ms")?, "milliseconds")?;
+    let timeout = Duration::from_millis(timeout_ms.min(10_000));
+    // The source address the kernel picks for this destination.
+    let route = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    route.connect(dst).map_err(|e| format!("no route to {dst}: {e}"))?;
+    let src = match route.local_addr().map_err(|e| e.to_string())? {
+        std::net::SocketAddr::V4(a) => *a.ip(),
+        std::net::SocketAddr::V6(_) => return Err("expected an IPv4 source".into()),
+    };
+    drop(route);
+    let (tx, rx) = mpsc::channel::<Answer>();
+    let icmp = raw_socket(wire::PROTO_ICMP)?;
+    icmp.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let deadline = started + timeout;
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while Instant::now() < deadline {
+                let Ok(n) = (&icmp).read(&mut buf) else { continue };
+                let pkt = buf.get(..n).unwrap_or(&[]);
+                let Some(h) = wire::ip(pkt) else { continue };
+                let Some(err) = pkt.get(h.header_len..).and_then(wire::icmp_error) else { continue };
+                if err.quoted.src == src && err.quoted_ports.is_some_and(|(sp, _)| sp == sport) {
+                    let _ = tx.send(Answer::Icmp(h, err));
+                }
+            }
+        });
+    }
+    let sent = sa(src, sport);
+    match proto {
+        "tcp" => {
+            let raw = raw_socket(wire::PROTO_TCP)?;
+            raw.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+            let seq = u32::try_from(started.elapsed().as_nanos() % u128::from(u32::MAX)).unwrap_or(1) ^ 0x5eed_1234;
+            let syn = wire::tcp_syn(src, *dst.ip(), sport, dst.port(), seq);
+            raw.send_to(&syn, &SockAddr::from(SocketAddrV4::new(*dst.ip(), 0)))
+                .map_err(|e| format!("sending the SYN: {e}"))?;
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while Instant::now() < deadline {
+                    let Ok(n) = (&raw).read(&mut buf) else { continue };
+                    let pkt = buf.get(..n).unwrap_or(&[]);
+                    let Some(h) = wire::ip(pkt) else { continue };
+                    let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
+                    let (Some((sp, dp)), Some(f)) = (wire::ports(l4), wire::tcp_flags(l4)) else { continue };
+                    let synack = f & (wire::SYN | wire::ACK) == wire::SYN | wire::ACK;
+                    if h.dst == src && dp == sport && (synack || f & wire::RST != 0) {
+                        let _ = tx.send(Answer::Tcp(h, sp, dp, f));
+                        return;
+                    }
+                }
+            });
+        }
+        "udp" => {
+            let sock = UdpSocket::bind((src, sport)).map_err(|e| format!("binding udp/{sport}: {e}"))?;
+            sock.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+            sock.send_to(b"natpath-probe", dst).map_err(|e| format!("sending the datagram: {e}"))?;
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while Instant::now() < deadline {
+                    if let Ok((_, std::net::SocketAddr::V4(from))) = sock.recv_from(&mut buf) {
+                        let _ = tx.send(Answer::Udp(from, SocketAddrV4::new(src, sport)));
+                        return;
+                    }
+                }
+            });
+        }
+        other => return Err(format!("expected tcp or udp after `--proto`, found `{other}`")),
+    }
+    drop(tx);
+    let answer = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let reply = match answer {
+        Ok(Answer::Tcp(h, sp, dp, f)) => {
+            let kind = if f & wire::RST != 0 { "rst" } else { "syn-ack" };
+            json!({"kind": kind, "src": sa(h.src, sp), "dst": sa(h.dst, dp)})
+        }
+        Ok(Answer::Udp(from, to)) => json!({"kind": "udp", "src": from.to_string(), "dst": to.to_string()}),
+        Ok(Answer::Icmp(h, e)) => json!({"kind": format!("icmp {}/{}", e.kind, e.code),
+                                         "src": h.src.to_string(), "dst": h.dst.to_string()}),
+        Err(_) => serde_json::Value::Null,
+    };
+    emit(json!({"ev": "result", "sent": {"src": sent, "dst": dst.to_string()}, "reply": reply,
+                "elapsed_us": elapsed_us}));
+    Ok(())
+}
+
+fn hello(args: &[String]) -> Result<(), String> {
+    let to: Ipv4Addr = parse(value(args, "--to")?, "an address")?;
+    let raw = raw_socket(wire::PROTO_IPIP)?;
+    raw.send_to(&wire::hello(), &SockAddr::from(SocketAddrV4::new(to, 0)))
+        .map_err(|e| format!("sending the hello to {to}: {e}"))?;
+    emit(json!({"ev": "hello-sent", "to": to.to_string()}));
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! One probe against a rebuilt cluster: read every node's rule counters and
+//! conntrack table, send the probe from the sender's namespace, wait
+//! (bounded) for its answer and for the pods' and relays' reports, read the
+//! counters and conntrack again, and keep the differences.
+//!
+//! Contract: the probe's packets are the only traffic in the lab while it
+//! runs (no IPv6, no daemons; the carrier hellos happen before the first
+//! reading), so a counter that moved counted exactly the forward first
+//! packet, its reply and their tunnel outer packets. For TCP the sender's
+//! kernel would answer the SYN-ACK with a RST; a probe-control nftables
+//! table (`ip natpath_probe`, hook output at priority -400, before raw and
+//! conntrack, invisible to iptables-save) drops that RST in the sender's
+//! namespace, and pods have `tcp_synack_retries = 0`, so exactly one SYN and
+//! one SYN-ACK cross the nodes. Before every probe but the first, every
+//! node's conntrack table is flushed (and carriers warmed again) so the
+//! probe's first packet is NEW, as the model assumes.
+
+use super::lab::{self, Lab};
+use super::{conntrack, counters, exec, KernelError, NodeConntrack, Options, PodSeen, Probe, ProbeResult, ReplySeen};
+use super::{dumps::Dumps, exec::in_ns, TunnelEvent, L4};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct NodeState {
+    counters: counters::Counters,
+    conntrack: Vec<conntrack::Entry>,
+}
+
+/// Read every node's counters and conntrack, one thread per node.
+fn read_nodes(lab: &Lab) -> Result<Vec<NodeState>, KernelError> {
+    let handles: Vec<_> = lab
+        .nodes
+        .iter()
+        .map(|ns| {
+            let ns = ns.clone();
+            std::thread::spawn(move || -> Result<NodeState, KernelError> {
+                let rules = exec::check("reading counters", &in_ns(&ns, &["iptables-save", "-c"]), None, DEADLINE)?;
+                let ct = exec::run(&in_ns(&ns, &["conntrack", "-L"]), None, DEADLINE)
+                    .map_err(|e| KernelError::Setup(format!("reading conntrack: {e}")))?;
+                Ok(NodeState { counters: counters::parse(&rules), conntrack: conntrack::parse(&ct.stdout) })
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().map_err(|_| KernelError::Internal("a reader thread panicked"))?)
+        .collect()
+}
+
+fn ensure_rst_drop(lab: &mut Lab, ns: &str, sport: u16) -> Result<(), KernelError> {
+    let script = format!(
+        "table ip natpath_probe {{\n chain out {{\n  type filter hook output priority -400; policy accept;\n }}\n}}\n\
+         flush chain ip natpath_probe out\n\
+         add rule ip natpath_probe out tcp sport {sport} tcp flags & rst == rst drop\n"
+    );
+    exec::check("installing the probe's RST drop", &in_ns(ns, &["nft", "-f", "-"]), Some(&script), DEADLINE)?;
+    lab.nft_ready.insert(ns.to_string());
+    Ok(())
+}
+
+/// Run one probe.
+pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Options, first: bool) -> Result<ProbeResult, KernelError> {
+    if exec::interrupted() {
+        return Err(KernelError::Interrupted);
+    }
+    let src_ns = lab::source_ns(lab, dumps, &probe.from)
+        .cloned()
+        .ok_or_else(|| KernelError::BadInput(format!("unknown sender `{}`", probe.from)))?;
+    let mut notes = Vec::new();
+    if !first {
+        for ns in &lab.nodes {
+            exec::check("flushing conntrack", &in_ns(ns, &["conntrack", "-F"]), None, DEADLINE)?;
+        }
+        if !opts.new_carriers {
+            lab.warm_carriers(dumps)?;
+        }
+    }
+    if probe.proto == L4::Tcp {
+        ensure_rst_drop(lab, &src_ns, probe.sport)?;
+    }
+    let started = Instant::now();
+    let before = read_nodes(lab)?;
+    lab.drain_events();
+    let helper = lab.helper.to_string_lossy().into_owned();
+    let timeout_ms = opts.reply_timeout.as_millis().min(10_000).to_string();
+    let argv = in_ns(
+        &src_ns,
+        &[
+            &helper,
+            "probe",
+            "--proto",
+            probe.proto.name(),
+            "--dst",
+            &probe.to.to_string(),
+            "--sport",
+            &probe.sport.to_string(),
+            "--timeout-ms",
+            &timeout_ms,
+        ],
+    );
+    let out = exec::check("sending the probe", &argv, None, opts.reply_timeout + Duration::from_secs(3))?;
+    let result: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("ev").and_then(|e| e.as_str()) == Some("result"))
+        .ok_or_else(|| KernelError::Setup(format!("the probe printed no result: {}", out.trim())))?;
+    let str_at = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let sent = result.get("sent").map(|s| (str_at(s, "src"), str_at(s, "dst"))).unwrap_or_default();
+    let answer_ms = result
+        .get("elapsed_us")
+        .and_then(serde_json::Value::as_u64)
+        .map(|us| us as f64 / 1e3)
+        .filter(|_| result.get("reply").is_some_and(|r| !r.is_null()));
+    let reply = result.get("reply").filter(|r| !r.is_null()).map(|r| ReplySeen {
+        kind: str_at(r, "kind"),
+        src: str_at(r, "src"),
+        dst: str_at(r, "dst"),
+    });
+
+    // Reports from pods and relays: bounded wait, longer when something
+    // answered (the pod's report may trail the reply by a few ms).
+    let mut delivered = Vec::new();
+    let mut tunnel = Vec::new();
+    let settle = if reply.is_some() { Duration::from_millis(300) } else { Duration::from_millis(100) };
+    let mut end = Instant::now() + settle;
+    let want_ev = if probe.proto == L4::Tcp { "tcp-syn" } else { "udp" };
+    // Bounded by `settle`.
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let Ok((tag, line)) = lab.events.recv_timeout(left) else { break };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let ev = str_at(&v, "ev");
+        if let Some(node) = tag.strip_prefix("relay:") {
+            let what = match ev.as_str() {
+                "ready" | "hello" => None,
+                "encap" => Some(format!("encap {} -> outer to {}", str_at(&v, "inner"), str_at(&v, "outer_dst"))),
+                "decap" => Some(format!("decap outer from {}: {}", str_at(&v, "outer_src"), str_at(&v, "inner"))),
+                _ => Some(format!("{ev} {}", str_at(&v, "inner"))),
+            };
+            if let Some(event) = what {
+                tunnel.push(TunnelEvent { node: node.to_string(), event });
+            }
+        } else if let Some(i) = Lab::pod_of_tag(&tag) {
+            if ev == want_ev {
+                if let (Some(pod), Ok(src), Ok(dst)) =
+                    (dumps.cluster.pods.get(i), str_at(&v, "src").parse(), str_at(&v, "dst").parse())
+                {
+                    delivered.push(PodSeen { pod: pod.name.clone(), node: pod.node.clone(), address: pod.address, src, dst });
+                }
+            }
+        }
+        if reply.is_some() && !delivered.is_empty() {
+            // Everything that made the answer happen has been reported or is
+            // about to be: a short tail for the relays' last lines.
+            end = end.min(Instant::now() + Duration::from_millis(20));
+        }
+    }
+    let after = read_nodes(lab)?;
+    let probe_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+
+    let mut deltas = Vec::new();
+    let mut cts = Vec::new();
+    for ((b, a), node) in before.iter().zip(&after).zip(&dumps.nodes) {
+        if counters::shape(&b.counters) != counters::shape(&a.counters) {
+            return Err(KernelError::Setup(format!("node `{}`: the ruleset changed during the probe", node.name)));
+        }
+        deltas.extend(counters::delta(&node.name, &b.counters, &a.counters));
+        let old: BTreeSet<(String, String)> = b.conntrack.iter().map(conntrack::Entry::key).collect();
+        let new: Vec<conntrack::Entry> = a.conntrack.iter().filter(|e| !old.contains(&e.key())).cloned().collect();
+        cts.push(NodeConntrack { node: node.name.clone(), entries: new });
+    }
+    if !lab.relay_routes.iter().all(Vec::is_empty) {
+        notes.push(
+            "tunl0 is emulated (TUN + user-space relay): the skb mark is not copied between inner and outer packets".into(),
+        );
+        notes.push(if opts.new_carriers {
+            "tunnel carrier flows were NEW for this probe".into()
+        } else {
+            "tunnel carrier flows were ESTABLISHED before the probe (one hello each way)".into()
+        });
+    }
+    if delivered.len() > 1 {
+        notes.push(format!("{} pods received the probe", delivered.len()));
+    }
+    Ok(ProbeResult {
+        probe: probe.clone(),
+        sent,
+        delivered_to: delivered,
+        reply,
+        counters: deltas,
+        conntrack: cts,
+        tunnel,
+        probe_ms,
+        answer_ms,
+        notes,
+    })
+}

@@ -1,0 +1,274 @@
+//! Differential tests against the real kernel: the seed's cases A and B
+//! rebuilt in network namespaces and probed with the blog's request
+//! (`client:10.0.0.51:32220/tcp`), asserting what the kernel did; plus the
+//! harness's own contract: the root namespace is unchanged after a run,
+//! everything is removed after a failed setup and after SIGINT.
+//!
+//! Contract: each test prints `SKIPPED: <reason>` and returns when this
+//! machine cannot run the harness (not root, no `ip netns`, a tool
+//! missing): never a silent pass. Tests take a process-wide lock so they
+//! run one at a time (each lab still has its own `np-<pid>-<n>-` prefix),
+//! and each takes a few seconds at most.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
+
+use natpath_verify::kernel::{self, KernelError, Options, Probe, ProbeResult};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn seed(name: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let local = manifest.join("../corpus").join(name);
+    if local.join("cluster.toml").is_file() {
+        return local;
+    }
+    let beside = manifest.join("../../shared/seed/snapshot").join(name);
+    if beside.join("cluster.toml").is_file() {
+        return beside;
+    }
+    Path::new("/work/shared/seed/snapshot").join(name)
+}
+
+fn opts() -> Options {
+    Options { helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_natpath-kernel-helper"))), ..Options::default() }
+}
+
+/// Run, or `None` (after printing SKIPPED) when this machine cannot.
+#[track_caller]
+fn run(snapshot: &Path, probes: &[&str]) -> Option<kernel::Run> {
+    let probes: Vec<Probe> = probes.iter().map(|p| Probe::parse(p).unwrap()).collect();
+    match kernel::run_with(snapshot, &probes, &opts()) {
+        Ok(r) => Some(r),
+        Err(KernelError::CannotRun(why)) => {
+            println!("SKIPPED: {why}");
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn sh(cmd: &[&str]) -> String {
+    let o = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The root namespace's network state, without counters and timestamps.
+fn root_state() -> Vec<(String, String)> {
+    let ipt: String = sh(&["iptables-save"])
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let l = if l.starts_with('[') { l.split_once(' ').map(|x| x.1).unwrap_or(l) } else { l };
+            let l = match (l.starts_with(':'), l.rfind(" [")) {
+                (true, Some(i)) => &l[..i],
+                _ => l,
+            };
+            format!("{l}\n")
+        })
+        .collect();
+    vec![
+        ("ip addr".into(), sh(&["ip", "addr"])),
+        ("ip route".into(), sh(&["ip", "route", "show", "table", "all"])),
+        ("ip rule".into(), sh(&["ip", "rule"])),
+        ("iptables-save".into(), ipt),
+        // Only the referee's names: other tools on this machine may create
+        // their own namespaces while these tests run.
+        ("ip netns list (np-*)".into(), sh(&["ip", "netns", "list"]).lines().filter(|l| l.starts_with("np-")).collect()),
+    ]
+}
+
+#[track_caller]
+fn assert_root_unchanged(before: &[(String, String)]) {
+    for ((what, b), (_, a)) in before.iter().zip(root_state()) {
+        assert_eq!(b, &a, "the root namespace's `{what}` changed");
+    }
+}
+
+fn rules(r: &ProbeResult, node: &str, table: &str, chain: &str) -> Vec<(Option<usize>, u64)> {
+    r.counters
+        .iter()
+        .filter(|d| d.node == node && d.table == table && d.chain == chain)
+        .map(|d| (d.rule, d.packets))
+        .collect()
+}
+
+fn show(run: &kernel::Run) {
+    println!("setup {:.1} ms, teardown {:.1} ms", run.setup_ms, run.teardown_ms);
+    for r in &run.results {
+        print!("{}", kernel::result_text(r));
+    }
+    for n in &run.notes {
+        println!("note: {n}");
+    }
+}
+
+/// Case A: the pod is on the node the client asked.
+#[test]
+fn case_a_local_pod() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let t = Instant::now();
+    let Some(run) = run(&seed("seed-ipip-local"), &["client:10.0.0.51:32220/tcp"]) else { return };
+    println!("whole run {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    show(&run);
+    let r = &run.results[0];
+    let pod = r.pod().expect("a pod received the SYN");
+    assert_eq!(pod.pod, "default/nginx-6799fc88d8-wfztd");
+    assert_eq!(pod.dst.to_string(), "192.168.231.70:80");
+    // MASQUERADE out of a cali veth (no IPv4 address): the first global
+    // address in device order, ens192's.
+    assert_eq!(pod.src.ip().to_string(), "10.0.0.51");
+    let reply = r.reply.as_ref().expect("the SYN-ACK reached the client");
+    assert_eq!((reply.kind.as_str(), reply.src.as_str(), reply.dst.as_str()), ("syn-ack", "10.0.0.51:32220", "10.0.0.53:40000"));
+    // kube-proxy's MASQUERADE (KUBE-POSTROUTING #3) did the SNAT, once.
+    assert_eq!(rules(r, "node1", "nat", "KUBE-POSTROUTING"), vec![(Some(2), 1), (Some(3), 1)]);
+    assert!(rules(r, "node2", "nat", "PREROUTING").is_empty(), "node2 saw nothing");
+    assert_root_unchanged(&before);
+}
+
+/// Case B: the pod is on the other node, behind tunl0 (IPIP).
+#[test]
+fn case_b_remote_pod() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let t = Instant::now();
+    let Some(run) = run(&seed("seed-ipip-remote"), &["client:10.0.0.51:32220/tcp"]) else { return };
+    println!("whole run {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    show(&run);
+    let r = &run.results[0];
+    let pod = r.pod().expect("a pod received the SYN");
+    assert_eq!((pod.pod.as_str(), pod.node.as_str()), ("default/nginx-854f5d4bbd-x7k2p", "node2"));
+    assert_eq!(pod.dst.to_string(), "192.168.233.136:80");
+    // tunl0's address: the route leaves by tunl0.
+    assert_eq!(pod.src.ip().to_string(), "192.168.231.64");
+    let reply = r.reply.as_ref().expect("the SYN-ACK reached the client");
+    assert_eq!((reply.kind.as_str(), reply.src.as_str(), reply.dst.as_str()), ("syn-ack", "10.0.0.51:32220", "10.0.0.53:40000"));
+    // The blog's question: which rule did the SNAT on node 1? The kernel:
+    // kube-proxy's MASQUERADE (KUBE-POSTROUTING #3, after #2 cleared the
+    // mark bit), not Calico's `cali-POSTROUTING -o tunl0 ... --src-type
+    // LOCAL` (#3 there), whose first addrtype match fails for 10.0.0.53.
+    assert_eq!(rules(r, "node1", "nat", "KUBE-POSTROUTING"), vec![(Some(2), 1), (Some(3), 1)]);
+    assert!(!rules(r, "node1", "nat", "cali-POSTROUTING").contains(&(Some(3), 1)));
+    // Node 2: the mark did not cross the tunnel, so KUBE-POSTROUTING returns at #1.
+    assert_eq!(rules(r, "node2", "nat", "KUBE-POSTROUTING"), vec![(Some(1), 1)]);
+    assert!(r.tunnel.iter().any(|t| t.node == "node1" && t.event.starts_with("encap")));
+    assert_root_unchanged(&before);
+}
+
+/// A setup that fails half-way leaves nothing behind.
+#[test]
+fn failed_setup_removes_everything() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let dir = std::env::temp_dir().join(format!("natpath-kernel-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&seed("seed-ipip-local"), &dir);
+    let route = dir.join("nodes/node2/ip-route");
+    let mut text = std::fs::read_to_string(&route).unwrap();
+    text.push_str("10.9.0.0/16 via 10.77.0.1 dev ens192 proto static\n");
+    let line = text.lines().count();
+    std::fs::write(&route, text).unwrap();
+    let probes = [Probe::parse("client:10.0.0.51:32220/tcp").unwrap()];
+    let r = kernel::run_with(&dir, &probes, &opts());
+    let _ = std::fs::remove_dir_all(&dir);
+    match r {
+        Err(KernelError::CannotRun(why)) => {
+            println!("SKIPPED: {why}");
+            return;
+        }
+        Err(KernelError::Setup(m)) => assert!(m.contains(&format!("nodes/node2/ip-route:{line}")), "{m}"),
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    assert_root_unchanged(&before);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+fn helper_processes() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains("natpath-kernel-helper"))
+        .count()
+}
+
+/// The child half of `sigint_removes_everything`: a run whose probe waits
+/// for an answer that never comes.
+#[test]
+fn sigint_child() {
+    if std::env::var_os("NATPATH_SIGINT_CHILD").is_none() {
+        return;
+    }
+    let probes = [Probe::parse("client:10.0.0.99:9/udp").unwrap()];
+    let o = Options { reply_timeout: Duration::from_secs(10), ..opts() };
+    let _ = kernel::run_with(&seed("seed-ipip-remote"), &probes, &o);
+}
+
+/// SIGINT during a run: relays and namespaces are gone, exit code 130.
+#[test]
+fn sigint_removes_everything() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sigint_child", "--nocapture", "--test-threads=1"])
+        .env("NATPATH_SIGINT_CHILD", "1")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let prefix = format!("np-{}-", child.id());
+    let start = Instant::now();
+    let mut seen = false;
+    while start.elapsed() < Duration::from_secs(8) {
+        if let Some(st) = child.try_wait().unwrap() {
+            println!("SKIPPED: the child run ended before it could be interrupted ({st}): cannot run here?");
+            return;
+        }
+        // The probe is running once the client has its probe-control table.
+        if sh(&["ip", "netns", "list"]).contains(&prefix) && helper_processes() >= 2 {
+            seen = true;
+            std::thread::sleep(Duration::from_millis(700));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen, "the child never built its namespaces");
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the child did not exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(!sh(&["ip", "netns", "list"]).contains(&prefix), "namespaces left behind");
+    let t = Instant::now();
+    while helper_processes() > 0 && t.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(helper_processes(), 0, "helper processes left behind");
+    assert_root_unchanged(&before);
+}
