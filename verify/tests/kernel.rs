@@ -165,6 +165,63 @@ fn case_b_remote_pod() {
     assert_root_unchanged(&before);
 }
 
+/// Case B over Calico VXLAN: the kernel's own vxlan device, with the
+/// snapshot's fdb and neighbour entries.
+#[test]
+fn vxlan_remote_pod() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = seed("calico-vxlan");
+    if !dir.join("cluster.toml").is_file() {
+        println!("SKIPPED: no corpus/calico-vxlan in this checkout");
+        return;
+    }
+    let before = root_state();
+    let Some(run) = run(&dir, &["client:10.0.0.51:32220/tcp"]) else { return };
+    show(&run);
+    let r = &run.results[0];
+    let pod = r.pod().expect("a pod received the SYN");
+    assert_eq!((pod.pod.as_str(), pod.node.as_str()), ("default/nginx-854f5d4bbd-x7k2p", "node2"));
+    // vxlan.calico's address, chosen by MASQUERADE for the route's device.
+    assert_eq!(pod.src.ip().to_string(), "192.168.231.64");
+    let reply = r.reply.as_ref().expect("the SYN-ACK reached the client");
+    assert_eq!((reply.kind.as_str(), reply.src.as_str()), ("syn-ack", "10.0.0.51:32220"));
+    // #3 masquerades the inner SYN; #1 is the outer VXLAN packet's own
+    // first pass (its UDP source port hashes the inner flow, so every new
+    // connection has new, NEW carrier flows: nat sees them).
+    assert_eq!(rules(r, "node1", "nat", "KUBE-POSTROUTING"), vec![(Some(1), 1), (Some(2), 1), (Some(3), 1)]);
+    let node1 = &r.conntrack.iter().find(|c| c.node == "node1").unwrap().entries;
+    assert!(node1.iter().any(|e| e.proto == "udp" && e.orig.dport == Some(4789)), "a carrier entry");
+    assert!(r.tunnel.is_empty(), "no user-space relay for VXLAN");
+    assert_root_unchanged(&before);
+}
+
+/// Probes from a node (through the relay, no NAT), TCP and UDP in one
+/// lab: conntrack is flushed between them so each first packet is NEW.
+#[test]
+fn node_to_pod_tcp_and_udp() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let probes = ["node1:192.168.233.136:80/tcp", "node1:192.168.233.136:80/udp", "client:10.0.0.51:32220/udp"];
+    let Some(run) = run(&seed("seed-ipip-remote"), &probes) else { return };
+    show(&run);
+    let [tcp, udp, nodeport_udp] = &run.results[..] else { panic!("three results") };
+    // tunl0's address is the source the node picks for a route via tunl0.
+    assert_eq!(tcp.sent.0, "192.168.231.64:40000");
+    let pod = tcp.pod().expect("the pod got the SYN");
+    assert_eq!(pod.src.to_string(), "192.168.231.64:40000");
+    let reply = tcp.reply.as_ref().expect("SYN-ACK");
+    assert_eq!((reply.kind.as_str(), reply.src.as_str()), ("syn-ack", "192.168.233.136:80"));
+    // The pod listens on tcp/80 only: the datagram is refused by the pod.
+    assert!(udp.pod().is_some());
+    let reply = udp.reply.as_ref().expect("an ICMP error");
+    assert_eq!((reply.kind.as_str(), reply.src.as_str()), ("icmp 3/3", "192.168.233.136"));
+    // No UDP NodePort: node1 itself refuses.
+    assert!(nodeport_udp.pod().is_none());
+    let reply = nodeport_udp.reply.as_ref().expect("an ICMP error");
+    assert_eq!((reply.kind.as_str(), reply.src.as_str()), ("icmp 3/3", "10.0.0.51"));
+    assert_root_unchanged(&before);
+}
+
 /// A setup that fails half-way leaves nothing behind.
 #[test]
 fn failed_setup_removes_everything() {

@@ -459,6 +459,12 @@ impl Lab {
                     });
                     let local = local.map(|a| format!(" local {a}")).unwrap_or_default();
                     let dev = if created.contains(&node.lan) { format!(" dev {}", node.lan) } else { String::new() };
+                    self.notes.push(format!(
+                        "node `{}`: {name} is the kernel's VXLAN device: the outer UDP source port hashes the inner \
+                         flow, so each new connection's carrier flows (both directions) are NEW in conntrack and \
+                         cross nat like any first packet; the carrier hello does not apply",
+                        node.name
+                    ));
                     if v.is_none() {
                         self.notes.push(format!("node `{}`: no ip-link details for {name}: VNI 4096, port 4789 (Calico's defaults)", node.name));
                     }

@@ -28,24 +28,33 @@ struct NodeState {
     conntrack: Vec<conntrack::Entry>,
 }
 
-/// Read every node's counters and conntrack, one thread per node.
+/// Read every node's counters and conntrack, all commands at once.
 fn read_nodes(lab: &Lab) -> Result<Vec<NodeState>, KernelError> {
-    let handles: Vec<_> = lab
+    let spawn = |ns: &String, cmd: &'static [&'static str]| {
+        let argv = in_ns(ns, cmd);
+        std::thread::spawn(move || exec::run(&argv, None, DEADLINE))
+    };
+    let jobs: Vec<_> = lab
         .nodes
         .iter()
-        .map(|ns| {
-            let ns = ns.clone();
-            std::thread::spawn(move || -> Result<NodeState, KernelError> {
-                let rules = exec::check("reading counters", &in_ns(&ns, &["iptables-save", "-c"]), None, DEADLINE)?;
-                let ct = exec::run(&in_ns(&ns, &["conntrack", "-L"]), None, DEADLINE)
-                    .map_err(|e| KernelError::Setup(format!("reading conntrack: {e}")))?;
-                Ok(NodeState { counters: counters::parse(&rules), conntrack: conntrack::parse(&ct.stdout) })
-            })
-        })
+        .map(|ns| (spawn(ns, &["iptables-save", "-c"]), spawn(ns, &["conntrack", "-L"])))
         .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().map_err(|_| KernelError::Internal("a reader thread panicked"))?)
+    let join = |h: std::thread::JoinHandle<Result<exec::Output, String>>, what: &str| -> Result<exec::Output, KernelError> {
+        let o = h
+            .join()
+            .map_err(|_| KernelError::Internal("a reader thread panicked"))?
+            .map_err(|e| KernelError::Setup(format!("{what}: {e}")))?;
+        if what == "reading counters" && !o.ok() {
+            return Err(KernelError::Setup(format!("{what}: {}", o.stderr.trim())));
+        }
+        Ok(o)
+    };
+    jobs.into_iter()
+        .map(|(rules, ct)| {
+            let rules = join(rules, "reading counters")?;
+            let ct = join(ct, "reading conntrack")?;
+            Ok(NodeState { counters: counters::parse(&rules.stdout), conntrack: conntrack::parse(&ct.stdout) })
+        })
         .collect()
 }
 
@@ -123,7 +132,7 @@ pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Opti
     // answered (the pod's report may trail the reply by a few ms).
     let mut delivered = Vec::new();
     let mut tunnel = Vec::new();
-    let settle = if reply.is_some() { Duration::from_millis(300) } else { Duration::from_millis(100) };
+    let settle = if reply.is_some() { Duration::from_millis(150) } else { Duration::from_millis(100) };
     let mut end = Instant::now() + settle;
     let want_ev = if probe.proto == L4::Tcp { "tcp-syn" } else { "udp" };
     // Bounded by `settle`.
