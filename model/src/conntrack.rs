@@ -105,7 +105,9 @@ impl Conn {
     /// Rewrite the destination of a packet of this connection (the
     /// PREROUTING/OUTPUT half of the binding).
     pub fn apply_dst(&self, p: &mut Packet, reply_dir: bool) {
-        let t = if reply_dir { self.orig } else { self.reply.inverse() };
+        // A reply is headed back to the original source; an original packet
+        // to where the reply comes from.
+        let t = if reply_dir { self.orig.inverse() } else { self.reply.inverse() };
         p.dst = t.dst;
         p.dport = t.dport;
     }

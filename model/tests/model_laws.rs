@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 //! Laws of the executable model, checked with proptest: conntrack's reply
 //! translation inverts the forward NAT; a chain that RETURNs everywhere
 //! leaves a packet as it was; `-g` and `-j` differ exactly as the kernel

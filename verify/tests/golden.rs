@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 //! Golden tests: the parse summary and the traces of every probe of every
 //! corpus snapshot are pinned in `corpus/<snapshot>/expected/` and reviewed
 //! like code. Run with `NATPATH_BLESS=1` to rewrite them after a reviewed
