@@ -31,8 +31,11 @@ use std::net::Ipv4Addr;
 /// Options of the node model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeOptions {
-    /// Treat tunnel carrier flows (IPIP, VXLAN outer packets) without an
+    /// Treat IPIP carrier flows (protocol 4 between two nodes) without an
     /// entry as ESTABLISHED, as they are on a live cluster (DESIGN.md).
+    /// VXLAN carriers are not: each outer flow takes a source port hashed
+    /// from the inner flow and its answer comes back on another one, so the
+    /// kernel keeps them UNREPLIED (NEW), measured on this kernel.
     pub carrier_established: bool,
 }
 
@@ -187,7 +190,6 @@ impl<'a> NodeModel<'a> {
         };
         let mut view = self.ct_view(ctx);
         let mut hits = Vec::new();
-        let before_mark = pkt.mark;
         let mut notrack = ctx.notrack;
         let verdict = {
             let Some(table) = self.tables.get(idx) else { return Verdict::Accept };
@@ -206,8 +208,7 @@ impl<'a> NodeModel<'a> {
             c.mark = view.mark;
         }
         let table = self.tables.get(idx).map(|t| t.table);
-        let n = hits.len();
-        for (k, hit) in hits.into_iter().enumerate() {
+        for hit in hits {
             let text = match (table, hit.rule) {
                 (Some(t), Some(r)) => t
                     .chain(&hit.chain)
@@ -216,8 +217,8 @@ impl<'a> NodeModel<'a> {
                     .unwrap_or_default(),
                 _ => String::new(),
             };
-            let packet_after = (k + 1 == n && pkt.mark != before_mark).then(|| pkt.to_string());
-            ctx.steps.push(NodeStep { hook, hit, text, packet_after });
+            // Mark changes are in the effect; NAT steps get the packet after.
+            ctx.steps.push(NodeStep { hook, hit, text, packet_after: None });
         }
         verdict
     }
@@ -436,7 +437,8 @@ impl<'a> NodeModel<'a> {
                 ctx.conn = Some(Conn::new(pkt));
                 ctx.conn_idx = None;
                 ctx.reply_dir = false;
-                ctx.state = if carrier && self.opts.carrier_established {
+                let ipip = pkt.proto == crate::ruleset::Proto::IPIP;
+                ctx.state = if carrier && ipip && self.opts.carrier_established {
                     CtStates::ESTABLISHED
                 } else {
                     CtStates::NEW
@@ -472,7 +474,9 @@ impl<'a> NodeModel<'a> {
         }
     }
 
-    /// A packet arriving on `iif`.
+    /// A packet arriving on `iif` with the mark it has (0 from a wire; a
+    /// decapsulated packet keeps the carrier's, as `skb_scrub_packet` does
+    /// within one namespace).
     pub fn receive(&mut self, mut pkt: Packet, iif: &str, carrier: bool, chooser: &mut dyn Chooser) -> Passage {
         let mut info = PassageInfo::default();
         let end = {
@@ -506,7 +510,6 @@ impl<'a> NodeModel<'a> {
     }
 
     fn receive_inner(&mut self, pkt: &mut Packet, iif: &str, carrier: bool, ctx: &mut Ctx<'_>, ch: &mut dyn Chooser) -> NodeEnd {
-        pkt.mark = 0;
         // raw PREROUTING runs before conntrack.
         ctx.hooks.push(Hook::Prerouting);
         let v = self.run(TableName::Raw, Hook::Prerouting, pkt, ctx, Some(iif), None, false, ch);

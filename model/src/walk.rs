@@ -39,11 +39,21 @@ pub struct TraceOptions {
     pub max_hops: usize,
     /// Branches explored at most.
     pub max_branches: usize,
+    /// Tunnels keep the skb mark between the inner and the outer packet, as
+    /// the kernel's IPIP and VXLAN do within one namespace. The kernel
+    /// referee's user-space IPIP relay does not: it sets this to false.
+    pub tunnel_keeps_mark: bool,
 }
 
 impl Default for TraceOptions {
     fn default() -> Self {
-        TraceOptions { seed: None, node: NodeOptions::default(), max_hops: 32, max_branches: 512 }
+        TraceOptions {
+            seed: None,
+            node: NodeOptions::default(),
+            max_hops: 32,
+            max_branches: 512,
+            tunnel_keeps_mark: true,
+        }
     }
 }
 
@@ -308,6 +318,7 @@ struct Run<'s> {
     sport_random: bool,
     hops: usize,
     max_hops: usize,
+    keep_mark: bool,
 }
 
 enum Fate {
@@ -370,7 +381,7 @@ impl<'s> Run<'s> {
                 NodeEnd::Dropped(why) => return Fate::Ended(Outcome::Dropped, why),
                 NodeEnd::Rejected(why) => return Fate::Ended(Outcome::Rejected, why),
                 NodeEnd::Unknown(why) => return Fate::Ended(Outcome::Unknown, why),
-                NodeEnd::Local(pkt) => match decap(node, &pkt) {
+                NodeEnd::Local(pkt) => match decap(node, &pkt, self.keep_mark) {
                     Some((dev, inner)) => At::Arrive { n, iface: dev, pkt: inner, carrier: false },
                     None => At::Reached { end: End::Node(n), pkt },
                 },
@@ -397,7 +408,7 @@ impl<'s> Run<'s> {
                     icmp: (0, 0),
                     len: pkt.len.saturating_add(20),
                     ttl: 64,
-                    mark: 0,
+                    mark: if self.keep_mark { pkt.mark } else { 0 },
                     inner: Some(Box::new(pkt)),
                 };
                 return Ok(At::Send { n, pkt: outer, carrier: true });
@@ -420,7 +431,7 @@ impl<'s> Run<'s> {
                     icmp: (0, 0),
                     len: pkt.len.saturating_add(50),
                     ttl: 64,
-                    mark: 0,
+                    mark: if self.keep_mark { pkt.mark } else { 0 },
                     inner: Some(Box::new(pkt)),
                 };
                 return Ok(At::Send { n, pkt: outer, carrier: true });
@@ -446,6 +457,9 @@ impl<'s> Run<'s> {
                     return Err(Fate::Ended(Outcome::Unknown, "internal: node index".into()));
                 };
                 let carrier = pkt_is_carrier(&pkt);
+                let mut pkt = pkt;
+                // A packet that crosses a wire arrives with mark 0.
+                pkt.mark = 0;
                 return Ok(At::Arrive { n: m, iface: peer.lan.clone(), pkt, carrier });
             }
             if let Some(h) = snap.cluster.hosts.iter().position(|h| h.address.addr() == nexthop) {
@@ -560,7 +574,7 @@ fn pkt_is_carrier(p: &Packet) -> bool {
 }
 
 /// The inner packet of a carrier delivered locally, and the device it enters by.
-fn decap(node: &Node, pkt: &Packet) -> Option<(String, Packet)> {
+fn decap(node: &Node, pkt: &Packet, keep_mark: bool) -> Option<(String, Packet)> {
     let inner = pkt.inner.as_deref()?;
     let want = if pkt.proto == Proto::IPIP {
         Tunnel::Ipip
@@ -571,7 +585,7 @@ fn decap(node: &Node, pkt: &Packet) -> Option<(String, Packet)> {
     };
     let dev = node.interfaces.iter().find(|i| tunnel_kind(node, &i.name) == Some(want))?;
     let mut inner = inner.clone();
-    inner.mark = 0;
+    inner.mark = if keep_mark { pkt.mark } else { 0 };
     Some((dev.name.clone(), inner))
 }
 
@@ -583,6 +597,7 @@ fn run_branch(snap: &Snapshot, probe: &Probe, from: &End, draws: &mut Draws, opt
         sport_random: false,
         hops: 0,
         max_hops: opts.max_hops,
+        keep_mark: opts.tunnel_keeps_mark,
     };
     let src = match *from {
         End::Host(h) => snap.cluster.hosts.get(h).map(|h| h.address.addr()),
