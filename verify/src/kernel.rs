@@ -205,13 +205,22 @@ pub struct TunnelEvent {
     pub event: String,
 }
 
+/// The probe's first packet as the sender's kernel built it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    /// `ip:port` source (the address the sender's routing chose).
+    pub src: String,
+    /// `ip:port` destination.
+    pub dst: String,
+}
+
 /// What the kernel did with one probe.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeResult {
     /// The probe.
     pub probe: Probe,
     /// The packet as the sender sent it (`src`, `dst`).
-    pub sent: (String, String),
+    pub sent: Sent,
     /// Pods that received it (normally one).
     pub delivered_to: Vec<PodSeen>,
     /// The answer the sender got, if any.
@@ -280,7 +289,7 @@ pub fn run_with(snapshot_dir: &Path, probes: &[Probe], opts: &Options) -> Result
             )));
         }
     }
-    let helper = preflight(&dumps, opts)?;
+    let helper = preflight(&dumps, probes, opts)?;
     let direct: Vec<(usize, String, u16)> = probes
         .iter()
         .filter_map(|p| {
@@ -348,11 +357,15 @@ pub fn find_helper(explicit: Option<&Path>) -> Result<PathBuf, KernelError> {
 }
 
 /// Whether this machine can run the referee; returns the helper's path.
-pub fn preflight(dumps: &dumps::Dumps, opts: &Options) -> Result<PathBuf, KernelError> {
+pub fn preflight(dumps: &dumps::Dumps, probes: &[Probe], opts: &Options) -> Result<PathBuf, KernelError> {
     if euid() != Some(0) {
         return Err(KernelError::CannotRun("not root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)".into()));
     }
-    let mut tools = vec!["ip", "iptables-restore", "iptables-save", "ipset", "conntrack", "sysctl", "nft"];
+    let mut tools = vec!["ip", "iptables-restore", "iptables-save", "ipset", "conntrack", "sysctl"];
+    if probes.iter().any(|p| p.proto == L4::Tcp && dumps.nodes.iter().any(|n| n.name == p.from)) {
+        // A TCP probe from a node drops its RST with an nftables table.
+        tools.push("nft");
+    }
     if dumps.nodes.iter().any(|n| !n.fdb.is_empty()) {
         tools.push("bridge");
     }

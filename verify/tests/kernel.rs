@@ -206,7 +206,7 @@ fn node_to_pod_tcp_and_udp() {
     show(&run);
     let [tcp, udp, nodeport_udp] = &run.results[..] else { panic!("three results") };
     // tunl0's address is the source the node picks for a route via tunl0.
-    assert_eq!(tcp.sent.0, "192.168.231.64:40000");
+    assert_eq!(tcp.sent.src, "192.168.231.64:40000");
     let pod = tcp.pod().expect("the pod got the SYN");
     assert_eq!(pod.src.to_string(), "192.168.231.64:40000");
     let reply = tcp.reply.as_ref().expect("SYN-ACK");

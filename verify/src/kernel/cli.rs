@@ -197,7 +197,7 @@ pub fn kernel_check_cli(args: &[String]) -> i32 {
 pub fn result_text(r: &ProbeResult) -> String {
     let mut o = String::new();
     let answer = r.answer_ms.map(|a| format!(", answer after {a:.1} ms")).unwrap_or_default();
-    let _ = writeln!(o, "probe {}  (sent {} > {}; probe {:.1} ms{answer})", r.probe, r.sent.0, r.sent.1, r.probe_ms);
+    let _ = writeln!(o, "probe {}  (sent {} > {}; probe {:.1} ms{answer})", r.probe, r.sent.src, r.sent.dst, r.probe_ms);
     match r.delivered_to.as_slice() {
         [] => {
             let _ = writeln!(o, "  no pod received it");

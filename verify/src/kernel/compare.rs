@@ -180,14 +180,14 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{counters::Delta, PodSeen, Probe, ReplySeen};
+    use super::super::{counters::Delta, PodSeen, Probe, ReplySeen, Sent};
     use super::*;
     use serde_json::json;
 
     fn result() -> ProbeResult {
         ProbeResult {
             probe: Probe::parse("client:10.0.0.51:32220/tcp").unwrap(),
-            sent: ("10.0.0.53:40000".into(), "10.0.0.51:32220".into()),
+            sent: Sent { src: "10.0.0.53:40000".into(), dst: "10.0.0.51:32220".into() },
             delivered_to: vec![PodSeen {
                 pod: "default/nginx".into(),
                 node: "node2".into(),

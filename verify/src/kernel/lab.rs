@@ -94,8 +94,6 @@ pub struct Lab {
     tx: Sender<(String, String)>,
     pub(crate) helper: PathBuf,
     pub(crate) logs: Vec<(String, Arc<Mutex<String>>)>,
-    /// Namespaces that already have the probe-control nft table.
-    pub(crate) nft_ready: BTreeSet<String>,
     /// Facts and defaults the results depend on.
     pub(crate) notes: Vec<String>,
     pub(crate) setup: Duration,
@@ -251,7 +249,6 @@ impl Lab {
             tx,
             helper,
             logs: Vec::new(),
-            nft_ready: BTreeSet::new(),
             notes: Vec::new(),
             setup: Duration::ZERO,
         };

@@ -7,17 +7,19 @@
 //! runs (no IPv6, no daemons; the carrier hellos happen before the first
 //! reading), so a counter that moved counted exactly the forward first
 //! packet, its reply and their tunnel outer packets. For TCP the sender's
-//! kernel would answer the SYN-ACK with a RST; a probe-control nftables
-//! table (`ip natpath_probe`, hook output at priority -400, before raw and
-//! conntrack, invisible to iptables-save) drops that RST in the sender's
-//! namespace, and pods have `tcp_synack_retries = 0`, so exactly one SYN and
+//! kernel would answer the SYN-ACK with a RST, which is dropped in the
+//! sender's namespace: by an iptables raw rule in a host or pod namespace,
+//! and in a node namespace by a probe-control nftables table (`ip
+//! natpath_probe`, hook output at priority -400, before raw and conntrack,
+//! invisible to iptables-save, so the snapshot's ruleset and its counters
+//! are untouched); pods have `tcp_synack_retries = 0`, so exactly one SYN and
 //! one SYN-ACK cross the nodes. Before every probe but the first, every
 //! node's conntrack table is flushed (and carriers warmed again) so the
 //! probe's first packet is NEW, as the model assumes.
 
 use super::lab::{self, Lab};
 use super::{conntrack, counters, exec, KernelError, NodeConntrack, Options, PodSeen, Probe, ProbeResult, ReplySeen};
-use super::{dumps::Dumps, exec::in_ns, TunnelEvent, L4};
+use super::{dumps::Dumps, exec::in_ns, Sent, TunnelEvent, L4};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -58,15 +60,22 @@ fn read_nodes(lab: &Lab) -> Result<Vec<NodeState>, KernelError> {
         .collect()
 }
 
-fn ensure_rst_drop(lab: &mut Lab, ns: &str, sport: u16) -> Result<(), KernelError> {
-    let script = format!(
-        "table ip natpath_probe {{\n chain out {{\n  type filter hook output priority -400; policy accept;\n }}\n}}\n\
-         flush chain ip natpath_probe out\n\
-         add rule ip natpath_probe out tcp sport {sport} tcp flags & rst == rst drop\n"
-    );
-    exec::check("installing the probe's RST drop", &in_ns(ns, &["nft", "-f", "-"]), Some(&script), DEADLINE)?;
-    lab.nft_ready.insert(ns.to_string());
-    Ok(())
+/// Drop the RST the sender's kernel answers the SYN-ACK with. In a host or
+/// pod namespace (no snapshot rules there) an iptables raw rule does it; in
+/// a node namespace the snapshot's ruleset must stay untouched, so a
+/// separate nftables table hooked before raw (priority -400) does it.
+fn ensure_rst_drop(ns: &str, sport: u16, node: bool) -> Result<(), KernelError> {
+    if node {
+        let script = format!(
+            "table ip natpath_probe {{\n chain out {{\n  type filter hook output priority -400; policy accept;\n }}\n}}\n\
+             flush chain ip natpath_probe out\n\
+             add rule ip natpath_probe out tcp sport {sport} tcp flags & rst == rst drop\n"
+        );
+        return exec::check("installing the probe's RST drop", &in_ns(ns, &["nft", "-f", "-"]), Some(&script), DEADLINE)
+            .map(|_| ());
+    }
+    let rules = format!("*raw\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p tcp --sport {sport} --tcp-flags RST RST -j DROP\nCOMMIT\n");
+    exec::check("installing the probe's RST drop", &in_ns(ns, &["iptables-restore"]), Some(&rules), DEADLINE).map(|_| ())
 }
 
 /// Run one probe.
@@ -87,7 +96,7 @@ pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Opti
         }
     }
     if probe.proto == L4::Tcp {
-        ensure_rst_drop(lab, &src_ns, probe.sport)?;
+        ensure_rst_drop(&src_ns, probe.sport, lab.nodes.contains(&src_ns))?;
     }
     let started = Instant::now();
     let before = read_nodes(lab)?;
@@ -116,7 +125,7 @@ pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Opti
         .find(|v| v.get("ev").and_then(|e| e.as_str()) == Some("result"))
         .ok_or_else(|| KernelError::Setup(format!("the probe printed no result: {}", out.trim())))?;
     let str_at = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    let sent = result.get("sent").map(|s| (str_at(s, "src"), str_at(s, "dst"))).unwrap_or_default();
+    let sent = result.get("sent").map(|s| Sent { src: str_at(s, "src"), dst: str_at(s, "dst") }).unwrap_or_default();
     let answer_ms = result
         .get("elapsed_us")
         .and_then(serde_json::Value::as_u64)
