@@ -139,29 +139,104 @@ pub struct Env<'a> {
     pub local_origin: bool,
 }
 
-/// A table with its chains indexed by name.
+/// A dispatch index over a long chain (kube-proxy's KUBE-SERVICES and
+/// KUBE-NODEPORTS): rules whose matches require one destination address, or
+/// one protocol and destination port, are listed under that key; the rest
+/// are "wild". A packet can only match the rules under its own keys and the
+/// wild ones, which are visited in rule order, so the result and every step
+/// are the same as a linear scan's.
+#[derive(Debug, Clone, Default)]
+pub struct Dispatch {
+    by_dst: HashMap<Ipv4Addr, Vec<usize>>,
+    by_port: HashMap<(u8, u16), Vec<usize>>,
+    wild: Vec<usize>,
+}
+
+/// Chains shorter than this are scanned linearly.
+const DISPATCH_MIN_RULES: usize = 16;
+
+fn exact_dport(rule: &Rule) -> Option<(u8, u16)> {
+    let proto = rule.proto.filter(|p| !p.neg)?.value;
+    rule.matches.iter().find_map(|m| {
+        let d = match m {
+            Match::Tcp(t) if proto == Proto::TCP => t.dport,
+            Match::Udp(u) if proto == Proto::UDP => u.dport,
+            Match::Sctp(x) if proto == Proto::SCTP => x.dport,
+            _ => None,
+        }?;
+        (!d.neg && d.value.lo == d.value.hi).then_some((proto.0, d.value.lo))
+    })
+}
+
+impl Dispatch {
+    fn build(chain: &Chain) -> Dispatch {
+        let mut d = Dispatch::default();
+        for (i, r) in chain.rules.iter().enumerate() {
+            match (r.dst.filter(|n| !n.neg && n.value.prefix_len() == 32), exact_dport(r)) {
+                (Some(n), _) => d.by_dst.entry(n.value.addr()).or_default().push(i),
+                (None, Some(key)) => d.by_port.entry(key).or_default().push(i),
+                (None, None) => d.wild.push(i),
+            }
+        }
+        d
+    }
+
+    /// The first rule at or after `i` that `pkt` could match.
+    fn next(&self, i: usize, pkt: &Packet, len: usize) -> usize {
+        let first = |v: Option<&Vec<usize>>| {
+            v.and_then(|v| v.get(v.partition_point(|&k| k < i)).copied())
+                .unwrap_or(len)
+        };
+        first(self.by_dst.get(&pkt.dst))
+            .min(first(self.by_port.get(&(pkt.proto.0, pkt.dport))))
+            .min(first(Some(&self.wild)))
+    }
+}
+
+/// A table with its chains indexed by name, and dispatch indexes over its
+/// long chains.
 #[derive(Debug, Clone)]
 pub struct IndexedTable<'a> {
     /// The table.
     pub table: &'a Table,
     index: HashMap<&'a str, usize>,
+    dispatch: Vec<Option<Dispatch>>,
 }
 
 impl<'a> IndexedTable<'a> {
-    /// Index a table's chains.
+    /// Index a table's chains, with dispatch indexes.
     pub fn new(table: &'a Table) -> Self {
+        Self::build(table, true)
+    }
+
+    /// Index a table's chains by name only: every chain is scanned rule by
+    /// rule (the naive baseline of the benchmarks).
+    pub fn linear(table: &'a Table) -> Self {
+        Self::build(table, false)
+    }
+
+    fn build(table: &'a Table, dispatch: bool) -> Self {
         let index = table
             .chains
             .iter()
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), i))
             .collect();
-        IndexedTable { table, index }
+        let dispatch = table
+            .chains
+            .iter()
+            .map(|c| (dispatch && c.rules.len() >= DISPATCH_MIN_RULES).then(|| Dispatch::build(c)))
+            .collect();
+        IndexedTable { table, index, dispatch }
     }
 
     /// The chain named `name`.
     pub fn chain(&self, name: &str) -> Option<&'a Chain> {
         self.index.get(name).and_then(|&i| self.table.chains.get(i))
+    }
+
+    fn dispatch_of(&self, name: &str) -> Option<&Dispatch> {
+        self.index.get(name).and_then(|&i| self.dispatch.get(i)).and_then(Option::as_ref)
     }
 }
 
@@ -563,8 +638,9 @@ pub fn run_table(
         return Verdict::Accept;
     };
     // Stack of return points: (chain, index of the next rule).
-    let mut stack: Vec<(&Chain, usize)> = Vec::new();
+    let mut stack: Vec<(&Chain, usize, Option<&Dispatch>)> = Vec::new();
     let mut chain = start;
+    let mut cur = table.dispatch_of(&start.name);
     let mut i = 0usize;
     let mut visits = 0usize;
     let policy = |base: &Chain, hits: &mut Vec<Hit>| {
@@ -584,13 +660,17 @@ pub fn run_table(
         if visits > MAX_VISITS {
             return Verdict::Unknown(format!("more than {MAX_VISITS} rules visited in {} {}: a loop", tname.as_str(), env.hook));
         }
+        if let Some(d) = cur {
+            i = d.next(i, pkt, chain.rules.len());
+        }
         let Some(rule) = chain.rules.get(i) else {
             // End of chain: back to the caller, or the base chain's policy
             // (also when a chain entered by goto from the base chain ends).
             match stack.pop() {
-                Some((c, next)) if chain.policy.is_none() => {
+                Some((c, next, d)) if chain.policy.is_none() => {
                     chain = c;
                     i = next;
+                    cur = d;
                     continue;
                 }
                 _ => return policy(start, hits),
@@ -645,9 +725,10 @@ pub fn run_table(
             Target::Return => {
                 hit("return".into());
                 match stack.pop() {
-                    Some((c, next)) if chain.policy.is_none() => {
+                    Some((c, next, d)) if chain.policy.is_none() => {
                         chain = c;
                         i = next;
+                        cur = d;
                     }
                     // RETURN in the base chain, or with no caller left: the policy decides.
                     _ => return policy(start, hits),
@@ -663,9 +744,10 @@ pub fn run_table(
                     if stack.len() >= MAX_DEPTH {
                         return Verdict::Unknown(format!("{}: chains nest deeper than {MAX_DEPTH}", rule.loc));
                     }
-                    stack.push((chain, i));
+                    stack.push((chain, i, cur));
                 }
                 chain = next;
+                cur = table.dispatch_of(name);
                 i = 0;
             }
             Target::Mark { value, mask } => {
