@@ -615,6 +615,22 @@ pub fn eval_header(rule: &Rule, pkt: &Packet, env: &Env<'_>) -> bool {
     true
 }
 
+fn nat_range_str(r: &NatRange) -> String {
+    let mut s = match r.addrs {
+        Some(a) if a.lo == a.hi => a.lo.to_string(),
+        Some(a) => format!("{}-{}", a.lo, a.hi),
+        None => String::new(),
+    };
+    if let Some(p) = r.ports {
+        if p.lo == p.hi {
+            s.push_str(&format!(":{}", p.lo));
+        } else {
+            s.push_str(&format!(":{}-{}", p.lo, p.hi));
+        }
+    }
+    s
+}
+
 fn mark_effect(old: u32, new: u32) -> String {
     format!("mark {old:#x} -> {new:#x}")
 }
@@ -798,18 +814,22 @@ pub fn run_table(
                 let Some(r) = to.first() else {
                     return Verdict::Unknown(format!("{}: DNAT without a range", rule.loc));
                 };
-                hit("dnat".into());
+                hit(format!("DNAT to {}", nat_range_str(r)));
                 return Verdict::Nat(NatAction::Dnat(*r));
             }
             Target::Snat { to, random_fully, .. } => {
                 let Some(r) = to.first() else {
                     return Verdict::Unknown(format!("{}: SNAT without a range", rule.loc));
                 };
-                hit("snat".into());
+                hit(format!("SNAT to {}", nat_range_str(r)));
                 return Verdict::Nat(NatAction::Snat { to: *r, random_fully: *random_fully });
             }
             Target::Masquerade { ports, random, random_fully } => {
-                hit("masquerade".into());
+                hit(if *random_fully || *random {
+                    "MASQUERADE (source port chosen at random)".to_string()
+                } else {
+                    "MASQUERADE".to_string()
+                });
                 return Verdict::Nat(NatAction::Masquerade { ports: *ports, random: *random || *random_fully });
             }
             Target::Redirect { ports, .. } => {

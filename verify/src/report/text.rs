@@ -35,13 +35,14 @@ fn branch(out: &mut String, i: usize, n: usize, b: &Branch) {
             let _ = writeln!(out, "  on {} ({}):", s.node, kind_name(s.packet));
             last = Some(key);
         }
-        let rule = match s.rule {
-            Some(r) => format!("rule {r}"),
-            None => "policy".to_string(),
+        let rule = match (s.rule, s.chain.as_str()) {
+            (Some(r), _) => format!(" rule {r}"),
+            // Policies and conntrack rewrites say what they are in the effect.
+            (None, _) => String::new(),
         };
         let _ = writeln!(
             out,
-            "    {:<11} {:<7} {} {}: {}",
+            "    {:<11} {:<7} {}{}: {}",
             s.hook.chain(),
             s.table.as_str(),
             s.chain,
