@@ -204,7 +204,14 @@ impl Intent {
                                     s.external_local = true;
                                 }
                             }
-                            if r.comments().any(|c| c.contains("has no local endpoints")) {
+                            // kube-proxy 1.2x renders Local policy with "pod traffic for"
+                            // and "LOCAL traffic for" rules, whether or not this
+                            // node has a local endpoint (KUBE-SVL- only if it has).
+                            if r.comments().any(|c| {
+                                c.contains("has no local endpoints")
+                                    || c.starts_with("pod traffic for ")
+                                    || c.contains(" LOCAL traffic for ")
+                            }) {
                                 s.external_local = true;
                             }
                         }
@@ -240,6 +247,15 @@ impl Intent {
         if let Some(filter) = ruleset.table(TableName::Filter) {
             for c in &filter.chains {
                 for r in &c.rules {
+                    let no_local = r.comments().any(|c| c.ends_with("has no local endpoints"));
+                    if no_local {
+                        if let Some(name) = r.comments().find_map(service_name) {
+                            if let Some(s) = services.get_mut(name) {
+                                s.external_local = true;
+                            }
+                        }
+                        continue;
+                    }
                     if !matches!(r.target, Some(Target::Reject(_))) {
                         continue;
                     }
