@@ -736,7 +736,9 @@ pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trac
         }
     }
     if opts.node.carrier_established {
-        notes.push("tunnel carrier flows are taken as ESTABLISHED, as on a live cluster".into());
+        notes.push(
+            "IPIP carrier flows are taken as ESTABLISHED, as on a live cluster (--new-carriers to change); VXLAN carriers are NEW".into(),
+        );
     }
     Ok(Trace { schema: SCHEMA, probe: probe.clone(), branches, notes })
 }
