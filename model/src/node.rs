@@ -27,6 +27,7 @@ use crate::ruleset::{CtStates, CtStatus, RejectWith, TableName};
 use crate::snapshot::Node;
 use crate::traverse::{self, Chooser, CtView, Env, Hit, IndexedTable, MatchState, NatAction, Verdict};
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 
 /// Options of the node model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +102,41 @@ pub struct Passage {
     pub hooks: Vec<Hook>,
 }
 
-/// One node's model: its tables indexed, routing, conntrack and match state.
-pub struct NodeModel<'a> {
+/// What does not change while packets cross a node: its dumps, its
+/// routing, and its tables indexed (built once, shared by every branch of a
+/// trace).
+pub struct NodeTables<'a> {
     /// The node's dumps.
     pub node: &'a Node,
     /// Routing.
     pub fib: Fib<'a>,
     tables: Vec<IndexedTable<'a>>,
+}
+
+impl<'a> NodeTables<'a> {
+    /// Index a node's tables (with dispatch indexes over long chains).
+    pub fn new(node: &'a Node) -> Self {
+        Self::build(node, IndexedTable::new)
+    }
+
+    /// The same without dispatch indexes: every chain scanned rule by rule
+    /// (the naive baseline of the benchmarks).
+    pub fn linear(node: &'a Node) -> Self {
+        Self::build(node, IndexedTable::linear)
+    }
+
+    fn build(node: &'a Node, index: fn(&'a crate::ruleset::Table) -> IndexedTable<'a>) -> Self {
+        let fib = Fib::new(&node.routes, &node.ip_rules, &node.interfaces, &node.sysctl);
+        let tables = node.ruleset.tables.iter().map(index).collect();
+        NodeTables { node, fib, tables }
+    }
+}
+
+/// One node's model: its tables, routing, conntrack and match state.
+pub struct NodeModel<'a> {
+    st: Rc<NodeTables<'a>>,
+    /// The node's dumps.
+    pub node: &'a Node,
     /// Conntrack.
     pub ct: conntrack::Table,
     /// `recent` lists and `nth` counters.
@@ -146,11 +175,19 @@ enum HookEnd {
 impl<'a> NodeModel<'a> {
     /// A model of `node` with empty conntrack.
     pub fn new(node: &'a Node, opts: NodeOptions) -> Self {
-        let fib = Fib::new(&node.routes, &node.ip_rules, &node.interfaces, &node.sysctl);
-        let tables = node.ruleset.tables.iter().map(IndexedTable::new).collect();
-        NodeModel { node, fib, tables, ct: conntrack::Table::default(), state: MatchState::default(), opts }
+        Self::shared(Rc::new(NodeTables::new(node)), opts)
     }
 
+    /// A model over tables indexed once, with empty conntrack.
+    pub fn shared(st: Rc<NodeTables<'a>>, opts: NodeOptions) -> Self {
+        let node = st.node;
+        NodeModel { st, node, ct: conntrack::Table::default(), state: MatchState::default(), opts }
+    }
+
+    /// The node's routing.
+    pub fn fib(&self) -> &Fib<'a> {
+        &self.st.fib
+    }
 
     fn ct_view(&self, ctx: &Ctx<'_>) -> CtView {
         let mut v = CtView {
@@ -185,16 +222,16 @@ impl<'a> NodeModel<'a> {
         local_origin: bool,
         chooser: &mut dyn Chooser,
     ) -> Verdict {
-        let Some(idx) = self.tables.iter().position(|t| t.table.name == name) else {
+        let Some(idx) = self.st.tables.iter().position(|t| t.table.name == name) else {
             return Verdict::Accept;
         };
         let mut view = self.ct_view(ctx);
         let mut hits = Vec::new();
         let mut notrack = ctx.notrack;
         let verdict = {
-            let Some(table) = self.tables.get(idx) else { return Verdict::Accept };
+            let Some(table) = self.st.tables.get(idx) else { return Verdict::Accept };
             let env = Env {
-                fib: &self.fib,
+                fib: &self.st.fib,
                 ipsets: &self.node.ipsets,
                 hook,
                 in_iface: iif,
@@ -207,7 +244,7 @@ impl<'a> NodeModel<'a> {
         if let Some(c) = &mut ctx.conn {
             c.mark = view.mark;
         }
-        let table = self.tables.get(idx).map(|t| t.table);
+        let table = self.st.tables.get(idx).map(|t| t.table);
         for hit in hits {
             let text = match (table, hit.rule) {
                 (Some(t), Some(r)) => t
@@ -339,7 +376,7 @@ impl<'a> NodeModel<'a> {
             }
             Verdict::Nat(NatAction::Redirect(ports)) if dst_half => {
                 let addr = match iif {
-                    Some(dev) => self.fib.interface(dev).and_then(|i| i.addrs.first()).map(|a| a.addr.addr()),
+                    Some(dev) => self.st.fib.interface(dev).and_then(|i| i.addrs.first()).map(|a| a.addr.addr()),
                     None => Some(Ipv4Addr::LOCALHOST),
                 };
                 let Some(addr) = addr else {
@@ -377,7 +414,7 @@ impl<'a> NodeModel<'a> {
                     return Some(NodeEnd::Unknown("MASQUERADE without an output device".into()));
                 };
                 let nexthop = ctx.nexthop.unwrap_or(pkt.dst);
-                let Some(src) = self.fib.select_src(dev, nexthop) else {
+                let Some(src) = self.st.fib.select_src(dev, nexthop) else {
                     return Some(NodeEnd::Dropped(format!(
                         "MASQUERADE on {}: no address to take for `{dev}`",
                         self.node.name
@@ -524,14 +561,14 @@ impl<'a> NodeModel<'a> {
             return end;
         }
         // Routing decision.
-        if self.fib.is_local(pkt.dst) {
-            if let Err(why) = self.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
+        if self.st.fib.is_local(pkt.dst) {
+            if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
                 return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
             }
             return self.input(pkt, ctx, iif, ch);
         }
         let key = FlowKey { dst: pkt.dst, src: Some(pkt.src), mark: pkt.mark, iif: Some(iif), oif: None };
-        let Some(hit) = self.fib.lookup(&key) else {
+        let Some(hit) = self.st.fib.lookup(&key) else {
             return NodeEnd::Rejected(format!("no route to {} on {} (ICMP net unreachable)", pkt.dst, self.node.name));
         };
         match hit.kind {
@@ -545,10 +582,10 @@ impl<'a> NodeModel<'a> {
             }
             other => return NodeEnd::Unknown(format!("route type {other:?} on {} is not modelled", self.node.name)),
         }
-        if let Err(why) = self.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
+        if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
             return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
         }
-        if !self.fib.sysctl().ip_forward() {
+        if !self.st.fib.sysctl().ip_forward() {
             return NodeEnd::Dropped(format!("dropped on {}: net.ipv4.ip_forward is 0", self.node.name));
         }
         let Some(dev) = hit.dev.map(str::to_string) else {
@@ -631,7 +668,7 @@ impl<'a> NodeModel<'a> {
 
     fn route_out(&self, pkt: &Packet) -> Result<(RouteType, Option<String>, Ipv4Addr), NodeEnd> {
         let key = FlowKey { dst: pkt.dst, src: None, mark: pkt.mark, iif: None, oif: None };
-        let Some(hit) = self.fib.lookup(&key) else {
+        let Some(hit) = self.st.fib.lookup(&key) else {
             return Err(NodeEnd::Rejected(format!("no route to {} on {}", pkt.dst, self.node.name)));
         };
         match hit.kind {
@@ -650,7 +687,7 @@ impl<'a> NodeModel<'a> {
             Err(end) => return end,
         };
         if pkt.src.is_unspecified() {
-            match self.fib.local_src(pkt.dst, pkt.mark) {
+            match self.st.fib.local_src(pkt.dst, pkt.mark) {
                 Some(s) => pkt.src = s,
                 None => return NodeEnd::Dropped(format!("{} has no source address for {}", self.node.name, pkt.dst)),
             }

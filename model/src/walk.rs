@@ -17,7 +17,8 @@
 //! `loop`.
 
 use crate::loc::Loc;
-use crate::node::{NodeEnd, NodeModel, NodeOptions, Passage};
+use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage};
+use std::rc::Rc;
 use crate::packet::Packet;
 use crate::ruleset::Proto;
 use crate::snapshot::{Node, Snapshot};
@@ -589,10 +590,17 @@ fn decap(node: &Node, pkt: &Packet, keep_mark: bool) -> Option<(String, Packet)>
     Some((dev.name.clone(), inner))
 }
 
-fn run_branch(snap: &Snapshot, probe: &Probe, from: &End, draws: &mut Draws, opts: &TraceOptions) -> Branch {
+fn run_branch<'s>(
+    snap: &'s Snapshot,
+    tables: &[Rc<NodeTables<'s>>],
+    probe: &Probe,
+    from: &End,
+    draws: &mut Draws,
+    opts: &TraceOptions,
+) -> Branch {
     let mut run = Run {
         snap,
-        models: snap.nodes.iter().map(|n| NodeModel::new(n, opts.node)).collect(),
+        models: tables.iter().map(|t| NodeModel::shared(Rc::clone(t), opts.node)).collect(),
         steps: Vec::new(),
         sport_random: false,
         hops: 0,
@@ -696,6 +704,7 @@ fn run_branch(snap: &Snapshot, probe: &Probe, from: &End, draws: &mut Draws, opt
 pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trace, TraceError> {
     let from = find_end(snap, &probe.from)?;
     validate(snap)?;
+    let tables: Vec<Rc<NodeTables<'_>>> = snap.nodes.iter().map(|n| Rc::new(NodeTables::new(n))).collect();
     let mut branches = Vec::new();
     let mut todo: Vec<Vec<bool>> = vec![Vec::new()];
     let mut truncated = false;
@@ -705,7 +714,7 @@ pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trac
             break;
         }
         let mut draws = Draws { prefix, made: Vec::new(), rng: opts.seed.map(|s| s | 1) };
-        let mut b = run_branch(snap, probe, &from, &mut draws, opts);
+        let mut b = run_branch(snap, &tables, probe, &from, &mut draws, opts);
         let prob = if opts.seed.is_some() { Prob::from_integer(BigUint::from(1u32)) } else { draws.probability() };
         if opts.seed.is_none() {
             for k in draws.prefix.len()..draws.made.len() {
