@@ -189,7 +189,7 @@ pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Opti
         let new: Vec<conntrack::Entry> = a.conntrack.iter().filter(|e| !old.contains(&e.key())).cloned().collect();
         cts.push(NodeConntrack { node: node.name.clone(), entries: new });
     }
-    if !lab.relay_routes.iter().all(Vec::is_empty) {
+    if lab.logs.iter().any(|(tag, _)| tag.starts_with("relay:")) {
         notes.push(
             "tunl0 is emulated (TUN + user-space relay): the skb mark is not copied between inner and outer packets".into(),
         );
