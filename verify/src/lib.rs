@@ -7,3 +7,7 @@
 
 pub mod report;
 pub mod kernel;
+pub mod encode;
+pub mod solver;
+pub mod counterexample;
+pub mod invariants;

@@ -1,0 +1,379 @@
+//! The SMT encoding: the same netfilter, routing, conntrack and cluster-walk
+//! semantics as the executable model, written as Z3 constraints over a
+//! symbolic packet, so that one query speaks for every packet at once.
+//!
+//! The layout mirrors the model's files, so a rule's concrete and symbolic
+//! meaning sit side by side: [`packet`] (the symbolic packet and conntrack
+//! view), [`traverse`] (one table's chains: matches, targets, jump, goto,
+//! return, policies), [`route`] (policy rules, longest prefix match, address
+//! types, source selection, reverse path filtering), [`conntrack`] (what a
+//! first packet, a tunnel carrier and a reply see), [`node`] (the hooks of one
+//! node in the kernel's order) and [`walk`] (node to node, tunnels, reply).
+//! The encoding shares the IR with the model and nothing that evaluates it.
+//!
+//! Contract: the encoding is *sound* for "holds": every behaviour the kernel
+//! (as the model describes it) can show for a packet in scope is admitted.
+//! Where the kernel depends on history or chance (`statistic`, `recent`,
+//! `limit`, `hashlimit`, `connlimit`, `nth`, the address of a NAT range), the
+//! encoding leaves a free [`Choice`], which over-approximates: a violation
+//! found through a choice the model cannot make fails to replay and is
+//! reported as unknown (exit 3), never as a pass. A match or target the
+//! encoding cannot express ends the path as *unknown* naming the rule's
+//! `file:line`; every verdict whose scope reaches such a path is unknown.
+//! Documented approximations that err the other way are listed where they are
+//! made (`--random-fully` ports, policy-routing `oif` selectors).
+
+pub mod conntrack;
+pub mod node;
+pub mod packet;
+pub mod route;
+pub mod traverse;
+pub mod walk;
+
+use natpath_model::loc::Loc;
+use natpath_model::netstate::IpRule;
+use natpath_model::ruleset::{Chain, Table, TableName};
+use natpath_model::snapshot::{Node, Snapshot};
+use std::collections::HashMap;
+use z3::ast::{Ast, Bool, BV};
+
+/// Where a rule is, for reports, unknown reasons and the replay's draws.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// The node's index in the snapshot.
+    pub node: usize,
+    /// The table.
+    pub table: TableName,
+    /// The chain.
+    pub chain: String,
+    /// 1-based rule number in dump order.
+    pub rule: usize,
+    /// Where the rule was read.
+    pub loc: Loc,
+}
+
+impl std::fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{} ({} {} rule {})",
+            self.loc.file,
+            self.loc.line,
+            self.table.as_str(),
+            self.chain,
+            self.rule
+        )
+    }
+}
+
+/// What a free choice stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChoiceKind {
+    /// `-m statistic --mode random`: true when the draw succeeds (`p31 / 2^31`).
+    Random {
+        /// The probability scaled by 2^31.
+        p31: u32,
+    },
+    /// `-m statistic --mode nth`: the packet counter is history.
+    Nth,
+    /// `-m recent --rcheck|--update|--remove`: whether the address is listed.
+    Recent {
+        /// The list's name.
+        name: String,
+        /// `--rsource` (the source address is looked up).
+        rsource: bool,
+        /// `--mask`.
+        mask: u32,
+        /// `--hitcount`.
+        hitcount: u32,
+    },
+    /// `-m limit` / `-m hashlimit --hashlimit-upto`: a token is available.
+    RateOk,
+    /// `-m connlimit`: the count of connections already open (the value of
+    /// the choice is "the limit condition holds").
+    Connlimit,
+    /// The name of a device the snapshot does not list matches this pattern.
+    OtherDevice,
+}
+
+/// A free choice the encoding leaves to the solver, with the condition under
+/// which the kernel actually makes it (the rule's earlier matches hold).
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// The choice's value.
+    pub var: Bool,
+    /// True on the paths where the choice is made.
+    pub reached: Bool,
+    /// What it stands for.
+    pub kind: ChoiceKind,
+    /// The rule that makes it.
+    pub rule: RuleRef,
+    /// Which passage of a walk made it (0 for a single-node query).
+    pub passage: usize,
+}
+
+/// A rule that took effect on some path: the condition and the rule.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// True on the paths where the rule took effect.
+    pub cond: Bool,
+    /// The rule.
+    pub rule: RuleRef,
+    /// What it did (`jump X`, `mark`, `dnat`...).
+    pub effect: &'static str,
+}
+
+/// Everything an encoding records besides its constraints: free choices and
+/// rule hits, in the order the kernel would meet them.
+#[derive(Debug, Default)]
+pub struct Trail {
+    /// Free choices.
+    pub choices: Vec<Choice>,
+    /// Rules that took effect (targets other than a plain count).
+    pub hits: Vec<Hit>,
+    /// The passage being encoded (walks number their node passages).
+    pub passage: usize,
+    /// Record rule hits (reports need them; the differential tests do not).
+    pub record_hits: bool,
+    /// Definitions `fresh = term` that name intermediate states; every
+    /// query over this trail's encoding must assert them.
+    pub defs: Vec<Bool>,
+}
+
+impl Trail {
+    /// A name for `b`: itself when it is a constant or a plain symbol, else
+    /// a fresh constant defined equal to it. Naming the state at hook
+    /// boundaries keeps every later term (and every `simplify`) small.
+    pub fn name_bool(&mut self, b: &Bool) -> Bool {
+        if b.as_bool().is_some() || (b.is_const() && b.num_children() == 0) {
+            return b.clone();
+        }
+        let v = Bool::fresh_const("def");
+        self.defs.push(v.eq(b));
+        v
+    }
+
+    /// A name for `x` (see [`Trail::name_bool`]); numerals stay numerals so
+    /// that slicing by constant ports and protocols keeps working.
+    pub fn name_bv(&mut self, x: &BV) -> BV {
+        if x.as_u64().is_some() || (x.is_const() && x.num_children() == 0) {
+            return x.clone();
+        }
+        let s = x.simplify();
+        if s.as_u64().is_some() {
+            return s;
+        }
+        let v = BV::fresh_const("def", x.get_size());
+        self.defs.push(v.eq(&s));
+        v
+    }
+}
+
+/// Options of the encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// Tunnel carrier flows without an entry are ESTABLISHED, as on a live
+    /// cluster (DESIGN.md; the model's default).
+    pub carrier_established: bool,
+    /// Bound on the chain call depth.
+    pub max_depth: usize,
+    /// Node passages a walk may take before it is a loop.
+    pub max_hops: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            carrier_established: true,
+            max_depth: 64,
+            max_hops: 8,
+        }
+    }
+}
+
+/// One node prepared for encoding: its device table and indexed chains.
+#[derive(Debug)]
+pub struct NodeEnc<'s> {
+    /// The node's index in the snapshot.
+    pub index: usize,
+    /// The node's dumps.
+    pub node: &'s Node,
+    /// Device names: value `i + 1` of a device term is `devs[i]`; 0 is "no
+    /// device" and `devs.len() + 1` a device the snapshot does not list.
+    pub devs: Vec<String>,
+    tables: Vec<(&'s Table, HashMap<&'s str, &'s Chain>)>,
+    /// The policy routing rules by priority (the kernel's defaults when the
+    /// snapshot has none).
+    pub ip_rules: Vec<IpRule>,
+}
+
+impl<'s> NodeEnc<'s> {
+    /// Prepare node `index` of `snap`.
+    pub fn new(snap: &'s Snapshot, index: usize, node: &'s Node) -> Self {
+        let mut devs: Vec<String> = node.interfaces.iter().map(|i| i.name.clone()).collect();
+        let mut add = |d: &str| {
+            if !devs.iter().any(|x| x == d) {
+                devs.push(d.to_string());
+            }
+        };
+        for r in &node.routes {
+            for nh in &r.nexthops {
+                if let Some(d) = &nh.dev {
+                    add(d);
+                }
+            }
+        }
+        for p in &snap.cluster.pods {
+            if p.node == node.name {
+                add(&p.iface);
+            }
+        }
+        add("lo");
+        let tables = node
+            .ruleset
+            .tables
+            .iter()
+            .map(|t| {
+                let idx = t.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+                (t, idx)
+            })
+            .collect();
+        let mut ip_rules = if node.ip_rules.is_empty() {
+            natpath_model::fib::default_ip_rules()
+        } else {
+            node.ip_rules.clone()
+        };
+        ip_rules.sort_by_key(|r| r.priority);
+        NodeEnc {
+            index,
+            node,
+            devs,
+            tables,
+            ip_rules,
+        }
+    }
+
+    /// The table named `name`, with its chains by name.
+    pub fn table(&self, name: TableName) -> Option<(&'s Table, &HashMap<&'s str, &'s Chain>)> {
+        self.tables
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(t, idx)| (*t, idx))
+    }
+
+    /// The value a device term takes for `name` (the "other" value when the
+    /// snapshot does not list it).
+    pub fn dev_value(&self, name: &str) -> u16 {
+        match self.devs.iter().position(|d| d == name) {
+            Some(i) => u16::try_from(i + 1).unwrap_or(u16::MAX),
+            None => self.other_dev(),
+        }
+    }
+
+    /// The value of "a device the snapshot does not list".
+    pub fn other_dev(&self) -> u16 {
+        u16::try_from(self.devs.len() + 1).unwrap_or(u16::MAX)
+    }
+
+    /// The name of device value `v` (`None` for "no device" and "other").
+    pub fn dev_name(&self, v: u16) -> Option<&str> {
+        if v == 0 {
+            return None;
+        }
+        self.devs.get(usize::from(v) - 1).map(String::as_str)
+    }
+}
+
+/// A snapshot prepared for encoding.
+#[derive(Debug)]
+pub struct Encoder<'s> {
+    /// The snapshot.
+    pub snap: &'s Snapshot,
+    /// Its nodes, in snapshot order.
+    pub nodes: Vec<NodeEnc<'s>>,
+    /// Options.
+    pub opts: EncodeOptions,
+}
+
+impl<'s> Encoder<'s> {
+    /// Prepare every node of `snap`.
+    pub fn new(snap: &'s Snapshot, opts: EncodeOptions) -> Self {
+        let nodes = snap
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NodeEnc::new(snap, i, n))
+            .collect();
+        Encoder { snap, nodes, opts }
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> Option<&NodeEnc<'s>> {
+        self.nodes.get(i)
+    }
+}
+
+/// A condition with a reason, for the ways a path can end early.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    /// True on the paths that end so.
+    pub cond: Bool,
+    /// Why, in words (names the rule's `file:line` where there is one).
+    pub reason: String,
+}
+
+/// The disjunction of a list of conditions (false when empty).
+pub fn any(conds: &[Bool]) -> Bool {
+    match conds {
+        [] => Bool::from_bool(false),
+        [one] => one.clone(),
+        many => Bool::or(many),
+    }
+}
+
+/// The conjunction of a list of conditions (true when empty).
+pub fn all(conds: &[Bool]) -> Bool {
+    match conds {
+        [] => Bool::from_bool(true),
+        [one] => one.clone(),
+        many => Bool::and(many),
+    }
+}
+
+/// Whether `b` simplifies to the constant false (a sliced-away path).
+pub fn is_false(b: &Bool) -> bool {
+    b.as_bool() == Some(false)
+}
+
+/// Whether `b` is the constant true.
+pub fn is_true(b: &Bool) -> bool {
+    b.as_bool() == Some(true)
+}
+
+/// `a ∧ b`, folding constants so that sliced paths stay small.
+pub fn and2(a: &Bool, b: &Bool) -> Bool {
+    match (a.as_bool(), b.as_bool()) {
+        (Some(false), _) | (_, Some(false)) => Bool::from_bool(false),
+        (Some(true), _) => b.clone(),
+        (_, Some(true)) => a.clone(),
+        _ => Bool::and(&[a, b]),
+    }
+}
+
+/// `a ∨ b`, folding constants.
+pub fn or2(a: &Bool, b: &Bool) -> Bool {
+    match (a.as_bool(), b.as_bool()) {
+        (Some(true), _) | (_, Some(true)) => Bool::from_bool(true),
+        (Some(false), _) => b.clone(),
+        (_, Some(false)) => a.clone(),
+        _ => Bool::or(&[a, b]),
+    }
+}
+
+/// `¬a`, folding constants.
+pub fn not(a: &Bool) -> Bool {
+    match a.as_bool() {
+        Some(v) => Bool::from_bool(!v),
+        None => a.not(),
+    }
+}

@@ -1,0 +1,653 @@
+//! One node's packet path as constraints: the IPv4 hooks in the kernel's
+//! order with their tables, conntrack, NAT, the routing decision and reverse
+//! path filtering, for a packet that arrives on a device and for one the
+//! node sends itself.
+//!
+//! Semantics (DESIGN.md; net/ipv4/ip_input.c, ip_forward.c, ip_output.c), as
+//! the model's `node` has them:
+//! - received: raw PREROUTING, conntrack, mangle PREROUTING, nat PREROUTING
+//!   (DNAT for a first packet, the binding otherwise), routing with
+//!   `fib_validate_source`, then INPUT (mangle, filter, security, nat) or
+//!   FORWARD (mangle, filter, security) and POSTROUTING (mangle, nat:
+//!   SNAT/MASQUERADE for a first packet, the binding otherwise);
+//! - sent: routing, raw OUTPUT, conntrack, mangle, nat, filter and security
+//!   OUTPUT, routing again when the mark or the destination changed, then
+//!   POSTROUTING (or, for a local route, raw and mangle PREROUTING and INPUT
+//!   by `lo`);
+//! - MASQUERADE takes `inet_select_addr(out_dev, nexthop)`; a DNAT or SNAT
+//!   range takes its first address and port (as the model; kube-proxy and
+//!   Calico write single addresses). With `--random-fully` the kernel picks
+//!   the source port at random: the encoding keeps it, as the model does;
+//!   the bindings restore whatever port was picked, so no invariant of the
+//!   catalog can depend on it.
+//!
+//! Contract: the passage's end conditions (local, out, dropped, rejected,
+//! unknown) are exclusive and, within the input condition, exhaustive.
+
+use crate::encode::conntrack::{self, Binding, CtCtx, Tracked};
+use crate::encode::packet::{addr, bv16, bv32, ite_bv, DevTerm, Flow, State, DEV_BITS};
+use crate::encode::route::{self, Key};
+use crate::encode::traverse::{run_table, Env, NatAct, TableRun};
+use crate::encode::{and2, any, not, or2, Encoder, Ending, NodeEnc, Trail};
+use natpath_model::netstate::RouteType;
+use natpath_model::packet::Hook;
+use natpath_model::ruleset::TableName;
+use std::net::Ipv4Addr;
+use z3::ast::{Ast, Bool, BV};
+
+/// One route the packet can leave by.
+#[derive(Debug, Clone)]
+pub struct RouteOut {
+    /// True when the packet leaves by this route.
+    pub cond: Bool,
+    /// The device value.
+    pub dev: u16,
+    /// The gateway, if any.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// The packet leaving the node by a device.
+#[derive(Debug, Clone)]
+pub struct OutFlow {
+    /// The paths and the packet as it leaves.
+    pub flow: Flow,
+    /// The output device.
+    pub oif: DevTerm,
+    /// The next hop (gateway, or the destination on a direct route).
+    pub nexthop: BV,
+    /// The routes it can leave by.
+    pub routes: Vec<RouteOut>,
+}
+
+/// What one passage through a node can do.
+#[derive(Debug, Clone)]
+pub struct Passage {
+    /// The node.
+    pub node: usize,
+    /// Delivered to the node itself (after INPUT).
+    pub local: Option<Flow>,
+    /// Sent out of a device (after POSTROUTING).
+    pub out: Option<OutFlow>,
+    /// Dropped.
+    pub dropped: Vec<Ending>,
+    /// Rejected.
+    pub rejected: Vec<Ending>,
+    /// Ended at something the encoding cannot express.
+    pub unknown: Vec<Ending>,
+    /// Entered the INPUT hook.
+    pub crossed_input: Bool,
+    /// The packet as it enters INPUT.
+    pub at_input: Option<Flow>,
+    /// Entered the FORWARD hook.
+    pub crossed_forward: Bool,
+    /// First packets after the nat PREROUTING (or OUTPUT) rules: the mark
+    /// kube-proxy set.
+    pub after_nat_pre: Option<Flow>,
+    /// Packets entering nat POSTROUTING, with the mark they carry there.
+    pub at_nat_post: Option<Flow>,
+    /// A DNAT or REDIRECT rule translated the destination here.
+    pub dnat: Bool,
+    /// An SNAT or MASQUERADE rule translated the source here.
+    pub snat: Bool,
+    /// The source translation was a MASQUERADE.
+    pub masq: Bool,
+    /// The connection the packet leaves behind on this node (first packets).
+    pub binding: Option<Binding>,
+}
+
+impl Passage {
+    fn new(node: usize) -> Passage {
+        let f = Bool::from_bool(false);
+        Passage {
+            node,
+            local: None,
+            out: None,
+            dropped: Vec::new(),
+            rejected: Vec::new(),
+            unknown: Vec::new(),
+            crossed_input: f.clone(),
+            at_input: None,
+            crossed_forward: f.clone(),
+            after_nat_pre: None,
+            at_nat_post: None,
+            dnat: f.clone(),
+            snat: f.clone(),
+            masq: f,
+            binding: None,
+        }
+    }
+
+    /// Every way the passage can end early, as one condition.
+    pub fn lost(&self) -> Bool {
+        let mut v: Vec<Bool> = self.dropped.iter().map(|e| e.cond.clone()).collect();
+        v.extend(self.rejected.iter().map(|e| e.cond.clone()));
+        v.extend(self.unknown.iter().map(|e| e.cond.clone()));
+        any(&v)
+    }
+
+    /// The unknown ends as one condition.
+    pub fn unknown_cond(&self) -> Bool {
+        any(&self.unknown.iter().map(|e| e.cond.clone()).collect::<Vec<_>>())
+    }
+
+    /// The dropped ends as one condition.
+    pub fn dropped_cond(&self) -> Bool {
+        any(&self.dropped.iter().map(|e| e.cond.clone()).collect::<Vec<_>>())
+    }
+
+    /// The rejected ends as one condition.
+    pub fn rejected_cond(&self) -> Bool {
+        any(&self.rejected.iter().map(|e| e.cond.clone()).collect::<Vec<_>>())
+    }
+
+    /// Take a non-nat table's ends; returns the accepted flow.
+    fn absorb(&mut self, r: TableRun) -> Option<Flow> {
+        self.dropped.extend(r.drop);
+        self.rejected.extend(r.reject);
+        self.unknown.extend(r.unknown);
+        for ne in r.nat {
+            self.unknown.push(Ending {
+                cond: ne.cond,
+                reason: format!("{}: a NAT verdict outside the nat table", ne.rule),
+            });
+        }
+        Flow::merge(r.accept)
+    }
+}
+
+struct Run<'e, 's> {
+    enc: &'e Encoder<'s>,
+    node: &'e NodeEnc<'s>,
+    p: Passage,
+}
+
+fn nat_range_addr(r: &natpath_model::ruleset::NatRange, cur: &BV) -> BV {
+    r.addrs.map(|a| addr(a.lo)).unwrap_or_else(|| cur.clone())
+}
+
+impl<'e, 's> Run<'e, 's> {
+    fn env(&self, hook: Hook, iif: DevTerm, oif: DevTerm, local_origin: bool) -> Env<'e, 's> {
+        Env {
+            node: self.node,
+            hook,
+            iif,
+            oif,
+            local_origin,
+            max_depth: self.enc.opts.max_depth,
+        }
+    }
+
+    fn table(&mut self, trail: &mut Trail, t: TableName, env: &Env<'_, '_>, flow: Option<Flow>) -> Option<Flow> {
+        let flow = flow?;
+        if crate::encode::is_false(&flow.cond) {
+            return None;
+        }
+        let r = run_table(trail, t, env, flow);
+        self.p.absorb(r).map(|f| f.named(trail))
+    }
+
+    fn hook(&mut self, trail: &mut Trail, tables: &[TableName], env: &Env<'_, '_>, mut flow: Option<Flow>) -> Option<Flow> {
+        for &t in tables {
+            flow = self.table(trail, t, env, flow);
+        }
+        flow
+    }
+
+    /// The address REDIRECT takes: the first address of the input device
+    /// (127.0.0.1 for a packet the node sends); and the condition that the
+    /// device has none.
+    fn redirect_addr(&self, iif: &DevTerm) -> (BV, Bool) {
+        if iif.known == Some(0) {
+            return (addr(Ipv4Addr::LOCALHOST), Bool::from_bool(false));
+        }
+        let mut acc = addr(Ipv4Addr::LOCALHOST);
+        let mut none_alts = vec![iif.is(self.node.other_dev())];
+        for (i, d) in self.node.devs.iter().enumerate() {
+            let v = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            let here = iif.is(v);
+            if crate::encode::is_false(&here) {
+                continue;
+            }
+            match self.node.node.interfaces.iter().find(|x| &x.name == d).and_then(|x| x.addrs.first()) {
+                Some(a) => acc = ite_bv(&here, &addr(a.addr.addr()), &acc),
+                None => none_alts.push(here),
+            }
+        }
+        (acc, any(&none_alts))
+    }
+
+    /// nat at PREROUTING/OUTPUT: the rules for first packets, the binding
+    /// otherwise.
+    fn nat_dst(&mut self, trail: &mut Trail, env: &Env<'_, '_>, flow: Option<Flow>, tr: &Tracked) -> Option<Flow> {
+        let flow = flow?;
+        let first = flow.and(&tr.first);
+        let rest = flow.and(&not(&tr.first));
+        let mut parts = vec![Flow { cond: rest.cond.clone(), state: conntrack::rewrite_dst(&rest.state, &tr.bound) }];
+        if crate::encode::is_false(&first.cond) {
+            return Flow::merge(parts).map(|f| f.named(trail));
+        }
+        let r = run_table(trail, TableName::Nat, env, first);
+        self.p.dropped.extend(r.drop);
+        self.p.rejected.extend(r.reject);
+        self.p.unknown.extend(r.unknown);
+        let mut seen: Vec<Flow> = r.accept.clone();
+        seen.extend(r.nat.iter().map(|n| Flow { cond: n.cond.clone(), state: n.state.clone() }));
+        self.p.after_nat_pre = Flow::merge(seen);
+        parts.extend(r.accept);
+        let mut dnat = Vec::new();
+        for ne in r.nat {
+            let mut s = ne.state.clone();
+            match &ne.act {
+                NatAct::Dnat(range) => {
+                    let port = range.ports.map(|p| bv16(p.lo)).unwrap_or_else(|| s.pkt.dport.clone());
+                    s.pkt.dst = nat_range_addr(range, &s.pkt.dst);
+                    s.pkt.dport = ite_bv(&s.pkt.has_ports(), &port, &s.pkt.dport);
+                    conntrack::set_dnat(&mut s);
+                    dnat.push(ne.cond.clone());
+                    parts.push(Flow { cond: ne.cond, state: s });
+                }
+                NatAct::Redirect(ports) => {
+                    let (a, none) = self.redirect_addr(&env.iif);
+                    self.p.dropped.push(Ending {
+                        cond: and2(&ne.cond, &none),
+                        reason: format!("REDIRECT on {}: the input device has no address ({})", self.node.node.name, ne.rule),
+                    });
+                    let ok = and2(&ne.cond, &not(&none));
+                    s.pkt.dst = a;
+                    if let Some(p) = ports {
+                        s.pkt.dport = bv16(p.lo);
+                    }
+                    conntrack::set_dnat(&mut s);
+                    dnat.push(ok.clone());
+                    parts.push(Flow { cond: ok, state: s });
+                }
+                _ => self.p.unknown.push(Ending {
+                    cond: ne.cond,
+                    reason: format!("{}: {:?} at {} is not a valid NAT for that hook", ne.rule, ne.act, env.hook),
+                }),
+            }
+        }
+        self.p.dnat = or2(&self.p.dnat, &any(&dnat));
+        Flow::merge(parts).map(|f| f.named(trail))
+    }
+
+    /// nat at POSTROUTING/INPUT: the rules for first packets (SNAT, and at
+    /// POSTROUTING MASQUERADE), the binding otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn nat_src(
+        &mut self,
+        trail: &mut Trail,
+        env: &Env<'_, '_>,
+        flow: Option<Flow>,
+        tr: &Tracked,
+        oif_cands: &[u16],
+        nexthop: Option<&BV>,
+    ) -> Option<Flow> {
+        let flow = flow?;
+        if env.hook == Hook::Postrouting {
+            let at = flow.and(&not(&flow.state.notrack));
+            self.p.at_nat_post = Some(at);
+        }
+        let first = flow.and(&tr.first);
+        let rest = flow.and(&not(&tr.first));
+        let mut parts = vec![Flow { cond: rest.cond.clone(), state: conntrack::rewrite_src(&rest.state, &tr.bound) }];
+        if crate::encode::is_false(&first.cond) {
+            return Flow::merge(parts).map(|f| f.named(trail));
+        }
+        let r = run_table(trail, TableName::Nat, env, first);
+        self.p.dropped.extend(r.drop);
+        self.p.rejected.extend(r.reject);
+        self.p.unknown.extend(r.unknown);
+        parts.extend(r.accept);
+        let mut snat = Vec::new();
+        let mut masq = Vec::new();
+        for ne in r.nat {
+            let mut s = ne.state.clone();
+            let ports_of = |s: &mut State, ports: Option<natpath_model::ruleset::PortRange>| {
+                if let Some(p) = ports {
+                    let inside = crate::encode::packet::in_range(&s.pkt.sport, u64::from(p.lo), u64::from(p.hi));
+                    let change = and2(&s.pkt.has_ports(), &not(&inside));
+                    s.pkt.sport = ite_bv(&change, &bv16(p.lo), &s.pkt.sport);
+                }
+            };
+            match &ne.act {
+                NatAct::Snat { to, .. } => {
+                    s.pkt.src = nat_range_addr(to, &s.pkt.src);
+                    ports_of(&mut s, to.ports);
+                    conntrack::set_snat(&mut s);
+                    snat.push(ne.cond.clone());
+                    parts.push(Flow { cond: ne.cond, state: s });
+                }
+                NatAct::Masquerade { ports, .. } if env.hook == Hook::Postrouting => {
+                    let nh = nexthop.cloned().unwrap_or_else(|| s.pkt.dst.clone());
+                    let (a, none) = route::select_src_sym(self.node, &env.oif, oif_cands, &nh);
+                    self.p.dropped.push(Ending {
+                        cond: and2(&ne.cond, &none),
+                        reason: format!("MASQUERADE on {}: no address to take ({})", self.node.node.name, ne.rule),
+                    });
+                    let ok = and2(&ne.cond, &not(&none));
+                    s.pkt.src = a;
+                    ports_of(&mut s, *ports);
+                    conntrack::set_snat(&mut s);
+                    snat.push(ok.clone());
+                    masq.push(ok.clone());
+                    parts.push(Flow { cond: ok, state: s });
+                }
+                _ => self.p.unknown.push(Ending {
+                    cond: ne.cond,
+                    reason: format!("{}: {:?} at {} is not a valid NAT for that hook", ne.rule, ne.act, env.hook),
+                }),
+            }
+        }
+        self.p.snat = or2(&self.p.snat, &any(&snat));
+        self.p.masq = or2(&self.p.masq, &any(&masq));
+        Flow::merge(parts).map(|f| f.named(trail))
+    }
+
+    fn input(&mut self, trail: &mut Trail, flow: Option<Flow>, iif: &DevTerm, tr: &Tracked) {
+        let Some(flow) = flow else { return };
+        if crate::encode::is_false(&flow.cond) {
+            return;
+        }
+        self.p.crossed_input = or2(&self.p.crossed_input, &flow.cond);
+        self.p.at_input = Flow::merge(self.p.at_input.take().into_iter().chain(std::iter::once(flow.clone())).collect());
+        let env = self.env(Hook::Input, iif.clone(), DevTerm::none(), false);
+        let f = self.hook(trail, &[TableName::Mangle, TableName::Filter, TableName::Security], &env, Some(flow));
+        let f = self.nat_src(trail, &env, f, tr, &[], None);
+        if let Some(f) = f {
+            self.p.local = Flow::merge(self.p.local.take().into_iter().chain(std::iter::once(f)).collect());
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn postrouting(
+        &mut self,
+        trail: &mut Trail,
+        flow: Option<Flow>,
+        oif: &DevTerm,
+        nexthop: &BV,
+        routes: Vec<RouteOut>,
+        local_origin: bool,
+        tr: &Tracked,
+    ) {
+        let env = self.env(Hook::Postrouting, DevTerm::none(), oif.clone(), local_origin);
+        let f = self.table(trail, TableName::Mangle, &env, flow);
+        let cands: Vec<u16> = routes.iter().map(|r| r.dev).collect();
+        let f = self.nat_src(trail, &env, f, tr, &cands, Some(nexthop));
+        if let Some(f) = f {
+            if crate::encode::is_false(&f.cond) {
+                return;
+            }
+            self.p.out = Some(OutFlow { flow: f, oif: oif.clone(), nexthop: nexthop.clone(), routes });
+        }
+    }
+
+    /// The cases of a routing decision that forward: merged into one flow
+    /// with symbolic device and next hop.
+    fn forward_target(&mut self, cases: &[(Bool, &route::Case<'_>)], dst: &BV, what: &str) -> (Bool, DevTerm, BV, Vec<RouteOut>) {
+        let mut routes = Vec::new();
+        let mut oif = DevTerm::none();
+        let mut nexthop = dst.clone();
+        let mut conds = Vec::new();
+        for (c, case) in cases {
+            let Some(dev) = case.dev.as_deref() else {
+                self.p.unknown.push(Ending {
+                    cond: c.clone(),
+                    reason: format!("{what}: route {} on {} has no device", route_str(case), self.node.node.name),
+                });
+                continue;
+            };
+            let v = self.node.dev_value(dev);
+            let nh = case.gateway.map(addr).unwrap_or_else(|| dst.clone());
+            oif = DevTerm::ite(c, &DevTerm::konst(v), &oif);
+            nexthop = ite_bv(c, &nh, &nexthop);
+            conds.push(c.clone());
+            routes.push(RouteOut { cond: c.clone(), dev: v, gateway: case.gateway });
+        }
+        (any(&conds), oif, nexthop, routes)
+    }
+
+    fn receive(&mut self, trail: &mut Trail, input: Flow, iif: &DevTerm, ctx: &CtCtx) {
+        let mut st = input.state.clone();
+        st.pkt.mark = bv32(0);
+        let flow = Some(Flow { cond: input.cond, state: st }.named(trail));
+        let pre = self.env(Hook::Prerouting, iif.clone(), DevTerm::none(), false);
+        let Some(flow) = self.table(trail, TableName::Raw, &pre, flow) else { return };
+        let mut tr = conntrack::track(&flow.state, ctx, &self.enc.opts);
+        tr.state = tr.state.named(trail);
+        let flow = Some(Flow { cond: flow.cond, state: tr.state.clone() });
+        let flow = self.table(trail, TableName::Mangle, &pre, flow);
+        let Some(flow) = self.nat_dst(trail, &pre, flow, &tr) else { return };
+        if crate::encode::is_false(&flow.cond) {
+            return;
+        }
+        let node = self.node;
+        let pkt = flow.state.pkt.clone();
+        let name = node.node.name.clone();
+        // Routing decision.
+        let local = route::is_local(node, &pkt.dst).simplify();
+        let lf = flow.and(&local);
+        let rpf = route::rpf_fails(node, &pkt.src, &pkt.dst, iif, &pkt.mark).simplify();
+        self.p.dropped.push(Ending {
+            cond: and2(&lf.cond, &rpf),
+            reason: format!("dropped on {name} by routing: reverse path filter or martian source"),
+        });
+        let mut to_input = vec![lf.and(&not(&rpf))];
+        let nf = flow.and(&not(&local));
+        let l = route::lookup(
+            node,
+            &Key { dst: pkt.dst.clone(), src: Some((Bool::from_bool(true), pkt.src.clone())), mark: pkt.mark.clone(), iif: iif.clone() },
+        );
+        self.p.rejected.push(Ending {
+            cond: and2(&nf.cond, &l.none),
+            reason: format!("no route on {name} (ICMP net unreachable)"),
+        });
+        let mut fwd: Vec<(Bool, &route::Case<'_>)> = Vec::new();
+        for case in &l.cases {
+            let c = and2(&nf.cond, &case.cond);
+            if crate::encode::is_false(&c.simplify()) {
+                continue;
+            }
+            match case.kind {
+                RouteType::Unicast => fwd.push((c, case)),
+                RouteType::Local => to_input.push(Flow { cond: c, state: flow.state.clone() }),
+                RouteType::Blackhole => self.p.dropped.push(Ending {
+                    cond: c,
+                    reason: format!("dropped on {name} by the blackhole route {}", route_str(case)),
+                }),
+                RouteType::Unreachable | RouteType::Prohibit => self.p.rejected.push(Ending {
+                    cond: c,
+                    reason: format!("rejected on {name} by the {:?} route {}", case.kind, route_str(case)),
+                }),
+                other => self.p.unknown.push(Ending {
+                    cond: c,
+                    reason: format!("route type {other:?} on {name} is not modelled ({})", route_str(case)),
+                }),
+            }
+        }
+        self.p.dropped.push(Ending {
+            cond: and2(&any(&fwd.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()), &rpf),
+            reason: format!("dropped on {name} by routing: reverse path filter"),
+        });
+        let fwd: Vec<(Bool, &route::Case<'_>)> = fwd.into_iter().map(|(c, case)| (and2(&c, &not(&rpf)), case)).collect();
+        let (fcond, oif, nexthop, routes) = if node.node.sysctl.ip_forward() {
+            self.forward_target(&fwd, &pkt.dst, "forwarding")
+        } else {
+            self.p.dropped.push(Ending {
+                cond: any(&fwd.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()),
+                reason: format!("dropped on {name}: net.ipv4.ip_forward is 0"),
+            });
+            (Bool::from_bool(false), DevTerm::none(), pkt.dst.clone(), Vec::new())
+        };
+        let inflow = Flow::merge(to_input);
+        self.input(trail, inflow, iif, &tr);
+        if crate::encode::is_false(&fcond) {
+            return;
+        }
+        let ff = Flow { cond: fcond, state: flow.state.clone() };
+        self.p.crossed_forward = ff.cond.clone();
+        let env = self.env(Hook::Forward, iif.clone(), oif.clone(), false);
+        let f = self.hook(trail, &[TableName::Mangle, TableName::Filter, TableName::Security], &env, Some(ff));
+        self.postrouting(trail, f, &oif, &nexthop, routes, false, &tr);
+    }
+
+    fn send(&mut self, trail: &mut Trail, input: Flow, ctx: &CtCtx) {
+        let node = self.node;
+        let name = node.node.name.clone();
+        let flow = input.named(trail);
+        // Routing before anything (the socket's route).
+        let (ok, kinds) = self.route_out(&flow, "sending");
+        let Some(flow) = ok else { return };
+        let (local_route, oif, nexthop, routes) = kinds;
+        // A source for a packet that has none.
+        let mut st = flow.state.clone();
+        let unspec = st.pkt.src.eq(bv32(0)).simplify();
+        if !crate::encode::is_false(&unspec) {
+            let (s, none) = route::local_src(node, &st.pkt.dst, &st.pkt.mark);
+            self.p.dropped.push(Ending {
+                cond: and2(&flow.cond, &and2(&unspec, &none)),
+                reason: format!("{name} has no source address for the destination"),
+            });
+            st.pkt.src = ite_bv(&unspec, &s, &st.pkt.src);
+            st.ct = crate::encode::packet::SymCt::new_conn(&st.pkt);
+        }
+        let flow = Some(Flow { cond: flow.cond, state: st });
+        let out = self.env(Hook::Output, DevTerm::none(), oif.clone(), true);
+        let Some(flow) = self.table(trail, TableName::Raw, &out, flow) else { return };
+        let tr = conntrack::track(&flow.state, ctx, &self.enc.opts);
+        let (mark0, dst0) = (flow.state.pkt.mark.clone(), flow.state.pkt.dst.clone());
+        let flow = Some(Flow { cond: flow.cond, state: tr.state.clone() });
+        let flow = self.table(trail, TableName::Mangle, &out, flow);
+        let flow = self.nat_dst(trail, &out, flow, &tr);
+        let Some(flow) = self.hook(trail, &[TableName::Filter, TableName::Security], &out, flow) else { return };
+        // ip_route_me_harder: a changed mark or destination is routed again.
+        let changed = or2(&flow.state.pkt.mark.eq(&mark0).not(), &flow.state.pkt.dst.eq(&dst0).not()).simplify();
+        let same = flow.and(&not(&changed));
+        let again = flow.and(&changed);
+        let mut parts: Vec<(Flow, Bool, DevTerm, BV, Vec<RouteOut>)> =
+            vec![(same.clone(), local_route.clone(), oif.clone(), nexthop.clone(), routes)];
+        if !crate::encode::is_false(&again.cond) {
+            let (ok2, k2) = self.route_out(&again, "rerouting");
+            if let Some(f2) = ok2 {
+                parts.push((f2, k2.0, k2.1, k2.2, k2.3));
+            }
+        }
+        for (f, local, oif, nexthop, routes) in parts {
+            if crate::encode::is_false(&f.cond) {
+                continue;
+            }
+            let lo = DevTerm::konst(node.dev_value("lo"));
+            let looped = f.and(&local);
+            if !crate::encode::is_false(&looped.cond) {
+                let pre = self.env(Hook::Prerouting, lo.clone(), DevTerm::none(), false);
+                let g = self.hook(trail, &[TableName::Raw, TableName::Mangle], &pre, Some(looped));
+                self.input(trail, g, &lo, &tr);
+            }
+            let away = f.and(&not(&local));
+            if !crate::encode::is_false(&away.cond) {
+                self.postrouting(trail, Some(away), &oif, &nexthop, routes, true, &tr);
+            }
+        }
+    }
+
+    /// The output route of a packet the node sends: the flow that has one,
+    /// with (local route, device, next hop, routes).
+    #[allow(clippy::type_complexity)]
+    fn route_out(&mut self, flow: &Flow, what: &str) -> (Option<Flow>, (Bool, DevTerm, BV, Vec<RouteOut>)) {
+        let node = self.node;
+        let name = node.node.name.clone();
+        let pkt = &flow.state.pkt;
+        let key = Key {
+            dst: pkt.dst.clone(),
+            src: None,
+            mark: pkt.mark.clone(),
+            iif: DevTerm { none_is_lo: true, ..DevTerm::none() },
+        };
+        let l = route::lookup(node, &key);
+        self.p.rejected.push(Ending {
+            cond: and2(&flow.cond, &l.none),
+            reason: format!("{what}: no route on {name}"),
+        });
+        let mut ok: Vec<(Bool, &route::Case<'_>)> = Vec::new();
+        let mut local = Vec::new();
+        for case in &l.cases {
+            let c = and2(&flow.cond, &case.cond);
+            if crate::encode::is_false(&c.simplify()) {
+                continue;
+            }
+            match case.kind {
+                RouteType::Unicast => ok.push((c, case)),
+                RouteType::Local => {
+                    local.push(c.clone());
+                    ok.push((c, case));
+                }
+                RouteType::Blackhole => self.p.dropped.push(Ending {
+                    cond: c,
+                    reason: format!("dropped on {name} by the blackhole route {}", route_str(case)),
+                }),
+                _ => self.p.rejected.push(Ending {
+                    cond: c,
+                    reason: format!("rejected on {name} by the {:?} route {}", case.kind, route_str(case)),
+                }),
+            }
+        }
+        let (c, oif, nexthop, routes) = self.forward_target(&ok, &pkt.dst, what);
+        let f = Flow { cond: c, state: flow.state.clone() };
+        (Some(f), (any(&local), oif, nexthop, routes))
+    }
+}
+
+fn route_str(c: &route::Case<'_>) -> String {
+    match c.route {
+        Some(r) => format!("{} ({}:{})", r.dst, r.loc.file, r.loc.line),
+        None => "(from an ip rule)".into(),
+    }
+}
+
+/// A packet arriving at node `n` on device `iif` (its mark is reset: marks
+/// do not cross wires or tunnels).
+pub fn receive(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, iif: &DevTerm, ctx: &CtCtx) -> Passage {
+    let Some(node) = enc.node(n) else {
+        let mut p = Passage::new(n);
+        p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
+        return p;
+    };
+    let mut run = Run { enc, node, p: Passage::new(n) };
+    run.receive(trail, input, iif, ctx);
+    finish(run.p)
+}
+
+/// A packet node `n` sends itself (a source of 0.0.0.0 is chosen by routing).
+pub fn send(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, ctx: &CtCtx) -> Passage {
+    let Some(node) = enc.node(n) else {
+        let mut p = Passage::new(n);
+        p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
+        return p;
+    };
+    let mut run = Run { enc, node, p: Passage::new(n) };
+    run.send(trail, input, ctx);
+    finish(run.p)
+}
+
+fn finish(mut p: Passage) -> Passage {
+    let mut confirmed = Vec::new();
+    let mut states = Vec::new();
+    if let Some(l) = &p.local {
+        confirmed.push(l.cond.clone());
+        states.push(l.clone());
+    }
+    if let Some(o) = &p.out {
+        confirmed.push(o.flow.cond.clone());
+        states.push(o.flow.clone());
+    }
+    if let Some(f) = Flow::merge(states) {
+        p.binding = Some(conntrack::binding_of(&f.state, &any(&confirmed)));
+    }
+    p
+}
+
+/// A device term for "one of these device values", as a fresh constant
+/// constrained by the caller.
+pub fn fresh_dev(name: &str) -> DevTerm {
+    DevTerm::symbolic(BV::new_const(name, DEV_BITS))
+}

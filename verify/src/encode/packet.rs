@@ -1,0 +1,542 @@
+//! The symbolic packet: bit-vectors for exactly the header fields the IR's
+//! matches read (addresses 32 bits, ports 16, protocol 8, TCP flags, ICMP
+//! type and code, length, TTL), the skb mark (32), the conntrack view a
+//! table sees (state, translation flags, direction, status, connection
+//! mark, both tuples), and device terms (an enumerated choice among the
+//! node's devices, "none" and "a device the snapshot does not list").
+//!
+//! Contract: a [`State`] is a pure value of terms; [`State::ite`] merges two
+//! states under a condition field by field and leaves fields the two share
+//! untouched, so unchanged fields never grow. Nothing here evaluates a rule.
+
+use crate::encode::{NodeEnc, Trail};
+use natpath_model::packet::Packet;
+use natpath_model::ruleset::{CtStates, Iface};
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+use z3::ast::{Ast, Bool, BV};
+
+/// Width of a device term.
+pub const DEV_BITS: u32 = 16;
+
+/// A 32-bit constant.
+pub fn bv32(v: u32) -> BV {
+    BV::from_u64(u64::from(v), 32)
+}
+
+/// A 16-bit constant.
+pub fn bv16(v: u16) -> BV {
+    BV::from_u64(u64::from(v), 16)
+}
+
+/// An 8-bit constant.
+pub fn bv8(v: u8) -> BV {
+    BV::from_u64(u64::from(v), 8)
+}
+
+/// An address constant.
+pub fn addr(a: Ipv4Addr) -> BV {
+    bv32(u32::from(a))
+}
+
+/// `x` is inside `net`.
+pub fn in_net(x: &BV, net: &Ipv4Net) -> Bool {
+    let mask = u32::from(net.netmask());
+    if mask == 0 {
+        return Bool::from_bool(true);
+    }
+    let base = u32::from(net.network());
+    if mask == u32::MAX {
+        return x.eq(bv32(base));
+    }
+    x.bvand(bv32(mask)).eq(bv32(base))
+}
+
+/// `lo <= x <= hi` (unsigned), for any width.
+pub fn in_range(x: &BV, lo: u64, hi: u64) -> Bool {
+    let w = x.get_size();
+    if lo == hi {
+        return x.eq(BV::from_u64(lo, w));
+    }
+    let max = if w >= 64 { u64::MAX } else { (1u64 << w) - 1 };
+    match (lo == 0, hi >= max) {
+        (true, true) => Bool::from_bool(true),
+        (true, false) => x.bvule(BV::from_u64(hi, w)),
+        (false, true) => x.bvuge(BV::from_u64(lo, w)),
+        (false, false) => Bool::and(&[x.bvuge(BV::from_u64(lo, w)), x.bvule(BV::from_u64(hi, w))]),
+    }
+}
+
+/// The fields of an IPv4 packet the rules read, and its mark.
+#[derive(Debug, Clone)]
+pub struct SymPacket {
+    /// Source address (32).
+    pub src: BV,
+    /// Destination address (32).
+    pub dst: BV,
+    /// Source port (16).
+    pub sport: BV,
+    /// Destination port (16).
+    pub dport: BV,
+    /// IP protocol (8).
+    pub proto: BV,
+    /// TCP flags (8).
+    pub tcp_flags: BV,
+    /// ICMP type (8).
+    pub icmp_type: BV,
+    /// ICMP code (8).
+    pub icmp_code: BV,
+    /// Total length (16).
+    pub len: BV,
+    /// TTL (8).
+    pub ttl: BV,
+    /// The skb mark (32).
+    pub mark: BV,
+}
+
+impl SymPacket {
+    /// A packet whose every field is a fresh constant named `prefix.field`.
+    pub fn named(prefix: &str) -> SymPacket {
+        let c = |f: &str, w: u32| BV::new_const(format!("{prefix}.{f}"), w);
+        SymPacket {
+            src: c("src", 32),
+            dst: c("dst", 32),
+            sport: c("sport", 16),
+            dport: c("dport", 16),
+            proto: c("proto", 8),
+            tcp_flags: c("tcp_flags", 8),
+            icmp_type: c("icmp_type", 8),
+            icmp_code: c("icmp_code", 8),
+            len: c("len", 16),
+            ttl: c("ttl", 8),
+            mark: c("mark", 32),
+        }
+    }
+
+    /// The constant packet `p` (its inner packet is not represented).
+    pub fn concrete(p: &Packet) -> SymPacket {
+        SymPacket {
+            src: addr(p.src),
+            dst: addr(p.dst),
+            sport: bv16(p.sport),
+            dport: bv16(p.dport),
+            proto: bv8(p.proto.0),
+            tcp_flags: bv8(p.tcp_flags),
+            icmp_type: bv8(p.icmp.0),
+            icmp_code: bv8(p.icmp.1),
+            len: bv16(p.len),
+            ttl: bv8(p.ttl),
+            mark: bv32(p.mark),
+        }
+    }
+
+    /// Whether the protocol carries ports (TCP, UDP, SCTP).
+    pub fn has_ports(&self) -> Bool {
+        Bool::or(&[
+            self.proto.eq(bv8(6)),
+            self.proto.eq(bv8(17)),
+            self.proto.eq(bv8(132)),
+        ])
+    }
+
+    /// The connection tuple of this packet.
+    pub fn tuple(&self) -> SymTuple {
+        SymTuple {
+            src: self.src.clone(),
+            sport: self.sport.clone(),
+            dst: self.dst.clone(),
+            dport: self.dport.clone(),
+            proto: self.proto.clone(),
+        }
+    }
+
+    /// `c ? a : b`, field by field.
+    pub fn ite(c: &Bool, a: &SymPacket, b: &SymPacket) -> SymPacket {
+        SymPacket {
+            src: ite_bv(c, &a.src, &b.src),
+            dst: ite_bv(c, &a.dst, &b.dst),
+            sport: ite_bv(c, &a.sport, &b.sport),
+            dport: ite_bv(c, &a.dport, &b.dport),
+            proto: ite_bv(c, &a.proto, &b.proto),
+            tcp_flags: ite_bv(c, &a.tcp_flags, &b.tcp_flags),
+            icmp_type: ite_bv(c, &a.icmp_type, &b.icmp_type),
+            icmp_code: ite_bv(c, &a.icmp_code, &b.icmp_code),
+            len: ite_bv(c, &a.len, &b.len),
+            ttl: ite_bv(c, &a.ttl, &b.ttl),
+            mark: ite_bv(c, &a.mark, &b.mark),
+        }
+    }
+
+    /// Every field, for models and substitutions.
+    pub fn fields(&self) -> [(&'static str, &BV); 11] {
+        [
+            ("src", &self.src),
+            ("dst", &self.dst),
+            ("sport", &self.sport),
+            ("dport", &self.dport),
+            ("proto", &self.proto),
+            ("tcp_flags", &self.tcp_flags),
+            ("icmp_type", &self.icmp_type),
+            ("icmp_code", &self.icmp_code),
+            ("len", &self.len),
+            ("ttl", &self.ttl),
+            ("mark", &self.mark),
+        ]
+    }
+}
+
+/// `c ? a : b` for bit-vectors, without a node when both sides are the same term.
+pub fn ite_bv(c: &Bool, a: &BV, b: &BV) -> BV {
+    if a.ast_eq(b) {
+        return a.clone();
+    }
+    match c.as_bool() {
+        Some(true) => a.clone(),
+        Some(false) => b.clone(),
+        None => c.ite(a, b),
+    }
+}
+
+/// `c ? a : b` for conditions.
+pub fn ite_bool(c: &Bool, a: &Bool, b: &Bool) -> Bool {
+    if a.ast_eq(b) {
+        return a.clone();
+    }
+    match c.as_bool() {
+        Some(true) => a.clone(),
+        Some(false) => b.clone(),
+        None => c.ite(a, b),
+    }
+}
+
+/// A conntrack tuple.
+#[derive(Debug, Clone)]
+pub struct SymTuple {
+    /// Source address.
+    pub src: BV,
+    /// Source port.
+    pub sport: BV,
+    /// Destination address.
+    pub dst: BV,
+    /// Destination port.
+    pub dport: BV,
+    /// Protocol.
+    pub proto: BV,
+}
+
+impl SymTuple {
+    /// The same flow seen from the other end.
+    pub fn inverse(&self) -> SymTuple {
+        SymTuple {
+            src: self.dst.clone(),
+            sport: self.dport.clone(),
+            dst: self.src.clone(),
+            dport: self.sport.clone(),
+            proto: self.proto.clone(),
+        }
+    }
+
+    /// Field-wise equality.
+    pub fn eq(&self, o: &SymTuple) -> Bool {
+        Bool::and(&[
+            self.src.eq(&o.src),
+            self.sport.eq(&o.sport),
+            self.dst.eq(&o.dst),
+            self.dport.eq(&o.dport),
+            self.proto.eq(&o.proto),
+        ])
+    }
+
+    /// `c ? a : b`.
+    pub fn ite(c: &Bool, a: &SymTuple, b: &SymTuple) -> SymTuple {
+        SymTuple {
+            src: ite_bv(c, &a.src, &b.src),
+            sport: ite_bv(c, &a.sport, &b.sport),
+            dst: ite_bv(c, &a.dst, &b.dst),
+            dport: ite_bv(c, &a.dport, &b.dport),
+            proto: ite_bv(c, &a.proto, &b.proto),
+        }
+    }
+}
+
+/// What conntrack tells a table about the packet's connection.
+#[derive(Debug, Clone)]
+pub struct SymCt {
+    /// One of the [`CtStates`] bits INVALID, NEW, ESTABLISHED, RELATED,
+    /// UNTRACKED (8 bits).
+    pub state: BV,
+    /// The destination was translated (`--ctstate DNAT`).
+    pub dnat: Bool,
+    /// The source was translated (`--ctstate SNAT`).
+    pub snat: Bool,
+    /// The packet belongs to the reply direction.
+    pub reply_dir: Bool,
+    /// Status bits (8).
+    pub status: BV,
+    /// The connection mark (32).
+    pub ctmark: BV,
+    /// The original tuple.
+    pub orig: SymTuple,
+    /// The reply tuple.
+    pub reply: SymTuple,
+}
+
+impl SymCt {
+    /// The view of a first packet: NEW, nothing translated, original
+    /// direction, tuples from the packet.
+    pub fn new_conn(p: &SymPacket) -> SymCt {
+        let orig = p.tuple();
+        SymCt {
+            state: bv8(CtStates::NEW),
+            dnat: Bool::from_bool(false),
+            snat: Bool::from_bool(false),
+            reply_dir: Bool::from_bool(false),
+            status: bv8(0),
+            ctmark: bv32(0),
+            reply: orig.inverse(),
+            orig,
+        }
+    }
+
+    /// `c ? a : b`.
+    pub fn ite(c: &Bool, a: &SymCt, b: &SymCt) -> SymCt {
+        SymCt {
+            state: ite_bv(c, &a.state, &b.state),
+            dnat: ite_bool(c, &a.dnat, &b.dnat),
+            snat: ite_bool(c, &a.snat, &b.snat),
+            reply_dir: ite_bool(c, &a.reply_dir, &b.reply_dir),
+            status: ite_bv(c, &a.status, &b.status),
+            ctmark: ite_bv(c, &a.ctmark, &b.ctmark),
+            orig: SymTuple::ite(c, &a.orig, &b.orig),
+            reply: SymTuple::ite(c, &a.reply, &b.reply),
+        }
+    }
+}
+
+/// The packet with its conntrack view and untracked flag, at one point of a
+/// node passage.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The packet.
+    pub pkt: SymPacket,
+    /// Conntrack's view.
+    pub ct: SymCt,
+    /// `-j CT --notrack` / `NOTRACK` was applied.
+    pub notrack: Bool,
+}
+
+impl State {
+    /// A packet arriving with no connection yet known.
+    pub fn arriving(pkt: SymPacket) -> State {
+        let ct = SymCt::new_conn(&pkt);
+        State {
+            pkt,
+            ct,
+            notrack: Bool::from_bool(false),
+        }
+    }
+
+    /// `c ? a : b`.
+    pub fn ite(c: &Bool, a: &State, b: &State) -> State {
+        State {
+            pkt: SymPacket::ite(c, &a.pkt, &b.pkt),
+            ct: SymCt::ite(c, &a.ct, &b.ct),
+            notrack: ite_bool(c, &a.notrack, &b.notrack),
+        }
+    }
+
+    /// The same state with every field named (see [`Trail::name_bv`]).
+    pub fn named(&self, t: &mut Trail) -> State {
+        let p = &self.pkt;
+        let tuple = |t: &mut Trail, x: &SymTuple| SymTuple {
+            src: t.name_bv(&x.src),
+            sport: t.name_bv(&x.sport),
+            dst: t.name_bv(&x.dst),
+            dport: t.name_bv(&x.dport),
+            proto: t.name_bv(&x.proto),
+        };
+        State {
+            pkt: SymPacket {
+                src: t.name_bv(&p.src),
+                dst: t.name_bv(&p.dst),
+                sport: t.name_bv(&p.sport),
+                dport: t.name_bv(&p.dport),
+                proto: t.name_bv(&p.proto),
+                tcp_flags: t.name_bv(&p.tcp_flags),
+                icmp_type: t.name_bv(&p.icmp_type),
+                icmp_code: t.name_bv(&p.icmp_code),
+                len: t.name_bv(&p.len),
+                ttl: t.name_bv(&p.ttl),
+                mark: t.name_bv(&p.mark),
+            },
+            ct: SymCt {
+                state: t.name_bv(&self.ct.state),
+                dnat: t.name_bool(&self.ct.dnat),
+                snat: t.name_bool(&self.ct.snat),
+                reply_dir: t.name_bool(&self.ct.reply_dir),
+                status: t.name_bv(&self.ct.status),
+                ctmark: t.name_bv(&self.ct.ctmark),
+                orig: tuple(t, &self.ct.orig),
+                reply: tuple(t, &self.ct.reply),
+            },
+            notrack: t.name_bool(&self.notrack),
+        }
+    }
+
+    /// Merge exclusive `(condition, state)` pairs into one state, valid on
+    /// the disjunction of the conditions (the last state is the default).
+    pub fn merge(parts: &[(Bool, State)]) -> Option<State> {
+        let mut it = parts.iter().rev();
+        let (_, last) = it.next()?;
+        let mut acc = last.clone();
+        for (c, s) in it {
+            acc = State::ite(c, s, &acc);
+        }
+        Some(acc)
+    }
+}
+
+/// A set of paths: the condition under which the packet is here, and its
+/// state there.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// True on the paths that reach this point.
+    pub cond: Bool,
+    /// The packet's state on them.
+    pub state: State,
+}
+
+impl Flow {
+    /// Merge exclusive flows (`None` when there are none).
+    pub fn merge(parts: Vec<Flow>) -> Option<Flow> {
+        let live: Vec<Flow> = parts.into_iter().filter(|f| !crate::encode::is_false(&f.cond)).collect();
+        if live.len() == 1 {
+            return live.into_iter().next();
+        }
+        let conds: Vec<Bool> = live.iter().map(|f| f.cond.clone()).collect();
+        let pairs: Vec<(Bool, State)> = live.iter().map(|f| (f.cond.clone(), f.state.clone())).collect();
+        let state = State::merge(&pairs)?;
+        Some(Flow {
+            cond: crate::encode::any(&conds),
+            state,
+        })
+    }
+
+    /// The same paths restricted to `c`.
+    pub fn and(&self, c: &Bool) -> Flow {
+        Flow {
+            cond: crate::encode::and2(&self.cond, c),
+            state: self.state.clone(),
+        }
+    }
+
+    /// The same flow with its condition and state named.
+    pub fn named(&self, t: &mut Trail) -> Flow {
+        Flow { cond: t.name_bool(&self.cond), state: self.state.named(t) }
+    }
+
+    /// No paths.
+    pub fn none(state: State) -> Flow {
+        Flow {
+            cond: Bool::from_bool(false),
+            state,
+        }
+    }
+}
+
+/// A device term: which of the node's devices a packet came in by or goes
+/// out of (value 0 = none; see [`NodeEnc::devs`]).
+#[derive(Debug, Clone)]
+pub struct DevTerm {
+    /// The value (16 bits).
+    pub bv: BV,
+    /// The value when it is a constant.
+    pub known: Option<u16>,
+    /// What "no device" means to `ip rule iif` selectors (`lo` for locally
+    /// generated packets, as the kernel's flow has it).
+    pub none_is_lo: bool,
+}
+
+impl DevTerm {
+    /// A constant device value.
+    pub fn konst(v: u16) -> DevTerm {
+        DevTerm {
+            bv: BV::from_u64(u64::from(v), DEV_BITS),
+            known: Some(v),
+            none_is_lo: false,
+        }
+    }
+
+    /// No device.
+    pub fn none() -> DevTerm {
+        DevTerm::konst(0)
+    }
+
+    /// A symbolic device value.
+    pub fn symbolic(bv: BV) -> DevTerm {
+        DevTerm {
+            bv,
+            known: None,
+            none_is_lo: false,
+        }
+    }
+
+    /// The term is value `v`.
+    pub fn is(&self, v: u16) -> Bool {
+        match self.known {
+            Some(k) => Bool::from_bool(k == v),
+            None => self.bv.eq(BV::from_u64(u64::from(v), DEV_BITS)),
+        }
+    }
+
+    /// The term names the device `name` of `node` (for "no device", only
+    /// when `none_is_lo` and `name` is `lo`).
+    pub fn named(&self, node: &NodeEnc<'_>, name: &str) -> Bool {
+        let mut alts = Vec::new();
+        if let Some(i) = node.devs.iter().position(|d| d == name) {
+            alts.push(self.is(u16::try_from(i + 1).unwrap_or(u16::MAX)));
+        }
+        if self.none_is_lo && name == "lo" {
+            alts.push(self.is(0));
+        }
+        crate::encode::any(&alts)
+    }
+
+    /// Whether `-i`/`-o` pattern `pat` matches (xt `ifname_compare`): over the
+    /// listed devices exactly; "no device" compares the empty name; a device
+    /// the snapshot does not list matches through `other` (a free choice the
+    /// caller makes per pattern).
+    pub fn matches(&self, node: &NodeEnc<'_>, pat: &Iface, other: &dyn Fn() -> Bool) -> Bool {
+        let mut alts = Vec::new();
+        if pat.matches("") {
+            alts.push(self.is(0));
+        }
+        for (i, d) in node.devs.iter().enumerate() {
+            if pat.matches(d) {
+                alts.push(self.is(u16::try_from(i + 1).unwrap_or(u16::MAX)));
+            }
+        }
+        let other_v = node.other_dev();
+        let may_be_other = self.known.is_none_or(|k| k == other_v);
+        if may_be_other {
+            let o = if pat.wildcard && pat.name.is_empty() { Bool::from_bool(true) } else { other() };
+            alts.push(crate::encode::and2(&self.is(other_v), &o));
+        }
+        crate::encode::any(&alts)
+    }
+
+    /// `c ? a : b`.
+    pub fn ite(c: &Bool, a: &DevTerm, b: &DevTerm) -> DevTerm {
+        let known = match (a.known, b.known, c.as_bool()) {
+            (Some(x), Some(y), _) if x == y => Some(x),
+            (k, _, Some(true)) => k,
+            (_, k, Some(false)) => k,
+            _ => None,
+        };
+        DevTerm {
+            bv: ite_bv(c, &a.bv, &b.bv),
+            known,
+            none_is_lo: a.none_is_lo && b.none_is_lo,
+        }
+    }
+}

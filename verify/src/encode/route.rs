@@ -1,0 +1,408 @@
+//! Routing as constraints: policy rules by priority, longest prefix match in
+//! each table, address types from the local table, MASQUERADE's source
+//! choice, and reverse path filtering (`fib_validate_source`, xt_rpfilter).
+//!
+//! A lookup is a *case split*: a list of exclusive conditions over the
+//! symbolic key, each naming the route (or rule action) it selects, plus the
+//! condition that nothing matched. Semantics follow net/ipv4/fib_rules.c
+//! (rules by priority; `lookup`, `goto`, `nop`, `blackhole`, `unreachable`,
+//! `prohibit`; a table without a match, a `throw` route and a route under
+//! `suppress_prefixlength` go on to the next rule), fib_trie.c (longest
+//! prefix, then lowest metric, then dump order), fib_frontend.c
+//! (`__inet_dev_addr_type`, `fib_validate_source`) and devinet.c
+//! (`inet_select_addr`).
+//!
+//! Contract: exact for the selectors the IR types and the model reads
+//! (`from`, `to`, `fwmark`, `iif`, `not`); like the model, `tos`, `ipproto`,
+//! `sport`, `dport` and `uidrange` selectors are not read (they select as if
+//! absent) and `oif` never selects (no lookup here binds an output device);
+//! multipath routes take their first next hop. These err towards the model,
+//! not the kernel; none occurs in the corpus.
+
+use crate::encode::packet::{addr, bv32, in_net, DevTerm};
+use crate::encode::{and2, any, not, or2, NodeEnc};
+use natpath_model::netstate::{IpRule, Route, RouteType, RuleAction, Scope, TABLE_LOCAL};
+use natpath_model::ruleset::AddrTypes;
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+use z3::ast::{Ast, Bool, BV};
+
+/// What a lookup is asked: destination, optional source, mark, input device.
+#[derive(Debug, Clone)]
+pub struct Key {
+    /// Destination.
+    pub dst: BV,
+    /// Source, and whether the flow has one.
+    pub src: Option<(Bool, BV)>,
+    /// The mark (`fwmark` selectors).
+    pub mark: BV,
+    /// Input device (`iif` selectors); "no device" is `lo` when the term says so.
+    pub iif: DevTerm,
+}
+
+/// One way a lookup can end.
+#[derive(Debug, Clone)]
+pub struct Case<'s> {
+    /// True when the lookup ends so.
+    pub cond: Bool,
+    /// The route type (or the rule action's type).
+    pub kind: RouteType,
+    /// The route, when a route (not a rule action) decided.
+    pub route: Option<&'s Route>,
+    /// The first next hop's device.
+    pub dev: Option<String>,
+    /// The first next hop's gateway.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// A lookup's case split.
+#[derive(Debug, Clone)]
+pub struct Lookup<'s> {
+    /// The exclusive cases.
+    pub cases: Vec<Case<'s>>,
+    /// True when no rule found a route.
+    pub none: Bool,
+}
+
+fn rule_selects(node: &NodeEnc<'_>, rule: &IpRule, key: &Key) -> Bool {
+    let mut conds = Vec::new();
+    if let Some(from) = rule.from {
+        conds.push(match &key.src {
+            Some((present, s)) => and2(present, &in_net(s, &from)),
+            None => Bool::from_bool(false),
+        });
+    }
+    if let Some(to) = rule.to {
+        conds.push(in_net(&key.dst, &to));
+    }
+    if let Some((v, m)) = rule.fwmark {
+        conds.push(key.mark.bvand(bv32(m)).eq(bv32(v & m)));
+    }
+    if let Some(iif) = &rule.iif {
+        conds.push(key.iif.named(node, iif));
+    }
+    if rule.oif.is_some() {
+        conds.push(Bool::from_bool(false));
+    }
+    let m = crate::encode::all(&conds);
+    if rule.not {
+        not(&m)
+    } else {
+        m
+    }
+}
+
+/// The routes of table `table` that can hold `dst`, best first, with the
+/// condition that each is the best match, and the condition that none is.
+pub fn table_cases<'s>(node: &NodeEnc<'s>, table: u32, dst: &BV) -> (Vec<(Bool, &'s Route)>, Bool) {
+    let mut routes: Vec<&'s Route> = node.node.routes.iter().filter(|r| r.table == table).collect();
+    // Longest prefix first, then the lowest metric; ties keep dump order.
+    routes.sort_by_key(|r| (std::cmp::Reverse(r.dst.prefix_len()), r.metric));
+    let mut out = Vec::new();
+    let mut not_yet = Bool::from_bool(true);
+    for r in routes {
+        let hit = in_net(dst, &r.dst).simplify();
+        if crate::encode::is_false(&hit) {
+            continue;
+        }
+        out.push((and2(&not_yet, &hit), r));
+        not_yet = and2(&not_yet, &not(&hit));
+        if crate::encode::is_false(&not_yet) {
+            break;
+        }
+    }
+    (out, not_yet)
+}
+
+/// Look `key` up through the node's policy rules.
+pub fn lookup<'s>(node: &NodeEnc<'s>, key: &Key) -> Lookup<'s> {
+    let rules = &node.ip_rules;
+    let n = rules.len();
+    let mut pending: Vec<Bool> = vec![Bool::from_bool(false); n + 1];
+    if let Some(p) = pending.first_mut() {
+        *p = Bool::from_bool(true);
+    }
+    let mut cases = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let p = match pending.get(i) {
+            Some(p) if !crate::encode::is_false(p) => p.clone(),
+            _ => continue,
+        };
+        let sel = rule_selects(node, rule, key).simplify();
+        let mut next = and2(&p, &not(&sel));
+        let cur = and2(&p, &sel);
+        if !crate::encode::is_false(&cur) {
+            let action_kind = |k: RouteType| Case {
+                cond: cur.clone(),
+                kind: k,
+                route: None,
+                dev: None,
+                gateway: None,
+            };
+            match rule.action {
+                RuleAction::Lookup(t) => {
+                    let (tc, none) = table_cases(node, t, &key.dst);
+                    for (c, r) in tc {
+                        let c = and2(&cur, &c);
+                        let suppressed = rule.suppress_prefixlength.is_some_and(|s| r.dst.prefix_len() <= s);
+                        if suppressed || r.kind == RouteType::Throw {
+                            next = or2(&next, &c);
+                            continue;
+                        }
+                        let nh = r.nexthops.first();
+                        cases.push(Case {
+                            cond: c,
+                            kind: r.kind,
+                            route: Some(r),
+                            dev: nh.and_then(|h| h.dev.clone()),
+                            gateway: nh.and_then(|h| h.via),
+                        });
+                    }
+                    next = or2(&next, &and2(&cur, &none));
+                }
+                RuleAction::Goto(prio) => {
+                    let j = rules
+                        .iter()
+                        .enumerate()
+                        .skip(i + 1)
+                        .find(|(_, r)| r.priority >= prio)
+                        .map(|(j, _)| j)
+                        .unwrap_or(n);
+                    if let Some(slot) = pending.get_mut(j) {
+                        *slot = or2(slot, &cur);
+                    }
+                }
+                RuleAction::Nop => next = or2(&next, &cur),
+                RuleAction::Blackhole => cases.push(action_kind(RouteType::Blackhole)),
+                RuleAction::Unreachable => cases.push(action_kind(RouteType::Unreachable)),
+                RuleAction::Prohibit => cases.push(action_kind(RouteType::Prohibit)),
+            }
+        }
+        if let Some(slot) = pending.get_mut(i + 1) {
+            *slot = or2(slot, &next);
+        }
+    }
+    let none = pending.get(n).cloned().unwrap_or_else(|| Bool::from_bool(true));
+    Lookup { cases, none }
+}
+
+fn type_bits(kind: RouteType) -> u16 {
+    match kind {
+        RouteType::Local => AddrTypes::LOCAL,
+        RouteType::Broadcast => AddrTypes::BROADCAST,
+        RouteType::Multicast => AddrTypes::MULTICAST,
+        RouteType::Blackhole => AddrTypes::BLACKHOLE,
+        RouteType::Unreachable => AddrTypes::UNREACHABLE,
+        RouteType::Prohibit => AddrTypes::PROHIBIT,
+        _ => AddrTypes::UNICAST,
+    }
+}
+
+/// `__inet_dev_addr_type(addr) & mask != 0`: the address type of `a` as the
+/// local table says it; with `dev` (`--limit-iface-in/out`), a route counts
+/// only on that device ("no device" does not restrict, as in the model).
+pub fn addr_type_in(node: &NodeEnc<'_>, a: &BV, dev: Option<&DevTerm>, mask: u16) -> Bool {
+    let has = |t: u16| Bool::from_bool(t & mask != 0);
+    let special_bcast = or2(&a.eq(bv32(0)), &a.eq(bv32(u32::MAX))).simplify();
+    let mcast = in_net(a, &Ipv4Net::new(Ipv4Addr::new(224, 0, 0, 0), 4).unwrap_or_default()).simplify();
+    let (cases, none) = table_cases(node, TABLE_LOCAL, a);
+    let mut alts = vec![and2(&none, &has(AddrTypes::UNICAST))];
+    for (c, r) in cases {
+        let on_dev = match dev {
+            None => Bool::from_bool(true),
+            Some(d) => {
+                let mut o = vec![d.is(0)];
+                for nh in &r.nexthops {
+                    if let Some(name) = &nh.dev {
+                        o.push(d.named(node, name));
+                    }
+                }
+                any(&o)
+            }
+        };
+        let t = type_bits(r.kind);
+        alts.push(and2(&c, &crate::encode::packet::ite_bool(&on_dev, &has(t), &has(AddrTypes::UNICAST))));
+    }
+    let rest = any(&alts);
+    let m = crate::encode::packet::ite_bool(&mcast, &has(AddrTypes::MULTICAST), &rest);
+    crate::encode::packet::ite_bool(&special_bcast, &has(AddrTypes::BROADCAST), &m)
+}
+
+/// Whether `a` is one of the node's own addresses (type LOCAL).
+pub fn is_local(node: &NodeEnc<'_>, a: &BV) -> Bool {
+    addr_type_in(node, a, None, AddrTypes::LOCAL)
+}
+
+/// `inet_select_addr(dev, nexthop, universe)` for a device known by name:
+/// the first primary address of `dev` whose subnet holds the next hop, else
+/// its first primary address, else the first global address of any device
+/// in device order. `None` when the node has no address to take at all.
+pub fn select_src(node: &NodeEnc<'_>, dev: &str, nexthop: &BV) -> Option<BV> {
+    let fallback = node
+        .node
+        .interfaces
+        .iter()
+        .flat_map(|i| i.addrs.iter())
+        .find(|a| a.scope == Scope::Global && !a.secondary)
+        .map(|a| a.addr.addr());
+    let Some(iface) = node.node.interfaces.iter().find(|i| i.name == dev) else {
+        return fallback.map(addr);
+    };
+    let prim: Vec<_> = iface
+        .addrs
+        .iter()
+        .filter(|a| !a.secondary && a.scope != Scope::Host && a.scope != Scope::Nowhere)
+        .collect();
+    let Some(first) = prim.first() else {
+        return fallback.map(addr);
+    };
+    let mut acc = addr(first.addr.addr());
+    for a in prim.iter().rev() {
+        let net = a.addr.trunc();
+        acc = crate::encode::packet::ite_bv(&in_net(nexthop, &net), &addr(a.addr.addr()), &acc);
+    }
+    Some(acc)
+}
+
+/// [`select_src`] for a device term that takes one of `cands` (device
+/// values): the address, and the condition that there is none.
+pub fn select_src_sym(node: &NodeEnc<'_>, oif: &DevTerm, cands: &[u16], nexthop: &BV) -> (BV, Bool) {
+    let mut acc = bv32(0);
+    let mut none = Vec::new();
+    for &v in cands {
+        let here = oif.is(v);
+        if crate::encode::is_false(&here) {
+            continue;
+        }
+        match node.dev_name(v).and_then(|name| select_src(node, name, nexthop)) {
+            Some(a) => acc = crate::encode::packet::ite_bv(&here, &a, &acc),
+            None => none.push(here),
+        }
+    }
+    (acc, any(&none))
+}
+
+/// The source a packet generated on the node gets when it has none: the
+/// destination itself for a local route, the route's `src`, else
+/// [`select_src`] on its device. Returns the address and the condition that
+/// there is none.
+pub fn local_src(node: &NodeEnc<'_>, dst: &BV, mark: &BV) -> (BV, Bool) {
+    let key = Key {
+        dst: dst.clone(),
+        src: None,
+        mark: mark.clone(),
+        iif: DevTerm {
+            none_is_lo: true,
+            ..DevTerm::none()
+        },
+    };
+    let l = lookup(node, &key);
+    let mut acc = bv32(0);
+    let mut none = vec![l.none.clone()];
+    for c in &l.cases {
+        let a = if c.kind == RouteType::Local {
+            Some(dst.clone())
+        } else if let Some(s) = c.route.and_then(|r| r.src) {
+            Some(addr(s))
+        } else {
+            let nh = c.gateway.map(addr).unwrap_or_else(|| dst.clone());
+            c.dev.as_deref().and_then(|d| select_src(node, d, &nh))
+        };
+        match a {
+            Some(a) => acc = crate::encode::packet::ite_bv(&c.cond, &a, &acc),
+            None => none.push(c.cond.clone()),
+        }
+    }
+    (acc, any(&none))
+}
+
+/// `fib_validate_source` with reverse path filtering: true when the kernel
+/// drops a packet from `src` to `dst` arriving on `iif` with `mark` (no
+/// route back, a route back that is local, not unicast, or by another
+/// device under rp_filter 1; rp_filter 2 accepts any device that has an
+/// address). The effective rp_filter is the maximum of `all` and the
+/// device's value.
+pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &BV) -> Bool {
+    let sysctl = &node.node.sysctl;
+    let values: Vec<u16> = match iif.known {
+        Some(v) => vec![v],
+        None => (1..=node.other_dev()).collect(),
+    };
+    let mut alts = Vec::new();
+    for v in values {
+        let name = node.dev_name(v);
+        let sname = name.unwrap_or("\u{0}other");
+        let rpf = sysctl.rp_filter(sname);
+        if rpf == 0 {
+            continue;
+        }
+        let svm = sysctl.int("net.ipv4.conf.all.src_valid_mark").unwrap_or(0) != 0
+            || sysctl.int(&format!("net.ipv4.conf.{sname}.src_valid_mark")).unwrap_or(0) != 0;
+        let key = Key {
+            dst: src.clone(),
+            src: Some((Bool::from_bool(true), dst.clone())),
+            mark: if svm { mark.clone() } else { bv32(0) },
+            iif: DevTerm::konst(v),
+        };
+        let l = lookup(node, &key);
+        let no_addr = name
+            .and_then(|n| node.node.interfaces.iter().find(|i| i.name == n))
+            .is_none_or(|i| i.addrs.is_empty());
+        let mut fail = vec![l.none.clone()];
+        for c in &l.cases {
+            let bad = if c.kind != RouteType::Unicast {
+                true
+            } else if name.is_some() && c.dev.as_deref() == name {
+                false
+            } else {
+                rpf != 2 || no_addr
+            };
+            if bad {
+                fail.push(c.cond.clone());
+            }
+        }
+        alts.push(and2(&iif.is(v), &any(&fail)));
+    }
+    any(&alts)
+}
+
+/// xt_rpfilter: true when the route back to the source leaves by the input
+/// device (any device with `--loose`); packets from `lo`, with no input
+/// device, or from 0.0.0.0 to a broadcast or multicast address pass.
+#[allow(clippy::too_many_arguments)]
+pub fn rpfilter_passes(
+    node: &NodeEnc<'_>,
+    src: &BV,
+    dst: &BV,
+    mark: &BV,
+    iif: &DevTerm,
+    loose: bool,
+    validmark: bool,
+    accept_local: bool,
+) -> Bool {
+    let lo = node.dev_value("lo");
+    let mcast = in_net(dst, &Ipv4Net::new(Ipv4Addr::new(224, 0, 0, 0), 4).unwrap_or_default());
+    let bcast = dst.eq(bv32(u32::MAX));
+    let special = and2(&src.eq(bv32(0)), &or2(&bcast, &mcast));
+    let key = Key {
+        dst: src.clone(),
+        src: Some((not(&or2(&mcast, &bcast)), dst.clone())),
+        mark: if validmark { mark.clone() } else { bv32(0) },
+        iif: DevTerm::konst(lo),
+    };
+    let l = lookup(node, &key);
+    let mut ok = Vec::new();
+    for c in &l.cases {
+        let kind_ok = c.kind == RouteType::Unicast || (c.kind == RouteType::Local && accept_local);
+        if !kind_ok {
+            continue;
+        }
+        if loose {
+            ok.push(c.cond.clone());
+        } else if let Some(d) = &c.dev {
+            ok.push(and2(&c.cond, &iif.named(node, d)));
+        }
+    }
+    let passes = any(&ok);
+    any(&[iif.is(0), iif.is(lo), special, passes])
+}

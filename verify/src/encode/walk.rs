@@ -1,0 +1,482 @@
+//! The cluster walk as constraints: a packet from a host, pod or node, node
+//! to node across the LAN and the tunnels, to whoever receives it; and the
+//! receiver's answer back through the bindings the first walk left.
+//!
+//! Topology follows the model's `walk` (cluster.toml and the dumps): a
+//! packet leaving a node's LAN device reaches the node or host that owns the
+//! next hop; leaving a pod's veth it reaches that pod; leaving an IPIP device
+//! (tunl0) or a VXLAN device (`vxlan.calico`, `flannel.N`) it is wrapped in
+//! an outer packet that the node sends itself (OUTPUT, POSTROUTING) and the
+//! peer takes in (PREROUTING, INPUT) before the inner packet enters again by
+//! the peer's tunnel device with mark 0. Outer packets are encoded through
+//! the same node passages, with their constant headers, so a rule that drops
+//! carriers shows as a lost inner packet. Every node passage of a walk is a
+//! fresh copy of that node's encoding over the symbolic packet that reaches
+//! it, guarded by the condition that it does.
+//!
+//! Contract: exact within the hop bound; a walk that leaves what the
+//! snapshot describes ends [`EndKind::Elsewhere`] or unknown, a walk that
+//! comes back to a node it crossed ends unknown (the encoding keeps one
+//! binding per node and walk), and one longer than the bound ends
+//! [`EndKind::Loop`].
+
+use crate::encode::conntrack::{Binding, CtCtx};
+use crate::encode::node::{self, Passage};
+use crate::encode::packet::{addr, bv16, bv32, bv8, ite_bv, DevTerm, Flow, State, SymPacket};
+use crate::encode::{and2, any, not, Encoder, Ending, Trail};
+use natpath_model::snapshot::Node;
+use std::net::Ipv4Addr;
+use z3::ast::{Ast, Bool};
+
+/// A final receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// A `[[pod]]` (index in cluster.toml).
+    Pod(usize),
+    /// A `[[host]]`.
+    Host(usize),
+    /// A node (delivered to its own stack).
+    Node(usize),
+}
+
+/// How a walk ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndKind {
+    /// Delivered to a final receiver.
+    Reached(Reached),
+    /// Dropped.
+    Dropped,
+    /// Rejected.
+    Rejected,
+    /// Something the encoding cannot express.
+    Unknown,
+    /// Left node `node` by `dev` towards what the snapshot does not describe.
+    Elsewhere {
+        /// The node.
+        node: usize,
+        /// The device.
+        dev: String,
+    },
+    /// More node passages than the bound.
+    Loop,
+}
+
+/// One way a walk ends.
+#[derive(Debug, Clone)]
+pub struct WalkEnd {
+    /// True on the paths that end so.
+    pub cond: Bool,
+    /// How.
+    pub kind: EndKind,
+    /// The packet as it ends (as the receiver sees it, when it was received).
+    pub state: State,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// Everything a walk can do.
+#[derive(Debug, Clone, Default)]
+pub struct WalkOut {
+    /// Its ends.
+    pub ends: Vec<WalkEnd>,
+    /// The node passages of the inner packet, with the node they were on.
+    pub passages: Vec<Passage>,
+    /// The connections the walk opened, by node.
+    pub bindings: Vec<(usize, Binding)>,
+}
+
+impl WalkOut {
+    /// The condition that the walk ends in a way natpath cannot tell.
+    pub fn unknown_cond(&self) -> Bool {
+        any(&self.ends.iter().filter(|e| e.kind == EndKind::Unknown).map(|e| e.cond.clone()).collect::<Vec<_>>())
+    }
+
+    /// The ends that reached `r`.
+    pub fn reached(&self, r: Reached) -> impl Iterator<Item = &WalkEnd> {
+        self.ends.iter().filter(move |e| e.kind == EndKind::Reached(r))
+    }
+}
+
+/// Where a walk starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Arriving at node `node` on device value `dev`.
+    Arrive {
+        /// The node.
+        node: usize,
+        /// The device value.
+        dev: u16,
+        /// The paths and packet.
+        flow: Flow,
+    },
+    /// Generated on node `node`.
+    Send {
+        /// The node.
+        node: usize,
+        /// The paths and packet.
+        flow: Flow,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tunnel {
+    Ipip,
+    Vxlan,
+}
+
+fn tunnel_kind(node: &Node, dev: &str) -> Option<Tunnel> {
+    let i = node.interfaces.iter().find(|i| i.name == dev);
+    let kind = i.and_then(|i| i.kind.as_deref());
+    let link = i.and_then(|i| i.link_type.as_deref());
+    if kind == Some("ipip") || link == Some("ipip") || dev == "tunl0" {
+        Some(Tunnel::Ipip)
+    } else if kind == Some("vxlan") || dev.starts_with("vxlan") || dev.starts_with("flannel.") {
+        Some(Tunnel::Vxlan)
+    } else {
+        None
+    }
+}
+
+fn lan_addrs(node: &Node) -> Vec<Ipv4Addr> {
+    node.interfaces
+        .iter()
+        .filter(|i| i.name == node.lan)
+        .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
+        .collect()
+}
+
+/// The node whose LAN device has `a`.
+pub fn lan_owner(enc: &Encoder<'_>, a: Ipv4Addr) -> Option<usize> {
+    enc.snap.nodes.iter().position(|n| lan_addrs(n).contains(&a))
+}
+
+fn vtep_owner(enc: &Encoder<'_>, dev: &str, a: Ipv4Addr) -> Option<usize> {
+    enc.snap
+        .nodes
+        .iter()
+        .position(|n| n.interfaces.iter().any(|i| i.name == dev && i.addrs.iter().any(|x| x.addr.addr() == a)))
+}
+
+fn tunnel_dev(node: &Node, want: Tunnel) -> Option<String> {
+    node.interfaces.iter().find(|i| tunnel_kind(node, &i.name) == Some(want)).map(|i| i.name.clone())
+}
+
+struct Hop {
+    node: usize,
+    dev: u16,
+    flow: Flow,
+    visited: Vec<usize>,
+    depth: usize,
+}
+
+struct Walker<'w, 's> {
+    enc: &'w Encoder<'s>,
+    trail: &'w mut Trail,
+    ctx: &'w dyn Fn(usize) -> CtCtx,
+    reply: bool,
+    out: WalkOut,
+    todo: Vec<Hop>,
+}
+
+impl Walker<'_, '_> {
+    fn end(&mut self, cond: Bool, kind: EndKind, state: &State, reason: String) {
+        if crate::encode::is_false(&cond.simplify()) {
+            return;
+        }
+        self.out.ends.push(WalkEnd { cond, kind, state: state.clone(), reason });
+    }
+
+    fn endings(&mut self, es: &[Ending], kind: EndKind, state: &State) {
+        for e in es {
+            self.end(e.cond.clone(), kind.clone(), state, e.reason.clone());
+        }
+    }
+
+    fn passage(&mut self, p: &Passage, depth: usize, visited: &[usize]) {
+        let n = p.node;
+        let Some(ne) = self.enc.node(n) else { return };
+        let node = ne.node;
+        // Ends inside the node: the state is the one it arrived with (unknown
+        // precisely; reports use the replay's).
+        let st = p
+            .out
+            .as_ref()
+            .map(|o| o.flow.state.clone())
+            .or_else(|| p.local.as_ref().map(|l| l.state.clone()));
+        let st = match st {
+            Some(s) => s,
+            None => State::arriving(SymPacket::named("unreached")),
+        };
+        self.endings(&p.dropped, EndKind::Dropped, &st);
+        self.endings(&p.rejected, EndKind::Rejected, &st);
+        self.endings(&p.unknown, EndKind::Unknown, &st);
+        if let Some(l) = &p.local {
+            self.end(l.cond.clone(), EndKind::Reached(Reached::Node(n)), &l.state, format!("delivered to {}", node.name));
+        }
+        let Some(o) = &p.out else { return };
+        for r in &o.routes {
+            let cond = and2(&o.flow.cond, &r.cond);
+            if crate::encode::is_false(&cond.simplify()) {
+                continue;
+            }
+            let s = &o.flow.state;
+            let Some(dev) = ne.dev_name(r.dev).map(str::to_string) else {
+                self.end(cond, EndKind::Unknown, s, format!("{} sends it out of an unknown device", node.name));
+                continue;
+            };
+            if depth + 1 >= self.enc.opts.max_hops {
+                self.end(cond, EndKind::Loop, s, format!("more than {} node passages", self.enc.opts.max_hops));
+                continue;
+            }
+            match tunnel_kind(node, &dev) {
+                Some(kind) => self.tunnel(n, &dev, kind, r.gateway, cond, s, depth, visited),
+                None => self.wire(n, &dev, &o.nexthop, cond, s, depth, visited),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tunnel(&mut self, n: usize, dev: &str, kind: Tunnel, gw: Option<Ipv4Addr>, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
+        let nodes = &self.enc.snap.nodes;
+        let name = nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
+        let Some(g) = gw else {
+            self.end(cond, EndKind::Unknown, s, format!("{name}: the route out of tunnel `{dev}` has no gateway"));
+            return;
+        };
+        let peer = match kind {
+            Tunnel::Ipip => lan_owner(self.enc, g),
+            Tunnel::Vxlan => vtep_owner(self.enc, dev, g),
+        };
+        let Some(peer) = peer else {
+            self.end(
+                cond,
+                EndKind::Elsewhere { node: n, dev: dev.to_string() },
+                s,
+                format!("{name} sends it out of `{dev}` to {g}, which the snapshot does not describe"),
+            );
+            return;
+        };
+        let Some(peer_node) = nodes.get(peer) else { return };
+        let outer_dst = match kind {
+            Tunnel::Ipip => Some(g),
+            Tunnel::Vxlan => lan_addrs(peer_node).first().copied(),
+        };
+        let Some(outer_dst) = outer_dst else {
+            self.end(cond, EndKind::Unknown, s, format!("{}: no LAN address to send VXLAN to", peer_node.name));
+            return;
+        };
+        // The carrier: sent by this node, taken in by the peer.
+        let mut outer = SymPacket::concrete(&natpath_model::packet::Packet::first(
+            Ipv4Addr::UNSPECIFIED,
+            0,
+            outer_dst,
+            0,
+            natpath_model::ruleset::Proto::IPIP,
+        ));
+        outer.tcp_flags = bv8(0);
+        outer.icmp_type = bv8(0);
+        outer.len = bv16(80);
+        if kind == Tunnel::Vxlan {
+            outer.proto = bv8(17);
+            outer.sport = bv16(49152);
+            outer.dport = bv16(4789);
+        }
+        let ctx = CtCtx::Carrier { reply_dir: self.reply };
+        self.trail.passage += 1;
+        let sent = node::send(self.enc, n, self.trail, Flow { cond: Bool::from_bool(true), state: State::arriving(outer) }, &ctx);
+        let mut lost = Vec::new();
+        let mut unknown = Vec::new();
+        lost.push(sent.dropped_cond());
+        lost.push(sent.rejected_cond());
+        unknown.push(sent.unknown_cond());
+        if let Some(l) = &sent.local {
+            lost.push(l.cond.clone());
+        }
+        let mut arrived = Bool::from_bool(false);
+        let mut outer_in = None;
+        if let Some(o) = &sent.out {
+            let lan_v = self.enc.node(n).map(|x| x.dev_value(&x.node.lan)).unwrap_or(0);
+            let to_peer = lan_addrs(peer_node).into_iter().map(|a| o.nexthop.eq(addr(a))).collect::<Vec<_>>();
+            let ok = and2(&and2(&o.flow.cond, &o.oif.is(lan_v)), &any(&to_peer)).simplify();
+            lost.push(and2(&o.flow.cond, &not(&ok)));
+            arrived = ok;
+            outer_in = Some(o.flow.state.clone());
+        }
+        let mut delivered = Bool::from_bool(false);
+        if let Some(os) = outer_in {
+            let lan = peer_node.lan.clone();
+            let Some(pe) = self.enc.node(peer) else { return };
+            let dev_v = pe.dev_value(&lan);
+            self.trail.passage += 1;
+            let mut st = os;
+            st.pkt.mark = bv32(0);
+            let got = node::receive(self.enc, peer, self.trail, Flow { cond: arrived, state: st }, &DevTerm::konst(dev_v), &ctx);
+            lost.push(got.dropped_cond());
+            lost.push(got.rejected_cond());
+            unknown.push(got.unknown_cond());
+            if let Some(o) = &got.out {
+                lost.push(o.flow.cond.clone());
+            }
+            if let Some(l) = &got.local {
+                delivered = l.cond.clone();
+            }
+        }
+        let delivered = delivered.simplify();
+        let tname = if kind == Tunnel::Ipip { "IPIP" } else { "VXLAN" };
+        self.end(
+            and2(&cond, &any(&unknown)),
+            EndKind::Unknown,
+            s,
+            format!("the {tname} carrier from {name} to {} cannot be followed", peer_node.name),
+        );
+        self.end(
+            and2(&cond, &and2(&not(&any(&unknown)), &not(&delivered))),
+            EndKind::Dropped,
+            s,
+            format!("the {tname} carrier from {name} to {} is lost", peer_node.name),
+        );
+        let Some(inner_dev) = tunnel_dev(peer_node, kind) else {
+            self.end(and2(&cond, &delivered), EndKind::Unknown, s, format!("{} has no {tname} device", peer_node.name));
+            return;
+        };
+        let go = and2(&cond, &delivered);
+        self.next(peer, &inner_dev, go, s, depth, visited);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn wire(&mut self, n: usize, dev: &str, nexthop: &z3::ast::BV, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
+        let snap = self.enc.snap;
+        let Some(node) = snap.nodes.get(n) else { return };
+        // A pod's veth on this node.
+        if let Some(pi) = snap.cluster.pods.iter().position(|p| p.node == node.name && p.iface == dev) {
+            let Some(pod) = snap.cluster.pods.get(pi) else { return };
+            let is = s.pkt.dst.eq(addr(pod.address));
+            self.end(and2(&cond, &is), EndKind::Reached(Reached::Pod(pi)), s, format!("delivered to pod {}", pod.name));
+            self.end(
+                and2(&cond, &not(&is)),
+                EndKind::Dropped,
+                s,
+                format!("pod {} behind `{dev}` is not the destination", pod.name),
+            );
+            return;
+        }
+        if dev != node.lan {
+            self.end(
+                cond,
+                EndKind::Elsewhere { node: n, dev: dev.to_string() },
+                s,
+                format!("{} sends it out of `{dev}`, which the snapshot does not describe", node.name),
+            );
+            return;
+        }
+        let mut taken = Vec::new();
+        for (m, peer) in snap.nodes.iter().enumerate() {
+            let owns = any(&lan_addrs(peer).into_iter().map(|a| nexthop.eq(addr(a))).collect::<Vec<_>>());
+            // lan_owner takes the first node that owns the address.
+            let here = and2(&owns, &not(&any(&taken)));
+            taken.push(owns);
+            let c = and2(&cond, &here);
+            if crate::encode::is_false(&c.simplify()) {
+                continue;
+            }
+            self.next(m, &peer.lan.clone(), c, s, depth, visited);
+        }
+        for (h, host) in snap.cluster.hosts.iter().enumerate() {
+            let a = host.address.addr();
+            let owns = and2(&nexthop.eq(addr(a)), &not(&any(&taken)));
+            taken.push(nexthop.eq(addr(a)));
+            let c = and2(&cond, &owns);
+            let is_dst = s.pkt.dst.eq(addr(a));
+            self.end(and2(&c, &is_dst), EndKind::Reached(Reached::Host(h)), s, format!("delivered to host {}", host.name));
+            self.end(
+                and2(&c, &not(&is_dst)),
+                EndKind::Unknown,
+                s,
+                format!("host at {a} would have to route the packet; hosts do not forward"),
+            );
+        }
+        self.end(
+            and2(&cond, &not(&any(&taken))),
+            EndKind::Elsewhere { node: n, dev: dev.to_string() },
+            s,
+            format!("{} sends it out of `{dev}` to a next hop the snapshot does not describe", node.name),
+        );
+    }
+
+    fn next(&mut self, m: usize, dev: &str, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
+        if crate::encode::is_false(&cond.simplify()) {
+            return;
+        }
+        if visited.contains(&m) {
+            let name = self.enc.snap.nodes.get(m).map(|x| x.name.clone()).unwrap_or_default();
+            self.end(cond, EndKind::Unknown, s, format!("the walk comes back to {name}"));
+            return;
+        }
+        let Some(ne) = self.enc.node(m) else { return };
+        let dev_v = ne.dev_value(dev);
+        let mut v = visited.to_vec();
+        v.push(m);
+        self.todo.push(Hop { node: m, dev: dev_v, flow: Flow { cond, state: s.clone() }, visited: v, depth: depth + 1 });
+    }
+
+    fn run(&mut self, start: Start) {
+        match start {
+            Start::Arrive { node, dev, flow } => {
+                self.todo.push(Hop { node, dev, flow, visited: vec![node], depth: 0 });
+            }
+            Start::Send { node: n, flow } => {
+                self.trail.passage += 1;
+                let ctx = (self.ctx)(n);
+                let p = node::send(self.enc, n, self.trail, flow, &ctx);
+                if let Some(b) = &p.binding {
+                    self.out.bindings.push((n, b.clone()));
+                }
+                self.passage(&p, 0, &[n]);
+                self.out.passages.push(p);
+            }
+        }
+        while let Some(h) = self.todo.pop() {
+            self.trail.passage += 1;
+            let ctx = (self.ctx)(h.node);
+            let p = node::receive(self.enc, h.node, self.trail, h.flow, &DevTerm::konst(h.dev), &ctx);
+            if let Some(b) = &p.binding {
+                self.out.bindings.push((h.node, b.clone()));
+            }
+            self.passage(&p, h.depth, &h.visited);
+            self.out.passages.push(p);
+        }
+    }
+}
+
+/// Walk a packet from `start` to wherever it ends; `ctx` says what each
+/// node's conntrack knows (fresh for a first walk, the first walk's
+/// bindings for the answer), `reply` whether carriers go the reply way.
+pub fn walk(enc: &Encoder<'_>, trail: &mut Trail, start: Start, ctx: &dyn Fn(usize) -> CtCtx, reply: bool) -> WalkOut {
+    let mut w = Walker { enc, trail, ctx, reply, out: WalkOut::default(), todo: Vec::new() };
+    w.run(start);
+    w.out
+}
+
+/// The answer a receiver sends to the packet it got: addresses and ports
+/// swapped, a SYN answered by SYN-ACK, mark 0.
+pub fn answer(p: &SymPacket) -> SymPacket {
+    let tcp = p.proto.eq(bv8(6));
+    SymPacket {
+        src: p.dst.clone(),
+        dst: p.src.clone(),
+        sport: p.dport.clone(),
+        dport: p.sport.clone(),
+        proto: p.proto.clone(),
+        tcp_flags: ite_bv(&tcp, &bv8(natpath_model::packet::tcp::SYN | natpath_model::packet::tcp::ACK), &bv8(0)),
+        icmp_type: bv8(0),
+        icmp_code: bv8(0),
+        len: p.len.clone(),
+        ttl: bv8(64),
+        mark: bv32(0),
+    }
+}
+
+/// The forward walk's bindings on node `n`, for the answer's walk.
+pub fn replies_on(fwd: &WalkOut, n: usize) -> CtCtx {
+    CtCtx::Replies(fwd.bindings.iter().filter(|(m, _)| *m == n).map(|(_, b)| b.clone()).collect())
+}
