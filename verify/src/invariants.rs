@@ -1,0 +1,897 @@
+//! The invariant catalog of DESIGN.md, checked for every packet with the SMT
+//! encoding, and the `natpath check` command.
+//!
+//! Each invariant lives in its own file under its catalog name (a `NAME`
+//! constant and a `check_<name>` function returning an [`Outcome`]); this
+//! file holds what they share: the queries' scaffolding (the symbolic first
+//! packet, the slicing by service, the three-way answer), the bookkeeping of
+//! encoding and solver time, and the command line.
+//!
+//! Contract: an invariant *holds* only when every query of it is `unsat`
+//! (no packet in scope breaks it) and no packet in scope reaches a rule the
+//! encoding cannot express. A `sat` query yields a concrete packet that is
+//! replayed through the executable model before it is reported; a replay
+//! that does not show the violation, a solver timeout and an unexpressible
+//! rule all make the verdict *unknown* (exit 3), naming why. Invariants judge
+//! behaviour against the intent the dumps declare
+//! ([`natpath_model::intent::Intent`]): a Local service's NodePort on a node
+//! with no local endpoint is meant to drop, and is not checked for reach.
+
+pub mod fair_balancing;
+pub mod forward_only;
+pub mod hairpin_masquerade;
+pub mod local_preserves_source;
+pub mod mark_survives;
+pub mod masq_iff_mark;
+pub mod no_pod_masquerade;
+pub mod nodeport_reachable;
+pub mod reply_finds_origin;
+
+use crate::counterexample::{
+    describe_branch, describe_passage, dev_of, draws_of, packet_of, replay_node, replay_walk, rules_of, Counterexample,
+    Replay,
+};
+use crate::encode::conntrack::CtCtx;
+use crate::encode::node::Passage;
+use crate::encode::packet::{bv16, bv32, bv8, in_net, DevTerm, Flow, State, SymPacket};
+use crate::encode::walk::{self, WalkOut};
+use crate::encode::{and2, any, not, or2, EncodeOptions, Encoder, Ending, NodeEnc, Trail};
+use crate::solver::{Answer, Session, Witness};
+use ipnet::Ipv4Net;
+use natpath_model::intent::{Endpoint, Intent};
+use natpath_model::packet::Packet;
+use natpath_model::ruleset::{Proto, TableName, Target};
+use natpath_model::snapshot::{Node, Snapshot};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+use z3::ast::{Ast, Bool, BV};
+
+/// The result of checking one invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No packet in scope breaks it.
+    Holds,
+    /// This packet breaks it, and the model's replay shows it.
+    Violated(Box<Counterexample>),
+    /// natpath cannot tell: why (an unexpressible rule with its `file:line`,
+    /// a solver timeout, or a counterexample the model does not replay).
+    Unknown(String),
+}
+
+impl Outcome {
+    /// `holds`, `violated` or `unknown`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Holds => "holds",
+            Outcome::Violated(_) => "violated",
+            Outcome::Unknown(_) => "unknown",
+        }
+    }
+}
+
+/// One invariant's verdict on one snapshot, with where the time went.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The catalog name.
+    pub name: &'static str,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Time spent building constraints.
+    pub encode: Duration,
+    /// Time spent in Z3.
+    pub solve: Duration,
+    /// Number of solver queries.
+    pub queries: usize,
+    /// What the check assumed or skipped, one line each.
+    pub notes: Vec<String>,
+}
+
+/// Options of a check.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    /// Bound on each solver query.
+    pub timeout: Option<Duration>,
+    /// Encoding options.
+    pub encode: EncodeOptions,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions { timeout: Some(Duration::from_secs(30)), encode: EncodeOptions::default() }
+    }
+}
+
+/// The catalog's names, in DESIGN.md order.
+pub const NAMES: [&str; 9] = [
+    masq_iff_mark::NAME,
+    reply_finds_origin::NAME,
+    mark_survives::NAME,
+    forward_only::NAME,
+    nodeport_reachable::NAME,
+    local_preserves_source::NAME,
+    fair_balancing::NAME,
+    no_pod_masquerade::NAME,
+    hairpin_masquerade::NAME,
+];
+
+/// Check invariant `name` on `snap` (`None` for a name not in the catalog).
+pub fn check(snap: &Snapshot, name: &str, opts: &CheckOptions) -> Option<Verdict> {
+    let mut c = Checker::new(snap, opts);
+    let t0 = Instant::now();
+    let outcome = match name {
+        masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
+        reply_finds_origin::NAME => reply_finds_origin::check_reply_finds_origin(&mut c),
+        mark_survives::NAME => mark_survives::check_mark_survives(&mut c),
+        forward_only::NAME => forward_only::check_forward_only(&mut c),
+        nodeport_reachable::NAME => nodeport_reachable::check_nodeport_reachable(&mut c),
+        local_preserves_source::NAME => local_preserves_source::check_local_preserves_source(&mut c),
+        fair_balancing::NAME => fair_balancing::check_fair_balancing(&mut c),
+        no_pod_masquerade::NAME => no_pod_masquerade::check_no_pod_masquerade(&mut c),
+        hairpin_masquerade::NAME => hairpin_masquerade::check_hairpin_masquerade(&mut c),
+        _ => return None,
+    };
+    let total = t0.elapsed();
+    let name = NAMES.iter().find(|n| **n == name).copied().unwrap_or("?");
+    Some(Verdict {
+        name,
+        outcome,
+        encode: total.saturating_sub(c.solve_time).saturating_sub(c.replay_time),
+        solve: c.solve_time,
+        queries: c.queries,
+        notes: c.notes,
+    })
+}
+
+/// Check the whole catalog.
+pub fn check_all(snap: &Snapshot, opts: &CheckOptions) -> Vec<Verdict> {
+    NAMES.iter().filter_map(|n| check(snap, n, opts)).collect()
+}
+
+/// The answer of one query.
+pub(crate) enum QAnswer {
+    Holds,
+    Violated(Witness),
+    Unknown(String),
+}
+
+/// What every invariant's queries share: the snapshot prepared for
+/// encoding, each node's declared intent, and the time and query counts.
+pub struct Checker<'s> {
+    /// The snapshot.
+    pub snap: &'s Snapshot,
+    /// Its encoding context.
+    pub enc: Encoder<'s>,
+    /// Each node's declared intent.
+    pub intents: Vec<Intent>,
+    /// Options.
+    pub opts: CheckOptions,
+    pub(crate) solve_time: Duration,
+    pub(crate) replay_time: Duration,
+    pub(crate) queries: usize,
+    pub(crate) notes: Vec<String>,
+    seq: usize,
+    unknowns: Vec<String>,
+}
+
+impl<'s> Checker<'s> {
+    /// Prepare `snap`.
+    pub fn new(snap: &'s Snapshot, opts: &CheckOptions) -> Self {
+        let intents = snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
+        Checker {
+            snap,
+            enc: Encoder::new(snap, opts.encode),
+            intents,
+            opts: *opts,
+            solve_time: Duration::ZERO,
+            replay_time: Duration::ZERO,
+            queries: 0,
+            notes: Vec::new(),
+            seq: 0,
+            unknowns: Vec::new(),
+        }
+    }
+
+    /// A fresh symbolic packet, unique to one query.
+    pub(crate) fn fresh_packet(&mut self, what: &str) -> SymPacket {
+        self.seq += 1;
+        SymPacket::named(&format!("q{}.{what}", self.seq))
+    }
+
+    /// A fresh symbolic device term.
+    pub(crate) fn fresh_dev(&mut self) -> DevTerm {
+        self.seq += 1;
+        DevTerm::symbolic(BV::new_const(format!("q{}.dev", self.seq), crate::encode::packet::DEV_BITS))
+    }
+
+    /// Ask whether some packet in `scope` breaks the invariant (`violation`
+    /// on a path that does not reach an unexpressible rule), then whether
+    /// some packet in scope reaches one.
+    pub(crate) fn ask(&mut self, scope: &[Bool], violation: &Bool, unknown: &[Ending]) -> QAnswer {
+        let mut s = Session::new(self.opts.timeout);
+        for b in scope {
+            s.assert(b);
+        }
+        let u = any(&unknown.iter().map(|e| e.cond.clone()).collect::<Vec<_>>());
+        let definite = and2(violation, &not(&u));
+        let reasons = |w: &Witness| {
+            let mut reasons: Vec<String> = Vec::new();
+            for e in unknown {
+                if w.bool(&e.cond) == Some(true) && !reasons.contains(&e.reason) {
+                    reasons.push(e.reason.clone());
+                }
+            }
+            if reasons.is_empty() {
+                reasons.push("a packet in scope reaches a rule natpath cannot express".into());
+            }
+            reasons.join("; ")
+        };
+        // One query settles the common case (nothing in scope breaks it or
+        // reaches an unexpressible rule); a second separates a definite
+        // violation from an unknown path.
+        self.queries += 1;
+        let answer = match s.check_with(&[&or2(&definite, &u)]) {
+            Answer::Unsat => QAnswer::Holds,
+            Answer::Unknown(why) => QAnswer::Unknown(format!("the solver gave up: {why}")),
+            Answer::Sat(w) if w.bool(&definite) == Some(true) => QAnswer::Violated(w),
+            Answer::Sat(w) => {
+                self.queries += 1;
+                match s.check_with(&[&definite]) {
+                    Answer::Sat(w2) => QAnswer::Violated(w2),
+                    Answer::Unsat => QAnswer::Unknown(reasons(&w)),
+                    Answer::Unknown(why) => QAnswer::Unknown(format!("the solver gave up: {why}")),
+                }
+            }
+        };
+        self.solve_time += s.spent;
+        answer
+    }
+
+    /// Record an unknown query; the invariant goes on (a later violation wins).
+    pub(crate) fn unknown(&mut self, label: &str, why: String) {
+        let r = format!("{label}: {why}");
+        if !self.unknowns.contains(&r) {
+            self.unknowns.push(r);
+        }
+    }
+
+    /// Turn a counterexample into the outcome: violated when the model
+    /// replays it, unknown (a natpath bug) when it does not.
+    pub(crate) fn found(&mut self, cx: Counterexample) -> Option<Outcome> {
+        if cx.replay.confirmed {
+            return Some(Outcome::Violated(Box::new(cx)));
+        }
+        self.unknown(
+            cx.invariant,
+            format!(
+                "BUG: the solver's counterexample ({} arriving at {} by {}: {}) does not replay in the model (model: {}); the encoding and the model disagree",
+                cx.packet, cx.node, cx.iface, cx.summary, cx.replay.outcome
+            ),
+        );
+        None
+    }
+
+    /// The final outcome when no violation was found.
+    pub(crate) fn finish(&self) -> Outcome {
+        if self.unknowns.is_empty() {
+            Outcome::Holds
+        } else {
+            Outcome::Unknown(self.unknowns.join("\n"))
+        }
+    }
+
+    /// Time a replay separately from encoding.
+    pub(crate) fn timed<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t0 = Instant::now();
+        let r = f();
+        self.replay_time += t0.elapsed();
+        r
+    }
+
+    /// The masquerade bit kube-proxy marks with on node `n` (0x4000 unless
+    /// KUBE-MARK-MASQ says otherwise).
+    pub(crate) fn masq_bit(&self, n: usize) -> u32 {
+        self.intents.get(n).and_then(|i| i.masq_mark).unwrap_or(0x4000)
+    }
+
+    /// Addresses of the cluster's pods: Calico's IP pools and kube-proxy's
+    /// cluster CIDR (the `! -s CIDR ... -j KUBE-MARK-MASQ` of KUBE-SERVICES),
+    /// over every node.
+    pub(crate) fn pod_nets(&self) -> Vec<Ipv4Net> {
+        let mut v: Vec<Ipv4Net> = Vec::new();
+        for i in &self.intents {
+            for n in &i.ip_pools {
+                if !v.contains(n) {
+                    v.push(*n);
+                }
+            }
+        }
+        for node in &self.snap.nodes {
+            for n in cluster_cidrs(node) {
+                if !v.contains(&n) {
+                    v.push(n);
+                }
+            }
+        }
+        v
+    }
+
+    /// Every node's own addresses (loopback aside).
+    pub(crate) fn node_addrs(&self) -> Vec<Ipv4Addr> {
+        let mut v = Vec::new();
+        for n in &self.snap.nodes {
+            v.extend(own_addrs(n));
+        }
+        v
+    }
+
+    /// `a` is an ordinary address of a machine outside the cluster: not a
+    /// pod's, not a node's, not loopback, `0.0.0.0/8`, multicast or reserved.
+    pub(crate) fn external(&self, a: &BV) -> Bool {
+        let mut c = Vec::new();
+        for n in self.pod_nets() {
+            c.push(not(&in_net(a, &n)));
+        }
+        for x in self.node_addrs() {
+            c.push(not(&a.eq(crate::encode::packet::addr(x))));
+        }
+        for n in ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"] {
+            if let Ok(net) = n.parse::<Ipv4Net>() {
+                c.push(not(&in_net(a, &net)));
+            }
+        }
+        crate::encode::all(&c)
+    }
+
+    /// `a` is a pod's address: inside the pod networks, not a node's own.
+    pub(crate) fn pod_addr(&self, a: &BV) -> Bool {
+        let nets = self.pod_nets();
+        let inside = any(&nets.iter().map(|n| in_net(a, n)).collect::<Vec<_>>());
+        let mut c = vec![inside];
+        for x in self.node_addrs() {
+            c.push(not(&a.eq(crate::encode::packet::addr(x))));
+        }
+        crate::encode::all(&c)
+    }
+
+    /// Hosts on node `n`'s LAN segment (they reach its LAN address directly).
+    pub(crate) fn hosts_near(&self, n: usize) -> Vec<usize> {
+        let Some(node) = self.snap.nodes.get(n) else { return Vec::new() };
+        let lan = lan_addrs(node);
+        self.snap
+            .cluster
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| lan.iter().any(|a| h.address.contains(a)))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// The shape of a connection's first packet: a TCP SYN (no other flag), a
+/// UDP or SCTP datagram with non-zero ports, an IP header of at least 20
+/// bytes.
+pub(crate) fn first_packet(p: &SymPacket) -> Vec<Bool> {
+    let tcp = p.proto.eq(bv8(6));
+    let ported = p.has_ports();
+    vec![
+        tcp.implies(p.tcp_flags.eq(bv8(natpath_model::packet::tcp::SYN))),
+        not(&tcp).implies(p.tcp_flags.eq(bv8(0))),
+        ported.implies(and2(&p.sport.eq(bv16(0)).not(), &p.dport.eq(bv16(0)).not())),
+        p.len.bvuge(bv16(20)),
+        p.mark.eq(bv32(0)),
+    ]
+}
+
+/// `(dst, dport)` is one of `eps`.
+pub(crate) fn is_endpoint(dst: &BV, dport: &BV, eps: &[Endpoint]) -> Bool {
+    any(&eps
+        .iter()
+        .map(|e| and2(&dst.eq(crate::encode::packet::addr(e.address)), &dport.eq(bv16(e.port))))
+        .collect::<Vec<_>>())
+}
+
+/// `x` is one of `addrs`.
+pub(crate) fn one_of(x: &BV, addrs: &[Ipv4Addr]) -> Bool {
+    any(&addrs.iter().map(|a| x.eq(crate::encode::packet::addr(*a))).collect::<Vec<_>>())
+}
+
+/// The device term takes one of `vals`.
+pub(crate) fn dev_in(d: &DevTerm, vals: &[u16]) -> Bool {
+    any(&vals.iter().map(|v| d.is(*v)).collect::<Vec<_>>())
+}
+
+/// The devices a packet from elsewhere can arrive by: every listed device but `lo`.
+pub(crate) fn arrival_devs(ne: &NodeEnc<'_>) -> Vec<u16> {
+    ne.devs
+        .iter()
+        .filter(|d| *d != "lo")
+        .map(|d| ne.dev_value(d))
+        .collect()
+}
+
+/// A node's own addresses, loopback aside.
+pub(crate) fn own_addrs(n: &Node) -> Vec<Ipv4Addr> {
+    n.interfaces
+        .iter()
+        .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
+        .filter(|a| !a.is_loopback())
+        .collect()
+}
+
+/// The addresses of a node's LAN device.
+pub(crate) fn lan_addrs(n: &Node) -> Vec<Ipv4Addr> {
+    n.interfaces
+        .iter()
+        .filter(|i| i.name == n.lan)
+        .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
+        .collect()
+}
+
+/// kube-proxy's cluster CIDR as its rules show it: the negated source of
+/// the `KUBE-MARK-MASQ` jumps in `KUBE-SERVICES`.
+fn cluster_cidrs(n: &Node) -> Vec<Ipv4Net> {
+    let mut v = Vec::new();
+    let Some(c) = n.ruleset.table(TableName::Nat).and_then(|t| t.chain("KUBE-SERVICES")) else { return v };
+    for r in &c.rules {
+        if r.target == Some(Target::Jump("KUBE-MARK-MASQ".into())) {
+            if let Some(s) = r.src.filter(|s| s.neg) {
+                if !v.contains(&s.value) {
+                    v.push(s.value);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// `proto` as a constant.
+pub(crate) fn proto_is(p: &SymPacket, proto: Proto) -> Bool {
+    p.proto.eq(bv8(proto.0))
+}
+
+/// One node passage of a symbolic first packet: the inputs, what the
+/// encoding says the node does with it, and the scope constraints.
+pub(crate) struct NodeQuery {
+    /// The node.
+    pub n: usize,
+    /// The arriving packet.
+    pub pkt: SymPacket,
+    /// The device it arrives by.
+    pub dev: DevTerm,
+    /// The passage.
+    pub passage: Passage,
+    /// Choices and hits.
+    pub trail: Trail,
+    /// The scope.
+    pub scope: Vec<Bool>,
+}
+
+/// A walk from a host to a node's address and, for each pod it reaches, the
+/// pod's answer back.
+pub(crate) struct WalkQuery {
+    /// The host.
+    pub host: usize,
+    /// The probe as it leaves the host.
+    pub pkt: SymPacket,
+    /// The forward walk.
+    pub fwd: WalkOut,
+    /// The answers' walks, one per pod reached.
+    pub replies: Vec<(usize, WalkOut)>,
+    /// Choices and hits of every passage.
+    pub trail: Trail,
+    /// The scope.
+    pub scope: Vec<Bool>,
+}
+
+impl<'s> Checker<'s> {
+    /// Encode node `n` receiving a symbolic first packet by one of `devs`,
+    /// within the constraints `shape` puts on it.
+    pub(crate) fn node_query(
+        &mut self,
+        n: usize,
+        devs: &[u16],
+        shape: impl FnOnce(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
+    ) -> Option<NodeQuery> {
+        let pkt = self.fresh_packet("pkt");
+        let dev = match devs {
+            [one] => DevTerm::konst(*one),
+            _ => self.fresh_dev(),
+        };
+        let ne = self.enc.node(n)?;
+        let mut scope = first_packet(&pkt);
+        scope.push(dev_in(&dev, devs));
+        // Connections are unicast: broadcast and multicast destinations
+        // (which the kernel never forwards) are out of every scope.
+        scope.push(not(&crate::encode::route::addr_type_in(
+            ne,
+            &pkt.dst,
+            None,
+            natpath_model::ruleset::AddrTypes::BROADCAST | natpath_model::ruleset::AddrTypes::MULTICAST,
+        )));
+        scope.extend(shape(self, ne, &pkt));
+        let mut trail = Trail { record_hits: true, ..Trail::default() };
+        let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
+        let passage = crate::encode::node::receive(&self.enc, n, &mut trail, flow, &dev, &CtCtx::Fresh);
+        scope.extend(trail.defs.iter().cloned());
+        Some(NodeQuery { n, pkt, dev, passage, trail, scope })
+    }
+
+    /// Report a witness of a node query as a counterexample, replayed on the
+    /// model's node with `shows` deciding whether the model agrees.
+    pub(crate) fn node_cx(
+        &mut self,
+        name: &'static str,
+        q: &NodeQuery,
+        w: &Witness,
+        summary: String,
+        shows: impl Fn(&natpath_model::node::Passage, &Packet) -> bool,
+    ) -> Option<Outcome> {
+        let ne = self.enc.node(q.n)?;
+        let pkt = packet_of(w, &q.pkt);
+        let iface = dev_of(w, ne, &q.dev);
+        let draws = draws_of(w, &q.trail);
+        let rules = rules_of(w, &q.trail.hits);
+        let node = ne.node.name.clone();
+        let snap = self.snap;
+        let replayed = self.timed(|| replay_node(snap, q.n, &iface, &pkt, &draws));
+        let replay = match replayed {
+            Some(p) => {
+                let (outcome, steps) = describe_passage(&node, &p);
+                Replay { confirmed: shows(&p, &pkt.packet()), outcome, steps }
+            }
+            None => Replay { confirmed: false, outcome: "the model has no such node".into(), steps: Vec::new() },
+        };
+        let cx = Counterexample {
+            invariant: name,
+            summary,
+            node,
+            iface,
+            from: None,
+            packet: pkt.packet().to_string(),
+            draws,
+            rules,
+            replay,
+            pkt,
+        };
+        self.found(cx)
+    }
+
+    /// Encode host `h` sending a symbolic first packet to one of node `n`'s
+    /// LAN addresses (within `shape`), the walk, and every reached pod's
+    /// answer back through the bindings.
+    pub(crate) fn walk_query(
+        &mut self,
+        n: usize,
+        h: usize,
+        with_replies: bool,
+        shape: impl FnOnce(&SymPacket) -> Vec<Bool>,
+    ) -> Option<WalkQuery> {
+        let pkt = self.fresh_packet("probe");
+        let snap = self.snap;
+        let host = snap.cluster.hosts.get(h)?;
+        let node = snap.nodes.get(n)?;
+        let ne = self.enc.node(n)?;
+        let lan = ne.dev_value(&node.lan);
+        let mut scope = first_packet(&pkt);
+        scope.push(pkt.src.eq(crate::encode::packet::addr(host.address.addr())));
+        scope.push(one_of(&pkt.dst, &lan_addrs(node)));
+        scope.extend(shape(&pkt));
+        let mut trail = Trail { record_hits: true, ..Trail::default() };
+        let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
+        let fwd = walk::walk(&self.enc, &mut trail, walk::Start::Arrive { node: n, dev: lan, flow }, &|_| CtCtx::Fresh, false);
+        let mut replies = Vec::new();
+        if with_replies {
+            for (pi, pod) in snap.cluster.pods.iter().enumerate() {
+                let ends: Vec<&walk::WalkEnd> = fwd.reached(walk::Reached::Pod(pi)).collect();
+                if ends.is_empty() {
+                    continue;
+                }
+                let Some(pn) = snap.nodes.iter().position(|x| x.name == pod.node) else { continue };
+                let Some(pe) = self.enc.node(pn) else { continue };
+                let dev = pe.dev_value(&pod.iface);
+                let parts: Vec<Flow> = ends
+                    .iter()
+                    .map(|e| {
+                        let listens = listens(pod, &e.state.pkt);
+                        Flow { cond: and2(&e.cond, &listens), state: State::arriving(walk::answer(&e.state.pkt)) }
+                    })
+                    .collect();
+                let Some(flow) = Flow::merge(parts) else { continue };
+                let back = walk::walk(
+                    &self.enc,
+                    &mut trail,
+                    walk::Start::Arrive { node: pn, dev, flow },
+                    &|m| walk::replies_on(&fwd, m),
+                    true,
+                );
+                replies.push((pi, back));
+            }
+        }
+        scope.extend(trail.defs.iter().cloned());
+        Some(WalkQuery { host: h, pkt, fwd, replies, trail, scope })
+    }
+
+    /// Report a witness of a walk query, replayed with the model's cluster
+    /// walk; `shows` decides on each branch whether the model agrees.
+    pub(crate) fn walk_cx(
+        &mut self,
+        name: &'static str,
+        q: &WalkQuery,
+        n: usize,
+        w: &Witness,
+        summary: String,
+        shows: impl Fn(&natpath_model::trace::Branch) -> bool,
+    ) -> Option<Outcome> {
+        let snap = self.snap;
+        let host = snap.cluster.hosts.get(q.host)?;
+        let node = snap.nodes.get(n)?;
+        let pkt = packet_of(w, &q.pkt);
+        let draws = draws_of(w, &q.trail);
+        let rules = rules_of(w, &q.trail.hits);
+        let from = host.name.clone();
+        let traced = self.timed(|| replay_walk(snap, &from, &pkt));
+        let replay = match traced {
+            Ok(t) => {
+                let hit = t.branches.iter().find(|b| shows(b));
+                match hit {
+                    Some(b) => {
+                        let (outcome, steps) = describe_branch(b);
+                        Replay { confirmed: true, outcome, steps }
+                    }
+                    None => {
+                        let outs: Vec<String> = t.branches.iter().map(|b| describe_branch(b).0).collect();
+                        Replay { confirmed: false, outcome: outs.join(" | "), steps: Vec::new() }
+                    }
+                }
+            }
+            Err(e) => Replay { confirmed: false, outcome: format!("the model cannot trace it: {e}"), steps: Vec::new() },
+        };
+        let cx = Counterexample {
+            invariant: name,
+            summary,
+            node: node.name.clone(),
+            iface: node.lan.clone(),
+            from: Some(from),
+            packet: pkt.packet().to_string(),
+            draws,
+            rules,
+            replay,
+            pkt,
+        };
+        self.found(cx)
+    }
+}
+
+/// The pod answers on the packet's protocol and port (cluster.toml
+/// `listen`; empty means every port).
+pub(crate) fn listens(pod: &natpath_model::cluster::PodDecl, p: &SymPacket) -> Bool {
+    if pod.listen.is_empty() {
+        return Bool::from_bool(true);
+    }
+    let mut alts = Vec::new();
+    for l in &pod.listen {
+        let Some((proto, port)) = l.split_once('/') else { continue };
+        let proto = match proto {
+            "tcp" => 6u8,
+            "udp" => 17,
+            "sctp" => 132,
+            _ => continue,
+        };
+        let Ok(port) = port.parse::<u16>() else { continue };
+        alts.push(and2(&p.proto.eq(bv8(proto)), &p.dport.eq(bv16(port))));
+    }
+    any(&alts)
+}
+
+/// A served endpoint address:port as the model's traces write it.
+pub(crate) fn ep_str(e: &Endpoint) -> String {
+    format!("{}:{}", e.address, e.port)
+}
+
+// ---------------------------------------------------------------------------
+// The command line.
+
+struct Args {
+    snapshot: String,
+    names: Vec<String>,
+    json: bool,
+    timeout: Option<Duration>,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut it = args.iter().peekable();
+    if it.peek().map(|s| s.as_str()) == Some("check") {
+        it.next();
+    }
+    let mut snapshot = None;
+    let mut names = Vec::new();
+    let mut json = false;
+    let mut timeout = Some(Duration::from_secs(30));
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--invariant" => {
+                let n = it.next().ok_or("expected an invariant name after `--invariant`")?;
+                if !NAMES.contains(&n.as_str()) {
+                    return Err(format!("unknown invariant `{n}`; the catalog has {}", NAMES.join(", ")));
+                }
+                names.push(n.clone());
+            }
+            "--format" => match it.next().map(|s| s.as_str()) {
+                Some("text") => json = false,
+                Some("json") => json = true,
+                Some(f) => return Err(format!("expected `text` or `json` after `--format`, found `{f}`")),
+                None => return Err("expected `text` or `json` after `--format`".into()),
+            },
+            "--timeout" => {
+                let v = it.next().ok_or("expected seconds after `--timeout`")?;
+                let s: f64 = v.parse().map_err(|_| format!("expected seconds after `--timeout`, found `{v}`"))?;
+                if !(s > 0.0 && s.is_finite()) {
+                    return Err(format!("expected a positive number of seconds after `--timeout`, found `{v}`"));
+                }
+                timeout = Some(Duration::from_secs_f64(s));
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option `{s}` for `natpath check`")),
+            s => {
+                if snapshot.is_some() {
+                    return Err(format!("expected one SNAPSHOT, found a second one `{s}`"));
+                }
+                snapshot = Some(s.to_string());
+            }
+        }
+    }
+    let snapshot = snapshot.ok_or(
+        "usage: natpath check SNAPSHOT [--invariant NAME]... [--format text|json] [--timeout SECS]",
+    )?;
+    Ok(Args { snapshot, names, json, timeout })
+}
+
+/// `natpath check SNAPSHOT [--invariant NAME]... [--format text|json]
+/// [--timeout SECS]`: print each invariant's verdict and times; exit 0 when
+/// all hold, 1 on a violation (with its counterexample), 2 on bad input, 3
+/// when a verdict is unknown.
+pub fn check_cli(args: &[String]) -> i32 {
+    let a = match parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("natpath check: {e}");
+            return 2;
+        }
+    };
+    let snap = match natpath_model::snapshot::load(std::path::Path::new(&a.snapshot)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let opts = CheckOptions { timeout: a.timeout, ..CheckOptions::default() };
+    let names: Vec<&str> = if a.names.is_empty() { NAMES.to_vec() } else { a.names.iter().map(String::as_str).collect() };
+    let verdicts: Vec<Verdict> = names.iter().filter_map(|n| check(&snap, n, &opts)).collect();
+    if a.json {
+        println!("{}", crate::invariants::report_json(&a.snapshot, &snap, &verdicts));
+    } else {
+        print!("{}", report_text(&a.snapshot, &snap, &verdicts));
+    }
+    exit_code(&verdicts)
+}
+
+/// DESIGN.md's exit code for a set of verdicts.
+pub fn exit_code(verdicts: &[Verdict]) -> i32 {
+    if verdicts.iter().any(|v| matches!(v.outcome, Outcome::Violated(_))) {
+        1
+    } else if verdicts.iter().any(|v| matches!(v.outcome, Outcome::Unknown(_))) {
+        3
+    } else {
+        0
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The verdicts as text: one line per invariant, then each counterexample.
+pub fn report_text(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "natpath check {path}");
+    for v in verdicts {
+        let _ = writeln!(
+            s,
+            "  {:<24} {:<8} encode {:>9}  solve {:>9}  ({} queries)",
+            v.name,
+            v.outcome.word(),
+            ms(v.encode),
+            ms(v.solve),
+            v.queries
+        );
+    }
+    for v in verdicts {
+        match &v.outcome {
+            Outcome::Holds => {}
+            Outcome::Unknown(why) => {
+                let _ = writeln!(s, "\n{} is unknown:", v.name);
+                for l in why.lines() {
+                    let _ = writeln!(s, "  {l}");
+                }
+            }
+            Outcome::Violated(cx) => {
+                let _ = writeln!(s, "\n{} is violated: {}", v.name, cx.summary);
+                let from = cx.from.as_deref().map(|f| format!(" from {f}")).unwrap_or_default();
+                let _ = writeln!(s, "  packet: {}{from}, arriving at {} by {}", cx.packet, cx.node, cx.iface);
+                for d in &cx.draws {
+                    let _ = writeln!(s, "  draw: {} {} = {}", d.kind, d.rule, d.value);
+                }
+                if !cx.rules.is_empty() {
+                    let _ = writeln!(s, "  rules (encoding):");
+                    for r in &cx.rules {
+                        let _ = writeln!(s, "    {r}");
+                    }
+                }
+                let _ = writeln!(s, "  replay (model): {}", cx.replay.outcome);
+                for st in &cx.replay.steps {
+                    let _ = writeln!(s, "    {st}");
+                }
+            }
+        }
+        for n in &v.notes {
+            let _ = writeln!(s, "  note ({}): {n}", v.name);
+        }
+    }
+    let mut defaults = Vec::new();
+    for n in &snap.nodes {
+        for d in &n.defaults {
+            defaults.push(format!("{}: {d}", n.name));
+        }
+    }
+    if !defaults.is_empty() {
+        let _ = writeln!(s, "\ndefaults used:");
+        for d in defaults {
+            let _ = writeln!(s, "  {d}");
+        }
+    }
+    s
+}
+
+/// The verdicts as JSON (`"schema": "natpath.check/1"`).
+pub fn report_json(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String {
+    let vs: Vec<serde_json::Value> = verdicts
+        .iter()
+        .map(|v| {
+            let mut o = serde_json::json!({
+                "invariant": v.name,
+                "verdict": v.outcome.word(),
+                "encode_ms": v.encode.as_secs_f64() * 1000.0,
+                "solve_ms": v.solve.as_secs_f64() * 1000.0,
+                "queries": v.queries,
+                "notes": v.notes,
+            });
+            if let Some(map) = o.as_object_mut() {
+                match &v.outcome {
+                    Outcome::Holds => {}
+                    Outcome::Unknown(why) => {
+                        map.insert("reason".into(), serde_json::json!(why));
+                    }
+                    Outcome::Violated(cx) => {
+                        map.insert("counterexample".into(), serde_json::to_value(cx).unwrap_or_default());
+                    }
+                }
+            }
+            o
+        })
+        .collect();
+    let defaults: Vec<String> = snap
+        .nodes
+        .iter()
+        .flat_map(|n| n.defaults.iter().map(move |d| format!("{}: {d}", n.name)))
+        .collect();
+    let doc = serde_json::json!({
+        "schema": "natpath.check/1",
+        "snapshot": path,
+        "verdicts": vs,
+        "defaults": defaults,
+        "exit": exit_code(verdicts),
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}

@@ -1,0 +1,83 @@
+//! `forward-only`: NodePort traffic from outside the node crosses
+//! PREROUTING, FORWARD and POSTROUTING, never INPUT (or OUTPUT): after DNAT
+//! the routing decision must send it on, not deliver it to the node itself.
+//! For tunnels this is about the inner packet: the IPIP or VXLAN carrier is
+//! meant for the node and is not NodePort traffic.
+//!
+//! Quantifies over: every node; every NodePort it declares, except a Local
+//! service's on a node without a local endpoint (meant to drop, and older
+//! kube-proxy layouts leave it un-DNATed for INPUT to refuse); every first
+//! packet of that protocol to that port and to any of the node's own
+//! addresses, from any address that is not the node's, arriving by any device
+//! (`lo` aside), with every random outcome. A packet DNATed to an endpoint
+//! that is the node's own address (a hostNetwork endpoint) is meant for INPUT
+//! and is not a violation. A packet that receives no OUTPUT hook by
+//! construction (it arrived from a wire), so only INPUT is asked about.
+//!
+//! Why operators care: a NodePort that lands in INPUT meets the host
+//! firewall instead of the service, and kube-proxy's DNAT did not happen
+//! (a missing or shadowed KUBE-NODEPORTS rule): the service is unreachable on
+//! that node, with an RST or a silent drop depending on INPUT's policy.
+
+use super::{arrival_devs, is_endpoint, one_of, own_addrs, proto_is, Checker, Outcome, QAnswer};
+use crate::encode::packet::bv16;
+use crate::encode::{and2, not};
+use natpath_model::node::NodeEnd;
+use natpath_model::packet::Hook;
+
+/// The catalog name.
+pub const NAME: &str = "forward-only";
+
+/// Check `forward-only` on the checker's snapshot.
+pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
+    for n in 0..c.snap.nodes.len() {
+        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let Some(ne) = c.enc.node(n) else { continue };
+        let devs = arrival_devs(ne);
+        let node_name = ne.node.name.clone();
+        let addrs = own_addrs(ne.node);
+        for s in services {
+            let Some(port) = s.node_port else { continue };
+            if s.external_local && s.local_endpoints.is_empty() {
+                c.notes.push(format!("{node_name}: {} is Local with no local endpoint: meant to drop, not checked", s.name));
+                continue;
+            }
+            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let addrs = addrs.clone();
+            let Some(q) = c.node_query(n, &devs, |_, ne, p| {
+                vec![
+                    proto_is(p, s.proto),
+                    p.dport.eq(bv16(port)),
+                    one_of(&p.dst, &addrs),
+                    not(&crate::encode::route::is_local(ne, &p.src)),
+                ]
+            }) else {
+                continue;
+            };
+            let pass = &q.passage;
+            let Some(input) = &pass.at_input else { continue };
+            let mut eps = s.endpoints.clone();
+            eps.extend(s.local_endpoints.iter().cloned());
+            let own_ep = is_endpoint(&input.state.pkt.dst, &input.state.pkt.dport, &eps);
+            let violation = and2(&input.cond, &not(&own_ep));
+            match c.ask(&q.scope, &violation, &pass.unknown) {
+                QAnswer::Holds => {}
+                QAnswer::Unknown(why) => c.unknown(&label, why),
+                QAnswer::Violated(w) => {
+                    let dst = w.u64(&input.state.pkt.dst).map(|a| std::net::Ipv4Addr::from(a as u32).to_string()).unwrap_or_default();
+                    let dport = w.u64(&input.state.pkt.dport).unwrap_or(0);
+                    let summary = format!("{label}: the packet enters INPUT on {node_name} addressed to {dst}:{dport}, which is not an endpoint of the service");
+                    let eps2 = eps.clone();
+                    let shows = move |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                        p.hooks.contains(&Hook::Input)
+                            && !matches!(&p.end, NodeEnd::Local(pk) if eps2.iter().any(|e| e.address == pk.dst && e.port == pk.dport))
+                    };
+                    if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                        return o;
+                    }
+                }
+            }
+        }
+    }
+    c.finish()
+}

@@ -1,0 +1,82 @@
+//! `hairpin-masquerade`: a pod that reaches its own service and is sent
+//! back to itself is masqueraded, so that its answer returns through the
+//! node (and the DNAT binding) instead of short-circuiting to itself.
+//!
+//! Quantifies over: every node; every pod of cluster.toml on it that is an
+//! endpoint of a service with a cluster IP; every first packet from that pod
+//! (its address, any source port), arriving by its veth, to the service's
+//! cluster IP and port, with every random outcome; restricted to the paths
+//! on which the destination is translated back to the pod itself and the
+//! packet leaves the node.
+//!
+//! Why operators care: without the masquerade the pod receives a packet
+//! from its own address, answers itself locally, and the connection never
+//! completes: a client library that happens to pick its own replica hangs
+//! (kube-proxy's `-s POD -j KUBE-MARK-MASQ` in each KUBE-SEP chain is the
+//! rule that prevents it).
+
+use super::{proto_is, Checker, Outcome, QAnswer};
+use crate::encode::packet::{addr, bv16};
+use crate::encode::{all, not};
+use natpath_model::node::NodeEnd;
+
+/// The catalog name.
+pub const NAME: &str = "hairpin-masquerade";
+
+/// Check `hairpin-masquerade` on the checker's snapshot.
+pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
+    let snap = c.snap;
+    let mut checked = 0usize;
+    for n in 0..snap.nodes.len() {
+        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let Some(node) = snap.nodes.get(n) else { continue };
+        for pod in snap.cluster.pods.iter().filter(|p| p.node == node.name) {
+            for s in &services {
+                let Some((cip, cport)) = s.cluster_ip else { continue };
+                if !s.endpoints.iter().any(|e| e.address == pod.address) {
+                    continue;
+                }
+                checked += 1;
+                let Some(ne) = c.enc.node(n) else { continue };
+                let dev = ne.dev_value(&pod.iface);
+                let label = format!(
+                    "{} pod {} to {} {cip}:{cport}",
+                    node.name,
+                    pod.name,
+                    s.name
+                );
+                let pa = pod.address;
+                let Some(q) = c.node_query(n, &[dev], |_, _, p| {
+                    vec![
+                        proto_is(p, s.proto),
+                        p.src.eq(addr(pa)),
+                        p.dst.eq(addr(cip)),
+                        p.dport.eq(bv16(cport)),
+                    ]
+                }) else {
+                    continue;
+                };
+                let pass = &q.passage;
+                let Some(out) = &pass.out else { continue };
+                let violation = all(&[out.flow.cond.clone(), out.flow.state.pkt.dst.eq(addr(pa)), not(&pass.snat)]);
+                match c.ask(&q.scope, &violation, &pass.unknown) {
+                    QAnswer::Holds => {}
+                    QAnswer::Unknown(why) => c.unknown(&label, why),
+                    QAnswer::Violated(w) => {
+                        let summary = format!("{label}: the packet is sent back to the pod itself without masquerade");
+                        let shows = move |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                            matches!(&p.end, NodeEnd::Out { packet, .. } if packet.dst == pa) && p.snat.is_none()
+                        };
+                        if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                            return o;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if checked == 0 {
+        c.notes.push("no pod of cluster.toml is an endpoint of a service with a cluster IP: nothing to check".into());
+    }
+    c.finish()
+}

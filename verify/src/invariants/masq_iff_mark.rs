@@ -1,0 +1,77 @@
+//! `masq-iff-mark`: every NodePort packet that gets DNAT on a node is
+//! masqueraded on that node exactly when kube-proxy's masquerade bit (0x4000,
+//! or whatever `KUBE-MARK-MASQ` sets) is on as it enters nat POSTROUTING.
+//!
+//! Quantifies over: every node; every NodePort the node's rules declare;
+//! every first packet of that protocol to that port and to any of the node's
+//! own addresses, from any source, arriving by any of the node's devices
+//! (`lo` aside), with every outcome of every random rule; restricted to the
+//! paths where nat PREROUTING translated the destination and the packet
+//! leaves the node.
+//!
+//! Why operators care: kube-proxy's whole SNAT contract is this one bit.
+//! Masquerading without it (a stray MASQUERADE) hides client addresses that
+//! policies and Local services rely on; the bit without masquerade (a typo in
+//! the mark, a reordered RETURN in KUBE-POSTROUTING) lets replies of remote
+//! endpoints bypass the node that holds the DNAT binding, and connections
+//! hang. Each NodePort is its own small query (the encoding is sliced by the
+//! port).
+
+use super::{arrival_devs, proto_is, Checker, Outcome, QAnswer};
+use crate::encode::packet::{bv16, bv32};
+use crate::encode::all;
+use natpath_model::node::NodeEnd;
+
+/// The catalog name.
+pub const NAME: &str = "masq-iff-mark";
+
+/// Check `masq-iff-mark` on the checker's snapshot.
+pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
+    let mut ports = 0usize;
+    for n in 0..c.snap.nodes.len() {
+        let bit = c.masq_bit(n);
+        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let Some(ne) = c.enc.node(n) else { continue };
+        let devs = arrival_devs(ne);
+        let node_name = ne.node.name.clone();
+        for s in services {
+            let Some(port) = s.node_port else { continue };
+            ports += 1;
+            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let Some(q) = c.node_query(n, &devs, |_, ne, p| {
+                vec![proto_is(p, s.proto), p.dport.eq(bv16(port)), crate::encode::route::is_local(ne, &p.dst)]
+            }) else {
+                continue;
+            };
+            let pass = &q.passage;
+            let (Some(post), Some(out)) = (&pass.at_nat_post, &pass.out) else { continue };
+            let marked = post.state.pkt.mark.bvand(bv32(bit)).eq(bv32(bit));
+            let violation = all(&[out.flow.cond.clone(), post.cond.clone(), pass.dnat.clone(), marked.xor(&pass.snat)]);
+            match c.ask(&q.scope, &violation, &pass.unknown) {
+                QAnswer::Holds => {}
+                QAnswer::Unknown(why) => c.unknown(&label, why),
+                QAnswer::Violated(w) => {
+                    let m = w.u64(&post.state.pkt.mark).unwrap_or(0);
+                    let masq = w.bool(&pass.snat) == Some(true);
+                    let summary = if masq {
+                        format!("{label}: DNATed and masqueraded on {node_name}, but the mark entering nat POSTROUTING is {m:#x}, without the masquerade bit {bit:#x}")
+                    } else {
+                        format!("{label}: DNATed on {node_name} and the mark entering nat POSTROUTING is {m:#x}, with the masquerade bit {bit:#x}, but it is not masqueraded")
+                    };
+                    let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                        p.dnat.is_some()
+                            && matches!(p.end, NodeEnd::Out { .. })
+                            && p.mark_at_nat_postrouting.is_some_and(|m| (m & bit == bit) != p.snat.is_some())
+                    };
+                    if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                        return o;
+                    }
+                }
+            }
+        }
+    }
+    if ports == 0 {
+        c.notes.push("no NodePort in the snapshot: nothing to check".into());
+    }
+    c.finish()
+}

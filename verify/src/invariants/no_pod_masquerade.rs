@@ -1,0 +1,62 @@
+//! `no-pod-masquerade`: traffic from a pod to another pod, inside the IP
+//! pools, is never masqueraded (or SNATed) on any node it crosses.
+//!
+//! Quantifies over: every node; every first packet of any protocol and port
+//! whose source and destination are pod addresses (inside Calico's IP pools
+//! or kube-proxy's cluster CIDR, and not one of a node's own addresses, such
+//! as tunl0's) and differ, arriving by any device (`lo` aside: a pod's veth,
+//! a tunnel from another node, the LAN), with every random outcome;
+//! restricted to the paths on which the packet leaves the node.
+//!
+//! Why operators care: network policies and the pods themselves see peers
+//! by address; a masquerade inside the cluster (a `cali-nat-outgoing` whose
+//! set lost the pool, a KUBE-MARK-MASQ without the cluster-CIDR exception)
+//! makes every pod look like a node, and policy by pod selector silently
+//! stops matching.
+
+use super::{arrival_devs, Checker, Outcome, QAnswer};
+use crate::encode::{and2, not};
+use natpath_model::node::NodeEnd;
+
+/// The catalog name.
+pub const NAME: &str = "no-pod-masquerade";
+
+/// Check `no-pod-masquerade` on the checker's snapshot.
+pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
+    if c.pod_nets().is_empty() {
+        c.notes.push("no IP pool or cluster CIDR in the snapshot: no pod traffic to check".into());
+        return c.finish();
+    }
+    for n in 0..c.snap.nodes.len() {
+        let Some(ne) = c.enc.node(n) else { continue };
+        let devs = arrival_devs(ne);
+        let node_name = ne.node.name.clone();
+        let label = format!("{node_name} pod-to-pod");
+        let Some(q) = c.node_query(n, &devs, |c, _, p| {
+            vec![c.pod_addr(&p.src), c.pod_addr(&p.dst), not(&p.src.eq(&p.dst))]
+        }) else {
+            continue;
+        };
+        let pass = &q.passage;
+        let Some(out) = &pass.out else { continue };
+        let violation = and2(&out.flow.cond, &pass.snat);
+        match c.ask(&q.scope, &violation, &pass.unknown) {
+            QAnswer::Holds => {}
+            QAnswer::Unknown(why) => c.unknown(&label, why),
+            QAnswer::Violated(w) => {
+                let src = w.u64(&out.flow.state.pkt.src).and_then(|a| u32::try_from(a).ok()).map(std::net::Ipv4Addr::from);
+                let summary = format!(
+                    "{label}: {node_name} rewrites the source of pod traffic to {}",
+                    src.map(|a| a.to_string()).unwrap_or_default()
+                );
+                let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                    matches!(p.end, NodeEnd::Out { .. }) && p.snat.is_some()
+                };
+                if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                    return o;
+                }
+            }
+        }
+    }
+    c.finish()
+}

@@ -1,0 +1,116 @@
+//! `nodeport-reachable`: every NodePort on every node address reaches an
+//! endpoint of its service, or, when the service has no endpoint, is
+//! rejected (an ICMP error or a reset), never silently dropped.
+//!
+//! Quantifies over: every node; every NodePort it declares, except a Local
+//! service's on a node without a local endpoint (meant to drop); every host
+//! of cluster.toml on the node's LAN segment as the client; every first
+//! packet of that protocol from that host, from any source port, to that
+//! port on any of the node's LAN addresses, with every random outcome; the
+//! whole walk: the node, the tunnel or wire to the endpoint's node, that
+//! node, and the pod's veth. "Reaches" means delivered to a pod (or node)
+//! with the address and port of one of the service's endpoints; a packet
+//! that leaves by a device the snapshot does not describe counts when its
+//! destination is an endpoint.
+//!
+//! Why operators care: this is the service contract itself. A missing
+//! tunnel route, a Calico policy that drops forwarded traffic, a DNAT to a
+//! stale endpoint or an rp_filter that drops the hairpin all show up as a
+//! NodePort that times out on some node, for some endpoints only.
+
+use super::{ep_str, is_endpoint, proto_is, Checker, Outcome, QAnswer};
+use crate::encode::packet::bv16;
+use crate::encode::walk::{EndKind, Reached};
+use crate::encode::{and2, any, not};
+use natpath_model::trace::Outcome as TOutcome;
+use z3::ast::Bool;
+
+/// The catalog name.
+pub const NAME: &str = "nodeport-reachable";
+
+/// Check `nodeport-reachable` on the checker's snapshot.
+pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
+    for n in 0..c.snap.nodes.len() {
+        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
+        let hosts = c.hosts_near(n);
+        for s in services {
+            let Some(port) = s.node_port else { continue };
+            if s.external_local && s.local_endpoints.is_empty() {
+                c.notes.push(format!("{node_name}: {} is Local with no local endpoint: meant to drop, not checked", s.name));
+                continue;
+            }
+            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            if hosts.is_empty() {
+                c.unknown(&label, "no [[host]] of cluster.toml is on the node's LAN segment to send from".into());
+                continue;
+            }
+            let mut eps = s.endpoints.clone();
+            for e in &s.local_endpoints {
+                if !eps.contains(e) {
+                    eps.push(e.clone());
+                }
+            }
+            for &h in &hosts {
+                let Some(q) = c.walk_query(n, h, false, |p| vec![proto_is(p, s.proto), p.dport.eq(bv16(port))]) else {
+                    continue;
+                };
+                let snap = c.snap;
+                let mut bad: Vec<(Bool, String, bool)> = Vec::new();
+                for e in &q.fwd.ends {
+                    let reached = is_endpoint(&e.state.pkt.dst, &e.state.pkt.dport, &eps);
+                    let (ok, elsewhere) = match &e.kind {
+                        EndKind::Unknown => continue,
+                        _ if eps.is_empty() => (Bool::from_bool(e.kind == EndKind::Rejected), false),
+                        EndKind::Reached(Reached::Pod(_)) | EndKind::Reached(Reached::Node(_)) => (reached, false),
+                        EndKind::Elsewhere { node, dev } => {
+                            let lan = snap.nodes.get(*node).map(|x| x.lan == *dev).unwrap_or(false);
+                            (if lan { Bool::from_bool(false) } else { reached }, true)
+                        }
+                        _ => (Bool::from_bool(false), false),
+                    };
+                    bad.push((and2(&e.cond, &not(&ok)), e.reason.clone(), elsewhere));
+                }
+                let violation = any(&bad.iter().map(|(b, _, _)| b.clone()).collect::<Vec<_>>());
+                let unknown: Vec<_> = q
+                    .fwd
+                    .ends
+                    .iter()
+                    .filter(|e| e.kind == EndKind::Unknown)
+                    .map(|e| crate::encode::Ending { cond: e.cond.clone(), reason: e.reason.clone() })
+                    .collect();
+                match c.ask(&q.scope, &violation, &unknown) {
+                    QAnswer::Holds => {}
+                    QAnswer::Unknown(why) => c.unknown(&label, why),
+                    QAnswer::Violated(w) => {
+                        let (why, elsewhere) = bad
+                            .iter()
+                            .find(|(b, _, _)| w.bool(b) == Some(true))
+                            .map(|(_, r, e)| (r.clone(), *e))
+                            .unwrap_or_default();
+                        let want = if eps.is_empty() {
+                            "the service has no endpoint, so it must be rejected".to_string()
+                        } else {
+                            format!("endpoints {}", eps.iter().map(ep_str).collect::<Vec<_>>().join(", "))
+                        };
+                        let summary = format!("{label}: the packet does not reach an endpoint ({want}): {why}");
+                        let eps2: Vec<String> = eps.iter().map(ep_str).collect();
+                        let no_eps = eps.is_empty();
+                        let shows = move |b: &natpath_model::trace::Branch| {
+                            if no_eps {
+                                return b.outcome != TOutcome::Rejected && b.outcome != TOutcome::Unknown;
+                            }
+                            let at_ep = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" || d.kind == "node")
+                                && b.seen_by_destination.as_ref().is_some_and(|s| eps2.contains(&s.dst));
+                            !at_ep && (b.outcome != TOutcome::Unknown || elsewhere)
+                        };
+                        if let Some(o) = c.walk_cx(NAME, &q, n, &w, summary, shows) {
+                            return o;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    c.finish()
+}

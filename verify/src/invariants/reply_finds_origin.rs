@@ -1,0 +1,111 @@
+//! `reply-finds-origin`: the reply of every delivered connection passes
+//! through the node(s) that hold its NAT bindings and reaches the original
+//! client with source = the address and port the client asked for (and
+//! destination = the client's own address and port).
+//!
+//! Quantifies over: every node; every NodePort it declares; every host of
+//! cluster.toml on the node's LAN segment as the client; every first packet
+//! from that host and any source port to that port on any of the node's LAN
+//! addresses, with every random outcome; for every path on which the packet
+//! is delivered to a pod that listens on the port, the pod's answer, walked
+//! back through the conntrack bindings the first packet left on each node
+//! it crossed (un-SNAT at PREROUTING, un-DNAT at POSTROUTING).
+//!
+//! Why operators care: a NodePort whose endpoint is on another node only
+//! works if the endpoint's node sends the answer back through the node that
+//! did the DNAT; without kube-proxy's masquerade (a dropped KUBE-MARK-MASQ
+//! jump, a cleared mark) the answer goes straight to the client from the
+//! pod's address and the client's TCP stack resets it: connections hang
+//! only for remote endpoints, which is the hardest kind of outage to read.
+
+use super::{proto_is, Checker, Outcome, QAnswer};
+use crate::encode::packet::{addr, bv16};
+use crate::encode::walk::{EndKind, Reached};
+use crate::encode::{all, and2, any, not, Ending};
+use natpath_model::trace::Outcome as TOutcome;
+use z3::ast::Bool;
+
+/// The catalog name.
+pub const NAME: &str = "reply-finds-origin";
+
+/// Check `reply-finds-origin` on the checker's snapshot.
+pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
+    for n in 0..c.snap.nodes.len() {
+        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
+        let hosts = c.hosts_near(n);
+        for s in services {
+            let Some(port) = s.node_port else { continue };
+            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            if s.endpoints.is_empty() && s.local_endpoints.is_empty() {
+                continue;
+            }
+            if hosts.is_empty() {
+                c.unknown(&label, "no [[host]] of cluster.toml is on the node's LAN segment to send from".into());
+                continue;
+            }
+            for &h in &hosts {
+                let Some(q) = c.walk_query(n, h, true, |p| vec![proto_is(p, s.proto), p.dport.eq(bv16(port))]) else {
+                    continue;
+                };
+                let Some(host) = c.snap.cluster.hosts.get(h) else { continue };
+                let ha = host.address.addr();
+                let p = &q.pkt;
+                let mut bad: Vec<(Bool, String, usize, bool)> = Vec::new();
+                let mut unknown: Vec<Ending> = Vec::new();
+                for e in q.fwd.ends.iter().filter(|e| e.kind == EndKind::Unknown) {
+                    unknown.push(Ending { cond: e.cond.clone(), reason: e.reason.clone() });
+                }
+                for (pi, back) in &q.replies {
+                    for r in &back.ends {
+                        if r.kind == EndKind::Unknown {
+                            unknown.push(Ending { cond: r.cond.clone(), reason: format!("the reply: {}", r.reason) });
+                            continue;
+                        }
+                        let st = &r.state.pkt;
+                        let good = if r.kind == EndKind::Reached(Reached::Host(h)) {
+                            all(&[
+                                st.src.eq(&p.dst),
+                                st.sport.eq(&p.dport),
+                                st.dst.eq(addr(ha)),
+                                st.dport.eq(&p.sport),
+                            ])
+                        } else {
+                            Bool::from_bool(false)
+                        };
+                        let elsewhere = matches!(r.kind, EndKind::Elsewhere { .. });
+                        bad.push((and2(&r.cond, &not(&good)), r.reason.clone(), *pi, elsewhere));
+                    }
+                }
+                let violation = any(&bad.iter().map(|b| b.0.clone()).collect::<Vec<_>>());
+                match c.ask(&q.scope, &violation, &unknown) {
+                    QAnswer::Holds => {}
+                    QAnswer::Unknown(why) => c.unknown(&label, why),
+                    QAnswer::Violated(w) => {
+                        let found = bad.iter().find(|b| w.bool(&b.0) == Some(true));
+                        let (why, pi, elsewhere) = found.map(|b| (b.1.clone(), b.2, b.3)).unwrap_or_default();
+                        let pod = c.snap.cluster.pods.get(pi).map(|x| x.name.clone()).unwrap_or_default();
+                        let summary = format!(
+                            "{label}: the connection is delivered to pod {pod}, but its reply does not reach {} as {}:{}: {why}",
+                            host.name,
+                            natpath_model::packet::proto_name(s.proto),
+                            port
+                        );
+                        let pod2 = pod.clone();
+                        let shows = move |b: &natpath_model::trace::Branch| {
+                            let to_pod = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" && d.name == pod2);
+                            let lost = b.reply.as_ref().is_some_and(|r| {
+                                r.outcome != TOutcome::Delivered && (r.outcome != TOutcome::Unknown || elsewhere)
+                            });
+                            to_pod && lost
+                        };
+                        if let Some(o) = c.walk_cx(NAME, &q, n, &w, summary, shows) {
+                            return o;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    c.finish()
+}
