@@ -14,8 +14,9 @@
 //! invisible to iptables-save, so the snapshot's ruleset and its counters
 //! are untouched); pods have `tcp_synack_retries = 0`, so exactly one SYN and
 //! one SYN-ACK cross the nodes. Before every probe but the first, every
-//! node's conntrack table is flushed (and carriers warmed again) so the
-//! probe's first packet is NEW, as the model assumes.
+//! node's conntrack table and `-m recent` lists are cleared (and carriers
+//! warmed again) so each probe starts from the state the model assumes:
+//! its first packet NEW, no affinity remembered.
 
 use super::lab::{self, Lab};
 use super::{conntrack, counters, exec, KernelError, NodeConntrack, Options, PodSeen, Probe, ProbeResult, ReplySeen};
@@ -90,6 +91,9 @@ pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Opti
     if !first {
         for ns in &lab.nodes {
             exec::check("flushing conntrack", &in_ns(ns, &["conntrack", "-F"]), None, DEADLINE)?;
+            // `-m recent` lists (session affinity) are per-namespace state too.
+            let clear = "for f in /proc/net/xt_recent/*; do [ -e \"$f\" ] && echo / > \"$f\"; done; true";
+            exec::check("clearing xt_recent lists", &in_ns(ns, &["sh", "-c", clear]), None, DEADLINE)?;
         }
         if !opts.new_carriers {
             lab.warm_carriers(dumps)?;
