@@ -40,10 +40,11 @@ pub struct TraceOptions {
     pub max_hops: usize,
     /// Branches explored at most.
     pub max_branches: usize,
-    /// Tunnels keep the skb mark between the inner and the outer packet, as
-    /// the kernel's IPIP and VXLAN do within one namespace. The kernel
-    /// referee's user-space IPIP relay does not: it sets this to false.
-    pub tunnel_keeps_mark: bool,
+    /// IPIP keeps the skb mark between the inner and the outer packet, as
+    /// the kernel's ipip driver (and VXLAN, always) does within one
+    /// namespace. The kernel referee's user-space IPIP relay does not: it
+    /// sets this to false.
+    pub ipip_keeps_mark: bool,
 }
 
 impl Default for TraceOptions {
@@ -53,7 +54,7 @@ impl Default for TraceOptions {
             node: NodeOptions::default(),
             max_hops: 32,
             max_branches: 512,
-            tunnel_keeps_mark: true,
+            ipip_keeps_mark: true,
         }
     }
 }
@@ -432,7 +433,7 @@ impl<'s> Run<'s> {
                     icmp: (0, 0),
                     len: pkt.len.saturating_add(50),
                     ttl: 64,
-                    mark: if self.keep_mark { pkt.mark } else { 0 },
+                    mark: pkt.mark,
                     inner: Some(Box::new(pkt)),
                 };
                 return Ok(At::Send { n, pkt: outer, carrier: true });
@@ -586,7 +587,7 @@ fn decap(node: &Node, pkt: &Packet, keep_mark: bool) -> Option<(String, Packet)>
     };
     let dev = node.interfaces.iter().find(|i| tunnel_kind(node, &i.name) == Some(want))?;
     let mut inner = inner.clone();
-    inner.mark = if keep_mark { pkt.mark } else { 0 };
+    inner.mark = if keep_mark || want == Tunnel::Vxlan { pkt.mark } else { 0 };
     Some((dev.name.clone(), inner))
 }
 
@@ -605,7 +606,7 @@ fn run_branch<'s>(
         sport_random: false,
         hops: 0,
         max_hops: opts.max_hops,
-        keep_mark: opts.tunnel_keeps_mark,
+        keep_mark: opts.ipip_keeps_mark,
     };
     let src = match *from {
         End::Host(h) => snap.cluster.hosts.get(h).map(|h| h.address.addr()),

@@ -91,6 +91,8 @@ fn model_trace(snap: &natpath_model::snapshot::Snapshot, p: &Probe, opts: &Optio
     let mp = walk::probe(snap, &p.from, &p.to.to_string(), proto, p.sport).map_err(|e| e.0)?;
     let mut t = TraceOptions::default();
     t.node.carrier_established = !opts.new_carriers;
+    // The user-space relay that stands in for tunl0 does not copy marks.
+    t.ipip_keeps_mark = super::lab::kernel_ipip();
     let trace = walk::trace(snap, &mp, &t).map_err(|e| e.0)?;
     serde_json::to_value(&trace).map_err(|e| e.to_string())
 }

@@ -241,7 +241,7 @@ fn pod_ports(dumps: &Dumps, pod: usize, extra: &[(String, u16)]) -> Vec<(String,
 /// Whether this kernel has the ipip module loaded (then every namespace
 /// has a real tunl0 and no relay is needed). Not the case on the machine
 /// these tests were written on: that path is untested here.
-fn kernel_ipip() -> bool {
+pub(crate) fn kernel_ipip() -> bool {
     Path::new("/sys/module/ipip").exists()
 }
 
