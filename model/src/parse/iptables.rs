@@ -35,6 +35,7 @@ use crate::loc::Loc;
 use crate::ruleset::{Chain, Counters, Note, Policy, Rule, Ruleset, Table, TableForm, TableName, Target};
 use args::{show, LineError};
 use lex::Word;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -121,40 +122,75 @@ enum OpKind {
     /// `-P NAME POLICY`.
     SetPolicy { policy: Policy, counters: Option<Counters> },
     /// `-A NAME ...` / `-I NAME [N] ...` (`insert` is the 1-based position).
-    Add { rules: Vec<Rule>, target_at: Option<Loc>, insert: Option<usize> },
+    Add { rules: Vec<Rule>, target_at: Option<(u32, u32)>, insert: Option<usize> },
     /// `-X NAME`.
     Delete,
     /// `-F NAME`.
     Flush,
 }
 
-struct Op {
-    chain: String,
+struct Op<'a> {
+    chain: Cow<'a, str>,
     /// Where the chain name is.
     loc: Loc,
     kind: OpKind,
 }
 
 /// Lines between a `*table` line (or the start of a paste) and `COMMIT`.
-struct Segment {
-    /// The `*table` line's table and location; `None` for a paste.
-    header: Option<(TableName, Loc)>,
+struct Segment<'a> {
+    /// The table of the `*table` line (an index into the tables); its
+    /// lines are applied at once. `None` for a paste.
+    header: Option<usize>,
+    /// True after a `*table` line that repeats a table: its lines are skipped.
+    skip: bool,
     /// Where the segment starts.
     start: Loc,
-    ops: Vec<Op>,
+    /// A paste's lines, kept until its tables are inferred.
+    ops: Vec<Op<'a>>,
+    /// Errors that count only if the block turns out complete (`COMMIT`).
+    pending: Vec<(Loc, String)>,
 }
 
-/// A jump or goto, for the checks made when the whole file is read.
-struct Jump {
-    from: String,
-    to: String,
-    at: Loc,
+impl Segment<'_> {
+    fn new(start: Loc) -> Self {
+        Segment { header: None, skip: false, start, ops: Vec::new(), pending: Vec::new() }
+    }
 }
+
+/// A fast hasher for chain names (FxHash's mixing, 8 bytes at a time):
+/// the parser looks a chain up for every rule and every jump.
+#[derive(Default, Clone, Copy)]
+struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+}
+
+type NameMap<V> = HashMap<String, V, std::hash::BuildHasherDefault<NameHasher>>;
 
 struct TableState {
     t: Table,
-    index: HashMap<String, usize>,
-    jumps: Vec<Jump>,
+    index: NameMap<usize>,
+    /// `(line, column)` of the chain name after `-j`/`-g` of each jumping
+    /// rule, in line order, for errors found when the file is read.
+    target_cols: Vec<(u32, u32)>,
     /// Why a headerless table got its name (`None`: given by the caller or
     /// by a `*table` line).
     inferred: Option<infer::Reason>,
@@ -165,24 +201,38 @@ impl TableState {
         self.index = self.t.chains.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
     }
 
+    /// Where the target of `rule` is written (the rule's start if unknown).
+    fn target_loc(&self, rule: &Rule) -> Loc {
+        let line = rule.loc.line;
+        let col = self
+            .target_cols
+            .binary_search_by_key(&line, |(l, _)| *l)
+            .ok()
+            .and_then(|i| self.target_cols.get(i))
+            .map_or(rule.loc.column, |(_, c)| *c);
+        rule.loc.at_column(col)
+    }
+
     fn is_builtin(&self, name: &str) -> bool {
         self.t.name.builtin_chains().contains(&name)
     }
 }
 
-struct Parser<'o> {
+struct Parser<'o, 'a> {
     file: Arc<str>,
     opts: &'o Options,
     errors: Vec<ParseError>,
     stopped: bool,
     tables: Vec<TableState>,
-    seg: Option<Segment>,
+    seg: Option<Segment<'a>>,
+    /// Scratch space of the rule parser, reused for every rule.
+    mods: Vec<(matches::Builder, usize)>,
 }
 
 /// Built-in targets a chain may not be named after.
 const RESERVED: [&str; 4] = ["ACCEPT", "DROP", "RETURN", "QUEUE"];
 
-impl<'o> Parser<'o> {
+impl<'o, 'a> Parser<'o, 'a> {
     fn new(file: &str, opts: &'o Options) -> Self {
         Parser {
             file: Arc::from(file),
@@ -191,6 +241,7 @@ impl<'o> Parser<'o> {
             stopped: false,
             tables: Vec::new(),
             seg: None,
+            mods: Vec::new(),
         }
     }
 
@@ -219,15 +270,23 @@ impl<'o> Parser<'o> {
         }
     }
 
-    fn run(&mut self, text: &str) {
+    fn run(&mut self, text: &'a str) {
         // The word buffer is reused for every line; it borrows the line only
         // while that line is read.
         let mut words: Vec<Word<'_>> = Vec::new();
-        for (i, raw) in text.split('\n').enumerate() {
+        let bytes = text.as_bytes();
+        let mut pos = 0usize;
+        let mut i = 0usize;
+        while pos <= bytes.len() {
+            let rest = bytes.get(pos..).unwrap_or(&[]);
+            let len = lex::find_any(rest, b"\n").unwrap_or(rest.len());
+            let raw = text.get(pos..pos + len).unwrap_or("");
+            pos += len + 1;
+            i += 1;
             if self.stopped {
                 break;
             }
-            let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let line_no = u32::try_from(i).unwrap_or(u32::MAX);
             let line = raw.strip_suffix('\r').unwrap_or(raw);
             if line.len() > MAX_LINE {
                 let loc = self.loc(line_no, 1);
@@ -239,7 +298,7 @@ impl<'o> Parser<'o> {
         self.end_segment(false);
     }
 
-    fn line<'a>(&mut self, line_no: u32, line: &'a str, words: &mut Vec<Word<'a>>) {
+    fn line(&mut self, line_no: u32, line: &'a str, words: &mut Vec<Word<'a>>) {
         let body = line.trim_start_matches([' ', '\t']);
         let Some(first) = body.bytes().next() else { return };
         let indent = line.len() - body.len();
@@ -266,11 +325,18 @@ impl<'o> Parser<'o> {
 
     fn table_line(&mut self, line_no: u32, line: &str, indent: usize) {
         let name = line.get(indent + 1..).unwrap_or("").trim_end();
+        self.end_segment(false);
+        let loc = self.loc(line_no, lex::column(line, indent));
+        let mut seg = Segment::new(loc.clone());
         match TableName::from_name(name) {
             Some(t) => {
-                self.end_segment(false);
-                let loc = self.loc(line_no, lex::column(line, indent));
-                self.seg = Some(Segment { header: Some((t, loc.clone())), start: loc, ops: Vec::new() });
+                if let Some(prev) = self.tables.iter().find(|ts| ts.t.name == t) {
+                    let first = prev.t.loc.line;
+                    self.error(loc, format!("table `{}` is given twice (first at line {first})", t.as_str()));
+                    seg.skip = true;
+                } else {
+                    seg.header = Some(self.table_index(t, &loc, true, None));
+                }
             }
             None => {
                 let e = LineError::new(
@@ -282,22 +348,33 @@ impl<'o> Parser<'o> {
                 );
                 self.line_error(line_no, line, e);
                 // Skip the block: its lines cannot be placed.
-                self.end_segment(false);
-                self.seg = Some(Segment { header: None, start: self.loc(line_no, 1), ops: Vec::new() });
+                seg.skip = true;
+            }
+        }
+        self.seg = Some(seg);
+    }
+
+    fn push_op(&mut self, line_no: u32, op: Op<'a>) {
+        if self.seg.is_none() {
+            self.seg = Some(Segment::new(self.loc(line_no, 1)));
+        }
+        let Some(seg) = self.seg.as_mut() else { return };
+        if seg.skip {
+            return;
+        }
+        match seg.header {
+            None => seg.ops.push(op),
+            Some(ti) => {
+                let mut pending = std::mem::take(&mut seg.pending);
+                self.apply(ti, op, Some(&mut pending));
+                if let Some(seg) = self.seg.as_mut() {
+                    seg.pending = pending;
+                }
             }
         }
     }
 
-    fn push_op(&mut self, line_no: u32, op: Op) {
-        if self.seg.is_none() {
-            self.seg = Some(Segment { header: None, start: self.loc(line_no, 1), ops: Vec::new() });
-        }
-        if let Some(s) = self.seg.as_mut() {
-            s.ops.push(op);
-        }
-    }
-
-    fn command(&mut self, line_no: u32, line: &str, words: &[Word<'_>]) -> Result<(), LineError> {
+    fn command(&mut self, line_no: u32, line: &'a str, words: &[Word<'a>]) -> Result<(), LineError> {
         let Some(first) = words.first() else { return Ok(()) };
         let f = first.as_str();
         if f == "COMMIT" && !first.quoted {
@@ -307,7 +384,11 @@ impl<'o> Parser<'o> {
             self.end_segment(true);
             return Ok(());
         }
-        if let Some(name) = f.strip_prefix(':').filter(|_| !first.quoted) {
+        if f.starts_with(':') && !first.quoted {
+            let name: Cow<'a, str> = match &first.text {
+                Cow::Borrowed(b) => Cow::Borrowed(b.get(1..).unwrap_or("")),
+                Cow::Owned(o) => Cow::Owned(o.get(1..).unwrap_or("").to_string()),
+            };
             return self.declaration(line_no, line, name, words);
         }
         let mut rest = words;
@@ -348,7 +429,7 @@ impl<'o> Parser<'o> {
                     }
                 }
                 let rule_loc = self.loc(line_no, lex::column(line, start));
-                let parsed = rule::parse(args, line.len(), &rule_loc, self.opts.lenient)?;
+                let parsed = rule::parse(args, line.len(), &rule_loc, self.opts.lenient, &mut self.mods)?;
                 let mut rules = parsed.rules;
                 if counters.is_some() {
                     for r in &mut rules {
@@ -357,9 +438,9 @@ impl<'o> Parser<'o> {
                         }
                     }
                 }
-                let target_at = parsed.target_at.map(|at| self.loc(line_no, lex::column(line, at)));
+                let target_at = parsed.target_at.map(|at| (line_no, lex::column(line, at)));
                 let op = Op {
-                    chain: chain.as_str().to_string(),
+                    chain: chain.text.clone(),
                     loc: self.loc(line_no, lex::column(line, chain.start)),
                     kind: OpKind::Add { rules, target_at, insert: pos },
                 };
@@ -378,7 +459,7 @@ impl<'o> Parser<'o> {
                     "-X" | "--delete-chain" => OpKind::Delete,
                     _ => OpKind::Flush,
                 };
-                let op = Op { chain: chain.as_str().to_string(), loc: self.loc(line_no, lex::column(line, chain.start)), kind };
+                let op = Op { chain: chain.text.clone(), loc: self.loc(line_no, lex::column(line, chain.start)), kind };
                 self.push_op(line_no, op);
             }
             "-P" | "--policy" => {
@@ -410,7 +491,7 @@ impl<'o> Parser<'o> {
                     Some(w) => return Err(LineError::new(w.start, format!("expected end of line, found `{}`", show(w.as_str())))),
                 }
                 let op = Op {
-                    chain: chain.as_str().to_string(),
+                    chain: chain.text.clone(),
                     loc: self.loc(line_no, lex::column(line, chain.start)),
                     kind: OpKind::SetPolicy { policy: p, counters: pc.filter(|c| *c != Counters::default()) },
                 };
@@ -432,15 +513,15 @@ impl<'o> Parser<'o> {
         Ok(())
     }
 
-    fn declaration(&mut self, line_no: u32, line: &str, name: &str, words: &[Word<'_>]) -> Result<(), LineError> {
+    fn declaration(&mut self, line_no: u32, line: &'a str, name: Cow<'a, str>, words: &[Word<'a>]) -> Result<(), LineError> {
         let first = words.first().map_or(0, |w| w.start);
-        let name_word = Word { text: std::borrow::Cow::Borrowed(name), start: first + 1, quoted: false };
+        let name_word = Word { text: name.clone(), start: first + 1, quoted: false };
         if name.is_empty() {
             return Err(LineError::new(first + 1, "expected a chain name after `:`, found nothing"));
         }
         check_chain_name(&name_word)?;
         let policy = match words.get(1) {
-            None => return Err(LineError::new(line.len(), format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found end of line", show(name)))),
+            None => return Err(LineError::new(line.len(), format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found end of line", show(&name)))),
             Some(w) => match w.as_str() {
                 "ACCEPT" => Some(Policy::Accept),
                 "DROP" => Some(Policy::Drop),
@@ -448,7 +529,7 @@ impl<'o> Parser<'o> {
                 _ => {
                     return Err(LineError::new(
                         w.start,
-                        format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found `{}`", show(name), show(w.as_str())),
+                        format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found `{}`", show(&name), show(w.as_str())),
                     ))
                 }
             },
@@ -461,7 +542,7 @@ impl<'o> Parser<'o> {
             return Err(LineError::new(w.start, format!("expected end of line after the counters, found `{}`", show(w.as_str()))));
         }
         let op = Op {
-            chain: name.to_string(),
+            chain: name,
             loc: self.loc(line_no, lex::column(line, first + 1)),
             kind: OpKind::Decl { policy, counters: counters.filter(|c| *c != Counters::default()), colon: true },
         };
@@ -469,73 +550,77 @@ impl<'o> Parser<'o> {
         Ok(())
     }
 
-    /// Place the current segment's lines in their tables.
+    /// End the current segment: a `*table` block is complete when it ends
+    /// with `COMMIT`; a paste's lines are placed in their inferred tables.
     fn end_segment(&mut self, committed: bool) {
         let Some(seg) = self.seg.take() else { return };
-        let (tables, header) = match &seg.header {
-            Some((t, loc)) => (vec![(*t, None); seg.ops.len()], Some((*t, loc.clone()))),
-            None => match self.opts.table {
-                Some(t) => (vec![(t, None); seg.ops.len()], None),
-                None => {
-                    let items: Vec<infer::Item<'_>> = seg
-                        .ops
-                        .iter()
-                        .map(|op| infer::Item {
-                            chain: &op.chain,
-                            with_policy: matches!(
-                                op.kind,
-                                OpKind::SetPolicy { .. } | OpKind::Decl { policy: Some(_), .. }
-                            ),
-                            rules: match &op.kind {
-                                OpKind::Add { rules, .. } => rules,
-                                _ => &[],
-                            },
-                        })
-                        .collect();
-                    let out = infer::infer(&items).into_iter().map(|(t, r)| (t, Some(r))).collect();
-                    (out, None)
-                }
-            },
-        };
-        if let Some((t, loc)) = &header {
-            if let Some(prev) = self.tables.iter().find(|ts| ts.t.name == *t) {
-                let first = prev.t.loc.line;
-                self.error(loc.clone(), format!("table `{}` is given twice (first at line {first})", t.as_str()));
-                return;
+        if let Some(ti) = seg.header {
+            if let Some(ts) = self.tables.get_mut(ti) {
+                ts.t.form = if committed { TableForm::Complete } else { TableForm::Unterminated };
             }
-            // A block with no lines still declares its table.
-            self.table_index(*t, loc, committed, true, None);
+            if committed {
+                for (loc, msg) in seg.pending {
+                    self.error(loc, msg);
+                }
+            }
+            return;
         }
+        if seg.skip || seg.ops.is_empty() {
+            return;
+        }
+        let tables: Vec<(TableName, Option<infer::Reason>)> = match self.opts.table {
+            Some(t) => vec![(t, None); seg.ops.len()],
+            None => {
+                let items: Vec<infer::Item<'_>> = seg
+                    .ops
+                    .iter()
+                    .map(|op| infer::Item {
+                        chain: &op.chain,
+                        with_policy: matches!(op.kind, OpKind::SetPolicy { .. } | OpKind::Decl { policy: Some(_), .. }),
+                        rules: match &op.kind {
+                            OpKind::Add { rules, .. } => rules,
+                            _ => &[],
+                        },
+                    })
+                    .collect();
+                infer::infer(&items).into_iter().map(|(t, r)| (t, Some(r))).collect()
+            }
+        };
         for (op, (t, reason)) in seg.ops.into_iter().zip(tables) {
-            let ti = self.table_index(t, &seg.start, committed, header.is_some(), reason);
-            self.apply(ti, op, header.is_some());
+            let ti = self.table_index(t, &seg.start, false, reason);
+            self.apply(ti, op, None);
         }
     }
 
-    /// The index of table `t`, created when first seen.
-    fn table_index(&mut self, t: TableName, loc: &Loc, committed: bool, header: bool, reason: Option<infer::Reason>) -> usize {
+    /// The index of table `t`, created when first seen (a `*table` block is
+    /// unterminated until its `COMMIT`).
+    fn table_index(&mut self, t: TableName, loc: &Loc, header: bool, reason: Option<infer::Reason>) -> usize {
         if let Some(i) = self.tables.iter().position(|ts| ts.t.name == t) {
             return i;
         }
-        let form = match (header, committed) {
-            (true, true) => TableForm::Complete,
-            (true, false) => TableForm::Unterminated,
-            (false, _) => TableForm::Headerless,
-        };
+        let form = if header { TableForm::Unterminated } else { TableForm::Headerless };
         self.tables.push(TableState {
             t: Table { name: t, chains: Vec::new(), loc: loc.clone(), form },
-            index: HashMap::new(),
-            jumps: Vec::new(),
+            index: NameMap::default(),
+            target_cols: Vec::new(),
             inferred: reason,
         });
         self.tables.len() - 1
     }
 
-    fn apply(&mut self, ti: usize, op: Op, header: bool) {
+    /// Apply one line to table `ti`. In a `*table` block (`pending` given)
+    /// the errors that hold only for a complete block wait there for
+    /// `COMMIT`; the block is read as partial meanwhile.
+    fn apply(&mut self, ti: usize, op: Op<'a>, mut pending: Option<&mut Vec<(Loc, String)>>) {
         let Some(ts) = self.tables.get_mut(ti) else { return };
-        let complete = ts.t.form == TableForm::Complete;
+        let header = pending.is_some();
         let tname = ts.t.name;
         let mut errs: Vec<(Loc, String)> = Vec::new();
+        let mut strict = |loc: Loc, msg: String| {
+            if let Some(p) = pending.as_mut() {
+                p.push((loc, msg));
+            }
+        };
         match op.kind {
             OpKind::Decl { policy, counters, colon } => {
                 let builtin = ts.is_builtin(&op.chain);
@@ -548,7 +633,7 @@ impl<'o> Parser<'o> {
                     ));
                 } else {
                     let policy = if builtin { Some(policy.unwrap_or(Policy::Accept)) } else { None };
-                    match ts.index.get(&op.chain).copied() {
+                    match ts.index.get(&*op.chain).copied() {
                         Some(i) => {
                             if let Some(c) = ts.t.chains.get_mut(i) {
                                 if c.implied {
@@ -556,14 +641,14 @@ impl<'o> Parser<'o> {
                                     c.policy = policy;
                                     c.counters = counters;
                                     c.loc = op.loc.clone();
-                                } else if complete {
-                                    errs.push((op.loc.clone(), format!("chain `{}` is declared twice (first at line {})", op.chain, c.loc.line)));
+                                } else {
+                                    strict(op.loc.clone(), format!("chain `{}` is declared twice (first at line {})", op.chain, c.loc.line));
                                 }
                             }
                         }
                         None => {
-                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
-                            ts.t.chains.push(Chain { name: op.chain, policy, counters, rules: Vec::new(), implied: false, loc: op.loc });
+                            ts.index.insert(op.chain.to_string(), ts.t.chains.len());
+                            ts.t.chains.push(Chain { name: op.chain.into_owned(), policy, counters, rules: Vec::new(), implied: false, loc: op.loc });
                         }
                     }
                 }
@@ -572,7 +657,7 @@ impl<'o> Parser<'o> {
                 if !ts.is_builtin(&op.chain) {
                     errs.push((op.loc.clone(), format!("expected a built-in chain of table `{}` after `-P`, found `{}`", tname.as_str(), op.chain)));
                 } else {
-                    match ts.index.get(&op.chain).copied() {
+                    match ts.index.get(&*op.chain).copied() {
                         Some(i) => {
                             if let Some(c) = ts.t.chains.get_mut(i) {
                                 c.policy = Some(policy);
@@ -583,9 +668,9 @@ impl<'o> Parser<'o> {
                             }
                         }
                         None => {
-                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
+                            ts.index.insert(op.chain.to_string(), ts.t.chains.len());
                             ts.t.chains.push(Chain {
-                                name: op.chain,
+                                name: op.chain.into_owned(),
                                 policy: Some(policy),
                                 counters,
                                 rules: Vec::new(),
@@ -597,31 +682,29 @@ impl<'o> Parser<'o> {
                 }
             }
             OpKind::Add { rules, target_at, insert } => {
-                let i = match ts.index.get(&op.chain).copied() {
-                    Some(i) => Some(i),
+                let i = match ts.index.get(&*op.chain).copied() {
+                    Some(i) => i,
                     None => {
                         let builtin = ts.is_builtin(&op.chain);
-                        if complete && !builtin {
-                            errs.push((
+                        if !builtin {
+                            strict(
                                 op.loc.clone(),
                                 format!("chain `{}` is not declared in table `{}` (no `:{}` line before this rule)", op.chain, tname.as_str(), op.chain),
-                            ));
-                            None
-                        } else {
-                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
-                            ts.t.chains.push(Chain {
-                                name: op.chain.clone(),
-                                policy: builtin.then_some(Policy::Accept),
-                                counters: None,
-                                rules: Vec::new(),
-                                implied: true,
-                                loc: op.loc.clone(),
-                            });
-                            Some(ts.t.chains.len() - 1)
+                            );
                         }
+                        ts.index.insert(op.chain.to_string(), ts.t.chains.len());
+                        ts.t.chains.push(Chain {
+                            name: op.chain.to_string(),
+                            policy: builtin.then_some(Policy::Accept),
+                            counters: None,
+                            rules: Vec::new(),
+                            implied: true,
+                            loc: op.loc.clone(),
+                        });
+                        ts.t.chains.len() - 1
                     }
                 };
-                if let Some(i) = i {
+                {
                     let mut ok = true;
                     if let Some(t) = rules.first().and_then(|r| r.target.as_ref()) {
                         if let Some(only) = targets::only_table(t) {
@@ -633,8 +716,10 @@ impl<'o> Parser<'o> {
                         }
                     }
                     if ok {
-                        if let (Some(to), Some(at)) = (rules.first().and_then(|r| r.target.as_ref()).and_then(|t| t.chain()), target_at) {
-                            ts.jumps.push(Jump { from: op.chain.clone(), to: to.to_string(), at });
+                        if let Some(at) = target_at {
+                            if ts.target_cols.last().is_none_or(|(l, _)| *l != at.0) {
+                                ts.target_cols.push(at);
+                            }
                         }
                         if let Some(c) = ts.t.chains.get_mut(i) {
                             match insert {
@@ -656,7 +741,7 @@ impl<'o> Parser<'o> {
             }
             OpKind::Delete | OpKind::Flush => {
                 let delete = matches!(op.kind, OpKind::Delete);
-                match ts.index.get(&op.chain).copied() {
+                match ts.index.get(&*op.chain).copied() {
                     None => errs.push((op.loc.clone(), format!("chain `{}` does not exist in table `{}`", op.chain, tname.as_str()))),
                     Some(_) if delete && ts.is_builtin(&op.chain) => {
                         errs.push((op.loc.clone(), format!("`-X` cannot delete `{}`, a built-in chain", op.chain)))
@@ -687,39 +772,29 @@ impl<'o> Parser<'o> {
             let tname = ts.t.name;
             let complete = ts.t.form == TableForm::Complete;
             // Chains used as targets but not there.
-            let mut missing: Vec<&Jump> = Vec::new();
-            let used: std::collections::HashSet<&str> = ts
-                .t
-                .chains
-                .iter()
-                .flat_map(|c| c.rules.iter().filter_map(|r| r.target.as_ref().and_then(Target::chain)))
-                .collect();
-            for j in &ts.jumps {
-                if !used.contains(j.to.as_str()) {
-                    continue;
-                }
-                if ts.is_builtin(&j.to) {
-                    errs.push((j.at.clone(), format!("cannot jump to `{}`, a built-in chain of table `{}`", j.to, tname.as_str())));
-                } else if !ts.index.contains_key(&j.to) {
-                    missing.push(j);
-                }
-            }
             let mut implied_new: Vec<Chain> = Vec::new();
-            for j in missing {
-                if complete {
-                    errs.push((
-                        j.at.clone(),
-                        format!("chain `{}` is not declared in table `{}` (jump from `{}`)", j.to, tname.as_str(), j.from),
-                    ));
-                } else if !implied_new.iter().any(|c| c.name == j.to) {
-                    implied_new.push(Chain {
-                        name: j.to.clone(),
-                        policy: None,
-                        counters: None,
-                        rules: Vec::new(),
-                        implied: true,
-                        loc: j.at.clone(),
-                    });
+            for c in &ts.t.chains {
+                for r in &c.rules {
+                    let Some(to) = r.target.as_ref().and_then(Target::chain) else { continue };
+                    if ts.is_builtin(to) {
+                        errs.push((ts.target_loc(r), format!("cannot jump to `{to}`, a built-in chain of table `{}`", tname.as_str())));
+                    } else if ts.index.contains_key(to) {
+                        continue;
+                    } else if complete {
+                        errs.push((
+                            ts.target_loc(r),
+                            format!("chain `{to}` is not declared in table `{}` (jump from `{}`)", tname.as_str(), c.name),
+                        ));
+                    } else if !implied_new.iter().any(|x| x.name == to) {
+                        implied_new.push(Chain {
+                            name: to.to_string(),
+                            policy: None,
+                            counters: None,
+                            rules: Vec::new(),
+                            implied: true,
+                            loc: ts.target_loc(r),
+                        });
+                    }
                 }
             }
             ts.t.chains.extend(implied_new);
@@ -820,11 +895,11 @@ fn loops(ts: &TableState) -> Vec<(Loc, String)> {
                         let mut path: Vec<String> = stack.iter().skip(from).map(|(x, _)| format!("`{}`", name(*x))).collect();
                         path.push(format!("`{}`", name(w)));
                         let at = ts
-                            .jumps
-                            .iter()
-                            .find(|j| j.from == name(v) && j.to == name(w))
-                            .map(|j| j.at.clone())
-                            .or_else(|| ts.t.chains.get(v).map(|c| c.loc.clone()))
+                            .t
+                            .chains
+                            .get(v)
+                            .and_then(|c| c.rules.iter().find(|r| r.target.as_ref().and_then(Target::chain) == Some(name(w))))
+                            .map(|r| ts.target_loc(r))
                             .unwrap_or_else(Loc::synthetic);
                         out.push((at, format!("jump loop in table `{}`: {}", ts.t.name.as_str(), path.join(" -> "))));
                     }

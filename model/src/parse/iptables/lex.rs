@@ -39,44 +39,76 @@ impl Word<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Unterminated(pub usize);
 
+const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// High bit set in every byte of `x` that is zero (exact, no false
+/// positives: the carry of the addition never leaves a byte).
+fn zero_bytes(x: u64) -> u64 {
+    let y = (x & LO7).wrapping_add(LO7);
+    !(y | x | LO7)
+}
+
+/// Index of the first byte of `s` equal to one of `targets`, eight bytes at
+/// a time (dump lines are mostly long words and quoted comments).
+pub(crate) fn find_any(s: &[u8], targets: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0usize;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let w = u64::from_le_bytes(w);
+        let mut m = 0u64;
+        for &t in targets {
+            m |= zero_bytes(w ^ (ONES * u64::from(t)));
+        }
+        if m != 0 {
+            return Some(base + (m.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|b| targets.contains(b)).map(|p| base + p)
+}
+
 fn is_sep(b: u8) -> bool {
-    b == b' ' || b == b'\t' || b == b'\n'
+    (b == b' ') | (b == b'\t') | (b == b'\n')
 }
 
 /// Split `line` into `out` (cleared first).
 pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Unterminated> {
     out.clear();
     let bytes = line.as_bytes();
-    let mut i = 0usize;
     let n = bytes.len();
-    while i < n {
-        // Skip separators.
-        while i < n && bytes.get(i).is_some_and(|&b| is_sep(b)) {
-            i += 1;
-        }
-        if i >= n {
-            break;
-        }
+    let slice = |a: usize, b: usize| line.get(a..b).unwrap_or("");
+    let tail = |i: usize| bytes.get(i..).unwrap_or(&[]);
+    let mut i = 0usize;
+    // Skip separators, then read a word.
+    while let Some(p) = tail(i).iter().position(|&b| !is_sep(b)) {
+        i += p;
         let start = i;
-        // Fast path: a word without quotes is a slice of the line.
-        let mut j = i;
-        while let Some(&b) = bytes.get(j) {
-            if is_sep(b) || b == b'"' {
-                break;
-            }
-            j += 1;
-        }
-        if bytes.get(j) != Some(&b'"') {
-            out.push(Word { text: Cow::Borrowed(line.get(start..j).unwrap_or("")), start, quoted: false });
-            i = j;
+        i += find_any(tail(i), b" \t\n\"").unwrap_or(n - i);
+        if bytes.get(i) != Some(&b'"') {
+            out.push(Word { text: Cow::Borrowed(slice(start, i)), start, quoted: false });
             continue;
         }
-        // Slow path: the word has a quote in it.
-        let mut buf = String::from(line.get(start..j).unwrap_or(""));
-        let mut k = j + 1; // after the opening quote
-        let open = j;
+        // A quote at `i`. The common case, a whole word in quotes with no
+        // escape (`"kubernetes service portals"`), stays a slice.
+        let open = i;
+        i += 1;
+        let body = i;
+        i += find_any(tail(i), b"\"\\").unwrap_or(n - i);
+        if bytes.get(i) == Some(&b'"') && open == start {
+            out.push(Word { text: Cow::Borrowed(slice(body, i)), start, quoted: true });
+            i += 1;
+            continue;
+        }
+        // Otherwise build the word: text before the quote, then the quoted
+        // part with its escapes resolved.
+        let mut buf = String::with_capacity(i - start + 16);
+        buf.push_str(slice(start, open));
+        buf.push_str(slice(body, i));
+        let mut chars = line.get(i..).unwrap_or("").char_indices();
         let mut closed = false;
-        let mut chars = line.get(k..).unwrap_or("").char_indices();
         while let Some((off, c)) = chars.next() {
             match c {
                 '\\' => match chars.next() {
@@ -84,7 +116,7 @@ pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Un
                     None => return Err(Unterminated(open)),
                 },
                 '"' => {
-                    k += off + 1;
+                    i += off + 1;
                     closed = true;
                     break;
                 }
@@ -95,7 +127,6 @@ pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Un
             return Err(Unterminated(open));
         }
         out.push(Word { text: Cow::Owned(buf), start, quoted: true });
-        i = k;
     }
     Ok(())
 }
@@ -140,6 +171,16 @@ mod tests {
     lex!(close_quote_ends_word, "\"a\"b" => ["a", "b"]);
     lex!(quote_inside_word, "ab\"c d\"" => ["abc d"]);
     lex!(unicode, "--comment \"ä ö\"" => ["--comment", "ä ö"]);
+
+    #[test]
+    fn find_any_is_exact() {
+        let s = b"abcdefgh ijk\"lmnop\\q\x01\x00\x7f\xff";
+        for (i, &b) in s.iter().enumerate() {
+            assert_eq!(find_any(s, &[b]), s.iter().position(|&x| x == b), "byte {b} at {i}");
+        }
+        assert_eq!(find_any(b"aaaaaaaaaaaaaaaaaaa", b" "), None);
+        assert_eq!(find_any(b"\x21\x20", b" "), Some(1));
+    }
 
     #[test]
     fn unterminated() {

@@ -917,15 +917,16 @@ fn ports(cur: &mut Cursor<'_, '_>, o: &str) -> Res<PortRange> {
 fn tcp_flags(w: &Word<'_>, o: &str) -> Res<u8> {
     let mut bits = 0u8;
     for part in w.as_str().split(',') {
-        let up = part.to_ascii_uppercase();
-        bits |= match up.as_str() {
-            "ALL" => 0x3f,
-            "NONE" => 0,
-            _ => TCP_FLAGS
+        bits |= if part.eq_ignore_ascii_case("ALL") {
+            0x3f
+        } else if part.eq_ignore_ascii_case("NONE") {
+            0
+        } else {
+            TCP_FLAGS
                 .iter()
-                .find(|(n, _)| *n == up)
+                .find(|(n, _)| n.eq_ignore_ascii_case(part))
                 .map(|(_, b)| *b)
-                .ok_or_else(|| bad_because(w, o, "a list of TCP flags", &format!("unknown flag `{}`", show(part))))?,
+                .ok_or_else(|| bad_because(w, o, "a list of TCP flags", &format!("unknown flag `{}`", show(part))))?
         };
     }
     Ok(bits)
@@ -985,8 +986,8 @@ fn icmp_type(w: &Word<'_>, o: &str) -> Res<IcmpType> {
 fn ct_states(w: &Word<'_>, o: &str, virtual_states: bool) -> Res<CtStates> {
     let mut bits = 0u8;
     for part in w.as_str().split(',') {
-        let up = part.to_ascii_uppercase();
-        let found = CT_STATES.iter().find(|(n, _)| *n == up).filter(|(_, b)| virtual_states || *b < CtStates::SNAT);
+        let found =
+            CT_STATES.iter().find(|(n, _)| n.eq_ignore_ascii_case(part)).filter(|(_, b)| virtual_states || *b < CtStates::SNAT);
         match found {
             Some((_, b)) => bits |= b,
             None => return Err(bad_because(w, o, "a list of states", &format!("unknown state `{}`", show(part)))),

@@ -29,40 +29,95 @@ pub(crate) struct Parsed {
     pub target_at: Option<usize>,
 }
 
-enum Slot {
-    Match(usize),
-    Target,
+/// The addresses of `-s`/`-d`: almost always one.
+enum Addrs {
+    One(Ipv4Net),
+    Many(Vec<Ipv4Net>),
 }
 
-fn addr_list(w: &Word<'_>, opt: &str) -> Res<Vec<Ipv4Net>> {
-    let mut out = Vec::new();
-    for part in w.as_str().split(',') {
-        match value::ipv4_net(part) {
-            Ok(n) => out.push(n),
-            Err(value::AddrError::Ipv6) => {
-                return Err(LineError::ipv6(w.start, &format!("`{}` is an IPv6 address", show(part))));
-            }
-            Err(value::AddrError::Bad(why)) if why.is_empty() => return Err(bad(w, opt, "an IPv4 address")),
-            Err(value::AddrError::Bad(why)) => return Err(bad_because(w, opt, "an IPv4 address", &why)),
+impl Addrs {
+    fn len(&self) -> usize {
+        match self {
+            Addrs::One(_) => 1,
+            Addrs::Many(v) => v.len(),
         }
     }
-    Ok(out)
+
+    fn get(&self, i: usize) -> Option<Ipv4Net> {
+        match self {
+            Addrs::One(n) => (i == 0).then_some(*n),
+            Addrs::Many(v) => v.get(i).copied(),
+        }
+    }
+}
+
+fn one_addr(w: &Word<'_>, opt: &str, part: &str) -> Res<Ipv4Net> {
+    match value::ipv4_net(part) {
+        Ok(n) => Ok(n),
+        Err(value::AddrError::Ipv6) => Err(LineError::ipv6(w.start, &format!("`{}` is an IPv6 address", show(part)))),
+        Err(value::AddrError::Bad(why)) if why.is_empty() => Err(bad(w, opt, "an IPv4 address")),
+        Err(value::AddrError::Bad(why)) => Err(bad_because(w, opt, "an IPv4 address", &why)),
+    }
+}
+
+fn addr_list(w: &Word<'_>, opt: &str) -> Res<Addrs> {
+    let s = w.as_str();
+    if !s.bytes().any(|b| b == b',') {
+        return one_addr(w, opt, s).map(Addrs::One);
+    }
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        out.push(one_addr(w, opt, part)?);
+    }
+    Ok(Addrs::Many(out))
+}
+
+/// The address of a rule after normalisation: `0.0.0.0/0` is no match.
+fn header_addr(neg: bool, n: Ipv4Net) -> Option<Neg<Ipv4Net>> {
+    if !neg && n.prefix_len() == 0 {
+        None
+    } else {
+        Some(Neg { neg, value: n })
+    }
 }
 
 /// Parse the words of a rule (everything after the chain name).
-pub(crate) fn parse(words: &[Word<'_>], line_end: usize, loc: &Loc, lenient: bool) -> Res<Parsed> {
+///
+/// `mods` is scratch space the caller keeps between rules (empty on
+/// entry and on return).
+pub(crate) fn parse(
+    words: &[Word<'_>],
+    line_end: usize,
+    loc: &Loc,
+    lenient: bool,
+    mods: &mut Vec<(matches::Builder, usize)>,
+) -> Res<Parsed> {
+    mods.clear();
+    let r = parse_into(words, line_end, loc, lenient, mods);
+    mods.clear();
+    r
+}
+
+fn parse_into(
+    words: &[Word<'_>],
+    line_end: usize,
+    loc: &Loc,
+    lenient: bool,
+    mods: &mut Vec<(matches::Builder, usize)>,
+) -> Res<Parsed> {
     let mut cur = Cursor::new(words, line_end);
-    let mut src: Option<(bool, Vec<Ipv4Net>)> = None;
-    let mut dst: Option<(bool, Vec<Ipv4Net>)> = None;
+    let mut src: Option<(bool, Addrs)> = None;
+    let mut dst: Option<(bool, Addrs)> = None;
     let mut in_iface: Option<Neg<Iface>> = None;
     let mut out_iface: Option<Neg<Iface>> = None;
     let mut proto: Option<Neg<Proto>> = None;
     let mut fragment: Option<bool> = None;
     let mut counters: Option<Counters> = None;
-    let mut mods: Vec<(matches::Builder, usize)> = Vec::new();
     let mut target: Option<(targets::Builder, usize)> = None;
     let mut target_at: Option<usize> = None;
-    let mut order: Vec<Slot> = Vec::new();
+    // How many modules were loaded before `-j`: options after it may
+    // belong to the target.
+    let mut target_pos: Option<usize> = None;
     let mut neg_at: Option<usize> = None;
 
     while let Some(w) = cur.bump() {
@@ -111,8 +166,8 @@ pub(crate) fn parse(words: &[Word<'_>], line_end: usize, loc: &Loc, lenient: boo
             "-p" | "--protocol" => {
                 once(proto.is_some(), "-p")?;
                 let v = cur.value(s, "a protocol")?;
-                let low = v.as_str().to_ascii_lowercase();
-                if matches!(low.as_str(), "icmpv6" | "ipv6-icmp" | "58") {
+                let pv = v.as_str();
+                if pv.eq_ignore_ascii_case("icmpv6") || pv.eq_ignore_ascii_case("ipv6-icmp") || pv == "58" {
                     return Err(LineError::ipv6(v.start, &format!("`-p {}` is ICMPv6", show(v.as_str()))));
                 }
                 let p = value::proto(v.as_str()).ok_or_else(|| bad(v, s, "a protocol name or number"))?;
@@ -149,7 +204,6 @@ pub(crate) fn parse(words: &[Word<'_>], line_end: usize, loc: &Loc, lenient: boo
                         return Err(LineError::new(v.start, format!("unknown match module `{}`", show(v.as_str()))));
                     }
                 };
-                order.push(Slot::Match(mods.len()));
                 mods.push((b, v.start));
             }
             "-j" | "--jump" | "-g" | "--goto" => {
@@ -178,25 +232,32 @@ pub(crate) fn parse(words: &[Word<'_>], line_end: usize, loc: &Loc, lenient: boo
                     }
                 };
                 target = Some((b, v.start));
-                order.push(Slot::Target);
+                target_pos = Some(mods.len());
             }
             _ if s.starts_with('-') && s.len() > 1 && !w.quoted => {
-                // Find the most recently loaded module or target that has it.
+                // Find the most recently loaded module or target that has it:
+                // walk back from the last module, passing the target at the
+                // point where `-j` was written.
                 let mut taken = false;
-                for slot in order.iter().rev() {
-                    let claimed = match slot {
-                        Slot::Match(i) => match mods.get_mut(*i) {
-                            Some((b, _)) => b.option(w, neg, &mut cur)?,
-                            None => false,
-                        },
-                        Slot::Target => match target.as_mut() {
-                            Some((b, _)) => b.option(w, neg, &mut cur)?,
-                            None => false,
-                        },
-                    };
-                    if claimed {
-                        taken = true;
+                let mut i = mods.len();
+                loop {
+                    if target_pos == Some(i) {
+                        if let Some((b, _)) = target.as_mut() {
+                            if b.option(w, neg, &mut cur)? {
+                                taken = true;
+                                break;
+                            }
+                        }
+                    }
+                    if i == 0 {
                         break;
+                    }
+                    i -= 1;
+                    if let Some((b, _)) = mods.get_mut(i) {
+                        if b.option(w, neg, &mut cur)? {
+                            taken = true;
+                            break;
+                        }
                     }
                 }
                 if taken {
@@ -205,30 +266,26 @@ pub(crate) fn parse(words: &[Word<'_>], line_end: usize, loc: &Loc, lenient: boo
                 // `-p tcp --dport 80`: iptables loads the protocol's module.
                 if let Some(mut b) = proto.filter(|p| !p.neg).and_then(|p| matches::Builder::for_proto(p.value)) {
                     if b.option(w, neg, &mut cur)? {
-                        order.push(Slot::Match(mods.len()));
                         mods.push((b, w.start));
                         continue;
                     }
                 }
                 // Lenient: the words belong to the last unknown module or target.
                 if lenient {
-                    let last = order.last();
-                    let sink_is_unsupported = match last {
-                        Some(Slot::Match(i)) => mods.get(*i).is_some_and(|(b, _)| b.is_unsupported()),
-                        Some(Slot::Target) => target.as_ref().is_some_and(|(b, _)| b.is_unsupported()),
-                        None => false,
+                    let target_last = target_pos == Some(mods.len());
+                    let sink_is_unsupported = if target_last {
+                        target.as_ref().is_some_and(|(b, _)| b.is_unsupported())
+                    } else {
+                        mods.last().is_some_and(|(b, _)| b.is_unsupported())
                     };
                     if sink_is_unsupported {
-                        let mut push = |x: &str| match last {
-                            Some(Slot::Match(i)) => {
-                                if let Some((b, _)) = mods.get_mut(*i) {
-                                    b.push_arg(x);
-                                }
-                            }
-                            _ => {
+                        let mut push = |x: &str| {
+                            if target_last {
                                 if let Some((b, _)) = target.as_mut() {
                                     b.push_arg(x);
                                 }
+                            } else if let Some((b, _)) = mods.last_mut() {
+                                b.push_arg(x);
                             }
                         };
                         if neg {
@@ -272,26 +329,14 @@ pub(crate) fn parse(words: &[Word<'_>], line_end: usize, loc: &Loc, lenient: boo
     }
     let head = Head { proto };
     let mut ms = Vec::with_capacity(mods.len());
-    for (b, at) in mods {
+    for (b, at) in mods.drain(..) {
         ms.push(b.finish(&head, at)?);
     }
     let target: Option<Target> = match target {
         Some((b, at)) => Some(b.finish(&head, at)?),
         None => None,
     };
-    let expand = |a: Option<(bool, Vec<Ipv4Net>)>| -> Vec<Option<Neg<Ipv4Net>>> {
-        match a {
-            None => vec![None],
-            Some((neg, list)) => list
-                .into_iter()
-                .map(|n| if !neg && n.prefix_len() == 0 { None } else { Some(Neg { neg, value: n }) })
-                .collect(),
-        }
-    };
-    let srcs = expand(src);
-    let dsts = expand(dst);
-    let mut rules = Vec::with_capacity(srcs.len() * dsts.len());
-    let base = Rule {
+    let mut base = Rule {
         src: None,
         dst: None,
         in_iface,
@@ -303,20 +348,21 @@ pub(crate) fn parse(words: &[Word<'_>], line_end: usize, loc: &Loc, lenient: boo
         counters,
         loc: loc.clone(),
     };
-    let n = srcs.len() * dsts.len();
-    if n == 1 {
-        let mut r = base;
-        r.src = srcs.into_iter().next().flatten();
-        r.dst = dsts.into_iter().next().flatten();
-        rules.push(r);
-    } else {
-        for s in &srcs {
-            for d in &dsts {
-                let mut r = base.clone();
-                r.src = *s;
-                r.dst = *d;
-                rules.push(r);
-            }
+    let ns = src.as_ref().map_or(1, |(_, a)| a.len());
+    let nd = dst.as_ref().map_or(1, |(_, a)| a.len());
+    let pick = |a: &Option<(bool, Addrs)>, i: usize| a.as_ref().and_then(|(neg, l)| l.get(i).and_then(|n| header_addr(*neg, n)));
+    if ns * nd == 1 {
+        base.src = pick(&src, 0);
+        base.dst = pick(&dst, 0);
+        return Ok(Parsed { rules: vec![base], target_at });
+    }
+    let mut rules = Vec::with_capacity(ns * nd);
+    for i in 0..ns {
+        for j in 0..nd {
+            let mut r = base.clone();
+            r.src = pick(&src, i);
+            r.dst = pick(&dst, j);
+            rules.push(r);
         }
     }
     Ok(Parsed { rules, target_at })

@@ -13,6 +13,13 @@ use crate::ruleset::{Iface, PortRange, Proto, Rate};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
+/// `s` split at the first `sep` byte (a byte search, cheaper than the
+/// generic `str::split_once` for the short words of a dump).
+pub(crate) fn cut(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// An unsigned number as `strtoul(s, _, 0)` reads it: `0x` hex, leading
 /// `0` octal, else decimal; the whole word must be the number.
 pub(crate) fn uint(s: &str) -> Option<u64> {
@@ -44,7 +51,7 @@ pub(crate) fn dec(s: &str) -> Option<u64> {
 
 /// `V[/M]` as `-m mark --mark` takes it (mask defaults to all ones).
 pub(crate) fn mark_mask(s: &str) -> Option<(u32, Option<u32>)> {
-    match s.split_once('/') {
+    match cut(s, b'/') {
         Some((v, m)) => Some((u32_any(v)?, Some(u32_any(m)?))),
         None => Some((u32_any(s)?, None)),
     }
@@ -58,7 +65,7 @@ pub(crate) fn port(s: &str) -> Option<u16> {
 /// A port or `lo:hi` range as `--sport`/`--dport` take it (`:hi` from 0,
 /// `lo:` to 65535). `Err` explains a reversed range.
 pub(crate) fn port_range(s: &str, sep: char) -> Result<PortRange, &'static str> {
-    match s.split_once(sep) {
+    match cut(s, u8::try_from(sep).unwrap_or(b':')) {
         None => port(s).map(PortRange::single).ok_or("not a port"),
         Some((a, b)) => {
             let lo = if a.is_empty() { 0 } else { port(a).ok_or("not a port")? };
@@ -83,37 +90,57 @@ pub(crate) enum AddrError {
 /// A dotted-quad IPv4 address. Each part is decimal (leading zeros are
 /// decimal, as in iptables) and at most 255.
 pub(crate) fn ipv4(s: &str) -> Result<Ipv4Addr, AddrError> {
-    if s.contains(':') || s.starts_with('[') {
-        return Err(AddrError::Ipv6);
-    }
     let mut parts = [0u8; 4];
     let mut n = 0usize;
-    for part in s.split('.') {
-        let slot = parts.get_mut(n).ok_or_else(|| AddrError::Bad(String::new()))?;
-        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(AddrError::Bad(String::new()));
+    let mut acc: u32 = 0;
+    let mut digits = 0usize;
+    for &b in s.as_bytes() {
+        match b {
+            b'0'..=b'9' => {
+                digits += 1;
+                if digits > 3 {
+                    return Err(AddrError::Bad(String::new()));
+                }
+                acc = acc * 10 + u32::from(b - b'0');
+            }
+            b'.' => {
+                if digits == 0 {
+                    return Err(AddrError::Bad(String::new()));
+                }
+                let slot = parts.get_mut(n).ok_or_else(|| AddrError::Bad(String::new()))?;
+                *slot = u8::try_from(acc).map_err(|_| AddrError::Bad(format!("`{acc}` is out of range")))?;
+                n += 1;
+                acc = 0;
+                digits = 0;
+            }
+            b':' | b'[' => return Err(AddrError::Ipv6),
+            _ => {
+                if s.contains(':') {
+                    return Err(AddrError::Ipv6);
+                }
+                return Err(AddrError::Bad(String::new()));
+            }
         }
-        let v: u16 = part.parse().map_err(|_| AddrError::Bad(String::new()))?;
-        *slot = u8::try_from(v).map_err(|_| AddrError::Bad(format!("`{part}` is out of range")))?;
-        n += 1;
     }
-    if n != 4 {
+    if digits == 0 || n != 3 {
         return Err(AddrError::Bad(String::new()));
     }
+    let last = parts.get_mut(3).ok_or_else(|| AddrError::Bad(String::new()))?;
+    *last = u8::try_from(acc).map_err(|_| AddrError::Bad(format!("`{acc}` is out of range")))?;
     Ok(Ipv4Addr::from(parts))
 }
 
 /// `ADDR[/LEN|/MASK]`, truncated to its network as the kernel stores it
 /// (`10.0.0.5/24` is `10.0.0.0/24`); a bare address is a /32.
 pub(crate) fn ipv4_net(s: &str) -> Result<Ipv4Net, AddrError> {
-    let (a, m) = match s.split_once('/') {
+    let (a, m) = match cut(s, b'/') {
         Some((a, m)) => (a, Some(m)),
         None => (s, None),
     };
     let addr = ipv4(a)?;
     let len = match m {
         None => 32,
-        Some(m) if m.contains('.') => {
+        Some(m) if m.bytes().any(|b| b == b'.') => {
             let mask = u32::from(ipv4(m).map_err(|_| AddrError::Bad(format!("invalid mask `{m}`")))?);
             let len = mask.leading_ones();
             if mask.checked_shl(len).unwrap_or(0) != 0 {
@@ -215,13 +242,14 @@ pub(crate) fn proto(s: &str) -> Option<Proto> {
     if let Some(v) = dec(s) {
         return u8::try_from(v).ok().map(Proto);
     }
-    let l = s.to_ascii_lowercase();
-    match l.as_str() {
-        "all" | "ip" => return Some(Proto::ALL),
-        "ipv4" | "ip-encap" => return Some(Proto::IPIP),
-        _ => {}
+    let is = |n: &str| s.eq_ignore_ascii_case(n);
+    if is("all") || is("ip") {
+        return Some(Proto::ALL);
     }
-    PROTO_NAMES.iter().find(|(_, name)| *name == l).map(|(n, _)| Proto(*n))
+    if is("ipv4") || is("ip-encap") {
+        return Some(Proto::IPIP);
+    }
+    PROTO_NAMES.iter().find(|(_, name)| is(name)).map(|(n, _)| Proto(*n))
 }
 
 /// A rate `N[/unit]` (`sec|s|second`, `min|m|minute`, `hour|h`, `day|d`),
