@@ -177,11 +177,20 @@ pub(crate) fn draws_of(w: &Witness, trail: &Trail) -> Vec<Draw> {
 }
 
 /// The rules that took effect on the witness's path.
+/// Calls and plain continues are left out: what remains are the rules that
+/// decided (accept, drop, reject, return, NAT, mark writes).
 pub(crate) fn rules_of(w: &Witness, hits: &[Hit]) -> Vec<String> {
-    hits.iter()
-        .filter(|h| w.bool(&h.cond) == Some(true))
-        .map(|h| format!("{} {}", h.rule, h.effect))
-        .collect()
+    let mut v: Vec<String> = Vec::new();
+    for h in hits {
+        if matches!(h.effect, "jump" | "goto" | "continue") || w.bool(&h.cond) != Some(true) {
+            continue;
+        }
+        let line = format!("{} {}", h.rule, h.effect);
+        if !v.contains(&line) {
+            v.push(line);
+        }
+    }
+    v
 }
 
 /// Draws `statistic` the way the solver did; any other draw takes the side

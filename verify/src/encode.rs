@@ -284,6 +284,9 @@ impl<'s> NodeEnc<'s> {
     }
 }
 
+/// A tunnel carrier: sender, peer, IPIP (or VXLAN), reply direction, outer destination.
+pub type CarrierKey = (usize, usize, bool, bool, u32);
+
 /// A snapshot prepared for encoding.
 #[derive(Debug)]
 pub struct Encoder<'s> {
@@ -293,6 +296,8 @@ pub struct Encoder<'s> {
     pub nodes: Vec<NodeEnc<'s>>,
     /// Options.
     pub opts: EncodeOptions,
+    /// Fates of tunnel carriers already encoded (constant ones only).
+    pub carriers: std::cell::RefCell<HashMap<CarrierKey, (bool, bool)>>,
 }
 
 impl<'s> Encoder<'s> {
@@ -304,7 +309,7 @@ impl<'s> Encoder<'s> {
             .enumerate()
             .map(|(i, n)| NodeEnc::new(snap, i, n))
             .collect();
-        Encoder { snap, nodes, opts }
+        Encoder { snap, nodes, opts, carriers: std::cell::RefCell::new(HashMap::new()) }
     }
 
     /// Node `i`.

@@ -38,13 +38,13 @@ use crate::encode::walk::{self, WalkOut};
 use crate::encode::{and2, any, not, or2, EncodeOptions, Encoder, Ending, NodeEnc, Trail};
 use crate::solver::{Answer, Session, Witness};
 use ipnet::Ipv4Net;
-use natpath_model::intent::{Endpoint, Intent};
+use natpath_model::intent::{Endpoint, Intent, Service};
 use natpath_model::packet::Packet;
 use natpath_model::ruleset::{Proto, TableName, Target};
 use natpath_model::snapshot::{Node, Snapshot};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use z3::ast::{Ast, Bool, BV};
+use z3::ast::{Bool, BV};
 
 /// The result of checking one invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,10 +207,6 @@ impl<'s> Checker<'s> {
     /// on a path that does not reach an unexpressible rule), then whether
     /// some packet in scope reaches one.
     pub(crate) fn ask(&mut self, scope: &[Bool], violation: &Bool, unknown: &[Ending]) -> QAnswer {
-        let mut s = Session::new(self.opts.timeout);
-        for b in scope {
-            s.assert(b);
-        }
         let u = any(&unknown.iter().map(|e| e.cond.clone()).collect::<Vec<_>>());
         let definite = and2(violation, &not(&u));
         let reasons = |w: &Witness| {
@@ -225,25 +221,39 @@ impl<'s> Checker<'s> {
             }
             reasons.join("; ")
         };
-        // One query settles the common case (nothing in scope breaks it or
-        // reaches an unexpressible rule); a second separates a definite
-        // violation from an unknown path.
+        // Each check is a fresh, non-incremental solver: Z3 then bit-blasts
+        // the whole query, much faster than its incremental core. One check
+        // settles the common case (nothing in scope breaks it or reaches an
+        // unexpressible rule); a second separates a definite violation from
+        // an unknown path.
+        let timeout = self.opts.timeout;
+        let run = |goal: &Bool| {
+            let mut s = Session::new(timeout);
+            for b in scope {
+                s.assert(b);
+            }
+            s.assert(goal);
+            let a = s.check();
+            (a, s.spent)
+        };
         self.queries += 1;
-        let answer = match s.check_with(&[&or2(&definite, &u)]) {
+        let (a, t) = run(&or2(&definite, &u));
+        self.solve_time += t;
+        match a {
             Answer::Unsat => QAnswer::Holds,
             Answer::Unknown(why) => QAnswer::Unknown(format!("the solver gave up: {why}")),
             Answer::Sat(w) if w.bool(&definite) == Some(true) => QAnswer::Violated(w),
             Answer::Sat(w) => {
                 self.queries += 1;
-                match s.check_with(&[&definite]) {
+                let (a2, t2) = run(&definite);
+                self.solve_time += t2;
+                match a2 {
                     Answer::Sat(w2) => QAnswer::Violated(w2),
                     Answer::Unsat => QAnswer::Unknown(reasons(&w)),
                     Answer::Unknown(why) => QAnswer::Unknown(format!("the solver gave up: {why}")),
                 }
             }
-        };
-        self.solve_time += s.spent;
-        answer
+        }
     }
 
     /// Record an unknown query; the invariant goes on (a later violation wins).
@@ -285,6 +295,36 @@ impl<'s> Checker<'s> {
         let r = f();
         self.replay_time += t0.elapsed();
         r
+    }
+
+    /// The NodePorts node `n` must serve: a NodePort is cluster-wide, so
+    /// every NodePort any node declares, with this node's own declaration
+    /// when it has one and otherwise another node's (without its node-local
+    /// endpoints, which are that node's).
+    pub(crate) fn node_ports(&self, n: usize) -> Vec<Service> {
+        let mut v: Vec<Service> = Vec::new();
+        let own: Vec<Service> = self.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        for s in own.iter().filter(|s| s.node_port.is_some()) {
+            v.push(s.clone());
+        }
+        for (m, i) in self.intents.iter().enumerate() {
+            if m == n {
+                continue;
+            }
+            for s in i.services.iter().filter(|s| s.node_port.is_some()) {
+                if v.iter().any(|x| x.proto == s.proto && x.node_port == s.node_port) {
+                    continue;
+                }
+                let mut s = s.clone();
+                s.local_endpoints.clear();
+                if let Some(mine) = own.iter().find(|x| x.name == s.name) {
+                    s.endpoints = mine.endpoints.clone();
+                    s.local_endpoints = mine.local_endpoints.clone();
+                }
+                v.push(s);
+            }
+        }
+        v
     }
 
     /// The masquerade bit kube-proxy marks with on node `n` (0x4000 unless
@@ -509,6 +549,19 @@ impl<'s> Checker<'s> {
             None,
             natpath_model::ruleset::AddrTypes::BROADCAST | natpath_model::ruleset::AddrTypes::MULTICAST,
         )));
+        // Martians the kernel drops before netfilter's routing decision
+        // (ip_route_input_slow): sources in 0/8, 127/8, multicast or class
+        // E; destinations in 0/8 or 127/8 from a device other than `lo`.
+        for net in ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"] {
+            if let Ok(net) = net.parse::<Ipv4Net>() {
+                scope.push(not(&in_net(&pkt.src, &net)));
+            }
+        }
+        for net in ["0.0.0.0/8", "127.0.0.0/8"] {
+            if let Ok(net) = net.parse::<Ipv4Net>() {
+                scope.push(not(&in_net(&pkt.dst, &net)));
+            }
+        }
         scope.extend(shape(self, ne, &pkt));
         let mut trail = Trail { record_hits: true, ..Trail::default() };
         let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };

@@ -14,7 +14,7 @@ use natpath_model::packet::Packet;
 use natpath_model::ruleset::{CtStates, Iface};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
-use z3::ast::{Ast, Bool, BV};
+use z3::ast::{Bool, BV};
 
 /// Width of a device term.
 pub const DEV_BITS: u32 = 16;

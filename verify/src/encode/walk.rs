@@ -265,62 +265,8 @@ impl Walker<'_, '_> {
             self.end(cond, EndKind::Unknown, s, format!("{}: no LAN address to send VXLAN to", peer_node.name));
             return;
         };
-        // The carrier: sent by this node, taken in by the peer.
-        let mut outer = SymPacket::concrete(&natpath_model::packet::Packet::first(
-            Ipv4Addr::UNSPECIFIED,
-            0,
-            outer_dst,
-            0,
-            natpath_model::ruleset::Proto::IPIP,
-        ));
-        outer.tcp_flags = bv8(0);
-        outer.icmp_type = bv8(0);
-        outer.len = bv16(80);
-        if kind == Tunnel::Vxlan {
-            outer.proto = bv8(17);
-            outer.sport = bv16(49152);
-            outer.dport = bv16(4789);
-        }
-        let ctx = CtCtx::Carrier { reply_dir: self.reply };
-        self.trail.passage += 1;
-        let sent = node::send(self.enc, n, self.trail, Flow { cond: Bool::from_bool(true), state: State::arriving(outer) }, &ctx);
-        let mut lost = Vec::new();
-        let mut unknown = Vec::new();
-        lost.push(sent.dropped_cond());
-        lost.push(sent.rejected_cond());
-        unknown.push(sent.unknown_cond());
-        if let Some(l) = &sent.local {
-            lost.push(l.cond.clone());
-        }
-        let mut arrived = Bool::from_bool(false);
-        let mut outer_in = None;
-        if let Some(o) = &sent.out {
-            let lan_v = self.enc.node(n).map(|x| x.dev_value(&x.node.lan)).unwrap_or(0);
-            let to_peer = lan_addrs(peer_node).into_iter().map(|a| o.nexthop.eq(addr(a))).collect::<Vec<_>>();
-            let ok = and2(&and2(&o.flow.cond, &o.oif.is(lan_v)), &any(&to_peer)).simplify();
-            lost.push(and2(&o.flow.cond, &not(&ok)));
-            arrived = ok;
-            outer_in = Some(o.flow.state.clone());
-        }
-        let mut delivered = Bool::from_bool(false);
-        if let Some(os) = outer_in {
-            let lan = peer_node.lan.clone();
-            let Some(pe) = self.enc.node(peer) else { return };
-            let dev_v = pe.dev_value(&lan);
-            self.trail.passage += 1;
-            let mut st = os;
-            st.pkt.mark = bv32(0);
-            let got = node::receive(self.enc, peer, self.trail, Flow { cond: arrived, state: st }, &DevTerm::konst(dev_v), &ctx);
-            lost.push(got.dropped_cond());
-            lost.push(got.rejected_cond());
-            unknown.push(got.unknown_cond());
-            if let Some(o) = &got.out {
-                lost.push(o.flow.cond.clone());
-            }
-            if let Some(l) = &got.local {
-                delivered = l.cond.clone();
-            }
-        }
+        let (delivered, unknown_c) = self.carrier(n, peer, kind, outer_dst);
+        let unknown = vec![unknown_c];
         let delivered = delivered.simplify();
         let tname = if kind == Tunnel::Ipip { "IPIP" } else { "VXLAN" };
         self.end(
@@ -341,6 +287,72 @@ impl Walker<'_, '_> {
         };
         let go = and2(&cond, &delivered);
         self.next(peer, &inner_dev, go, s, depth, visited);
+    }
+
+    /// The fate of a tunnel carrier from node `n` to `peer`: the conditions
+    /// that it is delivered to the peer and that it cannot be followed.
+    /// Carriers have constant headers, so their fate is usually a constant,
+    /// which is cached per (sender, peer, kind, direction, destination).
+    fn carrier(&mut self, n: usize, peer: usize, kind: Tunnel, outer_dst: Ipv4Addr) -> (Bool, Bool) {
+        let key = (n, peer, kind == Tunnel::Ipip, self.reply, u32::from(outer_dst));
+        if let Some(&(d, u)) = self.enc.carriers.borrow().get(&key) {
+            return (Bool::from_bool(d), Bool::from_bool(u));
+        }
+        let Some(peer_node) = self.enc.snap.nodes.get(peer) else {
+            return (Bool::from_bool(false), Bool::from_bool(true));
+        };
+        // The carrier: sent by this node, taken in by the peer.
+        let mut outer = SymPacket::concrete(&natpath_model::packet::Packet::first(
+            Ipv4Addr::UNSPECIFIED,
+            0,
+            outer_dst,
+            0,
+            natpath_model::ruleset::Proto::IPIP,
+        ));
+        outer.tcp_flags = bv8(0);
+        outer.icmp_type = bv8(0);
+        outer.len = bv16(80);
+        if kind == Tunnel::Vxlan {
+            outer.proto = bv8(17);
+            outer.sport = bv16(49152);
+            outer.dport = bv16(4789);
+        }
+        let ctx = CtCtx::Carrier { reply_dir: self.reply };
+        self.trail.passage += 1;
+        let sent = node::send(self.enc, n, self.trail, Flow { cond: Bool::from_bool(true), state: State::arriving(outer) }, &ctx);
+        let mut unknown: Vec<Bool> = Vec::new();
+        unknown.push(sent.unknown_cond());
+        let mut arrived = Bool::from_bool(false);
+        let mut outer_in = None;
+        if let Some(o) = &sent.out {
+            let lan_v = self.enc.node(n).map(|x| x.dev_value(&x.node.lan)).unwrap_or(0);
+            let to_peer = lan_addrs(peer_node).into_iter().map(|a| o.nexthop.eq(addr(a))).collect::<Vec<_>>();
+            let ok = and2(&and2(&o.flow.cond, &o.oif.is(lan_v)), &any(&to_peer)).simplify();
+            arrived = ok;
+            outer_in = Some(o.flow.state.clone());
+        }
+        let mut delivered = Bool::from_bool(false);
+        if let Some(os) = outer_in {
+            let lan = peer_node.lan.clone();
+            let Some(pe) = self.enc.node(peer) else {
+                return (Bool::from_bool(false), Bool::from_bool(true));
+            };
+            let dev_v = pe.dev_value(&lan);
+            self.trail.passage += 1;
+            let mut st = os;
+            st.pkt.mark = bv32(0);
+            let got = node::receive(self.enc, peer, self.trail, Flow { cond: arrived, state: st }, &DevTerm::konst(dev_v), &ctx);
+            unknown.push(got.unknown_cond());
+            if let Some(l) = &got.local {
+                delivered = l.cond.clone();
+            }
+        }
+        let delivered = delivered.simplify();
+        let unknown = any(&unknown).simplify();
+        if let (Some(d), Some(u)) = (delivered.as_bool(), unknown.as_bool()) {
+            self.enc.carriers.borrow_mut().insert(key, (d, u));
+        }
+        (delivered, unknown)
     }
 
     #[allow(clippy::too_many_arguments)]

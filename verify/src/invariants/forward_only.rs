@@ -4,7 +4,8 @@
 //! For tunnels this is about the inner packet: the IPIP or VXLAN carrier is
 //! meant for the node and is not NodePort traffic.
 //!
-//! Quantifies over: every node; every NodePort it declares, except a Local
+//! Quantifies over: every node; every NodePort any node declares (they are
+//! cluster-wide), except a Local
 //! service's on a node without a local endpoint (meant to drop, and older
 //! kube-proxy layouts leave it un-DNATed for INPUT to refuse); every first
 //! packet of that protocol to that port and to any of the node's own
@@ -31,7 +32,7 @@ pub const NAME: &str = "forward-only";
 /// Check `forward-only` on the checker's snapshot.
 pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
     for n in 0..c.snap.nodes.len() {
-        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let services = c.node_ports(n);
         let Some(ne) = c.enc.node(n) else { continue };
         let devs = arrival_devs(ne);
         let node_name = ne.node.name.clone();

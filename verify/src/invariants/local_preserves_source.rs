@@ -28,7 +28,7 @@ pub const NAME: &str = "local-preserves-source";
 pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
     let mut checked = 0usize;
     for n in 0..c.snap.nodes.len() {
-        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let services = c.node_ports(n);
         let Some(ne) = c.enc.node(n) else { continue };
         let lan = ne.dev_value(&ne.node.lan);
         let node_name = ne.node.name.clone();

@@ -2,7 +2,8 @@
 //! masqueraded on that node exactly when kube-proxy's masquerade bit (0x4000,
 //! or whatever `KUBE-MARK-MASQ` sets) is on as it enters nat POSTROUTING.
 //!
-//! Quantifies over: every node; every NodePort the node's rules declare;
+//! Quantifies over: every node; every NodePort any node declares (they are
+//! cluster-wide);
 //! every first packet of that protocol to that port and to any of the node's
 //! own addresses, from any source, arriving by any of the node's devices
 //! (`lo` aside), with every outcome of every random rule; restricted to the
@@ -30,7 +31,7 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
     let mut ports = 0usize;
     for n in 0..c.snap.nodes.len() {
         let bit = c.masq_bit(n);
-        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let services = c.node_ports(n);
         let Some(ne) = c.enc.node(n) else { continue };
         let devs = arrival_devs(ne);
         let node_name = ne.node.name.clone();

@@ -2,14 +2,17 @@
 //! endpoint of its service, or, when the service has no endpoint, is
 //! rejected (an ICMP error or a reset), never silently dropped.
 //!
-//! Quantifies over: every node; every NodePort it declares, except a Local
+//! Quantifies over: every node; every NodePort any node declares (a
+//! NodePort is cluster-wide: a node whose rules lost it must still serve
+//! it), except a Local
 //! service's on a node without a local endpoint (meant to drop); every host
 //! of cluster.toml on the node's LAN segment as the client; every first
 //! packet of that protocol from that host, from any source port, to that
 //! port on any of the node's LAN addresses, with every random outcome; the
 //! whole walk: the node, the tunnel or wire to the endpoint's node, that
 //! node, and the pod's veth. "Reaches" means delivered to a pod (or node)
-//! with the address and port of one of the service's endpoints; a packet
+//! with the address and port of one of the service's endpoints, on a port
+//! the pod listens on (cluster.toml `listen`, when given); a packet
 //! that leaves by a device the snapshot does not describe counts when its
 //! destination is an endpoint.
 //!
@@ -18,7 +21,7 @@
 //! stale endpoint or an rp_filter that drops the hairpin all show up as a
 //! NodePort that times out on some node, for some endpoints only.
 
-use super::{ep_str, is_endpoint, proto_is, Checker, Outcome, QAnswer};
+use super::{ep_str, is_endpoint, listens, proto_is, Checker, Outcome, QAnswer};
 use crate::encode::packet::bv16;
 use crate::encode::walk::{EndKind, Reached};
 use crate::encode::{and2, any, not};
@@ -31,7 +34,7 @@ pub const NAME: &str = "nodeport-reachable";
 /// Check `nodeport-reachable` on the checker's snapshot.
 pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
     for n in 0..c.snap.nodes.len() {
-        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let services = c.node_ports(n);
         let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
         let hosts = c.hosts_near(n);
         for s in services {
@@ -62,7 +65,12 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                     let (ok, elsewhere) = match &e.kind {
                         EndKind::Unknown => continue,
                         _ if eps.is_empty() => (Bool::from_bool(e.kind == EndKind::Rejected), false),
-                        EndKind::Reached(Reached::Pod(_)) | EndKind::Reached(Reached::Node(_)) => (reached, false),
+                        EndKind::Reached(Reached::Pod(pi)) => {
+                            // A pod that does not listen on the port refuses it.
+                            let l = snap.cluster.pods.get(*pi).map(|pod| listens(pod, &e.state.pkt)).unwrap_or_else(|| Bool::from_bool(false));
+                            (and2(&reached, &l), false)
+                        }
+                        EndKind::Reached(Reached::Node(_)) => (reached, false),
                         EndKind::Elsewhere { node, dev } => {
                             let lan = snap.nodes.get(*node).map(|x| x.lan == *dev).unwrap_or(false);
                             (if lan { Bool::from_bool(false) } else { reached }, true)
@@ -101,7 +109,8 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                                 return b.outcome != TOutcome::Rejected && b.outcome != TOutcome::Unknown;
                             }
                             let at_ep = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" || d.kind == "node")
-                                && b.seen_by_destination.as_ref().is_some_and(|s| eps2.contains(&s.dst));
+                                && b.seen_by_destination.as_ref().is_some_and(|s| eps2.contains(&s.dst))
+                                && b.outcome != TOutcome::Rejected;
                             !at_ep && (b.outcome != TOutcome::Unknown || elsewhere)
                         };
                         if let Some(o) = c.walk_cx(NAME, &q, n, &w, summary, shows) {

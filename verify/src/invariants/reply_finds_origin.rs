@@ -3,7 +3,8 @@
 //! client with source = the address and port the client asked for (and
 //! destination = the client's own address and port).
 //!
-//! Quantifies over: every node; every NodePort it declares; every host of
+//! Quantifies over: every node; every NodePort any node declares (they are
+//! cluster-wide); every host of
 //! cluster.toml on the node's LAN segment as the client; every first packet
 //! from that host and any source port to that port on any of the node's LAN
 //! addresses, with every random outcome; for every path on which the packet
@@ -31,7 +32,7 @@ pub const NAME: &str = "reply-finds-origin";
 /// Check `reply-finds-origin` on the checker's snapshot.
 pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
     for n in 0..c.snap.nodes.len() {
-        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let services = c.node_ports(n);
         let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
         let hosts = c.hosts_near(n);
         for s in services {
