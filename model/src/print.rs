@@ -95,9 +95,10 @@ fn save_string(out: &mut String, s: &str) {
 }
 
 /// A word of an unmodelled module's arguments, quoted when it would not
-/// read back as one word.
+/// read back as one word (the parser keeps no value that starts with `-`
+/// or is `!`, so bare option words stay options).
 fn raw_word(out: &mut String, s: &str) {
-    if !s.is_empty() && !s.bytes().any(|b| matches!(b, b' ' | b'\t' | b'"' | b'\n')) {
+    if !s.is_empty() && !s.bytes().any(|b| matches!(b, b' ' | b'\t' | b'"' | b'\n' | b'\r')) {
         out.push(' ');
         out.push_str(s);
     } else {

@@ -191,9 +191,9 @@ struct TableState {
     /// `(line, column)` of the chain name after `-j`/`-g` of each jumping
     /// rule, in line order, for errors found when the file is read.
     target_cols: Vec<(u32, u32)>,
-    /// Why a headerless table got its name (`None`: given by the caller or
-    /// by a `*table` line).
-    inferred: Option<infer::Reason>,
+    /// True when a headerless table's name was inferred (not given by the
+    /// caller or a `*table` line).
+    inferred: bool,
 }
 
 impl TableState {
@@ -229,8 +229,6 @@ struct Parser<'o, 'a> {
     mods: Vec<(matches::Builder, usize)>,
 }
 
-/// Built-in targets a chain may not be named after.
-const RESERVED: [&str; 4] = ["ACCEPT", "DROP", "RETURN", "QUEUE"];
 
 impl<'o, 'a> Parser<'o, 'a> {
     fn new(file: &str, opts: &'o Options) -> Self {
@@ -409,7 +407,10 @@ impl<'o, 'a> Parser<'o, 'a> {
                     w.start,
                     format!("expected {what} after `{c}`, found `{}`", show(w.as_str())),
                 )),
-                Some(w) => Ok(w),
+                Some(w) => {
+                    rule::check_chain_name(w)?;
+                    Ok(w)
+                }
             }
         };
         match c {
@@ -452,10 +453,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                     return Err(LineError::new(w.start, format!("expected end of line after `{c} {}`, found `{}`", show(chain.as_str()), show(w.as_str()))));
                 }
                 let kind = match c {
-                    "-N" | "--new-chain" | "--new" => {
-                        check_chain_name(chain)?;
-                        OpKind::Decl { policy: None, counters: None, colon: false }
-                    }
+                    "-N" | "--new-chain" | "--new" => OpKind::Decl { policy: None, counters: None, colon: false },
                     "-X" | "--delete-chain" => OpKind::Delete,
                     _ => OpKind::Flush,
                 };
@@ -519,7 +517,7 @@ impl<'o, 'a> Parser<'o, 'a> {
         if name.is_empty() {
             return Err(LineError::new(first + 1, "expected a chain name after `:`, found nothing"));
         }
-        check_chain_name(&name_word)?;
+        rule::check_chain_name(&name_word)?;
         let policy = match words.get(1) {
             None => return Err(LineError::new(line.len(), format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found end of line", show(&name)))),
             Some(w) => match w.as_str() {
@@ -603,7 +601,7 @@ impl<'o, 'a> Parser<'o, 'a> {
             t: Table { name: t, chains: Vec::new(), loc: loc.clone(), form },
             index: NameMap::default(),
             target_cols: Vec::new(),
-            inferred: reason,
+            inferred: reason.is_some(),
         });
         self.tables.len() - 1
     }
@@ -812,8 +810,8 @@ impl<'o, 'a> Parser<'o, 'a> {
             ts.reindex();
             errs.extend(loops(&ts));
             // Notes, in the order of the tables and chains.
-            if let Some(reason) = ts.inferred {
-                let msg = match reason {
+            if ts.inferred {
+                let msg = match infer::reason_of(&ts.t) {
                     infer::Reason::Listing => format!("no `*table` line: read as table `{}`, whose built-in chains it lists", tname.as_str()),
                     infer::Reason::Evidence => format!("no `*table` line: these rules read as table `{}`, inferred from their targets and chain names", tname.as_str()),
                     infer::Reason::Default => format!("no `*table` line and nothing to infer it from: read as table `{}`, iptables' default", tname.as_str()),
@@ -917,22 +915,6 @@ fn counters_word(w: &Word<'_>) -> Result<Counters, LineError> {
     let inner = s.strip_prefix('[').and_then(|x| x.strip_suffix(']'));
     let parsed = inner.and_then(|x| x.split_once(':')).and_then(|(p, b)| Some(Counters { packets: value::dec(p)?, bytes: value::dec(b)? }));
     parsed.ok_or_else(|| LineError::new(w.start, format!("expected counters `[packets:bytes]`, found `{}`", show(s))))
-}
-
-/// Chain names iptables accepts: 1 to 28 characters, not starting with `-`
-/// or `!`, not a built-in target's name.
-fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
-    let s = w.as_str();
-    if s.chars().count() > 28 {
-        return Err(LineError::new(w.start, format!("expected a chain name of at most 28 characters, found `{}` ({} characters)", show(s), s.chars().count())));
-    }
-    if s.starts_with('-') || s.starts_with('!') || s.chars().any(char::is_whitespace) {
-        return Err(LineError::new(w.start, format!("expected a chain name, found `{}`", show(s))));
-    }
-    if RESERVED.contains(&s) {
-        return Err(LineError::new(w.start, format!("expected a chain name, found `{s}`, a built-in target")));
-    }
-    Ok(())
 }
 
 /// A target's name as written after `-j`.

@@ -18,18 +18,18 @@
 //! their order, so printing the inferred tables back (each without its
 //! `*table` line) and reading them again infers the same tables.
 
-use crate::ruleset::{Rule, TableName, Target};
+use crate::ruleset::{Rule, Table, TableName, Target};
 use std::collections::HashMap;
 
 /// How a table was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reason {
-    /// The paste lists exactly this table's built-in chains.
-    Listing,
-    /// Targets and chain names say so.
-    Evidence,
     /// Nothing says: iptables' default table.
     Default,
+    /// Targets and chain names say so.
+    Evidence,
+    /// The paste lists exactly this table's built-in chains.
+    Listing,
 }
 
 /// One line of a paste, as inference sees it.
@@ -37,7 +37,8 @@ pub(crate) struct Item<'a> {
     /// The chain the line is about.
     pub chain: &'a str,
     /// True when the line declares the chain with a policy (`-P X ACCEPT`,
-    /// `:X DROP [0:0]`).
+    /// `:X DROP [0:0]`); the printer writes user chains with `-`, so a
+    /// printed table lists with policies only its own built-in chains.
     pub with_policy: bool,
     /// The rules it adds (empty for declarations).
     pub rules: &'a [Rule],
@@ -142,7 +143,7 @@ fn signature(names: &[&str]) -> Option<TableName> {
 
 /// The table of each item, and why.
 pub(crate) fn infer(items: &[Item<'_>]) -> Vec<(TableName, Reason)> {
-    // 1. A listing of one table's built-in chains.
+    // 1. A listing of one table's built-in chains with their policies.
     let mut declared: Vec<&str> = items
         .iter()
         .filter(|i| i.with_policy && TableName::ALL.iter().any(|t| t.builtin_chains().contains(&i.chain)))
@@ -237,6 +238,23 @@ pub(crate) fn infer(items: &[Item<'_>]) -> Vec<(TableName, Reason)> {
             }
         })
         .collect()
+}
+
+/// Why an inferred table is what it is, told from the table itself (so
+/// that a table printed back and read again gets the same note, however
+/// its lines were spread over pastes): it declares all its built-in
+/// chains, or some rule or chain name points to a table, or nothing does.
+pub(crate) fn reason_of(t: &Table) -> Reason {
+    let declared = |name: &&str| t.chains.iter().any(|c| !c.implied && c.name == *name);
+    if t.name.builtin_chains().iter().all(declared) {
+        return Reason::Listing;
+    }
+    let hinted = t.chains.iter().any(|c| chain_hint(&c.name).is_some() || c.rules.iter().any(|r| rule_hint(&c.name, r).is_some()));
+    if hinted {
+        Reason::Evidence
+    } else {
+        Reason::Default
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,26 @@ use crate::loc::Loc;
 use crate::ruleset::{Counters, Iface, Neg, Proto, Rule, Target};
 use ipnet::Ipv4Net;
 
+/// Built-in targets a chain may not be named after.
+const RESERVED: [&str; 4] = ["ACCEPT", "DROP", "RETURN", "QUEUE"];
+
+/// Chain names iptables accepts: 1 to 28 characters, not starting with `-`
+/// or `!`, not a built-in target's name; and (so that a dump can print
+/// them back) without spaces, quotes or control characters.
+pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
+    let s = w.as_str();
+    if s.chars().count() > 28 {
+        return Err(LineError::new(w.start, format!("expected a chain name of at most 28 characters, found `{}` ({} characters)", show(s), s.chars().count())));
+    }
+    if s.is_empty() || s.starts_with('-') || s.starts_with('!') || s.chars().any(|c| c.is_whitespace() || c == '"' || c.is_control()) {
+        return Err(LineError::new(w.start, format!("expected a chain name, found `{}`", show(s))));
+    }
+    if RESERVED.contains(&s) {
+        return Err(LineError::new(w.start, format!("expected a chain name, found `{s}`, a built-in target")));
+    }
+    Ok(())
+}
+
 /// A parsed rule line.
 pub(crate) struct Parsed {
     /// The rules (more than one when `-s`/`-d` listed several addresses).
@@ -194,6 +214,11 @@ fn parse_into(
             "-m" | "--match" => {
                 no_neg()?;
                 let v = cur.value(s, "a match module name")?;
+                let name_ok = !v.as_str().is_empty()
+                    && v.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !name_ok {
+                    return Err(bad(v, s, "a match module name"));
+                }
                 let b = match matches::Builder::new(v.as_str()) {
                     Some(b) => b,
                     None if lenient => matches::Builder::unsupported(v.as_str()),
@@ -227,6 +252,7 @@ fn parse_into(
                         return Err(LineError::new(v.start, format!("target `{}` is not supported by natpath", show(name))));
                     }
                     Kind::Chain => {
+                        check_chain_name(v)?;
                         target_at = Some(v.start);
                         targets::Builder::chain(name, goto)
                     }
@@ -292,10 +318,11 @@ fn parse_into(
                             push("!");
                         }
                         push(s);
+                        // Values run to the next option; a value that looks
+                        // like an option or `!` (even quoted) ends them, so
+                        // that the printed words read back the same.
                         while let Some(n) = cur.peek() {
-                            if (n.as_str().starts_with('-') && n.as_str().len() > 1 && !n.quoted)
-                                || (n.as_str() == "!" && !n.quoted)
-                            {
+                            if n.as_str().starts_with('-') || n.as_str() == "!" {
                                 break;
                             }
                             push(n.as_str());
