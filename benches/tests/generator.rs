@@ -11,6 +11,7 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on broken fixtures")]
 #![expect(clippy::indexing_slicing, reason = "test helpers index windows of known length")]
+#![expect(clippy::panic, reason = "test helpers report the model's errors in full")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -321,6 +322,66 @@ mod generated {
         let back = std::fs::read_to_string(dir.join("nodes/node-2/iptables-save")).unwrap();
         assert_eq!(back, snap.nodes[1].iptables_save);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The model's own readers accept what the generator writes.
+mod model_reads_it {
+    use super::*;
+    use natpath_model::parse::iptables::{parse, Options};
+
+    #[track_caller]
+    fn loads(snap: &GeneratedSnapshot, what: &str) {
+        let dir = std::env::temp_dir().join(format!("natpath-gen-model-{}-{what}", std::process::id()));
+        write_snapshot(snap, &dir).unwrap();
+        let loaded = natpath_model::snapshot::load(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => panic!("{what}: the model does not load the generated snapshot:\n{e}"),
+        };
+        assert_eq!(loaded.nodes.len(), snap.nodes.len());
+        for (node, dumps) in loaded.nodes.iter().zip(&snap.nodes) {
+            assert_eq!(node.name, dumps.name);
+            assert_eq!(node.ruleset.rule_count(), dumps.rules, "{what} {}", node.name);
+        }
+    }
+
+    #[test]
+    fn iptables_parser_accepts_every_generated_dump() {
+        for snap in [
+            generate(&Spec::with_services(300)),
+            generate(&Spec {
+                encap: Encap::Vxlan,
+                ..Spec::with_services(100)
+            }),
+        ] {
+            for node in &snap.nodes {
+                let rs = match parse(&node.iptables_save, &node.name, &Options::default()) {
+                    Ok(rs) => rs,
+                    Err(e) => panic!("{}: {e}", node.name),
+                };
+                assert_eq!(rs.rule_count(), node.rules);
+            }
+        }
+    }
+
+    #[test]
+    fn snapshot_loader_accepts_generated_snapshots() {
+        loads(&generate(&Spec::with_services(300)), "ipip");
+        loads(
+            &generate(&Spec {
+                encap: Encap::Vxlan,
+                ..Spec::with_services(100)
+            }),
+            "vxlan",
+        );
+    }
+
+    #[test]
+    fn snapshot_loader_accepts_the_svc100_snapshot() {
+        let Some((json, _)) = reference() else { return };
+        loads(&from_services_json(&json, "node-1").unwrap(), "svc100");
     }
 }
 
