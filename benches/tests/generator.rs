@@ -461,6 +461,42 @@ mod kernel {
         load(&from_services_json(&json, "node-1").unwrap(), "svc100");
     }
 
+    /// Rules svc100 does not exercise: no endpoints at all (REJECT),
+    /// externalIPs, a source range holding the node, internal Local policy
+    /// without local endpoints, UDP NodePorts. A real restore and save must
+    /// give back exactly our lines, so their canonical forms are right.
+    #[test]
+    fn rules_beyond_svc100_round_trip_through_the_kernel() {
+        if let Some(reason) = netns::unavailable() {
+            return skipped(&reason);
+        }
+        let json = r#"{"generator":{"clusterCIDR":"10.244.0.0/16","nodes":[{"name":"n1","ip":"10.0.0.51"},{"name":"n2","ip":"10.0.0.52"}]},
+          "services":[
+            {"namespace":"a","name":"empty","type":"LoadBalancer","clusterIP":"10.96.0.20",
+             "ports":[{"name":"p","protocol":"TCP","port":80,"targetPort":8080,"nodePort":30080}],
+             "loadBalancerIngressIPs":["198.18.0.9"],"externalIPs":["192.0.2.7"],"endpoints":[]},
+            {"namespace":"a","name":"ext","type":"NodePort","clusterIP":"10.96.0.21","externalTrafficPolicy":"Local",
+             "ports":[{"name":"","protocol":"UDP","port":53,"targetPort":5353,"nodePort":30053}],
+             "externalIPs":["192.0.2.8"],"endpoints":[{"ip":"10.244.1.2","node":"n2"}]},
+            {"namespace":"a","name":"fw","type":"LoadBalancer","clusterIP":"10.96.0.22","sessionAffinity":"ClientIP",
+             "sessionAffinityTimeoutSeconds":60,"ports":[{"name":"","protocol":"TCP","port":443,"targetPort":8443,"nodePort":30443}],
+             "loadBalancerIngressIPs":["198.18.0.10"],"loadBalancerSourceRanges":["10.0.0.0/8"],
+             "endpoints":[{"ip":"10.244.0.2","node":"n1"},{"ip":"10.244.1.3","node":"n2"}]},
+            {"namespace":"a","name":"itp","type":"ClusterIP","clusterIP":"10.96.0.23","internalTrafficPolicy":"Local",
+             "ports":[{"name":"","protocol":"TCP","port":80,"targetPort":80}],"endpoints":[{"ip":"10.244.1.4","node":"n2"}]}
+          ]}"#;
+        let snap = from_services_json(json, "n1").unwrap();
+        let save = &snap.nodes[0].iptables_save;
+        assert!(save.contains("-A KUBE-SERVICES -d 10.96.0.20/32 -p tcp -m comment --comment \"a/empty:p has no endpoints\" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable"));
+        assert!(save.contains("-A KUBE-FW-"), "{save}");
+        assert!(
+            save.contains("-s 198.18.0.10/32 -m comment --comment \"a/fw loadbalancer IP\""),
+            "allowFromNode"
+        );
+        assert!(save.contains("\"a/itp has no local endpoints\" -m tcp --dport 80 -j DROP"));
+        load(&snap, "edge-cases");
+    }
+
     #[test]
     fn a_broken_dump_is_refused_and_the_namespace_removed() {
         if let Some(reason) = netns::unavailable() {
