@@ -1,0 +1,439 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! Differential tests: the SMT encoding against the executable model, packet
+//! by packet, on every node of every corpus snapshot.
+//!
+//! For each node the encoding is built once, over a symbolic packet and a
+//! symbolic input device. proptest then draws packets aimed at what matters
+//! (node addresses, NodePorts, pod and cluster IPs, service ports, every
+//! device, every protocol the rules name, plus noise) and a seed for the
+//! model's random draws. For each packet the model runs
+//! `NodeModel::receive`; then, with the packet and every free choice of the
+//! encoding fixed to what the model did:
+//! 1. the model's outcome satisfies the encoding (sat), and
+//! 2. the encoding admits no other outcome (unsat).
+//!
+//! The outcome compared is the end (delivered locally, sent out of which
+//! device towards which next hop, dropped, rejected, unknown), the packet as
+//! it leaves or is delivered (addresses, ports, mark), whether DNAT and SNAT
+//! happened, the hooks crossed, and the marks after nat PREROUTING and
+//! entering nat POSTROUTING. A failure shrinks to a minimal packet.
+
+use natpath_model::intent::Intent;
+use natpath_model::loc::Loc;
+use natpath_model::node::{NodeEnd, NodeModel, NodeOptions, Passage as MPassage};
+use natpath_model::packet::{Hook, Packet};
+use natpath_model::ruleset::{Match, Proto, StatisticMode, TableName};
+use natpath_model::snapshot::{self, Snapshot};
+use natpath_model::traverse::Chooser;
+use natpath_verify::encode::conntrack::CtCtx;
+use natpath_verify::encode::node::{self, Passage};
+use natpath_verify::encode::packet::{addr, bv16, bv32, bv8, DevTerm, Flow, State, SymPacket, DEV_BITS};
+use natpath_verify::encode::{and2, not, ChoiceKind, EncodeOptions, Encoder, Trail};
+use natpath_verify::solver::{Answer, Session};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+use z3::ast::{Bool, BV};
+
+/// Cases per node (two nodes per snapshot, eight snapshots: 16,000 packets).
+const CASES: u32 = 1000;
+
+fn load(name: &str) -> Snapshot {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(name);
+    snapshot::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The model's random draws: from a seed, recorded by rule.
+struct Draws {
+    state: u64,
+    made: Vec<((String, u32), bool)>,
+}
+
+impl Chooser for Draws {
+    fn choose(&mut self, p31: u32, loc: &Loc) -> bool {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let d = (self.state & 0x7fff_ffff) < u64::from(p31);
+        self.made.push(((loc.file.to_string(), loc.line), d));
+        d
+    }
+}
+
+/// One node's encoding, built once.
+struct NodeCase<'s> {
+    n: usize,
+    pkt: SymPacket,
+    dev: DevTerm,
+    passage: Passage,
+    trail: Trail,
+    session: Session,
+    devs: Vec<String>,
+    dev_values: Vec<u16>,
+    snap: &'s Snapshot,
+}
+
+fn build<'s>(enc: &Encoder<'s>, snap: &'s Snapshot, n: usize) -> NodeCase<'s> {
+    let ne = enc.node(n).unwrap();
+    let pkt = SymPacket::named(&format!("diff{n}"));
+    let dev = DevTerm::symbolic(BV::new_const(format!("diff{n}.dev"), DEV_BITS));
+    let mut trail = Trail::default();
+    let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
+    let passage = node::receive(enc, n, &mut trail, flow, &dev, &CtCtx::Fresh);
+    let session = Session::new(Some(Duration::from_secs(20)));
+    for d in &trail.defs {
+        session.assert(d);
+    }
+    let devs: Vec<String> = ne.devs.clone();
+    let dev_values = devs.iter().map(|d| ne.dev_value(d)).collect();
+    NodeCase { n, pkt, dev, passage, trail, session, devs, dev_values, snap }
+}
+
+/// The encoding's outcome equals the model's.
+fn same_outcome(c: &NodeCase<'_>, m: &MPassage) -> Bool {
+    let p = &c.passage;
+    let f = Bool::from_bool(false);
+    let local = p.local.as_ref().map(|l| l.cond.clone()).unwrap_or_else(|| f.clone());
+    let out = p.out.as_ref().map(|o| o.flow.cond.clone()).unwrap_or_else(|| f.clone());
+    let dropped = p.dropped_cond();
+    let rejected = p.rejected_cond();
+    let unknown = p.unknown_cond();
+    let fields = |s: &SymPacket, q: &Packet| {
+        Bool::and(&[
+            s.src.eq(addr(q.src)),
+            s.sport.eq(bv16(q.sport)),
+            s.dst.eq(addr(q.dst)),
+            s.dport.eq(bv16(q.dport)),
+            s.mark.eq(bv32(q.mark)),
+        ])
+    };
+    let mut c1 = vec![];
+    match &m.end {
+        NodeEnd::Local(q) => {
+            let st = p.local.as_ref().map(|l| fields(&l.state.pkt, q)).unwrap_or_else(|| f.clone());
+            c1.push(and2(&local, &st));
+        }
+        NodeEnd::Out { packet, dev, nexthop } => {
+            match &p.out {
+                Some(o) => {
+                    let v = c.devs.iter().position(|d| d == dev).map(|i| c.dev_values[i]).unwrap_or(u16::MAX);
+                    c1.push(Bool::and(&[out.clone(), o.oif.is(v), o.nexthop.eq(addr(*nexthop)), fields(&o.flow.state.pkt, packet)]));
+                }
+                None => c1.push(f.clone()),
+            }
+        }
+        NodeEnd::Dropped(_) => c1.push(dropped.clone()),
+        NodeEnd::Rejected(_) => c1.push(rejected.clone()),
+        NodeEnd::Unknown(_) => c1.push(unknown.clone()),
+    }
+    let delivered = matches!(m.end, NodeEnd::Local(_) | NodeEnd::Out { .. });
+    if delivered {
+        c1.push(if m.dnat.is_some() { p.dnat.clone() } else { not(&p.dnat) });
+        c1.push(if m.snat.is_some() { p.snat.clone() } else { not(&p.snat) });
+        c1.push(if m.hooks.contains(&Hook::Input) { p.crossed_input.clone() } else { not(&p.crossed_input) });
+        c1.push(if m.hooks.contains(&Hook::Forward) { p.crossed_forward.clone() } else { not(&p.crossed_forward) });
+        match (m.mark_after_nat_prerouting, &p.after_nat_pre) {
+            (Some(v), Some(fl)) => c1.push(and2(&fl.cond, &fl.state.pkt.mark.eq(bv32(v)))),
+            (Some(_), None) => c1.push(f.clone()),
+            (None, Some(fl)) => c1.push(not(&fl.cond)),
+            (None, None) => {}
+        }
+        match (m.mark_at_nat_postrouting, &p.at_nat_post) {
+            (Some(v), Some(fl)) => c1.push(and2(&fl.cond, &fl.state.pkt.mark.eq(bv32(v)))),
+            (Some(_), None) => c1.push(f.clone()),
+            (None, Some(fl)) => c1.push(not(&fl.cond)),
+            (None, None) => {}
+        }
+    }
+    Bool::and(&c1)
+}
+
+/// Fix the encoding's free choices to what the model did (its draws, empty
+/// `recent` lists, fresh `nth` counters, full token buckets).
+fn fixed_choices(c: &NodeCase<'_>, draws: &[((String, u32), bool)]) -> Vec<Bool> {
+    let mut by_loc: HashMap<(String, u32), bool> = HashMap::new();
+    for (loc, d) in draws {
+        by_loc.entry(loc.clone()).or_insert(*d);
+    }
+    let node = &c.snap.nodes[c.n];
+    let rule_of = |t: TableName, chain: &str, i: usize| {
+        node.ruleset.table(t).and_then(|t| t.chain(chain)).and_then(|ch| ch.rules.get(i - 1))
+    };
+    let mut v = Vec::new();
+    for ch in &c.trail.choices {
+        let loc = (ch.rule.loc.file.to_string(), ch.rule.loc.line);
+        let val = match &ch.kind {
+            ChoiceKind::Random { .. } => match by_loc.get(&loc) {
+                Some(d) => *d,
+                None => continue,
+            },
+            ChoiceKind::Nth => {
+                let r = rule_of(ch.rule.table, &ch.rule.chain, ch.rule.rule);
+                let hit = r.and_then(|r| {
+                    r.matches.iter().find_map(|m| match m {
+                        Match::Statistic { mode: StatisticMode::Nth { every, packet }, .. } => Some(every == packet),
+                        _ => None,
+                    })
+                });
+                hit.unwrap_or(false)
+            }
+            ChoiceKind::Recent { .. } => false,
+            ChoiceKind::RateOk => true,
+            ChoiceKind::Connlimit => {
+                let r = rule_of(ch.rule.table, &ch.rule.chain, ch.rule.rule);
+                r.and_then(|r| {
+                    r.matches.iter().find_map(|m| match m {
+                        Match::Connlimit(c) => Some(if c.above { 1 > c.count } else { 1 <= c.count }),
+                        _ => None,
+                    })
+                })
+                .unwrap_or(true)
+            }
+            ChoiceKind::OtherDevice => false,
+        };
+        v.push(if val { ch.var.clone() } else { not(&ch.var) });
+    }
+    v
+}
+
+/// What a case draws.
+#[derive(Debug, Clone)]
+struct Drawn {
+    dev: usize,
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    flags: u8,
+    icmp: (u8, u8),
+    seed: u64,
+}
+
+/// Addresses, ports and protocols worth hitting on this snapshot.
+struct Targets {
+    addrs: Vec<u32>,
+    ports: Vec<u16>,
+    protos: Vec<u8>,
+}
+
+fn targets(snap: &Snapshot) -> Targets {
+    let mut addrs: Vec<u32> = Vec::new();
+    let mut ports: Vec<u16> = vec![80, 53, 443, 6443, 4789, 1, 65535];
+    let mut protos: Vec<u8> = vec![6, 17, 1, 4, 132];
+    for n in &snap.nodes {
+        for i in &n.interfaces {
+            for a in &i.addrs {
+                addrs.push(u32::from(a.addr.addr()));
+                if let Some(b) = a.broadcast {
+                    addrs.push(u32::from(b));
+                }
+            }
+        }
+        for r in &n.routes {
+            addrs.push(u32::from(r.dst.network()));
+            addrs.push(u32::from(r.dst.broadcast()).wrapping_sub(1));
+            for h in &r.nexthops {
+                addrs.extend(h.via.map(u32::from));
+            }
+        }
+        let intent = Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
+        for s in &intent.services {
+            ports.extend(s.node_port);
+            if let Some((a, p)) = s.cluster_ip {
+                addrs.push(u32::from(a));
+                ports.push(p);
+            }
+            for e in s.endpoints.iter().chain(s.local_endpoints.iter()) {
+                addrs.push(u32::from(e.address));
+                ports.push(e.port);
+            }
+            protos.push(s.proto.0);
+        }
+        for p in &intent.ip_pools {
+            addrs.push(u32::from(p.network()).wrapping_add(77));
+        }
+    }
+    for p in &snap.cluster.pods {
+        addrs.push(u32::from(p.address));
+    }
+    for h in &snap.cluster.hosts {
+        addrs.push(u32::from(h.address.addr()));
+        addrs.extend(h.gateway.map(u32::from));
+    }
+    addrs.push(u32::from(Ipv4Addr::new(8, 8, 8, 8)));
+    addrs.push(u32::from(Ipv4Addr::new(127, 0, 0, 1)));
+    addrs.sort_unstable();
+    addrs.dedup();
+    ports.sort_unstable();
+    ports.dedup();
+    protos.sort_unstable();
+    protos.dedup();
+    Targets { addrs, ports, protos }
+}
+
+fn strategy(t: &Targets, ndevs: usize) -> impl Strategy<Value = Drawn> {
+    let a = proptest::sample::select(t.addrs.clone());
+    let addr_s = prop_oneof![4 => a.clone(), 1 => any::<u32>()];
+    let port_s = prop_oneof![4 => proptest::sample::select(t.ports.clone()), 1 => any::<u16>()];
+    let proto_s = prop_oneof![4 => proptest::sample::select(t.protos.clone()), 1 => any::<u8>()];
+    (
+        0..ndevs,
+        addr_s.clone(),
+        addr_s,
+        1u16..,
+        port_s,
+        proto_s,
+        prop_oneof![3 => Just(natpath_model::packet::tcp::SYN), 1 => any::<u8>()],
+        (any::<u8>(), any::<u8>()),
+        any::<u64>(),
+    )
+        .prop_map(|(dev, src, dst, sport, dport, proto, flags, icmp, seed)| Drawn {
+            dev,
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            flags,
+            icmp,
+            seed: seed | 1,
+        })
+}
+
+fn check_case(c: &mut NodeCase<'_>, d: &Drawn) -> Result<(), TestCaseError> {
+    let node = &c.snap.nodes[c.n];
+    let iface = c.devs[d.dev].clone();
+    let packet = Packet {
+        src: Ipv4Addr::from(d.src),
+        dst: Ipv4Addr::from(d.dst),
+        proto: Proto(d.proto),
+        sport: d.sport,
+        dport: d.dport,
+        tcp_flags: d.flags,
+        icmp: d.icmp,
+        len: 60,
+        ttl: 64,
+        mark: 0,
+        inner: None,
+    };
+    let mut model = NodeModel::new(node, NodeOptions::default());
+    let mut draws = Draws { state: d.seed, made: Vec::new() };
+    let m = model.receive(packet.clone(), &iface, false, &mut draws);
+    let inputs = vec![
+        c.pkt.src.eq(bv32(d.src)),
+        c.pkt.dst.eq(bv32(d.dst)),
+        c.pkt.sport.eq(bv16(d.sport)),
+        c.pkt.dport.eq(bv16(d.dport)),
+        c.pkt.proto.eq(bv8(d.proto)),
+        c.pkt.tcp_flags.eq(bv8(d.flags)),
+        c.pkt.icmp_type.eq(bv8(d.icmp.0)),
+        c.pkt.icmp_code.eq(bv8(d.icmp.1)),
+        c.pkt.len.eq(bv16(60)),
+        c.pkt.ttl.eq(bv8(64)),
+        c.dev.is(c.dev_values[d.dev]),
+    ];
+    let fixed = fixed_choices(c, &draws.made);
+    let same = same_outcome(c, &m);
+    let what = || format!("node {} iface {iface} packet {packet} flags {:#x}: model says {:?} dnat {:?} snat {:?} hooks {:?} marks {:?}/{:?}", node.name, d.flags, m.end, m.dnat, m.snat, m.hooks, m.mark_after_nat_prerouting, m.mark_at_nat_postrouting);
+    let mut base: Vec<&Bool> = inputs.iter().collect();
+    base.extend(fixed.iter());
+    // 1. The model's outcome satisfies the encoding.
+    let mut q1 = base.clone();
+    q1.push(&same);
+    match c.session.check_with(&q1) {
+        Answer::Sat(_) => {}
+        Answer::Unsat => return Err(TestCaseError::fail(format!("the encoding excludes the model's outcome: {}", what()))),
+        Answer::Unknown(w) => return Err(TestCaseError::fail(format!("solver unknown ({w}): {}", what()))),
+    }
+    // 2. The encoding, with the packet and the draws fixed, admits nothing else.
+    let other = not(&same);
+    let mut q2 = base;
+    q2.push(&other);
+    match c.session.check_with(&q2) {
+        Answer::Unsat => Ok(()),
+        Answer::Sat(w) => {
+            let p = &c.passage;
+            let ends = [
+                ("local", p.local.as_ref().map(|l| l.cond.clone())),
+                ("out", p.out.as_ref().map(|o| o.flow.cond.clone())),
+                ("dropped", Some(p.dropped_cond())),
+                ("rejected", Some(p.rejected_cond())),
+                ("unknown", Some(p.unknown_cond())),
+            ];
+            let e: Vec<&str> = ends.iter().filter(|(_, c)| c.as_ref().is_some_and(|c| w.bool(c) == Some(true))).map(|(n, _)| *n).collect();
+            let reasons: Vec<String> = p
+                .dropped
+                .iter()
+                .chain(p.rejected.iter())
+                .chain(p.unknown.iter())
+                .filter(|x| w.bool(&x.cond) == Some(true))
+                .map(|x| x.reason.clone())
+                .collect();
+            let out = p.out.as_ref().map(|o| {
+                format!(
+                    "out dev {:?} nh {:?} src {:?}:{:?} dst {:?}:{:?} mark {:?}",
+                    w.u64(&o.oif.bv),
+                    w.u64(&o.nexthop).map(|x| Ipv4Addr::from(x as u32)),
+                    w.u64(&o.flow.state.pkt.src).map(|x| Ipv4Addr::from(x as u32)),
+                    w.u64(&o.flow.state.pkt.sport),
+                    w.u64(&o.flow.state.pkt.dst).map(|x| Ipv4Addr::from(x as u32)),
+                    w.u64(&o.flow.state.pkt.dport),
+                    w.u64(&o.flow.state.pkt.mark)
+                )
+            });
+            let marks = (
+                p.after_nat_pre.as_ref().map(|f| (w.bool(&f.cond), w.u64(&f.state.pkt.mark))),
+                p.at_nat_post.as_ref().map(|f| (w.bool(&f.cond), w.u64(&f.state.pkt.mark))),
+                w.bool(&p.dnat),
+                w.bool(&p.snat),
+                w.bool(&p.crossed_input),
+                w.bool(&p.crossed_forward),
+            );
+            Err(TestCaseError::fail(format!(
+                "the encoding admits another outcome: {}\n  encoding: ends {e:?} {reasons:?} {out:?} marks/nat/hooks {marks:?}",
+                what()
+            )))
+        }
+        Answer::Unknown(w) => Err(TestCaseError::fail(format!("solver unknown ({w}): {}", what()))),
+    }
+}
+
+fn differential(name: &str) {
+    let snap = load(name);
+    let enc = Encoder::new(&snap, EncodeOptions::default());
+    let t = targets(&snap);
+    let mut total = 0;
+    for n in 0..snap.nodes.len() {
+        let c = std::cell::RefCell::new(build(&enc, &snap, n));
+        let strat = strategy(&t, c.borrow().devs.len());
+        let mut runner = TestRunner::new(Config { cases: CASES, failure_persistence: None, ..Config::default() });
+        let r = runner.run(&strat, |d| check_case(&mut c.borrow_mut(), &d));
+        if let Err(e) = r {
+            panic!("{name} node {}: {e}", snap.nodes[n].name);
+        }
+        total += CASES;
+    }
+    println!("{name}: {total} packets agree");
+}
+
+macro_rules! differential_test {
+    ($f:ident, $snap:expr) => {
+        #[test]
+        fn $f() {
+            differential($snap);
+        }
+    };
+}
+
+differential_test!(seed_ipip_local, "seed-ipip-local");
+differential_test!(seed_ipip_remote, "seed-ipip-remote");
+differential_test!(multi_endpoint, "multi-endpoint");
+differential_test!(etp_local_with_endpoint, "etp-local-with-endpoint");
+differential_test!(etp_local_no_endpoint, "etp-local-no-endpoint");
+differential_test!(session_affinity, "session-affinity");
+differential_test!(calico_vxlan, "calico-vxlan");
+differential_test!(broken_no_mark_masq, "broken-no-mark-masq");
