@@ -506,7 +506,12 @@ fn write_match(out: &mut String, m: &Match) {
         }
         Match::Rpfilter { loose, validmark, accept_local, invert } => {
             out.push_str(" -m rpfilter");
-            for (on, s) in [(loose, " --loose"), (validmark, " --validmark"), (accept_local, " --accept-local"), (invert, " --invert")] {
+            for (on, s) in [
+                (loose, " --loose"),
+                (validmark, " --validmark"),
+                (accept_local, " --accept-local"),
+                (invert, " --invert"),
+            ] {
                 if *on {
                     out.push_str(s);
                 }
@@ -556,7 +561,11 @@ fn write_match(out: &mut String, m: &Match) {
             out.push_str(" -m mac");
             bang(out, m.neg);
             let b = m.value;
-            let _ = write!(out, " --mac-source {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]);
+            let _ = write!(
+                out,
+                " --mac-source {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                b[0], b[1], b[2], b[3], b[4], b[5]
+            );
         }
         Match::Owner(o) => {
             out.push_str(" -m owner");
@@ -612,7 +621,9 @@ fn write_match(out: &mut String, m: &Match) {
         }
         Match::Socket { transparent, nowildcard, restore_skmark } => {
             out.push_str(" -m socket");
-            for (on, s) in [(transparent, " --transparent"), (nowildcard, " --nowildcard"), (restore_skmark, " --restore-skmark")] {
+            for (on, s) in
+                [(transparent, " --transparent"), (nowildcard, " --nowildcard"), (restore_skmark, " --restore-skmark")]
+            {
                 if *on {
                     out.push_str(s);
                 }

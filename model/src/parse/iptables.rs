@@ -39,9 +39,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub(crate) use value::{proto_name, unit_name};
 #[cfg(test)]
 pub(crate) use value::probability;
+pub(crate) use value::{proto_name, unit_name};
 
 /// Errors kept per file; after this many the parser stops with one more
 /// error saying so (a binary or wrong file would otherwise produce one
@@ -103,10 +103,18 @@ pub mod fuzzing {
             match parse_bytes(text.as_bytes(), "fuzz-print", &opts) {
                 Ok(again) if again == rs => {}
                 Ok(again) => {
-                    return Err(format!("print does not round-trip:\n--- input\n{}\n--- print\n{text}\n--- first {:?}\n--- again {:?}", String::from_utf8_lossy(data), rs, again));
+                    return Err(format!(
+                        "print does not round-trip:\n--- input\n{}\n--- print\n{text}\n--- first {:?}\n--- again {:?}",
+                        String::from_utf8_lossy(data),
+                        rs,
+                        again
+                    ));
                 }
                 Err(e) => {
-                    return Err(format!("print does not parse: {e}\n--- input\n{}\n--- print\n{text}", String::from_utf8_lossy(data)));
+                    return Err(format!(
+                        "print does not parse: {e}\n--- input\n{}\n--- print\n{text}",
+                        String::from_utf8_lossy(data)
+                    ));
                 }
             }
         }
@@ -228,7 +236,6 @@ struct Parser<'o, 'a> {
     /// Scratch space of the rule parser, reused for every rule.
     mods: Vec<(matches::Builder, usize)>,
 }
-
 
 impl<'o, 'a> Parser<'o, 'a> {
     fn new(file: &str, opts: &'o Options) -> Self {
@@ -353,6 +360,16 @@ impl<'o, 'a> Parser<'o, 'a> {
     }
 
     fn push_op(&mut self, line_no: u32, op: Op<'a>) {
+        // `iptables -S` output starts with the `-P` lines of its table: a
+        // `-P` after rules starts the next listing of a concatenation
+        // (`iptables -t nat -S; iptables -S`).
+        let next_listing = matches!(op.kind, OpKind::SetPolicy { .. })
+            && self.seg.as_ref().is_some_and(|s| {
+                s.header.is_none() && !s.skip && s.ops.iter().any(|o| matches!(o.kind, OpKind::Add { .. }))
+            });
+        if next_listing {
+            self.end_segment(false);
+        }
         if self.seg.is_none() {
             self.seg = Some(Segment::new(self.loc(line_no, 1)));
         }
@@ -377,7 +394,10 @@ impl<'o, 'a> Parser<'o, 'a> {
         let f = first.as_str();
         if f == "COMMIT" && !first.quoted {
             if let Some(w) = words.get(1) {
-                return Err(LineError::new(w.start, format!("expected end of line after `COMMIT`, found `{}`", show(w.as_str()))));
+                return Err(LineError::new(
+                    w.start,
+                    format!("expected end of line after `COMMIT`, found `{}`", show(w.as_str())),
+                ));
             }
             self.end_segment(true);
             return Ok(());
@@ -397,16 +417,20 @@ impl<'o, 'a> Parser<'o, 'a> {
             rest = words.get(1..).unwrap_or(&[]);
         }
         let Some(cmd) = rest.first() else {
-            return Err(LineError::new(line.len(), "expected a command such as `-A` after the counters, found end of line"));
+            return Err(LineError::new(
+                line.len(),
+                "expected a command such as `-A` after the counters, found end of line",
+            ));
         };
         let c = cmd.as_str();
         let chain_word = |what: &str| -> Result<&Word<'_>, LineError> {
             match rest.get(1) {
-                None => Err(LineError::new(line.len(), format!("expected a chain name after `{c}`, found end of line"))),
-                Some(w) if w.as_str().is_empty() || (w.as_str().starts_with('-') && !w.quoted) => Err(LineError::new(
-                    w.start,
-                    format!("expected {what} after `{c}`, found `{}`", show(w.as_str())),
-                )),
+                None => {
+                    Err(LineError::new(line.len(), format!("expected a chain name after `{c}`, found end of line")))
+                }
+                Some(w) if w.as_str().is_empty() || (w.as_str().starts_with('-') && !w.quoted) => {
+                    Err(LineError::new(w.start, format!("expected {what} after `{c}`, found `{}`", show(w.as_str()))))
+                }
                 Some(w) => {
                     rule::check_chain_name(w)?;
                     Ok(w)
@@ -450,7 +474,14 @@ impl<'o, 'a> Parser<'o, 'a> {
             "-N" | "--new-chain" | "--new" | "-X" | "--delete-chain" | "-F" | "--flush" => {
                 let chain = chain_word("a chain name")?;
                 if let Some(w) = rest.get(2) {
-                    return Err(LineError::new(w.start, format!("expected end of line after `{c} {}`, found `{}`", show(chain.as_str()), show(w.as_str()))));
+                    return Err(LineError::new(
+                        w.start,
+                        format!(
+                            "expected end of line after `{c} {}`, found `{}`",
+                            show(chain.as_str()),
+                            show(w.as_str())
+                        ),
+                    ));
                 }
                 let kind = match c {
                     "-N" | "--new-chain" | "--new" => OpKind::Decl { policy: None, counters: None, colon: false },
@@ -463,11 +494,25 @@ impl<'o, 'a> Parser<'o, 'a> {
             "-P" | "--policy" => {
                 let chain = chain_word("a chain name")?;
                 let p = match rest.get(2) {
-                    None => return Err(LineError::new(line.len(), "expected a policy (`ACCEPT` or `DROP`) after the chain, found end of line")),
+                    None => {
+                        return Err(LineError::new(
+                            line.len(),
+                            "expected a policy (`ACCEPT` or `DROP`) after the chain, found end of line",
+                        ))
+                    }
                     Some(w) => match w.as_str() {
                         "ACCEPT" => Policy::Accept,
                         "DROP" => Policy::Drop,
-                        _ => return Err(LineError::new(w.start, format!("expected a policy (`ACCEPT` or `DROP`) after `-P {}`, found `{}`", show(chain.as_str()), show(w.as_str())))),
+                        _ => {
+                            return Err(LineError::new(
+                                w.start,
+                                format!(
+                                    "expected a policy (`ACCEPT` or `DROP`) after `-P {}`, found `{}`",
+                                    show(chain.as_str()),
+                                    show(w.as_str())
+                                ),
+                            ))
+                        }
                     },
                 };
                 // `iptables -S -v` adds `-c PACKETS BYTES`.
@@ -477,16 +522,27 @@ impl<'o, 'a> Parser<'o, 'a> {
                     Some(w) if w.as_str() == "-c" => {
                         let num = |i: usize, what: &str| -> Result<u64, LineError> {
                             match rest.get(i) {
-                                None => Err(LineError::new(line.len(), format!("expected {what} after `-c`, found end of line"))),
+                                None => Err(LineError::new(
+                                    line.len(),
+                                    format!("expected {what} after `-c`, found end of line"),
+                                )),
                                 Some(v) => value::dec(v.as_str()).ok_or_else(|| args::bad(v, "-c", what)),
                             }
                         };
                         pc = Some(Counters { packets: num(4, "a packet count")?, bytes: num(5, "a byte count")? });
                         if let Some(w) = rest.get(6) {
-                            return Err(LineError::new(w.start, format!("expected end of line, found `{}`", show(w.as_str()))));
+                            return Err(LineError::new(
+                                w.start,
+                                format!("expected end of line, found `{}`", show(w.as_str())),
+                            ));
                         }
                     }
-                    Some(w) => return Err(LineError::new(w.start, format!("expected end of line, found `{}`", show(w.as_str())))),
+                    Some(w) => {
+                        return Err(LineError::new(
+                            w.start,
+                            format!("expected end of line, found `{}`", show(w.as_str())),
+                        ))
+                    }
                 }
                 let op = Op {
                     chain: chain.text.clone(),
@@ -496,7 +552,10 @@ impl<'o, 'a> Parser<'o, 'a> {
                 self.push_op(line_no, op);
             }
             "-D" | "--delete" | "-R" | "--replace" | "-Z" | "--zero" | "-E" | "--rename-chain" => {
-                return Err(LineError::new(cmd.start, format!("`{c}` changes a live ruleset; a dump has only `-A`, `-I`, `-N`, `-P`, `-X` and `-F`")));
+                return Err(LineError::new(
+                    cmd.start,
+                    format!("`{c}` changes a live ruleset; a dump has only `-A`, `-I`, `-N`, `-P`, `-X` and `-F`"),
+                ));
             }
             _ => {
                 return Err(LineError::new(
@@ -511,7 +570,13 @@ impl<'o, 'a> Parser<'o, 'a> {
         Ok(())
     }
 
-    fn declaration(&mut self, line_no: u32, line: &'a str, name: Cow<'a, str>, words: &[Word<'a>]) -> Result<(), LineError> {
+    fn declaration(
+        &mut self,
+        line_no: u32,
+        line: &'a str,
+        name: Cow<'a, str>,
+        words: &[Word<'a>],
+    ) -> Result<(), LineError> {
         let first = words.first().map_or(0, |w| w.start);
         let name_word = Word { text: name.clone(), start: first + 1, quoted: false };
         if name.is_empty() {
@@ -519,7 +584,12 @@ impl<'o, 'a> Parser<'o, 'a> {
         }
         rule::check_chain_name(&name_word)?;
         let policy = match words.get(1) {
-            None => return Err(LineError::new(line.len(), format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found end of line", show(&name)))),
+            None => {
+                return Err(LineError::new(
+                    line.len(),
+                    format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found end of line", show(&name)),
+                ))
+            }
             Some(w) => match w.as_str() {
                 "ACCEPT" => Some(Policy::Accept),
                 "DROP" => Some(Policy::Drop),
@@ -527,7 +597,11 @@ impl<'o, 'a> Parser<'o, 'a> {
                 _ => {
                     return Err(LineError::new(
                         w.start,
-                        format!("expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found `{}`", show(&name), show(w.as_str())),
+                        format!(
+                            "expected a policy (`ACCEPT`, `DROP` or `-`) after `:{}`, found `{}`",
+                            show(&name),
+                            show(w.as_str())
+                        ),
                     ))
                 }
             },
@@ -537,7 +611,10 @@ impl<'o, 'a> Parser<'o, 'a> {
             Some(w) => Some(counters_word(w)?),
         };
         if let Some(w) = words.get(3) {
-            return Err(LineError::new(w.start, format!("expected end of line after the counters, found `{}`", show(w.as_str()))));
+            return Err(LineError::new(
+                w.start,
+                format!("expected end of line after the counters, found `{}`", show(w.as_str())),
+            ));
         }
         let op = Op {
             chain: name,
@@ -623,7 +700,10 @@ impl<'o, 'a> Parser<'o, 'a> {
             OpKind::Decl { policy, counters, colon } => {
                 let builtin = ts.is_builtin(&op.chain);
                 if !colon && builtin {
-                    errs.push((op.loc.clone(), format!("`-N` cannot create `{}`, a built-in chain of table `{}`", op.chain, tname.as_str())));
+                    errs.push((
+                        op.loc.clone(),
+                        format!("`-N` cannot create `{}`, a built-in chain of table `{}`", op.chain, tname.as_str()),
+                    ));
                 } else if policy.is_some() && !builtin && header {
                     errs.push((
                         op.loc.clone(),
@@ -640,20 +720,40 @@ impl<'o, 'a> Parser<'o, 'a> {
                                     c.counters = counters;
                                     c.loc = op.loc.clone();
                                 } else {
-                                    strict(op.loc.clone(), format!("chain `{}` is declared twice (first at line {})", op.chain, c.loc.line));
+                                    strict(
+                                        op.loc.clone(),
+                                        format!(
+                                            "chain `{}` is declared twice (first at line {})",
+                                            op.chain, c.loc.line
+                                        ),
+                                    );
                                 }
                             }
                         }
                         None => {
                             ts.index.insert(op.chain.to_string(), ts.t.chains.len());
-                            ts.t.chains.push(Chain { name: op.chain.into_owned(), policy, counters, rules: Vec::new(), implied: false, loc: op.loc });
+                            ts.t.chains.push(Chain {
+                                name: op.chain.into_owned(),
+                                policy,
+                                counters,
+                                rules: Vec::new(),
+                                implied: false,
+                                loc: op.loc,
+                            });
                         }
                     }
                 }
             }
             OpKind::SetPolicy { policy, counters } => {
                 if !ts.is_builtin(&op.chain) {
-                    errs.push((op.loc.clone(), format!("expected a built-in chain of table `{}` after `-P`, found `{}`", tname.as_str(), op.chain)));
+                    errs.push((
+                        op.loc.clone(),
+                        format!(
+                            "expected a built-in chain of table `{}` after `-P`, found `{}`",
+                            tname.as_str(),
+                            op.chain
+                        ),
+                    ));
                 } else {
                     match ts.index.get(&*op.chain).copied() {
                         Some(i) => {
@@ -687,7 +787,12 @@ impl<'o, 'a> Parser<'o, 'a> {
                         if !builtin {
                             strict(
                                 op.loc.clone(),
-                                format!("chain `{}` is not declared in table `{}` (no `:{}` line before this rule)", op.chain, tname.as_str(), op.chain),
+                                format!(
+                                    "chain `{}` is not declared in table `{}` (no `:{}` line before this rule)",
+                                    op.chain,
+                                    tname.as_str(),
+                                    op.chain
+                                ),
                             );
                         }
                         ts.index.insert(op.chain.to_string(), ts.t.chains.len());
@@ -708,7 +813,15 @@ impl<'o, 'a> Parser<'o, 'a> {
                         if let Some(only) = targets::only_table(t) {
                             if only != tname {
                                 let at = rules.first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
-                                errs.push((at, format!("target `{}` is only valid in table `{}`, not in `{}`", target_name(t), only.as_str(), tname.as_str())));
+                                errs.push((
+                                    at,
+                                    format!(
+                                        "target `{}` is only valid in table `{}`, not in `{}`",
+                                        target_name(t),
+                                        only.as_str(),
+                                        tname.as_str()
+                                    ),
+                                ));
                                 ok = false;
                             }
                         }
@@ -740,7 +853,10 @@ impl<'o, 'a> Parser<'o, 'a> {
             OpKind::Delete | OpKind::Flush => {
                 let delete = matches!(op.kind, OpKind::Delete);
                 match ts.index.get(&*op.chain).copied() {
-                    None => errs.push((op.loc.clone(), format!("chain `{}` does not exist in table `{}`", op.chain, tname.as_str()))),
+                    None => errs.push((
+                        op.loc.clone(),
+                        format!("chain `{}` does not exist in table `{}`", op.chain, tname.as_str()),
+                    )),
                     Some(_) if delete && ts.is_builtin(&op.chain) => {
                         errs.push((op.loc.clone(), format!("`-X` cannot delete `{}`, a built-in chain", op.chain)))
                     }
@@ -775,13 +891,20 @@ impl<'o, 'a> Parser<'o, 'a> {
                 for r in &c.rules {
                     let Some(to) = r.target.as_ref().and_then(Target::chain) else { continue };
                     if ts.is_builtin(to) {
-                        errs.push((ts.target_loc(r), format!("cannot jump to `{to}`, a built-in chain of table `{}`", tname.as_str())));
+                        errs.push((
+                            ts.target_loc(r),
+                            format!("cannot jump to `{to}`, a built-in chain of table `{}`", tname.as_str()),
+                        ));
                     } else if ts.index.contains_key(to) {
                         continue;
                     } else if complete {
                         errs.push((
                             ts.target_loc(r),
-                            format!("chain `{to}` is not declared in table `{}` (jump from `{}`)", tname.as_str(), c.name),
+                            format!(
+                                "chain `{to}` is not declared in table `{}` (jump from `{}`)",
+                                tname.as_str(),
+                                c.name
+                            ),
                         ));
                     } else if !implied_new.iter().any(|x| x.name == to) {
                         implied_new.push(Chain {
@@ -799,7 +922,8 @@ impl<'o, 'a> Parser<'o, 'a> {
             // Implied chains go after the declared ones, built-ins first,
             // then by name: an order that does not depend on line order.
             let builtins = tname.builtin_chains();
-            let (declared, mut implied): (Vec<Chain>, Vec<Chain>) = std::mem::take(&mut ts.t.chains).into_iter().partition(|c| !c.implied);
+            let (declared, mut implied): (Vec<Chain>, Vec<Chain>) =
+                std::mem::take(&mut ts.t.chains).into_iter().partition(|c| !c.implied);
             implied.sort_by(|a, b| {
                 let ka = (builtins.iter().position(|x| *x == a.name).unwrap_or(usize::MAX), &a.name);
                 let kb = (builtins.iter().position(|x| *x == b.name).unwrap_or(usize::MAX), &b.name);
@@ -812,9 +936,17 @@ impl<'o, 'a> Parser<'o, 'a> {
             // Notes, in the order of the tables and chains.
             if ts.inferred {
                 let msg = match infer::reason_of(&ts.t) {
-                    infer::Reason::Listing => format!("no `*table` line: read as table `{}`, whose built-in chains it lists", tname.as_str()),
-                    infer::Reason::Evidence => format!("no `*table` line: these rules read as table `{}`, inferred from their targets and chain names", tname.as_str()),
-                    infer::Reason::Default => format!("no `*table` line and nothing to infer it from: read as table `{}`, iptables' default", tname.as_str()),
+                    infer::Reason::Listing => {
+                        format!("no `*table` line: read as table `{}`, whose built-in chains it lists", tname.as_str())
+                    }
+                    infer::Reason::Evidence => format!(
+                        "no `*table` line: these rules read as table `{}`, inferred from their targets and chain names",
+                        tname.as_str()
+                    ),
+                    infer::Reason::Default => format!(
+                        "no `*table` line and nothing to infer it from: read as table `{}`, iptables' default",
+                        tname.as_str()
+                    ),
                 };
                 notes.push(Note { loc: ts.t.loc.clone(), message: msg });
             }
@@ -823,9 +955,18 @@ impl<'o, 'a> Parser<'o, 'a> {
                     continue;
                 }
                 let message = if ts.is_builtin(&c.name) {
-                    format!("built-in chain `{}` of table `{}` has no `:{}` line: policy `ACCEPT` assumed", c.name, tname.as_str(), c.name)
+                    format!(
+                        "built-in chain `{}` of table `{}` has no `:{}` line: policy `ACCEPT` assumed",
+                        c.name,
+                        tname.as_str(),
+                        c.name
+                    )
                 } else {
-                    format!("chain `{}` of table `{}` is not declared: implied by its use in a partial dump", c.name, tname.as_str())
+                    format!(
+                        "chain `{}` of table `{}` is not declared: implied by its use in a partial dump",
+                        c.name,
+                        tname.as_str()
+                    )
                 };
                 notes.push(Note { loc: c.loc.clone(), message });
             }
@@ -890,15 +1031,17 @@ fn loops(ts: &TableState) -> Vec<(Loc, String)> {
                     }
                     Some(1) => {
                         let from = stack.iter().position(|(x, _)| *x == w).unwrap_or(0);
-                        let mut path: Vec<String> = stack.iter().skip(from).map(|(x, _)| format!("`{}`", name(*x))).collect();
+                        let mut path: Vec<String> =
+                            stack.iter().skip(from).map(|(x, _)| format!("`{}`", name(*x))).collect();
                         path.push(format!("`{}`", name(w)));
-                        let at = ts
-                            .t
-                            .chains
-                            .get(v)
-                            .and_then(|c| c.rules.iter().find(|r| r.target.as_ref().and_then(Target::chain) == Some(name(w))))
-                            .map(|r| ts.target_loc(r))
-                            .unwrap_or_else(Loc::synthetic);
+                        let at =
+                            ts.t.chains
+                                .get(v)
+                                .and_then(|c| {
+                                    c.rules.iter().find(|r| r.target.as_ref().and_then(Target::chain) == Some(name(w)))
+                                })
+                                .map(|r| ts.target_loc(r))
+                                .unwrap_or_else(Loc::synthetic);
                         out.push((at, format!("jump loop in table `{}`: {}", ts.t.name.as_str(), path.join(" -> "))));
                     }
                     _ => {}
@@ -913,7 +1056,9 @@ fn loops(ts: &TableState) -> Vec<(Loc, String)> {
 fn counters_word(w: &Word<'_>) -> Result<Counters, LineError> {
     let s = w.as_str();
     let inner = s.strip_prefix('[').and_then(|x| x.strip_suffix(']'));
-    let parsed = inner.and_then(|x| x.split_once(':')).and_then(|(p, b)| Some(Counters { packets: value::dec(p)?, bytes: value::dec(b)? }));
+    let parsed = inner
+        .and_then(|x| x.split_once(':'))
+        .and_then(|(p, b)| Some(Counters { packets: value::dec(p)?, bytes: value::dec(b)? }));
     parsed.ok_or_else(|| LineError::new(w.start, format!("expected counters `[packets:bytes]`, found `{}`", show(s))))
 }
 

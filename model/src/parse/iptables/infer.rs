@@ -69,7 +69,14 @@ fn target_hint(t: &Target) -> Option<TableName> {
 /// seen in real dumps.
 pub(crate) fn chain_hint(name: &str) -> Option<TableName> {
     const NAT_PREFIX: [&str; 9] = [
-        "KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-", "AWS-SNAT-CHAIN-", "CILIUM_POST_nat",
+        "KUBE-SEP-",
+        "KUBE-SVC-",
+        "KUBE-SVL-",
+        "KUBE-EXT-",
+        "KUBE-FW-",
+        "KUBE-XLB-",
+        "AWS-SNAT-CHAIN-",
+        "CILIUM_POST_nat",
         "CILIUM_PRE_nat",
     ];
     const NAT: [&str; 13] = [
@@ -88,8 +95,18 @@ pub(crate) fn chain_hint(name: &str) -> Option<TableName> {
         "KIND-MASQ-AGENT",
     ];
     const FILTER_PREFIX: [&str; 12] = [
-        "cali-fw-", "cali-tw-", "cali-pi-", "cali-po-", "cali-pri-", "cali-pro-", "cali-from-wl-dispatch",
-        "cali-to-wl-dispatch", "cali-failsafe-", "WEAVE-NPC", "DOCKER-ISOLATION", "KUBE-NWPLCY-",
+        "cali-fw-",
+        "cali-tw-",
+        "cali-pi-",
+        "cali-po-",
+        "cali-pri-",
+        "cali-pro-",
+        "cali-from-wl-dispatch",
+        "cali-to-wl-dispatch",
+        "cali-failsafe-",
+        "WEAVE-NPC",
+        "DOCKER-ISOLATION",
+        "KUBE-NWPLCY-",
     ];
     const FILTER: [&str; 13] = [
         "KUBE-FORWARD",
@@ -191,8 +208,7 @@ pub(crate) fn infer(items: &[Item<'_>]) -> Vec<(TableName, Reason)> {
         }
         best.map(|(i, _)| i)
     };
-    let mut chain_table: HashMap<&str, usize> =
-        votes.iter().filter_map(|(c, v)| argmax(v).map(|t| (*c, t))).collect();
+    let mut chain_table: HashMap<&str, usize> = votes.iter().filter_map(|(c, v)| argmax(v).map(|t| (*c, t))).collect();
 
     // 3. Chains without evidence take the table of a chain they are linked to.
     loop {
@@ -249,7 +265,10 @@ pub(crate) fn reason_of(t: &Table) -> Reason {
     if t.name.builtin_chains().iter().all(declared) {
         return Reason::Listing;
     }
-    let hinted = t.chains.iter().any(|c| chain_hint(&c.name).is_some() || c.rules.iter().any(|r| rule_hint(&c.name, r).is_some()));
+    let hinted = t
+        .chains
+        .iter()
+        .any(|c| chain_hint(&c.name).is_some() || c.rules.iter().any(|r| rule_hint(&c.name, r).is_some()));
     if hinted {
         Reason::Evidence
     } else {

@@ -15,8 +15,8 @@ use super::lex::Word;
 use super::value;
 use crate::ruleset::{
     AddrRange, AddrTypeMatch, AddrTypes, ConnlimitMatch, ConntrackMatch, CtDir, CtStates, CtStatus, HashlimitMatch,
-    IcmpType, Match, MarkMask, MultiportKind, Neg, OwnerMatch, PhysdevMatch, PktType, PolicyMatch, PortRange,
-    Proto, Rate, RecentCmd, RecentMatch, SctpMatch, SetDir, SetMatch, StatisticMode, TcpFlags, TcpMatch, UdpMatch,
+    IcmpType, MarkMask, Match, MultiportKind, Neg, OwnerMatch, PhysdevMatch, PktType, PolicyMatch, PortRange, Proto,
+    Rate, RecentCmd, RecentMatch, SctpMatch, SetDir, SetMatch, StatisticMode, TcpFlags, TcpMatch, UdpMatch,
 };
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -136,7 +136,14 @@ pub(crate) enum Builder {
     Connmark(Option<Neg<MarkMask>>),
     Conntrack(ConntrackMatch, bool),
     State(Option<Neg<CtStates>>),
-    Statistic { mode: Option<(bool, usize)>, neg: bool, prob: Option<u32>, every: Option<u32>, packet: Option<u32>, at: usize },
+    Statistic {
+        mode: Option<(bool, usize)>,
+        neg: bool,
+        prob: Option<u32>,
+        every: Option<u32>,
+        packet: Option<u32>,
+        at: usize,
+    },
     Addrtype(AddrTypeMatch),
     Set(Option<SetMatch>, u8),
     Recent(Option<(bool, RecentCmd)>, RecentMatch, u16),
@@ -147,10 +154,20 @@ pub(crate) enum Builder {
     Mac(Option<Neg<[u8; 6]>>),
     Owner(OwnerMatch),
     Pkttype(Option<Neg<PktType>>),
-    Policy { dir: Option<bool>, pol: Option<bool>, strict: bool, elements: Vec<(String, bool, String)> },
+    Policy {
+        dir: Option<bool>,
+        pol: Option<bool>,
+        strict: bool,
+        elements: Vec<(String, bool, String)>,
+    },
     Socket([bool; 3]),
     Length(Option<Neg<(u16, u16)>>),
-    Hashlimit { m: HashlimitMatch, rate: Option<(bool, Rate, u32)>, name: bool, burst: bool },
+    Hashlimit {
+        m: HashlimitMatch,
+        rate: Option<(bool, Rate, u32)>,
+        name: bool,
+        burst: bool,
+    },
     Nfacct(Option<String>),
     Connlimit(Option<(bool, u32)>, Option<u8>, Option<bool>),
     Tos(Option<Neg<MarkMask>>),
@@ -290,9 +307,7 @@ impl Builder {
             },
             Builder::Tcp(t) => match o {
                 "--sport" | "--source-port" => set_once(&mut t.sport, opt, Neg { neg, value: ports(cur, o)? })?,
-                "--dport" | "--destination-port" => {
-                    set_once(&mut t.dport, opt, Neg { neg, value: ports(cur, o)? })?
-                }
+                "--dport" | "--destination-port" => set_once(&mut t.dport, opt, Neg { neg, value: ports(cur, o)? })?,
                 "--syn" => set_once(&mut t.flags, opt, Neg { neg, value: TcpFlags { mask: 0x17, comp: 0x02 } })?,
                 "--tcp-flags" => {
                     let m = cur.value(o, "a list of TCP flags")?;
@@ -303,25 +318,21 @@ impl Builder {
                 }
                 "--tcp-option" => {
                     let v = cur.value(o, "a TCP option number")?;
-                    let n = value::dec(v.as_str()).and_then(|n| u8::try_from(n).ok()).ok_or_else(|| {
-                        bad(v, o, "a TCP option number (0-255)")
-                    })?;
+                    let n = value::dec(v.as_str())
+                        .and_then(|n| u8::try_from(n).ok())
+                        .ok_or_else(|| bad(v, o, "a TCP option number (0-255)"))?;
                     set_once(&mut t.option, opt, Neg { neg, value: n })?
                 }
                 _ => return Ok(false),
             },
             Builder::Udp(u) => match o {
                 "--sport" | "--source-port" => set_once(&mut u.sport, opt, Neg { neg, value: ports(cur, o)? })?,
-                "--dport" | "--destination-port" => {
-                    set_once(&mut u.dport, opt, Neg { neg, value: ports(cur, o)? })?
-                }
+                "--dport" | "--destination-port" => set_once(&mut u.dport, opt, Neg { neg, value: ports(cur, o)? })?,
                 _ => return Ok(false),
             },
             Builder::Sctp(s) => match o {
                 "--sport" | "--source-port" => set_once(&mut s.sport, opt, Neg { neg, value: ports(cur, o)? })?,
-                "--dport" | "--destination-port" => {
-                    set_once(&mut s.dport, opt, Neg { neg, value: ports(cur, o)? })?
-                }
+                "--dport" | "--destination-port" => set_once(&mut s.dport, opt, Neg { neg, value: ports(cur, o)? })?,
                 "--chunk-types" => {
                     let m = cur.value(o, "`all`, `any` or `only`")?;
                     let mode = m.as_str().to_ascii_lowercase();
@@ -360,14 +371,18 @@ impl Builder {
                     return Err(bad_because(v, o, "a list of ports", "more than 15 ports (a range counts as 2)"));
                 }
                 if m.is_some() {
-                    return Err(LineError::new(opt.start, "`-m multiport` takes only one of `--sports`, `--dports` and `--ports`"));
+                    return Err(LineError::new(
+                        opt.start,
+                        "`-m multiport` takes only one of `--sports`, `--dports` and `--ports`",
+                    ));
                 }
                 *m = Some((kind, neg, list));
             }
             Builder::Mark(m) | Builder::Connmark(m) => match o {
                 "--mark" => {
                     let v = cur.value(o, "a mark `VALUE[/MASK]`")?;
-                    let (value, mask) = value::mark_mask(v.as_str()).ok_or_else(|| bad(v, o, "a mark `VALUE[/MASK]`"))?;
+                    let (value, mask) =
+                        value::mark_mask(v.as_str()).ok_or_else(|| bad(v, o, "a mark `VALUE[/MASK]`"))?;
                     set_once(m, opt, Neg { neg, value: MarkMask { value, mask: mask.unwrap_or(u32::MAX) } })?
                 }
                 _ => return Ok(false),
@@ -413,7 +428,9 @@ impl Builder {
                 }
                 "--every" => {
                     let v = cur.value(o, "a packet count (1 or more)")?;
-                    let n = value::u32_any(v.as_str()).filter(|&n| n >= 1).ok_or_else(|| bad(v, o, "a packet count (1 or more)"))?;
+                    let n = value::u32_any(v.as_str())
+                        .filter(|&n| n >= 1)
+                        .ok_or_else(|| bad(v, o, "a packet count (1 or more)"))?;
                     if every.is_some() {
                         return Err(twice(opt));
                     }
@@ -438,9 +455,10 @@ impl Builder {
                     let v = cur.value(o, "a list of address types")?;
                     let mut bits = 0u16;
                     for part in v.as_str().split(',') {
-                        let i = AddrTypes::NAMES.iter().position(|n| n.eq_ignore_ascii_case(part)).ok_or_else(|| {
-                            bad_because(v, o, "a list of address types", &format!("unknown type `{}`", show(part)))
-                        })?;
+                        let i =
+                            AddrTypes::NAMES.iter().position(|n| n.eq_ignore_ascii_case(part)).ok_or_else(|| {
+                                bad_because(v, o, "a list of address types", &format!("unknown type `{}`", show(part)))
+                            })?;
                         bits |= 1u16.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0);
                     }
                     let slot = if o == "--src-type" { &mut a.src_type } else { &mut a.dst_type };
@@ -451,7 +469,10 @@ impl Builder {
                         return Err(no_neg(opt));
                     }
                     if a.limit_iface_in || a.limit_iface_out {
-                        return Err(LineError::new(opt.start, "`--limit-iface-in` and `--limit-iface-out` exclude each other"));
+                        return Err(LineError::new(
+                            opt.start,
+                            "`--limit-iface-in` and `--limit-iface-out` exclude each other",
+                        ));
                     }
                     if o == "--limit-iface-in" {
                         a.limit_iface_in = true;
@@ -505,7 +526,8 @@ impl Builder {
                         return Err(no_neg(opt));
                     }
                     let v = cur.value(o, "a rate `N/sec|min|hour|day`")?;
-                    let (r, _) = value::rate(v.as_str(), 10_000).map_err(|why| bad_because(v, o, "a rate `N/sec|min|hour|day`", why))?;
+                    let (r, _) = value::rate(v.as_str(), 10_000)
+                        .map_err(|why| bad_because(v, o, "a rate `N/sec|min|hour|day`", why))?;
                     set_once(rate, opt, r)?
                 }
                 "--limit-burst" => {
@@ -513,7 +535,9 @@ impl Builder {
                         return Err(no_neg(opt));
                     }
                     let v = cur.value(o, "a burst (0-10000)")?;
-                    let n = value::u32_any(v.as_str()).filter(|&n| n <= 10_000).ok_or_else(|| bad(v, o, "a burst (0-10000)"))?;
+                    let n = value::u32_any(v.as_str())
+                        .filter(|&n| n <= 10_000)
+                        .ok_or_else(|| bad(v, o, "a burst (0-10000)"))?;
                     set_once(burst, opt, n)?
                 }
                 _ => return Ok(false),
@@ -521,7 +545,8 @@ impl Builder {
             Builder::Mac(m) => match o {
                 "--mac-source" => {
                     let v = cur.value(o, "a MAC address such as `00:1b:21:3a:4c:5d`")?;
-                    let mac = value::mac(v.as_str()).ok_or_else(|| bad(v, o, "a MAC address such as `00:1b:21:3a:4c:5d`"))?;
+                    let mac =
+                        value::mac(v.as_str()).ok_or_else(|| bad(v, o, "a MAC address such as `00:1b:21:3a:4c:5d`"))?;
                     set_once(m, opt, Neg { neg, value: mac })?
                 }
                 _ => return Ok(false),
@@ -553,7 +578,12 @@ impl Builder {
                         "broadcast" => PktType::Broadcast,
                         "multicast" => PktType::Multicast,
                         "otherhost" | "outgoing" | "loopback" | "fastroute" => {
-                            return Err(bad_because(v, o, "`unicast`, `broadcast` or `multicast`", "natpath does not model this packet type"))
+                            return Err(bad_because(
+                                v,
+                                o,
+                                "`unicast`, `broadcast` or `multicast`",
+                                "natpath does not model this packet type",
+                            ))
                         }
                         _ => return Err(bad(v, o, "`unicast`, `broadcast` or `multicast`")),
                     };
@@ -626,12 +656,15 @@ impl Builder {
             Builder::Length(l) => match o {
                 "--length" => {
                     let v = cur.value(o, "a length `MIN[:MAX]`")?;
-                    let r = value::port_range(v.as_str(), ':').map_err(|why| bad_because(v, o, "a length `MIN[:MAX]`", why))?;
+                    let r = value::port_range(v.as_str(), ':')
+                        .map_err(|why| bad_because(v, o, "a length `MIN[:MAX]`", why))?;
                     set_once(l, opt, Neg { neg, value: (r.lo, r.hi) })?
                 }
                 _ => return Ok(false),
             },
-            Builder::Hashlimit { m, rate, name, burst } => return hashlimit_option(m, rate, name, burst, opt, neg, cur),
+            Builder::Hashlimit { m, rate, name, burst } => {
+                return hashlimit_option(m, rate, name, burst, opt, neg, cur)
+            }
             Builder::Nfacct(n) => match o {
                 "--nfacct-name" => {
                     if neg {
@@ -690,12 +723,15 @@ impl Builder {
             Builder::Dscp(d) => match o {
                 "--dscp" => {
                     let v = cur.value(o, "a DSCP value (0-63)")?;
-                    let n = value::u32_any(v.as_str()).filter(|&n| n <= 63).ok_or_else(|| bad(v, o, "a DSCP value (0-63)"))?;
+                    let n = value::u32_any(v.as_str())
+                        .filter(|&n| n <= 63)
+                        .ok_or_else(|| bad(v, o, "a DSCP value (0-63)"))?;
                     set_once(d, opt, Neg { neg, value: u8::try_from(n).unwrap_or(0) })?
                 }
                 "--dscp-class" => {
                     let v = cur.value(o, "a DSCP class")?;
-                    let n = dscp_class(v.as_str()).ok_or_else(|| bad(v, o, "a DSCP class (`CS0`-`CS7`, `AF11`-`AF43`, `EF`, `BE`)"))?;
+                    let n = dscp_class(v.as_str())
+                        .ok_or_else(|| bad(v, o, "a DSCP class (`CS0`-`CS7`, `AF11`-`AF43`, `EF`, `BE`)"))?;
                     set_once(d, opt, Neg { neg, value: n })?
                 }
                 _ => return Ok(false),
@@ -722,9 +758,14 @@ impl Builder {
                     _ => return Ok(false),
                 };
                 let v = cur.value(o, "a TTL (0-255)")?;
-                let n = value::dec(v.as_str()).and_then(|n| u8::try_from(n).ok()).ok_or_else(|| bad(v, o, "a TTL (0-255)"))?;
+                let n = value::dec(v.as_str())
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or_else(|| bad(v, o, "a TTL (0-255)"))?;
                 if t.is_some() {
-                    return Err(LineError::new(opt.start, "`-m ttl` takes only one of `--ttl-eq`, `--ttl-lt` and `--ttl-gt`"));
+                    return Err(LineError::new(
+                        opt.start,
+                        "`-m ttl` takes only one of `--ttl-eq`, `--ttl-lt` and `--ttl-gt`",
+                    ));
                 }
                 *t = Some((op.to_string(), n));
             }
@@ -744,7 +785,8 @@ impl Builder {
     /// errors about a missing option).
     pub fn finish(self, head: &Head, name_at: usize) -> Res<Match> {
         let need = |module: &str, what: &str| LineError::new(name_at, format!("`-m {module}` needs {what}"));
-        let need_proto = |module: &str, p: &str| LineError::new(name_at, format!("`-m {module}` needs `-p {p}` before or after it"));
+        let need_proto =
+            |module: &str, p: &str| LineError::new(name_at, format!("`-m {module}` needs `-p {p}` before or after it"));
         Ok(match self {
             Builder::Comment(c) => Match::Comment(c.ok_or_else(|| need("comment", "`--comment`"))?),
             Builder::Tcp(t) => {
@@ -775,7 +817,10 @@ impl Builder {
                 let (kind, neg, ports) = m.ok_or_else(|| need("multiport", "`--sports`, `--dports` or `--ports`"))?;
                 let ok = head.proto.is_some_and(|p| !p.neg && matches!(p.value.0, 6 | 17 | 33 | 132 | 136));
                 if !ok {
-                    return Err(LineError::new(name_at, "`-m multiport` needs `-p tcp`, `-p udp`, `-p udplite`, `-p sctp` or `-p dccp`"));
+                    return Err(LineError::new(
+                        name_at,
+                        "`-m multiport` needs `-p tcp`, `-p udp`, `-p udplite`, `-p sctp` or `-p dccp`",
+                    ));
                 }
                 Match::Multiport { kind, neg, ports }
             }
@@ -794,7 +839,9 @@ impl Builder {
                     if every.is_some() || packet.is_some() {
                         return Err(LineError::new(at, "`--every` and `--packet` belong to `--mode nth`"));
                     }
-                    StatisticMode::Random { p31: prob.ok_or_else(|| need("statistic", "`--probability` with `--mode random`"))? }
+                    StatisticMode::Random {
+                        p31: prob.ok_or_else(|| need("statistic", "`--probability` with `--mode random`"))?,
+                    }
                 } else {
                     if prob.is_some() {
                         return Err(LineError::new(at, "`--probability` belongs to `--mode random`"));
@@ -802,7 +849,10 @@ impl Builder {
                     let every = every.ok_or_else(|| need("statistic", "`--every` with `--mode nth`"))?;
                     let packet = packet.ok_or_else(|| need("statistic", "`--packet` with `--every`"))?;
                     if packet >= every {
-                        return Err(LineError::new(at, format!("`--packet {packet}` must be less than `--every {every}`")));
+                        return Err(LineError::new(
+                            at,
+                            format!("`--packet {packet}` must be less than `--every {every}`"),
+                        ));
                     }
                     StatisticMode::Nth { every, packet }
                 };
@@ -816,7 +866,8 @@ impl Builder {
             }
             Builder::Set(s, _) => Match::Set(s.ok_or_else(|| need("set", "`--match-set`"))?),
             Builder::Recent(cmd, mut r, _) => {
-                let (neg, c) = cmd.ok_or_else(|| need("recent", "one of `--set`, `--rcheck`, `--update` and `--remove`"))?;
+                let (neg, c) =
+                    cmd.ok_or_else(|| need("recent", "one of `--set`, `--rcheck`, `--update` and `--remove`"))?;
                 if r.reap && r.seconds.is_none() {
                     return Err(LineError::new(name_at, "`--reap` needs `--seconds`"));
                 }
@@ -839,10 +890,9 @@ impl Builder {
                 }
                 Match::Iprange { src, dst }
             }
-            Builder::Limit(rate, burst) => Match::Limit {
-                rate: rate.unwrap_or(Rate { count: 3, per_secs: 3600 }),
-                burst: burst.unwrap_or(5),
-            },
+            Builder::Limit(rate, burst) => {
+                Match::Limit { rate: rate.unwrap_or(Rate { count: 3, per_secs: 3600 }), burst: burst.unwrap_or(5) }
+            }
             Builder::Mac(m) => Match::Mac(m.ok_or_else(|| need("mac", "`--mac-source`"))?),
             Builder::Owner(o) => {
                 if o.uid.is_none() && o.gid.is_none() && o.socket_exists.is_none() {
@@ -864,7 +914,8 @@ impl Builder {
             }
             Builder::Length(l) => Match::Length(l.ok_or_else(|| need("length", "`--length`"))?),
             Builder::Hashlimit { mut m, rate, name, burst: _ } => {
-                let (above, r, user_unit) = rate.ok_or_else(|| need("hashlimit", "`--hashlimit-upto` or `--hashlimit-above`"))?;
+                let (above, r, user_unit) =
+                    rate.ok_or_else(|| need("hashlimit", "`--hashlimit-upto` or `--hashlimit-above`"))?;
                 if !name {
                     return Err(need("hashlimit", "`--hashlimit-name`"));
                 }
@@ -879,8 +930,14 @@ impl Builder {
             }
             Builder::Nfacct(n) => Match::Nfacct(n.ok_or_else(|| need("nfacct", "`--nfacct-name`"))?),
             Builder::Connlimit(limit, mask, saddr) => {
-                let (above, count) = limit.ok_or_else(|| need("connlimit", "`--connlimit-upto` or `--connlimit-above`"))?;
-                Match::Connlimit(ConnlimitMatch { above, count, mask: mask.unwrap_or(32), saddr: saddr.unwrap_or(true) })
+                let (above, count) =
+                    limit.ok_or_else(|| need("connlimit", "`--connlimit-upto` or `--connlimit-above`"))?;
+                Match::Connlimit(ConnlimitMatch {
+                    above,
+                    count,
+                    mask: mask.unwrap_or(32),
+                    saddr: saddr.unwrap_or(true),
+                })
             }
             Builder::Tos(t) => Match::Tos(t.ok_or_else(|| need("tos", "`--tos`"))?),
             Builder::Dscp(d) => Match::Dscp(d.ok_or_else(|| need("dscp", "`--dscp` or `--dscp-class`"))?),
@@ -917,17 +974,16 @@ fn ports(cur: &mut Cursor<'_, '_>, o: &str) -> Res<PortRange> {
 fn tcp_flags(w: &Word<'_>, o: &str) -> Res<u8> {
     let mut bits = 0u8;
     for part in w.as_str().split(',') {
-        bits |= if part.eq_ignore_ascii_case("ALL") {
-            0x3f
-        } else if part.eq_ignore_ascii_case("NONE") {
-            0
-        } else {
-            TCP_FLAGS
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(part))
-                .map(|(_, b)| *b)
-                .ok_or_else(|| bad_because(w, o, "a list of TCP flags", &format!("unknown flag `{}`", show(part))))?
-        };
+        bits |=
+            if part.eq_ignore_ascii_case("ALL") {
+                0x3f
+            } else if part.eq_ignore_ascii_case("NONE") {
+                0
+            } else {
+                TCP_FLAGS.iter().find(|(n, _)| n.eq_ignore_ascii_case(part)).map(|(_, b)| *b).ok_or_else(|| {
+                    bad_because(w, o, "a list of TCP flags", &format!("unknown flag `{}`", show(part)))
+                })?
+            };
     }
     Ok(bits)
 }
@@ -947,7 +1003,12 @@ fn sctp_chunks(w: &Word<'_>, o: &str) -> Res<Vec<String>> {
         } else if let Some(i) = SCTP_CHUNKS_HIGH.iter().position(|c| *c == up) {
             100 + i
         } else {
-            return Err(bad_because(w, o, "a list of SCTP chunk types", &format!("unknown chunk type `{}`", show(name))));
+            return Err(bad_because(
+                w,
+                o,
+                "a list of SCTP chunk types",
+                &format!("unknown chunk type `{}`", show(name)),
+            ));
         };
         let text = match flags {
             Some(f) => format!("{up}:{f}"),
@@ -969,11 +1030,15 @@ fn icmp_type(w: &Word<'_>, o: &str) -> Res<IcmpType> {
         Some((t, c)) => (t, Some(c)),
         None => (s, None),
     };
-    let ty = value::dec(t).and_then(|v| u8::try_from(v).ok()).ok_or_else(|| bad(w, o, "an ICMP type `TYPE[/CODE]` or name"))?;
+    let ty = value::dec(t)
+        .and_then(|v| u8::try_from(v).ok())
+        .ok_or_else(|| bad(w, o, "an ICMP type `TYPE[/CODE]` or name"))?;
     let code = match c {
         None => (0, 255),
         Some(c) => {
-            let c = value::dec(c).and_then(|v| u8::try_from(v).ok()).ok_or_else(|| bad(w, o, "an ICMP type `TYPE[/CODE]` or name"))?;
+            let c = value::dec(c)
+                .and_then(|v| u8::try_from(v).ok())
+                .ok_or_else(|| bad(w, o, "an ICMP type `TYPE[/CODE]` or name"))?;
             (c, c)
         }
     };
@@ -986,8 +1051,10 @@ fn icmp_type(w: &Word<'_>, o: &str) -> Res<IcmpType> {
 fn ct_states(w: &Word<'_>, o: &str, virtual_states: bool) -> Res<CtStates> {
     let mut bits = 0u8;
     for part in w.as_str().split(',') {
-        let found =
-            CT_STATES.iter().find(|(n, _)| n.eq_ignore_ascii_case(part)).filter(|(_, b)| virtual_states || *b < CtStates::SNAT);
+        let found = CT_STATES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(part))
+            .filter(|(_, b)| virtual_states || *b < CtStates::SNAT);
         match found {
             Some((_, b)) => bits |= b,
             None => return Err(bad_because(w, o, "a list of states", &format!("unknown state `{}`", show(part)))),
@@ -1002,7 +1069,9 @@ fn conntrack_option(c: &mut ConntrackMatch, opt: &Word<'_>, neg: bool, cur: &mut
         let v = cur.value(o, "an address")?;
         match value::ipv4_net(v.as_str()) {
             Ok(n) => Ok(n),
-            Err(value::AddrError::Ipv6) => Err(LineError::ipv6(v.start, &format!("`{}` is an IPv6 address", show(v.as_str())))),
+            Err(value::AddrError::Ipv6) => {
+                Err(LineError::ipv6(v.start, &format!("`{}` is an IPv6 address", show(v.as_str()))))
+            }
             Err(value::AddrError::Bad(why)) if why.is_empty() => Err(bad(v, o, "an IPv4 address")),
             Err(value::AddrError::Bad(why)) => Err(bad_because(v, o, "an IPv4 address", &why)),
         }
@@ -1023,7 +1092,14 @@ fn conntrack_option(c: &mut ConntrackMatch, opt: &Word<'_>, neg: bool, cur: &mut
                 }
                 match CT_STATUS.iter().find(|(n, _)| *n == up) {
                     Some((_, b)) => bits |= b,
-                    None => return Err(bad_because(v, o, "a list of conntrack statuses", &format!("unknown status `{}`", show(part)))),
+                    None => {
+                        return Err(bad_because(
+                            v,
+                            o,
+                            "a list of conntrack statuses",
+                            &format!("unknown status `{}`", show(part)),
+                        ))
+                    }
                 }
             }
             set_once(&mut c.status, opt, Neg { neg, value: CtStatus(bits) })?;
@@ -1095,7 +1171,13 @@ const SET_SUBCOUNTERS: u8 = 4;
 const SET_PACKETS: u8 = 8;
 const SET_BYTES: u8 = 16;
 
-fn set_option(s: &mut Option<SetMatch>, seen: &mut u8, opt: &Word<'_>, neg: bool, cur: &mut Cursor<'_, '_>) -> Res<bool> {
+fn set_option(
+    s: &mut Option<SetMatch>,
+    seen: &mut u8,
+    opt: &Word<'_>,
+    neg: bool,
+    cur: &mut Cursor<'_, '_>,
+) -> Res<bool> {
     let o = opt.as_str();
     let flag = |seen: &mut u8, bit: u8| -> Res<()> {
         if *seen & bit != 0 {
@@ -1136,7 +1218,8 @@ fn set_option(s: &mut Option<SetMatch>, seen: &mut u8, opt: &Word<'_>, neg: bool
             });
         }
         "--return-nomatch" | "--update-counters" | "--update-subcounters" => {
-            let target = s.as_mut().ok_or_else(|| LineError::new(opt.start, format!("`{o}` needs `--match-set` before it")))?;
+            let target =
+                s.as_mut().ok_or_else(|| LineError::new(opt.start, format!("`{o}` needs `--match-set` before it")))?;
             match o {
                 "--return-nomatch" => {
                     if neg {
@@ -1162,7 +1245,8 @@ fn set_option(s: &mut Option<SetMatch>, seen: &mut u8, opt: &Word<'_>, neg: bool
                 return Err(no_neg(opt));
             }
             flag(seen, if o.starts_with("--packets") { SET_PACKETS } else { SET_BYTES })?;
-            let target = s.as_mut().ok_or_else(|| LineError::new(opt.start, format!("`{o}` needs `--match-set` before it")))?;
+            let target =
+                s.as_mut().ok_or_else(|| LineError::new(opt.start, format!("`{o}` needs `--match-set` before it")))?;
             target.counter_conds.push((o.trim_start_matches('-').to_string(), neg, n));
             // iptables prints the packet condition before the byte condition.
             target.counter_conds.sort_by_key(|(k, _, _)| !k.starts_with("packets"));
@@ -1208,7 +1292,10 @@ fn recent_option(
                 _ => RecentCmd::Remove,
             };
             if cmd.is_some() {
-                return Err(LineError::new(opt.start, "`-m recent` takes only one of `--set`, `--rcheck`, `--update` and `--remove`"));
+                return Err(LineError::new(
+                    opt.start,
+                    "`-m recent` takes only one of `--set`, `--rcheck`, `--update` and `--remove`",
+                ));
             }
             *cmd = Some((neg, c));
         }
@@ -1307,7 +1394,9 @@ fn policy_value(w: &Word<'_>, o: &str) -> Res<String> {
         _ => match value::ipv4_net(s) {
             Ok(n) if n.prefix_len() == 32 => n.addr().to_string(),
             Ok(n) => n.to_string(),
-            Err(value::AddrError::Ipv6) => return Err(LineError::ipv6(w.start, &format!("`{}` is an IPv6 address", show(s)))),
+            Err(value::AddrError::Ipv6) => {
+                return Err(LineError::ipv6(w.start, &format!("`{}` is an IPv6 address", show(s))))
+            }
             Err(_) => return Err(bad(w, o, "an IPv4 address")),
         },
     })
@@ -1387,10 +1476,15 @@ fn hashlimit_option(
         "--hashlimit" | "--hashlimit-upto" | "--hashlimit-above" => {
             let v = cur.value(o, "a rate `N/sec|min|hour|day`")?;
             if v.as_str().contains('b') {
-                return Err(bad_because(v, o, "a rate `N/sec|min|hour|day`", "byte rates are not supported by natpath"));
+                return Err(bad_because(
+                    v,
+                    o,
+                    "a rate `N/sec|min|hour|day`",
+                    "byte rates are not supported by natpath",
+                ));
             }
-            let (r, unit) =
-                value::rate(v.as_str(), 1_000_000).map_err(|why| bad_because(v, o, "a rate `N/sec|min|hour|day`", why))?;
+            let (r, unit) = value::rate(v.as_str(), 1_000_000)
+                .map_err(|why| bad_because(v, o, "a rate `N/sec|min|hour|day`", why))?;
             set_once(rate, opt, (o == "--hashlimit-above", r, unit))?;
         }
         "--hashlimit-burst" => {

@@ -30,9 +30,20 @@ const RESERVED: [&str; 4] = ["ACCEPT", "DROP", "RETURN", "QUEUE"];
 pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
     let s = w.as_str();
     if s.chars().count() > 28 {
-        return Err(LineError::new(w.start, format!("expected a chain name of at most 28 characters, found `{}` ({} characters)", show(s), s.chars().count())));
+        return Err(LineError::new(
+            w.start,
+            format!(
+                "expected a chain name of at most 28 characters, found `{}` ({} characters)",
+                show(s),
+                s.chars().count()
+            ),
+        ));
     }
-    if s.is_empty() || s.starts_with('-') || s.starts_with('!') || s.chars().any(|c| c.is_whitespace() || c == '"' || c.is_control()) {
+    if s.is_empty()
+        || s.starts_with('-')
+        || s.starts_with('!')
+        || s.chars().any(|c| c.is_whitespace() || c == '"' || c.is_control())
+    {
         return Err(LineError::new(w.start, format!("expected a chain name, found `{}`", show(s))));
     }
     if RESERVED.contains(&s) {
@@ -222,8 +233,15 @@ fn parse_into(
                 let b = match matches::Builder::new(v.as_str()) {
                     Some(b) => b,
                     None if lenient => matches::Builder::unsupported(v.as_str()),
-                    None if matches!(v.as_str(), "icmp6" | "ipv6header" | "frag" | "hbh" | "rt" | "dst" | "mh" | "eui64") => {
-                        return Err(LineError::ipv6(v.start, &format!("`-m {}` is an ip6tables module", show(v.as_str()))));
+                    None if matches!(
+                        v.as_str(),
+                        "icmp6" | "ipv6header" | "frag" | "hbh" | "rt" | "dst" | "mh" | "eui64"
+                    ) =>
+                    {
+                        return Err(LineError::ipv6(
+                            v.start,
+                            &format!("`-m {}` is an ip6tables module", show(v.as_str())),
+                        ));
                     }
                     None => {
                         return Err(LineError::new(v.start, format!("unknown match module `{}`", show(v.as_str()))));
@@ -249,7 +267,10 @@ fn parse_into(
                     Kind::Known(b) => b,
                     Kind::Unmodelled if lenient => targets::Builder::unsupported(name),
                     Kind::Unmodelled => {
-                        return Err(LineError::new(v.start, format!("target `{}` is not supported by natpath", show(name))));
+                        return Err(LineError::new(
+                            v.start,
+                            format!("target `{}` is not supported by natpath", show(name)),
+                        ));
                     }
                     Kind::Chain => {
                         check_chain_name(v)?;
@@ -377,7 +398,9 @@ fn parse_into(
     };
     let ns = src.as_ref().map_or(1, |(_, a)| a.len());
     let nd = dst.as_ref().map_or(1, |(_, a)| a.len());
-    let pick = |a: &Option<(bool, Addrs)>, i: usize| a.as_ref().and_then(|(neg, l)| l.get(i).and_then(|n| header_addr(*neg, n)));
+    let pick = |a: &Option<(bool, Addrs)>, i: usize| {
+        a.as_ref().and_then(|(neg, l)| l.get(i).and_then(|n| header_addr(*neg, n)))
+    };
     if ns * nd == 1 {
         base.src = pick(&src, 0);
         base.dst = pick(&dst, 0);

@@ -7,23 +7,53 @@
 //! MARK and CONNMARK spelling becomes `--set-xmark V/M` (the kernel computes
 //! `(mark & !M) ^ V`: `--or-mark V` is `V/V`, `--and-mark V` is `0/!V`,
 //! `--xor-mark V` is `V/0`, `--set-mark V/M` is `V/(M|V)`); defaults that
-//! iptables-save leaves out (`--log-level 4`, `--nflog-group 0`,
-//! `--nflog-threshold 1`) are stored as absent; REJECT without
+//! iptables-save leaves out (`--log-level 4`, `--nflog-group 0`) are
+//! stored as absent; REJECT without
 //! `--reject-with` is `icmp-port-unreachable`.
 
 use super::args::{bad, bad_because, no_neg, show, twice, Cursor, LineError, Res};
 use super::lex::Word;
 use super::matches::Head;
 use super::value;
-use crate::ruleset::{AddrRange, ConnmarkOp, CtTarget, LogTarget, NatRange, NflogTarget, PortRange, Proto, RejectWith, Target};
+use crate::ruleset::{
+    AddrRange, ConnmarkOp, CtTarget, LogTarget, NatRange, NflogTarget, PortRange, Proto, RejectWith, Target,
+};
 
 /// Targets iptables has and natpath does not model: kept as
 /// [`Target::Unsupported`] in lenient mode, an error otherwise. Any other
 /// name after `-j` is a user chain.
 const UNMODELLED: &[&str] = &[
-    "AUDIT", "CHAOS", "CLASSIFY", "CLUSTERIP", "CONNSECMARK", "DELUDE", "DNPT", "DSCP", "ECN", "HL", "HMARK",
-    "IDLETIMER", "IPMARK", "LED", "MIRROR", "NETMAP", "NFQUEUE", "QUEUE", "RATEEST", "SAME", "SECMARK", "SET",
-    "SNPT", "SYNPROXY", "TARPIT", "TCPOPTSTRIP", "TEE", "TOS", "TPROXY", "TTL", "ULOG",
+    "AUDIT",
+    "CHAOS",
+    "CLASSIFY",
+    "CLUSTERIP",
+    "CONNSECMARK",
+    "DELUDE",
+    "DNPT",
+    "DSCP",
+    "ECN",
+    "HL",
+    "HMARK",
+    "IDLETIMER",
+    "IPMARK",
+    "LED",
+    "MIRROR",
+    "NETMAP",
+    "NFQUEUE",
+    "QUEUE",
+    "RATEEST",
+    "SAME",
+    "SECMARK",
+    "SET",
+    "SNPT",
+    "SYNPROXY",
+    "TARPIT",
+    "TCPOPTSTRIP",
+    "TEE",
+    "TOS",
+    "TPROXY",
+    "TTL",
+    "ULOG",
 ];
 
 /// What a `-j NAME` (or `-g NAME`) word names.
@@ -377,7 +407,8 @@ impl Builder {
                             if ct.other.iter().any(|(k, _)| k == o) {
                                 return Err(twice(opt));
                             }
-                            let list: Vec<&str> = CT_EVENTS.iter().zip(bits).filter(|(_, b)| *b).map(|(e, _)| *e).collect();
+                            let list: Vec<&str> =
+                                CT_EVENTS.iter().zip(bits).filter(|(_, b)| *b).map(|(e, _)| *e).collect();
                             ct.other.push((o.to_string(), list.join(",")));
                         }
                         _ => {
@@ -389,7 +420,11 @@ impl Builder {
                         }
                     }
                     // iptables prints these in a fixed order.
-                    let rank = |k: &str| ["--timeout", "--ctevents", "--expevents", "--zone-orig", "--zone-reply"].iter().position(|x| *x == k);
+                    let rank = |k: &str| {
+                        ["--timeout", "--ctevents", "--expevents", "--zone-orig", "--zone-reply"]
+                            .iter()
+                            .position(|x| *x == k)
+                    };
                     ct.other.sort_by_key(|(k, _)| rank(k));
                 }
                 _ => return Ok(false),
@@ -406,7 +441,10 @@ impl Builder {
                         "error" => Some(3),
                         "warn" => Some(4),
                         "panic" => Some(0),
-                        s => names.iter().position(|n| *n == s).or_else(|| value::dec(s).and_then(|n| usize::try_from(n).ok()).filter(|&n| n <= 7)),
+                        s => names
+                            .iter()
+                            .position(|n| *n == s)
+                            .or_else(|| value::dec(s).and_then(|n| usize::try_from(n).ok()).filter(|&n| n <= 7)),
                     };
                     let n = n.ok_or_else(|| bad(v, o, "a log level (0-7 or a syslog name)"))?;
                     l.level = u8::try_from(n).ok().filter(|&n| n != 4);
@@ -435,7 +473,8 @@ impl Builder {
                     if neg {
                         return Err(no_neg(opt));
                     }
-                    let order = ["--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-uid", "--log-macdecode"];
+                    let order =
+                        ["--log-tcp-sequence", "--log-tcp-options", "--log-ip-options", "--log-uid", "--log-macdecode"];
                     let flag = o.trim_start_matches("--").to_string();
                     if l.flags.contains(&flag) {
                         return Err(twice(opt));
@@ -460,7 +499,7 @@ impl Builder {
                         }
                         "--nflog-threshold" => {
                             seen_bit(seen, 2, opt)?;
-                            n.threshold = Some(small()?).filter(|&t| t != 1);
+                            n.threshold = Some(small()?);
                         }
                         "--nflog-size" => {
                             seen_bit(seen, 4, opt)?;
@@ -498,7 +537,10 @@ impl Builder {
                     let n = value::dec(v.as_str()).and_then(|n| u16::try_from(n).ok()).filter(|&n| n <= 65515);
                     let n = n.ok_or_else(|| bad(v, o, "an MSS (0-65515)"))?;
                     if t.is_some() {
-                        return Err(LineError::new(opt.start, "`-j TCPMSS` takes only one of `--set-mss` and `--clamp-mss-to-pmtu`"));
+                        return Err(LineError::new(
+                            opt.start,
+                            "`-j TCPMSS` takes only one of `--set-mss` and `--clamp-mss-to-pmtu`",
+                        ));
                     }
                     *t = Some(Some(n));
                 }
@@ -507,7 +549,10 @@ impl Builder {
                         return Err(no_neg(opt));
                     }
                     if t.is_some() {
-                        return Err(LineError::new(opt.start, "`-j TCPMSS` takes only one of `--set-mss` and `--clamp-mss-to-pmtu`"));
+                        return Err(LineError::new(
+                            opt.start,
+                            "`-j TCPMSS` takes only one of `--set-mss` and `--clamp-mss-to-pmtu`",
+                        ));
                     }
                     *t = Some(None);
                 }
@@ -565,12 +610,19 @@ impl Builder {
                 Target::Mark { value, mask }
             }
             Builder::Connmark { op, nfmask, ctmask } => {
-                let op = op.ok_or_else(|| LineError::new(at, "`-j CONNMARK` needs `--set-xmark`, `--save-mark`, `--restore-mark` or another mark option"))?;
+                let op = op.ok_or_else(|| {
+                    LineError::new(
+                        at,
+                        "`-j CONNMARK` needs `--set-xmark`, `--save-mark`, `--restore-mark` or another mark option",
+                    )
+                })?;
                 Target::Connmark(match op {
                     // Masks belong to --save-mark/--restore-mark only; with
                     // the mark-setting forms iptables ignores them.
                     ConnOp::Xmark(value, mask) => ConnmarkOp::SetXmark { value, mask },
-                    ConnOp::Save => ConnmarkOp::Save { nfmask: nfmask.unwrap_or(u32::MAX), ctmask: ctmask.unwrap_or(u32::MAX) },
+                    ConnOp::Save => {
+                        ConnmarkOp::Save { nfmask: nfmask.unwrap_or(u32::MAX), ctmask: ctmask.unwrap_or(u32::MAX) }
+                    }
                     ConnOp::Restore => {
                         ConnmarkOp::Restore { nfmask: nfmask.unwrap_or(u32::MAX), ctmask: ctmask.unwrap_or(u32::MAX) }
                     }
@@ -586,7 +638,8 @@ impl Builder {
                 Target::Checksum
             }
             Builder::Tcpmss(t) => {
-                let t = t.ok_or_else(|| LineError::new(at, "`-j TCPMSS` needs `--set-mss` or `--clamp-mss-to-pmtu`"))?;
+                let t =
+                    t.ok_or_else(|| LineError::new(at, "`-j TCPMSS` needs `--set-mss` or `--clamp-mss-to-pmtu`"))?;
                 Target::Tcpmss(t)
             }
             Builder::Chain { name, goto } => {

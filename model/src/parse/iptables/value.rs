@@ -330,7 +330,9 @@ pub(crate) fn mac(s: &str) -> Option<[u8; 6]> {
 pub(crate) fn probability(s: &str) -> Option<u32> {
     // strtod accepts more than Rust's parser (hex floats, "inf"); dumps only
     // ever carry plain decimals, which both read identically.
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+') {
+    if s.is_empty()
+        || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+')
+    {
         return None;
     }
     let p: f64 = s.parse().ok()?;
