@@ -265,16 +265,18 @@ impl Walker<'_, '_> {
             self.end(cond, EndKind::Unknown, s, format!("{}: no LAN address to send VXLAN to", peer_node.name));
             return;
         };
-        let (delivered, unknown_c) = self.carrier(n, peer, kind, outer_dst);
-        let unknown = vec![unknown_c];
+        let (delivered, unknowns) = self.carrier(n, peer, kind, outer_dst);
+        let unknown: Vec<Bool> = unknowns.iter().map(|e| e.cond.clone()).collect();
         let delivered = delivered.simplify();
         let tname = if kind == Tunnel::Ipip { "IPIP" } else { "VXLAN" };
-        self.end(
-            and2(&cond, &any(&unknown)),
-            EndKind::Unknown,
-            s,
-            format!("the {tname} carrier from {name} to {} cannot be followed", peer_node.name),
-        );
+        for e in &unknowns {
+            self.end(
+                and2(&cond, &e.cond),
+                EndKind::Unknown,
+                s,
+                format!("the {tname} carrier from {name} to {} cannot be followed: {}", peer_node.name, e.reason),
+            );
+        }
         self.end(
             and2(&cond, &and2(&not(&any(&unknown)), &not(&delivered))),
             EndKind::Dropped,
@@ -293,13 +295,14 @@ impl Walker<'_, '_> {
     /// that it is delivered to the peer and that it cannot be followed.
     /// Carriers have constant headers, so their fate is usually a constant,
     /// which is cached per (sender, peer, kind, direction, destination).
-    fn carrier(&mut self, n: usize, peer: usize, kind: Tunnel, outer_dst: Ipv4Addr) -> (Bool, Bool) {
+    fn carrier(&mut self, n: usize, peer: usize, kind: Tunnel, outer_dst: Ipv4Addr) -> (Bool, Vec<Ending>) {
         let key = (n, peer, kind == Tunnel::Ipip, self.reply, u32::from(outer_dst));
-        if let Some(&(d, u)) = self.enc.carriers.borrow().get(&key) {
-            return (Bool::from_bool(d), Bool::from_bool(u));
+        if let Some(&(d, false)) = self.enc.carriers.borrow().get(&key) {
+            return (Bool::from_bool(d), Vec::new());
         }
+        let internal = |why: &str| (Bool::from_bool(false), vec![Ending { cond: Bool::from_bool(true), reason: why.to_string() }]);
         let Some(peer_node) = self.enc.snap.nodes.get(peer) else {
-            return (Bool::from_bool(false), Bool::from_bool(true));
+            return internal("internal: peer index");
         };
         // The carrier: sent by this node, taken in by the peer.
         let mut outer = SymPacket::concrete(&natpath_model::packet::Packet::first(
@@ -320,8 +323,7 @@ impl Walker<'_, '_> {
         let ctx = CtCtx::Carrier { reply_dir: self.reply };
         self.trail.passage += 1;
         let sent = node::send(self.enc, n, self.trail, Flow { cond: Bool::from_bool(true), state: State::arriving(outer) }, &ctx);
-        let mut unknown: Vec<Bool> = Vec::new();
-        unknown.push(sent.unknown_cond());
+        let mut unknown: Vec<Ending> = sent.unknown.clone();
         let mut arrived = Bool::from_bool(false);
         let mut outer_in = None;
         if let Some(o) = &sent.out {
@@ -335,22 +337,26 @@ impl Walker<'_, '_> {
         if let Some(os) = outer_in {
             let lan = peer_node.lan.clone();
             let Some(pe) = self.enc.node(peer) else {
-                return (Bool::from_bool(false), Bool::from_bool(true));
+                return internal("internal: peer index");
             };
             let dev_v = pe.dev_value(&lan);
             self.trail.passage += 1;
             let mut st = os;
             st.pkt.mark = bv32(0);
             let got = node::receive(self.enc, peer, self.trail, Flow { cond: arrived, state: st }, &DevTerm::konst(dev_v), &ctx);
-            unknown.push(got.unknown_cond());
+            unknown.extend(got.unknown.iter().cloned());
             if let Some(l) = &got.local {
                 delivered = l.cond.clone();
             }
         }
         let delivered = delivered.simplify();
-        let unknown = any(&unknown).simplify();
-        if let (Some(d), Some(u)) = (delivered.as_bool(), unknown.as_bool()) {
-            self.enc.carriers.borrow_mut().insert(key, (d, u));
+        let unknown: Vec<Ending> = unknown
+            .into_iter()
+            .map(|e| Ending { cond: e.cond.simplify(), reason: e.reason })
+            .filter(|e| !crate::encode::is_false(&e.cond))
+            .collect();
+        if let (Some(d), true) = (delivered.as_bool(), unknown.is_empty()) {
+            self.enc.carriers.borrow_mut().insert(key, (d, false));
         }
         (delivered, unknown)
     }

@@ -47,12 +47,19 @@ pub fn shares(chain: &Chain) -> Result<(Vec<(String, Q)>, Q), String> {
     for (i, r) in chain.rules.iter().enumerate() {
         let mut p = one.clone();
         let mut recent_check = false;
-        let mut other = r.src.is_some()
-            || r.dst.is_some()
-            || r.in_iface.is_some()
-            || r.out_iface.is_some()
-            || r.proto.is_some()
-            || r.fragment.is_some();
+        let mut other: Vec<String> = Vec::new();
+        for (set, what) in [
+            (r.src.is_some(), "-s"),
+            (r.dst.is_some(), "-d"),
+            (r.in_iface.is_some(), "-i"),
+            (r.out_iface.is_some(), "-o"),
+            (r.proto.is_some(), "-p"),
+            (r.fragment.is_some(), "-f"),
+        ] {
+            if set {
+                other.push(format!("`{what}`"));
+            }
+        }
         for m in &r.matches {
             match m {
                 Match::Comment(_) => {}
@@ -61,9 +68,12 @@ pub fn shares(chain: &Chain) -> Result<(Vec<(String, Q)>, Q), String> {
                     p *= if *neg { one.clone() - q } else { q };
                 }
                 Match::Recent(rm) if rm.cmd != natpath_model::ruleset::RecentCmd::Set => recent_check = true,
-                _ => other = true,
+                Match::Unsupported { module, .. } => other.push(format!("`-m {module}`")),
+                m => other.push(format!("`-m {}`", module_name(m))),
             }
         }
+        let other_s = other.join(", ");
+        let other = !other.is_empty();
         if recent_check {
             // Affinity: only a returning client matches it.
             continue;
@@ -72,7 +82,7 @@ pub fn shares(chain: &Chain) -> Result<(Vec<(String, Q)>, Q), String> {
         match &r.target {
             Some(Target::Jump(t)) if t.starts_with("KUBE-SEP-") => {
                 if other {
-                    return Err(format!("{where_} picks an endpoint under a condition other than a random draw"));
+                    return Err(format!("{where_} picks an endpoint under a condition other than a random draw ({other_s})"));
                 }
                 let share = reach.clone() * p.clone();
                 match per.iter_mut().find(|(k, _)| k == t) {
@@ -91,6 +101,14 @@ pub fn shares(chain: &Chain) -> Result<(Vec<(String, Q)>, Q), String> {
         }
     }
     Ok((per, reach))
+}
+
+/// The module name of a match, as `-m` takes it.
+fn module_name(m: &Match) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.as_object().and_then(|o| o.keys().next().cloned()).or_else(|| v.as_str().map(str::to_string)))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn within(share: &Q, n: usize) -> bool {

@@ -1,0 +1,315 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! The invariant catalog on the corpus and on twins.
+//!
+//! - Every corpus snapshot with a cluster.toml has `expected/verdicts` (one
+//!   `name verdict` per line); the catalog must give exactly those verdicts,
+//!   and every violation must come with a counterexample the model replays.
+//!   `NATPATH_BLESS=1` rewrites the files (review the diff like code).
+//! - The seed snapshots: every invariant holds, each in under a second
+//!   (release builds).
+//! - For each invariant, three twins: it holds on a good ruleset, it is
+//!   violated (with a replayed counterexample) when one rule is removed, and
+//!   it is unknown, naming the rule, when a rule on the path has a match
+//!   natpath does not model.
+
+use natpath_model::loc::Loc;
+use natpath_model::ruleset::{Chain, Match, MarkMask, Neg, Policy, Rule, TableName, Target};
+use natpath_model::snapshot::{self, Snapshot};
+use natpath_verify::invariants::{self, CheckOptions, Outcome, Verdict, NAMES};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
+}
+
+#[track_caller]
+fn load(name: &str) -> Snapshot {
+    snapshot::load(&corpus().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn check(s: &Snapshot, name: &str) -> Verdict {
+    invariants::check(s, name, &CheckOptions::default()).expect("a catalog name")
+}
+
+// ---------------------------------------------------------------------------
+// Corpus verdicts.
+
+fn corpus_verdicts(name: &str) {
+    let dir = corpus().join(name);
+    let snap = load(name);
+    let vs = invariants::check_all(&snap, &CheckOptions::default());
+    for v in &vs {
+        if let Outcome::Violated(cx) = &v.outcome {
+            assert!(cx.replay.confirmed, "{name}: {} has a counterexample the model does not replay", v.name);
+        }
+    }
+    let got: String = vs.iter().map(|v| format!("{} {}\n", v.name, v.outcome.word())).collect();
+    let file = dir.join("expected").join("verdicts");
+    if std::env::var_os("NATPATH_BLESS").is_some() {
+        std::fs::create_dir_all(dir.join("expected")).unwrap();
+        std::fs::write(&file, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&file)
+        .unwrap_or_else(|_| panic!("{}: missing; run with NATPATH_BLESS=1 and review it", file.display()));
+    let report = invariants::report_text(name, &snap, &vs);
+    assert_eq!(got, want, "{name}: verdicts differ from {}\n{report}", file.display());
+}
+
+#[test]
+fn every_corpus_snapshot_has_expected_verdicts() {
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(corpus()).unwrap() {
+        let p = e.unwrap().path();
+        if p.join("cluster.toml").is_file() && !p.join("expected/verdicts").is_file() {
+            missing.push(p.display().to_string());
+        }
+    }
+    assert!(missing.is_empty(), "snapshots without expected/verdicts: {missing:?}");
+}
+
+macro_rules! corpus_test {
+    ($f:ident, $snap:expr) => {
+        #[test]
+        fn $f() {
+            corpus_verdicts($snap);
+        }
+    };
+}
+
+corpus_test!(corpus_seed_ipip_local, "seed-ipip-local");
+corpus_test!(corpus_seed_ipip_remote, "seed-ipip-remote");
+corpus_test!(corpus_multi_endpoint, "multi-endpoint");
+corpus_test!(corpus_etp_local_with_endpoint, "etp-local-with-endpoint");
+corpus_test!(corpus_etp_local_no_endpoint, "etp-local-no-endpoint");
+corpus_test!(corpus_session_affinity, "session-affinity");
+corpus_test!(corpus_calico_vxlan, "calico-vxlan");
+corpus_test!(corpus_broken_no_mark_masq, "broken-no-mark-masq");
+
+#[test]
+fn seeds_hold_each_invariant_under_a_second() {
+    for seed in ["seed-ipip-local", "seed-ipip-remote"] {
+        let snap = load(seed);
+        for name in NAMES {
+            let t0 = std::time::Instant::now();
+            let v = check(&snap, name);
+            let took = t0.elapsed();
+            assert_eq!(v.outcome, Outcome::Holds, "{seed}: {name}: {:?}", v.outcome);
+            if !cfg!(debug_assertions) {
+                assert!(took < Duration::from_secs(1), "{seed}: {name} took {took:?}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Twins.
+
+fn loc(line: u32) -> Loc {
+    Loc::new(&Arc::from("twin-rules"), line, 1)
+}
+
+fn chain_mut<'a>(s: &'a mut Snapshot, node: &str, table: TableName, chain: &str) -> &'a mut Chain {
+    let n = s.nodes.iter_mut().find(|n| n.name == node).expect("node");
+    let t = n.ruleset.tables.iter_mut().find(|t| t.name == table).expect("table");
+    t.chains.iter_mut().find(|c| c.name == chain).expect("chain")
+}
+
+/// Remove the rules of `chain` for which `pick` holds (exactly one must).
+fn remove(mut s: Snapshot, node: &str, table: TableName, chain: &str, pick: impl Fn(&Rule) -> bool) -> Snapshot {
+    let c = chain_mut(&mut s, node, table, chain);
+    let before = c.rules.len();
+    c.rules.retain(|r| !pick(r));
+    assert_eq!(c.rules.len() + 1, before, "{chain}: the twin must remove exactly one rule");
+    s
+}
+
+/// Give the rule of `chain` that `pick` selects a match natpath does not model.
+fn unsupported(mut s: Snapshot, node: &str, table: TableName, chain: &str, pick: impl Fn(&Rule) -> bool) -> Snapshot {
+    let c = chain_mut(&mut s, node, table, chain);
+    let r = c.rules.iter_mut().find(|r| pick(r)).expect("rule to mark");
+    r.matches.insert(0, Match::Unsupported { module: "u32".into(), args: vec!["--u32".into(), "0x0=0x0".into()] });
+    r.loc = loc(99);
+    s
+}
+
+fn jumps(t: &str) -> impl Fn(&Rule) -> bool + '_ {
+    move |r: &Rule| r.target.as_ref().and_then(|x| x.chain()) == Some(t)
+}
+
+fn is_mark_test(r: &Rule) -> bool {
+    r.matches.iter().any(|m| matches!(m, Match::Mark(_))) && r.target == Some(Target::Return)
+}
+
+fn is_masquerade(r: &Rule) -> bool {
+    matches!(r.target, Some(Target::Masquerade { .. }))
+}
+
+fn first_svc(s: &Snapshot, node: &str) -> String {
+    let n = s.node(node).unwrap();
+    let np = n.ruleset.table(TableName::Nat).unwrap().chain("KUBE-NODEPORTS").unwrap();
+    np.rules
+        .iter()
+        .filter_map(|r| r.target.as_ref().and_then(|t| t.chain()))
+        .find(|t| t.starts_with("KUBE-SVC-") || t.starts_with("KUBE-EXT-"))
+        .unwrap()
+        .to_string()
+}
+
+/// The three twins of one invariant.
+#[track_caller]
+fn twins(name: &str, good: Snapshot, broken: Snapshot, odd: Snapshot) {
+    let v = check(&good, name);
+    assert_eq!(v.outcome, Outcome::Holds, "{name} on the good ruleset: {:?}", v.outcome);
+    let v = check(&broken, name);
+    match &v.outcome {
+        Outcome::Violated(cx) => assert!(cx.replay.confirmed, "{name}: counterexample does not replay"),
+        o => panic!("{name} with one rule removed: expected a violation, got {o:?}"),
+    }
+    let v = check(&odd, name);
+    match &v.outcome {
+        Outcome::Unknown(why) => assert!(why.contains("twin-rules:99") && why.contains("-m u32"), "{name}: {why}"),
+        o => panic!("{name} with an unsupported match: expected unknown, got {o:?}"),
+    }
+}
+
+#[test]
+fn twins_masq_iff_mark() {
+    let good = load("seed-ipip-remote");
+    twins(
+        invariants::masq_iff_mark::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Nat, "KUBE-POSTROUTING", is_masquerade),
+        unsupported(good, "node1", TableName::Nat, "KUBE-POSTROUTING", is_mark_test),
+    );
+}
+
+#[test]
+fn twins_reply_finds_origin() {
+    // node1's acceptance of IPIP carriers from Calico hosts: without it the
+    // reply's carrier from node2 is dropped, while the request still goes.
+    let good = load("seed-ipip-remote");
+    let ipip_accept = |r: &Rule| r.target == Some(Target::Accept) && r.matches.iter().any(|m| matches!(m, Match::Set(_)));
+    twins(
+        invariants::reply_finds_origin::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Filter, "cali-INPUT", ipip_accept),
+        unsupported(good, "node1", TableName::Filter, "cali-INPUT", ipip_accept),
+    );
+}
+
+#[test]
+fn twins_mark_survives() {
+    // A mangle FORWARD chain that resets 0x4000 for everything it has not
+    // accepted, guarded by an accept of marked packets.
+    let mut good = load("seed-ipip-remote");
+    {
+        let c = chain_mut(&mut good, "node1", TableName::Mangle, "FORWARD");
+        let mut guard = Rule::empty(loc(10));
+        guard.matches.push(Match::Mark(Neg::pos(MarkMask { value: 0x4000, mask: 0x4000 })));
+        guard.target = Some(Target::Accept);
+        let mut reset = Rule::empty(loc(11));
+        reset.target = Some(Target::Mark { value: 0, mask: 0xffff });
+        c.rules.push(guard);
+        c.rules.push(reset);
+        assert_eq!(c.policy, Some(Policy::Accept));
+    }
+    let guard = |r: &Rule| r.target == Some(Target::Accept) && r.loc.line == 10;
+    twins(
+        invariants::mark_survives::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Mangle, "FORWARD", guard),
+        unsupported(good, "node1", TableName::Mangle, "FORWARD", guard),
+    );
+}
+
+#[test]
+fn twins_forward_only() {
+    let good = load("seed-ipip-remote");
+    let svc = first_svc(&good, "node1");
+    twins(
+        invariants::forward_only::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Nat, "KUBE-NODEPORTS", jumps(&svc)),
+        unsupported(good, "node1", TableName::Nat, "KUBE-NODEPORTS", jumps(&svc)),
+    );
+}
+
+#[test]
+fn twins_nodeport_reachable() {
+    let good = load("seed-ipip-remote");
+    twins(
+        invariants::nodeport_reachable::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Nat, "KUBE-NODEPORTS", jumps("KUBE-MARK-MASQ")),
+        unsupported(good, "node1", TableName::Nat, "KUBE-NODEPORTS", jumps("KUBE-MARK-MASQ")),
+    );
+}
+
+#[test]
+fn twins_local_preserves_source() {
+    let good = load("etp-local-with-endpoint");
+    let ext = first_svc(&good, "node1");
+    let svl = |r: &Rule| r.target.as_ref().and_then(|t| t.chain()).is_some_and(|t| t.starts_with("KUBE-SVL-"));
+    twins(
+        invariants::local_preserves_source::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Nat, "KUBE-POSTROUTING", is_mark_test),
+        unsupported(good, "node1", TableName::Nat, &ext, svl),
+    );
+}
+
+#[test]
+fn twins_fair_balancing() {
+    // Two endpoints at 1/2 each; without the last rule the second endpoint
+    // never gets a connection; a source condition on a balancing rule makes
+    // the share depend on the packet.
+    let good = load("multi-endpoint");
+    let svc = first_svc(&good, "node1");
+    let last = |r: &Rule| {
+        r.target.as_ref().and_then(|t| t.chain()).is_some_and(|t| t.starts_with("KUBE-SEP-"))
+            && !r.matches.iter().any(|m| matches!(m, Match::Statistic { .. }))
+    };
+    let first = |r: &Rule| r.matches.iter().any(|m| matches!(m, Match::Statistic { .. }));
+    twins(
+        invariants::fair_balancing::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Nat, &svc, last),
+        unsupported(good, "node1", TableName::Nat, &svc, first),
+    );
+}
+
+#[test]
+fn twins_no_pod_masquerade() {
+    let good = load("seed-ipip-remote");
+    twins(
+        invariants::no_pod_masquerade::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Nat, "KUBE-POSTROUTING", is_mark_test),
+        unsupported(good, "node1", TableName::Nat, "KUBE-POSTROUTING", is_mark_test),
+    );
+}
+
+#[test]
+fn twins_hairpin_masquerade() {
+    let good = load("seed-ipip-local");
+    let n = good.node("node1").unwrap();
+    let sep = n
+        .ruleset
+        .table(TableName::Nat)
+        .unwrap()
+        .chains
+        .iter()
+        .find(|c| c.name.starts_with("KUBE-SEP-") && c.rules.iter().any(|r| r.comments().any(|x| x.starts_with("default/nginx"))))
+        .unwrap()
+        .name
+        .clone();
+    twins(
+        invariants::hairpin_masquerade::NAME,
+        good.clone(),
+        remove(good.clone(), "node1", TableName::Nat, &sep, jumps("KUBE-MARK-MASQ")),
+        unsupported(good, "node1", TableName::Nat, &sep, jumps("KUBE-MARK-MASQ")),
+    );
+}
