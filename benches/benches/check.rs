@@ -1,0 +1,65 @@
+//! Criterion benchmark of `natpath check`: the time to check each invariant
+//! of the catalog on the seed's case B (`seed-ipip-remote`) and on the
+//! largest corpus snapshot (by rule count), with the encoding (building the
+//! constraints, replays included) and the solver (Z3's `check`) measured
+//! separately: each benchmark runs whole checks and reports one phase's own
+//! duration through `iter_custom`.
+#![expect(clippy::expect_used, reason = "a benchmark on a broken corpus should stop loudly")]
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use natpath_model::snapshot::{self, Snapshot};
+use natpath_verify::invariants::{self, CheckOptions, NAMES};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
+}
+
+fn load(dir: &Path) -> Snapshot {
+    snapshot::load(dir).expect("corpus snapshot loads")
+}
+
+/// The corpus snapshot with the most rules.
+fn largest() -> PathBuf {
+    let mut best: Option<(usize, PathBuf)> = None;
+    for e in std::fs::read_dir(corpus()).expect("corpus/").flatten() {
+        let p = e.path();
+        if !p.join("cluster.toml").is_file() {
+            continue;
+        }
+        let Ok(s) = snapshot::load(&p) else { continue };
+        let rules: usize = s.nodes.iter().map(|n| n.ruleset.rule_count()).sum();
+        if best.as_ref().is_none_or(|(r, _)| rules > *r) {
+            best = Some((rules, p));
+        }
+    }
+    best.map(|(_, p)| p).expect("a corpus snapshot")
+}
+
+fn bench_check(c: &mut Criterion) {
+    let opts = CheckOptions::default();
+    for dir in [corpus().join("seed-ipip-remote"), largest()] {
+        let snap = load(&dir);
+        let label = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let rules: usize = snap.nodes.iter().map(|n| n.ruleset.rule_count()).sum();
+        let mut g = c.benchmark_group(format!("check/{label} ({rules} rules)"));
+        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+        for name in NAMES {
+            g.bench_function(format!("{name}/encode"), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters).map(|_| invariants::check(&snap, name, &opts).map(|v| v.encode).unwrap_or_default()).sum()
+                })
+            });
+            g.bench_function(format!("{name}/solve"), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters).map(|_| invariants::check(&snap, name, &opts).map(|v| v.solve).unwrap_or_default()).sum()
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_check);
+criterion_main!(benches);
