@@ -316,8 +316,14 @@ impl<'o, 'a> Parser<'o, 'a> {
             }
             b'*' => self.table_line(line_no, line, indent),
             _ => {
-                if let Err(u) = lex::split(line, words) {
-                    let e = LineError::new(u.0, "expected a closing `\"`, found end of line");
+                if let Err(le) = lex::split(line, words) {
+                    let e = match le {
+                        lex::LexError::Unterminated(at) => LineError::new(at, "expected a closing `\"`, found end of line"),
+                        lex::LexError::Control(at, b) => LineError::new(
+                            at,
+                            format!("expected printable text outside quotes, found the control character `{}`", (b as char).escape_default()),
+                        ),
+                    };
                     self.line_error(line_no, line, e);
                     return;
                 }

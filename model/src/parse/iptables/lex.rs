@@ -12,7 +12,9 @@
 //! - outside quotes a backslash is an ordinary character, and so is `'`
 //!   (single quotes do not quote);
 //! - a quote still open at the end of the line is an error here (iptables
-//!   1.8.9 silently swallows the rest of the line into the word).
+//!   1.8.9 silently swallows the rest of the line into the word), and so is
+//!   a control character outside quotes (iptables keeps it in the word; no
+//!   dump has one, and a word ending in `\r` would not survive printing).
 
 use std::borrow::Cow;
 
@@ -35,9 +37,21 @@ impl Word<'_> {
     }
 }
 
-/// A quote left open: the byte offset of the opening `"`.
+/// Why a line cannot be split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unterminated(pub usize);
+pub(crate) enum LexError {
+    /// A quote left open: the byte offset of the opening `"`.
+    Unterminated(usize),
+    /// A control character outside quotes (offset, byte): iptables would
+    /// take it as part of a word, but no dump has one, and a word ending in
+    /// `\r` could not be printed back.
+    Control(usize, u8),
+}
+
+/// The first control character (other than the separators) of `s`.
+fn control(s: &[u8]) -> Option<(usize, u8)> {
+    s.iter().position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f).and_then(|i| s.get(i).map(|&b| (i, b)))
+}
 
 const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -75,7 +89,7 @@ fn is_sep(b: u8) -> bool {
 }
 
 /// Split `line` into `out` (cleared first).
-pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Unterminated> {
+pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), LexError> {
     out.clear();
     let bytes = line.as_bytes();
     let n = bytes.len();
@@ -87,6 +101,9 @@ pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Un
         i += p;
         let start = i;
         i += find_any(tail(i), b" \t\n\"").unwrap_or(n - i);
+        if let Some((at, b)) = control(bytes.get(start..i).unwrap_or(&[])) {
+            return Err(LexError::Control(start + at, b));
+        }
         if bytes.get(i) != Some(&b'"') {
             out.push(Word { text: Cow::Borrowed(slice(start, i)), start, quoted: false });
             continue;
@@ -113,7 +130,7 @@ pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Un
             match c {
                 '\\' => match chars.next() {
                     Some((_, e)) => buf.push(e),
-                    None => return Err(Unterminated(open)),
+                    None => return Err(LexError::Unterminated(open)),
                 },
                 '"' => {
                     i += off + 1;
@@ -124,7 +141,7 @@ pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Un
             }
         }
         if !closed {
-            return Err(Unterminated(open));
+            return Err(LexError::Unterminated(open));
         }
         out.push(Word { text: Cow::Owned(buf), start, quoted: true });
     }
@@ -185,8 +202,10 @@ mod tests {
     #[test]
     fn unterminated() {
         let mut v = Vec::new();
-        assert_eq!(split("--comment \"abc", &mut v), Err(Unterminated(10)));
-        assert_eq!(split("\"abc\\", &mut v), Err(Unterminated(0)));
+        assert_eq!(split("--comment \"abc", &mut v), Err(LexError::Unterminated(10)));
+        assert_eq!(split("\"abc\\", &mut v), Err(LexError::Unterminated(0)));
+        assert_eq!(split("-i eth\r0", &mut v), Err(LexError::Control(6, b'\r')));
+        assert!(split("--comment \"a\rb\"", &mut v).is_ok());
     }
 
     #[test]
