@@ -20,6 +20,8 @@ usage:
                 [--seed N] [--new-carriers] [--format text|json|dot]
   natpath check SNAPSHOT [--invariant NAME]... [--format text|json] [--timeout SECS]
   natpath kernel-check SNAPSHOT [--probe FROM:IP:PORT/PROTO]... [--format text|json]
+  natpath generate DIR [--services N] [--nodes M] [--seed S] [--vxlan]
+  natpath generate DIR --from-services FILE [--node NAME]
 
 exit codes: 0 holds/ok, 1 violation, 2 bad input or usage, 3 unknown or cannot run here";
 
@@ -47,8 +49,9 @@ fn main() -> ExitCode {
         "trace" => cmd_trace(&rest),
         "check" => Ok(clamp(natpath_verify::invariants::check_cli(&rest))),
         "kernel-check" => Ok(clamp(natpath_verify::kernel::kernel_check_cli(&rest))),
+        "generate" => cmd_generate(&rest),
         "-h" | "--help" | "help" => {
-            println!("{USAGE}");
+            emit(&format!("{USAGE}\n"));
             Ok(0)
         }
         other => Err(Bad(format!("unknown command `{other}`\n{USAGE}"))),
@@ -60,6 +63,14 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Write to stdout; a reader that went away (`natpath ... | head`) is not an
+/// error worth a panic.
+fn emit(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
 }
 
 fn clamp(code: i32) -> u8 {
@@ -105,8 +116,8 @@ fn cmd_parse(args: &[String]) -> Res {
         single_dump(&path, text, kind, &opts)?
     };
     match format.as_str() {
-        "json" => println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| Bad(e.to_string()))?),
-        _ => print!("{}", report::summary::text(&summary)),
+        "json" => emit(&(serde_json::to_string_pretty(&summary).map_err(|e| Bad(e.to_string()))?)),
+        _ => emit(&report::summary::text(&summary)),
     }
     Ok(0)
 }
@@ -207,13 +218,49 @@ fn cmd_trace(args: &[String]) -> Res {
     let probe = walk::probe(&snap, &from, &to, proto, sport).map_err(|e| Bad(e.0))?;
     let trace = walk::trace(&snap, &probe, &opts).map_err(|e| Bad(e.0))?;
     match format.as_str() {
-        "json" => println!("{}", serde_json::to_string_pretty(&trace).map_err(|e| Bad(e.to_string()))?),
-        "dot" => print!("{}", report::dot::trace(&trace)),
-        _ => print!("{}", report::text::trace(&trace)),
+        "json" => emit(&(serde_json::to_string_pretty(&trace).map_err(|e| Bad(e.to_string()))?)),
+        "dot" => emit(&report::dot::trace(&trace)),
+        _ => emit(&report::text::trace(&trace)),
     }
     let unknown = trace
         .branches
         .iter()
         .any(|b| b.outcome == natpath_model::trace::Outcome::Unknown);
     Ok(if unknown { 3 } else { 0 })
+}
+
+fn cmd_generate(args: &[String]) -> Res {
+    let mut dir = None;
+    let mut spec = natpath_benches::Spec::default();
+    let mut services_file = None;
+    let mut node = "node-1".to_string();
+    let mut i = 0;
+    let number = |v: String, flag: &str| -> Result<u64, Bad> {
+        v.parse().map_err(|_| Bad(format!("expected a number after `{flag}`, found `{v}`")))
+    };
+    while i < args.len() {
+        let a = args.get(i).map(String::as_str).unwrap_or("");
+        match a {
+            "--services" => spec.services = number(take_value(args, &mut i, a)?, a)? as usize,
+            "--nodes" => spec.nodes = (number(take_value(args, &mut i, a)?, a)? as usize).max(1),
+            "--seed" => spec.seed = number(take_value(args, &mut i, a)?, a)?,
+            "--vxlan" => spec.encap = natpath_benches::Encap::Vxlan,
+            "--from-services" => services_file = Some(take_value(args, &mut i, a)?),
+            "--node" => node = take_value(args, &mut i, a)?,
+            _ if a.starts_with('-') => return Err(Bad(format!("unknown option `{a}` for generate"))),
+            _ => dir = Some(a.to_string()),
+        }
+        i += 1;
+    }
+    let dir = dir.ok_or_else(|| Bad("expected a directory to write the snapshot to after `generate`".into()))?;
+    let snap = match services_file {
+        Some(f) => {
+            let json = std::fs::read_to_string(&f).map_err(|e| Bad(format!("{f}: cannot read: {e}")))?;
+            natpath_benches::from_services_json(&json, &node).map_err(|e| Bad(format!("{f}: {e}")))?
+        }
+        None => natpath_benches::generate(&spec),
+    };
+    natpath_benches::write_snapshot(&snap, Path::new(&dir)).map_err(|e| Bad(format!("{dir}: cannot write: {e}")))?;
+    emit(&format!("wrote {} nodes to {dir}\n", snap.nodes.len()));
+    Ok(0)
 }
