@@ -98,7 +98,7 @@ fn save_string(out: &mut String, s: &str) {
 /// read back as one word (the parser keeps no value that starts with `-`
 /// or is `!`, so bare option words stay options).
 fn raw_word(out: &mut String, s: &str) {
-    if !s.is_empty() && !s.bytes().any(|b| matches!(b, b' ' | b'\t' | b'"' | b'\n' | b'\r')) {
+    if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"') {
         out.push(' ');
         out.push_str(s);
     } else {

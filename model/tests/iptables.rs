@@ -1364,6 +1364,24 @@ iptables-restore && iptables-save -t "$1""#;
 mod fuzz_regressions {
     use natpath_model::parse::iptables::fuzzing::round_trip;
 
+    /// NUL bytes inside a quoted argument of an unknown module (lenient
+    /// mode) were printed bare: bare words are now printed only when they
+    /// have no space, quote or control character, and names printed bare
+    /// (sets, recent lists, interfaces...) must be such words.
+    #[test]
+    fn nul_bytes_in_a_quoted_lenient_argument() {
+        let mut data = b"-A calwti-l-o-host -m commeent --commennt --comment \"cali8Ee9Sbo10Ip".to_vec();
+        data.extend([0u8; 40]);
+        data.extend(b"VujdIY\" -j cali-from-wl-dispatch\n-A cali-ml-to-host -m  ACCEPT\n");
+        assert_eq!(round_trip(&data), Ok(()));
+        let set = "*filter\n:X - [0:0]\n-A X -m set --match-set \"a b\" src -j DROP\nCOMMIT\n";
+        let e = natpath_model::parse::iptables::parse(set, "t", &Default::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t:3:25: expected a set name after `--match-set`, found `a b`: names have no spaces, quotes or control characters"
+        );
+    }
+
     /// A carriage return inside an unknown module's option word (lenient
     /// mode) was printed in quotes and read back as a value: control
     /// characters outside quotes are now refused by the lexer.

@@ -1192,6 +1192,9 @@ fn set_option(
             if n.as_str().is_empty() || n.as_str().len() > 31 {
                 return Err(bad_because(n, o, "a set name", "set names have 1 to 31 characters"));
             }
+            if !value::plain(n.as_str()) {
+                return Err(bad_because(n, o, "a set name", "names have no spaces, quotes or control characters"));
+            }
             let d = cur.value(o, "a list of `src`/`dst` flags")?;
             let mut dirs = Vec::new();
             for part in d.as_str().split(',') {
@@ -1323,6 +1326,9 @@ fn recent_option(
             if v.as_str().is_empty() || v.as_str().len() > 199 {
                 return Err(bad_because(v, o, "a list name", "names have 1 to 199 characters"));
             }
+            if !value::plain(v.as_str()) {
+                return Err(bad_because(v, o, "a list name", "names have no spaces, quotes or control characters"));
+            }
             r.name = v.as_str().to_string();
         }
         "--rsource" | "--rdest" => {
@@ -1372,7 +1378,8 @@ fn id_range(w: &Word<'_>, o: &str) -> Res<Result<(u32, u32), String>> {
         Some(n) => Ok((n, n)),
         // A name: iptables looks it up in the node's passwd/group files,
         // which a dump does not carry.
-        None => Err(s.to_string()),
+        None if value::plain(s) => Err(s.to_string()),
+        None => return Err(bad_because(w, o, "a user or group id", "names have no spaces, quotes or control characters")),
     })
 }
 
@@ -1513,7 +1520,7 @@ fn hashlimit_option(
         }
         "--hashlimit-name" => {
             let v = cur.value(o, "a name")?;
-            if v.as_str().is_empty() || v.as_str().len() > 255 {
+            if v.as_str().len() > 255 || !value::plain(v.as_str()) {
                 return Err(bad(v, o, "a name"));
             }
             if *name {

@@ -156,11 +156,21 @@ pub(crate) fn ipv4_net(s: &str) -> Result<Ipv4Net, AddrError> {
     Ipv4Net::new(addr, len).map(|n| n.trunc()).map_err(|_| AddrError::Bad(format!("invalid mask `{len}`")))
 }
 
+/// Whether `s` prints back as one bare word: not empty, no whitespace,
+/// quotes or control characters (names of sets, recent lists, hashlimit
+/// tables, users, interfaces are printed bare, as iptables-save does).
+pub(crate) fn plain(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"')
+}
+
 /// An interface name as `-i`/`-o` take it (at most 15 bytes, `+` suffix
 /// for a prefix).
 pub(crate) fn iface(s: &str) -> Result<Iface, String> {
     if s.len() > 15 {
         return Err(format!("interface names have at most 15 characters, `{s}` has {}", s.chars().count()));
+    }
+    if !plain(s) {
+        return Err("interface names have no spaces, quotes or control characters".into());
     }
     Ok(match s.strip_suffix('+') {
         Some(p) => Iface { name: p.to_string(), wildcard: true },
