@@ -4,7 +4,8 @@
 //! iptables' default table) and says how it decided, so the caller can
 //! record a [`crate::ruleset::Note`]. The evidence, strongest first:
 //! 1. a listing (`iptables -S`, or save lines) that declares exactly the
-//!    built-in chains of one table with their policies is that table;
+//!    built-in chains of one table with their policies is that table, unless
+//!    most of its rules' targets point to another;
 //! 2. otherwise each rule by its target (DNAT, SNAT, MASQUERADE, REDIRECT:
 //!    nat; REJECT: filter; CT, NOTRACK: raw; CHECKSUM: mangle), then by the
 //!    chain it jumps to, then by its own chain (kube-proxy's and Calico's
@@ -160,25 +161,22 @@ fn signature(names: &[&str]) -> Option<TableName> {
 
 /// The table of each item, and why.
 pub(crate) fn infer(items: &[Item<'_>]) -> Vec<(TableName, Reason)> {
-    // 1. A listing of one table's built-in chains with their policies.
-    let mut declared: Vec<&str> = items
-        .iter()
-        .filter(|i| i.with_policy && TableName::ALL.iter().any(|t| t.builtin_chains().contains(&i.chain)))
-        .map(|i| i.chain)
-        .collect();
-    declared.sort_unstable();
-    declared.dedup();
-    if let Some(t) = signature(&declared) {
-        return vec![(t, Reason::Listing); items.len()];
-    }
-
-    // 2. Per-rule evidence, counted per chain.
+    // Per-rule evidence, counted per chain and in all.
     let mut votes: HashMap<&str, [u32; 5]> = HashMap::new();
     let mut total = [0u32; 5];
+    // Evidence from what rules do (their targets), not from the name of the
+    // chain they are in: KUBE-NODEPORTS, say, is in nat and in filter.
+    let mut by_target = [0u32; 5];
     let mut edges: Vec<(&str, &str)> = Vec::new();
     for it in items {
         votes.entry(it.chain).or_default();
         for r in it.rules {
+            let t = r.target.as_ref();
+            if let Some(h) = t.and_then(target_hint).or_else(|| t.and_then(|t| t.chain()).and_then(chain_hint)) {
+                if let Some(v) = by_target.get_mut(idx(h)) {
+                    *v += 1;
+                }
+            }
             if let Some(t) = rule_hint(it.chain, r) {
                 if let Some(v) = votes.get_mut(it.chain).and_then(|v| v.get_mut(idx(t))) {
                     *v += 1;
@@ -208,6 +206,25 @@ pub(crate) fn infer(items: &[Item<'_>]) -> Vec<(TableName, Reason)> {
         }
         best.map(|(i, _)| i)
     };
+
+    // 1. A listing of one table's built-in chains: those declared with a
+    // policy are exactly one table's, and what the rules' targets say, if
+    // anything, mostly agrees (a piece of a nat dump that declares
+    // PREROUTING and OUTPUT is not the raw table).
+    let builtin_name = |c: &str| TableName::ALL.iter().any(|t| t.builtin_chains().contains(&c));
+    let mut declared: Vec<&str> = items
+        .iter()
+        .filter(|i| i.with_policy && builtin_name(i.chain))
+        .map(|i| i.chain)
+        .collect();
+    declared.sort_unstable();
+    declared.dedup();
+    if let Some(t) = signature(&declared) {
+        if argmax(&by_target).is_none_or(|m| m == idx(t)) {
+            return vec![(t, Reason::Listing); items.len()];
+        }
+    }
+
     let mut chain_table: HashMap<&str, usize> = votes.iter().filter_map(|(c, v)| argmax(v).map(|t| (*c, t))).collect();
 
     // 3. Chains without evidence take the table of a chain they are linked to.

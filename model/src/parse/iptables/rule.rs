@@ -317,8 +317,21 @@ fn parse_into(
                         continue;
                     }
                 }
-                // Lenient: the words belong to the last unknown module or target.
-                if lenient {
+                // Lenient: the words belong to the last unknown module or
+                // target, unless a protocol module would take them once `-p`
+                // is read (the printer writes `-p` first).
+                const PROTO_OPTIONS: [&str; 9] = [
+                    "--sport",
+                    "--source-port",
+                    "--dport",
+                    "--destination-port",
+                    "--tcp-flags",
+                    "--syn",
+                    "--tcp-option",
+                    "--chunk-types",
+                    "--icmp-type",
+                ];
+                if lenient && !PROTO_OPTIONS.contains(&s) {
                     let target_last = target_pos == Some(mods.len());
                     let sink_is_unsupported = if target_last {
                         target.as_ref().is_some_and(|(b, _)| b.is_unsupported())
