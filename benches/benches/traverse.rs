@@ -8,20 +8,23 @@
 //! NodePort/LoadBalancer Service with endpoints, so a rule-by-rule
 //! evaluation scans nearly all of KUBE-SERVICES and KUBE-NODEPORTS: the
 //! worst case the dispatch indexing is meant to remove. The node
-//! bench builds a fresh `NodeModel` (empty conntrack) per iteration outside
-//! the timing; its chooser takes every `statistic` draw, so the first
-//! endpoint is chosen. The cluster bench follows one seeded branch.
+//! bench indexes the node's tables once (as a trace does) and runs one
+//! first packet per iteration with empty conntrack, both with the dispatch
+//! indexes and rule by rule (`NodeTables::linear`, the naive baseline);
+//! its chooser takes every `statistic` draw, so the first endpoint is
+//! chosen. The cluster bench follows one seeded branch.
 //!
 //! Run: `cargo bench -p natpath-benches --bench traverse`.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode};
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use natpath_benches::cluster::{Protocol, ServiceType};
 use natpath_benches::{generate, spec, write_snapshot, Spec};
 use natpath_model::loc::Loc;
-use natpath_model::node::{NodeModel, NodeOptions};
+use natpath_model::node::{NodeModel, NodeOptions, NodeTables};
+use std::rc::Rc;
 use natpath_model::packet::Packet;
 use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::{self, Snapshot};
@@ -98,18 +101,21 @@ fn bench_traverse(c: &mut Criterion) {
 
     for k in &cases {
         let Some(node) = k.snap.nodes.first() else { continue };
+        // The tables are indexed once, as `natpath trace` does per run; each
+        // iteration is one first packet through a node with empty conntrack.
+        let indexed = Rc::new(NodeTables::new(node));
+        let naive = Rc::new(NodeTables::linear(node));
         let mut group = c.benchmark_group("node first packet (NodePort, last service)");
         configure(&mut group, k.services);
-        group.bench_with_input(BenchmarkId::from_parameter(k.services), node, |b, node| {
-            b.iter_batched(
-                || NodeModel::new(node, NodeOptions::default()),
-                |mut model| {
+        for (name, tables) in [("indexed", &indexed), ("naive rule by rule", &naive)] {
+            group.bench_with_input(BenchmarkId::new(name, k.services), node, |b, node| {
+                b.iter(|| {
+                    let mut model = NodeModel::shared(Rc::clone(tables), NodeOptions::default());
                     let pkt = Packet::first(CLIENT, 40000, k.node_ip, k.node_port, Proto::TCP);
-                    black_box(model.receive(pkt, &node.lan, false, &mut First))
-                },
-                BatchSize::PerIteration,
-            )
-        });
+                    black_box(model.receive(pkt, &node.lan, false, &mut First).steps.len())
+                })
+            });
+        }
         group.finish();
     }
 

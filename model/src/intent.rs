@@ -88,6 +88,14 @@ fn dport(rule: &crate::ruleset::Rule) -> Option<u16> {
     })
 }
 
+struct ChainIndex<'a>(std::collections::HashMap<&'a str, &'a crate::ruleset::Chain>);
+
+impl<'a> ChainIndex<'a> {
+    fn chain(&self, name: &str) -> Option<&'a crate::ruleset::Chain> {
+        self.0.get(name).copied()
+    }
+}
+
 impl Service {
     /// A service with nothing known but its name and protocol.
     fn new(name: &str, proto: Proto) -> Service {
@@ -114,7 +122,9 @@ impl Intent {
     pub fn read(ruleset: &Ruleset, ipsets: &[IpSet], interfaces: &[Interface]) -> Intent {
         let mut services: BTreeMap<String, Service> = BTreeMap::new();
         let mut intent = Intent::default();
-        if let Some(nat) = ruleset.table(TableName::Nat) {
+        if let Some(nat_table) = ruleset.table(TableName::Nat) {
+            // Chains by name: kube-proxy writes tens of thousands of them.
+            let nat = ChainIndex(nat_table.chains.iter().map(|c| (c.name.as_str(), c)).collect());
             let sep_dest = |chain: &str| -> Option<Endpoint> {
                 let c = nat.chain(chain)?;
                 c.rules.iter().find_map(|r| match &r.target {

@@ -244,12 +244,14 @@ impl<'a> NodeModel<'a> {
         if let Some(c) = &mut ctx.conn {
             c.mark = view.mark;
         }
-        let table = self.st.tables.get(idx).map(|t| t.table);
+        // The indexed table: a linear search by chain name would cost more
+        // than the traversal itself at kube-proxy scale.
+        let table = self.st.tables.get(idx);
         for hit in hits {
             let text = match (table, hit.rule) {
                 (Some(t), Some(r)) => t
                     .chain(&hit.chain)
-                    .and_then(|c| c.rules.get(r - 1))
+                    .and_then(|c| c.rules.get(r.saturating_sub(1)))
                     .map(|rule| print::rule_text(&hit.chain, rule))
                     .unwrap_or_default(),
                 _ => String::new(),
