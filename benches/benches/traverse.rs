@@ -90,6 +90,62 @@ fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::W
     }
 }
 
+/// The corpus's rulesets: the seed's node 1 (case B) and kube-proxy's own
+/// rules for 100 Services (`corpus/kube-proxy-reference`, the largest
+/// kube-proxy ruleset of the corpus, 3,256 rules) as a one-node snapshot.
+fn bench_corpus(c: &mut Criterion) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+    let mut cases: Vec<(&str, Snapshot, Ipv4Addr, u16)> = Vec::new();
+    match snapshot::load(&root.join("seed-ipip-remote")) {
+        Ok(s) => cases.push(("seed-ipip-remote node1", s, Ipv4Addr::new(10, 0, 0, 51), 32220)),
+        Err(e) => println!("SKIPPED: seed-ipip-remote: {e}"),
+    }
+    let json = std::fs::read_to_string(root.join("kube-proxy-reference/svc100.services.json"));
+    let svc100 = json.map_err(|e| e.to_string()).and_then(|j| {
+        let g = natpath_benches::from_services_json(&j, "node-1").map_err(|e| e.to_string())?;
+        let dir = std::env::temp_dir().join(format!("natpath-traverse-svc100-{}", std::process::id()));
+        write_snapshot(&g, &dir).map_err(|e| e.to_string())?;
+        let loaded = snapshot::load(&dir).map_err(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        loaded
+    });
+    match svc100 {
+        Ok(s) => {
+            let target = s.nodes.first().and_then(|n| {
+                let intent = natpath_model::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
+                let ip = n.interfaces.iter().find(|i| i.name == n.lan)?.addrs.first()?.addr.addr();
+                intent
+                    .services
+                    .iter()
+                    .rev()
+                    .find(|sv| sv.proto == Proto::TCP && !sv.external_local && !sv.endpoints.is_empty() && sv.node_port.is_some())
+                    .and_then(|sv| sv.node_port)
+                    .map(|p| (ip, p))
+            });
+            match target {
+                Some((ip, port)) => cases.push(("kube-proxy svc100 node-1", s, ip, port)),
+                None => println!("SKIPPED: svc100: no NodePort service with endpoints"),
+            }
+        }
+        Err(e) => println!("SKIPPED: svc100: {e}"),
+    }
+    let mut group = c.benchmark_group("corpus node first packet (NodePort)");
+    group.warm_up_time(Duration::from_secs(1));
+    for (name, snap, ip, port) in &cases {
+        let Some(node) = snap.nodes.first() else { continue };
+        for (how, tables) in [("indexed", Rc::new(NodeTables::new(node))), ("naive", Rc::new(NodeTables::linear(node)))] {
+            group.bench_function(format!("{name}/{how}"), |b| {
+                b.iter(|| {
+                    let mut model = NodeModel::shared(Rc::clone(&tables), NodeOptions::default());
+                    let pkt = Packet::first(CLIENT, 40000, *ip, *port, Proto::TCP);
+                    black_box(model.receive(pkt, &node.lan, false, &mut First).steps.len())
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn bench_traverse(c: &mut Criterion) {
     let mut cases = Vec::new();
     for services in SIZES {
@@ -145,5 +201,5 @@ fn bench_traverse(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_traverse);
+criterion_group!(benches, bench_corpus, bench_traverse);
 criterion_main!(benches);
