@@ -23,7 +23,7 @@ use crate::fib::{Fib, FlowKey};
 use crate::netstate::RouteType;
 use crate::packet::{Hook, Packet};
 use crate::print;
-use crate::ruleset::{CtStates, CtStatus, RejectWith, TableName};
+use crate::ruleset::{CtStates, CtStatus, TableName};
 use crate::snapshot::Node;
 use crate::traverse::{self, Chooser, CtView, Env, Hit, IndexedTable, MatchState, NatAction, Verdict};
 use std::net::Ipv4Addr;
@@ -273,7 +273,7 @@ impl<'a> NodeModel<'a> {
             Verdict::Reject { chain, rule, with } => Some(NodeEnd::Rejected(format!(
                 "rejected on {node} by {} {chain} rule {rule} ({})",
                 name.as_str(),
-                reject_name(*with)
+                with.as_str()
             ))),
             Verdict::Unknown(why) => Some(NodeEnd::Unknown(why.clone())),
         }
@@ -396,19 +396,8 @@ impl<'a> NodeModel<'a> {
                 None
             }
             Verdict::Nat(NatAction::Snat { to, random_fully }) if !dst_half => {
-                pkt.src = to.addrs.map(|a| a.lo).unwrap_or(pkt.src);
-                if let Some(p) = to.ports {
-                    if pkt.has_ports() && !p.contains(pkt.sport) {
-                        pkt.sport = p.lo;
-                    }
-                }
-                if let Some(c) = &mut ctx.conn {
-                    c.set_snat(pkt.src, pkt.sport);
-                    c.sport_random |= random_fully;
-                }
-                ctx.passage.sport_random |= random_fully;
-                ctx.passage.snat = Some((before, pkt.to_string(), false));
-                self.note_after(ctx, pkt);
+                let src = to.addrs.map(|a| a.lo).unwrap_or(pkt.src);
+                self.snat(ctx, pkt, src, to.ports, random_fully, before, false);
                 None
             }
             Verdict::Nat(NatAction::Masquerade { ports, random }) if hook == Hook::Postrouting => {
@@ -422,24 +411,31 @@ impl<'a> NodeModel<'a> {
                         self.node.name
                     )));
                 };
-                pkt.src = src;
-                if let Some(p) = ports {
-                    if pkt.has_ports() && !p.contains(pkt.sport) {
-                        pkt.sport = p.lo;
-                    }
-                }
-                if let Some(c) = &mut ctx.conn {
-                    c.set_snat(pkt.src, pkt.sport);
-                    c.sport_random |= random;
-                }
-                ctx.passage.sport_random |= random;
-                ctx.passage.snat = Some((before, pkt.to_string(), true));
-                self.note_after(ctx, pkt);
+                self.snat(ctx, pkt, src, ports, random, before, true);
                 None
             }
             Verdict::Nat(a) => Some(NodeEnd::Unknown(format!("{a:?} at {hook} is not a valid NAT for that hook"))),
             other => self.end_of(&other, hook, TableName::Nat),
         }
+    }
+
+    /// Apply a source translation chosen by SNAT or MASQUERADE (`masq`):
+    /// the port is kept when it lies in the range, as the kernel tries to.
+    #[allow(clippy::too_many_arguments)]
+    fn snat(&self, ctx: &mut Ctx<'_>, pkt: &mut Packet, src: Ipv4Addr, ports: Option<crate::ruleset::PortRange>, random: bool, before: String, masq: bool) {
+        pkt.src = src;
+        if let Some(p) = ports {
+            if pkt.has_ports() && !p.contains(pkt.sport) {
+                pkt.sport = p.lo;
+            }
+        }
+        if let Some(c) = &mut ctx.conn {
+            c.set_snat(pkt.src, pkt.sport);
+            c.sport_random |= random;
+        }
+        ctx.passage.sport_random |= random;
+        ctx.passage.snat = Some((before, pkt.to_string(), masq));
+        self.note_after(ctx, pkt);
     }
 
     fn passage_mark(&self, ctx: &mut Ctx<'_>, pkt: &Packet) {
@@ -536,16 +532,7 @@ impl<'a> NodeModel<'a> {
             (end, steps, hooks)
         };
         let (end, steps, hooks) = end;
-        Passage {
-            steps,
-            end,
-            mark_at_nat_postrouting: info.mark_at_nat_postrouting,
-            mark_after_nat_prerouting: info.mark_after_nat_prerouting,
-            dnat: info.dnat,
-            snat: info.snat,
-            sport_random: info.sport_random,
-            hooks,
-        }
+        passage(end, steps, hooks, info)
     }
 
     fn receive_inner(&mut self, pkt: &mut Packet, iif: &str, carrier: bool, ctx: &mut Ctx<'_>, ch: &mut dyn Chooser) -> NodeEnd {
@@ -656,16 +643,7 @@ impl<'a> NodeModel<'a> {
             let end = self.send_inner(&mut pkt, carrier, &mut ctx, chooser);
             (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
         };
-        Passage {
-            steps,
-            end,
-            mark_at_nat_postrouting: info.mark_at_nat_postrouting,
-            mark_after_nat_prerouting: info.mark_after_nat_prerouting,
-            dnat: info.dnat,
-            snat: info.snat,
-            sport_random: info.sport_random,
-            hooks,
-        }
+        passage(end, steps, hooks, info)
     }
 
     fn route_out(&self, pkt: &Packet) -> Result<(RouteType, Option<String>, Ipv4Addr), NodeEnd> {
@@ -744,23 +722,22 @@ impl<'a> NodeModel<'a> {
     }
 }
 
+fn passage(end: NodeEnd, steps: Vec<NodeStep>, hooks: Vec<Hook>, info: PassageInfo) -> Passage {
+    Passage {
+        steps,
+        end,
+        mark_at_nat_postrouting: info.mark_at_nat_postrouting,
+        mark_after_nat_prerouting: info.mark_after_nat_prerouting,
+        dnat: info.dnat,
+        snat: info.snat,
+        sport_random: info.sport_random,
+        hooks,
+    }
+}
+
 fn route_str(hit: &crate::fib::RouteHit<'_>) -> String {
     match hit.route {
         Some(r) => format!("{} ({}:{})", r.dst, r.loc.file, r.loc.line),
         None => "(from an ip rule)".into(),
-    }
-}
-
-/// The ICMP or TCP answer a REJECT sends, as iptables names it.
-pub fn reject_name(w: RejectWith) -> &'static str {
-    match w {
-        RejectWith::NetUnreachable => "icmp-net-unreachable",
-        RejectWith::HostUnreachable => "icmp-host-unreachable",
-        RejectWith::PortUnreachable => "icmp-port-unreachable",
-        RejectWith::ProtoUnreachable => "icmp-proto-unreachable",
-        RejectWith::NetProhibited => "icmp-net-prohibited",
-        RejectWith::HostProhibited => "icmp-host-prohibited",
-        RejectWith::AdminProhibited => "icmp-admin-prohibited",
-        RejectWith::TcpReset => "tcp-reset",
     }
 }

@@ -16,7 +16,7 @@
 use crate::parse::iptables::{proto_name, unit_name};
 use crate::ruleset::{
     AddrRange, AddrTypes, Chain, ConnmarkOp, CtStates, CtStatus, Iface, Match, MultiportKind, NatRange, Neg, PktType,
-    PortRange, Proto, RecentCmd, RejectWith, Rule, Ruleset, SetDir, StatisticMode, TableForm, Target,
+    PortRange, Proto, RecentCmd, Rule, Ruleset, SetDir, StatisticMode, TableForm, Target,
 };
 use ipnet::Ipv4Net;
 use std::fmt::Write;
@@ -733,16 +733,7 @@ fn write_target(out: &mut String, t: &Target) {
         Target::Return => out.push_str(" -j RETURN"),
         Target::Reject(w) => {
             out.push_str(" -j REJECT --reject-with ");
-            out.push_str(match w {
-                RejectWith::NetUnreachable => "icmp-net-unreachable",
-                RejectWith::HostUnreachable => "icmp-host-unreachable",
-                RejectWith::PortUnreachable => "icmp-port-unreachable",
-                RejectWith::ProtoUnreachable => "icmp-proto-unreachable",
-                RejectWith::NetProhibited => "icmp-net-prohibited",
-                RejectWith::HostProhibited => "icmp-host-prohibited",
-                RejectWith::AdminProhibited => "icmp-admin-prohibited",
-                RejectWith::TcpReset => "tcp-reset",
-            });
+            out.push_str(w.as_str());
         }
         Target::Dnat { to, random, persistent } => {
             out.push_str(" -j DNAT");

@@ -882,6 +882,22 @@ pub enum RejectWith {
     TcpReset,
 }
 
+impl RejectWith {
+    /// The name `--reject-with` takes and iptables-save prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectWith::NetUnreachable => "icmp-net-unreachable",
+            RejectWith::HostUnreachable => "icmp-host-unreachable",
+            RejectWith::PortUnreachable => "icmp-port-unreachable",
+            RejectWith::ProtoUnreachable => "icmp-proto-unreachable",
+            RejectWith::NetProhibited => "icmp-net-prohibited",
+            RejectWith::HostProhibited => "icmp-host-prohibited",
+            RejectWith::AdminProhibited => "icmp-admin-prohibited",
+            RejectWith::TcpReset => "tcp-reset",
+        }
+    }
+}
+
 /// CONNMARK's operations (xt_CONNMARK revision 1/2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum ConnmarkOp {
