@@ -48,7 +48,9 @@ fn bench_check(c: &mut Criterion) {
         for name in NAMES {
             g.bench_function(format!("{name}/encode"), |b| {
                 b.iter_custom(|iters| {
-                    (0..iters).map(|_| invariants::check(&snap, name, &opts).map(|v| v.encode).unwrap_or_default()).sum()
+                    (0..iters)
+                        .map(|_| invariants::check(&snap, name, &opts).map(|v| v.encode).unwrap_or_default())
+                        .sum()
                 })
             });
             g.bench_function(format!("{name}/solve"), |b| {

@@ -71,14 +71,7 @@ fn inputs(dir: &Path) -> Vec<Input> {
             eprintln!("cannot write {}: {e}", ipsets.display());
             continue;
         }
-        out.push(Input {
-            services,
-            text: node.iptables_save.clone(),
-            rules: node.rules,
-            file,
-            ipsets,
-            generated_in,
-        });
+        out.push(Input { services, text: node.iptables_save.clone(), rules: node.rules, file, ipsets, generated_in });
     }
     out
 }
@@ -89,32 +82,17 @@ fn peak_kib_of(f: impl FnOnce()) -> Option<u64> {
     std::fs::write("/proc/self/clear_refs", "5").ok()?;
     f();
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, services: usize) {
     group.sampling_mode(SamplingMode::Flat);
     if services >= 10_000 {
-        group
-            .sample_size(10)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(20));
+        group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(20));
     } else if services >= 1_000 {
-        group
-            .sample_size(20)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(5));
+        group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     } else {
-        group
-            .sample_size(50)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(3));
+        group.sample_size(50).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     }
 }
 
@@ -217,17 +195,10 @@ fn summary(inputs: &[Input]) {
         let mb = i.text.len() as f64 / 1e6;
         let parse = median(&PARSE, i.services);
         let restore = median(&RESTORE, i.services);
-        let peak = PEAK
-            .lock()
-            .ok()
-            .and_then(|p| p.iter().find(|(s, _)| *s == i.services).map(|(_, k)| *k));
-        let fmt = |d: Option<Duration>| {
-            d.map(|d| format!("{:.3} s", d.as_secs_f64()))
-                .unwrap_or_else(|| "-".to_string())
-        };
-        let rate = parse
-            .map(|d| format!("{:.0}", mb / d.as_secs_f64().max(1e-9)))
-            .unwrap_or_else(|| "-".to_string());
+        let peak = PEAK.lock().ok().and_then(|p| p.iter().find(|(s, _)| *s == i.services).map(|(_, k)| *k));
+        let fmt =
+            |d: Option<Duration>| d.map(|d| format!("{:.3} s", d.as_secs_f64())).unwrap_or_else(|| "-".to_string());
+        let rate = parse.map(|d| format!("{:.0}", mb / d.as_secs_f64().max(1e-9))).unwrap_or_else(|| "-".to_string());
         let ratio = match (parse, restore) {
             (Some(p), Some(r)) => format!("{:.1}x", r.as_secs_f64() / p.as_secs_f64().max(1e-9)),
             _ => "-".to_string(),
@@ -242,8 +213,7 @@ fn summary(inputs: &[Input]) {
             rate,
             fmt(restore),
             ratio,
-            peak.map(|k| format!("{:.0}", k as f64 / 1024.0))
-                .unwrap_or_else(|| "-".to_string())
+            peak.map(|k| format!("{:.0}", k as f64 / 1024.0)).unwrap_or_else(|| "-".to_string())
         );
     }
     println!("(generate: the whole 3-node snapshot; ratio: iptables-restore --test time over parse time)");

@@ -24,12 +24,12 @@ use natpath_benches::cluster::{Protocol, ServiceType};
 use natpath_benches::{generate, spec, write_snapshot, Spec};
 use natpath_model::loc::Loc;
 use natpath_model::node::{NodeModel, NodeOptions, NodeTables};
-use std::rc::Rc;
 use natpath_model::packet::Packet;
 use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_model::traverse::Chooser;
 use natpath_model::walk::{self, TraceOptions};
+use std::rc::Rc;
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
@@ -58,12 +58,7 @@ fn case(services: usize) -> Result<Case, String> {
         .iter()
         .rev()
         .filter(|s| s.kind != ServiceType::ClusterIp && !s.external_local && !s.endpoints.is_empty())
-        .find_map(|s| {
-            s.ports
-                .iter()
-                .find(|p| p.protocol == Protocol::Tcp)
-                .and_then(|p| p.node_port)
-        })
+        .find_map(|s| s.ports.iter().find(|p| p.protocol == Protocol::Tcp).and_then(|p| p.node_port))
         .ok_or("no NodePort service with endpoints")?;
     let node_ip = cluster.nodes.first().map(|n| n.ip).ok_or("no node")?;
     let dir = std::env::temp_dir().join(format!("natpath-traverse-bench-{}-{services}", std::process::id()));
@@ -71,18 +66,11 @@ fn case(services: usize) -> Result<Case, String> {
     let loaded = snapshot::load(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     let snap = loaded.map_err(|e| format!("the model does not load the generated snapshot: {e}"))?;
-    Ok(Case {
-        services,
-        snap,
-        node_ip,
-        node_port: target,
-    })
+    Ok(Case { services, snap, node_ip, node_port: target })
 }
 
 fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, services: usize) {
-    group
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1));
+    group.sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_secs(1));
     if services >= 10_000 {
         group.sample_size(10).measurement_time(Duration::from_secs(10));
     } else {
@@ -118,7 +106,12 @@ fn bench_corpus(c: &mut Criterion) {
                     .services
                     .iter()
                     .rev()
-                    .find(|sv| sv.proto == Proto::TCP && !sv.external_local && !sv.endpoints.is_empty() && sv.node_port.is_some())
+                    .find(|sv| {
+                        sv.proto == Proto::TCP
+                            && !sv.external_local
+                            && !sv.endpoints.is_empty()
+                            && sv.node_port.is_some()
+                    })
                     .and_then(|sv| sv.node_port)
                     .map(|p| (ip, p))
             });
@@ -133,7 +126,8 @@ fn bench_corpus(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     for (name, snap, ip, port) in &cases {
         let Some(node) = snap.nodes.first() else { continue };
-        for (how, tables) in [("indexed", Rc::new(NodeTables::new(node))), ("naive", Rc::new(NodeTables::linear(node)))] {
+        for (how, tables) in [("indexed", Rc::new(NodeTables::new(node))), ("naive", Rc::new(NodeTables::linear(node)))]
+        {
             group.bench_function(format!("{name}/{how}"), |b| {
                 b.iter(|| {
                     let mut model = NodeModel::shared(Rc::clone(&tables), NodeOptions::default());
@@ -184,10 +178,7 @@ fn bench_traverse(c: &mut Criterion) {
                 continue;
             }
         };
-        let opts = TraceOptions {
-            seed: Some(1),
-            ..TraceOptions::default()
-        };
+        let opts = TraceOptions { seed: Some(1), ..TraceOptions::default() };
         if let Err(e) = walk::trace(&k.snap, &probe, &opts) {
             println!("SKIPPED: cluster trace at {} services: {e}", k.services);
             continue;

@@ -48,10 +48,7 @@ fn emit_at(table: &mut Table, chain: &str, before: &[FelixRule], rules: &[FelixR
     for ((head, rest), id) in rules.iter().zip(ids.iter().skip(before.len())) {
         let sep_h = if head.is_empty() { "" } else { " " };
         let sep_r = if rest.is_empty() { "" } else { " " };
-        table.rule(
-            chain,
-            format_args!("{head}{sep_h}-m comment --comment \"cali:{id}\"{sep_r}{rest}"),
-        );
+        table.rule(chain, format_args!("{head}{sep_h}-m comment --comment \"cali:{id}\"{sep_r}{rest}"));
     }
 }
 
@@ -174,10 +171,7 @@ pub fn render_chains(cluster: &Cluster, node: usize, rs: &mut Ruleset) {
             r("", "-j MARK --set-xmark 0x0/0xf0000"),
             r("-i cali+", "-j MARK --set-xmark 0x40000/0x40000"),
             r("", "-m mark --mark 0x40000/0x40000 -j cali-rpf-skip"),
-            r(
-                "",
-                "-m mark --mark 0x40000/0x40000 -m rpfilter --validmark --invert -j DROP",
-            ),
+            r("", "-m mark --mark 0x40000/0x40000 -m rpfilter --validmark --invert -j DROP"),
             r("", "-m mark --mark 0x0/0x40000 -j cali-from-host-endpoint"),
             r("", "-m mark --mark 0x10000/0x10000 -j ACCEPT"),
         ],
@@ -218,10 +212,7 @@ pub fn render_chains(cluster: &Cluster, node: usize, rs: &mut Ruleset) {
         r("", &format!("{host_mark} -j ACCEPT")),
     ]);
     emit(f, "cali-INPUT", &input);
-    let mut output = vec![
-        r("", "-m mark --mark 0x10000/0x10000 -j ACCEPT"),
-        r("-o cali+", "-j RETURN"),
-    ];
+    let mut output = vec![r("", "-m mark --mark 0x10000/0x10000 -j ACCEPT"), r("-o cali+", "-j RETURN")];
     if ipip {
         output.push(r("-p ipencap", "-m comment --comment \"Allow IPIP packets to other Calico hosts\" -m set --match-set cali40all-hosts-net dst -m addrtype --src-type LOCAL -j ACCEPT"));
     } else {
@@ -238,10 +229,7 @@ pub fn render_chains(cluster: &Cluster, node: usize, rs: &mut Ruleset) {
         "cali-wl-to-host",
         &[
             r("", "-j cali-from-wl-dispatch"),
-            r(
-                "",
-                "-m comment --comment \"Configured DefaultEndpointToHostAction\" -j ACCEPT",
-            ),
+            r("", "-m comment --comment \"Configured DefaultEndpointToHostAction\" -j ACCEPT"),
         ],
     );
     for c in [
@@ -264,10 +252,7 @@ pub fn render_chains(cluster: &Cluster, node: usize, rs: &mut Ruleset) {
         let ksa = format!("ksa.{}.{}", pod.namespace, service_account(pod));
         let fw = format!("cali-fw-{}", pod.iface);
         let tw = format!("cali-tw-{}", pod.iface);
-        let ret = r(
-            "",
-            "-m comment --comment \"Return if profile accepted\" -m mark --mark 0x10000/0x10000 -j RETURN",
-        );
+        let ret = r("", "-m comment --comment \"Return if profile accepted\" -m mark --mark 0x10000/0x10000 -j RETURN");
         let drop = r("", "-m comment --comment \"Drop if no profiles matched\" -j DROP");
         let common = [
             r("", "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
@@ -304,10 +289,7 @@ pub fn render_chains(cluster: &Cluster, node: usize, rs: &mut Ruleset) {
             emit(
                 f,
                 &profile_chain(prefix, &kns),
-                &[
-                    r("", "-j MARK --set-xmark 0x10000/0x10000"),
-                    r("", "-m mark --mark 0x10000/0x10000 -j RETURN"),
-                ],
+                &[r("", "-j MARK --set-xmark 0x10000/0x10000"), r("", "-m mark --mark 0x10000/0x10000 -j RETURN")],
             );
         }
         let ksa = format!("ksa.{ns}.{sa}");
@@ -316,11 +298,7 @@ pub fn render_chains(cluster: &Cluster, node: usize, rs: &mut Ruleset) {
             &profile_chain("cali-pri-", &ksa),
             &[r("", &format!("-m comment --comment \"Profile {ksa} ingress\""))],
         );
-        emit(
-            f,
-            &profile_chain("cali-pro-", &ksa),
-            &[r("", &format!("-m comment --comment \"Profile {ksa} egress\""))],
-        );
+        emit(f, &profile_chain("cali-pro-", &ksa), &[r("", &format!("-m comment --comment \"Profile {ksa} egress\""))]);
     }
 
     let n = rs.table("nat");
@@ -333,10 +311,7 @@ pub fn render_chains(cluster: &Cluster, node: usize, rs: &mut Ruleset) {
         &[
             r("", "-j cali-fip-snat"),
             r("", "-j cali-nat-outgoing"),
-            r(
-                out_if,
-                "-m addrtype ! --src-type LOCAL --limit-iface-out -m addrtype --src-type LOCAL -j MASQUERADE",
-            ),
+            r(out_if, "-m addrtype ! --src-type LOCAL --limit-iface-out -m addrtype --src-type LOCAL -j MASQUERADE"),
         ],
     );
     emit(
@@ -355,12 +330,8 @@ fn dispatch(f: &mut Table, root: &str, flag: &str, target: &str, ifaces: &[&str]
     let mut i = 0;
     while i < ifaces.len() {
         let key = ifaces.get(i).and_then(|n| n.get(4..5)).unwrap_or("");
-        let group: Vec<&str> = ifaces
-            .iter()
-            .skip(i)
-            .take_while(|n| n.get(4..5).unwrap_or("") == key)
-            .copied()
-            .collect();
+        let group: Vec<&str> =
+            ifaces.iter().skip(i).take_while(|n| n.get(4..5).unwrap_or("") == key).copied().collect();
         i += group.len().max(1);
         if group.len() == 1 || key.is_empty() {
             for iface in &group {
@@ -368,10 +339,8 @@ fn dispatch(f: &mut Table, root: &str, flag: &str, target: &str, ifaces: &[&str]
             }
         } else {
             let sub = format!("{root}-{key}");
-            let mut rules: Vec<FelixRule> = group
-                .iter()
-                .map(|iface| iface_rule(flag, iface, &format!("-g {target}{iface}")))
-                .collect();
+            let mut rules: Vec<FelixRule> =
+                group.iter().map(|iface| iface_rule(flag, iface, &format!("-g {target}{iface}"))).collect();
             rules.push(unknown.clone());
             emit(f, &sub, &rules);
             root_rules.push(iface_rule(flag, &format!("cali{key}+"), &format!("-g {sub}")));

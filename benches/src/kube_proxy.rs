@@ -45,19 +45,13 @@ pub fn render_jumps(rs: &mut Ruleset) {
         "INPUT",
         "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL",
     );
-    f.rule_str(
-        "INPUT",
-        "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS",
-    );
+    f.rule_str("INPUT", "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS");
     f.rule_str("INPUT", "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES");
     f.rule_str(
         "FORWARD",
         "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL",
     );
-    f.rule_str(
-        "FORWARD",
-        "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
-    );
+    f.rule_str("FORWARD", "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD");
     f.rule_str(
         "FORWARD",
         "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
@@ -73,18 +67,9 @@ pub fn render_jumps(rs: &mut Ruleset) {
         "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
     );
     let n = rs.table("nat");
-    n.rule_str(
-        "PREROUTING",
-        "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
-    );
-    n.rule_str(
-        "OUTPUT",
-        "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
-    );
-    n.rule_str(
-        "POSTROUTING",
-        "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
-    );
+    n.rule_str("PREROUTING", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
+    n.rule_str("OUTPUT", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
+    n.rule_str("POSTROUTING", "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING");
 }
 
 /// One endpoint of one service port, as kube-proxy keys it.
@@ -161,10 +146,7 @@ pub fn render_chains(cfg: &KubeProxyConfig, services: &[Service], rs: &mut Rules
         for c in ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"] {
             n.chain(c);
         }
-        n.rule(
-            "KUBE-POSTROUTING",
-            format_args!("-m mark ! --mark {mark}/{mark} -j RETURN"),
-        );
+        n.rule("KUBE-POSTROUTING", format_args!("-m mark ! --mark {mark}/{mark} -j RETURN"));
         n.rule("KUBE-POSTROUTING", format_args!("-j MARK --set-xmark {mark}/0x0"));
         if cfg.random_fully {
             n.rule_str(
@@ -239,12 +221,7 @@ fn render_service_port(sync: &mut Sync<'_>, svc: &Service, port: &crate::cluster
             continue;
         }
         let sep = names::sep_chain(&spn, p, &key);
-        eps.push(Ep {
-            key,
-            ip: e.ip,
-            local: e.node == cfg.node_name,
-            sep,
-        });
+        eps.push(Ep { key, ip: e.ip, local: e.node == cfg.node_name, sep });
     }
     eps.sort_by(|a, b| a.key.cmp(&b.key));
 
@@ -256,22 +233,10 @@ fn render_service_port(sync: &mut Sync<'_>, svc: &Service, port: &crate::cluster
     let uses_local = internal_local || (externally_accessible && external_local);
 
     let cluster_eps: Vec<&Ep> = if uses_cluster { eps.iter().collect() } else { Vec::new() };
-    let local_eps: Vec<&Ep> = if uses_local {
-        eps.iter().filter(|e| e.local).collect()
-    } else {
-        Vec::new()
-    };
-    let has_endpoints = if uses_cluster {
-        !cluster_eps.is_empty()
-    } else {
-        !eps.is_empty()
-    };
+    let local_eps: Vec<&Ep> = if uses_local { eps.iter().filter(|e| e.local).collect() } else { Vec::new() };
+    let has_endpoints = if uses_cluster { !cluster_eps.is_empty() } else { !eps.is_empty() };
     // Cluster endpoints include the local ones, so the union is either set.
-    let all_reachable: Vec<&Ep> = if uses_cluster {
-        cluster_eps.clone()
-    } else {
-        local_eps.clone()
-    };
+    let all_reachable: Vec<&Ep> = if uses_cluster { cluster_eps.clone() } else { local_eps.clone() };
 
     let svc_chain = names::svc_chain(&spn, p);
     let svl_chain = names::svl_chain(&spn, p);
@@ -428,10 +393,7 @@ fn render_service_port(sync: &mut Sync<'_>, svc: &Service, port: &crate::cluster
         for range in &svc.source_ranges {
             nat.rule(
                 &fw_chain,
-                format_args!(
-                    "-s {} -m comment --comment \"{spn} loadbalancer IP\" -j {ext_chain}",
-                    range.trunc()
-                ),
+                format_args!("-s {} -m comment --comment \"{spn} loadbalancer IP\" -j {ext_chain}", range.trunc()),
             );
             if range.contains(&cfg.node_ip) {
                 allow_from_node = true;
@@ -469,16 +431,9 @@ fn render_service_port(sync: &mut Sync<'_>, svc: &Service, port: &crate::cluster
         if sync.large {
             nat.rule(sep, format_args!("-s {ip}/32 -j KUBE-MARK-MASQ"));
         } else {
-            nat.rule(
-                sep,
-                format_args!("-s {ip}/32 -m comment --comment \"{spn}\" -j KUBE-MARK-MASQ"),
-            );
+            nat.rule(sep, format_args!("-s {ip}/32 -m comment --comment \"{spn}\" -j KUBE-MARK-MASQ"));
         }
-        let comment = if sync.large {
-            String::new()
-        } else {
-            format!(" -m comment --comment \"{spn}\"")
-        };
+        let comment = if sync.large { String::new() } else { format!(" -m comment --comment \"{spn}\"") };
         match svc.affinity_timeout {
             Some(_) => nat.rule(
                 sep,
@@ -519,10 +474,7 @@ fn write_service_to_endpoints(
         let sep = &ep.sep;
         if i + 1 < n {
             let prob = sync.probability(n - i);
-            nat.rule(
-                chain,
-                format_args!("{c}-m statistic --mode random --probability {prob} -j {sep}"),
-            );
+            nat.rule(chain, format_args!("{c}-m statistic --mode random --probability {prob} -j {sep}"));
         } else {
             nat.rule(chain, format_args!("{c}-j {sep}"));
         }

@@ -159,28 +159,13 @@ mod tests {
     #[test]
     fn well_known_kube_proxy_chains() {
         // Present on every kubeadm cluster: kube-dns and the apiserver.
-        assert_eq!(
-            svc_chain("kube-system/kube-dns:dns", "udp"),
-            "KUBE-SVC-TCOU7JCQXEZGVUNU"
-        );
-        assert_eq!(
-            svc_chain("kube-system/kube-dns:dns-tcp", "tcp"),
-            "KUBE-SVC-ERIFXISQEP7F7OF4"
-        );
-        assert_eq!(
-            svc_chain("kube-system/kube-dns:metrics", "tcp"),
-            "KUBE-SVC-JD5MR3NA4I4DYORP"
-        );
-        assert_eq!(
-            svc_chain("default/kubernetes:https", "tcp"),
-            "KUBE-SVC-NPX46M4PTMTKRN6Y"
-        );
+        assert_eq!(svc_chain("kube-system/kube-dns:dns", "udp"), "KUBE-SVC-TCOU7JCQXEZGVUNU");
+        assert_eq!(svc_chain("kube-system/kube-dns:dns-tcp", "tcp"), "KUBE-SVC-ERIFXISQEP7F7OF4");
+        assert_eq!(svc_chain("kube-system/kube-dns:metrics", "tcp"), "KUBE-SVC-JD5MR3NA4I4DYORP");
+        assert_eq!(svc_chain("default/kubernetes:https", "tcp"), "KUBE-SVC-NPX46M4PTMTKRN6Y");
         // From the kube-proxy v1.28.7 reference dump.
         assert_eq!(svc_chain("ns-13/svc-00033", "tcp"), "KUBE-SVC-2KJ3EBDRWHWRJOWW");
-        assert_eq!(
-            sep_chain("ns-01/svc-00000:https", "tcp", "10.244.0.1:8443"),
-            "KUBE-SEP-WHWEI5P5RWZSJZ6J"
-        );
+        assert_eq!(sep_chain("ns-01/svc-00000:https", "tcp", "10.244.0.1:8443"), "KUBE-SEP-WHWEI5P5RWZSJZ6J");
     }
 
     #[test]
@@ -194,9 +179,7 @@ mod tests {
         let a = calico_rule_ids("cali-x", &["-j ACCEPT", "-j ACCEPT"]);
         assert_eq!(a.len(), 2);
         assert!(a.iter().all(|id| id.len() == 16));
-        assert!(a
-            .iter()
-            .all(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')));
+        assert!(a.iter().all(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')));
         assert_ne!(a[0], a[1]);
         assert_ne!(calico_rule_ids("cali-y", &["-j ACCEPT"])[0], a[0]);
     }

@@ -35,11 +35,7 @@ pub fn vtep_mac(node: &Node) -> [u8; 6] {
 fn netns_name(pod: &Pod) -> String {
     // A stable UUID-shaped name derived from the interface.
     let h = pod.iface.trim_start_matches("cali");
-    let h: String = h
-        .chars()
-        .chain("0123456789abcdef0123456789abcdef".chars())
-        .take(32)
-        .collect();
+    let h: String = h.chars().chain("0123456789abcdef0123456789abcdef".chars()).take(32).collect();
     format!(
         "cni-{}-{}-{}-{}-{}",
         h.get(0..8).unwrap_or(""),
@@ -122,10 +118,7 @@ pub fn ip_addr(cluster: &Cluster, n: usize) -> String {
             4 + k,
             &format!("{}@if2", pod.iface),
             &format!("<BROADCAST,MULTICAST,UP,LOWER_UP> mtu {mtu} qdisc noqueue state UP group default qlen 1000"),
-            &format!(
-                "link/ether ee:ee:ee:ee:ee:ee brd ff:ff:ff:ff:ff:ff link-netns {}",
-                netns_name(pod)
-            ),
+            &format!("link/ether ee:ee:ee:ee:ee:ee brd ff:ff:ff:ff:ff:ff link-netns {}", netns_name(pod)),
             None,
         );
     }
@@ -163,16 +156,10 @@ pub(crate) fn local_routes(
 ) -> Vec<(Ipv4Addr, String)> {
     let lan_net = net(node_ip, prefix);
     let mut local = vec![
-        (
-            node_ip,
-            format!("local {node_ip} dev {lan} table local proto kernel scope host src {node_ip}"),
-        ),
+        (node_ip, format!("local {node_ip} dev {lan} table local proto kernel scope host src {node_ip}")),
         (
             lan_net.broadcast(),
-            format!(
-                "broadcast {} dev {lan} table local proto kernel scope link src {node_ip}",
-                lan_net.broadcast()
-            ),
+            format!("broadcast {} dev {lan} table local proto kernel scope link src {node_ip}", lan_net.broadcast()),
         ),
         (
             Ipv4Addr::new(127, 0, 0, 0),
@@ -188,10 +175,7 @@ pub(crate) fn local_routes(
         ),
     ];
     for (ip, dev) in extra {
-        local.push((
-            *ip,
-            format!("local {ip} dev {dev} table local proto kernel scope host src {ip}"),
-        ));
+        local.push((*ip, format!("local {ip} dev {dev} table local proto kernel scope host src {ip}")));
     }
     local
 }
@@ -204,14 +188,8 @@ pub fn ip_route(cluster: &Cluster, n: usize) -> String {
     let lan = &node.lan;
     let lan_net = net(node.ip, node.lan_prefix);
     let mut main = vec![
-        (
-            net(Ipv4Addr::UNSPECIFIED, 0),
-            format!("default via {} dev {lan}", node.gateway),
-        ),
-        (
-            lan_net,
-            format!("{lan_net} dev {lan} proto kernel scope link src {}", node.ip),
-        ),
+        (net(Ipv4Addr::UNSPECIFIED, 0), format!("default via {} dev {lan}", node.gateway)),
+        (lan_net, format!("{lan_net} dev {lan} proto kernel scope link src {}", node.ip)),
     ];
     let proto = match cluster.encap {
         Encap::Ipip => "proto bird",
@@ -288,11 +266,7 @@ pub fn ip_neigh(cluster: &Cluster, n: usize) -> Option<String> {
     let mut out = String::new();
     for (k, other) in cluster.nodes.iter().enumerate() {
         if let (true, Some(vtep)) = (k != n, other.tunnel_ip()) {
-            let _ = writeln!(
-                out,
-                "{vtep} dev vxlan.calico lladdr {} PERMANENT",
-                mac(&vtep_mac(other))
-            );
+            let _ = writeln!(out, "{vtep} dev vxlan.calico lladdr {} PERMANENT", mac(&vtep_mac(other)));
         }
     }
     Some(out)
@@ -306,12 +280,7 @@ pub fn bridge_fdb(cluster: &Cluster, n: usize) -> Option<String> {
     let mut out = String::new();
     for (k, other) in cluster.nodes.iter().enumerate() {
         if k != n {
-            let _ = writeln!(
-                out,
-                "{} dev vxlan.calico dst {} self permanent",
-                mac(&vtep_mac(other)),
-                other.ip
-            );
+            let _ = writeln!(out, "{} dev vxlan.calico dst {} self permanent", mac(&vtep_mac(other)), other.ip);
         }
     }
     Some(out)
@@ -339,12 +308,7 @@ pub fn cluster_toml(comment: &str, nodes: &[&Node], hosts: &[Host], pods: &[(&Po
         let _ = writeln!(out, "# {line}");
     }
     for n in nodes {
-        let _ = writeln!(
-            out,
-            "[[node]]\nname = {}\nlan = {}\n",
-            toml_str(&n.name),
-            toml_str(&n.lan)
-        );
+        let _ = writeln!(out, "[[node]]\nname = {}\nlan = {}\n", toml_str(&n.name), toml_str(&n.lan));
     }
     for h in hosts {
         let _ = writeln!(

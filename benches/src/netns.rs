@@ -30,20 +30,13 @@ fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
         })
         .unwrap_or(false)
 }
 
 fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
+    Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
 /// Why throwaway namespaces cannot be used here, if they cannot.
@@ -72,10 +65,8 @@ impl Netns {
     pub fn create() -> Result<Netns, String> {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("natpath-gen-{}-{n}", std::process::id());
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .map_err(|e| format!("ip netns add: {e}"))?;
+        let out =
+            Command::new("ip").args(["netns", "add", &name]).output().map_err(|e| format!("ip netns add: {e}"))?;
         if !out.status.success() {
             return Err(format!("ip netns add {name}: {}", describe(&out)));
         }
@@ -121,11 +112,7 @@ impl Netns {
         if out.status.success() {
             Ok(took)
         } else {
-            Err(format!(
-                "iptables-restore --test {}: {}",
-                path.display(),
-                describe(&out)
-            ))
+            Err(format!("iptables-restore --test {}: {}", path.display(), describe(&out)))
         }
     }
 
@@ -155,10 +142,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ =
+            Command::new("ip").args(["netns", "del", &self.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 }

@@ -18,9 +18,7 @@ impl Rng {
 
     /// An independent generator for one purpose, derived from this seed.
     pub fn fork(&self, salt: u64) -> Self {
-        let mut r = Rng {
-            state: self.state ^ salt.wrapping_mul(0xA076_1D64_78BD_642F),
-        };
+        let mut r = Rng { state: self.state ^ salt.wrapping_mul(0xA076_1D64_78BD_642F) };
         r.next_u64();
         r
     }

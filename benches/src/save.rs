@@ -82,10 +82,7 @@ impl Table {
         let i = match self.index.get(chain) {
             Some(&i) => i,
             None => {
-                self.chains.push(Chain {
-                    name: chain.to_string(),
-                    body: String::new(),
-                });
+                self.chains.push(Chain { name: chain.to_string(), body: String::new() });
                 let i = self.chains.len() - 1;
                 self.index.insert(chain.to_string(), i);
                 i
@@ -133,11 +130,7 @@ impl Table {
 
     /// Approximate size in bytes of the printed table.
     fn size_hint(&self) -> usize {
-        self.chains
-            .iter()
-            .map(|c| c.body.len() + c.name.len() + 10)
-            .sum::<usize>()
-            + 256
+        self.chains.iter().map(|c| c.body.len() + c.name.len() + 10).sum::<usize>() + 256
     }
 
     /// Print the table in iptables-save form into `out`.
@@ -176,10 +169,7 @@ pub struct Ruleset {
 impl Ruleset {
     /// Empty tables `names`, printed in that order.
     pub fn new(names: &[&'static str], program: &'static str) -> Self {
-        Ruleset {
-            tables: names.iter().map(|n| Table::new(n)).collect(),
-            program,
-        }
+        Ruleset { tables: names.iter().map(|n| Table::new(n)).collect(), program }
     }
 
     /// The table `name`, created (printed last) if absent.

@@ -139,13 +139,11 @@ impl Declared {
 }
 
 fn ip(text: &str, what: &str) -> Result<Ipv4Addr, ServicesError> {
-    text.parse()
-        .map_err(|_| ServicesError(format!("{what}: expected an IPv4 address, found `{text}`")))
+    text.parse().map_err(|_| ServicesError(format!("{what}: expected an IPv4 address, found `{text}`")))
 }
 
 fn cidr(text: &str, what: &str) -> Result<Ipv4Net, ServicesError> {
-    text.parse()
-        .map_err(|_| ServicesError(format!("{what}: expected an IPv4 CIDR, found `{text}`")))
+    text.parse().map_err(|_| ServicesError(format!("{what}: expected an IPv4 CIDR, found `{text}`")))
 }
 
 /// Read a Services file.
@@ -166,9 +164,7 @@ pub fn read(json: &str) -> Result<Declared, ServicesError> {
             let v = u32::from_str_radix(m.trim_start_matches("0x"), 16)
                 .map_err(|_| ServicesError(format!("generator.masqueradeMark: expected a hex mark, found `{m}`")))?;
             if !v.is_power_of_two() {
-                return Err(ServicesError(format!(
-                    "generator.masqueradeMark: expected a single bit, found `{m}`"
-                )));
+                return Err(ServicesError(format!("generator.masqueradeMark: expected a single bit, found `{m}`")));
             }
             v.trailing_zeros() as u8
         }

@@ -107,13 +107,7 @@ impl GeneratedSnapshot {
 
     /// Total bytes of all files.
     pub fn total_bytes(&self) -> usize {
-        self.cluster_toml.len()
-            + self
-                .nodes
-                .iter()
-                .flat_map(|n| n.files())
-                .map(|(_, t)| t.len())
-                .sum::<usize>()
+        self.cluster_toml.len() + self.nodes.iter().flat_map(|n| n.files()).map(|(_, t)| t.len()).sum::<usize>()
     }
 }
 
@@ -121,11 +115,8 @@ impl GeneratedSnapshot {
 pub fn generate(spec: &Spec) -> GeneratedSnapshot {
     let cluster = spec::build(spec);
     let nodes = render_nodes(&cluster, spec.seed);
-    let pods: Vec<(&Pod, &str)> = cluster
-        .pods
-        .iter()
-        .map(|p| (p, cluster.nodes.get(p.node).map(|n| n.name.as_str()).unwrap_or("")))
-        .collect();
+    let pods: Vec<(&Pod, &str)> =
+        cluster.pods.iter().map(|p| (p, cluster.nodes.get(p.node).map(|n| n.name.as_str()).unwrap_or(""))).collect();
     let node_refs: Vec<&Node> = cluster.nodes.iter().collect();
     let encap = match spec.encap {
         Encap::Ipip => "IPIP",
@@ -148,11 +139,7 @@ pub fn generate(spec: &Spec) -> GeneratedSnapshot {
 /// Render every node, spreading nodes over the available cores.
 fn render_nodes(cluster: &Cluster, seed: u64) -> Vec<NodeDumps> {
     let count = cluster.nodes.len();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(count)
-        .max(1);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(count).max(1);
     if workers == 1 {
         return (0..count).map(|i| render_node(cluster, i, seed)).collect();
     }
@@ -161,10 +148,7 @@ fn render_nodes(cluster: &Cluster, seed: u64) -> Vec<NodeDumps> {
         let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {
             handles.push(scope.spawn(move || {
-                (w..count)
-                    .step_by(workers)
-                    .map(|i| (i, render_node(cluster, i, seed)))
-                    .collect::<Vec<_>>()
+                (w..count).step_by(workers).map(|i| (i, render_node(cluster, i, seed))).collect::<Vec<_>>()
             }));
         }
         for h in handles {
@@ -179,11 +163,7 @@ fn render_nodes(cluster: &Cluster, seed: u64) -> Vec<NodeDumps> {
             }
         }
     });
-    slots
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| d.unwrap_or_else(|| render_node(cluster, i, seed)))
-        .collect()
+    slots.into_iter().enumerate().map(|(i, d)| d.unwrap_or_else(|| render_node(cluster, i, seed))).collect()
 }
 
 /// kube-proxy's configuration on generated node `n`.
@@ -333,22 +313,13 @@ pub fn from_services_json(json: &str, node: &str) -> Result<GeneratedSnapshot, S
 
     let mut main = vec![
         (Ipv4Net::default(), format!("default via {gateway} dev {lan}")),
-        (
-            lan_net,
-            format!("{lan_net} dev {lan} proto kernel scope link src {}", cfg.node_ip),
-        ),
+        (lan_net, format!("{lan_net} dev {lan} proto kernel scope link src {}", cfg.node_ip)),
     ];
     for pod in local.values() {
-        main.push((
-            Ipv4Net::new(pod.ip, 32).unwrap_or_default(),
-            format!("{} dev {} scope link", pod.ip, pod.iface),
-        ));
+        main.push((Ipv4Net::new(pod.ip, 32).unwrap_or_default(), format!("{} dev {} scope link", pod.ip, pod.iface)));
     }
     for (ip, via) in &remote {
-        main.push((
-            Ipv4Net::new(*ip, 32).unwrap_or_default(),
-            format!("{ip} via {via} dev {lan}"),
-        ));
+        main.push((Ipv4Net::new(*ip, 32).unwrap_or_default(), format!("{ip} via {via} dev {lan}")));
     }
     let ip_route = netdump::routes(main, netdump::local_routes(cfg.node_ip, prefix, lan, &[]));
 
@@ -361,16 +332,9 @@ pub fn from_services_json(json: &str, node: &str) -> Result<GeneratedSnapshot, S
         blocks: Vec::new(),
         mac: [0x02, 0x42, a, b, c, d],
     };
-    let client_ip = lan_net
-        .hosts()
-        .find(|h| u32::from(*h) & 0xff == 10 && !node_ips.values().any(|n| n == h))
-        .unwrap_or(gateway);
-    let hosts = [Host {
-        name: "client".to_string(),
-        ip: client_ip,
-        prefix,
-        gateway: Some(gateway),
-    }];
+    let client_ip =
+        lan_net.hosts().find(|h| u32::from(*h) & 0xff == 10 && !node_ips.values().any(|n| n == h)).unwrap_or(gateway);
+    let hosts = [Host { name: "client".to_string(), ip: client_ip, prefix, gateway: Some(gateway) }];
     let pods: Vec<(&Pod, &str)> = local.values().map(|p| (p, cfg.node_name.as_str())).collect();
     let comment = format!(
         "kube-proxy v1.28 rules of {} for a Services file ({} services).",

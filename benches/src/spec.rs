@@ -47,14 +47,7 @@ pub struct Mix {
 
 impl Default for Mix {
     fn default() -> Self {
-        Mix {
-            node_port: 0.3,
-            load_balancer: 0.1,
-            local: 0.2,
-            affinity: 0.1,
-            source_ranges: 0.4,
-            no_endpoints: 0.0,
-        }
+        Mix { node_port: 0.3, load_balancer: 0.1, local: 0.2, affinity: 0.1, source_ranges: 0.4, no_endpoints: 0.0 }
     }
 }
 
@@ -97,10 +90,7 @@ impl Default for Spec {
 impl Spec {
     /// The default spec with `services` Services.
     pub fn with_services(services: usize) -> Self {
-        Spec {
-            services,
-            ..Spec::default()
-        }
+        Spec { services, ..Spec::default() }
     }
 }
 
@@ -121,38 +111,14 @@ struct PortShape {
 
 /// The reference's port shapes, weighted as in `svc100.services.json`.
 const SHAPES: &[PortShape] = &[
-    PortShape {
-        weight: 33,
-        ports: &[("", Protocol::Tcp, 80, 8080)],
-    },
-    PortShape {
-        weight: 21,
-        ports: &[("http", Protocol::Tcp, 80, 8080)],
-    },
-    PortShape {
-        weight: 14,
-        ports: &[("https", Protocol::Tcp, 443, 8443)],
-    },
-    PortShape {
-        weight: 13,
-        ports: &[("http", Protocol::Tcp, 80, 8080), ("https", Protocol::Tcp, 443, 8443)],
-    },
-    PortShape {
-        weight: 6,
-        ports: &[("dns", Protocol::Udp, 53, 5353), ("dns-tcp", Protocol::Tcp, 53, 5353)],
-    },
-    PortShape {
-        weight: 5,
-        ports: &[("metrics", Protocol::Tcp, 9100, 9100)],
-    },
-    PortShape {
-        weight: 4,
-        ports: &[("grpc", Protocol::Tcp, 9090, 9090)],
-    },
-    PortShape {
-        weight: 4,
-        ports: &[("", Protocol::Udp, 514, 5514)],
-    },
+    PortShape { weight: 33, ports: &[("", Protocol::Tcp, 80, 8080)] },
+    PortShape { weight: 21, ports: &[("http", Protocol::Tcp, 80, 8080)] },
+    PortShape { weight: 14, ports: &[("https", Protocol::Tcp, 443, 8443)] },
+    PortShape { weight: 13, ports: &[("http", Protocol::Tcp, 80, 8080), ("https", Protocol::Tcp, 443, 8443)] },
+    PortShape { weight: 6, ports: &[("dns", Protocol::Udp, 53, 5353), ("dns-tcp", Protocol::Tcp, 53, 5353)] },
+    PortShape { weight: 5, ports: &[("metrics", Protocol::Tcp, 9100, 9100)] },
+    PortShape { weight: 4, ports: &[("grpc", Protocol::Tcp, 9090, 9090)] },
+    PortShape { weight: 4, ports: &[("", Protocol::Udp, 514, 5514)] },
 ];
 
 type PortTemplate = (&'static str, Protocol, u16, u16);
@@ -192,14 +158,7 @@ pub fn build(spec: &Spec) -> Cluster {
         prefix: lan_prefix(spec.nodes),
         gateway: Some(Ipv4Addr::from(lan_base + 1)),
     }];
-    Cluster {
-        nodes,
-        pods,
-        services,
-        hosts,
-        pool: pool(),
-        encap: spec.encap,
-    }
+    Cluster { nodes, pods, services, hosts, pool: pool(), encap: spec.encap }
 }
 
 fn lan_prefix(nodes: usize) -> u8 {
@@ -252,11 +211,7 @@ fn build_pods(spec: &Spec, nodes: &[Node], rng: &mut Rng) -> Vec<Pod> {
     let mut serial = 0usize;
     for (ni, node) in nodes.iter().enumerate() {
         // Addresses of the node's blocks after the tunnel address.
-        let mut addrs = node
-            .blocks
-            .iter()
-            .flat_map(|b| (0..64u32).map(move |k| add(b.network(), k)))
-            .skip(1);
+        let mut addrs = node.blocks.iter().flat_map(|b| (0..64u32).map(move |k| add(b.network(), k))).skip(1);
         for k in 0..spec.pods_per_node {
             let Some(ip) = addrs.next() else { break };
             // Two CoreDNS pods on the first two nodes, as kubeadm places them.
@@ -264,20 +219,10 @@ fn build_pods(spec: &Spec, nodes: &[Node], rng: &mut Rng) -> Vec<Pod> {
                 ("kube-system".to_string(), format!("coredns-5dd5756b68-{}", suffix(rng)))
             } else {
                 serial += 1;
-                (
-                    format!("ns-{:02}", rng.index(NAMESPACES)),
-                    format!("app-{serial:05}-{}", suffix(rng)),
-                )
+                (format!("ns-{:02}", rng.index(NAMESPACES)), format!("app-{serial:05}-{}", suffix(rng)))
             };
             let iface = names::calico_veth(&namespace, &name);
-            pods.push(Pod {
-                namespace,
-                name,
-                node: ni,
-                ip,
-                iface,
-                listen: Vec::new(),
-            });
+            pods.push(Pod { namespace, name, node: ni, ip, iface, listen: Vec::new() });
         }
     }
     pods
@@ -286,9 +231,7 @@ fn build_pods(spec: &Spec, nodes: &[Node], rng: &mut Rng) -> Vec<Pod> {
 /// A ReplicaSet-style 5-character pod suffix.
 fn suffix(rng: &mut Rng) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5)
-        .map(|_| char::from(ALPHABET.get(rng.index(ALPHABET.len())).copied().unwrap_or(b'x')))
-        .collect()
+    (0..5).map(|_| char::from(ALPHABET.get(rng.index(ALPHABET.len())).copied().unwrap_or(b'x'))).collect()
 }
 
 struct Allocators {
@@ -325,11 +268,7 @@ impl Allocators {
 }
 
 fn build_services(spec: &Spec, nodes: &[Node], pods: &mut [Pod], rng: &mut Rng) -> Vec<Service> {
-    let mut alloc = Allocators {
-        cluster_ips: HashSet::new(),
-        lb_ips: HashSet::new(),
-        next_node_port: 30000,
-    };
+    let mut alloc = Allocators { cluster_ips: HashSet::new(), lb_ips: HashSet::new(), next_node_port: 30000 };
     let mut services = Vec::with_capacity(spec.services);
     let mut by_ns: Vec<Vec<usize>> = vec![Vec::new(); NAMESPACES];
     let mut dns_pods = Vec::new();
@@ -365,11 +304,7 @@ fn build_services(spec: &Spec, nodes: &[Node], pods: &mut [Pod], rng: &mut Rng) 
                 load_balancer_ips: Vec::new(),
                 source_ranges: Vec::new(),
                 external_ips: Vec::new(),
-                endpoints: vec![Endpoint {
-                    ip: first.ip,
-                    node: first.name.clone(),
-                    ready: true,
-                }],
+                endpoints: vec![Endpoint { ip: first.ip, node: first.name.clone(), ready: true }],
             });
         }
     }
@@ -449,10 +384,7 @@ fn build_services(spec: &Spec, nodes: &[Node], pods: &mut [Pod], rng: &mut Rng) 
                 let first = rng.index(SOURCE_RANGES.len());
                 let count = rng.between(1, 2);
                 for k in 0..count {
-                    if let Some(r) = SOURCE_RANGES
-                        .get((first + k) % SOURCE_RANGES.len())
-                        .and_then(|r| r.parse().ok())
-                    {
+                    if let Some(r) = SOURCE_RANGES.get((first + k) % SOURCE_RANGES.len()).and_then(|r| r.parse().ok()) {
                         source_ranges.push(r);
                     }
                 }
@@ -462,9 +394,7 @@ fn build_services(spec: &Spec, nodes: &[Node], pods: &mut [Pod], rng: &mut Rng) 
         let chosen = if rng.chance(mix.no_endpoints) {
             Vec::new()
         } else {
-            let want = rng
-                .between(spec.endpoints.0, spec.endpoints.1.max(spec.endpoints.0))
-                .min(candidates.len());
+            let want = rng.between(spec.endpoints.0, spec.endpoints.1.max(spec.endpoints.0)).min(candidates.len());
             choose(rng, &candidates, want)
         };
         let endpoints = endpoints_of(&chosen, pods, nodes, &ports, &mut listen);
@@ -515,11 +445,7 @@ fn endpoints_of(
     for &i in chosen {
         let Some(pod) = pods.get(i) else { continue };
         let node = nodes.get(pod.node).map(|n| n.name.clone()).unwrap_or_default();
-        out.push(Endpoint {
-            ip: pod.ip,
-            node,
-            ready: true,
-        });
+        out.push(Endpoint { ip: pod.ip, node, ready: true });
         if let Some(set) = listen.get_mut(i) {
             for p in ports {
                 set.insert(format!("{}/{}", p.protocol.lower(), p.target_port));

@@ -20,10 +20,7 @@ use natpath_benches::netns::{self, Netns};
 use natpath_benches::{from_services_json, generate, kube_proxy_save, write_snapshot, Encap, GeneratedSnapshot, Spec};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
 }
 
 fn reference_dir() -> Option<PathBuf> {
@@ -33,9 +30,7 @@ fn reference_dir() -> Option<PathBuf> {
     }
     candidates.push(workspace().join("corpus/kube-proxy-reference"));
     candidates.push(workspace().join("../shared/kube-proxy-reference"));
-    candidates
-        .into_iter()
-        .find(|d| d.join("svc100.services.json").is_file())
+    candidates.into_iter().find(|d| d.join("svc100.services.json").is_file())
 }
 
 /// The reference files, or `None` after printing SKIPPED.
@@ -77,12 +72,7 @@ mod kube_proxy_reference {
     use super::*;
 
     /// Chains whose rule order follows kube-proxy's Go map walk over Services.
-    const MAP_ORDERED: [&str; 4] = [
-        "KUBE-SERVICES",
-        "KUBE-NODEPORTS",
-        "KUBE-PROXY-FIREWALL",
-        "KUBE-EXTERNAL-SERVICES",
-    ];
+    const MAP_ORDERED: [&str; 4] = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL", "KUBE-EXTERNAL-SERVICES"];
 
     fn map_ordered(line: &str) -> bool {
         MAP_ORDERED.iter().any(|c| line.starts_with(&format!("-A {c} ")))
@@ -98,11 +88,7 @@ mod kube_proxy_reference {
             let side = if *c > 0 { "only in kube-proxy's" } else { "only in ours" };
             eprintln!("{side} ({c:+}): {line}");
         }
-        assert!(
-            diff.is_empty(),
-            "{} distinct lines differ from kube-proxy's (listed above)",
-            diff.len()
-        );
+        assert!(diff.is_empty(), "{} distinct lines differ from kube-proxy's (listed above)", diff.len());
         assert_eq!(ours.len(), reference.len());
     }
 
@@ -110,23 +96,12 @@ mod kube_proxy_reference {
     fn svc100_same_order_outside_the_map_ordered_dispatch_chains() {
         let Some((json, reference)) = reference() else { return };
         let ours = kube_proxy_save(&json, "node-1").unwrap();
-        let strip = |t: &str| -> Vec<String> {
-            body(t)
-                .into_iter()
-                .filter(|l| !map_ordered(l))
-                .map(str::to_string)
-                .collect()
-        };
+        let strip =
+            |t: &str| -> Vec<String> { body(t).into_iter().filter(|l| !map_ordered(l)).map(str::to_string).collect() };
         assert_eq!(strip(&ours), strip(&reference));
         // The NodePort jump stays the last rule of nat KUBE-SERVICES.
-        let last = body(&ours)
-            .into_iter()
-            .rfind(|l| l.starts_with("-A KUBE-SERVICES "))
-            .unwrap();
-        assert!(
-            last.ends_with("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"),
-            "{last}"
-        );
+        let last = body(&ours).into_iter().rfind(|l| l.starts_with("-A KUBE-SERVICES ")).unwrap();
+        assert!(last.ends_with("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"), "{last}");
     }
 
     #[test]
@@ -137,27 +112,19 @@ mod kube_proxy_reference {
         let node = &snap.nodes[0];
         assert_eq!(node.iptables_save, kube_proxy_save(&json, "node-1").unwrap());
         assert!(node.ip_addr.contains("inet 10.0.0.51/24 scope global eth0"));
-        assert!(node
-            .ip_route
-            .contains("10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.51"));
+        assert!(node.ip_route.contains("10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.51"));
         assert!(snap.cluster_toml.contains("name = \"node-1\""));
         // Every local endpoint is a pod with a route to its veth.
         assert_eq!(snap.pods, snap.cluster_toml.matches("[[pod]]").count());
         assert!(snap.pods > 0);
-        assert!(from_services_json(&json, "node-9")
-            .unwrap_err()
-            .to_string()
-            .contains("node-9"));
+        assert!(from_services_json(&json, "node-9").unwrap_err().to_string().contains("node-9"));
     }
 
     #[test]
     fn bad_services_files_are_errors_that_name_the_service() {
         let bad = r#"{"generator":{"nodes":[{"name":"n","ip":"10.0.0.1"}]},"services":[
             {"namespace":"a","name":"b","type":"Headless","clusterIP":"10.96.0.5","ports":[],"endpoints":[]}]}"#;
-        assert_eq!(
-            kube_proxy_save(bad, "n").unwrap_err().to_string(),
-            "service `a/b`: unknown type `Headless`"
-        );
+        assert_eq!(kube_proxy_save(bad, "n").unwrap_err().to_string(), "service `a/b`: unknown type `Headless`");
         let bad_ip = r#"{"generator":{"nodes":[{"name":"n","ip":"10.0.0.1"}]},"services":[
             {"namespace":"a","name":"b","type":"ClusterIP","clusterIP":"10.96.0.500","ports":[],"endpoints":[]}]}"#;
         assert_eq!(
@@ -174,18 +141,8 @@ mod generated {
     /// Every jump or goto target is a built-in target or a declared chain of its table.
     #[track_caller]
     fn assert_self_consistent(save: &str) {
-        const TARGETS: [&str; 10] = [
-            "ACCEPT",
-            "DROP",
-            "RETURN",
-            "REJECT",
-            "MARK",
-            "MASQUERADE",
-            "DNAT",
-            "SNAT",
-            "CT",
-            "LOG",
-        ];
+        const TARGETS: [&str; 10] =
+            ["ACCEPT", "DROP", "RETURN", "REJECT", "MARK", "MASQUERADE", "DNAT", "SNAT", "CT", "LOG"];
         let mut declared: Vec<String> = Vec::new();
         let mut table = "";
         for line in save.lines() {
@@ -196,10 +153,7 @@ mod generated {
                 declared.push(decl.split(' ').next().unwrap().to_string());
             } else if line.starts_with("-A ") {
                 let chain = line.split(' ').nth(1).unwrap();
-                assert!(
-                    declared.iter().any(|d| d == chain),
-                    "{table}: rule in undeclared chain: {line}"
-                );
+                assert!(declared.iter().any(|d| d == chain), "{table}: rule in undeclared chain: {line}");
                 let words: Vec<&str> = line.split(' ').collect();
                 for w in words.windows(2) {
                     if w[0] == "-j" || w[0] == "-g" {
@@ -233,14 +187,8 @@ mod generated {
             assert_self_consistent(save);
             assert_eq!(body(save).iter().filter(|l| l.starts_with("-A ")).count(), node.rules);
             // kube-proxy, as in any kubeadm cluster.
-            assert!(
-                save.contains(":KUBE-SVC-NPX46M4PTMTKRN6Y - [0:0]"),
-                "default/kubernetes:https"
-            );
-            assert!(
-                save.contains(":KUBE-SVC-TCOU7JCQXEZGVUNU - [0:0]"),
-                "kube-system/kube-dns:dns"
-            );
+            assert!(save.contains(":KUBE-SVC-NPX46M4PTMTKRN6Y - [0:0]"), "default/kubernetes:https");
+            assert!(save.contains(":KUBE-SVC-TCOU7JCQXEZGVUNU - [0:0]"), "kube-system/kube-dns:dns");
             assert!(save.contains("-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully"));
             assert!(save.contains("-m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-"));
             assert!(save.contains("-m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-"));
@@ -266,15 +214,10 @@ mod generated {
 
     #[test]
     fn vxlan_variant() {
-        let snap = generate(&Spec {
-            encap: Encap::Vxlan,
-            ..Spec::with_services(50)
-        });
+        let snap = generate(&Spec { encap: Encap::Vxlan, ..Spec::with_services(50) });
         for node in &snap.nodes {
             assert_self_consistent(&node.iptables_save);
-            assert!(node
-                .iptables_save
-                .contains("-A cali-POSTROUTING -o vxlan.calico -m comment"));
+            assert!(node.iptables_save.contains("-A cali-POSTROUTING -o vxlan.calico -m comment"));
             assert!(node.iptables_save.contains("--match-set cali40all-vxlan-net src"));
             assert!(!node.iptables_save.contains("cali40all-hosts-net"));
             assert!(node.ip_route.contains(" dev vxlan.calico proto 80 onlink "));
@@ -288,12 +231,8 @@ mod generated {
         // Above 1,000 endpoints kube-proxy stops commenting KUBE-SEP rules.
         let snap = generate(&Spec::with_services(400));
         let save = &snap.nodes[0].iptables_save;
-        assert!(save
-            .lines()
-            .any(|l| l.starts_with("-A KUBE-SEP-") && l.contains(" -j DNAT ")));
-        assert!(!save
-            .lines()
-            .any(|l| l.starts_with("-A KUBE-SEP-") && l.contains("-m comment")));
+        assert!(save.lines().any(|l| l.starts_with("-A KUBE-SEP-") && l.contains(" -j DNAT ")));
+        assert!(!save.lines().any(|l| l.starts_with("-A KUBE-SEP-") && l.contains("-m comment")));
         let small = generate(&Spec::with_services(20));
         assert!(small.nodes[0]
             .iptables_save
@@ -308,14 +247,7 @@ mod generated {
         write_snapshot(&snap, &dir).unwrap();
         assert!(dir.join("cluster.toml").is_file());
         for n in ["node-1", "node-2", "node-3"] {
-            for f in [
-                "iptables-save",
-                "ipset-save",
-                "ip-route",
-                "ip-addr",
-                "ip-rule",
-                "sysctl",
-            ] {
+            for f in ["iptables-save", "ipset-save", "ip-route", "ip-addr", "ip-rule", "sysctl"] {
                 assert!(dir.join("nodes").join(n).join(f).is_file(), "{n}/{f}");
             }
         }
@@ -349,13 +281,9 @@ mod model_reads_it {
 
     #[test]
     fn iptables_parser_accepts_every_generated_dump() {
-        for snap in [
-            generate(&Spec::with_services(300)),
-            generate(&Spec {
-                encap: Encap::Vxlan,
-                ..Spec::with_services(100)
-            }),
-        ] {
+        for snap in
+            [generate(&Spec::with_services(300)), generate(&Spec { encap: Encap::Vxlan, ..Spec::with_services(100) })]
+        {
             for node in &snap.nodes {
                 let rs = match parse(&node.iptables_save, &node.name, &Options::default()) {
                     Ok(rs) => rs,
@@ -369,13 +297,7 @@ mod model_reads_it {
     #[test]
     fn snapshot_loader_accepts_generated_snapshots() {
         loads(&generate(&Spec::with_services(300)), "ipip");
-        loads(
-            &generate(&Spec {
-                encap: Encap::Vxlan,
-                ..Spec::with_services(100)
-            }),
-            "vxlan",
-        );
+        loads(&generate(&Spec { encap: Encap::Vxlan, ..Spec::with_services(100) }), "vxlan");
     }
 
     #[test]
@@ -403,10 +325,9 @@ mod kernel {
                 }
             }
             match ns.iptables_restore_test(&nd.join("iptables-save")) {
-                Ok(took) => println!(
-                    "{what} {}: iptables-restore --test ok in {took:?} ({} rules)",
-                    node.name, node.rules
-                ),
+                Ok(took) => {
+                    println!("{what} {}: iptables-restore --test ok in {took:?} ({} rules)", node.name, node.rules)
+                }
                 Err(e) => {
                     failures.push(format!("{what} {}: {e}", node.name));
                     continue;
@@ -443,13 +364,7 @@ mod kernel {
             return skipped(&reason);
         }
         load(&generate(&Spec::with_services(300)), "ipip");
-        load(
-            &generate(&Spec {
-                encap: Encap::Vxlan,
-                ..Spec::with_services(100)
-            }),
-            "vxlan",
-        );
+        load(&generate(&Spec { encap: Encap::Vxlan, ..Spec::with_services(100) }), "vxlan");
     }
 
     #[test]
@@ -489,10 +404,7 @@ mod kernel {
         let save = &snap.nodes[0].iptables_save;
         assert!(save.contains("-A KUBE-SERVICES -d 10.96.0.20/32 -p tcp -m comment --comment \"a/empty:p has no endpoints\" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable"));
         assert!(save.contains("-A KUBE-FW-"), "{save}");
-        assert!(
-            save.contains("-s 198.18.0.10/32 -m comment --comment \"a/fw loadbalancer IP\""),
-            "allowFromNode"
-        );
+        assert!(save.contains("-s 198.18.0.10/32 -m comment --comment \"a/fw loadbalancer IP\""), "allowFromNode");
         assert!(save.contains("\"a/itp has no local endpoints\" -m tcp --dport 80 -j DROP"));
         load(&snap, "edge-cases");
     }
@@ -510,14 +422,8 @@ mod kernel {
         let name = ns.name().to_string();
         assert!(ns.iptables_restore_test(&file).is_err());
         drop(ns);
-        let list = std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap();
-        assert!(
-            !String::from_utf8_lossy(&list.stdout).contains(&name),
-            "{name} left behind"
-        );
+        let list = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&list.stdout).contains(&name), "{name} left behind");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,9 +6,22 @@ fn main() {
     let p = natpath_model::walk::probe(&snap, &a[2], &a[3], natpath_model::ruleset::Proto::TCP, 40000).unwrap();
     let t = natpath_model::walk::trace(&snap, &p, &Default::default()).unwrap();
     for b in &t.branches {
-        println!("p={} {:?} {:?} seen={:?} reply={:?}", b.probability, b.outcome, b.reason, b.seen_by_destination, b.reply);
+        println!(
+            "p={} {:?} {:?} seen={:?} reply={:?}",
+            b.probability, b.outcome, b.reason, b.seen_by_destination, b.reply
+        );
         for s in &b.steps {
-            println!("  {} {:?} {} {} {} {:?} {}  {:?}", s.node, s.packet, s.hook, s.table.as_str(), s.chain, s.rule, s.effect, s.packet_after);
+            println!(
+                "  {} {:?} {} {} {} {:?} {}  {:?}",
+                s.node,
+                s.packet,
+                s.hook,
+                s.table.as_str(),
+                s.chain,
+                s.rule,
+                s.effect,
+                s.packet_after
+            );
         }
     }
 }

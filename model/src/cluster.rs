@@ -136,7 +136,8 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
         let msg = e.message().trim().replace('\n', "; ");
         ParseError::new(loc, lower_first(&msg))
     })?;
-    let raw: Raw = toml::from_str(text).map_err(|e| ParseError::new(Loc::new(&file, 1, 1), lower_first(e.message())))?;
+    let raw: Raw =
+        toml::from_str(text).map_err(|e| ParseError::new(Loc::new(&file, 1, 1), lower_first(e.message())))?;
     let locs = |tables: Vec<BTreeMap<String, toml::Spanned<toml::Value>>>| -> Vec<BTreeMap<String, Loc>> {
         tables
             .into_iter()
@@ -159,7 +160,10 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
     dup(cluster.pods.iter().map(|p| (&p.name, &p.loc)), "pod", &mut errs);
     for n in &cluster.nodes {
         if n.name.is_empty() || n.name.contains('/') || n.name == "." || n.name == ".." {
-            errs.push(ParseError::new(n.loc.clone(), format!("expected a node name that is a directory name under nodes/, found `{}`", n.name)));
+            errs.push(ParseError::new(
+                n.loc.clone(),
+                format!("expected a node name that is a directory name under nodes/, found `{}`", n.name),
+            ));
         }
     }
     for (i, h) in cluster.hosts.iter().enumerate() {
@@ -177,17 +181,27 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
         if !names.contains(&p.node.as_str()) {
             errs.push(ParseError::new(
                 KeyLocs::of(&keys.pods, i, "node", &file),
-                format!("pod `{}` is on node `{}`, which no [[node]] declares (nodes: {})", p.name, p.node, list(&names)),
+                format!(
+                    "pod `{}` is on node `{}`, which no [[node]] declares (nodes: {})",
+                    p.name,
+                    p.node,
+                    list(&names)
+                ),
             ));
         }
         for l in &p.listen {
             let ok = l.split_once('/').is_some_and(|(proto, port)| {
-                matches!(proto, "tcp" | "udp" | "sctp") && port.parse::<u16>().is_ok_and(|p| p > 0) && !port.starts_with('+')
+                matches!(proto, "tcp" | "udp" | "sctp")
+                    && port.parse::<u16>().is_ok_and(|p| p > 0)
+                    && !port.starts_with('+')
             });
             if !ok {
                 errs.push(ParseError::new(
                     KeyLocs::of(&keys.pods, i, "listen", &file),
-                    format!("expected `tcp/PORT`, `udp/PORT` or `sctp/PORT` in pod `{}`'s `listen`, found `{l}`", p.name),
+                    format!(
+                        "expected `tcp/PORT`, `udp/PORT` or `sctp/PORT` in pod `{}`'s `listen`, found `{l}`",
+                        p.name
+                    ),
                 ));
             }
         }
@@ -203,7 +217,10 @@ fn dup<'a>(items: impl Iterator<Item = (&'a String, &'a Loc)>, what: &str, errs:
     let mut seen: BTreeMap<&str, u32> = BTreeMap::new();
     for (name, loc) in items {
         if let Some(first) = seen.get(name.as_str()) {
-            errs.push(ParseError::new(loc.clone(), format!("duplicate {what} `{name}` (first declared at line {first})")));
+            errs.push(ParseError::new(
+                loc.clone(),
+                format!("duplicate {what} `{name}` (first declared at line {first})"),
+            ));
         } else {
             seen.insert(name, loc.line);
         }

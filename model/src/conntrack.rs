@@ -73,15 +73,7 @@ impl Conn {
     /// A new connection for a first packet: no translation yet.
     pub fn new(p: &Packet) -> Conn {
         let orig = Tuple::of(p);
-        Conn {
-            orig,
-            reply: orig.inverse(),
-            dnat: false,
-            snat: false,
-            seen_reply: false,
-            mark: 0,
-            sport_random: false,
-        }
+        Conn { orig, reply: orig.inverse(), dnat: false, snat: false, seen_reply: false, mark: 0, sport_random: false }
     }
 
     /// Record a destination translation of the original direction.

@@ -19,10 +19,7 @@ pub struct ParseError {
 impl ParseError {
     /// An error at `loc` with `message`.
     pub fn new(loc: Loc, message: impl Into<String>) -> Self {
-        ParseError {
-            loc,
-            message: message.into(),
-        }
+        ParseError { loc, message: message.into() }
     }
 }
 

@@ -9,8 +9,7 @@
 //! modelled (the first next hop of a multipath route is taken, and said).
 
 use crate::netstate::{
-    Interface, IpRule, Route, RouteType, RuleAction, Scope, Sysctl, TABLE_DEFAULT, TABLE_LOCAL,
-    TABLE_MAIN,
+    Interface, IpRule, Route, RouteType, RuleAction, Scope, Sysctl, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
 };
 use crate::ruleset::AddrTypes;
 use std::net::Ipv4Addr;
@@ -85,24 +84,10 @@ pub fn default_ip_rules() -> Vec<IpRule> {
 
 impl<'a> Fib<'a> {
     /// Routing state from a node's dumps; `rules` empty means the defaults.
-    pub fn new(
-        routes: &'a [Route],
-        rules: &[IpRule],
-        interfaces: &'a [Interface],
-        sysctl: &'a Sysctl,
-    ) -> Self {
-        let mut rules = if rules.is_empty() {
-            default_ip_rules()
-        } else {
-            rules.to_vec()
-        };
+    pub fn new(routes: &'a [Route], rules: &[IpRule], interfaces: &'a [Interface], sysctl: &'a Sysctl) -> Self {
+        let mut rules = if rules.is_empty() { default_ip_rules() } else { rules.to_vec() };
         rules.sort_by_key(|r| r.priority);
-        Fib {
-            routes,
-            rules,
-            interfaces,
-            sysctl,
-        }
+        Fib { routes, rules, interfaces, sysctl }
     }
 
     /// The interfaces in device order.
@@ -323,7 +308,10 @@ impl<'a> Fib<'a> {
             return Err(format!("martian source {src}: it is an address of this node"));
         }
         if hit.kind != RouteType::Unicast {
-            return Err(format!("reverse path filter (rp_filter {rpf} on `{iif}`): the route back to {src} is {:?}", hit.kind));
+            return Err(format!(
+                "reverse path filter (rp_filter {rpf} on `{iif}`): the route back to {src} is {:?}",
+                hit.kind
+            ));
         }
         if hit.dev == Some(iif) {
             return Ok(());

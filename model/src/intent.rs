@@ -274,9 +274,7 @@ impl Intent {
                     }
                     let Some(name) = r.comments().find_map(service_name) else { continue };
                     let proto = r.proto.map(|p| p.value).unwrap_or(Proto::TCP);
-                    let s = services
-                        .entry(name.to_string())
-                        .or_insert_with(|| Service::new(name, proto));
+                    let s = services.entry(name.to_string()).or_insert_with(|| Service::new(name, proto));
                     s.rejects_no_endpoints = true;
                     if let Some(port) = dport(r) {
                         match r.dst.filter(|d| !d.neg) {
@@ -292,11 +290,7 @@ impl Intent {
         }
         intent.services = services.into_values().collect();
         let members = |name: &str| -> Vec<Ipv4Net> {
-            ipsets
-                .iter()
-                .filter(|s| s.name == name)
-                .flat_map(|s| s.entries.iter().filter_map(|e| e.net))
-                .collect()
+            ipsets.iter().filter(|s| s.name == name).flat_map(|s| s.entries.iter().filter_map(|e| e.net)).collect()
         };
         intent.ip_pools = members("cali40all-ipam-pools");
         intent.masq_pools = members("cali40masq-ipam-pools");
@@ -309,9 +303,7 @@ impl Intent {
                 _ => None,
             };
             if let Some(kind) = kind {
-                intent
-                    .tunnels
-                    .push((i.name.clone(), kind, i.addrs.first().map(|a| a.addr)));
+                intent.tunnels.push((i.name.clone(), kind, i.addrs.first().map(|a| a.addr)));
             }
         }
         intent
@@ -319,9 +311,7 @@ impl Intent {
 
     /// The service whose NodePort is `port` for `proto`.
     pub fn by_node_port(&self, proto: Proto, port: u16) -> Option<&Service> {
-        self.services
-            .iter()
-            .find(|s| s.proto == proto && s.node_port == Some(port))
+        self.services.iter().find(|s| s.proto == proto && s.node_port == Some(port))
     }
 
     /// Whether `addr` is inside one of Calico's IP pools.

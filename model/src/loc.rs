@@ -23,29 +23,17 @@ pub struct Loc {
 impl Loc {
     /// A location in `file` at `line`, `column`.
     pub fn new(file: &Arc<str>, line: u32, column: u32) -> Self {
-        Loc {
-            file: Arc::clone(file),
-            line,
-            column,
-        }
+        Loc { file: Arc::clone(file), line, column }
     }
 
     /// A location for items that were built in code, not read from a file.
     pub fn synthetic() -> Self {
-        Loc {
-            file: Arc::from("<generated>"),
-            line: 0,
-            column: 0,
-        }
+        Loc { file: Arc::from("<generated>"), line: 0, column: 0 }
     }
 
     /// The same file and line at another column.
     pub fn at_column(&self, column: u32) -> Self {
-        Loc {
-            file: Arc::clone(&self.file),
-            line: self.line,
-            column,
-        }
+        Loc { file: Arc::clone(&self.file), line: self.line, column }
     }
 }
 

@@ -433,9 +433,6 @@ impl Sysctl {
     /// The effective route_localnet of `iface` (either `all` or the interface).
     pub fn route_localnet(&self, iface: &str) -> bool {
         self.int("net.ipv4.conf.all.route_localnet").unwrap_or(0) != 0
-            || self
-                .int(&format!("net.ipv4.conf.{iface}.route_localnet"))
-                .unwrap_or(0)
-                != 0
+            || self.int(&format!("net.ipv4.conf.{iface}.route_localnet")).unwrap_or(0) != 0
     }
 }

@@ -230,14 +230,8 @@ impl<'a> NodeModel<'a> {
         let mut notrack = ctx.notrack;
         let verdict = {
             let Some(table) = self.st.tables.get(idx) else { return Verdict::Accept };
-            let env = Env {
-                fib: &self.st.fib,
-                ipsets: &self.node.ipsets,
-                hook,
-                in_iface: iif,
-                out_iface: oif,
-                local_origin,
-            };
+            let env =
+                Env { fib: &self.st.fib, ipsets: &self.node.ipsets, hook, in_iface: iif, out_iface: oif, local_origin };
             traverse::run_table(table, pkt, &mut view, &mut notrack, &env, &mut self.state, chooser, &mut hits)
         };
         ctx.notrack = notrack;
@@ -382,7 +376,10 @@ impl<'a> NodeModel<'a> {
                     None => Some(Ipv4Addr::LOCALHOST),
                 };
                 let Some(addr) = addr else {
-                    return Some(NodeEnd::Dropped(format!("REDIRECT on {}: the input device has no address", self.node.name)));
+                    return Some(NodeEnd::Dropped(format!(
+                        "REDIRECT on {}: the input device has no address",
+                        self.node.name
+                    )));
                 };
                 pkt.dst = addr;
                 if let Some(p) = ports {
@@ -422,7 +419,16 @@ impl<'a> NodeModel<'a> {
     /// Apply a source translation chosen by SNAT or MASQUERADE (`masq`):
     /// the port is kept when it lies in the range, as the kernel tries to.
     #[allow(clippy::too_many_arguments)]
-    fn snat(&self, ctx: &mut Ctx<'_>, pkt: &mut Packet, src: Ipv4Addr, ports: Option<crate::ruleset::PortRange>, random: bool, before: String, masq: bool) {
+    fn snat(
+        &self,
+        ctx: &mut Ctx<'_>,
+        pkt: &mut Packet,
+        src: Ipv4Addr,
+        ports: Option<crate::ruleset::PortRange>,
+        random: bool,
+        before: String,
+        masq: bool,
+    ) {
         pkt.src = src;
         if let Some(p) = ports {
             if pkt.has_ports() && !p.contains(pkt.sport) {
@@ -535,7 +541,14 @@ impl<'a> NodeModel<'a> {
         passage(end, steps, hooks, info)
     }
 
-    fn receive_inner(&mut self, pkt: &mut Packet, iif: &str, carrier: bool, ctx: &mut Ctx<'_>, ch: &mut dyn Chooser) -> NodeEnd {
+    fn receive_inner(
+        &mut self,
+        pkt: &mut Packet,
+        iif: &str,
+        carrier: bool,
+        ctx: &mut Ctx<'_>,
+        ch: &mut dyn Chooser,
+    ) -> NodeEnd {
         // raw PREROUTING runs before conntrack.
         ctx.hooks.push(Hook::Prerouting);
         let v = self.run(TableName::Raw, Hook::Prerouting, pkt, ctx, Some(iif), None, false, ch);
@@ -564,10 +577,19 @@ impl<'a> NodeModel<'a> {
             RouteType::Unicast => {}
             RouteType::Local => return self.input(pkt, ctx, iif, ch),
             RouteType::Blackhole => {
-                return NodeEnd::Dropped(format!("dropped on {} by the blackhole route {}", self.node.name, route_str(&hit)))
+                return NodeEnd::Dropped(format!(
+                    "dropped on {} by the blackhole route {}",
+                    self.node.name,
+                    route_str(&hit)
+                ))
             }
             RouteType::Unreachable | RouteType::Prohibit => {
-                return NodeEnd::Rejected(format!("rejected on {} by the {:?} route {}", self.node.name, hit.kind, route_str(&hit)))
+                return NodeEnd::Rejected(format!(
+                    "rejected on {} by the {:?} route {}",
+                    self.node.name,
+                    hit.kind,
+                    route_str(&hit)
+                ))
             }
             other => return NodeEnd::Unknown(format!("route type {other:?} on {} is not modelled", self.node.name)),
         }
@@ -596,7 +618,15 @@ impl<'a> NodeModel<'a> {
         self.postrouting(pkt, ctx, &dev, nexthop, false, ch)
     }
 
-    fn postrouting(&mut self, pkt: &mut Packet, ctx: &mut Ctx<'_>, dev: &str, nexthop: Ipv4Addr, local: bool, ch: &mut dyn Chooser) -> NodeEnd {
+    fn postrouting(
+        &mut self,
+        pkt: &mut Packet,
+        ctx: &mut Ctx<'_>,
+        dev: &str,
+        nexthop: Ipv4Addr,
+        local: bool,
+        ch: &mut dyn Chooser,
+    ) -> NodeEnd {
         ctx.nexthop = Some(nexthop);
         if let HookEnd::Stop(end) =
             self.run_hook(Hook::Postrouting, &[TableName::Mangle, TableName::Nat], pkt, ctx, None, Some(dev), local, ch)
@@ -654,9 +684,19 @@ impl<'a> NodeModel<'a> {
         match hit.kind {
             RouteType::Unicast | RouteType::Local => {}
             RouteType::Blackhole => {
-                return Err(NodeEnd::Dropped(format!("dropped on {} by the blackhole route {}", self.node.name, route_str(&hit))))
+                return Err(NodeEnd::Dropped(format!(
+                    "dropped on {} by the blackhole route {}",
+                    self.node.name,
+                    route_str(&hit)
+                )))
             }
-            other => return Err(NodeEnd::Rejected(format!("rejected on {} by the {other:?} route {}", self.node.name, route_str(&hit)))),
+            other => {
+                return Err(NodeEnd::Rejected(format!(
+                    "rejected on {} by the {other:?} route {}",
+                    self.node.name,
+                    route_str(&hit)
+                )))
+            }
         }
         Ok((hit.kind, hit.dev.map(str::to_string), hit.nexthop(pkt.dst)))
     }

@@ -113,11 +113,7 @@ impl Packet {
             proto: self.proto,
             sport: self.dport,
             dport: self.sport,
-            tcp_flags: if self.proto == Proto::TCP {
-                tcp::SYN | tcp::ACK
-            } else {
-                0
-            },
+            tcp_flags: if self.proto == Proto::TCP { tcp::SYN | tcp::ACK } else { 0 },
             icmp: (0, 0),
             len: self.len,
             ttl: 64,
@@ -168,13 +164,7 @@ pub fn proto_name(p: Proto) -> String {
 
 impl fmt::Display for Packet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} -> {}",
-            proto_name(self.proto),
-            self.src_str(),
-            self.dst_str()
-        )?;
+        write!(f, "{} {} -> {}", proto_name(self.proto), self.src_str(), self.dst_str())?;
         if self.mark != 0 {
             write!(f, " mark {:#x}", self.mark)?;
         }

@@ -35,13 +35,8 @@ pub enum TableName {
 
 impl TableName {
     /// Every table, in priority order.
-    pub const ALL: [TableName; 5] = [
-        TableName::Raw,
-        TableName::Mangle,
-        TableName::Nat,
-        TableName::Filter,
-        TableName::Security,
-    ];
+    pub const ALL: [TableName; 5] =
+        [TableName::Raw, TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security];
 
     /// The name as iptables writes it.
     pub fn as_str(self) -> &'static str {
@@ -99,10 +94,7 @@ impl Ruleset {
 
     /// Total number of rules over all tables.
     pub fn rule_count(&self) -> usize {
-        self.tables
-            .iter()
-            .map(|t| t.chains.iter().map(|c| c.rules.len()).sum::<usize>())
-            .sum()
+        self.tables.iter().map(|t| t.chains.iter().map(|c| c.rules.len()).sum::<usize>()).sum()
     }
 }
 

@@ -99,7 +99,9 @@ fn read_text(p: &Path) -> Result<Option<String>, ParseError> {
     let bytes = match std::fs::read(p) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ParseError::new(at_start(p), format!("cannot read the file: {}", e.to_string().to_lowercase()))),
+        Err(e) => {
+            return Err(ParseError::new(at_start(p), format!("cannot read the file: {}", e.to_string().to_lowercase())))
+        }
     };
     match String::from_utf8(bytes) {
         Ok(t) => Ok(Some(t)),
@@ -132,7 +134,10 @@ pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
             }
         },
         Ok(None) => {
-            errs.push(ParseError::new(at_start(&cpath), "missing cluster.toml: expected the snapshot's manifest (SNAPSHOT.md)"));
+            errs.push(ParseError::new(
+                at_start(&cpath),
+                "missing cluster.toml: expected the snapshot's manifest (SNAPSHOT.md)",
+            ));
             None
         }
         Err(e) => {
@@ -163,7 +168,10 @@ pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
         }
         Err(_) => {
             have_nodes_dir = false;
-            errs.push(ParseError::new(at_start(&nodes_dir), "missing directory nodes/: expected one directory per node"));
+            errs.push(ParseError::new(
+                at_start(&nodes_dir),
+                "missing directory nodes/: expected one directory per node",
+            ));
         }
     }
     dirs.sort();
@@ -185,7 +193,10 @@ pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
             if !cluster.nodes.iter().any(|n| &n.name == d) {
                 errs.push(ParseError::new(
                     Loc::new(&cfile, 1, 1),
-                    format!("directory {} has no [[node]] with name = \"{d}\" in cluster.toml", path_str(&nodes_dir.join(d))),
+                    format!(
+                        "directory {} has no [[node]] with name = \"{d}\" in cluster.toml",
+                        path_str(&nodes_dir.join(d))
+                    ),
                 ));
             }
         }
@@ -275,7 +286,10 @@ fn check_set_refs(ruleset: &Ruleset, ipsets: &[IpSet], have_file: bool, ipset_pa
                 for m in &r.matches {
                     if let Match::Set(s) = m {
                         if !known(&s.name) {
-                            errs.push(ParseError::new(r.loc.clone(), format!("rule uses ipset `{}`, but {where_}", s.name)));
+                            errs.push(ParseError::new(
+                                r.loc.clone(),
+                                format!("rule uses ipset `{}`, but {where_}", s.name),
+                            ));
                         }
                     }
                 }
@@ -286,7 +300,10 @@ fn check_set_refs(ruleset: &Ruleset, ipsets: &[IpSet], have_file: bool, ipset_pa
         for e in &s.entries {
             if let Some(m) = &e.set {
                 if !known(m) {
-                    errs.push(ParseError::new(s.loc.clone(), format!("list:set `{}` has member `{m}`, which no `create` line defines", s.name)));
+                    errs.push(ParseError::new(
+                        s.loc.clone(),
+                        format!("list:set `{}` has member `{m}`, which no `create` line defines", s.name),
+                    ));
                 }
             }
         }
@@ -306,7 +323,10 @@ fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Int
         extra.sort();
         for f in extra {
             let known: Vec<&str> = NODE_FILES.iter().map(|(k, _, _)| *k).collect();
-            errs.push(ParseError::new(at_start(&dir.join(&f)), format!("unknown file `{f}`: expected one of {}", known.join(", "))));
+            errs.push(ParseError::new(
+                at_start(&dir.join(&f)),
+                format!("unknown file `{f}`: expected one of {}", known.join(", ")),
+            ));
         }
     }
     // Read every known file; `None` when absent (an error if required).
@@ -317,7 +337,10 @@ fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Int
             Ok(Some(t)) => texts.push(Some((path_str(&p), t))),
             Ok(None) => {
                 if *required {
-                    errs.push(ParseError::new(at_start(&p), format!("missing required file: expected the output of {what} on node `{name}`")));
+                    errs.push(ParseError::new(
+                        at_start(&p),
+                        format!("missing required file: expected the output of {what} on node `{name}`"),
+                    ));
                 }
                 texts.push(None);
             }
@@ -339,7 +362,8 @@ fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Int
             }
         }
     }
-    let ruleset = text("iptables-save").and_then(|(p, t)| run(iptables::parse(t, p, &iptables::Options::default()), &mut errs));
+    let ruleset =
+        text("iptables-save").and_then(|(p, t)| run(iptables::parse(t, p, &iptables::Options::default()), &mut errs));
     let ipsets = text("ipset-save").map(|(p, t)| run(ipset::parse(t, p), &mut errs));
     let interfaces = text("ip-addr").and_then(|(p, t)| run(ipaddr::parse(t, p), &mut errs));
     let routes = text("ip-route").and_then(|(p, t)| run(iproute::parse(t, p), &mut errs));

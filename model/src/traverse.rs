@@ -183,10 +183,8 @@ impl Dispatch {
 
     /// The first rule at or after `i` that `pkt` could match.
     fn next(&self, i: usize, pkt: &Packet, len: usize) -> usize {
-        let first = |v: Option<&Vec<usize>>| {
-            v.and_then(|v| v.get(v.partition_point(|&k| k < i)).copied())
-                .unwrap_or(len)
-        };
+        let first =
+            |v: Option<&Vec<usize>>| v.and_then(|v| v.get(v.partition_point(|&k| k < i)).copied()).unwrap_or(len);
         first(self.by_dst.get(&pkt.dst))
             .min(first(self.by_port.get(&(pkt.proto.0, pkt.dport))))
             .min(first(Some(&self.wild)))
@@ -216,12 +214,7 @@ impl<'a> IndexedTable<'a> {
     }
 
     fn build(table: &'a Table, dispatch: bool) -> Self {
-        let index = table
-            .chains
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.as_str(), i))
-            .collect();
+        let index = table.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
         let dispatch = table
             .chains
             .iter()
@@ -368,9 +361,7 @@ pub fn eval_match(
             pkt.proto == Proto::TCP
                 && port_ok(&t.sport, pkt.sport)
                 && port_ok(&t.dport, pkt.dport)
-                && t.flags.as_ref().is_none_or(|f| {
-                    neg_ok(f.neg, pkt.tcp_flags & f.value.mask == f.value.comp)
-                })
+                && t.flags.as_ref().is_none_or(|f| neg_ok(f.neg, pkt.tcp_flags & f.value.mask == f.value.comp))
                 && match &t.option {
                     None => true,
                     Some(_) => return Err("`--tcp-option`: TCP options are not modelled".into()),
@@ -469,12 +460,10 @@ pub fn eval_match(
             } else {
                 None
             };
-            let src_ok = a.src_type.as_ref().is_none_or(|t| {
-                neg_ok(t.neg, env.fib.addr_type(pkt.src, dev) & t.value.0 != 0)
-            });
-            let dst_ok = a.dst_type.as_ref().is_none_or(|t| {
-                neg_ok(t.neg, env.fib.addr_type(pkt.dst, dev) & t.value.0 != 0)
-            });
+            let src_ok =
+                a.src_type.as_ref().is_none_or(|t| neg_ok(t.neg, env.fib.addr_type(pkt.src, dev) & t.value.0 != 0));
+            let dst_ok =
+                a.dst_type.as_ref().is_none_or(|t| neg_ok(t.neg, env.fib.addr_type(pkt.dst, dev) & t.value.0 != 0));
             src_ok && dst_ok
         }
         Match::Set(s) => {
@@ -674,7 +663,11 @@ pub fn run_table(
     loop {
         visits += 1;
         if visits > MAX_VISITS {
-            return Verdict::Unknown(format!("more than {MAX_VISITS} rules visited in {} {}: a loop", tname.as_str(), env.hook));
+            return Verdict::Unknown(format!(
+                "more than {MAX_VISITS} rules visited in {} {}: a loop",
+                tname.as_str(),
+                env.hook
+            ));
         }
         if let Some(d) = cur {
             i = d.next(i, pkt, chain.rules.len());
@@ -754,7 +747,10 @@ pub fn run_table(
                 let goto = matches!(target, Target::Goto(_));
                 hit(format!("{} {name}", if goto { "goto" } else { "jump" }));
                 let Some(next) = table.chain(name) else {
-                    return Verdict::Unknown(format!("{}: jump to chain `{name}`, which the dump does not have", rule.loc));
+                    return Verdict::Unknown(format!(
+                        "{}: jump to chain `{name}`, which the dump does not have",
+                        rule.loc
+                    ));
                 };
                 if !goto {
                     if stack.len() >= MAX_DEPTH {
@@ -771,25 +767,23 @@ pub fn run_table(
                 pkt.mark = (pkt.mark & !mask) ^ value;
                 hit(mark_effect(old, pkt.mark));
             }
-            Target::Connmark(op) => {
-                match *op {
-                    ConnmarkOp::SetXmark { value, mask } => {
-                        let old = ct.mark;
-                        ct.mark = (ct.mark & !mask) ^ value;
-                        hit(format!("ctmark {old:#x} -> {:#x}", ct.mark));
-                    }
-                    ConnmarkOp::Save { nfmask, ctmask } => {
-                        let old = ct.mark;
-                        ct.mark = (ct.mark & !ctmask) ^ (pkt.mark & nfmask);
-                        hit(format!("save mark: ctmark {old:#x} -> {:#x}", ct.mark));
-                    }
-                    ConnmarkOp::Restore { nfmask, ctmask } => {
-                        let old = pkt.mark;
-                        pkt.mark = (pkt.mark & !nfmask) ^ (ct.mark & ctmask);
-                        hit(format!("restore mark: {}", mark_effect(old, pkt.mark)));
-                    }
+            Target::Connmark(op) => match *op {
+                ConnmarkOp::SetXmark { value, mask } => {
+                    let old = ct.mark;
+                    ct.mark = (ct.mark & !mask) ^ value;
+                    hit(format!("ctmark {old:#x} -> {:#x}", ct.mark));
                 }
-            }
+                ConnmarkOp::Save { nfmask, ctmask } => {
+                    let old = ct.mark;
+                    ct.mark = (ct.mark & !ctmask) ^ (pkt.mark & nfmask);
+                    hit(format!("save mark: ctmark {old:#x} -> {:#x}", ct.mark));
+                }
+                ConnmarkOp::Restore { nfmask, ctmask } => {
+                    let old = pkt.mark;
+                    pkt.mark = (pkt.mark & !nfmask) ^ (ct.mark & ctmask);
+                    hit(format!("restore mark: {}", mark_effect(old, pkt.mark)));
+                }
+            },
             Target::Ct(c) => {
                 if c.notrack {
                     *notrack = true;

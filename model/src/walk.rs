@@ -18,15 +18,15 @@
 
 use crate::loc::Loc;
 use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage};
-use std::rc::Rc;
 use crate::packet::Packet;
 use crate::ruleset::Proto;
 use crate::snapshot::{Node, Snapshot};
-use crate::trace::{Branch, Delivered, Outcome, PacketKind, Probe, Prob, Reply, Seen, Step, Trace, SCHEMA};
+use crate::trace::{Branch, Delivered, Outcome, PacketKind, Prob, Probe, Reply, Seen, Step, Trace, SCHEMA};
 use crate::traverse::Chooser;
 use num_bigint::BigUint;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 
 /// Options of a trace.
 #[derive(Debug, Clone)]
@@ -81,15 +81,12 @@ enum End {
 
 /// Parse `IP:PORT` into a probe's destination.
 pub fn parse_target(to: &str) -> Result<(Ipv4Addr, u16), TraceError> {
-    let (ip, port) = to
-        .rsplit_once(':')
-        .ok_or_else(|| TraceError(format!("expected `IP:PORT` after `--to`, found `{to}`")))?;
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| TraceError(format!("expected an IPv4 address in `--to`, found `{ip}`")))?;
-    let port: u32 = port
-        .parse()
-        .map_err(|_| TraceError(format!("expected a port (1-65535) in `--to`, found `{port}`")))?;
+    let (ip, port) =
+        to.rsplit_once(':').ok_or_else(|| TraceError(format!("expected `IP:PORT` after `--to`, found `{to}`")))?;
+    let ip: Ipv4Addr =
+        ip.parse().map_err(|_| TraceError(format!("expected an IPv4 address in `--to`, found `{ip}`")))?;
+    let port: u32 =
+        port.parse().map_err(|_| TraceError(format!("expected a port (1-65535) in `--to`, found `{port}`")))?;
     if !(1..=65535).contains(&port) {
         return Err(TraceError(format!("port {port} is outside 1-65535")));
     }
@@ -106,9 +103,10 @@ pub fn probe(snap: &Snapshot, from: &str, to: &str, proto: Proto, sport: u16) ->
     let owned = owner_of(snap, dst).is_some()
         || snap.nodes.iter().any(|n| {
             let intent = crate::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
-            intent.services.iter().any(|s| {
-                s.cluster_ip.is_some_and(|(a, _)| a == dst) || s.external_ips.iter().any(|(a, _)| *a == dst)
-            })
+            intent
+                .services
+                .iter()
+                .any(|s| s.cluster_ip.is_some_and(|(a, _)| a == dst) || s.external_ips.iter().any(|(a, _)| *a == dst))
         });
     if !owned {
         return Err(TraceError(format!(
@@ -234,28 +232,20 @@ fn tunnel_kind(node: &Node, dev: &str) -> Option<Tunnel> {
 
 /// The node whose LAN interface has `addr`.
 fn lan_owner(snap: &Snapshot, addr: Ipv4Addr) -> Option<usize> {
-    snap.nodes.iter().position(|n| {
-        n.interfaces
-            .iter()
-            .any(|i| i.name == n.lan && i.addrs.iter().any(|a| a.addr.addr() == addr))
-    })
+    snap.nodes
+        .iter()
+        .position(|n| n.interfaces.iter().any(|i| i.name == n.lan && i.addrs.iter().any(|a| a.addr.addr() == addr)))
 }
 
 /// The node whose VXLAN device `dev` has `addr`: the VTEP behind that gateway.
 fn vtep_owner(snap: &Snapshot, dev: &str, addr: Ipv4Addr) -> Option<usize> {
-    snap.nodes.iter().position(|n| {
-        n.interfaces
-            .iter()
-            .any(|i| i.name == dev && i.addrs.iter().any(|a| a.addr.addr() == addr))
-    })
+    snap.nodes
+        .iter()
+        .position(|n| n.interfaces.iter().any(|i| i.name == dev && i.addrs.iter().any(|a| a.addr.addr() == addr)))
 }
 
 fn lan_addr(node: &Node) -> Option<Ipv4Addr> {
-    node.interfaces
-        .iter()
-        .find(|i| i.name == node.lan)
-        .and_then(|i| i.addrs.first())
-        .map(|a| a.addr.addr())
+    node.interfaces.iter().find(|i| i.name == node.lan).and_then(|i| i.addrs.first()).map(|a| a.addr.addr())
 }
 
 /// Draws for `statistic` rules: replays a prefix of decisions, then takes
@@ -416,7 +406,8 @@ impl<'s> Run<'s> {
                 return Ok(At::Send { n, pkt: outer, carrier: true });
             }
             Some(Tunnel::Vxlan) => {
-                let Some(peer) = vtep_owner(snap, dev, nexthop).and_then(|p| snap.nodes.get(p)).and_then(lan_addr) else {
+                let Some(peer) = vtep_owner(snap, dev, nexthop).and_then(|p| snap.nodes.get(p)).and_then(lan_addr)
+                else {
                     return Err(Fate::Ended(
                         Outcome::Unknown,
                         format!("{}: no node has VXLAN gateway {nexthop} on `{dev}`", node.name),
@@ -719,7 +710,8 @@ pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trac
         let prob = if opts.seed.is_some() { Prob::from_integer(BigUint::from(1u32)) } else { draws.probability() };
         if opts.seed.is_none() {
             for k in draws.prefix.len()..draws.made.len() {
-                let alt_p = draws.made.get(k).map(|&(d, p)| if d { TWO31 - u64::from(p).min(TWO31) } else { u64::from(p) });
+                let alt_p =
+                    draws.made.get(k).map(|&(d, p)| if d { TWO31 - u64::from(p).min(TWO31) } else { u64::from(p) });
                 if alt_p == Some(0) {
                     continue;
                 }

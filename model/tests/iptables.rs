@@ -497,7 +497,10 @@ mod errors {
     /// escaped, and a stop after `MAX_ERRORS`.
     #[test]
     fn text_garbage() {
-        assert_eq!(error_of("\u{0}\u{1}ELF\u{2}"), "t:1:1: expected printable text outside quotes, found the control character `\\u{0}`");
+        assert_eq!(
+            error_of("\u{0}\u{1}ELF\u{2}"),
+            "t:1:1: expected printable text outside quotes, found the control character `\\u{0}`"
+        );
         assert_eq!(
             error_of("MZ\"\u{0}\u{1}\""),
             "t:1:1: expected a table (`*nat`), a chain (`:NAME POLICY [0:0]`), a rule (`-A CHAIN ...`) or `COMMIT`, found `MZ\\u{0}\\u{1}`"
@@ -967,7 +970,8 @@ mod forms {
     /// own table, even for a chain name both have (KUBE-NODEPORTS).
     #[test]
     fn concatenated_listings() {
-        let text = "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n-N KUBE-NODEPORTS\n\
+        let text =
+            "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n-N KUBE-NODEPORTS\n\
                     -A KUBE-NODEPORTS -p tcp -m tcp --dport 30000 -j KUBE-EXT-X\n\
                     -P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-N KUBE-NODEPORTS\n\
                     -A KUBE-NODEPORTS -p tcp -m tcp --dport 30020 -j ACCEPT\n";

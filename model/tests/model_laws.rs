@@ -37,11 +37,21 @@ fn run(rs: &Ruleset, table: TableName, hook: Hook, pkt: &mut Packet) -> (Verdict
     let fib = Fib::new(&[], &[], &[], &sysctl);
     let t = rs.table(table).expect("table present");
     let idx = IndexedTable::new(t);
-    let env = Env { fib: &fib, ipsets: &[], hook, in_iface: Some("eth0"), out_iface: Some("eth1"), local_origin: false };
+    let env =
+        Env { fib: &fib, ipsets: &[], hook, in_iface: Some("eth0"), out_iface: Some("eth1"), local_origin: false };
     let mut ct = CtView { state: natpath_model::ruleset::CtStates::NEW, ..CtView::default() };
     let mut notrack = false;
     let mut hits = Vec::new();
-    let v = traverse::run_table(&idx, pkt, &mut ct, &mut notrack, &env, &mut MatchState::default(), &mut Always(true), &mut hits);
+    let v = traverse::run_table(
+        &idx,
+        pkt,
+        &mut ct,
+        &mut notrack,
+        &env,
+        &mut MatchState::default(),
+        &mut Always(true),
+        &mut hits,
+    );
     (v, hits.into_iter().map(|h| (h.chain, h.rule)).collect())
 }
 

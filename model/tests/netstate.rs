@@ -507,7 +507,10 @@ fn route_forms() {
     assert_eq!(v[3].kind, RouteType::Prohibit);
     assert_eq!((v[4].kind, v[4].table), (RouteType::Local, TABLE_LOCAL), "local routes live in table local");
     assert_eq!(v[6].nexthops.len(), 2);
-    assert_eq!((v[6].nexthops[0].weight, v[6].nexthops[0].onlink, v[6].nexthops[1].via), (Some(1), true, Some(ip("10.0.1.1"))));
+    assert_eq!(
+        (v[6].nexthops[0].weight, v[6].nexthops[0].onlink, v[6].nexthops[1].via),
+        (Some(1), true, Some(ip("10.0.1.1")))
+    );
     assert_eq!(v[7].extra, [("linkdown".to_string(), String::new())]);
 }
 
@@ -526,13 +529,22 @@ fn rule_forms() {
     assert_eq!(v.len(), 8);
     let r = &v[1];
     assert!(r.not);
-    assert_eq!((r.from, r.to, r.fwmark, r.iif.as_deref()), (Some(net("10.0.0.0/8")), Some(net("192.168.0.0/16")), Some((0x4000, 0x4000)), Some("eth0")));
+    assert_eq!(
+        (r.from, r.to, r.fwmark, r.iif.as_deref()),
+        (Some(net("10.0.0.0/8")), Some(net("192.168.0.0/16")), Some((0x4000, 0x4000)), Some("eth0"))
+    );
     assert_eq!((r.action.clone(), r.suppress_prefixlength), (RuleAction::Lookup(100), Some(0)));
     assert_eq!((v[2].oif.as_deref(), v[2].action.clone()), (Some("vrf0"), RuleAction::Goto(300)));
     let p = &v[3];
-    assert_eq!((p.ipproto.map(|p| p.0), p.dport.map(|d| (d.lo, d.hi)), p.sport.map(|d| d.lo), p.uidrange, p.tos), (Some(6), Some((80, 90)), Some(1000), Some((0, 1000)), Some(0x10)));
+    assert_eq!(
+        (p.ipproto.map(|p| p.0), p.dport.map(|d| (d.lo, d.hi)), p.sport.map(|d| d.lo), p.uidrange, p.tos),
+        (Some(6), Some((80, 90)), Some(1000), Some((0, 1000)), Some(0x10))
+    );
     assert_eq!(p.action, RuleAction::Blackhole);
-    assert_eq!([v[4].action.clone(), v[5].action.clone(), v[6].action.clone()], [RuleAction::Unreachable, RuleAction::Prohibit, RuleAction::Nop]);
+    assert_eq!(
+        [v[4].action.clone(), v[5].action.clone(), v[6].action.clone()],
+        [RuleAction::Unreachable, RuleAction::Prohibit, RuleAction::Nop]
+    );
 }
 
 #[test]
@@ -579,13 +591,22 @@ fn link_neigh_fdb() {
     let v = ipaddr::parse(link, "t").unwrap();
     assert_eq!(v.iter().map(|i| i.kind.as_deref()).collect::<Vec<_>>(), [Some("vxlan"), Some("ipip"), None]);
     let x = v[0].vxlan.clone().unwrap();
-    assert_eq!((x.vni, x.local, x.dev.as_deref(), x.dstport, x.learning), (4096, Some(ip("10.0.0.51")), Some("ens192"), 4789, false));
+    assert_eq!(
+        (x.vni, x.local, x.dev.as_deref(), x.dstport, x.learning),
+        (4096, Some(ip("10.0.0.51")), Some("ens192"), 4789, false)
+    );
     let n = ipaddr::parse_neigh("10.0.0.52 dev vxlan.calico lladdr 66:4e:2d:44:7a:a1 PERMANENT\n10.0.0.1 dev ens192 lladdr 52:54:00:12:35:02 router STALE\nfe80::1 dev ens192 lladdr 52:54:00:12:35:02 router STALE\n10.0.0.9 dev ens192 FAILED\n", "t").unwrap();
     assert_eq!(n.len(), 3);
-    assert_eq!((n[0].addr, n[0].lladdr.as_deref(), n[0].state.clone()), (ip("10.0.0.52"), Some("66:4e:2d:44:7a:a1"), vec!["PERMANENT".to_string()]));
+    assert_eq!(
+        (n[0].addr, n[0].lladdr.as_deref(), n[0].state.clone()),
+        (ip("10.0.0.52"), Some("66:4e:2d:44:7a:a1"), vec!["PERMANENT".to_string()])
+    );
     assert!(n[1].router);
     let f = ipaddr::parse_fdb("66:4e:2d:44:7a:a1 dev vxlan.calico dst 10.0.0.52 self permanent\n33:33:00:00:00:01 dev ens192 self permanent\nee:ee:ee:ee:ee:ee dev veth1 vlan 1 master br0 permanent\n", "t").unwrap();
-    assert_eq!((f[0].dst, f[0].flags.clone()), (Some(ip("10.0.0.52")), vec!["self".to_string(), "permanent".to_string()]));
+    assert_eq!(
+        (f[0].dst, f[0].flags.clone()),
+        (Some(ip("10.0.0.52")), vec!["self".to_string(), "permanent".to_string()])
+    );
     assert_eq!((f[2].vlan, f[2].master.as_deref()), (Some(1), Some("br0")));
 }
 
@@ -636,15 +657,18 @@ fn apply(line: &str, edit: &Edit) -> String {
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), 0usize..8).prop_map(|(i, n)| Edit::Delete(i, n)),
-        (any::<usize>(), prop_oneof![
-            "[ \t\\\\/:@<>,.\"#0-9a-z-]{0,6}".boxed(),
-            any::<String>().boxed(),
-            Just("\u{0}".to_string()).boxed(),
-            Just(" nexthop".to_string()).boxed(),
-            Just("\n    inet ".to_string()).boxed(),
-            Just("/33".to_string()).boxed(),
-            Just("999999999999".to_string()).boxed(),
-        ])
+        (
+            any::<usize>(),
+            prop_oneof![
+                "[ \t\\\\/:@<>,.\"#0-9a-z-]{0,6}".boxed(),
+                any::<String>().boxed(),
+                Just("\u{0}".to_string()).boxed(),
+                Just(" nexthop".to_string()).boxed(),
+                Just("\n    inet ".to_string()).boxed(),
+                Just("/33".to_string()).boxed(),
+                Just("999999999999".to_string()).boxed(),
+            ]
+        )
             .prop_map(|(i, s)| Edit::Insert(i, s)),
         any::<usize>().prop_map(Edit::Repeat),
         any::<usize>().prop_map(Edit::Cut),

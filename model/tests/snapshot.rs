@@ -60,7 +60,10 @@ fn seed_ipip_local() {
     assert_eq!(n1.routes.iter().filter(|r| r.table == TABLE_LOCAL).count(), 6);
     assert_eq!(n1.routes.iter().filter(|r| r.kind == RouteType::Blackhole).count(), 1);
     assert_eq!(n1.ip_rules.len(), 3);
-    assert_eq!(names(&n1.ipsets, |s| s.name.as_str()), ["cali40all-ipam-pools", "cali40all-hosts-net", "cali40masq-ipam-pools"]);
+    assert_eq!(
+        names(&n1.ipsets, |s| s.name.as_str()),
+        ["cali40all-ipam-pools", "cali40all-hosts-net", "cali40masq-ipam-pools"]
+    );
     assert_eq!(n1.sysctl.rp_filter("tunl0"), 1);
     assert!(n1.defaults.is_empty(), "every optional file is there: {:?}", n1.defaults);
     assert!(n1.ruleset.rule_count() > 0);
@@ -138,7 +141,13 @@ fn missing_required_file() {
     let t = Temp::copy_of("seed-ipip-local", "missing");
     t.remove("nodes/node2/ip-route");
     let errs = load_err(&t.0);
-    has(&errs, &format!("{}:1:1: missing required file: expected the output of `ip route show table all` on node `node2`", t.shown("nodes/node2/ip-route")));
+    has(
+        &errs,
+        &format!(
+            "{}:1:1: missing required file: expected the output of `ip route show table all` on node `node2`",
+            t.shown("nodes/node2/ip-route")
+        ),
+    );
 }
 
 #[test]
@@ -162,7 +171,14 @@ fn node_directory_without_node_table() {
     let t = Temp::copy_of("seed-ipip-local", "extra-dir");
     copy(&t.path("nodes/node2"), &t.path("nodes/node3"));
     let errs = load_err(&t.0);
-    has(&errs, &format!("{}:1:1: directory {} has no [[node]] with name = \"node3\" in cluster.toml", t.shown("cluster.toml"), t.shown("nodes/node3")));
+    has(
+        &errs,
+        &format!(
+            "{}:1:1: directory {} has no [[node]] with name = \"node3\" in cluster.toml",
+            t.shown("cluster.toml"),
+            t.shown("nodes/node3")
+        ),
+    );
 }
 
 #[test]
@@ -178,7 +194,13 @@ fn pod_on_unknown_node() {
     let t = Temp::copy_of("seed-ipip-local", "pod-node");
     t.write("cluster.toml", &CLUSTER_A.replace("node = \"node1\"", "node = \"node9\""));
     let errs = load_err(&t.0);
-    has(&errs, &format!("{}:16:8: pod `default/nginx` is on node `node9`, which no [[node]] declares (nodes: node1, node2)", t.shown("cluster.toml")));
+    has(
+        &errs,
+        &format!(
+            "{}:16:8: pod `default/nginx` is on node `node9`, which no [[node]] declares (nodes: node1, node2)",
+            t.shown("cluster.toml")
+        ),
+    );
 }
 
 #[test]
@@ -189,16 +211,32 @@ fn duplicate_node_and_bad_listen() {
     let errs = load_err(&t.0);
     let c = t.shown("cluster.toml");
     has(&errs, &format!("{c}:6:8: duplicate node `node1` (first declared at line 2)"));
-    has(&errs, &format!("{c}:19:10: expected `tcp/PORT`, `udp/PORT` or `sctp/PORT` in pod `default/nginx`'s `listen`, found `http`"));
+    has(
+        &errs,
+        &format!(
+            "{c}:19:10: expected `tcp/PORT`, `udp/PORT` or `sctp/PORT` in pod `default/nginx`'s `listen`, found `http`"
+        ),
+    );
 }
 
 #[test]
 fn missing_interfaces() {
     let t = Temp::copy_of("seed-ipip-local", "ifaces");
-    t.write("cluster.toml", &CLUSTER_A.replace("cali583c2cee4e2", "cali000").replace("lan = \"ens192\"\n\n[[host]]", "lan = \"eth0\"\n\n[[host]]"));
+    t.write(
+        "cluster.toml",
+        &CLUSTER_A
+            .replace("cali583c2cee4e2", "cali000")
+            .replace("lan = \"ens192\"\n\n[[host]]", "lan = \"eth0\"\n\n[[host]]"),
+    );
     let errs = load_err(&t.0);
     let c = t.shown("cluster.toml");
-    has(&errs, &format!("{c}:7:7: node `node2`: expected its LAN interface `eth0` in {}, found only lo, ens192, tunl0", t.shown("nodes/node2/ip-addr")));
+    has(
+        &errs,
+        &format!(
+            "{c}:7:7: node `node2`: expected its LAN interface `eth0` in {}, found only lo, ens192, tunl0",
+            t.shown("nodes/node2/ip-addr")
+        ),
+    );
     has(&errs, &format!("{c}:18:9: pod `default/nginx`: expected its interface `cali000` in {}, found only lo, ens192, tunl0, cali583c2cee4e2", t.shown("nodes/node1/ip-addr")));
 }
 
@@ -212,13 +250,20 @@ fn unknown_file_and_dump_errors_all_reported() {
     let errs = load_err(&t.0);
     has(&errs, &format!("{}:1:1: unknown file `ip-routes`: expected one of iptables-save, ipset-save, ip-route, ip-addr, ip-rule, sysctl, ip-link, ip-neigh, bridge-fdb", t.shown("nodes/node1/ip-routes")));
     has(&errs, &format!("{}:4:1: unknown route type `blockhole`: expected unicast, local, broadcast, multicast, anycast, blackhole, unreachable, prohibit, throw or nat", t.shown("nodes/node2/ip-route")));
-    has(&errs, &format!("{}:1:19: expected a table name or number after `lookup`, found the end of the line", t.shown("nodes/node2/ip-rule")));
+    has(
+        &errs,
+        &format!(
+            "{}:1:19: expected a table name or number after `lookup`, found the end of the line",
+            t.shown("nodes/node2/ip-rule")
+        ),
+    );
 }
 
 #[test]
 fn not_utf8() {
     let t = Temp::copy_of("seed-ipip-local", "utf8");
-    std::fs::write(t.path("nodes/node1/sysctl"), b"net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.rp_filter = \xff\n").unwrap();
+    std::fs::write(t.path("nodes/node1/sysctl"), b"net.ipv4.ip_forward = 1\nnet.ipv4.conf.all.rp_filter = \xff\n")
+        .unwrap();
     let errs = load_err(&t.0);
     has(&errs, &format!("{}:2:31: expected text, found bytes that are not UTF-8", t.shown("nodes/node1/sysctl")));
 }
@@ -231,7 +276,10 @@ fn missing_cluster_toml_and_nodes() {
     assert_eq!(
         errs,
         [
-            format!("{}:1:1: missing cluster.toml: expected the snapshot's manifest (SNAPSHOT.md)", dir.join("cluster.toml").display()),
+            format!(
+                "{}:1:1: missing cluster.toml: expected the snapshot's manifest (SNAPSHOT.md)",
+                dir.join("cluster.toml").display()
+            ),
             format!("{}:1:1: missing directory nodes/: expected one directory per node", dir.join("nodes").display()),
         ]
     );
@@ -260,8 +308,12 @@ fn ipset_named_by_rules_is_required() {
     let t = Temp::copy_of("seed-ipip-local", "ipsets");
     t.remove("nodes/node1/ipset-save");
     let errs = load_err(&t.0);
-    let want = format!("rule uses ipset `cali40masq-ipam-pools`, but the node has no {}", t.shown("nodes/node1/ipset-save"));
-    assert!(errs.iter().any(|e| e.starts_with(&t.shown("nodes/node1/iptables-save")) && e.ends_with(&want)), "{errs:?}");
+    let want =
+        format!("rule uses ipset `cali40masq-ipam-pools`, but the node has no {}", t.shown("nodes/node1/ipset-save"));
+    assert!(
+        errs.iter().any(|e| e.starts_with(&t.shown("nodes/node1/iptables-save")) && e.ends_with(&want)),
+        "{errs:?}"
+    );
 }
 
 /// ip-link, ip-neigh and bridge-fdb are read and merged when present.

@@ -30,6 +30,7 @@
 //! - tunnel carrier flows are made ESTABLISHED before the probe (one hello
 //!   each way), as on a live cluster, unless `new_carriers` is set.
 
+mod cli;
 pub mod compare;
 pub mod conntrack;
 pub mod counters;
@@ -40,7 +41,6 @@ mod lab;
 mod probe;
 mod tun;
 pub mod wire;
-mod cli;
 
 pub use cli::{kernel_check_cli, result_text};
 pub use compare::{compare, Difference};
@@ -318,9 +318,7 @@ pub fn run_with(snapshot_dir: &Path, probes: &[Probe], opts: &Options) -> Result
 }
 
 fn in_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false)
 }
 
 /// The effective uid, from /proc/self/status.
@@ -339,7 +337,8 @@ pub fn find_helper(explicit: Option<&Path>) -> Result<PathBuf, KernelError> {
     if let Some(p) = std::env::var_os("NATPATH_KERNEL_HELPER") {
         return Ok(PathBuf::from(p));
     }
-    let exe = std::env::current_exe().map_err(|e| KernelError::CannotRun(format!("cannot find the running program: {e}")))?;
+    let exe =
+        std::env::current_exe().map_err(|e| KernelError::CannotRun(format!("cannot find the running program: {e}")))?;
     let mut dir = exe.parent();
     // Beside the program, or one level up (cargo puts test binaries in deps/).
     for _ in 0..2 {
@@ -359,7 +358,9 @@ pub fn find_helper(explicit: Option<&Path>) -> Result<PathBuf, KernelError> {
 /// Whether this machine can run the referee; returns the helper's path.
 pub fn preflight(dumps: &dumps::Dumps, probes: &[Probe], opts: &Options) -> Result<PathBuf, KernelError> {
     if euid() != Some(0) {
-        return Err(KernelError::CannotRun("not root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)".into()));
+        return Err(KernelError::CannotRun(
+            "not root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)".into(),
+        ));
     }
     let mut tools = vec!["ip", "iptables-restore", "iptables-save", "ipset", "conntrack", "sysctl"];
     if probes.iter().any(|p| p.proto == L4::Tcp && dumps.nodes.iter().any(|n| n.name == p.from)) {
@@ -430,7 +431,8 @@ mod tests {
         assert_eq!(p.to_string(), "client:10.0.0.51:32220/tcp");
         let p = Probe::parse("default/nginx-1:10.96.0.10:53/udp").unwrap();
         assert_eq!(p.from, "default/nginx-1");
-        for bad in ["client:10.0.0.51:32220", "client:10.0.0.51/tcp", ":1.2.3.4:5/tcp", "c:1.2.3.4:0/tcp", "c:x:5/udp"] {
+        for bad in ["client:10.0.0.51:32220", "client:10.0.0.51/tcp", ":1.2.3.4:5/tcp", "c:1.2.3.4:0/tcp", "c:x:5/udp"]
+        {
             assert!(matches!(Probe::parse(bad), Err(KernelError::BadInput(_))), "{bad}");
         }
     }

@@ -32,9 +32,7 @@ type Res = Result<u8, Bad>;
 
 fn take_value(args: &[String], i: &mut usize, flag: &str) -> Result<String, Bad> {
     *i += 1;
-    args.get(*i)
-        .cloned()
-        .ok_or_else(|| Bad(format!("expected a value after `{flag}`")))
+    args.get(*i).cloned().ok_or_else(|| Bad(format!("expected a value after `{flag}`")))
 }
 
 fn main() -> ExitCode {
@@ -122,7 +120,12 @@ fn cmd_parse(args: &[String]) -> Res {
     Ok(0)
 }
 
-fn single_dump(path: &str, text: &str, kind: DumpKind, opts: &iptables::Options) -> Result<report::summary::Summary, Bad> {
+fn single_dump(
+    path: &str,
+    text: &str,
+    kind: DumpKind,
+    opts: &iptables::Options,
+) -> Result<report::summary::Summary, Bad> {
     let bad = |e: natpath_model::ParseErrors| Bad(e.to_string());
     let mut node = report::summary::node(path, &Default::default(), &[], &[], 0, Vec::new());
     let kind_name = match kind {
@@ -222,10 +225,7 @@ fn cmd_trace(args: &[String]) -> Res {
         "dot" => emit(&report::dot::trace(&trace)),
         _ => emit(&report::text::trace(&trace)),
     }
-    let unknown = trace
-        .branches
-        .iter()
-        .any(|b| b.outcome == natpath_model::trace::Outcome::Unknown);
+    let unknown = trace.branches.iter().any(|b| b.outcome == natpath_model::trace::Outcome::Unknown);
     Ok(if unknown { 3 } else { 0 })
 }
 

@@ -52,7 +52,10 @@ pub struct Session {
 impl Session {
     /// A fresh session; `timeout` bounds each check.
     pub fn new(timeout: Option<Duration>) -> Session {
-        let solver = Solver::new();
+        let solver = match std::env::var("NATPATH_LOGIC") {
+            Ok(l) => Solver::new_for_logic(l.as_str()).unwrap_or_else(Solver::new),
+            Err(_) => Solver::new(),
+        };
         if let Some(t) = timeout {
             let mut p = Params::new();
             p.set_u32("timeout", u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1));

@@ -44,7 +44,8 @@ fn copy_dir(src: &Path, dst: &Path) {
 
 #[test]
 fn trace_unknown_from_names_what_exists() {
-    let (code, _, err) = natpath(&["trace", &corpus("seed-ipip-remote"), "--from", "laptop", "--to", "10.0.0.51:32220"]);
+    let (code, _, err) =
+        natpath(&["trace", &corpus("seed-ipip-remote"), "--from", "laptop", "--to", "10.0.0.51:32220"]);
     assert_eq!(code, 2);
     assert_eq!(
         err.trim(),
@@ -146,8 +147,16 @@ fn trace_with_a_seed_follows_one_branch() {
 
 #[test]
 fn trace_dot_is_a_digraph() {
-    let (code, out, _) =
-        natpath(&["trace", &corpus("seed-ipip-remote"), "--from", "client", "--to", "10.0.0.51:32220", "--format", "dot"]);
+    let (code, out, _) = natpath(&[
+        "trace",
+        &corpus("seed-ipip-remote"),
+        "--from",
+        "client",
+        "--to",
+        "10.0.0.51:32220",
+        "--format",
+        "dot",
+    ]);
     assert_eq!(code, 0);
     assert!(out.starts_with("digraph natpath {"));
     assert!(out.contains("KUBE-POSTROUTING #3\\nMASQUERADE (source port chosen at random)"), "{out}");
@@ -158,7 +167,8 @@ fn parse_reads_single_dumps_and_names_formats_it_does_not_read() {
     let (code, out, _) = natpath(&["parse", &corpus("kube-proxy-reference/svc100.node.iptables-save")]);
     assert_eq!(code, 0);
     assert!(out.starts_with("iptables "), "{out}");
-    let (code, _, err) = natpath(&["parse", &corpus("public/notes-calico-ipip-routes/worker1-c1_route-n_calico-ipip.txt")]);
+    let (code, _, err) =
+        natpath(&["parse", &corpus("public/notes-calico-ipip-routes/worker1-c1_route-n_calico-ipip.txt")]);
     assert_eq!(code, 2);
     assert!(err.contains("`route -n`"), "{err}");
 }

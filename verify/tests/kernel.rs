@@ -83,7 +83,10 @@ fn root_state() -> Vec<(String, String)> {
         ("iptables-save".into(), ipt),
         // Only the referee's names: other tools on this machine may create
         // their own namespaces while these tests run.
-        ("ip netns list (np-*)".into(), sh(&["ip", "netns", "list"]).lines().filter(|l| l.starts_with("np-")).collect()),
+        (
+            "ip netns list (np-*)".into(),
+            sh(&["ip", "netns", "list"]).lines().filter(|l| l.starts_with("np-")).collect(),
+        ),
     ]
 }
 
@@ -129,7 +132,10 @@ fn case_a_local_pod() {
     // address in device order, ens192's.
     assert_eq!(pod.src.ip().to_string(), "10.0.0.51");
     let reply = r.reply.as_ref().expect("the SYN-ACK reached the client");
-    assert_eq!((reply.kind.as_str(), reply.src.as_str(), reply.dst.as_str()), ("syn-ack", "10.0.0.51:32220", "10.0.0.53:40000"));
+    assert_eq!(
+        (reply.kind.as_str(), reply.src.as_str(), reply.dst.as_str()),
+        ("syn-ack", "10.0.0.51:32220", "10.0.0.53:40000")
+    );
     // kube-proxy's MASQUERADE (KUBE-POSTROUTING #3) did the SNAT, once.
     assert_eq!(rules(r, "node1", "nat", "KUBE-POSTROUTING"), vec![(Some(2), 1), (Some(3), 1)]);
     assert!(rules(r, "node2", "nat", "PREROUTING").is_empty(), "node2 saw nothing");
@@ -152,7 +158,10 @@ fn case_b_remote_pod() {
     // tunl0's address: the route leaves by tunl0.
     assert_eq!(pod.src.ip().to_string(), "192.168.231.64");
     let reply = r.reply.as_ref().expect("the SYN-ACK reached the client");
-    assert_eq!((reply.kind.as_str(), reply.src.as_str(), reply.dst.as_str()), ("syn-ack", "10.0.0.51:32220", "10.0.0.53:40000"));
+    assert_eq!(
+        (reply.kind.as_str(), reply.src.as_str(), reply.dst.as_str()),
+        ("syn-ack", "10.0.0.51:32220", "10.0.0.53:40000")
+    );
     // The blog's question: which rule did the SNAT on node 1? The kernel:
     // kube-proxy's MASQUERADE (KUBE-POSTROUTING #3, after #2 cleared the
     // mark bit), not Calico's `cali-POSTROUTING -o tunl0 ... --src-type
@@ -340,9 +349,8 @@ fn sigint_removes_everything() {
 fn corpus_kernel_agrees_with_model() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(&corpus).map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect()).unwrap_or_default();
     dirs.retain(|d| d.join("cluster.toml").is_file() && d.join("probes").is_file());
     dirs.sort();
     if dirs.is_empty() {
@@ -355,7 +363,10 @@ fn corpus_kernel_agrees_with_model() {
         let snap = natpath_model::snapshot::load(dir).unwrap_or_else(|e| panic!("the model cannot read {name}: {e}"));
         let texts: Vec<String> = std::fs::read_to_string(dir.join("probes"))
             .map(|t| {
-                t.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_string()).filter(|l| !l.is_empty()).collect()
+                t.lines()
+                    .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect()
             })
             .unwrap_or_else(|_| vec!["client:10.0.0.51:32220/tcp".into()]);
         let probes: Vec<Probe> = texts.iter().map(|p| Probe::parse(p).unwrap()).collect();

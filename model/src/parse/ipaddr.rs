@@ -25,8 +25,21 @@ use std::sync::Arc;
 
 /// Address flags `ip addr` prints after the scope (ip/ipaddress.c `ifa_flag_names`).
 const ADDR_FLAGS: &[&str] = &[
-    "secondary", "temporary", "primary", "dynamic", "nodad", "optimistic", "dadfailed", "home", "deprecated",
-    "tentative", "permanent", "mngtmpaddr", "noprefixroute", "autojoin", "stable-privacy",
+    "secondary",
+    "temporary",
+    "primary",
+    "dynamic",
+    "nodad",
+    "optimistic",
+    "dadfailed",
+    "home",
+    "deprecated",
+    "tentative",
+    "permanent",
+    "mngtmpaddr",
+    "noprefixroute",
+    "autojoin",
+    "stable-privacy",
 ];
 
 /// Header attributes that take a value.
@@ -170,8 +183,9 @@ fn is_index(w: &str) -> bool {
 /// A header line; returns the index in `ifs` of its interface.
 fn header(cur: &mut Cursor<'_, '_>, ifs: &mut Vec<Interface>) -> Result<usize, ParseError> {
     let idx_word = cur.next().ok_or_else(|| cur.err(None, "expected an interface index"))?;
-    let index: u32 = lex::dec(idx_word.text.trim_end_matches(':'))
-        .ok_or_else(|| cur.err(Some(idx_word), format!("expected an interface index `N:`, found {}", lex::found(Some(idx_word)))))?;
+    let index: u32 = lex::dec(idx_word.text.trim_end_matches(':')).ok_or_else(|| {
+        cur.err(Some(idx_word), format!("expected an interface index `N:`, found {}", lex::found(Some(idx_word))))
+    })?;
     let name_word = cur.value(idx_word, "an interface name")?;
     // The multi-line form writes `NAME:`; the `-o addr` lines write `NAME`.
     let (raw, full) = match name_word.text.strip_suffix(':') {
@@ -183,20 +197,37 @@ fn header(cur: &mut Cursor<'_, '_>, ifs: &mut Vec<Interface>) -> Result<usize, P
         None => (raw, None),
     };
     if name.is_empty() {
-        return Err(cur.err(Some(name_word), format!("expected an interface name after `{}`, found {}", idx_word.text, lex::found(Some(name_word)))));
+        return Err(cur.err(
+            Some(name_word),
+            format!("expected an interface name after `{}`, found {}", idx_word.text, lex::found(Some(name_word))),
+        ));
     }
     let existing = ifs.iter().position(|i| i.index == index);
     let flags_word = cur.peek().filter(|w| w.text.starts_with('<'));
     if flags_word.is_none() {
         // `ip -o addr`: `N: NAME inet ...` adds to the device it names.
         if full {
-            return Err(cur.err(cur.peek(), format!("expected interface flags `<...>` after `{}`, found {}", lex::show(name_word.text), lex::found(cur.peek()))));
+            return Err(cur.err(
+                cur.peek(),
+                format!(
+                    "expected interface flags `<...>` after `{}`, found {}",
+                    lex::show(name_word.text),
+                    lex::found(cur.peek())
+                ),
+            ));
         }
         return match existing {
             Some(i) if ifs.get(i).is_some_and(|f| f.name == name) => Ok(i),
             Some(i) => {
                 let other = ifs.get(i).map(|f| f.name.clone()).unwrap_or_default();
-                Err(cur.err(Some(name_word), format!("expected interface {index} to be `{}` as before, found `{}`", lex::show(&other), lex::show(name))))
+                Err(cur.err(
+                    Some(name_word),
+                    format!(
+                        "expected interface {index} to be `{}` as before, found `{}`",
+                        lex::show(&other),
+                        lex::show(name)
+                    ),
+                ))
             }
             None => {
                 ifs.push(new_interface(index, name, link, cur.loc(idx_word.col)));
@@ -206,7 +237,10 @@ fn header(cur: &mut Cursor<'_, '_>, ifs: &mut Vec<Interface>) -> Result<usize, P
     }
     if let Some(i) = existing {
         if let Some(f) = ifs.get(i) {
-            return Err(cur.err(Some(idx_word), format!("interface {index} is listed twice (`{}` at line {})", lex::show(&f.name), f.loc.line)));
+            return Err(cur.err(
+                Some(idx_word),
+                format!("interface {index} is listed twice (`{}` at line {})", lex::show(&f.name), f.loc.line),
+            ));
         }
     }
     let mut iface = new_interface(index, name, link, cur.loc(idx_word.col));
@@ -227,7 +261,10 @@ fn header(cur: &mut Cursor<'_, '_>, ifs: &mut Vec<Interface>) -> Result<usize, P
             _ => {
                 return Err(cur.err(
                     Some(w),
-                    format!("expected an interface attribute (mtu, qdisc, master, state, mode, group, qlen), found {}", lex::found(Some(w))),
+                    format!(
+                        "expected an interface attribute (mtu, qdisc, master, state, mode, group, qlen), found {}",
+                        lex::found(Some(w))
+                    ),
                 ))
             }
         }
@@ -278,7 +315,10 @@ fn link(cur: &mut Cursor<'_, '_>, first: Word<'_>, iface: &mut Interface) -> Res
             _ => {
                 return Err(cur.err(
                     Some(w),
-                    format!("expected a link attribute (brd, peer, link-netns, link-netnsid), found {}", lex::found(Some(w))),
+                    format!(
+                        "expected a link attribute (brd, peer, link-netns, link-netnsid), found {}",
+                        lex::found(Some(w))
+                    ),
                 ))
             }
         }
@@ -290,7 +330,10 @@ fn link(cur: &mut Cursor<'_, '_>, first: Word<'_>, iface: &mut Interface) -> Res
 /// parameters.
 fn kind(cur: &mut Cursor<'_, '_>, first: Word<'_>, iface: &mut Interface) -> Result<(), ParseError> {
     if !first.text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(cur.err(Some(first), format!("expected a device kind (`vxlan`, `ipip`, `veth`...), found {}", lex::found(Some(first)))));
+        return Err(cur.err(
+            Some(first),
+            format!("expected a device kind (`vxlan`, `ipip`, `veth`...), found {}", lex::found(Some(first))),
+        ));
     }
     iface.kind = Some(first.text.to_string());
     if first.text != "vxlan" {
@@ -303,9 +346,9 @@ fn kind(cur: &mut Cursor<'_, '_>, first: Word<'_>, iface: &mut Interface) -> Res
         if w.text.contains(':') || w.text == "any" {
             return Ok(None);
         }
-        lex::ipv4(w.text)
-            .map(Some)
-            .ok_or_else(|| cur.err(Some(w), format!("expected an IPv4 address after `{}`, found {}", key.text, lex::found(Some(w)))))
+        lex::ipv4(w.text).map(Some).ok_or_else(|| {
+            cur.err(Some(w), format!("expected an IPv4 address after `{}`, found {}", key.text, lex::found(Some(w))))
+        })
     };
     while let Some(w) = cur.next() {
         match w.text {
@@ -334,22 +377,46 @@ fn kind(cur: &mut Cursor<'_, '_>, first: Word<'_>, iface: &mut Interface) -> Res
 fn inet(cur: &mut Cursor<'_, '_>, key: Word<'_>, iface: &mut Interface) -> Result<(), ParseError> {
     let aw = cur.value(key, "an IPv4 address with prefix length")?;
     let bad = |cur: &Cursor<'_, '_>, w: Word<'_>| {
-        cur.err(Some(w), format!("expected an IPv4 address with prefix length after `inet`, found {}", lex::found(Some(w))))
+        cur.err(
+            Some(w),
+            format!("expected an IPv4 address with prefix length after `inet`, found {}", lex::found(Some(w))),
+        )
     };
     let mut addr = lex::prefix(aw.text).ok_or_else(|| bad(cur, aw))?;
     let has_len = aw.text.contains('/');
-    let mut a = IfAddr { addr, peer: None, broadcast: None, scope: Scope::Global, secondary: false, label: None, loc: cur.loc(key.col) };
+    let mut a = IfAddr {
+        addr,
+        peer: None,
+        broadcast: None,
+        scope: Scope::Global,
+        secondary: false,
+        label: None,
+        loc: cur.loc(key.col),
+    };
     let mut label: Option<Word<'_>> = None;
     while let Some(w) = cur.next() {
         if let Some(l) = label {
             // The label is the last word; anything after it is unknown.
-            return Err(cur.err(Some(l), format!("expected an address attribute (peer, brd, scope, metric, a flag, then the label), found {}", lex::found(Some(l)))));
+            return Err(cur.err(
+                Some(l),
+                format!(
+                    "expected an address attribute (peer, brd, scope, metric, a flag, then the label), found {}",
+                    lex::found(Some(l))
+                ),
+            ));
         }
         match w.text {
             "peer" => {
                 let pw = cur.value(w, "a peer address")?;
-                let p = lex::prefix(pw.text)
-                    .ok_or_else(|| cur.err(Some(pw), format!("expected a peer address with prefix length after `peer`, found {}", lex::found(Some(pw)))))?;
+                let p = lex::prefix(pw.text).ok_or_else(|| {
+                    cur.err(
+                        Some(pw),
+                        format!(
+                            "expected a peer address with prefix length after `peer`, found {}",
+                            lex::found(Some(pw))
+                        ),
+                    )
+                })?;
                 if !has_len {
                     // The kernel's prefix length belongs to the peer; the
                     // local address shares it (ifa_mask).
@@ -404,9 +471,17 @@ pub fn parse_neigh(text: &str, file: &str) -> Result<Vec<Neighbor>, ParseErrors>
             continue;
         }
         let r = (|| {
-            let addr = lex::ipv4(first.text)
-                .ok_or_else(|| cur.err(Some(first), format!("expected a neighbour's IPv4 address, found {}", lex::found(Some(first)))))?;
-            let mut e = Neighbor { addr, dev: String::new(), lladdr: None, router: false, state: Vec::new(), loc: cur.loc(first.col) };
+            let addr = lex::ipv4(first.text).ok_or_else(|| {
+                cur.err(Some(first), format!("expected a neighbour's IPv4 address, found {}", lex::found(Some(first))))
+            })?;
+            let mut e = Neighbor {
+                addr,
+                dev: String::new(),
+                lladdr: None,
+                router: false,
+                state: Vec::new(),
+                loc: cur.loc(first.col),
+            };
             while let Some(w) = cur.next() {
                 match w.text {
                     "dev" => e.dev = cur.value(w, "a device name")?.text.to_string(),
@@ -458,8 +533,20 @@ pub fn parse_fdb(text: &str, file: &str) -> Result<Vec<FdbEntry>, ParseErrors> {
     let mut out = Vec::new();
     let mut errs = ParseErrors::default();
     const FLAGS: &[&str] = &[
-        "self", "master", "permanent", "static", "dynamic", "extern_learn", "offload", "sticky", "router",
-        "local", "use", "norefresh", "locked", "blackhole",
+        "self",
+        "master",
+        "permanent",
+        "static",
+        "dynamic",
+        "extern_learn",
+        "offload",
+        "sticky",
+        "router",
+        "local",
+        "use",
+        "norefresh",
+        "locked",
+        "blackhole",
     ];
     for (n, line) in lex::lines(text) {
         let words = lex::words_before_comment(line);
@@ -487,7 +574,10 @@ pub fn parse_fdb(text: &str, file: &str) -> Result<Vec<FdbEntry>, ParseErrors> {
                         let d = cur.value(w, "a VTEP address")?;
                         if !d.text.contains(':') {
                             e.dst = Some(lex::ipv4(d.text).ok_or_else(|| {
-                                cur.err(Some(d), format!("expected a VTEP address after `dst`, found {}", lex::found(Some(d))))
+                                cur.err(
+                                    Some(d),
+                                    format!("expected a VTEP address after `dst`, found {}", lex::found(Some(d))),
+                                )
                             })?);
                         }
                     }
@@ -503,7 +593,10 @@ pub fn parse_fdb(text: &str, file: &str) -> Result<Vec<FdbEntry>, ParseErrors> {
                     _ => {
                         return Err(cur.err(
                             Some(w),
-                            format!("expected an fdb attribute (dev, dst, vlan, vni, master, self, permanent...), found {}", lex::found(Some(w))),
+                            format!(
+                                "expected an fdb attribute (dev, dst, vlan, vni, master, self, permanent...), found {}",
+                                lex::found(Some(w))
+                            ),
                         ))
                     }
                 }

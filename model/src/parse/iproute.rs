@@ -156,9 +156,7 @@ pub(crate) mod lex {
     /// A number in decimal or, with `0x`, hexadecimal.
     pub(crate) fn num(s: &str) -> Option<u32> {
         match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                u32::from_str_radix(h, 16).ok()
-            }
+            Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()) => u32::from_str_radix(h, 16).ok(),
             Some(_) => None,
             None => dec(s),
         }
@@ -237,15 +235,25 @@ pub(crate) mod lex {
         pub fn value(&mut self, key: Word<'_>, what: &str) -> Result<Word<'a>, ParseError> {
             match self.next() {
                 Some(w) => Ok(w),
-                None => Err(self.err(None, format!("expected {what} after `{}`, found the end of the line", show(key.text)))),
+                None => {
+                    Err(self
+                        .err(None, format!("expected {what} after `{}`, found the end of the line", show(key.text))))
+                }
             }
         }
 
         /// The value after `key`, converted by `conv`; errors say what was
         /// expected after `key` and what was found.
-        pub fn typed<T>(&mut self, key: Word<'_>, what: &str, conv: impl Fn(&str) -> Option<T>) -> Result<T, ParseError> {
+        pub fn typed<T>(
+            &mut self,
+            key: Word<'_>,
+            what: &str,
+            conv: impl Fn(&str) -> Option<T>,
+        ) -> Result<T, ParseError> {
             let w = self.value(key, what)?;
-            conv(w.text).ok_or_else(|| self.err(Some(w), format!("expected {what} after `{}`, found {}", show(key.text), found(Some(w)))))
+            conv(w.text).ok_or_else(|| {
+                self.err(Some(w), format!("expected {what} after `{}`, found {}", show(key.text), found(Some(w))))
+            })
         }
     }
 }
@@ -301,19 +309,58 @@ fn proto_name(s: &str) -> String {
 
 /// Route attributes kept in [`Route::extra`] with a value.
 const VALUED: &[&str] = &[
-    "mtu", "advmss", "rtt", "rttvar", "reordering", "window", "cwnd", "initcwnd", "initrwnd", "ssthresh",
-    "realms", "expires", "hoplimit", "features", "quickack", "congctl", "fastopen_no_cookie", "rto_min",
-    "nhid", "pref", "error", "ttl-propagate",
+    "mtu",
+    "advmss",
+    "rtt",
+    "rttvar",
+    "reordering",
+    "window",
+    "cwnd",
+    "initcwnd",
+    "initrwnd",
+    "ssthresh",
+    "realms",
+    "expires",
+    "hoplimit",
+    "features",
+    "quickack",
+    "congctl",
+    "fastopen_no_cookie",
+    "rto_min",
+    "nhid",
+    "pref",
+    "error",
+    "ttl-propagate",
 ];
 /// Route flags kept in [`Route::extra`] with an empty value.
 const FLAGS: &[&str] = &[
-    "linkdown", "dead", "pervasive", "offload", "trap", "notify", "unresolved", "rt_offload", "rt_trap",
-    "rt_offload_failed", "cache",
+    "linkdown",
+    "dead",
+    "pervasive",
+    "offload",
+    "trap",
+    "notify",
+    "unresolved",
+    "rt_offload",
+    "rt_trap",
+    "rt_offload_failed",
+    "cache",
 ];
 /// Attributes whose value may be preceded by `lock`.
 const LOCKABLE: &[&str] = &[
-    "mtu", "advmss", "rtt", "rttvar", "reordering", "window", "cwnd", "initcwnd", "initrwnd", "ssthresh",
-    "hoplimit", "congctl", "rto_min",
+    "mtu",
+    "advmss",
+    "rtt",
+    "rttvar",
+    "reordering",
+    "window",
+    "cwnd",
+    "initcwnd",
+    "initrwnd",
+    "ssthresh",
+    "hoplimit",
+    "congctl",
+    "rto_min",
 ];
 
 /// What the previous route line became, for its `nexthop` lines.
@@ -356,7 +403,9 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Route>, ParseErrors> {
                     }
                 }
                 Last::Skipped => {}
-                Last::None => errs.push(cur.err(Some(first), "expected a route before this `nexthop` line, found none")),
+                Last::None => {
+                    errs.push(cur.err(Some(first), "expected a route before this `nexthop` line, found none"))
+                }
             }
             continue;
         }
@@ -386,7 +435,9 @@ fn route(cur: &mut Cursor<'_, '_>) -> Result<Option<Route>, ParseError> {
         Some(k) => match cur.next() {
             Some(d) => (k, d),
             None => {
-                return Err(cur.err(None, format!("expected a destination after `{}`, found the end of the line", first.text)))
+                return Err(
+                    cur.err(None, format!("expected a destination after `{}`, found the end of the line", first.text))
+                )
             }
         },
         None => (RouteType::Unicast, first),
@@ -402,8 +453,14 @@ fn route(cur: &mut Cursor<'_, '_>) -> Result<Option<Route>, ParseError> {
             None => {
                 let looks_numeric = dst_word.text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'/');
                 let msg = if Some(dst_word) != Some(first) || looks_numeric {
-                    format!("expected a destination prefix (`ADDR/LEN`, `ADDR` or `default`), found {}", lex::found(Some(dst_word)))
-                } else if cur.peek().is_some_and(|w| w.text == "default" || lex::prefix(w.text).is_some() || w.text.contains(':')) {
+                    format!(
+                        "expected a destination prefix (`ADDR/LEN`, `ADDR` or `default`), found {}",
+                        lex::found(Some(dst_word))
+                    )
+                } else if cur
+                    .peek()
+                    .is_some_and(|w| w.text == "default" || lex::prefix(w.text).is_some() || w.text.contains(':'))
+                {
                     format!("unknown route type {}: expected {TYPES}", lex::found(Some(first)))
                 } else {
                     format!("expected a route type or a destination prefix, found {}", lex::found(Some(first)))
@@ -458,7 +515,9 @@ fn route(cur: &mut Cursor<'_, '_>) -> Result<Option<Route>, ParseError> {
             "weight" => hop.weight = Some(cur.typed(w, "a weight", lex::dec)?),
             "table" => table = Some(cur.typed(w, "a table name or number", table_id)?),
             "proto" | "protocol" => r.proto = Some(proto_name(cur.value(w, "a protocol name or number")?.text)),
-            "scope" => r.scope = Some(cur.typed(w, "a scope (global, site, link, host, nowhere or a number)", lex::scope)?),
+            "scope" => {
+                r.scope = Some(cur.typed(w, "a scope (global, site, link, host, nowhere or a number)", lex::scope)?)
+            }
             "src" => {
                 let v = cur.value(w, "a source address")?;
                 if v.text.contains(':') {
@@ -475,7 +534,10 @@ fn route(cur: &mut Cursor<'_, '_>) -> Result<Option<Route>, ParseError> {
             "nexthop" => {
                 let idx = r.nexthops.len();
                 if hop.via.is_some() || hop.dev.is_some() {
-                    r.nexthops.push(std::mem::replace(&mut hop, NextHop { via: None, dev: None, onlink: false, weight: None }));
+                    r.nexthops.push(std::mem::replace(
+                        &mut hop,
+                        NextHop { via: None, dev: None, onlink: false, weight: None },
+                    ));
                 }
                 match nexthop(cur, idx)? {
                     Some((h, flags)) => {
@@ -486,7 +548,10 @@ fn route(cur: &mut Cursor<'_, '_>) -> Result<Option<Route>, ParseError> {
                 }
             }
             "encap" => {
-                return Err(cur.err(Some(w), "expected a route attribute, found `encap` (lightweight tunnel routes are not supported)"))
+                return Err(cur.err(
+                    Some(w),
+                    "expected a route attribute, found `encap` (lightweight tunnel routes are not supported)",
+                ))
             }
             k if FLAGS.contains(&k) => r.extra.push((k.to_string(), String::new())),
             k if VALUED.contains(&k) => {
@@ -498,15 +563,13 @@ fn route(cur: &mut Cursor<'_, '_>) -> Result<Option<Route>, ParseError> {
                 }
                 r.extra.push((k.to_string(), value));
             }
-            _ => {
-                return Err(cur.err(
-                    Some(w),
-                    format!(
-                        "expected a route attribute (via, dev, table, proto, scope, src, metric, onlink, mtu...), found {}",
-                        lex::found(Some(w))
-                    ),
-                ))
-            }
+            _ => return Err(cur.err(
+                Some(w),
+                format!(
+                    "expected a route attribute (via, dev, table, proto, scope, src, metric, onlink, mtu...), found {}",
+                    lex::found(Some(w))
+                ),
+            )),
         }
     }
     if hop.via.is_some() || hop.dev.is_some() || hop.onlink {
@@ -561,7 +624,9 @@ fn nexthop(cur: &mut Cursor<'_, '_>, idx: usize) -> Result<Option<(NextHop, Flag
         }
     }
     if hop.via.is_none() && hop.dev.is_none() {
-        return Err(cur.err(cur.peek(), format!("expected `via` or `dev` in a `nexthop`, found {}", lex::found(cur.peek()))));
+        return Err(
+            cur.err(cur.peek(), format!("expected `via` or `dev` in a `nexthop`, found {}", lex::found(cur.peek())))
+        );
     }
     Ok(Some((hop, flags)))
 }

@@ -90,18 +90,20 @@ fn selector(cur: &mut Cursor<'_, '_>, key: Word<'_>) -> Result<Result<Option<ipn
     if w.text.contains(':') {
         return Ok(Err(()));
     }
-    lex::prefix(w.text)
-        .map(|p| Ok(Some(p)))
-        .ok_or_else(|| cur.err(Some(w), format!("expected `all` or an IPv4 prefix after `{}`, found {}", key.text, lex::found(Some(w)))))
+    lex::prefix(w.text).map(|p| Ok(Some(p))).ok_or_else(|| {
+        cur.err(
+            Some(w),
+            format!("expected `all` or an IPv4 prefix after `{}`, found {}", key.text, lex::found(Some(w))),
+        )
+    })
 }
 
 fn rule(cur: &mut Cursor<'_, '_>) -> Result<Option<IpRule>, ParseError> {
     let Some(pw) = cur.next() else { return Ok(None) };
-    let priority = pw
-        .text
-        .strip_suffix(':')
-        .and_then(lex::dec)
-        .ok_or_else(|| cur.err(Some(pw), format!("expected a rule priority `N:`, found {}", lex::found(Some(pw)))))?;
+    let priority =
+        pw.text.strip_suffix(':').and_then(lex::dec).ok_or_else(|| {
+            cur.err(Some(pw), format!("expected a rule priority `N:`, found {}", lex::found(Some(pw))))
+        })?;
     let mut r = IpRule {
         priority,
         not: false,
@@ -191,7 +193,10 @@ fn rule(cur: &mut Cursor<'_, '_>) -> Result<Option<IpRule>, ParseError> {
     match action {
         Some(a) => r.action = a,
         None => {
-            return Err(cur.err(None, "expected an action (lookup, goto, blackhole, unreachable, prohibit or nop), found the end of the line"))
+            return Err(cur.err(
+                None,
+                "expected an action (lookup, goto, blackhole, unreachable, prohibit or nop), found the end of the line",
+            ))
         }
     }
     Ok(Some(r))

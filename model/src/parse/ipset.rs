@@ -50,7 +50,17 @@ fn set_type(s: &str) -> Option<SetType> {
 
 const CREATE_FLAGS: &[&str] = &["counters", "comment", "skbinfo", "forceadd"];
 const CREATE_VALUED: &[&str] = &[
-    "family", "hashsize", "maxelem", "bucketsize", "initval", "timeout", "netmask", "markmask", "bitmask", "range", "size",
+    "family",
+    "hashsize",
+    "maxelem",
+    "bucketsize",
+    "initval",
+    "timeout",
+    "netmask",
+    "markmask",
+    "bitmask",
+    "range",
+    "size",
 ];
 const ENTRY_VALUED: &[&str] = &["timeout", "packets", "bytes", "comment", "skbmark", "skbprio", "skbqueue"];
 
@@ -155,7 +165,14 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<IpSet>, ParseErrors> {
                 errs.push(e);
             }
             sets.push(Building {
-                set: IpSet { name: name.to_string(), kind: SetType::HashIp, inet: true, options: Vec::new(), entries: Vec::new(), loc },
+                set: IpSet {
+                    name: name.to_string(),
+                    kind: SetType::HashIp,
+                    inet: true,
+                    options: Vec::new(),
+                    entries: Vec::new(),
+                    loc,
+                },
                 declared: None,
                 ok: false,
             });
@@ -174,7 +191,10 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<IpSet>, ParseErrors> {
         let ws = match words(line, 1) {
             Ok(w) => w,
             Err(col) => {
-                errs.push(ParseError::new(Loc::new(&file, n, col), "expected a closing `\"`, found the end of the line"));
+                errs.push(ParseError::new(
+                    Loc::new(&file, n, col),
+                    "expected a closing `\"`, found the end of the line",
+                ));
                 continue;
             }
         };
@@ -208,10 +228,16 @@ fn finish_list(sets: &mut [Building], list: Option<(usize, bool)>, file: &Arc<st
     let b = sets.get_mut(i)?;
     let name = lex::show(&b.set.name);
     if !b.ok && b.set.options.is_empty() && b.set.entries.is_empty() && !members {
-        return Some(ParseError::new(b.set.loc.clone(), format!("expected `Type:` and `Members:` in the block of set `{name}`, found neither")));
+        return Some(ParseError::new(
+            b.set.loc.clone(),
+            format!("expected `Type:` and `Members:` in the block of set `{name}`, found neither"),
+        ));
     }
     if !members {
-        return Some(ParseError::new(b.set.loc.clone(), format!("expected `Members:` in the block of set `{name}`, found the end of the block")));
+        return Some(ParseError::new(
+            b.set.loc.clone(),
+            format!("expected `Members:` in the block of set `{name}`, found the end of the block"),
+        ));
     }
     if let Some((declared, line)) = b.declared {
         if b.ok && b.set.inet && declared != b.set.entries.len() {
@@ -225,9 +251,17 @@ fn finish_list(sets: &mut [Building], list: Option<(usize, bool)>, file: &Arc<st
 }
 
 /// One line inside an `ipset list` block.
-fn list_line(sets: &mut [Building], i: usize, members: bool, line: &str, n: u32, file: &Arc<str>) -> Result<(), ParseError> {
+fn list_line(
+    sets: &mut [Building],
+    i: usize,
+    members: bool,
+    line: &str,
+    n: u32,
+    file: &Arc<str>,
+) -> Result<(), ParseError> {
     let Some(b) = sets.get_mut(i) else { return Ok(()) };
-    let ws = words(line, 1).map_err(|col| ParseError::new(Loc::new(file, n, col), "expected a closing `\"`, found the end of the line"))?;
+    let ws = words(line, 1)
+        .map_err(|col| ParseError::new(Loc::new(file, n, col), "expected a closing `\"`, found the end of the line"))?;
     let at = At { file, line: n, end: ws.last().map_or(1, Word::end) };
     let Some(first) = ws.first().copied() else { return Ok(()) };
     if members {
@@ -283,17 +317,26 @@ fn save_line(sets: &mut Vec<Building>, ws: &[Word<'_>], at: &At<'_>) -> Result<(
     let mut it = ws.iter().copied().peekable();
     let Some(cmd) = it.next() else { return Ok(()) };
     if !matches!(cmd.text, "create" | "add" | "-N" | "-A") {
-        let msg = if matches!(cmd.text, "flush" | "destroy" | "swap" | "rename" | "del" | "-F" | "-X" | "-W" | "-E" | "-D") {
-            format!("expected `create` or `add`, found `{}` (a restore script; natpath reads `ipset save` output)", lex::show(cmd.text))
-        } else {
-            format!("expected `create` or `add` (ipset save) or `Name:` (ipset list), found {}", lex::found(Some(cmd)))
-        };
+        let msg =
+            if matches!(cmd.text, "flush" | "destroy" | "swap" | "rename" | "del" | "-F" | "-X" | "-W" | "-E" | "-D") {
+                format!(
+                    "expected `create` or `add`, found `{}` (a restore script; natpath reads `ipset save` output)",
+                    lex::show(cmd.text)
+                )
+            } else {
+                format!(
+                    "expected `create` or `add` (ipset save) or `Name:` (ipset list), found {}",
+                    lex::found(Some(cmd))
+                )
+            };
         return Err(at.err(Some(cmd), msg));
     }
     while it.peek().is_some_and(|w| w.text == "-exist" || w.text == "-!") {
         it.next();
     }
-    let name = it.next().ok_or_else(|| at.err(None, format!("expected a set name after `{}`, found the end of the line", cmd.text)))?;
+    let name = it
+        .next()
+        .ok_or_else(|| at.err(None, format!("expected a set name after `{}`, found the end of the line", cmd.text)))?;
     let rest: Vec<Word<'_>> = it.collect();
     if matches!(cmd.text, "create" | "-N") {
         let loc = Loc::new(at.file, at.line, cmd.col);
@@ -301,7 +344,14 @@ fn save_line(sets: &mut Vec<Building>, ws: &[Word<'_>], at: &At<'_>) -> Result<(
             return Err(e);
         }
         let tw = rest.first().copied();
-        let mut set = IpSet { name: name.text.to_string(), kind: SetType::HashIp, inet: true, options: Vec::new(), entries: Vec::new(), loc };
+        let mut set = IpSet {
+            name: name.text.to_string(),
+            kind: SetType::HashIp,
+            inet: true,
+            options: Vec::new(),
+            entries: Vec::new(),
+            loc,
+        };
         let kind = match tw.and_then(|w| set_type(w.text)) {
             Some(k) => k,
             None => {
@@ -316,7 +366,10 @@ fn save_line(sets: &mut Vec<Building>, ws: &[Word<'_>], at: &At<'_>) -> Result<(
         return r;
     }
     let Some(b) = sets.iter_mut().find(|b| b.set.name == name.text) else {
-        return Err(at.err(Some(name), format!("expected a set created by an earlier `create` line, found `{}`", lex::show(name.text))));
+        return Err(at.err(
+            Some(name),
+            format!("expected a set created by an earlier `create` line, found `{}`", lex::show(name.text)),
+        ));
     };
     if !b.ok || !b.set.inet {
         return Ok(());
@@ -340,7 +393,9 @@ fn create_options(set: &mut IpSet, ws: &[Word<'_>], at: &At<'_>) -> Result<(), P
                 format!("expected a create option (family, hashsize, maxelem, timeout, counters, comment, range...), found {}", lex::found(Some(w))),
             ));
         }
-        let v = it.next().ok_or_else(|| at.err(None, format!("expected a value after `{}`, found the end of the line", w.text)))?;
+        let v = it
+            .next()
+            .ok_or_else(|| at.err(None, format!("expected a value after `{}`, found the end of the line", w.text)))?;
         let ok = match w.text {
             "family" => match v.text {
                 "inet" => true,
@@ -431,9 +486,12 @@ fn entry(kind: SetType, ws: &[Word<'_>], at: &At<'_>) -> Result<SetEntry, ParseE
     let Some(w) = ws.first().copied() else {
         return Err(at.err(None, format!("expected an element of a {} set, found the end of the line", kind.as_str())));
     };
-    let mut e = SetEntry { net: None, port: None, net2: None, iface: None, set: None, nomatch: false, options: Vec::new() };
+    let mut e =
+        SetEntry { net: None, port: None, net2: None, iface: None, set: None, nomatch: false, options: Vec::new() };
     let parts: Vec<&str> = w.text.split(',').collect();
-    let bad = |what: &str| at.err(Some(w), format!("expected {what} for a {} set, found {}", kind.as_str(), lex::found(Some(w))));
+    let bad = |what: &str| {
+        at.err(Some(w), format!("expected {what} for a {} set, found {}", kind.as_str(), lex::found(Some(w))))
+    };
     match kind {
         SetType::HashIp | SetType::HashNet | SetType::BitmapIp => match parts.as_slice() {
             [a] => e.net = Some(lex::prefix(a).ok_or_else(|| bad("an element `ADDR[/LEN]`"))?),
@@ -483,12 +541,19 @@ fn entry(kind: SetType, ws: &[Word<'_>], at: &At<'_>) -> Result<SetEntry, ParseE
         if !ENTRY_VALUED.contains(&o.text) {
             return Err(at.err(
                 Some(o),
-                format!("expected an element option (timeout, packets, bytes, comment, nomatch, skbmark...), found {}", lex::found(Some(o))),
+                format!(
+                    "expected an element option (timeout, packets, bytes, comment, nomatch, skbmark...), found {}",
+                    lex::found(Some(o))
+                ),
             ));
         }
-        let v = it.next().ok_or_else(|| at.err(None, format!("expected a value after `{}`, found the end of the line", o.text)))?;
+        let v = it
+            .next()
+            .ok_or_else(|| at.err(None, format!("expected a value after `{}`, found the end of the line", o.text)))?;
         if matches!(o.text, "timeout" | "packets" | "bytes") && lex::dec::<u64>(v.text).is_none() {
-            return Err(at.err(Some(v), format!("expected a decimal number after `{}`, found {}", o.text, lex::found(Some(v)))));
+            return Err(
+                at.err(Some(v), format!("expected a decimal number after `{}`, found {}", o.text, lex::found(Some(v))))
+            );
         }
         e.options.push((o.text.to_string(), unquote(v.text).to_string()));
     }

@@ -318,10 +318,15 @@ impl<'o, 'a> Parser<'o, 'a> {
             _ => {
                 if let Err(le) = lex::split(line, words) {
                     let e = match le {
-                        lex::LexError::Unterminated(at) => LineError::new(at, "expected a closing `\"`, found end of line"),
+                        lex::LexError::Unterminated(at) => {
+                            LineError::new(at, "expected a closing `\"`, found end of line")
+                        }
                         lex::LexError::Control(at, b) => LineError::new(
                             at,
-                            format!("expected printable text outside quotes, found the control character `{}`", (b as char).escape_default()),
+                            format!(
+                                "expected printable text outside quotes, found the control character `{}`",
+                                (b as char).escape_default()
+                            ),
                         ),
                     };
                     self.line_error(line_no, line, e);

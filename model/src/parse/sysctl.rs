@@ -30,7 +30,8 @@ pub fn parse(text: &str, file: &str) -> Result<Sysctl, ParseErrors> {
     let mut errs = ParseErrors::default();
     for (n, line) in lex::lines(text) {
         let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') || trimmed.starts_with("sysctl: ") {
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') || trimmed.starts_with("sysctl: ")
+        {
             continue;
         }
         let indent = u32::try_from(line.chars().take_while(|c| c.is_whitespace()).count()).unwrap_or(0);

@@ -48,7 +48,8 @@ struct Args {
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut a = Args { snapshot: String::new(), probes: Vec::new(), json: false, kernel_only: false, opts: Options::default() };
+    let mut a =
+        Args { snapshot: String::new(), probes: Vec::new(), json: false, kernel_only: false, opts: Options::default() };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("expected a value after `{flag}`"));
@@ -83,7 +84,11 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
 }
 
 /// The model's trace of `p` as JSON, or why there is none.
-fn model_trace(snap: &natpath_model::snapshot::Snapshot, p: &Probe, opts: &Options) -> Result<serde_json::Value, String> {
+fn model_trace(
+    snap: &natpath_model::snapshot::Snapshot,
+    p: &Probe,
+    opts: &Options,
+) -> Result<serde_json::Value, String> {
     let proto = match p.proto {
         L4::Tcp => Proto::TCP,
         L4::Udp => Proto::UDP,
@@ -199,7 +204,8 @@ pub fn kernel_check_cli(args: &[String]) -> i32 {
 pub fn result_text(r: &ProbeResult) -> String {
     let mut o = String::new();
     let answer = r.answer_ms.map(|a| format!(", answer after {a:.1} ms")).unwrap_or_default();
-    let _ = writeln!(o, "probe {}  (sent {} > {}; probe {:.1} ms{answer})", r.probe, r.sent.src, r.sent.dst, r.probe_ms);
+    let _ =
+        writeln!(o, "probe {}  (sent {} > {}; probe {:.1} ms{answer})", r.probe, r.sent.src, r.sent.dst, r.probe_ms);
     match r.delivered_to.as_slice() {
         [] => {
             let _ = writeln!(o, "  no pod received it");
@@ -243,7 +249,8 @@ pub fn result_text(r: &ProbeResult) -> String {
 
 fn text(run: &Run, comparisons: &[Comparison], kernel_only: bool) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "kernel-check {} (setup {:.0} ms, teardown {:.0} ms)", run.snapshot, run.setup_ms, run.teardown_ms);
+    let _ =
+        writeln!(o, "kernel-check {} (setup {:.0} ms, teardown {:.0} ms)", run.snapshot, run.setup_ms, run.teardown_ms);
     for (r, c) in run.results.iter().zip(comparisons) {
         o.push('\n');
         o.push_str(&result_text(r));

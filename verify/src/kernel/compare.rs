@@ -80,7 +80,8 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
     let empty = Vec::new();
     let branches = trace.get("branches").and_then(Value::as_array).unwrap_or(&empty);
     let pod_of = |b: &Value| -> Option<String> {
-        (s(b, &["delivered_to", "kind"]) == Some("pod")).then(|| s(b, &["delivered_to", "name"]).unwrap_or("").to_string())
+        (s(b, &["delivered_to", "kind"]) == Some("pod"))
+            .then(|| s(b, &["delivered_to", "name"]).unwrap_or("").to_string())
     };
     let chosen = match result.pod() {
         Some(p) => branches.iter().find(|b| pod_of(b).as_deref() == Some(p.pod.as_str())),
@@ -111,7 +112,11 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
             Some(m) if random && host(m) == pod.src.ip().to_string() => {}
             Some(m) if !random && m == ksrc => {}
             Some(m) => {
-                let what = if random { "source seen by the pod (port random-fully: address only)" } else { "source seen by the pod" };
+                let what = if random {
+                    "source seen by the pod (port random-fully: address only)"
+                } else {
+                    "source seen by the pod"
+                };
                 out.push(diff(what, ksrc, m));
             }
             None => out.push(diff("source seen by the pod", ksrc, "missing")),
@@ -135,9 +140,17 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
         (None, false) => {}
         (k, _) => out.push(diff(
             "reply reached the sender",
-            k.map(|r| format!("yes, {} from {}", r.kind, r.src))
-                .unwrap_or_else(|| format!("no{}", result.reply.as_ref().map(|r| format!(" ({} from {})", r.kind, r.src)).unwrap_or_default())),
-            if m_reached { "yes".to_string() } else { format!("no ({})", s(branch, &["reply", "outcome"]).unwrap_or("no reply")) },
+            k.map(|r| format!("yes, {} from {}", r.kind, r.src)).unwrap_or_else(|| {
+                format!(
+                    "no{}",
+                    result.reply.as_ref().map(|r| format!(" ({} from {})", r.kind, r.src)).unwrap_or_default()
+                )
+            }),
+            if m_reached {
+                "yes".to_string()
+            } else {
+                format!("no ({})", s(branch, &["reply", "outcome"]).unwrap_or("no reply"))
+            },
         )),
     }
 
@@ -195,7 +208,11 @@ mod tests {
                 src: "192.168.231.64:5555".parse().unwrap(),
                 dst: "192.168.233.136:80".parse().unwrap(),
             }],
-            reply: Some(ReplySeen { kind: "syn-ack".into(), src: "10.0.0.51:32220".into(), dst: "10.0.0.53:40000".into() }),
+            reply: Some(ReplySeen {
+                kind: "syn-ack".into(),
+                src: "10.0.0.51:32220".into(),
+                dst: "10.0.0.53:40000".into(),
+            }),
             counters: vec![Delta {
                 node: "node1".into(),
                 table: "nat".into(),

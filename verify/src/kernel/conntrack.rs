@@ -58,11 +58,7 @@ pub struct Entry {
 impl Entry {
     /// `proto orig -> reply` in one line.
     pub fn summary(&self) -> String {
-        let nat = if self.orig.src != self.reply.dst || self.orig.dst != self.reply.src {
-            " (NAT)"
-        } else {
-            ""
-        };
+        let nat = if self.orig.src != self.reply.dst || self.orig.dst != self.reply.src { " (NAT)" } else { "" };
         format!("{} {} | reply {}{nat}", self.proto, self.orig.show(), self.reply.show())
     }
 

@@ -95,10 +95,7 @@ impl RouteLine {
         if first == "default" {
             return Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).ok();
         }
-        first
-            .parse::<Ipv4Net>()
-            .ok()
-            .or_else(|| first.parse::<Ipv4Addr>().ok().and_then(|a| Ipv4Net::new(a, 32).ok()))
+        first.parse::<Ipv4Net>().ok().or_else(|| first.parse::<Ipv4Addr>().ok().and_then(|a| Ipv4Net::new(a, 32).ok()))
     }
 
     /// The table (`main` when not shown).
@@ -108,13 +105,20 @@ impl RouteLine {
 }
 
 /// Route types `ip route` prints before the destination.
-pub const ROUTE_TYPES: &[&str] = &[
-    "unicast", "local", "broadcast", "multicast", "throw", "unreachable", "prohibit", "blackhole", "nat", "anycast",
-];
+pub const ROUTE_TYPES: &[&str] =
+    &["unicast", "local", "broadcast", "multicast", "throw", "unreachable", "prohibit", "blackhole", "nat", "anycast"];
 
 /// Words `ip route show` prints that `ip route add` does not take.
 const ROUTE_STATUS_WORDS: &[&str] = &[
-    "linkdown", "dead", "offload", "trap", "offload_failed", "rt_offload", "rt_trap", "rt_offload_failed", "pervasive",
+    "linkdown",
+    "dead",
+    "offload",
+    "trap",
+    "offload_failed",
+    "rt_offload",
+    "rt_trap",
+    "rt_offload_failed",
+    "pervasive",
     "notify",
 ];
 
@@ -214,10 +218,7 @@ pub fn load(dir: &Path) -> Result<Dumps, KernelError> {
     let toml_path = dir.join("cluster.toml");
     let text = read_text(&toml_path, true)?.unwrap_or_default();
     let cluster: Cluster = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text.get(..s.start).map(|t| t.matches('\n').count() + 1).unwrap_or(1))
-            .unwrap_or(1);
+        let line = e.span().map(|s| text.get(..s.start).map(|t| t.matches('\n').count() + 1).unwrap_or(1)).unwrap_or(1);
         bad(format!("{}:{line}: {}", toml_path.display(), e.message()))
     })?;
     let mut nodes = Vec::new();
@@ -314,11 +315,7 @@ pub fn parse_ip_addr(text: &str, path: &Path) -> Result<Vec<Iface>, KernelError>
                         d.flags = fl.0.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
                     }
                     let t: Vec<&str> = after_name.split_whitespace().collect();
-                    d.mtu = t
-                        .iter()
-                        .position(|w| *w == "mtu")
-                        .and_then(|p| t.get(p + 1))
-                        .and_then(|m| m.parse().ok());
+                    d.mtu = t.iter().position(|w| *w == "mtu").and_then(|p| t.get(p + 1)).and_then(|m| m.parse().ok());
                 }
                 continue;
             }
@@ -350,7 +347,9 @@ fn parse_inet(toks: &[&str], dev: &str, path: &Path, line: usize) -> Result<Addr
         .parse::<Ipv4Net>()
         .ok()
         .or_else(|| local.parse::<Ipv4Addr>().ok().and_then(|a| Ipv4Net::new(a, 32).ok()))
-        .ok_or_else(|| bad(format!("{}:{line}: expected an IPv4 address after `inet`, found `{local}`", path.display())))?;
+        .ok_or_else(|| {
+            bad(format!("{}:{line}: expected an IPv4 address after `inet`, found `{local}`", path.display()))
+        })?;
     let mut args = Vec::new();
     let mut i = 2;
     while let Some(t) = toks.get(i).copied() {
@@ -385,10 +384,7 @@ pub fn parse_ip_route(text: &str) -> Vec<RouteLine> {
         if raw.trim().is_empty() {
             continue;
         }
-        let toks = raw
-            .split_whitespace()
-            .filter(|t| !ROUTE_STATUS_WORDS.contains(t))
-            .map(str::to_string);
+        let toks = raw.split_whitespace().filter(|t| !ROUTE_STATUS_WORDS.contains(t)).map(str::to_string);
         if raw.starts_with(char::is_whitespace) {
             if let Some(last) = out.last_mut() {
                 last.tokens.extend(toks);

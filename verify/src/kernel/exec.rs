@@ -64,7 +64,12 @@ pub fn run(argv: &[String], stdin: Option<&str>, deadline: Duration) -> Result<O
 }
 
 /// `run`; `yield_on_signal` is false only for the signal thread's own commands.
-fn run_inner(argv: &[String], stdin: Option<&str>, deadline: Duration, yield_on_signal: bool) -> Result<Output, String> {
+fn run_inner(
+    argv: &[String],
+    stdin: Option<&str>,
+    deadline: Duration,
+    yield_on_signal: bool,
+) -> Result<Output, String> {
     let (prog, args) = argv.split_first().ok_or("empty command")?;
     let mut child = Command::new(prog)
         .args(args)
@@ -149,7 +154,8 @@ type Transients = BTreeMap<u64, Arc<Mutex<Child>>>;
 /// with neither, kill every registered one.
 fn transient(child: Option<Arc<Mutex<Child>>>, forget: Option<u64>) -> u64 {
     static T: OnceLock<Mutex<(u64, Transients)>> = OnceLock::new();
-    let mut t = T.get_or_init(|| Mutex::new((0, BTreeMap::new()))).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut t =
+        T.get_or_init(|| Mutex::new((0, BTreeMap::new()))).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(c) = child {
         t.0 += 1;
         let id = t.0;
@@ -311,8 +317,7 @@ pub fn install_signal_cleanup() -> Result<(), KernelError> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     let r = DONE.get_or_init(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals =
-            signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| e.to_string())?;
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| e.to_string())?;
         std::thread::Builder::new()
             .name("natpath-kernel-signals".into())
             .spawn(move || {

@@ -139,18 +139,17 @@ fn batch(tool: &str, ns: &str, lines: &[Line], what: &str) -> Result<(), KernelE
         return Ok(());
     }
     // iproute2 reports "Command failed -:N" with the batch line number.
-    let n: Option<usize> = o
-        .stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Command failed -:"))
-        .and_then(|v| v.trim().parse().ok());
+    let n: Option<usize> =
+        o.stderr.lines().find_map(|l| l.trim().strip_prefix("Command failed -:")).and_then(|v| v.trim().parse().ok());
     let failed = n.and_then(|n| lines.get(n.wrapping_sub(1)));
     let msg = o.stderr.lines().filter(|l| !l.starts_with("Command failed")).collect::<Vec<_>>().join("; ");
     Err(match failed {
         Some(Line { cmd, origin: Some(o) }) => {
             KernelError::Setup(format!("{what}: {o}: `{tool} {cmd}` failed: {}", msg.trim()))
         }
-        Some(Line { cmd, origin: None }) => KernelError::Setup(format!("{what}: `{tool} {cmd}` failed: {}", msg.trim())),
+        Some(Line { cmd, origin: None }) => {
+            KernelError::Setup(format!("{what}: `{tool} {cmd}` failed: {}", msg.trim()))
+        }
         None => KernelError::Setup(format!("{what}: {}", o.stderr.trim())),
     })
 }
@@ -200,9 +199,12 @@ fn kind_of(node_idx: usize, node: &NodeDumps, iface: &Iface, dumps: &Dumps) -> K
         Kind::Tun
     } else if node.vxlans.iter().any(|v| v.name == iface.name) || iface.name.starts_with("vxlan") {
         Kind::Vxlan
-    } else if let Some(p) = dumps.cluster.pods.iter().position(|p| {
-        p.iface == iface.name && dumps.cluster.nodes.get(node_idx).is_some_and(|n| n.name == p.node)
-    }) {
+    } else if let Some(p) = dumps
+        .cluster
+        .pods
+        .iter()
+        .position(|p| p.iface == iface.name && dumps.cluster.nodes.get(node_idx).is_some_and(|n| n.name == p.node))
+    {
         Kind::Pod(p)
     } else {
         Kind::Stub
@@ -250,7 +252,12 @@ static LABS: AtomicU64 = AtomicU64::new(0);
 impl Lab {
     /// Build the cluster of `dumps`. `direct` lists (pod index, proto, port)
     /// that probes aim at pod addresses directly.
-    pub fn build(dumps: &Dumps, opts: &Options, helper: PathBuf, direct: &[(usize, String, u16)]) -> Result<Lab, KernelError> {
+    pub fn build(
+        dumps: &Dumps,
+        opts: &Options,
+        helper: PathBuf,
+        direct: &[(usize, String, u16)],
+    ) -> Result<Lab, KernelError> {
         let started = Instant::now();
         exec::install_signal_cleanup()?;
         let id = LABS.fetch_add(1, Ordering::SeqCst);
@@ -276,11 +283,8 @@ impl Lab {
             .enumerate()
             .map(|(i, n)| n.ifaces.iter().map(|f| kind_of(i, n, f, dumps)).collect())
             .collect();
-        let stubs: Vec<Option<String>> = kinds
-            .iter()
-            .enumerate()
-            .map(|(i, k)| k.contains(&Kind::Stub).then(|| format!("{prefix}s{i}")))
-            .collect();
+        let stubs: Vec<Option<String>> =
+            kinds.iter().enumerate().map(|(i, k)| k.contains(&Kind::Stub).then(|| format!("{prefix}s{i}"))).collect();
         let mut all = vec![lab.lan.clone()];
         all.extend(lab.nodes.iter().cloned());
         all.extend(lab.pods.iter().cloned());
@@ -306,7 +310,12 @@ impl Lab {
         }
         // No multicast snooping: a snooping bridge joins 224.0.0.106 and its
         // IGMP reports (source 0.0.0.0) would reach every node's PREROUTING.
-        batch("ip", &lab.lan, &[line("link set lo up"), line("link add lan type bridge mcast_snooping 0"), line("link set lan up")], "the LAN bridge")?;
+        batch(
+            "ip",
+            &lab.lan,
+            &[line("link set lo up"), line("link add lan type bridge mcast_snooping 0"), line("link set lan up")],
+            "the LAN bridge",
+        )?;
 
         let mut lan_macs = BTreeSet::new();
         let mut lan_lines = Vec::new();
@@ -336,7 +345,8 @@ impl Lab {
             ];
             if let Some(gw) = h.gateway {
                 l.push(line(format!("route add default via {gw} dev eth0")));
-                let served = dumps.nodes.iter().any(|n| n.ifaces.iter().any(|f| f.addrs.iter().any(|a| a.net.addr() == gw)));
+                let served =
+                    dumps.nodes.iter().any(|n| n.ifaces.iter().any(|f| f.addrs.iter().any(|a| a.net.addr() == gw)));
                 if !served {
                     lab.notes.push(format!(
                         "host `{}`: its gateway {gw} is nobody's address in the snapshot: it is not emulated, so only \
@@ -415,7 +425,10 @@ impl Lab {
             }
         });
         if skipped > 0 {
-            self.notes.push(format!("node `{}`: {skipped} sysctl values that do not affect forwarding were not replayed", node.name));
+            self.notes.push(format!(
+                "node `{}`: {skipped} sysctl values that do not affect forwarding were not replayed",
+                node.name
+            ));
         }
         sysctl(ns, &kvs, &format!("node `{}`: global sysctls", node.name))
     }
@@ -444,7 +457,10 @@ impl Lab {
                 Kind::Lan => {
                     let mac = match &iface.mac {
                         Some(m) if !lan_macs.insert(m.clone()) => {
-                            self.notes.push(format!("node `{}`: {name}'s MAC {m} is already on the LAN: a random one is used", node.name));
+                            self.notes.push(format!(
+                                "node `{}`: {name}'s MAC {m} is already on the LAN: a random one is used",
+                                node.name
+                            ));
                             String::new()
                         }
                         _ => mac,
@@ -484,7 +500,11 @@ impl Lab {
                     let id = v.map(|v| v.id).unwrap_or(4096);
                     let port = v.map(|v| v.dstport).unwrap_or(4789);
                     let local = v.and_then(|v| v.local).or_else(|| {
-                        node.ifaces.iter().find(|f| f.name == node.lan).and_then(|f| f.addrs.first()).map(|a| a.net.addr())
+                        node.ifaces
+                            .iter()
+                            .find(|f| f.name == node.lan)
+                            .and_then(|f| f.addrs.first())
+                            .map(|a| a.net.addr())
                     });
                     let local = local.map(|a| format!(" local {a}")).unwrap_or_default();
                     let dev = if created.contains(&node.lan) { format!(" dev {}", node.lan) } else { String::new() };
@@ -495,7 +515,10 @@ impl Lab {
                         node.name
                     ));
                     if v.is_none() {
-                        self.notes.push(format!("node `{}`: no ip-link details for {name}: VNI 4096, port 4789 (Calico's defaults)", node.name));
+                        self.notes.push(format!(
+                            "node `{}`: no ip-link details for {name}: VNI 4096, port 4789 (Calico's defaults)",
+                            node.name
+                        ));
                     }
                     format!("link add {name}{mac}{mtu} type vxlan id {id} dstport {port}{local}{dev} nolearning")
                 }
@@ -583,8 +606,11 @@ impl Lab {
     fn routes(&mut self, node: &NodeDumps, ns: &str) -> Result<(), KernelError> {
         let rule_file = node.dir.join("ip-rule");
         let route_file = node.dir.join("ip-route");
-        let mut l: Vec<Line> =
-            node.rules.iter().map(|r| from_dump(format!("rule add {}", r.tokens.join(" ")), &rule_file, r.line)).collect();
+        let mut l: Vec<Line> = node
+            .rules
+            .iter()
+            .map(|r| from_dump(format!("rule add {}", r.tokens.join(" ")), &rule_file, r.line))
+            .collect();
         let wanted: Vec<_> = node.routes.iter().filter(|r| !r.is_kernel()).collect();
         // Routes to a directly connected destination first, then those via a gateway.
         for pass in [false, true] {
@@ -594,9 +620,16 @@ impl Lab {
         }
         batch("ip", ns, &l, &format!("node `{}`: policy rules and routes", node.name))?;
         // Self-check: what the kernel now has against the dump.
-        let shown = check("reading routes back", &["ip", "-n", ns, "route", "show", "table", "all"].map(String::from), None, CMD_DEADLINE)?;
-        let norm = |s: &str| -> String { s.split_whitespace().filter(|t| *t != "linkdown").collect::<Vec<_>>().join(" ") };
-        let have: BTreeSet<String> = super::dumps::parse_ip_route(&shown).iter().map(|r| norm(&r.tokens.join(" "))).collect();
+        let shown = check(
+            "reading routes back",
+            &["ip", "-n", ns, "route", "show", "table", "all"].map(String::from),
+            None,
+            CMD_DEADLINE,
+        )?;
+        let norm =
+            |s: &str| -> String { s.split_whitespace().filter(|t| *t != "linkdown").collect::<Vec<_>>().join(" ") };
+        let have: BTreeSet<String> =
+            super::dumps::parse_ip_route(&shown).iter().map(|r| norm(&r.tokens.join(" "))).collect();
         for r in &node.routes {
             if !have.contains(&norm(&r.tokens.join(" "))) {
                 self.notes.push(format!(
@@ -609,9 +642,14 @@ impl Lab {
         }
         let neigh_file = node.dir.join("ip-neigh");
         let fdb_file = node.dir.join("bridge-fdb");
-        let n: Vec<Line> = node.neigh.iter().map(|(a, ln)| from_dump(format!("neigh replace {}", a.join(" ")), &neigh_file, *ln)).collect();
+        let n: Vec<Line> = node
+            .neigh
+            .iter()
+            .map(|(a, ln)| from_dump(format!("neigh replace {}", a.join(" ")), &neigh_file, *ln))
+            .collect();
         batch("ip", ns, &n, &format!("node `{}`: neighbours", node.name))?;
-        let f: Vec<Line> = node.fdb.iter().map(|(a, ln)| from_dump(format!("fdb append {}", a.join(" ")), &fdb_file, *ln)).collect();
+        let f: Vec<Line> =
+            node.fdb.iter().map(|(a, ln)| from_dump(format!("fdb append {}", a.join(" ")), &fdb_file, *ln)).collect();
         batch("bridge", ns, &f, &format!("node `{}`: forwarding database", node.name))
     }
 
@@ -632,7 +670,12 @@ impl Lab {
         )?;
         // The rule numbers the results use are the dump's only if the kernel
         // holds the same rules in the same chains.
-        let loaded = counters::parse(&check("reading the rules back", &in_ns(ns, &["iptables-save", "-c"]), None, CMD_DEADLINE)?);
+        let loaded = counters::parse(&check(
+            "reading the rules back",
+            &in_ns(ns, &["iptables-save", "-c"]),
+            None,
+            CMD_DEADLINE,
+        )?);
         let dumped = counters::parse(&node.iptables);
         if counters::shape(&loaded) != counters::shape(&dumped) {
             return Err(KernelError::Setup(format!(
@@ -656,7 +699,8 @@ impl Lab {
                 }
                 Ok(_) => continue,
                 Err(_) => {
-                    let log = self.logs.iter().find(|(t, _)| t == tag).and_then(|(_, s)| s.lock().ok().map(|s| s.clone()));
+                    let log =
+                        self.logs.iter().find(|(t, _)| t == tag).and_then(|(_, s)| s.lock().ok().map(|s| s.clone()));
                     return Err(KernelError::Setup(format!(
                         "{tag}: not ready within {deadline:?}{}",
                         log.map(|l| format!(": {}", l.trim())).unwrap_or_default()
@@ -719,7 +763,8 @@ impl Lab {
 
     fn start_servers(&mut self, dumps: &Dumps, direct: &[(usize, String, u16)]) -> Result<(), KernelError> {
         for (i, p) in dumps.cluster.pods.iter().enumerate() {
-            let extra: Vec<(String, u16)> = direct.iter().filter(|(d, _, _)| *d == i).map(|(_, pr, po)| (pr.clone(), *po)).collect();
+            let extra: Vec<(String, u16)> =
+                direct.iter().filter(|(d, _, _)| *d == i).map(|(_, pr, po)| (pr.clone(), *po)).collect();
             let mut args = vec!["serve".to_string(), "--addr".into(), p.address.to_string()];
             for (proto, port) in pod_ports(dumps, i, &extra) {
                 if proto == "tcp" || proto == "udp" {
@@ -744,7 +789,12 @@ impl Lab {
             let ns = self.nodes.get(i).cloned().unwrap_or_default();
             for gw in gws {
                 any = true;
-                check("sending a carrier hello", &in_ns(&ns, &[&helper, "hello", "--to", &gw.to_string()]), None, CMD_DEADLINE)?;
+                check(
+                    "sending a carrier hello",
+                    &in_ns(&ns, &[&helper, "hello", "--to", &gw.to_string()]),
+                    None,
+                    CMD_DEADLINE,
+                )?;
             }
         }
         if !any {
@@ -757,7 +807,9 @@ impl Lab {
                     continue;
                 }
                 let ns = self.nodes.get(i).cloned().unwrap_or_default();
-                let out = exec::run(&in_ns(&ns, &["conntrack", "-L"]), None, CMD_DEADLINE).map(|o| o.stdout).unwrap_or_default();
+                let out = exec::run(&in_ns(&ns, &["conntrack", "-L"]), None, CMD_DEADLINE)
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
                 for e in super::conntrack::parse(&out) {
                     if e.protonum == 4 && e.flags.iter().any(|f| f == "[UNREPLIED]") {
                         let name = dumps.nodes.get(i).map(|n| n.name.clone()).unwrap_or_default();

@@ -37,21 +37,19 @@ fn read_nodes(lab: &Lab) -> Result<Vec<NodeState>, KernelError> {
         let argv = in_ns(ns, cmd);
         std::thread::spawn(move || exec::run(&argv, None, DEADLINE))
     };
-    let jobs: Vec<_> = lab
-        .nodes
-        .iter()
-        .map(|ns| (spawn(ns, &["iptables-save", "-c"]), spawn(ns, &["conntrack", "-L"])))
-        .collect();
-    let join = |h: std::thread::JoinHandle<Result<exec::Output, String>>, what: &str| -> Result<exec::Output, KernelError> {
-        let o = h
-            .join()
-            .map_err(|_| KernelError::Internal("a reader thread panicked"))?
-            .map_err(|e| KernelError::Setup(format!("{what}: {e}")))?;
-        if what == "reading counters" && !o.ok() {
-            return Err(KernelError::Setup(format!("{what}: {}", o.stderr.trim())));
-        }
-        Ok(o)
-    };
+    let jobs: Vec<_> =
+        lab.nodes.iter().map(|ns| (spawn(ns, &["iptables-save", "-c"]), spawn(ns, &["conntrack", "-L"]))).collect();
+    let join =
+        |h: std::thread::JoinHandle<Result<exec::Output, String>>, what: &str| -> Result<exec::Output, KernelError> {
+            let o = h
+                .join()
+                .map_err(|_| KernelError::Internal("a reader thread panicked"))?
+                .map_err(|e| KernelError::Setup(format!("{what}: {e}")))?;
+            if what == "reading counters" && !o.ok() {
+                return Err(KernelError::Setup(format!("{what}: {}", o.stderr.trim())));
+            }
+            Ok(o)
+        };
     jobs.into_iter()
         .map(|(rules, ct)| {
             let rules = join(rules, "reading counters")?;
@@ -72,15 +70,28 @@ fn ensure_rst_drop(ns: &str, sport: u16, node: bool) -> Result<(), KernelError> 
              flush chain ip natpath_probe out\n\
              add rule ip natpath_probe out tcp sport {sport} tcp flags & rst == rst drop\n"
         );
-        return exec::check("installing the probe's RST drop", &in_ns(ns, &["nft", "-f", "-"]), Some(&script), DEADLINE)
-            .map(|_| ());
+        return exec::check(
+            "installing the probe's RST drop",
+            &in_ns(ns, &["nft", "-f", "-"]),
+            Some(&script),
+            DEADLINE,
+        )
+        .map(|_| ());
     }
-    let rules = format!("*raw\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p tcp --sport {sport} --tcp-flags RST RST -j DROP\nCOMMIT\n");
-    exec::check("installing the probe's RST drop", &in_ns(ns, &["iptables-restore"]), Some(&rules), DEADLINE).map(|_| ())
+    let rules =
+        format!("*raw\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p tcp --sport {sport} --tcp-flags RST RST -j DROP\nCOMMIT\n");
+    exec::check("installing the probe's RST drop", &in_ns(ns, &["iptables-restore"]), Some(&rules), DEADLINE)
+        .map(|_| ())
 }
 
 /// Run one probe.
-pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Options, first: bool) -> Result<ProbeResult, KernelError> {
+pub(crate) fn run_probe(
+    lab: &mut Lab,
+    dumps: &Dumps,
+    probe: &Probe,
+    opts: &Options,
+    first: bool,
+) -> Result<ProbeResult, KernelError> {
     if exec::interrupted() {
         return Err(KernelError::Interrupted);
     }
@@ -169,7 +180,13 @@ pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Opti
                 if let (Some(pod), Ok(src), Ok(dst)) =
                     (dumps.cluster.pods.get(i), str_at(&v, "src").parse(), str_at(&v, "dst").parse())
                 {
-                    delivered.push(PodSeen { pod: pod.name.clone(), node: pod.node.clone(), address: pod.address, src, dst });
+                    delivered.push(PodSeen {
+                        pod: pod.name.clone(),
+                        node: pod.node.clone(),
+                        address: pod.address,
+                        src,
+                        dst,
+                    });
                 }
             }
         }
@@ -195,7 +212,8 @@ pub(crate) fn run_probe(lab: &mut Lab, dumps: &Dumps, probe: &Probe, opts: &Opti
     }
     if lab.logs.iter().any(|(tag, _)| tag.starts_with("relay:")) {
         notes.push(
-            "tunl0 is emulated (TUN + user-space relay): the skb mark is not copied between inner and outer packets".into(),
+            "tunl0 is emulated (TUN + user-space relay): the skb mark is not copied between inner and outer packets"
+                .into(),
         );
         notes.push(if opts.new_carriers {
             "tunnel carrier flows were NEW for this probe".into()

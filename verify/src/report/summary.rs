@@ -85,7 +85,14 @@ pub struct Summary {
 }
 
 /// Summarise one node's dumps.
-pub fn node(name: &str, rs: &Ruleset, ipsets: &[IpSet], interfaces: &[Interface], routes: usize, notes: Vec<String>) -> NodeSummary {
+pub fn node(
+    name: &str,
+    rs: &Ruleset,
+    ipsets: &[IpSet],
+    interfaces: &[Interface],
+    routes: usize,
+    notes: Vec<String>,
+) -> NodeSummary {
     let intent = Intent::read(rs, ipsets, interfaces);
     let mut all_notes: Vec<String> = rs.notes.iter().map(|n| format!("{}: {}", n.loc, n.message)).collect();
     all_notes.extend(notes);
@@ -162,11 +169,7 @@ pub fn text(s: &Summary) -> String {
         let _ = writeln!(out, "pod {p}");
     }
     for n in &s.nodes {
-        let _ = writeln!(
-            out,
-            "node {}: {} interfaces, {} routes, {} ipsets",
-            n.name, n.interfaces, n.routes, n.ipsets
-        );
+        let _ = writeln!(out, "node {}: {} interfaces, {} routes, {} ipsets", n.name, n.interfaces, n.routes, n.ipsets);
         for t in &n.tables {
             let _ = writeln!(out, "  table {:<8} {:>5} chains {:>7} rules", t.name, t.chains, t.rules);
         }

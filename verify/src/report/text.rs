@@ -40,15 +40,7 @@ fn branch(out: &mut String, i: usize, n: usize, b: &Branch) {
             // Policies and conntrack rewrites say what they are in the effect.
             (None, _) => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "    {:<11} {:<7} {}{}: {}",
-            s.hook.chain(),
-            s.table.as_str(),
-            s.chain,
-            rule,
-            s.effect
-        );
+        let _ = writeln!(out, "    {:<11} {:<7} {}{}: {}", s.hook.chain(), s.table.as_str(), s.chain, rule, s.effect);
         if !s.text.is_empty() {
             let _ = writeln!(out, "        {}", s.text);
         }

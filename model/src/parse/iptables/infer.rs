@@ -212,11 +212,8 @@ pub(crate) fn infer(items: &[Item<'_>]) -> Vec<(TableName, Reason)> {
     // anything, mostly agrees (a piece of a nat dump that declares
     // PREROUTING and OUTPUT is not the raw table).
     let builtin_name = |c: &str| TableName::ALL.iter().any(|t| t.builtin_chains().contains(&c));
-    let mut declared: Vec<&str> = items
-        .iter()
-        .filter(|i| i.with_policy && builtin_name(i.chain))
-        .map(|i| i.chain)
-        .collect();
+    let mut declared: Vec<&str> =
+        items.iter().filter(|i| i.with_policy && builtin_name(i.chain)).map(|i| i.chain).collect();
     declared.sort_unstable();
     declared.dedup();
     if let Some(t) = signature(&declared) {

@@ -1379,7 +1379,9 @@ fn id_range(w: &Word<'_>, o: &str) -> Res<Result<(u32, u32), String>> {
         // A name: iptables looks it up in the node's passwd/group files,
         // which a dump does not carry.
         None if value::plain(s) => Err(s.to_string()),
-        None => return Err(bad_because(w, o, "a user or group id", "names have no spaces, quotes or control characters")),
+        None => {
+            return Err(bad_because(w, o, "a user or group id", "names have no spaces, quotes or control characters"))
+        }
     })
 }
 

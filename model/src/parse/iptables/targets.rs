@@ -384,7 +384,12 @@ impl Builder {
                     let v = cur.value(o, "a value")?;
                     let s = v.as_str();
                     if !value::plain(s) {
-                        return Err(bad_because(v, o, "a value", "values have no spaces, quotes or control characters"));
+                        return Err(bad_because(
+                            v,
+                            o,
+                            "a value",
+                            "values have no spaces, quotes or control characters",
+                        ));
                     }
                     match o {
                         "--helper" => {
