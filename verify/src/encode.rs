@@ -327,20 +327,30 @@ pub struct Ending {
     pub reason: String,
 }
 
-/// The disjunction of a list of conditions (false when empty).
+/// The disjunction of a list of conditions (false when empty), folding
+/// constants.
 pub fn any(conds: &[Bool]) -> Bool {
-    match conds {
+    if conds.iter().any(is_true) {
+        return Bool::from_bool(true);
+    }
+    let live: Vec<&Bool> = conds.iter().filter(|c| !is_false(c)).collect();
+    match live.as_slice() {
         [] => Bool::from_bool(false),
-        [one] => one.clone(),
+        [one] => (*one).clone(),
         many => Bool::or(many),
     }
 }
 
-/// The conjunction of a list of conditions (true when empty).
+/// The conjunction of a list of conditions (true when empty), folding
+/// constants.
 pub fn all(conds: &[Bool]) -> Bool {
-    match conds {
+    if conds.iter().any(is_false) {
+        return Bool::from_bool(false);
+    }
+    let live: Vec<&Bool> = conds.iter().filter(|c| !is_true(c)).collect();
+    match live.as_slice() {
         [] => Bool::from_bool(true),
-        [one] => one.clone(),
+        [one] => (*one).clone(),
         many => Bool::and(many),
     }
 }

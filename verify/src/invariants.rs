@@ -191,10 +191,26 @@ impl<'s> Checker<'s> {
         }
     }
 
-    /// A fresh symbolic packet, unique to one query.
-    pub(crate) fn fresh_packet(&mut self, what: &str) -> SymPacket {
+    /// A fresh symbolic packet, unique to one query, with the pinned
+    /// fields as constants (so that rules about other ports, protocols and
+    /// addresses fold away while the encoding is built).
+    pub(crate) fn fresh_packet(&mut self, what: &str, pins: &Pins) -> SymPacket {
         self.seq += 1;
-        SymPacket::named(&format!("q{}.{what}", self.seq))
+        let mut p = SymPacket::named(&format!("q{}.{what}", self.seq));
+        if let Some(a) = pins.src {
+            p.src = crate::encode::packet::addr(a);
+        }
+        if let Some(a) = pins.dst {
+            p.dst = crate::encode::packet::addr(a);
+        }
+        if let Some(x) = pins.proto {
+            p.proto = bv8(x.0);
+            p.tcp_flags = bv8(if x == Proto::TCP { natpath_model::packet::tcp::SYN } else { 0 });
+        }
+        if let Some(x) = pins.dport {
+            p.dport = bv16(x);
+        }
+        p
     }
 
     /// A fresh symbolic device term.
@@ -408,6 +424,26 @@ impl<'s> Checker<'s> {
     }
 }
 
+/// Fields of a query's packet that are constants.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pins {
+    /// The source address.
+    pub src: Option<Ipv4Addr>,
+    /// The destination address.
+    pub dst: Option<Ipv4Addr>,
+    /// The protocol.
+    pub proto: Option<Proto>,
+    /// The destination port.
+    pub dport: Option<u16>,
+}
+
+impl Pins {
+    /// A protocol and destination port.
+    pub fn port(proto: Proto, dport: u16) -> Pins {
+        Pins { proto: Some(proto), dport: Some(dport), ..Pins::default() }
+    }
+}
+
 /// The shape of a connection's first packet: a TCP SYN (no other flag), a
 /// UDP or SCTP datagram with non-zero ports, an IP header of at least 20
 /// bytes.
@@ -485,11 +521,6 @@ fn cluster_cidrs(n: &Node) -> Vec<Ipv4Net> {
     v
 }
 
-/// `proto` as a constant.
-pub(crate) fn proto_is(p: &SymPacket, proto: Proto) -> Bool {
-    p.proto.eq(bv8(proto.0))
-}
-
 /// One node passage of a symbolic first packet: the inputs, what the
 /// encoding says the node does with it, and the scope constraints.
 pub(crate) struct NodeQuery {
@@ -531,9 +562,10 @@ impl<'s> Checker<'s> {
         &mut self,
         n: usize,
         devs: &[u16],
+        pins: Pins,
         shape: impl FnOnce(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
     ) -> Option<NodeQuery> {
-        let pkt = self.fresh_packet("pkt");
+        let pkt = self.fresh_packet("pkt", &pins);
         let dev = match devs {
             [one] => DevTerm::konst(*one),
             _ => self.fresh_dev(),
@@ -618,12 +650,19 @@ impl<'s> Checker<'s> {
         n: usize,
         h: usize,
         with_replies: bool,
+        pins: Pins,
         shape: impl FnOnce(&SymPacket) -> Vec<Bool>,
     ) -> Option<WalkQuery> {
-        let pkt = self.fresh_packet("probe");
         let snap = self.snap;
         let host = snap.cluster.hosts.get(h)?;
         let node = snap.nodes.get(n)?;
+        let lans = lan_addrs(node);
+        let pins = Pins {
+            src: Some(host.address.addr()),
+            dst: if lans.len() == 1 { lans.first().copied() } else { pins.dst },
+            ..pins
+        };
+        let pkt = self.fresh_packet("probe", &pins);
         let ne = self.enc.node(n)?;
         let lan = ne.dev_value(&node.lan);
         let mut scope = first_packet(&pkt);

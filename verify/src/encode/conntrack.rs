@@ -21,7 +21,7 @@
 use crate::encode::packet::{bv32, bv8, ite_bv, State, SymCt, SymTuple};
 use crate::encode::{and2, any, not, EncodeOptions};
 use natpath_model::ruleset::{CtStates, CtStatus};
-use z3::ast::{Ast, Bool, BV};
+use z3::ast::{Bool, BV};
 
 /// A connection a walk opened on a node: where the reply is matched.
 #[derive(Debug, Clone)]
@@ -94,7 +94,7 @@ pub fn track(st: &State, ctx: &CtCtx, opts: &EncodeOptions) -> Tracked {
             let mut ct = fresh;
             let mut views = Vec::new();
             for b in bs {
-                let hit = and2(&and2(&b.present, &t.eq(&b.reply)), &not_yet).simplify();
+                let hit = and2(&and2(&b.present, &t.eq(&b.reply)), &not_yet);
                 if crate::encode::is_false(&hit) {
                     continue;
                 }

@@ -33,7 +33,7 @@ use natpath_model::netstate::RouteType;
 use natpath_model::packet::Hook;
 use natpath_model::ruleset::TableName;
 use std::net::Ipv4Addr;
-use z3::ast::{Ast, Bool, BV};
+use z3::ast::{Bool, BV};
 
 /// One route the packet can leave by.
 #[derive(Debug, Clone)]
@@ -218,13 +218,13 @@ impl<'e, 's> Run<'e, 's> {
 
     /// nat at PREROUTING/OUTPUT: the rules for first packets, the binding
     /// otherwise.
-    fn nat_dst(&mut self, trail: &mut Trail, env: &Env<'_, '_>, flow: Option<Flow>, tr: &Tracked) -> Option<Flow> {
-        let flow = flow?;
+    fn nat_dst(&mut self, trail: &mut Trail, env: &Env<'_, '_>, flow: Option<Flow>, tr: &Tracked) -> Vec<Flow> {
+        let Some(flow) = flow else { return Vec::new() };
         let first = flow.and(&tr.first);
         let rest = flow.and(&not(&tr.first));
         let mut parts = vec![Flow { cond: rest.cond.clone(), state: conntrack::rewrite_dst(&rest.state, &tr.bound) }];
         if crate::encode::is_false(&first.cond) {
-            return Flow::merge(parts).map(|f| f.named(trail));
+            return split(parts, trail);
         }
         let r = run_table(trail, TableName::Nat, env, first);
         self.p.dropped.extend(r.drop);
@@ -268,7 +268,7 @@ impl<'e, 's> Run<'e, 's> {
             }
         }
         self.p.dnat = or2(&self.p.dnat, &any(&dnat));
-        Flow::merge(parts).map(|f| f.named(trail))
+        split(parts, trail)
     }
 
     /// nat at POSTROUTING/INPUT: the rules for first packets (SNAT, and at
@@ -286,7 +286,7 @@ impl<'e, 's> Run<'e, 's> {
         let flow = flow?;
         if env.hook == Hook::Postrouting {
             let at = flow.and(&not(&flow.state.notrack));
-            self.p.at_nat_post = Some(at);
+            self.p.at_nat_post = Flow::merge(self.p.at_nat_post.take().into_iter().chain(std::iter::once(at)).collect());
         }
         let first = flow.and(&tr.first);
         let rest = flow.and(&not(&tr.first));
@@ -378,7 +378,8 @@ impl<'e, 's> Run<'e, 's> {
             if crate::encode::is_false(&f.cond) {
                 return;
             }
-            self.p.out = Some(OutFlow { flow: f, oif: oif.clone(), nexthop: nexthop.clone(), routes });
+            let o = OutFlow { flow: f, oif: oif.clone(), nexthop: nexthop.clone(), routes };
+            self.p.out = Some(merge_out(self.p.out.take(), o));
         }
     }
 
@@ -417,7 +418,14 @@ impl<'e, 's> Run<'e, 's> {
         tr.state = tr.state.named(trail);
         let flow = Some(Flow { cond: flow.cond, state: tr.state.clone() });
         let flow = self.table(trail, TableName::Mangle, &pre, flow);
-        let Some(flow) = self.nat_dst(trail, &pre, flow, &tr) else { return };
+        for flow in self.nat_dst(trail, &pre, flow, &tr) {
+            self.route_in(trail, flow, iif, &tr);
+        }
+    }
+
+    /// The routing decision of a received packet, then INPUT, or FORWARD
+    /// and POSTROUTING.
+    fn route_in(&mut self, trail: &mut Trail, flow: Flow, iif: &DevTerm, tr: &Tracked) {
         if crate::encode::is_false(&flow.cond) {
             return;
         }
@@ -425,9 +433,9 @@ impl<'e, 's> Run<'e, 's> {
         let pkt = flow.state.pkt.clone();
         let name = node.node.name.clone();
         // Routing decision.
-        let local = route::is_local(node, &pkt.dst).simplify();
+        let local = route::is_local(node, &pkt.dst);
         let lf = flow.and(&local);
-        let rpf = route::rpf_fails(node, &pkt.src, &pkt.dst, iif, &pkt.mark).simplify();
+        let rpf = route::rpf_fails(node, &pkt.src, &pkt.dst, iif, &pkt.mark);
         self.p.dropped.push(Ending {
             cond: and2(&lf.cond, &rpf),
             reason: format!("dropped on {name} by routing: reverse path filter or martian source"),
@@ -445,7 +453,7 @@ impl<'e, 's> Run<'e, 's> {
         let mut fwd: Vec<(Bool, &route::Case<'_>)> = Vec::new();
         for case in &l.cases {
             let c = and2(&nf.cond, &case.cond);
-            if crate::encode::is_false(&c.simplify()) {
+            if crate::encode::is_false(&c) {
                 continue;
             }
             match case.kind {
@@ -480,15 +488,15 @@ impl<'e, 's> Run<'e, 's> {
             (Bool::from_bool(false), DevTerm::none(), pkt.dst.clone(), Vec::new())
         };
         let inflow = Flow::merge(to_input);
-        self.input(trail, inflow, iif, &tr);
+        self.input(trail, inflow, iif, tr);
         if crate::encode::is_false(&fcond) {
             return;
         }
         let ff = Flow { cond: fcond, state: flow.state.clone() };
-        self.p.crossed_forward = ff.cond.clone();
+        self.p.crossed_forward = or2(&self.p.crossed_forward, &ff.cond);
         let env = self.env(Hook::Forward, iif.clone(), oif.clone(), false);
         let f = self.hook(trail, &[TableName::Mangle, TableName::Filter, TableName::Security], &env, Some(ff));
-        self.postrouting(trail, f, &oif, &nexthop, routes, false, &tr);
+        self.postrouting(trail, f, &oif, &nexthop, routes, false, tr);
     }
 
     fn send(&mut self, trail: &mut Trail, input: Flow, ctx: &CtCtx) {
@@ -501,7 +509,7 @@ impl<'e, 's> Run<'e, 's> {
         let (local_route, oif, nexthop, routes) = kinds;
         // A source for a packet that has none.
         let mut st = flow.state.clone();
-        let unspec = st.pkt.src.eq(bv32(0)).simplify();
+        let unspec = crate::encode::packet::eq_bv(&st.pkt.src, &bv32(0));
         if !crate::encode::is_false(&unspec) {
             let (s, none) = route::local_src(node, &st.pkt.dst, &st.pkt.mark);
             self.p.dropped.push(Ending {
@@ -518,10 +526,13 @@ impl<'e, 's> Run<'e, 's> {
         let (mark0, dst0) = (flow.state.pkt.mark.clone(), flow.state.pkt.dst.clone());
         let flow = Some(Flow { cond: flow.cond, state: tr.state.clone() });
         let flow = self.table(trail, TableName::Mangle, &out, flow);
-        let flow = self.nat_dst(trail, &out, flow, &tr);
+        let flow = Flow::merge(self.nat_dst(trail, &out, flow, &tr));
         let Some(flow) = self.hook(trail, &[TableName::Filter, TableName::Security], &out, flow) else { return };
         // ip_route_me_harder: a changed mark or destination is routed again.
-        let changed = or2(&flow.state.pkt.mark.eq(&mark0).not(), &flow.state.pkt.dst.eq(&dst0).not()).simplify();
+        let changed = or2(
+            &not(&crate::encode::packet::eq_bv(&flow.state.pkt.mark, &mark0)),
+            &not(&crate::encode::packet::eq_bv(&flow.state.pkt.dst, &dst0)),
+        );
         let same = flow.and(&not(&changed));
         let again = flow.and(&changed);
         let mut parts: Vec<(Flow, Bool, DevTerm, BV, Vec<RouteOut>)> =
@@ -572,7 +583,7 @@ impl<'e, 's> Run<'e, 's> {
         let mut local = Vec::new();
         for case in &l.cases {
             let c = and2(&flow.cond, &case.cond);
-            if crate::encode::is_false(&c.simplify()) {
+            if crate::encode::is_false(&c) {
                 continue;
             }
             match case.kind {
@@ -594,6 +605,35 @@ impl<'e, 's> Run<'e, 's> {
         let (c, oif, nexthop, routes) = self.forward_target(&ok, &pkt.dst, what);
         let f = Flow { cond: c, state: flow.state.clone() };
         (Some(f), (any(&local), oif, nexthop, routes))
+    }
+}
+
+/// Bound on the NAT outcomes a passage follows separately: each outcome
+/// (no translation, or one DNAT rule) continues as its own flow, so that a
+/// concrete translated destination folds routing and the later tables to
+/// constants; more outcomes than this are merged into one symbolic flow.
+const MAX_SPLIT: usize = 16;
+
+/// The live flows of `parts`, each named; merged into one above [`MAX_SPLIT`].
+fn split(parts: Vec<Flow>, trail: &mut Trail) -> Vec<Flow> {
+    let live: Vec<Flow> = parts.into_iter().filter(|f| !crate::encode::is_false(&f.cond)).collect();
+    if live.len() > MAX_SPLIT {
+        return Flow::merge(live).map(|f| f.named(trail)).into_iter().collect();
+    }
+    live.into_iter().map(|f| f.named(trail)).collect()
+}
+
+/// Two ways out of a node merged into one (exclusive conditions).
+fn merge_out(a: Option<OutFlow>, b: OutFlow) -> OutFlow {
+    let Some(a) = a else { return b };
+    let flow = Flow::merge(vec![a.flow.clone(), b.flow.clone()]).unwrap_or_else(|| b.flow.clone());
+    let mut routes = a.routes;
+    routes.extend(b.routes);
+    OutFlow {
+        oif: DevTerm::ite(&a.flow.cond, &a.oif, &b.oif),
+        nexthop: ite_bv(&a.flow.cond, &a.nexthop, &b.nexthop),
+        flow,
+        routes,
     }
 }
 

@@ -39,6 +39,26 @@ pub fn addr(a: Ipv4Addr) -> BV {
     bv32(u32::from(a))
 }
 
+/// `a == b`, folded to a constant when both are numerals (or the same term).
+pub fn eq_bv(a: &BV, b: &BV) -> Bool {
+    match (a.as_u64(), b.as_u64()) {
+        (Some(x), Some(y)) => Bool::from_bool(x == y),
+        _ if a.ast_eq(b) => Bool::from_bool(true),
+        _ => a.eq(b),
+    }
+}
+
+/// `(x & mask) == value` (32 bits), folded for a numeral `x`.
+pub fn masked_eq(x: &BV, mask: u32, value: u32) -> Bool {
+    if let Some(v) = x.as_u64() {
+        return Bool::from_bool((v & u64::from(mask)) == u64::from(value));
+    }
+    if mask == u32::MAX {
+        return x.eq(bv32(value));
+    }
+    x.bvand(bv32(mask)).eq(bv32(value))
+}
+
 /// `x` is inside `net`.
 pub fn in_net(x: &BV, net: &Ipv4Net) -> Bool {
     let mask = u32::from(net.netmask());
@@ -46,6 +66,9 @@ pub fn in_net(x: &BV, net: &Ipv4Net) -> Bool {
         return Bool::from_bool(true);
     }
     let base = u32::from(net.network());
+    if let Some(v) = x.as_u64() {
+        return Bool::from_bool((v & u64::from(mask)) == u64::from(base));
+    }
     if mask == u32::MAX {
         return x.eq(bv32(base));
     }
@@ -54,6 +77,9 @@ pub fn in_net(x: &BV, net: &Ipv4Net) -> Bool {
 
 /// `lo <= x <= hi` (unsigned), for any width.
 pub fn in_range(x: &BV, lo: u64, hi: u64) -> Bool {
+    if let Some(v) = x.as_u64() {
+        return Bool::from_bool(lo <= v && v <= hi);
+    }
     let w = x.get_size();
     if lo == hi {
         return x.eq(BV::from_u64(lo, w));
@@ -132,6 +158,9 @@ impl SymPacket {
 
     /// Whether the protocol carries ports (TCP, UDP, SCTP).
     pub fn has_ports(&self) -> Bool {
+        if let Some(p) = self.proto.as_u64() {
+            return Bool::from_bool(matches!(p, 6 | 17 | 132));
+        }
         Bool::or(&[
             self.proto.eq(bv8(6)),
             self.proto.eq(bv8(17)),
@@ -238,12 +267,12 @@ impl SymTuple {
 
     /// Field-wise equality.
     pub fn eq(&self, o: &SymTuple) -> Bool {
-        Bool::and(&[
-            self.src.eq(&o.src),
-            self.sport.eq(&o.sport),
-            self.dst.eq(&o.dst),
-            self.dport.eq(&o.dport),
-            self.proto.eq(&o.proto),
+        crate::encode::all(&[
+            eq_bv(&self.src, &o.src),
+            eq_bv(&self.sport, &o.sport),
+            eq_bv(&self.dst, &o.dst),
+            eq_bv(&self.dport, &o.dport),
+            eq_bv(&self.proto, &o.proto),
         ])
     }
 

@@ -19,13 +19,13 @@
 //! multipath routes take their first next hop. These err towards the model,
 //! not the kernel; none occurs in the corpus.
 
-use crate::encode::packet::{addr, bv32, in_net, DevTerm};
+use crate::encode::packet::{addr, bv32, eq_bv, in_net, DevTerm};
 use crate::encode::{and2, any, not, or2, NodeEnc};
 use natpath_model::netstate::{IpRule, Route, RouteType, RuleAction, Scope, TABLE_LOCAL};
 use natpath_model::ruleset::AddrTypes;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
-use z3::ast::{Ast, Bool, BV};
+use z3::ast::{Bool, BV};
 
 /// What a lookup is asked: destination, optional source, mark, input device.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ fn rule_selects(node: &NodeEnc<'_>, rule: &IpRule, key: &Key) -> Bool {
         conds.push(in_net(&key.dst, &to));
     }
     if let Some((v, m)) = rule.fwmark {
-        conds.push(key.mark.bvand(bv32(m)).eq(bv32(v & m)));
+        conds.push(crate::encode::packet::masked_eq(&key.mark, m, v & m));
     }
     if let Some(iif) = &rule.iif {
         conds.push(key.iif.named(node, iif));
@@ -101,7 +101,7 @@ pub fn table_cases<'s>(node: &NodeEnc<'s>, table: u32, dst: &BV) -> (Vec<(Bool, 
     let mut out = Vec::new();
     let mut not_yet = Bool::from_bool(true);
     for r in routes {
-        let hit = in_net(dst, &r.dst).simplify();
+        let hit = in_net(dst, &r.dst);
         if crate::encode::is_false(&hit) {
             continue;
         }
@@ -128,7 +128,7 @@ pub fn lookup<'s>(node: &NodeEnc<'s>, key: &Key) -> Lookup<'s> {
             Some(p) if !crate::encode::is_false(p) => p.clone(),
             _ => continue,
         };
-        let sel = rule_selects(node, rule, key).simplify();
+        let sel = rule_selects(node, rule, key);
         let mut next = and2(&p, &not(&sel));
         let cur = and2(&p, &sel);
         if !crate::encode::is_false(&cur) {
@@ -203,8 +203,8 @@ fn type_bits(kind: RouteType) -> u16 {
 /// only on that device ("no device" does not restrict, as in the model).
 pub fn addr_type_in(node: &NodeEnc<'_>, a: &BV, dev: Option<&DevTerm>, mask: u16) -> Bool {
     let has = |t: u16| Bool::from_bool(t & mask != 0);
-    let special_bcast = or2(&a.eq(bv32(0)), &a.eq(bv32(u32::MAX))).simplify();
-    let mcast = in_net(a, &Ipv4Net::new(Ipv4Addr::new(224, 0, 0, 0), 4).unwrap_or_default()).simplify();
+    let special_bcast = or2(&eq_bv(a, &bv32(0)), &eq_bv(a, &bv32(u32::MAX)));
+    let mcast = in_net(a, &Ipv4Net::new(Ipv4Addr::new(224, 0, 0, 0), 4).unwrap_or_default());
     let (cases, none) = table_cases(node, TABLE_LOCAL, a);
     let mut alts = vec![and2(&none, &has(AddrTypes::UNICAST))];
     for (c, r) in cases {
@@ -323,6 +323,11 @@ pub fn local_src(node: &NodeEnc<'_>, dst: &BV, mark: &BV) -> (BV, Bool) {
 /// address). The effective rp_filter is the maximum of `all` and the
 /// device's value.
 pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &BV) -> Bool {
+    if iif.known.is_none() {
+        if let Some(b) = rpf_fails_shared(node, src, dst, iif, mark) {
+            return b;
+        }
+    }
     let sysctl = &node.node.sysctl;
     let values: Vec<u16> = match iif.known {
         Some(v) => vec![v],
@@ -366,6 +371,62 @@ pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &B
     any(&alts)
 }
 
+/// [`rpf_fails`] for a symbolic input device with one route lookup shared by
+/// every device: possible when no policy rule selects on `iif` and every
+/// device reads the mark alike (`src_valid_mark`). `None` otherwise.
+fn rpf_fails_shared(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &BV) -> Option<Bool> {
+    if node.ip_rules.iter().any(|r| r.iif.is_some()) {
+        return None;
+    }
+    let sysctl = &node.node.sysctl;
+    let values: Vec<u16> = (1..=node.other_dev()).collect();
+    let name_of = |v: u16| node.dev_name(v).unwrap_or("\u{0}other").to_string();
+    let svm = |n: &str| {
+        sysctl.int("net.ipv4.conf.all.src_valid_mark").unwrap_or(0) != 0
+            || sysctl.int(&format!("net.ipv4.conf.{n}.src_valid_mark")).unwrap_or(0) != 0
+    };
+    let svms: Vec<bool> = values.iter().map(|v| svm(&name_of(*v))).collect();
+    let uniform = svms.first().copied().unwrap_or(false);
+    if svms.iter().any(|x| *x != uniform) {
+        return None;
+    }
+    let mut on = Vec::new();
+    let mut loose_ok = Vec::new();
+    for &v in &values {
+        let name = name_of(v);
+        let rpf = sysctl.rp_filter(&name);
+        if rpf == 0 {
+            continue;
+        }
+        on.push(iif.is(v));
+        let has_addr = node.node.interfaces.iter().find(|i| i.name == name).is_some_and(|i| !i.addrs.is_empty());
+        if rpf == 2 && has_addr {
+            loose_ok.push(iif.is(v));
+        }
+    }
+    let key = Key {
+        dst: src.clone(),
+        src: Some((Bool::from_bool(true), dst.clone())),
+        mark: if uniform { mark.clone() } else { bv32(0) },
+        iif: DevTerm::none(),
+    };
+    let l = lookup(node, &key);
+    let loose_ok = any(&loose_ok);
+    let mut fail = vec![l.none.clone()];
+    for c in &l.cases {
+        if c.kind != RouteType::Unicast {
+            fail.push(c.cond.clone());
+            continue;
+        }
+        let same = match &c.dev {
+            Some(d) => iif.named(node, d),
+            None => Bool::from_bool(false),
+        };
+        fail.push(and2(&c.cond, &and2(&not(&same), &not(&loose_ok))));
+    }
+    Some(and2(&any(&on), &any(&fail)))
+}
+
 /// xt_rpfilter: true when the route back to the source leaves by the input
 /// device (any device with `--loose`); packets from `lo`, with no input
 /// device, or from 0.0.0.0 to a broadcast or multicast address pass.
@@ -382,8 +443,8 @@ pub fn rpfilter_passes(
 ) -> Bool {
     let lo = node.dev_value("lo");
     let mcast = in_net(dst, &Ipv4Net::new(Ipv4Addr::new(224, 0, 0, 0), 4).unwrap_or_default());
-    let bcast = dst.eq(bv32(u32::MAX));
-    let special = and2(&src.eq(bv32(0)), &or2(&bcast, &mcast));
+    let bcast = eq_bv(dst, &bv32(u32::MAX));
+    let special = and2(&eq_bv(src, &bv32(0)), &or2(&bcast, &mcast));
     let key = Key {
         dst: src.clone(),
         src: Some((not(&or2(&mcast, &bcast)), dst.clone())),

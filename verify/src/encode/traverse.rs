@@ -29,7 +29,7 @@
 //! ends the paths that reach it as unknown, naming `file:line`; so does a
 //! jump to a missing chain or a call deeper than the bound.
 
-use crate::encode::packet::{bv32, bv8, in_net, in_range, ite_bool, DevTerm, Flow, State};
+use crate::encode::packet::{bv32, bv8, eq_bv, in_net, in_range, ite_bool, masked_eq, DevTerm, Flow, State};
 use crate::encode::route::{addr_type_in, rpfilter_passes};
 use crate::encode::{and2, any, not, or2, Choice, ChoiceKind, Ending, Hit, NodeEnc, RuleRef, Trail};
 use natpath_model::netstate::{SetType};
@@ -145,6 +145,14 @@ fn neg(n: bool, b: Bool) -> Bool {
         not(&b)
     } else {
         b
+    }
+}
+
+/// `(x & bits) != 0` for an 8-bit state or status, folded for a numeral.
+fn state_in(x: &BV, bits: u8) -> Bool {
+    match x.as_u64() {
+        Some(v) => Bool::from_bool(v & u64::from(bits) != 0),
+        None => x.bvand(bv8(bits)).eq(bv8(0)).not(),
     }
 }
 
@@ -377,7 +385,10 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
     /// The rule's match condition (header and modules, in order) and the
     /// paths on which evaluating it reaches something unexpressible.
     fn match_rule(&mut self, rule: &Rule, st: &State, reach: &Bool, rref: &RuleRef) -> (Bool, Option<Ending>) {
-        let mut prefix = self.header(rule, st, rref).simplify();
+        if quick_miss(rule, st) {
+            return (Bool::from_bool(false), None);
+        }
+        let mut prefix = self.header(rule, st, rref);
         if crate::encode::is_false(&prefix) {
             return (prefix, None);
         }
@@ -385,7 +396,6 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
             let reached = and2(reach, &prefix);
             match self.module(m, st, &reached, rref) {
                 Ok(b) => {
-                    let b = b.simplify();
                     prefix = and2(&prefix, &b);
                     if crate::encode::is_false(&prefix) {
                         return (prefix, None);
@@ -420,7 +430,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
             c.push(neg(n.neg, b));
         }
         if let Some(n) = &rule.proto {
-            let b = if n.value == Proto::ALL { Bool::from_bool(true) } else { p.proto.eq(bv8(n.value.0)) };
+            let b = if n.value == Proto::ALL { Bool::from_bool(true) } else { eq_bv(&p.proto, &bv8(n.value.0)) };
             c.push(neg(n.neg, b));
         }
         if rule.fragment == Some(true) {
@@ -458,14 +468,14 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                     None => Bool::from_bool(true),
                     Some(f) => neg(f.neg, p.tcp_flags.bvand(bv8(f.value.mask)).eq(bv8(f.value.comp))),
                 };
-                Bool::and(&[p.proto.eq(bv8(6)), port_ok(&t.sport, &p.sport), port_ok(&t.dport, &p.dport), flags])
+                crate::encode::all(&[eq_bv(&p.proto, &bv8(6)), port_ok(&t.sport, &p.sport), port_ok(&t.dport, &p.dport), flags])
             }
-            Match::Udp(u) => Bool::and(&[p.proto.eq(bv8(17)), port_ok(&u.sport, &p.sport), port_ok(&u.dport, &p.dport)]),
+            Match::Udp(u) => crate::encode::all(&[eq_bv(&p.proto, &bv8(17)), port_ok(&u.sport, &p.sport), port_ok(&u.dport, &p.dport)]),
             Match::Sctp(s) => {
                 if s.chunk_types.is_some() {
                     return Err("`--chunk-types`: SCTP chunks are not modelled".into());
                 }
-                Bool::and(&[p.proto.eq(bv8(132)), port_ok(&s.sport, &p.sport), port_ok(&s.dport, &p.dport)])
+                crate::encode::all(&[eq_bv(&p.proto, &bv8(132)), port_ok(&s.sport, &p.sport), port_ok(&s.dport, &p.dport)])
             }
             Match::Icmp(t) => {
                 let ty = match t {
@@ -482,7 +492,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                         neg(t.neg, hit)
                     }
                 };
-                and2(&p.proto.eq(bv8(1)), &ty)
+                and2(&eq_bv(&p.proto, &bv8(1)), &ty)
             }
             Match::Multiport { kind, neg: n, ports } => {
                 let anyp = |x: &BV| any(&ports.iter().map(|r| in_range(x, u64::from(r.lo), u64::from(r.hi))).collect::<Vec<_>>());
@@ -493,9 +503,9 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                 };
                 and2(&p.has_ports(), &neg(*n, hit))
             }
-            Match::Mark(n) => neg(n.neg, p.mark.bvand(bv32(n.value.mask)).eq(bv32(n.value.value))),
-            Match::Connmark(n) => neg(n.neg, ct.ctmark.bvand(bv32(n.value.mask)).eq(bv32(n.value.value))),
-            Match::State(n) => neg(n.neg, ct.state.bvand(bv8(n.value.0)).eq(bv8(0)).not()),
+            Match::Mark(n) => neg(n.neg, masked_eq(&p.mark, n.value.mask, n.value.value)),
+            Match::Connmark(n) => neg(n.neg, masked_eq(&ct.ctmark, n.value.mask, n.value.value)),
+            Match::State(n) => neg(n.neg, state_in(&ct.state, n.value.0)),
             Match::Conntrack(c) => self.conntrack(c, st)?,
             Match::Statistic { neg: n, mode } => {
                 let kind = match *mode {
@@ -610,8 +620,8 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
         let mut conds = Vec::new();
         if let Some(s) = &c.state {
             let v = s.value.0;
-            let tracked = ct.state.eq(bv8(CtStates::UNTRACKED)).not();
-            let mut hit = vec![ct.state.bvand(bv8(v)).eq(bv8(0)).not()];
+            let tracked = not(&eq_bv(&ct.state, &bv8(CtStates::UNTRACKED)));
+            let mut hit = vec![state_in(&ct.state, v)];
             if v & CtStates::SNAT != 0 {
                 hit.push(and2(&tracked, &ct.snat));
             }
@@ -621,7 +631,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
             conds.push(neg(s.neg, any(&hit)));
         }
         if let Some(s) = &c.status {
-            conds.push(neg(s.neg, ct.status.bvand(bv8(s.value.0)).eq(bv8(0)).not()));
+            conds.push(neg(s.neg, state_in(&ct.status, s.value.0)));
         }
         if let Some(pr) = &c.proto {
             // The model reads the original tuple's protocol, the packet's when untracked.
@@ -664,6 +674,45 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
     }
 }
 
+/// A cheap syntactic pre-check: true when a header field the rule tests is
+/// a constant in `st` that the rule cannot match (another protocol, port or
+/// address). It only skips work: every rule it does not reject is encoded
+/// in full.
+fn quick_miss(rule: &Rule, st: &State) -> bool {
+    let p = &st.pkt;
+    let proto = p.proto.as_u64();
+    if let (Some(n), Some(x)) = (&rule.proto, proto) {
+        if n.value != Proto::ALL && (u64::from(n.value.0) == x) == n.neg {
+            return true;
+        }
+    }
+    let net_miss = |r: &Option<Neg<ipnet::Ipv4Net>>, v: &BV| match (r, v.as_u64()) {
+        (Some(n), Some(x)) => {
+            let a = std::net::Ipv4Addr::from(u32::try_from(x).unwrap_or(0));
+            n.value.contains(&a) == n.neg
+        }
+        _ => false,
+    };
+    if net_miss(&rule.src, &p.src) || net_miss(&rule.dst, &p.dst) {
+        return true;
+    }
+    let port_miss = |r: &Option<Neg<PortRange>>, v: &BV| match (r, v.as_u64()) {
+        (Some(n), Some(x)) => (u64::from(n.value.lo) <= x && x <= u64::from(n.value.hi)) == n.neg,
+        _ => false,
+    };
+    for m in &rule.matches {
+        let miss = match m {
+            Match::Tcp(t) => proto.is_some_and(|x| x != 6) || port_miss(&t.dport, &p.dport) || port_miss(&t.sport, &p.sport),
+            Match::Udp(u) => proto.is_some_and(|x| x != 17) || port_miss(&u.dport, &p.dport) || port_miss(&u.sport, &p.sport),
+            _ => false,
+        };
+        if miss {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether an ipset holds the packet (xt_set over ip_set_hash_*.c): for
 /// address sets the most specific entry containing the address decides, a
 /// `nomatch` entry excluding; port dimensions filter the entries first.
@@ -694,7 +743,7 @@ pub fn set_contains(node: &NodeEnc<'_>, name: &str, dirs: &[SetDir], st: &State,
         for e in entries {
             let Some(net) = e.net else { continue };
             let Some(f) = filter(e) else { continue };
-            let here = and2(&f, &in_net(&a0, &net)).simplify();
+            let here = and2(&f, &in_net(&a0, &net));
             if crate::encode::is_false(&here) {
                 continue;
             }

@@ -180,7 +180,7 @@ struct Walker<'w, 's> {
 
 impl Walker<'_, '_> {
     fn end(&mut self, cond: Bool, kind: EndKind, state: &State, reason: String) {
-        if crate::encode::is_false(&cond.simplify()) {
+        if crate::encode::is_false(&cond) {
             return;
         }
         self.out.ends.push(WalkEnd { cond, kind, state: state.clone(), reason });
@@ -216,7 +216,7 @@ impl Walker<'_, '_> {
         let Some(o) = &p.out else { return };
         for r in &o.routes {
             let cond = and2(&o.flow.cond, &r.cond);
-            if crate::encode::is_false(&cond.simplify()) {
+            if crate::encode::is_false(&cond) {
                 continue;
             }
             let s = &o.flow.state;
@@ -394,7 +394,7 @@ impl Walker<'_, '_> {
             let here = and2(&owns, &not(&any(&taken)));
             taken.push(owns);
             let c = and2(&cond, &here);
-            if crate::encode::is_false(&c.simplify()) {
+            if crate::encode::is_false(&c) {
                 continue;
             }
             self.next(m, &peer.lan.clone(), c, s, depth, visited);
@@ -422,7 +422,7 @@ impl Walker<'_, '_> {
     }
 
     fn next(&mut self, m: usize, dev: &str, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
-        if crate::encode::is_false(&cond.simplify()) {
+        if crate::encode::is_false(&cond) {
             return;
         }
         if visited.contains(&m) {

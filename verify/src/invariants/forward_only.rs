@@ -20,8 +20,7 @@
 //! (a missing or shadowed KUBE-NODEPORTS rule): the service is unreachable on
 //! that node, with an RST or a silent drop depending on INPUT's policy.
 
-use super::{arrival_devs, is_endpoint, one_of, own_addrs, proto_is, Checker, Outcome, QAnswer};
-use crate::encode::packet::bv16;
+use super::{arrival_devs, is_endpoint, one_of, own_addrs, Checker, Outcome, Pins, QAnswer};
 use crate::encode::{and2, not};
 use natpath_model::node::NodeEnd;
 use natpath_model::packet::Hook;
@@ -45,10 +44,8 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
             }
             let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
             let addrs = addrs.clone();
-            let Some(q) = c.node_query(n, &devs, |_, ne, p| {
+            let Some(q) = c.node_query(n, &devs, Pins::port(s.proto, port), |_, ne, p| {
                 vec![
-                    proto_is(p, s.proto),
-                    p.dport.eq(bv16(port)),
                     one_of(&p.dst, &addrs),
                     not(&crate::encode::route::is_local(ne, &p.src)),
                 ]

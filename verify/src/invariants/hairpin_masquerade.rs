@@ -15,8 +15,8 @@
 //! (kube-proxy's `-s POD -j KUBE-MARK-MASQ` in each KUBE-SEP chain is the
 //! rule that prevents it).
 
-use super::{proto_is, Checker, Outcome, QAnswer};
-use crate::encode::packet::{addr, bv16};
+use super::{Checker, Outcome, Pins, QAnswer};
+use crate::encode::packet::addr;
 use crate::encode::{all, not};
 use natpath_model::node::NodeEnd;
 
@@ -46,14 +46,8 @@ pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
                     s.name
                 );
                 let pa = pod.address;
-                let Some(q) = c.node_query(n, &[dev], |_, _, p| {
-                    vec![
-                        proto_is(p, s.proto),
-                        p.src.eq(addr(pa)),
-                        p.dst.eq(addr(cip)),
-                        p.dport.eq(bv16(cport)),
-                    ]
-                }) else {
+                let pins = Pins { src: Some(pa), dst: Some(cip), ..Pins::port(s.proto, cport) };
+                let Some(q) = c.node_query(n, &[dev], pins, |_, _, _| Vec::new()) else {
                     continue;
                 };
                 let pass = &q.passage;

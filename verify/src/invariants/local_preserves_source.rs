@@ -16,8 +16,7 @@
 //! that masquerades it or sends it to a remote endpoint breaks both promises
 //! while every probe still "works".
 
-use super::{is_endpoint, lan_addrs, one_of, proto_is, Checker, Outcome, QAnswer};
-use crate::encode::packet::bv16;
+use super::{is_endpoint, lan_addrs, one_of, Checker, Outcome, Pins, QAnswer};
 use crate::encode::{and2, not, or2};
 use natpath_model::node::NodeEnd;
 
@@ -41,9 +40,11 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
             checked += 1;
             let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
             let addrs = addrs.clone();
-            let Some(q) = c.node_query(n, &[lan], |c, _, p| {
-                vec![proto_is(p, s.proto), p.dport.eq(bv16(port)), one_of(&p.dst, &addrs), c.external(&p.src)]
-            }) else {
+            let mut pins = Pins::port(s.proto, port);
+            if let [one] = addrs.as_slice() {
+                pins.dst = Some(*one);
+            }
+            let Some(q) = c.node_query(n, &[lan], pins, |c, _, p| vec![one_of(&p.dst, &addrs), c.external(&p.src)]) else {
                 continue;
             };
             let pass = &q.passage;

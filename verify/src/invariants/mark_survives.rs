@@ -16,7 +16,7 @@
 //! NodePort connections with remote endpoints (the blog author's "otherwise
 //! it crashes").
 
-use super::{arrival_devs, Checker, Outcome, QAnswer};
+use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::{bv16, bv32, bv8};
 use crate::encode::{all, and2, not};
 use natpath_model::ruleset::Proto;
@@ -65,8 +65,9 @@ pub fn check_mark_survives(c: &mut Checker<'_>) -> Outcome {
         cuts.push((if sl.is_empty() { node_name.clone() } else { format!("{node_name} other ports") }, None));
         for (label, cut) in cuts {
             let sl = sl.clone();
-            let Some(q) = c.node_query(n, &devs, |_, _, p| match cut {
-                Some((proto, port)) => vec![p.proto.eq(bv8(proto.0)), p.dport.eq(bv16(port))],
+            let pins = cut.map(|(proto, port)| Pins::port(proto, port)).unwrap_or_default();
+            let Some(q) = c.node_query(n, &devs, pins, |_, _, p| match cut {
+                Some(_) => Vec::new(),
                 None => sl
                     .iter()
                     .map(|(proto, port)| not(&and2(&p.proto.eq(bv8(proto.0)), &p.dport.eq(bv16(*port)))))

@@ -18,8 +18,8 @@
 //! hang. Each NodePort is its own small query (the encoding is sliced by the
 //! port).
 
-use super::{arrival_devs, proto_is, Checker, Outcome, QAnswer};
-use crate::encode::packet::{bv16, bv32};
+use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
+use crate::encode::packet::bv32;
 use crate::encode::all;
 use natpath_model::node::NodeEnd;
 
@@ -39,8 +39,8 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
             let Some(port) = s.node_port else { continue };
             ports += 1;
             let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
-            let Some(q) = c.node_query(n, &devs, |_, ne, p| {
-                vec![proto_is(p, s.proto), p.dport.eq(bv16(port)), crate::encode::route::is_local(ne, &p.dst)]
+            let Some(q) = c.node_query(n, &devs, Pins::port(s.proto, port), |_, ne, p| {
+                vec![crate::encode::route::is_local(ne, &p.dst)]
             }) else {
                 continue;
             };

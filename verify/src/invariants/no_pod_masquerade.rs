@@ -14,7 +14,7 @@
 //! makes every pod look like a node, and policy by pod selector silently
 //! stops matching.
 
-use super::{arrival_devs, Checker, Outcome, QAnswer};
+use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
 use crate::encode::{and2, not};
 use natpath_model::node::NodeEnd;
 
@@ -32,7 +32,7 @@ pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
         let devs = arrival_devs(ne);
         let node_name = ne.node.name.clone();
         let label = format!("{node_name} pod-to-pod");
-        let Some(q) = c.node_query(n, &devs, |c, _, p| {
+        let Some(q) = c.node_query(n, &devs, Pins::default(), |c, _, p| {
             vec![c.pod_addr(&p.src), c.pod_addr(&p.dst), not(&p.src.eq(&p.dst))]
         }) else {
             continue;

@@ -21,8 +21,7 @@
 //! stale endpoint or an rp_filter that drops the hairpin all show up as a
 //! NodePort that times out on some node, for some endpoints only.
 
-use super::{ep_str, is_endpoint, listens, proto_is, Checker, Outcome, QAnswer};
-use crate::encode::packet::bv16;
+use super::{ep_str, is_endpoint, listens, Checker, Outcome, Pins, QAnswer};
 use crate::encode::walk::{EndKind, Reached};
 use crate::encode::{and2, any, not};
 use natpath_model::trace::Outcome as TOutcome;
@@ -55,7 +54,7 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                 }
             }
             for &h in &hosts {
-                let Some(q) = c.walk_query(n, h, false, |p| vec![proto_is(p, s.proto), p.dport.eq(bv16(port))]) else {
+                let Some(q) = c.walk_query(n, h, false, Pins::port(s.proto, port), |_| Vec::new()) else {
                     continue;
                 };
                 let snap = c.snap;

@@ -19,8 +19,8 @@
 //! pod's address and the client's TCP stack resets it: connections hang
 //! only for remote endpoints, which is the hardest kind of outage to read.
 
-use super::{proto_is, Checker, Outcome, QAnswer};
-use crate::encode::packet::{addr, bv16};
+use super::{Checker, Outcome, Pins, QAnswer};
+use crate::encode::packet::addr;
 use crate::encode::walk::{EndKind, Reached};
 use crate::encode::{all, and2, any, not, Ending};
 use natpath_model::trace::Outcome as TOutcome;
@@ -46,7 +46,7 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
                 continue;
             }
             for &h in &hosts {
-                let Some(q) = c.walk_query(n, h, true, |p| vec![proto_is(p, s.proto), p.dport.eq(bv16(port))]) else {
+                let Some(q) = c.walk_query(n, h, true, Pins::port(s.proto, port), |_| Vec::new()) else {
                     continue;
                 };
                 let Some(host) = c.snap.cluster.hosts.get(h) else { continue };
