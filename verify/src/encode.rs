@@ -20,8 +20,21 @@
 //! reported as unknown (exit 3), never as a pass. A match or target the
 //! encoding cannot express ends the path as *unknown* naming the rule's
 //! `file:line`; every verdict whose scope reaches such a path is unknown.
-//! Documented approximations that err the other way are listed where they are
-//! made (`--random-fully` ports, policy-routing `oif` selectors).
+//!
+//! Where the encoding follows the model rather than the kernel (each listed
+//! where it is made; none occurs in the corpus): a NAT range takes its first
+//! address and port; `--random-fully` keeps the source port (the bindings
+//! restore whatever port the kernel picks, so no catalog invariant depends on
+//! it); policy-routing `tos`, `ipproto`, port and `uidrange` selectors are
+//! not read and `oif` never selects; multipath routes take their first next
+//! hop; a packet of a walk's reply direction is looked up by the reply tuple
+//! only; and, as everywhere in natpath, packets are not fragments and carry
+//! TOS 0.
+//!
+//! Building blocks keep formulas small: concrete inputs are constants of the
+//! symbolic packet, comparisons of numerals fold in Rust, every hook boundary
+//! names the state with fresh constants (`Trail::defs`), and each NAT outcome
+//! continues as its own flow.
 
 pub mod conntrack;
 pub mod node;

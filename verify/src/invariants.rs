@@ -891,12 +891,13 @@ pub fn report_text(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String 
     for v in verdicts {
         let _ = writeln!(
             s,
-            "  {:<24} {:<8} encode {:>9}  solve {:>9}  ({} queries)",
+            "  {:<24} {:<8} encode {:>9}  solve {:>9}  ({} {})",
             v.name,
             v.outcome.word(),
             ms(v.encode),
             ms(v.solve),
-            v.queries
+            v.queries,
+            if v.queries == 1 { "query" } else { "queries" }
         );
     }
     for v in verdicts {

@@ -52,10 +52,7 @@ pub struct Session {
 impl Session {
     /// A fresh session; `timeout` bounds each check.
     pub fn new(timeout: Option<Duration>) -> Session {
-        let solver = match std::env::var("NATPATH_LOGIC") {
-            Ok(l) => Solver::new_for_logic(l.as_str()).unwrap_or_else(Solver::new),
-            Err(_) => Solver::new(),
-        };
+        let solver = Solver::new();
         if let Some(t) = timeout {
             let mut p = Params::new();
             p.set_u32("timeout", u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1));
@@ -117,4 +114,57 @@ pub fn solve(assertions: &[&Bool], timeout: Option<Duration>) -> (Answer, Durati
     }
     let a = s.check();
     (a, s.spent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use z3::ast::BV;
+
+    #[test]
+    fn sat_gives_a_model() {
+        let x = BV::new_const("solver_test_x", 16);
+        let goal = x.bvadd(BV::from_u64(1, 16)).eq(BV::from_u64(8, 16));
+        let (a, _) = solve(&[&goal], None);
+        match a {
+            Answer::Sat(w) => assert_eq!(w.u64(&x), Some(7)),
+            other => panic!("expected sat, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsat_is_unsat() {
+        let x = BV::new_const("solver_test_y", 8);
+        let goal = Bool::and(&[x.bvult(BV::from_u64(3, 8)), x.bvugt(BV::from_u64(5, 8))]);
+        assert!(matches!(solve(&[&goal], None).0, Answer::Unsat));
+    }
+
+    #[test]
+    fn a_timeout_is_unknown_never_a_verdict() {
+        // Factor a 62-bit semiprime (two 31-bit primes): far beyond a millisecond.
+        let p = BV::new_const("solver_test_p", 64);
+        let q = BV::new_const("solver_test_q", 64);
+        let n: u64 = 2_147_483_647 * 2_147_483_629;
+        let goal = Bool::and(&[
+            p.bvmul(&q).eq(BV::from_u64(n, 64)),
+            p.bvugt(BV::from_u64(1, 64)),
+            q.bvugt(BV::from_u64(1, 64)),
+            p.bvult(BV::from_u64(1 << 32, 64)),
+            q.bvult(BV::from_u64(1 << 32, 64)),
+        ]);
+        match solve(&[&goal], Some(Duration::from_millis(1))).0 {
+            Answer::Unknown(why) => assert!(!why.is_empty()),
+            Answer::Sat(_) | Answer::Unsat => {} // a very fast machine may finish; never a panic
+        }
+    }
+
+    #[test]
+    fn check_with_leaves_the_session_as_it_was() {
+        let x = BV::new_const("solver_test_z", 8);
+        let mut s = Session::new(None);
+        s.assert(&x.bvult(BV::from_u64(10, 8)));
+        let contra = x.bvugt(BV::from_u64(20, 8));
+        assert!(matches!(s.check_with(&[&contra]), Answer::Unsat));
+        assert!(matches!(s.check(), Answer::Sat(_)));
+    }
 }

@@ -248,3 +248,58 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
     }
     c.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natpath_model::loc::Loc;
+    use natpath_model::ruleset::Rule;
+
+    /// A KUBE-SVC chain as kube-proxy writes it for `n` endpoints: rule i
+    /// draws with the printed probability 1/(n-i) (ten decimals), the last
+    /// one always matches.
+    fn svc(n: usize) -> Chain {
+        let rules = (0..n)
+            .map(|i| {
+                let mut r = Rule::empty(Loc::synthetic());
+                if i + 1 < n {
+                    let printed: f64 = format!("{:.10}", 1.0 / (n - i) as f64).parse().unwrap();
+                    let p31 = (printed * f64::from(1u32 << 31)).round() as u32;
+                    r.matches.push(Match::Statistic { neg: false, mode: StatisticMode::Random { p31 } });
+                }
+                r.target = Some(Target::Jump(format!("KUBE-SEP-{i}")));
+                r
+            })
+            .collect();
+        Chain { name: "KUBE-SVC-X".into(), policy: None, counters: None, rules, implied: false, loc: Loc::synthetic() }
+    }
+
+    #[test]
+    fn kube_proxy_probabilities_are_fair_within_1e9() {
+        for n in [1, 2, 3, 7, 10, 100] {
+            let (per, rest) = shares(&svc(n)).unwrap();
+            assert_eq!(per.len(), n);
+            assert!(per.iter().all(|(_, s)| within(s, n)), "{n} endpoints: {per:?}");
+            assert_eq!(rest, Q::from_integer(BigInt::from(0)));
+        }
+    }
+
+    #[test]
+    fn a_halved_probability_is_unfair() {
+        let mut c = svc(2);
+        if let Some(Match::Statistic { mode: StatisticMode::Random { p31 }, .. }) = c.rules[0].matches.first_mut() {
+            *p31 /= 2;
+        }
+        let (per, _) = shares(&c).unwrap();
+        assert_eq!(per[0].1, Q::new(BigInt::from(1), BigInt::from(4)));
+        assert!(!within(&per[0].1, 2));
+    }
+
+    #[test]
+    fn a_condition_besides_the_draw_is_unknown() {
+        let mut c = svc(2);
+        c.rules[0].src = Some(natpath_model::ruleset::Neg::pos("10.0.0.0/8".parse().unwrap()));
+        let e = shares(&c).unwrap_err();
+        assert!(e.contains("`-s`"), "{e}");
+    }
+}
