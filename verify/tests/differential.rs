@@ -17,6 +17,12 @@
 //! it leaves or is delivered (addresses, ports, mark), whether DNAT and SNAT
 //! happened, the hooks crossed, and the marks after nat PREROUTING and
 //! entering nat POSTROUTING. A failure shrinks to a minimal packet.
+//!
+//! The cluster walk is checked the same way at the walk level: for every
+//! corpus probe and generated ones (hosts to NodePorts, pods to cluster IPs),
+//! the outcomes the encoding's walk and reply admit are exactly the model's
+//! branches of `walk::trace` (who receives it, as what, and what the sender
+//! sees of the answer).
 
 use natpath_model::intent::Intent;
 use natpath_model::loc::Loc;
@@ -437,3 +443,237 @@ differential_test!(etp_local_no_endpoint, "etp-local-no-endpoint");
 differential_test!(session_affinity, "session-affinity");
 differential_test!(calico_vxlan, "calico-vxlan");
 differential_test!(broken_no_mark_masq, "broken-no-mark-masq");
+
+// ---------------------------------------------------------------------------
+// Walks: the encoding's cluster walk (first packet and answer) against the
+// model's `walk::trace`, on every probe of the corpus and on generated ones
+// (each host to every NodePort of every node, each pod to every cluster IP).
+// With the probe fixed and every draw left free, the set of outcomes the
+// encoding admits must be exactly the set of the model's branches: each
+// branch's outcome is admitted (sat) and nothing outside them is (unsat).
+
+use natpath_model::trace::{Branch, Outcome as TOutcome, Probe};
+use natpath_model::walk::{self as mwalk, TraceOptions};
+use natpath_verify::encode::walk::{self, EndKind, Reached, Start, WalkEnd, WalkOut};
+
+fn seen_is(st: &SymPacket, src: &str, dst: &str) -> Bool {
+    let parse = |s: &str| -> Option<(Ipv4Addr, u16)> {
+        let (a, p) = s.rsplit_once(':')?;
+        Some((a.parse().ok()?, p.parse().ok()?))
+    };
+    match (parse(src), parse(dst)) {
+        (Some((sa, sp)), Some((da, dp))) => Bool::and(&[
+            st.src.eq(addr(sa)),
+            st.sport.eq(bv16(sp)),
+            st.dst.eq(addr(da)),
+            st.dport.eq(bv16(dp)),
+        ]),
+        _ => Bool::from_bool(false),
+    }
+}
+
+fn reached_named(snap: &Snapshot, e: &WalkEnd, kind: &str, name: &str) -> bool {
+    match e.kind {
+        EndKind::Reached(Reached::Pod(i)) => kind == "pod" && snap.cluster.pods.get(i).is_some_and(|p| p.name == name),
+        EndKind::Reached(Reached::Host(i)) => kind == "host" && snap.cluster.hosts.get(i).is_some_and(|h| h.name == name),
+        EndKind::Reached(Reached::Node(i)) => kind == "node" && snap.nodes.get(i).is_some_and(|n| n.name == name),
+        _ => false,
+    }
+}
+
+/// The encoding's condition for the outcome of one model branch.
+fn branch_outcome(snap: &Snapshot, fwd: &WalkOut, replies: &[(usize, WalkOut)], from: &str, b: &Branch) -> Bool {
+    let f = Bool::from_bool(false);
+    let any_end = |ends: &[WalkEnd], pick: &dyn Fn(&WalkEnd) -> bool| {
+        natpath_verify::encode::any(&ends.iter().filter(|e| pick(e)).map(|e| e.cond.clone()).collect::<Vec<_>>())
+    };
+    let Some(d) = &b.delivered_to else {
+        return match b.outcome {
+            TOutcome::Dropped => any_end(&fwd.ends, &|e| e.kind == EndKind::Dropped),
+            TOutcome::Rejected => any_end(&fwd.ends, &|e| e.kind == EndKind::Rejected),
+            TOutcome::Loop => any_end(&fwd.ends, &|e| e.kind == EndKind::Loop),
+            _ => any_end(&fwd.ends, &|e| matches!(e.kind, EndKind::Unknown | EndKind::Elsewhere { .. })),
+        };
+    };
+    let Some(seen) = &b.seen_by_destination else { return f };
+    let mut alts = Vec::new();
+    for e in fwd.ends.iter().filter(|e| reached_named(snap, e, &d.kind, &d.name)) {
+        let here = and2(&e.cond, &seen_is(&e.state.pkt, &seen.src, &seen.dst));
+        let reply = match (&b.reply, &e.kind) {
+            (None, _) => Bool::from_bool(true),
+            (Some(r), EndKind::Reached(Reached::Pod(pi))) => {
+                let pi = *pi;
+                let Some((_, back)) = replies.iter().find(|(p, _)| *p == pi) else { return f };
+                match &r.seen_by_client {
+                    Some(s) => natpath_verify::encode::any(
+                        &back
+                            .ends
+                            .iter()
+                            .filter(|x| reached_named(snap, x, "host", from) || reached_named(snap, x, "pod", from))
+                            .map(|x| and2(&x.cond, &seen_is(&x.state.pkt, &s.src, &s.dst)))
+                            .collect::<Vec<_>>(),
+                    ),
+                    None => match r.outcome {
+                        TOutcome::Dropped => any_end(&back.ends, &|x| x.kind == EndKind::Dropped),
+                        TOutcome::Rejected => any_end(&back.ends, &|x| x.kind == EndKind::Rejected),
+                        TOutcome::Loop => any_end(&back.ends, &|x| x.kind == EndKind::Loop),
+                        TOutcome::Unknown => any_end(&back.ends, &|x| matches!(x.kind, EndKind::Unknown | EndKind::Elsewhere { .. })),
+                        _ => any_end(&back.ends, &|x| {
+                            matches!(x.kind, EndKind::Reached(_)) && !reached_named(snap, x, "host", from) && !reached_named(snap, x, "pod", from)
+                        }),
+                    },
+                }
+            }
+            // Replies from hosts and nodes are not walked by the encoding's tests.
+            (Some(_), _) => Bool::from_bool(true),
+        };
+        alts.push(and2(&here, &reply));
+    }
+    natpath_verify::encode::any(&alts)
+}
+
+fn walks(name: &str) {
+    let snap = load(name);
+    let enc = Encoder::new(&snap, EncodeOptions::default());
+    // Probes: the corpus file, each host to every NodePort of every node,
+    // each pod to every cluster IP.
+    let mut probes: Vec<(String, Ipv4Addr, u16, Proto)> = Vec::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(name);
+    if let Ok(text) = std::fs::read_to_string(dir.join("probes")) {
+        for l in text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
+            let (from, rest) = l.split_once(':').unwrap();
+            let (to, proto) = rest.split_once('/').unwrap_or((rest, "tcp"));
+            let (ip, port) = to.rsplit_once(':').unwrap();
+            let proto = if proto == "udp" { Proto::UDP } else { Proto::TCP };
+            probes.push((from.to_string(), ip.parse().unwrap(), port.parse().unwrap(), proto));
+        }
+    }
+    for n in &snap.nodes {
+        let intent = Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
+        let lan: Vec<Ipv4Addr> = n.interfaces.iter().filter(|i| i.name == n.lan).flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).collect();
+        for s in &intent.services {
+            for h in &snap.cluster.hosts {
+                if let (Some(p), Some(a)) = (s.node_port, lan.first()) {
+                    probes.push((h.name.clone(), *a, p, s.proto));
+                }
+            }
+            for pod in &snap.cluster.pods {
+                if let Some((ip, port)) = s.cluster_ip {
+                    probes.push((pod.name.clone(), ip, port, s.proto));
+                }
+            }
+        }
+    }
+    probes.sort_by(|a, b| (a.0.as_str(), a.1, a.2, a.3).cmp(&(b.0.as_str(), b.1, b.2, b.3)));
+    probes.dedup();
+    let mut checked = 0;
+    for (from, dst, dport, proto) in probes {
+        let sport = 40000u16;
+        let probe = Probe { from: from.clone(), to: format!("{dst}:{dport}"), dst, dport, proto, sport };
+        let Ok(trace) = mwalk::trace(&snap, &probe, &TraceOptions::default()) else { continue };
+        // Where the probe enters the cluster, as the model's walk has it.
+        let (src, start_node, start_dev) = if let Some(h) = snap.cluster.hosts.iter().find(|h| h.name == from) {
+            let nexthop = if h.address.contains(&dst) { Some(dst) } else { h.gateway };
+            let Some(m) = nexthop.and_then(|nh| walk::lan_owner(&enc, nh)) else { continue };
+            (h.address.addr(), m, snap.nodes[m].lan.clone())
+        } else if let Some(p) = snap.cluster.pods.iter().find(|p| p.name == from) {
+            let Some(m) = snap.nodes.iter().position(|x| x.name == p.node) else { continue };
+            (p.address, m, p.iface.clone())
+        } else {
+            continue;
+        };
+        let mut pkt = SymPacket::concrete(&Packet::first(src, sport, dst, dport, proto));
+        pkt.len = bv16(60);
+        let mut trail = Trail::default();
+        let dev = enc.node(start_node).unwrap().dev_value(&start_dev);
+        let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt) };
+        let fwd = walk::walk(&enc, &mut trail, Start::Arrive { node: start_node, dev, flow }, &|_| CtCtx::Fresh, false);
+        let mut replies = Vec::new();
+        for (pi, pod) in snap.cluster.pods.iter().enumerate() {
+            let ends: Vec<&WalkEnd> = fwd.reached(Reached::Pod(pi)).collect();
+            if ends.is_empty() {
+                continue;
+            }
+            let pn = snap.nodes.iter().position(|x| x.name == pod.node).unwrap();
+            let dev = enc.node(pn).unwrap().dev_value(&pod.iface);
+            let listens = |p: &SymPacket| {
+                if pod.listen.is_empty() {
+                    return Bool::from_bool(true);
+                }
+                natpath_verify::encode::any(
+                    &pod.listen
+                        .iter()
+                        .filter_map(|l| l.split_once('/'))
+                        .filter_map(|(pr, po)| {
+                            let pr = match pr { "tcp" => 6u8, "udp" => 17, _ => return None };
+                            Some(and2(&p.proto.eq(bv8(pr)), &p.dport.eq(bv16(po.parse().ok()?))))
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let parts: Vec<Flow> = ends
+                .iter()
+                .map(|e| Flow { cond: and2(&e.cond, &listens(&e.state.pkt)), state: State::arriving(walk::answer(&e.state.pkt)) })
+                .collect();
+            let Some(flow) = Flow::merge(parts) else { continue };
+            let back = walk::walk(&enc, &mut trail, Start::Arrive { node: pn, dev, flow }, &|m| walk::replies_on(&fwd, m), true);
+            replies.push((pi, back));
+        }
+        let mut s = Session::new(Some(Duration::from_secs(30)));
+        for d in &trail.defs {
+            s.assert(d);
+        }
+        let outs: Vec<Bool> = trace.branches.iter().map(|b| branch_outcome(&snap, &fwd, &replies, &from, b)).collect();
+        for (b, o) in trace.branches.iter().zip(&outs) {
+            match s.check_with(&[o]) {
+                Answer::Sat(_) => {}
+                a => panic!(
+                    "{name}: probe {from} -> {dst}:{dport}: the encoding does not admit the model's branch ({a:?}): {:?} {:?} {:?} reply {:?} ({:?})",
+                    b.outcome, b.delivered_to, b.seen_by_destination, b.reply, b.reason
+                ),
+            }
+        }
+        let none = not(&natpath_verify::encode::any(&outs));
+        match s.check_with(&[&none]) {
+            Answer::Unsat => {}
+            Answer::Sat(w) => {
+                let ends: Vec<String> = fwd
+                    .ends
+                    .iter()
+                    .filter(|e| w.bool(&e.cond) == Some(true))
+                    .map(|e| format!("{:?}: {} (seen {:?}:{:?} -> {:?}:{:?})", e.kind, e.reason, w.u64(&e.state.pkt.src), w.u64(&e.state.pkt.sport), w.u64(&e.state.pkt.dst), w.u64(&e.state.pkt.dport)))
+                    .collect();
+                let back: Vec<String> = replies
+                    .iter()
+                    .flat_map(|(_, r)| r.ends.iter())
+                    .filter(|e| w.bool(&e.cond) == Some(true))
+                    .map(|e| format!("{:?}: {} (seen {:?}:{:?} -> {:?}:{:?})", e.kind, e.reason, w.u64(&e.state.pkt.src), w.u64(&e.state.pkt.sport), w.u64(&e.state.pkt.dst), w.u64(&e.state.pkt.dport)))
+                    .collect();
+                let model: Vec<String> = trace.branches.iter().map(|b| format!("{:?} {:?} {:?} reply {:?}", b.outcome, b.delivered_to.as_ref().map(|d| &d.name), b.seen_by_destination, b.reply.as_ref().map(|r| (r.outcome, &r.seen_by_client)))).collect();
+                panic!("{name}: probe {from} -> {dst}:{dport}: the encoding admits an outcome no model branch has: forward {ends:?} reply {back:?}; model: {model:?}");
+            }
+            a => panic!("{name}: probe {from} -> {dst}:{dport}: {a:?}"),
+        }
+        checked += 1;
+    }
+    println!("{name}: {checked} probes agree (forward walk and reply)");
+    assert!(checked > 0, "{name}: no probe could be checked");
+}
+
+macro_rules! walk_test {
+    ($f:ident, $snap:expr) => {
+        #[test]
+        fn $f() {
+            walks($snap);
+        }
+    };
+}
+
+walk_test!(walks_seed_ipip_local, "seed-ipip-local");
+walk_test!(walks_seed_ipip_remote, "seed-ipip-remote");
+walk_test!(walks_multi_endpoint, "multi-endpoint");
+walk_test!(walks_etp_local_with_endpoint, "etp-local-with-endpoint");
+walk_test!(walks_etp_local_no_endpoint, "etp-local-no-endpoint");
+walk_test!(walks_session_affinity, "session-affinity");
+walk_test!(walks_calico_vxlan, "calico-vxlan");
+walk_test!(walks_broken_no_mark_masq, "broken-no-mark-masq");
