@@ -268,7 +268,13 @@ impl<'e, 's> Run<'e, 's> {
             }
         }
         self.p.dnat = or2(&self.p.dnat, &any(&dnat));
-        split(parts, trail)
+        // Follow NAT outcomes apart only for first packets: a packet that may
+        // also belong to a known connection (a reply) stays one flow.
+        if crate::encode::is_false(&rest.cond) {
+            split(parts, trail)
+        } else {
+            Flow::merge(parts).map(|f| f.named(trail)).into_iter().collect()
+        }
     }
 
     /// nat at POSTROUTING/INPUT: the rules for first packets (SNAT, and at

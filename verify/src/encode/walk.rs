@@ -214,13 +214,22 @@ impl Walker<'_, '_> {
             self.end(l.cond.clone(), EndKind::Reached(Reached::Node(n)), &l.state, format!("delivered to {}", node.name));
         }
         let Some(o) = &p.out else { return };
+        // One hop per distinct (device, gateway): a passage followed per NAT
+        // outcome lists the same route once per outcome.
+        let mut routes: Vec<(u16, Option<Ipv4Addr>, Bool)> = Vec::new();
         for r in &o.routes {
-            let cond = and2(&o.flow.cond, &r.cond);
+            match routes.iter_mut().find(|(d, g, _)| *d == r.dev && *g == r.gateway) {
+                Some((_, _, c)) => *c = crate::encode::or2(c, &r.cond),
+                None => routes.push((r.dev, r.gateway, r.cond.clone())),
+            }
+        }
+        for (dev_v, gateway, rcond) in routes {
+            let cond = and2(&o.flow.cond, &rcond);
             if crate::encode::is_false(&cond) {
                 continue;
             }
             let s = &o.flow.state;
-            let Some(dev) = ne.dev_name(r.dev).map(str::to_string) else {
+            let Some(dev) = ne.dev_name(dev_v).map(str::to_string) else {
                 self.end(cond, EndKind::Unknown, s, format!("{} sends it out of an unknown device", node.name));
                 continue;
             };
@@ -229,7 +238,7 @@ impl Walker<'_, '_> {
                 continue;
             }
             match tunnel_kind(node, &dev) {
-                Some(kind) => self.tunnel(n, &dev, kind, r.gateway, cond, s, depth, visited),
+                Some(kind) => self.tunnel(n, &dev, kind, gateway, cond, s, depth, visited),
                 None => self.wire(n, &dev, &o.nexthop, cond, s, depth, visited),
             }
         }
