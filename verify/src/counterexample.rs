@@ -255,7 +255,13 @@ fn seed_state(model: &mut NodeModel<'_>, snap: &Snapshot, n: usize, draws: &[Dra
 }
 
 /// Run the arriving packet of `cx` through node `n` of the model.
-pub(crate) fn replay_node(snap: &Snapshot, n: usize, iface: &str, pkt: &PacketValue, draws: &[Draw]) -> Option<Passage> {
+pub(crate) fn replay_node(
+    snap: &Snapshot,
+    n: usize,
+    iface: &str,
+    pkt: &PacketValue,
+    draws: &[Draw],
+) -> Option<Passage> {
     let node = snap.nodes.get(n)?;
     let mut model = NodeModel::new(node, NodeOptions::default());
     let p = pkt.packet();

@@ -67,15 +67,7 @@ pub struct RuleRef {
 
 impl std::fmt::Display for RuleRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{} ({} {} rule {})",
-            self.loc.file,
-            self.loc.line,
-            self.table.as_str(),
-            self.chain,
-            self.rule
-        )
+        write!(f, "{}:{} ({} {} rule {})", self.loc.file, self.loc.line, self.table.as_str(), self.chain, self.rule)
     }
 }
 
@@ -196,11 +188,7 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions {
-            carrier_established: true,
-            max_depth: 64,
-            max_hops: 8,
-        }
+        EncodeOptions { carrier_established: true, max_depth: 64, max_hops: 8 }
     }
 }
 
@@ -251,27 +239,15 @@ impl<'s> NodeEnc<'s> {
                 (t, idx)
             })
             .collect();
-        let mut ip_rules = if node.ip_rules.is_empty() {
-            natpath_model::fib::default_ip_rules()
-        } else {
-            node.ip_rules.clone()
-        };
+        let mut ip_rules =
+            if node.ip_rules.is_empty() { natpath_model::fib::default_ip_rules() } else { node.ip_rules.clone() };
         ip_rules.sort_by_key(|r| r.priority);
-        NodeEnc {
-            index,
-            node,
-            devs,
-            tables,
-            ip_rules,
-        }
+        NodeEnc { index, node, devs, tables, ip_rules }
     }
 
     /// The table named `name`, with its chains by name.
     pub fn table(&self, name: TableName) -> Option<(&'s Table, &HashMap<&'s str, &'s Chain>)> {
-        self.tables
-            .iter()
-            .find(|(t, _)| t.name == name)
-            .map(|(t, idx)| (*t, idx))
+        self.tables.iter().find(|(t, _)| t.name == name).map(|(t, idx)| (*t, idx))
     }
 
     /// The value a device term takes for `name` (the "other" value when the
@@ -316,12 +292,7 @@ pub struct Encoder<'s> {
 impl<'s> Encoder<'s> {
     /// Prepare every node of `snap`.
     pub fn new(snap: &'s Snapshot, opts: EncodeOptions) -> Self {
-        let nodes = snap
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| NodeEnc::new(snap, i, n))
-            .collect();
+        let nodes = snap.nodes.iter().enumerate().map(|(i, n)| NodeEnc::new(snap, i, n)).collect();
         Encoder { snap, nodes, opts, carriers: std::cell::RefCell::new(HashMap::new()) }
     }
 

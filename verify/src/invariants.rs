@@ -479,29 +479,17 @@ pub(crate) fn dev_in(d: &DevTerm, vals: &[u16]) -> Bool {
 
 /// The devices a packet from elsewhere can arrive by: every listed device but `lo`.
 pub(crate) fn arrival_devs(ne: &NodeEnc<'_>) -> Vec<u16> {
-    ne.devs
-        .iter()
-        .filter(|d| *d != "lo")
-        .map(|d| ne.dev_value(d))
-        .collect()
+    ne.devs.iter().filter(|d| *d != "lo").map(|d| ne.dev_value(d)).collect()
 }
 
 /// A node's own addresses, loopback aside.
 pub(crate) fn own_addrs(n: &Node) -> Vec<Ipv4Addr> {
-    n.interfaces
-        .iter()
-        .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
-        .filter(|a| !a.is_loopback())
-        .collect()
+    n.interfaces.iter().flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).filter(|a| !a.is_loopback()).collect()
 }
 
 /// The addresses of a node's LAN device.
 pub(crate) fn lan_addrs(n: &Node) -> Vec<Ipv4Addr> {
-    n.interfaces
-        .iter()
-        .filter(|i| i.name == n.lan)
-        .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
-        .collect()
+    n.interfaces.iter().filter(|i| i.name == n.lan).flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).collect()
 }
 
 /// kube-proxy's cluster CIDR as its rules show it: the negated source of
@@ -671,7 +659,13 @@ impl<'s> Checker<'s> {
         scope.extend(shape(&pkt));
         let mut trail = Trail { record_hits: true, ..Trail::default() };
         let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
-        let fwd = walk::walk(&self.enc, &mut trail, walk::Start::Arrive { node: n, dev: lan, flow }, &|_| CtCtx::Fresh, false);
+        let fwd = walk::walk(
+            &self.enc,
+            &mut trail,
+            walk::Start::Arrive { node: n, dev: lan, flow },
+            &|_| CtCtx::Fresh,
+            false,
+        );
         let mut replies = Vec::new();
         if with_replies {
             for (pi, pod) in snap.cluster.pods.iter().enumerate() {
@@ -737,7 +731,9 @@ impl<'s> Checker<'s> {
                     }
                 }
             }
-            Err(e) => Replay { confirmed: false, outcome: format!("the model cannot trace it: {e}"), steps: Vec::new() },
+            Err(e) => {
+                Replay { confirmed: false, outcome: format!("the model cannot trace it: {e}"), steps: Vec::new() }
+            }
         };
         let cx = Counterexample {
             invariant: name,
@@ -832,9 +828,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
         }
     }
-    let snapshot = snapshot.ok_or(
-        "usage: natpath check SNAPSHOT [--invariant NAME]... [--format text|json] [--timeout SECS]",
-    )?;
+    let snapshot =
+        snapshot.ok_or("usage: natpath check SNAPSHOT [--invariant NAME]... [--format text|json] [--timeout SECS]")?;
     Ok(Args { snapshot, names, json, timeout })
 }
 
@@ -858,7 +853,8 @@ pub fn check_cli(args: &[String]) -> i32 {
         }
     };
     let opts = CheckOptions { timeout: a.timeout, ..CheckOptions::default() };
-    let names: Vec<&str> = if a.names.is_empty() { NAMES.to_vec() } else { a.names.iter().map(String::as_str).collect() };
+    let names: Vec<&str> =
+        if a.names.is_empty() { NAMES.to_vec() } else { a.names.iter().map(String::as_str).collect() };
     let verdicts: Vec<Verdict> = names.iter().filter_map(|n| check(&snap, n, &opts)).collect();
     if a.json {
         println!("{}", crate::invariants::report_json(&a.snapshot, &snap, &verdicts));
@@ -974,11 +970,8 @@ pub fn report_json(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String 
             o
         })
         .collect();
-    let defaults: Vec<String> = snap
-        .nodes
-        .iter()
-        .flat_map(|n| n.defaults.iter().map(move |d| format!("{}: {d}", n.name)))
-        .collect();
+    let defaults: Vec<String> =
+        snap.nodes.iter().flat_map(|n| n.defaults.iter().map(move |d| format!("{}: {d}", n.name))).collect();
     let doc = serde_json::json!({
         "schema": "natpath.check/1",
         "snapshot": path,

@@ -87,9 +87,9 @@ impl Session {
                 None => Answer::Unknown("z3 said sat but gave no model".into()),
             },
             SatResult::Unsat => Answer::Unsat,
-            SatResult::Unknown => Answer::Unknown(
-                self.solver.get_reason_unknown().unwrap_or_else(|| "z3 gave no reason".into()),
-            ),
+            SatResult::Unknown => {
+                Answer::Unknown(self.solver.get_reason_unknown().unwrap_or_else(|| "z3 gave no reason".into()))
+            }
         }
     }
 

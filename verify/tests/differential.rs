@@ -122,15 +122,18 @@ fn same_outcome(c: &NodeCase<'_>, m: &MPassage) -> Bool {
             let st = p.local.as_ref().map(|l| fields(&l.state.pkt, q)).unwrap_or_else(|| f.clone());
             c1.push(and2(&local, &st));
         }
-        NodeEnd::Out { packet, dev, nexthop } => {
-            match &p.out {
-                Some(o) => {
-                    let v = c.devs.iter().position(|d| d == dev).map(|i| c.dev_values[i]).unwrap_or(u16::MAX);
-                    c1.push(Bool::and(&[out.clone(), o.oif.is(v), o.nexthop.eq(addr(*nexthop)), fields(&o.flow.state.pkt, packet)]));
-                }
-                None => c1.push(f.clone()),
+        NodeEnd::Out { packet, dev, nexthop } => match &p.out {
+            Some(o) => {
+                let v = c.devs.iter().position(|d| d == dev).map(|i| c.dev_values[i]).unwrap_or(u16::MAX);
+                c1.push(Bool::and(&[
+                    out.clone(),
+                    o.oif.is(v),
+                    o.nexthop.eq(addr(*nexthop)),
+                    fields(&o.flow.state.pkt, packet),
+                ]));
             }
-        }
+            None => c1.push(f.clone()),
+        },
         NodeEnd::Dropped(_) => c1.push(dropped.clone()),
         NodeEnd::Rejected(_) => c1.push(rejected.clone()),
         NodeEnd::Unknown(_) => c1.push(unknown.clone()),
@@ -344,7 +347,9 @@ fn check_case(c: &mut NodeCase<'_>, d: &Drawn) -> Result<(), TestCaseError> {
     ];
     let fixed = fixed_choices(c, &draws.made);
     let same = same_outcome(c, &m);
-    let what = || format!("node {} iface {iface} packet {packet} flags {:#x}: model says {:?} dnat {:?} snat {:?} hooks {:?} marks {:?}/{:?}", node.name, d.flags, m.end, m.dnat, m.snat, m.hooks, m.mark_after_nat_prerouting, m.mark_at_nat_postrouting);
+    let what = || {
+        format!("node {} iface {iface} packet {packet} flags {:#x}: model says {:?} dnat {:?} snat {:?} hooks {:?} marks {:?}/{:?}", node.name, d.flags, m.end, m.dnat, m.snat, m.hooks, m.mark_after_nat_prerouting, m.mark_at_nat_postrouting)
+    };
     let mut base: Vec<&Bool> = inputs.iter().collect();
     base.extend(fixed.iter());
     // 1. The model's outcome satisfies the encoding.
@@ -352,7 +357,9 @@ fn check_case(c: &mut NodeCase<'_>, d: &Drawn) -> Result<(), TestCaseError> {
     q1.push(&same);
     match c.session.check_with(&q1) {
         Answer::Sat(_) => {}
-        Answer::Unsat => return Err(TestCaseError::fail(format!("the encoding excludes the model's outcome: {}", what()))),
+        Answer::Unsat => {
+            return Err(TestCaseError::fail(format!("the encoding excludes the model's outcome: {}", what())))
+        }
         Answer::Unknown(w) => return Err(TestCaseError::fail(format!("solver unknown ({w}): {}", what()))),
     }
     // 2. The encoding, with the packet and the draws fixed, admits nothing else.
@@ -370,7 +377,11 @@ fn check_case(c: &mut NodeCase<'_>, d: &Drawn) -> Result<(), TestCaseError> {
                 ("rejected", Some(p.rejected_cond())),
                 ("unknown", Some(p.unknown_cond())),
             ];
-            let e: Vec<&str> = ends.iter().filter(|(_, c)| c.as_ref().is_some_and(|c| w.bool(c) == Some(true))).map(|(n, _)| *n).collect();
+            let e: Vec<&str> = ends
+                .iter()
+                .filter(|(_, c)| c.as_ref().is_some_and(|c| w.bool(c) == Some(true)))
+                .map(|(n, _)| *n)
+                .collect();
             let reasons: Vec<String> = p
                 .dropped
                 .iter()
@@ -462,12 +473,9 @@ fn seen_is(st: &SymPacket, src: &str, dst: &str) -> Bool {
         Some((a.parse().ok()?, p.parse().ok()?))
     };
     match (parse(src), parse(dst)) {
-        (Some((sa, sp)), Some((da, dp))) => Bool::and(&[
-            st.src.eq(addr(sa)),
-            st.sport.eq(bv16(sp)),
-            st.dst.eq(addr(da)),
-            st.dport.eq(bv16(dp)),
-        ]),
+        (Some((sa, sp)), Some((da, dp))) => {
+            Bool::and(&[st.src.eq(addr(sa)), st.sport.eq(bv16(sp)), st.dst.eq(addr(da)), st.dport.eq(bv16(dp))])
+        }
         _ => Bool::from_bool(false),
     }
 }
@@ -475,7 +483,9 @@ fn seen_is(st: &SymPacket, src: &str, dst: &str) -> Bool {
 fn reached_named(snap: &Snapshot, e: &WalkEnd, kind: &str, name: &str) -> bool {
     match e.kind {
         EndKind::Reached(Reached::Pod(i)) => kind == "pod" && snap.cluster.pods.get(i).is_some_and(|p| p.name == name),
-        EndKind::Reached(Reached::Host(i)) => kind == "host" && snap.cluster.hosts.get(i).is_some_and(|h| h.name == name),
+        EndKind::Reached(Reached::Host(i)) => {
+            kind == "host" && snap.cluster.hosts.get(i).is_some_and(|h| h.name == name)
+        }
         EndKind::Reached(Reached::Node(i)) => kind == "node" && snap.nodes.get(i).is_some_and(|n| n.name == name),
         _ => false,
     }
@@ -517,9 +527,13 @@ fn branch_outcome(snap: &Snapshot, fwd: &WalkOut, replies: &[(usize, WalkOut)], 
                         TOutcome::Dropped => any_end(&back.ends, &|x| x.kind == EndKind::Dropped),
                         TOutcome::Rejected => any_end(&back.ends, &|x| x.kind == EndKind::Rejected),
                         TOutcome::Loop => any_end(&back.ends, &|x| x.kind == EndKind::Loop),
-                        TOutcome::Unknown => any_end(&back.ends, &|x| matches!(x.kind, EndKind::Unknown | EndKind::Elsewhere { .. })),
+                        TOutcome::Unknown => {
+                            any_end(&back.ends, &|x| matches!(x.kind, EndKind::Unknown | EndKind::Elsewhere { .. }))
+                        }
                         _ => any_end(&back.ends, &|x| {
-                            matches!(x.kind, EndKind::Reached(_)) && !reached_named(snap, x, "host", from) && !reached_named(snap, x, "pod", from)
+                            matches!(x.kind, EndKind::Reached(_))
+                                && !reached_named(snap, x, "host", from)
+                                && !reached_named(snap, x, "pod", from)
                         }),
                     },
                 }
@@ -550,7 +564,12 @@ fn walks(name: &str) {
     }
     for n in &snap.nodes {
         let intent = Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
-        let lan: Vec<Ipv4Addr> = n.interfaces.iter().filter(|i| i.name == n.lan).flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).collect();
+        let lan: Vec<Ipv4Addr> = n
+            .interfaces
+            .iter()
+            .filter(|i| i.name == n.lan)
+            .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
+            .collect();
         for s in &intent.services {
             for h in &snap.cluster.hosts {
                 if let (Some(p), Some(a)) = (s.node_port, lan.first()) {
@@ -605,7 +624,11 @@ fn walks(name: &str) {
                         .iter()
                         .filter_map(|l| l.split_once('/'))
                         .filter_map(|(pr, po)| {
-                            let pr = match pr { "tcp" => 6u8, "udp" => 17, _ => return None };
+                            let pr = match pr {
+                                "tcp" => 6u8,
+                                "udp" => 17,
+                                _ => return None,
+                            };
                             Some(and2(&p.proto.eq(bv8(pr)), &p.dport.eq(bv16(po.parse().ok()?))))
                         })
                         .collect::<Vec<_>>(),
@@ -613,10 +636,19 @@ fn walks(name: &str) {
             };
             let parts: Vec<Flow> = ends
                 .iter()
-                .map(|e| Flow { cond: and2(&e.cond, &listens(&e.state.pkt)), state: State::arriving(walk::answer(&e.state.pkt)) })
+                .map(|e| Flow {
+                    cond: and2(&e.cond, &listens(&e.state.pkt)),
+                    state: State::arriving(walk::answer(&e.state.pkt)),
+                })
                 .collect();
             let Some(flow) = Flow::merge(parts) else { continue };
-            let back = walk::walk(&enc, &mut trail, Start::Arrive { node: pn, dev, flow }, &|m| walk::replies_on(&fwd, m), true);
+            let back = walk::walk(
+                &enc,
+                &mut trail,
+                Start::Arrive { node: pn, dev, flow },
+                &|m| walk::replies_on(&fwd, m),
+                true,
+            );
             replies.push((pi, back));
         }
         let mut s = Session::new(Some(Duration::from_secs(30)));
@@ -641,15 +673,47 @@ fn walks(name: &str) {
                     .ends
                     .iter()
                     .filter(|e| w.bool(&e.cond) == Some(true))
-                    .map(|e| format!("{:?}: {} (seen {:?}:{:?} -> {:?}:{:?})", e.kind, e.reason, w.u64(&e.state.pkt.src), w.u64(&e.state.pkt.sport), w.u64(&e.state.pkt.dst), w.u64(&e.state.pkt.dport)))
+                    .map(|e| {
+                        format!(
+                            "{:?}: {} (seen {:?}:{:?} -> {:?}:{:?})",
+                            e.kind,
+                            e.reason,
+                            w.u64(&e.state.pkt.src),
+                            w.u64(&e.state.pkt.sport),
+                            w.u64(&e.state.pkt.dst),
+                            w.u64(&e.state.pkt.dport)
+                        )
+                    })
                     .collect();
                 let back: Vec<String> = replies
                     .iter()
                     .flat_map(|(_, r)| r.ends.iter())
                     .filter(|e| w.bool(&e.cond) == Some(true))
-                    .map(|e| format!("{:?}: {} (seen {:?}:{:?} -> {:?}:{:?})", e.kind, e.reason, w.u64(&e.state.pkt.src), w.u64(&e.state.pkt.sport), w.u64(&e.state.pkt.dst), w.u64(&e.state.pkt.dport)))
+                    .map(|e| {
+                        format!(
+                            "{:?}: {} (seen {:?}:{:?} -> {:?}:{:?})",
+                            e.kind,
+                            e.reason,
+                            w.u64(&e.state.pkt.src),
+                            w.u64(&e.state.pkt.sport),
+                            w.u64(&e.state.pkt.dst),
+                            w.u64(&e.state.pkt.dport)
+                        )
+                    })
                     .collect();
-                let model: Vec<String> = trace.branches.iter().map(|b| format!("{:?} {:?} {:?} reply {:?}", b.outcome, b.delivered_to.as_ref().map(|d| &d.name), b.seen_by_destination, b.reply.as_ref().map(|r| (r.outcome, &r.seen_by_client)))).collect();
+                let model: Vec<String> = trace
+                    .branches
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{:?} {:?} {:?} reply {:?}",
+                            b.outcome,
+                            b.delivered_to.as_ref().map(|d| &d.name),
+                            b.seen_by_destination,
+                            b.reply.as_ref().map(|r| (r.outcome, &r.seen_by_client))
+                        )
+                    })
+                    .collect();
                 panic!("{name}: probe {from} -> {dst}:{dport}: the encoding admits an outcome no model branch has: forward {ends:?} reply {back:?}; model: {model:?}");
             }
             a => panic!("{name}: probe {from} -> {dst}:{dport}: {a:?}"),

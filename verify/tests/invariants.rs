@@ -13,7 +13,7 @@
 //!   natpath does not model.
 
 use natpath_model::loc::Loc;
-use natpath_model::ruleset::{Chain, Match, MarkMask, Neg, Policy, Rule, TableName, Target};
+use natpath_model::ruleset::{Chain, MarkMask, Match, Neg, Policy, Rule, TableName, Target};
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_verify::invariants::{self, CheckOptions, Outcome, Verdict, NAMES};
 use std::path::{Path, PathBuf};
@@ -191,7 +191,8 @@ fn twins_reply_finds_origin() {
     // node1's acceptance of IPIP carriers from Calico hosts: without it the
     // reply's carrier from node2 is dropped, while the request still goes.
     let good = load("seed-ipip-remote");
-    let ipip_accept = |r: &Rule| r.target == Some(Target::Accept) && r.matches.iter().any(|m| matches!(m, Match::Set(_)));
+    let ipip_accept =
+        |r: &Rule| r.target == Some(Target::Accept) && r.matches.iter().any(|m| matches!(m, Match::Set(_)));
     twins(
         invariants::reply_finds_origin::NAME,
         good.clone(),
@@ -302,7 +303,10 @@ fn twins_hairpin_masquerade() {
         .unwrap()
         .chains
         .iter()
-        .find(|c| c.name.starts_with("KUBE-SEP-") && c.rules.iter().any(|r| r.comments().any(|x| x.starts_with("default/nginx"))))
+        .find(|c| {
+            c.name.starts_with("KUBE-SEP-")
+                && c.rules.iter().any(|r| r.comments().any(|x| x.starts_with("default/nginx")))
+        })
         .unwrap()
         .name
         .clone();

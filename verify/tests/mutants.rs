@@ -72,7 +72,11 @@ fn named_mutants() -> Vec<Mutant> {
         for r in &mut chain_mut(&mut s, "node1", TableName::Nat, "KUBE-MARK-MASQ").rules {
             r.target = Some(Target::Mark { value: 0x400, mask: 0x400 });
         }
-        v.push(Mutant { name: format!("{base}: KUBE-MARK-MASQ sets 0x400 on node1"), snap: s, expect: vec!["masq-iff-mark"] });
+        v.push(Mutant {
+            name: format!("{base}: KUBE-MARK-MASQ sets 0x400 on node1"),
+            snap: s,
+            expect: vec!["masq-iff-mark"],
+        });
         // 2b. 0x4000 -> 0x400 in KUBE-POSTROUTING's test.
         let mut s = seed(base);
         for r in &mut chain_mut(&mut s, "node1", TableName::Nat, "KUBE-POSTROUTING").rules {
@@ -128,14 +132,18 @@ fn named_mutants() -> Vec<Mutant> {
     }
     // 4. Delete the tunnel route towards the endpoint's node.
     let mut s = seed("seed-ipip-remote");
-    node_mut(&mut s, "node1").routes.retain(|r| !(r.kind == RouteType::Unicast && r.nexthops.iter().any(|h| h.dev.as_deref() == Some("tunl0"))));
+    node_mut(&mut s, "node1")
+        .routes
+        .retain(|r| !(r.kind == RouteType::Unicast && r.nexthops.iter().any(|h| h.dev.as_deref() == Some("tunl0"))));
     v.push(Mutant {
         name: "seed-ipip-remote: delete node1's tunnel route to node2's block".into(),
         snap: s,
         expect: vec!["nodeport-reachable"],
     });
     let mut s = seed("seed-ipip-local");
-    node_mut(&mut s, "node2").routes.retain(|r| !(r.kind == RouteType::Unicast && r.nexthops.iter().any(|h| h.dev.as_deref() == Some("tunl0"))));
+    node_mut(&mut s, "node2")
+        .routes
+        .retain(|r| !(r.kind == RouteType::Unicast && r.nexthops.iter().any(|h| h.dev.as_deref() == Some("tunl0"))));
     v.push(Mutant {
         name: "seed-ipip-local: delete node2's tunnel route to node1's block".into(),
         snap: s,
@@ -149,8 +157,10 @@ fn named_mutants_are_caught_by_the_right_invariant() {
     let mut failures = Vec::new();
     for m in named_mutants() {
         let vs = verdicts(&m.snap);
-        let violated: Vec<&str> = vs.iter().filter(|v| matches!(v.outcome, Outcome::Violated(_))).map(|v| v.name).collect();
-        let unknown: Vec<&str> = vs.iter().filter(|v| matches!(v.outcome, Outcome::Unknown(_))).map(|v| v.name).collect();
+        let violated: Vec<&str> =
+            vs.iter().filter(|v| matches!(v.outcome, Outcome::Violated(_))).map(|v| v.name).collect();
+        let unknown: Vec<&str> =
+            vs.iter().filter(|v| matches!(v.outcome, Outcome::Unknown(_))).map(|v| v.name).collect();
         println!("{}\n  {}", m.name, describe(&vs));
         let ok = if m.expect.is_empty() {
             violated.is_empty() && unknown.is_empty()
@@ -158,7 +168,8 @@ fn named_mutants_are_caught_by_the_right_invariant() {
             unknown.is_empty() && violated.iter().any(|n| m.expect.contains(n))
         };
         if !ok {
-            failures.push(format!("{}: expected {:?}, got violated {violated:?} unknown {unknown:?}", m.name, m.expect));
+            failures
+                .push(format!("{}: expected {:?}, got violated {violated:?} unknown {unknown:?}", m.name, m.expect));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -192,7 +203,14 @@ fn generated() -> Vec<(String, Snapshot)> {
         let seps: Vec<String> = n
             .ruleset
             .table(TableName::Nat)
-            .map(|t| t.chains.iter().filter(|c| c.rules.iter().any(|r| r.comments().any(|c| c.starts_with("default/nginx")))).map(|c| c.name.clone()).filter(|c| c.starts_with("KUBE-SEP-")).collect())
+            .map(|t| {
+                t.chains
+                    .iter()
+                    .filter(|c| c.rules.iter().any(|r| r.comments().any(|c| c.starts_with("default/nginx"))))
+                    .map(|c| c.name.clone())
+                    .filter(|c| c.starts_with("KUBE-SEP-"))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut names: Vec<(TableName, String)> = chains.iter().map(|(t, c)| (*t, c.to_string())).collect();
         names.extend(seps.into_iter().map(|c| (TableName::Nat, c)));
@@ -212,7 +230,8 @@ fn generated() -> Vec<(String, Snapshot)> {
                     if let Some(Target::Mark { value, mask }) = r.target {
                         if mask & 0x4000 == 0 && value & 0x4000 == 0 {
                             let mut s = base.clone();
-                            chain_mut(&mut s, node, t, &c.name).rules[i].target = Some(Target::Mark { value, mask: mask | 0x4000 });
+                            chain_mut(&mut s, node, t, &c.name).rules[i].target =
+                                Some(Target::Mark { value, mask: mask | 0x4000 });
                             v.push((format!("{node}: {} {} rule {} also clears 0x4000", t.as_str(), c.name, i + 1), s));
                         }
                     }
@@ -249,7 +268,10 @@ fn generated() -> Vec<(String, Snapshot)> {
                             let mut s = base.clone();
                             chain_mut(&mut s, node, TableName::Nat, &c.name).rules[i].matches[k] =
                                 Match::Statistic { neg: *neg, mode: StatisticMode::Random { p31: p31 / 2 } };
-                            v.push((format!("{node}: nat {} rule {} draws with half the probability", c.name, i + 1), s));
+                            v.push((
+                                format!("{node}: nat {} rule {} draws with half the probability", c.name, i + 1),
+                                s,
+                            ));
                         }
                     }
                 }
@@ -264,8 +286,17 @@ fn harmless() -> Vec<(String, Snapshot)> {
     let base = seed("seed-ipip-remote");
     let mut v = Vec::new();
     for node in ["node1", "node2"] {
-        for (t, c) in [(TableName::Nat, "KUBE-NODEPORTS"), (TableName::Nat, "KUBE-POSTROUTING"), (TableName::Filter, "cali-FORWARD")] {
-            let len = base.node(node).and_then(|n| n.ruleset.table(t)).and_then(|x| x.chain(c)).map(|x| x.rules.len()).unwrap_or(0);
+        for (t, c) in [
+            (TableName::Nat, "KUBE-NODEPORTS"),
+            (TableName::Nat, "KUBE-POSTROUTING"),
+            (TableName::Filter, "cali-FORWARD"),
+        ] {
+            let len = base
+                .node(node)
+                .and_then(|n| n.ruleset.table(t))
+                .and_then(|x| x.chain(c))
+                .map(|x| x.rules.len())
+                .unwrap_or(0);
             for i in 0..len {
                 let mut s = base.clone();
                 let r: &mut Rule = &mut chain_mut(&mut s, node, t, c).rules[i];
@@ -289,7 +320,8 @@ fn run_generated(part: usize, parts: usize) -> (usize, usize, Vec<String>) {
         }
         total += 1;
         let vs = verdicts(&s);
-        let violated: Vec<&str> = vs.iter().filter(|v| matches!(v.outcome, Outcome::Violated(_))).map(|v| v.name).collect();
+        let violated: Vec<&str> =
+            vs.iter().filter(|v| matches!(v.outcome, Outcome::Violated(_))).map(|v| v.name).collect();
         for v in &vs {
             if let Outcome::Unknown(w) = &v.outcome {
                 problems.push(format!("{name}: {} unknown: {w}", v.name));

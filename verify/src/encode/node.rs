@@ -146,10 +146,8 @@ impl Passage {
         self.rejected.extend(r.reject);
         self.unknown.extend(r.unknown);
         for ne in r.nat {
-            self.unknown.push(Ending {
-                cond: ne.cond,
-                reason: format!("{}: a NAT verdict outside the nat table", ne.rule),
-            });
+            self.unknown
+                .push(Ending { cond: ne.cond, reason: format!("{}: a NAT verdict outside the nat table", ne.rule) });
         }
         Flow::merge(r.accept)
     }
@@ -167,14 +165,7 @@ fn nat_range_addr(r: &natpath_model::ruleset::NatRange, cur: &BV) -> BV {
 
 impl<'e, 's> Run<'e, 's> {
     fn env(&self, hook: Hook, iif: DevTerm, oif: DevTerm, local_origin: bool) -> Env<'e, 's> {
-        Env {
-            node: self.node,
-            hook,
-            iif,
-            oif,
-            local_origin,
-            max_depth: self.enc.opts.max_depth,
-        }
+        Env { node: self.node, hook, iif, oif, local_origin, max_depth: self.enc.opts.max_depth }
     }
 
     fn table(&mut self, trail: &mut Trail, t: TableName, env: &Env<'_, '_>, flow: Option<Flow>) -> Option<Flow> {
@@ -186,7 +177,13 @@ impl<'e, 's> Run<'e, 's> {
         self.p.absorb(r).map(|f| f.named(trail))
     }
 
-    fn hook(&mut self, trail: &mut Trail, tables: &[TableName], env: &Env<'_, '_>, mut flow: Option<Flow>) -> Option<Flow> {
+    fn hook(
+        &mut self,
+        trail: &mut Trail,
+        tables: &[TableName],
+        env: &Env<'_, '_>,
+        mut flow: Option<Flow>,
+    ) -> Option<Flow> {
         for &t in tables {
             flow = self.table(trail, t, env, flow);
         }
@@ -250,7 +247,10 @@ impl<'e, 's> Run<'e, 's> {
                     let (a, none) = self.redirect_addr(&env.iif);
                     self.p.dropped.push(Ending {
                         cond: and2(&ne.cond, &none),
-                        reason: format!("REDIRECT on {}: the input device has no address ({})", self.node.node.name, ne.rule),
+                        reason: format!(
+                            "REDIRECT on {}: the input device has no address ({})",
+                            self.node.node.name, ne.rule
+                        ),
                     });
                     let ok = and2(&ne.cond, &not(&none));
                     s.pkt.dst = a;
@@ -292,7 +292,8 @@ impl<'e, 's> Run<'e, 's> {
         let flow = flow?;
         if env.hook == Hook::Postrouting {
             let at = flow.and(&not(&flow.state.notrack));
-            self.p.at_nat_post = Flow::merge(self.p.at_nat_post.take().into_iter().chain(std::iter::once(at)).collect());
+            self.p.at_nat_post =
+                Flow::merge(self.p.at_nat_post.take().into_iter().chain(std::iter::once(at)).collect());
         }
         let first = flow.and(&tr.first);
         let rest = flow.and(&not(&tr.first));
@@ -356,7 +357,8 @@ impl<'e, 's> Run<'e, 's> {
             return;
         }
         self.p.crossed_input = or2(&self.p.crossed_input, &flow.cond);
-        self.p.at_input = Flow::merge(self.p.at_input.take().into_iter().chain(std::iter::once(flow.clone())).collect());
+        self.p.at_input =
+            Flow::merge(self.p.at_input.take().into_iter().chain(std::iter::once(flow.clone())).collect());
         let env = self.env(Hook::Input, iif.clone(), DevTerm::none(), false);
         let f = self.hook(trail, &[TableName::Mangle, TableName::Filter, TableName::Security], &env, Some(flow));
         let f = self.nat_src(trail, &env, f, tr, &[], None);
@@ -391,7 +393,12 @@ impl<'e, 's> Run<'e, 's> {
 
     /// The cases of a routing decision that forward: merged into one flow
     /// with symbolic device and next hop.
-    fn forward_target(&mut self, cases: &[(Bool, &route::Case<'_>)], dst: &BV, what: &str) -> (Bool, DevTerm, BV, Vec<RouteOut>) {
+    fn forward_target(
+        &mut self,
+        cases: &[(Bool, &route::Case<'_>)],
+        dst: &BV,
+        what: &str,
+    ) -> (Bool, DevTerm, BV, Vec<RouteOut>) {
         let mut routes = Vec::new();
         let mut oif = DevTerm::none();
         let mut nexthop = dst.clone();
@@ -450,7 +457,12 @@ impl<'e, 's> Run<'e, 's> {
         let nf = flow.and(&not(&local));
         let l = route::lookup(
             node,
-            &Key { dst: pkt.dst.clone(), src: Some((Bool::from_bool(true), pkt.src.clone())), mark: pkt.mark.clone(), iif: iif.clone() },
+            &Key {
+                dst: pkt.dst.clone(),
+                src: Some((Bool::from_bool(true), pkt.src.clone())),
+                mark: pkt.mark.clone(),
+                iif: iif.clone(),
+            },
         );
         self.p.rejected.push(Ending {
             cond: and2(&nf.cond, &l.none),
@@ -483,7 +495,8 @@ impl<'e, 's> Run<'e, 's> {
             cond: and2(&any(&fwd.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()), &rpf),
             reason: format!("dropped on {name} by routing: reverse path filter"),
         });
-        let fwd: Vec<(Bool, &route::Case<'_>)> = fwd.into_iter().map(|(c, case)| (and2(&c, &not(&rpf)), case)).collect();
+        let fwd: Vec<(Bool, &route::Case<'_>)> =
+            fwd.into_iter().map(|(c, case)| (and2(&c, &not(&rpf)), case)).collect();
         let (fcond, oif, nexthop, routes) = if node.node.sysctl.ip_forward() {
             self.forward_target(&fwd, &pkt.dst, "forwarding")
         } else {
@@ -581,10 +594,7 @@ impl<'e, 's> Run<'e, 's> {
             iif: DevTerm { none_is_lo: true, ..DevTerm::none() },
         };
         let l = route::lookup(node, &key);
-        self.p.rejected.push(Ending {
-            cond: and2(&flow.cond, &l.none),
-            reason: format!("{what}: no route on {name}"),
-        });
+        self.p.rejected.push(Ending { cond: and2(&flow.cond, &l.none), reason: format!("{what}: no route on {name}") });
         let mut ok: Vec<(Bool, &route::Case<'_>)> = Vec::new();
         let mut local = Vec::new();
         for case in &l.cases {

@@ -10,9 +10,9 @@
 //! untouched, so unchanged fields never grow. Nothing here evaluates a rule.
 
 use crate::encode::{NodeEnc, Trail};
+use ipnet::Ipv4Net;
 use natpath_model::packet::Packet;
 use natpath_model::ruleset::{CtStates, Iface};
-use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 use z3::ast::{Bool, BV};
 
@@ -161,11 +161,7 @@ impl SymPacket {
         if let Some(p) = self.proto.as_u64() {
             return Bool::from_bool(matches!(p, 6 | 17 | 132));
         }
-        Bool::or(&[
-            self.proto.eq(bv8(6)),
-            self.proto.eq(bv8(17)),
-            self.proto.eq(bv8(132)),
-        ])
+        Bool::or(&[self.proto.eq(bv8(6)), self.proto.eq(bv8(17)), self.proto.eq(bv8(132))])
     }
 
     /// The connection tuple of this packet.
@@ -358,11 +354,7 @@ impl State {
     /// A packet arriving with no connection yet known.
     pub fn arriving(pkt: SymPacket) -> State {
         let ct = SymCt::new_conn(&pkt);
-        State {
-            pkt,
-            ct,
-            notrack: Bool::from_bool(false),
-        }
+        State { pkt, ct, notrack: Bool::from_bool(false) }
     }
 
     /// `c ? a : b`.
@@ -445,18 +437,12 @@ impl Flow {
         let conds: Vec<Bool> = live.iter().map(|f| f.cond.clone()).collect();
         let pairs: Vec<(Bool, State)> = live.iter().map(|f| (f.cond.clone(), f.state.clone())).collect();
         let state = State::merge(&pairs)?;
-        Some(Flow {
-            cond: crate::encode::any(&conds),
-            state,
-        })
+        Some(Flow { cond: crate::encode::any(&conds), state })
     }
 
     /// The same paths restricted to `c`.
     pub fn and(&self, c: &Bool) -> Flow {
-        Flow {
-            cond: crate::encode::and2(&self.cond, c),
-            state: self.state.clone(),
-        }
+        Flow { cond: crate::encode::and2(&self.cond, c), state: self.state.clone() }
     }
 
     /// The same flow with its condition and state named.
@@ -466,10 +452,7 @@ impl Flow {
 
     /// No paths.
     pub fn none(state: State) -> Flow {
-        Flow {
-            cond: Bool::from_bool(false),
-            state,
-        }
+        Flow { cond: Bool::from_bool(false), state }
     }
 }
 
@@ -489,11 +472,7 @@ pub struct DevTerm {
 impl DevTerm {
     /// A constant device value.
     pub fn konst(v: u16) -> DevTerm {
-        DevTerm {
-            bv: BV::from_u64(u64::from(v), DEV_BITS),
-            known: Some(v),
-            none_is_lo: false,
-        }
+        DevTerm { bv: BV::from_u64(u64::from(v), DEV_BITS), known: Some(v), none_is_lo: false }
     }
 
     /// No device.
@@ -503,11 +482,7 @@ impl DevTerm {
 
     /// A symbolic device value.
     pub fn symbolic(bv: BV) -> DevTerm {
-        DevTerm {
-            bv,
-            known: None,
-            none_is_lo: false,
-        }
+        DevTerm { bv, known: None, none_is_lo: false }
     }
 
     /// The term is value `v`.
@@ -562,10 +537,6 @@ impl DevTerm {
             (_, k, Some(false)) => k,
             _ => None,
         };
-        DevTerm {
-            bv: ite_bv(c, &a.bv, &b.bv),
-            known,
-            none_is_lo: a.none_is_lo && b.none_is_lo,
-        }
+        DevTerm { bv: ite_bv(c, &a.bv, &b.bv), known, none_is_lo: a.none_is_lo && b.none_is_lo }
     }
 }

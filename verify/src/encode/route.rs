@@ -21,9 +21,9 @@
 
 use crate::encode::packet::{addr, bv32, eq_bv, in_net, DevTerm};
 use crate::encode::{and2, any, not, or2, NodeEnc};
+use ipnet::Ipv4Net;
 use natpath_model::netstate::{IpRule, Route, RouteType, RuleAction, Scope, TABLE_LOCAL};
 use natpath_model::ruleset::AddrTypes;
-use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 use z3::ast::{Bool, BV};
 
@@ -132,13 +132,7 @@ pub fn lookup<'s>(node: &NodeEnc<'s>, key: &Key) -> Lookup<'s> {
         let mut next = and2(&p, &not(&sel));
         let cur = and2(&p, &sel);
         if !crate::encode::is_false(&cur) {
-            let action_kind = |k: RouteType| Case {
-                cond: cur.clone(),
-                kind: k,
-                route: None,
-                dev: None,
-                gateway: None,
-            };
+            let action_kind = |k: RouteType| Case { cond: cur.clone(), kind: k, route: None, dev: None, gateway: None };
             match rule.action {
                 RuleAction::Lookup(t) => {
                     let (tc, none) = table_cases(node, t, &key.dst);
@@ -248,11 +242,8 @@ pub fn select_src(node: &NodeEnc<'_>, dev: &str, nexthop: &BV) -> Option<BV> {
     let Some(iface) = node.node.interfaces.iter().find(|i| i.name == dev) else {
         return fallback.map(addr);
     };
-    let prim: Vec<_> = iface
-        .addrs
-        .iter()
-        .filter(|a| !a.secondary && a.scope != Scope::Host && a.scope != Scope::Nowhere)
-        .collect();
+    let prim: Vec<_> =
+        iface.addrs.iter().filter(|a| !a.secondary && a.scope != Scope::Host && a.scope != Scope::Nowhere).collect();
     let Some(first) = prim.first() else {
         return fallback.map(addr);
     };
@@ -287,15 +278,8 @@ pub fn select_src_sym(node: &NodeEnc<'_>, oif: &DevTerm, cands: &[u16], nexthop:
 /// [`select_src`] on its device. Returns the address and the condition that
 /// there is none.
 pub fn local_src(node: &NodeEnc<'_>, dst: &BV, mark: &BV) -> (BV, Bool) {
-    let key = Key {
-        dst: dst.clone(),
-        src: None,
-        mark: mark.clone(),
-        iif: DevTerm {
-            none_is_lo: true,
-            ..DevTerm::none()
-        },
-    };
+    let key =
+        Key { dst: dst.clone(), src: None, mark: mark.clone(), iif: DevTerm { none_is_lo: true, ..DevTerm::none() } };
     let l = lookup(node, &key);
     let mut acc = bv32(0);
     let mut none = vec![l.none.clone()];
@@ -350,9 +334,8 @@ pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &B
             iif: DevTerm::konst(v),
         };
         let l = lookup(node, &key);
-        let no_addr = name
-            .and_then(|n| node.node.interfaces.iter().find(|i| i.name == n))
-            .is_none_or(|i| i.addrs.is_empty());
+        let no_addr =
+            name.and_then(|n| node.node.interfaces.iter().find(|i| i.name == n)).is_none_or(|i| i.addrs.is_empty());
         let mut fail = vec![l.none.clone()];
         for c in &l.cases {
             let bad = if c.kind != RouteType::Unicast {

@@ -32,7 +32,7 @@
 use crate::encode::packet::{bv32, bv8, eq_bv, in_net, in_range, ite_bool, masked_eq, DevTerm, Flow, State};
 use crate::encode::route::{addr_type_in, rpfilter_passes};
 use crate::encode::{and2, any, not, or2, Choice, ChoiceKind, Ending, Hit, NodeEnc, RuleRef, Trail};
-use natpath_model::netstate::{SetType};
+use natpath_model::netstate::SetType;
 use natpath_model::packet::Hook;
 use natpath_model::ruleset::*;
 use std::collections::HashMap;
@@ -187,14 +187,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
     }
 
     fn unknown_reason(&self, rref: &RuleRef, why: &str) -> String {
-        format!(
-            "{}:{}: {} {} rule {}: {why}",
-            rref.loc.file,
-            rref.loc.line,
-            rref.table.as_str(),
-            rref.chain,
-            rref.rule
-        )
+        format!("{}:{}: {} {} rule {}: {why}", rref.loc.file, rref.loc.line, rref.table.as_str(), rref.chain, rref.rule)
     }
 
     /// Run one chain over `input`; returns the flow that leaves it by
@@ -306,9 +299,12 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                     state.notrack = ite_bool(&m, &Bool::from_bool(true), &state.notrack);
                     "notrack"
                 }
-                Target::Ct(_) | Target::Log(_) | Target::Nflog(_) | Target::Trace | Target::Checksum | Target::Tcpmss(_) => {
-                    "continue"
-                }
+                Target::Ct(_)
+                | Target::Log(_)
+                | Target::Nflog(_)
+                | Target::Trace
+                | Target::Checksum
+                | Target::Tcpmss(_) => "continue",
                 Target::Dnat { to, .. } | Target::Snat { to, .. }
                     if self.table.name != TableName::Nat || to.is_empty() =>
                 {
@@ -374,11 +370,13 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
 
     fn nat_end(&mut self, act: Option<NatAct>, fires: &Bool, state: &State, rref: &RuleRef) {
         match act {
-            Some(act) => self.out.nat.push(NatEnd { cond: fires.clone(), state: state.clone(), act, rule: rref.clone() }),
-            None => self.out.unknown.push(Ending {
-                cond: fires.clone(),
-                reason: self.unknown_reason(rref, "NAT target without a range"),
-            }),
+            Some(act) => {
+                self.out.nat.push(NatEnd { cond: fires.clone(), state: state.clone(), act, rule: rref.clone() })
+            }
+            None => self
+                .out
+                .unknown
+                .push(Ending { cond: fires.clone(), reason: self.unknown_reason(rref, "NAT target without a range") }),
         }
     }
 
@@ -468,14 +466,27 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                     None => Bool::from_bool(true),
                     Some(f) => neg(f.neg, p.tcp_flags.bvand(bv8(f.value.mask)).eq(bv8(f.value.comp))),
                 };
-                crate::encode::all(&[eq_bv(&p.proto, &bv8(6)), port_ok(&t.sport, &p.sport), port_ok(&t.dport, &p.dport), flags])
+                crate::encode::all(&[
+                    eq_bv(&p.proto, &bv8(6)),
+                    port_ok(&t.sport, &p.sport),
+                    port_ok(&t.dport, &p.dport),
+                    flags,
+                ])
             }
-            Match::Udp(u) => crate::encode::all(&[eq_bv(&p.proto, &bv8(17)), port_ok(&u.sport, &p.sport), port_ok(&u.dport, &p.dport)]),
+            Match::Udp(u) => crate::encode::all(&[
+                eq_bv(&p.proto, &bv8(17)),
+                port_ok(&u.sport, &p.sport),
+                port_ok(&u.dport, &p.dport),
+            ]),
             Match::Sctp(s) => {
                 if s.chunk_types.is_some() {
                     return Err("`--chunk-types`: SCTP chunks are not modelled".into());
                 }
-                crate::encode::all(&[eq_bv(&p.proto, &bv8(132)), port_ok(&s.sport, &p.sport), port_ok(&s.dport, &p.dport)])
+                crate::encode::all(&[
+                    eq_bv(&p.proto, &bv8(132)),
+                    port_ok(&s.sport, &p.sport),
+                    port_ok(&s.dport, &p.dport),
+                ])
             }
             Match::Icmp(t) => {
                 let ty = match t {
@@ -495,7 +506,9 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                 and2(&eq_bv(&p.proto, &bv8(1)), &ty)
             }
             Match::Multiport { kind, neg: n, ports } => {
-                let anyp = |x: &BV| any(&ports.iter().map(|r| in_range(x, u64::from(r.lo), u64::from(r.hi))).collect::<Vec<_>>());
+                let anyp = |x: &BV| {
+                    any(&ports.iter().map(|r| in_range(x, u64::from(r.lo), u64::from(r.hi))).collect::<Vec<_>>())
+                };
                 let hit = match kind {
                     MultiportKind::Source => anyp(&p.sport),
                     MultiportKind::Destination => anyp(&p.dport),
@@ -567,7 +580,9 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
             Match::Iprange { src, dst } => {
                 let r = |x: &BV, n: &Option<Neg<AddrRange>>| match n {
                     None => Bool::from_bool(true),
-                    Some(n) => neg(n.neg, in_range(x, u64::from(u32::from(n.value.lo)), u64::from(u32::from(n.value.hi)))),
+                    Some(n) => {
+                        neg(n.neg, in_range(x, u64::from(u32::from(n.value.lo)), u64::from(u32::from(n.value.hi))))
+                    }
                 };
                 and2(&r(&p.src, src), &r(&p.dst, dst))
             }
@@ -580,7 +595,9 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
             Match::Mac(_) => return Err("`-m mac`: link-layer addresses are not in the snapshot".into()),
             Match::Owner(o) => {
                 if env.local_origin {
-                    return Err("`-m owner`: the socket's owner of a node-generated packet is not in the snapshot".into());
+                    return Err(
+                        "`-m owner`: the socket's owner of a node-generated packet is not in the snapshot".into()
+                    );
                 }
                 let positive = o.uid.as_ref().is_some_and(|n| !n.neg)
                     || o.gid.as_ref().is_some_and(|n| !n.neg)
@@ -649,7 +666,12 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
         if tuples_used && !crate::encode::is_false(&st.notrack.simplify()) {
             return Err("a conntrack tuple match on a packet that may be untracked".into());
         }
-        for (r, x) in [(&c.orig_src, &ct.orig.src), (&c.orig_dst, &ct.orig.dst), (&c.repl_src, &ct.reply.src), (&c.repl_dst, &ct.reply.dst)] {
+        for (r, x) in [
+            (&c.orig_src, &ct.orig.src),
+            (&c.orig_dst, &ct.orig.dst),
+            (&c.repl_src, &ct.reply.src),
+            (&c.repl_dst, &ct.reply.dst),
+        ] {
             if let Some(n) = r {
                 conds.push(neg(n.neg, in_net(x, &n.value)));
             }
@@ -702,8 +724,12 @@ fn quick_miss(rule: &Rule, st: &State) -> bool {
     };
     for m in &rule.matches {
         let miss = match m {
-            Match::Tcp(t) => proto.is_some_and(|x| x != 6) || port_miss(&t.dport, &p.dport) || port_miss(&t.sport, &p.sport),
-            Match::Udp(u) => proto.is_some_and(|x| x != 17) || port_miss(&u.dport, &p.dport) || port_miss(&u.sport, &p.sport),
+            Match::Tcp(t) => {
+                proto.is_some_and(|x| x != 6) || port_miss(&t.dport, &p.dport) || port_miss(&t.sport, &p.sport)
+            }
+            Match::Udp(u) => {
+                proto.is_some_and(|x| x != 17) || port_miss(&u.dport, &p.dport) || port_miss(&u.sport, &p.sport)
+            }
             _ => false,
         };
         if miss {
@@ -779,13 +805,11 @@ pub fn set_contains(node: &NodeEnc<'_>, name: &str, dirs: &[SetDir], st: &State,
         }
         SetType::BitmapPort => {
             let p0 = port_of(dirs.first());
-            Ok(any(
-                &set
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.port.map(|(_, r)| in_range(&p0, u64::from(r.lo), u64::from(r.hi))))
-                    .collect::<Vec<_>>(),
-            ))
+            Ok(any(&set
+                .entries
+                .iter()
+                .filter_map(|e| e.port.map(|(_, r)| in_range(&p0, u64::from(r.lo), u64::from(r.hi))))
+                .collect::<Vec<_>>()))
         }
         SetType::ListSet => {
             if depth > 8 {

@@ -138,11 +138,7 @@ fn tunnel_kind(node: &Node, dev: &str) -> Option<Tunnel> {
 }
 
 fn lan_addrs(node: &Node) -> Vec<Ipv4Addr> {
-    node.interfaces
-        .iter()
-        .filter(|i| i.name == node.lan)
-        .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
-        .collect()
+    node.interfaces.iter().filter(|i| i.name == node.lan).flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).collect()
 }
 
 /// The node whose LAN device has `a`.
@@ -198,11 +194,7 @@ impl Walker<'_, '_> {
         let node = ne.node;
         // Ends inside the node: the state is the one it arrived with (unknown
         // precisely; reports use the replay's).
-        let st = p
-            .out
-            .as_ref()
-            .map(|o| o.flow.state.clone())
-            .or_else(|| p.local.as_ref().map(|l| l.state.clone()));
+        let st = p.out.as_ref().map(|o| o.flow.state.clone()).or_else(|| p.local.as_ref().map(|l| l.state.clone()));
         let st = match st {
             Some(s) => s,
             None => State::arriving(SymPacket::named("unreached")),
@@ -211,7 +203,12 @@ impl Walker<'_, '_> {
         self.endings(&p.rejected, EndKind::Rejected, &st);
         self.endings(&p.unknown, EndKind::Unknown, &st);
         if let Some(l) = &p.local {
-            self.end(l.cond.clone(), EndKind::Reached(Reached::Node(n)), &l.state, format!("delivered to {}", node.name));
+            self.end(
+                l.cond.clone(),
+                EndKind::Reached(Reached::Node(n)),
+                &l.state,
+                format!("delivered to {}", node.name),
+            );
         }
         let Some(o) = &p.out else { return };
         // One hop per distinct (device, gateway): a passage followed per NAT
@@ -245,7 +242,17 @@ impl Walker<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn tunnel(&mut self, n: usize, dev: &str, kind: Tunnel, gw: Option<Ipv4Addr>, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
+    fn tunnel(
+        &mut self,
+        n: usize,
+        dev: &str,
+        kind: Tunnel,
+        gw: Option<Ipv4Addr>,
+        cond: Bool,
+        s: &State,
+        depth: usize,
+        visited: &[usize],
+    ) {
         let nodes = &self.enc.snap.nodes;
         let name = nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
         let Some(g) = gw else {
@@ -309,7 +316,8 @@ impl Walker<'_, '_> {
         if let Some(&(d, false)) = self.enc.carriers.borrow().get(&key) {
             return (Bool::from_bool(d), Vec::new());
         }
-        let internal = |why: &str| (Bool::from_bool(false), vec![Ending { cond: Bool::from_bool(true), reason: why.to_string() }]);
+        let internal =
+            |why: &str| (Bool::from_bool(false), vec![Ending { cond: Bool::from_bool(true), reason: why.to_string() }]);
         let Some(peer_node) = self.enc.snap.nodes.get(peer) else {
             return internal("internal: peer index");
         };
@@ -331,7 +339,13 @@ impl Walker<'_, '_> {
         }
         let ctx = CtCtx::Carrier { reply_dir: self.reply };
         self.trail.passage += 1;
-        let sent = node::send(self.enc, n, self.trail, Flow { cond: Bool::from_bool(true), state: State::arriving(outer) }, &ctx);
+        let sent = node::send(
+            self.enc,
+            n,
+            self.trail,
+            Flow { cond: Bool::from_bool(true), state: State::arriving(outer) },
+            &ctx,
+        );
         let mut unknown: Vec<Ending> = sent.unknown.clone();
         let mut arrived = Bool::from_bool(false);
         let mut outer_in = None;
@@ -352,7 +366,14 @@ impl Walker<'_, '_> {
             self.trail.passage += 1;
             let mut st = os;
             st.pkt.mark = bv32(0);
-            let got = node::receive(self.enc, peer, self.trail, Flow { cond: arrived, state: st }, &DevTerm::konst(dev_v), &ctx);
+            let got = node::receive(
+                self.enc,
+                peer,
+                self.trail,
+                Flow { cond: arrived, state: st },
+                &DevTerm::konst(dev_v),
+                &ctx,
+            );
             unknown.extend(got.unknown.iter().cloned());
             if let Some(l) = &got.local {
                 delivered = l.cond.clone();
@@ -371,7 +392,16 @@ impl Walker<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn wire(&mut self, n: usize, dev: &str, nexthop: &z3::ast::BV, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
+    fn wire(
+        &mut self,
+        n: usize,
+        dev: &str,
+        nexthop: &z3::ast::BV,
+        cond: Bool,
+        s: &State,
+        depth: usize,
+        visited: &[usize],
+    ) {
         let snap = self.enc.snap;
         let Some(node) = snap.nodes.get(n) else { return };
         // A pod's veth on this node.
@@ -414,7 +444,12 @@ impl Walker<'_, '_> {
             taken.push(nexthop.eq(addr(a)));
             let c = and2(&cond, &owns);
             let is_dst = s.pkt.dst.eq(addr(a));
-            self.end(and2(&c, &is_dst), EndKind::Reached(Reached::Host(h)), s, format!("delivered to host {}", host.name));
+            self.end(
+                and2(&c, &is_dst),
+                EndKind::Reached(Reached::Host(h)),
+                s,
+                format!("delivered to host {}", host.name),
+            );
             self.end(
                 and2(&c, &not(&is_dst)),
                 EndKind::Unknown,
@@ -443,7 +478,13 @@ impl Walker<'_, '_> {
         let dev_v = ne.dev_value(dev);
         let mut v = visited.to_vec();
         v.push(m);
-        self.todo.push(Hop { node: m, dev: dev_v, flow: Flow { cond, state: s.clone() }, visited: v, depth: depth + 1 });
+        self.todo.push(Hop {
+            node: m,
+            dev: dev_v,
+            flow: Flow { cond, state: s.clone() },
+            visited: v,
+            depth: depth + 1,
+        });
     }
 
     fn run(&mut self, start: Start) {

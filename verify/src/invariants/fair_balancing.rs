@@ -82,7 +82,9 @@ pub fn shares(chain: &Chain) -> Result<(Vec<(String, Q)>, Q), String> {
         match &r.target {
             Some(Target::Jump(t)) if t.starts_with("KUBE-SEP-") => {
                 if other {
-                    return Err(format!("{where_} picks an endpoint under a condition other than a random draw ({other_s})"));
+                    return Err(format!(
+                        "{where_} picks an endpoint under a condition other than a random draw ({other_s})"
+                    ));
                 }
                 let share = reach.clone() * p.clone();
                 match per.iter_mut().find(|(k, _)| k == t) {
@@ -97,7 +99,9 @@ pub fn shares(chain: &Chain) -> Result<(Vec<(String, Q)>, Q), String> {
             None | Some(Target::Mark { .. }) | Some(Target::Log(_)) | Some(Target::Nflog(_)) => {}
             Some(Target::Jump(t)) if t.starts_with("KUBE-MARK-") => {}
             Some(_) if other => {}
-            Some(_) => return Err(format!("{where_} ends the chain for every new connection without choosing an endpoint")),
+            Some(_) => {
+                return Err(format!("{where_} ends the chain for every new connection without choosing an endpoint"))
+            }
         }
     }
     Ok((per, reach))
@@ -164,10 +168,14 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
                     .rules
                     .iter()
                     .enumerate()
-                    .filter(|(_, r)| r.target.as_ref().and_then(|t| t.chain()).is_some_and(|t| t.starts_with("KUBE-SEP-")))
+                    .filter(|(_, r)| {
+                        r.target.as_ref().and_then(|t| t.chain()).is_some_and(|t| t.starts_with("KUBE-SEP-"))
+                    })
                     .map(|(i, r)| {
                         let p = r.matches.iter().find_map(|m| match m {
-                            Match::Statistic { mode: StatisticMode::Random { p31 }, .. } => Some(format!("p31 {p31}/2^31")),
+                            Match::Statistic { mode: StatisticMode::Random { p31 }, .. } => {
+                                Some(format!("p31 {p31}/2^31"))
+                            }
                             _ => None,
                         });
                         format!(
@@ -182,7 +190,8 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
                     })
                     .collect();
                 // A new connection that enters this chain, for the replay.
-                let client = snap.cluster.hosts.first().map(|h| h.address.addr()).unwrap_or(Ipv4Addr::new(198, 51, 100, 7));
+                let client =
+                    snap.cluster.hosts.first().map(|h| h.address.addr()).unwrap_or(Ipv4Addr::new(198, 51, 100, 7));
                 let target = if Some(cname) == s.svc_chain.as_ref() {
                     s.cluster_ip.or_else(|| s.node_port.and_then(|p| lan_addrs(node).first().map(|a| (*a, p))))
                 } else {
@@ -193,9 +202,7 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
                         let pkt = Packet::first(client, 40000, dst, dport, s.proto);
                         let dist = c.timed(|| dnat_shares(snap, n, &node.lan, &pkt));
                         let got = dist.iter().find(|(k, _)| {
-                            k.as_deref()
-                                .and_then(|k| k.split("-> ").nth(1))
-                                .and_then(|x| x.split_whitespace().next())
+                            k.as_deref().and_then(|k| k.split("-> ").nth(1)).and_then(|x| x.split_whitespace().next())
                                 == Some(ep.as_str())
                         });
                         let mine = Ratio::new(
@@ -206,9 +213,23 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
                             .iter()
                             .map(|(k, p)| format!("{} with {p}", k.clone().unwrap_or_else(|| "no DNAT".into())))
                             .collect();
-                        (Replay { confirmed: got.is_some_and(|(_, p)| *p == mine), outcome: outs.join("; "), steps: Vec::new() }, Some(pkt))
+                        (
+                            Replay {
+                                confirmed: got.is_some_and(|(_, p)| *p == mine),
+                                outcome: outs.join("; "),
+                                steps: Vec::new(),
+                            },
+                            Some(pkt),
+                        )
                     }
-                    _ => (Replay { confirmed: false, outcome: "no packet of the snapshot enters this chain".into(), steps: Vec::new() }, None),
+                    _ => (
+                        Replay {
+                            confirmed: false,
+                            outcome: "no packet of the snapshot enters this chain".into(),
+                            steps: Vec::new(),
+                        },
+                        None,
+                    ),
                 };
                 let (replay, pkt) = replay;
                 let pv = pkt

@@ -39,16 +39,17 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
         for s in services {
             let Some(port) = s.node_port else { continue };
             if s.external_local && s.local_endpoints.is_empty() {
-                c.notes.push(format!("{node_name}: {} is Local with no local endpoint: meant to drop, not checked", s.name));
+                c.notes.push(format!(
+                    "{node_name}: {} is Local with no local endpoint: meant to drop, not checked",
+                    s.name
+                ));
                 continue;
             }
-            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label =
+                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
             let addrs = addrs.clone();
             let Some(q) = c.node_query(n, &devs, Pins::port(s.proto, port), |_, ne, p| {
-                vec![
-                    one_of(&p.dst, &addrs),
-                    not(&crate::encode::route::is_local(ne, &p.src)),
-                ]
+                vec![one_of(&p.dst, &addrs), not(&crate::encode::route::is_local(ne, &p.src))]
             }) else {
                 continue;
             };
@@ -62,7 +63,10 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
                 QAnswer::Holds => {}
                 QAnswer::Unknown(why) => c.unknown(&label, why),
                 QAnswer::Violated(w) => {
-                    let dst = w.u64(&input.state.pkt.dst).map(|a| std::net::Ipv4Addr::from(a as u32).to_string()).unwrap_or_default();
+                    let dst = w
+                        .u64(&input.state.pkt.dst)
+                        .map(|a| std::net::Ipv4Addr::from(a as u32).to_string())
+                        .unwrap_or_default();
                     let dport = w.u64(&input.state.pkt.dport).unwrap_or(0);
                     let summary = format!("{label}: the packet enters INPUT on {node_name} addressed to {dst}:{dport}, which is not an endpoint of the service");
                     let eps2 = eps.clone();

@@ -39,12 +39,7 @@ pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
                 checked += 1;
                 let Some(ne) = c.enc.node(n) else { continue };
                 let dev = ne.dev_value(&pod.iface);
-                let label = format!(
-                    "{} pod {} to {} {cip}:{cport}",
-                    node.name,
-                    pod.name,
-                    s.name
-                );
+                let label = format!("{} pod {} to {} {cip}:{cport}", node.name, pod.name, s.name);
                 let pa = pod.address;
                 let pins = Pins { src: Some(pa), dst: Some(cip), ..Pins::port(s.proto, cport) };
                 let Some(q) = c.node_query(n, &[dev], pins, |_, _, _| Vec::new()) else {

@@ -38,13 +38,15 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
                 continue;
             }
             checked += 1;
-            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label =
+                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
             let addrs = addrs.clone();
             let mut pins = Pins::port(s.proto, port);
             if let [one] = addrs.as_slice() {
                 pins.dst = Some(*one);
             }
-            let Some(q) = c.node_query(n, &[lan], pins, |c, _, p| vec![one_of(&p.dst, &addrs), c.external(&p.src)]) else {
+            let Some(q) = c.node_query(n, &[lan], pins, |c, _, p| vec![one_of(&p.dst, &addrs), c.external(&p.src)])
+            else {
                 continue;
             };
             let pass = &q.passage;
@@ -63,12 +65,14 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
                         format!("{label}: {node_name} rewrites the client's source address")
                     };
                     let eps = s.local_endpoints.clone();
-                    let shows = move |p: &natpath_model::node::Passage, sent: &natpath_model::packet::Packet| match &p.end {
-                        NodeEnd::Out { packet, .. } => {
-                            packet.src != sent.src || !eps.iter().any(|e| e.address == packet.dst && e.port == packet.dport)
-                        }
-                        _ => false,
-                    };
+                    let shows =
+                        move |p: &natpath_model::node::Passage, sent: &natpath_model::packet::Packet| match &p.end {
+                            NodeEnd::Out { packet, .. } => {
+                                packet.src != sent.src
+                                    || !eps.iter().any(|e| e.address == packet.dst && e.port == packet.dport)
+                            }
+                            _ => false,
+                        };
                     if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
                         return o;
                     }

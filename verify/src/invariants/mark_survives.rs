@@ -78,7 +78,8 @@ pub fn check_mark_survives(c: &mut Checker<'_>) -> Outcome {
             let pass = &q.passage;
             let (Some(pre), Some(post)) = (&pass.after_nat_pre, &pass.at_nat_post) else { continue };
             let set = |m: &z3::ast::BV| m.bvand(bv32(bit)).eq(bv32(bit));
-            let violation = all(&[pre.cond.clone(), post.cond.clone(), set(&pre.state.pkt.mark), not(&set(&post.state.pkt.mark))]);
+            let violation =
+                all(&[pre.cond.clone(), post.cond.clone(), set(&pre.state.pkt.mark), not(&set(&post.state.pkt.mark))]);
             match c.ask(&q.scope, &violation, &pass.unknown) {
                 QAnswer::Holds => {}
                 QAnswer::Unknown(why) => c.unknown(&label, why),

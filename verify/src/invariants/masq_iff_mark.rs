@@ -19,8 +19,8 @@
 //! port).
 
 use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
-use crate::encode::packet::bv32;
 use crate::encode::all;
+use crate::encode::packet::bv32;
 use natpath_model::node::NodeEnd;
 
 /// The catalog name.
@@ -38,7 +38,8 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
         for s in services {
             let Some(port) = s.node_port else { continue };
             ports += 1;
-            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label =
+                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
             let Some(q) = c.node_query(n, &devs, Pins::port(s.proto, port), |_, ne, p| {
                 vec![crate::encode::route::is_local(ne, &p.dst)]
             }) else {

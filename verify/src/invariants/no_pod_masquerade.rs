@@ -44,7 +44,8 @@ pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
             QAnswer::Holds => {}
             QAnswer::Unknown(why) => c.unknown(&label, why),
             QAnswer::Violated(w) => {
-                let src = w.u64(&out.flow.state.pkt.src).and_then(|a| u32::try_from(a).ok()).map(std::net::Ipv4Addr::from);
+                let src =
+                    w.u64(&out.flow.state.pkt.src).and_then(|a| u32::try_from(a).ok()).map(std::net::Ipv4Addr::from);
                 let summary = format!(
                     "{label}: {node_name} rewrites the source of pod traffic to {}",
                     src.map(|a| a.to_string()).unwrap_or_default()

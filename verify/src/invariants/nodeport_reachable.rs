@@ -39,10 +39,14 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
         for s in services {
             let Some(port) = s.node_port else { continue };
             if s.external_local && s.local_endpoints.is_empty() {
-                c.notes.push(format!("{node_name}: {} is Local with no local endpoint: meant to drop, not checked", s.name));
+                c.notes.push(format!(
+                    "{node_name}: {} is Local with no local endpoint: meant to drop, not checked",
+                    s.name
+                ));
                 continue;
             }
-            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label =
+                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
             if hosts.is_empty() {
                 c.unknown(&label, "no [[host]] of cluster.toml is on the node's LAN segment to send from".into());
                 continue;
@@ -66,7 +70,12 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                         _ if eps.is_empty() => (Bool::from_bool(e.kind == EndKind::Rejected), false),
                         EndKind::Reached(Reached::Pod(pi)) => {
                             // A pod that does not listen on the port refuses it.
-                            let l = snap.cluster.pods.get(*pi).map(|pod| listens(pod, &e.state.pkt)).unwrap_or_else(|| Bool::from_bool(false));
+                            let l = snap
+                                .cluster
+                                .pods
+                                .get(*pi)
+                                .map(|pod| listens(pod, &e.state.pkt))
+                                .unwrap_or_else(|| Bool::from_bool(false));
                             (and2(&reached, &l), false)
                         }
                         EndKind::Reached(Reached::Node(_)) => (reached, false),

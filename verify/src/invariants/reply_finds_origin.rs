@@ -37,7 +37,8 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
         let hosts = c.hosts_near(n);
         for s in services {
             let Some(port) = s.node_port else { continue };
-            let label = format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label =
+                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
             if s.endpoints.is_empty() && s.local_endpoints.is_empty() {
                 continue;
             }
@@ -65,12 +66,7 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
                         }
                         let st = &r.state.pkt;
                         let good = if r.kind == EndKind::Reached(Reached::Host(h)) {
-                            all(&[
-                                st.src.eq(&p.dst),
-                                st.sport.eq(&p.dport),
-                                st.dst.eq(addr(ha)),
-                                st.dport.eq(&p.sport),
-                            ])
+                            all(&[st.src.eq(&p.dst), st.sport.eq(&p.dport), st.dst.eq(addr(ha)), st.dport.eq(&p.sport)])
                         } else {
                             Bool::from_bool(false)
                         };
