@@ -164,12 +164,11 @@ impl Trail {
         if x.as_u64().is_some() || (x.is_const() && x.num_children() == 0) {
             return x.clone();
         }
-        let s = x.simplify();
-        if s.as_u64().is_some() {
-            return s;
-        }
+        // No `simplify` here: it flattens the nested conjunctions of a
+        // first-match chain (routes, address types) into one quadratic term;
+        // the builders fold numerals themselves.
         let v = BV::fresh_const("def", x.get_size());
-        self.defs.push(v.eq(&s));
+        self.defs.push(v.eq(x));
         v
     }
 }
@@ -212,8 +211,9 @@ impl<'s> NodeEnc<'s> {
     /// Prepare node `index` of `snap`.
     pub fn new(snap: &'s Snapshot, index: usize, node: &'s Node) -> Self {
         let mut devs: Vec<String> = node.interfaces.iter().map(|i| i.name.clone()).collect();
+        let mut seen: std::collections::HashSet<String> = devs.iter().cloned().collect();
         let mut add = |d: &str| {
-            if !devs.iter().any(|x| x == d) {
+            if seen.insert(d.to_string()) {
                 devs.push(d.to_string());
             }
         };
@@ -230,6 +230,10 @@ impl<'s> NodeEnc<'s> {
             }
         }
         add("lo");
+        // In name order: the devices a wildcard (`cali+`) matches get
+        // consecutive values.
+        devs.sort();
+        devs.dedup();
         let tables = node
             .ruleset
             .tables
@@ -253,9 +257,9 @@ impl<'s> NodeEnc<'s> {
     /// The value a device term takes for `name` (the "other" value when the
     /// snapshot does not list it).
     pub fn dev_value(&self, name: &str) -> u16 {
-        match self.devs.iter().position(|d| d == name) {
-            Some(i) => u16::try_from(i + 1).unwrap_or(u16::MAX),
-            None => self.other_dev(),
+        match self.devs.binary_search_by(|d| d.as_str().cmp(name)) {
+            Ok(i) => u16::try_from(i + 1).unwrap_or(u16::MAX),
+            Err(_) => self.other_dev(),
         }
     }
 

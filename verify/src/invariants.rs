@@ -33,6 +33,7 @@ use crate::counterexample::{
 };
 use crate::encode::conntrack::CtCtx;
 use crate::encode::node::Passage;
+use crate::encode::packet::FoldEq;
 use crate::encode::packet::{bv16, bv32, bv8, in_net, DevTerm, Flow, State, SymPacket};
 use crate::encode::walk::{self, WalkOut};
 use crate::encode::{and2, any, not, or2, EncodeOptions, Encoder, Ending, NodeEnc, Trail};
@@ -82,6 +83,9 @@ pub struct Verdict {
     pub solve: Duration,
     /// Number of solver queries.
     pub queries: usize,
+    /// Number of queries the encoding settled without the solver (the goal
+    /// folded to false while it was built).
+    pub folded: usize,
     /// What the check assumed or skipped, one line each.
     pub notes: Vec<String>,
 }
@@ -138,13 +142,55 @@ pub fn check(snap: &Snapshot, name: &str, opts: &CheckOptions) -> Option<Verdict
         encode: total.saturating_sub(c.solve_time).saturating_sub(c.replay_time),
         solve: c.solve_time,
         queries: c.queries,
+        folded: c.folded,
         notes: c.notes,
     })
 }
 
 /// Check the whole catalog.
 pub fn check_all(snap: &Snapshot, opts: &CheckOptions) -> Vec<Verdict> {
-    NAMES.iter().filter_map(|n| check(snap, n, opts)).collect()
+    check_many(snap, &NAMES, opts)
+}
+
+/// Check the invariants `names` (names not in the catalog are skipped), on
+/// as many threads as the machine has cores: each invariant is checked on
+/// one thread, with that thread's own Z3 context, and the verdicts come
+/// back in the order of `names`.
+pub fn check_many(snap: &Snapshot, names: &[&str], opts: &CheckOptions) -> Vec<Verdict> {
+    let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
+    let threads = threads.min(names.len()).max(1);
+    if threads == 1 {
+        return names.iter().filter_map(|n| check(snap, n, opts)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<Verdict>> = (0..names.len()).map(|_| None).collect();
+    std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(name) = names.get(i) else { break };
+                        done.push((i, check(snap, name, opts)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for w in workers {
+            // A worker that panicked loses its verdicts: they are missing
+            // below, never reported as holding.
+            if let Ok(done) = w.join() {
+                for (i, v) in done {
+                    if let Some(slot) = slots.get_mut(i) {
+                        *slot = v;
+                    }
+                }
+            }
+        }
+    });
+    slots.into_iter().flatten().collect()
 }
 
 /// The answer of one query.
@@ -168,6 +214,7 @@ pub struct Checker<'s> {
     pub(crate) solve_time: Duration,
     pub(crate) replay_time: Duration,
     pub(crate) queries: usize,
+    pub(crate) folded: usize,
     pub(crate) notes: Vec<String>,
     seq: usize,
     unknowns: Vec<String>,
@@ -185,6 +232,7 @@ impl<'s> Checker<'s> {
             solve_time: Duration::ZERO,
             replay_time: Duration::ZERO,
             queries: 0,
+            folded: 0,
             notes: Vec::new(),
             seq: 0,
             unknowns: Vec::new(),
@@ -213,10 +261,11 @@ impl<'s> Checker<'s> {
         p
     }
 
-    /// A fresh symbolic device term.
+    /// A fresh symbolic device term, which the query constrains to listed
+    /// devices ([`dev_in`]).
     pub(crate) fn fresh_dev(&mut self) -> DevTerm {
         self.seq += 1;
-        DevTerm::symbolic(BV::new_const(format!("q{}.dev", self.seq), crate::encode::packet::DEV_BITS))
+        DevTerm::symbolic_closed(BV::new_const(format!("q{}.dev", self.seq), crate::encode::packet::DEV_BITS))
     }
 
     /// Ask whether some packet in `scope` breaks the invariant (`violation`
@@ -252,8 +301,28 @@ impl<'s> Checker<'s> {
             let a = s.check();
             (a, s.spent)
         };
+        let goal = or2(&definite, &u);
+        // The encoding folds constants as it is built: a goal that is
+        // already false (every path in scope keeps the invariant and none
+        // reaches an unexpressible rule) needs no solver.
+        if crate::encode::is_false(&goal) {
+            self.folded += 1;
+            return QAnswer::Holds;
+        }
         self.queries += 1;
-        let (a, t) = run(&or2(&definite, &u));
+        // A debugging aid: NATPATH_DEBUG_SMT_DUMP=PREFIX writes each query
+        // as SMT-LIB to PREFIX.N.
+        if let Ok(p) = std::env::var("NATPATH_DEBUG_SMT_DUMP") {
+            let s = z3::Solver::new();
+            for b in scope {
+                s.assert(b);
+            }
+            s.assert(&goal);
+            let text = s.to_string();
+            eprintln!("query {}: {} scope asserts, {} chars", self.queries, scope.len(), text.len());
+            let _ = std::fs::write(format!("{p}.{}", self.queries), text);
+        }
+        let (a, t) = run(&goal);
         self.solve_time += t;
         match a {
             Answer::Unsat => QAnswer::Holds,
@@ -269,6 +338,15 @@ impl<'s> Checker<'s> {
                     Answer::Unknown(why) => QAnswer::Unknown(format!("the solver gave up: {why}")),
                 }
             }
+        }
+    }
+
+    /// A query whose violation cannot happen (no packet gets to where it
+    /// would show) may still reach rules natpath cannot express: ask about
+    /// those alone, so that such a path makes the verdict unknown.
+    pub(crate) fn ask_unknowns(&mut self, label: &str, scope: &[Bool], unknown: &[Ending]) {
+        if let QAnswer::Unknown(why) = self.ask(scope, &Bool::from_bool(false), unknown) {
+            self.unknown(label, why);
         }
     }
 
@@ -388,7 +466,7 @@ impl<'s> Checker<'s> {
             c.push(not(&in_net(a, &n)));
         }
         for x in self.node_addrs() {
-            c.push(not(&a.eq(crate::encode::packet::addr(x))));
+            c.push(not(&a.feq(crate::encode::packet::addr(x))));
         }
         for n in ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"] {
             if let Ok(net) = n.parse::<Ipv4Net>() {
@@ -404,7 +482,7 @@ impl<'s> Checker<'s> {
         let inside = any(&nets.iter().map(|n| in_net(a, n)).collect::<Vec<_>>());
         let mut c = vec![inside];
         for x in self.node_addrs() {
-            c.push(not(&a.eq(crate::encode::packet::addr(x))));
+            c.push(not(&a.feq(crate::encode::packet::addr(x))));
         }
         crate::encode::all(&c)
     }
@@ -448,14 +526,14 @@ impl Pins {
 /// UDP or SCTP datagram with non-zero ports, an IP header of at least 20
 /// bytes.
 pub(crate) fn first_packet(p: &SymPacket) -> Vec<Bool> {
-    let tcp = p.proto.eq(bv8(6));
+    let tcp = p.proto.feq(bv8(6));
     let ported = p.has_ports();
     vec![
-        tcp.implies(p.tcp_flags.eq(bv8(natpath_model::packet::tcp::SYN))),
-        not(&tcp).implies(p.tcp_flags.eq(bv8(0))),
-        ported.implies(and2(&p.sport.eq(bv16(0)).not(), &p.dport.eq(bv16(0)).not())),
+        tcp.implies(p.tcp_flags.feq(bv8(natpath_model::packet::tcp::SYN))),
+        not(&tcp).implies(p.tcp_flags.feq(bv8(0))),
+        ported.implies(and2(&p.sport.feq(bv16(0)).not(), &p.dport.feq(bv16(0)).not())),
         p.len.bvuge(bv16(20)),
-        p.mark.eq(bv32(0)),
+        p.mark.feq(bv32(0)),
     ]
 }
 
@@ -463,13 +541,13 @@ pub(crate) fn first_packet(p: &SymPacket) -> Vec<Bool> {
 pub(crate) fn is_endpoint(dst: &BV, dport: &BV, eps: &[Endpoint]) -> Bool {
     any(&eps
         .iter()
-        .map(|e| and2(&dst.eq(crate::encode::packet::addr(e.address)), &dport.eq(bv16(e.port))))
+        .map(|e| and2(&dst.feq(crate::encode::packet::addr(e.address)), &dport.feq(bv16(e.port))))
         .collect::<Vec<_>>())
 }
 
 /// `x` is one of `addrs`.
 pub(crate) fn one_of(x: &BV, addrs: &[Ipv4Addr]) -> Bool {
-    any(&addrs.iter().map(|a| x.eq(crate::encode::packet::addr(*a))).collect::<Vec<_>>())
+    any(&addrs.iter().map(|a| x.feq(crate::encode::packet::addr(*a))).collect::<Vec<_>>())
 }
 
 /// The device term takes one of `vals`.
@@ -654,7 +732,7 @@ impl<'s> Checker<'s> {
         let ne = self.enc.node(n)?;
         let lan = ne.dev_value(&node.lan);
         let mut scope = first_packet(&pkt);
-        scope.push(pkt.src.eq(crate::encode::packet::addr(host.address.addr())));
+        scope.push(pkt.src.feq(crate::encode::packet::addr(host.address.addr())));
         scope.push(one_of(&pkt.dst, &lan_addrs(node)));
         scope.extend(shape(&pkt));
         let mut trail = Trail { record_hits: true, ..Trail::default() };
@@ -676,22 +754,25 @@ impl<'s> Checker<'s> {
                 let Some(pn) = snap.nodes.iter().position(|x| x.name == pod.node) else { continue };
                 let Some(pe) = self.enc.node(pn) else { continue };
                 let dev = pe.dev_value(&pod.iface);
-                let parts: Vec<Flow> = ends
-                    .iter()
-                    .map(|e| {
-                        let listens = listens(pod, &e.state.pkt);
-                        Flow { cond: and2(&e.cond, &listens), state: State::arriving(walk::answer(&e.state.pkt)) }
-                    })
-                    .collect();
-                let Some(flow) = Flow::merge(parts) else { continue };
-                let back = walk::walk(
-                    &self.enc,
-                    &mut trail,
-                    walk::Start::Arrive { node: pn, dev, flow },
-                    &|m| walk::replies_on(&fwd, m),
-                    true,
-                );
-                replies.push((pi, back));
+                // One answer per forward path: each meets exactly the
+                // bindings its own first packet left, so the walk back folds
+                // to that path's addresses.
+                for e in ends {
+                    let listens = listens(pod, &e.state.pkt);
+                    let flow =
+                        Flow { cond: and2(&e.cond, &listens), state: State::arriving(walk::answer(&e.state.pkt)) };
+                    if crate::encode::is_false(&flow.cond) {
+                        continue;
+                    }
+                    let back = walk::walk(
+                        &self.enc,
+                        &mut trail,
+                        walk::Start::Arrive { node: pn, dev, flow },
+                        &|m| e.replies_on(m),
+                        true,
+                    );
+                    replies.push((pi, back));
+                }
             }
         }
         scope.extend(trail.defs.iter().cloned());
@@ -767,7 +848,7 @@ pub(crate) fn listens(pod: &natpath_model::cluster::PodDecl, p: &SymPacket) -> B
             _ => continue,
         };
         let Ok(port) = port.parse::<u16>() else { continue };
-        alts.push(and2(&p.proto.eq(bv8(proto)), &p.dport.eq(bv16(port))));
+        alts.push(and2(&p.proto.feq(bv8(proto)), &p.dport.feq(bv16(port))));
     }
     any(&alts)
 }
@@ -855,7 +936,11 @@ pub fn check_cli(args: &[String]) -> i32 {
     let opts = CheckOptions { timeout: a.timeout, ..CheckOptions::default() };
     let names: Vec<&str> =
         if a.names.is_empty() { NAMES.to_vec() } else { a.names.iter().map(String::as_str).collect() };
-    let verdicts: Vec<Verdict> = names.iter().filter_map(|n| check(&snap, n, &opts)).collect();
+    let verdicts = check_many(&snap, &names, &opts);
+    if verdicts.len() != names.len() {
+        eprintln!("natpath check: internal error: a checker thread failed; verdicts are missing");
+        return 3;
+    }
     if a.json {
         println!("{}", crate::invariants::report_json(&a.snapshot, &snap, &verdicts));
     } else {
@@ -887,13 +972,14 @@ pub fn report_text(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String 
     for v in verdicts {
         let _ = writeln!(
             s,
-            "  {:<24} {:<8} encode {:>9}  solve {:>9}  ({} {})",
+            "  {:<24} {:<8} encode {:>9}  solve {:>9}  ({} {}{})",
             v.name,
             v.outcome.word(),
             ms(v.encode),
             ms(v.solve),
             v.queries,
-            if v.queries == 1 { "query" } else { "queries" }
+            if v.queries == 1 { "query" } else { "queries" },
+            if v.folded > 0 { format!(", {} settled while encoding", v.folded) } else { String::new() }
         );
     }
     for v in verdicts {
@@ -954,6 +1040,7 @@ pub fn report_json(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String 
                 "encode_ms": v.encode.as_secs_f64() * 1000.0,
                 "solve_ms": v.solve.as_secs_f64() * 1000.0,
                 "queries": v.queries,
+                "settled_while_encoding": v.folded,
                 "notes": v.notes,
             });
             if let Some(map) = o.as_object_mut() {

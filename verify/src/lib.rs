@@ -5,9 +5,9 @@
 //! The data flow continues the model's: IR -> (model | encoding) ->
 //! verdicts -> reports.
 
-pub mod report;
-pub mod kernel;
-pub mod encode;
-pub mod solver;
 pub mod counterexample;
+pub mod encode;
 pub mod invariants;
+pub mod kernel;
+pub mod report;
+pub mod solver;

@@ -563,13 +563,15 @@ fn route(cur: &mut Cursor<'_, '_>) -> Result<Option<Route>, ParseError> {
                 }
                 r.extra.push((k.to_string(), value));
             }
-            _ => return Err(cur.err(
-                Some(w),
-                format!(
+            _ => {
+                return Err(cur.err(
+                    Some(w),
+                    format!(
                     "expected a route attribute (via, dev, table, proto, scope, src, metric, onlink, mtu...), found {}",
                     lex::found(Some(w))
                 ),
-            )),
+                ))
+            }
         }
     }
     if hop.via.is_some() || hop.dev.is_some() || hop.onlink {

@@ -18,7 +18,7 @@
 //! new): an approximation that cannot arise in a two-way walk of one
 //! connection.
 
-use crate::encode::packet::{bv32, bv8, ite_bv, State, SymCt, SymTuple};
+use crate::encode::packet::{bv32, bv8, ite_bv, FoldEq, State, SymCt, SymTuple};
 use crate::encode::{and2, any, not, EncodeOptions};
 use natpath_model::ruleset::{CtStates, CtStatus};
 use z3::ast::{Bool, BV};
@@ -28,6 +28,9 @@ use z3::ast::{Bool, BV};
 pub struct Binding {
     /// The connection was confirmed (its first packet left the node).
     pub present: Bool,
+    /// The first packet was tracked (not NOTRACK): `present` without the
+    /// condition that the path was taken.
+    pub tracked: Bool,
     /// The original tuple (as the first packet arrived).
     pub orig: SymTuple,
     /// The reply tuple (the inverse of the translated original).
@@ -149,7 +152,7 @@ pub fn rewrite_src(st: &State, bound: &[(Bool, Binding)]) -> State {
 /// Record a destination translation in the connection (`nf_nat_setup_info`):
 /// the reply will come from the new destination.
 pub fn set_dnat(st: &mut State) {
-    let changed = not(&and2(&st.ct.reply.src.eq(&st.pkt.dst), &st.ct.reply.sport.eq(&st.pkt.dport)));
+    let changed = not(&and2(&st.ct.reply.src.feq(&st.pkt.dst), &st.ct.reply.sport.feq(&st.pkt.dport)));
     st.ct.dnat = crate::encode::or2(&st.ct.dnat, &changed);
     st.ct.reply.src = st.pkt.dst.clone();
     st.ct.reply.sport = st.pkt.dport.clone();
@@ -157,7 +160,7 @@ pub fn set_dnat(st: &mut State) {
 
 /// Record a source translation: the reply will go to the new source.
 pub fn set_snat(st: &mut State) {
-    let changed = not(&and2(&st.ct.reply.dst.eq(&st.pkt.src), &st.ct.reply.dport.eq(&st.pkt.sport)));
+    let changed = not(&and2(&st.ct.reply.dst.feq(&st.pkt.src), &st.ct.reply.dport.feq(&st.pkt.sport)));
     st.ct.snat = crate::encode::or2(&st.ct.snat, &changed);
     st.ct.reply.dst = st.pkt.src.clone();
     st.ct.reply.dport = st.pkt.sport.clone();
@@ -167,6 +170,7 @@ pub fn set_snat(st: &mut State) {
 pub fn binding_of(st: &State, present: &Bool) -> Binding {
     Binding {
         present: and2(present, &not(&st.notrack)),
+        tracked: not(&st.notrack),
         orig: st.ct.orig.clone(),
         reply: st.ct.reply.clone(),
         dnat: st.ct.dnat.clone(),

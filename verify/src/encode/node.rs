@@ -57,6 +57,8 @@ pub struct OutFlow {
     pub nexthop: BV,
     /// The routes it can leave by.
     pub routes: Vec<RouteOut>,
+    /// The connection this way out leaves behind (first packets).
+    pub binding: Binding,
 }
 
 /// What one passage through a node can do.
@@ -68,6 +70,11 @@ pub struct Passage {
     pub local: Option<Flow>,
     /// Sent out of a device (after POSTROUTING).
     pub out: Option<OutFlow>,
+    /// The same ways out, one per flow the passage followed apart (a NAT
+    /// outcome of a first packet): each keeps its own, usually constant,
+    /// destination and device, so a walk follows them separately and the
+    /// next node's encoding folds to what that one flow meets.
+    pub outs: Vec<OutFlow>,
     /// Dropped.
     pub dropped: Vec<Ending>,
     /// Rejected.
@@ -102,6 +109,7 @@ impl Passage {
             node,
             local: None,
             out: None,
+            outs: Vec::new(),
             dropped: Vec::new(),
             rejected: Vec::new(),
             unknown: Vec::new(),
@@ -386,7 +394,9 @@ impl<'e, 's> Run<'e, 's> {
             if crate::encode::is_false(&f.cond) {
                 return;
             }
-            let o = OutFlow { flow: f, oif: oif.clone(), nexthop: nexthop.clone(), routes };
+            let binding = conntrack::binding_of(&f.state, &f.cond);
+            let o = OutFlow { flow: f, oif: oif.clone(), nexthop: nexthop.clone(), routes, binding };
+            self.p.outs.push(o.clone());
             self.p.out = Some(merge_out(self.p.out.take(), o));
         }
     }
@@ -400,10 +410,14 @@ impl<'e, 's> Run<'e, 's> {
         what: &str,
     ) -> (Bool, DevTerm, BV, Vec<RouteOut>) {
         let mut routes = Vec::new();
-        let mut oif = DevTerm::none();
-        let mut nexthop = dst.clone();
+        let mut oif: Option<DevTerm> = None;
+        let mut nexthop: Option<BV> = None;
         let mut conds = Vec::new();
-        for (c, case) in cases {
+        // The cases are exclusive and the result only matters within their
+        // union, so the last case is the default: one route (or several
+        // by the same device) leaves a constant device, which folds every
+        // `-o` match after it.
+        for (c, case) in cases.iter().rev() {
             let Some(dev) = case.dev.as_deref() else {
                 self.p.unknown.push(Ending {
                     cond: c.clone(),
@@ -413,12 +427,20 @@ impl<'e, 's> Run<'e, 's> {
             };
             let v = self.node.dev_value(dev);
             let nh = case.gateway.map(addr).unwrap_or_else(|| dst.clone());
-            oif = DevTerm::ite(c, &DevTerm::konst(v), &oif);
-            nexthop = ite_bv(c, &nh, &nexthop);
+            oif = Some(match oif {
+                None => DevTerm::konst(v),
+                Some(o) => DevTerm::ite(c, &DevTerm::konst(v), &o),
+            });
+            nexthop = Some(match nexthop {
+                None => nh,
+                Some(n) => ite_bv(c, &nh, &n),
+            });
             conds.push(c.clone());
             routes.push(RouteOut { cond: c.clone(), dev: v, gateway: case.gateway });
         }
-        (any(&conds), oif, nexthop, routes)
+        conds.reverse();
+        routes.reverse();
+        (any(&conds), oif.unwrap_or_else(DevTerm::none), nexthop.unwrap_or_else(|| dst.clone()), routes)
     }
 
     fn receive(&mut self, trail: &mut Trail, input: Flow, iif: &DevTerm, ctx: &CtCtx) {
@@ -645,7 +667,9 @@ fn merge_out(a: Option<OutFlow>, b: OutFlow) -> OutFlow {
     let flow = Flow::merge(vec![a.flow.clone(), b.flow.clone()]).unwrap_or_else(|| b.flow.clone());
     let mut routes = a.routes;
     routes.extend(b.routes);
+    let binding = conntrack::binding_of(&flow.state, &flow.cond);
     OutFlow {
+        binding,
         oif: DevTerm::ite(&a.flow.cond, &a.oif, &b.oif),
         nexthop: ite_bv(&a.flow.cond, &a.nexthop, &b.nexthop),
         flow,

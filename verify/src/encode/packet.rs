@@ -48,6 +48,38 @@ pub fn eq_bv(a: &BV, b: &BV) -> Bool {
     }
 }
 
+/// Equality of bit-vectors that folds numerals, for receivers:
+/// `x.feq(bv8(6))` is `eq_bv(&x, &bv8(6))`.
+pub trait FoldEq {
+    /// `self == o`, a constant when both sides are numerals.
+    fn feq<T: std::borrow::Borrow<BV>>(&self, o: T) -> Bool;
+}
+
+impl FoldEq for BV {
+    fn feq<T: std::borrow::Borrow<BV>>(&self, o: T) -> Bool {
+        eq_bv(self, o.borrow())
+    }
+}
+
+/// `a & b`, folded for numerals.
+pub fn bv_and(a: &BV, b: &BV) -> BV {
+    match (a.as_u64(), b.as_u64()) {
+        (Some(x), Some(y)) => BV::from_u64(x & y, a.get_size()),
+        (Some(0), _) | (_, Some(0)) => BV::from_u64(0, a.get_size()),
+        _ => a.bvand(b),
+    }
+}
+
+/// `a ^ b`, folded for numerals.
+pub fn bv_xor(a: &BV, b: &BV) -> BV {
+    match (a.as_u64(), b.as_u64()) {
+        (Some(x), Some(y)) => BV::from_u64(x ^ y, a.get_size()),
+        (Some(0), _) => b.clone(),
+        (_, Some(0)) => a.clone(),
+        _ => a.bvxor(b),
+    }
+}
+
 /// `(x & mask) == value` (32 bits), folded for a numeral `x`.
 pub fn masked_eq(x: &BV, mask: u32, value: u32) -> Bool {
     if let Some(v) = x.as_u64() {
@@ -161,7 +193,7 @@ impl SymPacket {
         if let Some(p) = self.proto.as_u64() {
             return Bool::from_bool(matches!(p, 6 | 17 | 132));
         }
-        Bool::or(&[self.proto.eq(bv8(6)), self.proto.eq(bv8(17)), self.proto.eq(bv8(132))])
+        crate::encode::any(&[eq_bv(&self.proto, &bv8(6)), eq_bv(&self.proto, &bv8(17)), eq_bv(&self.proto, &bv8(132))])
     }
 
     /// The connection tuple of this packet.
@@ -467,12 +499,16 @@ pub struct DevTerm {
     /// What "no device" means to `ip rule iif` selectors (`lo` for locally
     /// generated packets, as the kernel's flow has it).
     pub none_is_lo: bool,
+    /// The term only takes listed devices (or none), never the value of a
+    /// device the snapshot does not list: no free choice is needed for how
+    /// a pattern matches that one.
+    pub closed: bool,
 }
 
 impl DevTerm {
     /// A constant device value.
     pub fn konst(v: u16) -> DevTerm {
-        DevTerm { bv: BV::from_u64(u64::from(v), DEV_BITS), known: Some(v), none_is_lo: false }
+        DevTerm { bv: BV::from_u64(u64::from(v), DEV_BITS), known: Some(v), none_is_lo: false, closed: true }
     }
 
     /// No device.
@@ -482,7 +518,34 @@ impl DevTerm {
 
     /// A symbolic device value.
     pub fn symbolic(bv: BV) -> DevTerm {
-        DevTerm { bv, known: None, none_is_lo: false }
+        DevTerm { bv, known: None, none_is_lo: false, closed: false }
+    }
+
+    /// A symbolic device value the caller constrains to listed devices.
+    pub fn symbolic_closed(bv: BV) -> DevTerm {
+        DevTerm { bv, known: None, none_is_lo: false, closed: true }
+    }
+
+    /// The term may take the value of a device the snapshot does not list.
+    pub fn may_be_other(&self, other_v: u16) -> bool {
+        match self.known {
+            Some(k) => k == other_v,
+            None => !self.closed,
+        }
+    }
+
+    /// The term lies in `lo..=hi`.
+    fn within(&self, lo: u16, hi: u16) -> Bool {
+        if lo == hi {
+            return self.is(lo);
+        }
+        match self.known {
+            Some(k) => Bool::from_bool(lo <= k && k <= hi),
+            None => crate::encode::and2(
+                &self.bv.bvuge(BV::from_u64(u64::from(lo), DEV_BITS)),
+                &self.bv.bvule(BV::from_u64(u64::from(hi), DEV_BITS)),
+            ),
+        }
     }
 
     /// The term is value `v`.
@@ -515,13 +578,27 @@ impl DevTerm {
         if pat.matches("") {
             alts.push(self.is(0));
         }
+        // Devices are numbered in name order, so a wildcard's devices are
+        // few runs of consecutive values: one range test per run.
+        let mut run: Option<(u16, u16)> = None;
         for (i, d) in node.devs.iter().enumerate() {
+            let v = u16::try_from(i + 1).unwrap_or(u16::MAX);
             if pat.matches(d) {
-                alts.push(self.is(u16::try_from(i + 1).unwrap_or(u16::MAX)));
+                run = match run {
+                    Some((lo, hi)) if hi + 1 == v => Some((lo, v)),
+                    Some((lo, hi)) => {
+                        alts.push(self.within(lo, hi));
+                        Some((v, v))
+                    }
+                    None => Some((v, v)),
+                };
             }
         }
+        if let Some((lo, hi)) = run {
+            alts.push(self.within(lo, hi));
+        }
         let other_v = node.other_dev();
-        let may_be_other = self.known.is_none_or(|k| k == other_v);
+        let may_be_other = self.may_be_other(other_v);
         if may_be_other {
             let o = if pat.wildcard && pat.name.is_empty() { Bool::from_bool(true) } else { other() };
             alts.push(crate::encode::and2(&self.is(other_v), &o));
@@ -537,6 +614,11 @@ impl DevTerm {
             (_, k, Some(false)) => k,
             _ => None,
         };
-        DevTerm { bv: ite_bv(c, &a.bv, &b.bv), known, none_is_lo: a.none_is_lo && b.none_is_lo }
+        DevTerm {
+            bv: ite_bv(c, &a.bv, &b.bv),
+            known,
+            none_is_lo: a.none_is_lo && b.none_is_lo,
+            closed: a.closed && b.closed,
+        }
     }
 }

@@ -29,7 +29,9 @@
 //! ends the paths that reach it as unknown, naming `file:line`; so does a
 //! jump to a missing chain or a call deeper than the bound.
 
-use crate::encode::packet::{bv32, bv8, eq_bv, in_net, in_range, ite_bool, masked_eq, DevTerm, Flow, State};
+use crate::encode::packet::{
+    bv32, bv8, bv_and, bv_xor, eq_bv, in_net, in_range, ite_bool, masked_eq, DevTerm, Flow, FoldEq, State,
+};
 use crate::encode::route::{addr_type_in, rpfilter_passes};
 use crate::encode::{and2, any, not, or2, Choice, ChoiceKind, Ending, Hit, NodeEnc, RuleRef, Trail};
 use natpath_model::netstate::SetType;
@@ -270,22 +272,28 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                     }
                 }
                 Target::Mark { value, mask } => {
-                    let new = state.pkt.mark.bvand(bv32(!mask)).bvxor(bv32(*value));
+                    let new = bv_xor(&bv_and(&state.pkt.mark, &bv32(!mask)), &bv32(*value));
                     state.pkt.mark = crate::encode::packet::ite_bv(&m, &new, &state.pkt.mark);
                     "mark"
                 }
                 Target::Connmark(op) => {
                     match *op {
                         ConnmarkOp::SetXmark { value, mask } => {
-                            let new = state.ct.ctmark.bvand(bv32(!mask)).bvxor(bv32(value));
+                            let new = bv_xor(&bv_and(&state.ct.ctmark, &bv32(!mask)), &bv32(value));
                             state.ct.ctmark = crate::encode::packet::ite_bv(&m, &new, &state.ct.ctmark);
                         }
                         ConnmarkOp::Save { nfmask, ctmask } => {
-                            let new = state.ct.ctmark.bvand(bv32(!ctmask)).bvxor(state.pkt.mark.bvand(bv32(nfmask)));
+                            let new = bv_xor(
+                                &bv_and(&state.ct.ctmark, &bv32(!ctmask)),
+                                &bv_and(&state.pkt.mark, &bv32(nfmask)),
+                            );
                             state.ct.ctmark = crate::encode::packet::ite_bv(&m, &new, &state.ct.ctmark);
                         }
                         ConnmarkOp::Restore { nfmask, ctmask } => {
-                            let new = state.pkt.mark.bvand(bv32(!nfmask)).bvxor(state.ct.ctmark.bvand(bv32(ctmask)));
+                            let new = bv_xor(
+                                &bv_and(&state.pkt.mark, &bv32(!nfmask)),
+                                &bv_and(&state.ct.ctmark, &bv32(ctmask)),
+                            );
                             state.pkt.mark = crate::encode::packet::ite_bv(&m, &new, &state.pkt.mark);
                         }
                     }
@@ -440,7 +448,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
     fn dev_match(&mut self, dev: &DevTerm, pat: &Iface, rref: &RuleRef) -> Bool {
         let node = self.env.node;
         let other_v = node.other_dev();
-        let may_be_other = dev.known.is_none_or(|k| k == other_v) && !(pat.wildcard && pat.name.is_empty());
+        let may_be_other = dev.may_be_other(other_v) && !(pat.wildcard && pat.name.is_empty());
         // A device the snapshot does not list has an unknown name: whether
         // the pattern matches it is a free choice.
         let other = if may_be_other {
@@ -464,7 +472,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                 }
                 let flags = match &t.flags {
                     None => Bool::from_bool(true),
-                    Some(f) => neg(f.neg, p.tcp_flags.bvand(bv8(f.value.mask)).eq(bv8(f.value.comp))),
+                    Some(f) => neg(f.neg, p.tcp_flags.bvand(bv8(f.value.mask)).feq(bv8(f.value.comp))),
                 };
                 crate::encode::all(&[
                     eq_bv(&p.proto, &bv8(6)),
@@ -496,7 +504,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                             Bool::from_bool(true)
                         } else {
                             and2(
-                                &p.icmp_type.eq(bv8(t.value.ty)),
+                                &p.icmp_type.feq(bv8(t.value.ty)),
                                 &in_range(&p.icmp_code, u64::from(t.value.code.0), u64::from(t.value.code.1)),
                             )
                         };
@@ -605,7 +613,8 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                 Bool::from_bool(!positive)
             }
             Match::Pkttype(n) => {
-                let bcast = or2(&p.dst.eq(bv32(u32::MAX)), &addr_type_in(env.node, &p.dst, None, AddrTypes::BROADCAST));
+                let bcast =
+                    or2(&p.dst.feq(bv32(u32::MAX)), &addr_type_in(env.node, &p.dst, None, AddrTypes::BROADCAST));
                 let mcast = in_net(&p.dst, &"224.0.0.0/4".parse().unwrap_or_default());
                 let is = match n.value {
                     PktType::Broadcast => bcast,
@@ -620,8 +629,8 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
             Match::Tos(n) => Bool::from_bool(n.neg != (n.value.value == 0)),
             Match::Dscp(n) => Bool::from_bool(n.neg != (n.value == 0)),
             Match::Ttl { op, value } => match op.as_str() {
-                "eq" => p.ttl.eq(bv8(*value)),
-                "ne" => p.ttl.eq(bv8(*value)).not(),
+                "eq" => p.ttl.feq(bv8(*value)),
+                "ne" => p.ttl.feq(bv8(*value)).not(),
                 "lt" => p.ttl.bvult(bv8(*value)),
                 "gt" => p.ttl.bvugt(bv8(*value)),
                 other => return Err(format!("`-m ttl` operator `{other}`")),
@@ -653,7 +662,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
         if let Some(pr) = &c.proto {
             // The model reads the original tuple's protocol, the packet's when untracked.
             let proto = crate::encode::packet::ite_bv(&st.notrack, &p.proto, &ct.orig.proto);
-            conds.push(neg(pr.neg, proto.eq(bv8(pr.value.0))));
+            conds.push(neg(pr.neg, proto.feq(bv8(pr.value.0))));
         }
         let tuples_used = c.orig_src.is_some()
             || c.orig_dst.is_some()
@@ -786,7 +795,7 @@ pub fn set_contains(node: &NodeEnc<'_>, name: &str, dirs: &[SetDir], st: &State,
             let p1 = port_of(dirs.get(1));
             Ok(net_hit(&|e| {
                 let (proto, r) = e.port?;
-                let proto_ok = if proto == Proto::ALL { Bool::from_bool(true) } else { p.proto.eq(bv8(proto.0)) };
+                let proto_ok = if proto == Proto::ALL { Bool::from_bool(true) } else { p.proto.feq(bv8(proto.0)) };
                 Some(and2(&proto_ok, &in_range(&p1, u64::from(r.lo), u64::from(r.hi))))
             }))
         }
@@ -797,7 +806,7 @@ pub fn set_contains(node: &NodeEnc<'_>, name: &str, dirs: &[SetDir], st: &State,
                 let (proto, r) = e.port?;
                 let n2 = e.net2?;
                 Some(Bool::and(&[
-                    p.proto.eq(bv8(proto.0)),
+                    p.proto.feq(bv8(proto.0)),
                     in_range(&p1, u64::from(r.lo), u64::from(r.hi)),
                     in_net(&a2, &n2),
                 ]))

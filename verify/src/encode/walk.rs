@@ -22,7 +22,7 @@
 
 use crate::encode::conntrack::{Binding, CtCtx};
 use crate::encode::node::{self, Passage};
-use crate::encode::packet::{addr, bv16, bv32, bv8, ite_bv, DevTerm, Flow, State, SymPacket};
+use crate::encode::packet::{addr, bv16, bv32, bv8, ite_bv, DevTerm, Flow, FoldEq, State, SymPacket};
 use crate::encode::{and2, any, not, Encoder, Ending, Trail};
 use natpath_model::snapshot::Node;
 use std::net::Ipv4Addr;
@@ -72,6 +72,25 @@ pub struct WalkEnd {
     pub state: State,
     /// Why, in words.
     pub reason: String,
+    /// The connections opened on the path that ends here, by node: what
+    /// the receiver's answer meets on its way back.
+    pub path: Vec<(usize, Binding)>,
+}
+
+impl WalkEnd {
+    /// What conntrack on node `n` knows for the answer to this end. The
+    /// answer's paths all lie within this end's condition, under which
+    /// every binding of its path was confirmed (when tracked): the
+    /// bindings' presence reduces to that, and the lookup folds.
+    pub fn replies_on(&self, n: usize) -> CtCtx {
+        CtCtx::Replies(
+            self.path
+                .iter()
+                .filter(|(m, _)| *m == n)
+                .map(|(_, b)| Binding { present: b.tracked.clone(), ..b.clone() })
+                .collect(),
+        )
+    }
 }
 
 /// Everything a walk can do.
@@ -157,12 +176,16 @@ fn tunnel_dev(node: &Node, want: Tunnel) -> Option<String> {
     node.interfaces.iter().find(|i| tunnel_kind(node, &i.name) == Some(want)).map(|i| i.name.clone())
 }
 
+/// Bound on the flows of one passage a walk follows as separate hops.
+const MAX_FLOWS: usize = 16;
+
 struct Hop {
     node: usize,
     dev: u16,
     flow: Flow,
     visited: Vec<usize>,
     depth: usize,
+    path: Vec<(usize, Binding)>,
 }
 
 struct Walker<'w, 's> {
@@ -172,6 +195,8 @@ struct Walker<'w, 's> {
     reply: bool,
     out: WalkOut,
     todo: Vec<Hop>,
+    /// The bindings of the path being followed.
+    path: Vec<(usize, Binding)>,
 }
 
 impl Walker<'_, '_> {
@@ -179,7 +204,7 @@ impl Walker<'_, '_> {
         if crate::encode::is_false(&cond) {
             return;
         }
-        self.out.ends.push(WalkEnd { cond, kind, state: state.clone(), reason });
+        self.out.ends.push(WalkEnd { cond, kind, state: state.clone(), reason, path: self.path.clone() });
     }
 
     fn endings(&mut self, es: &[Ending], kind: EndKind, state: &State) {
@@ -210,9 +235,26 @@ impl Walker<'_, '_> {
                 format!("delivered to {}", node.name),
             );
         }
-        let Some(o) = &p.out else { return };
-        // One hop per distinct (device, gateway): a passage followed per NAT
-        // outcome lists the same route once per outcome.
+        // Each flow the passage followed apart goes on as its own hop, so
+        // that the next node sees its constant destination; past the bound
+        // (or for one flow) the merged way out is followed instead.
+        let outs: Vec<&node::OutFlow> = if p.outs.len() > 1 && p.outs.len() <= MAX_FLOWS {
+            p.outs.iter().collect()
+        } else {
+            p.out.iter().collect()
+        };
+        let before = self.path.clone();
+        for o in outs {
+            self.path.push((n, o.binding.clone()));
+            self.out_flow(ne, o, depth, visited);
+            self.path.clone_from(&before);
+        }
+    }
+
+    fn out_flow(&mut self, ne: &crate::encode::NodeEnc<'_>, o: &node::OutFlow, depth: usize, visited: &[usize]) {
+        let n = ne.index;
+        let node = ne.node;
+        // One hop per distinct (device, gateway).
         let mut routes: Vec<(u16, Option<Ipv4Addr>, Bool)> = Vec::new();
         for r in &o.routes {
             match routes.iter_mut().find(|(d, g, _)| *d == r.dev && *g == r.gateway) {
@@ -351,7 +393,7 @@ impl Walker<'_, '_> {
         let mut outer_in = None;
         if let Some(o) = &sent.out {
             let lan_v = self.enc.node(n).map(|x| x.dev_value(&x.node.lan)).unwrap_or(0);
-            let to_peer = lan_addrs(peer_node).into_iter().map(|a| o.nexthop.eq(addr(a))).collect::<Vec<_>>();
+            let to_peer = lan_addrs(peer_node).into_iter().map(|a| o.nexthop.feq(addr(a))).collect::<Vec<_>>();
             let ok = and2(&and2(&o.flow.cond, &o.oif.is(lan_v)), &any(&to_peer)).simplify();
             arrived = ok;
             outer_in = Some(o.flow.state.clone());
@@ -407,7 +449,7 @@ impl Walker<'_, '_> {
         // A pod's veth on this node.
         if let Some(pi) = snap.cluster.pods.iter().position(|p| p.node == node.name && p.iface == dev) {
             let Some(pod) = snap.cluster.pods.get(pi) else { return };
-            let is = s.pkt.dst.eq(addr(pod.address));
+            let is = s.pkt.dst.feq(addr(pod.address));
             self.end(and2(&cond, &is), EndKind::Reached(Reached::Pod(pi)), s, format!("delivered to pod {}", pod.name));
             self.end(
                 and2(&cond, &not(&is)),
@@ -428,7 +470,7 @@ impl Walker<'_, '_> {
         }
         let mut taken = Vec::new();
         for (m, peer) in snap.nodes.iter().enumerate() {
-            let owns = any(&lan_addrs(peer).into_iter().map(|a| nexthop.eq(addr(a))).collect::<Vec<_>>());
+            let owns = any(&lan_addrs(peer).into_iter().map(|a| nexthop.feq(addr(a))).collect::<Vec<_>>());
             // lan_owner takes the first node that owns the address.
             let here = and2(&owns, &not(&any(&taken)));
             taken.push(owns);
@@ -440,10 +482,10 @@ impl Walker<'_, '_> {
         }
         for (h, host) in snap.cluster.hosts.iter().enumerate() {
             let a = host.address.addr();
-            let owns = and2(&nexthop.eq(addr(a)), &not(&any(&taken)));
-            taken.push(nexthop.eq(addr(a)));
+            let owns = and2(&nexthop.feq(addr(a)), &not(&any(&taken)));
+            taken.push(nexthop.feq(addr(a)));
             let c = and2(&cond, &owns);
-            let is_dst = s.pkt.dst.eq(addr(a));
+            let is_dst = s.pkt.dst.feq(addr(a));
             self.end(
                 and2(&c, &is_dst),
                 EndKind::Reached(Reached::Host(h)),
@@ -484,13 +526,14 @@ impl Walker<'_, '_> {
             flow: Flow { cond, state: s.clone() },
             visited: v,
             depth: depth + 1,
+            path: self.path.clone(),
         });
     }
 
     fn run(&mut self, start: Start) {
         match start {
             Start::Arrive { node, dev, flow } => {
-                self.todo.push(Hop { node, dev, flow, visited: vec![node], depth: 0 });
+                self.todo.push(Hop { node, dev, flow, visited: vec![node], depth: 0, path: Vec::new() });
             }
             Start::Send { node: n, flow } => {
                 self.trail.passage += 1;
@@ -504,6 +547,7 @@ impl Walker<'_, '_> {
             }
         }
         while let Some(h) = self.todo.pop() {
+            self.path = h.path;
             self.trail.passage += 1;
             let ctx = (self.ctx)(h.node);
             let p = node::receive(self.enc, h.node, self.trail, h.flow, &DevTerm::konst(h.dev), &ctx);
@@ -520,7 +564,7 @@ impl Walker<'_, '_> {
 /// node's conntrack knows (fresh for a first walk, the first walk's
 /// bindings for the answer), `reply` whether carriers go the reply way.
 pub fn walk(enc: &Encoder<'_>, trail: &mut Trail, start: Start, ctx: &dyn Fn(usize) -> CtCtx, reply: bool) -> WalkOut {
-    let mut w = Walker { enc, trail, ctx, reply, out: WalkOut::default(), todo: Vec::new() };
+    let mut w = Walker { enc, trail, ctx, reply, out: WalkOut::default(), todo: Vec::new(), path: Vec::new() };
     w.run(start);
     w.out
 }
@@ -528,7 +572,7 @@ pub fn walk(enc: &Encoder<'_>, trail: &mut Trail, start: Start, ctx: &dyn Fn(usi
 /// The answer a receiver sends to the packet it got: addresses and ports
 /// swapped, a SYN answered by SYN-ACK, mark 0.
 pub fn answer(p: &SymPacket) -> SymPacket {
-    let tcp = p.proto.eq(bv8(6));
+    let tcp = p.proto.feq(bv8(6));
     SymPacket {
         src: p.dst.clone(),
         dst: p.src.clone(),

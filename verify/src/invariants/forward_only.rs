@@ -54,7 +54,10 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
                 continue;
             };
             let pass = &q.passage;
-            let Some(input) = &pass.at_input else { continue };
+            let Some(input) = &pass.at_input else {
+                c.ask_unknowns(&label, &q.scope, &pass.unknown);
+                continue;
+            };
             let mut eps = s.endpoints.clone();
             eps.extend(s.local_endpoints.iter().cloned());
             let own_ep = is_endpoint(&input.state.pkt.dst, &input.state.pkt.dport, &eps);

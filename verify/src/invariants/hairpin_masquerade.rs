@@ -17,6 +17,7 @@
 
 use super::{Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::addr;
+use crate::encode::packet::FoldEq;
 use crate::encode::{all, not};
 use natpath_model::node::NodeEnd;
 
@@ -46,8 +47,11 @@ pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
                     continue;
                 };
                 let pass = &q.passage;
-                let Some(out) = &pass.out else { continue };
-                let violation = all(&[out.flow.cond.clone(), out.flow.state.pkt.dst.eq(addr(pa)), not(&pass.snat)]);
+                let Some(out) = &pass.out else {
+                    c.ask_unknowns(&label, &q.scope, &pass.unknown);
+                    continue;
+                };
+                let violation = all(&[out.flow.cond.clone(), out.flow.state.pkt.dst.feq(addr(pa)), not(&pass.snat)]);
                 match c.ask(&q.scope, &violation, &pass.unknown) {
                     QAnswer::Holds => {}
                     QAnswer::Unknown(why) => c.unknown(&label, why),

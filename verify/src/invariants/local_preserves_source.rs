@@ -17,6 +17,7 @@
 //! while every probe still "works".
 
 use super::{is_endpoint, lan_addrs, one_of, Checker, Outcome, Pins, QAnswer};
+use crate::encode::packet::FoldEq;
 use crate::encode::{and2, not, or2};
 use natpath_model::node::NodeEnd;
 
@@ -50,15 +51,18 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
                 continue;
             };
             let pass = &q.passage;
-            let Some(out) = &pass.out else { continue };
+            let Some(out) = &pass.out else {
+                c.ask_unknowns(&label, &q.scope, &pass.unknown);
+                continue;
+            };
             let o = &out.flow.state.pkt;
             let local = is_endpoint(&o.dst, &o.dport, &s.local_endpoints);
-            let violation = and2(&out.flow.cond, &or2(&not(&o.src.eq(&q.pkt.src)), &not(&local)));
+            let violation = and2(&out.flow.cond, &or2(&not(&o.src.feq(&q.pkt.src)), &not(&local)));
             match c.ask(&q.scope, &violation, &pass.unknown) {
                 QAnswer::Holds => {}
                 QAnswer::Unknown(why) => c.unknown(&label, why),
                 QAnswer::Violated(w) => {
-                    let kept = w.bool(&o.src.eq(&q.pkt.src)) == Some(true);
+                    let kept = w.bool(&o.src.feq(&q.pkt.src)) == Some(true);
                     let summary = if kept {
                         format!("{label}: {node_name} sends the packet to an endpoint that is not local to it")
                     } else {

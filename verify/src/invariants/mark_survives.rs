@@ -17,6 +17,7 @@
 //! it crashes").
 
 use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
+use crate::encode::packet::FoldEq;
 use crate::encode::packet::{bv16, bv32, bv8};
 use crate::encode::{all, and2, not};
 use natpath_model::ruleset::Proto;
@@ -70,14 +71,17 @@ pub fn check_mark_survives(c: &mut Checker<'_>) -> Outcome {
                 Some(_) => Vec::new(),
                 None => sl
                     .iter()
-                    .map(|(proto, port)| not(&and2(&p.proto.eq(bv8(proto.0)), &p.dport.eq(bv16(*port)))))
+                    .map(|(proto, port)| not(&and2(&p.proto.feq(bv8(proto.0)), &p.dport.feq(bv16(*port)))))
                     .collect(),
             }) else {
                 continue;
             };
             let pass = &q.passage;
-            let (Some(pre), Some(post)) = (&pass.after_nat_pre, &pass.at_nat_post) else { continue };
-            let set = |m: &z3::ast::BV| m.bvand(bv32(bit)).eq(bv32(bit));
+            let (Some(pre), Some(post)) = (&pass.after_nat_pre, &pass.at_nat_post) else {
+                c.ask_unknowns(&label, &q.scope, &pass.unknown);
+                continue;
+            };
+            let set = |m: &z3::ast::BV| m.bvand(bv32(bit)).feq(bv32(bit));
             let violation =
                 all(&[pre.cond.clone(), post.cond.clone(), set(&pre.state.pkt.mark), not(&set(&post.state.pkt.mark))]);
             match c.ask(&q.scope, &violation, &pass.unknown) {

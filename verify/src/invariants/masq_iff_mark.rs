@@ -21,6 +21,7 @@
 use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
 use crate::encode::all;
 use crate::encode::packet::bv32;
+use crate::encode::packet::FoldEq;
 use natpath_model::node::NodeEnd;
 
 /// The catalog name.
@@ -46,8 +47,11 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
                 continue;
             };
             let pass = &q.passage;
-            let (Some(post), Some(out)) = (&pass.at_nat_post, &pass.out) else { continue };
-            let marked = post.state.pkt.mark.bvand(bv32(bit)).eq(bv32(bit));
+            let (Some(post), Some(out)) = (&pass.at_nat_post, &pass.out) else {
+                c.ask_unknowns(&label, &q.scope, &pass.unknown);
+                continue;
+            };
+            let marked = post.state.pkt.mark.bvand(bv32(bit)).feq(bv32(bit));
             let violation = all(&[out.flow.cond.clone(), post.cond.clone(), pass.dnat.clone(), marked.xor(&pass.snat)]);
             match c.ask(&q.scope, &violation, &pass.unknown) {
                 QAnswer::Holds => {}

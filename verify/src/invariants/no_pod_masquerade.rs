@@ -15,6 +15,7 @@
 //! stops matching.
 
 use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
+use crate::encode::packet::FoldEq;
 use crate::encode::{and2, not};
 use natpath_model::node::NodeEnd;
 
@@ -33,12 +34,15 @@ pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
         let node_name = ne.node.name.clone();
         let label = format!("{node_name} pod-to-pod");
         let Some(q) = c.node_query(n, &devs, Pins::default(), |c, _, p| {
-            vec![c.pod_addr(&p.src), c.pod_addr(&p.dst), not(&p.src.eq(&p.dst))]
+            vec![c.pod_addr(&p.src), c.pod_addr(&p.dst), not(&p.src.feq(&p.dst))]
         }) else {
             continue;
         };
         let pass = &q.passage;
-        let Some(out) = &pass.out else { continue };
+        let Some(out) = &pass.out else {
+            c.ask_unknowns(&label, &q.scope, &pass.unknown);
+            continue;
+        };
         let violation = and2(&out.flow.cond, &pass.snat);
         match c.ask(&q.scope, &violation, &pass.unknown) {
             QAnswer::Holds => {}

@@ -21,6 +21,7 @@
 
 use super::{Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::addr;
+use crate::encode::packet::FoldEq;
 use crate::encode::walk::{EndKind, Reached};
 use crate::encode::{all, and2, any, not, Ending};
 use natpath_model::trace::Outcome as TOutcome;
@@ -66,7 +67,12 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
                         }
                         let st = &r.state.pkt;
                         let good = if r.kind == EndKind::Reached(Reached::Host(h)) {
-                            all(&[st.src.eq(&p.dst), st.sport.eq(&p.dport), st.dst.eq(addr(ha)), st.dport.eq(&p.sport)])
+                            all(&[
+                                st.src.feq(&p.dst),
+                                st.sport.feq(&p.dport),
+                                st.dst.feq(addr(ha)),
+                                st.dport.feq(&p.sport),
+                            ])
                         } else {
                             Bool::from_bool(false)
                         };
