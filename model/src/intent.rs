@@ -163,6 +163,9 @@ impl Intent {
                 services.remove(name).unwrap_or_else(|| Service::new(name, proto))
             };
             let mut found: Vec<Service> = Vec::new();
+            // Where each service is in `found`: 10,000 services must not be
+            // searched one by one for each of their rules.
+            let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
             for chain_name in ["KUBE-SERVICES", "KUBE-NODEPORTS"] {
                 let Some(chain) = nat.chain(chain_name) else { continue };
                 for r in &chain.rules {
@@ -175,10 +178,15 @@ impl Intent {
                     }
                     let Some(name) = r.comments().find_map(service_name) else { continue };
                     let proto = r.proto.map(|p| p.value).unwrap_or(Proto::TCP);
-                    let mut s = match found.iter().position(|s| s.name == name) {
-                        Some(i) => found.swap_remove(i),
-                        None => entry(name, proto),
+                    let i = match at.get(name) {
+                        Some(&i) => i,
+                        None => {
+                            found.push(entry(name, proto));
+                            at.insert(name.to_string(), found.len() - 1);
+                            found.len() - 1
+                        }
                     };
+                    let Some(s) = found.get_mut(i) else { continue };
                     let port = dport(r);
                     if chain_name == "KUBE-NODEPORTS" {
                         s.node_port = port.or(s.node_port);
@@ -195,7 +203,6 @@ impl Intent {
                     } else if target.starts_with("KUBE-EXT-") || target.starts_with("KUBE-XLB-") {
                         s.ext_chain = Some(target.clone());
                     }
-                    found.push(s);
                 }
             }
             for mut s in found {

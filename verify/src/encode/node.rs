@@ -650,7 +650,7 @@ impl<'e, 's> Run<'e, 's> {
 /// (no translation, or one DNAT rule) continues as its own flow, so that a
 /// concrete translated destination folds routing and the later tables to
 /// constants; more outcomes than this are merged into one symbolic flow.
-const MAX_SPLIT: usize = 16;
+const MAX_SPLIT: usize = 256;
 
 /// The live flows of `parts`, each named; merged into one above [`MAX_SPLIT`].
 fn split(parts: Vec<Flow>, trail: &mut Trail) -> Vec<Flow> {

@@ -177,7 +177,7 @@ fn tunnel_dev(node: &Node, want: Tunnel) -> Option<String> {
 }
 
 /// Bound on the flows of one passage a walk follows as separate hops.
-const MAX_FLOWS: usize = 16;
+const MAX_FLOWS: usize = 256;
 
 struct Hop {
     node: usize,

@@ -135,13 +135,16 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
     for (n, node) in snap.nodes.iter().enumerate() {
         let Some(nat) = node.ruleset.table(natpath_model::ruleset::TableName::Nat) else { continue };
         let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        // Chains by name: a 10,000-service node has some 35,000.
+        let by_name: std::collections::HashMap<&str, &natpath_model::ruleset::Chain> =
+            nat.chains.iter().map(|ch| (ch.name.as_str(), ch)).collect();
         for s in &services {
             let mut names: Vec<&String> = Vec::new();
             names.extend(s.svc_chain.as_ref());
             names.extend(s.svl_chain.as_ref());
             names.extend(s.ext_chain.as_ref().filter(|x| x.starts_with("KUBE-XLB-")));
             for cname in names {
-                let Some(chain) = nat.chain(cname) else { continue };
+                let Some(chain) = by_name.get(cname.as_str()).copied() else { continue };
                 let label = format!("{} {} ({})", node.name, cname, s.name);
                 let (per, _rest) = match shares(chain) {
                     Ok(x) => x,
