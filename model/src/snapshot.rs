@@ -19,6 +19,7 @@ use crate::loc::Loc;
 use crate::netstate::{FdbEntry, Interface, IpRule, IpSet, Neighbor, Route, Sysctl};
 use crate::parse::{ipaddr, iproute, iprule, ipset, iptables, sysctl};
 use crate::ruleset::{Match, Ruleset};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,6 +66,58 @@ impl Snapshot {
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The first node whose LAN interface has `addr`.
+    pub fn lan_owner(&self, addr: Ipv4Addr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.lan_addrs().contains(&addr))
+    }
+
+    /// The first node whose device `dev` has `addr`: for a VXLAN device,
+    /// the VTEP behind that gateway.
+    pub fn vtep_owner(&self, dev: &str, addr: Ipv4Addr) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.interfaces.iter().any(|i| i.name == dev && i.addrs.iter().any(|a| a.addr.addr() == addr)))
+    }
+}
+
+/// The overlay a tunnel device carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tunnel {
+    /// IPIP (`tunl0`, or a device of kind or link type `ipip`).
+    Ipip,
+    /// VXLAN (`vxlan.calico`, `flannel.N`, or a device of kind `vxlan`).
+    Vxlan,
+}
+
+impl Node {
+    /// The addresses of the LAN interface, in dump order.
+    pub fn lan_addrs(&self) -> Vec<Ipv4Addr> {
+        self.interfaces
+            .iter()
+            .filter(|i| i.name == self.lan)
+            .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
+            .collect()
+    }
+
+    /// The tunnel device `dev` is, if it is one.
+    pub fn tunnel_kind(&self, dev: &str) -> Option<Tunnel> {
+        let i = self.interfaces.iter().find(|i| i.name == dev);
+        let kind = i.and_then(|i| i.kind.as_deref());
+        let link = i.and_then(|i| i.link_type.as_deref());
+        if kind == Some("ipip") || link == Some("ipip") || dev == "tunl0" {
+            Some(Tunnel::Ipip)
+        } else if kind == Some("vxlan") || dev.starts_with("vxlan") || dev.starts_with("flannel.") {
+            Some(Tunnel::Vxlan)
+        } else {
+            None
+        }
+    }
+
+    /// The node's first device of tunnel kind `want`.
+    pub fn tunnel_dev(&self, want: Tunnel) -> Option<&str> {
+        self.interfaces.iter().find(|i| self.tunnel_kind(&i.name) == Some(want)).map(|i| i.name.as_str())
     }
 }
 

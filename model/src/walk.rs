@@ -20,7 +20,7 @@ use crate::loc::Loc;
 use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage};
 use crate::packet::Packet;
 use crate::ruleset::Proto;
-use crate::snapshot::{Node, Snapshot};
+use crate::snapshot::{Node, Snapshot, Tunnel};
 use crate::trace::{Branch, Delivered, Outcome, PacketKind, Prob, Probe, Reply, Seen, Step, Trace, SCHEMA};
 use crate::traverse::Chooser;
 use num_bigint::BigUint;
@@ -173,10 +173,10 @@ pub fn validate(snap: &Snapshot) -> Result<(), TraceError> {
         for r in &n.routes {
             for nh in &r.nexthops {
                 let (Some(via), Some(dev)) = (nh.via, nh.dev.as_deref()) else { continue };
-                let Some(kind) = tunnel_kind(n, dev) else { continue };
+                let Some(kind) = n.tunnel_kind(dev) else { continue };
                 let peer = match kind {
-                    Tunnel::Ipip => lan_owner(snap, via),
-                    Tunnel::Vxlan => vtep_owner(snap, dev, via),
+                    Tunnel::Ipip => snap.lan_owner(via),
+                    Tunnel::Vxlan => snap.vtep_owner(dev, via),
                 };
                 if peer.is_none() {
                     let nodes: Vec<String> = snap
@@ -209,43 +209,6 @@ pub fn validate(snap: &Snapshot) -> Result<(), TraceError> {
     } else {
         Err(TraceError(problems.join("\n")))
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tunnel {
-    Ipip,
-    Vxlan,
-}
-
-fn tunnel_kind(node: &Node, dev: &str) -> Option<Tunnel> {
-    let i = node.interfaces.iter().find(|i| i.name == dev);
-    let kind = i.and_then(|i| i.kind.as_deref());
-    let link = i.and_then(|i| i.link_type.as_deref());
-    if kind == Some("ipip") || link == Some("ipip") || dev == "tunl0" {
-        Some(Tunnel::Ipip)
-    } else if kind == Some("vxlan") || dev.starts_with("vxlan") || dev.starts_with("flannel.") {
-        Some(Tunnel::Vxlan)
-    } else {
-        None
-    }
-}
-
-/// The node whose LAN interface has `addr`.
-fn lan_owner(snap: &Snapshot, addr: Ipv4Addr) -> Option<usize> {
-    snap.nodes
-        .iter()
-        .position(|n| n.interfaces.iter().any(|i| i.name == n.lan && i.addrs.iter().any(|a| a.addr.addr() == addr)))
-}
-
-/// The node whose VXLAN device `dev` has `addr`: the VTEP behind that gateway.
-fn vtep_owner(snap: &Snapshot, dev: &str, addr: Ipv4Addr) -> Option<usize> {
-    snap.nodes
-        .iter()
-        .position(|n| n.interfaces.iter().any(|i| i.name == dev && i.addrs.iter().any(|a| a.addr.addr() == addr)))
-}
-
-fn lan_addr(node: &Node) -> Option<Ipv4Addr> {
-    node.interfaces.iter().find(|i| i.name == node.lan).and_then(|i| i.addrs.first()).map(|a| a.addr.addr())
 }
 
 /// Draws for `statistic` rules: replays a prefix of decisions, then takes
@@ -388,7 +351,7 @@ impl<'s> Run<'s> {
     /// Where a packet leaving node `n` by `dev` towards `nexthop` goes.
     fn next(&self, n: usize, node: &Node, pkt: Packet, dev: &str, nexthop: Ipv4Addr) -> Result<At, Fate> {
         let snap = self.snap;
-        match tunnel_kind(node, dev) {
+        match node.tunnel_kind(dev) {
             Some(Tunnel::Ipip) => {
                 let outer = Packet {
                     src: Ipv4Addr::UNSPECIFIED,
@@ -406,7 +369,10 @@ impl<'s> Run<'s> {
                 return Ok(At::Send { n, pkt: outer, carrier: true });
             }
             Some(Tunnel::Vxlan) => {
-                let Some(peer) = vtep_owner(snap, dev, nexthop).and_then(|p| snap.nodes.get(p)).and_then(lan_addr)
+                let Some(peer) = snap
+                    .vtep_owner(dev, nexthop)
+                    .and_then(|p| snap.nodes.get(p))
+                    .and_then(|n| n.lan_addrs().first().copied())
                 else {
                     return Err(Fate::Ended(
                         Outcome::Unknown,
@@ -445,7 +411,7 @@ impl<'s> Run<'s> {
             return Ok(At::Reached { end: End::Pod(pi), pkt });
         }
         if dev == node.lan {
-            if let Some(m) = lan_owner(snap, nexthop) {
+            if let Some(m) = snap.lan_owner(nexthop) {
                 let Some(peer) = snap.nodes.get(m) else {
                     return Err(Fate::Ended(Outcome::Unknown, "internal: node index".into()));
                 };
@@ -506,7 +472,7 @@ impl<'s> Run<'s> {
                         }
                     }
                 };
-                if let Some(m) = lan_owner(snap, nexthop) {
+                if let Some(m) = snap.lan_owner(nexthop) {
                     let lan = snap.nodes.get(m).map(|x| x.lan.clone()).unwrap_or_default();
                     return Ok(At::Arrive { n: m, iface: lan, pkt, carrier: false });
                 }
@@ -576,10 +542,10 @@ fn decap(node: &Node, pkt: &Packet, keep_mark: bool) -> Option<(String, Packet)>
     } else {
         return None;
     };
-    let dev = node.interfaces.iter().find(|i| tunnel_kind(node, &i.name) == Some(want))?;
+    let dev = node.tunnel_dev(want)?;
     let mut inner = inner.clone();
     inner.mark = if keep_mark || want == Tunnel::Vxlan { pkt.mark } else { 0 };
-    Some((dev.name.clone(), inner))
+    Some((dev.to_string(), inner))
 }
 
 fn run_branch<'s>(

@@ -218,6 +218,26 @@ pub struct Checker<'s> {
     pub(crate) notes: Vec<String>,
     seq: usize,
     unknowns: Vec<String>,
+    /// `NATPATH_DEBUG_SMT_DUMP`, read once: where to write each query.
+    dump: Option<String>,
+}
+
+/// A debugging aid: with `NATPATH_DEBUG_SMT_DUMP=PREFIX`, each query that
+/// reaches Z3 is written as SMT-LIB to `PREFIX.N`, numbered across every
+/// invariant and thread of the process, and its size goes to stderr.
+fn dump_query(prefix: &str, scope: &[Bool], goal: &Bool) {
+    static DUMPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = DUMPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let s = z3::Solver::new();
+    for b in scope {
+        s.assert(b);
+    }
+    s.assert(goal);
+    let text = s.to_string();
+    eprintln!("query {n}: {} scope asserts, {} chars", scope.len(), text.len());
+    if let Err(e) = std::fs::write(format!("{prefix}.{n}"), text) {
+        eprintln!("NATPATH_DEBUG_SMT_DUMP: cannot write {prefix}.{n}: {e}");
+    }
 }
 
 impl<'s> Checker<'s> {
@@ -236,6 +256,7 @@ impl<'s> Checker<'s> {
             notes: Vec::new(),
             seq: 0,
             unknowns: Vec::new(),
+            dump: std::env::var("NATPATH_DEBUG_SMT_DUMP").ok(),
         }
     }
 
@@ -310,17 +331,8 @@ impl<'s> Checker<'s> {
             return QAnswer::Holds;
         }
         self.queries += 1;
-        // A debugging aid: NATPATH_DEBUG_SMT_DUMP=PREFIX writes each query
-        // as SMT-LIB to PREFIX.N.
-        if let Ok(p) = std::env::var("NATPATH_DEBUG_SMT_DUMP") {
-            let s = z3::Solver::new();
-            for b in scope {
-                s.assert(b);
-            }
-            s.assert(&goal);
-            let text = s.to_string();
-            eprintln!("query {}: {} scope asserts, {} chars", self.queries, scope.len(), text.len());
-            let _ = std::fs::write(format!("{p}.{}", self.queries), text);
+        if let Some(p) = &self.dump {
+            dump_query(p, scope, &goal);
         }
         let (a, t) = run(&goal);
         self.solve_time += t;
@@ -490,7 +502,7 @@ impl<'s> Checker<'s> {
     /// Hosts on node `n`'s LAN segment (they reach its LAN address directly).
     pub(crate) fn hosts_near(&self, n: usize) -> Vec<usize> {
         let Some(node) = self.snap.nodes.get(n) else { return Vec::new() };
-        let lan = lan_addrs(node);
+        let lan = node.lan_addrs();
         self.snap
             .cluster
             .hosts
@@ -563,11 +575,6 @@ pub(crate) fn arrival_devs(ne: &NodeEnc<'_>) -> Vec<u16> {
 /// A node's own addresses, loopback aside.
 pub(crate) fn own_addrs(n: &Node) -> Vec<Ipv4Addr> {
     n.interfaces.iter().flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).filter(|a| !a.is_loopback()).collect()
-}
-
-/// The addresses of a node's LAN device.
-pub(crate) fn lan_addrs(n: &Node) -> Vec<Ipv4Addr> {
-    n.interfaces.iter().filter(|i| i.name == n.lan).flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).collect()
 }
 
 /// kube-proxy's cluster CIDR as its rules show it: the negated source of
@@ -722,7 +729,7 @@ impl<'s> Checker<'s> {
         let snap = self.snap;
         let host = snap.cluster.hosts.get(h)?;
         let node = snap.nodes.get(n)?;
-        let lans = lan_addrs(node);
+        let lans = node.lan_addrs();
         let pins = Pins {
             src: Some(host.address.addr()),
             dst: if lans.len() == 1 { lans.first().copied() } else { pins.dst },
@@ -733,7 +740,7 @@ impl<'s> Checker<'s> {
         let lan = ne.dev_value(&node.lan);
         let mut scope = first_packet(&pkt);
         scope.push(pkt.src.feq(crate::encode::packet::addr(host.address.addr())));
-        scope.push(one_of(&pkt.dst, &lan_addrs(node)));
+        scope.push(one_of(&pkt.dst, &node.lan_addrs()));
         scope.extend(shape(&pkt));
         let mut trail = Trail { record_hits: true, ..Trail::default() };
         let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
@@ -851,6 +858,11 @@ pub(crate) fn listens(pod: &natpath_model::cluster::PodDecl, p: &SymPacket) -> B
         alts.push(and2(&p.proto.feq(bv8(proto)), &p.dport.feq(bv16(port))));
     }
     any(&alts)
+}
+
+/// How a report names one NodePort of one node: `node-1 NodePort tcp/30080 (ns/svc)`.
+pub(crate) fn node_port_label(node: &str, s: &Service, port: u16) -> String {
+    format!("{node} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name)
 }
 
 /// A served endpoint address:port as the model's traces write it.

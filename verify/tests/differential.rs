@@ -593,7 +593,7 @@ fn walks(name: &str) {
         // Where the probe enters the cluster, as the model's walk has it.
         let (src, start_node, start_dev) = if let Some(h) = snap.cluster.hosts.iter().find(|h| h.name == from) {
             let nexthop = if h.address.contains(&dst) { Some(dst) } else { h.gateway };
-            let Some(m) = nexthop.and_then(|nh| walk::lan_owner(&enc, nh)) else { continue };
+            let Some(m) = nexthop.and_then(|nh| snap.lan_owner(nh)) else { continue };
             (h.address.addr(), m, snap.nodes[m].lan.clone())
         } else if let Some(p) = snap.cluster.pods.iter().find(|p| p.name == from) {
             let Some(m) = snap.nodes.iter().position(|x| x.name == p.node) else { continue };

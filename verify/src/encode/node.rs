@@ -27,7 +27,7 @@
 use crate::encode::conntrack::{self, Binding, CtCtx, Tracked};
 use crate::encode::packet::{addr, bv16, bv32, ite_bv, DevTerm, Flow, State, DEV_BITS};
 use crate::encode::route::{self, Key};
-use crate::encode::traverse::{run_table, Env, NatAct, TableRun};
+use crate::encode::traverse::{run_table, Env, NatAction, TableRun};
 use crate::encode::{and2, any, not, or2, Encoder, Ending, NodeEnc, Trail};
 use natpath_model::netstate::RouteType;
 use natpath_model::packet::Hook;
@@ -243,7 +243,7 @@ impl<'e, 's> Run<'e, 's> {
         for ne in r.nat {
             let mut s = ne.state.clone();
             match &ne.act {
-                NatAct::Dnat(range) => {
+                NatAction::Dnat(range) => {
                     let port = range.ports.map(|p| bv16(p.lo)).unwrap_or_else(|| s.pkt.dport.clone());
                     s.pkt.dst = nat_range_addr(range, &s.pkt.dst);
                     s.pkt.dport = ite_bv(&s.pkt.has_ports(), &port, &s.pkt.dport);
@@ -251,7 +251,7 @@ impl<'e, 's> Run<'e, 's> {
                     dnat.push(ne.cond.clone());
                     parts.push(Flow { cond: ne.cond, state: s });
                 }
-                NatAct::Redirect(ports) => {
+                NatAction::Redirect(ports) => {
                     let (a, none) = self.redirect_addr(&env.iif);
                     self.p.dropped.push(Ending {
                         cond: and2(&ne.cond, &none),
@@ -326,14 +326,14 @@ impl<'e, 's> Run<'e, 's> {
                 }
             };
             match &ne.act {
-                NatAct::Snat { to, .. } => {
+                NatAction::Snat { to, .. } => {
                     s.pkt.src = nat_range_addr(to, &s.pkt.src);
                     ports_of(&mut s, to.ports);
                     conntrack::set_snat(&mut s);
                     snat.push(ne.cond.clone());
                     parts.push(Flow { cond: ne.cond, state: s });
                 }
-                NatAct::Masquerade { ports, .. } if env.hook == Hook::Postrouting => {
+                NatAction::Masquerade { ports, .. } if env.hook == Hook::Postrouting => {
                     let nh = nexthop.cloned().unwrap_or_else(|| s.pkt.dst.clone());
                     let (a, none) = route::select_src_sym(self.node, &env.oif, oif_cands, &nh);
                     self.p.dropped.push(Ending {

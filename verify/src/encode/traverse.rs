@@ -57,28 +57,9 @@ pub struct Env<'a, 's> {
     pub max_depth: usize,
 }
 
-/// A translation a nat rule chose.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NatAct {
-    /// DNAT to a range.
-    Dnat(NatRange),
-    /// SNAT to a range.
-    Snat {
-        /// The range.
-        to: NatRange,
-        /// `--random-fully`.
-        random_fully: bool,
-    },
-    /// MASQUERADE.
-    Masquerade {
-        /// `--to-ports`.
-        ports: Option<PortRange>,
-        /// `--random` or `--random-fully`.
-        random: bool,
-    },
-    /// REDIRECT.
-    Redirect(Option<PortRange>),
-}
+/// A translation a nat rule chose: the model's own description of one (a
+/// type of the IR's vocabulary; what chooses it is encoded here).
+pub use natpath_model::traverse::NatAction;
 
 /// A path on which a nat rule chose a translation.
 #[derive(Debug, Clone)]
@@ -88,7 +69,7 @@ pub struct NatEnd {
     /// The packet's state when the rule matched.
     pub state: State,
     /// The translation.
-    pub act: NatAct,
+    pub act: NatAction,
     /// The rule.
     pub rule: RuleRef,
 }
@@ -339,25 +320,25 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                     "unknown"
                 }
                 Target::Dnat { to, .. } => {
-                    let act = to.first().map(|r| NatAct::Dnat(*r));
+                    let act = to.first().map(|r| NatAction::Dnat(*r));
                     self.nat_end(act, &fires, &state, &rref);
                     cond = and2(&cond, &not(&m));
                     "dnat"
                 }
                 Target::Snat { to, random_fully, .. } => {
-                    let act = to.first().map(|r| NatAct::Snat { to: *r, random_fully: *random_fully });
+                    let act = to.first().map(|r| NatAction::Snat { to: *r, random_fully: *random_fully });
                     self.nat_end(act, &fires, &state, &rref);
                     cond = and2(&cond, &not(&m));
                     "snat"
                 }
                 Target::Masquerade { ports, random, random_fully } => {
-                    let act = Some(NatAct::Masquerade { ports: *ports, random: *random || *random_fully });
+                    let act = Some(NatAction::Masquerade { ports: *ports, random: *random || *random_fully });
                     self.nat_end(act, &fires, &state, &rref);
                     cond = and2(&cond, &not(&m));
                     "masquerade"
                 }
                 Target::Redirect { ports, .. } => {
-                    self.nat_end(Some(NatAct::Redirect(*ports)), &fires, &state, &rref);
+                    self.nat_end(Some(NatAction::Redirect(*ports)), &fires, &state, &rref);
                     cond = and2(&cond, &not(&m));
                     "redirect"
                 }
@@ -383,7 +364,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
         Flow { cond: any(&ret_conds), state: acc }
     }
 
-    fn nat_end(&mut self, act: Option<NatAct>, fires: &Bool, state: &State, rref: &RuleRef) {
+    fn nat_end(&mut self, act: Option<NatAction>, fires: &Bool, state: &State, rref: &RuleRef) {
         match act {
             Some(act) => {
                 self.out.nat.push(NatEnd { cond: fires.clone(), state: state.clone(), act, rule: rref.clone() })

@@ -24,7 +24,7 @@ use crate::encode::conntrack::{Binding, CtCtx};
 use crate::encode::node::{self, Passage};
 use crate::encode::packet::{addr, bv16, bv32, bv8, ite_bv, DevTerm, Flow, FoldEq, State, SymPacket};
 use crate::encode::{and2, any, not, Encoder, Ending, Trail};
-use natpath_model::snapshot::Node;
+use natpath_model::snapshot::Tunnel;
 use std::net::Ipv4Addr;
 use z3::ast::{Ast, Bool};
 
@@ -137,45 +137,6 @@ pub enum Start {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tunnel {
-    Ipip,
-    Vxlan,
-}
-
-fn tunnel_kind(node: &Node, dev: &str) -> Option<Tunnel> {
-    let i = node.interfaces.iter().find(|i| i.name == dev);
-    let kind = i.and_then(|i| i.kind.as_deref());
-    let link = i.and_then(|i| i.link_type.as_deref());
-    if kind == Some("ipip") || link == Some("ipip") || dev == "tunl0" {
-        Some(Tunnel::Ipip)
-    } else if kind == Some("vxlan") || dev.starts_with("vxlan") || dev.starts_with("flannel.") {
-        Some(Tunnel::Vxlan)
-    } else {
-        None
-    }
-}
-
-fn lan_addrs(node: &Node) -> Vec<Ipv4Addr> {
-    node.interfaces.iter().filter(|i| i.name == node.lan).flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).collect()
-}
-
-/// The node whose LAN device has `a`.
-pub fn lan_owner(enc: &Encoder<'_>, a: Ipv4Addr) -> Option<usize> {
-    enc.snap.nodes.iter().position(|n| lan_addrs(n).contains(&a))
-}
-
-fn vtep_owner(enc: &Encoder<'_>, dev: &str, a: Ipv4Addr) -> Option<usize> {
-    enc.snap
-        .nodes
-        .iter()
-        .position(|n| n.interfaces.iter().any(|i| i.name == dev && i.addrs.iter().any(|x| x.addr.addr() == a)))
-}
-
-fn tunnel_dev(node: &Node, want: Tunnel) -> Option<String> {
-    node.interfaces.iter().find(|i| tunnel_kind(node, &i.name) == Some(want)).map(|i| i.name.clone())
-}
-
 /// Bound on the flows of one passage a walk follows as separate hops.
 const MAX_FLOWS: usize = 256;
 
@@ -243,11 +204,11 @@ impl Walker<'_, '_> {
         } else {
             p.out.iter().collect()
         };
-        let before = self.path.clone();
+        let depth_of_path = self.path.len();
         for o in outs {
             self.path.push((n, o.binding.clone()));
             self.out_flow(ne, o, depth, visited);
-            self.path.clone_from(&before);
+            self.path.truncate(depth_of_path);
         }
     }
 
@@ -276,7 +237,7 @@ impl Walker<'_, '_> {
                 self.end(cond, EndKind::Loop, s, format!("more than {} node passages", self.enc.opts.max_hops));
                 continue;
             }
-            match tunnel_kind(node, &dev) {
+            match node.tunnel_kind(&dev) {
                 Some(kind) => self.tunnel(n, &dev, kind, gateway, cond, s, depth, visited),
                 None => self.wire(n, &dev, &o.nexthop, cond, s, depth, visited),
             }
@@ -302,8 +263,8 @@ impl Walker<'_, '_> {
             return;
         };
         let peer = match kind {
-            Tunnel::Ipip => lan_owner(self.enc, g),
-            Tunnel::Vxlan => vtep_owner(self.enc, dev, g),
+            Tunnel::Ipip => self.enc.snap.lan_owner(g),
+            Tunnel::Vxlan => self.enc.snap.vtep_owner(dev, g),
         };
         let Some(peer) = peer else {
             self.end(
@@ -317,7 +278,7 @@ impl Walker<'_, '_> {
         let Some(peer_node) = nodes.get(peer) else { return };
         let outer_dst = match kind {
             Tunnel::Ipip => Some(g),
-            Tunnel::Vxlan => lan_addrs(peer_node).first().copied(),
+            Tunnel::Vxlan => peer_node.lan_addrs().first().copied(),
         };
         let Some(outer_dst) = outer_dst else {
             self.end(cond, EndKind::Unknown, s, format!("{}: no LAN address to send VXLAN to", peer_node.name));
@@ -341,7 +302,7 @@ impl Walker<'_, '_> {
             s,
             format!("the {tname} carrier from {name} to {} is lost", peer_node.name),
         );
-        let Some(inner_dev) = tunnel_dev(peer_node, kind) else {
+        let Some(inner_dev) = peer_node.tunnel_dev(kind).map(str::to_string) else {
             self.end(and2(&cond, &delivered), EndKind::Unknown, s, format!("{} has no {tname} device", peer_node.name));
             return;
         };
@@ -393,7 +354,7 @@ impl Walker<'_, '_> {
         let mut outer_in = None;
         if let Some(o) = &sent.out {
             let lan_v = self.enc.node(n).map(|x| x.dev_value(&x.node.lan)).unwrap_or(0);
-            let to_peer = lan_addrs(peer_node).into_iter().map(|a| o.nexthop.feq(addr(a))).collect::<Vec<_>>();
+            let to_peer = peer_node.lan_addrs().into_iter().map(|a| o.nexthop.feq(addr(a))).collect::<Vec<_>>();
             let ok = and2(&and2(&o.flow.cond, &o.oif.is(lan_v)), &any(&to_peer)).simplify();
             arrived = ok;
             outer_in = Some(o.flow.state.clone());
@@ -470,7 +431,7 @@ impl Walker<'_, '_> {
         }
         let mut taken = Vec::new();
         for (m, peer) in snap.nodes.iter().enumerate() {
-            let owns = any(&lan_addrs(peer).into_iter().map(|a| nexthop.feq(addr(a))).collect::<Vec<_>>());
+            let owns = any(&peer.lan_addrs().into_iter().map(|a| nexthop.feq(addr(a))).collect::<Vec<_>>());
             // lan_owner takes the first node that owns the address.
             let here = and2(&owns, &not(&any(&taken)));
             taken.push(owns);

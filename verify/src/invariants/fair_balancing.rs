@@ -23,7 +23,7 @@
 //! crashed kube-proxy sync or a reordered chain sends most traffic to one
 //! replica; it never fails a probe, it only overloads a pod.
 
-use super::{lan_addrs, Checker, Outcome};
+use super::{Checker, Outcome};
 use crate::counterexample::{dnat_shares, Counterexample, PacketValue, Replay};
 use natpath_model::intent::Endpoint;
 use natpath_model::packet::Packet;
@@ -196,9 +196,9 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
                 let client =
                     snap.cluster.hosts.first().map(|h| h.address.addr()).unwrap_or(Ipv4Addr::new(198, 51, 100, 7));
                 let target = if Some(cname) == s.svc_chain.as_ref() {
-                    s.cluster_ip.or_else(|| s.node_port.and_then(|p| lan_addrs(node).first().map(|a| (*a, p))))
+                    s.cluster_ip.or_else(|| s.node_port.and_then(|p| node.lan_addrs().first().map(|a| (*a, p))))
                 } else {
-                    s.node_port.and_then(|p| lan_addrs(node).first().map(|a| (*a, p)))
+                    s.node_port.and_then(|p| node.lan_addrs().first().map(|a| (*a, p)))
                 };
                 let replay = match (target, &ep) {
                     (Some((dst, dport)), Some(ep)) => {

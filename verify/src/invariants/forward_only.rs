@@ -20,7 +20,7 @@
 //! (a missing or shadowed KUBE-NODEPORTS rule): the service is unreachable on
 //! that node, with an RST or a silent drop depending on INPUT's policy.
 
-use super::{arrival_devs, is_endpoint, one_of, own_addrs, Checker, Outcome, Pins, QAnswer};
+use super::{arrival_devs, is_endpoint, node_port_label, one_of, own_addrs, Checker, Outcome, Pins, QAnswer};
 use crate::encode::{and2, not};
 use natpath_model::node::NodeEnd;
 use natpath_model::packet::Hook;
@@ -45,8 +45,7 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
                 ));
                 continue;
             }
-            let label =
-                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label = node_port_label(&node_name, &s, port);
             let addrs = addrs.clone();
             let Some(q) = c.node_query(n, &devs, Pins::port(s.proto, port), |_, ne, p| {
                 vec![one_of(&p.dst, &addrs), not(&crate::encode::route::is_local(ne, &p.src))]

@@ -16,7 +16,7 @@
 //! that masquerades it or sends it to a remote endpoint breaks both promises
 //! while every probe still "works".
 
-use super::{is_endpoint, lan_addrs, one_of, Checker, Outcome, Pins, QAnswer};
+use super::{is_endpoint, node_port_label, one_of, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::FoldEq;
 use crate::encode::{and2, not, or2};
 use natpath_model::node::NodeEnd;
@@ -32,15 +32,14 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
         let Some(ne) = c.enc.node(n) else { continue };
         let lan = ne.dev_value(&ne.node.lan);
         let node_name = ne.node.name.clone();
-        let addrs = lan_addrs(ne.node);
+        let addrs = ne.node.lan_addrs();
         for s in services {
             let Some(port) = s.node_port else { continue };
             if !s.external_local || s.local_endpoints.is_empty() {
                 continue;
             }
             checked += 1;
-            let label =
-                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label = node_port_label(&node_name, &s, port);
             let addrs = addrs.clone();
             let mut pins = Pins::port(s.proto, port);
             if let [one] = addrs.as_slice() {

@@ -18,7 +18,7 @@
 //! hang. Each NodePort is its own small query (the encoding is sliced by the
 //! port).
 
-use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
+use super::{arrival_devs, node_port_label, Checker, Outcome, Pins, QAnswer};
 use crate::encode::all;
 use crate::encode::packet::bv32;
 use crate::encode::packet::FoldEq;
@@ -39,8 +39,7 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
         for s in services {
             let Some(port) = s.node_port else { continue };
             ports += 1;
-            let label =
-                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label = node_port_label(&node_name, &s, port);
             let Some(q) = c.node_query(n, &devs, Pins::port(s.proto, port), |_, ne, p| {
                 vec![crate::encode::route::is_local(ne, &p.dst)]
             }) else {

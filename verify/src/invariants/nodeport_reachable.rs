@@ -21,7 +21,7 @@
 //! stale endpoint or an rp_filter that drops the hairpin all show up as a
 //! NodePort that times out on some node, for some endpoints only.
 
-use super::{ep_str, is_endpoint, listens, Checker, Outcome, Pins, QAnswer};
+use super::{ep_str, is_endpoint, listens, node_port_label, Checker, Outcome, Pins, QAnswer};
 use crate::encode::walk::{EndKind, Reached};
 use crate::encode::{and2, any, not};
 use natpath_model::trace::Outcome as TOutcome;
@@ -45,8 +45,7 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                 ));
                 continue;
             }
-            let label =
-                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label = node_port_label(&node_name, &s, port);
             if hosts.is_empty() {
                 c.unknown(&label, "no [[host]] of cluster.toml is on the node's LAN segment to send from".into());
                 continue;

@@ -19,7 +19,7 @@
 //! pod's address and the client's TCP stack resets it: connections hang
 //! only for remote endpoints, which is the hardest kind of outage to read.
 
-use super::{Checker, Outcome, Pins, QAnswer};
+use super::{node_port_label, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::addr;
 use crate::encode::packet::FoldEq;
 use crate::encode::walk::{EndKind, Reached};
@@ -38,8 +38,7 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
         let hosts = c.hosts_near(n);
         for s in services {
             let Some(port) = s.node_port else { continue };
-            let label =
-                format!("{node_name} NodePort {}/{port} ({})", natpath_model::packet::proto_name(s.proto), s.name);
+            let label = node_port_label(&node_name, &s, port);
             if s.endpoints.is_empty() && s.local_endpoints.is_empty() {
                 continue;
             }
