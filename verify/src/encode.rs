@@ -169,7 +169,7 @@ impl Trail {
         // the builders fold numerals themselves.
         let v = BV::fresh_const("def", x.get_size());
         self.defs.push(v.eq(x));
-        v
+        crate::encode::packet::with_known(v, crate::encode::packet::known_bits(x))
     }
 }
 
@@ -370,6 +370,28 @@ pub fn or2(a: &Bool, b: &Bool) -> Bool {
         (Some(false), _) => b.clone(),
         (_, Some(false)) => a.clone(),
         _ => Bool::or(&[a, b]),
+    }
+}
+
+/// `a ⊕ b` (exactly one holds), folding constants.
+pub fn xor2(a: &Bool, b: &Bool) -> Bool {
+    match (a.as_bool(), b.as_bool()) {
+        (Some(x), Some(y)) => Bool::from_bool(x != y),
+        (Some(x), None) => {
+            if x {
+                not(b)
+            } else {
+                b.clone()
+            }
+        }
+        (None, Some(y)) => {
+            if y {
+                not(a)
+            } else {
+                a.clone()
+            }
+        }
+        _ => a.xor(b),
     }
 }
 

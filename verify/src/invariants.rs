@@ -265,7 +265,12 @@ impl<'s> Checker<'s> {
     /// addresses fold away while the encoding is built).
     pub(crate) fn fresh_packet(&mut self, what: &str, pins: &Pins) -> SymPacket {
         self.seq += 1;
+        // A new query: the known bits of the last one's terms are of no use.
+        crate::encode::packet::forget_known();
         let mut p = SymPacket::named(&format!("q{}.{what}", self.seq));
+        // Every query is about a connection's first packet, which arrives
+        // without a mark (see `first_packet`).
+        p.mark = bv32(0);
         if let Some(a) = pins.src {
             p.src = crate::encode::packet::addr(a);
         }
@@ -350,15 +355,6 @@ impl<'s> Checker<'s> {
                     Answer::Unknown(why) => QAnswer::Unknown(format!("the solver gave up: {why}")),
                 }
             }
-        }
-    }
-
-    /// A query whose violation cannot happen (no packet gets to where it
-    /// would show) may still reach rules natpath cannot express: ask about
-    /// those alone, so that such a path makes the verdict unknown.
-    pub(crate) fn ask_unknowns(&mut self, label: &str, scope: &[Bool], unknown: &[Ending]) {
-        if let QAnswer::Unknown(why) = self.ask(scope, &Bool::from_bool(false), unknown) {
-            self.unknown(label, why);
         }
     }
 
@@ -1079,4 +1075,15 @@ pub fn report_json(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String 
         "exit": exit_code(verdicts),
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// The destinations a query over "any of node's own addresses" splits
+/// into: each own unicast address as a constant (so that every address
+/// type and route lookup of the destination folds), or one symbolic
+/// destination when the node's local addresses cannot be listed.
+pub(crate) fn local_dsts(ne: &NodeEnc<'_>) -> Vec<Option<Ipv4Addr>> {
+    match crate::encode::route::local_unicast(ne) {
+        Some(v) => v.into_iter().map(Some).collect(),
+        None => vec![None],
+    }
 }

@@ -59,6 +59,9 @@ pub struct OutFlow {
     pub routes: Vec<RouteOut>,
     /// The connection this way out leaves behind (first packets).
     pub binding: Binding,
+    /// The packet as it entered nat POSTROUTING on this way out (its mark
+    /// there, and in `pre_mark` the mark it left nat PREROUTING with).
+    pub post: State,
 }
 
 /// What one passage through a node can do.
@@ -85,6 +88,8 @@ pub struct Passage {
     pub crossed_input: Bool,
     /// The packet as it enters INPUT.
     pub at_input: Option<Flow>,
+    /// The same, one per flow followed apart.
+    pub inputs: Vec<Flow>,
     /// Entered the FORWARD hook.
     pub crossed_forward: Bool,
     /// First packets after the nat PREROUTING (or OUTPUT) rules: the mark
@@ -92,6 +97,8 @@ pub struct Passage {
     pub after_nat_pre: Option<Flow>,
     /// Packets entering nat POSTROUTING, with the mark they carry there.
     pub at_nat_post: Option<Flow>,
+    /// The same, one per flow followed apart.
+    pub posts: Vec<Flow>,
     /// A DNAT or REDIRECT rule translated the destination here.
     pub dnat: Bool,
     /// An SNAT or MASQUERADE rule translated the source here.
@@ -115,9 +122,11 @@ impl Passage {
             unknown: Vec::new(),
             crossed_input: f.clone(),
             at_input: None,
+            inputs: Vec::new(),
             crossed_forward: f.clone(),
             after_nat_pre: None,
             at_nat_post: None,
+            posts: Vec::new(),
             dnat: f.clone(),
             snat: f.clone(),
             masq: f,
@@ -238,16 +247,21 @@ impl<'e, 's> Run<'e, 's> {
         let mut seen: Vec<Flow> = r.accept.clone();
         seen.extend(r.nat.iter().map(|n| Flow { cond: n.cond.clone(), state: n.state.clone() }));
         self.p.after_nat_pre = Flow::merge(seen);
-        parts.extend(r.accept);
+        parts.extend(r.accept.into_iter().map(|mut f| {
+            f.state.pre_mark = f.state.pkt.mark.clone();
+            f
+        }));
         let mut dnat = Vec::new();
         for ne in r.nat {
             let mut s = ne.state.clone();
+            s.pre_mark = s.pkt.mark.clone();
             match &ne.act {
                 NatAction::Dnat(range) => {
                     let port = range.ports.map(|p| bv16(p.lo)).unwrap_or_else(|| s.pkt.dport.clone());
                     s.pkt.dst = nat_range_addr(range, &s.pkt.dst);
                     s.pkt.dport = ite_bv(&s.pkt.has_ports(), &port, &s.pkt.dport);
                     conntrack::set_dnat(&mut s);
+                    s.dnat_rule = Bool::from_bool(true);
                     dnat.push(ne.cond.clone());
                     parts.push(Flow { cond: ne.cond, state: s });
                 }
@@ -266,6 +280,7 @@ impl<'e, 's> Run<'e, 's> {
                         s.pkt.dport = bv16(p.lo);
                     }
                     conntrack::set_dnat(&mut s);
+                    s.dnat_rule = Bool::from_bool(true);
                     dnat.push(ok.clone());
                     parts.push(Flow { cond: ok, state: s });
                 }
@@ -330,6 +345,7 @@ impl<'e, 's> Run<'e, 's> {
                     s.pkt.src = nat_range_addr(to, &s.pkt.src);
                     ports_of(&mut s, to.ports);
                     conntrack::set_snat(&mut s);
+                    s.snat_rule = Bool::from_bool(true);
                     snat.push(ne.cond.clone());
                     parts.push(Flow { cond: ne.cond, state: s });
                 }
@@ -344,6 +360,7 @@ impl<'e, 's> Run<'e, 's> {
                     s.pkt.src = a;
                     ports_of(&mut s, *ports);
                     conntrack::set_snat(&mut s);
+                    s.snat_rule = Bool::from_bool(true);
                     snat.push(ok.clone());
                     masq.push(ok.clone());
                     parts.push(Flow { cond: ok, state: s });
@@ -365,6 +382,7 @@ impl<'e, 's> Run<'e, 's> {
             return;
         }
         self.p.crossed_input = or2(&self.p.crossed_input, &flow.cond);
+        self.p.inputs.push(flow.clone());
         self.p.at_input =
             Flow::merge(self.p.at_input.take().into_iter().chain(std::iter::once(flow.clone())).collect());
         let env = self.env(Hook::Input, iif.clone(), DevTerm::none(), false);
@@ -388,6 +406,10 @@ impl<'e, 's> Run<'e, 's> {
     ) {
         let env = self.env(Hook::Postrouting, DevTerm::none(), oif.clone(), local_origin);
         let f = self.table(trail, TableName::Mangle, &env, flow);
+        let Some(post) = f.as_ref().map(|f| f.state.clone()) else { return };
+        if let Some(f) = &f {
+            self.p.posts.push(f.and(&not(&f.state.notrack)));
+        }
         let cands: Vec<u16> = routes.iter().map(|r| r.dev).collect();
         let f = self.nat_src(trail, &env, f, tr, &cands, Some(nexthop));
         if let Some(f) = f {
@@ -395,7 +417,7 @@ impl<'e, 's> Run<'e, 's> {
                 return;
             }
             let binding = conntrack::binding_of(&f.state, &f.cond);
-            let o = OutFlow { flow: f, oif: oif.clone(), nexthop: nexthop.clone(), routes, binding };
+            let o = OutFlow { flow: f, oif: oif.clone(), nexthop: nexthop.clone(), routes, binding, post };
             self.p.outs.push(o.clone());
             self.p.out = Some(merge_out(self.p.out.take(), o));
         }
@@ -670,6 +692,7 @@ fn merge_out(a: Option<OutFlow>, b: OutFlow) -> OutFlow {
     let binding = conntrack::binding_of(&flow.state, &flow.cond);
     OutFlow {
         binding,
+        post: State::ite(&a.flow.cond, &a.post, &b.post),
         oif: DevTerm::ite(&a.flow.cond, &a.oif, &b.oif),
         nexthop: ite_bv(&a.flow.cond, &a.nexthop, &b.nexthop),
         flow,

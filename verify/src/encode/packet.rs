@@ -39,12 +39,68 @@ pub fn addr(a: Ipv4Addr) -> BV {
     bv32(u32::from(a))
 }
 
-/// `a == b`, folded to a constant when both are numerals (or the same term).
+thread_local! {
+    /// Bits of bit-vector terms known to be constant on every path: the
+    /// builders below ([`bv_and`], [`bv_xor`], [`ite_bv`], and
+    /// [`crate::encode::Trail::name_bv`]) note them, so that a test of one
+    /// bit of a mark that several rules rewrote elsewhere (Calico's bits
+    /// beside kube-proxy's 0x4000) folds while the query is built.
+    static KNOWN: std::cell::RefCell<std::collections::HashMap<BV, (u64, u64)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn width_mask(w: u32) -> u64 {
+    if w >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << w) - 1
+    }
+}
+
+/// The bits of `x` known on every path, as `(mask, value)`: a numeral is
+/// wholly known, a term the builders noted partly, any other term not at
+/// all.
+pub fn known_bits(x: &BV) -> (u64, u64) {
+    if let Some(v) = x.as_u64() {
+        return (width_mask(x.get_size()), v);
+    }
+    KNOWN.with(|k| k.borrow().get(x).copied()).unwrap_or((0, 0))
+}
+
+/// Note that `x` has the bits `k` on every path; a term wholly known
+/// becomes its numeral.
+pub(crate) fn with_known(x: BV, k: (u64, u64)) -> BV {
+    let (mask, value) = k;
+    if mask == 0 || x.as_u64().is_some() {
+        return x;
+    }
+    let w = x.get_size();
+    if mask == width_mask(w) {
+        return BV::from_u64(value & mask, w);
+    }
+    KNOWN.with(|m| m.borrow_mut().insert(x.clone(), (mask, value & mask)));
+    x
+}
+
+/// Forget every noted term: a query starts afresh (its terms are its own,
+/// and the table must not keep the last query's terms alive).
+pub fn forget_known() {
+    KNOWN.with(|k| k.borrow_mut().clear());
+}
+
+/// `a == b`, folded to a constant when both are numerals (or the same
+/// term), or when a bit known on both sides differs.
 pub fn eq_bv(a: &BV, b: &BV) -> Bool {
     match (a.as_u64(), b.as_u64()) {
         (Some(x), Some(y)) => Bool::from_bool(x == y),
         _ if a.ast_eq(b) => Bool::from_bool(true),
-        _ => a.eq(b),
+        _ => {
+            let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
+            if (va ^ vb) & ma & mb != 0 {
+                return Bool::from_bool(false);
+            }
+            a.eq(b)
+        }
     }
 }
 
@@ -61,34 +117,51 @@ impl FoldEq for BV {
     }
 }
 
-/// `a & b`, folded for numerals.
+/// `a & b`, folded for numerals and known bits.
 pub fn bv_and(a: &BV, b: &BV) -> BV {
     match (a.as_u64(), b.as_u64()) {
         (Some(x), Some(y)) => BV::from_u64(x & y, a.get_size()),
         (Some(0), _) | (_, Some(0)) => BV::from_u64(0, a.get_size()),
-        _ => a.bvand(b),
+        _ => {
+            let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
+            let zeros = (ma & !va) | (mb & !vb);
+            let ones = ma & va & mb & vb;
+            with_known(a.bvand(b), (zeros | ones, ones))
+        }
     }
 }
 
-/// `a ^ b`, folded for numerals.
+/// `a ^ b`, folded for numerals and known bits.
 pub fn bv_xor(a: &BV, b: &BV) -> BV {
     match (a.as_u64(), b.as_u64()) {
         (Some(x), Some(y)) => BV::from_u64(x ^ y, a.get_size()),
         (Some(0), _) => b.clone(),
         (_, Some(0)) => a.clone(),
-        _ => a.bvxor(b),
+        _ => {
+            let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
+            with_known(a.bvxor(b), (ma & mb, va ^ vb))
+        }
     }
 }
 
-/// `(x & mask) == value` (32 bits), folded for a numeral `x`.
-pub fn masked_eq(x: &BV, mask: u32, value: u32) -> Bool {
-    if let Some(v) = x.as_u64() {
-        return Bool::from_bool((v & u64::from(mask)) == u64::from(value));
+/// `(x & mask) == value` (32 bits), folded for a numeral `x` and for the
+/// known bits of `x`.
+pub fn masked_eq(x: &BV, mask32: u32, value32: u32) -> Bool {
+    let (mask, value) = (u64::from(mask32), u64::from(value32));
+    if value & !mask != 0 {
+        return Bool::from_bool(false);
     }
-    if mask == u32::MAX {
-        return x.eq(bv32(value));
+    let (km, kv) = known_bits(x);
+    if (kv ^ value) & km & mask != 0 {
+        return Bool::from_bool(false);
     }
-    x.bvand(bv32(mask)).eq(bv32(value))
+    if mask & !km == 0 {
+        return Bool::from_bool(true);
+    }
+    if mask32 == u32::MAX {
+        return x.eq(bv32(value32));
+    }
+    x.bvand(bv32(mask32)).eq(bv32(value32))
 }
 
 /// `x` is inside `net`.
@@ -250,7 +323,11 @@ pub fn ite_bv(c: &Bool, a: &BV, b: &BV) -> BV {
     match c.as_bool() {
         Some(true) => a.clone(),
         Some(false) => b.clone(),
-        None => c.ite(a, b),
+        None => {
+            let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
+            let same = ma & mb & !(va ^ vb);
+            with_known(c.ite(a, b), (same, va & same))
+        }
     }
 }
 
@@ -380,13 +457,24 @@ pub struct State {
     pub ct: SymCt,
     /// `-j CT --notrack` / `NOTRACK` was applied.
     pub notrack: Bool,
+    /// The mark as the packet left nat PREROUTING (or OUTPUT), where
+    /// kube-proxy marks it; the mark it arrived with before that. Each
+    /// flow keeps its own, so an invariant can compare it with the mark
+    /// the same flow carries later.
+    pub pre_mark: BV,
+    /// A DNAT or REDIRECT rule took effect on this flow, on this node.
+    pub dnat_rule: Bool,
+    /// An SNAT or MASQUERADE rule took effect on this flow, on this node.
+    pub snat_rule: Bool,
 }
 
 impl State {
     /// A packet arriving with no connection yet known.
     pub fn arriving(pkt: SymPacket) -> State {
         let ct = SymCt::new_conn(&pkt);
-        State { pkt, ct, notrack: Bool::from_bool(false) }
+        let pre_mark = pkt.mark.clone();
+        let f = Bool::from_bool(false);
+        State { pkt, ct, notrack: f.clone(), pre_mark, dnat_rule: f.clone(), snat_rule: f }
     }
 
     /// `c ? a : b`.
@@ -395,6 +483,9 @@ impl State {
             pkt: SymPacket::ite(c, &a.pkt, &b.pkt),
             ct: SymCt::ite(c, &a.ct, &b.ct),
             notrack: ite_bool(c, &a.notrack, &b.notrack),
+            pre_mark: ite_bv(c, &a.pre_mark, &b.pre_mark),
+            dnat_rule: ite_bool(c, &a.dnat_rule, &b.dnat_rule),
+            snat_rule: ite_bool(c, &a.snat_rule, &b.snat_rule),
         }
     }
 
@@ -433,6 +524,9 @@ impl State {
                 reply: tuple(t, &self.ct.reply),
             },
             notrack: t.name_bool(&self.notrack),
+            pre_mark: t.name_bv(&self.pre_mark),
+            dnat_rule: t.name_bool(&self.dnat_rule),
+            snat_rule: t.name_bool(&self.snat_rule),
         }
     }
 
@@ -620,5 +714,35 @@ impl DevTerm {
             none_is_lo: a.none_is_lo && b.none_is_lo,
             closed: a.closed && b.closed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mark that two paths rewrote differently, but both with kube-proxy's
+    /// bit set, tests as set without a solver; a bit the paths disagree on
+    /// stays a term.
+    #[test]
+    fn known_bits_fold_mark_tests_through_ite_and_names() {
+        forget_known();
+        let m = BV::new_const("known_bits_test.mark", 32);
+        let c = Bool::new_const("known_bits_test.c");
+        // KUBE-MARK-MASQ: (m & !0x4000) ^ 0x4000; Calico: (x & !0xf0000) ^ 0x10000.
+        let masq = bv_xor(&bv_and(&m, &bv32(!0x4000)), &bv32(0x4000));
+        let calico = bv_xor(&bv_and(&masq, &bv32(!0xf_0000)), &bv32(0x1_0000));
+        let merged = ite_bv(&c, &calico, &masq);
+        let mut t = crate::encode::Trail::default();
+        let named = t.name_bv(&merged);
+        assert_eq!(masked_eq(&named, 0x4000, 0x4000).as_bool(), Some(true));
+        assert_eq!(masked_eq(&named, 0x4000, 0).as_bool(), Some(false));
+        assert_eq!(eq_bv(&named, &bv32(0)).as_bool(), Some(false));
+        // 0x10000 is set on one path only: not known.
+        assert_eq!(masked_eq(&named, 0x1_0000, 0x1_0000).as_bool(), None);
+        // Nothing is known of the bare mark.
+        assert_eq!(masked_eq(&m, 0x4000, 0x4000).as_bool(), None);
+        forget_known();
+        assert_eq!(masked_eq(&named, 0x4000, 0x4000).as_bool(), None);
     }
 }

@@ -227,6 +227,35 @@ pub fn is_local(node: &NodeEnc<'_>, a: &BV) -> Bool {
     addr_type_in(node, a, None, AddrTypes::LOCAL)
 }
 
+/// The node's own unicast addresses outside `127.0.0.0/8`, listed: every
+/// address `a` with `is_local(a)` outside loopback is one of them, so a
+/// query over "any local destination" splits exactly into one query per
+/// address, each with a constant destination. `None` when the local table
+/// has a local route wider than one address outside loopback (then the set
+/// is not worth listing).
+pub fn local_unicast(node: &NodeEnc<'_>) -> Option<Vec<Ipv4Addr>> {
+    let loopback = Ipv4Net::new(Ipv4Addr::LOCALHOST, 8).unwrap_or_default();
+    let mut v: Vec<Ipv4Addr> = Vec::new();
+    for r in node.node.routes.iter().filter(|r| r.table == TABLE_LOCAL && r.kind == RouteType::Local) {
+        if loopback.contains(&r.dst) {
+            continue;
+        }
+        if r.dst.prefix_len() != 32 {
+            return None;
+        }
+        let a = r.dst.addr();
+        // A route of another type for the same address may come first
+        // (lower metric): keep only what the lookup really calls local.
+        let local = is_local(node, &addr(a));
+        if local.as_bool() == Some(true) && !v.contains(&a) {
+            v.push(a);
+        } else if local.as_bool() != Some(false) {
+            return None;
+        }
+    }
+    Some(v)
+}
+
 /// `inet_select_addr(dev, nexthop, universe)` for a device known by name:
 /// the first primary address of `dev` whose subnet holds the next hop, else
 /// its first primary address, else the first global address of any device

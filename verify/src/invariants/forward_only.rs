@@ -20,8 +20,8 @@
 //! (a missing or shadowed KUBE-NODEPORTS rule): the service is unreachable on
 //! that node, with an RST or a silent drop depending on INPUT's policy.
 
-use super::{arrival_devs, is_endpoint, node_port_label, one_of, own_addrs, Checker, Outcome, Pins, QAnswer};
-use crate::encode::{and2, not};
+use super::{arrival_devs, is_endpoint, node_port_label, own_addrs, Checker, Outcome, Pins, QAnswer};
+use crate::encode::{and2, any, not};
 use natpath_model::node::NodeEnd;
 use natpath_model::packet::Hook;
 
@@ -46,38 +46,46 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
                 continue;
             }
             let label = node_port_label(&node_name, &s, port);
-            let addrs = addrs.clone();
-            let Some(q) = c.node_query(n, &devs, Pins::port(s.proto, port), |_, ne, p| {
-                vec![one_of(&p.dst, &addrs), not(&crate::encode::route::is_local(ne, &p.src))]
-            }) else {
-                continue;
-            };
-            let pass = &q.passage;
-            let Some(input) = &pass.at_input else {
-                c.ask_unknowns(&label, &q.scope, &pass.unknown);
-                continue;
-            };
-            let mut eps = s.endpoints.clone();
-            eps.extend(s.local_endpoints.iter().cloned());
-            let own_ep = is_endpoint(&input.state.pkt.dst, &input.state.pkt.dport, &eps);
-            let violation = and2(&input.cond, &not(&own_ep));
-            match c.ask(&q.scope, &violation, &pass.unknown) {
-                QAnswer::Holds => {}
-                QAnswer::Unknown(why) => c.unknown(&label, why),
-                QAnswer::Violated(w) => {
-                    let dst = w
-                        .u64(&input.state.pkt.dst)
-                        .map(|a| std::net::Ipv4Addr::from(a as u32).to_string())
-                        .unwrap_or_default();
-                    let dport = w.u64(&input.state.pkt.dport).unwrap_or(0);
-                    let summary = format!("{label}: the packet enters INPUT on {node_name} addressed to {dst}:{dport}, which is not an endpoint of the service");
-                    let eps2 = eps.clone();
-                    let shows = move |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
-                        p.hooks.contains(&Hook::Input)
-                            && !matches!(&p.end, NodeEnd::Local(pk) if eps2.iter().any(|e| e.address == pk.dst && e.port == pk.dport))
-                    };
-                    if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
-                        return o;
+            // One query per address of the node: a constant destination
+            // folds every address-type and route lookup of it.
+            for &a in &addrs {
+                let pins = Pins { dst: Some(a), ..Pins::port(s.proto, port) };
+                let Some(q) =
+                    c.node_query(n, &devs, pins, |_, ne, p| vec![not(&crate::encode::route::is_local(ne, &p.src))])
+                else {
+                    continue;
+                };
+                let pass = &q.passage;
+                let mut eps = s.endpoints.clone();
+                eps.extend(s.local_endpoints.iter().cloned());
+                let violations: Vec<_> = pass
+                    .inputs
+                    .iter()
+                    .map(|f| and2(&f.cond, &not(&is_endpoint(&f.state.pkt.dst, &f.state.pkt.dport, &eps))))
+                    .collect();
+                let violation = any(&violations);
+                match c.ask(&q.scope, &violation, &pass.unknown) {
+                    QAnswer::Holds => {}
+                    QAnswer::Unknown(why) => c.unknown(&label, why),
+                    QAnswer::Violated(w) => {
+                        let Some(input) = pass.inputs.iter().find(|f| w.bool(&f.cond) == Some(true)) else {
+                            c.unknown(&label, "BUG: the witness enters no INPUT".into());
+                            continue;
+                        };
+                        let dst = w
+                            .u64(&input.state.pkt.dst)
+                            .map(|a| std::net::Ipv4Addr::from(a as u32).to_string())
+                            .unwrap_or_default();
+                        let dport = w.u64(&input.state.pkt.dport).unwrap_or(0);
+                        let summary = format!("{label}: the packet enters INPUT on {node_name} addressed to {dst}:{dport}, which is not an endpoint of the service");
+                        let eps2 = eps.clone();
+                        let shows = move |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                            p.hooks.contains(&Hook::Input)
+                                && !matches!(&p.end, NodeEnd::Local(pk) if eps2.iter().any(|e| e.address == pk.dst && e.port == pk.dport))
+                        };
+                        if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                            return o;
+                        }
                     }
                 }
             }

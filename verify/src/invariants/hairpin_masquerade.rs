@@ -18,7 +18,7 @@
 use super::{Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::addr;
 use crate::encode::packet::FoldEq;
-use crate::encode::{all, not};
+use crate::encode::{all, any, not};
 use natpath_model::node::NodeEnd;
 
 /// The catalog name.
@@ -47,11 +47,16 @@ pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
                     continue;
                 };
                 let pass = &q.passage;
-                let Some(out) = &pass.out else {
-                    c.ask_unknowns(&label, &q.scope, &pass.unknown);
-                    continue;
-                };
-                let violation = all(&[out.flow.cond.clone(), out.flow.state.pkt.dst.feq(addr(pa)), not(&pass.snat)]);
+                // Flow by flow: the one endpoint a flow reaches, and whether
+                // that flow was masqueraded.
+                let violations: Vec<_> = pass
+                    .outs
+                    .iter()
+                    .map(|o| {
+                        all(&[o.flow.cond.clone(), o.flow.state.pkt.dst.feq(addr(pa)), not(&o.flow.state.snat_rule)])
+                    })
+                    .collect();
+                let violation = any(&violations);
                 match c.ask(&q.scope, &violation, &pass.unknown) {
                     QAnswer::Holds => {}
                     QAnswer::Unknown(why) => c.unknown(&label, why),

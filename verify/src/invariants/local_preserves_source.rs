@@ -18,7 +18,7 @@
 
 use super::{is_endpoint, node_port_label, one_of, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::FoldEq;
-use crate::encode::{and2, not, or2};
+use crate::encode::{and2, any, not, or2};
 use natpath_model::node::NodeEnd;
 
 /// The catalog name.
@@ -50,18 +50,25 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
                 continue;
             };
             let pass = &q.passage;
-            let Some(out) = &pass.out else {
-                c.ask_unknowns(&label, &q.scope, &pass.unknown);
-                continue;
-            };
-            let o = &out.flow.state.pkt;
-            let local = is_endpoint(&o.dst, &o.dport, &s.local_endpoints);
-            let violation = and2(&out.flow.cond, &or2(&not(&o.src.feq(&q.pkt.src)), &not(&local)));
+            let violations: Vec<_> = pass
+                .outs
+                .iter()
+                .map(|out| {
+                    let o = &out.flow.state.pkt;
+                    let local = is_endpoint(&o.dst, &o.dport, &s.local_endpoints);
+                    and2(&out.flow.cond, &or2(&not(&o.src.feq(&q.pkt.src)), &not(&local)))
+                })
+                .collect();
+            let violation = any(&violations);
             match c.ask(&q.scope, &violation, &pass.unknown) {
                 QAnswer::Holds => {}
                 QAnswer::Unknown(why) => c.unknown(&label, why),
                 QAnswer::Violated(w) => {
-                    let kept = w.bool(&o.src.feq(&q.pkt.src)) == Some(true);
+                    let Some(out) = pass.outs.iter().find(|o| w.bool(&o.flow.cond) == Some(true)) else {
+                        c.unknown(&label, "BUG: the witness takes no way out".into());
+                        continue;
+                    };
+                    let kept = w.bool(&out.flow.state.pkt.src.feq(&q.pkt.src)) == Some(true);
                     let summary = if kept {
                         format!("{label}: {node_name} sends the packet to an endpoint that is not local to it")
                     } else {

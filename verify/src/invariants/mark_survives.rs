@@ -18,8 +18,8 @@
 
 use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::FoldEq;
-use crate::encode::packet::{bv16, bv32, bv8};
-use crate::encode::{all, and2, not};
+use crate::encode::packet::{bv16, bv8, masked_eq};
+use crate::encode::{all, and2, any, not};
 use natpath_model::ruleset::Proto;
 
 /// The catalog name.
@@ -77,19 +77,25 @@ pub fn check_mark_survives(c: &mut Checker<'_>) -> Outcome {
                 continue;
             };
             let pass = &q.passage;
-            let (Some(pre), Some(post)) = (&pass.after_nat_pre, &pass.at_nat_post) else {
-                c.ask_unknowns(&label, &q.scope, &pass.unknown);
-                continue;
-            };
-            let set = |m: &z3::ast::BV| m.bvand(bv32(bit)).feq(bv32(bit));
-            let violation =
-                all(&[pre.cond.clone(), post.cond.clone(), set(&pre.state.pkt.mark), not(&set(&post.state.pkt.mark))]);
+            // Flow by flow: the mark one flow left nat PREROUTING with against
+            // the mark the same flow enters nat POSTROUTING with.
+            let set = |m: &z3::ast::BV| masked_eq(m, bit, bit);
+            let violations: Vec<_> = pass
+                .posts
+                .iter()
+                .map(|f| all(&[f.cond.clone(), set(&f.state.pre_mark), not(&set(&f.state.pkt.mark))]))
+                .collect();
+            let violation = any(&violations);
             match c.ask(&q.scope, &violation, &pass.unknown) {
                 QAnswer::Holds => {}
                 QAnswer::Unknown(why) => c.unknown(&label, why),
                 QAnswer::Violated(w) => {
-                    let m0 = w.u64(&pre.state.pkt.mark).unwrap_or(0);
-                    let m1 = w.u64(&post.state.pkt.mark).unwrap_or(0);
+                    let Some(f) = pass.posts.iter().find(|f| w.bool(&f.cond) == Some(true)) else {
+                        c.unknown(&label, "BUG: the witness enters no nat POSTROUTING".into());
+                        continue;
+                    };
+                    let m0 = w.u64(&f.state.pre_mark).unwrap_or(0);
+                    let m1 = w.u64(&f.state.pkt.mark).unwrap_or(0);
                     let summary = format!(
                         "{label}: the mark is {m0:#x} after nat PREROUTING but {m1:#x} entering nat POSTROUTING on {node_name}: the bit {bit:#x} was cleared in between"
                     );

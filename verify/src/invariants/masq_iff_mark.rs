@@ -18,10 +18,9 @@
 //! hang. Each NodePort is its own small query (the encoding is sliced by the
 //! port).
 
-use super::{arrival_devs, node_port_label, Checker, Outcome, Pins, QAnswer};
-use crate::encode::all;
-use crate::encode::packet::bv32;
-use crate::encode::packet::FoldEq;
+use super::{arrival_devs, local_dsts, node_port_label, Checker, Outcome, Pins, QAnswer};
+use crate::encode::packet::masked_eq;
+use crate::encode::{all, any, xor2};
 use natpath_model::node::NodeEnd;
 
 /// The catalog name.
@@ -35,41 +34,55 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
         let services = c.node_ports(n);
         let Some(ne) = c.enc.node(n) else { continue };
         let devs = arrival_devs(ne);
+        let dsts = local_dsts(ne);
         let node_name = ne.node.name.clone();
         for s in services {
             let Some(port) = s.node_port else { continue };
             ports += 1;
             let label = node_port_label(&node_name, &s, port);
-            let Some(q) = c.node_query(n, &devs, Pins::port(s.proto, port), |_, ne, p| {
-                vec![crate::encode::route::is_local(ne, &p.dst)]
-            }) else {
-                continue;
-            };
-            let pass = &q.passage;
-            let (Some(post), Some(out)) = (&pass.at_nat_post, &pass.out) else {
-                c.ask_unknowns(&label, &q.scope, &pass.unknown);
-                continue;
-            };
-            let marked = post.state.pkt.mark.bvand(bv32(bit)).feq(bv32(bit));
-            let violation = all(&[out.flow.cond.clone(), post.cond.clone(), pass.dnat.clone(), marked.xor(&pass.snat)]);
-            match c.ask(&q.scope, &violation, &pass.unknown) {
-                QAnswer::Holds => {}
-                QAnswer::Unknown(why) => c.unknown(&label, why),
-                QAnswer::Violated(w) => {
-                    let m = w.u64(&post.state.pkt.mark).unwrap_or(0);
-                    let masq = w.bool(&pass.snat) == Some(true);
-                    let summary = if masq {
-                        format!("{label}: DNATed and masqueraded on {node_name}, but the mark entering nat POSTROUTING is {m:#x}, without the masquerade bit {bit:#x}")
-                    } else {
-                        format!("{label}: DNATed on {node_name} and the mark entering nat POSTROUTING is {m:#x}, with the masquerade bit {bit:#x}, but it is not masqueraded")
-                    };
-                    let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
-                        p.dnat.is_some()
-                            && matches!(p.end, NodeEnd::Out { .. })
-                            && p.mark_at_nat_postrouting.is_some_and(|m| (m & bit == bit) != p.snat.is_some())
-                    };
-                    if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
-                        return o;
+            for dst in &dsts {
+                let pins = Pins { dst: *dst, ..Pins::port(s.proto, port) };
+                let Some(q) = c.node_query(n, &devs, pins, |_, ne, p| vec![crate::encode::route::is_local(ne, &p.dst)])
+                else {
+                    continue;
+                };
+                let pass = &q.passage;
+                // Each way out on its own: its mark entering nat POSTROUTING and
+                // its masquerade are one flow's, so the bit test folds when the
+                // rules before set or kept the bit on every path of that flow.
+                let mut violations = Vec::new();
+                for o in &pass.outs {
+                    let marked = masked_eq(&o.post.pkt.mark, bit, bit);
+                    violations.push(all(&[
+                        o.flow.cond.clone(),
+                        o.flow.state.dnat_rule.clone(),
+                        xor2(&marked, &o.flow.state.snat_rule),
+                    ]));
+                }
+                let violation = any(&violations);
+                match c.ask(&q.scope, &violation, &pass.unknown) {
+                    QAnswer::Holds => {}
+                    QAnswer::Unknown(why) => c.unknown(&label, why),
+                    QAnswer::Violated(w) => {
+                        let Some(o) = pass.outs.iter().find(|o| w.bool(&o.flow.cond) == Some(true)) else {
+                            c.unknown(&label, "BUG: the witness takes no way out".into());
+                            continue;
+                        };
+                        let m = w.u64(&o.post.pkt.mark).unwrap_or(0);
+                        let masq = w.bool(&o.flow.state.snat_rule) == Some(true);
+                        let summary = if masq {
+                            format!("{label}: DNATed and masqueraded on {node_name}, but the mark entering nat POSTROUTING is {m:#x}, without the masquerade bit {bit:#x}")
+                        } else {
+                            format!("{label}: DNATed on {node_name} and the mark entering nat POSTROUTING is {m:#x}, with the masquerade bit {bit:#x}, but it is not masqueraded")
+                        };
+                        let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                            p.dnat.is_some()
+                                && matches!(p.end, NodeEnd::Out { .. })
+                                && p.mark_at_nat_postrouting.is_some_and(|m| (m & bit == bit) != p.snat.is_some())
+                        };
+                        if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                            return o;
+                        }
                     }
                 }
             }

@@ -16,7 +16,7 @@
 
 use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::FoldEq;
-use crate::encode::{and2, not};
+use crate::encode::{and2, any, not};
 use natpath_model::node::NodeEnd;
 
 /// The catalog name.
@@ -39,15 +39,16 @@ pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
             continue;
         };
         let pass = &q.passage;
-        let Some(out) = &pass.out else {
-            c.ask_unknowns(&label, &q.scope, &pass.unknown);
-            continue;
-        };
-        let violation = and2(&out.flow.cond, &pass.snat);
+        let violations: Vec<_> = pass.outs.iter().map(|o| and2(&o.flow.cond, &o.flow.state.snat_rule)).collect();
+        let violation = any(&violations);
         match c.ask(&q.scope, &violation, &pass.unknown) {
             QAnswer::Holds => {}
             QAnswer::Unknown(why) => c.unknown(&label, why),
             QAnswer::Violated(w) => {
+                let Some(out) = pass.outs.iter().find(|o| w.bool(&o.flow.cond) == Some(true)) else {
+                    c.unknown(&label, "BUG: the witness takes no way out".into());
+                    continue;
+                };
                 let src =
                     w.u64(&out.flow.state.pkt.src).and_then(|a| u32::try_from(a).ok()).map(std::net::Ipv4Addr::from);
                 let summary = format!(
