@@ -634,6 +634,19 @@ impl<'s> Checker<'s> {
         pins: Pins,
         shape: impl FnOnce(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
     ) -> Option<NodeQuery> {
+        self.node_query_upto(n, devs, pins, false, shape)
+    }
+
+    /// [`Checker::node_query`], encoding only up to the entry of INPUT when
+    /// `upto_input` (see [`crate::encode::node::receive_to_input`]).
+    pub(crate) fn node_query_upto(
+        &mut self,
+        n: usize,
+        devs: &[u16],
+        pins: Pins,
+        upto_input: bool,
+        shape: impl FnOnce(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
+    ) -> Option<NodeQuery> {
         let pkt = self.fresh_packet("pkt", &pins);
         let dev = match devs {
             [one] => DevTerm::konst(*one),
@@ -666,7 +679,11 @@ impl<'s> Checker<'s> {
         scope.extend(shape(self, ne, &pkt));
         let mut trail = Trail { record_hits: true, ..Trail::default() };
         let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
-        let passage = crate::encode::node::receive(&self.enc, n, &mut trail, flow, &dev, &CtCtx::Fresh);
+        let passage = if upto_input {
+            crate::encode::node::receive_to_input(&self.enc, n, &mut trail, flow, &dev, &CtCtx::Fresh)
+        } else {
+            crate::encode::node::receive(&self.enc, n, &mut trail, flow, &dev, &CtCtx::Fresh)
+        };
         scope.extend(trail.defs.iter().cloned());
         Some(NodeQuery { n, pkt, dev, passage, trail, scope })
     }

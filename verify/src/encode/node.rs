@@ -174,6 +174,8 @@ struct Run<'e, 's> {
     enc: &'e Encoder<'s>,
     node: &'e NodeEnc<'s>,
     p: Passage,
+    /// Stop where the packet enters INPUT (see [`receive_to_input`]).
+    upto_input: bool,
 }
 
 fn nat_range_addr(r: &natpath_model::ruleset::NatRange, cur: &BV) -> BV {
@@ -385,6 +387,9 @@ impl<'e, 's> Run<'e, 's> {
         self.p.inputs.push(flow.clone());
         self.p.at_input =
             Flow::merge(self.p.at_input.take().into_iter().chain(std::iter::once(flow.clone())).collect());
+        if self.upto_input {
+            return;
+        }
         let env = self.env(Hook::Input, iif.clone(), DevTerm::none(), false);
         let f = self.hook(trail, &[TableName::Mangle, TableName::Filter, TableName::Security], &env, Some(flow));
         let f = self.nat_src(trail, &env, f, tr, &[], None);
@@ -552,7 +557,7 @@ impl<'e, 's> Run<'e, 's> {
         };
         let inflow = Flow::merge(to_input);
         self.input(trail, inflow, iif, tr);
-        if crate::encode::is_false(&fcond) {
+        if self.upto_input || crate::encode::is_false(&fcond) {
             return;
         }
         let ff = Flow { cond: fcond, state: flow.state.clone() };
@@ -715,7 +720,30 @@ pub fn receive(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, iif:
         p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
         return p;
     };
-    let mut run = Run { enc, node, p: Passage::new(n) };
+    let mut run = Run { enc, node, p: Passage::new(n), upto_input: false };
+    run.receive(trail, input, iif, ctx);
+    finish(run.p)
+}
+
+/// [`receive`] up to the entry of INPUT: the flows that enter INPUT
+/// (`inputs`, `at_input`) and every way the packet ends before are encoded
+/// exactly; INPUT's tables and the whole forward path are left out, so
+/// nothing after that point (no way out, no rule there natpath cannot
+/// express) is in the passage. For invariants about what reaches INPUT.
+pub fn receive_to_input(
+    enc: &Encoder<'_>,
+    n: usize,
+    trail: &mut Trail,
+    input: Flow,
+    iif: &DevTerm,
+    ctx: &CtCtx,
+) -> Passage {
+    let Some(node) = enc.node(n) else {
+        let mut p = Passage::new(n);
+        p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
+        return p;
+    };
+    let mut run = Run { enc, node, p: Passage::new(n), upto_input: true };
     run.receive(trail, input, iif, ctx);
     finish(run.p)
 }
@@ -727,7 +755,7 @@ pub fn send(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, ctx: &C
         p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
         return p;
     };
-    let mut run = Run { enc, node, p: Passage::new(n) };
+    let mut run = Run { enc, node, p: Passage::new(n), upto_input: false };
     run.send(trail, input, ctx);
     finish(run.p)
 }

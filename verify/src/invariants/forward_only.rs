@@ -50,9 +50,10 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
             // folds every address-type and route lookup of it.
             for &a in &addrs {
                 let pins = Pins { dst: Some(a), ..Pins::port(s.proto, port) };
-                let Some(q) =
-                    c.node_query(n, &devs, pins, |_, ne, p| vec![not(&crate::encode::route::is_local(ne, &p.src))])
-                else {
+                // Only what enters INPUT matters: the forward path is left out.
+                let Some(q) = c.node_query_upto(n, &devs, pins, true, |_, ne, p| {
+                    vec![not(&crate::encode::route::is_local(ne, &p.src))]
+                }) else {
                     continue;
                 };
                 let pass = &q.passage;
