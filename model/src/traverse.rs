@@ -181,24 +181,54 @@ impl Dispatch {
         d
     }
 
-    /// The first rule at or after `i` that `pkt` could match.
-    fn next(&self, i: usize, pkt: &Packet, len: usize) -> usize {
-        let first =
-            |v: Option<&Vec<usize>>| v.and_then(|v| v.get(v.partition_point(|&k| k < i)).copied()).unwrap_or(len);
-        first(self.by_dst.get(&pkt.dst))
-            .min(first(self.by_port.get(&(pkt.proto.0, pkt.dport))))
-            .min(first(Some(&self.wild)))
+    /// The rules `pkt` could match, looked up once when the walk enters the
+    /// chain: a table never changes the packet's destination or protocol
+    /// (NAT is applied after the table), so the keys hold for the whole walk.
+    fn candidates(&self, pkt: &Packet) -> Candidates<'_> {
+        Candidates {
+            by_dst: self.by_dst.get(&pkt.dst).map_or(&[], Vec::as_slice),
+            by_port: self.by_port.get(&(pkt.proto.0, pkt.dport)).map_or(&[], Vec::as_slice),
+            wild: &self.wild,
+        }
     }
 }
 
-/// A table with its chains indexed by name, and dispatch indexes over its
-/// long chains.
+/// The rule lists of one packet's keys in a dispatched chain.
+#[derive(Debug, Clone, Copy)]
+struct Candidates<'d> {
+    by_dst: &'d [usize],
+    by_port: &'d [usize],
+    wild: &'d [usize],
+}
+
+impl Candidates<'_> {
+    /// The first rule at or after `i` that the packet could match.
+    fn next(&self, i: usize, len: usize) -> usize {
+        let first = |v: &[usize]| v.get(v.partition_point(|&k| k < i)).copied().unwrap_or(len);
+        first(self.by_dst).min(first(self.by_port)).min(first(self.wild))
+    }
+}
+
+/// A table with its chains indexed by name, its hooks' built-in chains
+/// found once, and dispatch indexes over its long chains.
 #[derive(Debug, Clone)]
 pub struct IndexedTable<'a> {
     /// The table.
     pub table: &'a Table,
     index: HashMap<&'a str, usize>,
+    /// The built-in chain of each hook, by [`Hook`] order.
+    hooks: [Option<usize>; 5],
     dispatch: Vec<Option<Dispatch>>,
+}
+
+fn hook_slot(h: Hook) -> usize {
+    match h {
+        Hook::Prerouting => 0,
+        Hook::Input => 1,
+        Hook::Forward => 2,
+        Hook::Output => 3,
+        Hook::Postrouting => 4,
+    }
 }
 
 impl<'a> IndexedTable<'a> {
@@ -214,22 +244,21 @@ impl<'a> IndexedTable<'a> {
     }
 
     fn build(table: &'a Table, dispatch: bool) -> Self {
-        let index = table.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        let index: HashMap<&'a str, usize> =
+            table.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        let hooks = [Hook::Prerouting, Hook::Input, Hook::Forward, Hook::Output, Hook::Postrouting]
+            .map(|h| index.get(h.chain()).copied());
         let dispatch = table
             .chains
             .iter()
             .map(|c| (dispatch && c.rules.len() >= DISPATCH_MIN_RULES).then(|| Dispatch::build(c)))
             .collect();
-        IndexedTable { table, index, dispatch }
+        IndexedTable { table, index, hooks, dispatch }
     }
 
     /// The chain named `name`.
     pub fn chain(&self, name: &str) -> Option<&'a Chain> {
         self.index.get(name).and_then(|&i| self.table.chains.get(i))
-    }
-
-    fn dispatch_of(&self, name: &str) -> Option<&Dispatch> {
-        self.index.get(name).and_then(|&i| self.dispatch.get(i)).and_then(Option::as_ref)
     }
 }
 
@@ -628,8 +657,8 @@ fn mark_effect(old: u32, new: u32) -> String {
 /// effect in `hits`. The packet's mark and the connection's mark change in
 /// place; NAT is returned as [`Verdict::Nat`] for the caller to apply.
 #[allow(clippy::too_many_arguments)]
-pub fn run_table(
-    table: &IndexedTable<'_>,
+pub fn run_table<'a>(
+    table: &IndexedTable<'a>,
     pkt: &mut Packet,
     ct: &mut CtView,
     notrack: &mut bool,
@@ -639,25 +668,31 @@ pub fn run_table(
     hits: &mut Vec<Hit>,
 ) -> Verdict {
     let tname = table.table.name;
-    let Some(start) = table.chain(env.hook.chain()) else {
+    let chains: &'a [Chain] = &table.table.chains;
+    let Some((start_ci, start)) =
+        table.hooks.get(hook_slot(env.hook)).copied().flatten().and_then(|ci| chains.get(ci).map(|c| (ci, c)))
+    else {
         return Verdict::Accept;
     };
-    // Stack of return points: (chain, index of the next rule).
-    let mut stack: Vec<(&Chain, usize, Option<&Dispatch>)> = Vec::new();
-    let mut chain = start;
-    let mut cur = table.dispatch_of(&start.name);
+    let candidates =
+        |ci: usize, pkt: &Packet| table.dispatch.get(ci).and_then(Option::as_ref).map(|d| d.candidates(pkt));
+    // Stack of return points: (chain index, index of the next rule, its candidates).
+    let mut stack: Vec<(usize, usize, Option<Candidates<'_>>)> = Vec::new();
+    let mut ci = start_ci;
+    let mut chain: &'a Chain = start;
+    let mut cur = candidates(ci, pkt);
     let mut i = 0usize;
     let mut visits = 0usize;
-    let policy = |base: &Chain, hits: &mut Vec<Hit>| {
-        let p = base.policy.unwrap_or(Policy::Accept);
+    let policy = |hits: &mut Vec<Hit>| {
+        let p = start.policy.unwrap_or(Policy::Accept);
         let effect = match p {
             Policy::Accept => "policy ACCEPT",
             Policy::Drop => "policy DROP",
         };
-        hits.push(Hit { table: tname, chain: base.name.clone(), rule: None, effect: effect.into() });
+        hits.push(Hit { table: tname, chain: start.name.clone(), rule: None, effect: effect.into() });
         match p {
             Policy::Accept => Verdict::Accept,
-            Policy::Drop => Verdict::Drop { chain: base.name.clone(), rule: None },
+            Policy::Drop => Verdict::Drop { chain: start.name.clone(), rule: None },
         }
     };
     loop {
@@ -669,20 +704,22 @@ pub fn run_table(
                 env.hook
             ));
         }
-        if let Some(d) = cur {
-            i = d.next(i, pkt, chain.rules.len());
+        if let Some(d) = &cur {
+            i = d.next(i, chain.rules.len());
         }
         let Some(rule) = chain.rules.get(i) else {
             // End of chain: back to the caller, or the base chain's policy
             // (also when a chain entered by goto from the base chain ends).
             match stack.pop() {
                 Some((c, next, d)) if chain.policy.is_none() => {
-                    chain = c;
+                    let Some(back) = chains.get(c) else { return Verdict::Unknown("internal: chain index".into()) };
+                    ci = c;
+                    chain = back;
                     i = next;
                     cur = d;
                     continue;
                 }
-                _ => return policy(start, hits),
+                _ => return policy(hits),
             }
         };
         let rule_no = i + 1;
@@ -735,18 +772,23 @@ pub fn run_table(
                 hit("return".into());
                 match stack.pop() {
                     Some((c, next, d)) if chain.policy.is_none() => {
-                        chain = c;
+                        let Some(back) = chains.get(c) else {
+                            return Verdict::Unknown("internal: chain index".into());
+                        };
+                        ci = c;
+                        chain = back;
                         i = next;
                         cur = d;
                     }
                     // RETURN in the base chain, or with no caller left: the policy decides.
-                    _ => return policy(start, hits),
+                    _ => return policy(hits),
                 }
             }
             Target::Jump(name) | Target::Goto(name) => {
                 let goto = matches!(target, Target::Goto(_));
                 hit(format!("{} {name}", if goto { "goto" } else { "jump" }));
-                let Some(next) = table.chain(name) else {
+                let to = table.index.get(name.as_str()).copied();
+                let Some((nci, next)) = to.and_then(|n| chains.get(n).map(|c| (n, c))) else {
                     return Verdict::Unknown(format!(
                         "{}: jump to chain `{name}`, which the dump does not have",
                         rule.loc
@@ -756,10 +798,11 @@ pub fn run_table(
                     if stack.len() >= MAX_DEPTH {
                         return Verdict::Unknown(format!("{}: chains nest deeper than {MAX_DEPTH}", rule.loc));
                     }
-                    stack.push((chain, i, cur));
+                    stack.push((ci, i, cur));
                 }
+                ci = nci;
                 chain = next;
-                cur = table.dispatch_of(name);
+                cur = candidates(ci, pkt);
                 i = 0;
             }
             Target::Mark { value, mask } => {
