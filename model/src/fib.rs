@@ -12,6 +12,7 @@ use crate::netstate::{
     Interface, IpRule, Route, RouteType, RuleAction, Scope, Sysctl, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
 };
 use crate::ruleset::AddrTypes;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// What a route lookup is asked.
@@ -52,10 +53,23 @@ impl RouteHit<'_> {
 /// One node's routing state.
 #[derive(Debug, Clone)]
 pub struct Fib<'a> {
-    routes: &'a [Route],
+    /// Per routing table, its routes in the order a lookup prefers them:
+    /// longest prefix first, then lowest metric, then dump order.
+    tables: Vec<(u32, Vec<&'a Route>)>,
     rules: Vec<IpRule>,
     interfaces: &'a [Interface],
     sysctl: &'a Sysctl,
+    /// `net.ipv4.conf.NAME.{rp_filter,src_valid_mark}` by NAME (`all` and
+    /// `default` included), read from the sysctls once.
+    conf: HashMap<&'a str, Conf>,
+}
+
+/// The per-device sysctls reverse path filtering reads (`None`: absent or
+/// not a number).
+#[derive(Debug, Clone, Copy, Default)]
+struct Conf {
+    rp_filter: Option<i64>,
+    src_valid_mark: Option<i64>,
 }
 
 /// The kernel's three rules when `ip rule` was not given.
@@ -87,7 +101,31 @@ impl<'a> Fib<'a> {
     pub fn new(routes: &'a [Route], rules: &[IpRule], interfaces: &'a [Interface], sysctl: &'a Sysctl) -> Self {
         let mut rules = if rules.is_empty() { default_ip_rules() } else { rules.to_vec() };
         rules.sort_by_key(|r| r.priority);
-        Fib { routes, rules, interfaces, sysctl }
+        let mut tables: Vec<(u32, Vec<&'a Route>)> = Vec::new();
+        for r in routes {
+            match tables.iter_mut().find(|(t, _)| *t == r.table) {
+                Some((_, v)) => v.push(r),
+                None => tables.push((r.table, vec![r])),
+            }
+        }
+        for (_, v) in &mut tables {
+            // Stable: among equal prefix and metric, the first in the dump wins.
+            v.sort_by_key(|r| (std::cmp::Reverse(r.dst.prefix_len()), r.metric));
+        }
+        let mut conf: HashMap<&'a str, Conf> = HashMap::new();
+        for (k, v) in &sysctl.values {
+            let Some(rest) = k.strip_prefix("net.ipv4.conf.") else { continue };
+            let (dev, slot): (&str, fn(&mut Conf) -> &mut Option<i64>) =
+                if let Some(dev) = rest.strip_suffix(".rp_filter") {
+                    (dev, |c| &mut c.rp_filter)
+                } else if let Some(dev) = rest.strip_suffix(".src_valid_mark") {
+                    (dev, |c| &mut c.src_valid_mark)
+                } else {
+                    continue;
+                };
+            *slot(conf.entry(dev).or_default()) = v.trim().parse().ok();
+        }
+        Fib { tables, rules, interfaces, sysctl, conf }
     }
 
     /// The interfaces in device order.
@@ -128,26 +166,14 @@ impl<'a> Fib<'a> {
 
     /// The best route for `dst` in table `table`.
     pub fn table_lookup(&self, table: u32, dst: Ipv4Addr, oif: Option<&str>) -> Option<&'a Route> {
-        let mut best: Option<&'a Route> = None;
-        for r in self.routes.iter().filter(|r| r.table == table) {
-            if !r.dst.contains(&dst) {
-                continue;
-            }
-            if let Some(oif) = oif {
-                if !r.nexthops.iter().any(|n| n.dev.as_deref() == Some(oif)) && r.kind == RouteType::Unicast {
-                    continue;
-                }
-            }
-            best = match best {
-                None => Some(r),
-                Some(b) => {
-                    let better = r.dst.prefix_len() > b.dst.prefix_len()
-                        || (r.dst.prefix_len() == b.dst.prefix_len() && r.metric < b.metric);
-                    Some(if better { r } else { b })
-                }
-            };
-        }
-        best
+        let (_, routes) = self.tables.iter().find(|(t, _)| *t == table)?;
+        // The routes are in preference order: the first that fits is the best.
+        routes.iter().copied().find(|r| {
+            r.dst.contains(&dst)
+                && oif.is_none_or(|oif| {
+                    r.kind != RouteType::Unicast || r.nexthops.iter().any(|n| n.dev.as_deref() == Some(oif))
+                })
+        })
     }
 
     /// Look a flow up through the policy rules.
@@ -283,16 +309,25 @@ impl<'a> Fib<'a> {
         self.sysctl.rp_filter(iface)
     }
 
+    /// What [`Sysctl::rp_filter`] says for `iface`, and whether
+    /// src_valid_mark is on for it (`all` or the device), from the sysctls
+    /// read once.
+    fn rpf_of(&self, iface: &str) -> (i64, bool) {
+        let conf = |dev: &str| self.conf.get(dev).copied().unwrap_or_default();
+        let (all, dev) = (conf("all"), conf(iface));
+        let rpf = all.rp_filter.unwrap_or(0).max(dev.rp_filter.or(conf("default").rp_filter).unwrap_or(0));
+        let valid_mark = all.src_valid_mark.unwrap_or(0) != 0 || dev.src_valid_mark.unwrap_or(0) != 0;
+        (rpf, valid_mark)
+    }
+
     /// `fib_validate_source` for a packet from `src` to `dst` arriving on
     /// `iif` with `mark`: `Err(reason)` when the kernel drops it (reverse
     /// path filtering, or a source that is one of our own addresses).
     pub fn validate_source(&self, src: Ipv4Addr, dst: Ipv4Addr, iif: &str, mark: u32) -> Result<(), String> {
-        let rpf = self.rp_filter(iif);
+        let (rpf, src_valid_mark) = self.rpf_of(iif);
         if rpf == 0 {
             return Ok(());
         }
-        let src_valid_mark = self.sysctl.int("net.ipv4.conf.all.src_valid_mark").unwrap_or(0) != 0
-            || self.sysctl.int(&format!("net.ipv4.conf.{iif}.src_valid_mark")).unwrap_or(0) != 0;
         let key = FlowKey {
             dst: src,
             src: Some(dst),
@@ -300,7 +335,6 @@ impl<'a> Fib<'a> {
             iif: Some(iif),
             oif: None,
         };
-        let no_addr = self.interface(iif).is_none_or(|i| i.addrs.is_empty());
         let Some(hit) = self.lookup(&key) else {
             return Err(format!("reverse path filter (rp_filter {rpf} on `{iif}`): no route back to {src}"));
         };
@@ -316,7 +350,7 @@ impl<'a> Fib<'a> {
         if hit.dev == Some(iif) {
             return Ok(());
         }
-        if rpf == 2 && !no_addr {
+        if rpf == 2 && self.interface(iif).is_some_and(|i| !i.addrs.is_empty()) {
             return Ok(());
         }
         Err(format!(

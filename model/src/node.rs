@@ -22,10 +22,9 @@ use crate::conntrack::{self, Conn};
 use crate::fib::{Fib, FlowKey};
 use crate::netstate::RouteType;
 use crate::packet::{Hook, Packet};
-use crate::print;
 use crate::ruleset::{CtStates, CtStatus, TableName};
 use crate::snapshot::Node;
-use crate::traverse::{self, Chooser, CtView, Env, Hit, IndexedTable, MatchState, NatAction, Verdict};
+use crate::traverse::{self, Chooser, CtView, Effect, Env, Hit, IndexedTable, MatchState, NatAction, Verdict};
 use std::net::Ipv4Addr;
 use std::rc::Rc;
 
@@ -48,15 +47,20 @@ impl Default for NodeOptions {
 
 /// One rule (or policy) that took effect on a node, with the packet after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStep {
+pub struct NodeStep<'a> {
     /// The hook.
     pub hook: Hook,
     /// The table, chain, rule and effect.
-    pub hit: Hit,
+    pub hit: Hit<'a>,
+    /// The packet after the step, when the step changed it (NAT).
+    pub packet_after: Option<Packet>,
+}
+
+impl NodeStep<'_> {
     /// The canonical text of the rule (empty for a policy).
-    pub text: String,
-    /// The packet after the step, when the step changed it (NAT, mark).
-    pub packet_after: Option<String>,
+    pub fn text(&self) -> String {
+        self.hit.text()
+    }
 }
 
 /// How a packet's passage through a node ended.
@@ -83,9 +87,9 @@ pub enum NodeEnd {
 
 /// What one passage produced.
 #[derive(Debug, Clone)]
-pub struct Passage {
+pub struct Passage<'a> {
     /// Steps in order.
-    pub steps: Vec<NodeStep>,
+    pub steps: Vec<NodeStep<'a>>,
     /// The end.
     pub end: NodeEnd,
     /// The mark as the packet entered nat POSTROUTING (None if it never did).
@@ -93,9 +97,9 @@ pub struct Passage {
     /// The mark after nat PREROUTING (None if it never got there).
     pub mark_after_nat_prerouting: Option<u32>,
     /// The destination translation made here: (before, after).
-    pub dnat: Option<(String, String)>,
+    pub dnat: Option<(Packet, Packet)>,
     /// The source translation made here: (before, after, by MASQUERADE).
-    pub snat: Option<(String, String, bool)>,
+    pub snat: Option<(Packet, Packet, bool)>,
     /// The source port was made random (`--random-fully`).
     pub sport_random: bool,
     /// The hooks the packet crossed, in order.
@@ -145,8 +149,10 @@ pub struct NodeModel<'a> {
     pub opts: NodeOptions,
 }
 
-struct Ctx<'p> {
-    steps: Vec<NodeStep>,
+struct Ctx<'a, 'p> {
+    steps: Vec<NodeStep<'a>>,
+    /// A table's hits before they become steps (kept to reuse its buffer).
+    hits: Vec<Hit<'a>>,
     hooks: Vec<Hook>,
     conn: Option<Conn>,
     conn_idx: Option<usize>,
@@ -162,10 +168,14 @@ struct Ctx<'p> {
 struct PassageInfo {
     mark_at_nat_postrouting: Option<u32>,
     mark_after_nat_prerouting: Option<u32>,
-    dnat: Option<(String, String)>,
-    snat: Option<(String, String, bool)>,
+    dnat: Option<(Packet, Packet)>,
+    snat: Option<(Packet, Packet, bool)>,
     sport_random: bool,
 }
+
+/// Steps a passage usually records (a kube-proxy + Calico NodePort SYN
+/// takes about 40): room for them is made once.
+const STEPS_HINT: usize = 64;
 
 enum HookEnd {
     Go,
@@ -189,7 +199,7 @@ impl<'a> NodeModel<'a> {
         &self.st.fib
     }
 
-    fn ct_view(&self, ctx: &Ctx<'_>) -> CtView {
+    fn ct_view(&self, ctx: &Ctx<'a, '_>) -> CtView {
         let mut v = CtView {
             state: if ctx.notrack { CtStates::UNTRACKED } else { ctx.state },
             reply_dir: ctx.reply_dir,
@@ -216,7 +226,7 @@ impl<'a> NodeModel<'a> {
         name: TableName,
         hook: Hook,
         pkt: &mut Packet,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'a, '_>,
         iif: Option<&str>,
         oif: Option<&str>,
         local_origin: bool,
@@ -226,33 +236,19 @@ impl<'a> NodeModel<'a> {
             return Verdict::Accept;
         };
         let mut view = self.ct_view(ctx);
-        let mut hits = Vec::new();
         let mut notrack = ctx.notrack;
+        let Some(table) = self.st.tables.get(idx) else { return Verdict::Accept };
         let verdict = {
-            let Some(table) = self.st.tables.get(idx) else { return Verdict::Accept };
             let env =
                 Env { fib: &self.st.fib, ipsets: &self.node.ipsets, hook, in_iface: iif, out_iface: oif, local_origin };
-            traverse::run_table(table, pkt, &mut view, &mut notrack, &env, &mut self.state, chooser, &mut hits)
+            traverse::run_table(table, pkt, &mut view, &mut notrack, &env, &mut self.state, chooser, &mut ctx.hits)
         };
         ctx.notrack = notrack;
         if let Some(c) = &mut ctx.conn {
             c.mark = view.mark;
         }
-        // The indexed table: a linear search by chain name would cost more
-        // than the traversal itself at kube-proxy scale.
-        let table = self.st.tables.get(idx);
-        for hit in hits {
-            let text = match (table, hit.rule) {
-                (Some(t), Some(r)) => t
-                    .chain(&hit.chain)
-                    .and_then(|c| c.rules.get(r.saturating_sub(1)))
-                    .map(|rule| print::rule_text(&hit.chain, rule))
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
-            // Mark changes are in the effect; NAT steps get the packet after.
-            ctx.steps.push(NodeStep { hook, hit, text, packet_after: None });
-        }
+        // Mark changes are in the effect; NAT steps get the packet after.
+        ctx.steps.extend(ctx.hits.drain(..).map(|hit| NodeStep { hook, hit, packet_after: None }));
         verdict
     }
 
@@ -280,7 +276,7 @@ impl<'a> NodeModel<'a> {
         hook: Hook,
         tables: &[TableName],
         pkt: &mut Packet,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'a, '_>,
         iif: Option<&str>,
         oif: Option<&str>,
         local_origin: bool,
@@ -308,7 +304,7 @@ impl<'a> NodeModel<'a> {
         &mut self,
         hook: Hook,
         pkt: &mut Packet,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'a, '_>,
         iif: Option<&str>,
         oif: Option<&str>,
         local_origin: bool,
@@ -328,17 +324,16 @@ impl<'a> NodeModel<'a> {
                     c.apply_src(pkt, ctx.reply_dir);
                 }
                 if *pkt != before {
-                    let what = if dst_half { "destination" } else { "source" };
                     ctx.steps.push(NodeStep {
                         hook,
                         hit: Hit {
                             table: TableName::Nat,
-                            chain: "(conntrack)".into(),
+                            chain: "(conntrack)",
                             rule: None,
-                            effect: format!("conntrack rewrites the {what}: {} -> {}", before, pkt),
+                            ir: None,
+                            effect: Effect::Rewrite(dst_half, Box::new((before, pkt.clone()))),
                         },
-                        text: String::new(),
-                        packet_after: Some(pkt.to_string()),
+                        packet_after: Some(pkt.clone()),
                     });
                 }
             }
@@ -354,9 +349,9 @@ impl<'a> NodeModel<'a> {
         if hook == Hook::Prerouting || hook == Hook::Output {
             ctx.passage.mark_after_nat_prerouting.get_or_insert(pkt.mark);
         }
-        let before = pkt.to_string();
         match v {
             Verdict::Nat(NatAction::Dnat(r)) if dst_half => {
+                let before = pkt.clone();
                 let addr = r.addrs.map(|a| a.lo).unwrap_or(pkt.dst);
                 let port = r.ports.map(|p| p.lo).unwrap_or(pkt.dport);
                 pkt.dst = addr;
@@ -366,7 +361,7 @@ impl<'a> NodeModel<'a> {
                 if let Some(c) = &mut ctx.conn {
                     c.set_dnat(pkt.dst, pkt.dport);
                 }
-                ctx.passage.dnat = Some((before, pkt.to_string()));
+                ctx.passage.dnat = Some((before, pkt.clone()));
                 self.note_after(ctx, pkt);
                 None
             }
@@ -381,6 +376,7 @@ impl<'a> NodeModel<'a> {
                         self.node.name
                     )));
                 };
+                let before = pkt.clone();
                 pkt.dst = addr;
                 if let Some(p) = ports {
                     pkt.dport = p.lo;
@@ -388,13 +384,13 @@ impl<'a> NodeModel<'a> {
                 if let Some(c) = &mut ctx.conn {
                     c.set_dnat(pkt.dst, pkt.dport);
                 }
-                ctx.passage.dnat = Some((before, pkt.to_string()));
+                ctx.passage.dnat = Some((before, pkt.clone()));
                 self.note_after(ctx, pkt);
                 None
             }
             Verdict::Nat(NatAction::Snat { to, random_fully }) if !dst_half => {
                 let src = to.addrs.map(|a| a.lo).unwrap_or(pkt.src);
-                self.snat(ctx, pkt, src, to.ports, random_fully, before, false);
+                self.snat(ctx, pkt, src, to.ports, random_fully, false);
                 None
             }
             Verdict::Nat(NatAction::Masquerade { ports, random }) if hook == Hook::Postrouting => {
@@ -408,7 +404,7 @@ impl<'a> NodeModel<'a> {
                         self.node.name
                     )));
                 };
-                self.snat(ctx, pkt, src, ports, random, before, true);
+                self.snat(ctx, pkt, src, ports, random, true);
                 None
             }
             Verdict::Nat(a) => Some(NodeEnd::Unknown(format!("{a:?} at {hook} is not a valid NAT for that hook"))),
@@ -421,14 +417,14 @@ impl<'a> NodeModel<'a> {
     #[allow(clippy::too_many_arguments)]
     fn snat(
         &self,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'a, '_>,
         pkt: &mut Packet,
         src: Ipv4Addr,
         ports: Option<crate::ruleset::PortRange>,
         random: bool,
-        before: String,
         masq: bool,
     ) {
+        let before = pkt.clone();
         pkt.src = src;
         if let Some(p) = ports {
             if pkt.has_ports() && !p.contains(pkt.sport) {
@@ -440,22 +436,22 @@ impl<'a> NodeModel<'a> {
             c.sport_random |= random;
         }
         ctx.passage.sport_random |= random;
-        ctx.passage.snat = Some((before, pkt.to_string(), masq));
+        ctx.passage.snat = Some((before, pkt.clone(), masq));
         self.note_after(ctx, pkt);
     }
 
-    fn passage_mark(&self, ctx: &mut Ctx<'_>, pkt: &Packet) {
+    fn passage_mark(&self, ctx: &mut Ctx<'a, '_>, pkt: &Packet) {
         ctx.passage.mark_at_nat_postrouting.get_or_insert(pkt.mark);
     }
 
-    fn note_after(&self, ctx: &mut Ctx<'_>, pkt: &Packet) {
+    fn note_after(&self, ctx: &mut Ctx<'a, '_>, pkt: &Packet) {
         if let Some(last) = ctx.steps.last_mut() {
-            last.packet_after = Some(pkt.to_string());
+            last.packet_after = Some(pkt.clone());
         }
     }
 
     /// Conntrack's view of an arriving packet: find its connection or start one.
-    fn track(&self, pkt: &Packet, ctx: &mut Ctx<'_>, carrier: bool) {
+    fn track(&self, pkt: &Packet, ctx: &mut Ctx<'a, '_>, carrier: bool) {
         if ctx.notrack {
             ctx.state = CtStates::UNTRACKED;
             return;
@@ -496,7 +492,7 @@ impl<'a> NodeModel<'a> {
     }
 
     /// Conntrack confirmation at the end of POSTROUTING or INPUT.
-    fn confirm(&mut self, ctx: &mut Ctx<'_>) {
+    fn confirm(&mut self, ctx: &mut Ctx<'a, '_>) {
         let Some(mut c) = ctx.conn.take() else { return };
         if ctx.notrack {
             return;
@@ -518,11 +514,12 @@ impl<'a> NodeModel<'a> {
     /// A packet arriving on `iif` with the mark it has (0 from a wire; a
     /// decapsulated packet keeps the carrier's, as `skb_scrub_packet` does
     /// within one namespace).
-    pub fn receive(&mut self, mut pkt: Packet, iif: &str, carrier: bool, chooser: &mut dyn Chooser) -> Passage {
+    pub fn receive(&mut self, mut pkt: Packet, iif: &str, carrier: bool, chooser: &mut dyn Chooser) -> Passage<'a> {
         let mut info = PassageInfo::default();
         let end = {
             let mut ctx = Ctx {
-                steps: Vec::new(),
+                steps: Vec::with_capacity(STEPS_HINT),
+                hits: Vec::with_capacity(STEPS_HINT),
                 hooks: Vec::new(),
                 conn: None,
                 conn_idx: None,
@@ -546,7 +543,7 @@ impl<'a> NodeModel<'a> {
         pkt: &mut Packet,
         iif: &str,
         carrier: bool,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'a, '_>,
         ch: &mut dyn Chooser,
     ) -> NodeEnd {
         // raw PREROUTING runs before conntrack.
@@ -621,7 +618,7 @@ impl<'a> NodeModel<'a> {
     fn postrouting(
         &mut self,
         pkt: &mut Packet,
-        ctx: &mut Ctx<'_>,
+        ctx: &mut Ctx<'a, '_>,
         dev: &str,
         nexthop: Ipv4Addr,
         local: bool,
@@ -637,7 +634,7 @@ impl<'a> NodeModel<'a> {
         NodeEnd::Out { packet: pkt.clone(), dev: dev.to_string(), nexthop }
     }
 
-    fn input(&mut self, pkt: &mut Packet, ctx: &mut Ctx<'_>, iif: &str, ch: &mut dyn Chooser) -> NodeEnd {
+    fn input(&mut self, pkt: &mut Packet, ctx: &mut Ctx<'a, '_>, iif: &str, ch: &mut dyn Chooser) -> NodeEnd {
         if let HookEnd::Stop(end) = self.run_hook(
             Hook::Input,
             &[TableName::Mangle, TableName::Filter, TableName::Security, TableName::Nat],
@@ -656,11 +653,12 @@ impl<'a> NodeModel<'a> {
 
     /// A packet generated on this node (its source may be unspecified:
     /// routing picks it).
-    pub fn send(&mut self, mut pkt: Packet, carrier: bool, chooser: &mut dyn Chooser) -> Passage {
+    pub fn send(&mut self, mut pkt: Packet, carrier: bool, chooser: &mut dyn Chooser) -> Passage<'a> {
         let mut info = PassageInfo::default();
         let (end, steps, hooks) = {
             let mut ctx = Ctx {
-                steps: Vec::new(),
+                steps: Vec::with_capacity(STEPS_HINT),
+                hits: Vec::with_capacity(STEPS_HINT),
                 hooks: Vec::new(),
                 conn: None,
                 conn_idx: None,
@@ -701,7 +699,7 @@ impl<'a> NodeModel<'a> {
         Ok((hit.kind, hit.dev.map(str::to_string), hit.nexthop(pkt.dst)))
     }
 
-    fn send_inner(&mut self, pkt: &mut Packet, carrier: bool, ctx: &mut Ctx<'_>, ch: &mut dyn Chooser) -> NodeEnd {
+    fn send_inner(&mut self, pkt: &mut Packet, carrier: bool, ctx: &mut Ctx<'a, '_>, ch: &mut dyn Chooser) -> NodeEnd {
         let (mut kind, mut dev, mut nexthop) = match self.route_out(pkt) {
             Ok(r) => r,
             Err(end) => return end,
@@ -762,7 +760,7 @@ impl<'a> NodeModel<'a> {
     }
 }
 
-fn passage(end: NodeEnd, steps: Vec<NodeStep>, hooks: Vec<Hook>, info: PassageInfo) -> Passage {
+fn passage(end: NodeEnd, steps: Vec<NodeStep<'_>>, hooks: Vec<Hook>, info: PassageInfo) -> Passage<'_> {
     Passage {
         steps,
         end,

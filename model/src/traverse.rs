@@ -102,16 +102,124 @@ pub enum Verdict {
 }
 
 /// One rule (or policy) that took effect, as the kernel counts it.
+///
+/// A hit refers to the rule and chain in the IR instead of copying them:
+/// a traversal records dozens of hits, and their text is only needed when a
+/// trace is printed ([`Hit::text`], [`Effect`]'s `Display`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hit {
+pub struct Hit<'a> {
     /// The table.
     pub table: TableName,
     /// The chain.
-    pub chain: String,
+    pub chain: &'a str,
     /// 1-based rule number, `None` for the chain's policy.
     pub rule: Option<usize>,
-    /// What it did, in words (`jump KUBE-MARK-MASQ`, `mark 0x0 -> 0x4000`).
-    pub effect: String,
+    /// The rule itself (`None` for a policy or a conntrack rewrite).
+    pub ir: Option<&'a Rule>,
+    /// What it did (`jump KUBE-MARK-MASQ`, `mark 0x0 -> 0x4000` when printed).
+    pub effect: Effect<'a>,
+}
+
+impl Hit<'_> {
+    /// The canonical text of the rule (empty for a policy).
+    pub fn text(&self) -> String {
+        self.ir.map(|r| crate::print::rule_text(self.chain, r)).unwrap_or_default()
+    }
+}
+
+/// What a rule (or policy) did to the packet; `Display` gives the words a
+/// trace prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect<'a> {
+    /// The chain's policy.
+    Policy(Policy),
+    /// A rule without a target: only its counters.
+    Count,
+    /// `-j ACCEPT`.
+    Accept,
+    /// `-j DROP`.
+    Drop,
+    /// `-j REJECT`.
+    Reject(RejectWith),
+    /// `-j RETURN`.
+    Return,
+    /// `-j CHAIN`.
+    Jump(&'a str),
+    /// `-g CHAIN`.
+    Goto(&'a str),
+    /// `-j MARK`: the packet mark before and after.
+    Mark(u32, u32),
+    /// `CONNMARK --set-xmark`: the connection mark before and after.
+    CtMark(u32, u32),
+    /// `CONNMARK --save-mark`: the connection mark before and after.
+    SaveMark(u32, u32),
+    /// `CONNMARK --restore-mark`: the packet mark before and after.
+    RestoreMark(u32, u32),
+    /// `-j CT --notrack` or `-j NOTRACK`.
+    Notrack,
+    /// `-j CT` without `--notrack`.
+    Ct,
+    /// `-j LOG`.
+    Log,
+    /// `-j NFLOG`.
+    Nflog,
+    /// `-j TRACE`.
+    Trace,
+    /// `-j CHECKSUM`.
+    Checksum,
+    /// `-j TCPMSS`.
+    Tcpmss,
+    /// `-j DNAT` to the first range.
+    Dnat(NatRange),
+    /// `-j SNAT` to the first range.
+    Snat(NatRange),
+    /// `-j MASQUERADE`; true when the source port is chosen at random.
+    Masquerade(bool),
+    /// `-j REDIRECT`.
+    Redirect,
+    /// Conntrack rewrote the destination (`true`) or the source of a packet
+    /// of a known connection: the packet before and after.
+    Rewrite(bool, Box<(Packet, Packet)>),
+}
+
+impl std::fmt::Display for Effect<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mark = |f: &mut std::fmt::Formatter<'_>, old: u32, new: u32| write!(f, "mark {old:#x} -> {new:#x}");
+        match self {
+            Effect::Policy(Policy::Accept) => f.write_str("policy ACCEPT"),
+            Effect::Policy(Policy::Drop) => f.write_str("policy DROP"),
+            Effect::Count => f.write_str("count"),
+            Effect::Accept => f.write_str("accept"),
+            Effect::Drop => f.write_str("drop"),
+            Effect::Reject(with) => write!(f, "reject ({with:?})"),
+            Effect::Return => f.write_str("return"),
+            Effect::Jump(c) => write!(f, "jump {c}"),
+            Effect::Goto(c) => write!(f, "goto {c}"),
+            Effect::Mark(old, new) => mark(f, *old, *new),
+            Effect::CtMark(old, new) => write!(f, "ctmark {old:#x} -> {new:#x}"),
+            Effect::SaveMark(old, new) => write!(f, "save mark: ctmark {old:#x} -> {new:#x}"),
+            Effect::RestoreMark(old, new) => {
+                f.write_str("restore mark: ")?;
+                mark(f, *old, *new)
+            }
+            Effect::Notrack => f.write_str("notrack"),
+            Effect::Ct => f.write_str("ct"),
+            Effect::Log => f.write_str("log"),
+            Effect::Nflog => f.write_str("nflog"),
+            Effect::Trace => f.write_str("trace"),
+            Effect::Checksum => f.write_str("checksum"),
+            Effect::Tcpmss => f.write_str("tcpmss"),
+            Effect::Dnat(r) => write!(f, "DNAT to {}", nat_range_str(r)),
+            Effect::Snat(r) => write!(f, "SNAT to {}", nat_range_str(r)),
+            Effect::Masquerade(true) => f.write_str("MASQUERADE (source port chosen at random)"),
+            Effect::Masquerade(false) => f.write_str("MASQUERADE"),
+            Effect::Redirect => f.write_str("redirect"),
+            Effect::Rewrite(dst, p) => {
+                let what = if *dst { "destination" } else { "source" };
+                write!(f, "conntrack rewrites the {what}: {} -> {}", p.0, p.1)
+            }
+        }
+    }
 }
 
 /// Mutable per-node state the matches read and write.
@@ -181,24 +289,54 @@ impl Dispatch {
         d
     }
 
-    /// The first rule at or after `i` that `pkt` could match.
-    fn next(&self, i: usize, pkt: &Packet, len: usize) -> usize {
-        let first =
-            |v: Option<&Vec<usize>>| v.and_then(|v| v.get(v.partition_point(|&k| k < i)).copied()).unwrap_or(len);
-        first(self.by_dst.get(&pkt.dst))
-            .min(first(self.by_port.get(&(pkt.proto.0, pkt.dport))))
-            .min(first(Some(&self.wild)))
+    /// The rules `pkt` could match, looked up once when the walk enters the
+    /// chain: a table never changes the packet's destination or protocol
+    /// (NAT is applied after the table), so the keys hold for the whole walk.
+    fn candidates(&self, pkt: &Packet) -> Candidates<'_> {
+        Candidates {
+            by_dst: self.by_dst.get(&pkt.dst).map_or(&[], Vec::as_slice),
+            by_port: self.by_port.get(&(pkt.proto.0, pkt.dport)).map_or(&[], Vec::as_slice),
+            wild: &self.wild,
+        }
     }
 }
 
-/// A table with its chains indexed by name, and dispatch indexes over its
-/// long chains.
+/// The rule lists of one packet's keys in a dispatched chain.
+#[derive(Debug, Clone, Copy)]
+struct Candidates<'d> {
+    by_dst: &'d [usize],
+    by_port: &'d [usize],
+    wild: &'d [usize],
+}
+
+impl Candidates<'_> {
+    /// The first rule at or after `i` that the packet could match.
+    fn next(&self, i: usize, len: usize) -> usize {
+        let first = |v: &[usize]| v.get(v.partition_point(|&k| k < i)).copied().unwrap_or(len);
+        first(self.by_dst).min(first(self.by_port)).min(first(self.wild))
+    }
+}
+
+/// A table with its chains indexed by name, its hooks' built-in chains
+/// found once, and dispatch indexes over its long chains.
 #[derive(Debug, Clone)]
 pub struct IndexedTable<'a> {
     /// The table.
     pub table: &'a Table,
     index: HashMap<&'a str, usize>,
+    /// The built-in chain of each hook, by [`Hook`] order.
+    hooks: [Option<usize>; 5],
     dispatch: Vec<Option<Dispatch>>,
+}
+
+fn hook_slot(h: Hook) -> usize {
+    match h {
+        Hook::Prerouting => 0,
+        Hook::Input => 1,
+        Hook::Forward => 2,
+        Hook::Output => 3,
+        Hook::Postrouting => 4,
+    }
 }
 
 impl<'a> IndexedTable<'a> {
@@ -214,22 +352,21 @@ impl<'a> IndexedTable<'a> {
     }
 
     fn build(table: &'a Table, dispatch: bool) -> Self {
-        let index = table.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        let index: HashMap<&'a str, usize> =
+            table.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        let hooks = [Hook::Prerouting, Hook::Input, Hook::Forward, Hook::Output, Hook::Postrouting]
+            .map(|h| index.get(h.chain()).copied());
         let dispatch = table
             .chains
             .iter()
             .map(|c| (dispatch && c.rules.len() >= DISPATCH_MIN_RULES).then(|| Dispatch::build(c)))
             .collect();
-        IndexedTable { table, index, dispatch }
+        IndexedTable { table, index, hooks, dispatch }
     }
 
     /// The chain named `name`.
     pub fn chain(&self, name: &str) -> Option<&'a Chain> {
         self.index.get(name).and_then(|&i| self.table.chains.get(i))
-    }
-
-    fn dispatch_of(&self, name: &str) -> Option<&Dispatch> {
-        self.index.get(name).and_then(|&i| self.dispatch.get(i)).and_then(Option::as_ref)
     }
 }
 
@@ -620,44 +757,42 @@ fn nat_range_str(r: &NatRange) -> String {
     s
 }
 
-fn mark_effect(old: u32, new: u32) -> String {
-    format!("mark {old:#x} -> {new:#x}")
-}
-
 /// Run `table` for `pkt` at `env.hook`, recording every rule that took
 /// effect in `hits`. The packet's mark and the connection's mark change in
 /// place; NAT is returned as [`Verdict::Nat`] for the caller to apply.
 #[allow(clippy::too_many_arguments)]
-pub fn run_table(
-    table: &IndexedTable<'_>,
+pub fn run_table<'a>(
+    table: &IndexedTable<'a>,
     pkt: &mut Packet,
     ct: &mut CtView,
     notrack: &mut bool,
     env: &Env<'_>,
     state: &mut MatchState,
     chooser: &mut dyn Chooser,
-    hits: &mut Vec<Hit>,
+    hits: &mut Vec<Hit<'a>>,
 ) -> Verdict {
     let tname = table.table.name;
-    let Some(start) = table.chain(env.hook.chain()) else {
+    let chains: &'a [Chain] = &table.table.chains;
+    let Some((start_ci, start)) =
+        table.hooks.get(hook_slot(env.hook)).copied().flatten().and_then(|ci| chains.get(ci).map(|c| (ci, c)))
+    else {
         return Verdict::Accept;
     };
-    // Stack of return points: (chain, index of the next rule).
-    let mut stack: Vec<(&Chain, usize, Option<&Dispatch>)> = Vec::new();
-    let mut chain = start;
-    let mut cur = table.dispatch_of(&start.name);
+    let candidates =
+        |ci: usize, pkt: &Packet| table.dispatch.get(ci).and_then(Option::as_ref).map(|d| d.candidates(pkt));
+    // Stack of return points: (chain index, index of the next rule, its candidates).
+    let mut stack: Vec<(usize, usize, Option<Candidates<'_>>)> = Vec::new();
+    let mut ci = start_ci;
+    let mut chain: &'a Chain = start;
+    let mut cur = candidates(ci, pkt);
     let mut i = 0usize;
     let mut visits = 0usize;
-    let policy = |base: &Chain, hits: &mut Vec<Hit>| {
-        let p = base.policy.unwrap_or(Policy::Accept);
-        let effect = match p {
-            Policy::Accept => "policy ACCEPT",
-            Policy::Drop => "policy DROP",
-        };
-        hits.push(Hit { table: tname, chain: base.name.clone(), rule: None, effect: effect.into() });
+    let policy = |hits: &mut Vec<Hit<'a>>| {
+        let p = start.policy.unwrap_or(Policy::Accept);
+        hits.push(Hit { table: tname, chain: &start.name, rule: None, ir: None, effect: Effect::Policy(p) });
         match p {
             Policy::Accept => Verdict::Accept,
-            Policy::Drop => Verdict::Drop { chain: base.name.clone(), rule: None },
+            Policy::Drop => Verdict::Drop { chain: start.name.clone(), rule: None },
         }
     };
     loop {
@@ -669,20 +804,22 @@ pub fn run_table(
                 env.hook
             ));
         }
-        if let Some(d) = cur {
-            i = d.next(i, pkt, chain.rules.len());
+        if let Some(d) = &cur {
+            i = d.next(i, chain.rules.len());
         }
         let Some(rule) = chain.rules.get(i) else {
             // End of chain: back to the caller, or the base chain's policy
             // (also when a chain entered by goto from the base chain ends).
             match stack.pop() {
                 Some((c, next, d)) if chain.policy.is_none() => {
-                    chain = c;
+                    let Some(back) = chains.get(c) else { return Verdict::Unknown("internal: chain index".into()) };
+                    ci = c;
+                    chain = back;
                     i = next;
                     cur = d;
                     continue;
                 }
-                _ => return policy(start, hits),
+                _ => return policy(hits),
             }
         };
         let rule_no = i + 1;
@@ -711,42 +848,47 @@ pub fn run_table(
         if !all {
             continue;
         }
-        let mut hit = |effect: String| {
-            hits.push(Hit { table: tname, chain: chain.name.clone(), rule: Some(rule_no), effect });
+        let mut hit = |effect: Effect<'a>| {
+            hits.push(Hit { table: tname, chain: &chain.name, rule: Some(rule_no), ir: Some(rule), effect });
         };
         let Some(target) = &rule.target else {
-            hit("count".into());
+            hit(Effect::Count);
             continue;
         };
         match target {
             Target::Accept => {
-                hit("accept".into());
+                hit(Effect::Accept);
                 return Verdict::Accept;
             }
             Target::Drop => {
-                hit("drop".into());
+                hit(Effect::Drop);
                 return Verdict::Drop { chain: chain.name.clone(), rule: Some(rule_no) };
             }
             Target::Reject(with) => {
-                hit(format!("reject ({with:?})"));
+                hit(Effect::Reject(*with));
                 return Verdict::Reject { chain: chain.name.clone(), rule: rule_no, with: *with };
             }
             Target::Return => {
-                hit("return".into());
+                hit(Effect::Return);
                 match stack.pop() {
                     Some((c, next, d)) if chain.policy.is_none() => {
-                        chain = c;
+                        let Some(back) = chains.get(c) else {
+                            return Verdict::Unknown("internal: chain index".into());
+                        };
+                        ci = c;
+                        chain = back;
                         i = next;
                         cur = d;
                     }
                     // RETURN in the base chain, or with no caller left: the policy decides.
-                    _ => return policy(start, hits),
+                    _ => return policy(hits),
                 }
             }
             Target::Jump(name) | Target::Goto(name) => {
                 let goto = matches!(target, Target::Goto(_));
-                hit(format!("{} {name}", if goto { "goto" } else { "jump" }));
-                let Some(next) = table.chain(name) else {
+                hit(if goto { Effect::Goto(name) } else { Effect::Jump(name) });
+                let to = table.index.get(name.as_str()).copied();
+                let Some((nci, next)) = to.and_then(|n| chains.get(n).map(|c| (n, c))) else {
                     return Verdict::Unknown(format!(
                         "{}: jump to chain `{name}`, which the dump does not have",
                         rule.loc
@@ -756,51 +898,52 @@ pub fn run_table(
                     if stack.len() >= MAX_DEPTH {
                         return Verdict::Unknown(format!("{}: chains nest deeper than {MAX_DEPTH}", rule.loc));
                     }
-                    stack.push((chain, i, cur));
+                    stack.push((ci, i, cur));
                 }
+                ci = nci;
                 chain = next;
-                cur = table.dispatch_of(name);
+                cur = candidates(ci, pkt);
                 i = 0;
             }
             Target::Mark { value, mask } => {
                 let old = pkt.mark;
                 pkt.mark = (pkt.mark & !mask) ^ value;
-                hit(mark_effect(old, pkt.mark));
+                hit(Effect::Mark(old, pkt.mark));
             }
             Target::Connmark(op) => match *op {
                 ConnmarkOp::SetXmark { value, mask } => {
                     let old = ct.mark;
                     ct.mark = (ct.mark & !mask) ^ value;
-                    hit(format!("ctmark {old:#x} -> {:#x}", ct.mark));
+                    hit(Effect::CtMark(old, ct.mark));
                 }
                 ConnmarkOp::Save { nfmask, ctmask } => {
                     let old = ct.mark;
                     ct.mark = (ct.mark & !ctmask) ^ (pkt.mark & nfmask);
-                    hit(format!("save mark: ctmark {old:#x} -> {:#x}", ct.mark));
+                    hit(Effect::SaveMark(old, ct.mark));
                 }
                 ConnmarkOp::Restore { nfmask, ctmask } => {
                     let old = pkt.mark;
                     pkt.mark = (pkt.mark & !nfmask) ^ (ct.mark & ctmask);
-                    hit(format!("restore mark: {}", mark_effect(old, pkt.mark)));
+                    hit(Effect::RestoreMark(old, pkt.mark));
                 }
             },
             Target::Ct(c) => {
                 if c.notrack {
                     *notrack = true;
-                    hit("notrack".into());
+                    hit(Effect::Notrack);
                 } else {
-                    hit("ct".into());
+                    hit(Effect::Ct);
                 }
             }
             Target::Notrack => {
                 *notrack = true;
-                hit("notrack".into());
+                hit(Effect::Notrack);
             }
-            Target::Log(_) => hit("log".into()),
-            Target::Nflog(_) => hit("nflog".into()),
-            Target::Trace => hit("trace".into()),
-            Target::Checksum => hit("checksum".into()),
-            Target::Tcpmss(_) => hit("tcpmss".into()),
+            Target::Log(_) => hit(Effect::Log),
+            Target::Nflog(_) => hit(Effect::Nflog),
+            Target::Trace => hit(Effect::Trace),
+            Target::Checksum => hit(Effect::Checksum),
+            Target::Tcpmss(_) => hit(Effect::Tcpmss),
             Target::Dnat { to, .. } | Target::Snat { to, .. } if tname != TableName::Nat || to.is_empty() => {
                 return Verdict::Unknown(format!("{}: NAT target outside the nat table or without a range", rule.loc));
             }
@@ -808,26 +951,22 @@ pub fn run_table(
                 let Some(r) = to.first() else {
                     return Verdict::Unknown(format!("{}: DNAT without a range", rule.loc));
                 };
-                hit(format!("DNAT to {}", nat_range_str(r)));
+                hit(Effect::Dnat(*r));
                 return Verdict::Nat(NatAction::Dnat(*r));
             }
             Target::Snat { to, random_fully, .. } => {
                 let Some(r) = to.first() else {
                     return Verdict::Unknown(format!("{}: SNAT without a range", rule.loc));
                 };
-                hit(format!("SNAT to {}", nat_range_str(r)));
+                hit(Effect::Snat(*r));
                 return Verdict::Nat(NatAction::Snat { to: *r, random_fully: *random_fully });
             }
             Target::Masquerade { ports, random, random_fully } => {
-                hit(if *random_fully || *random {
-                    "MASQUERADE (source port chosen at random)".to_string()
-                } else {
-                    "MASQUERADE".to_string()
-                });
+                hit(Effect::Masquerade(*random_fully || *random));
                 return Verdict::Nat(NatAction::Masquerade { ports: *ports, random: *random || *random_fully });
             }
             Target::Redirect { ports, .. } => {
-                hit("redirect".into());
+                hit(Effect::Redirect);
                 return Verdict::Nat(NatAction::Redirect(*ports));
             }
             Target::Unsupported { name, .. } => {

@@ -282,7 +282,9 @@ enum Fate {
 }
 
 impl<'s> Run<'s> {
-    fn record(&mut self, n: usize, passage: &Passage, kind: PacketKind) {
+    /// Turn a passage's steps into the trace's: the rule texts, effects and
+    /// packets are written out here, once per recorded step.
+    fn record(&mut self, n: usize, passage: &Passage<'_>, kind: PacketKind) {
         let node = self.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
         self.sport_random |= passage.sport_random;
         for s in &passage.steps {
@@ -291,11 +293,11 @@ impl<'s> Run<'s> {
                 packet: kind,
                 hook: s.hook,
                 table: s.hit.table,
-                chain: s.hit.chain.clone(),
+                chain: s.hit.chain.to_string(),
                 rule: s.hit.rule,
-                text: s.text.clone(),
-                effect: s.hit.effect.clone(),
-                packet_after: s.packet_after.clone(),
+                text: s.text(),
+                effect: s.hit.effect.to_string(),
+                packet_after: s.packet_after.as_ref().map(Packet::to_string),
             });
         }
     }

@@ -52,7 +52,7 @@ fn run(rs: &Ruleset, table: TableName, hook: Hook, pkt: &mut Packet) -> (Verdict
         &mut Always(true),
         &mut hits,
     );
-    (v, hits.into_iter().map(|h| (h.chain, h.rule)).collect())
+    (v, hits.into_iter().map(|h| (h.chain.to_string(), h.rule)).collect())
 }
 
 fn arb_packet() -> impl Strategy<Value = Packet> {
@@ -201,7 +201,7 @@ proptest! {
         for table in [TableName::Nat, TableName::Filter] {
             let t = rs.table(table).expect("table");
             for hook in [Hook::Prerouting, Hook::Forward, Hook::Output, Hook::Postrouting, Hook::Input] {
-                let run = |idx: &IndexedTable<'_>| {
+                let run = |idx: &IndexedTable<'static>| {
                     let mut p = Packet::first(Ipv4Addr::from(src), sport, dst, dport, proto);
                     p.mark = mark;
                     let env = Env { fib: &fib, ipsets: &[], hook, in_iface: Some("eth0"), out_iface: Some("eth0"), local_origin: false };

@@ -255,13 +255,13 @@ fn seed_state(model: &mut NodeModel<'_>, snap: &Snapshot, n: usize, draws: &[Dra
 }
 
 /// Run the arriving packet of `cx` through node `n` of the model.
-pub(crate) fn replay_node(
-    snap: &Snapshot,
+pub(crate) fn replay_node<'s>(
+    snap: &'s Snapshot,
     n: usize,
     iface: &str,
     pkt: &PacketValue,
     draws: &[Draw],
-) -> Option<Passage> {
+) -> Option<Passage<'s>> {
     let node = snap.nodes.get(n)?;
     let mut model = NodeModel::new(node, NodeOptions::default());
     let p = pkt.packet();
@@ -271,7 +271,7 @@ pub(crate) fn replay_node(
 }
 
 /// The model's passage as a replay record.
-pub(crate) fn describe_passage(node: &str, p: &Passage) -> (String, Vec<String>) {
+pub(crate) fn describe_passage(node: &str, p: &Passage<'_>) -> (String, Vec<String>) {
     let outcome = match &p.end {
         NodeEnd::Local(pkt) => format!("delivered to {node} itself as {pkt}"),
         NodeEnd::Out { packet, dev, nexthop } => format!("leaves {node} by {dev} towards {nexthop} as {packet}"),
@@ -300,7 +300,10 @@ pub(crate) fn describe_passage(node: &str, p: &Passage) -> (String, Vec<String>)
         .iter()
         .map(|s| {
             let rule = s.hit.rule.map(|r| format!("rule {r}")).unwrap_or_else(|| "policy".into());
-            let text = if s.text.is_empty() { String::new() } else { format!(": {}", s.text) };
+            let text = match s.hit.ir {
+                Some(_) => format!(": {}", s.text()),
+                None => String::new(),
+            };
             format!("{node} {} {} {} {rule}{text} ({})", s.hook, s.hit.table.as_str(), s.hit.chain, s.hit.effect)
         })
         .collect();
@@ -406,7 +409,7 @@ pub(crate) fn dnat_shares(
             alt.push(!d);
             todo.push(alt);
         }
-        let key = p.dnat.map(|(_, b)| b);
+        let key = p.dnat.map(|(_, b)| b.to_string());
         let share = Ratio::new(num, den);
         match out.iter_mut().find(|(k, _)| *k == key) {
             Some((_, s)) => *s = s.clone() + share,
