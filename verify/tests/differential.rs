@@ -144,13 +144,13 @@ fn same_outcome(c: &NodeCase<'_>, m: &MPassage) -> Bool {
         c1.push(if m.snat.is_some() { p.snat.clone() } else { not(&p.snat) });
         c1.push(if m.hooks.contains(&Hook::Input) { p.crossed_input.clone() } else { not(&p.crossed_input) });
         c1.push(if m.hooks.contains(&Hook::Forward) { p.crossed_forward.clone() } else { not(&p.crossed_forward) });
-        match (m.mark_after_nat_prerouting, &p.after_nat_pre) {
+        match (m.mark_after_nat_prerouting, &p.after_nat_pre()) {
             (Some(v), Some(fl)) => c1.push(and2(&fl.cond, &fl.state.pkt.mark.eq(bv32(v)))),
             (Some(_), None) => c1.push(f.clone()),
             (None, Some(fl)) => c1.push(not(&fl.cond)),
             (None, None) => {}
         }
-        match (m.mark_at_nat_postrouting, &p.at_nat_post) {
+        match (m.mark_at_nat_postrouting, &p.at_nat_post()) {
             (Some(v), Some(fl)) => c1.push(and2(&fl.cond, &fl.state.pkt.mark.eq(bv32(v)))),
             (Some(_), None) => c1.push(f.clone()),
             (None, Some(fl)) => c1.push(not(&fl.cond)),
@@ -403,8 +403,8 @@ fn check_case(c: &mut NodeCase<'_>, d: &Drawn) -> Result<(), TestCaseError> {
                 )
             });
             let marks = (
-                p.after_nat_pre.as_ref().map(|f| (w.bool(&f.cond), w.u64(&f.state.pkt.mark))),
-                p.at_nat_post.as_ref().map(|f| (w.bool(&f.cond), w.u64(&f.state.pkt.mark))),
+                p.after_nat_pre().as_ref().map(|f| (w.bool(&f.cond), w.u64(&f.state.pkt.mark))),
+                p.at_nat_post().as_ref().map(|f| (w.bool(&f.cond), w.u64(&f.state.pkt.mark))),
                 w.bool(&p.dnat),
                 w.bool(&p.snat),
                 w.bool(&p.crossed_input),

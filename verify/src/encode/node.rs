@@ -86,18 +86,17 @@ pub struct Passage {
     pub unknown: Vec<Ending>,
     /// Entered the INPUT hook.
     pub crossed_input: Bool,
-    /// The packet as it enters INPUT.
-    pub at_input: Option<Flow>,
-    /// The same, one per flow followed apart.
+    /// The packet as it enters INPUT, one flow per way there (merged:
+    /// [`Passage::at_input`]).
     pub inputs: Vec<Flow>,
     /// Entered the FORWARD hook.
     pub crossed_forward: Bool,
-    /// First packets after the nat PREROUTING (or OUTPUT) rules: the mark
-    /// kube-proxy set.
-    pub after_nat_pre: Option<Flow>,
-    /// Packets entering nat POSTROUTING, with the mark they carry there.
-    pub at_nat_post: Option<Flow>,
-    /// The same, one per flow followed apart.
+    /// First packets after the nat PREROUTING (or OUTPUT) rules, with the
+    /// mark kube-proxy set, one flow per way out of the table (merged:
+    /// [`Passage::after_nat_pre`]).
+    pub pres: Vec<Flow>,
+    /// Packets entering nat POSTROUTING, with the mark they carry there, one
+    /// flow per way there (merged: [`Passage::at_nat_post`]).
     pub posts: Vec<Flow>,
     /// A DNAT or REDIRECT rule translated the destination here.
     pub dnat: Bool,
@@ -121,17 +120,30 @@ impl Passage {
             rejected: Vec::new(),
             unknown: Vec::new(),
             crossed_input: f.clone(),
-            at_input: None,
             inputs: Vec::new(),
             crossed_forward: f.clone(),
-            after_nat_pre: None,
-            at_nat_post: None,
+            pres: Vec::new(),
             posts: Vec::new(),
             dnat: f.clone(),
             snat: f.clone(),
             masq: f,
             binding: None,
         }
+    }
+
+    /// [`Passage::inputs`] as one flow (ite-terms over the ways in).
+    pub fn at_input(&self) -> Option<Flow> {
+        Flow::merge(self.inputs.clone())
+    }
+
+    /// [`Passage::pres`] as one flow.
+    pub fn after_nat_pre(&self) -> Option<Flow> {
+        Flow::merge(self.pres.clone())
+    }
+
+    /// [`Passage::posts`] as one flow.
+    pub fn at_nat_post(&self) -> Option<Flow> {
+        Flow::merge(self.posts.clone())
     }
 
     /// Every way the passage can end early, as one condition.
@@ -246,9 +258,8 @@ impl<'e, 's> Run<'e, 's> {
         self.p.dropped.extend(r.drop);
         self.p.rejected.extend(r.reject);
         self.p.unknown.extend(r.unknown);
-        let mut seen: Vec<Flow> = r.accept.clone();
-        seen.extend(r.nat.iter().map(|n| Flow { cond: n.cond.clone(), state: n.state.clone() }));
-        self.p.after_nat_pre = Flow::merge(seen);
+        self.p.pres.extend(r.accept.iter().cloned());
+        self.p.pres.extend(r.nat.iter().map(|n| Flow { cond: n.cond.clone(), state: n.state.clone() }));
         parts.extend(r.accept.into_iter().map(|mut f| {
             f.state.pre_mark = f.state.pkt.mark.clone();
             f
@@ -316,9 +327,7 @@ impl<'e, 's> Run<'e, 's> {
     ) -> Option<Flow> {
         let flow = flow?;
         if env.hook == Hook::Postrouting {
-            let at = flow.and(&not(&flow.state.notrack));
-            self.p.at_nat_post =
-                Flow::merge(self.p.at_nat_post.take().into_iter().chain(std::iter::once(at)).collect());
+            self.p.posts.push(flow.and(&not(&flow.state.notrack)));
         }
         let first = flow.and(&tr.first);
         let rest = flow.and(&not(&tr.first));
@@ -385,8 +394,6 @@ impl<'e, 's> Run<'e, 's> {
         }
         self.p.crossed_input = or2(&self.p.crossed_input, &flow.cond);
         self.p.inputs.push(flow.clone());
-        self.p.at_input =
-            Flow::merge(self.p.at_input.take().into_iter().chain(std::iter::once(flow.clone())).collect());
         if self.upto_input {
             return;
         }
@@ -412,9 +419,6 @@ impl<'e, 's> Run<'e, 's> {
         let env = self.env(Hook::Postrouting, DevTerm::none(), oif.clone(), local_origin);
         let f = self.table(trail, TableName::Mangle, &env, flow);
         let Some(post) = f.as_ref().map(|f| f.state.clone()) else { return };
-        if let Some(f) = &f {
-            self.p.posts.push(f.and(&not(&f.state.notrack)));
-        }
         let cands: Vec<u16> = routes.iter().map(|r| r.dev).collect();
         let f = self.nat_src(trail, &env, f, tr, &cands, Some(nexthop));
         if let Some(f) = f {
@@ -726,7 +730,7 @@ pub fn receive(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, iif:
 }
 
 /// [`receive`] up to the entry of INPUT: the flows that enter INPUT
-/// (`inputs`, `at_input`) and every way the packet ends before are encoded
+/// (`inputs`) and every way the packet ends before are encoded
 /// exactly; INPUT's tables and the whole forward path are left out, so
 /// nothing after that point (no way out, no rule there natpath cannot
 /// express) is in the passage. For invariants about what reaches INPUT.

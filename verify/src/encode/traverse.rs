@@ -184,7 +184,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
         // The header fields no target of this table changes, read once: a
         // rule whose constant header cannot match costs no Z3 term at all
         // (the dispatch chains of 10,000 Services are scanned so).
-        let known = Known::of(&state);
+        let known = Known::of(&state, self.env);
         for (i, rule) in chain.rules.iter().enumerate() {
             if crate::encode::is_false(&cond) {
                 break;
@@ -695,28 +695,44 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
 /// address). It only skips work: every rule it does not reject is encoded
 /// in full.
 /// The packet's header fields that are numerals.
-struct Known {
+struct Known<'e> {
     proto: Option<u64>,
     src: Option<u64>,
     dst: Option<u64>,
     sport: Option<u64>,
     dport: Option<u64>,
+    /// The input and output devices' names, when they are constants the
+    /// snapshot lists.
+    iif: Option<&'e str>,
+    oif: Option<&'e str>,
 }
 
-impl Known {
-    fn of(st: &State) -> Known {
+impl<'e> Known<'e> {
+    fn of(st: &State, env: &'e Env<'_, '_>) -> Known<'e> {
         let p = &st.pkt;
+        let name = |d: &DevTerm| d.known.and_then(|v| env.node.dev_name(v));
         Known {
             proto: p.proto.as_u64(),
             src: p.src.as_u64(),
             dst: p.dst.as_u64(),
             sport: p.sport.as_u64(),
             dport: p.dport.as_u64(),
+            iif: name(&env.iif),
+            oif: name(&env.oif),
         }
     }
 }
 
-fn quick_miss(rule: &Rule, k: &Known) -> bool {
+fn quick_miss(rule: &Rule, k: &Known<'_>) -> bool {
+    // A constant device's name against `-i`/`-o` (the Calico dispatch
+    // chains list one rule per workload device).
+    let dev_miss = |r: &Option<Neg<natpath_model::ruleset::Iface>>, name: Option<&str>| match (r, name) {
+        (Some(n), Some(d)) => n.value.matches(d) == n.neg,
+        _ => false,
+    };
+    if dev_miss(&rule.in_iface, k.iif) || dev_miss(&rule.out_iface, k.oif) {
+        return true;
+    }
     let proto = k.proto;
     if let (Some(n), Some(x)) = (&rule.proto, proto) {
         if n.value != Proto::ALL && (u64::from(n.value.0) == x) == n.neg {
