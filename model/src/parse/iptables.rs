@@ -998,14 +998,19 @@ impl<'o, 'a> Parser<'o, 'a> {
 /// chain graph, reported at the jump that closes the loop.
 fn loops(ts: &TableState) -> Vec<(Loc, String)> {
     let n = ts.t.chains.len();
-    // Edges from each chain, with the rule's jump location when known.
+    // Edges from each chain, each target once, in the order of first use.
+    // `last_from[j]` is the last chain (plus one) given an edge to `j`: a
+    // dispatch chain such as `KUBE-SERVICES` jumps to thousands of chains,
+    // and looking for each edge in the list so far made this quadratic.
     let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut last_from: Vec<usize> = vec![0; n];
     for (i, c) in ts.t.chains.iter().enumerate() {
         for r in &c.rules {
-            if let Some(j) = r.target.as_ref().and_then(Target::chain).and_then(|t| ts.index.get(t)) {
-                if let Some(a) = adj.get_mut(i) {
-                    if !a.contains(j) {
-                        a.push(*j);
+            if let Some(&j) = r.target.as_ref().and_then(Target::chain).and_then(|t| ts.index.get(t)) {
+                if let (Some(a), Some(seen)) = (adj.get_mut(i), last_from.get_mut(j)) {
+                    if *seen != i + 1 {
+                        *seen = i + 1;
+                        a.push(j);
                     }
                 }
             }
