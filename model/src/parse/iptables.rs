@@ -191,11 +191,17 @@ impl std::hash::Hasher for NameHasher {
     }
 }
 
-type NameMap<V> = HashMap<String, V, std::hash::BuildHasherDefault<NameHasher>>;
+/// Chain names to indices. A name is borrowed from the dump where it was
+/// first written (owned only when it was quoted or after a `-X`), so that
+/// declaring a chain allocates its name once, in the IR.
+type NameMap<'a, V> = HashMap<Cow<'a, str>, V, std::hash::BuildHasherDefault<NameHasher>>;
 
-struct TableState {
+struct TableState<'a> {
     t: Table,
-    index: NameMap<usize>,
+    index: NameMap<'a, usize>,
+    /// The chain the last `-A` went to: a dump lists a chain's rules
+    /// together, so most rules need no lookup.
+    last_add: Option<usize>,
     /// `(line, column)` of the chain name after `-j`/`-g` of each jumping
     /// rule, in line order, for errors found when the file is read.
     target_cols: Vec<(u32, u32)>,
@@ -204,9 +210,21 @@ struct TableState {
     inferred: bool,
 }
 
-impl TableState {
+impl TableState<'_> {
     fn reindex(&mut self) {
-        self.index = self.t.chains.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        self.index = self.t.chains.iter().enumerate().map(|(i, c)| (Cow::Owned(c.name.clone()), i)).collect();
+    }
+
+    /// The index of chain `name`.
+    fn chain_index(&mut self, name: &str) -> Option<usize> {
+        if let Some(i) = self.last_add {
+            if self.t.chains.get(i).is_some_and(|c| c.name == name) {
+                return Some(i);
+            }
+        }
+        let i = self.index.get(name).copied();
+        self.last_add = i;
+        i
     }
 
     /// Where the target of `rule` is written (the rule's start if unknown).
@@ -231,7 +249,7 @@ struct Parser<'o, 'a> {
     opts: &'o Options,
     errors: Vec<ParseError>,
     stopped: bool,
-    tables: Vec<TableState>,
+    tables: Vec<TableState<'a>>,
     seg: Option<Segment<'a>>,
     /// Scratch space of the rule parser, reused for every rule.
     mods: Vec<(matches::Builder, usize)>,
@@ -688,6 +706,7 @@ impl<'o, 'a> Parser<'o, 'a> {
         self.tables.push(TableState {
             t: Table { name: t, chains: Vec::new(), loc: loc.clone(), form },
             index: NameMap::default(),
+            last_add: None,
             target_cols: Vec::new(),
             inferred: reason.is_some(),
         });
@@ -742,7 +761,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                             }
                         }
                         None => {
-                            ts.index.insert(op.chain.to_string(), ts.t.chains.len());
+                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
                             ts.t.chains.push(Chain {
                                 name: op.chain.into_owned(),
                                 policy,
@@ -777,7 +796,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                             }
                         }
                         None => {
-                            ts.index.insert(op.chain.to_string(), ts.t.chains.len());
+                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
                             ts.t.chains.push(Chain {
                                 name: op.chain.into_owned(),
                                 policy: Some(policy),
@@ -791,7 +810,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                 }
             }
             OpKind::Add { rules, target_at, insert } => {
-                let i = match ts.index.get(&*op.chain).copied() {
+                let i = match ts.chain_index(&op.chain) {
                     Some(i) => i,
                     None => {
                         let builtin = ts.is_builtin(&op.chain);
@@ -806,7 +825,8 @@ impl<'o, 'a> Parser<'o, 'a> {
                                 ),
                             );
                         }
-                        ts.index.insert(op.chain.to_string(), ts.t.chains.len());
+                        ts.index.insert(op.chain.clone(), ts.t.chains.len());
+                        ts.last_add = Some(ts.t.chains.len());
                         ts.t.chains.push(Chain {
                             name: op.chain.to_string(),
                             policy: builtin.then_some(Policy::Accept),
@@ -896,17 +916,23 @@ impl<'o, 'a> Parser<'o, 'a> {
         for mut ts in std::mem::take(&mut self.tables) {
             let tname = ts.t.name;
             let complete = ts.t.form == TableForm::Complete;
-            // Chains used as targets but not there.
+            // Chains used as targets but not there; the edges of the chain
+            // graph on the way (one lookup per jump).
             let mut implied_new: Vec<Chain> = Vec::new();
-            for c in &ts.t.chains {
+            let mut edges = Edges::new(ts.t.chains.len());
+            for (i, c) in ts.t.chains.iter().enumerate() {
                 for r in &c.rules {
                     let Some(to) = r.target.as_ref().and_then(Target::chain) else { continue };
+                    let found = ts.index.get(to).copied();
+                    if let Some(j) = found {
+                        edges.add(i, j);
+                    }
                     if ts.is_builtin(to) {
                         errs.push((
                             ts.target_loc(r),
                             format!("cannot jump to `{to}`, a built-in chain of table `{}`", tname.as_str()),
                         ));
-                    } else if ts.index.contains_key(to) {
+                    } else if found.is_some() {
                         continue;
                     } else if complete {
                         errs.push((
@@ -929,21 +955,25 @@ impl<'o, 'a> Parser<'o, 'a> {
                     }
                 }
             }
-            ts.t.chains.extend(implied_new);
             // Implied chains go after the declared ones, built-ins first,
             // then by name: an order that does not depend on line order.
-            let builtins = tname.builtin_chains();
-            let (declared, mut implied): (Vec<Chain>, Vec<Chain>) =
-                std::mem::take(&mut ts.t.chains).into_iter().partition(|c| !c.implied);
-            implied.sort_by(|a, b| {
-                let ka = (builtins.iter().position(|x| *x == a.name).unwrap_or(usize::MAX), &a.name);
-                let kb = (builtins.iter().position(|x| *x == b.name).unwrap_or(usize::MAX), &b.name);
-                ka.cmp(&kb)
-            });
-            ts.t.chains = declared;
-            ts.t.chains.extend(implied);
-            ts.reindex();
-            errs.extend(loops(&ts));
+            // A complete dump has none, and its chains keep their indices.
+            if !implied_new.is_empty() || ts.t.chains.iter().any(|c| c.implied) {
+                ts.t.chains.extend(implied_new);
+                let builtins = tname.builtin_chains();
+                let (declared, mut implied): (Vec<Chain>, Vec<Chain>) =
+                    std::mem::take(&mut ts.t.chains).into_iter().partition(|c| !c.implied);
+                implied.sort_by(|a, b| {
+                    let ka = (builtins.iter().position(|x| *x == a.name).unwrap_or(usize::MAX), &a.name);
+                    let kb = (builtins.iter().position(|x| *x == b.name).unwrap_or(usize::MAX), &b.name);
+                    ka.cmp(&kb)
+                });
+                ts.t.chains = declared;
+                ts.t.chains.extend(implied);
+                ts.reindex();
+                edges = Edges::of(&ts);
+            }
+            errs.extend(loops(&ts, &edges.adj));
             // Notes, in the order of the tables and chains.
             if ts.inferred {
                 let msg = match infer::reason_of(&ts.t) {
@@ -994,28 +1024,50 @@ impl<'o, 'a> Parser<'o, 'a> {
     }
 }
 
-/// Jump loops of a table: each back edge of a depth-first walk of the
-/// chain graph, reported at the jump that closes the loop.
-fn loops(ts: &TableState) -> Vec<(Loc, String)> {
-    let n = ts.t.chains.len();
-    // Edges from each chain, each target once, in the order of first use.
-    // `last_from[j]` is the last chain (plus one) given an edge to `j`: a
-    // dispatch chain such as `KUBE-SERVICES` jumps to thousands of chains,
-    // and looking for each edge in the list so far made this quadratic.
-    let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut last_from: Vec<usize> = vec![0; n];
-    for (i, c) in ts.t.chains.iter().enumerate() {
-        for r in &c.rules {
-            if let Some(&j) = r.target.as_ref().and_then(Target::chain).and_then(|t| ts.index.get(t)) {
-                if let (Some(a), Some(seen)) = (adj.get_mut(i), last_from.get_mut(j)) {
-                    if *seen != i + 1 {
-                        *seen = i + 1;
-                        a.push(j);
-                    }
+/// The chain graph of a table: the chains each chain jumps or goes to,
+/// each once, in the order of first use.
+struct Edges {
+    adj: Vec<Vec<usize>>,
+    /// The last chain (plus one) given an edge to each chain: a dispatch
+    /// chain such as `KUBE-SERVICES` jumps to thousands of chains, and
+    /// looking for each edge in the list so far would be quadratic.
+    last_from: Vec<usize>,
+}
+
+impl Edges {
+    fn new(n: usize) -> Self {
+        Edges { adj: vec![Vec::new(); n], last_from: vec![0; n] }
+    }
+
+    /// The edges of `ts`, its chain names looked up in its index.
+    fn of(ts: &TableState<'_>) -> Self {
+        let mut e = Edges::new(ts.t.chains.len());
+        for (i, c) in ts.t.chains.iter().enumerate() {
+            for r in &c.rules {
+                if let Some(&j) = r.target.as_ref().and_then(Target::chain).and_then(|t| ts.index.get(t)) {
+                    e.add(i, j);
                 }
             }
         }
+        e
     }
+
+    /// An edge from chain `i` to chain `j` (rules must come chain by chain).
+    fn add(&mut self, i: usize, j: usize) {
+        if let (Some(a), Some(seen)) = (self.adj.get_mut(i), self.last_from.get_mut(j)) {
+            if *seen != i + 1 {
+                *seen = i + 1;
+                a.push(j);
+            }
+        }
+    }
+}
+
+/// Jump loops of a table (`adj`: its [`Edges`]): each back edge of a
+/// depth-first walk of the chain graph, reported at the jump that closes
+/// the loop.
+fn loops(ts: &TableState<'_>, adj: &[Vec<usize>]) -> Vec<(Loc, String)> {
+    let n = ts.t.chains.len();
     let name = |i: usize| ts.t.chains.get(i).map_or("?", |c| c.name.as_str());
     let mut out = Vec::new();
     // 0 = unseen, 1 = on the stack, 2 = done.
