@@ -130,7 +130,7 @@ enum OpKind {
     /// `-P NAME POLICY`.
     SetPolicy { policy: Policy, counters: Option<Counters> },
     /// `-A NAME ...` / `-I NAME [N] ...` (`insert` is the 1-based position).
-    Add { rules: Vec<Rule>, target_at: Option<(u32, u32)>, insert: Option<usize> },
+    Add { rules: rule::Rules, target_at: Option<(u32, u32)>, insert: Option<usize> },
     /// `-X NAME`.
     Delete,
     /// `-F NAME`.
@@ -202,6 +202,13 @@ struct TableState<'a> {
     /// The chain the last `-A` went to: a dump lists a chain's rules
     /// together, so most rules need no lookup.
     last_add: Option<usize>,
+    /// Rules appended to chain `staged_for` and not yet moved there: a
+    /// chain's rules come together, so its vector is allocated once at
+    /// its size instead of growing (and being copied) rule by rule.
+    // INVARIANT: empty when `staged_for` is `None`; moved to the chain
+    // (`flush`) before any other line is applied and before `finish`.
+    staged: Vec<Rule>,
+    staged_for: Option<usize>,
     /// `(line, column)` of the chain name after `-j`/`-g` of each jumping
     /// rule, in line order, for errors found when the file is read.
     target_cols: Vec<(u32, u32)>,
@@ -213,6 +220,19 @@ struct TableState<'a> {
 impl TableState<'_> {
     fn reindex(&mut self) {
         self.index = self.t.chains.iter().enumerate().map(|(i, c)| (Cow::Owned(c.name.clone()), i)).collect();
+    }
+
+    /// Move the staged rules to the end of their chain.
+    fn flush(&mut self) {
+        if let Some(i) = self.staged_for.take() {
+            if let Some(c) = self.t.chains.get_mut(i) {
+                if c.rules.is_empty() {
+                    c.rules.reserve_exact(self.staged.len());
+                }
+                c.rules.append(&mut self.staged);
+            }
+            self.staged.clear();
+        }
     }
 
     /// The index of chain `name`.
@@ -486,7 +506,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                 let parsed = rule::parse(args, line.len(), &rule_loc, self.opts.lenient, &mut self.mods)?;
                 let mut rules = parsed.rules;
                 if counters.is_some() {
-                    for r in &mut rules {
+                    for r in rules.as_mut_slice() {
                         if r.counters.is_none() {
                             r.counters = counters;
                         }
@@ -682,7 +702,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                         chain: &op.chain,
                         with_policy: matches!(op.kind, OpKind::SetPolicy { .. } | OpKind::Decl { policy: Some(_), .. }),
                         rules: match &op.kind {
-                            OpKind::Add { rules, .. } => rules,
+                            OpKind::Add { rules, .. } => rules.as_slice(),
                             _ => &[],
                         },
                     })
@@ -707,6 +727,8 @@ impl<'o, 'a> Parser<'o, 'a> {
             t: Table { name: t, chains: Vec::new(), loc: loc.clone(), form },
             index: NameMap::default(),
             last_add: None,
+            staged: Vec::new(),
+            staged_for: None,
             target_cols: Vec::new(),
             inferred: reason.is_some(),
         });
@@ -718,6 +740,9 @@ impl<'o, 'a> Parser<'o, 'a> {
     /// `COMMIT`; the block is read as partial meanwhile.
     fn apply(&mut self, ti: usize, op: Op<'a>, mut pending: Option<&mut Vec<(Loc, String)>>) {
         let Some(ts) = self.tables.get_mut(ti) else { return };
+        if !matches!(op.kind, OpKind::Add { insert: None, .. }) {
+            ts.flush();
+        }
         let header = pending.is_some();
         let tname = ts.t.name;
         let mut errs: Vec<(Loc, String)> = Vec::new();
@@ -840,10 +865,11 @@ impl<'o, 'a> Parser<'o, 'a> {
                 };
                 {
                     let mut ok = true;
-                    if let Some(t) = rules.first().and_then(|r| r.target.as_ref()) {
+                    if let Some(t) = rules.as_slice().first().and_then(|r| r.target.as_ref()) {
                         if let Some(only) = targets::only_table(t) {
                             if only != tname {
-                                let at = rules.first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
+                                let at =
+                                    rules.as_slice().first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
                                 errs.push((
                                     at,
                                     format!(
@@ -863,13 +889,19 @@ impl<'o, 'a> Parser<'o, 'a> {
                                 ts.target_cols.push(at);
                             }
                         }
-                        if let Some(c) = ts.t.chains.get_mut(i) {
+                        if insert.is_none() {
+                            if ts.staged_for != Some(i) {
+                                ts.flush();
+                                ts.staged_for = Some(i);
+                            }
+                            rules.append_to(&mut ts.staged);
+                        } else if let Some(c) = ts.t.chains.get_mut(i) {
                             match insert {
-                                None => c.rules.extend(rules),
+                                None => {}
                                 Some(pos) if pos <= c.rules.len() + 1 => {
                                     let at = pos - 1;
                                     let tail = c.rules.split_off(at);
-                                    c.rules.extend(rules);
+                                    rules.append_to(&mut c.rules);
                                     c.rules.extend(tail);
                                 }
                                 Some(pos) => errs.push((
@@ -914,6 +946,7 @@ impl<'o, 'a> Parser<'o, 'a> {
         let mut tables = Vec::new();
         let mut errs: Vec<(Loc, String)> = Vec::new();
         for mut ts in std::mem::take(&mut self.tables) {
+            ts.flush();
             let tname = ts.t.name;
             let complete = ts.t.form == TableForm::Complete;
             // Chains used as targets but not there; the edges of the chain

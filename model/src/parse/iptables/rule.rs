@@ -52,10 +52,46 @@ pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
     Ok(())
 }
 
+/// The rules of one line: one, or one per address pair of `-s a,b -d c`.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the one-rule case is nearly every line; boxing it would cost an allocation per rule"
+)]
+pub(crate) enum Rules {
+    One(Rule),
+    Many(Vec<Rule>),
+}
+
+impl Rules {
+    /// The rules, in order.
+    pub fn as_slice(&self) -> &[Rule] {
+        match self {
+            Rules::One(r) => std::slice::from_ref(r),
+            Rules::Many(v) => v,
+        }
+    }
+
+    /// The rules, in order, to change in place.
+    pub fn as_mut_slice(&mut self) -> &mut [Rule] {
+        match self {
+            Rules::One(r) => std::slice::from_mut(r),
+            Rules::Many(v) => v,
+        }
+    }
+
+    /// Move the rules to the end of `v`.
+    pub fn append_to(self, v: &mut Vec<Rule>) {
+        match self {
+            Rules::One(r) => v.push(r),
+            Rules::Many(rs) => v.extend(rs),
+        }
+    }
+}
+
 /// A parsed rule line.
 pub(crate) struct Parsed {
     /// The rules (more than one when `-s`/`-d` listed several addresses).
-    pub rules: Vec<Rule>,
+    pub rules: Rules,
     /// Byte offset of the chain name after `-j`/`-g`, when there is one.
     pub target_at: Option<usize>,
 }
@@ -417,7 +453,7 @@ fn parse_into(
     if ns * nd == 1 {
         base.src = pick(&src, 0);
         base.dst = pick(&dst, 0);
-        return Ok(Parsed { rules: vec![base], target_at });
+        return Ok(Parsed { rules: Rules::One(base), target_at });
     }
     let mut rules = Vec::with_capacity(ns * nd);
     for i in 0..ns {
@@ -428,5 +464,5 @@ fn parse_into(
             rules.push(r);
         }
     }
-    Ok(Parsed { rules, target_at })
+    Ok(Parsed { rules: Rules::Many(rules), target_at })
 }
