@@ -29,7 +29,9 @@ const RESERVED: [&str; 4] = ["ACCEPT", "DROP", "RETURN", "QUEUE"];
 /// them back) without spaces, quotes or control characters.
 pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
     let s = w.as_str();
-    if s.chars().count() > 28 {
+    // Every rule names its chain (and most a chain to jump to): look at
+    // bytes when the name is ASCII, as it nearly always is.
+    if s.len() > 28 && s.chars().count() > 28 {
         return Err(LineError::new(
             w.start,
             format!(
@@ -42,7 +44,13 @@ pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
     if s.is_empty()
         || s.starts_with('-')
         || s.starts_with('!')
-        || s.chars().any(|c| c.is_whitespace() || c == '"' || c.is_control())
+        || if s.is_ascii() {
+            // ASCII whitespace and control characters are the bytes up to
+            // the space, and DEL.
+            s.bytes().any(|b| b <= b' ' || b == b'"' || b == 0x7f)
+        } else {
+            s.chars().any(|c| c.is_whitespace() || c == '"' || c.is_control())
+        }
     {
         return Err(LineError::new(w.start, format!("expected a chain name, found `{}`", show(s))));
     }
