@@ -200,7 +200,8 @@ struct TableState<'a> {
     t: Table,
     index: NameMap<'a, usize>,
     /// The chain the last `-A` went to: a dump lists a chain's rules
-    /// together, so most rules need no lookup.
+    /// together, and its chains in the order they were declared, so most
+    /// rules need no lookup.
     last_add: Option<usize>,
     /// Rules appended to chain `staged_for` and not yet moved there: a
     /// chain's rules come together, so its vector is allocated once at
@@ -238,8 +239,11 @@ impl TableState<'_> {
     /// The index of chain `name`.
     fn chain_index(&mut self, name: &str) -> Option<usize> {
         if let Some(i) = self.last_add {
-            if self.t.chains.get(i).is_some_and(|c| c.name == name) {
-                return Some(i);
+            for j in [i, i + 1] {
+                if self.t.chains.get(j).is_some_and(|c| c.name == name) {
+                    self.last_add = Some(j);
+                    return Some(j);
+                }
             }
         }
         let i = self.index.get(name).copied();
