@@ -36,6 +36,7 @@ use crate::ruleset::{Chain, Counters, Note, Policy, Rule, Ruleset, Table, TableF
 use args::{show, LineError};
 use lex::Word;
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -770,9 +771,9 @@ impl<'o, 'a> Parser<'o, 'a> {
                     ));
                 } else {
                     let policy = if builtin { Some(policy.unwrap_or(Policy::Accept)) } else { None };
-                    match ts.index.get(&*op.chain).copied() {
-                        Some(i) => {
-                            if let Some(c) = ts.t.chains.get_mut(i) {
+                    match ts.index.entry(op.chain.clone()) {
+                        Entry::Occupied(e) => {
+                            if let Some(c) = ts.t.chains.get_mut(*e.get()) {
                                 if c.implied {
                                     c.implied = false;
                                     c.policy = policy;
@@ -789,8 +790,8 @@ impl<'o, 'a> Parser<'o, 'a> {
                                 }
                             }
                         }
-                        None => {
-                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
+                        Entry::Vacant(e) => {
+                            e.insert(ts.t.chains.len());
                             ts.t.chains.push(Chain {
                                 name: op.chain.into_owned(),
                                 policy,
@@ -954,13 +955,20 @@ impl<'o, 'a> Parser<'o, 'a> {
             let tname = ts.t.name;
             let complete = ts.t.form == TableForm::Complete;
             // Chains used as targets but not there; the edges of the chain
-            // graph on the way (one lookup per jump).
+            // graph on the way (one lookup per jump, none when the target
+            // is the previous jump's, as kube-proxy's `KUBE-MARK-MASQ`
+            // often is).
             let mut implied_new: Vec<Chain> = Vec::new();
             let mut edges = Edges::new(ts.t.chains.len());
+            let mut last: Option<(&str, Option<usize>)> = None;
             for (i, c) in ts.t.chains.iter().enumerate() {
                 for r in &c.rules {
                     let Some(to) = r.target.as_ref().and_then(Target::chain) else { continue };
-                    let found = ts.index.get(to).copied();
+                    let found = match last {
+                        Some((name, found)) if name == to => found,
+                        _ => ts.index.get(to).copied(),
+                    };
+                    last = Some((to, found));
                     if let Some(j) = found {
                         edges.add(i, j);
                     }
