@@ -1018,7 +1018,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                 ts.reindex();
                 edges = Edges::of(&ts);
             }
-            errs.extend(loops(&ts, &edges.adj));
+            errs.extend(loops(&ts, &edges));
             // Notes, in the order of the tables and chains.
             if ts.inferred {
                 let msg = match infer::reason_of(&ts.t) {
@@ -1070,9 +1070,16 @@ impl<'o, 'a> Parser<'o, 'a> {
 }
 
 /// The chain graph of a table: the chains each chain jumps or goes to,
-/// each once, in the order of first use.
+/// each once, in the order of first use, in one flat list (a table has
+/// tens of thousands of chains; a vector each would be as many
+/// allocations).
 struct Edges {
-    adj: Vec<Vec<usize>>,
+    /// Where the edges of chain `i` start in `to`.
+    // INVARIANT: edges are added chain by chain (`i` never decreases), so
+    // the edges of chain `i` run from `start[i]` to `start[i + 1]` (or the
+    // end of `to`); chains past the end of `start` have none.
+    start: Vec<usize>,
+    to: Vec<usize>,
     /// The last chain (plus one) given an edge to each chain: a dispatch
     /// chain such as `KUBE-SERVICES` jumps to thousands of chains, and
     /// looking for each edge in the list so far would be quadratic.
@@ -1081,7 +1088,7 @@ struct Edges {
 
 impl Edges {
     fn new(n: usize) -> Self {
-        Edges { adj: vec![Vec::new(); n], last_from: vec![0; n] }
+        Edges { start: Vec::new(), to: Vec::new(), last_from: vec![0; n] }
     }
 
     /// The edges of `ts`, its chain names looked up in its index.
@@ -1097,21 +1104,32 @@ impl Edges {
         e
     }
 
-    /// An edge from chain `i` to chain `j` (rules must come chain by chain).
+    /// An edge from chain `i` to chain `j` (`i` never decreases).
     fn add(&mut self, i: usize, j: usize) {
-        if let (Some(a), Some(seen)) = (self.adj.get_mut(i), self.last_from.get_mut(j)) {
+        while self.start.len() <= i {
+            self.start.push(self.to.len());
+        }
+        if let Some(seen) = self.last_from.get_mut(j) {
             if *seen != i + 1 {
                 *seen = i + 1;
-                a.push(j);
+                self.to.push(j);
             }
         }
     }
+
+    /// The chains chain `i` jumps or goes to.
+    fn from(&self, i: usize) -> &[usize] {
+        let end = self.to.len();
+        let a = self.start.get(i).copied().unwrap_or(end);
+        let b = self.start.get(i + 1).copied().unwrap_or(end);
+        self.to.get(a..b).unwrap_or(&[])
+    }
 }
 
-/// Jump loops of a table (`adj`: its [`Edges`]): each back edge of a
+/// Jump loops of a table (`edges`: its graph): each back edge of a
 /// depth-first walk of the chain graph, reported at the jump that closes
 /// the loop.
-fn loops(ts: &TableState<'_>, adj: &[Vec<usize>]) -> Vec<(Loc, String)> {
+fn loops(ts: &TableState<'_>, edges: &Edges) -> Vec<(Loc, String)> {
     let n = ts.t.chains.len();
     let name = |i: usize| ts.t.chains.get(i).map_or("?", |c| c.name.as_str());
     let mut out = Vec::new();
@@ -1126,7 +1144,7 @@ fn loops(ts: &TableState<'_>, adj: &[Vec<usize>]) -> Vec<(Loc, String)> {
             *c = 1;
         }
         while let Some(&mut (v, ref mut k)) = stack.last_mut() {
-            let next = adj.get(v).and_then(|a| a.get(*k)).copied();
+            let next = edges.from(v).get(*k).copied();
             *k += 1;
             match next {
                 None => {
