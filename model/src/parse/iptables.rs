@@ -131,7 +131,7 @@ enum OpKind {
     /// `-P NAME POLICY`.
     SetPolicy { policy: Policy, counters: Option<Counters> },
     /// `-A NAME ...` / `-I NAME [N] ...` (`insert` is the 1-based position).
-    Add { rules: rule::Rules, target_at: Option<(u32, u32)>, insert: Option<usize> },
+    Add { rules: Vec<Rule>, target_at: Option<(u32, u32)>, insert: Option<usize> },
     /// `-X NAME`.
     Delete,
     /// `-F NAME`.
@@ -278,6 +278,9 @@ struct Parser<'o, 'a> {
     seg: Option<Segment<'a>>,
     /// Scratch space of the rule parser, reused for every rule.
     mods: Vec<(matches::Builder, usize)>,
+    /// The buffer a rule line is parsed into; it goes with the line's
+    /// `Op` and comes back empty once the rules are in their table.
+    rules: Vec<Rule>,
 }
 
 impl<'o, 'a> Parser<'o, 'a> {
@@ -290,6 +293,7 @@ impl<'o, 'a> Parser<'o, 'a> {
             tables: Vec::new(),
             seg: None,
             mods: Vec::new(),
+            rules: Vec::new(),
         }
     }
 
@@ -432,7 +436,21 @@ impl<'o, 'a> Parser<'o, 'a> {
             return;
         }
         match seg.header {
-            None => seg.ops.push(op),
+            None => {
+                // A paste keeps its lines until its tables are inferred:
+                // each line's rules move to a vector of their size, and the
+                // parse buffer stays for the next line.
+                let mut op = op;
+                if let OpKind::Add { rules, .. } = &mut op.kind {
+                    let mut kept = Vec::with_capacity(rules.len());
+                    kept.append(rules);
+                    let buf = std::mem::replace(rules, kept);
+                    if self.rules.capacity() == 0 {
+                        self.rules = buf;
+                    }
+                }
+                seg.ops.push(op);
+            }
             Some(ti) => {
                 let mut pending = std::mem::take(&mut seg.pending);
                 self.apply(ti, op, Some(&mut pending));
@@ -508,16 +526,23 @@ impl<'o, 'a> Parser<'o, 'a> {
                     }
                 }
                 let rule_loc = self.loc(line_no, lex::column(line, start));
-                let parsed = rule::parse(args, line.len(), &rule_loc, self.opts.lenient, &mut self.mods)?;
-                let mut rules = parsed.rules;
+                let mut rules = std::mem::take(&mut self.rules);
+                let parsed = rule::parse(args, line.len(), &rule_loc, self.opts.lenient, &mut self.mods, &mut rules);
+                let target_at = match parsed {
+                    Ok(at) => at,
+                    Err(e) => {
+                        self.rules = rules;
+                        return Err(e);
+                    }
+                };
                 if counters.is_some() {
-                    for r in rules.as_mut_slice() {
+                    for r in &mut rules {
                         if r.counters.is_none() {
                             r.counters = counters;
                         }
                     }
                 }
-                let target_at = parsed.target_at.map(|at| (line_no, lex::column(line, at)));
+                let target_at = target_at.map(|at| (line_no, lex::column(line, at)));
                 let op = Op {
                     chain: chain.text.clone(),
                     loc: self.loc(line_no, lex::column(line, chain.start)),
@@ -707,7 +732,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                         chain: &op.chain,
                         with_policy: matches!(op.kind, OpKind::SetPolicy { .. } | OpKind::Decl { policy: Some(_), .. }),
                         rules: match &op.kind {
-                            OpKind::Add { rules, .. } => rules.as_slice(),
+                            OpKind::Add { rules, .. } => rules,
                             _ => &[],
                         },
                     })
@@ -750,6 +775,8 @@ impl<'o, 'a> Parser<'o, 'a> {
         }
         let header = pending.is_some();
         let tname = ts.t.name;
+        // The emptied buffer of an `-A` line, for the next line.
+        let mut spare: Option<Vec<Rule>> = None;
         let mut errs: Vec<(Loc, String)> = Vec::new();
         let mut strict = |loc: Loc, msg: String| {
             if let Some(p) = pending.as_mut() {
@@ -839,7 +866,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                     }
                 }
             }
-            OpKind::Add { rules, target_at, insert } => {
+            OpKind::Add { mut rules, target_at, insert } => {
                 let i = match ts.chain_index(&op.chain) {
                     Some(i) => i,
                     None => {
@@ -870,11 +897,10 @@ impl<'o, 'a> Parser<'o, 'a> {
                 };
                 {
                     let mut ok = true;
-                    if let Some(t) = rules.as_slice().first().and_then(|r| r.target.as_ref()) {
+                    if let Some(t) = rules.first().and_then(|r| r.target.as_ref()) {
                         if let Some(only) = targets::only_table(t) {
                             if only != tname {
-                                let at =
-                                    rules.as_slice().first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
+                                let at = rules.first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
                                 errs.push((
                                     at,
                                     format!(
@@ -899,14 +925,14 @@ impl<'o, 'a> Parser<'o, 'a> {
                                 ts.flush();
                                 ts.staged_for = Some(i);
                             }
-                            rules.append_to(&mut ts.staged);
+                            ts.staged.append(&mut rules);
                         } else if let Some(c) = ts.t.chains.get_mut(i) {
                             match insert {
                                 None => {}
                                 Some(pos) if pos <= c.rules.len() + 1 => {
                                     let at = pos - 1;
                                     let tail = c.rules.split_off(at);
-                                    rules.append_to(&mut c.rules);
+                                    c.rules.append(&mut rules);
                                     c.rules.extend(tail);
                                 }
                                 Some(pos) => errs.push((
@@ -917,6 +943,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                         }
                     }
                 }
+                spare = Some(rules);
             }
             OpKind::Delete | OpKind::Flush => {
                 let delete = matches!(op.kind, OpKind::Delete);
@@ -937,6 +964,12 @@ impl<'o, 'a> Parser<'o, 'a> {
                         }
                     }
                 }
+            }
+        }
+        if let Some(mut v) = spare {
+            if self.rules.capacity() == 0 {
+                v.clear();
+                self.rules = v;
             }
         }
         for (loc, msg) in errs {

@@ -60,50 +60,6 @@ pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
     Ok(())
 }
 
-/// The rules of one line: one, or one per address pair of `-s a,b -d c`.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the one-rule case is nearly every line; boxing it would cost an allocation per rule"
-)]
-pub(crate) enum Rules {
-    One(Rule),
-    Many(Vec<Rule>),
-}
-
-impl Rules {
-    /// The rules, in order.
-    pub fn as_slice(&self) -> &[Rule] {
-        match self {
-            Rules::One(r) => std::slice::from_ref(r),
-            Rules::Many(v) => v,
-        }
-    }
-
-    /// The rules, in order, to change in place.
-    pub fn as_mut_slice(&mut self) -> &mut [Rule] {
-        match self {
-            Rules::One(r) => std::slice::from_mut(r),
-            Rules::Many(v) => v,
-        }
-    }
-
-    /// Move the rules to the end of `v`.
-    pub fn append_to(self, v: &mut Vec<Rule>) {
-        match self {
-            Rules::One(r) => v.push(r),
-            Rules::Many(rs) => v.extend(rs),
-        }
-    }
-}
-
-/// A parsed rule line.
-pub(crate) struct Parsed {
-    /// The rules (more than one when `-s`/`-d` listed several addresses).
-    pub rules: Rules,
-    /// Byte offset of the chain name after `-j`/`-g`, when there is one.
-    pub target_at: Option<usize>,
-}
-
 /// The addresses of `-s`/`-d`: almost always one.
 enum Addrs {
     One(Ipv4Net),
@@ -156,19 +112,25 @@ fn header_addr(neg: bool, n: Ipv4Net) -> Option<Neg<Ipv4Net>> {
     }
 }
 
-/// Parse the words of a rule (everything after the chain name).
+/// Parse the words of a rule (everything after the chain name) into
+/// `out`: one rule, or one per address pair of `-s a,b -d c`. Returns the
+/// byte offset of the chain name after `-j`/`-g`, when there is one.
 ///
 /// `mods` is scratch space the caller keeps between rules (empty on
-/// entry and on return).
+/// entry and on return). `out` is cleared first; the rules are written
+/// straight into it (a rule is 248 bytes, and every move of it by value
+/// through the layers of the parser is a copy).
 pub(crate) fn parse(
     words: &[Word<'_>],
     line_end: usize,
     loc: &Loc,
     lenient: bool,
     mods: &mut Vec<(matches::Builder, usize)>,
-) -> Res<Parsed> {
+    out: &mut Vec<Rule>,
+) -> Res<Option<usize>> {
     mods.clear();
-    let r = parse_into(words, line_end, loc, lenient, mods);
+    out.clear();
+    let r = parse_into(words, line_end, loc, lenient, mods, out);
     mods.clear();
     r
 }
@@ -179,7 +141,8 @@ fn parse_into(
     loc: &Loc,
     lenient: bool,
     mods: &mut Vec<(matches::Builder, usize)>,
-) -> Res<Parsed> {
+    out: &mut Vec<Rule>,
+) -> Res<Option<usize>> {
     let mut cur = Cursor::new(words, line_end);
     let mut src: Option<(bool, Addrs)> = None;
     let mut dst: Option<(bool, Addrs)> = None;
@@ -461,16 +424,17 @@ fn parse_into(
     if ns * nd == 1 {
         base.src = pick(&src, 0);
         base.dst = pick(&dst, 0);
-        return Ok(Parsed { rules: Rules::One(base), target_at });
+        out.push(base);
+        return Ok(target_at);
     }
-    let mut rules = Vec::with_capacity(ns * nd);
+    out.reserve(ns * nd);
     for i in 0..ns {
         for j in 0..nd {
             let mut r = base.clone();
             r.src = pick(&src, i);
             r.dst = pick(&dst, j);
-            rules.push(r);
+            out.push(r);
         }
     }
-    Ok(Parsed { rules: Rules::Many(rules), target_at })
+    Ok(target_at)
 }
