@@ -1032,6 +1032,19 @@ mod forms {
         );
     }
 
+    /// A chain's rules in several runs, between other chains' rules and
+    /// commands, keep their order (the parser moves each run to its chain
+    /// at once).
+    #[test]
+    fn interleaved_chains_keep_rule_order() {
+        let text = "*filter\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A A -j RETURN\n-A B -j A\n-A A -j DROP\n-A A -j ACCEPT\n-I A 2 -j C\n-A B -j ACCEPT\n-A C -j DROP\n-F C\n-A C -j RETURN\n-X B\n-A A -j RETURN\nCOMMIT\n";
+        let rs = parse_ok(text, "i");
+        assert_eq!(
+            iptables_save(&rs),
+            "*filter\n:A - [0:0]\n:C - [0:0]\n-A A -j RETURN\n-A A -j C\n-A A -j DROP\n-A A -j ACCEPT\n-A A -j RETURN\n-A C -j RETURN\nCOMMIT\n"
+        );
+    }
+
     /// kube-proxy's restore input has no built-in chain headers: a rule on a
     /// built-in chain implies it with policy ACCEPT, as iptables-restore does.
     #[test]

@@ -36,6 +36,7 @@ use crate::ruleset::{Chain, Counters, Note, Policy, Rule, Ruleset, Table, TableF
 use args::{show, LineError};
 use lex::Word;
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -191,11 +192,25 @@ impl std::hash::Hasher for NameHasher {
     }
 }
 
-type NameMap<V> = HashMap<String, V, std::hash::BuildHasherDefault<NameHasher>>;
+/// Chain names to indices. A name is borrowed from the dump where it was
+/// first written (owned only when it was quoted or after a `-X`), so that
+/// declaring a chain allocates its name once, in the IR.
+type NameMap<'a, V> = HashMap<Cow<'a, str>, V, std::hash::BuildHasherDefault<NameHasher>>;
 
-struct TableState {
+struct TableState<'a> {
     t: Table,
-    index: NameMap<usize>,
+    index: NameMap<'a, usize>,
+    /// The chain the last `-A` went to: a dump lists a chain's rules
+    /// together, and its chains in the order they were declared, so most
+    /// rules need no lookup.
+    last_add: Option<usize>,
+    /// Rules appended to chain `staged_for` and not yet moved there: a
+    /// chain's rules come together, so its vector is allocated once at
+    /// its size instead of growing (and being copied) rule by rule.
+    // INVARIANT: empty when `staged_for` is `None`; moved to the chain
+    // (`flush`) before any other line is applied and before `finish`.
+    staged: Vec<Rule>,
+    staged_for: Option<usize>,
     /// `(line, column)` of the chain name after `-j`/`-g` of each jumping
     /// rule, in line order, for errors found when the file is read.
     target_cols: Vec<(u32, u32)>,
@@ -204,9 +219,37 @@ struct TableState {
     inferred: bool,
 }
 
-impl TableState {
+impl TableState<'_> {
     fn reindex(&mut self) {
-        self.index = self.t.chains.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        self.index = self.t.chains.iter().enumerate().map(|(i, c)| (Cow::Owned(c.name.clone()), i)).collect();
+    }
+
+    /// Move the staged rules to the end of their chain.
+    fn flush(&mut self) {
+        if let Some(i) = self.staged_for.take() {
+            if let Some(c) = self.t.chains.get_mut(i) {
+                if c.rules.is_empty() {
+                    c.rules.reserve_exact(self.staged.len());
+                }
+                c.rules.append(&mut self.staged);
+            }
+            self.staged.clear();
+        }
+    }
+
+    /// The index of chain `name`.
+    fn chain_index(&mut self, name: &str) -> Option<usize> {
+        if let Some(i) = self.last_add {
+            for j in [i, i + 1] {
+                if self.t.chains.get(j).is_some_and(|c| c.name == name) {
+                    self.last_add = Some(j);
+                    return Some(j);
+                }
+            }
+        }
+        let i = self.index.get(name).copied();
+        self.last_add = i;
+        i
     }
 
     /// Where the target of `rule` is written (the rule's start if unknown).
@@ -231,10 +274,13 @@ struct Parser<'o, 'a> {
     opts: &'o Options,
     errors: Vec<ParseError>,
     stopped: bool,
-    tables: Vec<TableState>,
+    tables: Vec<TableState<'a>>,
     seg: Option<Segment<'a>>,
     /// Scratch space of the rule parser, reused for every rule.
     mods: Vec<(matches::Builder, usize)>,
+    /// The buffer a rule line is parsed into; it goes with the line's
+    /// `Op` and comes back empty once the rules are in their table.
+    rules: Vec<Rule>,
 }
 
 impl<'o, 'a> Parser<'o, 'a> {
@@ -247,6 +293,7 @@ impl<'o, 'a> Parser<'o, 'a> {
             tables: Vec::new(),
             seg: None,
             mods: Vec::new(),
+            rules: Vec::new(),
         }
     }
 
@@ -389,7 +436,21 @@ impl<'o, 'a> Parser<'o, 'a> {
             return;
         }
         match seg.header {
-            None => seg.ops.push(op),
+            None => {
+                // A paste keeps its lines until its tables are inferred:
+                // each line's rules move to a vector of their size, and the
+                // parse buffer stays for the next line.
+                let mut op = op;
+                if let OpKind::Add { rules, .. } = &mut op.kind {
+                    let mut kept = Vec::with_capacity(rules.len());
+                    kept.append(rules);
+                    let buf = std::mem::replace(rules, kept);
+                    if self.rules.capacity() == 0 {
+                        self.rules = buf;
+                    }
+                }
+                seg.ops.push(op);
+            }
             Some(ti) => {
                 let mut pending = std::mem::take(&mut seg.pending);
                 self.apply(ti, op, Some(&mut pending));
@@ -465,8 +526,15 @@ impl<'o, 'a> Parser<'o, 'a> {
                     }
                 }
                 let rule_loc = self.loc(line_no, lex::column(line, start));
-                let parsed = rule::parse(args, line.len(), &rule_loc, self.opts.lenient, &mut self.mods)?;
-                let mut rules = parsed.rules;
+                let mut rules = std::mem::take(&mut self.rules);
+                let parsed = rule::parse(args, line.len(), &rule_loc, self.opts.lenient, &mut self.mods, &mut rules);
+                let target_at = match parsed {
+                    Ok(at) => at,
+                    Err(e) => {
+                        self.rules = rules;
+                        return Err(e);
+                    }
+                };
                 if counters.is_some() {
                     for r in &mut rules {
                         if r.counters.is_none() {
@@ -474,7 +542,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                         }
                     }
                 }
-                let target_at = parsed.target_at.map(|at| (line_no, lex::column(line, at)));
+                let target_at = target_at.map(|at| (line_no, lex::column(line, at)));
                 let op = Op {
                     chain: chain.text.clone(),
                     loc: self.loc(line_no, lex::column(line, chain.start)),
@@ -688,6 +756,9 @@ impl<'o, 'a> Parser<'o, 'a> {
         self.tables.push(TableState {
             t: Table { name: t, chains: Vec::new(), loc: loc.clone(), form },
             index: NameMap::default(),
+            last_add: None,
+            staged: Vec::new(),
+            staged_for: None,
             target_cols: Vec::new(),
             inferred: reason.is_some(),
         });
@@ -699,8 +770,13 @@ impl<'o, 'a> Parser<'o, 'a> {
     /// `COMMIT`; the block is read as partial meanwhile.
     fn apply(&mut self, ti: usize, op: Op<'a>, mut pending: Option<&mut Vec<(Loc, String)>>) {
         let Some(ts) = self.tables.get_mut(ti) else { return };
+        if !matches!(op.kind, OpKind::Add { insert: None, .. }) {
+            ts.flush();
+        }
         let header = pending.is_some();
         let tname = ts.t.name;
+        // The emptied buffer of an `-A` line, for the next line.
+        let mut spare: Option<Vec<Rule>> = None;
         let mut errs: Vec<(Loc, String)> = Vec::new();
         let mut strict = |loc: Loc, msg: String| {
             if let Some(p) = pending.as_mut() {
@@ -722,9 +798,9 @@ impl<'o, 'a> Parser<'o, 'a> {
                     ));
                 } else {
                     let policy = if builtin { Some(policy.unwrap_or(Policy::Accept)) } else { None };
-                    match ts.index.get(&*op.chain).copied() {
-                        Some(i) => {
-                            if let Some(c) = ts.t.chains.get_mut(i) {
+                    match ts.index.entry(op.chain.clone()) {
+                        Entry::Occupied(e) => {
+                            if let Some(c) = ts.t.chains.get_mut(*e.get()) {
                                 if c.implied {
                                     c.implied = false;
                                     c.policy = policy;
@@ -741,8 +817,8 @@ impl<'o, 'a> Parser<'o, 'a> {
                                 }
                             }
                         }
-                        None => {
-                            ts.index.insert(op.chain.to_string(), ts.t.chains.len());
+                        Entry::Vacant(e) => {
+                            e.insert(ts.t.chains.len());
                             ts.t.chains.push(Chain {
                                 name: op.chain.into_owned(),
                                 policy,
@@ -777,7 +853,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                             }
                         }
                         None => {
-                            ts.index.insert(op.chain.to_string(), ts.t.chains.len());
+                            ts.index.insert(op.chain.clone(), ts.t.chains.len());
                             ts.t.chains.push(Chain {
                                 name: op.chain.into_owned(),
                                 policy: Some(policy),
@@ -790,8 +866,8 @@ impl<'o, 'a> Parser<'o, 'a> {
                     }
                 }
             }
-            OpKind::Add { rules, target_at, insert } => {
-                let i = match ts.index.get(&*op.chain).copied() {
+            OpKind::Add { mut rules, target_at, insert } => {
+                let i = match ts.chain_index(&op.chain) {
                     Some(i) => i,
                     None => {
                         let builtin = ts.is_builtin(&op.chain);
@@ -806,7 +882,8 @@ impl<'o, 'a> Parser<'o, 'a> {
                                 ),
                             );
                         }
-                        ts.index.insert(op.chain.to_string(), ts.t.chains.len());
+                        ts.index.insert(op.chain.clone(), ts.t.chains.len());
+                        ts.last_add = Some(ts.t.chains.len());
                         ts.t.chains.push(Chain {
                             name: op.chain.to_string(),
                             policy: builtin.then_some(Policy::Accept),
@@ -843,13 +920,19 @@ impl<'o, 'a> Parser<'o, 'a> {
                                 ts.target_cols.push(at);
                             }
                         }
-                        if let Some(c) = ts.t.chains.get_mut(i) {
+                        if insert.is_none() {
+                            if ts.staged_for != Some(i) {
+                                ts.flush();
+                                ts.staged_for = Some(i);
+                            }
+                            ts.staged.append(&mut rules);
+                        } else if let Some(c) = ts.t.chains.get_mut(i) {
                             match insert {
-                                None => c.rules.extend(rules),
+                                None => {}
                                 Some(pos) if pos <= c.rules.len() + 1 => {
                                     let at = pos - 1;
                                     let tail = c.rules.split_off(at);
-                                    c.rules.extend(rules);
+                                    c.rules.append(&mut rules);
                                     c.rules.extend(tail);
                                 }
                                 Some(pos) => errs.push((
@@ -860,6 +943,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                         }
                     }
                 }
+                spare = Some(rules);
             }
             OpKind::Delete | OpKind::Flush => {
                 let delete = matches!(op.kind, OpKind::Delete);
@@ -882,6 +966,12 @@ impl<'o, 'a> Parser<'o, 'a> {
                 }
             }
         }
+        if let Some(mut v) = spare {
+            if self.rules.capacity() == 0 {
+                v.clear();
+                self.rules = v;
+            }
+        }
         for (loc, msg) in errs {
             self.error(loc, msg);
         }
@@ -894,19 +984,33 @@ impl<'o, 'a> Parser<'o, 'a> {
         let mut tables = Vec::new();
         let mut errs: Vec<(Loc, String)> = Vec::new();
         for mut ts in std::mem::take(&mut self.tables) {
+            ts.flush();
             let tname = ts.t.name;
             let complete = ts.t.form == TableForm::Complete;
-            // Chains used as targets but not there.
+            // Chains used as targets but not there; the edges of the chain
+            // graph on the way (one lookup per jump, none when the target
+            // is the previous jump's, as kube-proxy's `KUBE-MARK-MASQ`
+            // often is).
             let mut implied_new: Vec<Chain> = Vec::new();
-            for c in &ts.t.chains {
+            let mut edges = Edges::new(ts.t.chains.len());
+            let mut last: Option<(&str, Option<usize>)> = None;
+            for (i, c) in ts.t.chains.iter().enumerate() {
                 for r in &c.rules {
                     let Some(to) = r.target.as_ref().and_then(Target::chain) else { continue };
+                    let found = match last {
+                        Some((name, found)) if name == to => found,
+                        _ => ts.index.get(to).copied(),
+                    };
+                    last = Some((to, found));
+                    if let Some(j) = found {
+                        edges.add(i, j);
+                    }
                     if ts.is_builtin(to) {
                         errs.push((
                             ts.target_loc(r),
                             format!("cannot jump to `{to}`, a built-in chain of table `{}`", tname.as_str()),
                         ));
-                    } else if ts.index.contains_key(to) {
+                    } else if found.is_some() {
                         continue;
                     } else if complete {
                         errs.push((
@@ -929,21 +1033,25 @@ impl<'o, 'a> Parser<'o, 'a> {
                     }
                 }
             }
-            ts.t.chains.extend(implied_new);
             // Implied chains go after the declared ones, built-ins first,
             // then by name: an order that does not depend on line order.
-            let builtins = tname.builtin_chains();
-            let (declared, mut implied): (Vec<Chain>, Vec<Chain>) =
-                std::mem::take(&mut ts.t.chains).into_iter().partition(|c| !c.implied);
-            implied.sort_by(|a, b| {
-                let ka = (builtins.iter().position(|x| *x == a.name).unwrap_or(usize::MAX), &a.name);
-                let kb = (builtins.iter().position(|x| *x == b.name).unwrap_or(usize::MAX), &b.name);
-                ka.cmp(&kb)
-            });
-            ts.t.chains = declared;
-            ts.t.chains.extend(implied);
-            ts.reindex();
-            errs.extend(loops(&ts));
+            // A complete dump has none, and its chains keep their indices.
+            if !implied_new.is_empty() || ts.t.chains.iter().any(|c| c.implied) {
+                ts.t.chains.extend(implied_new);
+                let builtins = tname.builtin_chains();
+                let (declared, mut implied): (Vec<Chain>, Vec<Chain>) =
+                    std::mem::take(&mut ts.t.chains).into_iter().partition(|c| !c.implied);
+                implied.sort_by(|a, b| {
+                    let ka = (builtins.iter().position(|x| *x == a.name).unwrap_or(usize::MAX), &a.name);
+                    let kb = (builtins.iter().position(|x| *x == b.name).unwrap_or(usize::MAX), &b.name);
+                    ka.cmp(&kb)
+                });
+                ts.t.chains = declared;
+                ts.t.chains.extend(implied);
+                ts.reindex();
+                edges = Edges::of(&ts);
+            }
+            errs.extend(loops(&ts, &edges));
             // Notes, in the order of the tables and chains.
             if ts.inferred {
                 let msg = match infer::reason_of(&ts.t) {
@@ -994,23 +1102,68 @@ impl<'o, 'a> Parser<'o, 'a> {
     }
 }
 
-/// Jump loops of a table: each back edge of a depth-first walk of the
-/// chain graph, reported at the jump that closes the loop.
-fn loops(ts: &TableState) -> Vec<(Loc, String)> {
-    let n = ts.t.chains.len();
-    // Edges from each chain, with the rule's jump location when known.
-    let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, c) in ts.t.chains.iter().enumerate() {
-        for r in &c.rules {
-            if let Some(j) = r.target.as_ref().and_then(Target::chain).and_then(|t| ts.index.get(t)) {
-                if let Some(a) = adj.get_mut(i) {
-                    if !a.contains(j) {
-                        a.push(*j);
-                    }
+/// The chain graph of a table: the chains each chain jumps or goes to,
+/// each once, in the order of first use, in one flat list (a table has
+/// tens of thousands of chains; a vector each would be as many
+/// allocations).
+struct Edges {
+    /// Where the edges of chain `i` start in `to`.
+    // INVARIANT: edges are added chain by chain (`i` never decreases), so
+    // the edges of chain `i` run from `start[i]` to `start[i + 1]` (or the
+    // end of `to`); chains past the end of `start` have none.
+    start: Vec<usize>,
+    to: Vec<usize>,
+    /// The last chain (plus one) given an edge to each chain: a dispatch
+    /// chain such as `KUBE-SERVICES` jumps to thousands of chains, and
+    /// looking for each edge in the list so far would be quadratic.
+    last_from: Vec<usize>,
+}
+
+impl Edges {
+    fn new(n: usize) -> Self {
+        Edges { start: Vec::new(), to: Vec::new(), last_from: vec![0; n] }
+    }
+
+    /// The edges of `ts`, its chain names looked up in its index.
+    fn of(ts: &TableState<'_>) -> Self {
+        let mut e = Edges::new(ts.t.chains.len());
+        for (i, c) in ts.t.chains.iter().enumerate() {
+            for r in &c.rules {
+                if let Some(&j) = r.target.as_ref().and_then(Target::chain).and_then(|t| ts.index.get(t)) {
+                    e.add(i, j);
                 }
             }
         }
+        e
     }
+
+    /// An edge from chain `i` to chain `j` (`i` never decreases).
+    fn add(&mut self, i: usize, j: usize) {
+        while self.start.len() <= i {
+            self.start.push(self.to.len());
+        }
+        if let Some(seen) = self.last_from.get_mut(j) {
+            if *seen != i + 1 {
+                *seen = i + 1;
+                self.to.push(j);
+            }
+        }
+    }
+
+    /// The chains chain `i` jumps or goes to.
+    fn from(&self, i: usize) -> &[usize] {
+        let end = self.to.len();
+        let a = self.start.get(i).copied().unwrap_or(end);
+        let b = self.start.get(i + 1).copied().unwrap_or(end);
+        self.to.get(a..b).unwrap_or(&[])
+    }
+}
+
+/// Jump loops of a table (`edges`: its graph): each back edge of a
+/// depth-first walk of the chain graph, reported at the jump that closes
+/// the loop.
+fn loops(ts: &TableState<'_>, edges: &Edges) -> Vec<(Loc, String)> {
+    let n = ts.t.chains.len();
     let name = |i: usize| ts.t.chains.get(i).map_or("?", |c| c.name.as_str());
     let mut out = Vec::new();
     // 0 = unseen, 1 = on the stack, 2 = done.
@@ -1024,7 +1177,7 @@ fn loops(ts: &TableState) -> Vec<(Loc, String)> {
             *c = 1;
         }
         while let Some(&mut (v, ref mut k)) = stack.last_mut() {
-            let next = adj.get(v).and_then(|a| a.get(*k)).copied();
+            let next = edges.from(v).get(*k).copied();
             *k += 1;
             match next {
                 None => {

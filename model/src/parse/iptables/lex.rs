@@ -48,19 +48,43 @@ pub(crate) enum LexError {
     Control(usize, u8),
 }
 
-/// The first control character (other than the separators) of `s`.
-fn control(s: &[u8]) -> Option<(usize, u8)> {
-    s.iter().position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f).and_then(|i| s.get(i).map(|&b| (i, b)))
+/// True for the bytes that end an unquoted word or make it an error:
+/// separators, `"`, and control characters.
+fn is_stop(b: u8) -> bool {
+    b <= b' ' || b == b'"' || b == 0x7f
 }
 
 const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// High bit set in every byte of `x` that is zero (exact, no false
 /// positives: the carry of the addition never leaves a byte).
 fn zero_bytes(x: u64) -> u64 {
     let y = (x & LO7).wrapping_add(LO7);
     !(y | x | LO7)
+}
+
+/// Index of the first byte of `s` for which [`is_stop`] holds, eight bytes
+/// at a time: an unquoted word is read in one pass.
+fn find_stop(s: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0usize;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let w = u64::from_le_bytes(w);
+        // Bytes below 0x21 (a borrow can only mark bytes above the first
+        // true one, so the lowest mark is exact), `"` and DEL.
+        let m = (w.wrapping_sub(ONES * 0x21) & !w & HIGH)
+            | zero_bytes(w ^ (ONES * u64::from(b'"')))
+            | zero_bytes(w ^ (ONES * 0x7f));
+        if m != 0 {
+            return Some(base + (m.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|&b| is_stop(b)).map(|p| base + p)
 }
 
 /// Index of the first byte of `s` equal to one of `targets`, eight bytes at
@@ -100,9 +124,10 @@ pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Le
     while let Some(p) = tail(i).iter().position(|&b| !is_sep(b)) {
         i += p;
         let start = i;
-        i += find_any(tail(i), b" \t\n\"").unwrap_or(n - i);
-        if let Some((at, b)) = control(bytes.get(start..i).unwrap_or(&[])) {
-            return Err(LexError::Control(start + at, b));
+        i += find_stop(tail(i)).unwrap_or(n - i);
+        match bytes.get(i) {
+            Some(&b) if !is_sep(b) && b != b'"' => return Err(LexError::Control(i, b)),
+            _ => {}
         }
         if bytes.get(i) != Some(&b'"') {
             out.push(Word { text: Cow::Borrowed(slice(start, i)), start, quoted: false });
@@ -197,6 +222,24 @@ mod tests {
         }
         assert_eq!(find_any(b"aaaaaaaaaaaaaaaaaaa", b" "), None);
         assert_eq!(find_any(b"\x21\x20", b" "), Some(1));
+    }
+
+    #[test]
+    fn find_stop_is_exact() {
+        for b in 0..=255u8 {
+            for at in 0..20 {
+                let mut s = vec![b'a'; 20];
+                if let Some(x) = s.get_mut(at) {
+                    *x = b;
+                }
+                // A byte that matches after the first, to catch borrows.
+                if let Some(x) = s.get_mut(19) {
+                    *x = 0;
+                }
+                let want = s.iter().position(|&x| is_stop(x));
+                assert_eq!(find_stop(&s), want, "byte {b} at {at}");
+            }
+        }
     }
 
     #[test]

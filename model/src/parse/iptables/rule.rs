@@ -29,7 +29,9 @@ const RESERVED: [&str; 4] = ["ACCEPT", "DROP", "RETURN", "QUEUE"];
 /// them back) without spaces, quotes or control characters.
 pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
     let s = w.as_str();
-    if s.chars().count() > 28 {
+    // Every rule names its chain (and most a chain to jump to): look at
+    // bytes when the name is ASCII, as it nearly always is.
+    if s.len() > 28 && s.chars().count() > 28 {
         return Err(LineError::new(
             w.start,
             format!(
@@ -42,7 +44,13 @@ pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
     if s.is_empty()
         || s.starts_with('-')
         || s.starts_with('!')
-        || s.chars().any(|c| c.is_whitespace() || c == '"' || c.is_control())
+        || if s.is_ascii() {
+            // ASCII whitespace and control characters are the bytes up to
+            // the space, and DEL.
+            s.bytes().any(|b| b <= b' ' || b == b'"' || b == 0x7f)
+        } else {
+            s.chars().any(|c| c.is_whitespace() || c == '"' || c.is_control())
+        }
     {
         return Err(LineError::new(w.start, format!("expected a chain name, found `{}`", show(s))));
     }
@@ -50,14 +58,6 @@ pub(crate) fn check_chain_name(w: &Word<'_>) -> Result<(), LineError> {
         return Err(LineError::new(w.start, format!("expected a chain name, found `{s}`, a built-in target")));
     }
     Ok(())
-}
-
-/// A parsed rule line.
-pub(crate) struct Parsed {
-    /// The rules (more than one when `-s`/`-d` listed several addresses).
-    pub rules: Vec<Rule>,
-    /// Byte offset of the chain name after `-j`/`-g`, when there is one.
-    pub target_at: Option<usize>,
 }
 
 /// The addresses of `-s`/`-d`: almost always one.
@@ -112,19 +112,25 @@ fn header_addr(neg: bool, n: Ipv4Net) -> Option<Neg<Ipv4Net>> {
     }
 }
 
-/// Parse the words of a rule (everything after the chain name).
+/// Parse the words of a rule (everything after the chain name) into
+/// `out`: one rule, or one per address pair of `-s a,b -d c`. Returns the
+/// byte offset of the chain name after `-j`/`-g`, when there is one.
 ///
 /// `mods` is scratch space the caller keeps between rules (empty on
-/// entry and on return).
+/// entry and on return). `out` is cleared first; the rules are written
+/// straight into it (a rule is 248 bytes, and every move of it by value
+/// through the layers of the parser is a copy).
 pub(crate) fn parse(
     words: &[Word<'_>],
     line_end: usize,
     loc: &Loc,
     lenient: bool,
     mods: &mut Vec<(matches::Builder, usize)>,
-) -> Res<Parsed> {
+    out: &mut Vec<Rule>,
+) -> Res<Option<usize>> {
     mods.clear();
-    let r = parse_into(words, line_end, loc, lenient, mods);
+    out.clear();
+    let r = parse_into(words, line_end, loc, lenient, mods, out);
     mods.clear();
     r
 }
@@ -135,7 +141,8 @@ fn parse_into(
     loc: &Loc,
     lenient: bool,
     mods: &mut Vec<(matches::Builder, usize)>,
-) -> Res<Parsed> {
+    out: &mut Vec<Rule>,
+) -> Res<Option<usize>> {
     let mut cur = Cursor::new(words, line_end);
     let mut src: Option<(bool, Addrs)> = None;
     let mut dst: Option<(bool, Addrs)> = None;
@@ -417,16 +424,17 @@ fn parse_into(
     if ns * nd == 1 {
         base.src = pick(&src, 0);
         base.dst = pick(&dst, 0);
-        return Ok(Parsed { rules: vec![base], target_at });
+        out.push(base);
+        return Ok(target_at);
     }
-    let mut rules = Vec::with_capacity(ns * nd);
+    out.reserve(ns * nd);
     for i in 0..ns {
         for j in 0..nd {
             let mut r = base.clone();
             r.src = pick(&src, i);
             r.dst = pick(&dst, j);
-            rules.push(r);
+            out.push(r);
         }
     }
-    Ok(Parsed { rules, target_at })
+    Ok(target_at)
 }

@@ -56,6 +56,9 @@ const UNMODELLED: &[&str] = &[
     "ULOG",
 ];
 
+/// The longest name in [`UNMODELLED`].
+const MAX_UNMODELLED: usize = 11;
+
 /// What a `-j NAME` (or `-g NAME`) word names.
 pub(crate) enum Kind {
     /// A target natpath models.
@@ -86,7 +89,9 @@ pub(crate) fn kind(name: &str) -> Kind {
         "NFLOG" => Builder::Nflog(NflogTarget::default(), 0),
         "CHECKSUM" => Builder::Checksum(false),
         "TCPMSS" => Builder::Tcpmss(None),
-        _ if UNMODELLED.contains(&name) => return Kind::Unmodelled,
+        // Chain names are mostly long (`KUBE-SEP-...`): rule them out by
+        // length before comparing (every jump to a chain comes here).
+        _ if name.len() <= MAX_UNMODELLED && UNMODELLED.contains(&name) => return Kind::Unmodelled,
         _ => return Kind::Chain,
     };
     Kind::Known(b)
@@ -690,5 +695,15 @@ fn ct_zone(v: &Word<'_>, o: &str) -> Res<String> {
         Ok(s.to_string())
     } else {
         Err(bad(v, o, "a zone number or `mark`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_unmodelled_is_the_longest() {
+        assert_eq!(UNMODELLED.iter().map(|n| n.len()).max(), Some(MAX_UNMODELLED));
     }
 }
