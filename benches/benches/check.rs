@@ -4,9 +4,16 @@
 //! constraints, replays included) and the solver (Z3's `check`) measured
 //! separately: each benchmark runs whole checks and reports one phase's own
 //! duration through `iter_custom`.
+//!
+//! A second group, `check at scale`, times whole single-invariant checks on
+//! generated kube-proxy + Calico clusters ([`natpath_benches::generate`],
+//! seed 1, 3 nodes): 100 and 1,000 Services by default, or the sizes in
+//! `NATPATH_BENCH_CHECK_SERVICES` (comma-separated), for the invariants
+//! whose check at 1,000 Services takes seconds, not minutes.
 #![expect(clippy::expect_used, reason = "a benchmark on a broken corpus should stop loudly")]
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use natpath_benches::{generate, write_snapshot, Spec};
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_verify::invariants::{self, CheckOptions, NAMES};
 use std::path::{Path, PathBuf};
@@ -69,5 +76,41 @@ fn bench_check(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_check);
+/// The invariants timed at scale (the others take minutes at 1,000 Services;
+/// BENCHMARKS.md gives their CLI timings).
+const AT_SCALE: [&str; 5] =
+    ["nodeport-reachable", "reply-finds-origin", "fair-balancing", "hairpin-masquerade", "forward-only"];
+
+fn generated(services: usize) -> Snapshot {
+    let dir = std::env::temp_dir().join(format!("natpath-check-bench-{}-{services}", std::process::id()));
+    write_snapshot(&generate(&Spec::with_services(services)), &dir).expect("the generated snapshot is written");
+    let snap = load(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    snap
+}
+
+fn bench_check_scale(c: &mut Criterion) {
+    let opts = CheckOptions::default();
+    let sizes: Vec<usize> = std::env::var("NATPATH_BENCH_CHECK_SERVICES")
+        .unwrap_or_else(|_| "100,1000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for services in sizes {
+        let snap = generated(services);
+        let mut g = c.benchmark_group("check at scale");
+        g.sample_size(10).warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_secs(1));
+        for name in AT_SCALE {
+            g.bench_function(format!("{name}/{services}"), |b| {
+                b.iter(|| {
+                    let v = invariants::check(&snap, name, &opts).expect("a catalog invariant");
+                    assert!(matches!(v.outcome, invariants::Outcome::Holds), "{name} holds on the generated cluster");
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_check, bench_check_scale);
 criterion_main!(benches);

@@ -15,8 +15,10 @@
 //! policies and Local services rely on; the bit without masquerade (a typo in
 //! the mark, a reordered RETURN in KUBE-POSTROUTING) lets replies of remote
 //! endpoints bypass the node that holds the DNAT binding, and connections
-//! hang. Each NodePort is its own small query (the encoding is sliced by the
-//! port).
+//! hang. Each NodePort at each of the node's own addresses is its own small
+//! query (the encoding is sliced by port and destination), and the violation
+//! is stated flow by flow, so that the mark test folds wherever the rules
+//! set or kept the bit on every path of a flow.
 
 use super::{arrival_devs, local_dsts, node_port_label, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::masked_eq;
