@@ -495,6 +495,18 @@ impl<'s> Checker<'s> {
         crate::encode::all(&c)
     }
 
+    /// [`Checker::pod_addr`] as a scope constraint of the current query:
+    /// the builders are told (see [`crate::encode::packet::assume_addr`]),
+    /// so that rules about addresses outside the pod networks (cluster IPs,
+    /// node addresses) fold away. The caller must put the result in the
+    /// query's scope.
+    pub(crate) fn assume_pod_addr(&self, a: &BV) -> Bool {
+        let within = self.pod_nets();
+        let outside = self.node_addrs().into_iter().filter_map(|x| Ipv4Net::new(x, 32).ok()).collect();
+        crate::encode::packet::assume_addr(a, crate::encode::packet::AddrFacts { within, outside });
+        self.pod_addr(a)
+    }
+
     /// Hosts on node `n`'s LAN segment (they reach its LAN address directly).
     pub(crate) fn hosts_near(&self, n: usize) -> Vec<usize> {
         let Some(node) = self.snap.nodes.get(n) else { return Vec::new() };

@@ -34,7 +34,7 @@ pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
         let node_name = ne.node.name.clone();
         let label = format!("{node_name} pod-to-pod");
         let Some(q) = c.node_query(n, &devs, Pins::default(), |c, _, p| {
-            vec![c.pod_addr(&p.src), c.pod_addr(&p.dst), not(&p.src.feq(&p.dst))]
+            vec![c.assume_pod_addr(&p.src), c.assume_pod_addr(&p.dst), not(&p.src.feq(&p.dst))]
         }) else {
             continue;
         };
