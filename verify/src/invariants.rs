@@ -503,8 +503,10 @@ impl<'s> Checker<'s> {
     pub(crate) fn assume_pod_addr(&self, a: &BV) -> Bool {
         let within = self.pod_nets();
         let outside = self.node_addrs().into_iter().filter_map(|x| Ipv4Net::new(x, 32).ok()).collect();
-        crate::encode::packet::assume_addr(a, crate::encode::packet::AddrFacts { within, outside });
-        self.pod_addr(a)
+        let c = self.pod_addr(a);
+        let facts = crate::encode::packet::AddrFacts { within, outside, ..Default::default() };
+        crate::encode::packet::assume_addr(a, facts);
+        c
     }
 
     /// Hosts on node `n`'s LAN segment (they reach its LAN address directly).

@@ -56,14 +56,22 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
-/// Facts about an address term that a query's scope asserts: it lies in one
-/// of `within` (anywhere when empty) and in none of `outside`.
+/// Facts about a term of a query's packet that its scope asserts: an
+/// address lies in one of `within` (anywhere when empty) and in none of
+/// `outside` or `outside_addrs`; a port or protocol is none of `not_values`
+/// and, when `within_values` is given, one of those.
 #[derive(Debug, Clone, Default)]
 pub struct AddrFacts {
     /// The address is in one of these networks (no fact when empty).
     pub within: Vec<Ipv4Net>,
     /// The address is in none of these.
     pub outside: Vec<Ipv4Net>,
+    /// The address is none of these.
+    pub outside_addrs: std::collections::HashSet<u32>,
+    /// The value is none of these.
+    pub not_values: std::collections::HashSet<u64>,
+    /// The value is one of these.
+    pub within_values: Option<std::collections::HashSet<u64>>,
 }
 
 fn overlap(a: &Ipv4Net, b: &Ipv4Net) -> bool {
@@ -71,10 +79,11 @@ fn overlap(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 }
 
 /// Note that every packet of the current query has `x` within `facts`:
-/// only for a term whose scope constraints say so (the caller asserts
-/// them). `in_net` and `eq_bv` then fold tests the facts decide, so that,
-/// say, the rules for 10,000 cluster IPs cost nothing for a packet known to
-/// be addressed to a pod. Forgotten with [`forget_known`].
+/// only for a term whose scope constraints say so, built before the facts
+/// are noted (the caller asserts them). `in_net`, `eq_bv` and `in_range`
+/// then fold the tests the facts decide, so that, say, the rules for
+/// 10,000 cluster IPs cost nothing for a packet known to be addressed to a
+/// pod. Forgotten with [`forget_known`].
 pub fn assume_addr(x: &BV, facts: AddrFacts) {
     if x.as_u64().is_none() {
         FACTS.with(|f| f.borrow_mut().insert(x.clone(), facts));
@@ -86,6 +95,9 @@ fn net_fold(x: &BV, net: &Ipv4Net) -> Option<bool> {
     FACTS.with(|f| {
         let f = f.borrow();
         let facts = f.get(x)?;
+        if net.prefix_len() == 32 && facts.outside_addrs.contains(&u32::from(net.addr())) {
+            return Some(false);
+        }
         if facts.outside.iter().any(|o| o.contains(net)) {
             return Some(false);
         }
@@ -96,6 +108,25 @@ fn net_fold(x: &BV, net: &Ipv4Net) -> Option<bool> {
             if facts.within.iter().all(|w| net.contains(w)) {
                 return Some(true);
             }
+        }
+        None
+    })
+}
+
+/// Whether `lo <= x <= hi`, when the noted facts decide it.
+fn range_fold(x: &BV, lo: u64, hi: u64) -> Option<bool> {
+    FACTS.with(|f| {
+        let f = f.borrow();
+        let facts = f.get(x)?;
+        if lo == hi && facts.not_values.contains(&lo) {
+            return Some(false);
+        }
+        let within = facts.within_values.as_ref()?;
+        if within.iter().all(|v| (lo..=hi).contains(v)) {
+            return Some(true);
+        }
+        if !within.iter().any(|v| (lo..=hi).contains(v)) {
+            return Some(false);
         }
         None
     })
@@ -153,11 +184,14 @@ pub fn eq_bv(a: &BV, b: &BV) -> Bool {
                 return Bool::from_bool(false);
             }
             let num = |x: &BV, n: &BV| {
-                let v = u32::try_from(n.as_u64()?).ok()?;
+                let v = n.as_u64()?;
+                if let Some(r) = range_fold(x, v, v) {
+                    return Some(r);
+                }
                 if x.get_size() != 32 {
                     return None;
                 }
-                net_fold(x, &Ipv4Net::new(Ipv4Addr::from(v), 32).ok()?)
+                net_fold(x, &Ipv4Net::new(Ipv4Addr::from(u32::try_from(v).ok()?), 32).ok()?)
             };
             if let Some(r) = num(a, b).or_else(|| num(b, a)) {
                 return Bool::from_bool(r);
@@ -250,6 +284,9 @@ pub fn in_net(x: &BV, net: &Ipv4Net) -> Bool {
 pub fn in_range(x: &BV, lo: u64, hi: u64) -> Bool {
     if let Some(v) = x.as_u64() {
         return Bool::from_bool(lo <= v && v <= hi);
+    }
+    if let Some(r) = range_fold(x, lo, hi) {
+        return Bool::from_bool(r);
     }
     let w = x.get_size();
     if lo == hi {
