@@ -169,6 +169,7 @@ impl Trail {
         // the builders fold numerals themselves.
         let v = BV::fresh_const("def", x.get_size());
         self.defs.push(v.eq(x));
+        crate::encode::packet::note_named(&v, x);
         crate::encode::packet::with_known(v, crate::encode::packet::known_bits(x))
     }
 }

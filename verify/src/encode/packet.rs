@@ -132,6 +132,60 @@ fn range_fold(x: &BV, lo: u64, hi: u64) -> Option<bool> {
     })
 }
 
+thread_local! {
+    /// Bits of a term that are copies of the same bits of another (its
+    /// base): a mark that rules rewrote elsewhere keeps kube-proxy's bit
+    /// from the mark it had before, which known bits cannot say.
+    static COPIES: std::cell::RefCell<std::collections::HashMap<BV, (BV, u64)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// How far [`chain`] follows copies.
+const CHAIN: usize = 128;
+
+/// The terms `x` copies bits of, nearest first, each with the bits of `x`
+/// that are copies of its bits (`x` itself first, every bit).
+fn chain(x: &BV) -> Vec<(BV, u64)> {
+    let mut v = vec![(x.clone(), width_mask(x.get_size()))];
+    COPIES.with(|c| {
+        let c = c.borrow();
+        let mut cur = x.clone();
+        let mut mask = width_mask(x.get_size());
+        while v.len() < CHAIN {
+            let Some((base, m)) = c.get(&cur) else { break };
+            mask &= *m;
+            if mask == 0 {
+                break;
+            }
+            v.push((base.clone(), mask));
+            cur = base.clone();
+        }
+    });
+    v
+}
+
+/// Record that the bits `mask` of `x` are copies of `base`'s (one step;
+/// [`chain`] composes them). Marks only (32 bits): they are what rules
+/// rewrite bit by bit.
+fn note_copies(x: &BV, base: &BV, mask: u64) {
+    if mask != 0 && x.get_size() == 32 && x.as_u64().is_none() && !x.ast_eq(base) {
+        COPIES.with(|c| c.borrow_mut().insert(x.clone(), (base.clone(), mask)));
+    }
+}
+
+/// `v` names `x`: every bit of it is a copy of `x`'s.
+pub(crate) fn note_named(v: &BV, x: &BV) {
+    note_copies(v, x, width_mask(x.get_size()));
+}
+
+/// Whether the bits `mask` of `a` and `b` are the same on every path: both
+/// copy them from one term (a mark kept through rules that only rewrote
+/// other bits).
+pub fn same_bits(a: &BV, b: &BV, mask: u64) -> bool {
+    let cb: std::collections::HashMap<BV, u64> = chain(b).into_iter().collect();
+    chain(a).iter().any(|(x, ma)| ma & mask == mask && cb.get(x).is_some_and(|mb| mb & mask == mask))
+}
+
 fn width_mask(w: u32) -> u64 {
     if w >= 64 {
         u64::MAX
@@ -169,6 +223,7 @@ pub(crate) fn with_known(x: BV, k: (u64, u64)) -> BV {
 /// and the table must not keep the last query's terms alive).
 pub fn forget_known() {
     KNOWN.with(|k| k.borrow_mut().clear());
+    COPIES.with(|c| c.borrow_mut().clear());
     FACTS.with(|f| f.borrow_mut().clear());
 }
 
@@ -223,7 +278,12 @@ pub fn bv_and(a: &BV, b: &BV) -> BV {
             let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
             let zeros = (ma & !va) | (mb & !vb);
             let ones = ma & va & mb & vb;
-            with_known(a.bvand(b), (zeros | ones, ones))
+            let r = with_known(a.bvand(b), (zeros | ones, ones));
+            // x & constant copies x's bits where the constant has ones.
+            if let (None, Some(k)) | (Some(k), None) = (a.as_u64(), b.as_u64()) {
+                note_copies(&r, if a.as_u64().is_none() { a } else { b }, k);
+            }
+            r
         }
     }
 }
@@ -236,7 +296,12 @@ pub fn bv_xor(a: &BV, b: &BV) -> BV {
         (_, Some(0)) => a.clone(),
         _ => {
             let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
-            with_known(a.bvxor(b), (ma & mb, va ^ vb))
+            let r = with_known(a.bvxor(b), (ma & mb, va ^ vb));
+            // x ^ constant copies x's bits where the constant has zeros.
+            if let (None, Some(k)) | (Some(k), None) = (a.as_u64(), b.as_u64()) {
+                note_copies(&r, if a.as_u64().is_none() { a } else { b }, !k);
+            }
+            r
         }
     }
 }
@@ -429,7 +494,16 @@ pub fn ite_bv(c: &Bool, a: &BV, b: &BV) -> BV {
         None => {
             let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
             let same = ma & mb & !(va ^ vb);
-            with_known(c.ite(a, b), (same, va & same))
+            let r = with_known(c.ite(a, b), (same, va & same));
+            if r.get_size() == 32 && r.as_u64().is_none() {
+                // The nearest term both branches copy from.
+                let cb: std::collections::HashMap<BV, u64> = chain(b).into_iter().collect();
+                if let Some((x, m)) = chain(a).into_iter().find_map(|(x, ma)| cb.get(&x).map(|mb| (x.clone(), ma & mb)))
+                {
+                    note_copies(&r, &x, m);
+                }
+            }
+            r
         }
     }
 }
