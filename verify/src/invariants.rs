@@ -1003,6 +1003,9 @@ fn ms(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
 }
 
+/// How many notes per invariant the text report shows.
+const TEXT_NOTES: usize = 5;
+
 /// The verdicts as text: one line per invariant, then each counterexample.
 pub fn report_text(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String {
     use std::fmt::Write;
@@ -1049,8 +1052,18 @@ pub fn report_text(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String 
                 }
             }
         }
-        for n in &v.notes {
+        // A large cluster can have a note per Service: the text report shows
+        // the first few (the JSON report has them all).
+        for n in v.notes.iter().take(TEXT_NOTES) {
             let _ = writeln!(s, "  note ({}): {n}", v.name);
+        }
+        if v.notes.len() > TEXT_NOTES {
+            let _ = writeln!(
+                s,
+                "  note ({}): and {} more like these (--format json lists them all)",
+                v.name,
+                v.notes.len() - TEXT_NOTES
+            );
         }
     }
     let mut defaults = Vec::new();

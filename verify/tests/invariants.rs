@@ -317,3 +317,21 @@ fn twins_hairpin_masquerade() {
         unsupported(good, "node1", TableName::Nat, &sep, jumps("KUBE-MARK-MASQ")),
     );
 }
+
+/// The text report shows a few notes per invariant and says how many more
+/// there are; the JSON report keeps every one.
+#[test]
+fn text_report_caps_notes_json_keeps_them() {
+    let snap = load("seed-ipip-remote");
+    let mut vs = invariants::check(&snap, invariants::fair_balancing::NAME, &CheckOptions::default())
+        .into_iter()
+        .collect::<Vec<_>>();
+    let v = vs.first_mut().unwrap();
+    v.notes = (0..12).map(|i| format!("synthetic note {i}")).collect();
+    let text = invariants::report_text("seed-ipip-remote", &snap, &vs);
+    assert!(text.contains("synthetic note 4"), "{text}");
+    assert!(!text.contains("synthetic note 5"), "{text}");
+    assert!(text.contains("and 7 more like these"), "{text}");
+    let json = invariants::report_json("seed-ipip-remote", &snap, &vs);
+    assert!(json.contains("synthetic note 11"), "{json}");
+}
