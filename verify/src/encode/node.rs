@@ -719,14 +719,7 @@ fn route_str(c: &route::Case<'_>) -> String {
 /// A packet arriving at node `n` on device `iif` (its mark is reset: marks
 /// do not cross wires or tunnels).
 pub fn receive(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, iif: &DevTerm, ctx: &CtCtx) -> Passage {
-    let Some(node) = enc.node(n) else {
-        let mut p = Passage::new(n);
-        p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
-        return p;
-    };
-    let mut run = Run { enc, node, p: Passage::new(n), upto_input: false };
-    run.receive(trail, input, iif, ctx);
-    finish(run.p)
+    on_node(enc, n, input, false, |run, input| run.receive(trail, input, iif, ctx))
 }
 
 /// [`receive`] up to the entry of INPUT: the flows that enter INPUT
@@ -742,25 +735,30 @@ pub fn receive_to_input(
     iif: &DevTerm,
     ctx: &CtCtx,
 ) -> Passage {
-    let Some(node) = enc.node(n) else {
-        let mut p = Passage::new(n);
-        p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
-        return p;
-    };
-    let mut run = Run { enc, node, p: Passage::new(n), upto_input: true };
-    run.receive(trail, input, iif, ctx);
-    finish(run.p)
+    on_node(enc, n, input, true, |run, input| run.receive(trail, input, iif, ctx))
 }
 
 /// A packet node `n` sends itself (a source of 0.0.0.0 is chosen by routing).
 pub fn send(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, ctx: &CtCtx) -> Passage {
+    on_node(enc, n, input, false, |run, input| run.send(trail, input, ctx))
+}
+
+/// One passage through node `n`: `go` runs it (an index out of range ends
+/// the packet as unknown).
+fn on_node<'e, 's>(
+    enc: &'e Encoder<'s>,
+    n: usize,
+    input: Flow,
+    upto_input: bool,
+    go: impl FnOnce(&mut Run<'e, 's>, Flow),
+) -> Passage {
     let Some(node) = enc.node(n) else {
         let mut p = Passage::new(n);
         p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
         return p;
     };
-    let mut run = Run { enc, node, p: Passage::new(n), upto_input: false };
-    run.send(trail, input, ctx);
+    let mut run = Run { enc, node, p: Passage::new(n), upto_input };
+    go(&mut run, input);
     finish(run.p)
 }
 
