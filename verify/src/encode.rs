@@ -37,6 +37,7 @@
 //! continues as its own flow.
 
 pub mod conntrack;
+pub mod effects;
 pub mod node;
 pub mod packet;
 pub mod route;
@@ -45,6 +46,7 @@ pub mod walk;
 
 use natpath_model::loc::Loc;
 use natpath_model::netstate::IpRule;
+use natpath_model::packet::Hook;
 use natpath_model::ruleset::{Chain, Table, TableName};
 use natpath_model::snapshot::{Node, Snapshot};
 use std::collections::HashMap;
@@ -206,11 +208,14 @@ pub struct NodeEnc<'s> {
     /// The policy routing rules by priority (the kernel's defaults when the
     /// snapshot has none).
     pub ip_rules: Vec<IpRule>,
+    /// What each table but nat can do at each hook (see
+    /// [`effects::Effects::of`]; `None`: no summary).
+    effects: HashMap<(TableName, Hook), Option<effects::Effects>>,
 }
 
 impl<'s> NodeEnc<'s> {
     /// Prepare node `index` of `snap`.
-    pub fn new(snap: &'s Snapshot, index: usize, node: &'s Node) -> Self {
+    pub fn new(snap: &'s Snapshot, index: usize, node: &'s Node, max_depth: usize) -> Self {
         let mut devs: Vec<String> = node.interfaces.iter().map(|i| i.name.clone()).collect();
         let mut seen: std::collections::HashSet<String> = devs.iter().cloned().collect();
         let mut add = |d: &str| {
@@ -235,7 +240,7 @@ impl<'s> NodeEnc<'s> {
         // consecutive values.
         devs.sort();
         devs.dedup();
-        let tables = node
+        let tables: Vec<(&'s Table, HashMap<&'s str, &'s Chain>)> = node
             .ruleset
             .tables
             .iter()
@@ -247,7 +252,25 @@ impl<'s> NodeEnc<'s> {
         let mut ip_rules =
             if node.ip_rules.is_empty() { natpath_model::fib::default_ip_rules() } else { node.ip_rules.clone() };
         ip_rules.sort_by_key(|r| r.priority);
-        NodeEnc { index, node, devs, tables, ip_rules }
+        let mut effects = HashMap::new();
+        for (t, idx) in &tables {
+            if t.name == TableName::Nat {
+                continue;
+            }
+            for hook in [Hook::Prerouting, Hook::Input, Hook::Forward, Hook::Output, Hook::Postrouting] {
+                effects.insert((t.name, hook), effects::Effects::of(idx, hook, max_depth));
+            }
+        }
+        NodeEnc { index, node, devs, tables, ip_rules, effects }
+    }
+
+    /// What table `t` can do at `hook` ([`effects::Effects::of`]): none for
+    /// nat, or when the summary does not exist.
+    pub fn effects(&self, t: TableName, hook: Hook) -> Option<effects::Effects> {
+        if self.table(t).is_none() {
+            return Some(effects::Effects::default());
+        }
+        self.effects.get(&(t, hook)).copied().flatten()
     }
 
     /// The table named `name`, with its chains by name.
@@ -297,7 +320,7 @@ pub struct Encoder<'s> {
 impl<'s> Encoder<'s> {
     /// Prepare every node of `snap`.
     pub fn new(snap: &'s Snapshot, opts: EncodeOptions) -> Self {
-        let nodes = snap.nodes.iter().enumerate().map(|(i, n)| NodeEnc::new(snap, i, n)).collect();
+        let nodes = snap.nodes.iter().enumerate().map(|(i, n)| NodeEnc::new(snap, i, n, opts.max_depth)).collect();
         Encoder { snap, nodes, opts, carriers: std::cell::RefCell::new(HashMap::new()) }
     }
 

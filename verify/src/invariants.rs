@@ -32,7 +32,7 @@ use crate::counterexample::{
     Replay,
 };
 use crate::encode::conntrack::CtCtx;
-use crate::encode::node::Passage;
+use crate::encode::node::{Detail, Passage};
 use crate::encode::packet::FoldEq;
 use crate::encode::packet::{bv16, bv32, bv8, in_net, DevTerm, Flow, State, SymPacket};
 use crate::encode::walk::{self, WalkOut};
@@ -86,6 +86,10 @@ pub struct Verdict {
     /// Number of queries the encoding settled without the solver (the goal
     /// folded to false while it was built).
     pub folded: usize,
+    /// Number of queries an over-approximation of the passage did not
+    /// settle, asked again over the exact passage (each counts in `queries`
+    /// or `folded` once per encoding).
+    pub refined: usize,
     /// What the check assumed or skipped, one line each.
     pub notes: Vec<String>,
 }
@@ -143,6 +147,7 @@ pub fn check(snap: &Snapshot, name: &str, opts: &CheckOptions) -> Option<Verdict
         solve: c.solve_time,
         queries: c.queries,
         folded: c.folded,
+        refined: c.refined,
         notes: c.notes,
     })
 }
@@ -215,6 +220,8 @@ pub struct Checker<'s> {
     pub(crate) replay_time: Duration,
     pub(crate) queries: usize,
     pub(crate) folded: usize,
+    /// Queries an over-approximation did not settle, asked again exactly.
+    pub(crate) refined: usize,
     pub(crate) notes: Vec<String>,
     seq: usize,
     unknowns: Vec<String>,
@@ -253,6 +260,7 @@ impl<'s> Checker<'s> {
             replay_time: Duration::ZERO,
             queries: 0,
             folded: 0,
+            refined: 0,
             notes: Vec::new(),
             seq: 0,
             unknowns: Vec::new(),
@@ -639,26 +647,44 @@ pub(crate) struct WalkQuery {
 }
 
 impl<'s> Checker<'s> {
-    /// Encode node `n` receiving a symbolic first packet by one of `devs`,
-    /// within the constraints `shape` puts on it.
-    pub(crate) fn node_query(
-        &mut self,
-        n: usize,
-        devs: &[u16],
-        pins: Pins,
-        shape: impl FnOnce(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
-    ) -> Option<NodeQuery> {
-        self.node_query_upto(n, devs, pins, false, shape)
-    }
-
-    /// [`Checker::node_query`], encoding only up to the entry of INPUT when
-    /// `upto_input` (see [`crate::encode::node::receive_to_input`]).
-    pub(crate) fn node_query_upto(
+    /// Ask whether some first packet node `n` receives by one of `devs`,
+    /// within `shape`, has a passage (up to INPUT's entry when `upto_input`)
+    /// in which `violation` holds; first over
+    /// the over-approximated passage ([`Detail::NatOnly`]), which settles
+    /// most queries at a fraction of the size, then, when that one does not
+    /// hold, over the exact passage. The answer is always the exact one's
+    /// when there is a witness or an unknown, and the query returned is the
+    /// one it answers (the exact one then, for the counterexample).
+    pub(crate) fn node_ask(
         &mut self,
         n: usize,
         devs: &[u16],
         pins: Pins,
         upto_input: bool,
+        shape: impl Fn(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
+        violation: impl Fn(&NodeQuery) -> Bool,
+    ) -> Option<(NodeQuery, QAnswer)> {
+        let q = self.node_query_with(n, devs, pins, Detail { upto_input, nat_only: true }, &shape)?;
+        let v = violation(&q);
+        if let QAnswer::Holds = self.ask(&q.scope, &v, &q.passage.unknown) {
+            return Some((q, QAnswer::Holds));
+        }
+        drop(q);
+        self.refined += 1;
+        let q = self.node_query_with(n, devs, pins, Detail { upto_input, nat_only: false }, &shape)?;
+        let v = violation(&q);
+        let a = self.ask(&q.scope, &v, &q.passage.unknown);
+        Some((q, a))
+    }
+
+    /// Encode node `n` receiving a symbolic first packet by one of `devs`,
+    /// within the constraints `shape` puts on it, in the given [`Detail`].
+    pub(crate) fn node_query_with(
+        &mut self,
+        n: usize,
+        devs: &[u16],
+        pins: Pins,
+        detail: Detail,
         shape: impl FnOnce(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
     ) -> Option<NodeQuery> {
         let pkt = self.fresh_packet("pkt", &pins);
@@ -693,11 +719,7 @@ impl<'s> Checker<'s> {
         scope.extend(shape(self, ne, &pkt));
         let mut trail = Trail { record_hits: true, ..Trail::default() };
         let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
-        let passage = if upto_input {
-            crate::encode::node::receive_to_input(&self.enc, n, &mut trail, flow, &dev, &CtCtx::Fresh)
-        } else {
-            crate::encode::node::receive(&self.enc, n, &mut trail, flow, &dev, &CtCtx::Fresh)
-        };
+        let passage = crate::encode::node::receive_with(&self.enc, n, &mut trail, flow, &dev, &CtCtx::Fresh, detail);
         scope.extend(trail.defs.iter().cloned());
         Some(NodeQuery { n, pkt, dev, passage, trail, scope })
     }
@@ -1014,14 +1036,15 @@ pub fn report_text(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String 
     for v in verdicts {
         let _ = writeln!(
             s,
-            "  {:<24} {:<8} encode {:>9}  solve {:>9}  ({} {}{})",
+            "  {:<24} {:<8} encode {:>9}  solve {:>9}  ({} {}{}{})",
             v.name,
             v.outcome.word(),
             ms(v.encode),
             ms(v.solve),
             v.queries,
             if v.queries == 1 { "query" } else { "queries" },
-            if v.folded > 0 { format!(", {} settled while encoding", v.folded) } else { String::new() }
+            if v.folded > 0 { format!(", {} settled while encoding", v.folded) } else { String::new() },
+            if v.refined > 0 { format!(", {} asked again exactly", v.refined) } else { String::new() }
         );
     }
     for v in verdicts {
@@ -1093,6 +1116,7 @@ pub fn report_json(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String 
                 "solve_ms": v.solve.as_secs_f64() * 1000.0,
                 "queries": v.queries,
                 "settled_while_encoding": v.folded,
+                "asked_again_exactly": v.refined,
                 "notes": v.notes,
             });
             if let Some(map) = o.as_object_mut() {

@@ -335,3 +335,75 @@ fn text_report_caps_notes_json_keeps_them() {
     let json = invariants::report_json("seed-ipip-remote", &snap, &vs);
     assert!(json.contains("synthetic note 11"), "{json}");
 }
+
+// ---------------------------------------------------------------------------
+// The over-approximated passage (tables but nat summarized by their effects).
+
+/// `seed-ipip-remote` with a filter FORWARD rule on node1, first in the
+/// chain, whose match natpath cannot express and whose target is `target`.
+fn forward_rule(target: Target) -> Snapshot {
+    let mut s = load("seed-ipip-remote");
+    let c = chain_mut(&mut s, "node1", TableName::Filter, "FORWARD");
+    let mut r = Rule::empty(loc(99));
+    r.matches.push(Match::Unsupported { module: "u32".into(), args: vec!["--u32".into(), "0x0=0x0".into()] });
+    r.target = Some(target);
+    c.rules.insert(0, r);
+    s
+}
+
+/// The invariants about the ways out that are asked over-approximated
+/// first.
+const OVER: [&str; 6] = [
+    invariants::masq_iff_mark::NAME,
+    invariants::mark_survives::NAME,
+    invariants::forward_only::NAME,
+    invariants::local_preserves_source::NAME,
+    invariants::no_pod_masquerade::NAME,
+    invariants::hairpin_masquerade::NAME,
+];
+
+#[test]
+fn seeds_are_settled_by_the_over_approximation() {
+    for seed in ["seed-ipip-local", "seed-ipip-remote"] {
+        let snap = load(seed);
+        for name in OVER {
+            let v = check(&snap, name);
+            assert_eq!(v.outcome, Outcome::Holds, "{seed}: {name}");
+            assert_eq!(v.refined, 0, "{seed}: {name}: the over-approximation left queries to the exact encoding");
+        }
+    }
+}
+
+/// A FORWARD rule natpath cannot match that can only drop: whichever way
+/// it goes, no way out changes, so the invariants about the ways out hold
+/// (the exact encoding alone would say unknown); reachability, which the
+/// drop decides, stays unknown and names the rule.
+#[test]
+fn an_unmodelled_drop_in_forward_leaves_the_ways_out_proved() {
+    let snap = forward_rule(Target::Drop);
+    for name in OVER {
+        let v = check(&snap, name);
+        assert_eq!(v.outcome, Outcome::Holds, "{name}: {:?}", v.outcome);
+    }
+    let v = check(&snap, invariants::nodeport_reachable::NAME);
+    match &v.outcome {
+        Outcome::Unknown(why) => assert!(why.contains("twin-rules:99"), "{why}"),
+        o => panic!("nodeport-reachable with an unmodelled drop in FORWARD: expected unknown, got {o:?}"),
+    }
+}
+
+/// The same rule clearing the masquerade bit: the over-approximation frees
+/// the bit and cannot settle the query; the exact encoding then says
+/// unknown (the rule may or may not match), never holds.
+#[test]
+fn an_unmodelled_mark_write_in_forward_is_asked_exactly() {
+    let snap = forward_rule(Target::Mark { value: 0, mask: 0x4000 });
+    for name in [invariants::masq_iff_mark::NAME, invariants::mark_survives::NAME] {
+        let v = check(&snap, name);
+        assert!(v.refined > 0, "{name}: nothing was asked again exactly");
+        match &v.outcome {
+            Outcome::Unknown(why) => assert!(why.contains("twin-rules:99"), "{name}: {why}"),
+            o => panic!("{name}: expected unknown, got {o:?}"),
+        }
+    }
+}

@@ -187,7 +187,33 @@ struct Run<'e, 's> {
     node: &'e NodeEnc<'s>,
     p: Passage,
     /// Stop where the packet enters INPUT (see [`receive_to_input`]).
-    upto_input: bool,
+    detail: Detail,
+}
+
+/// How much of a received packet's passage to encode, and how exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Detail {
+    /// Stop at the entry of INPUT ([`receive_to_input`]): INPUT's tables
+    /// and the whole forward path are left out.
+    pub upto_input: bool,
+    /// Over-approximate: every table but nat that has an
+    /// [`Effects`](crate::encode::effects::Effects) summary at its hook lets
+    /// every path through with the bits it may write free, and the reverse
+    /// path filter drops nothing. Conntrack, nat, routing and the tables
+    /// without a summary stay exact. Every exact path is one of the
+    /// over-approximation's, with the same packet, so a property of the
+    /// ways out (or of what enters INPUT) that no flow of it breaks holds;
+    /// a witness against it is a candidate only, to be confirmed on the
+    /// exact passage. The drops, rejections and unknown endings of the
+    /// summarized tables are not in it.
+    pub nat_only: bool,
+}
+
+impl Detail {
+    /// The whole passage, exactly.
+    pub const EXACT: Detail = Detail { upto_input: false, nat_only: false };
+    /// Exactly, up to the entry of INPUT.
+    pub const UPTO_INPUT: Detail = Detail { upto_input: true, nat_only: false };
 }
 
 fn nat_range_addr(r: &natpath_model::ruleset::NatRange, cur: &BV) -> BV {
@@ -203,6 +229,11 @@ impl<'e, 's> Run<'e, 's> {
         let flow = flow?;
         if crate::encode::is_false(&flow.cond) {
             return None;
+        }
+        if self.detail.nat_only && t != TableName::Nat {
+            if let Some(eff) = self.node.effects(t, env.hook) {
+                return Some(eff.apply(flow));
+            }
         }
         let r = run_table(trail, t, env, flow);
         self.p.absorb(r).map(|f| f.named(trail))
@@ -394,7 +425,7 @@ impl<'e, 's> Run<'e, 's> {
         }
         self.p.crossed_input = or2(&self.p.crossed_input, &flow.cond);
         self.p.inputs.push(flow.clone());
-        if self.upto_input {
+        if self.detail.upto_input {
             return;
         }
         let env = self.env(Hook::Input, iif.clone(), DevTerm::none(), false);
@@ -501,7 +532,11 @@ impl<'e, 's> Run<'e, 's> {
         // Routing decision.
         let local = route::is_local(node, &pkt.dst);
         let lf = flow.and(&local);
-        let rpf = route::rpf_fails(node, &pkt.src, &pkt.dst, iif, &pkt.mark);
+        let rpf = if self.detail.nat_only {
+            Bool::from_bool(false)
+        } else {
+            route::rpf_fails(node, &pkt.src, &pkt.dst, iif, &pkt.mark)
+        };
         self.p.dropped.push(Ending {
             cond: and2(&lf.cond, &rpf),
             reason: format!("dropped on {name} by routing: reverse path filter or martian source"),
@@ -561,7 +596,7 @@ impl<'e, 's> Run<'e, 's> {
         };
         let inflow = Flow::merge(to_input);
         self.input(trail, inflow, iif, tr);
-        if self.upto_input || crate::encode::is_false(&fcond) {
+        if self.detail.upto_input || crate::encode::is_false(&fcond) {
             return;
         }
         let ff = Flow { cond: fcond, state: flow.state.clone() };
@@ -719,7 +754,20 @@ fn route_str(c: &route::Case<'_>) -> String {
 /// A packet arriving at node `n` on device `iif` (its mark is reset: marks
 /// do not cross wires or tunnels).
 pub fn receive(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, iif: &DevTerm, ctx: &CtCtx) -> Passage {
-    on_node(enc, n, input, false, |run, input| run.receive(trail, input, iif, ctx))
+    receive_with(enc, n, trail, input, iif, ctx, Detail::EXACT)
+}
+
+/// [`receive`] in the given [`Detail`].
+pub fn receive_with(
+    enc: &Encoder<'_>,
+    n: usize,
+    trail: &mut Trail,
+    input: Flow,
+    iif: &DevTerm,
+    ctx: &CtCtx,
+    detail: Detail,
+) -> Passage {
+    on_node(enc, n, input, detail, |run, input| run.receive(trail, input, iif, ctx))
 }
 
 /// [`receive`] up to the entry of INPUT: the flows that enter INPUT
@@ -735,12 +783,12 @@ pub fn receive_to_input(
     iif: &DevTerm,
     ctx: &CtCtx,
 ) -> Passage {
-    on_node(enc, n, input, true, |run, input| run.receive(trail, input, iif, ctx))
+    receive_with(enc, n, trail, input, iif, ctx, Detail::UPTO_INPUT)
 }
 
 /// A packet node `n` sends itself (a source of 0.0.0.0 is chosen by routing).
 pub fn send(enc: &Encoder<'_>, n: usize, trail: &mut Trail, input: Flow, ctx: &CtCtx) -> Passage {
-    on_node(enc, n, input, false, |run, input| run.send(trail, input, ctx))
+    on_node(enc, n, input, Detail::EXACT, |run, input| run.send(trail, input, ctx))
 }
 
 /// One passage through node `n`: `go` runs it (an index out of range ends
@@ -749,7 +797,7 @@ fn on_node<'e, 's>(
     enc: &'e Encoder<'s>,
     n: usize,
     input: Flow,
-    upto_input: bool,
+    detail: Detail,
     go: impl FnOnce(&mut Run<'e, 's>, Flow),
 ) -> Passage {
     let Some(node) = enc.node(n) else {
@@ -757,7 +805,7 @@ fn on_node<'e, 's>(
         p.unknown.push(Ending { cond: input.cond, reason: "internal: node index out of range".into() });
         return p;
     };
-    let mut run = Run { enc, node, p: Passage::new(n), upto_input };
+    let mut run = Run { enc, node, p: Passage::new(n), detail };
     go(&mut run, input);
     finish(run.p)
 }

@@ -173,6 +173,12 @@ fn note_copies(x: &BV, base: &BV, mask: u64) {
     }
 }
 
+/// The bits `mask` of `x` are copies of `base`'s (for a builder outside
+/// this module that rewrites other bits).
+pub(crate) fn note_kept(x: &BV, base: &BV, mask: u32) {
+    note_copies(x, base, u64::from(mask));
+}
+
 /// `v` names `x`: every bit of it is a copy of `x`'s.
 pub(crate) fn note_named(v: &BV, x: &BV) {
     note_copies(v, x, width_mask(x.get_size()));

@@ -50,22 +50,30 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
             // folds every address-type and route lookup of it.
             for &a in &addrs {
                 let pins = Pins { dst: Some(a), ..Pins::port(s.proto, port) };
+                let mut eps = s.endpoints.clone();
+                eps.extend(s.local_endpoints.iter().cloned());
+                let violation = |q: &super::NodeQuery| {
+                    let violations: Vec<_> = q
+                        .passage
+                        .inputs
+                        .iter()
+                        .map(|f| and2(&f.cond, &not(&is_endpoint(&f.state.pkt.dst, &f.state.pkt.dport, &eps))))
+                        .collect();
+                    any(&violations)
+                };
                 // Only what enters INPUT matters: the forward path is left out.
-                let Some(q) = c.node_query_upto(n, &devs, pins, true, |_, ne, p| {
-                    vec![not(&crate::encode::route::is_local(ne, &p.src))]
-                }) else {
+                let Some((q, answer)) = c.node_ask(
+                    n,
+                    &devs,
+                    pins,
+                    true,
+                    |_, ne, p| vec![not(&crate::encode::route::is_local(ne, &p.src))],
+                    violation,
+                ) else {
                     continue;
                 };
                 let pass = &q.passage;
-                let mut eps = s.endpoints.clone();
-                eps.extend(s.local_endpoints.iter().cloned());
-                let violations: Vec<_> = pass
-                    .inputs
-                    .iter()
-                    .map(|f| and2(&f.cond, &not(&is_endpoint(&f.state.pkt.dst, &f.state.pkt.dport, &eps))))
-                    .collect();
-                let violation = any(&violations);
-                match c.ask(&q.scope, &violation, &pass.unknown) {
+                match answer {
                     QAnswer::Holds => {}
                     QAnswer::Unknown(why) => c.unknown(&label, why),
                     QAnswer::Violated(w) => {

@@ -43,21 +43,27 @@ pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
                 let label = format!("{} pod {} to {} {cip}:{cport}", node.name, pod.name, s.name);
                 let pa = pod.address;
                 let pins = Pins { src: Some(pa), dst: Some(cip), ..Pins::port(s.proto, cport) };
-                let Some(q) = c.node_query(n, &[dev], pins, |_, _, _| Vec::new()) else {
-                    continue;
-                };
-                let pass = &q.passage;
                 // Flow by flow: the one endpoint a flow reaches, and whether
                 // that flow was masqueraded.
-                let violations: Vec<_> = pass
-                    .outs
-                    .iter()
-                    .map(|o| {
-                        all(&[o.flow.cond.clone(), o.flow.state.pkt.dst.feq(addr(pa)), not(&o.flow.state.snat_rule)])
-                    })
-                    .collect();
-                let violation = any(&violations);
-                match c.ask(&q.scope, &violation, &pass.unknown) {
+                let violation = |q: &super::NodeQuery| {
+                    let violations: Vec<_> = q
+                        .passage
+                        .outs
+                        .iter()
+                        .map(|o| {
+                            all(&[
+                                o.flow.cond.clone(),
+                                o.flow.state.pkt.dst.feq(addr(pa)),
+                                not(&o.flow.state.snat_rule),
+                            ])
+                        })
+                        .collect();
+                    any(&violations)
+                };
+                let Some((q, answer)) = c.node_ask(n, &[dev], pins, false, |_, _, _| Vec::new(), violation) else {
+                    continue;
+                };
+                match answer {
                     QAnswer::Holds => {}
                     QAnswer::Unknown(why) => c.unknown(&label, why),
                     QAnswer::Violated(w) => {

@@ -45,22 +45,32 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
             if let [one] = addrs.as_slice() {
                 pins.dst = Some(*one);
             }
-            let Some(q) = c.node_query(n, &[lan], pins, |c, _, p| vec![one_of(&p.dst, &addrs), c.external(&p.src)])
-            else {
+            let eps = s.local_endpoints.clone();
+            let violation = |q: &super::NodeQuery| {
+                let violations: Vec<_> = q
+                    .passage
+                    .outs
+                    .iter()
+                    .map(|out| {
+                        let o = &out.flow.state.pkt;
+                        let local = is_endpoint(&o.dst, &o.dport, &eps);
+                        and2(&out.flow.cond, &or2(&not(&o.src.feq(&q.pkt.src)), &not(&local)))
+                    })
+                    .collect();
+                any(&violations)
+            };
+            let Some((q, answer)) = c.node_ask(
+                n,
+                &[lan],
+                pins,
+                false,
+                |c, _, p| vec![one_of(&p.dst, &addrs), c.external(&p.src)],
+                violation,
+            ) else {
                 continue;
             };
             let pass = &q.passage;
-            let violations: Vec<_> = pass
-                .outs
-                .iter()
-                .map(|out| {
-                    let o = &out.flow.state.pkt;
-                    let local = is_endpoint(&o.dst, &o.dport, &s.local_endpoints);
-                    and2(&out.flow.cond, &or2(&not(&o.src.feq(&q.pkt.src)), &not(&local)))
-                })
-                .collect();
-            let violation = any(&violations);
-            match c.ask(&q.scope, &violation, &pass.unknown) {
+            match answer {
                 QAnswer::Holds => {}
                 QAnswer::Unknown(why) => c.unknown(&label, why),
                 QAnswer::Violated(w) => {

@@ -222,27 +222,31 @@ pub fn check_mark_survives(c: &mut Checker<'_>) -> Outcome {
         let cuts = cuts(c, n, &node_name).unwrap_or_else(|| port_cuts(c, n, &node_name));
         for cut in cuts {
             let label = cut.label.clone();
-            let Some(q) = c.node_query(n, &devs, cut.pins, |_, _, p| cut_scope(&cut, p)) else {
+            // Flow by flow: the mark one flow left nat PREROUTING with against
+            // the mark the same flow enters nat POSTROUTING with.
+            let violation = |q: &super::NodeQuery| {
+                let pass = &q.passage;
+                let set = |m: &z3::ast::BV| masked_eq(m, bit, bit);
+                let violations: Vec<_> = pass
+                    .posts
+                    .iter()
+                    .map(|f| {
+                        // A mark whose bit was copied through (rules rewrote
+                        // only other bits) cannot have lost it.
+                        if crate::encode::packet::same_bits(&f.state.pre_mark, &f.state.pkt.mark, u64::from(bit)) {
+                            return z3::ast::Bool::from_bool(false);
+                        }
+                        all(&[f.cond.clone(), set(&f.state.pre_mark), not(&set(&f.state.pkt.mark))])
+                    })
+                    .collect();
+                any(&violations)
+            };
+            let Some((q, answer)) = c.node_ask(n, &devs, cut.pins, false, |_, _, p| cut_scope(&cut, p), violation)
+            else {
                 continue;
             };
             let pass = &q.passage;
-            // Flow by flow: the mark one flow left nat PREROUTING with against
-            // the mark the same flow enters nat POSTROUTING with.
-            let set = |m: &z3::ast::BV| masked_eq(m, bit, bit);
-            let violations: Vec<_> = pass
-                .posts
-                .iter()
-                .map(|f| {
-                    // A mark whose bit was copied through (rules rewrote
-                    // only other bits) cannot have lost it.
-                    if crate::encode::packet::same_bits(&f.state.pre_mark, &f.state.pkt.mark, u64::from(bit)) {
-                        return z3::ast::Bool::from_bool(false);
-                    }
-                    all(&[f.cond.clone(), set(&f.state.pre_mark), not(&set(&f.state.pkt.mark))])
-                })
-                .collect();
-            let violation = any(&violations);
-            match c.ask(&q.scope, &violation, &pass.unknown) {
+            match answer {
                 QAnswer::Holds => {}
                 QAnswer::Unknown(why) => c.unknown(&label, why),
                 QAnswer::Violated(w) => {

@@ -44,25 +44,34 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
             let label = node_port_label(&node_name, &s, port);
             for dst in &dsts {
                 let pins = Pins { dst: *dst, ..Pins::port(s.proto, port) };
-                let Some(q) = c.node_query(n, &devs, pins, |_, ne, p| vec![crate::encode::route::is_local(ne, &p.dst)])
-                else {
-                    continue;
-                };
-                let pass = &q.passage;
                 // Each way out on its own: its mark entering nat POSTROUTING and
                 // its masquerade are one flow's, so the bit test folds when the
                 // rules before set or kept the bit on every path of that flow.
-                let mut violations = Vec::new();
-                for o in &pass.outs {
-                    let marked = masked_eq(&o.post.pkt.mark, bit, bit);
-                    violations.push(all(&[
-                        o.flow.cond.clone(),
-                        o.flow.state.dnat_rule.clone(),
-                        xor2(&marked, &o.flow.state.snat_rule),
-                    ]));
-                }
-                let violation = any(&violations);
-                match c.ask(&q.scope, &violation, &pass.unknown) {
+                let violation = |q: &super::NodeQuery| {
+                    let pass = &q.passage;
+                    let mut violations = Vec::new();
+                    for o in &pass.outs {
+                        let marked = masked_eq(&o.post.pkt.mark, bit, bit);
+                        violations.push(all(&[
+                            o.flow.cond.clone(),
+                            o.flow.state.dnat_rule.clone(),
+                            xor2(&marked, &o.flow.state.snat_rule),
+                        ]));
+                    }
+                    any(&violations)
+                };
+                let Some((q, answer)) = c.node_ask(
+                    n,
+                    &devs,
+                    pins,
+                    false,
+                    |_, ne, p| vec![crate::encode::route::is_local(ne, &p.dst)],
+                    violation,
+                ) else {
+                    continue;
+                };
+                let pass = &q.passage;
+                match answer {
                     QAnswer::Holds => {}
                     QAnswer::Unknown(why) => c.unknown(&label, why),
                     QAnswer::Violated(w) => {

@@ -33,15 +33,21 @@ pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
         let devs = arrival_devs(ne);
         let node_name = ne.node.name.clone();
         let label = format!("{node_name} pod-to-pod");
-        let Some(q) = c.node_query(n, &devs, Pins::default(), |c, _, p| {
-            vec![c.assume_pod_addr(&p.src), c.assume_pod_addr(&p.dst), not(&p.src.feq(&p.dst))]
-        }) else {
+        let violation = |q: &super::NodeQuery| {
+            any(&q.passage.outs.iter().map(|o| and2(&o.flow.cond, &o.flow.state.snat_rule)).collect::<Vec<_>>())
+        };
+        let Some((q, answer)) = c.node_ask(
+            n,
+            &devs,
+            Pins::default(),
+            false,
+            |c, _, p| vec![c.assume_pod_addr(&p.src), c.assume_pod_addr(&p.dst), not(&p.src.feq(&p.dst))],
+            violation,
+        ) else {
             continue;
         };
         let pass = &q.passage;
-        let violations: Vec<_> = pass.outs.iter().map(|o| and2(&o.flow.cond, &o.flow.state.snat_rule)).collect();
-        let violation = any(&violations);
-        match c.ask(&q.scope, &violation, &pass.unknown) {
+        match answer {
             QAnswer::Holds => {}
             QAnswer::Unknown(why) => c.unknown(&label, why),
             QAnswer::Violated(w) => {
