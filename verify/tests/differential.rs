@@ -103,7 +103,7 @@ fn same_outcome(c: &NodeCase<'_>, m: &MPassage) -> Bool {
     let p = &c.passage;
     let f = Bool::from_bool(false);
     let local = p.local.as_ref().map(|l| l.cond.clone()).unwrap_or_else(|| f.clone());
-    let out = p.out.as_ref().map(|o| o.flow.cond.clone()).unwrap_or_else(|| f.clone());
+    let out = p.out().map(|o| o.flow.cond.clone()).unwrap_or_else(|| f.clone());
     let dropped = p.dropped_cond();
     let rejected = p.rejected_cond();
     let unknown = p.unknown_cond();
@@ -122,7 +122,7 @@ fn same_outcome(c: &NodeCase<'_>, m: &MPassage) -> Bool {
             let st = p.local.as_ref().map(|l| fields(&l.state.pkt, q)).unwrap_or_else(|| f.clone());
             c1.push(and2(&local, &st));
         }
-        NodeEnd::Out { packet, dev, nexthop } => match &p.out {
+        NodeEnd::Out { packet, dev, nexthop } => match p.out() {
             Some(o) => {
                 let v = c.devs.iter().position(|d| d == dev).map(|i| c.dev_values[i]).unwrap_or(u16::MAX);
                 c1.push(Bool::and(&[
@@ -372,7 +372,7 @@ fn check_case(c: &mut NodeCase<'_>, d: &Drawn) -> Result<(), TestCaseError> {
             let p = &c.passage;
             let ends = [
                 ("local", p.local.as_ref().map(|l| l.cond.clone())),
-                ("out", p.out.as_ref().map(|o| o.flow.cond.clone())),
+                ("out", p.out().map(|o| o.flow.cond.clone())),
                 ("dropped", Some(p.dropped_cond())),
                 ("rejected", Some(p.rejected_cond())),
                 ("unknown", Some(p.unknown_cond())),
@@ -390,7 +390,7 @@ fn check_case(c: &mut NodeCase<'_>, d: &Drawn) -> Result<(), TestCaseError> {
                 .filter(|x| w.bool(&x.cond) == Some(true))
                 .map(|x| x.reason.clone())
                 .collect();
-            let out = p.out.as_ref().map(|o| {
+            let out = p.out().map(|o| {
                 format!(
                     "out dev {:?} nh {:?} src {:?}:{:?} dst {:?}:{:?} mark {:?}",
                     w.u64(&o.oif.bv),

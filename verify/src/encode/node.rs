@@ -71,9 +71,11 @@ pub struct Passage {
     pub node: usize,
     /// Delivered to the node itself (after INPUT).
     pub local: Option<Flow>,
-    /// Sent out of a device (after POSTROUTING).
-    pub out: Option<OutFlow>,
-    /// The same ways out, one per flow the passage followed apart (a NAT
+    /// [`Passage::out`], merged on first use (the node invariants read
+    /// `outs` only, and merging every field of every way out was a tenth
+    /// of their encoding).
+    out: std::cell::OnceCell<Option<OutFlow>>,
+    /// The ways out, one per flow the passage followed apart (a NAT
     /// outcome of a first packet): each keeps its own, usually constant,
     /// destination and device, so a walk follows them separately and the
     /// next node's encoding folds to what that one flow meets.
@@ -104,8 +106,8 @@ pub struct Passage {
     pub snat: Bool,
     /// The source translation was a MASQUERADE.
     pub masq: Bool,
-    /// The connection the packet leaves behind on this node (first packets).
-    pub binding: Option<Binding>,
+    /// [`Passage::binding`], on first use.
+    binding: std::cell::OnceCell<Option<Binding>>,
 }
 
 impl Passage {
@@ -114,7 +116,7 @@ impl Passage {
         Passage {
             node,
             local: None,
-            out: None,
+            out: std::cell::OnceCell::new(),
             outs: Vec::new(),
             dropped: Vec::new(),
             rejected: Vec::new(),
@@ -127,8 +129,34 @@ impl Passage {
             dnat: f.clone(),
             snat: f.clone(),
             masq: f,
-            binding: None,
+            binding: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Sent out of a device (after POSTROUTING): [`Passage::outs`] merged
+    /// into one flow (ite-terms over the ways out).
+    pub fn out(&self) -> Option<&OutFlow> {
+        self.out.get_or_init(|| self.outs.iter().cloned().fold(None, |acc, o| Some(merge_out(acc, o)))).as_ref()
+    }
+
+    /// The connection the packet leaves behind on this node (first
+    /// packets): the binding of the local delivery and the ways out merged.
+    pub fn binding(&self) -> Option<&Binding> {
+        self.binding
+            .get_or_init(|| {
+                let mut confirmed = Vec::new();
+                let mut states = Vec::new();
+                if let Some(l) = &self.local {
+                    confirmed.push(l.cond.clone());
+                    states.push(l.clone());
+                }
+                if let Some(o) = self.out() {
+                    confirmed.push(o.flow.cond.clone());
+                    states.push(o.flow.clone());
+                }
+                Flow::merge(states).map(|f| conntrack::binding_of(&f.state, &any(&confirmed)))
+            })
+            .as_ref()
     }
 
     /// [`Passage::inputs`] as one flow (ite-terms over the ways in).
@@ -458,8 +486,7 @@ impl<'e, 's> Run<'e, 's> {
             }
             let binding = conntrack::binding_of(&f.state, &f.cond);
             let o = OutFlow { flow: f, oif: oif.clone(), nexthop: nexthop.clone(), routes, binding, post };
-            self.p.outs.push(o.clone());
-            self.p.out = Some(merge_out(self.p.out.take(), o));
+            self.p.outs.push(o);
         }
     }
 
@@ -807,24 +834,7 @@ fn on_node<'e, 's>(
     };
     let mut run = Run { enc, node, p: Passage::new(n), detail };
     go(&mut run, input);
-    finish(run.p)
-}
-
-fn finish(mut p: Passage) -> Passage {
-    let mut confirmed = Vec::new();
-    let mut states = Vec::new();
-    if let Some(l) = &p.local {
-        confirmed.push(l.cond.clone());
-        states.push(l.clone());
-    }
-    if let Some(o) = &p.out {
-        confirmed.push(o.flow.cond.clone());
-        states.push(o.flow.clone());
-    }
-    if let Some(f) = Flow::merge(states) {
-        p.binding = Some(conntrack::binding_of(&f.state, &any(&confirmed)));
-    }
-    p
+    run.p
 }
 
 /// A device term for "one of these device values", as a fresh constant

@@ -180,7 +180,7 @@ impl Walker<'_, '_> {
         let node = ne.node;
         // Ends inside the node: the state is the one it arrived with (unknown
         // precisely; reports use the replay's).
-        let st = p.out.as_ref().map(|o| o.flow.state.clone()).or_else(|| p.local.as_ref().map(|l| l.state.clone()));
+        let st = p.out().map(|o| o.flow.state.clone()).or_else(|| p.local.as_ref().map(|l| l.state.clone()));
         let st = match st {
             Some(s) => s,
             None => State::arriving(SymPacket::named("unreached")),
@@ -202,7 +202,7 @@ impl Walker<'_, '_> {
         let outs: Vec<&node::OutFlow> = if p.outs.len() > 1 && p.outs.len() <= MAX_FLOWS {
             p.outs.iter().collect()
         } else {
-            p.out.iter().collect()
+            p.out().into_iter().collect()
         };
         let depth_of_path = self.path.len();
         for o in outs {
@@ -352,7 +352,7 @@ impl Walker<'_, '_> {
         let mut unknown: Vec<Ending> = sent.unknown.clone();
         let mut arrived = Bool::from_bool(false);
         let mut outer_in = None;
-        if let Some(o) = &sent.out {
+        if let Some(o) = sent.out() {
             let lan_v = self.enc.node(n).map(|x| x.dev_value(&x.node.lan)).unwrap_or(0);
             let to_peer = peer_node.lan_addrs().into_iter().map(|a| o.nexthop.feq(addr(a))).collect::<Vec<_>>();
             let ok = and2(&and2(&o.flow.cond, &o.oif.is(lan_v)), &any(&to_peer)).simplify();
@@ -500,7 +500,7 @@ impl Walker<'_, '_> {
                 self.trail.passage += 1;
                 let ctx = (self.ctx)(n);
                 let p = node::send(self.enc, n, self.trail, flow, &ctx);
-                if let Some(b) = &p.binding {
+                if let Some(b) = p.binding() {
                     self.out.bindings.push((n, b.clone()));
                 }
                 self.passage(&p, 0, &[n]);
@@ -512,7 +512,7 @@ impl Walker<'_, '_> {
             self.trail.passage += 1;
             let ctx = (self.ctx)(h.node);
             let p = node::receive(self.enc, h.node, self.trail, h.flow, &DevTerm::konst(h.dev), &ctx);
-            if let Some(b) = &p.binding {
+            if let Some(b) = p.binding() {
                 self.out.bindings.push((h.node, b.clone()));
             }
             self.passage(&p, h.depth, &h.visited);
