@@ -211,6 +211,8 @@ pub struct NodeEnc<'s> {
     /// What each table but nat can do at each hook (see
     /// [`effects::Effects::of`]; `None`: no summary).
     effects: HashMap<(TableName, Hook), Option<effects::Effects>>,
+    /// The long chains' indexes ([`traverse::Dispatch`]).
+    dispatch: HashMap<(TableName, &'s str), traverse::Dispatch>,
 }
 
 impl<'s> NodeEnc<'s> {
@@ -261,7 +263,23 @@ impl<'s> NodeEnc<'s> {
                 effects.insert((t.name, hook), effects::Effects::of(idx, hook, max_depth));
             }
         }
-        NodeEnc { index, node, devs, tables, ip_rules, effects }
+        let mut dispatch = HashMap::new();
+        for (t, _) in &tables {
+            for c in &t.chains {
+                if let Some(d) = traverse::Dispatch::of(c) {
+                    dispatch.insert((t.name, c.name.as_str()), d);
+                }
+            }
+        }
+        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch }
+    }
+
+    /// The index of chain `chain` of table `t`, when it is long enough.
+    pub fn dispatch(&self, t: TableName, chain: &'s str) -> Option<&traverse::Dispatch> {
+        if self.dispatch.is_empty() {
+            return None;
+        }
+        self.dispatch.get(&(t, chain))
     }
 
     /// What table `t` can do at `hook` ([`effects::Effects::of`]): none for

@@ -185,7 +185,14 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
         // rule whose constant header cannot match costs no Z3 term at all
         // (the dispatch chains of 10,000 Services are scanned so).
         let known = Known::of(&state, self.env);
-        for (i, rule) in chain.rules.iter().enumerate() {
+        let picked =
+            self.env.node.dispatch(self.table.name, &chain.name).and_then(|d| d.candidates(known.dst, known.dport));
+        let order: Box<dyn Iterator<Item = usize>> = match &picked {
+            Some(v) => Box::new(v.iter().map(|&i| i as usize)),
+            None => Box::new(0..chain.rules.len()),
+        };
+        for i in order {
+            let Some(rule) = chain.rules.get(i) else { break };
             if crate::encode::is_false(&cond) {
                 break;
             }
@@ -855,5 +862,129 @@ pub fn set_contains(node: &NodeEnc<'_>, name: &str, dirs: &[SetDir], st: &State,
             Ok(any(&alts))
         }
         SetType::HashNetIface => Err(format!("ipset `{name}` of type hash:net,iface is not modelled")),
+    }
+}
+
+/// Below this many rules a chain is scanned, not indexed.
+const INDEX_ABOVE: usize = 64;
+
+/// An index of a long chain (kube-proxy's KUBE-SERVICES and KUBE-NODEPORTS
+/// list one rule per service entry) by the one destination address or
+/// destination port a rule tests: a query whose packet has a constant
+/// destination visits only the rules that can match it, in chain order,
+/// instead of scanning every service's rule. Exactly the rules the index
+/// leaves out are ones [`quick_miss`] would skip.
+#[derive(Debug, Default)]
+pub struct Dispatch {
+    /// Rules that test one destination address (`-d A/32`), by address.
+    by_dst: HashMap<u32, Vec<u32>>,
+    /// Rules that test no single address but one destination port
+    /// (`-m tcp --dport P`), by port.
+    by_dport: HashMap<u16, Vec<u32>>,
+    /// Every other rule.
+    rest: Vec<u32>,
+}
+
+impl Dispatch {
+    /// The index of `chain`, when it is long enough to be worth one.
+    pub fn of(chain: &Chain) -> Option<Dispatch> {
+        if chain.rules.len() <= INDEX_ABOVE {
+            return None;
+        }
+        let mut d = Dispatch::default();
+        for (i, r) in chain.rules.iter().enumerate() {
+            let i = u32::try_from(i).ok()?;
+            let one_dst =
+                r.dst.as_ref().filter(|n| !n.neg && n.value.prefix_len() == 32).map(|n| u32::from(n.value.addr()));
+            let one_dport = || {
+                r.matches.iter().find_map(|m| {
+                    let p = match m {
+                        Match::Tcp(t) => t.dport.as_ref(),
+                        Match::Udp(u) => u.dport.as_ref(),
+                        _ => None,
+                    }?;
+                    (!p.neg && p.value.lo == p.value.hi).then_some(p.value.lo)
+                })
+            };
+            if let Some(a) = one_dst {
+                d.by_dst.entry(a).or_default().push(i);
+            } else if let Some(p) = one_dport() {
+                d.by_dport.entry(p).or_default().push(i);
+            } else {
+                d.rest.push(i);
+            }
+        }
+        // A chain most of whose rules the index cannot place is scanned.
+        (d.rest.len() * 4 <= chain.rules.len()).then_some(d)
+    }
+
+    /// The rules a packet with these constant fields can match, in chain
+    /// order; `None` when a field the index needs is not constant.
+    fn candidates(&self, dst: Option<u64>, dport: Option<u64>) -> Option<Vec<u32>> {
+        let a: &[u32] = match dst {
+            Some(v) => u32::try_from(v).ok().and_then(|v| self.by_dst.get(&v)).map(Vec::as_slice).unwrap_or_default(),
+            None if self.by_dst.is_empty() => &[],
+            None => return None,
+        };
+        let b: &[u32] = match dport {
+            Some(v) => u16::try_from(v).ok().and_then(|v| self.by_dport.get(&v)).map(Vec::as_slice).unwrap_or_default(),
+            None if self.by_dport.is_empty() => &[],
+            None => return None,
+        };
+        let mut v: Vec<u32> = Vec::with_capacity(a.len() + b.len() + self.rest.len());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b);
+        v.extend_from_slice(&self.rest);
+        v.sort_unstable();
+        Some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natpath_model::parse::iptables::{parse, Options};
+
+    /// On the rules kube-proxy itself wrote for 100 Services, the index
+    /// visits, for every destination and port a rule names (and a few no
+    /// rule names), exactly the rules a full scan would not skip, in order.
+    #[test]
+    fn dispatch_index_visits_what_a_scan_keeps() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/kube-proxy-reference/svc100.node.iptables-save");
+        let text = std::fs::read_to_string(path).expect("corpus dump");
+        let rs = parse(&text, "svc100", &Options::default()).expect("parses");
+        let nat = rs.tables.iter().find(|t| t.name == TableName::Nat).expect("nat");
+        let mut indexed = Vec::new();
+        for chain in &nat.chains {
+            let Some(d) = Dispatch::of(chain) else { continue };
+            indexed.push(chain.name.as_str());
+            let mut keys: Vec<(Option<u64>, Option<u64>)> = vec![(Some(0x0a00_0001), Some(1)), (Some(0), Some(0))];
+            for r in &chain.rules {
+                let dst = r.dst.as_ref().map(|n| u64::from(u32::from(n.value.addr())));
+                let dport = r.matches.iter().find_map(|m| match m {
+                    Match::Tcp(t) => t.dport.as_ref().map(|p| u64::from(p.value.lo)),
+                    Match::Udp(u) => u.dport.as_ref().map(|p| u64::from(p.value.lo)),
+                    _ => None,
+                });
+                keys.push((dst, dport));
+                keys.push((dst, Some(1)));
+            }
+            for (dst, dport) in keys {
+                let k = Known { proto: None, src: None, dst, sport: None, dport, iif: None, oif: None };
+                let scan: Vec<u32> = (0..chain.rules.len())
+                    .filter(|&i| !quick_miss(&chain.rules[i], &k))
+                    .map(|i| u32::try_from(i).unwrap())
+                    .collect();
+                match d.candidates(dst, dport) {
+                    Some(c) => {
+                        let kept: Vec<u32> =
+                            c.into_iter().filter(|&i| !quick_miss(&chain.rules[i as usize], &k)).collect();
+                        assert_eq!(kept, scan, "{} at {dst:?}:{dport:?}", chain.name);
+                    }
+                    None => assert!(dst.is_none() || dport.is_none(), "{}: no candidates for constants", chain.name),
+                }
+            }
+        }
+        assert!(indexed.contains(&"KUBE-SERVICES"), "KUBE-SERVICES is long enough to index: {indexed:?}");
     }
 }
