@@ -14,6 +14,13 @@
 //! query only carries the rules that can match it. (A node whose own
 //! addresses cannot be listed is sliced by port instead.)
 //!
+//! Before any slice, the node's tables are summarized
+//! ([`crate::encode::effects::Effects`]): when no rule that can run between
+//! nat PREROUTING and nat POSTROUTING (mangle, filter and security FORWARD,
+//! mangle POSTROUTING) writes the bit, it holds on that node for every
+//! packet, with a note saying so, and the slices are asked only on nodes
+//! where some rule can.
+//!
 //! Why operators care: Calico and kube-proxy share the 32-bit mark; a
 //! policy chain that resets bits with a too-wide mask silently disables
 //! kube-proxy's SNAT for every service, and the failure shows up as hanging
@@ -24,7 +31,8 @@ use super::{arrival_devs, local_dsts, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::FoldEq;
 use crate::encode::packet::{bv16, bv8, masked_eq};
 use crate::encode::{all, and2, any, not};
-use natpath_model::ruleset::Proto;
+use natpath_model::packet::Hook;
+use natpath_model::ruleset::{Proto, TableName};
 
 /// The catalog name.
 pub const NAME: &str = "mark-survives";
@@ -219,6 +227,23 @@ pub fn check_mark_survives(c: &mut Checker<'_>) -> Outcome {
         let Some(ne) = c.enc.node(n) else { continue };
         let devs = arrival_devs(ne);
         let node_name = ne.node.name.clone();
+        // Between nat PREROUTING and nat POSTROUTING a received packet
+        // meets only these tables (routing and conntrack leave the mark
+        // alone): when none of their rules reachable from the hook can
+        // write the bit, it survives on every path, whatever the packet.
+        let between = [
+            (TableName::Mangle, Hook::Forward),
+            (TableName::Filter, Hook::Forward),
+            (TableName::Security, Hook::Forward),
+            (TableName::Mangle, Hook::Postrouting),
+        ];
+        let written = between.iter().try_fold(0u32, |acc, &(t, h)| ne.effects(t, h).map(|e| acc | e.mark));
+        if written.is_some_and(|w| w & bit == 0) {
+            c.notes.push(format!(
+                "{node_name}: no rule of mangle, filter or security FORWARD or mangle POSTROUTING can write {bit:#x}: it survives on every path, no slice asked"
+            ));
+            continue;
+        }
         let cuts = cuts(c, n, &node_name).unwrap_or_else(|| port_cuts(c, n, &node_name));
         for cut in cuts {
             let label = cut.label.clone();
