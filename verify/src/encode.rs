@@ -44,6 +44,7 @@ pub mod route;
 pub mod traverse;
 pub mod walk;
 
+use crate::encode::packet::Num;
 use natpath_model::loc::Loc;
 use natpath_model::netstate::IpRule;
 use natpath_model::packet::Hook;
@@ -163,7 +164,7 @@ impl Trail {
     /// A name for `x` (see [`Trail::name_bool`]); numerals stay numerals so
     /// that slicing by constant ports and protocols keeps working.
     pub fn name_bv(&mut self, x: &BV) -> BV {
-        if x.as_u64().is_some() || (x.is_const() && x.num_children() == 0) {
+        if x.num().is_some() || (x.is_const() && x.num_children() == 0) {
             return x.clone();
         }
         // No `simplify` here: it flattens the nested conjunctions of a

@@ -198,6 +198,13 @@ pub fn check_many(snap: &Snapshot, names: &[&str], opts: &CheckOptions) -> Vec<V
     slots.into_iter().flatten().collect()
 }
 
+/// Whether a query's goal (see [`Checker::ask`]) folded to false while it
+/// was built: the query holds without the solver.
+fn settles(violation: &Bool, unknown: &[Ending]) -> bool {
+    let u = any(&unknown.iter().map(|e| e.cond.clone()).collect::<Vec<_>>());
+    crate::encode::is_false(&or2(&and2(violation, &not(&u)), &u))
+}
+
 /// The answer of one query.
 pub(crate) enum QAnswer {
     Holds,
@@ -492,6 +499,22 @@ impl<'s> Checker<'s> {
         crate::encode::all(&c)
     }
 
+    /// [`Checker::external`], with what it says of `a` told to the builders
+    /// (after the constraint is built, which would otherwise fold away):
+    /// tests of `a` against pod networks, node addresses and address types
+    /// the scope decides then fold while the query is built.
+    pub(crate) fn assume_external(&self, a: &BV) -> Bool {
+        let c = self.external(a);
+        let mut outside = self.pod_nets();
+        outside.extend(["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"].iter().filter_map(|n| n.parse::<Ipv4Net>().ok()));
+        let outside_addrs = self.node_addrs().into_iter().map(u32::from).collect();
+        crate::encode::packet::assume_addr(
+            a,
+            crate::encode::packet::AddrFacts { outside, outside_addrs, ..Default::default() },
+        );
+        c
+    }
+
     /// `a` is a pod's address: inside the pod networks, not a node's own.
     pub(crate) fn pod_addr(&self, a: &BV) -> Bool {
         let nets = self.pod_nets();
@@ -664,9 +687,61 @@ impl<'s> Checker<'s> {
         shape: impl Fn(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
         violation: impl Fn(&NodeQuery) -> Bool,
     ) -> Option<(NodeQuery, QAnswer)> {
-        let q = self.node_query_with(n, devs, pins, Detail { upto_input, nat_only: true }, &shape)?;
+        let over = Detail { upto_input, nat_only: true };
+        let q = self.node_query_with(n, devs, pins, over, &shape)?;
         let v = violation(&q);
-        if let QAnswer::Holds = self.ask(&q.scope, &v, &q.passage.unknown) {
+        let settled = settles(&v, &q.passage.unknown);
+        if settled {
+            self.folded += 1;
+            return Some((q, QAnswer::Holds));
+        }
+        // What does not fold over a free source usually turns on whether
+        // the source is one of the node's own addresses (`--src-type
+        // LOCAL`, Calico's masquerade on tunl0): asked apart, each of those
+        // addresses pinned and then every other source, the parts fold
+        // where one query would go to Z3. The parts cover the source space
+        // exactly; any that does not hold sends the whole to the exact
+        // passage below.
+        let own = match (pins.src, self.enc.node(n).and_then(crate::encode::route::local_unicast)) {
+            (None, Some(own)) if !own.is_empty() => own,
+            _ => Vec::new(),
+        };
+        let mut q = q;
+        let mut all_hold = true;
+        if own.is_empty() {
+            all_hold = matches!(self.ask(&q.scope, &v, &q.passage.unknown), QAnswer::Holds);
+        } else {
+            drop(q);
+            let mut parts: Vec<Option<Ipv4Addr>> = own.iter().copied().map(Some).collect();
+            parts.push(None);
+            let mut last = None;
+            for part in parts {
+                let pq = match part {
+                    Some(a) => self.node_query_with(n, devs, Pins { src: Some(a), ..pins }, over, &shape)?,
+                    None => self.node_query_with(n, devs, pins, over, |c, ne, p| {
+                        let mut v = shape(c, ne, p);
+                        v.push(not(&one_of(&p.src, &own)));
+                        let outside =
+                            ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"].iter().filter_map(|x| x.parse().ok()).collect();
+                        let outside_addrs = own.iter().map(|a| u32::from(*a)).collect();
+                        crate::encode::packet::assume_addr(
+                            &p.src,
+                            crate::encode::packet::AddrFacts { outside, outside_addrs, ..Default::default() },
+                        );
+                        v
+                    })?,
+                };
+                let pv = violation(&pq);
+                let holds = matches!(self.ask(&pq.scope, &pv, &pq.passage.unknown), QAnswer::Holds);
+                last = Some(pq);
+                if !holds {
+                    all_hold = false;
+                    break;
+                }
+            }
+            q = last?;
+        }
+        if all_hold {
             return Some((q, QAnswer::Holds));
         }
         drop(q);

@@ -19,19 +19,60 @@ use z3::ast::{Bool, BV};
 /// Width of a device term.
 pub const DEV_BITS: u32 = 16;
 
+thread_local! {
+    /// Numerals made so far, by value and width: Z3 makes a sort and a
+    /// rational for each `from_u64`, which was a tenth of the encoding.
+    static NUMERALS: std::cell::RefCell<std::collections::HashMap<(u64, u32), BV>> = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The numeral `v` of width `w` (`v` already within the width).
+pub fn numeral(v: u64, w: u32) -> BV {
+    NUMERALS.with(|n| {
+        let mut n = n.borrow_mut();
+        if let Some(x) = n.get(&(v, w)) {
+            return x.clone();
+        }
+        // A bound on what the cache keeps alive.
+        if n.len() >= 1 << 20 {
+            n.clear();
+        }
+        let x = BV::from_u64(v, w);
+        n.insert((v, w), x.clone());
+        x
+    })
+}
+
+/// The value of a numeral; `None` for any other term, asked without
+/// making Z3 report an error (which `as_u64` on a non-numeral does, at a
+/// cost).
+pub trait Num {
+    /// The numeral's value.
+    fn num(&self) -> Option<u64>;
+}
+
+impl Num for BV {
+    fn num(&self) -> Option<u64> {
+        if z3::ast::Ast::kind(self) == z3::AstKind::Numeral {
+            self.as_u64()
+        } else {
+            None
+        }
+    }
+}
+
 /// A 32-bit constant.
 pub fn bv32(v: u32) -> BV {
-    BV::from_u64(u64::from(v), 32)
+    numeral(u64::from(v), 32)
 }
 
 /// A 16-bit constant.
 pub fn bv16(v: u16) -> BV {
-    BV::from_u64(u64::from(v), 16)
+    numeral(u64::from(v), 16)
 }
 
 /// An 8-bit constant.
 pub fn bv8(v: u8) -> BV {
-    BV::from_u64(u64::from(v), 8)
+    numeral(u64::from(v), 8)
 }
 
 /// An address constant.
@@ -85,7 +126,7 @@ fn overlap(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 /// 10,000 cluster IPs cost nothing for a packet known to be addressed to a
 /// pod. Forgotten with [`forget_known`].
 pub fn assume_addr(x: &BV, facts: AddrFacts) {
-    if x.as_u64().is_none() {
+    if x.num().is_none() {
         FACTS.with(|f| f.borrow_mut().insert(x.clone(), facts));
     }
 }
@@ -168,7 +209,7 @@ fn chain(x: &BV) -> Vec<(BV, u64)> {
 /// [`chain`] composes them). Marks only (32 bits): they are what rules
 /// rewrite bit by bit.
 fn note_copies(x: &BV, base: &BV, mask: u64) {
-    if mask != 0 && x.get_size() == 32 && x.as_u64().is_none() && !x.ast_eq(base) {
+    if mask != 0 && x.get_size() == 32 && x.num().is_none() && !x.ast_eq(base) {
         COPIES.with(|c| c.borrow_mut().insert(x.clone(), (base.clone(), mask)));
     }
 }
@@ -204,7 +245,7 @@ fn width_mask(w: u32) -> u64 {
 /// wholly known, a term the builders noted partly, any other term not at
 /// all.
 pub fn known_bits(x: &BV) -> (u64, u64) {
-    if let Some(v) = x.as_u64() {
+    if let Some(v) = x.num() {
         return (width_mask(x.get_size()), v);
     }
     KNOWN.with(|k| k.borrow().get(x).copied()).unwrap_or((0, 0))
@@ -214,12 +255,12 @@ pub fn known_bits(x: &BV) -> (u64, u64) {
 /// becomes its numeral.
 pub(crate) fn with_known(x: BV, k: (u64, u64)) -> BV {
     let (mask, value) = k;
-    if mask == 0 || x.as_u64().is_some() {
+    if mask == 0 || x.num().is_some() {
         return x;
     }
     let w = x.get_size();
     if mask == width_mask(w) {
-        return BV::from_u64(value & mask, w);
+        return numeral(value & mask, w);
     }
     KNOWN.with(|m| m.borrow_mut().insert(x.clone(), (mask, value & mask)));
     x
@@ -236,7 +277,7 @@ pub fn forget_known() {
 /// `a == b`, folded to a constant when both are numerals (or the same
 /// term), or when a bit known on both sides differs.
 pub fn eq_bv(a: &BV, b: &BV) -> Bool {
-    match (a.as_u64(), b.as_u64()) {
+    match (a.num(), b.num()) {
         (Some(x), Some(y)) => Bool::from_bool(x == y),
         _ if a.ast_eq(b) => Bool::from_bool(true),
         _ => {
@@ -245,7 +286,7 @@ pub fn eq_bv(a: &BV, b: &BV) -> Bool {
                 return Bool::from_bool(false);
             }
             let num = |x: &BV, n: &BV| {
-                let v = n.as_u64()?;
+                let v = n.num()?;
                 if let Some(r) = range_fold(x, v, v) {
                     return Some(r);
                 }
@@ -277,17 +318,17 @@ impl FoldEq for BV {
 
 /// `a & b`, folded for numerals and known bits.
 pub fn bv_and(a: &BV, b: &BV) -> BV {
-    match (a.as_u64(), b.as_u64()) {
-        (Some(x), Some(y)) => BV::from_u64(x & y, a.get_size()),
-        (Some(0), _) | (_, Some(0)) => BV::from_u64(0, a.get_size()),
+    match (a.num(), b.num()) {
+        (Some(x), Some(y)) => numeral(x & y, a.get_size()),
+        (Some(0), _) | (_, Some(0)) => numeral(0, a.get_size()),
         _ => {
             let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
             let zeros = (ma & !va) | (mb & !vb);
             let ones = ma & va & mb & vb;
             let r = with_known(a.bvand(b), (zeros | ones, ones));
             // x & constant copies x's bits where the constant has ones.
-            if let (None, Some(k)) | (Some(k), None) = (a.as_u64(), b.as_u64()) {
-                note_copies(&r, if a.as_u64().is_none() { a } else { b }, k);
+            if let (None, Some(k)) | (Some(k), None) = (a.num(), b.num()) {
+                note_copies(&r, if a.num().is_none() { a } else { b }, k);
             }
             r
         }
@@ -296,16 +337,16 @@ pub fn bv_and(a: &BV, b: &BV) -> BV {
 
 /// `a ^ b`, folded for numerals and known bits.
 pub fn bv_xor(a: &BV, b: &BV) -> BV {
-    match (a.as_u64(), b.as_u64()) {
-        (Some(x), Some(y)) => BV::from_u64(x ^ y, a.get_size()),
+    match (a.num(), b.num()) {
+        (Some(x), Some(y)) => numeral(x ^ y, a.get_size()),
         (Some(0), _) => b.clone(),
         (_, Some(0)) => a.clone(),
         _ => {
             let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
             let r = with_known(a.bvxor(b), (ma & mb, va ^ vb));
             // x ^ constant copies x's bits where the constant has zeros.
-            if let (None, Some(k)) | (Some(k), None) = (a.as_u64(), b.as_u64()) {
-                note_copies(&r, if a.as_u64().is_none() { a } else { b }, !k);
+            if let (None, Some(k)) | (Some(k), None) = (a.num(), b.num()) {
+                note_copies(&r, if a.num().is_none() { a } else { b }, !k);
             }
             r
         }
@@ -339,7 +380,7 @@ pub fn in_net(x: &BV, net: &Ipv4Net) -> Bool {
         return Bool::from_bool(true);
     }
     let base = u32::from(net.network());
-    if let Some(v) = x.as_u64() {
+    if let Some(v) = x.num() {
         return Bool::from_bool((v & u64::from(mask)) == u64::from(base));
     }
     if let Some(r) = net_fold(x, &net.trunc()) {
@@ -353,7 +394,7 @@ pub fn in_net(x: &BV, net: &Ipv4Net) -> Bool {
 
 /// `lo <= x <= hi` (unsigned), for any width.
 pub fn in_range(x: &BV, lo: u64, hi: u64) -> Bool {
-    if let Some(v) = x.as_u64() {
+    if let Some(v) = x.num() {
         return Bool::from_bool(lo <= v && v <= hi);
     }
     if let Some(r) = range_fold(x, lo, hi) {
@@ -361,14 +402,14 @@ pub fn in_range(x: &BV, lo: u64, hi: u64) -> Bool {
     }
     let w = x.get_size();
     if lo == hi {
-        return x.eq(BV::from_u64(lo, w));
+        return x.eq(numeral(lo, w));
     }
     let max = if w >= 64 { u64::MAX } else { (1u64 << w) - 1 };
     match (lo == 0, hi >= max) {
         (true, true) => Bool::from_bool(true),
-        (true, false) => x.bvule(BV::from_u64(hi, w)),
-        (false, true) => x.bvuge(BV::from_u64(lo, w)),
-        (false, false) => Bool::and(&[x.bvuge(BV::from_u64(lo, w)), x.bvule(BV::from_u64(hi, w))]),
+        (true, false) => x.bvule(numeral(hi, w)),
+        (false, true) => x.bvuge(numeral(lo, w)),
+        (false, false) => Bool::and(&[x.bvuge(numeral(lo, w)), x.bvule(numeral(hi, w))]),
     }
 }
 
@@ -437,7 +478,7 @@ impl SymPacket {
 
     /// Whether the protocol carries ports (TCP, UDP, SCTP).
     pub fn has_ports(&self) -> Bool {
-        if let Some(p) = self.proto.as_u64() {
+        if let Some(p) = self.proto.num() {
             return Bool::from_bool(matches!(p, 6 | 17 | 132));
         }
         crate::encode::any(&[eq_bv(&self.proto, &bv8(6)), eq_bv(&self.proto, &bv8(17)), eq_bv(&self.proto, &bv8(132))])
@@ -501,7 +542,7 @@ pub fn ite_bv(c: &Bool, a: &BV, b: &BV) -> BV {
             let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
             let same = ma & mb & !(va ^ vb);
             let r = with_known(c.ite(a, b), (same, va & same));
-            if r.get_size() == 32 && r.as_u64().is_none() {
+            if r.get_size() == 32 && r.num().is_none() {
                 // The nearest term both branches copy from.
                 let cb: std::collections::HashMap<BV, u64> = chain(b).into_iter().collect();
                 if let Some((x, m)) = chain(a).into_iter().find_map(|(x, ma)| cb.get(&x).map(|mb| (x.clone(), ma & mb)))
@@ -785,7 +826,7 @@ pub struct DevTerm {
 impl DevTerm {
     /// A constant device value.
     pub fn konst(v: u16) -> DevTerm {
-        DevTerm { bv: BV::from_u64(u64::from(v), DEV_BITS), known: Some(v), none_is_lo: false, closed: true }
+        DevTerm { bv: numeral(u64::from(v), DEV_BITS), known: Some(v), none_is_lo: false, closed: true }
     }
 
     /// No device.
@@ -819,8 +860,8 @@ impl DevTerm {
         match self.known {
             Some(k) => Bool::from_bool(lo <= k && k <= hi),
             None => crate::encode::and2(
-                &self.bv.bvuge(BV::from_u64(u64::from(lo), DEV_BITS)),
-                &self.bv.bvule(BV::from_u64(u64::from(hi), DEV_BITS)),
+                &self.bv.bvuge(numeral(u64::from(lo), DEV_BITS)),
+                &self.bv.bvule(numeral(u64::from(hi), DEV_BITS)),
             ),
         }
     }
@@ -829,7 +870,7 @@ impl DevTerm {
     pub fn is(&self, v: u16) -> Bool {
         match self.known {
             Some(k) => Bool::from_bool(k == v),
-            None => self.bv.eq(BV::from_u64(u64::from(v), DEV_BITS)),
+            None => self.bv.eq(numeral(u64::from(v), DEV_BITS)),
         }
     }
 

@@ -29,6 +29,7 @@
 //! ends the paths that reach it as unknown, naming `file:line`; so does a
 //! jump to a missing chain or a call deeper than the bound.
 
+use crate::encode::packet::Num;
 use crate::encode::packet::{
     bv32, bv8, bv_and, bv_xor, eq_bv, in_net, in_range, ite_bool, masked_eq, DevTerm, Flow, FoldEq, State,
 };
@@ -133,7 +134,7 @@ fn neg(n: bool, b: Bool) -> Bool {
 
 /// `(x & bits) != 0` for an 8-bit state or status, folded for a numeral.
 fn state_in(x: &BV, bits: u8) -> Bool {
-    match x.as_u64() {
+    match x.num() {
         Some(v) => Bool::from_bool(v & u64::from(bits) != 0),
         None => x.bvand(bv8(bits)).eq(bv8(0)).not(),
     }
@@ -719,11 +720,11 @@ impl<'e> Known<'e> {
         let p = &st.pkt;
         let name = |d: &DevTerm| d.known.and_then(|v| env.node.dev_name(v));
         Known {
-            proto: p.proto.as_u64(),
-            src: p.src.as_u64(),
-            dst: p.dst.as_u64(),
-            sport: p.sport.as_u64(),
-            dport: p.dport.as_u64(),
+            proto: p.proto.num(),
+            src: p.src.num(),
+            dst: p.dst.num(),
+            sport: p.sport.num(),
+            dport: p.dport.num(),
             iif: name(&env.iif),
             oif: name(&env.oif),
         }

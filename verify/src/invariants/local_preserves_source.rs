@@ -64,7 +64,7 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
                 &[lan],
                 pins,
                 false,
-                |c, _, p| vec![one_of(&p.dst, &addrs), c.external(&p.src)],
+                |c, _, p| vec![one_of(&p.dst, &addrs), c.assume_external(&p.src)],
                 violation,
             ) else {
                 continue;
