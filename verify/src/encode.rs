@@ -148,6 +148,32 @@ pub struct Trail {
     pub defs: Vec<Bool>,
 }
 
+thread_local! {
+    /// The last fresh constant's number (per thread, as Z3's context is).
+    static FRESH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A new number for a fresh constant: Z3's `mk_fresh_const` formats a
+/// string name for each (a tenth of the node invariants' encoding); an
+/// integer symbol of a per-thread counter is as unique and much cheaper.
+fn fresh_symbol() -> z3::Symbol {
+    z3::Symbol::Int(FRESH.with(|c| {
+        let v = c.get().wrapping_add(1);
+        c.set(v);
+        v
+    }))
+}
+
+/// A fresh Boolean constant.
+pub fn fresh_bool() -> Bool {
+    Bool::new_const(fresh_symbol())
+}
+
+/// A fresh bit-vector constant of width `w`.
+pub fn fresh_bv(w: u32) -> BV {
+    BV::new_const(fresh_symbol(), w)
+}
+
 impl Trail {
     /// A name for `b`: itself when it is a constant or a plain symbol, else
     /// a fresh constant defined equal to it. Naming the state at hook
@@ -156,7 +182,7 @@ impl Trail {
         if b.as_bool().is_some() || (b.is_const() && b.num_children() == 0) {
             return b.clone();
         }
-        let v = Bool::fresh_const("def");
+        let v = fresh_bool();
         self.defs.push(v.eq(b));
         v
     }
@@ -170,7 +196,7 @@ impl Trail {
         // No `simplify` here: it flattens the nested conjunctions of a
         // first-match chain (routes, address types) into one quadratic term;
         // the builders fold numerals themselves.
-        let v = BV::fresh_const("def", x.get_size());
+        let v = fresh_bv(x.get_size());
         self.defs.push(v.eq(x));
         crate::encode::packet::note_named(&v, x);
         crate::encode::packet::with_known(v, crate::encode::packet::known_bits(x))

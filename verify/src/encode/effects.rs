@@ -93,22 +93,22 @@ impl Effects {
     pub fn apply(&self, mut flow: Flow) -> Flow {
         let st = &mut flow.state;
         if self.mark != 0 {
-            st.pkt.mark = free_bits(&st.pkt.mark, self.mark, "free.mark");
+            st.pkt.mark = free_bits(&st.pkt.mark, self.mark);
         }
         if self.ctmark != 0 {
-            st.ct.ctmark = free_bits(&st.ct.ctmark, self.ctmark, "free.ctmark");
+            st.ct.ctmark = free_bits(&st.ct.ctmark, self.ctmark);
         }
         if self.notrack {
-            st.notrack = ite_bool(&Bool::fresh_const("free.notrack"), &Bool::from_bool(true), &st.notrack);
+            st.notrack = ite_bool(&crate::encode::fresh_bool(), &Bool::from_bool(true), &st.notrack);
         }
         flow
     }
 }
 
 /// `x` with the bits `mask` replaced by a fresh constant's.
-fn free_bits(x: &BV, mask: u32, what: &str) -> BV {
+fn free_bits(x: &BV, mask: u32) -> BV {
     let kept = bv_and(x, &bv32(!mask));
-    let fresh = bv_and(&BV::fresh_const(what, 32), &bv32(mask));
+    let fresh = bv_and(&crate::encode::fresh_bv(32), &bv32(mask));
     let r = bv_xor(&kept, &fresh);
     note_kept(&r, x, !mask);
     r

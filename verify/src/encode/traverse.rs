@@ -159,7 +159,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
     }
 
     fn choice(&mut self, kind: ChoiceKind, reached: &Bool, rule: &RuleRef) -> Bool {
-        let var = Bool::fresh_const("choice");
+        let var = crate::encode::fresh_bool();
         self.trail.choices.push(Choice {
             var: var.clone(),
             reached: reached.clone(),
