@@ -124,7 +124,19 @@ pub const NAMES: [&str; 9] = [
 
 /// Check invariant `name` on `snap` (`None` for a name not in the catalog).
 pub fn check(snap: &Snapshot, name: &str, opts: &CheckOptions) -> Option<Verdict> {
+    check_part(snap, name, opts, None).map(|p| merge(vec![p]))
+}
+
+/// One invariant checked on one node (or on every node: `only` is `None`),
+/// with its "nothing to check" note kept apart until the parts are merged.
+struct Part {
+    verdict: Verdict,
+    nothing: Option<String>,
+}
+
+fn check_part(snap: &Snapshot, name: &str, opts: &CheckOptions, only: Option<usize>) -> Option<Part> {
     let mut c = Checker::new(snap, opts);
+    c.only = only;
     let t0 = Instant::now();
     let outcome = match name {
         masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
@@ -140,7 +152,7 @@ pub fn check(snap: &Snapshot, name: &str, opts: &CheckOptions) -> Option<Verdict
     };
     let total = t0.elapsed();
     let name = NAMES.iter().find(|n| **n == name).copied().unwrap_or("?");
-    Some(Verdict {
+    let verdict = Verdict {
         name,
         outcome,
         encode: total.saturating_sub(c.solve_time).saturating_sub(c.replay_time),
@@ -149,7 +161,65 @@ pub fn check(snap: &Snapshot, name: &str, opts: &CheckOptions) -> Option<Verdict
         folded: c.folded,
         refined: c.refined,
         notes: c.notes,
-    })
+    };
+    Some(Part { verdict, nothing: c.nothing })
+}
+
+/// The verdict of an invariant from its parts, in node order, as one run
+/// over every node gives it: the first violation; else every unknown
+/// reason, each once; else holds. Times and counts add up (CPU time when
+/// the parts ran side by side; a violation on one node does not stop the
+/// other nodes' parts, whose queries and notes count too); notes follow
+/// node order; the "nothing to check" note only when no part had anything
+/// to check.
+fn merge(parts: Vec<Part>) -> Verdict {
+    let mut it = parts.into_iter();
+    let Some(first) = it.next() else {
+        return Verdict {
+            name: "?",
+            outcome: Outcome::Unknown("BUG: an invariant with no part".into()),
+            encode: Duration::ZERO,
+            solve: Duration::ZERO,
+            queries: 0,
+            folded: 0,
+            refined: 0,
+            notes: Vec::new(),
+        };
+    };
+    let mut v = first.verdict;
+    let mut nothing = first.nothing;
+    let mut unknowns: Vec<String> = Vec::new();
+    let mut take_unknown = |o: &Outcome| {
+        if let Outcome::Unknown(why) = o {
+            for l in why.lines() {
+                if !unknowns.iter().any(|u| u == l) {
+                    unknowns.push(l.to_string());
+                }
+            }
+        }
+    };
+    take_unknown(&v.outcome);
+    for p in it {
+        let w = p.verdict;
+        take_unknown(&w.outcome);
+        if !matches!(v.outcome, Outcome::Violated(_)) && matches!(w.outcome, Outcome::Violated(_)) {
+            v.outcome = w.outcome;
+        }
+        v.encode += w.encode;
+        v.solve += w.solve;
+        v.queries += w.queries;
+        v.folded += w.folded;
+        v.refined += w.refined;
+        v.notes.extend(w.notes);
+        if p.nothing.is_none() {
+            nothing = None;
+        }
+    }
+    if !matches!(v.outcome, Outcome::Violated(_)) {
+        v.outcome = if unknowns.is_empty() { Outcome::Holds } else { Outcome::Unknown(unknowns.join("\n")) };
+    }
+    v.notes.extend(nothing);
+    v
 }
 
 /// Check the whole catalog.
@@ -157,45 +227,99 @@ pub fn check_all(snap: &Snapshot, opts: &CheckOptions) -> Vec<Verdict> {
     check_many(snap, &NAMES, opts)
 }
 
-/// Check the invariants `names` (names not in the catalog are skipped), on
-/// as many threads as the machine has cores: each invariant is checked on
-/// one thread, with that thread's own Z3 context, and the verdicts come
-/// back in the order of `names`.
+/// The invariants checked node by node when several threads share the
+/// catalog, heaviest first (by their cost at 10,000 Services in
+/// BENCHMARKS.md), so that the parts spread evenly over the cores; the
+/// others are cheap and run whole, after them.
+const BY_NODE: [&str; 6] = [
+    masq_iff_mark::NAME,
+    hairpin_masquerade::NAME,
+    reply_finds_origin::NAME,
+    nodeport_reachable::NAME,
+    forward_only::NAME,
+    local_preserves_source::NAME,
+];
+
+/// Check the invariants `names` (names not in the catalog are skipped) on
+/// as many threads as the machine has cores, each thread with its own Z3
+/// context: the heavy invariants ([`BY_NODE`]) are cut into one part per
+/// node, the parts and the other invariants are taken heaviest first by
+/// whichever thread is free, and each invariant's parts are merged into
+/// the verdict one run over every node gives. The verdicts come back in
+/// the order of `names`.
 pub fn check_many(snap: &Snapshot, names: &[&str], opts: &CheckOptions) -> Vec<Verdict> {
     let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
-    let threads = threads.min(names.len()).max(1);
     if threads == 1 {
         return names.iter().filter_map(|n| check(snap, n, opts)).collect();
     }
+    let nodes = snap.nodes.len();
+    // (index in `names`, the one node or every node)
+    let mut jobs: Vec<(usize, Option<usize>)> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if nodes > 1 && BY_NODE.contains(name) {
+            jobs.extend((0..nodes).map(|n| (i, Some(n))));
+        } else {
+            jobs.push((i, None));
+        }
+    }
+    let rank = |i: usize| BY_NODE.iter().position(|b| names.get(i) == Some(b)).unwrap_or(BY_NODE.len());
+    jobs.sort_by_key(|&(i, n)| (rank(i), i, n));
+    let threads = threads.min(jobs.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<Verdict>> = (0..names.len()).map(|_| None).collect();
+    let mut done: Vec<Option<Option<Part>>> = (0..jobs.len()).map(|_| None).collect();
     std::thread::scope(|sc| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 sc.spawn(|| {
-                    let mut done = Vec::new();
+                    let mut mine = Vec::new();
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(i, only)) = jobs.get(k) else { break };
                         let Some(name) = names.get(i) else { break };
-                        done.push((i, check(snap, name, opts)));
+                        mine.push((k, check_part(snap, name, opts, only)));
                     }
-                    done
+                    mine
                 })
             })
             .collect();
         for w in workers {
-            // A worker that panicked loses its verdicts: they are missing
-            // below, never reported as holding.
-            if let Ok(done) = w.join() {
-                for (i, v) in done {
-                    if let Some(slot) = slots.get_mut(i) {
-                        *slot = v;
+            // A worker that panicked loses its parts: their invariants are
+            // missing below, never reported as holding.
+            if let Ok(mine) = w.join() {
+                for (k, part) in mine {
+                    if let Some(slot) = done.get_mut(k) {
+                        *slot = Some(part);
                     }
                 }
             }
         }
     });
-    slots.into_iter().flatten().collect()
+    let mut parts: Vec<Vec<(Option<usize>, Part)>> = (0..names.len()).map(|_| Vec::new()).collect();
+    let mut lost = vec![false; names.len()];
+    for (&(i, only), d) in jobs.iter().zip(done) {
+        match d {
+            Some(Some(p)) => {
+                if let Some(slot) = parts.get_mut(i) {
+                    slot.push((only, p));
+                }
+            }
+            Some(None) => {}
+            None => {
+                if let Some(l) = lost.get_mut(i) {
+                    *l = true;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, mut ps) in parts.into_iter().enumerate() {
+        if ps.is_empty() || lost.get(i).copied().unwrap_or(true) {
+            continue;
+        }
+        ps.sort_by_key(|(n, _)| *n);
+        out.push(merge(ps.into_iter().map(|(_, p)| p).collect()));
+    }
+    out
 }
 
 /// Whether a query's goal (see [`Checker::ask`]) folded to false while it
@@ -232,6 +356,12 @@ pub struct Checker<'s> {
     pub(crate) notes: Vec<String>,
     seq: usize,
     unknowns: Vec<String>,
+    /// The pod networks ([`Checker::pod_nets`]).
+    pod_nets: Vec<Ipv4Net>,
+    /// Checked on this node only (every node when `None`).
+    pub(crate) only: Option<usize>,
+    /// Why there was nothing to check, when there was not.
+    pub(crate) nothing: Option<String>,
     /// `NATPATH_DEBUG_SMT_DUMP`, read once: where to write each query.
     dump: Option<String>,
 }
@@ -257,8 +387,11 @@ fn dump_query(prefix: &str, scope: &[Bool], goal: &Bool) {
 impl<'s> Checker<'s> {
     /// Prepare `snap`.
     pub fn new(snap: &'s Snapshot, opts: &CheckOptions) -> Self {
-        let intents = snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
+        let intents: Vec<Intent> =
+            snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
+        let pod_nets = pod_nets_of(snap, &intents);
         Checker {
+            pod_nets,
             snap,
             enc: Encoder::new(snap, opts.encode),
             intents,
@@ -271,6 +404,8 @@ impl<'s> Checker<'s> {
             notes: Vec::new(),
             seq: 0,
             unknowns: Vec::new(),
+            only: None,
+            nothing: None,
             dump: std::env::var("NATPATH_DEBUG_SMT_DUMP").ok(),
         }
     }
@@ -373,6 +508,20 @@ impl<'s> Checker<'s> {
         }
     }
 
+    /// The nodes this check covers, in order.
+    pub(crate) fn nodes(&self) -> std::ops::Range<usize> {
+        match self.only {
+            Some(n) => n..(n + 1).min(self.snap.nodes.len()).max(n),
+            None => 0..self.snap.nodes.len(),
+        }
+    }
+
+    /// Note that the check found nothing to check (kept for the report only
+    /// if no other node's part found anything either).
+    pub(crate) fn nothing_to_check(&mut self, why: &str) {
+        self.nothing = Some(why.to_string());
+    }
+
     /// Record an unknown query; the invariant goes on (a later violation wins).
     pub(crate) fn unknown(&mut self, label: &str, why: String) {
         let r = format!("{label}: {why}");
@@ -454,22 +603,7 @@ impl<'s> Checker<'s> {
     /// cluster CIDR (the `! -s CIDR ... -j KUBE-MARK-MASQ` of KUBE-SERVICES),
     /// over every node.
     pub(crate) fn pod_nets(&self) -> Vec<Ipv4Net> {
-        let mut v: Vec<Ipv4Net> = Vec::new();
-        for i in &self.intents {
-            for n in &i.ip_pools {
-                if !v.contains(n) {
-                    v.push(*n);
-                }
-            }
-        }
-        for node in &self.snap.nodes {
-            for n in cluster_cidrs(node) {
-                if !v.contains(&n) {
-                    v.push(n);
-                }
-            }
-        }
-        v
+        self.pod_nets.clone()
     }
 
     /// Every node's own addresses (loopback aside).
@@ -620,11 +754,31 @@ pub(crate) fn own_addrs(n: &Node) -> Vec<Ipv4Addr> {
 
 /// kube-proxy's cluster CIDR as its rules show it: the negated source of
 /// the `KUBE-MARK-MASQ` jumps in `KUBE-SERVICES`.
+/// The pod networks of [`Checker::pod_nets`], read once.
+fn pod_nets_of(snap: &Snapshot, intents: &[Intent]) -> Vec<Ipv4Net> {
+    let mut v: Vec<Ipv4Net> = Vec::new();
+    for i in intents {
+        for n in &i.ip_pools {
+            if !v.contains(n) {
+                v.push(*n);
+            }
+        }
+    }
+    for node in &snap.nodes {
+        for n in cluster_cidrs(node) {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+        }
+    }
+    v
+}
+
 fn cluster_cidrs(n: &Node) -> Vec<Ipv4Net> {
     let mut v = Vec::new();
     let Some(c) = n.ruleset.table(TableName::Nat).and_then(|t| t.chain("KUBE-SERVICES")) else { return v };
     for r in &c.rules {
-        if r.target == Some(Target::Jump("KUBE-MARK-MASQ".into())) {
+        if matches!(&r.target, Some(Target::Jump(t)) if t == "KUBE-MARK-MASQ") {
             if let Some(s) = r.src.filter(|s| s.neg) {
                 if !v.contains(&s.value) {
                     v.push(s.value);

@@ -407,3 +407,45 @@ fn an_unmodelled_mark_write_in_forward_is_asked_exactly() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The catalog on several threads, the heavy invariants cut by node.
+
+/// Merged from its per-node parts, each verdict is the one a single run
+/// over every node gives: the same outcome (the same first violation, the
+/// same unknown reasons) and, without a violation, the same queries and
+/// notes.
+#[test]
+fn node_parts_merge_to_the_single_run() {
+    let snaps = vec![
+        ("seed-ipip-remote", load("seed-ipip-remote")),
+        ("broken-no-mark-masq", load("broken-no-mark-masq")),
+        ("etp-local-no-endpoint", load("etp-local-no-endpoint")),
+        ("an unmodelled drop in FORWARD", forward_rule(Target::Drop)),
+    ];
+    for (what, snap) in snaps {
+        let parts = invariants::check_many(&snap, &NAMES, &CheckOptions::default());
+        assert_eq!(parts.len(), NAMES.len(), "{what}: a verdict is missing");
+        for v in &parts {
+            let whole = check(&snap, v.name);
+            let show = |o: &Outcome| match o {
+                Outcome::Violated(cx) => format!("violated: {}", cx.summary),
+                Outcome::Unknown(why) => format!("unknown: {why}"),
+                Outcome::Holds => "holds".to_string(),
+            };
+            assert_eq!(show(&v.outcome), show(&whole.outcome), "{what}: {}", v.name);
+            // A single run stops at its violation; the other nodes' parts
+            // ran all the same, so only a verdict without one counts alike.
+            if matches!(v.outcome, Outcome::Violated(_)) {
+                continue;
+            }
+            assert_eq!(
+                (v.queries, v.folded, v.refined),
+                (whole.queries, whole.folded, whole.refined),
+                "{what}: {}",
+                v.name
+            );
+            assert_eq!(v.notes, whole.notes, "{what}: {}", v.name);
+        }
+    }
+}

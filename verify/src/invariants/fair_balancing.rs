@@ -268,7 +268,7 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
         }
     }
     if chains == 0 {
-        c.notes.push("no service chain picks endpoints: nothing to check".into());
+        c.nothing_to_check("no service chain picks endpoints: nothing to check");
     }
     c.finish()
 }

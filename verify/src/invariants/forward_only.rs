@@ -30,7 +30,7 @@ pub const NAME: &str = "forward-only";
 
 /// Check `forward-only` on the checker's snapshot.
 pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
-    for n in 0..c.snap.nodes.len() {
+    for n in c.nodes() {
         let services = c.node_ports(n);
         let Some(ne) = c.enc.node(n) else { continue };
         let devs = arrival_devs(ne);

@@ -28,7 +28,7 @@ pub const NAME: &str = "hairpin-masquerade";
 pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
     let snap = c.snap;
     let mut checked = 0usize;
-    for n in 0..snap.nodes.len() {
+    for n in c.nodes() {
         let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
         let Some(node) = snap.nodes.get(n) else { continue };
         for pod in snap.cluster.pods.iter().filter(|p| p.node == node.name) {
@@ -80,7 +80,7 @@ pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
         }
     }
     if checked == 0 {
-        c.notes.push("no pod of cluster.toml is an endpoint of a service with a cluster IP: nothing to check".into());
+        c.nothing_to_check("no pod of cluster.toml is an endpoint of a service with a cluster IP: nothing to check");
     }
     c.finish()
 }

@@ -27,7 +27,7 @@ pub const NAME: &str = "local-preserves-source";
 /// Check `local-preserves-source` on the checker's snapshot.
 pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
     let mut checked = 0usize;
-    for n in 0..c.snap.nodes.len() {
+    for n in c.nodes() {
         let services = c.node_ports(n);
         let Some(ne) = c.enc.node(n) else { continue };
         let lan = ne.dev_value(&ne.node.lan);
@@ -101,7 +101,7 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
         }
     }
     if checked == 0 {
-        c.notes.push("no Local service with a local endpoint: nothing to check".into());
+        c.nothing_to_check("no Local service with a local endpoint: nothing to check");
     }
     c.finish()
 }

@@ -222,7 +222,7 @@ fn cut_scope(cut: &Cut, p: &crate::encode::packet::SymPacket) -> Vec<z3::ast::Bo
 
 /// Check `mark-survives` on the checker's snapshot.
 pub fn check_mark_survives(c: &mut Checker<'_>) -> Outcome {
-    for n in 0..c.snap.nodes.len() {
+    for n in c.nodes() {
         let bit = c.masq_bit(n);
         let Some(ne) = c.enc.node(n) else { continue };
         let devs = arrival_devs(ne);

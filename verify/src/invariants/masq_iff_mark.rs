@@ -31,7 +31,7 @@ pub const NAME: &str = "masq-iff-mark";
 /// Check `masq-iff-mark` on the checker's snapshot.
 pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
     let mut ports = 0usize;
-    for n in 0..c.snap.nodes.len() {
+    for n in c.nodes() {
         let bit = c.masq_bit(n);
         let services = c.node_ports(n);
         let Some(ne) = c.enc.node(n) else { continue };
@@ -100,7 +100,7 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
         }
     }
     if ports == 0 {
-        c.notes.push("no NodePort in the snapshot: nothing to check".into());
+        c.nothing_to_check("no NodePort in the snapshot: nothing to check");
     }
     c.finish()
 }

@@ -28,7 +28,7 @@ pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
         c.notes.push("no IP pool or cluster CIDR in the snapshot: no pod traffic to check".into());
         return c.finish();
     }
-    for n in 0..c.snap.nodes.len() {
+    for n in c.nodes() {
         let Some(ne) = c.enc.node(n) else { continue };
         let devs = arrival_devs(ne);
         let node_name = ne.node.name.clone();

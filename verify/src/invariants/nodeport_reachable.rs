@@ -32,7 +32,7 @@ pub const NAME: &str = "nodeport-reachable";
 
 /// Check `nodeport-reachable` on the checker's snapshot.
 pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
-    for n in 0..c.snap.nodes.len() {
+    for n in c.nodes() {
         let services = c.node_ports(n);
         let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
         let hosts = c.hosts_near(n);

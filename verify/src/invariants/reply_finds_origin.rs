@@ -32,7 +32,7 @@ pub const NAME: &str = "reply-finds-origin";
 
 /// Check `reply-finds-origin` on the checker's snapshot.
 pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
-    for n in 0..c.snap.nodes.len() {
+    for n in c.nodes() {
         let services = c.node_ports(n);
         let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
         let hosts = c.hosts_near(n);
