@@ -354,8 +354,9 @@ pub type CarrierKey = (usize, usize, bool, bool, u32);
 pub struct Encoder<'s> {
     /// The snapshot.
     pub snap: &'s Snapshot,
-    /// Its nodes, in snapshot order.
-    pub nodes: Vec<NodeEnc<'s>>,
+    /// Its nodes, in snapshot order (shared by the encoders of one check's
+    /// threads: they hold no Z3 term).
+    pub nodes: std::sync::Arc<Vec<NodeEnc<'s>>>,
     /// Options.
     pub opts: EncodeOptions,
     /// Fates of tunnel carriers already encoded (constant ones only).
@@ -366,6 +367,12 @@ impl<'s> Encoder<'s> {
     /// Prepare every node of `snap`.
     pub fn new(snap: &'s Snapshot, opts: EncodeOptions) -> Self {
         let nodes = snap.nodes.iter().enumerate().map(|(i, n)| NodeEnc::new(snap, i, n, opts.max_depth)).collect();
+        Encoder::with_nodes(snap, std::sync::Arc::new(nodes), opts)
+    }
+
+    /// An encoder over nodes already prepared (by [`Encoder::new`] of the
+    /// same snapshot and options).
+    pub fn with_nodes(snap: &'s Snapshot, nodes: std::sync::Arc<Vec<NodeEnc<'s>>>, opts: EncodeOptions) -> Self {
         Encoder { snap, nodes, opts, carriers: std::cell::RefCell::new(HashMap::new()) }
     }
 
