@@ -8,8 +8,9 @@
 //! A second group, `check at scale`, times whole single-invariant checks on
 //! generated kube-proxy + Calico clusters ([`natpath_benches::generate`],
 //! seed 1, 3 nodes): 100 and 1,000 Services by default, or the sizes in
-//! `NATPATH_BENCH_CHECK_SERVICES` (comma-separated), for the invariants
-//! whose check at 1,000 Services takes seconds, not minutes.
+//! `NATPATH_BENCH_CHECK_SERVICES` (comma-separated): every invariant of the
+//! catalog on one thread, then the whole catalog as `natpath check` runs it
+//! (`check_all`, on every core).
 #![expect(clippy::expect_used, reason = "a benchmark on a broken corpus should stop loudly")]
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -76,11 +77,6 @@ fn bench_check(c: &mut Criterion) {
     }
 }
 
-/// The invariants timed at scale (the others take minutes at 1,000 Services;
-/// BENCHMARKS.md gives their CLI timings).
-const AT_SCALE: [&str; 5] =
-    ["nodeport-reachable", "reply-finds-origin", "fair-balancing", "hairpin-masquerade", "forward-only"];
-
 fn generated(services: usize) -> Snapshot {
     let dir = std::env::temp_dir().join(format!("natpath-check-bench-{}-{services}", std::process::id()));
     write_snapshot(&generate(&Spec::with_services(services)), &dir).expect("the generated snapshot is written");
@@ -100,7 +96,7 @@ fn bench_check_scale(c: &mut Criterion) {
         let snap = generated(services);
         let mut g = c.benchmark_group("check at scale");
         g.sample_size(10).warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_secs(1));
-        for name in AT_SCALE {
+        for name in NAMES {
             g.bench_function(format!("{name}/{services}"), |b| {
                 b.iter(|| {
                     let v = invariants::check(&snap, name, &opts).expect("a catalog invariant");
@@ -108,6 +104,16 @@ fn bench_check_scale(c: &mut Criterion) {
                 })
             });
         }
+        g.bench_function(format!("catalog/{services}"), |b| {
+            b.iter(|| {
+                let vs = invariants::check_all(&snap, &opts);
+                assert_eq!(vs.len(), NAMES.len(), "every verdict is there");
+                assert!(
+                    vs.iter().all(|v| matches!(v.outcome, invariants::Outcome::Holds)),
+                    "the catalog holds on the generated cluster"
+                );
+            })
+        });
         g.finish();
     }
 }
