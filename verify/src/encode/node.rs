@@ -214,15 +214,18 @@ struct Run<'e, 's> {
     enc: &'e Encoder<'s>,
     node: &'e NodeEnc<'s>,
     p: Passage,
-    /// Stop where the packet enters INPUT (see [`receive_to_input`]).
+    /// How much to encode, and how exactly.
     detail: Detail,
 }
 
 /// How much of a received packet's passage to encode, and how exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Detail {
-    /// Stop at the entry of INPUT ([`receive_to_input`]): INPUT's tables
-    /// and the whole forward path are left out.
+    /// Stop at the entry of INPUT: the flows that enter INPUT (`inputs`)
+    /// and every way the packet ends before are encoded; INPUT's tables
+    /// and the whole forward path are left out, so nothing after that
+    /// point (no way out, no rule there natpath cannot express) is in the
+    /// passage. For invariants about what reaches INPUT.
     pub upto_input: bool,
     /// Over-approximate: every table but nat that has an
     /// [`Effects`](crate::encode::effects::Effects) summary at its hook lets
@@ -240,8 +243,6 @@ pub struct Detail {
 impl Detail {
     /// The whole passage, exactly.
     pub const EXACT: Detail = Detail { upto_input: false, nat_only: false };
-    /// Exactly, up to the entry of INPUT.
-    pub const UPTO_INPUT: Detail = Detail { upto_input: true, nat_only: false };
 }
 
 fn nat_range_addr(r: &natpath_model::ruleset::NatRange, cur: &BV) -> BV {
@@ -795,22 +796,6 @@ pub fn receive_with(
     detail: Detail,
 ) -> Passage {
     on_node(enc, n, input, detail, |run, input| run.receive(trail, input, iif, ctx))
-}
-
-/// [`receive`] up to the entry of INPUT: the flows that enter INPUT
-/// (`inputs`) and every way the packet ends before are encoded
-/// exactly; INPUT's tables and the whole forward path are left out, so
-/// nothing after that point (no way out, no rule there natpath cannot
-/// express) is in the passage. For invariants about what reaches INPUT.
-pub fn receive_to_input(
-    enc: &Encoder<'_>,
-    n: usize,
-    trail: &mut Trail,
-    input: Flow,
-    iif: &DevTerm,
-    ctx: &CtCtx,
-) -> Passage {
-    receive_with(enc, n, trail, input, iif, ctx, Detail::UPTO_INPUT)
 }
 
 /// A packet node `n` sends itself (a source of 0.0.0.0 is chosen by routing).
