@@ -348,17 +348,31 @@ impl<'s> Prepared<'s> {
         let intents: Vec<Intent> =
             snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
         let pod_nets = pod_nets_of(snap, &intents);
-        let nodes =
-            snap.nodes.iter().enumerate().map(|(i, n)| NodeEnc::new(snap, i, n, opts.encode.max_depth)).collect();
-        Prepared { intents: std::sync::Arc::new(intents), pod_nets, nodes: std::sync::Arc::new(nodes) }
+        let nodes = Encoder::new(snap, opts.encode).nodes;
+        Prepared { intents: std::sync::Arc::new(intents), pod_nets, nodes }
     }
 }
 
-/// Whether a query's goal (see [`Checker::ask`]) folded to false while it
-/// was built: the query holds without the solver.
-fn settles(violation: &Bool, unknown: &[Ending]) -> bool {
+/// Sources the kernel drops as martians before netfilter's routing
+/// decision (ip_route_input_slow): 0/8, 127/8, multicast and class E.
+pub(crate) fn martian_sources() -> Vec<Ipv4Net> {
+    ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"].iter().filter_map(|n| n.parse().ok()).collect()
+}
+
+/// Destinations the kernel drops as martians when they arrive by a device
+/// other than `lo`: 0/8 and 127/8.
+pub(crate) fn martian_destinations() -> Vec<Ipv4Net> {
+    ["0.0.0.0/8", "127.0.0.0/8"].iter().filter_map(|n| n.parse().ok()).collect()
+}
+
+/// A query's goal (see [`Checker::ask`]): `(definite, goal)`, the
+/// violation on paths that reach no unexpressible rule, and that or a path
+/// that reaches one.
+fn goal_of(violation: &Bool, unknown: &[Ending]) -> (Bool, Bool) {
     let u = any(&unknown.iter().map(|e| e.cond.clone()).collect::<Vec<_>>());
-    crate::encode::is_false(&or2(&and2(violation, &not(&u)), &u))
+    let definite = and2(violation, &not(&u));
+    let goal = or2(&definite, &u);
+    (definite, goal)
 }
 
 /// The answer of one query.
@@ -482,8 +496,7 @@ impl<'s> Checker<'s> {
     /// on a path that does not reach an unexpressible rule), then whether
     /// some packet in scope reaches one.
     pub(crate) fn ask(&mut self, scope: &[Bool], violation: &Bool, unknown: &[Ending]) -> QAnswer {
-        let u = any(&unknown.iter().map(|e| e.cond.clone()).collect::<Vec<_>>());
-        let definite = and2(violation, &not(&u));
+        let (definite, goal) = goal_of(violation, unknown);
         let reasons = |w: &Witness| {
             let mut reasons: Vec<String> = Vec::new();
             for e in unknown {
@@ -511,7 +524,6 @@ impl<'s> Checker<'s> {
             let a = s.check();
             (a, s.spent)
         };
-        let goal = or2(&definite, &u);
         // The encoding folds constants as it is built: a goal that is
         // already false (every path in scope keeps the invariant and none
         // reaches an unexpressible rule) needs no solver.
@@ -545,7 +557,7 @@ impl<'s> Checker<'s> {
     /// The nodes this check covers, in order.
     pub(crate) fn nodes(&self) -> std::ops::Range<usize> {
         match self.only {
-            Some(n) => n..(n + 1).min(self.snap.nodes.len()).max(n),
+            Some(n) => n..(n + 1).min(self.snap.nodes.len()),
             None => 0..self.snap.nodes.len(),
         }
     }
@@ -636,8 +648,8 @@ impl<'s> Checker<'s> {
     /// Addresses of the cluster's pods: Calico's IP pools and kube-proxy's
     /// cluster CIDR (the `! -s CIDR ... -j KUBE-MARK-MASQ` of KUBE-SERVICES),
     /// over every node.
-    pub(crate) fn pod_nets(&self) -> Vec<Ipv4Net> {
-        self.pod_nets.clone()
+    pub(crate) fn pod_nets(&self) -> &[Ipv4Net] {
+        &self.pod_nets
     }
 
     /// Every node's own addresses (loopback aside).
@@ -653,16 +665,11 @@ impl<'s> Checker<'s> {
     /// pod's, not a node's, not loopback, `0.0.0.0/8`, multicast or reserved.
     pub(crate) fn external(&self, a: &BV) -> Bool {
         let mut c = Vec::new();
-        for n in self.pod_nets() {
-            c.push(not(&in_net(a, &n)));
+        for n in self.pod_nets().iter().chain(&martian_sources()) {
+            c.push(not(&in_net(a, n)));
         }
         for x in self.node_addrs() {
             c.push(not(&a.feq(crate::encode::packet::addr(x))));
-        }
-        for n in ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"] {
-            if let Ok(net) = n.parse::<Ipv4Net>() {
-                c.push(not(&in_net(a, &net)));
-            }
         }
         crate::encode::all(&c)
     }
@@ -673,8 +680,8 @@ impl<'s> Checker<'s> {
     /// the scope decides then fold while the query is built.
     pub(crate) fn assume_external(&self, a: &BV) -> Bool {
         let c = self.external(a);
-        let mut outside = self.pod_nets();
-        outside.extend(["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"].iter().filter_map(|n| n.parse::<Ipv4Net>().ok()));
+        let mut outside = self.pod_nets().to_vec();
+        outside.extend(martian_sources());
         let outside_addrs = self.node_addrs().into_iter().map(u32::from).collect();
         crate::encode::packet::assume_addr(
             a,
@@ -700,7 +707,7 @@ impl<'s> Checker<'s> {
     /// node addresses) fold away. The caller must put the result in the
     /// query's scope.
     pub(crate) fn assume_pod_addr(&self, a: &BV) -> Bool {
-        let within = self.pod_nets();
+        let within = self.pod_nets().to_vec();
         let outside = self.node_addrs().into_iter().filter_map(|x| Ipv4Net::new(x, 32).ok()).collect();
         let c = self.pod_addr(a);
         let facts = crate::encode::packet::AddrFacts { within, outside, ..Default::default() };
@@ -786,8 +793,6 @@ pub(crate) fn own_addrs(n: &Node) -> Vec<Ipv4Addr> {
     n.interfaces.iter().flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).filter(|a| !a.is_loopback()).collect()
 }
 
-/// kube-proxy's cluster CIDR as its rules show it: the negated source of
-/// the `KUBE-MARK-MASQ` jumps in `KUBE-SERVICES`.
 /// The pod networks of [`Checker::pod_nets`], read once.
 fn pod_nets_of(snap: &Snapshot, intents: &[Intent]) -> Vec<Ipv4Net> {
     let mut v: Vec<Ipv4Net> = Vec::new();
@@ -808,6 +813,8 @@ fn pod_nets_of(snap: &Snapshot, intents: &[Intent]) -> Vec<Ipv4Net> {
     v
 }
 
+/// kube-proxy's cluster CIDR as its rules show it: the negated source of
+/// the `KUBE-MARK-MASQ` jumps in `KUBE-SERVICES`.
 fn cluster_cidrs(n: &Node) -> Vec<Ipv4Net> {
     let mut v = Vec::new();
     let Some(c) = n.ruleset.table(TableName::Nat).and_then(|t| t.chain("KUBE-SERVICES")) else { return v };
@@ -861,7 +868,7 @@ impl<'s> Checker<'s> {
     /// Ask whether some first packet node `n` receives by one of `devs`,
     /// within `shape`, has a passage (up to INPUT's entry when `upto_input`)
     /// in which `violation` holds; first over
-    /// the over-approximated passage ([`Detail::NatOnly`]), which settles
+    /// the over-approximated passage ([`Detail::nat_only`]), which settles
     /// most queries at a fraction of the size, then, when that one does not
     /// hold, over the exact passage. The answer is always the exact one's
     /// when there is a witness or an unknown, and the query returned is the
@@ -878,8 +885,7 @@ impl<'s> Checker<'s> {
         let over = Detail { upto_input, nat_only: true };
         let q = self.node_query_with(n, devs, pins, over, &shape)?;
         let v = violation(&q);
-        let settled = settles(&v, &q.passage.unknown);
-        if settled {
+        if crate::encode::is_false(&goal_of(&v, &q.passage.unknown).1) {
             self.folded += 1;
             return Some((q, QAnswer::Holds));
         }
@@ -891,45 +897,15 @@ impl<'s> Checker<'s> {
         // exactly; any that does not hold sends the whole to the exact
         // passage below.
         let own = match (pins.src, self.enc.node(n).and_then(crate::encode::route::local_unicast)) {
-            (None, Some(own)) if !own.is_empty() => own,
+            (None, Some(own)) => own,
             _ => Vec::new(),
         };
-        let mut q = q;
-        let mut all_hold = true;
-        if own.is_empty() {
-            all_hold = matches!(self.ask(&q.scope, &v, &q.passage.unknown), QAnswer::Holds);
+        let holds = if own.is_empty() {
+            matches!(self.ask(&q.scope, &v, &q.passage.unknown), QAnswer::Holds)
         } else {
-            drop(q);
-            let mut parts: Vec<Option<Ipv4Addr>> = own.iter().copied().map(Some).collect();
-            parts.push(None);
-            let mut last = None;
-            for part in parts {
-                let pq = match part {
-                    Some(a) => self.node_query_with(n, devs, Pins { src: Some(a), ..pins }, over, &shape)?,
-                    None => self.node_query_with(n, devs, pins, over, |c, ne, p| {
-                        let mut v = shape(c, ne, p);
-                        v.push(not(&one_of(&p.src, &own)));
-                        let outside =
-                            ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"].iter().filter_map(|x| x.parse().ok()).collect();
-                        let outside_addrs = own.iter().map(|a| u32::from(*a)).collect();
-                        crate::encode::packet::assume_addr(
-                            &p.src,
-                            crate::encode::packet::AddrFacts { outside, outside_addrs, ..Default::default() },
-                        );
-                        v
-                    })?,
-                };
-                let pv = violation(&pq);
-                let holds = matches!(self.ask(&pq.scope, &pv, &pq.passage.unknown), QAnswer::Holds);
-                last = Some(pq);
-                if !holds {
-                    all_hold = false;
-                    break;
-                }
-            }
-            q = last?;
-        }
-        if all_hold {
+            self.source_parts_hold(n, devs, pins, over, &shape, &violation, &own)?
+        };
+        if holds {
             return Some((q, QAnswer::Holds));
         }
         drop(q);
@@ -938,6 +914,46 @@ impl<'s> Checker<'s> {
         let v = violation(&q);
         let a = self.ask(&q.scope, &v, &q.passage.unknown);
         Some((q, a))
+    }
+
+    /// Whether [`Checker::node_ask`]'s over-approximated query holds on
+    /// each part of the source space: each of the node's addresses `own`
+    /// pinned, then every other source (told to the builders as a fact).
+    #[allow(clippy::too_many_arguments)]
+    fn source_parts_hold(
+        &mut self,
+        n: usize,
+        devs: &[u16],
+        pins: Pins,
+        over: Detail,
+        shape: &impl Fn(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
+        violation: &impl Fn(&NodeQuery) -> Bool,
+        own: &[Ipv4Addr],
+    ) -> Option<bool> {
+        for part in own.iter().copied().map(Some).chain([None]) {
+            let q = match part {
+                Some(a) => self.node_query_with(n, devs, Pins { src: Some(a), ..pins }, over, shape)?,
+                None => self.node_query_with(n, devs, pins, over, |c, ne, p| {
+                    let mut v = shape(c, ne, p);
+                    v.push(not(&one_of(&p.src, own)));
+                    let outside_addrs = own.iter().map(|a| u32::from(*a)).collect();
+                    crate::encode::packet::assume_addr(
+                        &p.src,
+                        crate::encode::packet::AddrFacts {
+                            outside: martian_sources(),
+                            outside_addrs,
+                            ..Default::default()
+                        },
+                    );
+                    v
+                })?,
+            };
+            let v = violation(&q);
+            if !matches!(self.ask(&q.scope, &v, &q.passage.unknown), QAnswer::Holds) {
+                return Some(false);
+            }
+        }
+        Some(true)
     }
 
     /// Encode node `n` receiving a symbolic first packet by one of `devs`,
@@ -969,15 +985,11 @@ impl<'s> Checker<'s> {
         // Martians the kernel drops before netfilter's routing decision
         // (ip_route_input_slow): sources in 0/8, 127/8, multicast or class
         // E; destinations in 0/8 or 127/8 from a device other than `lo`.
-        for net in ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"] {
-            if let Ok(net) = net.parse::<Ipv4Net>() {
-                scope.push(not(&in_net(&pkt.src, &net)));
-            }
+        for net in martian_sources() {
+            scope.push(not(&in_net(&pkt.src, &net)));
         }
-        for net in ["0.0.0.0/8", "127.0.0.0/8"] {
-            if let Ok(net) = net.parse::<Ipv4Net>() {
-                scope.push(not(&in_net(&pkt.dst, &net)));
-            }
+        for net in martian_destinations() {
+            scope.push(not(&in_net(&pkt.dst, &net)));
         }
         scope.extend(shape(self, ne, &pkt));
         let mut trail = Trail { record_hits: true, ..Trail::default() };

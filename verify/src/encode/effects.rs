@@ -32,7 +32,8 @@ pub struct Effects {
 }
 
 impl Effects {
-    /// The summary of `table` at `hook` (`None`: some rule reached has an
+    /// The summary at `hook` of the table whose chains `idx` holds by name
+    /// (`None`: some rule reached has an
     /// effect outside the summary's vocabulary, or the chains reached nest
     /// deeper than `max_depth`). A table without the hook's chain changes
     /// nothing.

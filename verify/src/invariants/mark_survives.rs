@@ -201,7 +201,7 @@ fn cut_scope(cut: &Cut, p: &crate::encode::packet::SymPacket) -> Vec<z3::ast::Bo
         v.push(not(&any(&cut.proto_not.iter().map(|x| p.proto.feq(bv8(*x))).collect::<Vec<_>>())));
     }
     // node_query's scope already keeps 0/8 and 127/8 out of the destination.
-    let martians: Vec<ipnet::Ipv4Net> = ["0.0.0.0/8", "127.0.0.0/8"].iter().filter_map(|n| n.parse().ok()).collect();
+    let martians = super::martian_destinations();
     if !cut.dst_not.is_empty() || cut.pins.dst.is_none() {
         assume_addr(
             &p.dst,
