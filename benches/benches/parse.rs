@@ -1,32 +1,31 @@
 //! Parse (and print) throughput of real iptables dumps, in bytes per second.
 //!
-//! Inputs, read from the shared reference material next to the repository
-//! (`../shared` from the workspace root): kube-proxy's own iptables-save of
+//! Inputs, read from the repository's `corpus/`: kube-proxy's own iptables-save of
 //! 100 Services (`svc100.node.iptables-save`, 370 KB) and the largest real
 //! dump of the corpus, the TUM chair firewall (5,556 rules, 446 KB). The TUM
 //! dump anonymised its MAC addresses as `XX:XX:XX:XX:XX:XX`, which
 //! iptables-restore (and natpath) refuse, so the bench replaces them with
-//! `00:00:00:00:00:00` (same length) before timing. When the shared
-//! directory is missing the bench says so and measures nothing.
+//! `00:00:00:00:00:00` (same length) before timing. When a file is
+//! missing the bench says so and measures nothing.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use natpath_model::parse::iptables::{parse, Options};
 use natpath_model::print::iptables_save;
 use std::path::PathBuf;
 
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus")
 }
 
 /// `(name, text)` of every input that exists and parses.
 fn inputs() -> Vec<(&'static str, String)> {
     let files = [
         ("svc100-iptables-save", "kube-proxy-reference/svc100.node.iptables-save"),
-        ("tum-i8-chair-5556-rules", "corpus-public/research-net-network/tum-i8-chair_iptables-save-2016-06-27.rules"),
+        ("tum-i8-chair-5556-rules", "public/research-net-network/tum-i8-chair_iptables-save-2016-06-27.rules"),
     ];
     let mut out = Vec::new();
     for (name, rel) in files {
-        let path = shared().join(rel);
+        let path = corpus().join(rel);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let text = text.replace("XX:XX:XX:XX:XX:XX", "00:00:00:00:00:00");

@@ -1,5 +1,5 @@
 //! The iptables dump parser and the canonical printer, from the outside:
-//! every iptables dump of the shared public corpus (parses and round-trips,
+//! every iptables dump of the public corpus (parses and round-trips,
 //! or is refused with the exact message iptables-restore's refusal maps
 //! to), the seed snapshots printed back byte for byte, exact error
 //! messages, golden canonical lines (each one checked against the real
@@ -7,8 +7,8 @@
 //! IR of kube-proxy's idioms, mutations of real lines (never a panic, errors
 //! always located), and, as an ignored test for root, the real iptables.
 //!
-//! The corpus is read from `/work/shared` (`CARGO_MANIFEST_DIR/../../shared`),
-//! not from the repository's `corpus/`.
+//! The dumps are read from the repository's `corpus/` (`public/`, the seed
+//! snapshots and `kube-proxy-reference/`).
 
 #[cfg(test)]
 mod common {
@@ -18,15 +18,15 @@ mod common {
     use natpath_model::ParseErrors;
     use std::path::PathBuf;
 
-    /// The shared reference material.
-    pub fn shared() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    /// The repository's corpus.
+    pub fn corpus() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus")
     }
 
-    /// A file of the shared material, as text.
+    /// A file of the corpus, as text.
     #[track_caller]
     pub fn read(rel: &str) -> String {
-        let path = shared().join(rel);
+        let path = corpus().join(rel);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
     }
 
@@ -81,7 +81,7 @@ mod common {
     }
 }
 
-/// One test per iptables dump of `corpus-public`: it parses (rule and note
+/// One test per iptables dump of `corpus/public`: it parses (rule and note
 /// counts pinned) and round-trips, or it is refused with the exact first
 /// error and error count. Refused, as iptables-restore 1.8.9 refuses them
 /// (PROVENANCE section 7): `x.x.x.x`, the garbled DNAT, the masked IPv6
@@ -137,7 +137,7 @@ mod corpus {
             $(
                 #[test]
                 fn $name() {
-                    check(concat!("corpus-public/", $path), $expect);
+                    check(concat!("public/", $path), $expect);
                 }
             )*
 
@@ -146,7 +146,7 @@ mod corpus {
             fn every_dump_is_listed() {
                 let listed: Vec<&str> = vec![$($path),*];
                 let mut found = Vec::new();
-                let root = shared().join("corpus-public");
+                let root = corpus().join("public");
                 for dir in std::fs::read_dir(&root).unwrap() {
                     let dir = dir.unwrap().path();
                     if !dir.is_dir() {
@@ -184,7 +184,7 @@ mod corpus {
         calico_vxlan_ipvs_nat: "blog-calico-vxlan-ipvs/mac-k8s_nat_ipvs-mode.rules" => parses(23, 0);
         cilium_ipvs_filter: "blog-cilium-kubeproxy-ipvs/filter.rules" => parses(50, 0);
         cilium_ipvs_nat_garbled_dnat: "blog-cilium-kubeproxy-ipvs/nat.rules" => refused(
-            "corpus-public/blog-cilium-kubeproxy-ipvs/nat.rules:52:122: expected an address range and/or port range `[ADDR[-ADDR]][:PORT[-PORT]]` after `--to-destination`, found `--random`",
+            "public/blog-cilium-kubeproxy-ipvs/nat.rules:52:122: expected an address range and/or port range `[ADDR[-ADDR]][:PORT[-PORT]]` after `--to-destination`, found `--random`",
             7,
         );
         demystifying_session_affinity: "blog-demystifying-kube-proxy-2017/node_nat_grep-session-affinity.partial.rules" => parses(9, 5);
@@ -194,7 +194,7 @@ mod corpus {
         flannel_before: "blog-flannel-kubeproxy/node-ctr_nat_before-flannel.rules" => parses(13, 0);
         minikube_calico_grep: "blog-k8s-networking-demystified-calico/minikube_filter_grep-cali95aa86cbb2a.partial.rules" => parses(26, 7);
         kr_bind_placeholder_addresses: "blog-kr-bind-externalip-2017/ares-k29_nat-filter_externalIP-affinity.rules" => refused(
-            "corpus-public/blog-kr-bind-externalip-2017/ares-k29_nat-filter_externalIP-affinity.rules:39:21: expected an IPv4 address after `-d`, found `x.x.x.x/32`",
+            "public/blog-kr-bind-externalip-2017/ares-k29_nat-filter_externalIP-affinity.rules:39:21: expected an IPv4 address after `-d`, found `x.x.x.x/32`",
             6,
         );
         weave_pre_cni: "gh-bossjones-kubeadm-weave/master_iptables-save_2018-11-30_pre-cni.rules" => parses(38, 0);
@@ -202,7 +202,7 @@ mod corpus {
         kind: "gh-ericpuwang-kind/kind-control-plane_iptables-save_v1.23.5.rules" => parses(71, 0);
         frag_amazon_vpc_cni: "issue-fragments/amazon-vpc-cni-k8s-pr34_calico-nat-tail-filter-head.fragment.rules" => parses(5, 9);
         frag_calico_3835_ipv6: "issue-fragments/calico-3835_ip6-nat-sep-counters.fragment.rules" => refused(
-            "corpus-public/issue-fragments/calico-3835_ip6-nat-sep-counters.fragment.rules:1:75: ip6tables dumps are not supported: `[xxxx:xxx:xxx:x::111]:6443` is an IPv6 address; natpath models IPv4 only",
+            "public/issue-fragments/calico-3835_ip6-nat-sep-counters.fragment.rules:1:75: ip6tables dumps are not supported: `[xxxx:xxx:xxx:x::111]:6443` is an IPv6 address; natpath models IPv4 only",
             1,
         );
         frag_calico_741_counters: "issue-fragments/calico-741_nat-tail-filter-head_counters.fragment.rules" => parses(8, 11);
@@ -214,7 +214,7 @@ mod corpus {
         frag_openshift_14195: "issue-fragments/openshift-origin-14195_nat-nodeports.fragment.rules" => parses(10, 9);
         k8s_multiple_tables_2015: "k8s-proxier-test/TestGetChainLinesMultipleTables_2015-userspace-proxy.rules" => parses(24, 0);
         k8s_get_chain_lines_2014_undeclared_docker: "k8s-proxier-test/TestGetChainLines_2014-iptables-save-1.4.7.rules" => refused(
-            "corpus-public/k8s-proxier-test/TestGetChainLines_2014-iptables-save-1.4.7.rules:6:47: chain `DOCKER` is not declared in table `nat` (jump from `PREROUTING`)",
+            "public/k8s-proxier-test/TestGetChainLines_2014-iptables-save-1.4.7.rules:6:47: chain `DOCKER` is not declared in table `nat` (jump from `PREROUTING`)",
             1,
         );
         k8s_overall_restore_input: "k8s-proxier-test/TestOverallIPTablesRules_v1.29-era.rules" => parses(65, 0);
@@ -232,11 +232,11 @@ mod corpus {
         research_synology: "research-net-network/synology-ds414_2016-07.rules" => parses(43, 0);
         research_tails: "research-net-network/tails-1.5_iptables-save.rules" => parses(34, 0);
         research_tum_anonymised_macs: "research-net-network/tum-i8-chair_iptables-save-2016-06-27.rules" => refused(
-            "corpus-public/research-net-network/tum-i8-chair_iptables-save-2016-06-27.rules:1826:50: expected a MAC address such as `00:1b:21:3a:4c:5d` after `--mac-source`, found `XX:XX:XX:XX:XX:XX`",
+            "public/research-net-network/tum-i8-chair_iptables-save-2016-06-27.rules:1826:50: expected a MAC address such as `00:1b:21:3a:4c:5d` after `--mac-source`, found `XX:XX:XX:XX:XX:XX`",
             101,
         );
         research_ugent_intrapositioned: "research-net-network/ugent_iptables-save.rules" => refused(
-            "corpus-public/research-net-network/ugent_iptables-save.rules:71:50: expected an IPv4 address after `-d`, found `!`: iptables 1.8 refuses intrapositioned negation, write `! -d 192.168.122.0/255.255.255.0`",
+            "public/research-net-network/ugent_iptables-save.rules:71:50: expected an IPv4 address after `-d`, found `!`: iptables 1.8 refuses intrapositioned negation, write `! -d 192.168.122.0/255.255.255.0`",
             101,
         );
     }
@@ -245,7 +245,7 @@ mod corpus {
     /// reads it so): the refusal is only about the placeholders.
     #[test]
     fn tum_parses_with_real_macs() {
-        let text = read("corpus-public/research-net-network/tum-i8-chair_iptables-save-2016-06-27.rules")
+        let text = read("public/research-net-network/tum-i8-chair_iptables-save-2016-06-27.rules")
             .replace("XX:XX:XX:XX:XX:XX", "00:00:00:00:00:00");
         let rs = parse_ok(&text, "tum");
         assert_eq!(rs.rule_count(), 5556);
@@ -257,7 +257,7 @@ mod corpus {
     #[test]
     fn fragment_forms() {
         use natpath_model::ruleset::{TableForm, TableName};
-        let rel = "corpus-public/issue-fragments/calico-741_nat-tail-filter-head_counters.fragment.rules";
+        let rel = "public/issue-fragments/calico-741_nat-tail-filter-head_counters.fragment.rules";
         let rs = parse_ok(&read(rel), rel);
         let forms: Vec<(TableName, TableForm)> = rs.tables.iter().map(|t| (t.name, t.form)).collect();
         assert_eq!(forms, vec![(TableName::Nat, TableForm::Headerless), (TableName::Filter, TableForm::Unterminated)]);
@@ -305,22 +305,22 @@ mod byte_identical {
 
     #[test]
     fn seed_ipip_local_node1() {
-        identical("seed/snapshot/seed-ipip-local/nodes/node1/iptables-save");
+        identical("seed-ipip-local/nodes/node1/iptables-save");
     }
 
     #[test]
     fn seed_ipip_local_node2() {
-        identical("seed/snapshot/seed-ipip-local/nodes/node2/iptables-save");
+        identical("seed-ipip-local/nodes/node2/iptables-save");
     }
 
     #[test]
     fn seed_ipip_remote_node1() {
-        identical("seed/snapshot/seed-ipip-remote/nodes/node1/iptables-save");
+        identical("seed-ipip-remote/nodes/node1/iptables-save");
     }
 
     #[test]
     fn seed_ipip_remote_node2() {
-        identical("seed/snapshot/seed-ipip-remote/nodes/node2/iptables-save");
+        identical("seed-ipip-remote/nodes/node2/iptables-save");
     }
 
     #[test]
@@ -1117,15 +1117,15 @@ mod mutations {
         C.get_or_init(|| {
             let mut files = Vec::new();
             for rel in [
-                "seed/snapshot/seed-ipip-local/nodes/node1/iptables-save",
+                "seed-ipip-local/nodes/node1/iptables-save",
                 "kube-proxy-reference/svc100.restore-input",
-                "corpus-public/blog-aks-calico-kubenet/node_filter.iptables-list-rules.txt",
-                "corpus-public/issue-fragments/calico-741_nat-tail-filter-head_counters.fragment.rules",
-                "corpus-public/gh-bossjones-kubeadm-weave/master_iptables-save_2018-12-03.rules",
-                "corpus-public/research-net-network/medium-sized-company_mainfw_2016-01-31.rules",
-                "corpus-public/k8s-proxier-test/TestOverallIPTablesRules_v1.29-era.rules",
-                "corpus-public/blog-aks-kubenet-service-types/5.5_loadbalancer-session-affinity.partial.rules",
-                "corpus-public/notes-centos7-flannel-libvirt/master-01_iptables-save_2024-03-11_broken-dns.rules",
+                "public/blog-aks-calico-kubenet/node_filter.iptables-list-rules.txt",
+                "public/issue-fragments/calico-741_nat-tail-filter-head_counters.fragment.rules",
+                "public/gh-bossjones-kubeadm-weave/master_iptables-save_2018-12-03.rules",
+                "public/research-net-network/medium-sized-company_mainfw_2016-01-31.rules",
+                "public/k8s-proxier-test/TestOverallIPTablesRules_v1.29-era.rules",
+                "public/blog-aks-kubenet-service-types/5.5_loadbalancer-session-affinity.partial.rules",
+                "public/notes-centos7-flannel-libvirt/master-01_iptables-save_2024-03-11_broken-dns.rules",
             ] {
                 files.push(read(rel).lines().map(str::to_string).collect());
             }
@@ -1274,7 +1274,7 @@ mod kernel {
     }
 
     fn real_save(rel: &str) -> Option<String> {
-        let path = shared().join(rel);
+        let path = corpus().join(rel);
         // Empty sets of the right dimension for every `--match-set`, then
         // the dump, then the save.
         let script = r#"f="$1"
@@ -1338,26 +1338,26 @@ iptables-restore && iptables-save -t "$1""#;
     #[ignore = "needs root, network namespaces, iptables-restore 1.8.9 and ipset"]
     fn printer_agrees_with_real_iptables_save() {
         let files = [
-            "seed/snapshot/seed-ipip-local/nodes/node1/iptables-save",
-            "seed/snapshot/seed-ipip-remote/nodes/node2/iptables-save",
+            "seed-ipip-local/nodes/node1/iptables-save",
+            "seed-ipip-remote/nodes/node2/iptables-save",
             "kube-proxy-reference/svc100.node.iptables-save",
             "kube-proxy-reference/svc100.restore-input",
-            "corpus-public/blog-calico-vxlan-ipvs/mac-k8s_nat_ipvs-mode.rules",
-            "corpus-public/blog-cilium-kubeproxy-ipvs/filter.rules",
-            "corpus-public/blog-flannel-kubeproxy/node-ctr_nat_before-flannel.rules",
-            "corpus-public/gh-bossjones-kubeadm-weave/master_iptables-save_2018-11-30_pre-cni.rules",
-            "corpus-public/gh-bossjones-kubeadm-weave/master_iptables-save_2018-12-03.rules",
-            "corpus-public/gh-ericpuwang-kind/kind-control-plane_iptables-save_v1.23.5.rules",
-            "corpus-public/k8s-proxier-test/TestGetChainLinesMultipleTables_2015-userspace-proxy.rules",
-            "corpus-public/notes-centos7-flannel-libvirt/master-01_iptables-save_2024-03-11_broken-dns.rules",
-            "corpus-public/research-net-network/corny-docker_topos4.1.rules",
-            "corpus-public/research-net-network/home-user_iptables-save.rules",
-            "corpus-public/research-net-network/medium-sized-company_mainfw_2016-01-31.rules",
-            "corpus-public/research-net-network/openlab-stettenstr_iptables-save.rules",
-            "corpus-public/research-net-network/sqrl-shorewall_2015-08.rules",
-            "corpus-public/research-net-network/srvs-ufw_server1.rules",
-            "corpus-public/research-net-network/synology-ds414_2016-07.rules",
-            "corpus-public/research-net-network/tails-1.5_iptables-save.rules",
+            "public/blog-calico-vxlan-ipvs/mac-k8s_nat_ipvs-mode.rules",
+            "public/blog-cilium-kubeproxy-ipvs/filter.rules",
+            "public/blog-flannel-kubeproxy/node-ctr_nat_before-flannel.rules",
+            "public/gh-bossjones-kubeadm-weave/master_iptables-save_2018-11-30_pre-cni.rules",
+            "public/gh-bossjones-kubeadm-weave/master_iptables-save_2018-12-03.rules",
+            "public/gh-ericpuwang-kind/kind-control-plane_iptables-save_v1.23.5.rules",
+            "public/k8s-proxier-test/TestGetChainLinesMultipleTables_2015-userspace-proxy.rules",
+            "public/notes-centos7-flannel-libvirt/master-01_iptables-save_2024-03-11_broken-dns.rules",
+            "public/research-net-network/corny-docker_topos4.1.rules",
+            "public/research-net-network/home-user_iptables-save.rules",
+            "public/research-net-network/medium-sized-company_mainfw_2016-01-31.rules",
+            "public/research-net-network/openlab-stettenstr_iptables-save.rules",
+            "public/research-net-network/sqrl-shorewall_2015-08.rules",
+            "public/research-net-network/srvs-ufw_server1.rules",
+            "public/research-net-network/synology-ds414_2016-07.rules",
+            "public/research-net-network/tails-1.5_iptables-save.rules",
         ];
         let mut checked = 0;
         for rel in files {

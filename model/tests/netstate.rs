@@ -23,15 +23,13 @@ use proptest::prelude::*;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-/// The shared reference material (`NATPATH_SHARED`, else `../../shared`).
-fn shared() -> PathBuf {
-    std::env::var_os("NATPATH_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+/// The repository's corpus (`corpus/`).
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
 }
 
 fn read(rel: &str) -> String {
-    let p = shared().join(rel);
+    let p = corpus().join(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -88,7 +86,7 @@ macro_rules! corpus {
 }
 
 corpus! { ADDR_FILES;
-    addr_seed_local_node1: ipaddr "seed/snapshot/seed-ipip-local/nodes/node1/ip-addr" => |v: &Vec<Interface>| {
+    addr_seed_local_node1: ipaddr "seed-ipip-local/nodes/node1/ip-addr" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "ens192", "tunl0", "cali583c2cee4e2"]);
         let t = iface(v, "tunl0");
         assert_eq!((t.index, t.link.as_deref(), t.link_type.as_deref(), t.mtu), (3, Some("NONE"), Some("ipip"), Some(1440)));
@@ -102,25 +100,25 @@ corpus! { ADDR_FILES;
         assert_eq!(v[0].addrs[0].scope, Scope::Host);
         assert_eq!(v[1].addrs[0], IfAddr { addr: net("10.0.0.51/24"), peer: None, broadcast: None, scope: Scope::Global, secondary: false, label: None, loc: Default::default() });
     };
-    addr_seed_local_node2: ipaddr "seed/snapshot/seed-ipip-local/nodes/node2/ip-addr" => |v: &Vec<Interface>| {
+    addr_seed_local_node2: ipaddr "seed-ipip-local/nodes/node2/ip-addr" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "ens192", "tunl0"]);
         assert_eq!(iface(v, "tunl0").addrs[0].addr, net("192.168.233.128/32"));
     };
-    addr_seed_remote_node1: ipaddr "seed/snapshot/seed-ipip-remote/nodes/node1/ip-addr" => |v: &Vec<Interface>| {
+    addr_seed_remote_node1: ipaddr "seed-ipip-remote/nodes/node1/ip-addr" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "ens192", "tunl0"]);
     };
-    addr_seed_remote_node2: ipaddr "seed/snapshot/seed-ipip-remote/nodes/node2/ip-addr" => |v: &Vec<Interface>| {
+    addr_seed_remote_node2: ipaddr "seed-ipip-remote/nodes/node2/ip-addr" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "ens192", "tunl0", "calib992f6c0b80"]);
         assert_eq!(iface(v, "calib992f6c0b80").link_addr.as_deref(), Some("ee:ee:ee:ee:ee:ee"));
     };
-    addr_eks: ipaddr "corpus-public/blog-eks-vpccni/node1_ip-addr.txt" => |v: &Vec<Interface>| {
+    addr_eks: ipaddr "public/blog-eks-vpccni/node1_ip-addr.txt" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "ens5", "eni14227b50c6b", "ens6"]);
         let a = &iface(v, "ens5").addrs[0];
         assert_eq!((a.addr, a.broadcast), (net("192.168.6.121/22"), Some(ip("192.168.7.255"))));
         assert_eq!(iface(v, "eni14227b50c6b").link.as_deref(), Some("if3"));
         assert!(iface(v, "eni14227b50c6b").addrs.is_empty(), "inet6 only");
     };
-    addr_openlab: ipaddr "corpus-public/research-net-network/openlab-stettenstr_ip-4-addr.txt" => |v: &Vec<Interface>| {
+    addr_openlab: ipaddr "public/research-net-network/openlab-stettenstr_ip-4-addr.txt" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "eth0", "eth4", "eth5", "eth6", "br0", "br1", "br2", "tap0", "tap20"]);
         assert_eq!(iface(v, "eth5").addrs[1].label.as_deref(), Some("eth5:0"));
         let tap = &iface(v, "tap0").addrs[0];
@@ -128,7 +126,7 @@ corpus! { ADDR_FILES;
         assert_eq!(iface(v, "tap20").index, 102);
         assert!(v.iter().all(|i| i.link_type.is_none()), "`ip -4 addr` has no link lines");
     };
-    addr_sqrl: ipaddr "corpus-public/research-net-network/sqrl-shorewall_2015-08_ip-addr.txt" => |v: &Vec<Interface>| {
+    addr_sqrl: ipaddr "public/research-net-network/sqrl-shorewall_2015-08_ip-addr.txt" => |v: &Vec<Interface>| {
         assert_eq!(v.len(), 16);
         assert_eq!(names(v)[..4], ["lo", "loben", "lua", "lup"]);
         let p = iface(v, "vpriv");
@@ -137,14 +135,14 @@ corpus! { ADDR_FILES;
         assert!(iface(v, "vocb-nic").addrs.is_empty());
         assert_eq!(iface(v, "wg").index, 20);
     };
-    addr_synology: ipaddr "corpus-public/research-net-network/synology-ds414_2016-07_ip-addr.txt" => |v: &Vec<Interface>| {
+    addr_synology: ipaddr "public/research-net-network/synology-ds414_2016-07_ip-addr.txt" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "eth0", "eth1", "sit0"]);
         let e = iface(v, "eth1");
         assert_eq!((e.flags[0].as_str(), e.state.as_deref(), e.is_up()), ("NO-CARRIER", Some("DOWN"), true));
         assert_eq!(iface(v, "sit0").link_type.as_deref(), Some("sit"));
         assert_eq!(iface(v, "eth0").link_addr.as_deref(), Some("XX:XX:XX:XX:XX:XX"));
     };
-    addr_tum: ipaddr "corpus-public/research-net-network/tum-i8-chair_ip-addr-2016-06-27.txt" => |v: &Vec<Interface>| {
+    addr_tum: ipaddr "public/research-net-network/tum-i8-chair_ip-addr-2016-06-27.txt" => |v: &Vec<Interface>| {
         assert_eq!(v.len(), 27);
         assert_eq!(names(v)[..5], ["lo", "eth0", "eth1", "eth1.96", "eth1.108"]);
         let e = iface(v, "eth1.1011");
@@ -153,7 +151,7 @@ corpus! { ADDR_FILES;
         assert_eq!(e.addrs.len(), 3);
         assert_eq!(v.iter().map(|i| i.addrs.len()).sum::<usize>(), 42);
     };
-    addr_ugent: ipaddr "corpus-public/research-net-network/ugent_ip-addr.txt" => |v: &Vec<Interface>| {
+    addr_ugent: ipaddr "public/research-net-network/ugent_ip-addr.txt" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "eth0", "eth1", "eth2", "virbr0"]);
         assert_eq!((iface(v, "virbr0").index, iface(v, "eth0").state.as_deref()), (6, None));
     };
@@ -164,15 +162,15 @@ corpus! { ADDR_FILES;
 /// MASQUERADE picks.
 #[test]
 fn addr_home_user_placeholder_is_refused() {
-    let rel = "corpus-public/research-net-network/home-user_ip-addr.txt";
+    let rel = "public/research-net-network/home-user_ip-addr.txt";
     assert_eq!(
         err(ipaddr::parse(&read(rel), rel)),
-        "corpus-public/research-net-network/home-user_ip-addr.txt:6:10: expected an IPv4 address with prefix length after `inet`, found `[PUBLIC`"
+        "public/research-net-network/home-user_ip-addr.txt:6:10: expected an IPv4 address with prefix length after `inet`, found `[PUBLIC`"
     );
 }
 
 corpus! { ROUTE_FILES;
-    route_seed_local_node1: iproute "seed/snapshot/seed-ipip-local/nodes/node1/ip-route" => |v: &Vec<Route>| {
+    route_seed_local_node1: iproute "seed-ipip-local/nodes/node1/ip-route" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 11);
         let r = route(v, "192.168.233.128/26");
         assert_eq!((r.kind, r.table, r.proto.as_deref(), r.metric), (RouteType::Unicast, TABLE_MAIN, Some("bird"), 0));
@@ -187,61 +185,61 @@ corpus! { ROUTE_FILES;
         assert_eq!(v.iter().filter(|r| r.table == TABLE_LOCAL).count(), 6);
         assert_eq!(route(v, "0.0.0.0/0").nexthops[0].via, Some(ip("10.0.0.1")));
     };
-    route_seed_local_node2: iproute "seed/snapshot/seed-ipip-local/nodes/node2/ip-route" => |v: &Vec<Route>| {
+    route_seed_local_node2: iproute "seed-ipip-local/nodes/node2/ip-route" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 10);
         assert_eq!(route(v, "192.168.231.64/26").nexthops[0].via, Some(ip("10.0.0.51")));
     };
-    route_seed_remote_node1: iproute "seed/snapshot/seed-ipip-remote/nodes/node1/ip-route" => |v: &Vec<Route>| {
+    route_seed_remote_node1: iproute "seed-ipip-remote/nodes/node1/ip-route" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 10);
     };
-    route_seed_remote_node2: iproute "seed/snapshot/seed-ipip-remote/nodes/node2/ip-route" => |v: &Vec<Route>| {
+    route_seed_remote_node2: iproute "seed-ipip-remote/nodes/node2/ip-route" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 11);
         assert_eq!(route(v, "192.168.233.136/32").nexthops[0].dev.as_deref(), Some("calib992f6c0b80"));
     };
-    route_eks: iproute "corpus-public/blog-eks-vpccni/node1_ip-route.txt" => |v: &Vec<Route>| {
+    route_eks: iproute "public/blog-eks-vpccni/node1_ip-route.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 5);
         let d = route(v, "0.0.0.0/0");
         assert_eq!((d.proto.as_deref(), d.src, d.metric), (Some("dhcp"), Some(ip("192.168.6.121")), 512));
     };
-    route_flannel: iproute "corpus-public/blog-flannel-kubeproxy/node-ctr_ip-route_after-flannel.txt" => |v: &Vec<Route>| {
+    route_flannel: iproute "public/blog-flannel-kubeproxy/node-ctr_ip-route_after-flannel.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 7);
         let f = route(v, "10.244.1.0/24");
         assert_eq!((f.nexthops[0].via, f.nexthops[0].dev.as_deref(), f.nexthops[0].onlink), (Some(ip("10.244.1.0")), Some("flannel.1"), true));
     };
-    route_weave_old_style: iproute "corpus-public/gh-bossjones-kubeadm-weave/master_ip-route_2018-11-30.txt" => |v: &Vec<Route>| {
+    route_weave_old_style: iproute "public/gh-bossjones-kubeadm-weave/master_ip-route_2018-11-30.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 4);
         let d = route(v, "172.17.0.0/16");
         assert_eq!((d.proto.as_deref(), d.scope, d.src), (Some("kernel"), Some(Scope::Link), Some(ip("172.17.0.1"))));
         assert_eq!(d.extra, [("linkdown".to_string(), String::new())]);
     };
-    route_calico_bird2: iproute "corpus-public/notes-calico-ipip-routes/k8s-node1_ip-route_calico-ipip_bird2.txt" => |v: &Vec<Route>| {
+    route_calico_bird2: iproute "public/notes-calico-ipip-routes/k8s-node1_ip-route_calico-ipip_bird2.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 10);
         assert_eq!(v.iter().filter(|r| r.nexthops.first().and_then(|h| h.dev.as_deref()) == Some("tunl0")).count(), 2);
         assert_eq!(route(v, "10.122.36.64/26").kind, RouteType::Blackhole);
     };
-    route_calico_annotated: iproute "corpus-public/notes-calico-ipip-routes/worker3-c1_ip-route_calico-ipip.txt" => |v: &Vec<Route>| {
+    route_calico_annotated: iproute "public/notes-calico-ipip-routes/worker3-c1_ip-route_calico-ipip.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 8);
         assert_eq!(route(v, "10.244.92.128/26").nexthops[0].via, Some(ip("192.168.3.126")), "the `# ...` annotation is a comment");
     };
-    route_openlab: iproute "corpus-public/research-net-network/openlab-stettenstr_ip-route.txt" => |v: &Vec<Route>| {
+    route_openlab: iproute "public/research-net-network/openlab-stettenstr_ip-route.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 53);
         let defaults: Vec<u32> = v.iter().filter(|r| r.dst.prefix_len() == 0).map(|r| r.metric).collect();
         assert_eq!(defaults, [0, 2, 3]);
     };
-    route_sqrl: iproute "corpus-public/research-net-network/sqrl-shorewall_routing-2016.txt" => |v: &Vec<Route>| {
+    route_sqrl: iproute "public/research-net-network/sqrl-shorewall_routing-2016.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 13);
         assert_eq!(route(v, "0.0.0.0/0").metric, 1024);
         assert_eq!(route(v, "10.13.37.0/24").nexthops[0].via, Some(ip("255.255.255.0")));
     };
-    route_synology: iproute "corpus-public/research-net-network/synology-ds414_2016-07_ip-route.txt" => |v: &Vec<Route>| {
+    route_synology: iproute "public/research-net-network/synology-ds414_2016-07_ip-route.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 2);
         assert_eq!(route(v, "0.0.0.0/0").src, Some(ip("192.168.178.37")));
     };
-    route_tum: iproute "corpus-public/research-net-network/tum-i8-chair_ip-route-2016-06-27.txt" => |v: &Vec<Route>| {
+    route_tum: iproute "public/research-net-network/tum-i8-chair_ip-route-2016-06-27.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 27);
         assert_eq!(route(v, "131.159.14.0/23").kind, RouteType::Blackhole);
     };
-    route_tum_table500: iproute "corpus-public/research-net-network/tum-i8-chair_ip-route-table500-2016-06-27.txt" => |v: &Vec<Route>| {
+    route_tum_table500: iproute "public/research-net-network/tum-i8-chair_ip-route-table500-2016-06-27.txt" => |v: &Vec<Route>| {
         assert_eq!(v.len(), 11);
         assert_eq!(v.iter().filter(|r| r.kind == RouteType::Throw).count(), 8);
         assert_eq!(route(v, "188.95.232.56/29").scope, Some(Scope::Link));
@@ -249,27 +247,27 @@ corpus! { ROUTE_FILES;
 }
 
 corpus! { RULE_FILES;
-    rule_seed_local_node1: iprule "seed/snapshot/seed-ipip-local/nodes/node1/ip-rule" => |v: &Vec<IpRule>| {
+    rule_seed_local_node1: iprule "seed-ipip-local/nodes/node1/ip-rule" => |v: &Vec<IpRule>| {
         let got: Vec<(u32, RuleAction)> = v.iter().map(|r| (r.priority, r.action.clone())).collect();
         assert_eq!(got, [(0, RuleAction::Lookup(TABLE_LOCAL)), (32766, RuleAction::Lookup(TABLE_MAIN)), (32767, RuleAction::Lookup(TABLE_DEFAULT))]);
         assert!(v.iter().all(|r| r.from.is_none() && r.fwmark.is_none()));
     };
-    rule_seed_local_node2: iprule "seed/snapshot/seed-ipip-local/nodes/node2/ip-rule" => |v: &Vec<IpRule>| assert_eq!(v.len(), 3);
-    rule_seed_remote_node1: iprule "seed/snapshot/seed-ipip-remote/nodes/node1/ip-rule" => |v: &Vec<IpRule>| assert_eq!(v.len(), 3);
-    rule_seed_remote_node2: iprule "seed/snapshot/seed-ipip-remote/nodes/node2/ip-rule" => |v: &Vec<IpRule>| assert_eq!(v.len(), 3);
-    rule_openlab: iprule "corpus-public/research-net-network/openlab-stettenstr_ip-rule.txt" => |v: &Vec<IpRule>| {
+    rule_seed_local_node2: iprule "seed-ipip-local/nodes/node2/ip-rule" => |v: &Vec<IpRule>| assert_eq!(v.len(), 3);
+    rule_seed_remote_node1: iprule "seed-ipip-remote/nodes/node1/ip-rule" => |v: &Vec<IpRule>| assert_eq!(v.len(), 3);
+    rule_seed_remote_node2: iprule "seed-ipip-remote/nodes/node2/ip-rule" => |v: &Vec<IpRule>| assert_eq!(v.len(), 3);
+    rule_openlab: iprule "public/research-net-network/openlab-stettenstr_ip-rule.txt" => |v: &Vec<IpRule>| {
         assert_eq!(v.len(), 6);
         assert_eq!((v[1].priority, v[1].fwmark, v[1].action.clone()), (32763, Some((3, u32::MAX)), RuleAction::Lookup(table_id("FREIFUNK").unwrap())));
         assert_ne!(table_id("FREIFUNK"), table_id("KABEL"));
     };
-    rule_tum: iprule "corpus-public/research-net-network/tum-i8-chair_ip-rule-2016-06-27.txt" => |v: &Vec<IpRule>| {
+    rule_tum: iprule "public/research-net-network/tum-i8-chair_ip-rule-2016-06-27.txt" => |v: &Vec<IpRule>| {
         assert_eq!(v.len(), 9);
         assert_eq!((v[1].priority, v[1].from, v[1].action.clone()), (32760, Some(net("185.86.232.0/22")), RuleAction::Lookup(500)));
     };
 }
 
 corpus! { IPSET_FILES;
-    ipset_seed_local_node1: ipset "seed/snapshot/seed-ipip-local/nodes/node1/ipset-save" => |v: &Vec<IpSet>| {
+    ipset_seed_local_node1: ipset "seed-ipip-local/nodes/node1/ipset-save" => |v: &Vec<IpSet>| {
         let n: Vec<&str> = v.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(n, ["cali40all-ipam-pools", "cali40all-hosts-net", "cali40masq-ipam-pools"]);
         let h = &v[1];
@@ -279,10 +277,10 @@ corpus! { IPSET_FILES;
         assert_eq!(h.options[0..2], [("family".to_string(), "inet".to_string()), ("hashsize".to_string(), "1024".to_string())]);
         assert_eq!(v[0].entries[0].net, Some(net("192.168.0.0/16")));
     };
-    ipset_seed_local_node2: ipset "seed/snapshot/seed-ipip-local/nodes/node2/ipset-save" => |v: &Vec<IpSet>| assert_eq!(v.len(), 3);
-    ipset_seed_remote_node1: ipset "seed/snapshot/seed-ipip-remote/nodes/node1/ipset-save" => |v: &Vec<IpSet>| assert_eq!(v.len(), 3);
-    ipset_seed_remote_node2: ipset "seed/snapshot/seed-ipip-remote/nodes/node2/ipset-save" => |v: &Vec<IpSet>| assert_eq!(v.len(), 3);
-    ipset_minikube_list: ipset "corpus-public/blog-k8s-networking-demystified-calico/minikube_ipset-list.txt" => |v: &Vec<IpSet>| {
+    ipset_seed_local_node2: ipset "seed-ipip-local/nodes/node2/ipset-save" => |v: &Vec<IpSet>| assert_eq!(v.len(), 3);
+    ipset_seed_remote_node1: ipset "seed-ipip-remote/nodes/node1/ipset-save" => |v: &Vec<IpSet>| assert_eq!(v.len(), 3);
+    ipset_seed_remote_node2: ipset "seed-ipip-remote/nodes/node2/ipset-save" => |v: &Vec<IpSet>| assert_eq!(v.len(), 3);
+    ipset_minikube_list: ipset "public/blog-k8s-networking-demystified-calico/minikube_ipset-list.txt" => |v: &Vec<IpSet>| {
         assert_eq!(v.len(), 1);
         assert_eq!((v[0].name.as_str(), v[0].kind), ("cali40s:LrVD8vMIGQDyv8Y7sPFB1Ge", SetType::HashNet));
         assert_eq!(v[0].entries[0].net, Some(net("10.88.0.27/32")));
@@ -291,20 +289,20 @@ corpus! { IPSET_FILES;
 }
 
 corpus! { SYSCTL_FILES;
-    sysctl_seed_local_node1: sysctl "seed/snapshot/seed-ipip-local/nodes/node1/sysctl" => |s: &Sysctl| {
+    sysctl_seed_local_node1: sysctl "seed-ipip-local/nodes/node1/sysctl" => |s: &Sysctl| {
         assert_eq!(s.values.len(), 10);
         assert_eq!((s.rp_filter("cali583c2cee4e2"), s.ip_forward(), s.route_localnet("ens192")), (1, true, true));
     };
-    sysctl_seed_local_node2: sysctl "seed/snapshot/seed-ipip-local/nodes/node2/sysctl" => |s: &Sysctl| assert_eq!(s.values.len(), 5);
-    sysctl_seed_remote_node1: sysctl "seed/snapshot/seed-ipip-remote/nodes/node1/sysctl" => |s: &Sysctl| assert_eq!(s.values.len(), 5);
-    sysctl_seed_remote_node2: sysctl "seed/snapshot/seed-ipip-remote/nodes/node2/sysctl" => |s: &Sysctl| assert_eq!(s.int("net.ipv4.conf.calib992f6c0b80.proxy_arp"), Some(1));
+    sysctl_seed_local_node2: sysctl "seed-ipip-local/nodes/node2/sysctl" => |s: &Sysctl| assert_eq!(s.values.len(), 5);
+    sysctl_seed_remote_node1: sysctl "seed-ipip-remote/nodes/node1/sysctl" => |s: &Sysctl| assert_eq!(s.values.len(), 5);
+    sysctl_seed_remote_node2: sysctl "seed-ipip-remote/nodes/node2/sysctl" => |s: &Sysctl| assert_eq!(s.int("net.ipv4.conf.calib992f6c0b80.proxy_arp"), Some(1));
 }
 
 /// The `ip link` file of the corpus is what a snapshot's `ip-link` holds
 /// (without `-d`): the same reader takes it.
 #[test]
 fn ip_link_reads_as_interfaces() {
-    let v = ok(ipaddr::parse, "corpus-public/blog-flannel-kubeproxy/node-ctr_ip-link_after-flannel.txt");
+    let v = ok(ipaddr::parse, "public/blog-flannel-kubeproxy/node-ctr_ip-link_after-flannel.txt");
     assert_eq!(names(&v), ["lo", "eth0", "eth1", "flannel.1"]);
     assert!(v.iter().all(|i| i.addrs.is_empty() && i.kind.is_none()));
 }
@@ -321,7 +319,7 @@ fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn rel(p: &Path) -> String {
-    p.strip_prefix(shared()).unwrap().to_string_lossy().replace('\\', "/")
+    p.strip_prefix(corpus()).unwrap().to_string_lossy().replace('\\', "/")
 }
 
 /// Every routing, address, rule, ipset and sysctl file of the corpus and the
@@ -329,12 +327,14 @@ fn rel(p: &Path) -> String {
 #[test]
 fn every_netstate_file_has_a_row() {
     let mut files = Vec::new();
-    all_files(&shared().join("corpus-public"), &mut files);
-    all_files(&shared().join("seed/snapshot"), &mut files);
+    all_files(&corpus().join("public"), &mut files);
+    for seed in ["seed-ipip-local", "seed-ipip-remote"] {
+        all_files(&corpus().join(seed).join("nodes"), &mut files);
+    }
     let covered: Vec<&str> = [ADDR_FILES, ROUTE_FILES, RULE_FILES, IPSET_FILES, SYSCTL_FILES]
         .concat()
         .into_iter()
-        .chain(["corpus-public/research-net-network/home-user_ip-addr.txt"])
+        .chain(["public/research-net-network/home-user_ip-addr.txt"])
         .collect();
     let mut missing = Vec::new();
     for f in &files {
@@ -389,11 +389,14 @@ fn expected_kind(r: &str) -> Result<DumpKind, String> {
 #[test]
 fn detect_every_corpus_file() {
     let mut files = Vec::new();
-    all_files(&shared().join("corpus-public"), &mut files);
-    all_files(&shared().join("seed/snapshot"), &mut files);
+    all_files(&corpus().join("public"), &mut files);
+    for seed in ["seed-ipip-local", "seed-ipip-remote"] {
+        all_files(&corpus().join(seed).join("nodes"), &mut files);
+        files.push(corpus().join(seed).join("cluster.toml"));
+    }
     let mut wrong = Vec::new();
     let mut named = 0;
-    for f in files.iter().filter(|f| !f.ends_with("PROVENANCE.md")) {
+    for f in files.iter().filter(|f| !f.ends_with("PROVENANCE.md") && !f.ends_with("README.md")) {
         let r = rel(f);
         let want = expected_kind(&r);
         named += usize::from(want.is_err());

@@ -13,14 +13,12 @@ use natpath_model::netstate::{RouteType, TABLE_LOCAL};
 use natpath_model::snapshot::{self, Snapshot, DEFAULT_IP_RULE, DEFAULT_SYSCTL};
 use std::path::{Path, PathBuf};
 
-fn shared() -> PathBuf {
-    std::env::var_os("NATPATH_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
 }
 
 fn seed(name: &str) -> PathBuf {
-    shared().join("seed/snapshot").join(name)
+    corpus().join(name)
 }
 
 #[track_caller]
@@ -277,7 +275,7 @@ fn missing_cluster_toml_and_nodes() {
         errs,
         [
             format!(
-                "{}:1:1: missing cluster.toml: expected the snapshot's manifest (SNAPSHOT.md)",
+                "{}:1:1: missing cluster.toml: expected the snapshot's manifest (docs/snapshot-format.md)",
                 dir.join("cluster.toml").display()
             ),
             format!("{}:1:1: missing directory nodes/: expected one directory per node", dir.join("nodes").display()),

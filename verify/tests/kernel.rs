@@ -26,20 +26,11 @@ use std::time::{Duration, Instant};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn seed(name: &str) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let local = manifest.join("../corpus").join(name);
-    if local.join("cluster.toml").is_file() {
-        return local;
-    }
-    let beside = manifest.join("../../shared/seed/snapshot").join(name);
-    if beside.join("cluster.toml").is_file() {
-        return beside;
-    }
-    Path::new("/work/shared/seed/snapshot").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(name)
 }
 
 fn opts() -> Options {
-    Options { helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_natpath-kernel-helper"))), ..Options::default() }
+    Options { helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_natpath"))), ..Options::default() }
 }
 
 /// Run, or `None` (after printing SKIPPED) when this machine cannot.
@@ -57,9 +48,13 @@ fn run(snapshot: &Path, probes: &[&str]) -> Option<kernel::Run> {
     }
 }
 
+/// What `cmd` prints; empty when it cannot start (a tool is missing: the
+/// run itself then says SKIPPED with the reason).
 fn sh(cmd: &[&str]) -> String {
-    let o = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    match Command::new(cmd[0]).args(&cmd[1..]).output() {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Err(_) => String::new(),
+    }
 }
 
 /// The root namespace's network state, without counters and timestamps.
@@ -275,7 +270,7 @@ fn helper_processes() -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|c| String::from_utf8_lossy(c).contains("natpath-kernel-helper"))
+        .filter(|c| String::from_utf8_lossy(c).contains("\0kernel-helper\0"))
         .count()
 }
 
