@@ -5,7 +5,7 @@
 //! - [`parse`] reads `iptables-save` (and `iptables -S`, kube-proxy's restore
 //!   input, greps of them), `ipset save`/`list`, `ip route`, `ip addr`,
 //!   `ip rule` and `sysctl` into the typed IR of [`ruleset`] and
-//!   [`netstate`]; [`snapshot`] loads a snapshot directory (SNAPSHOT.md)
+//!   [`netstate`]; [`snapshot`] loads a snapshot directory (docs/snapshot-format.md)
 //!   with its [`cluster`] manifest;
 //! - [`print`] writes the IR back as canonical iptables-save text.
 //!
@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod conntrack;
 pub mod error;
 pub mod fib;
+pub mod input;
 pub mod intent;
 pub mod loc;
 pub mod netstate;

@@ -1,4 +1,4 @@
-//! Loading a snapshot directory (SNAPSHOT.md) into one value: the manifest,
+//! Loading a snapshot directory (docs/snapshot-format.md) into one value: the manifest,
 //! and per node its ruleset, ipsets, interfaces, routes, policy rules,
 //! sysctls and, when given, device details, neighbours and fdb entries.
 //!
@@ -149,12 +149,10 @@ fn at_start(p: &Path) -> Loc {
 
 /// The text of `p`; `Ok(None)` when it does not exist.
 fn read_text(p: &Path) -> Result<Option<String>, ParseError> {
-    let bytes = match std::fs::read(p) {
+    let bytes = match crate::input::read_file(p) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ParseError::new(at_start(p), format!("cannot read the file: {}", e.to_string().to_lowercase())))
-        }
+        Err(crate::input::InputError::Missing(_)) => return Ok(None),
+        Err(e) => return Err(ParseError::new(at_start(p), e.reason())),
     };
     match String::from_utf8(bytes) {
         Ok(t) => Ok(Some(t)),
@@ -189,7 +187,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
         Ok(None) => {
             errs.push(ParseError::new(
                 at_start(&cpath),
-                "missing cluster.toml: expected the snapshot's manifest (SNAPSHOT.md)",
+                "missing cluster.toml: expected the snapshot's manifest (docs/snapshot-format.md)",
             ));
             None
         }

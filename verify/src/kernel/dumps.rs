@@ -204,12 +204,12 @@ fn bad(msg: String) -> KernelError {
 }
 
 fn read_text(path: &Path, required: bool) -> Result<Option<String>, KernelError> {
-    match std::fs::read(path) {
+    match natpath_model::input::read_file(path) {
         Ok(bytes) => String::from_utf8(bytes)
             .map(Some)
             .map_err(|_| bad(format!("{}: expected text, found bytes that are not UTF-8", path.display()))),
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(bad(format!("{}: cannot read: {e}", path.display()))),
+        Err(natpath_model::input::InputError::Missing(_)) if !required => Ok(None),
+        Err(e) => Err(bad(e.to_string())),
     }
 }
 
