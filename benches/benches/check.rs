@@ -6,7 +6,7 @@
 //! duration through `iter_custom`.
 //!
 //! A second group, `check at scale`, times whole single-invariant checks on
-//! generated kube-proxy + Calico clusters ([`natpath_benches::generate`],
+//! generated kube-proxy + Calico clusters ([`natpath_corpus::generate`],
 //! seed 1, 3 nodes): 100 and 1,000 Services by default, or the sizes in
 //! `NATPATH_BENCH_CHECK_SERVICES` (comma-separated): every invariant of the
 //! catalog on one thread, then the whole catalog as `natpath check` runs it
@@ -14,7 +14,7 @@
 #![expect(clippy::expect_used, reason = "a benchmark on a broken corpus should stop loudly")]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use natpath_benches::{generate, write_snapshot, Spec};
+use natpath_corpus::{generate, write_snapshot, Spec};
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_verify::invariants::{self, CheckOptions, NAMES};
 use std::path::{Path, PathBuf};

@@ -25,7 +25,7 @@ fn helper() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-    ["release", "debug"].iter().map(|p| target.join(p).join("natpath-kernel-helper")).find(|p| p.is_file())
+    ["release", "debug"].iter().map(|p| target.join(p).join("natpath")).find(|p| p.is_file())
 }
 
 fn bench(c: &mut Criterion) {

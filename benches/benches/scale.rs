@@ -3,7 +3,7 @@
 //! 10,000 Services (about 5 endpoints each, 3 nodes), measured in the same run.
 //!
 //! The snapshots are generated once, outside the timed loops
-//! ([`natpath_benches::generate`], seed 1); both groups read node-1's
+//! ([`natpath_corpus::generate`], seed 1); both groups read node-1's
 //! `iptables-save` and report bytes per second (`Throughput::Bytes`), so the
 //! two rates compare directly. `iptables-restore --test` runs inside a
 //! throwaway network namespace (with the node's ipsets restored first);
@@ -21,8 +21,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
-use natpath_benches::netns::{self, Netns};
-use natpath_benches::{generate, Spec};
+use natpath_corpus::netns::{self, Netns};
+use natpath_corpus::{generate, Spec};
 use natpath_model::parse::iptables::{parse, Options};
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];

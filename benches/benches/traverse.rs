@@ -2,7 +2,7 @@
 //! and the whole cluster walk (client → NodePort → endpoint → reply), on
 //! generated kube-proxy + Calico snapshots of 100, 1,000 and 10,000 Services.
 //!
-//! The snapshots are generated ([`natpath_benches::generate`], seed 1),
+//! The snapshots are generated ([`natpath_corpus::generate`], seed 1),
 //! written and loaded with `natpath_model::snapshot::load` once, outside the
 //! timed loops. The probe targets the NodePort of the *last* Cluster-policy
 //! NodePort/LoadBalancer Service with endpoints, so a rule-by-rule
@@ -20,8 +20,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
-use natpath_benches::cluster::{Protocol, ServiceType};
-use natpath_benches::{generate, spec, write_snapshot, Spec};
+use natpath_corpus::cluster::{Protocol, ServiceType};
+use natpath_corpus::{generate, spec, write_snapshot, Spec};
 use natpath_model::loc::Loc;
 use natpath_model::node::{NodeModel, NodeOptions, NodeTables};
 use natpath_model::packet::Packet;
@@ -90,7 +90,7 @@ fn bench_corpus(c: &mut Criterion) {
     }
     let json = std::fs::read_to_string(root.join("kube-proxy-reference/svc100.services.json"));
     let svc100 = json.map_err(|e| e.to_string()).and_then(|j| {
-        let g = natpath_benches::from_services_json(&j, "node-1").map_err(|e| e.to_string())?;
+        let g = natpath_corpus::from_services_json(&j, "node-1").map_err(|e| e.to_string())?;
         let dir = std::env::temp_dir().join(format!("natpath-traverse-svc100-{}", std::process::id()));
         write_snapshot(&g, &dir).map_err(|e| e.to_string())?;
         let loaded = snapshot::load(&dir).map_err(|e| e.to_string());

@@ -4,7 +4,7 @@
 //!
 //! Contract: [`generate`] is a pure function of its [`Spec`] (a seed makes
 //! it reproducible) and writes every dump the way the standard tools print
-//! it (SNAPSHOT.md); kube-proxy's rules are rendered as v1.28.7 renders them
+//! it (docs/snapshot-format.md); kube-proxy's rules are rendered as v1.28.7 renders them
 //! (chain names hashed as kube-proxy hashes them, see [`names`]), so that
 //! for a Services file [`from_services_json`] reproduces kube-proxy's own
 //! output line for line (`tests/generator.rs` pins this against the
@@ -16,7 +16,7 @@
 //! [`netdump`] text → [`GeneratedSnapshot`] → [`write_snapshot`].
 //!
 //! ```
-//! use natpath_benches::{generate, Spec};
+//! use natpath_corpus::{generate, Spec};
 //! let snap = generate(&Spec::with_services(20));
 //! assert_eq!(snap.nodes.len(), 3);
 //! let node1 = snap.node("node-1").unwrap();

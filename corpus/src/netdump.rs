@@ -11,7 +11,7 @@
 //! VXLAN), then one `cali…@if2` veth per local pod; a blackhole route per own
 //! block, a route per remote block (`via <node> dev tunl0 proto bird
 //! onlink`, or `via <vtep> dev vxlan.calico proto 80 onlink`), a /32 per
-//! local pod. The file layout is SNAPSHOT.md's.
+//! local pod. The file layout is docs/snapshot-format.md's.
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;

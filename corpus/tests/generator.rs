@@ -5,9 +5,8 @@
 //!
 //! The reference (`svc100.services.json`, `svc100.node.iptables-save`) is
 //! looked up in `$NATPATH_KUBE_PROXY_REFERENCE`, then
-//! `corpus/kube-proxy-reference/`, then `../shared/kube-proxy-reference/`
-//! next to the workspace. Kernel tests need root; without it, or without the
-//! reference, a test prints `SKIPPED: <reason>` and passes.
+//! `corpus/kube-proxy-reference/`. Kernel tests need root; without it a
+//! test prints `SKIPPED: <reason>` and passes.
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly on broken fixtures")]
 #![expect(clippy::indexing_slicing, reason = "test helpers index windows of known length")]
@@ -16,34 +15,26 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use natpath_benches::netns::{self, Netns};
-use natpath_benches::{from_services_json, generate, kube_proxy_save, write_snapshot, Encap, GeneratedSnapshot, Spec};
+use natpath_corpus::netns::{self, Netns};
+use natpath_corpus::{from_services_json, generate, kube_proxy_save, write_snapshot, Encap, GeneratedSnapshot, Spec};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
 }
 
-fn reference_dir() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Ok(dir) = std::env::var("NATPATH_KUBE_PROXY_REFERENCE") {
-        candidates.push(PathBuf::from(dir));
-    }
-    candidates.push(workspace().join("corpus/kube-proxy-reference"));
-    candidates.push(workspace().join("../shared/kube-proxy-reference"));
-    candidates.into_iter().find(|d| d.join("svc100.services.json").is_file())
+fn reference_dir() -> PathBuf {
+    std::env::var_os("NATPATH_KUBE_PROXY_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("corpus/kube-proxy-reference"))
 }
 
-/// The reference files, or `None` after printing SKIPPED.
+/// The reference files; the repository ships them, so a missing one fails.
 #[track_caller]
 fn reference() -> Option<(String, String)> {
-    let Some(dir) = reference_dir() else {
-        println!("SKIPPED: kube-proxy reference (svc100.services.json) not found; set NATPATH_KUBE_PROXY_REFERENCE");
-        eprintln!("SKIPPED: kube-proxy reference (svc100.services.json) not found; set NATPATH_KUBE_PROXY_REFERENCE");
-        return None;
-    };
-    let json = std::fs::read_to_string(dir.join("svc100.services.json")).unwrap();
-    let save = std::fs::read_to_string(dir.join("svc100.node.iptables-save")).unwrap();
-    Some((json, save))
+    let dir = reference_dir();
+    let read =
+        |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()));
+    Some((read("svc100.services.json"), read("svc100.node.iptables-save")))
 }
 
 /// Lines of a dump without `#` comment lines.

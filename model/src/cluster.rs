@@ -1,5 +1,5 @@
 //! `cluster.toml`: the hand-written manifest of what no dump can tell
-//! (SNAPSHOT.md): which directory is which node and its LAN interface, the
+//! (docs/snapshot-format.md): which directory is which node and its LAN interface, the
 //! machines outside the cluster, and where each pod lives.
 //!
 //! Contract: [`parse`] never panics; unknown keys, TOML syntax errors,

@@ -8,7 +8,7 @@
 //! and the source at POSTROUTING/INPUT (SNAT, un-DNAT). A connection enters
 //! the table only when its first packet is confirmed, at the end of
 //! POSTROUTING or INPUT: a packet dropped before that leaves nothing behind,
-//! and a retransmission is NEW again (DESIGN.md, measured on this kernel).
+//! and a retransmission is NEW again (docs/kernel-semantics.md, measured on this kernel).
 //!
 //! Contract: [`Conn::reply`] is always the inverse of the translated
 //! original tuple, so a reply translated by the bindings is the inverse of

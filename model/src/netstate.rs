@@ -4,7 +4,7 @@
 //!
 //! Contract: as for [`crate::ruleset`], values are typed and [`Loc`] does
 //! not take part in equality. Interfaces keep the kernel's device order,
-//! which MASQUERADE's address choice depends on (DESIGN.md).
+//! which MASQUERADE's address choice depends on (docs/kernel-semantics.md).
 
 use crate::loc::Loc;
 use crate::ruleset::{PortRange, Proto};
@@ -414,7 +414,7 @@ impl Sysctl {
         self.values.get(key).and_then(|v| v.trim().parse().ok())
     }
 
-    /// `net.ipv4.ip_forward` (default 1 when absent, SNAPSHOT.md).
+    /// `net.ipv4.ip_forward` (default 1 when absent, docs/snapshot-format.md).
     pub fn ip_forward(&self) -> bool {
         self.int("net.ipv4.ip_forward").unwrap_or(1) != 0
     }

@@ -1,7 +1,7 @@
 //! One node's packet path: the IPv4 hooks in the kernel's order with their
 //! tables, conntrack, NAT, the routing decision and reverse path filtering.
 //!
-//! Semantics (DESIGN.md, net/ipv4/ip_input.c, ip_forward.c, ip_output.c):
+//! Semantics (docs/kernel-semantics.md, net/ipv4/ip_input.c, ip_forward.c, ip_output.c):
 //! - received: raw PREROUTING, conntrack, mangle PREROUTING, nat PREROUTING
 //!   (DNAT for a first packet, the binding otherwise), routing with
 //!   `fib_validate_source` (rp_filter), then either INPUT (mangle, filter,
@@ -32,7 +32,7 @@ use std::rc::Rc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeOptions {
     /// Treat IPIP carrier flows (protocol 4 between two nodes) without an
-    /// entry as ESTABLISHED, as they are on a live cluster (DESIGN.md).
+    /// entry as ESTABLISHED, as they are on a live cluster (docs/kernel-semantics.md).
     /// VXLAN carriers are not: each outer flow takes a source port hashed
     /// from the inner flow and its answer comes back on another one, so the
     /// kernel keeps them UNREPLIED (NEW), measured on this kernel.

@@ -4,7 +4,7 @@
 //! read (addresses, protocol, ports, TCP flags, ICMP type, length, TTL) and
 //! the skb state netfilter keeps beside them (the mark). An encapsulated
 //! packet carries its inner packet; marks are per node and start at 0 when
-//! a packet arrives from a wire or a tunnel (DESIGN.md).
+//! a packet arrives from a wire or a tunnel (docs/kernel-semantics.md).
 
 use crate::ruleset::Proto;
 use std::fmt;

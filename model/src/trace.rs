@@ -1,7 +1,7 @@
 //! A probe's journey as data: branches with exact probabilities, outcomes,
 //! every rule that took effect on every node, the packet the destination
 //! saw and the reply the sender got. Serialises to the `natpath.trace/1`
-//! JSON contract (DESIGN.md).
+//! JSON contract (docs/output.md, schemas/natpath.trace.v1.json).
 
 use crate::packet::Hook;
 use crate::ruleset::{Proto, TableName};

@@ -207,7 +207,7 @@ impl Trail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeOptions {
     /// Tunnel carrier flows without an entry are ESTABLISHED, as on a live
-    /// cluster (DESIGN.md; the model's default).
+    /// cluster (docs/kernel-semantics.md; the model's default).
     pub carrier_established: bool,
     /// Bound on the chain call depth.
     pub max_depth: usize,

@@ -1,4 +1,4 @@
-//! The invariant catalog of DESIGN.md, checked for every packet with the SMT
+//! The invariant catalog (docs/invariants.md), checked for every packet with the SMT
 //! encoding, and the `natpath check` command.
 //!
 //! Each invariant lives in its own file under its catalog name (a `NAME`
@@ -109,7 +109,7 @@ impl Default for CheckOptions {
     }
 }
 
-/// The catalog's names, in DESIGN.md order.
+/// The catalog's names, in the order of docs/invariants.md.
 pub const NAMES: [&str; 9] = [
     masq_iff_mark::NAME,
     reply_finds_origin::NAME,
@@ -257,9 +257,29 @@ const BY_NODE: [&str; 6] = [
 /// the verdict one run over every node gives. The verdicts come back in
 /// the order of `names`.
 pub fn check_many(snap: &Snapshot, names: &[&str], opts: &CheckOptions) -> Vec<Verdict> {
+    check_many_with(snap, names, opts, &|_, _, _| {})
+}
+
+/// [`check_many`], telling `progress` after each part how many parts are
+/// done, how many there are, and what was just checked (`invariant` or
+/// `invariant on node`). It is called from the checking threads.
+pub fn check_many_with(
+    snap: &Snapshot,
+    names: &[&str],
+    opts: &CheckOptions,
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Vec<Verdict> {
     let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
     if threads == 1 {
-        return names.iter().filter_map(|n| check(snap, n, opts)).collect();
+        return names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                let v = check(snap, n, opts);
+                progress(i + 1, names.len(), n);
+                v
+            })
+            .collect();
     }
     let nodes = snap.nodes.len();
     // (index in `names`, the one node or every node)
@@ -278,6 +298,7 @@ pub fn check_many(snap: &Snapshot, names: &[&str], opts: &CheckOptions) -> Vec<V
     // per check at 10k Services).
     let prepared = Prepared::new(snap, opts);
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let finished = std::sync::atomic::AtomicUsize::new(0);
     let mut done: Vec<Option<Option<Part>>> = (0..jobs.len()).map(|_| None).collect();
     std::thread::scope(|sc| {
         let workers: Vec<_> = (0..threads)
@@ -289,6 +310,11 @@ pub fn check_many(snap: &Snapshot, names: &[&str], opts: &CheckOptions) -> Vec<V
                         let Some(&(i, only)) = jobs.get(k) else { break };
                         let Some(name) = names.get(i) else { break };
                         mine.push((k, check_part(snap, name, opts, only, Some(&prepared))));
+                        let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        match only.and_then(|o| snap.nodes.get(o)) {
+                            Some(node) => progress(n, jobs.len(), &format!("{name} on {}", node.name)),
+                            None => progress(n, jobs.len(), name),
+                        }
                     }
                     mine
                 })
@@ -1194,98 +1220,8 @@ pub(crate) fn ep_str(e: &Endpoint) -> String {
     format!("{}:{}", e.address, e.port)
 }
 
-// ---------------------------------------------------------------------------
-// The command line.
-
-struct Args {
-    snapshot: String,
-    names: Vec<String>,
-    json: bool,
-    timeout: Option<Duration>,
-}
-
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut it = args.iter().peekable();
-    if it.peek().map(|s| s.as_str()) == Some("check") {
-        it.next();
-    }
-    let mut snapshot = None;
-    let mut names = Vec::new();
-    let mut json = false;
-    let mut timeout = Some(Duration::from_secs(30));
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--invariant" => {
-                let n = it.next().ok_or("expected an invariant name after `--invariant`")?;
-                if !NAMES.contains(&n.as_str()) {
-                    return Err(format!("unknown invariant `{n}`; the catalog has {}", NAMES.join(", ")));
-                }
-                names.push(n.clone());
-            }
-            "--format" => match it.next().map(|s| s.as_str()) {
-                Some("text") => json = false,
-                Some("json") => json = true,
-                Some(f) => return Err(format!("expected `text` or `json` after `--format`, found `{f}`")),
-                None => return Err("expected `text` or `json` after `--format`".into()),
-            },
-            "--timeout" => {
-                let v = it.next().ok_or("expected seconds after `--timeout`")?;
-                let s: f64 = v.parse().map_err(|_| format!("expected seconds after `--timeout`, found `{v}`"))?;
-                if !(s > 0.0 && s.is_finite()) {
-                    return Err(format!("expected a positive number of seconds after `--timeout`, found `{v}`"));
-                }
-                timeout = Some(Duration::from_secs_f64(s));
-            }
-            s if s.starts_with('-') => return Err(format!("unknown option `{s}` for `natpath check`")),
-            s => {
-                if snapshot.is_some() {
-                    return Err(format!("expected one SNAPSHOT, found a second one `{s}`"));
-                }
-                snapshot = Some(s.to_string());
-            }
-        }
-    }
-    let snapshot =
-        snapshot.ok_or("usage: natpath check SNAPSHOT [--invariant NAME]... [--format text|json] [--timeout SECS]")?;
-    Ok(Args { snapshot, names, json, timeout })
-}
-
-/// `natpath check SNAPSHOT [--invariant NAME]... [--format text|json]
-/// [--timeout SECS]`: print each invariant's verdict and times; exit 0 when
-/// all hold, 1 on a violation (with its counterexample), 2 on bad input, 3
-/// when a verdict is unknown.
-pub fn check_cli(args: &[String]) -> i32 {
-    let a = match parse_args(args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("natpath check: {e}");
-            return 2;
-        }
-    };
-    let snap = match natpath_model::snapshot::load(std::path::Path::new(&a.snapshot)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
-    };
-    let opts = CheckOptions { timeout: a.timeout, ..CheckOptions::default() };
-    let names: Vec<&str> =
-        if a.names.is_empty() { NAMES.to_vec() } else { a.names.iter().map(String::as_str).collect() };
-    let verdicts = check_many(&snap, &names, &opts);
-    if verdicts.len() != names.len() {
-        eprintln!("natpath check: internal error: a checker thread failed; verdicts are missing");
-        return 3;
-    }
-    if a.json {
-        println!("{}", crate::invariants::report_json(&a.snapshot, &snap, &verdicts));
-    } else {
-        print!("{}", report_text(&a.snapshot, &snap, &verdicts));
-    }
-    exit_code(&verdicts)
-}
-
-/// DESIGN.md's exit code for a set of verdicts.
+/// The exit code of a set of verdicts: 1 when one is violated, else 3 when
+/// one is unknown, else 0.
 pub fn exit_code(verdicts: &[Verdict]) -> i32 {
     if verdicts.iter().any(|v| matches!(v.outcome, Outcome::Violated(_))) {
         1
@@ -1294,130 +1230,6 @@ pub fn exit_code(verdicts: &[Verdict]) -> i32 {
     } else {
         0
     }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
-}
-
-/// How many notes per invariant the text report shows.
-const TEXT_NOTES: usize = 5;
-
-/// The verdicts as text: one line per invariant, then each counterexample.
-pub fn report_text(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(s, "natpath check {path}");
-    for v in verdicts {
-        let _ = writeln!(
-            s,
-            "  {:<24} {:<8} encode {:>9}  solve {:>9}  ({} {}{}{})",
-            v.name,
-            v.outcome.word(),
-            ms(v.encode),
-            ms(v.solve),
-            v.queries,
-            if v.queries == 1 { "query" } else { "queries" },
-            if v.folded > 0 { format!(", {} settled while encoding", v.folded) } else { String::new() },
-            if v.refined > 0 { format!(", {} asked again exactly", v.refined) } else { String::new() }
-        );
-    }
-    for v in verdicts {
-        match &v.outcome {
-            Outcome::Holds => {}
-            Outcome::Unknown(why) => {
-                let _ = writeln!(s, "\n{} is unknown:", v.name);
-                for l in why.lines() {
-                    let _ = writeln!(s, "  {l}");
-                }
-            }
-            Outcome::Violated(cx) => {
-                let _ = writeln!(s, "\n{} is violated: {}", v.name, cx.summary);
-                let from = cx.from.as_deref().map(|f| format!(" from {f}")).unwrap_or_default();
-                let _ = writeln!(s, "  packet: {}{from}, arriving at {} by {}", cx.packet, cx.node, cx.iface);
-                for d in &cx.draws {
-                    let _ = writeln!(s, "  draw: {} {} = {}", d.kind, d.rule, d.value);
-                }
-                if !cx.rules.is_empty() {
-                    let _ = writeln!(s, "  rules (encoding):");
-                    for r in &cx.rules {
-                        let _ = writeln!(s, "    {r}");
-                    }
-                }
-                let _ = writeln!(s, "  replay (model): {}", cx.replay.outcome);
-                for st in &cx.replay.steps {
-                    let _ = writeln!(s, "    {st}");
-                }
-            }
-        }
-        // A large cluster can have a note per Service: the text report shows
-        // the first few (the JSON report has them all).
-        for n in v.notes.iter().take(TEXT_NOTES) {
-            let _ = writeln!(s, "  note ({}): {n}", v.name);
-        }
-        if v.notes.len() > TEXT_NOTES {
-            let _ = writeln!(
-                s,
-                "  note ({}): and {} more like these (--format json lists them all)",
-                v.name,
-                v.notes.len() - TEXT_NOTES
-            );
-        }
-    }
-    let mut defaults = Vec::new();
-    for n in &snap.nodes {
-        for d in &n.defaults {
-            defaults.push(format!("{}: {d}", n.name));
-        }
-    }
-    if !defaults.is_empty() {
-        let _ = writeln!(s, "\ndefaults used:");
-        for d in defaults {
-            let _ = writeln!(s, "  {d}");
-        }
-    }
-    s
-}
-
-/// The verdicts as JSON (`"schema": "natpath.check/1"`).
-pub fn report_json(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String {
-    let vs: Vec<serde_json::Value> = verdicts
-        .iter()
-        .map(|v| {
-            let mut o = serde_json::json!({
-                "invariant": v.name,
-                "verdict": v.outcome.word(),
-                "encode_ms": v.encode.as_secs_f64() * 1000.0,
-                "solve_ms": v.solve.as_secs_f64() * 1000.0,
-                "queries": v.queries,
-                "settled_while_encoding": v.folded,
-                "asked_again_exactly": v.refined,
-                "notes": v.notes,
-            });
-            if let Some(map) = o.as_object_mut() {
-                match &v.outcome {
-                    Outcome::Holds => {}
-                    Outcome::Unknown(why) => {
-                        map.insert("reason".into(), serde_json::json!(why));
-                    }
-                    Outcome::Violated(cx) => {
-                        map.insert("counterexample".into(), serde_json::to_value(cx).unwrap_or_default());
-                    }
-                }
-            }
-            o
-        })
-        .collect();
-    let defaults: Vec<String> =
-        snap.nodes.iter().flat_map(|n| n.defaults.iter().map(move |d| format!("{}: {d}", n.name))).collect();
-    let doc = serde_json::json!({
-        "schema": "natpath.check/1",
-        "snapshot": path,
-        "verdicts": vs,
-        "defaults": defaults,
-        "exit": exit_code(verdicts),
-    });
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 /// The destinations a query over "any of node's own addresses" splits

@@ -30,7 +30,7 @@
 //! - tunnel carrier flows are made ESTABLISHED before the probe (one hello
 //!   each way), as on a live cluster, unless `new_carriers` is set.
 
-mod cli;
+pub mod cli;
 pub mod compare;
 pub mod conntrack;
 pub mod counters;
@@ -42,7 +42,7 @@ mod probe;
 mod tun;
 pub mod wire;
 
-pub use cli::{kernel_check_cli, result_text};
+pub use crate::report::kernel::result_text;
 pub use compare::{compare, Difference};
 
 use serde::Serialize;
@@ -150,8 +150,9 @@ pub struct Options {
     pub new_carriers: bool,
     /// How long a probe waits for its answer.
     pub reply_timeout: Duration,
-    /// The `natpath-kernel-helper` program (found beside the running
-    /// executable, or by `NATPATH_KERNEL_HELPER`, when not set).
+    /// The `natpath` program whose hidden `kernel-helper` subcommand runs
+    /// inside the namespaces (`NATPATH_KERNEL_HELPER`, else the running
+    /// program, when not set: a test binary must set it).
     pub helper: Option<PathBuf>,
 }
 
@@ -278,6 +279,17 @@ pub fn run(snapshot_dir: &Path, probes: &[Probe]) -> Result<Vec<ProbeResult>, Ke
 
 /// Rebuild `snapshot_dir`, run `probes`, tear down; with timings.
 pub fn run_with(snapshot_dir: &Path, probes: &[Probe], opts: &Options) -> Result<Run, KernelError> {
+    run_observed(snapshot_dir, probes, opts, &|_, _| {})
+}
+
+/// [`run_with`], telling `progress` how many steps are done (the lab's
+/// setup is the first, then one per probe) and what comes next.
+pub fn run_observed(
+    snapshot_dir: &Path,
+    probes: &[Probe],
+    opts: &Options,
+    progress: &dyn Fn(usize, &str),
+) -> Result<Run, KernelError> {
     let dumps = dumps::load(snapshot_dir)?;
     let names = lab::source_names(&dumps);
     for p in probes {
@@ -300,8 +312,10 @@ pub fn run_with(snapshot_dir: &Path, probes: &[Probe], opts: &Options) -> Result
     let mut lab = lab::Lab::build(&dumps, opts, helper, &direct)?;
     let mut results = Vec::new();
     for (i, p) in probes.iter().enumerate() {
+        progress(i + 1, &format!("probe {p}"));
         results.push(probe::run_probe(&mut lab, &dumps, p, opts, i == 0)?);
     }
+    progress(probes.len() + 1, "removing the namespaces");
     let setup_ms = ms(lab.setup);
     let mut notes = std::mem::take(&mut lab.notes);
     notes.dedup();
@@ -328,31 +342,16 @@ fn euid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Locate the helper program.
+/// The program that serves as the referee's helper inside the namespaces:
+/// `PROGRAM kernel-helper ...` (the hidden subcommand of `natpath`).
 pub fn find_helper(explicit: Option<&Path>) -> Result<PathBuf, KernelError> {
-    const NAME: &str = "natpath-kernel-helper";
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
     if let Some(p) = std::env::var_os("NATPATH_KERNEL_HELPER") {
         return Ok(PathBuf::from(p));
     }
-    let exe =
-        std::env::current_exe().map_err(|e| KernelError::CannotRun(format!("cannot find the running program: {e}")))?;
-    let mut dir = exe.parent();
-    // Beside the program, or one level up (cargo puts test binaries in deps/).
-    for _ in 0..2 {
-        let Some(d) = dir else { break };
-        let c = d.join(NAME);
-        if c.is_file() {
-            return Ok(c);
-        }
-        dir = d.parent();
-    }
-    Err(KernelError::CannotRun(format!(
-        "`{NAME}` is not beside {} (build it with `cargo build -p natpath-verify`, or set NATPATH_KERNEL_HELPER)",
-        exe.display()
-    )))
+    std::env::current_exe().map_err(|e| KernelError::CannotRun(format!("cannot find the running program: {e}")))
 }
 
 /// Whether this machine can run the referee; returns the helper's path.

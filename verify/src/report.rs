@@ -1,5 +1,10 @@
-//! Report writers: what a person or a CI system reads.
+//! Report writers: what a person or a CI system reads. Each writer takes
+//! the library's results (a summary, a trace, verdicts, a kernel run) and
+//! returns text; the command line only picks one and prints it.
 
+pub mod check;
 pub mod dot;
+pub mod kernel;
+pub mod style;
 pub mod summary;
 pub mod text;

@@ -73,7 +73,8 @@ fn trace_port_out_of_range() {
     }
     let (code, _, err) =
         natpath(&["trace", &corpus("seed-ipip-remote"), "--from", "client", "--to", "10.0.0.51:32220", "--sport", "0"]);
-    assert_eq!((code, err.trim()), (2, "natpath: expected a port (1-65535) after `--sport`, found `0`"));
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: invalid value '0' for '--sport <PORT>': 0 is not in 1..=65535"), "{err}");
 }
 
 #[test]
@@ -194,4 +195,213 @@ fn usage_errors_exit_2() {
     let (code, _, err) = natpath(&["parse", "/nonexistent/natpath"]);
     assert_eq!(code, 2);
     assert!(err.starts_with("natpath: /nonexistent/natpath: cannot read"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// The command line's definition: help pinned, version, completions, man.
+
+/// Compare with the pinned file under `verify/tests/cli/`, or rewrite it
+/// with `NATPATH_BLESS=1`.
+#[track_caller]
+fn pinned(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli").join(name);
+    if std::env::var_os("NATPATH_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing pinned file {} (run with NATPATH_BLESS=1)", path.display()));
+    assert_eq!(expected, actual, "{} changed; review it and rewrite it with NATPATH_BLESS=1", path.display());
+}
+
+/// Run natpath with no terminal width to wrap to (help wraps at 100).
+fn natpath_plain(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_natpath"))
+        .args(args)
+        .env_remove("COLUMNS")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("natpath runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_of_every_subcommand_is_pinned() {
+    for (file, args) in [
+        ("natpath.help", vec!["--help"]),
+        ("natpath.h", vec!["-h"]),
+        ("parse.help", vec!["parse", "--help"]),
+        ("trace.help", vec!["trace", "--help"]),
+        ("check.help", vec!["check", "--help"]),
+        ("kernel-check.help", vec!["kernel-check", "--help"]),
+        ("generate.help", vec!["generate", "--help"]),
+        ("completions.help", vec!["completions", "--help"]),
+        ("man.help", vec!["man", "--help"]),
+    ] {
+        let (code, out, err) = natpath_plain(&args);
+        assert_eq!(code, 0, "natpath {args:?}: {err}");
+        assert!(err.is_empty(), "natpath {args:?} wrote to stderr: {err}");
+        pinned(file, &out);
+    }
+}
+
+#[test]
+fn every_subcommand_help_has_examples() {
+    for sub in ["parse", "trace", "check", "kernel-check", "generate", "completions", "man"] {
+        let (_, out, _) = natpath_plain(&[sub, "--help"]);
+        assert!(out.contains("Examples:\n  natpath "), "natpath {sub} --help has no examples:\n{out}");
+    }
+}
+
+#[test]
+fn version_names_the_crate_version() {
+    let (code, out, _) = natpath_plain(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, format!("natpath {}\n", env!("CARGO_PKG_VERSION")));
+    let (code, out, _) = natpath_plain(&["check", "--version"]);
+    assert_eq!((code, out.starts_with("natpath-check ")), (0, true), "{out}");
+}
+
+#[test]
+fn options_take_their_value_with_an_equals_sign() {
+    let snap = corpus("seed-ipip-remote");
+    let (code, spaced, _) =
+        natpath(&["trace", &snap, "--from", "client", "--to", "10.0.0.51:32220", "--format", "json"]);
+    assert_eq!(code, 0);
+    let (code, joined, _) = natpath(&["trace", &snap, "--from=client", "--to=10.0.0.51:32220", "--format=json"]);
+    assert_eq!(code, 0);
+    assert_eq!(spaced, joined);
+    let (code, out, _) = natpath(&["check", &snap, "--invariant=fair-balancing", "--format=json", "--timeout=5"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdicts"].as_array().unwrap().len(), 1);
+    assert_eq!(v["verdicts"][0]["invariant"], "fair-balancing");
+}
+
+#[test]
+fn numbers_out_of_bounds_are_usage_errors_not_crashes() {
+    let snap = corpus("seed-ipip-remote");
+    for args in [
+        vec!["check", snap.as_str(), "--timeout", "1e20"],
+        vec!["check", snap.as_str(), "--timeout", "-1"],
+        vec!["check", snap.as_str(), "--timeout", "NaN"],
+        vec!["generate", "/nonexistent/natpath-gen", "--services", "99999999999"],
+        vec!["generate", "/nonexistent/natpath-gen", "--nodes", "0"],
+        vec!["kernel-check", snap.as_str(), "--timeout-ms", "999999"],
+        vec!["trace", snap.as_str(), "--from", "client", "--to", "10.0.0.51:32220", "--sport", "65536"],
+    ] {
+        let (code, out, err) = natpath(&args);
+        assert_eq!(code, 2, "natpath {args:?}: {err}");
+        assert!(out.is_empty(), "natpath {args:?} printed {out}");
+        assert!(err.starts_with("error: invalid value"), "natpath {args:?}: {err}");
+    }
+    // Each bound alone holds, their product too.
+    let (code, _, err) = natpath(&["generate", "/nonexistent/natpath-gen", "--services", "50000", "--nodes", "1000"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is more than natpath generates"), "{err}");
+}
+
+#[test]
+fn an_unknown_invariant_lists_the_catalog() {
+    let (code, _, err) = natpath(&["check", &corpus("seed-ipip-remote"), "--invariant", "masq-if-mark"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid value 'masq-if-mark' for '--invariant <NAME>'"), "{err}");
+    assert!(err.contains("masq-iff-mark"), "{err}");
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for (shell, marker) in [("bash", "_natpath()"), ("zsh", "#compdef natpath"), ("fish", "complete -c natpath")] {
+        let (code, out, err) = natpath_plain(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains(marker), "{shell} completions lack `{marker}`");
+        for sub in ["trace", "check", "kernel-check", "generate"] {
+            assert!(out.contains(sub), "{shell} completions lack `{sub}`");
+        }
+        assert!(!out.contains("kernel-helper"), "{shell} completions offer the hidden helper");
+    }
+    // bash can read what it is given.
+    let (_, script, _) = natpath_plain(&["completions", "bash"]);
+    let status = Command::new("bash").args(["-n", "-c", &script]).status();
+    if let Ok(s) = status {
+        assert!(s.success(), "bash -n refuses the completion script");
+    }
+}
+
+#[test]
+fn man_pages_come_from_the_same_definition() {
+    let (code, out, _) = natpath_plain(&["man"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(".ie \\n(.g .ds Aq"), "{}", &out[..out.len().min(200)]);
+    assert!(out.contains(".TH natpath 1"), "no .TH header");
+    assert!(out.contains("kernel\\-check"), "the page does not list kernel-check");
+    let dir = std::env::temp_dir().join(format!("natpath-man-{}", std::process::id()));
+    let (code, _, err) = natpath_plain(&["man", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let mut pages: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    pages.sort();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        pages,
+        [
+            "natpath-check.1",
+            "natpath-completions.1",
+            "natpath-generate.1",
+            "natpath-kernel-check.1",
+            "natpath-man.1",
+            "natpath-parse.1",
+            "natpath-trace.1",
+            "natpath.1"
+        ]
+    );
+}
+
+#[test]
+fn no_colour_in_a_pipe_nor_with_no_color() {
+    let snap = corpus("seed-ipip-remote");
+    let (_, plain, _) = natpath(&["check", &snap, "--invariant", "fair-balancing"]);
+    assert!(!plain.contains('\x1b'), "colour in a pipe: {plain}");
+    let (_, forced, _) = natpath(&["check", &snap, "--invariant", "fair-balancing", "--color", "always"]);
+    assert!(forced.contains("\x1b[32mholds\x1b[0m"), "{forced}");
+    let out = Command::new(env!("CARGO_BIN_EXE_natpath"))
+        .args(["check", &snap, "--invariant", "fair-balancing", "--color", "always"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\x1b'), "colour despite NO_COLOR");
+}
+
+#[test]
+fn no_progress_on_stderr_when_it_is_not_a_terminal() {
+    let (code, _, err) = natpath(&["check", &corpus("seed-ipip-remote")]);
+    assert_eq!(code, 0);
+    assert_eq!(err, "", "check wrote to a piped stderr");
+}
+
+#[test]
+fn a_named_pipe_or_a_device_is_refused_not_waited_on() {
+    let (code, _, err) = natpath(&["parse", "/dev/zero"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim(), "natpath: /dev/zero: cannot read: expected a regular file, found a character device");
+    let dir = copy_snapshot("seed-ipip-remote", "fifo");
+    let dump = dir.join("nodes/node1/iptables-save");
+    std::fs::remove_file(&dump).unwrap();
+    let made = Command::new("mkfifo").arg(&dump).status().map(|s| s.success()).unwrap_or(false);
+    if made {
+        let (code, _, err) = natpath(&["check", dir.to_str().unwrap()]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(
+                "nodes/node1/iptables-save:1:1: cannot read the file: expected a regular file, found a named pipe"
+            ),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,7 +3,7 @@
 //! path filtering, for a packet that arrives on a device and for one the
 //! node sends itself.
 //!
-//! Semantics (DESIGN.md; net/ipv4/ip_input.c, ip_forward.c, ip_output.c), as
+//! Semantics (docs/kernel-semantics.md; net/ipv4/ip_input.c, ip_forward.c, ip_output.c), as
 //! the model's `node` has them:
 //! - received: raw PREROUTING, conntrack, mangle PREROUTING, nat PREROUTING
 //!   (DNAT for a first packet, the binding otherwise), routing with

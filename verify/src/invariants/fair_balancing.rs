@@ -10,7 +10,7 @@
 //! p_j is `p31 / 2^31` of rule j's `statistic` draw (1 for a rule without
 //! one), and it takes share p_i of that. This is not an SMT query: the
 //! encoding treats every draw as a free choice, and the shares are a
-//! separate exact check (DESIGN.md).
+//! separate exact check (docs/kernel-semantics.md).
 //!
 //! Contract: a rule that picks an endpoint under any condition other than a
 //! random draw (a source match, an `nth` counter) makes the verdict unknown,

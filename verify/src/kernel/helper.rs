@@ -1,5 +1,6 @@
 //! The referee's small programs that must run *inside* a namespace (started
-//! by `ip netns exec NS natpath-kernel-helper SUBCOMMAND ...`):
+//! by `ip netns exec NS natpath kernel-helper SUBCOMMAND ...`, a hidden
+//! subcommand of the one `natpath` binary):
 //!
 //! - `relay`: the user-space IPIP tunnel behind the TUN device `tunl0`.
 //!   Inner packets read from the TUN are sent as real protocol-4 packets
@@ -56,7 +57,7 @@ pub fn helper_main(args: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             emit(json!({"ev": "error", "message": e}));
-            eprintln!("natpath-kernel-helper {cmd}: {e}");
+            eprintln!("natpath kernel-helper {cmd}: {e}");
             1
         }
     }

@@ -33,6 +33,9 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The hidden subcommand of `natpath` that runs the helper programs.
+pub(crate) const HELPER_SUBCOMMAND: &str = crate::cli::KERNEL_HELPER;
+
 const CMD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// sysctl keys under `net.ipv4.conf.<if>.` that are replayed from the dump.
@@ -385,7 +388,7 @@ impl Lab {
     }
 
     fn global_sysctls(&mut self, node: &NodeDumps, ns: &str) -> Result<(), KernelError> {
-        // SNAPSHOT.md's defaults first, then what the dump says, globals
+        // docs/snapshot-format.md's defaults first, then what the dump says, globals
         // before `default` so new devices inherit it.
         let mut kvs = vec![
             kv("net.ipv6.conf.all.disable_ipv6", "1"),
@@ -398,7 +401,7 @@ impl Lab {
         ];
         if node.sysctls.is_empty() {
             self.notes.push(format!(
-                "node `{}`: no sysctl dump: ip_forward 1, rp_filter 0, route_localnet 0 (SNAPSHOT.md defaults)",
+                "node `{}`: no sysctl dump: ip_forward 1, rp_filter 0, route_localnet 0 (the snapshot format's defaults, docs/snapshot-format.md)",
                 node.name
             ));
         }
@@ -712,7 +715,7 @@ impl Lab {
 
     fn spawn(&mut self, ns: &str, args: &[String], tag: &str) -> Result<(), KernelError> {
         let helper = self.helper.to_string_lossy().into_owned();
-        let mut cmd = vec![helper.as_str()];
+        let mut cmd = vec![helper.as_str(), HELPER_SUBCOMMAND];
         cmd.extend(args.iter().map(String::as_str));
         let log = exec::spawn_helper(self.id, &in_ns(ns, &cmd), tag, self.tx.clone())?;
         self.logs.push((tag.to_string(), log));
@@ -791,7 +794,7 @@ impl Lab {
                 any = true;
                 check(
                     "sending a carrier hello",
-                    &in_ns(&ns, &[&helper, "hello", "--to", &gw.to_string()]),
+                    &in_ns(&ns, &[&helper, HELPER_SUBCOMMAND, "hello", "--to", &gw.to_string()]),
                     None,
                     CMD_DEADLINE,
                 )?;

@@ -122,6 +122,7 @@ pub(crate) fn run_probe(
         &src_ns,
         &[
             &helper,
+            super::lab::HELPER_SUBCOMMAND,
             "probe",
             "--proto",
             probe.proto.name(),

@@ -10,6 +10,9 @@ use natpath_model::snapshot::Snapshot;
 use std::fmt::Write;
 
 /// One table's counts.
+/// The schema name of `natpath parse --format json`.
+pub const SCHEMA: &str = "natpath.parse/1";
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TableSummary {
     /// The table.
@@ -140,7 +143,7 @@ pub fn node(
 /// Summarise a snapshot.
 pub fn snapshot(snap: &Snapshot, path: &str) -> Summary {
     Summary {
-        schema: "natpath.parse/1",
+        schema: SCHEMA,
         kind: "snapshot".into(),
         path: path.to_string(),
         hosts: snap.cluster.hosts.iter().map(|h| format!("{} {}", h.name, h.address)).collect(),

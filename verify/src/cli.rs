@@ -1,0 +1,607 @@
+//! The `natpath` command line: its one definition (clap derive), and the
+//! dispatch of each subcommand to the library. Help, shell completions and
+//! the man page are generated from the same definition (`natpath
+//! completions SHELL`, `natpath man`), so they cannot drift apart.
+//!
+//! Contract: every subcommand returns the project's exit code: 0 all hold
+//! (or the command did what was asked), 1 a violation, 2 bad input or
+//! usage (the message names file:line), 3 unknown (unsupported rule,
+//! solver timeout, cannot run here). Every number a user
+//! gives is bounded here, before any work starts, so that no flag can make
+//! natpath panic or allocate without limit. stdout carries the answer;
+//! stderr carries diagnostics and, on a terminal only, progress.
+
+use crate::invariants::{self, CheckOptions, NAMES};
+use crate::report::{self, style::Style};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use natpath_model::parse::{self, detect::DumpKind, iptables};
+use natpath_model::ruleset::{Proto, TableName};
+use natpath_model::snapshot;
+use natpath_model::walk::{self, TraceOptions};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Exact NodePort packet paths and invariants for kube-proxy + Calico clusters.
+#[derive(Debug, Parser)]
+#[command(
+    name = "natpath",
+    version,
+    about = "Exact NodePort packet paths and invariants for kube-proxy + Calico clusters",
+    long_about = "natpath reads what standard tools print on a Kubernetes node (iptables-save, ipset save, \
+ip route, ip addr, ip rule, sysctl) and tells exactly what happens to a packet: which rule of \
+which chain on which node touched it, where it was DNATed and masqueraded, which tunnel it \
+crossed and whether the reply found its way back. `check` proves invariants for every packet \
+with an SMT solver; `kernel-check` replays probes on the real kernel in network namespaces.",
+    after_help = "Exit codes: 0 holds or done, 1 a violation, 2 bad input or usage, 3 unknown or cannot run here.\n\
+Docs: docs/snapshot-format.md (input), docs/invariants.md (check), docs/output.md (outputs).",
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Print nothing on stderr but errors (no progress).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour the text output (never when NO_COLOR is set).
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    pub color: ColorWhen,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    Auto,
+    /// Always (still never with NO_COLOR).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse a snapshot or one dump file and summarise it.
+    #[command(after_help = "Examples:\n  \
+natpath parse corpus/seed-ipip-remote\n  \
+natpath parse corpus/seed-ipip-remote/nodes/node1/iptables-save --table nat\n  \
+natpath parse corpus/kube-proxy-reference/svc100.node.iptables-save --format json")]
+    Parse(ParseArgs),
+    /// Trace one packet and its reply across the nodes of a snapshot.
+    #[command(after_help = "Examples:\n  \
+natpath trace corpus/seed-ipip-remote --from client --to 10.0.0.51:32220\n  \
+natpath trace corpus/multi-endpoint --from client --to 10.0.0.51:32220 --seed 7\n  \
+natpath trace corpus/calico-vxlan --from client --to 10.0.0.51:32220 --format dot | dot -Tsvg > trace.svg\n\n\
+Every branch of a random choice (statistic) is traced with its exact probability unless --seed picks one.\n\
+Exit 0 when traced, 2 for bad input, 3 when a branch is unknown (a rule natpath cannot model).")]
+    Trace(TraceArgs),
+    /// Prove the invariant catalog for every packet (SMT), with counterexamples.
+    #[command(after_help = "Examples:\n  \
+natpath check corpus/seed-ipip-remote\n  \
+natpath check corpus/broken-no-mark-masq --invariant nodeport-reachable\n  \
+natpath check /tmp/g10k --format json --timeout 60 > verdicts.json\n\n\
+The invariants are described in docs/invariants.md.\n\
+Exit 0 when every invariant holds, 1 on a violation (its packet is replayed in the model and \
+printed), 3 when a verdict is unknown (unsupported rule, solver timeout), 2 for bad input.")]
+    Check(CheckArgs),
+    /// Rebuild the snapshot in network namespaces and compare the kernel with the model (root).
+    #[command(after_help = "Examples:\n  \
+natpath kernel-check corpus/seed-ipip-remote\n  \
+natpath kernel-check corpus/seed-ipip-local --probe client:10.0.0.52:32220/tcp --format json\n\n\
+It needs root, network namespaces, iptables, ipset, conntrack and iproute2.\n\
+Without --probe, the snapshot's `probes` file is used (one FROM:IP:PORT/PROTO per line).\n\
+Namespaces are never linked to the root namespace and are removed on exit, error or Ctrl-C.\n\
+Exit 0 when kernel and model agree, 1 on a difference, 2 for bad input, 3 when it cannot run here.")]
+    KernelCheck(KernelCheckArgs),
+    /// Write a snapshot shaped like kube-proxy v1.28 + Calico output, at any scale.
+    #[command(after_help = "Examples:\n  \
+natpath generate /tmp/g1k --services 1000\n  \
+natpath generate /tmp/g30 --services 300 --nodes 30 --vxlan\n  \
+natpath generate /tmp/svc100 --from-services corpus/kube-proxy-reference/svc100.services.json")]
+    Generate(GenerateArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+natpath completions bash > /etc/bash_completion.d/natpath\n  \
+natpath completions zsh > \"${fpath[1]}/_natpath\"\n  \
+natpath completions fish > ~/.config/fish/completions/natpath.fish")]
+    Completions(CompletionsArgs),
+    /// Write the man pages (natpath.1 and one page per subcommand).
+    #[command(after_help = "Examples:\n  \
+natpath man > natpath.1\n  \
+natpath man --dir /usr/local/share/man/man1")]
+    Man(ManArgs),
+}
+
+/// Output formats of `parse` and `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text for people.
+    Text,
+    /// One JSON document (its schema is in schemas/).
+    Json,
+}
+
+/// Output formats of `trace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    /// Text for people.
+    Text,
+    /// One JSON document, schema natpath.trace/1.
+    Json,
+    /// A Graphviz digraph of the walk.
+    Dot,
+}
+
+/// Transport protocols a probe can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtoArg {
+    /// TCP (a SYN).
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP (an INIT).
+    Sctp,
+}
+
+/// Arguments of `natpath parse`.
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// A snapshot directory, or one dump file (its kind is detected).
+    pub path: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Read only this table of an iptables dump.
+    #[arg(long, value_parser = parse_table, value_name = "TABLE")]
+    pub table: Option<TableName>,
+    /// Accept rules natpath cannot model; verdicts that depend on them are unknown.
+    #[arg(long)]
+    pub lenient: bool,
+}
+
+/// Arguments of `natpath trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The snapshot directory.
+    pub snapshot: PathBuf,
+    /// Who sends: a host, pod (namespace/name) or node of the snapshot.
+    #[arg(long, value_name = "NAME")]
+    pub from: String,
+    /// Where to: an address and port, e.g. a node's NodePort.
+    #[arg(long, value_name = "IP:PORT")]
+    pub to: String,
+    /// Transport protocol.
+    #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
+    pub proto: ProtoArg,
+    /// Source port of the packet.
+    #[arg(long, default_value_t = 40000, value_parser = clap::value_parser!(u16).range(1..), value_name = "PORT")]
+    pub sport: u16,
+    /// Follow one branch of every random choice, drawn with this seed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Take tunnel carrier flows as NEW (IPIP carriers are ESTABLISHED by default).
+    #[arg(long)]
+    pub new_carriers: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+    pub format: TraceFormat,
+}
+
+/// Arguments of `natpath check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The snapshot directory.
+    pub snapshot: PathBuf,
+    /// Check only these invariants (repeat the flag); all by default.
+    #[arg(long = "invariant", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(NAMES))]
+    pub invariants: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Bound on each solver query, in seconds (a timeout makes the verdict unknown).
+    #[arg(long, default_value = "30", value_parser = parse_timeout, value_name = "SECS", allow_hyphen_values = true)]
+    pub timeout: Duration,
+}
+
+/// Arguments of `natpath kernel-check`.
+#[derive(Debug, Args)]
+pub struct KernelCheckArgs {
+    /// The snapshot directory.
+    pub snapshot: PathBuf,
+    /// A probe FROM:IP:PORT/PROTO (repeat the flag); the snapshot's `probes` file by default.
+    #[arg(long = "probe", value_name = "FROM:IP:PORT/PROTO")]
+    pub probes: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Leave tunnel carrier flows NEW (no hello before the probes).
+    #[arg(long)]
+    pub new_carriers: bool,
+    /// How long a probe waits for its answer, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000), value_name = "MS")]
+    pub timeout_ms: u64,
+    /// Run the kernel side only, without comparing with the model.
+    #[arg(long)]
+    pub kernel_only: bool,
+}
+
+/// The largest cluster `generate` writes: Services, nodes, and both
+/// together (about 2.6 KB of dumps per Service and node).
+pub const MAX_SERVICES: usize = 50_000;
+/// See [`MAX_SERVICES`].
+pub const MAX_NODES: usize = 1_000;
+/// See [`MAX_SERVICES`].
+pub const MAX_SERVICE_NODES: usize = 1_000_000;
+
+/// Arguments of `natpath generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The directory to write the snapshot to (created if needed).
+    pub dir: PathBuf,
+    /// Number of Services.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_SERVICES as u64), value_name = "N")]
+    pub services: u64,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=MAX_NODES as u64), value_name = "M")]
+    pub nodes: u64,
+    /// Seed: the same arguments and seed write the same snapshot.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub seed: u64,
+    /// Calico VXLAN instead of IPIP.
+    #[arg(long)]
+    pub vxlan: bool,
+    /// Render the Services of this file (kube-proxy reference format) instead.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["services", "nodes", "seed", "vxlan"])]
+    pub from_services: Option<PathBuf>,
+    /// With --from-services: the node kube-proxy runs on.
+    #[arg(long, default_value = "node-1", value_name = "NAME", requires = "from_services")]
+    pub node: String,
+}
+
+/// Arguments of `natpath completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `natpath man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write natpath.1 and natpath-SUBCOMMAND.1 into this directory instead of natpath.1 to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+fn parse_table(s: &str) -> Result<TableName, String> {
+    TableName::from_name(s).ok_or_else(|| format!("expected raw, mangle, nat, filter or security, found `{s}`"))
+}
+
+/// The longest `--timeout`: a day per query.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("expected seconds, found `{s}`"))?;
+    if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+        return Err(format!("expected seconds in (0, {MAX_TIMEOUT_SECS}], found `{s}`"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The command line's definition, for help, completions and man pages.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// A usage or input error: exit code 2, printed as `natpath: MESSAGE`.
+#[derive(Debug)]
+pub struct Bad(pub String);
+
+/// What the process does around a command: where progress goes, colour.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    /// Progress may be drawn (stderr is a terminal and no `--quiet`).
+    pub progress: bool,
+    /// Text output is coloured.
+    pub style: Style,
+}
+
+impl Ui {
+    fn new(cli: &Cli) -> Ui {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let color = !no_color
+            && match cli.color {
+                ColorWhen::Always => true,
+                ColorWhen::Never => false,
+                ColorWhen::Auto => std::io::stdout().is_terminal(),
+            };
+        Ui { progress: !cli.quiet && std::io::stderr().is_terminal(), style: Style { color } }
+    }
+
+    /// A progress bar of `total` steps on stderr, hidden unless [`Ui::progress`].
+    pub fn bar(&self, total: u64, what: &str) -> indicatif::ProgressBar {
+        if !self.progress {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {wide_msg} ({elapsed}, about {eta} left)",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(what.to_string());
+        bar
+    }
+}
+
+/// The first argument that runs the kernel referee's helper programs
+/// instead of the command line: `natpath kernel-helper relay|serve|probe|hello
+/// ...`, started by `kernel-check` inside its namespaces. It is not part of
+/// the command line users see (no help, no completion), and its arguments
+/// are the helper's own protocol (`crate::kernel::helper`).
+pub const KERNEL_HELPER: &str = "kernel-helper";
+
+/// Run the command line of this process; returns the exit code.
+pub fn main() -> u8 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == KERNEL_HELPER) {
+        let rest: Vec<String> = args.iter().skip(2).map(|a| a.to_string_lossy().into_owned()).collect();
+        return clamp(crate::kernel::helper::helper_main(&rest));
+    }
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print to stdout and exit 0; usage errors exit 2.
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let ui = Ui::new(&cli);
+    let result = match cli.command {
+        Command::Parse(a) => cmd_parse(&a),
+        Command::Trace(a) => cmd_trace(&a, &ui),
+        Command::Check(a) => cmd_check(&a, &ui),
+        Command::KernelCheck(a) => Ok(crate::kernel::cli::kernel_check(&a, &ui)),
+        Command::Generate(a) => cmd_generate(&a),
+        Command::Completions(a) => {
+            let mut out = Vec::new();
+            clap_complete::generate(a.shell, &mut command(), "natpath", &mut out);
+            emit_bytes(&out);
+            Ok(0)
+        }
+        Command::Man(a) => cmd_man(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Bad(msg)) => {
+            eprintln!("natpath: {msg}");
+            2
+        }
+    }
+}
+
+/// Write to stdout; a reader that went away (`natpath ... | head`) is not an
+/// error worth a panic.
+pub fn emit(s: &str) {
+    emit_bytes(s.as_bytes());
+}
+
+fn emit_bytes(b: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(b).and_then(|()| out.flush());
+}
+
+fn clamp(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(3)
+}
+
+fn load(path: &Path) -> Result<snapshot::Snapshot, Bad> {
+    snapshot::load(path).map_err(|e| Bad(e.to_string()))
+}
+
+fn cmd_parse(a: &ParseArgs) -> Result<u8, Bad> {
+    let opts = iptables::Options { lenient: a.lenient, table: a.table };
+    let path = a.path.display().to_string();
+    let summary = if a.path.is_dir() {
+        report::summary::snapshot(&load(&a.path)?, &path)
+    } else {
+        let bytes = natpath_model::input::read_file(&a.path).map_err(|e| Bad(e.to_string()))?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let line = bytes.get(..e.valid_up_to()).map(|b| b.iter().filter(|&&c| c == b'\n').count() + 1).unwrap_or(1);
+            Bad(format!("{path}:{line}:1: expected text, found bytes that are not UTF-8"))
+        })?;
+        let kind = parse::detect::detect(text).map_err(|why| Bad(format!("{path}: {why}")))?;
+        single_dump(&path, text, kind, &opts)?
+    };
+    match a.format {
+        Format::Json => emit(&json(&summary)?),
+        Format::Text => emit(&report::summary::text(&summary)),
+    }
+    Ok(0)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, Bad> {
+    serde_json::to_string_pretty(v)
+        .map(|mut s| {
+            s.push('\n');
+            s
+        })
+        .map_err(|e| Bad(e.to_string()))
+}
+
+fn single_dump(
+    path: &str,
+    text: &str,
+    kind: DumpKind,
+    opts: &iptables::Options,
+) -> Result<report::summary::Summary, Bad> {
+    let bad = |e: natpath_model::ParseErrors| Bad(e.to_string());
+    let mut node = report::summary::node(path, &Default::default(), &[], &[], 0, Vec::new());
+    let kind_name = match kind {
+        DumpKind::Iptables => {
+            let rs = iptables::parse(text, path, opts).map_err(bad)?;
+            node = report::summary::node(path, &rs, &[], &[], 0, Vec::new());
+            "iptables"
+        }
+        DumpKind::Ipset => {
+            let sets = parse::ipset::parse(text, path).map_err(bad)?;
+            node.ipsets = sets.len();
+            "ipset"
+        }
+        DumpKind::IpRoute => {
+            node.routes = parse::iproute::parse(text, path).map_err(bad)?.len();
+            "ip-route"
+        }
+        DumpKind::IpAddr => {
+            let ifs = parse::ipaddr::parse(text, path).map_err(bad)?;
+            node = report::summary::node(path, &Default::default(), &[], &ifs, 0, Vec::new());
+            "ip-addr"
+        }
+        DumpKind::IpRule => {
+            let rules = parse::iprule::parse(text, path).map_err(bad)?;
+            node.notes.push(format!("{} ip rules", rules.len()));
+            "ip-rule"
+        }
+        DumpKind::Sysctl => {
+            let s = parse::sysctl::parse(text, path).map_err(bad)?;
+            node.notes.push(format!("{} sysctl values", s.values.len()));
+            "sysctl"
+        }
+    };
+    Ok(report::summary::Summary {
+        schema: report::summary::SCHEMA,
+        kind: kind_name.into(),
+        path: path.to_string(),
+        hosts: Vec::new(),
+        pods: Vec::new(),
+        nodes: vec![node],
+    })
+}
+
+fn cmd_trace(a: &TraceArgs, ui: &Ui) -> Result<u8, Bad> {
+    let proto = match a.proto {
+        ProtoArg::Tcp => Proto::TCP,
+        ProtoArg::Udp => Proto::UDP,
+        ProtoArg::Sctp => Proto::SCTP,
+    };
+    let mut opts = TraceOptions { seed: a.seed, ..TraceOptions::default() };
+    opts.node.carrier_established = !a.new_carriers;
+    let snap = load(&a.snapshot)?;
+    let probe = walk::probe(&snap, &a.from, &a.to, proto, a.sport).map_err(|e| Bad(e.0))?;
+    let trace = walk::trace(&snap, &probe, &opts).map_err(|e| Bad(e.0))?;
+    match a.format {
+        TraceFormat::Json => emit(&json(&trace)?),
+        TraceFormat::Dot => emit(&report::dot::trace(&trace)),
+        TraceFormat::Text => emit(&ui.style.paint_outcomes(&report::text::trace(&trace))),
+    }
+    let unknown = trace.branches.iter().any(|b| b.outcome == natpath_model::trace::Outcome::Unknown);
+    Ok(if unknown { 3 } else { 0 })
+}
+
+fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
+    let snap = load(&a.snapshot)?;
+    let opts = CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() };
+    let names: Vec<&str> =
+        if a.invariants.is_empty() { NAMES.to_vec() } else { a.invariants.iter().map(String::as_str).collect() };
+    let bar = ui.bar(0, "check");
+    let progress = |done: usize, total: usize, what: &str| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_string());
+    };
+    let verdicts = invariants::check_many_with(&snap, &names, &opts, &progress);
+    bar.finish_and_clear();
+    if verdicts.len() != names.len() {
+        eprintln!("natpath check: internal error: a checker thread failed; verdicts are missing");
+        return Ok(3);
+    }
+    let path = a.snapshot.display().to_string();
+    match a.format {
+        Format::Json => emit(&report::check::json(&path, &snap, &verdicts)),
+        Format::Text => emit(&report::check::text(&path, &snap, &verdicts, ui.style)),
+    }
+    Ok(clamp(invariants::exit_code(&verdicts)))
+}
+
+fn cmd_generate(a: &GenerateArgs) -> Result<u8, Bad> {
+    let dir = a.dir.display().to_string();
+    let snap = match &a.from_services {
+        Some(f) => {
+            let bytes = natpath_model::input::read_file(f).map_err(|e| Bad(e.to_string()))?;
+            let json = String::from_utf8(bytes)
+                .map_err(|_| Bad(format!("{}: expected UTF-8 JSON, found other bytes", f.display())))?;
+            natpath_corpus::from_services_json(&json, &a.node).map_err(|e| Bad(format!("{}: {e}", f.display())))?
+        }
+        None => {
+            // Both bounds hold (clap checked them); their product is bounded too.
+            let (services, nodes) = (a.services as usize, a.nodes as usize);
+            if services.saturating_mul(nodes) > MAX_SERVICE_NODES {
+                return Err(Bad(format!(
+                    "{services} Services on {nodes} nodes is more than natpath generates ({MAX_SERVICE_NODES} \
+                     Services times nodes, about {} GB of dumps)",
+                    MAX_SERVICE_NODES * 2600 / 1_000_000_000
+                )));
+            }
+            let spec = natpath_corpus::Spec {
+                services,
+                nodes,
+                seed: a.seed,
+                encap: if a.vxlan { natpath_corpus::Encap::Vxlan } else { natpath_corpus::Encap::Ipip },
+                ..natpath_corpus::Spec::default()
+            };
+            natpath_corpus::generate(&spec)
+        }
+    };
+    natpath_corpus::write_snapshot(&snap, &a.dir).map_err(|e| Bad(format!("{dir}: cannot write: {e}")))?;
+    emit(&format!("wrote {} nodes to {dir}\n", snap.nodes.len()));
+    Ok(0)
+}
+
+fn cmd_man(a: &ManArgs) -> Result<u8, Bad> {
+    let cmd = command();
+    match &a.dir {
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out).map_err(|e| Bad(e.to_string()))?;
+            emit_bytes(&out);
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Bad(format!("{}: cannot create: {e}", dir.display())))?;
+            let mut pages = vec![("natpath".to_string(), cmd.clone())];
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("natpath-{}", sub.get_name());
+                pages.push((name.clone(), sub.clone().name(name)));
+            }
+            for (name, page) in pages {
+                let mut out = Vec::new();
+                clap_mangen::Man::new(page).render(&mut out).map_err(|e| Bad(e.to_string()))?;
+                let file = dir.join(format!("{name}.1"));
+                std::fs::write(&file, out).map_err(|e| Bad(format!("{}: cannot write: {e}", file.display())))?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        assert!(parse_timeout("1e20").is_err());
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("NaN").is_err());
+        assert!(parse_timeout("inf").is_err());
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+    }
+}
