@@ -361,6 +361,32 @@ fn check_set_refs(ruleset: &Ruleset, ipsets: &[IpSet], have_file: bool, ipset_pa
     }
 }
 
+/// Whether every table of a node's dump is whole. The iptables parser
+/// reads partial dumps (a table cut before `COMMIT`, `iptables -S` lines)
+/// because bug reports are made of them, but a node of a snapshot must be
+/// what `iptables-save` printed: `iptables-restore` refuses a table without
+/// `COMMIT`, and a cut table would be checked as if its missing rules did
+/// not exist.
+fn whole_tables(rs: &crate::ruleset::Ruleset, errs: &mut ParseErrors) -> bool {
+    let mut whole = true;
+    for t in &rs.tables {
+        let why = match t.form {
+            crate::ruleset::TableForm::Complete => continue,
+            crate::ruleset::TableForm::Unterminated => format!(
+                "table `{}` has no `COMMIT`: the dump was cut (iptables-restore refuses it: COMMIT expected); collect the whole `iptables-save` output",
+                t.name.as_str()
+            ),
+            crate::ruleset::TableForm::Headerless => format!(
+                "rules without a `*{}` line: a snapshot needs `iptables-save` output, not `iptables -S` or a paste",
+                t.name.as_str()
+            ),
+        };
+        errs.push(ParseError::new(t.loc.clone(), why));
+        whole = false;
+    }
+    whole
+}
+
 /// Read one node directory: the node when every file is right, its
 /// interfaces when `ip-addr` is, and every error.
 fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Interface>>, ParseErrors) {
@@ -413,8 +439,9 @@ fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Int
             }
         }
     }
-    let ruleset =
-        text("iptables-save").and_then(|(p, t)| run(iptables::parse(t, p, &iptables::Options::default()), &mut errs));
+    let ruleset = text("iptables-save")
+        .and_then(|(p, t)| run(iptables::parse(t, p, &iptables::Options::default()), &mut errs))
+        .filter(|rs| whole_tables(rs, &mut errs));
     let ipsets = text("ipset-save").map(|(p, t)| run(ipset::parse(t, p), &mut errs));
     let interfaces = text("ip-addr").and_then(|(p, t)| run(ipaddr::parse(t, p), &mut errs));
     let routes = text("ip-route").and_then(|(p, t)| run(iproute::parse(t, p), &mut errs));

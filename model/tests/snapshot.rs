@@ -329,3 +329,40 @@ fn link_layer_files() {
     assert_eq!(n1.interfaces.iter().find(|i| i.name == "tunl0").unwrap().kind.as_deref(), Some("ipip"));
     assert_eq!((n1.neighbors.len(), n1.fdb.len()), (1, 1));
 }
+
+/// Issue 13: a dump cut inside `*nat` (no `COMMIT`), on one node or on
+/// every node, is refused as iptables-restore refuses it, never read as a
+/// smaller ruleset; and `iptables -S` lines are not a node's dump.
+#[test]
+fn a_cut_or_headerless_dump_is_refused() {
+    let t = Temp::copy_of("seed-ipip-remote", "cut");
+    for node in ["node1", "node2"] {
+        let rel = format!("nodes/{node}/iptables-save");
+        let text = std::fs::read_to_string(t.path(&rel)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let nat = lines.iter().position(|l| *l == "*nat").unwrap();
+        let commit = nat + lines[nat..].iter().position(|l| *l == "COMMIT").unwrap();
+        // Cut at a line boundary two lines before the table's COMMIT.
+        t.write(&rel, &format!("{}\n", lines[..commit - 2].join("\n")));
+        let errs = load_err(&t.0);
+        has(
+            &errs,
+            &format!(
+                "{}:{}:1: table `nat` has no `COMMIT`: the dump was cut (iptables-restore refuses it: COMMIT expected); collect the whole `iptables-save` output",
+                t.shown(&rel),
+                nat + 1
+            ),
+        );
+    }
+    t.write("nodes/node1/iptables-save", "-P PREROUTING ACCEPT\n-A PREROUTING -j ACCEPT\n");
+    let t2 = Temp::copy_of("seed-ipip-remote", "headerless");
+    t2.write("nodes/node1/iptables-save", "-P FORWARD ACCEPT\n-A FORWARD -j ACCEPT\n");
+    let errs = load_err(&t2.0);
+    has(
+        &errs,
+        &format!(
+            "{}:1:1: rules without a `*filter` line: a snapshot needs `iptables-save` output, not `iptables -S` or a paste",
+            t2.shown("nodes/node1/iptables-save")
+        ),
+    );
+}
