@@ -84,7 +84,8 @@ natpath check corpus/broken-no-mark-masq --invariant nodeport-reachable\n  \
 natpath check /tmp/g10k --format json --timeout 60 > verdicts.json\n\n\
 The invariants are described in docs/invariants.md.\n\
 Exit 0 when every invariant holds, 1 on a violation (its packet is replayed in the model and \
-printed), 3 when a verdict is unknown (unsupported rule, solver timeout), 2 for bad input.")]
+printed), 3 when a verdict is unknown (unsupported rule, solver timeout) or nothing is in scope \
+(no node's rules define a Service: the wrong iptables backend?), 2 for bad input.")]
     Check(CheckArgs),
     /// Rebuild the snapshot in network namespaces and compare the kernel with the model (root).
     #[command(after_help = "Examples:\n  \
@@ -203,6 +204,9 @@ pub struct CheckArgs {
     /// Bound on each solver query, in seconds (a timeout makes the verdict unknown).
     #[arg(long, default_value = "30", value_parser = parse_timeout, value_name = "SECS", allow_hyphen_values = true)]
     pub timeout: Duration,
+    /// Accept a snapshot whose rules define no Service (otherwise: nothing in scope, exit 3).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// Arguments of `natpath kernel-check`.
@@ -520,11 +524,18 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
         return Ok(3);
     }
     let path = a.snapshot.display().to_string();
+    // Nothing in scope never reads as a pass, unless the user says so.
+    let empty = invariants::empty_scope(&snap);
+    let exit = match (&empty, invariants::exit_code(&verdicts)) {
+        (Some(_), 0) if !a.allow_empty => 3,
+        (_, code) => code,
+    };
+    let empty = empty.as_deref();
     match a.format {
-        Format::Json => emit(&report::check::json(&path, &snap, &verdicts)),
-        Format::Text => emit(&report::check::text(&path, &snap, &verdicts, ui.style)),
+        Format::Json => emit(&report::check::json(&path, &snap, &verdicts, empty, exit)),
+        Format::Text => emit(&report::check::text(&path, &snap, &verdicts, empty, ui.style)),
     }
-    Ok(clamp(invariants::exit_code(&verdicts)))
+    Ok(clamp(exit))
 }
 
 fn cmd_generate(a: &GenerateArgs) -> Result<u8, Bad> {

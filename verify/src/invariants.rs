@@ -231,6 +231,25 @@ fn merge(parts: Vec<Part>) -> Verdict {
     v
 }
 
+/// Why nothing is in the catalog's scope, when nothing is: no node's
+/// rules define a Kubernetes Service, so every invariant would hold
+/// vacuously. That is what a dump from the wrong iptables backend looks
+/// like (`# Warning: iptables-legacy tables present`), and it must never
+/// read as a pass.
+pub fn empty_scope(snap: &Snapshot) -> Option<String> {
+    let any = snap.nodes.iter().any(|n| !Intent::read(&n.ruleset, &n.ipsets, &n.interfaces).services.is_empty());
+    if any {
+        return None;
+    }
+    let rules: usize = snap.nodes.iter().map(|n| n.ruleset.rule_count()).sum();
+    Some(format!(
+        "no node's rules define a Kubernetes Service ({rules} rules on {} nodes), so every invariant holds only \
+         because nothing is checked; is each iptables-save from the backend its node uses (iptables-legacy-save \
+         or iptables-nft-save)? see docs/snapshot-format.md",
+        snap.nodes.len()
+    ))
+}
+
 /// Check the whole catalog.
 pub fn check_all(snap: &Snapshot, opts: &CheckOptions) -> Vec<Verdict> {
     check_many(snap, &NAMES, opts)

@@ -13,7 +13,14 @@ fn corpus(name: &str) -> String {
 /// Run natpath; returns (exit code, stdout, stderr).
 #[track_caller]
 fn natpath(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_natpath")).args(args).output().expect("natpath runs");
+    // No terminal width to wrap help to (it wraps at 100), no NO_COLOR from
+    // the environment: the outputs are the same on every machine.
+    let out = Command::new(env!("CARGO_BIN_EXE_natpath"))
+        .args(args)
+        .env_remove("COLUMNS")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("natpath runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -215,21 +222,6 @@ fn pinned(name: &str, actual: &str) {
     assert_eq!(expected, actual, "{} changed; review it and rewrite it with NATPATH_BLESS=1", path.display());
 }
 
-/// Run natpath with no terminal width to wrap to (help wraps at 100).
-fn natpath_plain(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_natpath"))
-        .args(args)
-        .env_remove("COLUMNS")
-        .env_remove("NO_COLOR")
-        .output()
-        .expect("natpath runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn help_of_every_subcommand_is_pinned() {
     for (file, args) in [
@@ -243,7 +235,7 @@ fn help_of_every_subcommand_is_pinned() {
         ("completions.help", vec!["completions", "--help"]),
         ("man.help", vec!["man", "--help"]),
     ] {
-        let (code, out, err) = natpath_plain(&args);
+        let (code, out, err) = natpath(&args);
         assert_eq!(code, 0, "natpath {args:?}: {err}");
         assert!(err.is_empty(), "natpath {args:?} wrote to stderr: {err}");
         pinned(file, &out);
@@ -253,17 +245,17 @@ fn help_of_every_subcommand_is_pinned() {
 #[test]
 fn every_subcommand_help_has_examples() {
     for sub in ["parse", "trace", "check", "kernel-check", "generate", "completions", "man"] {
-        let (_, out, _) = natpath_plain(&[sub, "--help"]);
+        let (_, out, _) = natpath(&[sub, "--help"]);
         assert!(out.contains("Examples:\n  natpath "), "natpath {sub} --help has no examples:\n{out}");
     }
 }
 
 #[test]
 fn version_names_the_crate_version() {
-    let (code, out, _) = natpath_plain(&["--version"]);
+    let (code, out, _) = natpath(&["--version"]);
     assert_eq!(code, 0);
     assert_eq!(out, format!("natpath {}\n", env!("CARGO_PKG_VERSION")));
-    let (code, out, _) = natpath_plain(&["check", "--version"]);
+    let (code, out, _) = natpath(&["check", "--version"]);
     assert_eq!((code, out.starts_with("natpath-check ")), (0, true), "{out}");
 }
 
@@ -317,7 +309,7 @@ fn an_unknown_invariant_lists_the_catalog() {
 #[test]
 fn completions_are_generated_for_each_shell() {
     for (shell, marker) in [("bash", "_natpath()"), ("zsh", "#compdef natpath"), ("fish", "complete -c natpath")] {
-        let (code, out, err) = natpath_plain(&["completions", shell]);
+        let (code, out, err) = natpath(&["completions", shell]);
         assert_eq!(code, 0, "{shell}: {err}");
         assert!(out.contains(marker), "{shell} completions lack `{marker}`");
         for sub in ["trace", "check", "kernel-check", "generate"] {
@@ -326,7 +318,7 @@ fn completions_are_generated_for_each_shell() {
         assert!(!out.contains("kernel-helper"), "{shell} completions offer the hidden helper");
     }
     // bash can read what it is given.
-    let (_, script, _) = natpath_plain(&["completions", "bash"]);
+    let (_, script, _) = natpath(&["completions", "bash"]);
     let status = Command::new("bash").args(["-n", "-c", &script]).status();
     if let Ok(s) = status {
         assert!(s.success(), "bash -n refuses the completion script");
@@ -335,13 +327,13 @@ fn completions_are_generated_for_each_shell() {
 
 #[test]
 fn man_pages_come_from_the_same_definition() {
-    let (code, out, _) = natpath_plain(&["man"]);
+    let (code, out, _) = natpath(&["man"]);
     assert_eq!(code, 0);
     assert!(out.starts_with(".ie \\n(.g .ds Aq"), "{}", &out[..out.len().min(200)]);
     assert!(out.contains(".TH natpath 1"), "no .TH header");
     assert!(out.contains("kernel\\-check"), "the page does not list kernel-check");
     let dir = std::env::temp_dir().join(format!("natpath-man-{}", std::process::id()));
-    let (code, _, err) = natpath_plain(&["man", "--dir", dir.to_str().unwrap()]);
+    let (code, _, err) = natpath(&["man", "--dir", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let mut pages: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -404,4 +396,40 @@ fn a_named_pipe_or_a_device_is_refused_not_waited_on() {
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 13: every node's iptables-save holds only iptables-nft's warning
+/// about legacy tables (the wrong backend): nothing is in scope, which
+/// must never read as a pass.
+#[test]
+fn a_dump_from_the_wrong_backend_is_nothing_in_scope_not_a_pass() {
+    let dir = copy_snapshot("seed-ipip-remote", "backend");
+    for node in ["node1", "node2"] {
+        std::fs::write(
+            dir.join("nodes").join(node).join("iptables-save"),
+            "# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n",
+        )
+        .unwrap();
+        std::fs::remove_file(dir.join("nodes").join(node).join("ipset-save")).ok();
+    }
+    let d = dir.to_str().unwrap();
+    let (code, out, err) = natpath(&["check", d]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("\nnothing in scope: no node's rules define a Kubernetes Service (0 rules on 2 nodes)"),
+        "{out}"
+    );
+    let (code, out, _) = natpath(&["check", d, "--format", "json"]);
+    assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["exit"], 3);
+    assert!(v["nothing_in_scope"].as_str().unwrap().contains("iptables-legacy-save"), "{v}");
+    // Asked for: the verdicts' own exit code.
+    let (code, _, _) = natpath(&["check", d, "--allow-empty"]);
+    assert_eq!(code, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A real cluster is in scope.
+    let (_, out, _) = natpath(&["check", &corpus("seed-ipip-remote"), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v.get("nothing_in_scope").is_none());
 }

@@ -54,7 +54,7 @@ fn corpus_verdicts(name: &str) {
     }
     let want = std::fs::read_to_string(&file)
         .unwrap_or_else(|_| panic!("{}: missing; run with NATPATH_BLESS=1 and review it", file.display()));
-    let report = natpath_verify::report::check::text(name, &snap, &vs, Default::default());
+    let report = natpath_verify::report::check::text(name, &snap, &vs, None, Default::default());
     assert_eq!(got, want, "{name}: verdicts differ from {}\n{report}", file.display());
 }
 
@@ -328,11 +328,17 @@ fn text_report_caps_notes_json_keeps_them() {
         .collect::<Vec<_>>();
     let v = vs.first_mut().unwrap();
     v.notes = (0..12).map(|i| format!("synthetic note {i}")).collect();
-    let text = natpath_verify::report::check::text("seed-ipip-remote", &snap, &vs, Default::default());
+    let text = natpath_verify::report::check::text("seed-ipip-remote", &snap, &vs, None, Default::default());
     assert!(text.contains("synthetic note 4"), "{text}");
     assert!(!text.contains("synthetic note 5"), "{text}");
     assert!(text.contains("and 7 more like these"), "{text}");
-    let json = natpath_verify::report::check::json("seed-ipip-remote", &snap, &vs);
+    let json = natpath_verify::report::check::json(
+        "seed-ipip-remote",
+        &snap,
+        &vs,
+        None,
+        natpath_verify::invariants::exit_code(&vs),
+    );
     assert!(json.contains("synthetic note 11"), "{json}");
 }
 

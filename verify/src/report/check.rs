@@ -2,7 +2,7 @@
 //! JSON (schema `natpath.check/1`, `schemas/natpath.check.v1.json`).
 
 use super::style::Style;
-use crate::invariants::{exit_code, Outcome, Verdict};
+use crate::invariants::{Outcome, Verdict};
 use natpath_model::snapshot::Snapshot;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ fn ms(d: Duration) -> String {
 const TEXT_NOTES: usize = 5;
 
 /// The verdicts as text: one line per invariant, then each counterexample.
-pub fn text(path: &str, snap: &Snapshot, verdicts: &[Verdict], style: Style) -> String {
+pub fn text(path: &str, snap: &Snapshot, verdicts: &[Verdict], empty: Option<&str>, style: Style) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "natpath check {path}");
@@ -89,11 +89,14 @@ pub fn text(path: &str, snap: &Snapshot, verdicts: &[Verdict], style: Style) -> 
             let _ = writeln!(s, "  {d}");
         }
     }
+    if let Some(why) = empty {
+        let _ = writeln!(s, "\n{}: {why}", style.verdict("nothing in scope"));
+    }
     s
 }
 
 /// The verdicts as JSON (`"schema": "natpath.check/1"`).
-pub fn json(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String {
+pub fn json(path: &str, snap: &Snapshot, verdicts: &[Verdict], empty: Option<&str>, exit: i32) -> String {
     let vs: Vec<serde_json::Value> = verdicts
         .iter()
         .map(|v| {
@@ -123,13 +126,16 @@ pub fn json(path: &str, snap: &Snapshot, verdicts: &[Verdict]) -> String {
         .collect();
     let defaults: Vec<String> =
         snap.nodes.iter().flat_map(|n| n.defaults.iter().map(move |d| format!("{}: {d}", n.name))).collect();
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "schema": SCHEMA,
         "snapshot": path,
         "verdicts": vs,
         "defaults": defaults,
-        "exit": exit_code(verdicts),
+        "exit": exit,
     });
+    if let (Some(why), Some(map)) = (empty, doc.as_object_mut()) {
+        map.insert("nothing_in_scope".into(), serde_json::json!(why));
+    }
     let mut out = serde_json::to_string_pretty(&doc).unwrap_or_default();
     out.push('\n');
     out

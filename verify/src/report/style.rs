@@ -18,7 +18,7 @@ fn colour_of(word: &str) -> Option<&'static str> {
     match word {
         "holds" | "agree" | "delivered" | "pass" => Some(GREEN),
         "violated" | "differ" | "dropped" | "rejected" | "fail" => Some(RED),
-        "unknown" | "not compared" => Some(YELLOW),
+        "unknown" | "not compared" | "nothing in scope" => Some(YELLOW),
         _ => None,
     }
 }
