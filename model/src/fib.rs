@@ -350,7 +350,9 @@ impl<'a> Fib<'a> {
         if hit.dev == Some(iif) {
             return Ok(());
         }
-        if rpf == 2 && self.interface(iif).is_some_and(|i| !i.addrs.is_empty()) {
+        // Only 1 is strict: fib_validate_source tests `rpf == 1`, so 2 and
+        // every larger value are loose (with an address on the device).
+        if rpf != 1 && self.interface(iif).is_some_and(|i| !i.addrs.is_empty()) {
             return Ok(());
         }
         Err(format!(

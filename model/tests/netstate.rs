@@ -479,6 +479,9 @@ errors! {
     ipset_restore_script: ipset::parse, "flush s" => "t:1:1: expected `create` or `add`, found `flush` (a restore script; natpath reads `ipset save` output)";
     sysctl_no_equals: sysctl::parse, "net.ipv4.ip_forward 1" => "t:1:1: expected `key = value`, found `net.ipv4.ip_forward 1`";
     sysctl_conflict: sysctl::parse, "net.ipv4.ip_forward = 1\nnet.ipv4.ip_forward = 0" => "t:2:1: `net.ipv4.ip_forward` is `0` here but `1` at line 1";
+    sysctl_not_an_integer: sysctl::parse, "net.ipv4.conf.all.rp_filter = banana" => "t:1:1: expected an integer value for `net.ipv4.conf.all.rp_filter`, found `banana`";
+    sysctl_forward_not_an_integer: sysctl::parse, "net.ipv4.ip_forward = yes" => "t:1:1: expected an integer value for `net.ipv4.ip_forward`, found `yes`";
+    sysctl_misspelled: sysctl::parse, "net.ipv4.conf.eth0.rp_filtr = 1" => "t:1:1: `net.ipv4.conf.eth0.rp_filtr` is no setting the kernel has; expected `rp_filter` (natpath reads it, and a misspelling would be ignored)";
     neigh_no_dev: ipaddr::parse_neigh, "10.0.0.1 lladdr 52:54:00:12:35:02 REACHABLE" => "t:1:44: expected `dev NAME` in the neighbour entry, found the end of the line";
     fdb_bad_mac: ipaddr::parse_fdb, "66:4e:2d dev vxlan.calico dst 10.0.0.52 self permanent" => "t:1:1: expected a MAC address, found `66:4e:2d`";
 }
@@ -711,5 +714,29 @@ proptest! {
         let _ = ipset::parse(&text, "p");
         let _ = sysctl::parse(&text, "p");
         let _ = detect(&text);
+    }
+}
+
+/// Issue 13: `fib_validate_source` is strict only for rp_filter 1; 2 and
+/// every larger value are loose.
+#[test]
+fn rp_filter_above_two_is_loose() {
+    use natpath_model::fib::Fib;
+    let addr = "1: lo: <LOOPBACK,UP> mtu 65536\n    inet 127.0.0.1/8 scope host lo\n\
+                2: eth0: <UP> mtu 1500\n    inet 10.0.0.1/24 scope global eth0\n\
+                3: eth1: <UP> mtu 1500\n    inet 10.1.0.1/24 scope global eth1\n";
+    let route = "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n\
+                 10.1.0.0/24 dev eth1 proto kernel scope link src 10.1.0.1\n\
+                 local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n\
+                 local 10.1.0.1 dev eth1 table local proto kernel scope host src 10.1.0.1\n";
+    let ifs = ipaddr::parse(addr, "a").unwrap();
+    let routes = iproute::parse(route, "r").unwrap();
+    let rules = iprule::parse("0:\tfrom all lookup local\n32766:\tfrom all lookup main\n", "i").unwrap();
+    // 10.0.0.7 is routed by eth0; it arrives on eth1.
+    for (rpf, ok) in [(0, true), (1, false), (2, true), (3, true), (4, true)] {
+        let sys = sysctl::parse(&format!("net.ipv4.conf.all.rp_filter = {rpf}\n"), "s").unwrap();
+        let fib = Fib::new(&routes, &rules, &ifs, &sys);
+        let got = fib.validate_source("10.0.0.7".parse().unwrap(), "10.1.0.1".parse().unwrap(), "eth1", 0);
+        assert_eq!(got.is_ok(), ok, "rp_filter {rpf}: {got:?}");
     }
 }

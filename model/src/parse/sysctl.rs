@@ -18,11 +18,100 @@ use crate::netstate::Sysctl;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The per-device settings natpath's model reads (`net.ipv4.conf.DEV.NAME`);
+/// their values must be integers, and a key one or two letters away from
+/// one of them is a misspelling, not a setting the kernel has.
+const READ_CONF: [&str; 5] = ["rp_filter", "route_localnet", "src_valid_mark", "accept_local", "forwarding"];
+
+/// Every `net.ipv4.conf.DEV.NAME` the kernel has (net/ipv4/devinet.c), so
+/// that a misspelling check never refuses a real key.
+const KERNEL_CONF: [&str; 33] = [
+    "forwarding",
+    "mc_forwarding",
+    "proxy_arp",
+    "accept_redirects",
+    "secure_redirects",
+    "send_redirects",
+    "shared_media",
+    "rp_filter",
+    "accept_source_route",
+    "bootp_relay",
+    "log_martians",
+    "tag",
+    "arp_filter",
+    "medium_id",
+    "disable_xfrm",
+    "disable_policy",
+    "force_igmp_version",
+    "arp_announce",
+    "arp_ignore",
+    "promote_secondaries",
+    "arp_accept",
+    "arp_notify",
+    "accept_local",
+    "src_valid_mark",
+    "proxy_arp_pvlan",
+    "route_localnet",
+    "igmpv2_unsolicited_report_interval",
+    "igmpv3_unsolicited_report_interval",
+    "ignore_routes_with_linkdown",
+    "drop_unicast_in_l2_multicast",
+    "drop_gratuitous_arp",
+    "bc_forwarding",
+    "arp_evict_nocarrier",
+];
+
+/// Levenshtein distance, for names of at most a few dozen bytes.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row.first().copied().unwrap_or(0);
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let (Some(&up), Some(&left)) = (row.get(j + 1), row.get(j)) else { break };
+            let cost = usize::from(ca != *cb);
+            let here = (prev + cost).min(up + 1).min(left + 1);
+            prev = up;
+            if let Some(cell) = row.get_mut(j + 1) {
+                *cell = here;
+            }
+        }
+    }
+    row.last().copied().unwrap_or(0)
+}
+
+/// Why a key natpath reads cannot be taken as written: a value that is not
+/// an integer (`rp_filter = banana` was read as 0), or a misspelled
+/// per-device setting (`rp_filtr` was ignored), either of which can flip a
+/// verdict.
+fn check_read_key(key: &str, value: &str) -> Option<String> {
+    let name = match key {
+        "net.ipv4.ip_forward" => Some("ip_forward"),
+        _ => key.strip_prefix("net.ipv4.conf.").and_then(|rest| rest.rsplit_once('.')).map(|(_, name)| name),
+    }?;
+    let read = name == "ip_forward" || READ_CONF.contains(&name);
+    if read && value.parse::<i64>().is_err() {
+        return Some(format!("expected an integer value for `{key}`, found `{}`", lex::show(value)));
+    }
+    if !read && key != "net.ipv4.ip_forward" && !KERNEL_CONF.contains(&name) {
+        if let Some(near) = READ_CONF.iter().find(|r| distance(name, r) <= 2) {
+            return Some(format!(
+                "`{key}` is no setting the kernel has; expected `{near}` (natpath reads it, and a misspelling would be ignored)"
+            ));
+        }
+    }
+    None
+}
+
 /// Parse sysctl output.
 ///
 /// Rejects, with the line and column: a line without `=`, a key that is not
-/// dotted words (letters, digits, `_`, `-`, `.`, `/`, `@`, `:`), and a key
-/// given twice with different values.
+/// dotted words (letters, digits, `_`, `-`, `.`, `/`, `@`, `:`), a key
+/// given twice with different values, a setting natpath reads whose value
+/// is not an integer, and a misspelling of one.
 pub fn parse(text: &str, file: &str) -> Result<Sysctl, ParseErrors> {
     let file: Arc<str> = Arc::from(file);
     let mut values: BTreeMap<String, String> = BTreeMap::new();
@@ -63,6 +152,10 @@ pub fn parse(text: &str, file: &str) -> Result<Sysctl, ParseErrors> {
                     format!("`{key}` is `{}` here but `{}` at line {first}", lex::show(&value), lex::show(old)),
                 ));
             }
+            continue;
+        }
+        if let Some(why) = check_read_key(key, &value) {
+            errs.push(ParseError::new(Loc::new(&file, n, col0), why));
             continue;
         }
         lines_of.insert(key.to_string(), n);

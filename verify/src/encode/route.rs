@@ -372,7 +372,8 @@ pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &B
             } else if name.is_some() && c.dev.as_deref() == name {
                 false
             } else {
-                rpf != 2 || no_addr
+                // Strict only for 1 (net/ipv4/fib_frontend.c tests `rpf == 1`).
+                rpf == 1 || no_addr
             };
             if bad {
                 fail.push(c.cond.clone());
@@ -412,7 +413,8 @@ fn rpf_fails_shared(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark:
         }
         on.push(iif.is(v));
         let has_addr = node.node.interfaces.iter().find(|i| i.name == name).is_some_and(|i| !i.addrs.is_empty());
-        if rpf == 2 && has_addr {
+        // Loose for every value but 1 (net/ipv4/fib_frontend.c: `rpf == 1`).
+        if rpf != 1 && has_addr {
             loose_ok.push(iif.is(v));
         }
     }
