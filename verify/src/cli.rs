@@ -87,6 +87,22 @@ Exit 0 when every invariant holds, 1 on a violation (its packet is replayed in t
 printed), 3 when a verdict is unknown (unsupported rule, solver timeout) or nothing is in scope \
 (no node's rules define a Service: the wrong iptables backend?), 2 for bad input.")]
     Check(CheckArgs),
+    /// Show the packets whose fate differs between two snapshots (SMT, for every packet in scope).
+    #[command(after_help = "Examples:\n  \
+natpath diff corpus/seed-ipip-remote corpus/broken-no-mark-masq\n  \
+natpath diff before/ after/ --format json > diff.json\n\n\
+Each change is grouped by Service port, with one packet per node replayed in the model on both sides.\n\
+Exit 0 when no packet in scope meets another fate, 1 when some does, 3 when an entry is unknown, 2 for bad input.")]
+    Diff(DiffArgs),
+    /// Pass or fail a rule change: invariants, contracts and every packet whose fate changed.
+    #[command(after_help = "Examples:\n  \
+natpath gate corpus/seed-ipip-remote corpus/broken-no-mark-masq\n  \
+natpath gate before/ after/ --contracts natpath-contracts.toml --format sarif > natpath.sarif\n  \
+natpath gate before/ after/ --allow-changes --format markdown >> \"$GITHUB_STEP_SUMMARY\"\n\n\
+It fails when an invariant newly fails on AFTER (--strict: any failure), an [[expect]] contract does not hold,\n\
+or a packet meets another fate in a Service port no [[allow]] covers. The contracts format is in docs/contracts.md.\n\
+Exit 0 pass, 1 fail, 3 unknown (never a pass), 2 for bad input.")]
+    Gate(GateArgs),
     /// Rebuild the snapshot in network namespaces and compare the kernel with the model (root).
     #[command(after_help = "Examples:\n  \
 natpath kernel-check corpus/seed-ipip-remote\n  \
@@ -207,6 +223,60 @@ pub struct CheckArgs {
     /// Accept a snapshot whose rules define no Service (otherwise: nothing in scope, exit 3).
     #[arg(long)]
     pub allow_empty: bool,
+}
+
+/// Arguments of `natpath diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The snapshot before the change.
+    pub before: PathBuf,
+    /// The snapshot after the change.
+    pub after: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Bound on each solver query, in seconds (a timeout makes the entry unknown).
+    #[arg(long, default_value = "30", value_parser = parse_timeout, value_name = "SECS", allow_hyphen_values = true)]
+    pub timeout: Duration,
+}
+
+/// Output formats of `gate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GateFormat {
+    /// Text for people.
+    Text,
+    /// One JSON document, schema natpath.gate/1.
+    Json,
+    /// JUnit XML: a test case per invariant, contract and changed Service port.
+    Junit,
+    /// SARIF 2.1.0: results at the dump file and line of the rules responsible.
+    Sarif,
+    /// Markdown for a pull-request comment or a job summary.
+    Markdown,
+}
+
+/// Arguments of `natpath gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The snapshot before the change.
+    pub before: PathBuf,
+    /// The snapshot after the change.
+    pub after: PathBuf,
+    /// The contracts every change is held to (docs/contracts.md).
+    #[arg(long, value_name = "FILE")]
+    pub contracts: Option<PathBuf>,
+    /// Fail on invariants that already failed on BEFORE too.
+    #[arg(long)]
+    pub strict: bool,
+    /// Accept every change of a packet's fate (invariants and contracts still count).
+    #[arg(long)]
+    pub allow_changes: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GateFormat::Text)]
+    pub format: GateFormat,
+    /// Bound on each solver query, in seconds (a timeout makes the result unknown).
+    #[arg(long, default_value = "30", value_parser = parse_timeout, value_name = "SECS", allow_hyphen_values = true)]
+    pub timeout: Duration,
 }
 
 /// Arguments of `natpath kernel-check`.
@@ -368,6 +438,8 @@ pub fn main() -> u8 {
         Command::Parse(a) => cmd_parse(&a),
         Command::Trace(a) => cmd_trace(&a, &ui),
         Command::Check(a) => cmd_check(&a, &ui),
+        Command::Diff(a) => cmd_diff(&a, &ui),
+        Command::Gate(a) => cmd_gate(&a, &ui),
         Command::KernelCheck(a) => Ok(crate::kernel::cli::kernel_check(&a, &ui)),
         Command::Generate(a) => cmd_generate(&a),
         Command::Completions(a) => {
@@ -536,6 +608,65 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
         Format::Text => emit(&report::check::text(&path, &snap, &verdicts, empty, ui.style)),
     }
     Ok(clamp(exit))
+}
+
+fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
+    let before = load(&a.before)?;
+    let after = load(&a.after)?;
+    let opts = CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() };
+    let bar = ui.bar(0, "diff");
+    let progress = |done: usize, total: usize, what: &str| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_string());
+    };
+    let d = crate::diff::diff(
+        &before,
+        &after,
+        &a.before.display().to_string(),
+        &a.after.display().to_string(),
+        &opts,
+        &progress,
+    )
+    .map_err(|e| Bad(e.0))?;
+    bar.finish_and_clear();
+    match a.format {
+        Format::Json => emit(&report::diff::json(&d)),
+        Format::Text => emit(&report::diff::text(&d, ui.style)),
+    }
+    Ok(clamp(d.exit_code()))
+}
+
+fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
+    let contracts = match &a.contracts {
+        Some(p) => Some(crate::gate::Contracts::read(p).map_err(|e| Bad(e.0))?),
+        None => None,
+    };
+    let before = load(&a.before)?;
+    let after = load(&a.after)?;
+    let opts = crate::gate::GateOptions {
+        check: CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() },
+        strict: a.strict,
+        allow_changes: a.allow_changes,
+    };
+    let bar = ui.bar(0, "gate");
+    let progress = |done: usize, total: usize, what: &str| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_string());
+    };
+    let names = (a.before.display().to_string(), a.after.display().to_string());
+    let g = crate::gate::gate(&before, &after, (&names.0, &names.1), contracts.as_ref(), &opts, &progress)
+        .map_err(|e| Bad(e.0))?;
+    bar.finish_and_clear();
+    match a.format {
+        GateFormat::Text => emit(&report::gate::text(&g, ui.style)),
+        GateFormat::Json => emit(&report::gate::json(&g)),
+        GateFormat::Junit | GateFormat::Sarif | GateFormat::Markdown => {
+            return Err(Bad("this --format is being written".into()));
+        }
+    }
+    Ok(clamp(g.exit))
 }
 
 fn cmd_generate(a: &GenerateArgs) -> Result<u8, Bad> {

@@ -146,6 +146,38 @@ pub struct Trail {
     /// Definitions `fresh = term` that name intermediate states; every
     /// query over this trail's encoding must assert them.
     pub defs: Vec<Bool>,
+    /// Name free choices by where they are made instead of freshly (see
+    /// [`SharedChoices`]); `None` for every single-snapshot query.
+    pub shared: Option<SharedChoices>,
+}
+
+/// Names for free choices that two encodings of the same packet share: a
+/// semantic diff encodes BEFORE and AFTER over one symbolic packet, and a
+/// random draw that both sides make at the same place must be the same
+/// draw, or two identical Services would differ by their dice. A choice is
+/// named by its node, table, the chain's content identity
+/// ([`NodeEnc::canon`], so a renamed `KUBE-SVC-*` chain is the same place),
+/// the rule's position, the walk passage, and how often the same place was
+/// met before on this walk.
+#[derive(Debug, Clone, Default)]
+pub struct SharedChoices {
+    /// A prefix unique to the query.
+    pub prefix: String,
+    seen: HashMap<String, u32>,
+}
+
+impl SharedChoices {
+    /// Names for one query.
+    pub fn new(prefix: &str) -> SharedChoices {
+        SharedChoices { prefix: prefix.to_string(), seen: HashMap::new() }
+    }
+
+    /// The choice made at `place` (its next use on this walk).
+    pub fn var(&mut self, place: &str) -> Bool {
+        let n = self.seen.entry(place.to_string()).or_insert(0);
+        *n += 1;
+        Bool::new_const(format!("{}|{place}|{n}", self.prefix))
+    }
 }
 
 thread_local! {
@@ -203,6 +235,49 @@ impl Trail {
     }
 }
 
+/// [`NodeEnc::canon`] of `c`, memoised in `out` (the chain graph has no
+/// loops: the parser refuses them; `depth` bounds it all the same).
+fn canon_of<'s>(
+    t: TableName,
+    idx: &HashMap<&'s str, &'s natpath_model::ruleset::Chain>,
+    c: &'s natpath_model::ruleset::Chain,
+    out: &mut HashMap<(TableName, &'s str), u64>,
+    depth: usize,
+) -> u64 {
+    use natpath_model::ruleset::{Match, Target};
+    use std::hash::{Hash, Hasher};
+    if let Some(h) = out.get(&(t, c.name.as_str())) {
+        return *h;
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    t.as_str().hash(&mut hasher);
+    if c.policy.is_some() || depth > 64 {
+        // A built-in chain (or a chain too deep to follow) is its name.
+        c.name.hash(&mut hasher);
+    }
+    for r in &c.rules {
+        let mut r = r.clone();
+        r.counters = None;
+        r.matches.retain(|m| !matches!(m, Match::Comment(_)));
+        let callee = match &r.target {
+            Some(Target::Jump(n)) | Some(Target::Goto(n)) => idx.get(n.as_str()).copied(),
+            _ => None,
+        };
+        if let Some(callee) = callee {
+            let h = canon_of(t, idx, callee, out, depth + 1);
+            let id = format!("#{h:016x}");
+            r.target = match r.target {
+                Some(Target::Goto(_)) => Some(Target::Goto(id)),
+                _ => Some(Target::Jump(id)),
+            };
+        }
+        natpath_model::print::rule_text("", &r).hash(&mut hasher);
+    }
+    let h = hasher.finish();
+    out.insert((t, c.name.as_str()), h);
+    h
+}
+
 /// Options of the encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeOptions {
@@ -240,6 +315,9 @@ pub struct NodeEnc<'s> {
     effects: HashMap<(TableName, Hook), Option<effects::Effects>>,
     /// The long chains' indexes ([`traverse::Dispatch`]).
     dispatch: HashMap<(TableName, &'s str), traverse::Dispatch>,
+    /// Each chain's content identity ([`NodeEnc::canon`]), computed when
+    /// first asked.
+    canon: std::sync::OnceLock<HashMap<(TableName, &'s str), u64>>,
 }
 
 impl<'s> NodeEnc<'s> {
@@ -298,7 +376,27 @@ impl<'s> NodeEnc<'s> {
                 }
             }
         }
-        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch }
+        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch, canon: std::sync::OnceLock::new() }
+    }
+
+    /// The content identity of chain `chain` of table `t`: a hash of its
+    /// rules without comments and counters, with every jump or goto target
+    /// replaced by that chain's own identity, so that two chains with the
+    /// same rules and the same callees are the same whatever their names
+    /// (kube-proxy names `KUBE-SVC-*`/`KUBE-SEP-*` chains by a hash of the
+    /// Service and endpoint). Built-in chains are identified by their
+    /// names. 0 for a chain the table does not have.
+    pub fn canon(&self, t: TableName, chain: &str) -> u64 {
+        let all = self.canon.get_or_init(|| {
+            let mut out = HashMap::new();
+            for (table, idx) in &self.tables {
+                for c in &table.chains {
+                    canon_of(table.name, idx, c, &mut out, 0);
+                }
+            }
+            out
+        });
+        all.get(&(t, chain)).copied().unwrap_or(0)
     }
 
     /// The index of chain `chain` of table `t`, when it is long enough.

@@ -20,7 +20,9 @@
 pub mod api;
 pub mod cli;
 pub mod counterexample;
+pub mod diff;
 pub mod encode;
+pub mod gate;
 pub mod invariants;
 pub mod kernel;
 pub mod report;

@@ -3,7 +3,9 @@
 //! returns text; the command line only picks one and prints it.
 
 pub mod check;
+pub mod diff;
 pub mod dot;
+pub mod gate;
 pub mod kernel;
 pub mod style;
 pub mod summary;

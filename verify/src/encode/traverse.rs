@@ -159,7 +159,20 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
     }
 
     fn choice(&mut self, kind: ChoiceKind, reached: &Bool, rule: &RuleRef) -> Bool {
-        let var = crate::encode::fresh_bool();
+        let var = match self.trail.shared.as_mut() {
+            Some(shared) => {
+                let place = format!(
+                    "{}|{}|{:016x}|{}|{}",
+                    self.env.node.node.name,
+                    rule.table.as_str(),
+                    self.env.node.canon(rule.table, &rule.chain),
+                    rule.rule,
+                    self.trail.passage
+                );
+                shared.var(&place)
+            }
+            None => crate::encode::fresh_bool(),
+        };
         self.trail.choices.push(Choice {
             var: var.clone(),
             reached: reached.clone(),

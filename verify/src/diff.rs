@@ -1,0 +1,856 @@
+//! Semantic diff of two snapshots: the packets whose fate differs between
+//! BEFORE and AFTER, for every packet in scope, by SMT.
+//!
+//! Over one symbolic packet, the cluster walk of BEFORE and the walk of
+//! AFTER are encoded side by side (each with its own rules, routes and
+//! topology) and Z3 is asked for a packet whose fate differs: how the walk
+//! ends (delivered to whom, dropped, rejected, left the snapshot, a loop),
+//! the address and port the receiver sees as destination, the address it
+//! sees as source, and for a pod that answers, how the answer ends and the
+//! address and port the client sees it from. Random draws (`statistic`,
+//! `recent`) that both sides make at the same place are the same draw
+//! ([`crate::encode::SharedChoices`]: places are named by chain content, so
+//! kube-proxy's renamed `KUBE-SVC-*` chains are the same place). Every
+//! difference the solver finds is replayed with the model on both sides,
+//! and is reported only when the model's distributions of fates differ
+//! too; a mismatch is a natpath bug and makes the entry unknown.
+//!
+//! Scope (this version): every first packet (TCP SYN, UDP or SCTP
+//! datagram, any source port) from every `[[host]]` present on both sides
+//! to every LAN address of every node, one entry per NodePort that either
+//! side declares and one for all other destination ports of each protocol.
+//! Traffic from pods and nodes, ClusterIPs and external IPs are not yet in
+//! scope, and the report says so.
+//!
+//! Contract: "no difference" for an entry is a proof for every packet of
+//! it (the solver's unsat), "changed" comes with a packet the model
+//! replays, and anything else (a rule natpath cannot express on a path, a
+//! solver timeout, a replay that disagrees) is `unknown`, never "no
+//! difference". The source port a receiver sees is not compared: with
+//! `--random-fully` it is arbitrary on both sides.
+
+use crate::encode::conntrack::CtCtx;
+use crate::encode::packet::{Flow, FoldEq, State, SymPacket};
+use crate::encode::walk::{self, EndKind, Reached, WalkEnd};
+use crate::encode::{and2, any, is_false, not, Ending, SharedChoices, Trail};
+use crate::invariants::{first_packet, listens, one_of, CheckOptions, Checker, Pins, QAnswer};
+use crate::solver::Witness;
+use natpath_model::ruleset::Proto;
+use natpath_model::snapshot::Snapshot;
+use natpath_model::trace::{Branch, Trace};
+use natpath_model::walk::TraceOptions;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use z3::ast::{Bool, BV};
+
+/// The schema name of `natpath diff --format json`.
+pub const SCHEMA: &str = "natpath.diff/1";
+
+/// The protocols whose ports the diff covers.
+const PROTOS: [Proto; 3] = [Proto::TCP, Proto::UDP, Proto::SCTP];
+
+/// Why two snapshots cannot be compared: exit 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffError(pub String);
+
+impl std::fmt::Display for DiffError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The difference between two snapshots.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diff {
+    /// [`SCHEMA`].
+    pub schema: &'static str,
+    /// The BEFORE snapshot, as given.
+    pub before: String,
+    /// The AFTER snapshot, as given.
+    pub after: String,
+    /// What was compared.
+    pub scope: Scope,
+    /// The changes, one per Service port (or other ports) whose packets
+    /// meet another fate, in the order entries were checked.
+    pub changes: Vec<Change>,
+    /// Entries natpath could not decide, each with why.
+    pub unknown: Vec<Unknown>,
+    /// What the comparison assumed or left out.
+    pub notes: Vec<String>,
+}
+
+/// What a diff compared.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Scope {
+    /// The nodes (the same on both sides).
+    pub nodes: Vec<String>,
+    /// The senders, as source classes (`outside client `client``).
+    pub sources: Vec<String>,
+    /// Entries compared (node, sender, protocol and port or other ports).
+    pub entries: usize,
+    /// Entries whose nodes are the same on both sides up to names and
+    /// comments, settled without the solver.
+    pub unchanged: usize,
+    /// Queries that reached Z3.
+    pub queries: usize,
+    /// Queries the encoding settled by itself.
+    pub settled_while_encoding: usize,
+}
+
+/// Packets of one Service port (or of the other ports) that meet another fate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// The Service port (`namespace/name:port`), when the entry is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// `nodeport`, or `other-port` for ports no Service declares.
+    pub entry: &'static str,
+    /// `tcp`, `udp` or `sctp`.
+    pub proto: String,
+    /// The port, for a NodePort.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The nodes where some packet changed.
+    pub nodes: Vec<String>,
+    /// The source classes of those packets.
+    pub sources: Vec<String>,
+    /// One replayed packet per node.
+    pub examples: Vec<Example>,
+}
+
+/// One packet whose fate differs, as the solver found it and as the model
+/// replays it on both sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct Example {
+    /// The node the packet is sent to.
+    pub node: String,
+    /// Who sends it.
+    pub source: String,
+    /// `PROTO SRC:PORT -> DST:PORT`.
+    pub packet: String,
+    /// Its fate on BEFORE, as the encoding says (one draw of the dice).
+    pub before: String,
+    /// Its fate on AFTER.
+    pub after: String,
+    /// Every fate the model gives it on BEFORE, with its probability.
+    pub before_fates: Vec<String>,
+    /// The same on AFTER.
+    pub after_fates: Vec<String>,
+    /// The steps of the most likely branches that differ: `- ` taken on
+    /// BEFORE only, `+ ` on AFTER only (`node: HOOK table chain: rule`),
+    /// in walk order; the steps both take alike are left out.
+    pub steps: Vec<String>,
+    /// How many steps both sides take alike.
+    pub same_steps: usize,
+    /// Where the rules of the differing steps are written: the dump file
+    /// and line of each, on its side (SARIF annotates these).
+    pub rules: Vec<RuleAt>,
+}
+
+/// A rule of a differing step, where it is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleAt {
+    /// `before` or `after`.
+    pub side: &'static str,
+    /// The dump file.
+    pub file: String,
+    /// Its line.
+    pub line: u32,
+    /// The rule.
+    pub text: String,
+}
+
+/// An entry natpath could not decide.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unknown {
+    /// The entry (`node1 NodePort tcp/32220 (default/nginx:8080-80) from client`).
+    pub entry: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Diff {
+    /// No packet in scope changed and nothing was unknown.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.unknown.is_empty()
+    }
+
+    /// 0 no difference, 1 differences, 3 unknown entries and no difference.
+    pub fn exit_code(&self) -> i32 {
+        if !self.changes.is_empty() {
+            1
+        } else if !self.unknown.is_empty() {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// A NodePort entry: protocol, port and the Service it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Port {
+    proto: u8,
+    port: u16,
+    service: String,
+}
+
+/// What one query compares: packets from `host` to `node`'s LAN addresses,
+/// of `proto`, to the NodePort `port` or (`None`) to any port but `others`.
+struct Entry {
+    node: String,
+    host: String,
+    proto: Proto,
+    port: Option<Port>,
+    others: Vec<Port>,
+}
+
+/// How one side's walk of a packet can end, with its observables.
+struct Fate {
+    cond: Bool,
+    /// The constant part: how it ends, who receives, how the answer ends.
+    what: String,
+    /// Receiver's destination address and port, source address; the
+    /// client's view of the answer (address and port) when there is one.
+    terms: Vec<BV>,
+}
+
+/// One side of the comparison.
+struct Side<'s> {
+    c: Checker<'s>,
+    snap: &'s Snapshot,
+}
+
+/// Compare BEFORE and AFTER. Fails when they cannot be compared (another
+/// node set).
+pub fn diff(
+    before: &Snapshot,
+    after: &Snapshot,
+    before_name: &str,
+    after_name: &str,
+    opts: &CheckOptions,
+    progress: &dyn Fn(usize, usize, &str),
+) -> Result<Diff, DiffError> {
+    let names = |s: &Snapshot| s.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+    let (mut nb, mut na) = (names(before), names(after));
+    nb.sort();
+    na.sort();
+    if nb != na {
+        return Err(DiffError(format!(
+            "{after_name}: the snapshots disagree on their nodes: {before_name} has {}, {after_name} has {}",
+            nb.join(", "),
+            na.join(", ")
+        )));
+    }
+    let mut b = Side { c: Checker::new(before, opts), snap: before };
+    let mut a = Side { c: Checker::new(after, opts), snap: after };
+    let mut out = Diff {
+        schema: SCHEMA,
+        before: before_name.to_string(),
+        after: after_name.to_string(),
+        scope: Scope { nodes: na.clone(), ..Scope::default() },
+        changes: Vec::new(),
+        unknown: Vec::new(),
+        notes: vec!["scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
+             every protocol port; traffic from pods and nodes, ClusterIPs and external IPs are not compared yet"
+            .into()],
+    };
+    let hosts: Vec<String> = after
+        .cluster
+        .hosts
+        .iter()
+        .filter(|h| before.cluster.hosts.iter().any(|x| x.name == h.name && x.address == h.address))
+        .map(|h| h.name.clone())
+        .collect();
+    for h in &after.cluster.hosts {
+        if !hosts.contains(&h.name) {
+            out.notes.push(format!("host `{}` is not the same on both sides: not compared", h.name));
+        }
+    }
+    // The entries: every (node, host near it on both sides, port entry).
+    let mut entries: Vec<Entry> = Vec::new();
+    for node in &na {
+        let (Some(ni_b), Some(ni_a)) = (index(before, node), index(after, node)) else { continue };
+        let near_b: Vec<String> = b.c.hosts_near(ni_b).iter().filter_map(|&h| host_name(before, h)).collect();
+        let near: Vec<String> =
+            a.c.hosts_near(ni_a)
+                .iter()
+                .filter_map(|&h| host_name(after, h))
+                .filter(|h| near_b.contains(h) && hosts.contains(h))
+                .collect();
+        let mut ports: Vec<Port> = Vec::new();
+        for side in [&b, &a] {
+            let ni = if std::ptr::eq(side.snap, before) { ni_b } else { ni_a };
+            for s in side.c.node_ports(ni) {
+                if let Some(port) = s.node_port {
+                    if !ports.iter().any(|p| p.proto == s.proto.0 && p.port == port) {
+                        ports.push(Port { proto: s.proto.0, port, service: s.name.clone() });
+                    }
+                }
+            }
+        }
+        ports.sort();
+        for h in &near {
+            for proto in PROTOS {
+                let same: Vec<Port> = ports.iter().filter(|p| p.proto == proto.0).cloned().collect();
+                for p in &same {
+                    entries.push(Entry {
+                        node: node.clone(),
+                        host: h.clone(),
+                        proto,
+                        port: Some(p.clone()),
+                        others: Vec::new(),
+                    });
+                }
+                entries.push(Entry { node: node.clone(), host: h.clone(), proto, port: None, others: same });
+            }
+        }
+        if near.is_empty() {
+            out.notes.push(format!("{node}: no host of both sides is on its LAN segment: not compared"));
+        }
+    }
+    out.scope.sources = hosts.iter().map(|h| format!("outside client `{h}`")).collect();
+    out.scope.entries = entries.len();
+    // Nodes that are the same on both sides up to chain names and comments
+    // make every entry the same: no query needed.
+    let same_everywhere = na.iter().all(|n| same_node(before, after, n));
+    if same_everywhere {
+        out.scope.unchanged = entries.len();
+        out.notes.push("every node is the same on both sides up to chain names, comments and counters".into());
+        return Ok(out);
+    }
+    let total = entries.len();
+    for (k, Entry { node, host, proto, port, others }) in entries.into_iter().enumerate() {
+        let label = entry_label(&node, &host, proto, port.as_ref());
+        progress(k, total, &label);
+        match compare_entry(&mut b, &mut a, &node, &host, proto, port.as_ref(), &others) {
+            Ok(None) => {}
+            Ok(Some(ex)) => add_change(&mut out.changes, &node, &host, proto, port.as_ref(), ex),
+            Err(reason) => out.unknown.push(Unknown { entry: label, reason }),
+        }
+    }
+    progress(total, total, "done");
+    out.scope.queries = b.c.queries + a.c.queries;
+    out.scope.settled_while_encoding = b.c.folded + a.c.folded;
+    Ok(out)
+}
+
+fn index(s: &Snapshot, node: &str) -> Option<usize> {
+    s.nodes.iter().position(|n| n.name == node)
+}
+
+fn host_name(s: &Snapshot, h: usize) -> Option<String> {
+    s.cluster.hosts.get(h).map(|x| x.name.clone())
+}
+
+fn proto_name(p: Proto) -> String {
+    natpath_model::packet::proto_name(p)
+}
+
+fn entry_label(node: &str, host: &str, proto: Proto, port: Option<&Port>) -> String {
+    match port {
+        Some(p) => format!("{node} NodePort {}/{} ({}) from {host}", proto_name(proto), p.port, p.service),
+        None => format!("{node} other {} ports from {host}", proto_name(proto)),
+    }
+}
+
+/// The node is the same on both sides: the same rules up to chain names,
+/// comments and counters (the built-in chains' content identities), the
+/// same routes, addresses, policy rules, sets and sysctls, and the same
+/// pods on it.
+fn same_node(before: &Snapshot, after: &Snapshot, name: &str) -> bool {
+    let (Some(x), Some(y)) = (before.node(name), after.node(name)) else { return false };
+    let (Some(ix), Some(iy)) = (index(before, name), index(after, name)) else { return false };
+    let ex = crate::encode::NodeEnc::new(before, ix, x, 64);
+    let ey = crate::encode::NodeEnc::new(after, iy, y, 64);
+    let builtins = |n: &natpath_model::snapshot::Node| {
+        let mut v: Vec<(natpath_model::ruleset::TableName, String)> = Vec::new();
+        for t in &n.ruleset.tables {
+            for c in t.chains.iter().filter(|c| c.policy.is_some()) {
+                v.push((t.name, c.name.clone()));
+            }
+        }
+        v.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+        v
+    };
+    let (bx, by) = (builtins(x), builtins(y));
+    let policies = |n: &natpath_model::snapshot::Node| {
+        let mut v: Vec<String> = Vec::new();
+        for t in &n.ruleset.tables {
+            for c in t.chains.iter().filter(|c| c.policy.is_some()) {
+                v.push(format!("{} {} {:?}", t.name.as_str(), c.name, c.policy));
+            }
+        }
+        v.sort();
+        v
+    };
+    let pods = |s: &Snapshot| {
+        let mut v: Vec<String> = s
+            .cluster
+            .pods
+            .iter()
+            .filter(|p| p.node == name)
+            .map(|p| format!("{} {} {} {:?}", p.name, p.address, p.iface, p.listen))
+            .collect();
+        v.sort();
+        v
+    };
+    bx == by
+        && policies(x) == policies(y)
+        && bx.iter().all(|(t, c)| ex.canon(*t, c) == ey.canon(*t, c))
+        && x.routes == y.routes
+        && x.interfaces == y.interfaces
+        && x.ip_rules == y.ip_rules
+        && x.ipsets == y.ipsets
+        && x.sysctl == y.sysctl
+        && x.lan == y.lan
+        && pods(before) == pods(after)
+}
+
+/// How `e` ends, in words (the constant part of a fate).
+fn end_words(snap: &Snapshot, e: &WalkEnd) -> String {
+    match &e.kind {
+        EndKind::Reached(Reached::Pod(i)) => {
+            let p = snap.cluster.pods.get(*i);
+            format!(
+                "delivered to pod {} on {}",
+                p.map(|p| p.name.as_str()).unwrap_or("?"),
+                p.map(|p| p.node.as_str()).unwrap_or("?")
+            )
+        }
+        EndKind::Reached(Reached::Host(i)) => {
+            format!("delivered to host {}", snap.cluster.hosts.get(*i).map(|h| h.name.as_str()).unwrap_or("?"))
+        }
+        EndKind::Reached(Reached::Node(i)) => {
+            format!("delivered to node {}", snap.nodes.get(*i).map(|n| n.name.as_str()).unwrap_or("?"))
+        }
+        EndKind::Dropped => "dropped".into(),
+        EndKind::Rejected => "rejected".into(),
+        EndKind::Unknown => "unknown".into(),
+        EndKind::Elsewhere { node, dev } => format!(
+            "left {} by {dev}, beyond the snapshot",
+            snap.nodes.get(*node).map(|n| n.name.as_str()).unwrap_or("?")
+        ),
+        EndKind::Loop => "a loop".into(),
+    }
+}
+
+/// One side's walk of `pkt` from host `host` arriving at node `n` by its
+/// LAN device, and each pod's answer: the fates, the unknown endings and
+/// the trail's definitions.
+fn side_fates(side: &Side<'_>, n: usize, pkt: &SymPacket, prefix: &str) -> Option<(Vec<Fate>, Vec<Ending>, Vec<Bool>)> {
+    let snap = side.snap;
+    let node = snap.nodes.get(n)?;
+    let ne = side.c.enc.node(n)?;
+    let lan = ne.dev_value(&node.lan);
+    let mut trail = Trail { record_hits: false, shared: Some(SharedChoices::new(prefix)), ..Trail::default() };
+    let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
+    let fwd =
+        walk::walk(&side.c.enc, &mut trail, walk::Start::Arrive { node: n, dev: lan, flow }, &|_| CtCtx::Fresh, false);
+    let mut fates = Vec::new();
+    let mut unknown = Vec::new();
+    for e in &fwd.ends {
+        if e.kind == EndKind::Unknown {
+            unknown.push(Ending { cond: e.cond.clone(), reason: e.reason.clone() });
+            continue;
+        }
+        let words = end_words(snap, e);
+        let seen = vec![e.state.pkt.dst.clone(), e.state.pkt.dport.clone(), e.state.pkt.src.clone()];
+        let pod = match e.kind {
+            EndKind::Reached(Reached::Pod(pi)) => snap.cluster.pods.get(pi),
+            _ => None,
+        };
+        let Some(pod) = pod else {
+            let what = match e.kind {
+                EndKind::Dropped | EndKind::Rejected | EndKind::Loop if !e.reason.is_empty() => {
+                    format!("{words} ({})", e.reason)
+                }
+                _ => words,
+            };
+            fates.push(Fate { cond: e.cond.clone(), what, terms: seen });
+            continue;
+        };
+        // The pod answers when it listens; the answer walks back through
+        // the bindings this path left.
+        let l = listens(pod, &e.state.pkt);
+        fates.push(Fate {
+            cond: and2(&e.cond, &not(&l)),
+            what: format!("{words}, which does not listen on the port"),
+            terms: seen.clone(),
+        });
+        let Some(pn) = snap.nodes.iter().position(|x| x.name == pod.node) else { continue };
+        let Some(pe) = side.c.enc.node(pn) else { continue };
+        let dev = pe.dev_value(&pod.iface);
+        let flow = Flow { cond: and2(&e.cond, &l), state: State::arriving(walk::answer(&e.state.pkt)) };
+        if is_false(&flow.cond) {
+            continue;
+        }
+        let back = walk::walk(
+            &side.c.enc,
+            &mut trail,
+            walk::Start::Arrive { node: pn, dev, flow },
+            &|m| e.replies_on(m),
+            true,
+        );
+        for r in &back.ends {
+            if r.kind == EndKind::Unknown {
+                unknown.push(Ending { cond: r.cond.clone(), reason: format!("the answer: {}", r.reason) });
+                continue;
+            }
+            let mut terms = seen.clone();
+            terms.push(r.state.pkt.src.clone());
+            terms.push(r.state.pkt.sport.clone());
+            fates.push(Fate {
+                cond: r.cond.clone(),
+                what: format!("{words}; its answer {}", end_words(snap, r)),
+                terms,
+            });
+        }
+    }
+    Some((fates, unknown, trail.defs))
+}
+
+/// Compare one entry; `Ok(None)` when no packet of it changes.
+#[allow(clippy::too_many_arguments)]
+fn compare_entry(
+    b: &mut Side<'_>,
+    a: &mut Side<'_>,
+    node: &str,
+    host: &str,
+    proto: Proto,
+    port: Option<&Port>,
+    others: &[Port],
+) -> Result<Option<Example>, String> {
+    let (Some(nb), Some(na)) = (index(b.snap, node), index(a.snap, node)) else {
+        return Err("BUG: a node of the scope is missing".into());
+    };
+    let Some(h) = a.snap.cluster.hosts.iter().find(|x| x.name == host) else {
+        return Err("BUG: a host of the scope is missing".into());
+    };
+    let mut lans: Vec<Ipv4Addr> = a.snap.nodes.get(na).map(|n| n.lan_addrs()).unwrap_or_default();
+    for x in b.snap.nodes.get(nb).map(|n| n.lan_addrs()).unwrap_or_default() {
+        if !lans.contains(&x) {
+            lans.push(x);
+        }
+    }
+    let pins = Pins {
+        src: Some(h.address.addr()),
+        dst: if lans.len() == 1 { lans.first().copied() } else { None },
+        proto: Some(proto),
+        dport: port.map(|p| p.port),
+    };
+    let pkt = a.c.fresh_packet("diff", &pins);
+    let prefix = format!("d.{node}.{host}.{}.{}", proto.0, port.map(|p| p.port).unwrap_or(0));
+    let mut scope = first_packet(&pkt);
+    scope.push(pkt.src.feq(crate::encode::packet::addr(h.address.addr())));
+    scope.push(one_of(&pkt.dst, &lans));
+    for o in others {
+        scope.push(not(&pkt.dport.feq(crate::encode::packet::bv16(o.port))));
+    }
+    let (fb, ub, db) = side_fates(b, nb, &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
+    let (fa, ua, da) = side_fates(a, na, &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
+    scope.extend(db);
+    scope.extend(da);
+    let mut pairs: Vec<(Bool, usize, usize)> = Vec::new();
+    for (i, x) in fb.iter().enumerate() {
+        for (j, y) in fa.iter().enumerate() {
+            let both = and2(&x.cond, &y.cond);
+            if is_false(&both) {
+                continue;
+            }
+            let differs = if x.what != y.what || x.terms.len() != y.terms.len() {
+                Bool::from_bool(true)
+            } else {
+                any(&x.terms.iter().zip(&y.terms).map(|(p, q)| not(&p.feq(q))).collect::<Vec<_>>())
+            };
+            let d = and2(&both, &differs);
+            if !is_false(&d) {
+                pairs.push((d, i, j));
+            }
+        }
+    }
+    let violation = any(&pairs.iter().map(|(d, _, _)| d.clone()).collect::<Vec<_>>());
+    let mut unknown = ub;
+    unknown.extend(ua.into_iter().map(|e| Ending { cond: e.cond, reason: format!("AFTER: {}", e.reason) }));
+    match a.c.ask(&scope, &violation, &unknown) {
+        QAnswer::Holds => Ok(None),
+        QAnswer::Unknown(why) => Err(why),
+        QAnswer::Violated(w) => {
+            let Some((_, i, j)) = pairs.iter().find(|(d, _, _)| w.bool(d) == Some(true)) else {
+                return Err("BUG: the solver's packet takes no pair of fates".into());
+            };
+            let (Some(x), Some(y)) = (fb.get(*i), fa.get(*j)) else { return Err("BUG: lost fates".into()) };
+            example(b, a, node, host, proto, &pkt, &w, x, y)
+        }
+    }
+}
+
+/// A fate's words with its values under `w`.
+fn fate_text(w: &Witness, f: &Fate) -> String {
+    let v = |i: usize| f.terms.get(i).and_then(|t| w.u64(t));
+    let addr = |x: Option<u64>| x.map(|x| Ipv4Addr::from(x as u32).to_string()).unwrap_or_else(|| "?".into());
+    if !f.what.starts_with("delivered") {
+        return f.what.clone();
+    }
+    let mut s = format!(
+        "{}: it sees {} -> {}:{}",
+        f.what,
+        addr(v(2)),
+        addr(v(0)),
+        v(1).map(|p| p.to_string()).unwrap_or("?".into())
+    );
+    if f.terms.len() > 3 {
+        s.push_str(&format!(
+            "; the client sees the answer from {}:{}",
+            addr(v(3)),
+            v(4).map(|p| p.to_string()).unwrap_or("?".into())
+        ));
+    }
+    s
+}
+
+/// The model's fates of a trace: `(fate, probability)` summed by fate.
+fn model_fates(t: &Trace) -> BTreeMap<String, num_rational::Ratio<num_bigint::BigUint>> {
+    let mut m: BTreeMap<String, num_rational::Ratio<num_bigint::BigUint>> = BTreeMap::new();
+    for br in &t.branches {
+        let e = m.entry(branch_fate(br)).or_insert_with(|| num_rational::Ratio::from_integer(0u32.into()));
+        *e += br.prob.clone();
+    }
+    m
+}
+
+/// A branch's fate in words: what the diff compares (not the source port a
+/// receiver sees, which `--random-fully` makes arbitrary).
+fn branch_fate(b: &Branch) -> String {
+    let who = b.delivered_to.as_ref().map(|d| format!(" to {} {}", d.kind, d.name)).unwrap_or_default();
+    let seen = b
+        .seen_by_destination
+        .as_ref()
+        .map(|s| format!(", sees {} -> {}", s.src.rsplit_once(':').map(|x| x.0).unwrap_or(&s.src), s.dst))
+        .unwrap_or_default();
+    let reply = b
+        .reply
+        .as_ref()
+        .map(|r| {
+            format!(
+                "; answer {}{}",
+                outcome_word(r.outcome),
+                r.seen_by_client.as_ref().map(|s| format!(" from {}", s.src)).unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    format!("{}{who}{seen}{reply}", outcome_word(b.outcome))
+}
+
+fn outcome_word(o: natpath_model::trace::Outcome) -> &'static str {
+    crate::report::text::outcome_name(o)
+}
+
+/// Replay the solver's packet on both sides and build the example; an
+/// error when the model does not show a difference.
+#[allow(clippy::too_many_arguments)]
+fn example(
+    b: &Side<'_>,
+    a: &Side<'_>,
+    node: &str,
+    host: &str,
+    proto: Proto,
+    pkt: &SymPacket,
+    w: &Witness,
+    x: &Fate,
+    y: &Fate,
+) -> Result<Option<Example>, String> {
+    let dst = w.u64(&pkt.dst).map(|d| Ipv4Addr::from(d as u32)).ok_or("BUG: no destination in the witness")?;
+    let dport = w.u64(&pkt.dport).and_then(|p| u16::try_from(p).ok()).ok_or("BUG: no port in the witness")?;
+    let sport = w.u64(&pkt.sport).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0).unwrap_or(40000);
+    let to = format!("{dst}:{dport}");
+    let src = a.snap.cluster.hosts.iter().find(|h| h.name == host).map(|h| h.address.addr());
+    let packet =
+        format!("{} {}:{sport} -> {to}", proto_name(proto), src.map(|s| s.to_string()).unwrap_or_else(|| "?".into()));
+    let replay = |s: &Snapshot| -> Result<Trace, String> {
+        let p = natpath_model::walk::probe(s, host, &to, proto, sport).map_err(|e| e.0)?;
+        natpath_model::walk::trace(s, &p, &TraceOptions::default()).map_err(|e| e.0)
+    };
+    let (tb, ta) = (replay(b.snap), replay(a.snap));
+    let (tb, ta) = match (tb, ta) {
+        (Ok(tb), Ok(ta)) => (tb, ta),
+        (Err(e), _) | (_, Err(e)) => return Err(format!("the model cannot replay {packet}: {e}")),
+    };
+    let (mb, ma) = (model_fates(&tb), model_fates(&ta));
+    if mb == ma {
+        return Err(format!(
+            "BUG: the solver says {packet} meets another fate ({} / {}), but the model gives it the same fates on both sides; the encoding and the model disagree",
+            fate_text(w, x),
+            fate_text(w, y)
+        ));
+    }
+    let show = |m: &BTreeMap<String, num_rational::Ratio<num_bigint::BigUint>>| {
+        m.iter().map(|(f, p)| format!("{f} (probability {p})")).collect::<Vec<_>>()
+    };
+    let (same_steps, steps, rules) = divergence(&tb, &ta, b.snap, a.snap);
+    Ok(Some(Example {
+        node: node.to_string(),
+        source: format!("outside client `{host}`"),
+        packet,
+        before: fate_text(w, x),
+        after: fate_text(w, y),
+        before_fates: show(&mb),
+        after_fates: show(&ma),
+        steps,
+        same_steps,
+        rules,
+    }))
+}
+
+/// The steps of the most likely branch of each side that the other side
+/// does not take alike (a longest-common-subsequence diff of the canonical
+/// step lines, `- ` BEFORE only, `+ ` AFTER only, in walk order), at most
+/// [`DIFF_STEPS`] lines, and how many steps both take alike.
+fn divergence(tb: &Trace, ta: &Trace, sb: &Snapshot, sa: &Snapshot) -> (usize, Vec<String>, Vec<RuleAt>) {
+    let lines = |t: &Trace| -> Vec<(String, Option<(String, natpath_model::ruleset::TableName, String, usize)>)> {
+        t.branches
+            .first()
+            .map(|b| {
+                b.steps
+                    .iter()
+                    .map(|s| {
+                        let what = if s.text.is_empty() { s.effect.clone() } else { strip_names(&s.text) };
+                        let line =
+                            format!("{}: {} {} {}: {what}", s.node, s.hook, s.table.as_str(), canon_chain(&s.chain));
+                        (line, s.rule.map(|r| (s.node.clone(), s.table, s.chain.clone(), r)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (xr, yr) = (lines(tb), lines(ta));
+    let x: Vec<String> = xr.iter().map(|l| l.0.clone()).collect();
+    let y: Vec<String> = yr.iter().map(|l| l.0.clone()).collect();
+    let mut rules: Vec<RuleAt> = Vec::new();
+    let mut locate = |side: &'static str,
+                      snap: &Snapshot,
+                      r: &Option<(String, natpath_model::ruleset::TableName, String, usize)>| {
+        let Some((node, table, chain, n)) = r else { return };
+        let rule = snap
+            .node(node)
+            .and_then(|nd| nd.ruleset.table(*table))
+            .and_then(|t| t.chain(chain))
+            .and_then(|c| c.rules.get(n.saturating_sub(1)));
+        if let Some(rule) = rule {
+            let at = RuleAt {
+                side,
+                file: rule.loc.file.to_string(),
+                line: rule.loc.line,
+                text: natpath_model::print::rule_text(chain, rule),
+            };
+            if !rules.contains(&at) && rules.len() < DIFF_STEPS {
+                rules.push(at);
+            }
+        }
+    };
+    // lcs[i][j]: the longest common subsequence of x[i..] and y[j..].
+    let (n, m) = (x.len(), y.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            let v = if x.get(i) == y.get(j) {
+                lcs.get(i + 1).and_then(|r| r.get(j + 1)).copied().unwrap_or(0) + 1
+            } else {
+                let down = lcs.get(i + 1).and_then(|r| r.get(j)).copied().unwrap_or(0);
+                let right = lcs.get(i).and_then(|r| r.get(j + 1)).copied().unwrap_or(0);
+                down.max(right)
+            };
+            if let Some(cell) = lcs.get_mut(i).and_then(|r| r.get_mut(j)) {
+                *cell = v;
+            }
+        }
+    }
+    let at = |i: usize, j: usize| lcs.get(i).and_then(|r| r.get(j)).copied().unwrap_or(0);
+    let (mut i, mut j, mut same) = (0, 0, 0);
+    let mut out: Vec<String> = Vec::new();
+    while i < n || j < m {
+        match (x.get(i), y.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                same += 1;
+                i += 1;
+                j += 1;
+            }
+            (Some(a), _) if j >= m || at(i + 1, j) >= at(i, j + 1) => {
+                out.push(format!("- {a}"));
+                if let Some(r) = xr.get(i) {
+                    locate("before", sb, &r.1);
+                }
+                i += 1;
+            }
+            (_, Some(b)) => {
+                out.push(format!("+ {b}"));
+                if let Some(r) = yr.get(j) {
+                    locate("after", sa, &r.1);
+                }
+                j += 1;
+            }
+            _ => break,
+        }
+    }
+    if out.len() > DIFF_STEPS {
+        let rest = out.len() - DIFF_STEPS;
+        out.truncate(DIFF_STEPS);
+        out.push(format!("... and {rest} more steps that differ"));
+    }
+    (same, out, rules)
+}
+
+/// How many differing steps an example shows.
+const DIFF_STEPS: usize = 16;
+
+/// kube-proxy's hashed chain names (`KUBE-SVC-…`, `KUBE-SEP-…`,
+/// `KUBE-EXT-…`, `KUBE-SVL-…`, `KUBE-FW-…`, `KUBE-XLB-…`) without their
+/// hash, so that a renamed chain's rules compare equal.
+fn canon_chain(chain: &str) -> String {
+    for p in ["KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-SVL-", "KUBE-FW-", "KUBE-XLB-"] {
+        if chain.starts_with(p) && chain.len() == p.len() + 16 {
+            return format!("{p}*");
+        }
+    }
+    chain.to_string()
+}
+
+/// A rule's text with hashed chain names replaced and comments kept.
+fn strip_names(text: &str) -> String {
+    text.split(' ').map(canon_chain).collect::<Vec<_>>().join(" ")
+}
+
+/// Add an example to its group.
+fn add_change(changes: &mut Vec<Change>, node: &str, host: &str, proto: Proto, port: Option<&Port>, ex: Example) {
+    let service = port.map(|p| p.service.clone());
+    let pname = proto_name(proto);
+    let pnum = port.map(|p| p.port);
+    let source = format!("outside client `{host}`");
+    let idx = changes.iter().position(|c| c.service == service && c.proto == pname && c.port == pnum);
+    let c = match idx.and_then(|i| changes.get_mut(i)) {
+        Some(c) => c,
+        None => {
+            changes.push(Change {
+                service,
+                entry: if pnum.is_some() { "nodeport" } else { "other-port" },
+                proto: pname,
+                port: pnum,
+                nodes: Vec::new(),
+                sources: Vec::new(),
+                examples: Vec::new(),
+            });
+            match changes.last_mut() {
+                Some(c) => c,
+                None => return,
+            }
+        }
+    };
+    if !c.nodes.iter().any(|n| n == node) {
+        c.nodes.push(node.to_string());
+        c.examples.push(ex);
+    }
+    if !c.sources.contains(&source) {
+        c.sources.push(source);
+    }
+}

@@ -1,0 +1,503 @@
+//! The rule-change gate: given BEFORE and AFTER (and a contracts file),
+//! pass the change when it breaks nothing the team relies on, fail it when
+//! it does, with the packet that shows it.
+//!
+//! A gate fails when an invariant of the catalog newly fails on AFTER (one
+//! that already failed on BEFORE is reported, and fails the gate only with
+//! `--strict`), when an `[[expect]]` contract does not hold on AFTER for
+//! every packet it covers, or when a packet meets another fate (the
+//! semantic [`crate::diff`]) in a Service port that no `[[allow]]` entry
+//! covers (unless `--allow-changes`). It is unknown, never a pass, when
+//! any of these cannot be decided. The contracts format is in
+//! docs/contracts.md.
+//!
+//! Contract: a contracts file with an unknown key, a bad value, or a name
+//! (Service, host, node) that neither snapshot has is bad input naming its
+//! file and line, and nothing is checked.
+
+use crate::diff::{self, Diff, DiffError};
+use crate::encode::walk::{EndKind, Reached};
+use crate::encode::{and2, any, not};
+use crate::invariants::{self, is_endpoint, listens, CheckOptions, Checker, Outcome, Pins, QAnswer, Verdict};
+use natpath_model::intent::Service;
+use natpath_model::snapshot::Snapshot;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use z3::ast::Bool;
+
+/// The schema name of `natpath gate --format json`.
+pub const SCHEMA: &str = "natpath.gate/1";
+
+/// The contracts a team holds every change to (docs/contracts.md).
+#[derive(Debug, Clone, Default)]
+pub struct Contracts {
+    /// The file they were read from.
+    pub file: String,
+    /// Changes that are meant.
+    pub allow: Vec<Allow>,
+    /// What must hold on AFTER for every packet.
+    pub expect: Vec<Expect>,
+}
+
+/// An `[[allow]]` entry: the packets of this Service port may change.
+#[derive(Debug, Clone)]
+pub struct Allow {
+    /// The Service port, `namespace/name:port`.
+    pub service: String,
+    /// Why (shown in the report).
+    pub reason: String,
+    /// Where it was written.
+    pub line: usize,
+}
+
+/// What an `[[expect]]` entry demands of the packets it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fate {
+    /// Delivered to an endpoint of the Service.
+    Delivered,
+    /// Dropped silently.
+    Dropped,
+    /// Rejected (an ICMP error or a reset).
+    Rejected,
+}
+
+/// What the endpoint must see as the packet's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The client's own address.
+    Preserved,
+    /// Another address (a node's).
+    Masqueraded,
+}
+
+/// An `[[expect]]` entry: from a host to a Service's NodePort on some
+/// nodes, every first packet meets this fate.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// Its name in reports.
+    pub name: String,
+    /// The sending `[[host]]`.
+    pub from: String,
+    /// The Service port, `namespace/name:port`.
+    pub service: String,
+    /// The nodes (every node when empty).
+    pub nodes: Vec<String>,
+    /// The fate.
+    pub fate: Fate,
+    /// What the endpoint sees as source, for `delivered`.
+    pub source: Option<Source>,
+    /// Where it was written.
+    pub line: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContracts {
+    #[serde(default)]
+    allow: Vec<toml::Spanned<RawAllow>>,
+    #[serde(default)]
+    expect: Vec<toml::Spanned<RawExpect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    service: String,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    name: Option<String>,
+    from: String,
+    service: String,
+    #[serde(default)]
+    nodes: Vec<String>,
+    fate: String,
+    source: Option<String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len())).map(|t| t.matches('\n').count() + 1).unwrap_or(1)
+}
+
+/// The most a contracts file may hold.
+const MAX_CONTRACTS_BYTES: usize = 4 * 1024 * 1024;
+
+impl Contracts {
+    /// Read a contracts file; errors are `file:line: message`.
+    pub fn read(path: &Path) -> Result<Contracts, DiffError> {
+        let file = path.display().to_string();
+        let bytes = natpath_model::input::read_file(path).map_err(|e| DiffError(e.to_string()))?;
+        if bytes.len() > MAX_CONTRACTS_BYTES {
+            return Err(DiffError(format!("{file}: a contracts file of more than 4 MiB is not one")));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            DiffError(format!("{file}:1: expected a TOML contracts file, found bytes that are not UTF-8"))
+        })?;
+        Contracts::parse(&text, &file)
+    }
+
+    /// Parse contracts text read from `file`.
+    pub fn parse(text: &str, file: &str) -> Result<Contracts, DiffError> {
+        let raw: RawContracts = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+            DiffError(format!("{file}:{line}: {}", e.message().trim_end()))
+        })?;
+        let mut out = Contracts { file: file.to_string(), ..Contracts::default() };
+        for a in raw.allow {
+            let line = line_of(text, a.span().start);
+            let a = a.into_inner();
+            out.allow.push(Allow { service: a.service, reason: a.reason, line });
+        }
+        for (i, e) in raw.expect.into_iter().enumerate() {
+            let line = line_of(text, e.span().start);
+            let e = e.into_inner();
+            let fate = match e.fate.as_str() {
+                "delivered" => Fate::Delivered,
+                "dropped" => Fate::Dropped,
+                "rejected" => Fate::Rejected,
+                f => {
+                    return Err(DiffError(format!(
+                        "{file}:{line}: expected `delivered`, `dropped` or `rejected` for `fate`, found `{f}`"
+                    )))
+                }
+            };
+            let source = match e.source.as_deref() {
+                None => None,
+                Some("preserved") => Some(Source::Preserved),
+                Some("masqueraded") => Some(Source::Masqueraded),
+                Some(s) => {
+                    return Err(DiffError(format!(
+                        "{file}:{line}: expected `preserved` or `masqueraded` for `source`, found `{s}`"
+                    )))
+                }
+            };
+            if source.is_some() && fate != Fate::Delivered {
+                return Err(DiffError(format!("{file}:{line}: `source` goes with `fate = \"delivered\"` only")));
+            }
+            out.expect.push(Expect {
+                name: e.name.unwrap_or_else(|| format!("expect #{}", i + 1)),
+                from: e.from,
+                service: e.service,
+                nodes: e.nodes,
+                fate,
+                source,
+                line,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Check that every name the contracts use exists in a snapshot:
+    /// Services in either, hosts and nodes in AFTER.
+    fn validate(&self, before: &Snapshot, after: &Snapshot) -> Result<(), DiffError> {
+        let services = |s: &Snapshot| -> Vec<String> {
+            s.nodes
+                .iter()
+                .flat_map(|n| {
+                    natpath_model::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)
+                        .services
+                        .into_iter()
+                        .map(|x| x.name)
+                })
+                .collect()
+        };
+        let (sb, sa) = (services(before), services(after));
+        let f = &self.file;
+        for a in &self.allow {
+            if !sb.contains(&a.service) && !sa.contains(&a.service) {
+                return Err(DiffError(format!(
+                    "{f}:{}: no Service port `{}` in either snapshot (names are `namespace/name:port` as in kube-proxy's comments)",
+                    a.line, a.service
+                )));
+            }
+        }
+        for e in &self.expect {
+            if !sa.contains(&e.service) {
+                return Err(DiffError(format!(
+                    "{f}:{}: no Service port `{}` in the AFTER snapshot",
+                    e.line, e.service
+                )));
+            }
+            if !after.cluster.hosts.iter().any(|h| h.name == e.from) {
+                return Err(DiffError(format!("{f}:{}: no [[host]] `{}` in the AFTER snapshot", e.line, e.from)));
+            }
+            for n in &e.nodes {
+                if after.node(n).is_none() {
+                    return Err(DiffError(format!("{f}:{}: no node `{n}` in the AFTER snapshot", e.line)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Options of a gate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GateOptions {
+    /// Solver options.
+    pub check: CheckOptions,
+    /// Fail on invariants that already failed on BEFORE too.
+    pub strict: bool,
+    /// Accept every difference (contracts and invariants still count).
+    pub allow_changes: bool,
+}
+
+/// An invariant on both sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvariantResult {
+    /// Its catalog name.
+    pub invariant: &'static str,
+    /// `holds`, `violated` or `unknown` on BEFORE.
+    pub before: &'static str,
+    /// On AFTER.
+    pub after: &'static str,
+    /// It decides the gate: `fail`, `unknown`, or `pass`.
+    pub gate: &'static str,
+    /// The AFTER violation's summary, or why it is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The rules the AFTER counterexample went through (`FILE:LINE ...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+}
+
+/// An `[[expect]]` contract's result on AFTER.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContractResult {
+    /// Its name.
+    pub name: String,
+    /// The line of the contracts file it was written at.
+    pub line: usize,
+    /// `holds`, `violated` or `unknown`.
+    pub verdict: &'static str,
+    /// The packet that breaks it and what happens to it, or why unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A change of the diff and whether an `[[allow]]` covers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeResult {
+    /// Index in `diff.changes`.
+    pub change: usize,
+    /// The line of the `[[allow]]` that covers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_by: Option<usize>,
+    /// `pass` (allowed) or `fail`.
+    pub gate: &'static str,
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    /// [`SCHEMA`].
+    pub schema: &'static str,
+    /// `pass`, `fail` or `unknown`.
+    pub verdict: &'static str,
+    /// The exit code: 0 pass, 1 fail, 3 unknown.
+    pub exit: i32,
+    /// The contracts file, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contracts_file: Option<String>,
+    /// `--strict`.
+    pub strict: bool,
+    /// `--allow-changes`.
+    pub allow_changes: bool,
+    /// Every invariant of the catalog on both sides.
+    pub invariants: Vec<InvariantResult>,
+    /// Every `[[expect]]` contract.
+    pub contracts: Vec<ContractResult>,
+    /// Every change of the diff and what the gate made of it.
+    pub changes: Vec<ChangeResult>,
+    /// The semantic diff.
+    pub diff: Diff,
+}
+
+fn word(o: &Outcome) -> &'static str {
+    o.word()
+}
+
+/// Run the gate.
+pub fn gate(
+    before: &Snapshot,
+    after: &Snapshot,
+    names: (&str, &str),
+    contracts: Option<&Contracts>,
+    opts: &GateOptions,
+    progress: &dyn Fn(usize, usize, &str),
+) -> Result<Gate, DiffError> {
+    if let Some(c) = contracts {
+        c.validate(before, after)?;
+    }
+    let d = diff::diff(before, after, names.0, names.1, &opts.check, progress)?;
+    let vb = invariants::check_many(before, &invariants::NAMES, &opts.check);
+    let va = invariants::check_many(after, &invariants::NAMES, &opts.check);
+    let mut inv = Vec::new();
+    for a in &va {
+        let b = vb.iter().find(|b| b.name == a.name);
+        let before_word = b.map(|b| word(&b.outcome)).unwrap_or("unknown");
+        let failing = !matches!(a.outcome, Outcome::Holds);
+        let was_failing = before_word != "holds";
+        let gate = match (&a.outcome, failing && (opts.strict || !was_failing)) {
+            (_, false) => "pass",
+            (Outcome::Violated(_), true) => "fail",
+            _ => "unknown",
+        };
+        inv.push(invariant_result(a, before_word, gate));
+    }
+    let mut results = Vec::new();
+    if let Some(c) = contracts {
+        let mut checker = Checker::new(after, &opts.check);
+        for e in &c.expect {
+            results.push(check_expect(&mut checker, after, e));
+        }
+    }
+    let changes: Vec<ChangeResult> = d
+        .changes
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| {
+            let allowed_by = contracts.and_then(|c| {
+                c.allow.iter().find(|a| ch.service.as_deref() == Some(a.service.as_str())).map(|a| a.line)
+            });
+            let gate = if allowed_by.is_some() || opts.allow_changes { "pass" } else { "fail" };
+            ChangeResult { change: i, allowed_by, gate }
+        })
+        .collect();
+    let fail = inv.iter().any(|r| r.gate == "fail")
+        || results.iter().any(|r| r.verdict == "violated")
+        || changes.iter().any(|c| c.gate == "fail");
+    let unknown = inv.iter().any(|r| r.gate == "unknown")
+        || results.iter().any(|r| r.verdict == "unknown")
+        || !d.unknown.is_empty();
+    let (verdict, exit) = if fail {
+        ("fail", 1)
+    } else if unknown {
+        ("unknown", 3)
+    } else {
+        ("pass", 0)
+    };
+    Ok(Gate {
+        schema: SCHEMA,
+        verdict,
+        exit,
+        contracts_file: contracts.map(|c| c.file.clone()),
+        strict: opts.strict,
+        allow_changes: opts.allow_changes,
+        invariants: inv,
+        contracts: results,
+        changes,
+        diff: d,
+    })
+}
+
+fn invariant_result(a: &Verdict, before: &'static str, gate: &'static str) -> InvariantResult {
+    let (detail, rules) = match &a.outcome {
+        Outcome::Holds => (None, Vec::new()),
+        Outcome::Violated(cx) => (Some(format!("{}: {}", cx.packet, cx.summary)), cx.rules.clone()),
+        Outcome::Unknown(why) => (Some(why.clone()), Vec::new()),
+    };
+    InvariantResult { invariant: a.name, before, after: word(&a.outcome), gate, detail, rules }
+}
+
+/// Check one `[[expect]]` on AFTER for every packet it covers.
+fn check_expect(c: &mut Checker<'_>, snap: &Snapshot, e: &Expect) -> ContractResult {
+    let mut res = ContractResult { name: e.name.clone(), line: e.line, verdict: "holds", detail: None };
+    let Some(h) = snap.cluster.hosts.iter().position(|x| x.name == e.from) else {
+        res.verdict = "unknown";
+        res.detail = Some(format!("no host `{}`", e.from));
+        return res;
+    };
+    for (n, node) in snap.nodes.iter().enumerate() {
+        if !e.nodes.is_empty() && !e.nodes.contains(&node.name) {
+            continue;
+        }
+        let svc: Option<Service> = c.node_ports(n).into_iter().find(|s| s.name == e.service);
+        let Some(svc) = svc else {
+            res.verdict = "violated";
+            res.detail = Some(format!("{}: `{}` has no NodePort on this node", node.name, e.service));
+            return res;
+        };
+        let Some(port) = svc.node_port else { continue };
+        let Some(q) = c.walk_query(n, h, false, Pins::port(svc.proto, port), |_| Vec::new()) else {
+            res.verdict = "unknown";
+            res.detail = Some(format!("{}: the walk cannot be encoded", node.name));
+            return res;
+        };
+        let host_addr = crate::encode::packet::addr(
+            snap.cluster.hosts.get(h).map(|x| x.address.addr()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        );
+        let mut eps = svc.endpoints.clone();
+        eps.extend(svc.local_endpoints.iter().cloned());
+        let mut bad: Vec<(Bool, String)> = Vec::new();
+        let mut unknown = Vec::new();
+        for end in &q.fwd.ends {
+            let ok = match (&end.kind, e.fate) {
+                (EndKind::Unknown, _) => {
+                    unknown.push(crate::encode::Ending { cond: end.cond.clone(), reason: end.reason.clone() });
+                    continue;
+                }
+                (EndKind::Reached(Reached::Pod(pi)), Fate::Delivered) => {
+                    let l = snap
+                        .cluster
+                        .pods
+                        .get(*pi)
+                        .map(|p| listens(p, &end.state.pkt))
+                        .unwrap_or(Bool::from_bool(false));
+                    and2(&is_endpoint(&end.state.pkt.dst, &end.state.pkt.dport, &eps), &l)
+                }
+                (EndKind::Reached(Reached::Node(_)), Fate::Delivered) => {
+                    is_endpoint(&end.state.pkt.dst, &end.state.pkt.dport, &eps)
+                }
+                (EndKind::Dropped, Fate::Dropped) | (EndKind::Rejected, Fate::Rejected) => Bool::from_bool(true),
+                _ => Bool::from_bool(false),
+            };
+            use crate::encode::packet::FoldEq;
+            let ok = match e.source {
+                Some(Source::Preserved) => and2(&ok, &end.state.pkt.src.feq(&host_addr)),
+                Some(Source::Masqueraded) => and2(&ok, &not(&end.state.pkt.src.feq(&host_addr))),
+                None => ok,
+            };
+            let words = match &end.kind {
+                EndKind::Reached(_) => {
+                    "delivered, but not as the contract says (another endpoint or source)".to_string()
+                }
+                EndKind::Dropped => format!("dropped: {}", end.reason),
+                EndKind::Rejected => format!("rejected: {}", end.reason),
+                EndKind::Elsewhere { dev, .. } => format!("left by {dev}, beyond the snapshot"),
+                EndKind::Loop => "a loop".into(),
+                EndKind::Unknown => "unknown".into(),
+            };
+            bad.push((and2(&end.cond, &not(&ok)), words));
+        }
+        let violation = any(&bad.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>());
+        match c.ask(&q.scope, &violation, &unknown) {
+            QAnswer::Holds => {}
+            QAnswer::Unknown(why) => {
+                res.verdict = "unknown";
+                res.detail = Some(format!("{}: {why}", node.name));
+            }
+            QAnswer::Violated(w) => {
+                let words =
+                    bad.iter().find(|(b, _)| w.bool(b) == Some(true)).map(|(_, r)| r.clone()).unwrap_or_default();
+                let sport = w.u64(&q.pkt.sport).unwrap_or(0);
+                let dst = w.u64(&q.pkt.dst).map(|d| std::net::Ipv4Addr::from(d as u32).to_string()).unwrap_or_default();
+                res.verdict = "violated";
+                res.detail = Some(format!(
+                    "{}: {} {}:{sport} -> {dst}:{port} is {words}",
+                    node.name,
+                    natpath_model::packet::proto_name(svc.proto),
+                    e.from
+                ));
+                return res;
+            }
+        }
+    }
+    res
+}
