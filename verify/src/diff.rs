@@ -232,6 +232,21 @@ pub fn diff(
     opts: &CheckOptions,
     progress: &dyn Fn(usize, usize, &str),
 ) -> Result<Diff, DiffError> {
+    diff_with(before, after, (before_name, after_name), opts, true, progress)
+}
+
+/// [`diff`], with the structural shortcut (nodes equal up to chain names,
+/// comments and counters need no query) on or off: off, every entry is
+/// decided by the solver, which the tests use to prove the shortcut and
+/// the encoding agree.
+pub fn diff_with(
+    before: &Snapshot,
+    after: &Snapshot,
+    (before_name, after_name): (&str, &str),
+    opts: &CheckOptions,
+    structural: bool,
+    progress: &dyn Fn(usize, usize, &str),
+) -> Result<Diff, DiffError> {
     let names = |s: &Snapshot| s.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
     let (mut nb, mut na) = (names(before), names(after));
     nb.sort();
@@ -314,7 +329,7 @@ pub fn diff(
     out.scope.entries = entries.len();
     // Nodes that are the same on both sides up to chain names and comments
     // make every entry the same: no query needed.
-    let same_everywhere = na.iter().all(|n| same_node(before, after, n));
+    let same_everywhere = structural && na.iter().all(|n| same_node(before, after, n));
     if same_everywhere {
         out.scope.unchanged = entries.len();
         out.notes.push("every node is the same on both sides up to chain names, comments and counters".into());
@@ -707,8 +722,11 @@ fn example(
 /// does not take alike (a longest-common-subsequence diff of the canonical
 /// step lines, `- ` BEFORE only, `+ ` AFTER only, in walk order), at most
 /// [`DIFF_STEPS`] lines, and how many steps both take alike.
+/// A trace step's rule: node, table, chain and 1-based position.
+type StepRule = (String, natpath_model::ruleset::TableName, String, usize);
+
 fn divergence(tb: &Trace, ta: &Trace, sb: &Snapshot, sa: &Snapshot) -> (usize, Vec<String>, Vec<RuleAt>) {
-    let lines = |t: &Trace| -> Vec<(String, Option<(String, natpath_model::ruleset::TableName, String, usize)>)> {
+    let lines = |t: &Trace| -> Vec<(String, Option<StepRule>)> {
         t.branches
             .first()
             .map(|b| {
