@@ -563,6 +563,15 @@ fn compare_entry(
     for o in others {
         scope.push(not(&pkt.dport.feq(crate::encode::packet::bv16(o.port))));
     }
+    // Tell the builders (after the constraints are built, or they would
+    // fold to true): the NodePort rules of other entries then cost nothing.
+    if !others.is_empty() {
+        let not_values = others.iter().map(|o| u64::from(o.port)).collect();
+        crate::encode::packet::assume_addr(
+            &pkt.dport,
+            crate::encode::packet::AddrFacts { not_values, ..Default::default() },
+        );
+    }
     let (fb, ub, db) = side_fates(b, nb, &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
     let (fa, ua, da) = side_fates(a, na, &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
     scope.extend(db);
