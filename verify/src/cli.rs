@@ -140,6 +140,17 @@ pub enum Format {
     Json,
 }
 
+/// Output formats of `diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// Text for people.
+    Text,
+    /// One JSON document, schema natpath.diff/1.
+    Json,
+    /// Markdown for a pull-request comment or a job summary.
+    Markdown,
+}
+
 /// Output formats of `trace`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TraceFormat {
@@ -233,8 +244,8 @@ pub struct DiffArgs {
     /// The snapshot after the change.
     pub after: PathBuf,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
     /// Bound on each solver query, in seconds (a timeout makes the entry unknown).
     #[arg(long, default_value = "30", value_parser = parse_timeout, value_name = "SECS", allow_hyphen_values = true)]
     pub timeout: Duration,
@@ -631,8 +642,9 @@ fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
     .map_err(|e| Bad(e.0))?;
     bar.finish_and_clear();
     match a.format {
-        Format::Json => emit(&report::diff::json(&d)),
-        Format::Text => emit(&report::diff::text(&d, ui.style)),
+        DiffFormat::Json => emit(&report::diff::json(&d)),
+        DiffFormat::Text => emit(&report::diff::text(&d, ui.style)),
+        DiffFormat::Markdown => emit(&report::markdown::diff(&d)),
     }
     Ok(clamp(d.exit_code()))
 }
@@ -662,9 +674,9 @@ fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
     match a.format {
         GateFormat::Text => emit(&report::gate::text(&g, ui.style)),
         GateFormat::Json => emit(&report::gate::json(&g)),
-        GateFormat::Junit | GateFormat::Sarif | GateFormat::Markdown => {
-            return Err(Bad("this --format is being written".into()));
-        }
+        GateFormat::Junit => emit(&report::junit::gate(&g)),
+        GateFormat::Sarif => emit(&report::sarif::gate(&g)),
+        GateFormat::Markdown => emit(&report::markdown::gate(&g)),
     }
     Ok(clamp(g.exit))
 }

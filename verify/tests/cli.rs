@@ -344,6 +344,8 @@ fn man_pages_come_from_the_same_definition() {
         [
             "natpath-check.1",
             "natpath-completions.1",
+            "natpath-diff.1",
+            "natpath-gate.1",
             "natpath-generate.1",
             "natpath-kernel-check.1",
             "natpath-man.1",

@@ -1,7 +1,9 @@
 //! Every JSON output names its schema, and validates against the JSON
 //! Schema file of that name in `schemas/`: `parse`, `trace` (every probe of
 //! every corpus snapshot) and `check` of every corpus snapshot, single
-//! dumps of each kind, and `kernel-check` where this machine can run it.
+//! dumps of each kind, `diff` and `gate` of every pair of `corpus/pairs`
+//! (and a gate with a contracts file, and one with unknown entries), and
+//! `kernel-check` where this machine can run it.
 //! A schema that drifts from the code fails here, and so does a schema
 //! that accepts anything (each is checked to refuse a broken document).
 
@@ -144,4 +146,102 @@ fn kernel_check_json_matches_its_schema_where_it_can_run() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(valid("kernel-check seed-ipip-remote", &doc), "natpath.kernel-check/1");
+}
+
+/// The pairs of `corpus/pairs/*/pair.toml`: name, BEFORE and AFTER (paths
+/// relative to the pair's directory).
+fn pairs() -> Vec<(String, PathBuf, PathBuf)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(root().join("corpus/pairs")).unwrap() {
+        let dir = e.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(dir.join("pair.toml")) else { continue };
+        let t: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let side = |k: &str| dir.join(t[k].as_str().unwrap_or_else(|| panic!("{}: no `{k}`", dir.display())));
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        v.push((name, side("before"), side("after")));
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn diff_and_gate_of_every_pair_match_their_schemas() {
+    let pairs = pairs();
+    assert!(pairs.len() >= 7, "corpus/pairs lost pairs: {pairs:?}");
+    for (name, before, after) in &pairs {
+        let (b, a) = (before.to_str().unwrap(), after.to_str().unwrap());
+        let diff = json_of(&["diff", b, a, "--format", "json"]);
+        assert_eq!(valid(&format!("diff {name}"), &diff), "natpath.diff/1");
+        let gate = json_of(&["gate", b, a, "--format", "json"]);
+        assert_eq!(valid(&format!("gate {name}"), &gate), "natpath.gate/1");
+        assert_eq!(gate["changes"].as_array().unwrap().len(), gate["diff"]["changes"].as_array().unwrap().len());
+    }
+}
+
+#[test]
+fn a_gate_with_contracts_and_gates_with_unknowns_match_the_gate_schema() {
+    let (b, a) = (root().join("corpus/seed-ipip-remote"), root().join("corpus/broken-no-mark-masq"));
+    let (b, a) = (b.to_str().unwrap(), a.to_str().unwrap());
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/contracts.toml");
+    let doc = json_of(&["gate", b, a, "--contracts", contracts.to_str().unwrap(), "--format", "json"]);
+    valid("gate with contracts", &doc);
+    assert_eq!(doc["contracts_file"], contracts.to_str().unwrap());
+    let verdicts: Vec<&str> =
+        doc["contracts"].as_array().unwrap().iter().map(|c| c["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["holds", "violated"]);
+    assert!(doc["changes"][0]["allowed_by"].is_u64(), "{doc}");
+    let strict = json_of(&["gate", b, a, "--strict", "--allow-changes", "--format", "json"]);
+    valid("gate --strict --allow-changes", &strict);
+    // A query bound too short for the solver: unknown invariants and diff
+    // entries (how many depends on the machine; each must be well-formed).
+    for t in ["0.0001", "0.01"] {
+        let doc =
+            json_of(&["gate", b, a, "--timeout", t, "--contracts", contracts.to_str().unwrap(), "--format", "json"]);
+        valid(&format!("gate --timeout {t}"), &doc);
+        let doc = json_of(&["diff", b, a, "--timeout", t, "--format", "json"]);
+        valid(&format!("diff --timeout {t}"), &doc);
+    }
+}
+
+#[test]
+fn the_diff_and_gate_schemas_refuse_a_broken_document() {
+    let (b, a) = (root().join("corpus/seed-ipip-remote"), root().join("corpus/broken-no-mark-masq"));
+    let (b, a) = (b.to_str().unwrap(), a.to_str().unwrap());
+    let diff = json_of(&["diff", b, a, "--format", "json"]);
+    let gate = json_of(&["gate", b, a, "--format", "json"]);
+    for (doc, name, field) in
+        [(diff.clone(), "natpath.diff/1", "changes"), (gate.clone(), "natpath.gate/1", "invariants")]
+    {
+        let v = validator(name);
+        assert!(v.is_valid(&doc));
+        let mut missing = doc.clone();
+        missing.as_object_mut().unwrap().remove(field);
+        assert!(!v.is_valid(&missing), "{name} accepts a document without `{field}`");
+        let mut extra = doc.clone();
+        extra.as_object_mut().unwrap().insert("surprise".into(), Value::Bool(true));
+        assert!(!v.is_valid(&extra), "{name} accepts an unknown top-level field");
+        let mut renamed = doc;
+        renamed["schema"] = Value::String(format!("{name}x"));
+        assert!(!v.is_valid(&renamed), "{name} accepts another schema name");
+    }
+    // Deeper: a NodePort change without its port, a rule without a line,
+    // a failing gate that exits 0, an unknown invariant with rules.
+    let d = validator("natpath.diff/1");
+    let mut x = diff.clone();
+    x["changes"][0].as_object_mut().unwrap().remove("port");
+    assert!(!d.is_valid(&x), "a nodeport change without `port` passes");
+    let mut x = diff;
+    x["changes"][0]["examples"][0]["rules"][0]["line"] = Value::from(0);
+    assert!(!d.is_valid(&x), "a rule at line 0 passes");
+    let g = validator("natpath.gate/1");
+    let mut x = gate.clone();
+    x["exit"] = Value::from(0);
+    assert!(!g.is_valid(&x), "a failing gate with exit 0 passes");
+    let mut x = gate.clone();
+    x["diff"]["changes"][0]["entry"] = Value::from("other-port");
+    assert!(!g.is_valid(&x), "an other-port change with a service passes");
+    let mut x = gate;
+    let i = x["invariants"].as_array().unwrap().iter().position(|i| i["after"] == "violated").unwrap();
+    x["invariants"][i]["after"] = Value::from("unknown");
+    assert!(!g.is_valid(&x), "an unknown invariant that fails the gate with rules passes");
 }

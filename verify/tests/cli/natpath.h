@@ -6,6 +6,10 @@ Commands:
   parse         Parse a snapshot or one dump file and summarise it
   trace         Trace one packet and its reply across the nodes of a snapshot
   check         Prove the invariant catalog for every packet (SMT), with counterexamples
+  diff          Show the packets whose fate differs between two snapshots (SMT, for every packet in
+                scope)
+  gate          Pass or fail a rule change: invariants, contracts and every packet whose fate
+                changed
   kernel-check  Rebuild the snapshot in network namespaces and compare the kernel with the model
                 (root)
   generate      Write a snapshot shaped like kube-proxy v1.28 + Calico output, at any scale
