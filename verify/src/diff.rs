@@ -230,7 +230,7 @@ pub fn diff(
     before_name: &str,
     after_name: &str,
     opts: &CheckOptions,
-    progress: &dyn Fn(usize, usize, &str),
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Diff, DiffError> {
     diff_with(before, after, (before_name, after_name), opts, true, progress)
 }
@@ -245,7 +245,7 @@ pub fn diff_with(
     (before_name, after_name): (&str, &str),
     opts: &CheckOptions,
     structural: bool,
-    progress: &dyn Fn(usize, usize, &str),
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Diff, DiffError> {
     let names = |s: &Snapshot| s.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
     let (mut nb, mut na) = (names(before), names(after));
@@ -258,8 +258,8 @@ pub fn diff_with(
             na.join(", ")
         )));
     }
-    let mut b = Side { c: Checker::new(before, opts), snap: before };
-    let mut a = Side { c: Checker::new(after, opts), snap: after };
+    let b = Side { c: Checker::new(before, opts), snap: before };
+    let a = Side { c: Checker::new(after, opts), snap: after };
     let mut out = Diff {
         schema: SCHEMA,
         before: before_name.to_string(),
@@ -335,19 +335,64 @@ pub fn diff_with(
         out.notes.push("every node is the same on both sides up to chain names, comments and counters".into());
         return Ok(out);
     }
+    // The checkers above only listed the entries; each thread has its own.
+    drop((b, a));
     let total = entries.len();
-    for (k, Entry { node, host, proto, port, others }) in entries.into_iter().enumerate() {
-        let label = entry_label(&node, &host, proto, port.as_ref());
-        progress(k, total, &label);
-        match compare_entry(&mut b, &mut a, &node, &host, proto, port.as_ref(), &others) {
-            Ok(None) => {}
-            Ok(Some(ex)) => add_change(&mut out.changes, &node, &host, proto, port.as_ref(), ex),
-            Err(reason) => out.unknown.push(Unknown { entry: label, reason }),
+    // The entries are independent: each core takes the next one, with a
+    // pair of checkers of its own (Z3's context is per thread); the
+    // results are reported in entry order, as one thread would.
+    let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1).min(total).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Option<Example>, String>>> = (0..total).map(|_| None).collect();
+    let mut counts = (0usize, 0usize);
+    std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut b = Side { c: Checker::new(before, opts), snap: before };
+                    let mut a = Side { c: Checker::new(after, opts), snap: after };
+                    let mut mine = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(e) = entries.get(k) else { break };
+                        let r = compare_entry(&mut b, &mut a, &e.node, &e.host, e.proto, e.port.as_ref(), &e.others);
+                        mine.push((k, r));
+                        let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        progress(n, total, &entry_label(&e.node, &e.host, e.proto, e.port.as_ref()));
+                    }
+                    (mine, b.c.queries + a.c.queries, b.c.folded + a.c.folded)
+                })
+            })
+            .collect();
+        for w in workers {
+            match w.join() {
+                Ok((mine, q, f)) => {
+                    counts.0 += q;
+                    counts.1 += f;
+                    for (k, r) in mine {
+                        if let Some(slot) = results.get_mut(k) {
+                            *slot = Some(r);
+                        }
+                    }
+                }
+                // A worker that panicked loses its entries: they are
+                // reported unknown below, never as unchanged.
+                Err(_) => {}
+            }
+        }
+    });
+    for (e, r) in entries.iter().zip(results) {
+        let label = entry_label(&e.node, &e.host, e.proto, e.port.as_ref());
+        match r {
+            Some(Ok(None)) => {}
+            Some(Ok(Some(ex))) => add_change(&mut out.changes, &e.node, &e.host, e.proto, e.port.as_ref(), ex),
+            Some(Err(reason)) => out.unknown.push(Unknown { entry: label, reason }),
+            None => out.unknown.push(Unknown { entry: label, reason: "BUG: a checking thread failed".into() }),
         }
     }
-    progress(total, total, "done");
-    out.scope.queries = b.c.queries + a.c.queries;
-    out.scope.settled_while_encoding = b.c.folded + a.c.folded;
+    out.scope.queries = counts.0;
+    out.scope.settled_while_encoding = counts.1;
     Ok(out)
 }
 

@@ -330,7 +330,7 @@ pub fn gate(
     names: (&str, &str),
     contracts: Option<&Contracts>,
     opts: &GateOptions,
-    progress: &dyn Fn(usize, usize, &str),
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Gate, DiffError> {
     if let Some(c) = contracts {
         c.validate(before, after)?;
