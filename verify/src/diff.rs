@@ -211,6 +211,9 @@ struct Fate {
     cond: Bool,
     /// The constant part: how it ends, who receives, how the answer ends.
     what: String,
+    /// Why, in words, for a report (not compared: a drop's reason names
+    /// the side's dump file).
+    why: String,
     /// Receiver's destination address and port, source address; the
     /// client's view of the answer (address and port) when there is one.
     terms: Vec<BV>,
@@ -522,13 +525,11 @@ fn side_fates(side: &Side<'_>, n: usize, pkt: &SymPacket, prefix: &str) -> Optio
             _ => None,
         };
         let Some(pod) = pod else {
-            let what = match e.kind {
-                EndKind::Dropped | EndKind::Rejected | EndKind::Loop if !e.reason.is_empty() => {
-                    format!("{words} ({})", e.reason)
-                }
-                _ => words,
+            let why = match e.kind {
+                EndKind::Dropped | EndKind::Rejected | EndKind::Loop => e.reason.clone(),
+                _ => String::new(),
             };
-            fates.push(Fate { cond: e.cond.clone(), what, terms: seen });
+            fates.push(Fate { cond: e.cond.clone(), what: words, why, terms: seen });
             continue;
         };
         // The pod answers when it listens; the answer walks back through
@@ -537,6 +538,7 @@ fn side_fates(side: &Side<'_>, n: usize, pkt: &SymPacket, prefix: &str) -> Optio
         fates.push(Fate {
             cond: and2(&e.cond, &not(&l)),
             what: format!("{words}, which does not listen on the port"),
+            why: String::new(),
             terms: seen.clone(),
         });
         let Some(pn) = snap.nodes.iter().position(|x| x.name == pod.node) else { continue };
@@ -561,9 +563,14 @@ fn side_fates(side: &Side<'_>, n: usize, pkt: &SymPacket, prefix: &str) -> Optio
             let mut terms = seen.clone();
             terms.push(r.state.pkt.src.clone());
             terms.push(r.state.pkt.sport.clone());
+            let why = match r.kind {
+                EndKind::Dropped | EndKind::Rejected | EndKind::Loop => r.reason.clone(),
+                _ => String::new(),
+            };
             fates.push(Fate {
                 cond: r.cond.clone(),
                 what: format!("{words}; its answer {}", end_words(snap, r)),
+                why,
                 terms,
             });
         }
@@ -660,7 +667,7 @@ fn fate_text(w: &Witness, f: &Fate) -> String {
     let v = |i: usize| f.terms.get(i).and_then(|t| w.u64(t));
     let addr = |x: Option<u64>| x.map(|x| Ipv4Addr::from(x as u32).to_string()).unwrap_or_else(|| "?".into());
     if !f.what.starts_with("delivered") {
-        return f.what.clone();
+        return if f.why.is_empty() { f.what.clone() } else { format!("{} ({})", f.what, f.why) };
     }
     let mut s = format!(
         "{}: it sees {} -> {}:{}",
