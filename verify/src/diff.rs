@@ -369,19 +369,16 @@ pub fn diff_with(
             })
             .collect();
         for w in workers {
-            match w.join() {
-                Ok((mine, q, f)) => {
-                    counts.0 += q;
-                    counts.1 += f;
-                    for (k, r) in mine {
-                        if let Some(slot) = results.get_mut(k) {
-                            *slot = Some(r);
-                        }
+            // A worker that panicked loses its entries: they are reported
+            // unknown below, never as unchanged.
+            if let Ok((mine, q, f)) = w.join() {
+                counts.0 += q;
+                counts.1 += f;
+                for (k, r) in mine {
+                    if let Some(slot) = results.get_mut(k) {
+                        *slot = Some(r);
                     }
                 }
-                // A worker that panicked loses its entries: they are
-                // reported unknown below, never as unchanged.
-                Err(_) => {}
             }
         }
     });
