@@ -18,9 +18,11 @@
 //! Scope (this version): every first packet (TCP SYN, UDP or SCTP
 //! datagram, any source port) from every `[[host]]` present on both sides
 //! to every LAN address of every node, one entry per NodePort that either
-//! side declares and one for all other destination ports of each protocol.
-//! Traffic from pods and nodes, ClusterIPs and external IPs are not yet in
-//! scope, and the report says so.
+//! side declares and one for all other destination ports of each protocol;
+//! and from the first pod of each node (declared alike on both sides) to
+//! the cluster IP and port of every Service either side has. Traffic from
+//! nodes and other pods, and to external and load-balancer IPs, is not yet
+//! in scope, and the report says so.
 //!
 //! Contract: "no difference" for an entry is a proof for every packet of
 //! it (the solver's unsat), "changed" comes with a packet the model
@@ -104,11 +106,15 @@ pub struct Change {
     /// The Service port (`namespace/name:port`), when the entry is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// `nodeport`, or `other-port` for ports no Service declares.
+    /// `nodeport`; `other-port` for node ports no Service declares;
+    /// `cluster-ip` for a Service's cluster IP, from pods.
     pub entry: &'static str,
+    /// The cluster IP, for `cluster-ip`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// `tcp`, `udp` or `sctp`.
     pub proto: String,
-    /// The port, for a NodePort.
+    /// The port, for a NodePort or a cluster IP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// The nodes where some packet changed.
@@ -170,6 +176,18 @@ pub struct Unknown {
     pub reason: String,
 }
 
+impl Change {
+    /// How reports name the change: `NodePort tcp/32220 (ns/svc:port)`,
+    /// `cluster IP tcp/10.96.0.10:53 (ns/svc:port)` or `other tcp ports`.
+    pub fn label(&self) -> String {
+        match (&self.service, self.port, &self.address) {
+            (Some(s), Some(p), Some(a)) => format!("cluster IP {}/{a}:{p} ({s})", self.proto),
+            (Some(s), Some(p), None) => format!("NodePort {}/{p} ({s})", self.proto),
+            _ => format!("other {} ports (no Service)", self.proto),
+        }
+    }
+}
+
 impl Diff {
     /// No packet in scope changed and nothing was unknown.
     pub fn is_empty(&self) -> bool {
@@ -197,13 +215,27 @@ struct Port {
 }
 
 /// What one query compares: packets from `host` to `node`'s LAN addresses,
-/// of `proto`, to the NodePort `port` or (`None`) to any port but `others`.
+/// of `proto`, to the NodePort `port` or (`None`) to any port but `others`;
+/// or, with `cluster_ip`, packets from the pod `host` on `node` to that
+/// Service's cluster IP and `port`.
 struct Entry {
     node: String,
     host: String,
     proto: Proto,
     port: Option<Port>,
     others: Vec<Port>,
+    cluster_ip: Option<Ipv4Addr>,
+}
+
+impl Entry {
+    /// The sender as a source class.
+    fn source(&self) -> String {
+        if self.cluster_ip.is_some() {
+            format!("pod `{}` on {}", self.host, self.node)
+        } else {
+            format!("outside client `{}`", self.host)
+        }
+    }
 }
 
 /// How one side's walk of a packet can end, with its observables.
@@ -271,7 +303,9 @@ pub fn diff_with(
         changes: Vec::new(),
         unknown: Vec::new(),
         notes: vec!["scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
-             every protocol port; traffic from pods and nodes, ClusterIPs and external IPs are not compared yet"
+             every port of every protocol, and from the first pod of each node (declared alike on both sides) \
+             to every Service's cluster IP; traffic from nodes and other pods, and to external and \
+             load-balancer IPs, is not compared yet"
             .into()],
     };
     let hosts: Vec<String> = after
@@ -319,9 +353,17 @@ pub fn diff_with(
                         proto,
                         port: Some(p.clone()),
                         others: Vec::new(),
+                        cluster_ip: None,
                     });
                 }
-                entries.push(Entry { node: node.clone(), host: h.clone(), proto, port: None, others: same });
+                entries.push(Entry {
+                    node: node.clone(),
+                    host: h.clone(),
+                    proto,
+                    port: None,
+                    others: same,
+                    cluster_ip: None,
+                });
             }
         }
         if near.is_empty() {
@@ -329,6 +371,42 @@ pub fn diff_with(
         }
     }
     out.scope.sources = hosts.iter().map(|h| format!("outside client `{h}`")).collect();
+    // Pods as senders: the first pod of each node that both sides declare
+    // alike, to the cluster IP of every Service port either side has.
+    let mut cluster: Vec<(Ipv4Addr, Port)> = Vec::new();
+    for snap in [before, after] {
+        for n in &snap.nodes {
+            for svc in natpath_model::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces).services {
+                if let Some((ip, port)) = svc.cluster_ip {
+                    if !cluster.iter().any(|(i, p)| *i == ip && p.port == port && p.proto == svc.proto.0) {
+                        cluster.push((ip, Port { proto: svc.proto.0, port, service: svc.name.clone() }));
+                    }
+                }
+            }
+        }
+    }
+    cluster.sort_by(|x, y| (&x.1.service, x.1.port).cmp(&(&y.1.service, y.1.port)));
+    for node in &na {
+        let alike = |p: &natpath_model::cluster::PodDecl| {
+            before
+                .cluster
+                .pods
+                .iter()
+                .any(|q| q.name == p.name && q.node == p.node && q.address == p.address && q.iface == p.iface)
+        };
+        let Some(pod) = after.cluster.pods.iter().find(|p| p.node == *node && alike(p)) else { continue };
+        out.scope.sources.push(format!("pod `{}` on {node}", pod.name));
+        for (ip, p) in &cluster {
+            entries.push(Entry {
+                node: node.clone(),
+                host: pod.name.clone(),
+                proto: Proto(p.proto),
+                port: Some(p.clone()),
+                others: Vec::new(),
+                cluster_ip: Some(*ip),
+            });
+        }
+    }
     out.scope.entries = entries.len();
     // Nodes that are the same on both sides up to chain names and comments
     // make every entry the same: no query needed.
@@ -359,10 +437,10 @@ pub fn diff_with(
                     loop {
                         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(e) = entries.get(k) else { break };
-                        let r = compare_entry(&mut b, &mut a, &e.node, &e.host, e.proto, e.port.as_ref(), &e.others);
+                        let r = compare_entry(&mut b, &mut a, e);
                         mine.push((k, r));
                         let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        progress(n, total, &entry_label(&e.node, &e.host, e.proto, e.port.as_ref()));
+                        progress(n, total, &entry_label(e));
                     }
                     (mine, b.c.queries + a.c.queries, b.c.folded + a.c.folded)
                 })
@@ -383,10 +461,10 @@ pub fn diff_with(
         }
     });
     for (e, r) in entries.iter().zip(results) {
-        let label = entry_label(&e.node, &e.host, e.proto, e.port.as_ref());
+        let label = entry_label(e);
         match r {
             Some(Ok(None)) => {}
-            Some(Ok(Some(ex))) => add_change(&mut out.changes, &e.node, &e.host, e.proto, e.port.as_ref(), ex),
+            Some(Ok(Some(ex))) => add_change(&mut out.changes, e, ex),
             Some(Err(reason)) => out.unknown.push(Unknown { entry: label, reason }),
             None => out.unknown.push(Unknown { entry: label, reason: "BUG: a checking thread failed".into() }),
         }
@@ -408,10 +486,14 @@ fn proto_name(p: Proto) -> String {
     natpath_model::packet::proto_name(p)
 }
 
-fn entry_label(node: &str, host: &str, proto: Proto, port: Option<&Port>) -> String {
-    match port {
-        Some(p) => format!("{node} NodePort {}/{} ({}) from {host}", proto_name(proto), p.port, p.service),
-        None => format!("{node} other {} ports from {host}", proto_name(proto)),
+fn entry_label(e: &Entry) -> String {
+    let (node, host, proto) = (&e.node, &e.host, e.proto);
+    match (&e.port, e.cluster_ip) {
+        (Some(p), Some(ip)) => {
+            format!("cluster IP {}/{ip}:{} ({}) from pod {host} on {node}", proto_name(proto), p.port, p.service)
+        }
+        (Some(p), None) => format!("{node} NodePort {}/{} ({}) from {host}", proto_name(proto), p.port, p.service),
+        (None, _) => format!("{node} other {} ports from {host}", proto_name(proto)),
     }
 }
 
@@ -499,11 +581,17 @@ fn end_words(snap: &Snapshot, e: &WalkEnd) -> String {
 /// One side's walk of `pkt` from host `host` arriving at node `n` by its
 /// LAN device, and each pod's answer: the fates, the unknown endings and
 /// the trail's definitions.
-fn side_fates(side: &Side<'_>, n: usize, pkt: &SymPacket, prefix: &str) -> Option<(Vec<Fate>, Vec<Ending>, Vec<Bool>)> {
+fn side_fates(
+    side: &Side<'_>,
+    n: usize,
+    dev: Option<&str>,
+    pkt: &SymPacket,
+    prefix: &str,
+) -> Option<(Vec<Fate>, Vec<Ending>, Vec<Bool>)> {
     let snap = side.snap;
     let node = snap.nodes.get(n)?;
     let ne = side.c.enc.node(n)?;
-    let lan = ne.dev_value(&node.lan);
+    let lan = ne.dev_value(dev.unwrap_or(&node.lan));
     let mut trail = Trail { record_hits: false, shared: Some(SharedChoices::new(prefix)), ..Trail::default() };
     let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
     let fwd =
@@ -526,7 +614,14 @@ fn side_fates(side: &Side<'_>, n: usize, pkt: &SymPacket, prefix: &str) -> Optio
                 EndKind::Dropped | EndKind::Rejected | EndKind::Loop => e.reason.clone(),
                 _ => String::new(),
             };
-            fates.push(Fate { cond: e.cond.clone(), what: words, why, terms: seen });
+            // What a dropped, rejected or looping packet looked like when it
+            // ended is seen by nobody: only how it ended is compared. A
+            // packet that leaves the snapshot is seen as it leaves.
+            let terms = match e.kind {
+                EndKind::Dropped | EndKind::Rejected | EndKind::Loop => Vec::new(),
+                _ => seen,
+            };
+            fates.push(Fate { cond: e.cond.clone(), what: words, why, terms });
             continue;
         };
         // The pod answers when it listens; the answer walks back through
@@ -576,38 +671,48 @@ fn side_fates(side: &Side<'_>, n: usize, pkt: &SymPacket, prefix: &str) -> Optio
 }
 
 /// Compare one entry; `Ok(None)` when no packet of it changes.
-#[allow(clippy::too_many_arguments)]
-fn compare_entry(
-    b: &mut Side<'_>,
-    a: &mut Side<'_>,
-    node: &str,
-    host: &str,
-    proto: Proto,
-    port: Option<&Port>,
-    others: &[Port],
-) -> Result<Option<Example>, String> {
+fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry) -> Result<Option<Example>, String> {
+    let (node, host, proto, port, others) = (e.node.as_str(), e.host.as_str(), e.proto, e.port.as_ref(), &e.others);
     let (Some(nb), Some(na)) = (index(b.snap, node), index(a.snap, node)) else {
         return Err("BUG: a node of the scope is missing".into());
     };
-    let Some(h) = a.snap.cluster.hosts.iter().find(|x| x.name == host) else {
-        return Err("BUG: a host of the scope is missing".into());
-    };
-    let mut lans: Vec<Ipv4Addr> = a.snap.nodes.get(na).map(|n| n.lan_addrs()).unwrap_or_default();
-    for x in b.snap.nodes.get(nb).map(|n| n.lan_addrs()).unwrap_or_default() {
-        if !lans.contains(&x) {
-            lans.push(x);
+    // The sender's address, the destinations and the device the packet
+    // arrives by (a node's LAN for a host, the pod's veth for a pod).
+    let (src, lans, dev): (Ipv4Addr, Vec<Ipv4Addr>, Option<String>) = match e.cluster_ip {
+        Some(ip) => {
+            let Some(p) = a.snap.cluster.pods.iter().find(|x| x.name == host) else {
+                return Err("BUG: a pod of the scope is missing".into());
+            };
+            (p.address, vec![ip], Some(p.iface.clone()))
         }
-    }
+        None => {
+            let Some(h) = a.snap.cluster.hosts.iter().find(|x| x.name == host) else {
+                return Err("BUG: a host of the scope is missing".into());
+            };
+            let mut lans: Vec<Ipv4Addr> = a.snap.nodes.get(na).map(|n| n.lan_addrs()).unwrap_or_default();
+            for x in b.snap.nodes.get(nb).map(|n| n.lan_addrs()).unwrap_or_default() {
+                if !lans.contains(&x) {
+                    lans.push(x);
+                }
+            }
+            (h.address.addr(), lans, None)
+        }
+    };
     let pins = Pins {
-        src: Some(h.address.addr()),
+        src: Some(src),
         dst: if lans.len() == 1 { lans.first().copied() } else { None },
         proto: Some(proto),
         dport: port.map(|p| p.port),
     };
     let pkt = a.c.fresh_packet("diff", &pins);
-    let prefix = format!("d.{node}.{host}.{}.{}", proto.0, port.map(|p| p.port).unwrap_or(0));
+    let prefix = format!(
+        "d.{node}.{host}.{}.{}.{}",
+        proto.0,
+        port.map(|p| p.port).unwrap_or(0),
+        e.cluster_ip.map(|i| i.to_string()).unwrap_or_default()
+    );
     let mut scope = first_packet(&pkt);
-    scope.push(pkt.src.feq(crate::encode::packet::addr(h.address.addr())));
+    scope.push(pkt.src.feq(crate::encode::packet::addr(src)));
     scope.push(one_of(&pkt.dst, &lans));
     for o in others {
         scope.push(not(&pkt.dport.feq(crate::encode::packet::bv16(o.port))));
@@ -621,8 +726,8 @@ fn compare_entry(
             crate::encode::packet::AddrFacts { not_values, ..Default::default() },
         );
     }
-    let (fb, ub, db) = side_fates(b, nb, &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
-    let (fa, ua, da) = side_fates(a, na, &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
+    let (fb, ub, db) = side_fates(b, nb, dev.as_deref(), &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
+    let (fa, ua, da) = side_fates(a, na, dev.as_deref(), &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
     scope.extend(db);
     scope.extend(da);
     let mut pairs: Vec<(Bool, usize, usize)> = Vec::new();
@@ -654,7 +759,7 @@ fn compare_entry(
                 return Err("BUG: the solver's packet takes no pair of fates".into());
             };
             let (Some(x), Some(y)) = (fb.get(*i), fa.get(*j)) else { return Err("BUG: lost fates".into()) };
-            example(b, a, node, host, proto, &pkt, &w, x, y)
+            example(b, a, e, src, &pkt, &w, x, y)
         }
     }
 }
@@ -675,7 +780,7 @@ fn fate_text(w: &Witness, f: &Fate) -> String {
     );
     if f.terms.len() > 3 {
         s.push_str(&format!(
-            "; the client sees the answer from {}:{}",
+            "; the sender sees the answer from {}:{}",
             addr(v(3)),
             v(4).map(|p| p.to_string()).unwrap_or("?".into())
         ));
@@ -702,6 +807,23 @@ fn branch_fate(b: &Branch) -> String {
         .as_ref()
         .map(|s| format!(", sees {} -> {}", s.src.rsplit_once(':').map(|x| x.0).unwrap_or(&s.src), s.dst))
         .unwrap_or_default();
+    // A packet that leaves the snapshot is seen as it leaves: its last
+    // rewrite on the walk (`PROTO SRC:SPORT -> DST:DPORT ...`), source
+    // port aside.
+    let leaves = if b.outcome == natpath_model::trace::Outcome::Unknown && b.delivered_to.is_none() {
+        b.steps
+            .iter()
+            .rev()
+            .find_map(|s| s.packet_after.as_deref())
+            .and_then(|p| {
+                let mut w = p.split_whitespace();
+                let (src, _, dst) = (w.nth(1)?, w.next()?, w.next()?);
+                Some(format!(", leaves as {} -> {dst}", src.rsplit_once(':').map(|x| x.0).unwrap_or(src)))
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     let reply = b
         .reply
         .as_ref()
@@ -713,7 +835,7 @@ fn branch_fate(b: &Branch) -> String {
             )
         })
         .unwrap_or_default();
-    format!("{}{who}{seen}{reply}", outcome_word(b.outcome))
+    format!("{}{who}{seen}{leaves}{reply}", outcome_word(b.outcome))
 }
 
 fn outcome_word(o: natpath_model::trace::Outcome) -> &'static str {
@@ -726,21 +848,19 @@ fn outcome_word(o: natpath_model::trace::Outcome) -> &'static str {
 fn example(
     b: &Side<'_>,
     a: &Side<'_>,
-    node: &str,
-    host: &str,
-    proto: Proto,
+    e: &Entry,
+    src: Ipv4Addr,
     pkt: &SymPacket,
     w: &Witness,
     x: &Fate,
     y: &Fate,
 ) -> Result<Option<Example>, String> {
+    let (node, host, proto) = (e.node.as_str(), e.host.as_str(), e.proto);
     let dst = w.u64(&pkt.dst).map(|d| Ipv4Addr::from(d as u32)).ok_or("BUG: no destination in the witness")?;
     let dport = w.u64(&pkt.dport).and_then(|p| u16::try_from(p).ok()).ok_or("BUG: no port in the witness")?;
     let sport = w.u64(&pkt.sport).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0).unwrap_or(40000);
     let to = format!("{dst}:{dport}");
-    let src = a.snap.cluster.hosts.iter().find(|h| h.name == host).map(|h| h.address.addr());
-    let packet =
-        format!("{} {}:{sport} -> {to}", proto_name(proto), src.map(|s| s.to_string()).unwrap_or_else(|| "?".into()));
+    let packet = format!("{} {src}:{sport} -> {to}", proto_name(proto));
     let replay = |s: &Snapshot| -> Result<Trace, String> {
         let p = natpath_model::walk::probe(s, host, &to, proto, sport).map_err(|e| e.0)?;
         natpath_model::walk::trace(s, &p, &TraceOptions::default()).map_err(|e| e.0)
@@ -764,7 +884,7 @@ fn example(
     let (same_steps, steps, rules) = divergence(&tb, &ta, b.snap, a.snap);
     Ok(Some(Example {
         node: node.to_string(),
-        source: format!("outside client `{host}`"),
+        source: e.source(),
         packet,
         before: fate_text(w, x),
         after: fate_text(w, y),
@@ -898,18 +1018,26 @@ fn strip_names(text: &str) -> String {
 }
 
 /// Add an example to its group.
-fn add_change(changes: &mut Vec<Change>, node: &str, host: &str, proto: Proto, port: Option<&Port>, ex: Example) {
-    let service = port.map(|p| p.service.clone());
-    let pname = proto_name(proto);
-    let pnum = port.map(|p| p.port);
-    let source = format!("outside client `{host}`");
-    let idx = changes.iter().position(|c| c.service == service && c.proto == pname && c.port == pnum);
+fn add_change(changes: &mut Vec<Change>, e: &Entry, ex: Example) {
+    let service = e.port.as_ref().map(|p| p.service.clone());
+    let pname = proto_name(e.proto);
+    let pnum = e.port.as_ref().map(|p| p.port);
+    let address = e.cluster_ip.map(|i| i.to_string());
+    let entry = match (&e.cluster_ip, pnum) {
+        (Some(_), _) => "cluster-ip",
+        (None, Some(_)) => "nodeport",
+        (None, None) => "other-port",
+    };
+    let source = e.source();
+    let idx =
+        changes.iter().position(|c| c.service == service && c.proto == pname && c.port == pnum && c.entry == entry);
     let c = match idx.and_then(|i| changes.get_mut(i)) {
         Some(c) => c,
         None => {
             changes.push(Change {
                 service,
-                entry: if pnum.is_some() { "nodeport" } else { "other-port" },
+                entry,
+                address,
                 proto: pname,
                 port: pnum,
                 nodes: Vec::new(),
@@ -922,8 +1050,8 @@ fn add_change(changes: &mut Vec<Change>, node: &str, host: &str, proto: Proto, p
             }
         }
     };
-    if !c.nodes.iter().any(|n| n == node) {
-        c.nodes.push(node.to_string());
+    if !c.nodes.contains(&e.node) {
+        c.nodes.push(e.node.clone());
         c.examples.push(ex);
     }
     if !c.sources.contains(&source) {

@@ -153,12 +153,16 @@ pub struct Trail {
 
 /// Names for free choices that two encodings of the same packet share: a
 /// semantic diff encodes BEFORE and AFTER over one symbolic packet, and a
-/// random draw that both sides make at the same place must be the same
-/// draw, or two identical Services would differ by their dice. A choice is
-/// named by its node, table, the chain's content identity
-/// ([`NodeEnc::canon`], so a renamed `KUBE-SVC-*` chain is the same place),
-/// the rule's position, the walk passage, and how often the same place was
-/// met before on this walk.
+/// random draw that both sides make at the same point of the walk must be
+/// the same draw, or two identical Services would differ by their dice. A
+/// choice is named by its node, the walk passage, its kind (a statistic
+/// rule's probability included, so that draws of another probability are
+/// other draws) and how many choices of that kind the passage made before:
+/// kube-proxy's renamed chains, its KUBE-EXT layout and changes after the
+/// draw keep the draws aligned; a change that adds or removes a draw before
+/// another misaligns them, which the diff's replay in the model catches
+/// (an unknown, never a wrong "no difference": with the draws tied, equal
+/// fates for every draw mean equal distributions).
 #[derive(Debug, Clone, Default)]
 pub struct SharedChoices {
     /// A prefix unique to the query.

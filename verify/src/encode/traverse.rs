@@ -160,15 +160,16 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
 
     fn choice(&mut self, kind: ChoiceKind, reached: &Bool, rule: &RuleRef) -> Bool {
         let var = match self.trail.shared.as_mut() {
+            // A diff compares first packets as the model walks them: recent
+            // lists start empty (no earlier connection) and a token bucket
+            // is full, so those are constants, not draws.
+            Some(_) if matches!(kind, ChoiceKind::Recent { .. }) => Bool::from_bool(false),
+            Some(_) if kind == ChoiceKind::RateOk => Bool::from_bool(true),
             Some(shared) => {
-                let place = format!(
-                    "{}|{}|{:016x}|{}|{}",
-                    self.env.node.node.name,
-                    rule.table.as_str(),
-                    self.env.node.canon(rule.table, &rule.chain),
-                    rule.rule,
-                    self.trail.passage
-                );
+                // The n-th draw of this kind (a statistic's probability
+                // included) in this passage of the walk on this node is the
+                // same draw on both sides.
+                let place = format!("{}|{}|{:?}", self.env.node.node.name, self.trail.passage, kind);
                 shared.var(&place)
             }
             None => crate::encode::fresh_bool(),

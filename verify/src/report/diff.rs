@@ -39,10 +39,7 @@ pub fn text(d: &Diff, style: Style) -> String {
         );
     }
     for c in &d.changes {
-        let what = match (&c.service, c.port) {
-            (Some(s), Some(p)) => format!("NodePort {}/{p} ({s})", c.proto),
-            _ => format!("other {} ports (no Service)", c.proto),
-        };
+        let what = c.label();
         let _ = writeln!(o, "\n{what}: changed on {}, from {}", c.nodes.join(", "), c.sources.join(", "));
         for e in &c.examples {
             let _ = writeln!(o, "  packet on {}: {} from {}", e.node, e.packet, e.source);

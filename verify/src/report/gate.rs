@@ -59,10 +59,7 @@ pub fn text(g: &Gate, style: Style) -> String {
     );
     for c in &g.changes {
         let Some(ch) = g.diff.changes.get(c.change) else { continue };
-        let what = match (&ch.service, ch.port) {
-            (Some(s), Some(p)) => format!("NodePort {}/{p} ({s})", ch.proto),
-            _ => format!("other {} ports", ch.proto),
-        };
+        let what = ch.label();
         let how = match (c.allowed_by, &g.contracts_file) {
             (Some(l), Some(f)) => format!("allowed by {f}:{l}"),
             _ if g.allow_changes => "allowed by --allow-changes".to_string(),

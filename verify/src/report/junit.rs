@@ -192,10 +192,7 @@ fn render(g: &Gate, cases: &[Case]) -> String {
 /// A change's name: `NodePort tcp/32220 (default/nginx:8080-80)` or
 /// `other tcp ports`.
 fn what(ch: &Change) -> String {
-    match (&ch.service, ch.port) {
-        (Some(s), Some(p)) => format!("NodePort {}/{p} ({s})", ch.proto),
-        _ => format!("other {} ports", ch.proto),
-    }
+    ch.label()
 }
 
 /// A change's details: nodes, sources, then each example.

@@ -258,10 +258,7 @@ pub fn diff(d: &Diff) -> String {
 
 /// Service port, nodes and sources of a change, as cells.
 fn change_cells(ch: &Change) -> Vec<String> {
-    let what = match (&ch.service, ch.port) {
-        (Some(s), Some(p)) => format!("NodePort {}/{p} ({})", ch.proto, code_cell(s)),
-        _ => format!("other {} ports", ch.proto),
-    };
+    let what = cell(&ch.label());
     vec![what, cell(&ch.nodes.join(", ")), cell(&ch.sources.join(", "))]
 }
 
@@ -300,10 +297,7 @@ fn examples(o: &mut Out, changes: &[Change]) {
 
 /// One example in a `<details>` block.
 fn details(c: &Change, e: &Example) -> String {
-    let what = match (&c.service, c.port) {
-        (Some(s), Some(p)) => format!("NodePort {}/{p} ({s})", c.proto),
-        _ => format!("other {} ports", c.proto),
-    };
+    let what = c.label();
     let mut b = String::new();
     let _ = writeln!(b, "<details><summary>{} on {}: {}</summary>\n", html(&what), html(&e.node), html(&e.packet));
     let _ = writeln!(b, "Packet {} sent to {} by {}.\n", code(&e.packet), code(&e.node), esc(&e.source));
@@ -446,6 +440,7 @@ mod tests {
                 .map(|i| Change {
                     service: Some(format!("default/svc-{i}|x:80")),
                     entry: "nodeport",
+                    address: None,
                     proto: "tcp".into(),
                     port: Some(30000),
                     nodes: vec!["node1".into()],

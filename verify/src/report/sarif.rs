@@ -380,10 +380,7 @@ fn cap(mut v: Vec<Location>) -> Vec<Location> {
 
 /// A change's name, as in the text report.
 fn what(ch: &Change) -> String {
-    match (&ch.service, ch.port) {
-        (Some(s), Some(p)) => format!("NodePort {}/{p} ({s})", ch.proto),
-        _ => format!("other {} ports", ch.proto),
-    }
+    ch.label()
 }
 
 /// The rules of an example's differing steps.
