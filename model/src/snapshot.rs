@@ -271,6 +271,7 @@ pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
 
     let Some((cluster, keys)) = parsed else { return Err(errs) };
     cross_checks(&cluster, &keys, &ifaces, &nodes_dir, &cfile, &mut errs);
+    consistency_checks(&cluster, &keys, &nodes, &cfile, &mut errs);
     if errs.is_empty() {
         Ok(Snapshot { root: dir.to_path_buf(), cluster, nodes })
     } else {
@@ -319,6 +320,61 @@ fn cross_checks(
                     cluster::list(&names(node))
                 ),
             ));
+        }
+    }
+}
+
+/// The checks that keep `check` and `trace` from answering about a cluster
+/// the dumps do not describe (issue 13): a name shared by a host and a
+/// node, an address two nodes claim, a route through a device the node
+/// does not have, and routes collected without the local table.
+fn consistency_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: &Arc<str>, errs: &mut ParseErrors) {
+    for (i, h) in cluster.hosts.iter().enumerate() {
+        if cluster.nodes.iter().any(|n| n.name == h.name) {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.hosts, i, "name", cfile),
+                format!("host `{}` has the name of a node: hosts, pods and nodes need names of their own", h.name),
+            ));
+        }
+    }
+    let mut owners: Vec<(std::net::Ipv4Addr, &str)> = Vec::new();
+    for n in nodes {
+        for ifc in &n.interfaces {
+            for a in &ifc.addrs {
+                let ip = a.addr.addr();
+                if ip.is_loopback() {
+                    continue;
+                }
+                match owners.iter().find(|(x, _)| *x == ip) {
+                    Some((_, other)) if *other != n.name => errs.push(ParseError::new(
+                        ifc.loc.clone(),
+                        format!("node `{}` has {ip} on `{}`, which node `{other}` has too: a snapshot's nodes have addresses of their own (two captures of one node?)", n.name, ifc.name),
+                    )),
+                    Some(_) => {}
+                    None => owners.push((ip, n.name.as_str())),
+                }
+            }
+        }
+        let has_addr = n.interfaces.iter().any(|i| i.addrs.iter().any(|a| !a.addr.addr().is_loopback()));
+        if has_addr && !n.routes.iter().any(|r| r.table == crate::netstate::TABLE_LOCAL) {
+            let loc = n.routes.first().map(|r| r.loc.clone());
+            if let Some(loc) = loc {
+                errs.push(ParseError::new(
+                    Loc::new(&loc.file, 1, 1),
+                    format!("node `{}`: no route of table `local`: expected the output of `ip route show table all` (plain `ip route` leaves out the local table, and the node would own no address)", n.name),
+                ));
+            }
+        }
+        for r in &n.routes {
+            for nh in &r.nexthops {
+                let Some(dev) = &nh.dev else { continue };
+                if !n.interfaces.iter().any(|i| &i.name == dev) {
+                    errs.push(ParseError::new(
+                        r.loc.clone(),
+                        format!("node `{}`: the route leaves by `{dev}`, which is not in its ip-addr", n.name),
+                    ));
+                }
+            }
         }
     }
 }

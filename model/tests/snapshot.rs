@@ -366,3 +366,61 @@ fn a_cut_or_headerless_dump_is_refused() {
         ),
     );
 }
+
+/// Issue 13: inputs that describe no consistent cluster are refused where
+/// they are written, instead of checking and tracing a cluster the dumps
+/// do not describe.
+#[test]
+fn inconsistent_snapshots_are_refused_where_they_are_written() {
+    // A host named like a node.
+    let t = Temp::copy_of("seed-ipip-remote", "host-name");
+    let toml =
+        std::fs::read_to_string(t.path("cluster.toml")).unwrap().replace("name = \"client\"", "name = \"node2\"");
+    t.write("cluster.toml", &toml);
+    let errs = load_err(&t.0);
+    // The host's name is the last `name = "node2"` of the file.
+    let host_line = toml.lines().enumerate().filter(|(_, l)| *l == "name = \"node2\"").map(|(i, _)| i).last().unwrap();
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!("{}:{}:", t.shown("cluster.toml"), host_line + 1))
+            && e.ends_with("host `node2` has the name of a node: hosts, pods and nodes need names of their own")),
+        "{errs:#?}"
+    );
+
+    // Two nodes with the same address (node2's dump copied over node1's).
+    let t = Temp::copy_of("seed-ipip-remote", "same-addr");
+    let addr1 = std::fs::read_to_string(t.path("nodes/node1/ip-addr")).unwrap();
+    t.write("nodes/node1/ip-addr", &addr1.replace("10.0.0.51/24", "10.0.0.52/24"));
+    let errs = load_err(&t.0);
+    assert!(
+        errs.iter().any(|e| e.contains("node `node2` has 10.0.0.52 on `ens192`, which node `node1` has too")),
+        "{errs:#?}"
+    );
+
+    // A route through a device the node does not have.
+    let t = Temp::copy_of("seed-ipip-remote", "route-dev");
+    let routes = std::fs::read_to_string(t.path("nodes/node1/ip-route")).unwrap();
+    t.write("nodes/node1/ip-route", &format!("{routes}10.9.0.0/16 dev eth7 scope link\n"));
+    let errs = load_err(&t.0);
+    let n = routes.lines().count() + 1;
+    has(
+        &errs,
+        &format!(
+            "{}:{n}:1: node `node1`: the route leaves by `eth7`, which is not in its ip-addr",
+            t.shown("nodes/node1/ip-route")
+        ),
+    );
+
+    // `ip route` without `table all`: no local table.
+    let t = Temp::copy_of("seed-ipip-remote", "no-local");
+    let routes = std::fs::read_to_string(t.path("nodes/node2/ip-route")).unwrap();
+    let main_only: Vec<&str> = routes.lines().filter(|l| !l.contains("table local")).collect();
+    t.write("nodes/node2/ip-route", &(main_only.join("\n") + "\n"));
+    let errs = load_err(&t.0);
+    has(
+        &errs,
+        &format!(
+            "{}:1:1: node `node2`: no route of table `local`: expected the output of `ip route show table all` (plain `ip route` leaves out the local table, and the node would own no address)",
+            t.shown("nodes/node2/ip-route")
+        ),
+    );
+}
