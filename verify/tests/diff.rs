@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod common;
+use common::copy_dir;
 use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_verify::diff::{self, Diff};
@@ -360,19 +362,6 @@ fn without_line(snap: &Path, node: &str, line: usize, tag: &str) -> PathBuf {
     let kept: Vec<&str> = text.lines().enumerate().filter(|(i, _)| *i != line).map(|(_, l)| l).collect();
     std::fs::write(&p, kept.join("\n") + "\n").unwrap();
     dir
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
-    }
 }
 
 /// The model's fates of one packet, as a comparable string.

@@ -17,6 +17,8 @@
     reason = "a test fails by panicking"
 )]
 
+mod common;
+use common::copy_dir;
 use natpath_verify::kernel::{self, KernelError, Options, Probe, ProbeResult};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -251,19 +253,6 @@ fn failed_setup_removes_everything() {
         other => panic!("expected a setup error, got {other:?}"),
     }
     assert_root_unchanged(&before);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 fn helper_processes() -> usize {
