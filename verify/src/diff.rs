@@ -257,8 +257,29 @@ struct Side<'s> {
     snap: &'s Snapshot,
 }
 
-/// Compare BEFORE and AFTER. Fails when they cannot be compared (another
-/// node set).
+/// What a diff compares besides its defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct DiffOptions {
+    /// Solver options.
+    pub check: CheckOptions,
+    /// Nodes equal up to chain names, comments and counters need no query
+    /// (off in tests that prove the shortcut and the encoding agree).
+    pub structural: bool,
+    /// Also compare the first pod of each node reaching every Service's
+    /// cluster IP (`--pods`): one entry per pod and Service port, each a
+    /// walk to the endpoints and back, so it costs far more than the
+    /// NodePort entries on a large cluster.
+    pub pods: bool,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions { check: CheckOptions::default(), structural: true, pods: false }
+    }
+}
+
+/// Compare BEFORE and AFTER with the default scope. Fails when they cannot
+/// be compared (another node set).
 pub fn diff(
     before: &Snapshot,
     after: &Snapshot,
@@ -267,21 +288,19 @@ pub fn diff(
     opts: &CheckOptions,
     progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Diff, DiffError> {
-    diff_with(before, after, (before_name, after_name), opts, true, progress)
+    let o = DiffOptions { check: *opts, ..DiffOptions::default() };
+    diff_with(before, after, (before_name, after_name), &o, progress)
 }
 
-/// [`diff`], with the structural shortcut (nodes equal up to chain names,
-/// comments and counters need no query) on or off: off, every entry is
-/// decided by the solver, which the tests use to prove the shortcut and
-/// the encoding agree.
+/// [`diff`] with [`DiffOptions`].
 pub fn diff_with(
     before: &Snapshot,
     after: &Snapshot,
     (before_name, after_name): (&str, &str),
-    opts: &CheckOptions,
-    structural: bool,
+    dopts: &DiffOptions,
     progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Diff, DiffError> {
+    let (opts, structural) = (&dopts.check, dopts.structural);
     let names = |s: &Snapshot| s.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
     let (mut nb, mut na) = (names(before), names(after));
     nb.sort();
@@ -302,11 +321,17 @@ pub fn diff_with(
         scope: Scope { nodes: na.clone(), ..Scope::default() },
         changes: Vec::new(),
         unknown: Vec::new(),
-        notes: vec!["scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
+        notes: vec![if dopts.pods {
+            "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
              every port of every protocol, and from the first pod of each node (declared alike on both sides) \
              to every Service's cluster IP; traffic from nodes and other pods, and to external and \
              load-balancer IPs, is not compared yet"
-            .into()],
+        } else {
+            "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
+             every port of every protocol; pods' traffic to cluster IPs is compared with --pods; traffic \
+             from nodes and to external and load-balancer IPs is not compared yet"
+        }
+        .into()],
     };
     let hosts: Vec<String> = after
         .cluster
@@ -371,10 +396,11 @@ pub fn diff_with(
         }
     }
     out.scope.sources = hosts.iter().map(|h| format!("outside client `{h}`")).collect();
-    // Pods as senders: the first pod of each node that both sides declare
-    // alike, to the cluster IP of every Service port either side has.
+    // Pods as senders (with `pods`): the first pod of each node that both
+    // sides declare alike, to the cluster IP of every Service port either
+    // side has.
     let mut cluster: Vec<(Ipv4Addr, Port)> = Vec::new();
-    for snap in [before, after] {
+    for snap in [before, after].into_iter().filter(|_| dopts.pods) {
         for n in &snap.nodes {
             for svc in natpath_model::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces).services {
                 if let Some((ip, port)) = svc.cluster_ip {
@@ -386,7 +412,7 @@ pub fn diff_with(
         }
     }
     cluster.sort_by(|x, y| (&x.1.service, x.1.port).cmp(&(&y.1.service, y.1.port)));
-    for node in &na {
+    for node in na.iter().filter(|_| dopts.pods) {
         let alike = |p: &natpath_model::cluster::PodDecl| {
             before
                 .cluster

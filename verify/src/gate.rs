@@ -246,6 +246,8 @@ pub struct GateOptions {
     pub strict: bool,
     /// Accept every difference (contracts and invariants still count).
     pub allow_changes: bool,
+    /// The diff also compares pods reaching cluster IPs (`--pods`).
+    pub pods: bool,
 }
 
 /// An invariant on both sides.
@@ -335,7 +337,8 @@ pub fn gate(
     if let Some(c) = contracts {
         c.validate(before, after)?;
     }
-    let d = diff::diff(before, after, names.0, names.1, &opts.check, progress)?;
+    let dopts = diff::DiffOptions { check: opts.check, structural: true, pods: opts.pods };
+    let d = diff::diff_with(before, after, names, &dopts, progress)?;
     let vb = invariants::check_many(before, &invariants::NAMES, &opts.check);
     let va = invariants::check_many(after, &invariants::NAMES, &opts.check);
     let mut inv = Vec::new();

@@ -60,12 +60,15 @@ fn load(p: &Path) -> Snapshot {
 }
 
 fn run_diff(p: &Pair, structural: bool) -> Diff {
+    run_diff_with(p, structural, true)
+}
+
+fn run_diff_with(p: &Pair, structural: bool, pods: bool) -> Diff {
     diff::diff_with(
         &load(&p.before),
         &load(&p.after),
         (&format!("pairs/{}/before", p.name), &format!("pairs/{}/after", p.name)),
-        &CheckOptions::default(),
-        structural,
+        &diff::DiffOptions { check: CheckOptions::default(), structural, pods },
         &|_, _, _| {},
     )
     .unwrap()
@@ -151,8 +154,11 @@ fn a_removed_masquerade_jump_is_shown_at_its_dump_line() {
 }
 
 #[test]
-fn pods_reaching_a_cluster_ip_are_compared_too() {
+fn pods_reaching_a_cluster_ip_are_compared_with_pods() {
     let p = pairs().into_iter().find(|p| p.name == "second-endpoint").unwrap();
+    let without = run_diff_with(&p, true, false);
+    assert!(without.changes.iter().all(|c| c.entry != "cluster-ip"));
+    assert!(without.notes[0].contains("with --pods"), "{:?}", without.notes);
     let d = run_diff(&p, true);
     assert!(d.scope.sources.contains(&"pod `default/nginx-854f5d4bbd-x7k2p` on node2".to_string()), "{:?}", d.scope);
     let c = d.changes.iter().find(|c| c.entry == "cluster-ip").unwrap();
@@ -411,7 +417,8 @@ mod deletions {
                 std::fs::remove_dir_all(&after_dir).unwrap();
                 return Ok(());
             };
-            let d = diff::diff(&before, &after, "before", "after", &CheckOptions::default(), &|_, _, _| {}).unwrap();
+            let o = diff::DiffOptions { pods: true, ..diff::DiffOptions::default() };
+            let d = diff::diff_with(&before, &after, ("before", "after"), &o, &|_, _, _| {}).unwrap();
             std::fs::remove_dir_all(&after_dir).unwrap();
             for u in &d.unknown {
                 prop_assert!(!u.reason.contains("BUG"), "line {line} of {name}: {}: {}", u.entry, u.reason);
