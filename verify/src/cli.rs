@@ -246,9 +246,7 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
     pub format: DiffFormat,
-    /// Also compare the first pod of each node reaching every Service's cluster IP.
-    #[arg(long)]
-    pub pods: bool,
+
     /// Bound on each solver query, in seconds (a timeout makes the entry unknown).
     #[arg(long, default_value = "30", value_parser = parse_timeout, value_name = "SECS", allow_hyphen_values = true)]
     pub timeout: Duration,
@@ -285,9 +283,7 @@ pub struct GateArgs {
     /// Accept every change of a packet's fate (invariants and contracts still count).
     #[arg(long)]
     pub allow_changes: bool,
-    /// Also compare the first pod of each node reaching every Service's cluster IP.
-    #[arg(long)]
-    pub pods: bool,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = GateFormat::Text)]
     pub format: GateFormat,
@@ -637,7 +633,7 @@ fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
         bar.set_position(done as u64);
         bar.set_message(what.to_string());
     };
-    let dopts = crate::diff::DiffOptions { check: opts, pods: a.pods, ..crate::diff::DiffOptions::default() };
+    let dopts = crate::diff::DiffOptions { check: opts, ..crate::diff::DiffOptions::default() };
     let names = (a.before.display().to_string(), a.after.display().to_string());
     let d = crate::diff::diff_with(&before, &after, (&names.0, &names.1), &dopts, &progress).map_err(|e| Bad(e.0))?;
     bar.finish_and_clear();
@@ -660,7 +656,7 @@ fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
         check: CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() },
         strict: a.strict,
         allow_changes: a.allow_changes,
-        pods: a.pods,
+        pods: false,
     };
     let bar = ui.bar(0, "gate");
     let progress = |done: usize, total: usize, what: &str| {

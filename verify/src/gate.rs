@@ -246,7 +246,8 @@ pub struct GateOptions {
     pub strict: bool,
     /// Accept every difference (contracts and invariants still count).
     pub allow_changes: bool,
-    /// The diff also compares pods reaching cluster IPs (`--pods`).
+    /// The diff also compares pods reaching cluster IPs (experimental,
+    /// see [`diff::DiffOptions::pods`]).
     pub pods: bool,
 }
 

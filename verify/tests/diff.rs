@@ -158,7 +158,7 @@ fn pods_reaching_a_cluster_ip_are_compared_with_pods() {
     let p = pairs().into_iter().find(|p| p.name == "second-endpoint").unwrap();
     let without = run_diff_with(&p, true, false);
     assert!(without.changes.iter().all(|c| c.entry != "cluster-ip"));
-    assert!(without.notes[0].contains("with --pods"), "{:?}", without.notes);
+    assert!(without.notes[0].contains("traffic from pods and nodes"), "{:?}", without.notes);
     let d = run_diff(&p, true);
     assert!(d.scope.sources.contains(&"pod `default/nginx-854f5d4bbd-x7k2p` on node2".to_string()), "{:?}", d.scope);
     let c = d.changes.iter().find(|c| c.entry == "cluster-ip").unwrap();
