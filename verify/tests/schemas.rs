@@ -106,6 +106,23 @@ fn single_dumps_of_each_kind_match_the_parse_schema() {
     valid("svc100", &json_of(&["parse", reference.to_str().unwrap(), "--format", "json"]));
 }
 
+/// `doc` is valid for `name`, and the schema refuses it without `field`,
+/// with an unknown top-level field, and under another schema name.
+#[track_caller]
+fn refuses_broken_documents(doc: Value, name: &str, field: &str) {
+    let v = validator(name);
+    assert!(v.is_valid(&doc));
+    let mut missing = doc.clone();
+    missing.as_object_mut().unwrap().remove(field);
+    assert!(!v.is_valid(&missing), "{name} accepts a document without `{field}`");
+    let mut extra = doc.clone();
+    extra.as_object_mut().unwrap().insert("surprise".into(), Value::Bool(true));
+    assert!(!v.is_valid(&extra), "{name} accepts an unknown top-level field");
+    let mut renamed = doc;
+    renamed["schema"] = Value::String(format!("{name}x"));
+    assert!(!v.is_valid(&renamed), "{name} accepts another schema name");
+}
+
 #[test]
 fn the_schemas_refuse_a_broken_document() {
     let s = root().join("corpus/seed-ipip-remote");
@@ -118,17 +135,7 @@ fn the_schemas_refuse_a_broken_document() {
         (check, "natpath.check/1", "verdicts"),
         (parse, "natpath.parse/1", "nodes"),
     ] {
-        let v = validator(name);
-        assert!(v.is_valid(&doc));
-        let mut missing = doc.clone();
-        missing.as_object_mut().unwrap().remove(field);
-        assert!(!v.is_valid(&missing), "{name} accepts a document without `{field}`");
-        let mut extra = doc.clone();
-        extra.as_object_mut().unwrap().insert("surprise".into(), Value::Bool(true));
-        assert!(!v.is_valid(&extra), "{name} accepts an unknown top-level field");
-        let mut renamed = doc;
-        renamed["schema"] = Value::String(format!("{name}x"));
-        assert!(!v.is_valid(&renamed), "{name} accepts another schema name");
+        refuses_broken_documents(doc, name, field);
     }
 }
 
@@ -212,17 +219,7 @@ fn the_diff_and_gate_schemas_refuse_a_broken_document() {
     for (doc, name, field) in
         [(diff.clone(), "natpath.diff/1", "changes"), (gate.clone(), "natpath.gate/1", "invariants")]
     {
-        let v = validator(name);
-        assert!(v.is_valid(&doc));
-        let mut missing = doc.clone();
-        missing.as_object_mut().unwrap().remove(field);
-        assert!(!v.is_valid(&missing), "{name} accepts a document without `{field}`");
-        let mut extra = doc.clone();
-        extra.as_object_mut().unwrap().insert("surprise".into(), Value::Bool(true));
-        assert!(!v.is_valid(&extra), "{name} accepts an unknown top-level field");
-        let mut renamed = doc;
-        renamed["schema"] = Value::String(format!("{name}x"));
-        assert!(!v.is_valid(&renamed), "{name} accepts another schema name");
+        refuses_broken_documents(doc, name, field);
     }
     // Deeper: a NodePort change without its port, a rule without a line,
     // a failing gate that exits 0, an unknown invariant with rules.
