@@ -338,7 +338,7 @@ pub fn gate(
     if let Some(c) = contracts {
         c.validate(before, after)?;
     }
-    let dopts = diff::DiffOptions { check: opts.check, structural: true, pods: opts.pods };
+    let dopts = diff::DiffOptions { check: opts.check, pods: opts.pods, ..diff::DiffOptions::default() };
     let d = diff::diff_with(before, after, names, &dopts, progress)?;
     let vb = invariants::check_many(before, &invariants::NAMES, &opts.check);
     let va = invariants::check_many(after, &invariants::NAMES, &opts.check);
