@@ -534,30 +534,6 @@ fn entry_label(e: &Entry) -> String {
 /// pods on it.
 fn same_node(before: &Snapshot, after: &Snapshot, name: &str) -> bool {
     let (Some(x), Some(y)) = (before.node(name), after.node(name)) else { return false };
-    let (Some(ix), Some(iy)) = (index(before, name), index(after, name)) else { return false };
-    let ex = crate::encode::NodeEnc::new(before, ix, x, 64);
-    let ey = crate::encode::NodeEnc::new(after, iy, y, 64);
-    let builtins = |n: &natpath_model::snapshot::Node| {
-        let mut v: Vec<(natpath_model::ruleset::TableName, String)> = Vec::new();
-        for t in &n.ruleset.tables {
-            for c in t.chains.iter().filter(|c| c.policy.is_some()) {
-                v.push((t.name, c.name.clone()));
-            }
-        }
-        v.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
-        v
-    };
-    let (bx, by) = (builtins(x), builtins(y));
-    let policies = |n: &natpath_model::snapshot::Node| {
-        let mut v: Vec<String> = Vec::new();
-        for t in &n.ruleset.tables {
-            for c in t.chains.iter().filter(|c| c.policy.is_some()) {
-                v.push(format!("{} {} {:?}", t.name.as_str(), c.name, c.policy));
-            }
-        }
-        v.sort();
-        v
-    };
     let pods = |s: &Snapshot| {
         let mut v: Vec<String> = s
             .cluster
@@ -569,9 +545,7 @@ fn same_node(before: &Snapshot, after: &Snapshot, name: &str) -> bool {
         v.sort();
         v
     };
-    bx == by
-        && policies(x) == policies(y)
-        && bx.iter().all(|(t, c)| ex.canon(*t, c) == ey.canon(*t, c))
+    crate::encode::builtin_identities(&x.ruleset) == crate::encode::builtin_identities(&y.ruleset)
         && x.routes == y.routes
         && x.interfaces == y.interfaces
         && x.ip_rules == y.ip_rules
@@ -609,6 +583,20 @@ fn end_words(snap: &Snapshot, e: &WalkEnd) -> String {
     }
 }
 
+/// The walk ended without a receiver: dropped, rejected or a loop.
+fn unseen(e: &WalkEnd) -> bool {
+    matches!(e.kind, EndKind::Dropped | EndKind::Rejected | EndKind::Loop)
+}
+
+/// Why an end without a receiver ended so (shown, never compared).
+fn why_of(e: &WalkEnd) -> String {
+    if unseen(e) {
+        e.reason.clone()
+    } else {
+        String::new()
+    }
+}
+
 /// One side's walk of `pkt` from host `host` arriving at node `n` by its
 /// LAN device, and each pod's answer: the fates, the unknown endings and
 /// the trail's definitions.
@@ -641,18 +629,11 @@ fn side_fates(
             _ => None,
         };
         let Some(pod) = pod else {
-            let why = match e.kind {
-                EndKind::Dropped | EndKind::Rejected | EndKind::Loop => e.reason.clone(),
-                _ => String::new(),
-            };
             // What a dropped, rejected or looping packet looked like when it
             // ended is seen by nobody: only how it ended is compared. A
             // packet that leaves the snapshot is seen as it leaves.
-            let terms = match e.kind {
-                EndKind::Dropped | EndKind::Rejected | EndKind::Loop => Vec::new(),
-                _ => seen,
-            };
-            fates.push(Fate { cond: e.cond.clone(), what: words, why, terms });
+            let terms = if unseen(e) { Vec::new() } else { seen };
+            fates.push(Fate { cond: e.cond.clone(), what: words, why: why_of(e), terms });
             continue;
         };
         // The pod answers when it listens; the answer walks back through
@@ -686,10 +667,7 @@ fn side_fates(
             let mut terms = seen.clone();
             terms.push(r.state.pkt.src.clone());
             terms.push(r.state.pkt.sport.clone());
-            let why = match r.kind {
-                EndKind::Dropped | EndKind::Rejected | EndKind::Loop => r.reason.clone(),
-                _ => String::new(),
-            };
+            let why = why_of(r);
             fates.push(Fate {
                 cond: r.cond.clone(),
                 what: format!("{words}; its answer {}", end_words(snap, r)),

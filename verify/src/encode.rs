@@ -239,8 +239,31 @@ impl Trail {
     }
 }
 
-/// [`NodeEnc::canon`] of `c`, memoised in `out` (the chain graph has no
-/// loops: the parser refuses them; `depth` bounds it all the same).
+/// The built-in chains of `rs`, each as `(table, chain, policy, identity)`,
+/// sorted. A chain's identity is a hash of its rules without comments and
+/// counters, with every jump or goto target replaced by that chain's own
+/// identity, so that chains with the same rules and the same callees are
+/// the same whatever their names (kube-proxy names `KUBE-SVC-*`/`KUBE-SEP-*`
+/// chains by a hash of the Service and endpoint); a built-in chain also
+/// hashes its name. Two nodes whose lists are equal treat every packet alike.
+pub fn builtin_identities(rs: &natpath_model::ruleset::Ruleset) -> Vec<(String, String, String, u64)> {
+    let mut v = Vec::new();
+    for t in &rs.tables {
+        let idx: HashMap<&str, &natpath_model::ruleset::Chain> =
+            t.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        let mut memo = HashMap::new();
+        for c in t.chains.iter().filter(|c| c.policy.is_some()) {
+            let h = canon_of(t.name, &idx, c, &mut memo, 0);
+            v.push((t.name.as_str().to_string(), c.name.clone(), format!("{:?}", c.policy), h));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// The identity ([`builtin_identities`]) of `c`, memoised in `out` (the
+/// chain graph has no loops: the parser refuses them; `depth` bounds it all
+/// the same).
 fn canon_of<'s>(
     t: TableName,
     idx: &HashMap<&'s str, &'s natpath_model::ruleset::Chain>,
@@ -319,9 +342,6 @@ pub struct NodeEnc<'s> {
     effects: HashMap<(TableName, Hook), Option<effects::Effects>>,
     /// The long chains' indexes ([`traverse::Dispatch`]).
     dispatch: HashMap<(TableName, &'s str), traverse::Dispatch>,
-    /// Each chain's content identity ([`NodeEnc::canon`]), computed when
-    /// first asked.
-    canon: std::sync::OnceLock<HashMap<(TableName, &'s str), u64>>,
 }
 
 impl<'s> NodeEnc<'s> {
@@ -380,27 +400,7 @@ impl<'s> NodeEnc<'s> {
                 }
             }
         }
-        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch, canon: std::sync::OnceLock::new() }
-    }
-
-    /// The content identity of chain `chain` of table `t`: a hash of its
-    /// rules without comments and counters, with every jump or goto target
-    /// replaced by that chain's own identity, so that two chains with the
-    /// same rules and the same callees are the same whatever their names
-    /// (kube-proxy names `KUBE-SVC-*`/`KUBE-SEP-*` chains by a hash of the
-    /// Service and endpoint). Built-in chains are identified by their
-    /// names. 0 for a chain the table does not have.
-    pub fn canon(&self, t: TableName, chain: &str) -> u64 {
-        let all = self.canon.get_or_init(|| {
-            let mut out = HashMap::new();
-            for (table, idx) in &self.tables {
-                for c in &table.chains {
-                    canon_of(table.name, idx, c, &mut out, 0);
-                }
-            }
-            out
-        });
-        all.get(&(t, chain)).copied().unwrap_or(0)
+        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch }
     }
 
     /// The index of chain `chain` of table `t`, when it is long enough.
