@@ -431,6 +431,16 @@ impl Ui {
 /// are the helper's own protocol (`crate::kernel::helper`).
 pub const KERNEL_HELPER: &str = "kernel-helper";
 
+/// A progress callback for the library (`done` of `total` parts, the last
+/// one named) that draws on `bar`.
+fn bar_progress(bar: &indicatif::ProgressBar) -> impl Fn(usize, usize, &str) + Sync + '_ {
+    move |done, total, what| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(what.to_string());
+    }
+}
+
 /// Run the command line of this process; returns the exit code.
 pub fn main() -> u8 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -597,11 +607,7 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
     let names: Vec<&str> =
         if a.invariants.is_empty() { NAMES.to_vec() } else { a.invariants.iter().map(String::as_str).collect() };
     let bar = ui.bar(0, "check");
-    let progress = |done: usize, total: usize, what: &str| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(what.to_string());
-    };
+    let progress = bar_progress(&bar);
     let verdicts = invariants::check_many_with(&snap, &names, &opts, &progress);
     bar.finish_and_clear();
     if verdicts.len() != names.len() {
@@ -628,11 +634,7 @@ fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
     let after = load(&a.after)?;
     let opts = CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() };
     let bar = ui.bar(0, "diff");
-    let progress = |done: usize, total: usize, what: &str| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(what.to_string());
-    };
+    let progress = bar_progress(&bar);
     let dopts = crate::diff::DiffOptions { check: opts, ..crate::diff::DiffOptions::default() };
     let names = (a.before.display().to_string(), a.after.display().to_string());
     let d = crate::diff::diff_with(&before, &after, (&names.0, &names.1), &dopts, &progress).map_err(|e| Bad(e.0))?;
@@ -659,11 +661,7 @@ fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
         pods: false,
     };
     let bar = ui.bar(0, "gate");
-    let progress = |done: usize, total: usize, what: &str| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(what.to_string());
-    };
+    let progress = bar_progress(&bar);
     let names = (a.before.display().to_string(), a.after.display().to_string());
     let g = crate::gate::gate(&before, &after, (&names.0, &names.1), contracts.as_ref(), &opts, &progress)
         .map_err(|e| Bad(e.0))?;
