@@ -240,33 +240,27 @@ fn xml_char(c: char) -> bool {
 /// Text content: `&`, `<` and `>` escaped, characters XML cannot carry
 /// replaced by U+FFFD.
 fn text(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            c if xml_char(c) => o.push(c),
-            _ => o.push('\u{FFFD}'),
-        }
-    }
-    o
+    escape(s, false)
 }
 
 /// An attribute value in double quotes: also `"` and `'`, and the
 /// whitespace an XML parser would otherwise normalise to spaces.
 fn attr(s: &str) -> String {
+    escape(s, true)
+}
+
+fn escape(s: &str, attribute: bool) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '&' => o.push_str("&amp;"),
             '<' => o.push_str("&lt;"),
             '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            '\n' => o.push_str("&#10;"),
-            '\r' => o.push_str("&#13;"),
-            '\t' => o.push_str("&#9;"),
+            '"' if attribute => o.push_str("&quot;"),
+            '\'' if attribute => o.push_str("&apos;"),
+            '\n' if attribute => o.push_str("&#10;"),
+            '\r' if attribute => o.push_str("&#13;"),
+            '\t' if attribute => o.push_str("&#9;"),
             c if xml_char(c) => o.push(c),
             _ => o.push('\u{FFFD}'),
         }
