@@ -393,22 +393,37 @@ fn without_line(snap: &Path, node: &str, line: usize, tag: &str) -> PathBuf {
 fn model_fates(s: &Snapshot, from: &str, to: &str, proto: Proto, sport: u16) -> Option<String> {
     let p = natpath_model::walk::probe(s, from, to, proto, sport).ok()?;
     let t = natpath_model::walk::trace(s, &p, &Default::default()).ok()?;
-    let mut v: Vec<String> = t
-        .branches
-        .iter()
-        .map(|b| {
-            format!(
-                "{:?} {:?} {:?} {:?} {}",
-                b.outcome,
-                b.delivered_to.as_ref().map(|d| &d.name),
-                b.seen_by_destination.as_ref().map(|x| (x.src.rsplit_once(':').map(|y| y.0.to_string()), &x.dst)),
-                b.reply.as_ref().map(|r| (r.outcome, r.seen_by_client.as_ref().map(|x| &x.src))),
-                b.probability
-            )
-        })
-        .collect();
-    v.sort();
-    Some(v.join(" | "))
+    // The distribution of fates: branches that end alike add up (two
+    // draws that both drop are one fate of probability 1).
+    let mut m: std::collections::BTreeMap<String, natpath_model::trace::Prob> = std::collections::BTreeMap::new();
+    for b in &t.branches {
+        let fate = format!(
+            "{:?} {:?} {:?} {:?}",
+            b.outcome,
+            b.delivered_to.as_ref().map(|d| &d.name),
+            b.seen_by_destination.as_ref().map(|x| (x.src.rsplit_once(':').map(|y| y.0.to_string()), &x.dst)),
+            b.reply.as_ref().map(|r| (r.outcome, r.seen_by_client.as_ref().map(|x| &x.src))),
+        );
+        *m.entry(fate).or_insert_with(|| natpath_model::trace::Prob::from_integer(0u32.into())) += b.prob.clone();
+    }
+    Some(m.iter().map(|(f, p)| format!("{f} {p}")).collect::<Vec<_>>().join(" | "))
+}
+
+/// A regression of the proptest below: deleting line 223 of node2 (the
+/// `statistic` rule that splits kube-dns's two endpoints) leaves the pod's
+/// DNS packet dropped either way; two branches that both drop are one fate
+/// of probability 1, as the diff sees it, not a change.
+#[test]
+fn branches_that_end_alike_are_one_fate() {
+    let base = corpus().join("seed-ipip-remote");
+    let after_dir = without_line(&base, "node2", 222, "regression-223");
+    let (before, after) = (load(&base), load(&after_dir));
+    std::fs::remove_dir_all(&after_dir).unwrap();
+    let pod = "default/nginx-854f5d4bbd-x7k2p";
+    assert_eq!(
+        model_fates(&before, pod, "10.96.0.10:53", Proto::UDP, 1024),
+        model_fates(&after, pod, "10.96.0.10:53", Proto::UDP, 1024)
+    );
 }
 
 mod deletions {
