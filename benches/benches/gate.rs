@@ -1,4 +1,5 @@
-//! Criterion benchmark of `natpath diff` on a one-Service change: a
+//! Criterion benchmark of `natpath diff` and `natpath gate` on a
+//! one-Service change (snapshots loaded, as the library takes them): a
 //! generated kube-proxy + Calico cluster ([`natpath_corpus::generate`],
 //! seed 1, 3 nodes; 100 and 1,000 Services by default, or the sizes in
 //! `NATPATH_BENCH_GATE_SERVICES`) against a copy in which the first
@@ -12,8 +13,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use natpath_corpus::{generate, write_snapshot, GeneratedSnapshot, Spec};
 use natpath_model::snapshot::{self, Snapshot};
-use natpath_verify::diff;
 use natpath_verify::invariants::{self, CheckOptions};
+use natpath_verify::{diff, gate};
 use std::time::Duration;
 
 /// The first NodePort Service's endpoint chains (`KUBE-SEP-*`), found
@@ -96,6 +97,12 @@ fn bench_gate(c: &mut Criterion) {
         g.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(5));
         g.bench_function("diff", |b| {
             b.iter(|| diff::diff(&before, &after, "before", "after", &opts, &|_, _, _| {}).expect("comparable"))
+        });
+        let gopts = gate::GateOptions { check: opts, ..gate::GateOptions::default() };
+        g.bench_function("gate", |b| {
+            b.iter(|| {
+                gate::gate(&before, &after, ("before", "after"), None, &gopts, &|_, _, _| {}).expect("comparable")
+            })
         });
         g.bench_function("check (baseline: the whole catalog of BEFORE)", |b| {
             b.iter(|| invariants::check_all(&before, &opts))

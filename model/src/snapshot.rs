@@ -260,8 +260,10 @@ pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
     // Each node's interfaces, even when another of its files failed, for
     // the cross-file checks.
     let mut ifaces: Vec<(String, Vec<Interface>)> = Vec::new();
-    for (name, lan) in todo {
-        let (node, ifs, e) = load_node(&nodes_dir.join(&name), &name, &lan);
+    // The nodes are read side by side, one per core; results and errors
+    // keep cluster.toml's order.
+    let loaded = parallel_map(&todo, |(name, lan)| load_node(&nodes_dir.join(name), name, lan));
+    for ((name, _), (node, ifs, e)) in todo.into_iter().zip(loaded) {
         errs.0.extend(e.0);
         if let Some(ifs) = ifs {
             ifaces.push((name, ifs));
@@ -277,6 +279,45 @@ pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
     } else {
         Err(errs)
     }
+}
+
+/// `f` of every item, in order, computed on as many threads as the machine
+/// has cores (each takes the next item when it is free).
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
+    if threads <= 1 || items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..threads.min(items.len()))
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(x) = items.get(k) else { break };
+                        mine.push((k, f(x)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for w in workers {
+            match w.join() {
+                Ok(mine) => {
+                    for (k, r) in mine {
+                        if let Some(slot) = slots.get_mut(k) {
+                            *slot = Some(r);
+                        }
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    slots.into_iter().map(|r| r.unwrap_or_else(|| unreachable!("every item was taken by a thread"))).collect()
 }
 
 /// The checks that need both cluster.toml and the dumps.

@@ -101,6 +101,8 @@ natpath gate before/ after/ --contracts natpath-contracts.toml --format sarif > 
 natpath gate before/ after/ --allow-changes --format markdown >> \"$GITHUB_STEP_SUMMARY\"\n\n\
 It fails when an invariant newly fails on AFTER (--strict: any failure), an [[expect]] contract does not hold,\n\
 or a packet meets another fate in a Service port no [[allow]] covers. The contracts format is in docs/contracts.md.\n\
+Invariants are checked where the change reaches: every other query meets the same rules on both sides\n\
+(--whole checks everything, to also report failures that were already there).\n\
 Exit 0 pass, 1 fail, 3 unknown (never a pass), 2 for bad input.")]
     Gate(GateArgs),
     /// Rebuild the snapshot in network namespaces and compare the kernel with the model (root).
@@ -277,7 +279,11 @@ pub struct GateArgs {
     /// The contracts every change is held to (docs/contracts.md).
     #[arg(long, value_name = "FILE")]
     pub contracts: Option<PathBuf>,
-    /// Fail on invariants that already failed on BEFORE too.
+    /// Check the invariants on the whole of both snapshots, not only where the change
+    /// reaches, to report failures that were already there (they do not fail the gate).
+    #[arg(long)]
+    pub whole: bool,
+    /// Fail on invariants that already failed on BEFORE too (implies --whole).
     #[arg(long)]
     pub strict: bool,
     /// Accept every change of a packet's fate (invariants and contracts still count).
@@ -502,6 +508,17 @@ fn load(path: &Path) -> Result<snapshot::Snapshot, Bad> {
     snapshot::load(path).map_err(|e| Bad(e.to_string()))
 }
 
+/// BEFORE and AFTER, read side by side; BEFORE's errors first when both fail.
+fn load_pair(before: &Path, after: &Path) -> Result<(snapshot::Snapshot, snapshot::Snapshot), Bad> {
+    let (b, a) = std::thread::scope(|sc| {
+        let b = sc.spawn(|| load(before));
+        let a = load(after);
+        (b.join(), a)
+    });
+    let b = b.map_err(|_| Bad(format!("{}: BUG: reading it failed", before.display())))?;
+    Ok((b?, a?))
+}
+
 fn cmd_parse(a: &ParseArgs) -> Result<u8, Bad> {
     let opts = iptables::Options { lenient: a.lenient, table: a.table };
     let path = a.path.display().to_string();
@@ -630,8 +647,7 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
 }
 
 fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
-    let before = load(&a.before)?;
-    let after = load(&a.after)?;
+    let (before, after) = load_pair(&a.before, &a.after)?;
     let opts = CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() };
     let bar = ui.bar(0, "diff");
     let progress = bar_progress(&bar);
@@ -652,11 +668,11 @@ fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
         Some(p) => Some(crate::gate::Contracts::read(p).map_err(|e| Bad(e.0))?),
         None => None,
     };
-    let before = load(&a.before)?;
-    let after = load(&a.after)?;
+    let (before, after) = load_pair(&a.before, &a.after)?;
     let opts = crate::gate::GateOptions {
         check: CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() },
         strict: a.strict,
+        whole: a.whole || a.strict,
         allow_changes: a.allow_changes,
         pods: false,
     };

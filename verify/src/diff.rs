@@ -31,11 +31,12 @@
 //! difference". The source port a receiver sees is not compared: with
 //! `--random-fully` it is arbitrary on both sides.
 
+use crate::delta::Ports;
 use crate::encode::conntrack::CtCtx;
 use crate::encode::packet::{Flow, FoldEq, State, SymPacket};
 use crate::encode::walk::{self, EndKind, Reached, WalkEnd};
 use crate::encode::{and2, any, is_false, not, Ending, SharedChoices, Trail};
-use crate::invariants::{first_packet, listens, one_of, CheckOptions, Checker, Pins, QAnswer};
+use crate::invariants::{first_packet, listens, one_of, CheckOptions, Checker, Pins, Prepared, QAnswer};
 use crate::solver::Witness;
 use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::Snapshot;
@@ -301,8 +302,22 @@ pub fn diff(
 pub fn diff_with(
     before: &Snapshot,
     after: &Snapshot,
+    names: (&str, &str),
+    dopts: &DiffOptions,
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Result<Diff, DiffError> {
+    diff_using(before, after, names, dopts, None, None, progress)
+}
+
+/// [`diff_with`], with the structural difference already found (the gate
+/// shares it with its invariant checks).
+pub(crate) fn diff_using(
+    before: &Snapshot,
+    after: &Snapshot,
     (before_name, after_name): (&str, &str),
     dopts: &DiffOptions,
+    known: Option<&crate::delta::Delta>,
+    ready: Option<(&Prepared<'_>, &Prepared<'_>)>,
     progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Diff, DiffError> {
     let (opts, structural) = (&dopts.check, dopts.structural);
@@ -317,8 +332,27 @@ pub fn diff_with(
             na.join(", ")
         )));
     }
-    let b = Side { c: Checker::new(before, opts), snap: before };
-    let a = Side { c: Checker::new(after, opts), snap: after };
+    // Each side is read once and shared by the threads; the structural
+    // difference is found meanwhile.
+    let (own_b, own_a, delta) = std::thread::scope(|sc| {
+        let pb = sc.spawn(|| ready.is_none().then(|| Prepared::new(before, opts)));
+        let delta = match known {
+            Some(d) => structural.then_some(std::borrow::Cow::Borrowed(d)),
+            None => structural.then(|| std::borrow::Cow::Owned(crate::delta::Delta::new(before, after))),
+        };
+        let pa = ready.is_none().then(|| Prepared::new(after, opts));
+        (pb.join(), pa, delta)
+    });
+    let Ok(own_b) = own_b else {
+        return Err(DiffError("BUG: reading BEFORE failed".into()));
+    };
+    let (prep_b, prep_a) = match (ready, &own_b, &own_a) {
+        (Some(r), _, _) => r,
+        (None, Some(b), Some(a)) => (b, a),
+        _ => return Err(DiffError("BUG: a side was not read".into())),
+    };
+    let b = Side { c: Checker::with(before, opts, prep_b), snap: before };
+    let a = Side { c: Checker::with(after, opts, prep_a), snap: after };
     let mut out = Diff {
         schema: SCHEMA,
         before: before_name.to_string(),
@@ -439,16 +473,36 @@ pub fn diff_with(
         }
     }
     out.scope.entries = entries.len();
-    // Nodes that are the same on both sides up to chain names and comments
-    // make every entry the same: no query needed.
-    let same_everywhere = structural && na.iter().all(|n| same_node(before, after, n));
-    if same_everywhere {
-        out.scope.unchanged = entries.len();
-        out.notes.push("every node is the same on both sides up to chain names, comments and counters".into());
-        return Ok(out);
+    // Entries whose packets can meet no difference on any node, replies
+    // included, are the same on both sides: no query (see `delta`).
+    if let Some(delta) = &delta {
+        if delta.is_empty() {
+            out.notes.push("every node is the same on both sides up to chain names, comments, counters and the order of independent rules".into());
+        } else {
+            out.notes.extend(delta.summary().into_iter().map(|s| format!("differs: {s}")));
+        }
+        let address = |h: &str| after.cluster.hosts.iter().find(|x| x.name == h).map(|x| x.address.addr());
+        entries.retain(|e| {
+            let ports = match &e.port {
+                Some(p) => Ports::one(p.port),
+                None => Ports::AllBut(e.others.iter().map(|p| p.port).collect()),
+            };
+            let touched = e.cluster_ip.is_some()
+                || address(&e.host).is_none_or(|h| {
+                    let lans = after.node(&e.node).map(|n| n.lan_addrs()).unwrap_or_default();
+                    delta.touches_walk(h, Some(&lans), Some(e.proto), &ports, true)
+                });
+            if !touched {
+                out.scope.unchanged += 1;
+            }
+            touched
+        });
     }
     // The checkers above only listed the entries; each thread has its own.
     drop((b, a));
+    if entries.is_empty() {
+        return Ok(out);
+    }
     let total = entries.len();
     // The entries are independent: each core takes the next one, with a
     // pair of checkers of its own (Z3's context is per thread); the
@@ -462,8 +516,8 @@ pub fn diff_with(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 sc.spawn(|| {
-                    let mut b = Side { c: Checker::new(before, opts), snap: before };
-                    let mut a = Side { c: Checker::new(after, opts), snap: after };
+                    let mut b = Side { c: Checker::with(before, opts, prep_b), snap: before };
+                    let mut a = Side { c: Checker::with(after, opts, prep_a), snap: after };
                     let mut mine = Vec::new();
                     loop {
                         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -526,33 +580,6 @@ fn entry_label(e: &Entry) -> String {
         (Some(p), None) => format!("{node} NodePort {}/{} ({}) from {host}", proto_name(proto), p.port, p.service),
         (None, _) => format!("{node} other {} ports from {host}", proto_name(proto)),
     }
-}
-
-/// The node is the same on both sides: the same rules up to chain names,
-/// comments and counters (the built-in chains' content identities), the
-/// same routes, addresses, policy rules, sets and sysctls, and the same
-/// pods on it.
-fn same_node(before: &Snapshot, after: &Snapshot, name: &str) -> bool {
-    let (Some(x), Some(y)) = (before.node(name), after.node(name)) else { return false };
-    let pods = |s: &Snapshot| {
-        let mut v: Vec<String> = s
-            .cluster
-            .pods
-            .iter()
-            .filter(|p| p.node == name)
-            .map(|p| format!("{} {} {} {:?}", p.name, p.address, p.iface, p.listen))
-            .collect();
-        v.sort();
-        v
-    };
-    crate::encode::builtin_identities(&x.ruleset) == crate::encode::builtin_identities(&y.ruleset)
-        && x.routes == y.routes
-        && x.interfaces == y.interfaces
-        && x.ip_rules == y.ip_rules
-        && x.ipsets == y.ipsets
-        && x.sysctl == y.sysctl
-        && x.lan == y.lan
-        && pods(before) == pods(after)
 }
 
 /// How `e` ends, in words (the constant part of a fate).

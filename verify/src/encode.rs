@@ -264,14 +264,14 @@ pub fn builtin_identities(rs: &natpath_model::ruleset::Ruleset) -> Vec<(String, 
 /// The identity ([`builtin_identities`]) of `c`, memoised in `out` (the
 /// chain graph has no loops: the parser refuses them; `depth` bounds it all
 /// the same).
-fn canon_of<'s>(
+pub(crate) fn canon_of<'s>(
     t: TableName,
     idx: &HashMap<&'s str, &'s natpath_model::ruleset::Chain>,
     c: &'s natpath_model::ruleset::Chain,
     out: &mut HashMap<(TableName, &'s str), u64>,
     depth: usize,
 ) -> u64 {
-    use natpath_model::ruleset::{Match, Target};
+    use natpath_model::ruleset::Target;
     use std::hash::{Hash, Hasher};
     if let Some(h) = out.get(&(t, c.name.as_str())) {
         return *h;
@@ -282,23 +282,16 @@ fn canon_of<'s>(
         // A built-in chain (or a chain too deep to follow) is its name.
         c.name.hash(&mut hasher);
     }
+    let mut text = String::with_capacity(160);
     for r in &c.rules {
-        let mut r = r.clone();
-        r.counters = None;
-        r.matches.retain(|m| !matches!(m, Match::Comment(_)));
         let callee = match &r.target {
             Some(Target::Jump(n)) | Some(Target::Goto(n)) => idx.get(n.as_str()).copied(),
             _ => None,
         };
-        if let Some(callee) = callee {
-            let h = canon_of(t, idx, callee, out, depth + 1);
-            let id = format!("#{h:016x}");
-            r.target = match r.target {
-                Some(Target::Goto(_)) => Some(Target::Goto(id)),
-                _ => Some(Target::Jump(id)),
-            };
-        }
-        natpath_model::print::rule_text("", &r).hash(&mut hasher);
+        let id = callee.map(|callee| format!("#{:016x}", canon_of(t, idx, callee, out, depth + 1)));
+        text.clear();
+        natpath_model::print::write_canonical(&mut text, r, id.as_deref());
+        text.hash(&mut hasher);
     }
     let h = hasher.finish();
     out.insert((t, c.name.as_str()), h);

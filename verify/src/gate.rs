@@ -242,8 +242,13 @@ impl Contracts {
 pub struct GateOptions {
     /// Solver options.
     pub check: CheckOptions,
-    /// Fail on invariants that already failed on BEFORE too.
+    /// Fail on invariants that already failed on BEFORE too (checks the
+    /// whole snapshots, as `whole` does).
     pub strict: bool,
+    /// Check the invariants on the whole of both snapshots, not only on the
+    /// slices the change can reach ([`crate::delta`]), so that failures
+    /// that were already there are reported (they pass without `strict`).
+    pub whole: bool,
     /// Accept every difference (contracts and invariants still count).
     pub allow_changes: bool,
     /// The diff also compares pods reaching cluster IPs (experimental,
@@ -262,6 +267,13 @@ pub struct InvariantResult {
     pub after: &'static str,
     /// It decides the gate: `fail`, `unknown`, or `pass`.
     pub gate: &'static str,
+    /// What `before` and `after` are verdicts on: `touched`, the queries
+    /// whose packets can meet a rule the change made differ (the default),
+    /// or `whole`, every query (`--strict`).
+    pub scope: &'static str,
+    /// Queries not asked on each side because their packets meet the same
+    /// rules on both (0 with `--strict`).
+    pub same: usize,
     /// The AFTER violation's summary, or why it is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -339,9 +351,23 @@ pub fn gate(
         c.validate(before, after)?;
     }
     let dopts = diff::DiffOptions { check: opts.check, pods: opts.pods, ..diff::DiffOptions::default() };
-    let d = diff::diff_with(before, after, names, &dopts, progress)?;
-    let vb = invariants::check_many(before, &invariants::NAMES, &opts.check);
-    let va = invariants::check_many(after, &invariants::NAMES, &opts.check);
+    // What the change can touch, found once: the diff encodes only those
+    // entries, and (unless `--strict` asks for the whole snapshots) the
+    // invariants are checked on those slices only, on both sides. Every
+    // other query meets the same rules on both sides, so the change cannot
+    // make it fail.
+    let (pb, pa, delta) = std::thread::scope(|sc| {
+        let pb = sc.spawn(|| invariants::Prepared::new(before, &opts.check));
+        let delta = crate::delta::Delta::new(before, after);
+        let pa = invariants::Prepared::new(after, &opts.check);
+        (pb.join(), pa, delta)
+    });
+    let pb = pb.map_err(|_| DiffError("BUG: reading BEFORE failed".into()))?;
+    let d = diff::diff_using(before, after, names, &dopts, Some(&delta), Some((&pb, &pa)), progress)?;
+    let touched = (!opts.strict && !opts.whole).then_some(&delta);
+    let none = |_: usize, _: usize, _: &str| {};
+    let vb = invariants::check_prepared(before, &invariants::NAMES, &opts.check, touched, Some(&pb), &none);
+    let va = invariants::check_prepared(after, &invariants::NAMES, &opts.check, touched, Some(&pa), &none);
     let mut inv = Vec::new();
     for a in &va {
         let b = vb.iter().find(|b| b.name == a.name);
@@ -353,7 +379,7 @@ pub fn gate(
             (Outcome::Violated(_), true) => "fail",
             _ => "unknown",
         };
-        inv.push(invariant_result(a, before_word, gate));
+        inv.push(invariant_result(a, before_word, gate, touched.is_some()));
     }
     let mut results = Vec::new();
     if let Some(c) = contracts {
@@ -401,13 +427,14 @@ pub fn gate(
     })
 }
 
-fn invariant_result(a: &Verdict, before: &'static str, gate: &'static str) -> InvariantResult {
+fn invariant_result(a: &Verdict, before: &'static str, gate: &'static str, touched: bool) -> InvariantResult {
     let (detail, rules) = match &a.outcome {
         Outcome::Holds => (None, Vec::new()),
         Outcome::Violated(cx) => (Some(format!("{}: {}", cx.packet, cx.summary)), cx.rules.clone()),
         Outcome::Unknown(why) => (Some(why.clone()), Vec::new()),
     };
-    InvariantResult { invariant: a.name, before, after: word(&a.outcome), gate, detail, rules }
+    let scope = if touched { "touched" } else { "whole" };
+    InvariantResult { invariant: a.name, before, after: word(&a.outcome), gate, scope, same: a.same, detail, rules }
 }
 
 /// Check one `[[expect]]` on AFTER for every packet it covers.

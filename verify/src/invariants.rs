@@ -31,6 +31,7 @@ use crate::counterexample::{
     describe_branch, describe_passage, dev_of, draws_of, packet_of, replay_node, replay_walk, rules_of, Counterexample,
     Replay,
 };
+use crate::delta::Ports;
 use crate::encode::conntrack::CtCtx;
 use crate::encode::node::{Detail, Passage};
 use crate::encode::packet::FoldEq;
@@ -90,6 +91,10 @@ pub struct Verdict {
     /// settle, asked again over the exact passage (each counts in `queries`
     /// or `folded` once per encoding).
     pub refined: usize,
+    /// Queries not asked because a [`crate::delta::Delta`] showed that
+    /// their packets meet the same rules on the other snapshot (only when
+    /// the check was given one).
+    pub same: usize,
     /// What the check assumed or skipped, one line each.
     pub notes: Vec<String>,
 }
@@ -124,7 +129,7 @@ pub const NAMES: [&str; 9] = [
 
 /// Check invariant `name` on `snap` (`None` for a name not in the catalog).
 pub fn check(snap: &Snapshot, name: &str, opts: &CheckOptions) -> Option<Verdict> {
-    check_part(snap, name, opts, None, None).map(|p| merge(vec![p]))
+    check_part(snap, name, opts, None, None, None).map(|p| merge(vec![p]))
 }
 
 /// One invariant checked on one node (or on every node: `only` is `None`),
@@ -140,12 +145,14 @@ fn check_part<'s>(
     opts: &CheckOptions,
     only: Option<usize>,
     shared: Option<&Prepared<'s>>,
+    delta: Option<&'s crate::delta::Delta>,
 ) -> Option<Part> {
     let mut c = match shared {
         Some(p) => Checker::with(snap, opts, p),
         None => Checker::new(snap, opts),
     };
     c.only = only;
+    c.delta = delta;
     let t0 = Instant::now();
     let outcome = match name {
         masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
@@ -169,6 +176,7 @@ fn check_part<'s>(
         queries: c.queries,
         folded: c.folded,
         refined: c.refined,
+        same: c.same,
         notes: c.notes,
     };
     Some(Part { verdict, nothing: c.nothing })
@@ -192,6 +200,7 @@ fn merge(parts: Vec<Part>) -> Verdict {
             queries: 0,
             folded: 0,
             refined: 0,
+            same: 0,
             notes: Vec::new(),
         };
     };
@@ -219,6 +228,7 @@ fn merge(parts: Vec<Part>) -> Verdict {
         v.queries += w.queries;
         v.folded += w.folded;
         v.refined += w.refined;
+        v.same += w.same;
         v.notes.extend(w.notes);
         if p.nothing.is_none() {
             nothing = None;
@@ -288,8 +298,35 @@ pub fn check_many_with(
     opts: &CheckOptions,
     progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Vec<Verdict> {
+    check_touched(snap, names, opts, None, progress)
+}
+
+/// [`check_many_with`], asking only the queries whose packets can meet a
+/// difference of `delta` (every query when it is `None`): what a gate needs
+/// to learn whether a change makes an invariant fail. The other queries'
+/// answers are the same on both sides of the delta; [`Verdict::same`]
+/// counts them.
+pub fn check_touched<'s>(
+    snap: &'s Snapshot,
+    names: &[&str],
+    opts: &CheckOptions,
+    delta: Option<&'s crate::delta::Delta>,
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Vec<Verdict> {
+    check_prepared(snap, names, opts, delta, None, progress)
+}
+
+/// [`check_touched`] with the snapshot already [`Prepared`].
+pub(crate) fn check_prepared<'s>(
+    snap: &'s Snapshot,
+    names: &[&str],
+    opts: &CheckOptions,
+    delta: Option<&'s crate::delta::Delta>,
+    ready: Option<&Prepared<'s>>,
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Vec<Verdict> {
     let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
-    if threads == 1 {
+    if threads == 1 && delta.is_none() {
         return names
             .iter()
             .enumerate()
@@ -315,7 +352,14 @@ pub fn check_many_with(
     let threads = threads.min(jobs.len()).max(1);
     // Read once for every part: the intents and the nodes' indexes (0.3 s
     // per check at 10k Services).
-    let prepared = Prepared::new(snap, opts);
+    let own;
+    let prepared = match ready {
+        Some(p) => p,
+        None => {
+            own = Prepared::new(snap, opts);
+            &own
+        }
+    };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let mut done: Vec<Option<Option<Part>>> = (0..jobs.len()).map(|_| None).collect();
@@ -328,7 +372,7 @@ pub fn check_many_with(
                         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&(i, only)) = jobs.get(k) else { break };
                         let Some(name) = names.get(i) else { break };
-                        mine.push((k, check_part(snap, name, opts, only, Some(&prepared))));
+                        mine.push((k, check_part(snap, name, opts, only, Some(prepared), delta)));
                         let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         match only.and_then(|o| snap.nodes.get(o)) {
                             Some(node) => progress(n, jobs.len(), &format!("{name} on {}", node.name)),
@@ -382,14 +426,14 @@ pub fn check_many_with(
 /// What every check of one snapshot reads the same way, read once and
 /// shared by the threads: the nodes' intents, the pod networks, and the
 /// nodes prepared for encoding (no Z3 term among them).
-struct Prepared<'s> {
+pub(crate) struct Prepared<'s> {
     intents: std::sync::Arc<Vec<Intent>>,
     pod_nets: Vec<Ipv4Net>,
     nodes: std::sync::Arc<Vec<NodeEnc<'s>>>,
 }
 
 impl<'s> Prepared<'s> {
-    fn new(snap: &'s Snapshot, opts: &CheckOptions) -> Prepared<'s> {
+    pub(crate) fn new(snap: &'s Snapshot, opts: &CheckOptions) -> Prepared<'s> {
         let intents: Vec<Intent> =
             snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
         let pod_nets = pod_nets_of(snap, &intents);
@@ -453,6 +497,10 @@ pub struct Checker<'s> {
     pub(crate) only: Option<usize>,
     /// Why there was nothing to check, when there was not.
     pub(crate) nothing: Option<String>,
+    /// Ask only what this difference touches ([`check_touched`]).
+    pub(crate) delta: Option<&'s crate::delta::Delta>,
+    /// Queries not asked because of `delta`.
+    pub(crate) same: usize,
     /// `NATPATH_DEBUG_SMT_DUMP`, read once: where to write each query.
     dump: Option<String>,
 }
@@ -482,7 +530,7 @@ impl<'s> Checker<'s> {
     }
 
     /// Prepare `snap` with what [`Prepared`] already read.
-    fn with(snap: &'s Snapshot, opts: &CheckOptions, p: &Prepared<'s>) -> Self {
+    pub(crate) fn with(snap: &'s Snapshot, opts: &CheckOptions, p: &Prepared<'s>) -> Self {
         Checker {
             pod_nets: p.pod_nets.clone(),
             snap,
@@ -499,6 +547,8 @@ impl<'s> Checker<'s> {
             unknowns: Vec::new(),
             only: None,
             nothing: None,
+            delta: None,
+            same: 0,
             dump: std::env::var("NATPATH_DEBUG_SMT_DUMP").ok(),
         }
     }
@@ -927,6 +977,14 @@ impl<'s> Checker<'s> {
         shape: impl Fn(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
         violation: impl Fn(&NodeQuery) -> Bool,
     ) -> Option<(NodeQuery, QAnswer)> {
+        if let (Some(d), Some(node)) = (self.delta, self.snap.nodes.get(n)) {
+            let ports = pins.dport.map_or(Ports::Any, Ports::one);
+            let dst = pins.dst.map(|a| [a]);
+            if !d.touches_node(&node.name, dst.as_ref().map(|a| a.as_slice()), pins.proto, &ports) {
+                self.same += 1;
+                return None;
+            }
+        }
         let over = Detail { upto_input, nat_only: true };
         let q = self.node_query_with(n, devs, pins, over, &shape)?;
         let v = violation(&q);
@@ -1099,6 +1157,17 @@ impl<'s> Checker<'s> {
         let host = snap.cluster.hosts.get(h)?;
         let node = snap.nodes.get(n)?;
         let lans = node.lan_addrs();
+        if let Some(d) = self.delta {
+            let ports = pins.dport.map_or(Ports::Any, Ports::one);
+            let dst = match pins.dst {
+                Some(a) => vec![a],
+                None => lans.clone(),
+            };
+            if !d.touches_walk(host.address.addr(), Some(&dst), pins.proto, &ports, with_replies) {
+                self.same += 1;
+                return None;
+            }
+        }
         let pins = Pins {
             src: Some(host.address.addr()),
             dst: if lans.len() == 1 { lans.first().copied() } else { pins.dst },

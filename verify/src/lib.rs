@@ -20,6 +20,7 @@
 pub mod api;
 pub mod cli;
 pub mod counterexample;
+pub mod delta;
 pub mod diff;
 pub mod encode;
 pub mod gate;

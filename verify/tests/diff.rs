@@ -291,10 +291,22 @@ fn an_allowed_change_passes_but_a_broken_invariant_still_fails() {
 
 #[test]
 fn a_failure_that_was_there_before_fails_only_with_strict() {
+    // Where the change reaches (nowhere): nothing to fail.
     let g = gate_of("broken-no-mark-masq", "broken-no-mark-masq", None, GateOptions::default());
     assert_eq!(g.verdict, "pass");
     let np = g.invariants.iter().find(|i| i.invariant == "nodeport-reachable").unwrap();
-    assert_eq!((np.before, np.after, np.gate), ("violated", "violated", "pass"));
+    assert_eq!((np.before, np.after, np.gate, np.scope), ("holds", "holds", "pass", "touched"));
+    assert!(np.same > 0);
+    // The whole snapshots: reported, and still a pass.
+    let g = gate_of(
+        "broken-no-mark-masq",
+        "broken-no-mark-masq",
+        None,
+        GateOptions { whole: true, ..GateOptions::default() },
+    );
+    assert_eq!(g.verdict, "pass");
+    let np = g.invariants.iter().find(|i| i.invariant == "nodeport-reachable").unwrap();
+    assert_eq!((np.before, np.after, np.gate, np.scope), ("violated", "violated", "pass", "whole"));
     let g = gate_of(
         "broken-no-mark-masq",
         "broken-no-mark-masq",

@@ -327,7 +327,7 @@ fn a_passing_gate_in_every_ci_format() {
     check_sarif("passing gate", &o.sarif);
     assert!(results(&o.sarif).is_empty(), "{}", o.sarif);
     check_markdown("passing gate", &o.markdown, "**natpath gate: PASS**");
-    assert!(o.markdown.contains("9 of 9 hold on AFTER."));
+    assert!(o.markdown.contains("9 of 9 hold on AFTER where the change reaches"), "{}", o.markdown);
     assert!(!o.markdown.contains("<details>"));
 }
 

@@ -139,6 +139,19 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
         let by_name: std::collections::HashMap<&str, &natpath_model::ruleset::Chain> =
             nat.chains.iter().map(|ch| (ch.name.as_str(), ch)).collect();
         for s in &services {
+            // A Service's chains are reached through the rules of its own
+            // addresses and ports: when none of them differs, its shares
+            // are those of the other side of the delta.
+            if let Some(d) = c.delta {
+                let dsts: Vec<Ipv4Addr> = s.cluster_ip.iter().chain(&s.external_ips).map(|(a, _)| *a).collect();
+                let ports = crate::delta::Ports::These(
+                    s.cluster_ip.iter().chain(&s.external_ips).map(|(_, p)| *p).chain(s.node_port).collect(),
+                );
+                if !d.touches_node(&node.name, Some(&dsts), Some(s.proto), &ports) {
+                    c.same += 1;
+                    continue;
+                }
+            }
             let mut names: Vec<&String> = Vec::new();
             names.extend(s.svc_chain.as_ref());
             names.extend(s.svl_chain.as_ref());

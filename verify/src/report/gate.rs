@@ -19,9 +19,10 @@ pub fn text(g: &Gate, style: Style) -> String {
     let pre: Vec<_> = g.invariants.iter().filter(|i| i.gate == "pass" && i.after != "holds").collect();
     let _ = writeln!(
         o,
-        "  invariants: {} of {} hold on AFTER{}",
+        "  invariants: {} of {} hold on AFTER{}{}",
         g.invariants.iter().filter(|i| i.after == "holds").count(),
         g.invariants.len(),
+        scope_words(g),
         if pre.is_empty() { String::new() } else { format!(" ({} already failed on BEFORE)", pre.len()) }
     );
     for i in failing.iter().chain(pre.iter()) {
@@ -80,4 +81,18 @@ pub fn json(g: &Gate) -> String {
     let mut s = serde_json::to_string_pretty(g).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// Where the invariants were checked, in words (empty for the whole
+/// snapshots): ` where the change reaches (N queries meet the same rules
+/// on both sides)`.
+pub(crate) fn scope_words(g: &Gate) -> String {
+    if g.invariants.iter().all(|i| i.scope == "whole") {
+        return String::new();
+    }
+    let same: usize = g.invariants.iter().map(|i| i.same).sum();
+    if same == 0 {
+        return " (the change reaches every query)".into();
+    }
+    format!(" where the change reaches ({same} queries meet the same rules on both sides; --whole checks them too)")
 }

@@ -117,7 +117,7 @@ pub fn gate(g: &Gate) -> String {
     // Invariants.
     let holding = g.invariants.iter().filter(|i| i.after == "holds").count();
     let pre = g.invariants.iter().filter(|i| i.gate == "pass" && i.after != "holds").count();
-    let mut count = format!("{holding} of {} hold on AFTER", g.invariants.len());
+    let mut count = format!("{holding} of {} hold on AFTER{}", g.invariants.len(), super::gate::scope_words(g));
     if newly > 0 {
         count.push_str(&format!("; {newly} fail{} the gate", if newly == 1 { "s" } else { "" }));
     }

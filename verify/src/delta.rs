@@ -1,0 +1,696 @@
+//! What a change can touch: the slices of packet space whose rules differ
+//! between two snapshots, found structurally, without a query.
+//!
+//! A gate is run on every pull request, and most pull requests change one
+//! Service of thousands. Encoding every packet's walk on both sides to
+//! learn that almost none of them changed costs as much as checking the
+//! whole snapshot twice. This module compares the two rulesets chain by
+//! chain instead, and keeps, for each node, the *keys* through which a
+//! packet can reach a rule that differs: a destination address or a
+//! destination port that a dispatch rule tests (kube-proxy's
+//! `-d CLUSTER-IP/32 --dport P` in `KUBE-SERVICES`, `--dport NODEPORT` in
+//! `KUBE-NODEPORTS`), or "any packet" when a rule every packet may meet
+//! differs. A query (the diff's entries, the invariants' slices) whose
+//! packets can carry none of those keys, on any node they can cross, meets
+//! exactly the same rules in the same order on both sides, and so the
+//! same fate: it needs no encoding.
+//!
+//! Why that is sound, step by step:
+//! - Chains are compared by content: names, comments and counters aside,
+//!   with callees compared the same way. Equal chains treat every packet
+//!   alike.
+//! - Within a chain, a rule is keyed by the one destination address
+//!   (`-d A/32`) or, in chains that key no address, the one destination
+//!   port it requires; other rules are wild. A packet can only match the
+//!   rules under its own keys and the wild ones, met in chain order. When
+//!   both sides' wild rules have the same shape and each key's rules are
+//!   the same, with the same number of wild rules before each, a packet
+//!   meets the same sequence of rules on both sides. A wild rule's callees
+//!   are compared the same way, recursively, and a key is marked wherever
+//!   its rules differ.
+//! - A table never changes a packet's destination while it runs (NAT is
+//!   applied after it); across tables and nodes a first packet's
+//!   destination can become a DNAT or REDIRECT target, or a node address
+//!   with a tunnel port once encapsulated, so a request's class always
+//!   includes every such address and port of either side.
+//! - A reply's destination is the client or the address a node's SNAT or
+//!   masquerade gave the request, and its destination port is any. The nat
+//!   table only sees a packet of a new connection, and a reply is new only
+//!   on a node that did not track the request; there its destination is
+//!   not local (hosts are not nodes, and no two nodes share an address:
+//!   checked, else the argument is not used). So a difference that can only
+//!   be reached by a new packet to a local address (`KUBE-NODEPORTS` behind
+//!   `-m addrtype --dst-type LOCAL` in nat) cannot reach a reply.
+//! - Anything else that differs (routes, addresses, sets, sysctls, pods,
+//!   the masquerade bit, the hosts) makes every query on that node (and
+//!   every walk) touched.
+
+use natpath_model::ruleset::{Chain, Match, Proto, Rule, Table, TableName, Target};
+use natpath_model::snapshot::{Node, Snapshot};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// What a packet must carry to meet a difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    /// Every packet may meet it.
+    All,
+    /// Packets to this destination address.
+    Dst(u32),
+    /// Packets of this protocol to this destination port.
+    Dport(u8, u16),
+}
+
+/// A difference reachable with `key`, and what the path to it requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Dirty {
+    key: Key,
+    /// Only a packet of a new connection gets there (the nat table, or
+    /// behind `--ctstate NEW`).
+    new_only: bool,
+    /// Only a packet to a local address gets there (`--dst-type LOCAL`).
+    local_only: bool,
+}
+
+/// The facts that hold on the path into a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Tags {
+    new_only: bool,
+    local_only: bool,
+}
+
+/// Destination ports a query's packets are sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ports {
+    /// These ports.
+    These(BTreeSet<u16>),
+    /// Every port but these.
+    AllBut(BTreeSet<u16>),
+    /// Any port.
+    Any,
+}
+
+impl Ports {
+    /// One port.
+    pub fn one(p: u16) -> Ports {
+        Ports::These(BTreeSet::from([p]))
+    }
+
+    fn contains(&self, p: u16) -> bool {
+        match self {
+            Ports::These(s) => s.contains(&p),
+            Ports::AllBut(s) => !s.contains(&p),
+            Ports::Any => true,
+        }
+    }
+}
+
+/// A set of addresses or ports that may be too large to list.
+#[derive(Debug, Clone, Default)]
+struct Set<T: std::hash::Hash + Eq> {
+    any: bool,
+    items: HashSet<T>,
+}
+
+impl<T: std::hash::Hash + Eq + Copy> Set<T> {
+    fn has(&self, x: T) -> bool {
+        self.any || self.items.contains(&x)
+    }
+}
+
+/// Ranges wider than this are not listed: the set becomes "any".
+const MAX_RANGE: u32 = 4096;
+
+fn add_addr_range(s: &mut Set<u32>, lo: Ipv4Addr, hi: Ipv4Addr) {
+    let (lo, hi) = (u32::from(lo), u32::from(hi));
+    if hi < lo || hi - lo >= MAX_RANGE {
+        s.any = true;
+    } else {
+        s.items.extend(lo..=hi);
+    }
+}
+
+fn add_port_range(s: &mut Set<u16>, lo: u16, hi: u16) {
+    if hi < lo || u32::from(hi - lo) >= MAX_RANGE {
+        s.any = true;
+    } else {
+        s.items.extend(lo..=hi);
+    }
+}
+
+/// One node's differences.
+#[derive(Debug, Clone, Default)]
+struct NodeDelta {
+    name: String,
+    /// Something besides the rules differs: every query crossing it is touched.
+    state: Option<String>,
+    dirty: Vec<Dirty>,
+}
+
+/// The structural difference of two snapshots (see the module's text).
+#[derive(Debug, Clone, Default)]
+pub struct Delta {
+    everything: Option<String>,
+    nodes: Vec<NodeDelta>,
+    /// Destinations a request can take besides the one it is sent to:
+    /// every node address, DNAT and REDIRECT targets, of either side.
+    dsts: Set<u32>,
+    /// Destination ports likewise: DNAT and REDIRECT target ports, tunnel ports.
+    ports: Set<u16>,
+    /// Destinations a reply can have besides the client: node addresses,
+    /// SNAT targets.
+    reply_dsts: Set<u32>,
+    /// Why the reply argument is not used, when it is not.
+    no_reply_argument: Option<String>,
+}
+
+/// The UDP ports of tunnels: VXLAN (IANA and the Linux default) and
+/// WireGuard's; each node's VXLAN devices add theirs.
+const TUNNEL_PORTS: [u16; 3] = [4789, 8472, 51820];
+
+impl Delta {
+    /// Compare `before` and `after` (nodes are paired by name; a node on
+    /// one side only makes everything touched).
+    pub fn new(before: &Snapshot, after: &Snapshot) -> Delta {
+        let mut d = Delta::default();
+        let mut names: Vec<&str> = after.nodes.iter().map(|n| n.name.as_str()).collect();
+        let mut nb: Vec<&str> = before.nodes.iter().map(|n| n.name.as_str()).collect();
+        names.sort_unstable();
+        nb.sort_unstable();
+        if names != nb {
+            d.everything = Some("the snapshots have other nodes".into());
+            return d;
+        }
+        if before.cluster.hosts != after.cluster.hosts {
+            d.everything = Some("the hosts of cluster.toml differ".into());
+        }
+        // Each node's rules on a thread of their own: the identities of a
+        // 10,000-Service node take a while.
+        let pairs: Vec<(&Node, &Node)> = names.iter().filter_map(|n| Some((before.node(n)?, after.node(n)?))).collect();
+        let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut out: Vec<Option<NodeDelta>> = vec![None; pairs.len()];
+        std::thread::scope(|sc| {
+            let workers: Vec<_> = (0..threads.min(pairs.len()).max(1))
+                .map(|_| {
+                    sc.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((x, y)) = pairs.get(k) else { break };
+                            mine.push((k, node_delta(before, after, x, y)));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            for w in workers {
+                if let Ok(mine) = w.join() {
+                    for (k, nd) in mine {
+                        if let Some(slot) = out.get_mut(k) {
+                            *slot = Some(nd);
+                        }
+                    }
+                }
+            }
+        });
+        for (nd, (x, _)) in out.into_iter().zip(&pairs) {
+            match nd {
+                Some(nd) => d.nodes.push(nd),
+                None => {
+                    d.everything = Some(format!("BUG: {} was not compared", x.name));
+                }
+            }
+        }
+        for snap in [before, after] {
+            d.collect_targets(snap);
+        }
+        d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
+        d
+    }
+
+    /// Why every query is touched, when every one is.
+    pub fn everything(&self) -> Option<&str> {
+        self.everything.as_deref()
+    }
+
+    /// True when no packet can meet a difference: every node's rules are
+    /// the same up to names, comments, counters and independent order, and
+    /// so is the rest.
+    pub fn is_empty(&self) -> bool {
+        self.everything.is_none() && self.nodes.iter().all(|n| n.state.is_none() && n.dirty.is_empty())
+    }
+
+    /// The nodes where something differs, with a word on what.
+    pub fn summary(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(e) = &self.everything {
+            v.push(format!("every packet: {e}"));
+        }
+        for n in &self.nodes {
+            if let Some(s) = &n.state {
+                v.push(format!("{}: {s}", n.name));
+            } else if n.dirty.iter().any(|d| d.key == Key::All) {
+                v.push(format!("{}: a rule every packet may meet", n.name));
+            } else if !n.dirty.is_empty() {
+                let (mut dsts, mut ports) = (0, 0);
+                for x in &n.dirty {
+                    match x.key {
+                        Key::Dst(_) => dsts += 1,
+                        Key::Dport(..) => ports += 1,
+                        Key::All => {}
+                    }
+                }
+                v.push(format!("{}: rules of {dsts} destination addresses and {ports} ports", n.name));
+            }
+        }
+        if let (Some(why), false) = (&self.no_reply_argument, v.is_empty()) {
+            v.push(format!("replies are compared wherever a rule differs: {why}"));
+        }
+        v
+    }
+
+    /// Can a first packet to one of `dst` (any address, when `None`) and
+    /// `ports`, through node `node` alone, meet a difference?
+    pub fn touches_node(&self, node: &str, dst: Option<&[Ipv4Addr]>, proto: Option<Proto>, ports: &Ports) -> bool {
+        if self.everything.is_some() {
+            return true;
+        }
+        let Some(nd) = self.nodes.iter().find(|n| n.name == node) else { return true };
+        nd.state.is_some() || nd.dirty.iter().any(|x| self.request_hits(x.key, dst, proto, ports))
+    }
+
+    /// Can a walk from the host at `host` to one of `dst` (any address, when
+    /// `None`) and `ports`, across every node, with its replies when
+    /// `replies`, meet a difference?
+    pub fn touches_walk(
+        &self,
+        host: Ipv4Addr,
+        dst: Option<&[Ipv4Addr]>,
+        proto: Option<Proto>,
+        ports: &Ports,
+        replies: bool,
+    ) -> bool {
+        if self.everything.is_some() {
+            return true;
+        }
+        self.nodes.iter().any(|nd| {
+            nd.state.is_some()
+                || nd.dirty.iter().any(|x| {
+                    let (q, r) = (self.request_hits(x.key, dst, proto, ports), replies && self.reply_hits(x, host));
+                    q || r
+                })
+        })
+    }
+
+    /// A request of `proto` (any, when `None`) to `dst` and `ports`, or
+    /// what it becomes (a NAT target, a tunnel's outer packet, whatever
+    /// their protocol), can carry `key`.
+    fn request_hits(&self, key: Key, dst: Option<&[Ipv4Addr]>, proto: Option<Proto>, ports: &Ports) -> bool {
+        match key {
+            Key::All => true,
+            Key::Dst(a) => dst.is_none_or(|d| d.iter().any(|d| u32::from(*d) == a)) || self.dsts.has(a),
+            Key::Dport(k, p) => (proto.is_none_or(|x| x.0 == k) && ports.contains(p)) || self.ports.has(p),
+        }
+    }
+
+    fn reply_hits(&self, x: &Dirty, host: Ipv4Addr) -> bool {
+        if self.no_reply_argument.is_none() && x.new_only && x.local_only {
+            return false;
+        }
+        match x.key {
+            Key::All | Key::Dport(..) => true,
+            Key::Dst(a) => a == u32::from(host) || self.reply_dsts.has(a),
+        }
+    }
+
+    /// Add `snap`'s node addresses, NAT targets and tunnel ports.
+    fn collect_targets(&mut self, snap: &Snapshot) {
+        self.ports.items.extend(TUNNEL_PORTS);
+        self.dsts.items.insert(u32::from(Ipv4Addr::LOCALHOST));
+        for n in &snap.nodes {
+            for i in &n.interfaces {
+                for a in &i.addrs {
+                    self.dsts.items.insert(u32::from(a.addr.addr()));
+                    self.reply_dsts.items.insert(u32::from(a.addr.addr()));
+                }
+                if let Some(v) = &i.vxlan {
+                    self.ports.items.insert(v.dstport);
+                }
+            }
+            let Some(nat) = n.ruleset.table(TableName::Nat) else { continue };
+            for r in nat.chains.iter().flat_map(|c| &c.rules) {
+                match &r.target {
+                    Some(Target::Dnat { to, .. }) => {
+                        for range in to {
+                            if let Some(a) = range.addrs {
+                                add_addr_range(&mut self.dsts, a.lo, a.hi);
+                            }
+                            if let Some(p) = range.ports {
+                                add_port_range(&mut self.ports, p.lo, p.hi);
+                            }
+                        }
+                    }
+                    Some(Target::Redirect { ports: Some(p), .. }) => add_port_range(&mut self.ports, p.lo, p.hi),
+                    Some(Target::Snat { to, .. }) => {
+                        for a in to.iter().filter_map(|r| r.addrs) {
+                            add_addr_range(&mut self.reply_dsts, a.lo, a.hi);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Why the reply argument of the module's text does not hold on `snap`,
+/// when it does not: a host address local on a node, an address (loopback
+/// aside) local on two nodes, or an SNAT target local on another node.
+fn reply_argument_fails(snap: &Snapshot) -> Option<String> {
+    let loopback: ipnet::Ipv4Net = "127.0.0.0/8".parse().ok()?;
+    // (first, last, node) of every local route.
+    let mut spans: Vec<(u32, u32, usize)> = Vec::new();
+    for (i, n) in snap.nodes.iter().enumerate() {
+        for r in n.routes.iter().filter(|r| r.kind == natpath_model::netstate::RouteType::Local) {
+            if !loopback.contains(&r.dst) {
+                spans.push((u32::from(r.dst.network()), u32::from(r.dst.broadcast()), i));
+            }
+        }
+    }
+    spans.sort_unstable();
+    let mut reach: Option<(u32, usize)> = None;
+    for &(lo, hi, i) in &spans {
+        if let Some((end, j)) = reach {
+            if lo <= end && i != j {
+                return Some(format!("an address of {} is local on two nodes", Ipv4Addr::from(lo)));
+            }
+        }
+        if reach.is_none_or(|(end, _)| hi > end) {
+            reach = Some((hi, i));
+        }
+    }
+    let local_on = |a: u32| spans.iter().filter(move |s| s.0 <= a && a <= s.1).map(|s| s.2);
+    for h in &snap.cluster.hosts {
+        if local_on(u32::from(h.address.addr())).next().is_some() {
+            return Some(format!("host {} has a node's address", h.name));
+        }
+    }
+    for (i, n) in snap.nodes.iter().enumerate() {
+        let Some(nat) = n.ruleset.table(TableName::Nat) else { continue };
+        for r in nat.chains.iter().flat_map(|c| &c.rules) {
+            let Some(Target::Snat { to, .. }) = &r.target else { continue };
+            for a in to.iter().filter_map(|r| r.addrs) {
+                let (lo, hi) = (u32::from(a.lo), u32::from(a.hi));
+                if spans.iter().any(|s| s.2 != i && s.0 <= hi && lo <= s.1) {
+                    return Some(format!("an SNAT target of {} is local on another node", n.name));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One node's differences: its state besides the rules, then the rules.
+fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDelta {
+    let mut nd = NodeDelta { name: x.name.clone(), ..NodeDelta::default() };
+    let pods = |s: &Snapshot| {
+        let mut v: Vec<String> = s
+            .cluster
+            .pods
+            .iter()
+            .filter(|p| p.node == x.name)
+            .map(|p| format!("{} {} {} {:?}", p.name, p.address, p.iface, p.listen))
+            .collect();
+        v.sort();
+        v
+    };
+    let differs = [
+        (x.lan != y.lan, "its LAN interface"),
+        (x.interfaces != y.interfaces, "its addresses or devices"),
+        (x.routes != y.routes, "its routes"),
+        (x.ip_rules != y.ip_rules, "its policy rules"),
+        (x.ipsets != y.ipsets, "its ipsets"),
+        (x.sysctl != y.sysctl, "its sysctls"),
+        (x.neighbors != y.neighbors, "its neighbours"),
+        (x.fdb != y.fdb, "its forwarding database"),
+        (pods(before) != pods(after), "its pods"),
+    ];
+    if let Some((_, what)) = differs.iter().find(|(d, _)| *d) {
+        nd.state = Some(format!("{what} differ"));
+        return nd;
+    }
+    let mut dirty: HashSet<Dirty> = HashSet::new();
+    for name in [TableName::Raw, TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security] {
+        match (x.ruleset.table(name), y.ruleset.table(name)) {
+            (None, None) => {}
+            (Some(tb), Some(ta)) => {
+                let mut cmp = Compare::new(tb, ta);
+                if name == TableName::Nat && !cmp.same_named("KUBE-MARK-MASQ") {
+                    nd.state = Some("its KUBE-MARK-MASQ chain (the masquerade bit) differs".into());
+                    return nd;
+                }
+                cmp.run(&mut dirty);
+            }
+            _ => {
+                dirty.insert(Dirty { key: Key::All, new_only: false, local_only: false });
+            }
+        }
+    }
+    if dirty.iter().any(|d| d.key == Key::All && !d.new_only) {
+        dirty.retain(|d| d.key == Key::All && !d.new_only);
+    }
+    let mut v: Vec<Dirty> = dirty.into_iter().collect();
+    v.sort_by_key(|d| (d.key, d.new_only, d.local_only));
+    nd.dirty = v;
+    nd
+}
+
+/// One table of both sides, compared chain pair by chain pair.
+struct Compare<'t> {
+    name: TableName,
+    idx_b: HashMap<&'t str, &'t Chain>,
+    idx_a: HashMap<&'t str, &'t Chain>,
+    /// Chain pairs known to be the same (or not) up to names, comments and counters.
+    same: HashMap<(&'t str, &'t str), bool>,
+    seen: HashSet<(&'t str, &'t str, Tags)>,
+    b: &'t Table,
+    a: &'t Table,
+}
+
+/// Callees deeper than this are taken as different.
+const MAX_DEPTH: usize = 64;
+
+impl<'t> Compare<'t> {
+    fn new(b: &'t Table, a: &'t Table) -> Self {
+        let idx = |t: &'t Table| t.chains.iter().map(|c| (c.name.as_str(), c)).collect::<HashMap<_, _>>();
+        Compare { name: b.name, idx_b: idx(b), idx_a: idx(a), same: HashMap::new(), seen: HashSet::new(), b, a }
+    }
+
+    /// Chain `name` is the same on both sides (absent on both counts as the same).
+    fn same_named(&mut self, name: &str) -> bool {
+        match (self.idx_b.get(name).copied(), self.idx_a.get(name).copied()) {
+            (None, None) => true,
+            (Some(x), Some(y)) => self.same_chain(x, y, 0),
+            _ => false,
+        }
+    }
+
+    /// `x` (BEFORE) and `y` (AFTER) treat every packet alike: the same
+    /// policy and rules, comments, counters and callee names aside, with
+    /// callees that are the same in turn.
+    fn same_chain(&mut self, x: &'t Chain, y: &'t Chain, depth: usize) -> bool {
+        if let Some(s) = self.same.get(&(x.name.as_str(), y.name.as_str())) {
+            return *s;
+        }
+        let s = depth <= MAX_DEPTH
+            && x.policy == y.policy
+            && (x.policy.is_none() || x.name == y.name)
+            && x.rules.len() == y.rules.len()
+            && x.rules.iter().zip(&y.rules).all(|(p, q)| self.same_rule(p, q, depth));
+        self.same.insert((x.name.as_str(), y.name.as_str()), s);
+        s
+    }
+
+    /// Two rules are the same, callees compared by content.
+    fn same_rule(&mut self, p: &'t Rule, q: &'t Rule, depth: usize) -> bool {
+        if !same_shape(p, q) {
+            return false;
+        }
+        match (self.callees(p, q), &p.target, &q.target) {
+            (Some((x, y)), _, _) => self.same_chain(x, y, depth + 1),
+            (None, Some(Target::Jump(m)), Some(Target::Jump(n)))
+            | (None, Some(Target::Goto(m)), Some(Target::Goto(n))) => {
+                // Neither names a chain of its table (the parser refuses
+                // that; kept for safety): the same only by name.
+                m == n && !self.idx_b.contains_key(m.as_str()) && !self.idx_a.contains_key(n.as_str())
+            }
+            (None, a, b) => a == b,
+        }
+    }
+
+    /// The chains `p` (BEFORE) and `q` (AFTER) jump or go to, when both do.
+    fn callees(&self, p: &Rule, q: &Rule) -> Option<(&'t Chain, &'t Chain)> {
+        Some((*self.idx_b.get(callee(p)?)?, *self.idx_a.get(callee(q)?)?))
+    }
+
+    /// Compare every built-in chain.
+    fn run(&mut self, out: &mut HashSet<Dirty>) {
+        let tags = Tags { new_only: self.name == TableName::Nat, local_only: false };
+        let mut names: BTreeSet<&'t str> = BTreeSet::new();
+        for c in self.b.chains.iter().chain(&self.a.chains).filter(|c| c.policy.is_some()) {
+            names.insert(c.name.as_str());
+        }
+        for n in names {
+            match (self.idx_b.get(n).copied(), self.idx_a.get(n).copied()) {
+                (Some(cb), Some(ca)) if cb.policy.is_some() && ca.policy.is_some() => self.chain(cb, ca, tags, out, 0),
+                _ => {
+                    out.insert(Dirty { key: Key::All, new_only: tags.new_only, local_only: false });
+                }
+            }
+        }
+    }
+
+    fn chain(&mut self, cb: &'t Chain, ca: &'t Chain, tags: Tags, out: &mut HashSet<Dirty>, depth: usize) {
+        let all = Dirty { key: Key::All, new_only: tags.new_only, local_only: tags.local_only };
+        if depth > MAX_DEPTH {
+            out.insert(all);
+            return;
+        }
+        if self.same_chain(cb, ca, depth) || !self.seen.insert((cb.name.as_str(), ca.name.as_str(), tags)) {
+            return;
+        }
+        if cb.policy != ca.policy {
+            out.insert(all);
+            return;
+        }
+        // Port keys only where no rule keys an address: a packet meets the
+        // rules of both its keys, and their order across keys is not
+        // compared.
+        let ports = !cb.rules.iter().chain(&ca.rules).any(|r| dst_key(r).is_some());
+        let (wb, kb) = split(cb, ports);
+        let (wa, ka) = split(ca, ports);
+        if wb.len() != wa.len() {
+            out.insert(all);
+            return;
+        }
+        for (rb, ra) in wb.iter().zip(&wa) {
+            let callees = self.callees(rb, ra);
+            let shape = same_shape(rb, ra)
+                && match callees {
+                    Some(_) => true,
+                    None => self.same_rule(rb, ra, depth),
+                };
+            if !shape {
+                out.insert(all);
+                return;
+            }
+            if let Some((xb, xa)) = callees {
+                let inner =
+                    Tags { new_only: tags.new_only || new_only(rb), local_only: tags.local_only || local_only(rb) };
+                self.chain(xb, xa, inner, out, depth + 1);
+            }
+        }
+        let keys: BTreeSet<Key> = kb.keys().chain(ka.keys()).copied().collect();
+        for k in keys {
+            let same = match (kb.get(&k), ka.get(&k)) {
+                (Some(x), Some(y)) => {
+                    x.len() == y.len() && x.iter().zip(y).all(|((i, p), (j, q))| i == j && self.same_rule(p, q, depth))
+                }
+                _ => false,
+            };
+            if !same {
+                out.insert(Dirty { key: k, new_only: tags.new_only, local_only: tags.local_only });
+            }
+        }
+    }
+}
+
+/// A chain's wild rules, and its keyed rules by key, each with the number
+/// of wild rules before it.
+#[allow(clippy::type_complexity)]
+fn split(c: &Chain, ports: bool) -> (Vec<&Rule>, HashMap<Key, Vec<(usize, &Rule)>>) {
+    let mut wild = Vec::new();
+    let mut keyed: HashMap<Key, Vec<(usize, &Rule)>> = HashMap::new();
+    for r in &c.rules {
+        let key = match dst_key(r) {
+            Some(a) => Some(Key::Dst(a)),
+            None if ports => dport_key(r).map(|(k, p)| Key::Dport(k, p)),
+            None => None,
+        };
+        match key {
+            Some(k) => keyed.entry(k).or_default().push((wild.len(), r)),
+            None => wild.push(r),
+        }
+    }
+    (wild, keyed)
+}
+
+/// `p` and `q` are the same rule but for comments, counters, where they
+/// were read and the names of the chains they jump or go to (a jump stays
+/// a jump, a goto a goto).
+fn same_shape(p: &Rule, q: &Rule) -> bool {
+    let not_comment = |m: &&Match| !matches!(m, Match::Comment(_));
+    let target = match (&p.target, &q.target) {
+        (Some(Target::Jump(_)), Some(Target::Jump(_))) | (Some(Target::Goto(_)), Some(Target::Goto(_))) => true,
+        (Some(Target::Jump(_) | Target::Goto(_)), _) | (_, Some(Target::Jump(_) | Target::Goto(_))) => false,
+        (x, y) => x == y,
+    };
+    target
+        && p.src == q.src
+        && p.dst == q.dst
+        && p.in_iface == q.in_iface
+        && p.out_iface == q.out_iface
+        && p.proto == q.proto
+        && p.fragment == q.fragment
+        && p.matches.iter().filter(not_comment).eq(q.matches.iter().filter(not_comment))
+}
+
+fn callee(r: &Rule) -> Option<&str> {
+    match &r.target {
+        Some(Target::Jump(n)) | Some(Target::Goto(n)) => Some(n.as_str()),
+        _ => None,
+    }
+}
+
+/// The one destination address `r` requires.
+fn dst_key(r: &Rule) -> Option<u32> {
+    r.dst.as_ref().filter(|n| !n.neg && n.value.prefix_len() == 32).map(|n| u32::from(n.value.addr()))
+}
+
+/// The one protocol and destination port `r` requires.
+fn dport_key(r: &Rule) -> Option<(u8, u16)> {
+    r.matches.iter().find_map(|m| {
+        let (k, p) = match m {
+            Match::Tcp(t) => (Proto::TCP, t.dport.as_ref()),
+            Match::Udp(u) => (Proto::UDP, u.dport.as_ref()),
+            Match::Sctp(s) => (Proto::SCTP, s.dport.as_ref()),
+            _ => return None,
+        };
+        let p = p?;
+        (!p.neg && p.value.lo == p.value.hi).then_some((k.0, p.value.lo))
+    })
+}
+
+/// `r` only matches a packet of a new connection.
+fn new_only(r: &Rule) -> bool {
+    use natpath_model::ruleset::CtStates;
+    let only_new =
+        |s: &natpath_model::ruleset::Neg<CtStates>| !s.neg && s.value.0 != 0 && s.value.0 & !CtStates::NEW == 0;
+    r.matches.iter().any(|m| match m {
+        Match::Conntrack(c) => c.state.as_ref().is_some_and(only_new),
+        Match::State(s) => only_new(s),
+        _ => false,
+    })
+}
+
+/// `r` only matches a packet to a local address.
+fn local_only(r: &Rule) -> bool {
+    use natpath_model::ruleset::AddrTypes;
+    r.matches.iter().any(|m| match m {
+        Match::Addrtype(a) => {
+            a.dst_type.as_ref().is_some_and(|t| !t.neg && t.value.0 != 0 && t.value.0 & !AddrTypes::LOCAL == 0)
+        }
+        _ => false,
+    })
+}

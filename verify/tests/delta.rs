@@ -1,0 +1,254 @@
+//! The structural difference ([`natpath_verify::delta`]) that lets a diff
+//! and a gate skip what a change cannot touch: it finds nothing where the
+//! corpus pairs only rename, comment or reorder; it narrows a one-Service
+//! change to that Service; and skipping never hides a change the full
+//! encoding finds (a proptest of random one-line edits compares the diff
+//! with and without it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "a test fails by panicking")]
+
+mod common;
+
+use common::copy_dir;
+use natpath_model::ruleset::Proto;
+use natpath_model::snapshot::{self, Snapshot};
+use natpath_verify::delta::{Delta, Ports};
+use natpath_verify::diff::{self, Diff, DiffOptions};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
+}
+
+fn load(p: &Path) -> Snapshot {
+    snapshot::load(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn pair(name: &str) -> (Snapshot, Snapshot) {
+    let dir = corpus().join("pairs").join(name);
+    let text = std::fs::read_to_string(dir.join("pair.toml")).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    let side = |k: &str| dir.join(v.get(k).and_then(|x| x.as_str()).unwrap());
+    (load(&side("before")), load(&side("after")))
+}
+
+fn run(before: &Snapshot, after: &Snapshot, structural: bool) -> Diff {
+    let o = DiffOptions { structural, ..DiffOptions::default() };
+    diff::diff_with(before, after, ("before", "after"), &o, &|_, _, _| {}).unwrap()
+}
+
+/// What a diff found, in a form two runs can be compared by.
+fn found(d: &Diff) -> Vec<String> {
+    let mut v: Vec<String> = d.changes.iter().map(|c| format!("{} {:?}", c.label(), c.nodes)).collect();
+    v.extend(d.unknown.iter().map(|u| format!("unknown {}", u.entry)));
+    v.sort();
+    v
+}
+
+#[test]
+fn renames_comments_counters_and_reordering_are_no_difference() {
+    for name in ["renamed-chains", "comments-counters", "reordered-rules", "reordered-rules-local"] {
+        let (b, a) = pair(name);
+        let d = Delta::new(&b, &a);
+        assert!(d.is_empty(), "{name}: {:?}", d.summary());
+    }
+    // A snapshot against itself.
+    let s = load(&corpus().join("seed-ipip-remote"));
+    assert!(Delta::new(&s, &s).is_empty());
+}
+
+#[test]
+fn a_removed_mark_jump_is_a_difference_of_its_nodeport_only() {
+    let (b, a) = pair("no-mark-masq");
+    let d = Delta::new(&b, &a);
+    assert!(!d.is_empty());
+    // The jump to KUBE-MARK-MASQ went from the NodePort's own chain: only
+    // packets to that port can meet the difference.
+    let client = Ipv4Addr::new(10, 0, 0, 10);
+    let lans = b.node("node1").unwrap().lan_addrs();
+    assert!(d.touches_walk(client, Some(&lans), Some(Proto::TCP), &Ports::one(32220), true), "{:?}", d.summary());
+    for port in [80u16, 30001] {
+        assert!(
+            !d.touches_walk(client, Some(&lans), Some(Proto::TCP), &Ports::one(port), true),
+            "port {port}: {:?}",
+            d.summary()
+        );
+    }
+}
+
+#[test]
+fn another_route_touches_every_query_of_its_node() {
+    let base = corpus().join("seed-ipip-remote");
+    let dir = std::env::temp_dir().join(format!("natpath-delta-route-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&base, &dir);
+    let routes = dir.join("nodes/node1/ip-route");
+    let text = std::fs::read_to_string(&routes).unwrap();
+    std::fs::write(&routes, text + "blackhole 203.0.113.0/24\n").unwrap();
+    let (b, a) = (load(&base), load(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let d = Delta::new(&b, &a);
+    assert!(d.touches_node("node1", None, None, &Ports::one(9)));
+    assert!(!d.touches_node("node2", None, None, &Ports::one(9)), "{:?}", d.summary());
+    assert!(d.touches_walk(Ipv4Addr::new(10, 0, 0, 10), None, None, &Ports::one(9), false));
+}
+
+/// The first NodePort Service's endpoint chains of a generated node.
+fn first_nodeport_endpoints(save: &str) -> (u16, Vec<String>) {
+    let target = |line: &str| line.rsplit_once(" -j ").map(|(_, t)| t.trim().to_string());
+    for np in save.lines().filter(|l| l.starts_with("-A KUBE-NODEPORTS -p tcp") && l.contains("-j KUBE-EXT-")) {
+        let port: u16 = np.split("--dport ").nth(1).and_then(|x| x.split_whitespace().next()?.parse().ok()).unwrap();
+        let ext = target(np).unwrap();
+        let Some(svc) = save
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {ext} ")))
+            .filter_map(target)
+            .find(|t| t.starts_with("KUBE-SVC-"))
+        else {
+            continue;
+        };
+        let seps: Vec<String> = save
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {svc} ")))
+            .filter_map(target)
+            .filter(|t| t.starts_with("KUBE-SEP-"))
+            .collect();
+        if !seps.is_empty() {
+            return (port, seps);
+        }
+    }
+    panic!("no NodePort Service with endpoints");
+}
+
+#[test]
+fn a_one_service_change_touches_that_service_only() {
+    use natpath_corpus::{generate, write_snapshot, Spec};
+    let gen = generate(&Spec::with_services(60));
+    let (port, seps) = first_nodeport_endpoints(&gen.nodes.first().unwrap().iptables_save);
+    let mut changed = gen.clone();
+    for n in &mut changed.nodes {
+        let lines: Vec<String> = n
+            .iptables_save
+            .lines()
+            .map(|l| match l.rsplit_once(':') {
+                Some((head, p)) if l.contains("-j DNAT") && seps.iter().any(|s| l.starts_with(&format!("-A {s} "))) => {
+                    format!("{head}:{}", p.trim().parse::<u16>().unwrap() + 1)
+                }
+                _ => l.to_string(),
+            })
+            .collect();
+        n.iptables_save = lines.join("\n") + "\n";
+    }
+    let root = std::env::temp_dir().join(format!("natpath-delta-gen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    write_snapshot(&gen, &root.join("before")).unwrap();
+    write_snapshot(&changed, &root.join("after")).unwrap();
+    let (b, a) = (load(&root.join("before")), load(&root.join("after")));
+    std::fs::remove_dir_all(&root).unwrap();
+    let d = Delta::new(&b, &a);
+    let client = b.cluster.hosts.first().unwrap().address.addr();
+    let lans = b.nodes[0].lan_addrs();
+    let lans = Some(lans.as_slice());
+    assert!(d.touches_walk(client, lans, Some(Proto::TCP), &Ports::one(port), true));
+    // Every other NodePort is untouched, and so are the other ports.
+    let others: Vec<u16> = natpath_model::intent::Intent::read(&b.nodes[0].ruleset, &[], &[])
+        .services
+        .iter()
+        .filter_map(|s| s.node_port)
+        .filter(|p| *p != port)
+        .collect();
+    assert!(others.len() > 20);
+    for p in &others {
+        assert!(
+            !d.touches_walk(client, lans, Some(Proto::TCP), &Ports::one(*p), true),
+            "NodePort {p}: {:?}",
+            d.summary()
+        );
+    }
+    let all_but = Ports::AllBut(others.iter().copied().chain([port]).collect());
+    assert!(!d.touches_walk(client, lans, Some(Proto::TCP), &all_but, true));
+    // A query to any address may meet the Service's cluster IP.
+    assert!(d.touches_walk(client, None, Some(Proto::TCP), &all_but, true));
+    // The diff encodes the Service's entries only, and finds what the full
+    // encoding finds.
+    let (fast, full) = (run(&b, &a, true), run(&b, &a, false));
+    assert_eq!(found(&fast), found(&full));
+    assert_eq!(fast.changes.len(), 1);
+    assert_eq!(fast.changes[0].port, Some(port));
+    assert_eq!(fast.scope.unchanged + 3, fast.scope.entries, "{:?}", fast.scope);
+    // The gate checks the invariants on the touched slices only, and
+    // reaches the verdicts of the whole check where the change is.
+    let g = natpath_verify::gate::gate(&b, &a, ("b", "a"), None, &Default::default(), &|_, _, _| {}).unwrap();
+    let strict = natpath_verify::gate::GateOptions { strict: true, ..Default::default() };
+    let w = natpath_verify::gate::gate(&b, &a, ("b", "a"), None, &strict, &|_, _, _| {}).unwrap();
+    for (x, y) in g.invariants.iter().zip(&w.invariants) {
+        assert_eq!((x.invariant, x.after), (y.invariant, y.after), "touched vs whole");
+        assert_eq!(x.scope, "touched");
+        assert_eq!(y.scope, "whole");
+    }
+    assert!(g.invariants.iter().map(|i| i.same).sum::<usize>() > 100);
+}
+
+mod edits {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A copy of `snap` with line `line` of `node`'s dump edited by `how`:
+    /// removed, doubled, or with its last number one higher.
+    fn edited(snap: &Path, node: &str, line: usize, how: u8, tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("natpath-delta-prop-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_dir(snap, &dir);
+        let p = dir.join("nodes").join(node).join("iptables-save");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut out: Vec<String> = Vec::new();
+        for (i, l) in text.lines().enumerate() {
+            if i != line {
+                out.push(l.to_string());
+                continue;
+            }
+            match how {
+                0 => {}
+                1 => {
+                    out.push(l.to_string());
+                    out.push(l.to_string());
+                }
+                _ => {
+                    // The last run of digits, plus one.
+                    let end = l.rfind(|c: char| c.is_ascii_digit()).map_or(0, |e| e + 1);
+                    let start = l.get(..end).unwrap_or("").rfind(|c: char| !c.is_ascii_digit()).map_or(0, |s| s + 1);
+                    match l.get(start..end).and_then(|d| d.parse::<u32>().ok()) {
+                        Some(n) => out.push(format!("{}{}{}", &l[..start], n + 1, &l[end..])),
+                        None => out.push(l.to_string()),
+                    }
+                }
+            }
+        }
+        std::fs::write(&p, out.join("\n") + "\n").unwrap();
+        dir
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Edit one random rule of one node: the diff that skips what the
+        /// delta says is untouched finds exactly what the full encoding
+        /// finds.
+        #[test]
+        fn skipping_hides_no_change(seed in 0usize..2, node in 0usize..2, pick in any::<proptest::sample::Index>(), how in 0u8..3) {
+            let base = corpus().join(["seed-ipip-remote", "seed-ipip-local"][seed]);
+            let name = ["node1", "node2"][node];
+            let text = std::fs::read_to_string(base.join("nodes").join(name).join("iptables-save")).unwrap();
+            let lines: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.starts_with("-A ")).map(|(i, _)| i).collect();
+            let line = lines[pick.index(lines.len())];
+            let dir = edited(&base, name, line, how, &format!("{seed}-{node}-{line}-{how}"));
+            let loaded = snapshot::load(&dir);
+            std::fs::remove_dir_all(&dir).unwrap();
+            let Ok(after) = loaded else { return Ok(()) };
+            let before = load(&base);
+            let (fast, full) = (run(&before, &after, true), run(&before, &after, false));
+            prop_assert_eq!(found(&fast), found(&full), "edit {} of line {} of {}", how, line + 1, name);
+        }
+    }
+}
