@@ -117,6 +117,18 @@ pub fn probe(snap: &Snapshot, from: &str, to: &str, proto: Proto, sport: u16) ->
     Ok(Probe { from: from.to_string(), to: to.to_string(), dst, dport, proto, sport })
 }
 
+/// [`probe`] without the check that somebody owns the destination: what a
+/// comparison of two snapshots needs to replay a packet to an address only
+/// the other side knows (a Service added or deleted).
+pub fn probe_anywhere(snap: &Snapshot, from: &str, to: &str, proto: Proto, sport: u16) -> Result<Probe, TraceError> {
+    let (dst, dport) = parse_target(to)?;
+    if sport == 0 {
+        return Err(TraceError("source port 0 is outside 1-65535".into()));
+    }
+    find_end(snap, from)?;
+    Ok(Probe { from: from.to_string(), to: to.to_string(), dst, dport, proto, sport })
+}
+
 fn known_addresses(snap: &Snapshot) -> Vec<String> {
     let mut v = Vec::new();
     for n in &snap.nodes {

@@ -973,7 +973,7 @@ fn example(
     let to = format!("{dst}:{dport}");
     let packet = format!("{} {src}:{sport} -> {to}", proto_name(proto));
     let replay = |s: &Snapshot| -> Result<Trace, String> {
-        let p = natpath_model::walk::probe(s, host, &to, proto, sport).map_err(|e| e.0)?;
+        let p = natpath_model::walk::probe_anywhere(s, host, &to, proto, sport).map_err(|e| e.0)?;
         natpath_model::walk::trace(s, &p, &TraceOptions::default()).map_err(|e| e.0)
     };
     let (tb, ta) = (replay(b.snap), replay(a.snap));

@@ -260,6 +260,48 @@ fn gate_of(before: &str, after: &str, contracts: Option<&str>, opts: GateOptions
     .unwrap()
 }
 
+/// The changes kube-proxy's own rule writer made (corpus/kube-proxy-1.28):
+/// each kind the gate must judge has a pair; the gate fails the ones that
+/// change a packet's fate unless an `[[allow]]` names the Service, and
+/// passes the ones that do not.
+#[test]
+fn changes_rendered_by_kube_proxy_are_judged_by_the_gate() {
+    let kinds = [
+        "endpoint-removed",
+        "etp-local",
+        "target-port",
+        "session-affinity",
+        "service-added",
+        "service-deleted",
+        "masquerade-all",
+    ];
+    let all = pairs();
+    for k in kinds {
+        let name = format!("kp-{k}");
+        let p = all.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no pair {name}"));
+        let after = format!("pairs/{name}/after");
+        let g = gate_of("kube-proxy-1.28", &after, None, GateOptions::default());
+        if p.expect == "same" {
+            assert_eq!((g.verdict, g.exit), ("pass", 0), "{name}");
+            continue;
+        }
+        assert_eq!((g.verdict, g.exit), ("fail", 1), "{name}");
+        let allow: String =
+            p.changed.iter().map(|s| format!("[[allow]]\nservice = \"{s}\"\nreason = \"meant\"\n")).collect();
+        let g = gate_of("kube-proxy-1.28", &after, Some(&allow), GateOptions::default());
+        let failing: Vec<&str> = g.invariants.iter().filter(|i| i.gate == "fail").map(|i| i.invariant).collect();
+        if k == "target-port" {
+            // The pod does not listen on the new port: allowed as a change,
+            // but the NodePort no longer reaches a listening endpoint.
+            assert_eq!(failing, ["nodeport-reachable"], "{name}");
+            assert_eq!((g.verdict, g.exit), ("fail", 1), "{name}");
+        } else {
+            assert!(failing.is_empty(), "{name}: {failing:?}");
+            assert_eq!((g.verdict, g.exit), ("pass", 0), "{name} with its [[allow]]");
+        }
+    }
+}
+
 #[test]
 fn the_gate_fails_a_newly_failing_invariant_and_an_unallowed_change() {
     let g = gate_of("seed-ipip-remote", "broken-no-mark-masq", None, GateOptions::default());

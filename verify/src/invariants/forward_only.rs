@@ -7,7 +7,9 @@
 //! Quantifies over: every node; every NodePort any node declares (they are
 //! cluster-wide), except a Local
 //! service's on a node without a local endpoint (meant to drop, and older
-//! kube-proxy layouts leave it un-DNATed for INPUT to refuse); every first
+//! kube-proxy layouts leave it un-DNATed for INPUT to refuse) and a
+//! service's without any endpoint (left un-DNATed for filter INPUT's
+//! `KUBE-EXTERNAL-SERVICES` to reject); every first
 //! packet of that protocol to that port and to any of the node's own
 //! addresses, from any address that is not the node's, arriving by any device
 //! (`lo` aside), with every random outcome. A packet DNATed to an endpoint
@@ -43,6 +45,12 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
                     "{node_name}: {} is Local with no local endpoint: meant to drop, not checked",
                     s.name
                 ));
+                continue;
+            }
+            if s.endpoints.is_empty() && s.local_endpoints.is_empty() {
+                // kube-proxy leaves it un-DNATed for filter INPUT's
+                // KUBE-EXTERNAL-SERVICES to reject (`has no endpoints`).
+                c.notes.push(format!("{node_name}: {} has no endpoint: meant to be rejected, not checked", s.name));
                 continue;
             }
             let label = node_port_label(&node_name, &s, port);
