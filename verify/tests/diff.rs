@@ -200,17 +200,29 @@ fn a_second_endpoint_is_a_change_of_shares() {
     assert!(ex.after_fates.iter().all(|f| f.ends_with("(probability 1/2)")), "{:?}", ex.after_fates);
 }
 
+/// The diff and the gate of every pair, in every format, as the command
+/// line writes them from corpus/: `expected/diff.{txt,json,md}` and
+/// `expected/gate.{txt,json,xml,sarif,md}`.
 #[test]
 fn reports_of_every_pair_are_pinned() {
     for p in pairs() {
-        let out = Command::new(env!("CARGO_BIN_EXE_natpath"))
-            .current_dir(corpus())
-            .args(["diff", &rel(&p.before), &rel(&p.after)])
-            .output()
-            .unwrap();
-        let code = out.status.code().unwrap();
-        assert_eq!(code, if p.expect == "same" { 0 } else { 1 }, "{}", p.name);
-        golden(&p.dir.join("expected/diff.txt"), &String::from_utf8(out.stdout).unwrap());
+        let (b, a) = (rel(&p.before), rel(&p.after));
+        let run = |args: &[&str], file: &str| -> i32 {
+            let out = Command::new(env!("CARGO_BIN_EXE_natpath")).current_dir(corpus()).args(args).output().unwrap();
+            golden(&p.dir.join("expected").join(file), &String::from_utf8(out.stdout).unwrap());
+            out.status.code().unwrap()
+        };
+        let want = if p.expect == "same" { 0 } else { 1 };
+        for (format, file) in [("text", "diff.txt"), ("json", "diff.json"), ("markdown", "diff.md")] {
+            assert_eq!(run(&["diff", &b, &a, "--format", format], file), want, "{} diff {format}", p.name);
+        }
+        for (format, file) in
+            [("text", "gate.txt"), ("json", "gate.json"), ("junit", "gate.xml"), ("sarif", "gate.sarif"), ("markdown", "gate.md")]
+        {
+            let code = run(&["gate", &b, &a, "--format", format], file);
+            assert!(code == 0 || code == 1, "{} gate {format}: exit {code}", p.name);
+            assert!(p.expect == "same" || code == 1, "{} gate {format}: a change with no [[allow]] passed", p.name);
+        }
     }
 }
 
