@@ -37,6 +37,34 @@ pub struct Contracts {
     pub allow: Vec<Allow>,
     /// What must hold on AFTER for every packet.
     pub expect: Vec<Expect>,
+    /// How Services must spread new connections over their endpoints on AFTER.
+    pub shares: Vec<Shares>,
+}
+
+/// A `[[shares]]` entry: every new connection that kube-proxy balances for
+/// this Service port on these nodes picks each endpoint with this exact
+/// probability.
+#[derive(Debug, Clone)]
+pub struct Shares {
+    /// Its name in reports.
+    pub name: String,
+    /// The Service port, `namespace/name:port`.
+    pub service: String,
+    /// The nodes (every node when empty).
+    pub nodes: Vec<String>,
+    /// The shares: equal, or each endpoint's (`address:port`) own.
+    pub split: Split,
+    /// Where it was written.
+    pub line: usize,
+}
+
+/// The spread a `[[shares]]` entry expects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Split {
+    /// Every endpoint 1/k of the new connections.
+    Equal,
+    /// Each endpoint (`address:port`) its fraction; together they are every endpoint.
+    Exact(Vec<(String, num_rational::Ratio<num_bigint::BigInt>)>),
 }
 
 /// An `[[allow]]` entry: the packets of this Service port may change.
@@ -99,6 +127,34 @@ struct RawContracts {
     allow: Vec<toml::Spanned<RawAllow>>,
     #[serde(default)]
     expect: Vec<toml::Spanned<RawExpect>>,
+    #[serde(default)]
+    shares: Vec<toml::Spanned<RawShares>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShares {
+    name: Option<String>,
+    service: String,
+    #[serde(default)]
+    nodes: Vec<String>,
+    split: toml::Value,
+}
+
+/// A fraction as a contract writes it: `1/3`, `0.25`, `1`.
+fn fraction(text: &str) -> Option<num_rational::Ratio<num_bigint::BigInt>> {
+    use num_bigint::BigInt;
+    let t = text.trim();
+    if let Some((n, d)) = t.split_once('/') {
+        let (n, d): (BigInt, BigInt) = (n.trim().parse().ok()?, d.trim().parse().ok()?);
+        return (d != BigInt::from(0)).then(|| num_rational::Ratio::new(n, d));
+    }
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    if !frac.chars().all(|c| c.is_ascii_digit()) || frac.len() > 30 {
+        return None;
+    }
+    let digits: BigInt = format!("{whole}{frac}").parse().ok()?;
+    Some(num_rational::Ratio::new(digits, BigInt::from(10u32).pow(u32::try_from(frac.len()).ok()?)))
 }
 
 #[derive(Deserialize)]
@@ -190,6 +246,42 @@ impl Contracts {
                 line,
             });
         }
+        for (i, x) in raw.shares.into_iter().enumerate() {
+            let line = line_of(text, x.span().start);
+            let x = x.into_inner();
+            let bad = || {
+                DiffError(format!(
+                    "{file}:{line}: expected `split = \"equal\"` or a table of `\"ADDRESS:PORT\" = \"FRACTION\"` \
+                     (`1/3`, `0.25`) for `split`"
+                ))
+            };
+            let split = match &x.split {
+                toml::Value::String(w) if w == "equal" => Split::Equal,
+                toml::Value::Table(t) if !t.is_empty() => {
+                    let mut v = Vec::new();
+                    for (ep, f) in t {
+                        let q = f.as_str().and_then(fraction).ok_or_else(bad)?;
+                        v.push((ep.clone(), q));
+                    }
+                    let one = num_rational::Ratio::from_integer(num_bigint::BigInt::from(1));
+                    let sum = v
+                        .iter()
+                        .fold(num_rational::Ratio::from_integer(num_bigint::BigInt::from(0)), |a, (_, q)| a + q);
+                    if sum != one {
+                        return Err(DiffError(format!("{file}:{line}: the shares of `split` add up to {sum}, not 1")));
+                    }
+                    Split::Exact(v)
+                }
+                _ => return Err(bad()),
+            };
+            out.shares.push(Shares {
+                name: x.name.unwrap_or_else(|| format!("shares #{}", i + 1)),
+                service: x.service,
+                nodes: x.nodes,
+                split,
+                line,
+            });
+        }
         Ok(out)
     }
 
@@ -233,8 +325,88 @@ impl Contracts {
                 }
             }
         }
+        for x in &self.shares {
+            if !sa.contains(&x.service) {
+                return Err(DiffError(format!(
+                    "{f}:{}: no Service port `{}` in the AFTER snapshot",
+                    x.line, x.service
+                )));
+            }
+            for n in &x.nodes {
+                if after.node(n).is_none() {
+                    return Err(DiffError(format!("{f}:{}: no node `{n}` in the AFTER snapshot", x.line)));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Check one `[[shares]]` on AFTER: on each of its nodes, the exact share
+/// of new connections the Service's chain gives each endpoint (the random
+/// draws' probabilities multiplied out as rationals, as `fair-balancing`
+/// does), against the contract's, to within 10^-9 (kube-proxy writes each
+/// probability with ten decimals).
+fn check_shares(snap: &Snapshot, x: &Shares) -> ContractResult {
+    use crate::invariants::fair_balancing;
+    let mut res = ContractResult { name: x.name.clone(), line: x.line, verdict: "holds", detail: None };
+    for node in snap.nodes.iter().filter(|n| x.nodes.is_empty() || x.nodes.contains(&n.name)) {
+        let intent = natpath_model::intent::Intent::read(&node.ruleset, &node.ipsets, &node.interfaces);
+        let Some(svc) = intent.services.iter().find(|s| s.name == x.service) else { continue };
+        let chain = svc.svc_chain.as_ref().and_then(|c| {
+            node.ruleset.table(natpath_model::ruleset::TableName::Nat)?.chains.iter().find(|k| &k.name == c)
+        });
+        let Some(chain) = chain else {
+            res.verdict = "violated";
+            res.detail = Some(format!("{}: {} has no endpoint chain: no endpoint gets a share", node.name, x.service));
+            return res;
+        };
+        let (per, _) = match fair_balancing::shares(chain) {
+            Ok(p) => p,
+            Err(why) => {
+                res.verdict = "unknown";
+                res.detail = Some(format!("{}: {why}", node.name));
+                return res;
+            }
+        };
+        let got: Vec<(String, num_rational::Ratio<num_bigint::BigInt>)> = per
+            .iter()
+            .map(|(sep, q)| {
+                let ep = svc.endpoints.iter().find(|e| &e.chain == sep);
+                (ep.map_or_else(|| sep.clone(), |e| format!("{}:{}", e.address, e.port)), q.clone())
+            })
+            .collect();
+        let want: Vec<(String, num_rational::Ratio<num_bigint::BigInt>)> = match &x.split {
+            Split::Equal => {
+                let k = num_bigint::BigInt::from(got.len().max(1));
+                got.iter()
+                    .map(|(e, _)| (e.clone(), num_rational::Ratio::new(num_bigint::BigInt::from(1), k.clone())))
+                    .collect()
+            }
+            Split::Exact(v) => v.clone(),
+        };
+        let close = |a: &num_rational::Ratio<num_bigint::BigInt>, b: &num_rational::Ratio<num_bigint::BigInt>| {
+            let d = a - b;
+            let d = if d < num_rational::Ratio::from_integer(num_bigint::BigInt::from(0)) { -d } else { d };
+            d <= num_rational::Ratio::new(num_bigint::BigInt::from(1), num_bigint::BigInt::from(1_000_000_000u64))
+        };
+        let shown = |v: &[(String, num_rational::Ratio<num_bigint::BigInt>)]| {
+            v.iter().map(|(e, q)| format!("{e} {q}")).collect::<Vec<_>>().join(", ")
+        };
+        let same = got.len() == want.len() && want.iter().all(|(e, q)| got.iter().any(|(g, r)| g == e && close(q, r)));
+        if got.is_empty() || !same {
+            res.verdict = "violated";
+            res.detail = Some(format!(
+                "{}: new connections to {} go {}; the contract says {}",
+                node.name,
+                x.service,
+                if got.is_empty() { "to no endpoint".to_string() } else { shown(&got) },
+                shown(&want)
+            ));
+            return res;
+        }
+    }
+    res
 }
 
 /// Options of a gate.
@@ -386,6 +558,9 @@ pub fn gate(
         let mut checker = Checker::new(after, &opts.check);
         for e in &c.expect {
             results.push(check_expect(&mut checker, after, e));
+        }
+        for x in &c.shares {
+            results.push(check_shares(after, x));
         }
     }
     let changes: Vec<ChangeResult> = d

@@ -216,9 +216,13 @@ fn reports_of_every_pair_are_pinned() {
         for (format, file) in [("text", "diff.txt"), ("json", "diff.json"), ("markdown", "diff.md")] {
             assert_eq!(run(&["diff", &b, &a, "--format", format], file), want, "{} diff {format}", p.name);
         }
-        for (format, file) in
-            [("text", "gate.txt"), ("json", "gate.json"), ("junit", "gate.xml"), ("sarif", "gate.sarif"), ("markdown", "gate.md")]
-        {
+        for (format, file) in [
+            ("text", "gate.txt"),
+            ("json", "gate.json"),
+            ("junit", "gate.xml"),
+            ("sarif", "gate.sarif"),
+            ("markdown", "gate.md"),
+        ] {
             let code = run(&["gate", &b, &a, "--format", format], file);
             assert!(code == 0 || code == 1, "{} gate {format}: exit {code}", p.name);
             assert!(p.expect == "same" || code == 1, "{} gate {format}: a change with no [[allow]] passed", p.name);
@@ -395,12 +399,59 @@ fn expect_contracts_are_checked_for_every_packet() {
     assert_eq!(g.contracts[0].name, "expect #1");
 }
 
+/// `[[shares]]`: the exact spread of new connections over a Service's
+/// endpoints on AFTER.
+#[test]
+fn shares_contracts_hold_the_exact_spread() {
+    let equal = "[[shares]]\nname = \"nginx spreads evenly\"\nservice = \"default/nginx:8080-80\"\nsplit = \"equal\"\n";
+    let g = gate_of(
+        "seed-ipip-remote",
+        "multi-endpoint",
+        Some(equal),
+        GateOptions { allow_changes: true, ..GateOptions::default() },
+    );
+    assert_eq!(g.contracts.len(), 1);
+    assert_eq!((g.contracts[0].verdict, g.verdict), ("holds", "pass"), "{:?}", g.contracts);
+    let halves = "[[shares]]\nservice = \"default/nginx:8080-80\"\nnodes = [\"node1\"]\nsplit = { \"192.168.233.136:80\" = \"1/2\", \"192.168.231.70:80\" = \"0.5\" }\n";
+    let g = gate_of(
+        "seed-ipip-remote",
+        "multi-endpoint",
+        Some(halves),
+        GateOptions { allow_changes: true, ..GateOptions::default() },
+    );
+    assert_eq!(g.contracts[0].verdict, "holds", "{:?}", g.contracts);
+    // Before the second endpoint, the one pod takes everything: a contract
+    // that still says so fails on AFTER, naming what AFTER does.
+    let one = "[[shares]]\nservice = \"default/nginx:8080-80\"\nsplit = { \"192.168.233.136:80\" = \"1\" }\n";
+    let g = gate_of("seed-ipip-remote", "seed-ipip-remote", Some(one), GateOptions::default());
+    assert_eq!(g.contracts[0].verdict, "holds");
+    let g = gate_of(
+        "seed-ipip-remote",
+        "multi-endpoint",
+        Some(one),
+        GateOptions { allow_changes: true, ..GateOptions::default() },
+    );
+    assert_eq!((g.contracts[0].verdict, g.verdict, g.exit), ("violated", "fail", 1));
+    let why = g.contracts[0].detail.as_deref().unwrap();
+    assert!(why.contains("192.168.231.70:80 1/2") && why.contains("192.168.233.136:80 1/2"), "{why}");
+    // kube-proxy's own rendering: one endpoint removed leaves none.
+    let g = gate_of(
+        "kube-proxy-1.28",
+        "pairs/kp-endpoint-removed/after",
+        Some(equal),
+        GateOptions { allow_changes: true, ..GateOptions::default() },
+    );
+    assert_eq!(g.contracts[0].verdict, "violated", "{:?}", g.contracts);
+}
+
 #[test]
 fn bad_contracts_name_their_file_and_line() {
     let cases = [
         ("[[allow]]\nservice = \"x\"\nwhy = \"typo\"\n", "contracts.toml:3: unknown field `why`, expected `service` or `reason`"),
         ("[[expect]]\nfrom = \"client\"\nservice = \"default/nginx:8080-80\"\nfate = \"open\"\n", "contracts.toml:1: expected `delivered`, `dropped` or `rejected` for `fate`, found `open`"),
         ("[[expect]]\nfrom = \"client\"\nservice = \"default/nginx:8080-80\"\nfate = \"dropped\"\nsource = \"preserved\"\n", "contracts.toml:1: `source` goes with `fate = \"delivered\"` only"),
+        ("\n[[shares]]\nservice = \"default/nginx:8080-80\"\nsplit = \"fair\"\n", "contracts.toml:2: expected `split = \"equal\"` or a table of `\"ADDRESS:PORT\" = \"FRACTION\"` (`1/3`, `0.25`) for `split`"),
+        ("[[shares]]\nservice = \"default/nginx:8080-80\"\nsplit = { \"192.168.233.136:80\" = \"1/2\", \"192.168.231.70:80\" = \"0.4\" }\n", "contracts.toml:1: the shares of `split` add up to 9/10, not 1"),
     ];
     for (text, want) in cases {
         let e = Contracts::parse(text, "contracts.toml").unwrap_err();
