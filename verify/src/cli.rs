@@ -245,6 +245,10 @@ pub struct DiffArgs {
     pub before: PathBuf,
     /// The snapshot after the change.
     pub after: PathBuf,
+    /// Also compare pods as senders: the first pod of each node to every Service's cluster IP
+    /// (slow where a change reaches every packet).
+    #[arg(long)]
+    pub pods: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
     pub format: DiffFormat,
@@ -289,6 +293,10 @@ pub struct GateArgs {
     /// Accept every change of a packet's fate (invariants and contracts still count).
     #[arg(long)]
     pub allow_changes: bool,
+    /// The diff also compares pods as senders: the first pod of each node to every
+    /// Service's cluster IP (slow where a change reaches every packet).
+    #[arg(long)]
+    pub pods: bool,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = GateFormat::Text)]
@@ -651,7 +659,7 @@ fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
     let opts = CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() };
     let bar = ui.bar(0, "diff");
     let progress = bar_progress(&bar);
-    let dopts = crate::diff::DiffOptions { check: opts, ..crate::diff::DiffOptions::default() };
+    let dopts = crate::diff::DiffOptions { check: opts, pods: a.pods, ..crate::diff::DiffOptions::default() };
     let names = (a.before.display().to_string(), a.after.display().to_string());
     let d = crate::diff::diff_with(&before, &after, (&names.0, &names.1), &dopts, &progress).map_err(|e| Bad(e.0))?;
     bar.finish_and_clear();
@@ -674,7 +682,7 @@ fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
         strict: a.strict,
         whole: a.whole || a.strict,
         allow_changes: a.allow_changes,
-        pods: false,
+        pods: a.pods,
     };
     let bar = ui.bar(0, "gate");
     let progress = bar_progress(&bar);

@@ -162,6 +162,10 @@ pub struct Delta {
     reply_dsts: Set<u32>,
     /// Why the reply argument is not used, when it is not.
     no_reply_argument: Option<String>,
+    /// Every node's local routes (loopback aside), both sides: a sender
+    /// whose address is in one is a node, and the reply argument does not
+    /// hold for it.
+    local: Vec<(u32, u32)>,
 }
 
 /// The UDP ports of tunnels: VXLAN (IANA and the Linux default) and
@@ -226,6 +230,13 @@ impl Delta {
             d.collect_targets(snap);
         }
         d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
+        for n in before.nodes.iter().chain(&after.nodes) {
+            for r in n.routes.iter().filter(|r| r.kind == natpath_model::netstate::RouteType::Local) {
+                if r.dst.network().octets()[0] != 127 {
+                    d.local.push((u32::from(r.dst.network()), u32::from(r.dst.broadcast())));
+                }
+            }
+        }
         d
     }
 
@@ -315,7 +326,9 @@ impl Delta {
     }
 
     fn reply_hits(&self, x: &Dirty, host: Ipv4Addr) -> bool {
-        if self.no_reply_argument.is_none() && x.new_only && x.local_only {
+        let h = u32::from(host);
+        let sender_is_a_node = self.local.iter().any(|&(lo, hi)| lo <= h && h <= hi);
+        if self.no_reply_argument.is_none() && !sender_is_a_node && x.new_only && x.local_only {
             return false;
         }
         match x.key {

@@ -268,9 +268,10 @@ pub struct DiffOptions {
     pub structural: bool,
     /// Also compare the first pod of each node reaching every Service's
     /// cluster IP: one entry per pod and Service port, each a walk to the
-    /// endpoints and back. Experimental, and not on the command line: it is
-    /// exact on the corpus, but on a generated cluster of 100 Services it
-    /// takes about two minutes and some entries time out.
+    /// endpoints and back (`--pods`). Entries the change cannot reach are
+    /// skipped as any other ([`crate::delta`]); a change that reaches every
+    /// packet makes it slow (about two minutes at 100 Services, with some
+    /// entries timing out).
     pub pods: bool,
     /// Above this many pairs of BEFORE and AFTER fates, an entry compares
     /// one term per side instead of pair by pair ([`MAX_PAIRS`]; the tests
@@ -481,17 +482,22 @@ pub(crate) fn diff_using(
         } else {
             out.notes.extend(delta.summary().into_iter().map(|s| format!("differs: {s}")));
         }
-        let address = |h: &str| after.cluster.hosts.iter().find(|x| x.name == h).map(|x| x.address.addr());
+        // The sender's address: a host's, or (pods as senders) a pod's,
+        // declared alike on both sides.
+        let address = |e: &Entry| match e.cluster_ip {
+            None => after.cluster.hosts.iter().find(|x| x.name == e.host).map(|x| x.address.addr()),
+            Some(_) => after.cluster.pods.iter().find(|x| x.name == e.host).map(|x| x.address),
+        };
         entries.retain(|e| {
             let ports = match &e.port {
                 Some(p) => Ports::one(p.port),
                 None => Ports::AllBut(e.others.iter().map(|p| p.port).collect()),
             };
-            let touched = e.cluster_ip.is_some()
-                || address(&e.host).is_none_or(|h| {
-                    let lans = after.node(&e.node).map(|n| n.lan_addrs()).unwrap_or_default();
-                    delta.touches_walk(h, Some(&lans), Some(e.proto), &ports, true)
-                });
+            let dsts = match e.cluster_ip {
+                Some(ip) => vec![ip],
+                None => after.node(&e.node).map(|n| n.lan_addrs()).unwrap_or_default(),
+            };
+            let touched = address(e).is_none_or(|h| delta.touches_walk(h, Some(&dsts), Some(e.proto), &ports, true));
             if !touched {
                 out.scope.unchanged += 1;
             }

@@ -252,3 +252,29 @@ mod edits {
         }
     }
 }
+
+/// Pods as senders (`--pods`) are skipped like outside clients where the
+/// change cannot reach them, and found where it does: a Service added by
+/// kube-proxy is one new cluster IP.
+#[test]
+fn pod_entries_are_skipped_where_the_change_cannot_reach() {
+    let b = load(&corpus().join("kube-proxy-1.28"));
+    let a = load(&corpus().join("pairs/kp-service-added/after"));
+    let o = |structural| DiffOptions { structural, pods: true, ..DiffOptions::default() };
+    let fast = diff::diff_with(&b, &a, ("b", "a"), &o(true), &|_, _, _| {}).unwrap();
+    let full = diff::diff_with(&b, &a, ("b", "a"), &o(false), &|_, _, _| {}).unwrap();
+    assert_eq!(found(&fast), found(&full));
+    assert!(fast.scope.sources.iter().any(|s| s.starts_with("pod ")), "{:?}", fast.scope.sources);
+    // The old Services' cluster IPs from the pod: untouched.
+    assert!(fast.scope.unchanged >= 5, "{:?}", fast.scope);
+    // On the command line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natpath"))
+        .args(["diff", "--pods", "--format", "json"])
+        .arg(corpus().join("kube-proxy-1.28"))
+        .arg(corpus().join("pairs/kp-service-added/after"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["scope"]["sources"].as_array().unwrap().iter().any(|s| s.as_str().unwrap().starts_with("pod ")));
+}
