@@ -654,13 +654,45 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
     Ok(clamp(exit))
 }
 
+/// An `iptables-save` dump file, parsed (the one-node use of `diff`).
+fn dump_file(path: &Path) -> Result<natpath_model::ruleset::Ruleset, Bad> {
+    let name = path.display().to_string();
+    let bytes = natpath_model::input::read_file(path).map_err(|e| Bad(e.to_string()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let line = bytes.get(..e.valid_up_to()).map(|b| b.iter().filter(|&&c| c == b'\n').count() + 1).unwrap_or(1);
+        Bad(format!("{name}:{line}:1: expected text, found bytes that are not UTF-8"))
+    })?;
+    match parse::detect::detect(text).map_err(|why| Bad(format!("{name}: {why}")))? {
+        DumpKind::Iptables => {
+            iptables::parse(text, &name, &iptables::Options::default()).map_err(|e| Bad(e.to_string()))
+        }
+        _ => Err(Bad(format!("{name}:1:1: expected an iptables-save dump (or a snapshot directory)"))),
+    }
+}
+
 fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
+    let names = (a.before.display().to_string(), a.after.display().to_string());
+    if a.before.is_file() || a.after.is_file() {
+        if !(a.before.is_file() && a.after.is_file()) {
+            return Err(Bad(format!(
+                "{}: expected two snapshot directories or two iptables-save files, found one of each",
+                names.1
+            )));
+        }
+        let (b, af) = (dump_file(&a.before)?, dump_file(&a.after)?);
+        let d = crate::diff::diff_dumps(&b, &af, (&names.0, &names.1));
+        match a.format {
+            DiffFormat::Json => emit(&report::diff::json(&d)),
+            DiffFormat::Text => emit(&report::diff::text(&d, ui.style)),
+            DiffFormat::Markdown => emit(&report::markdown::diff(&d)),
+        }
+        return Ok(clamp(d.exit_code()));
+    }
     let (before, after) = load_pair(&a.before, &a.after)?;
     let opts = CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() };
     let bar = ui.bar(0, "diff");
     let progress = bar_progress(&bar);
     let dopts = crate::diff::DiffOptions { check: opts, pods: a.pods, ..crate::diff::DiffOptions::default() };
-    let names = (a.before.display().to_string(), a.after.display().to_string());
     let d = crate::diff::diff_with(&before, &after, (&names.0, &names.1), &dopts, &progress).map_err(|e| Bad(e.0))?;
     bar.finish_and_clear();
     match a.format {
@@ -672,6 +704,13 @@ fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
 }
 
 fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
+    if a.before.is_file() || a.after.is_file() {
+        return Err(Bad(format!(
+            "{}: the gate needs snapshot directories (its invariants and contracts walk packets across \
+             addresses and routes); `natpath diff BEFORE-FILE AFTER-FILE` compares two dump files rule by rule",
+            a.after.display()
+        )));
+    }
     let contracts = match &a.contracts {
         Some(p) => Some(crate::gate::Contracts::read(p).map_err(|e| Bad(e.0))?),
         None => None,

@@ -20,8 +20,10 @@
 //!   with callees compared the same way. Equal chains treat every packet
 //!   alike.
 //! - Within a chain, a rule is keyed by the one destination address
-//!   (`-d A/32`) or, in chains that key no address, the one destination
-//!   port it requires; other rules are wild. A packet can only match the
+//!   (`-d A/32`) it requires, with its one protocol and destination port
+//!   when it has them (kube-proxy's `-d CLUSTER-IP -p tcp --dport P`), or,
+//!   in chains that key no address, by its one protocol and destination
+//!   port; other rules are wild. A packet can only match the
 //!   rules under its own keys and the wild ones, met in chain order. When
 //!   both sides' wild rules have the same shape and each key's rules are
 //!   the same, with the same number of wild rules before each, a packet
@@ -59,6 +61,9 @@ enum Key {
     Dst(u32),
     /// Packets of this protocol to this destination port.
     Dport(u8, u16),
+    /// Packets to this destination address, of this protocol, to this port
+    /// (kube-proxy's `-d CLUSTER-IP --dport P`, one per Service port).
+    DstPort(u32, u8, u16),
 }
 
 /// A difference reachable with `key`, and what the path to it requires.
@@ -267,7 +272,7 @@ impl Delta {
                 let (mut dsts, mut ports) = (0, 0);
                 for x in &n.dirty {
                     match x.key {
-                        Key::Dst(_) => dsts += 1,
+                        Key::Dst(_) | Key::DstPort(..) => dsts += 1,
                         Key::Dport(..) => ports += 1,
                         Key::All => {}
                     }
@@ -322,6 +327,10 @@ impl Delta {
             Key::All => true,
             Key::Dst(a) => dst.is_none_or(|d| d.iter().any(|d| u32::from(*d) == a)) || self.dsts.has(a),
             Key::Dport(k, p) => (proto.is_none_or(|x| x.0 == k) && ports.contains(p)) || self.ports.has(p),
+            Key::DstPort(a, k, p) => {
+                self.request_hits(Key::Dst(a), dst, proto, ports)
+                    && self.request_hits(Key::Dport(k, p), dst, proto, ports)
+            }
         }
     }
 
@@ -333,7 +342,7 @@ impl Delta {
         }
         match x.key {
             Key::All | Key::Dport(..) => true,
-            Key::Dst(a) => a == u32::from(host) || self.reply_dsts.has(a),
+            Key::Dst(a) | Key::DstPort(a, ..) => a == u32::from(host) || self.reply_dsts.has(a),
         }
     }
 
@@ -453,15 +462,24 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDe
         nd.state = Some(format!("{what} differ"));
         return nd;
     }
+    match rules_dirty(&x.ruleset, &y.ruleset) {
+        Ok(v) => nd.dirty = v,
+        Err(why) => nd.state = Some(why),
+    }
+    nd
+}
+
+/// The differences of two rulesets (see [`node_delta`]); `Err` when one
+/// changes every packet in a way keys cannot narrow (the masquerade bit).
+fn rules_dirty(x: &natpath_model::ruleset::Ruleset, y: &natpath_model::ruleset::Ruleset) -> Result<Vec<Dirty>, String> {
     let mut dirty: HashSet<Dirty> = HashSet::new();
     for name in [TableName::Raw, TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security] {
-        match (x.ruleset.table(name), y.ruleset.table(name)) {
+        match (x.table(name), y.table(name)) {
             (None, None) => {}
             (Some(tb), Some(ta)) => {
                 let mut cmp = Compare::new(tb, ta);
                 if name == TableName::Nat && !cmp.same_named("KUBE-MARK-MASQ") {
-                    nd.state = Some("its KUBE-MARK-MASQ chain (the masquerade bit) differs".into());
-                    return nd;
+                    return Err("its KUBE-MARK-MASQ chain (the masquerade bit) differs".into());
                 }
                 cmp.run(&mut dirty);
             }
@@ -475,8 +493,60 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDe
     }
     let mut v: Vec<Dirty> = dirty.into_iter().collect();
     v.sort_by_key(|d| (d.key, d.new_only, d.local_only));
-    nd.dirty = v;
-    nd
+    Ok(v)
+}
+
+/// Where two rulesets of one node differ, as the packets that can meet a
+/// difference, in words, with the Service ports kube-proxy's rules of
+/// either side give those addresses and ports: empty when every packet
+/// meets the same rules (names, comments, counters and the order of
+/// independent rules aside). This needs no addresses or routes, and so
+/// cannot tell whether a packet that meets a difference ends otherwise.
+pub fn ruleset_differences(x: &natpath_model::ruleset::Ruleset, y: &natpath_model::ruleset::Ruleset) -> Vec<String> {
+    let dirty = match rules_dirty(x, y) {
+        Ok(v) => v,
+        Err(why) => return vec![format!("every packet: {why}")],
+    };
+    let services: Vec<natpath_model::intent::Service> =
+        [x, y].iter().flat_map(|r| natpath_model::intent::Intent::read(r, &[], &[]).services).collect();
+    let named = |hit: &dyn Fn(&natpath_model::intent::Service) -> bool| {
+        let mut v: Vec<&str> = services.iter().filter(|s| hit(s)).map(|s| s.name.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", v.join(", "))
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    for d in &dirty {
+        let line = match d.key {
+            Key::All => "every packet: a rule any packet may meet".to_string(),
+            Key::Dst(a) => {
+                let a = Ipv4Addr::from(a);
+                format!(
+                    "packets to {a}{}",
+                    named(&|s| s.cluster_ip.is_some_and(|(c, _)| c == a) || s.external_ips.iter().any(|(e, _)| *e == a))
+                )
+            }
+            Key::Dport(k, p) => {
+                let proto = natpath_model::packet::proto_name(Proto(k));
+                format!("{proto} packets to port {p}{}", named(&|s| s.proto.0 == k && s.node_port == Some(p)))
+            }
+            Key::DstPort(a, k, p) => {
+                let (a, proto) = (Ipv4Addr::from(a), natpath_model::packet::proto_name(Proto(k)));
+                let hit = |s: &natpath_model::intent::Service| {
+                    s.proto.0 == k && (s.cluster_ip == Some((a, p)) || s.external_ips.contains(&(a, p)))
+                };
+                format!("{proto} packets to {a}:{p}{}", named(&hit))
+            }
+        };
+        if !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    out
 }
 
 /// One table of both sides, compared chain pair by chain pair.
@@ -608,7 +678,8 @@ impl<'t> Compare<'t> {
         for k in keys {
             let same = match (kb.get(&k), ka.get(&k)) {
                 (Some(x), Some(y)) => {
-                    x.len() == y.len() && x.iter().zip(y).all(|((i, p), (j, q))| i == j && self.same_rule(p, q, depth))
+                    x.len() == y.len()
+                        && x.iter().zip(y).all(|((i, m, p), (j, n, q))| i == j && m == n && self.same_rule(p, q, depth))
                 }
                 _ => false,
             };
@@ -620,19 +691,33 @@ impl<'t> Compare<'t> {
 }
 
 /// A chain's wild rules, and its keyed rules by key, each with the number
-/// of wild rules before it.
+/// of wild rules before it and, for an address-and-port rule, the number of
+/// its address's rules without a port before it (a packet meets those too,
+/// so their order counts; rules of the same address and other ports it
+/// cannot meet).
 #[allow(clippy::type_complexity)]
-fn split(c: &Chain, ports: bool) -> (Vec<&Rule>, HashMap<Key, Vec<(usize, &Rule)>>) {
+fn split(c: &Chain, ports: bool) -> (Vec<&Rule>, HashMap<Key, Vec<(usize, usize, &Rule)>>) {
     let mut wild = Vec::new();
-    let mut keyed: HashMap<Key, Vec<(usize, &Rule)>> = HashMap::new();
+    let mut keyed: HashMap<Key, Vec<(usize, usize, &Rule)>> = HashMap::new();
+    let mut dst_only: HashMap<u32, usize> = HashMap::new();
     for r in &c.rules {
-        let key = match dst_key(r) {
-            Some(a) => Some(Key::Dst(a)),
-            None if ports => dport_key(r).map(|(k, p)| Key::Dport(k, p)),
-            None => None,
+        let key = match (dst_key(r), dport_key(r)) {
+            (Some(a), Some((k, p))) => Some(Key::DstPort(a, k, p)),
+            (Some(a), None) => Some(Key::Dst(a)),
+            (None, Some((k, p))) if ports => Some(Key::Dport(k, p)),
+            _ => None,
         };
         match key {
-            Some(k) => keyed.entry(k).or_default().push((wild.len(), r)),
+            Some(k) => {
+                let before = match k {
+                    Key::DstPort(a, ..) => dst_only.get(&a).copied().unwrap_or(0),
+                    _ => 0,
+                };
+                if let Key::Dst(a) = k {
+                    *dst_only.entry(a).or_default() += 1;
+                }
+                keyed.entry(k).or_default().push((wild.len(), before, r));
+            }
             None => wild.push(r),
         }
     }

@@ -285,6 +285,38 @@ impl Default for DiffOptions {
     }
 }
 
+/// Compare two `iptables-save` dumps of one node, rule by rule: the
+/// one-node use of `natpath diff FILE FILE`. Without the node's addresses
+/// and routes no walk can be encoded, so this only proves sameness: every
+/// packet meets the same rules (names, comments, counters and the order of
+/// independent rules aside), or each kind of packet that can meet a rule
+/// that differs is an unknown entry (exit 3), with the Service ports
+/// kube-proxy's rules give it.
+pub fn diff_dumps(
+    before: &natpath_model::ruleset::Ruleset,
+    after: &natpath_model::ruleset::Ruleset,
+    (before_name, after_name): (&str, &str),
+) -> Diff {
+    let lines = crate::delta::ruleset_differences(before, after);
+    let reason = "its rules differ; two dump files have no addresses or routes, so natpath cannot tell \
+                  whether a packet's fate changes (compare snapshot directories for that)";
+    Diff {
+        schema: SCHEMA,
+        before: before_name.to_string(),
+        after: after_name.to_string(),
+        scope: Scope { entries: lines.len().max(1), unchanged: usize::from(lines.is_empty()), ..Scope::default() },
+        changes: Vec::new(),
+        unknown: lines.iter().map(|l| Unknown { entry: l.clone(), reason: reason.into() }).collect(),
+        notes: vec![if lines.is_empty() {
+            "two dump files of one node: every packet meets the same rules on both sides (names, comments, \
+             counters and the order of independent rules aside), so none meets another fate"
+                .into()
+        } else {
+            "two dump files of one node, compared rule by rule: what differs is listed as unknown".into()
+        }],
+    }
+}
+
 /// Compare BEFORE and AFTER with the default scope. Fails when they cannot
 /// be compared (another node set).
 pub fn diff(

@@ -278,3 +278,49 @@ fn pod_entries_are_skipped_where_the_change_cannot_reach() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["scope"]["sources"].as_array().unwrap().iter().any(|s| s.as_str().unwrap().starts_with("pod ")));
 }
+
+/// `natpath diff FILE FILE`: two dumps of one node, compared rule by rule.
+/// Sameness is proved (exit 0); what differs is unknown (exit 3) with the
+/// Service ports it concerns, since no walk can be encoded without the
+/// node's addresses and routes; a file and a directory, or a gate of files,
+/// is bad input.
+#[test]
+fn two_dump_files_are_compared_rule_by_rule() {
+    let natpath = |args: &[&Path]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_natpath")).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let c = corpus();
+    let seed = c.join("seed-ipip-remote/nodes/node1/iptables-save");
+    let renamed = c.join("pairs/renamed-chains/after/nodes/node1/iptables-save");
+    let (code, out, _) = natpath(&[Path::new("diff"), &seed, &renamed]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("every packet meets the same rules"), "{out}");
+    // kube-proxy's own Local switch: the NodePort's rules, and nothing else
+    // (kube-proxy also reordered the Services: no difference).
+    let kp = c.join("kube-proxy-1.28/nodes/node1/iptables-save");
+    let local = c.join("pairs/kp-etp-local/after/nodes/node1/iptables-save");
+    let (code, out, _) = natpath(&[Path::new("diff"), &kp, &local, Path::new("--format"), Path::new("json")]);
+    assert_eq!(code, Some(3), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let unknown: Vec<&str> = v["unknown"].as_array().unwrap().iter().map(|u| u["entry"].as_str().unwrap()).collect();
+    assert_eq!(unknown, ["tcp packets to port 32220 (default/nginx:8080-80)"]);
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/natpath.diff.v1.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(jsonschema::validator_for(&schema).unwrap().is_valid(&v), "{out}");
+    // A file and a directory; a gate of files.
+    let (code, out, err) = natpath(&[Path::new("diff"), &seed, &c.join("seed-ipip-remote")]);
+    assert_eq!((code, out.as_str()), (Some(2), ""));
+    assert!(err.contains("expected two snapshot directories or two iptables-save files"), "{err}");
+    let (code, _, err) = natpath(&[Path::new("gate"), &seed, &renamed]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("the gate needs snapshot directories"), "{err}");
+    // Not a dump.
+    let addr = c.join("seed-ipip-remote/nodes/node1/ip-addr");
+    let (code, _, err) = natpath(&[Path::new("diff"), &addr, &addr]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("expected an iptables-save dump"), "{err}");
+}
