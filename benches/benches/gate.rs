@@ -11,61 +11,11 @@
 #![expect(clippy::expect_used, reason = "a benchmark on a broken generator should stop loudly")]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use natpath_corpus::{generate, write_snapshot, GeneratedSnapshot, Spec};
+use natpath_corpus::{generate, one_service_changed, write_snapshot, GeneratedSnapshot, Spec};
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_verify::invariants::{self, CheckOptions};
 use natpath_verify::{diff, gate};
 use std::time::Duration;
-
-/// The first NodePort Service's endpoint chains (`KUBE-SEP-*`), found
-/// through `KUBE-NODEPORTS` → `KUBE-EXT-*` → `KUBE-SVC-*`.
-fn first_nodeport_endpoints(save: &str) -> Vec<String> {
-    let target = |line: &str| line.rsplit_once(" -j ").map(|(_, t)| t.trim().to_string());
-    for np in save.lines().filter(|l| l.starts_with("-A KUBE-NODEPORTS -p tcp") && l.contains("-j KUBE-EXT-")) {
-        let Some(ext) = target(np) else { continue };
-        let Some(svc) = save
-            .lines()
-            .filter(|l| l.starts_with(&format!("-A {ext} ")))
-            .filter_map(target)
-            .find(|t| t.starts_with("KUBE-SVC-"))
-        else {
-            continue;
-        };
-        let seps: Vec<String> = save
-            .lines()
-            .filter(|l| l.starts_with(&format!("-A {svc} ")))
-            .filter_map(target)
-            .filter(|t| t.starts_with("KUBE-SEP-"))
-            .collect();
-        if !seps.is_empty() {
-            return seps;
-        }
-    }
-    Vec::new()
-}
-
-/// `snap` with the DNAT port of `seps` one higher on every node.
-fn changed(snap: &GeneratedSnapshot, seps: &[String]) -> GeneratedSnapshot {
-    let mut out = snap.clone();
-    for n in &mut out.nodes {
-        let lines: Vec<String> = n
-            .iptables_save
-            .lines()
-            .map(|l| {
-                let ours = seps.iter().any(|s| l.starts_with(&format!("-A {s} ")));
-                match (ours, l.rsplit_once(':')) {
-                    (true, Some((head, port))) if l.contains("-j DNAT") => {
-                        let p: u16 = port.trim().parse().expect("a DNAT port");
-                        format!("{head}:{}", p.wrapping_add(1))
-                    }
-                    _ => l.to_string(),
-                }
-            })
-            .collect();
-        n.iptables_save = lines.join("\n") + "\n";
-    }
-    out
-}
 
 fn load_generated(g: &GeneratedSnapshot, tag: &str) -> Snapshot {
     let dir = std::env::temp_dir().join(format!("natpath-bench-gate-{}-{tag}", std::process::id()));
@@ -87,10 +37,9 @@ fn bench_gate(c: &mut Criterion) {
     let opts = CheckOptions::default();
     for n in sizes() {
         let gen = generate(&Spec::with_services(n));
-        let seps = first_nodeport_endpoints(&gen.nodes.first().expect("a node").iptables_save);
-        assert!(!seps.is_empty(), "no NodePort Service with endpoints at {n}");
+        let (_, changed) = one_service_changed(&gen).expect("a NodePort Service with endpoints");
         let before = load_generated(&gen, &format!("{n}-before"));
-        let after = load_generated(&changed(&gen, &seps), &format!("{n}-after"));
+        let after = load_generated(&changed, &format!("{n}-after"));
         let d = diff::diff(&before, &after, "before", "after", &opts, &|_, _, _| {}).expect("comparable");
         assert_eq!(d.changes.len(), 1, "the one-Service change at {n} is one change");
         let mut g = c.benchmark_group(format!("gate/{n} Services, one Service changed"));

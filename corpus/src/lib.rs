@@ -25,6 +25,7 @@
 //! ```
 
 pub mod calico;
+pub mod change;
 pub mod cluster;
 pub mod kube_proxy;
 pub mod names;
@@ -36,6 +37,7 @@ pub mod services_json;
 pub mod snapshot;
 pub mod spec;
 
+pub use change::one_service_changed;
 pub use cluster::Encap;
 pub use services_json::ServicesError;
 pub use snapshot::{from_services_json, generate, kube_proxy_save, write_snapshot, GeneratedSnapshot, NodeDumps};

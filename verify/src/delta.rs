@@ -193,44 +193,10 @@ impl Delta {
         if before.cluster.hosts != after.cluster.hosts {
             d.everything = Some("the hosts of cluster.toml differ".into());
         }
-        // Each node's rules on a thread of their own: the identities of a
-        // 10,000-Service node take a while.
+        // Each node's rules on a thread of their own: a 10,000-Service
+        // node's comparison takes a while.
         let pairs: Vec<(&Node, &Node)> = names.iter().filter_map(|n| Some((before.node(n)?, after.node(n)?))).collect();
-        let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut out: Vec<Option<NodeDelta>> = vec![None; pairs.len()];
-        std::thread::scope(|sc| {
-            let workers: Vec<_> = (0..threads.min(pairs.len()).max(1))
-                .map(|_| {
-                    sc.spawn(|| {
-                        let mut mine = Vec::new();
-                        loop {
-                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((x, y)) = pairs.get(k) else { break };
-                            mine.push((k, node_delta(before, after, x, y)));
-                        }
-                        mine
-                    })
-                })
-                .collect();
-            for w in workers {
-                if let Ok(mine) = w.join() {
-                    for (k, nd) in mine {
-                        if let Some(slot) = out.get_mut(k) {
-                            *slot = Some(nd);
-                        }
-                    }
-                }
-            }
-        });
-        for (nd, (x, _)) in out.into_iter().zip(&pairs) {
-            match nd {
-                Some(nd) => d.nodes.push(nd),
-                None => {
-                    d.everything = Some(format!("BUG: {} was not compared", x.name));
-                }
-            }
-        }
+        d.nodes = natpath_model::snapshot::parallel_map(&pairs, |(x, y)| node_delta(before, after, x, y));
         for snap in [before, after] {
             d.collect_targets(snap);
         }

@@ -94,52 +94,11 @@ fn another_route_touches_every_query_of_its_node() {
     assert!(d.touches_walk(Ipv4Addr::new(10, 0, 0, 10), None, None, &Ports::one(9), false));
 }
 
-/// The first NodePort Service's endpoint chains of a generated node.
-fn first_nodeport_endpoints(save: &str) -> (u16, Vec<String>) {
-    let target = |line: &str| line.rsplit_once(" -j ").map(|(_, t)| t.trim().to_string());
-    for np in save.lines().filter(|l| l.starts_with("-A KUBE-NODEPORTS -p tcp") && l.contains("-j KUBE-EXT-")) {
-        let port: u16 = np.split("--dport ").nth(1).and_then(|x| x.split_whitespace().next()?.parse().ok()).unwrap();
-        let ext = target(np).unwrap();
-        let Some(svc) = save
-            .lines()
-            .filter(|l| l.starts_with(&format!("-A {ext} ")))
-            .filter_map(target)
-            .find(|t| t.starts_with("KUBE-SVC-"))
-        else {
-            continue;
-        };
-        let seps: Vec<String> = save
-            .lines()
-            .filter(|l| l.starts_with(&format!("-A {svc} ")))
-            .filter_map(target)
-            .filter(|t| t.starts_with("KUBE-SEP-"))
-            .collect();
-        if !seps.is_empty() {
-            return (port, seps);
-        }
-    }
-    panic!("no NodePort Service with endpoints");
-}
-
 #[test]
 fn a_one_service_change_touches_that_service_only() {
-    use natpath_corpus::{generate, write_snapshot, Spec};
+    use natpath_corpus::{generate, one_service_changed, write_snapshot, Spec};
     let gen = generate(&Spec::with_services(60));
-    let (port, seps) = first_nodeport_endpoints(&gen.nodes.first().unwrap().iptables_save);
-    let mut changed = gen.clone();
-    for n in &mut changed.nodes {
-        let lines: Vec<String> = n
-            .iptables_save
-            .lines()
-            .map(|l| match l.rsplit_once(':') {
-                Some((head, p)) if l.contains("-j DNAT") && seps.iter().any(|s| l.starts_with(&format!("-A {s} "))) => {
-                    format!("{head}:{}", p.trim().parse::<u16>().unwrap() + 1)
-                }
-                _ => l.to_string(),
-            })
-            .collect();
-        n.iptables_save = lines.join("\n") + "\n";
-    }
+    let (port, changed) = one_service_changed(&gen).unwrap();
     let root = std::env::temp_dir().join(format!("natpath-delta-gen-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     write_snapshot(&gen, &root.join("before")).unwrap();
