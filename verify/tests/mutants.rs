@@ -367,3 +367,48 @@ fn harmless_mutants_are_not_flagged() {
     }
     assert!(flagged.is_empty(), "{}", flagged.join("\n"));
 }
+
+/// The gate checks invariants only where a change reaches (`delta.rs`).
+/// Held against the whole check on every mutant above: the invariants that
+/// newly fail where the change reaches are exactly those that newly fail
+/// on the whole snapshots, so skipping never hides a broken invariant.
+fn gate_failures(before: &Snapshot, after: &Snapshot, whole: bool) -> Vec<&'static str> {
+    use natpath_verify::gate::{gate, GateOptions};
+    let o = GateOptions { whole, allow_changes: true, ..GateOptions::default() };
+    let g = gate(before, after, ("seed", "mutant"), None, &o, &|_, _, _| {}).expect("comparable");
+    g.invariants.iter().filter(|i| i.gate != "pass").map(|i| i.invariant).collect()
+}
+
+fn gate_agrees(part: usize, parts: usize) {
+    let mut all: Vec<(String, Snapshot, Snapshot)> = Vec::new();
+    for m in named_mutants() {
+        let base = if m.name.starts_with("seed-ipip-local") { "seed-ipip-local" } else { "seed-ipip-remote" };
+        all.push((m.name, seed(base), m.snap));
+    }
+    let remote = seed("seed-ipip-remote");
+    all.extend(generated().into_iter().map(|(n, s)| (n, remote.clone(), s)));
+    let mut disagree = Vec::new();
+    let mut failing = 0;
+    for (i, (name, b, a)) in all.iter().enumerate() {
+        if i % parts != part {
+            continue;
+        }
+        let (touched, whole) = (gate_failures(b, a, false), gate_failures(b, a, true));
+        failing += usize::from(!whole.is_empty());
+        if touched != whole {
+            disagree.push(format!("{name}: where the change reaches {touched:?}, whole {whole:?}"));
+        }
+    }
+    assert!(disagree.is_empty(), "{}", disagree.join("\n"));
+    assert!(failing > 0, "no mutant of this part breaks an invariant");
+}
+
+#[test]
+fn the_gate_where_the_change_reaches_agrees_with_the_whole_check_part_1() {
+    gate_agrees(0, 2);
+}
+
+#[test]
+fn the_gate_where_the_change_reaches_agrees_with_the_whole_check_part_2() {
+    gate_agrees(1, 2);
+}
