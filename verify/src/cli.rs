@@ -87,6 +87,15 @@ Exit 0 when every invariant holds, 1 on a violation (its packet is replayed in t
 printed), 3 when a verdict is unknown (unsupported rule, solver timeout) or nothing is in scope \
 (no node's rules define a Service: the wrong iptables backend?), 2 for bad input.")]
     Check(CheckArgs),
+    /// Merge the shards of a sharded check into the report and exit code of one run.
+    #[command(after_help = "Examples:\n  \
+natpath check /tmp/g10k --shard 1/2 > s1.json   # on one runner\n  \
+natpath check /tmp/g10k --shard 2/2 > s2.json   # on another\n  \
+natpath merge s1.json s2.json > verdicts.json\n\n\
+It writes natpath.check/1 JSON, as `natpath check --format json` would, and exits as that check would:\n\
+0 every invariant holds, 1 a violation, 3 unknown or nothing in scope, 2 when the shards are not\n\
+every shard of one check (one missing or repeated, another snapshot or cut).")]
+    Merge(MergeArgs),
     /// Show the packets whose fate differs between two snapshots (SMT, for every packet in scope).
     #[command(after_help = "Examples:\n  \
 natpath diff corpus/seed-ipip-remote corpus/broken-no-mark-masq\n  \
@@ -236,6 +245,18 @@ pub struct CheckArgs {
     /// Accept a snapshot whose rules define no Service (otherwise: nothing in scope, exit 3).
     #[arg(long)]
     pub allow_empty: bool,
+    /// Check only shard I of N (1 <= I <= N <= 1000) and write its parts as one JSON document
+    /// (natpath.shard/1) for `natpath merge`; the parts are dealt out heaviest first.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+}
+
+/// Arguments of `natpath merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The JSON outputs of every shard of one `natpath check --shard I/N`, in any order.
+    #[arg(required = true, value_name = "SHARD")]
+    pub shards: Vec<PathBuf>,
 }
 
 /// Arguments of `natpath diff`.
@@ -392,6 +413,19 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Most shards a check is cut into.
+const MAX_SHARDS: usize = 1000;
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("expected I/N with 1 <= I <= N <= {MAX_SHARDS}, found `{s}`");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if i == 0 || i > n || n > MAX_SHARDS {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
 /// The command line's definition, for help, completions and man pages.
 pub fn command() -> clap::Command {
     Cli::command()
@@ -475,6 +509,7 @@ pub fn main() -> u8 {
         Command::Parse(a) => cmd_parse(&a),
         Command::Trace(a) => cmd_trace(&a, &ui),
         Command::Check(a) => cmd_check(&a, &ui),
+        Command::Merge(a) => cmd_merge(&a),
         Command::Diff(a) => cmd_diff(&a, &ui),
         Command::Gate(a) => cmd_gate(&a, &ui),
         Command::KernelCheck(a) => Ok(crate::kernel::cli::kernel_check(&a, &ui)),
@@ -633,6 +668,16 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
         if a.invariants.is_empty() { NAMES.to_vec() } else { a.invariants.iter().map(String::as_str).collect() };
     let bar = ui.bar(0, "check");
     let progress = bar_progress(&bar);
+    if let Some((i, n)) = a.shard {
+        let parts = invariants::check_shard(&snap, &names, &opts, (i - 1, n), &progress).map_err(Bad)?;
+        bar.finish_and_clear();
+        let path = a.snapshot.display().to_string();
+        let empty = invariants::empty_scope(&snap);
+        emit(&report::check::shard(&path, &snap, (i, n), &names, &parts, empty.as_deref(), a.allow_empty));
+        // This shard's own parts: a red runner for a violation; `merge` decides.
+        let verdicts: Vec<invariants::Verdict> = parts.into_iter().map(|p| p.verdict).collect();
+        return Ok(clamp(invariants::exit_code(&verdicts)));
+    }
     let verdicts = invariants::check_many_with(&snap, &names, &opts, &progress);
     bar.finish_and_clear();
     if verdicts.len() != names.len() {
@@ -651,6 +696,19 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
         Format::Json => emit(&report::check::json(&path, &snap, &verdicts, empty, exit)),
         Format::Text => emit(&report::check::text(&path, &snap, &verdicts, empty, ui.style)),
     }
+    Ok(clamp(exit))
+}
+
+fn cmd_merge(a: &MergeArgs) -> Result<u8, Bad> {
+    let mut texts = Vec::new();
+    for p in &a.shards {
+        let name = p.display().to_string();
+        let bytes = natpath_model::input::read_file(p).map_err(|e| Bad(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| Bad(format!("{name}:1:1: expected JSON text")))?;
+        texts.push((name, text));
+    }
+    let (doc, exit) = report::check::merge(&texts).map_err(Bad)?;
+    emit(&doc);
     Ok(clamp(exit))
 }
 

@@ -337,8 +337,42 @@ pub(crate) fn check_prepared<'s>(
             })
             .collect();
     }
-    let nodes = snap.nodes.len();
-    // (index in `names`, the one node or every node)
+    let jobs = jobs_of(snap.nodes.len(), names);
+    let done = run_jobs(snap, names, opts, delta, ready, &jobs, progress);
+    let mut parts: Vec<Vec<(Option<usize>, Part)>> = (0..names.len()).map(|_| Vec::new()).collect();
+    let mut lost = vec![false; names.len()];
+    for (&(i, only), d) in jobs.iter().zip(done) {
+        match d {
+            Some(Some(p)) => {
+                if let Some(slot) = parts.get_mut(i) {
+                    slot.push((only, p));
+                }
+            }
+            Some(None) => {}
+            None => {
+                if let Some(l) = lost.get_mut(i) {
+                    *l = true;
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, mut ps) in parts.into_iter().enumerate() {
+        if ps.is_empty() || lost.get(i).copied().unwrap_or(true) {
+            continue;
+        }
+        ps.sort_by_key(|(n, _)| *n);
+        out.push(merge(ps.into_iter().map(|(_, p)| p).collect()));
+    }
+    out
+}
+
+/// The parts a check of `names` is cut into, heaviest first: (index in
+/// `names`, the one node or every node). The heavy invariants ([`BY_NODE`])
+/// get one part per node, the others one part. A pure function of the
+/// snapshot's node count and `names`, so that every shard of a sharded
+/// check ([`check_shard`]) cuts the same way.
+fn jobs_of(nodes: usize, names: &[&str]) -> Vec<(usize, Option<usize>)> {
     let mut jobs: Vec<(usize, Option<usize>)> = Vec::new();
     for (i, name) in names.iter().enumerate() {
         if nodes > 1 && BY_NODE.contains(name) {
@@ -349,6 +383,74 @@ pub(crate) fn check_prepared<'s>(
     }
     let rank = |i: usize| BY_NODE.iter().position(|b| names.get(i) == Some(b)).unwrap_or(BY_NODE.len());
     jobs.sort_by_key(|&(i, n)| (rank(i), i, n));
+    jobs
+}
+
+/// One part of a sharded check: an invariant on one node (`node`, an
+/// index in the snapshot's node order) or on every node (`None`).
+#[derive(Debug, Clone)]
+pub struct ShardPart {
+    /// The invariant's catalog name.
+    pub invariant: &'static str,
+    /// The node, for the invariants checked node by node.
+    pub node: Option<usize>,
+    /// Its verdict on that part.
+    pub verdict: Verdict,
+    /// Why it had nothing to check, when it had nothing.
+    pub nothing: Option<String>,
+}
+
+/// The parts of a check of `names` on `nodes` nodes, as (invariant, node),
+/// in the order shards take them: heaviest first, part k going to shard
+/// k mod N ([`check_shard`]).
+pub fn shard_jobs(nodes: usize, names: &[&str]) -> Vec<(String, Option<usize>)> {
+    jobs_of(nodes, names).into_iter().filter_map(|(i, n)| Some(((*names.get(i)?).to_string(), n))).collect()
+}
+
+/// Shard `index` of `count` (0-based) of the check of `names`: the parts k
+/// of [`shard_jobs`] with k mod `count` = `index`, each with its own
+/// verdict; merging every shard's parts gives what one run gives (see the
+/// command line's `natpath merge`). Fails when a checking thread failed.
+pub fn check_shard(
+    snap: &Snapshot,
+    names: &[&str],
+    opts: &CheckOptions,
+    (index, count): (usize, usize),
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Result<Vec<ShardPart>, String> {
+    let mine: Vec<(usize, Option<usize>)> = jobs_of(snap.nodes.len(), names)
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| k % count.max(1) == index)
+        .map(|(_, j)| j)
+        .collect();
+    let done = run_jobs(snap, names, opts, None, None, &mine, progress);
+    let mut out = Vec::new();
+    for (&(_, node), d) in mine.iter().zip(done) {
+        match d {
+            Some(Some(p)) => {
+                out.push(ShardPart { invariant: p.verdict.name, node, verdict: p.verdict, nothing: p.nothing })
+            }
+            Some(None) => {}
+            None => return Err("BUG: a checking thread failed".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Run `jobs` on as many threads as the machine has cores; each slot is
+/// `None` when its thread failed (never a verdict), else the part (`None`
+/// for a name not in the catalog).
+fn run_jobs<'s>(
+    snap: &'s Snapshot,
+    names: &[&str],
+    opts: &CheckOptions,
+    delta: Option<&'s crate::delta::Delta>,
+    ready: Option<&Prepared<'s>>,
+    jobs: &[(usize, Option<usize>)],
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Vec<Option<Option<Part>>> {
+    let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
     let threads = threads.min(jobs.len()).max(1);
     // Read once for every part: the intents and the nodes' indexes (0.3 s
     // per check at 10k Services).
@@ -395,32 +497,7 @@ pub(crate) fn check_prepared<'s>(
             }
         }
     });
-    let mut parts: Vec<Vec<(Option<usize>, Part)>> = (0..names.len()).map(|_| Vec::new()).collect();
-    let mut lost = vec![false; names.len()];
-    for (&(i, only), d) in jobs.iter().zip(done) {
-        match d {
-            Some(Some(p)) => {
-                if let Some(slot) = parts.get_mut(i) {
-                    slot.push((only, p));
-                }
-            }
-            Some(None) => {}
-            None => {
-                if let Some(l) = lost.get_mut(i) {
-                    *l = true;
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (i, mut ps) in parts.into_iter().enumerate() {
-        if ps.is_empty() || lost.get(i).copied().unwrap_or(true) {
-            continue;
-        }
-        ps.sort_by_key(|(n, _)| *n);
-        out.push(merge(ps.into_iter().map(|(_, p)| p).collect()));
-    }
-    out
+    done
 }
 
 /// What every check of one snapshot reads the same way, read once and

@@ -338,6 +338,7 @@ fn man_pages_come_from_the_same_definition() {
             "natpath-generate.1",
             "natpath-kernel-check.1",
             "natpath-man.1",
+            "natpath-merge.1",
             "natpath-parse.1",
             "natpath-trace.1",
             "natpath.1"

@@ -6,6 +6,7 @@ Commands:
   parse         Parse a snapshot or one dump file and summarise it
   trace         Trace one packet and its reply across the nodes of a snapshot
   check         Prove the invariant catalog for every packet (SMT), with counterexamples
+  merge         Merge the shards of a sharded check into the report and exit code of one run
   diff          Show the packets whose fate differs between two snapshots (SMT, for every packet in
                 scope)
   gate          Pass or fail a rule change: invariants, contracts and every packet whose fate
