@@ -15,17 +15,13 @@
 
 mod common;
 
-use common::copy_dir;
+use common::{copy_dir, corpus};
 use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_verify::delta::{Delta, Ports};
 use natpath_verify::diff::{self, Diff, DiffOptions};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
-}
 
 fn load(p: &Path) -> Snapshot {
     snapshot::load(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))

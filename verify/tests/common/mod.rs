@@ -2,7 +2,12 @@
 
 #![allow(dead_code, clippy::unwrap_used, reason = "each test binary uses some; a test fails by panicking")]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The repository's corpus/ directory.
+pub fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus")
+}
 
 /// Copy the directory `src` (a snapshot) to `dst`, recursively.
 pub fn copy_dir(src: &Path, dst: &Path) {
