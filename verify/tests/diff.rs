@@ -17,6 +17,7 @@ use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_verify::diff::{self, Diff};
 use natpath_verify::gate::{self, Contracts, GateOptions};
+use natpath_verify::invariants;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,6 +33,11 @@ struct Pair {
     after: PathBuf,
     expect: String,
     changed: Vec<String>,
+    /// The nodes where the diff finds the change (both by default).
+    nodes: Vec<String>,
+    /// The invariant the gate must find newly failing, for the pairs that
+    /// break one (`inv-*`).
+    invariant: Option<String>,
 }
 
 fn pairs() -> Vec<Pair> {
@@ -47,6 +53,11 @@ fn pairs() -> Vec<Pair> {
             after: dir.join(s("after")),
             expect: s("expect"),
             changed: t["changed"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            nodes: t.get("nodes").map_or_else(
+                || vec!["node1".to_string(), "node2".to_string()],
+                |n| n.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            ),
+            invariant: t.get("invariant").map(|x| x.as_str().unwrap().to_string()),
             dir,
         });
     }
@@ -95,7 +106,7 @@ fn the_corpus_has_harmless_and_breaking_pairs() {
 
 #[test]
 fn harmless_rewrites_change_no_packet_even_without_the_shortcut() {
-    for p in pairs().iter().filter(|p| p.expect == "same") {
+    for p in pairs().iter().filter(|p| p.expect == "same" && p.invariant.is_none()) {
         for structural in [true, false] {
             let d = run_diff(p, structural);
             assert!(d.is_empty(), "{} (structural {structural}): {:#?}", p.name, d.changes);
@@ -120,7 +131,7 @@ fn real_changes_are_found_in_their_service_on_every_node_with_a_replayed_packet(
         assert_eq!(services, p.changed, "{}", p.name);
         for c in &d.changes {
             if c.entry == "nodeport" {
-                assert_eq!(c.nodes, ["node1", "node2"], "{}", p.name);
+                assert_eq!(c.nodes, p.nodes, "{}", p.name);
             }
             for e in &c.examples {
                 assert_ne!(e.before_fates, e.after_fates, "{}: the model shows no difference", p.name);
@@ -316,6 +327,43 @@ fn changes_rendered_by_kube_proxy_are_judged_by_the_gate() {
             assert_eq!((g.verdict, g.exit), ("pass", 0), "{name} with its [[allow]]");
         }
     }
+}
+
+/// One breaking pair per invariant of the catalog (`inv-*`, plus
+/// `no-mark-masq` for the two it breaks): the gate finds exactly that
+/// invariant newly failing, with a replayed counterexample's rules, even
+/// with an `[[allow]]` for every Service port the diff finds changed.
+#[test]
+fn every_invariant_has_a_breaking_pair_the_gate_fails() {
+    let all = pairs();
+    let mut covered: Vec<String> = vec!["nodeport-reachable".into(), "reply-finds-origin".into()];
+    let corpus_dir = corpus();
+    for p in all.iter().filter(|p| p.invariant.is_some()) {
+        let inv = p.invariant.clone().unwrap();
+        let rel = |x: &Path| {
+            x.canonicalize()
+                .unwrap()
+                .strip_prefix(corpus_dir.canonicalize().unwrap())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        };
+        let allow: String =
+            p.changed.iter().map(|s| format!("[[allow]]\nservice = \"{s}\"\nreason = \"meant\"\n")).collect();
+        let g = gate_of(&rel(&p.before), &rel(&p.after), Some(&allow), GateOptions::default());
+        let failing: Vec<&str> = g.invariants.iter().filter(|i| i.gate == "fail").map(|i| i.invariant).collect();
+        assert!(failing.contains(&inv.as_str()), "{}: {failing:?}", p.name);
+        assert_eq!((g.verdict, g.exit), ("fail", 1), "{}", p.name);
+        let r = g.invariants.iter().find(|i| i.invariant == inv).unwrap();
+        assert_eq!((r.before, r.after), ("holds", "violated"), "{}", p.name);
+        assert!(r.detail.is_some(), "{}", p.name);
+        covered.push(inv);
+    }
+    covered.sort();
+    covered.dedup();
+    let mut names: Vec<String> = invariants::NAMES.iter().map(|n| n.to_string()).collect();
+    names.sort();
+    assert_eq!(covered, names);
 }
 
 #[test]
