@@ -32,9 +32,10 @@
 //!   its rules differ.
 //! - A table never changes a packet's destination while it runs (NAT is
 //!   applied after it); across tables and nodes a first packet's
-//!   destination can become a DNAT or REDIRECT target, or a node address
-//!   with a tunnel port once encapsulated, so a request's class always
-//!   includes every such address and port of either side.
+//!   destination can become a DNAT or REDIRECT target, or, once
+//!   encapsulated, a tunnel peer (a node address, a route's gateway, a
+//!   forwarding-database entry) with a tunnel port, so a request's class
+//!   always includes every such address and port of either side.
 //! - A reply's destination is the client or the address a node's SNAT or
 //!   masquerade gave the request, and its destination port is any. The nat
 //!   table only sees a packet of a new connection, and a reply is new only
@@ -324,7 +325,22 @@ impl Delta {
                 }
                 if let Some(v) = &i.vxlan {
                     self.ports.items.insert(v.dstport);
+                    // A tunnel's outer packets go to its peers.
+                    for a in [v.remote, v.group, v.local].into_iter().flatten() {
+                        self.dsts.items.insert(u32::from(a));
+                    }
                 }
+            }
+            // Outer packets of tunnels go to gateways (IPIP's `via PEER
+            // onlink`) and forwarding-database peers (VXLAN), which need not
+            // be any node's address.
+            for h in n.routes.iter().flat_map(|r| &r.nexthops) {
+                if let Some(a) = h.via {
+                    self.dsts.items.insert(u32::from(a));
+                }
+            }
+            for a in n.fdb.iter().filter_map(|f| f.dst) {
+                self.dsts.items.insert(u32::from(a));
             }
             let Some(nat) = n.ruleset.table(TableName::Nat) else { continue };
             for r in nat.chains.iter().flat_map(|c| &c.rules) {
