@@ -65,29 +65,6 @@ pub fn rule_text(chain: &str, rule: &Rule) -> String {
     out
 }
 
-/// Append `rule`'s canonical form to `out`: its matches and target as
-/// `iptables-save` writes them, without chain name, comments or counters,
-/// and with a jump or goto written as `-j`/`-g` followed by `callee`
-/// instead of the target chain's name when `callee` is given (a content
-/// identity, so that renamed chains compare equal).
-pub fn write_canonical(out: &mut String, rule: &Rule, callee: Option<&str>) {
-    let start = out.len();
-    write_rule_with(out, "", rule, false);
-    match (&rule.target, callee) {
-        (Some(Target::Jump(_)), Some(id)) => {
-            out.push_str(" -j ");
-            out.push_str(id);
-        }
-        (Some(Target::Goto(_)), Some(id)) => {
-            out.push_str(" -g ");
-            out.push_str(id);
-        }
-        (Some(t), _) => write_target(out, t),
-        (None, _) => {}
-    }
-    debug_assert!(out.len() >= start);
-}
-
 fn chain_header(out: &mut String, c: &Chain) {
     out.push(':');
     out.push_str(&c.name);
@@ -267,14 +244,6 @@ fn nat_range(out: &mut String, r: &NatRange) {
 }
 
 fn write_rule(out: &mut String, chain: &str, r: &Rule) {
-    write_rule_with(out, chain, r, true);
-    if let Some(t) = &r.target {
-        write_target(out, t);
-    }
-}
-
-/// A rule's `-A CHAIN` and matches (comments only with `comments`).
-fn write_rule_with(out: &mut String, chain: &str, r: &Rule, comments: bool) {
     out.push_str("-A ");
     out.push_str(chain);
     if let Some(s) = &r.src {
@@ -306,8 +275,11 @@ fn write_rule_with(out: &mut String, chain: &str, r: &Rule, comments: bool) {
         bang(out, !f);
         out.push_str(" -f");
     }
-    for m in r.matches.iter().filter(|m| comments || !matches!(m, Match::Comment(_))) {
+    for m in &r.matches {
         write_match(out, m);
+    }
+    if let Some(t) = &r.target {
+        write_target(out, t);
     }
 }
 

@@ -239,65 +239,6 @@ impl Trail {
     }
 }
 
-/// The built-in chains of `rs`, each as `(table, chain, policy, identity)`,
-/// sorted. A chain's identity is a hash of its rules without comments and
-/// counters, with every jump or goto target replaced by that chain's own
-/// identity, so that chains with the same rules and the same callees are
-/// the same whatever their names (kube-proxy names `KUBE-SVC-*`/`KUBE-SEP-*`
-/// chains by a hash of the Service and endpoint); a built-in chain also
-/// hashes its name. Two nodes whose lists are equal treat every packet alike.
-pub fn builtin_identities(rs: &natpath_model::ruleset::Ruleset) -> Vec<(String, String, String, u64)> {
-    let mut v = Vec::new();
-    for t in &rs.tables {
-        let idx: HashMap<&str, &natpath_model::ruleset::Chain> =
-            t.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-        let mut memo = HashMap::new();
-        for c in t.chains.iter().filter(|c| c.policy.is_some()) {
-            let h = canon_of(t.name, &idx, c, &mut memo, 0);
-            v.push((t.name.as_str().to_string(), c.name.clone(), format!("{:?}", c.policy), h));
-        }
-    }
-    v.sort();
-    v
-}
-
-/// The identity ([`builtin_identities`]) of `c`, memoised in `out` (the
-/// chain graph has no loops: the parser refuses them; `depth` bounds it all
-/// the same).
-pub(crate) fn canon_of<'s>(
-    t: TableName,
-    idx: &HashMap<&'s str, &'s natpath_model::ruleset::Chain>,
-    c: &'s natpath_model::ruleset::Chain,
-    out: &mut HashMap<(TableName, &'s str), u64>,
-    depth: usize,
-) -> u64 {
-    use natpath_model::ruleset::Target;
-    use std::hash::{Hash, Hasher};
-    if let Some(h) = out.get(&(t, c.name.as_str())) {
-        return *h;
-    }
-    let mut hasher = std::hash::DefaultHasher::new();
-    t.as_str().hash(&mut hasher);
-    if c.policy.is_some() || depth > 64 {
-        // A built-in chain (or a chain too deep to follow) is its name.
-        c.name.hash(&mut hasher);
-    }
-    let mut text = String::with_capacity(160);
-    for r in &c.rules {
-        let callee = match &r.target {
-            Some(Target::Jump(n)) | Some(Target::Goto(n)) => idx.get(n.as_str()).copied(),
-            _ => None,
-        };
-        let id = callee.map(|callee| format!("#{:016x}", canon_of(t, idx, callee, out, depth + 1)));
-        text.clear();
-        natpath_model::print::write_canonical(&mut text, r, id.as_deref());
-        text.hash(&mut hasher);
-    }
-    let h = hasher.finish();
-    out.insert((t, c.name.as_str()), h);
-    h
-}
-
 /// Options of the encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeOptions {
