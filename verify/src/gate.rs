@@ -347,11 +347,12 @@ impl Contracts {
 /// draws' probabilities multiplied out as rationals, as `fair-balancing`
 /// does), against the contract's, to within 10^-9 (kube-proxy writes each
 /// probability with ten decimals).
-fn check_shares(snap: &Snapshot, x: &Shares) -> ContractResult {
+fn check_shares(c: &Checker<'_>, x: &Shares) -> ContractResult {
     use crate::invariants::fair_balancing;
     let mut res = ContractResult { name: x.name.clone(), line: x.line, verdict: "holds", detail: None };
-    for node in snap.nodes.iter().filter(|n| x.nodes.is_empty() || x.nodes.contains(&n.name)) {
-        let intent = natpath_model::intent::Intent::read(&node.ruleset, &node.ipsets, &node.interfaces);
+    // Each node's intent, as the checker already read it.
+    let nodes = c.snap.nodes.iter().zip(c.intents.iter());
+    for (node, intent) in nodes.filter(|(n, _)| x.nodes.is_empty() || x.nodes.contains(&n.name)) {
         let Some(svc) = intent.services.iter().find(|s| s.name == x.service) else { continue };
         let chain = svc.svc_chain.as_ref().and_then(|c| {
             node.ruleset.table(natpath_model::ruleset::TableName::Nat)?.chains.iter().find(|k| &k.name == c)
@@ -555,12 +556,13 @@ pub fn gate(
     }
     let mut results = Vec::new();
     if let Some(c) = contracts {
-        let mut checker = Checker::new(after, &opts.check);
+        // AFTER as the checks above prepared it, not read again.
+        let mut checker = Checker::with(after, &opts.check, &pa);
         for e in &c.expect {
             results.push(check_expect(&mut checker, after, e));
         }
         for x in &c.shares {
-            results.push(check_shares(after, x));
+            results.push(check_shares(&checker, x));
         }
     }
     let changes: Vec<ChangeResult> = d
