@@ -202,13 +202,7 @@ impl Delta {
             d.collect_targets(snap);
         }
         d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
-        for n in before.nodes.iter().chain(&after.nodes) {
-            for r in n.routes.iter().filter(|r| r.kind == natpath_model::netstate::RouteType::Local) {
-                if r.dst.network().octets()[0] != 127 {
-                    d.local.push((u32::from(r.dst.network()), u32::from(r.dst.broadcast())));
-                }
-            }
-        }
+        d.local = [before, after].iter().flat_map(|s| local_spans(s)).map(|(lo, hi, _)| (lo, hi)).collect();
         d
     }
 
@@ -372,16 +366,7 @@ impl Delta {
 /// when it does not: a host address local on a node, an address (loopback
 /// aside) local on two nodes, or an SNAT target local on another node.
 fn reply_argument_fails(snap: &Snapshot) -> Option<String> {
-    let loopback: ipnet::Ipv4Net = "127.0.0.0/8".parse().ok()?;
-    // (first, last, node) of every local route.
-    let mut spans: Vec<(u32, u32, usize)> = Vec::new();
-    for (i, n) in snap.nodes.iter().enumerate() {
-        for r in n.routes.iter().filter(|r| r.kind == natpath_model::netstate::RouteType::Local) {
-            if !loopback.contains(&r.dst) {
-                spans.push((u32::from(r.dst.network()), u32::from(r.dst.broadcast()), i));
-            }
-        }
-    }
+    let mut spans = local_spans(snap);
     spans.sort_unstable();
     let mut reach: Option<(u32, usize)> = None;
     for &(lo, hi, i) in &spans {
@@ -413,6 +398,21 @@ fn reply_argument_fails(snap: &Snapshot) -> Option<String> {
         }
     }
     None
+}
+
+/// (first, last, node index) of every local route of `snap`'s nodes,
+/// loopback aside.
+fn local_spans(snap: &Snapshot) -> Vec<(u32, u32, usize)> {
+    let mut spans = Vec::new();
+    for (i, n) in snap.nodes.iter().enumerate() {
+        for r in n.routes.iter().filter(|r| r.kind == natpath_model::netstate::RouteType::Local) {
+            // Inside 127.0.0.0/8.
+            if !(r.dst.prefix_len() >= 8 && r.dst.network().octets()[0] == 127) {
+                spans.push((u32::from(r.dst.network()), u32::from(r.dst.broadcast()), i));
+            }
+        }
+    }
+    spans
 }
 
 /// One node's differences: its state besides the rules, then the rules.
