@@ -568,13 +568,9 @@ fn cmd_parse(a: &ParseArgs) -> Result<u8, Bad> {
     let summary = if a.path.is_dir() {
         report::summary::snapshot(&load(&a.path)?, &path)
     } else {
-        let bytes = natpath_model::input::read_file(&a.path).map_err(|e| Bad(e.to_string()))?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| {
-            let line = bytes.get(..e.valid_up_to()).map(|b| b.iter().filter(|&&c| c == b'\n').count() + 1).unwrap_or(1);
-            Bad(format!("{path}:{line}:1: expected text, found bytes that are not UTF-8"))
-        })?;
-        let kind = parse::detect::detect(text).map_err(|why| Bad(format!("{path}: {why}")))?;
-        single_dump(&path, text, kind, &opts)?
+        let text = read_text(&a.path)?;
+        let kind = parse::detect::detect(&text).map_err(|why| Bad(format!("{path}: {why}")))?;
+        single_dump(&path, &text, kind, &opts)?
     };
     match a.format {
         Format::Json => emit(&json(&summary)?),
@@ -702,27 +698,32 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
 fn cmd_merge(a: &MergeArgs) -> Result<u8, Bad> {
     let mut texts = Vec::new();
     for p in &a.shards {
-        let name = p.display().to_string();
-        let bytes = natpath_model::input::read_file(p).map_err(|e| Bad(e.to_string()))?;
-        let text = String::from_utf8(bytes).map_err(|_| Bad(format!("{name}:1:1: expected JSON text")))?;
-        texts.push((name, text));
+        texts.push((p.display().to_string(), read_text(p)?));
     }
     let (doc, exit) = report::check::merge(&texts).map_err(Bad)?;
     emit(&doc);
     Ok(clamp(exit))
 }
 
+/// A file read with natpath's bounds, as text; bytes that are not UTF-8
+/// are bad input at their line.
+fn read_text(path: &Path) -> Result<String, Bad> {
+    let bytes = natpath_model::input::read_file(path).map_err(|e| Bad(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let upto = e.utf8_error().valid_up_to();
+        let line = bytes.get(..upto).map(|b| b.iter().filter(|&&c| c == b'\n').count() + 1).unwrap_or(1);
+        Bad(format!("{}:{line}:1: expected text, found bytes that are not UTF-8", path.display()))
+    })
+}
+
 /// An `iptables-save` dump file, parsed (the one-node use of `diff`).
 fn dump_file(path: &Path) -> Result<natpath_model::ruleset::Ruleset, Bad> {
     let name = path.display().to_string();
-    let bytes = natpath_model::input::read_file(path).map_err(|e| Bad(e.to_string()))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        let line = bytes.get(..e.valid_up_to()).map(|b| b.iter().filter(|&&c| c == b'\n').count() + 1).unwrap_or(1);
-        Bad(format!("{name}:{line}:1: expected text, found bytes that are not UTF-8"))
-    })?;
-    match parse::detect::detect(text).map_err(|why| Bad(format!("{name}: {why}")))? {
+    let text = read_text(path)?;
+    match parse::detect::detect(&text).map_err(|why| Bad(format!("{name}: {why}")))? {
         DumpKind::Iptables => {
-            iptables::parse(text, &name, &iptables::Options::default()).map_err(|e| Bad(e.to_string()))
+            iptables::parse(&text, &name, &iptables::Options::default()).map_err(|e| Bad(e.to_string()))
         }
         _ => Err(Bad(format!("{name}:1:1: expected an iptables-save dump (or a snapshot directory)"))),
     }

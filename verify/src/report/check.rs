@@ -132,13 +132,18 @@ pub fn json(path: &str, snap: &Snapshot, verdicts: &[Verdict], empty: Option<&st
 }
 
 fn document(path: &str, defaults: Vec<String>, vs: Vec<serde_json::Value>, empty: Option<&str>, exit: i32) -> String {
-    let mut doc = serde_json::json!({
+    let doc = serde_json::json!({
         "schema": SCHEMA,
         "snapshot": path,
         "verdicts": vs,
         "defaults": defaults,
         "exit": exit,
     });
+    finish(doc, empty)
+}
+
+/// `doc` with `nothing_in_scope` when nothing was, as indented text.
+fn finish(mut doc: serde_json::Value, empty: Option<&str>) -> String {
     if let (Some(why), Some(map)) = (empty, doc.as_object_mut()) {
         map.insert("nothing_in_scope".into(), serde_json::json!(why));
     }
@@ -177,7 +182,7 @@ pub fn shard(
             o
         })
         .collect();
-    let mut doc = serde_json::json!({
+    let doc = serde_json::json!({
         "schema": SHARD_SCHEMA,
         "snapshot": path,
         "shard": { "index": index, "count": count },
@@ -187,12 +192,7 @@ pub fn shard(
         "defaults": defaults_of(snap),
         "parts": ps,
     });
-    if let (Some(why), Some(map)) = (empty, doc.as_object_mut()) {
-        map.insert("nothing_in_scope".into(), serde_json::json!(why));
-    }
-    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    out.push('\n');
-    out
+    finish(doc, empty)
 }
 
 /// Merge the outputs of every shard of one sharded check (`(file, text)`,
