@@ -281,10 +281,23 @@ pub fn load(dir: &Path) -> Result<Snapshot, ParseErrors> {
     }
 }
 
-/// `f` of every item, in order, computed on as many threads as the machine
-/// has cores (each takes the next item when it is free).
+/// The most threads natpath runs at once: `NATPATH_THREADS` when it is a
+/// number from 1 to 1024, else as many as the machine gives this process.
+/// Answers never depend on it (each unit of solver work has a Z3 context
+/// of its own), only the time they take.
+pub fn threads() -> usize {
+    if let Some(n) = std::env::var("NATPATH_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        if (1..=1024).contains(&n) {
+            return n;
+        }
+    }
+    std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
+}
+
+/// `f` of every item, in order, computed on [`threads`] threads (each
+/// takes the next item when it is free).
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
+    let threads = threads();
     if threads <= 1 || items.len() <= 1 {
         return items.iter().map(f).collect();
     }

@@ -542,30 +542,45 @@ pub(crate) fn diff_using(
         return Ok(out);
     }
     let total = entries.len();
-    // The entries are independent: each core takes the next one, with a
-    // pair of checkers of its own (Z3's context is per thread); the
-    // results are reported in entry order, as one thread would.
-    let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1).min(total).max(1);
+    // The entries are independent. They are cut into batches of
+    // consecutive entries, the same on any machine; each core takes the
+    // next batch and compares it in a Z3 context of its own with a pair of
+    // checkers of its own, so that the examples printed do not depend on
+    // the threads. The results are reported in entry order.
+    let batches: Vec<(usize, &[Entry])> = entries.chunks(BATCH).enumerate().map(|(i, c)| (i * BATCH, c)).collect();
+    let threads = natpath_model::snapshot::threads().min(batches.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<Result<Option<Example>, String>>> = (0..total).map(|_| None).collect();
     let mut counts = (0usize, 0usize);
+    let compare_batch = |first: usize, batch: &[Entry]| {
+        crate::encode::in_own_context(|| {
+            let mut b = Side { c: Checker::with(before, opts, prep_b), snap: before };
+            let mut a = Side { c: Checker::with(after, opts, prep_a), snap: after };
+            let mut mine = Vec::new();
+            for (k, e) in batch.iter().enumerate() {
+                mine.push((first + k, compare_entry(&mut b, &mut a, e, dopts.max_pairs)));
+                let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(n, total, &entry_label(e));
+            }
+            (mine, b.c.queries + a.c.queries, b.c.folded + a.c.folded)
+        })
+    };
     std::thread::scope(|sc| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 sc.spawn(|| {
-                    let mut b = Side { c: Checker::with(before, opts, prep_b), snap: before };
-                    let mut a = Side { c: Checker::with(after, opts, prep_a), snap: after };
                     let mut mine = Vec::new();
+                    let (mut q, mut f) = (0, 0);
                     loop {
                         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(e) = entries.get(k) else { break };
-                        let r = compare_entry(&mut b, &mut a, e, dopts.max_pairs);
-                        mine.push((k, r));
-                        let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        progress(n, total, &entry_label(e));
+                        let Some(&(first, batch)) = batches.get(k) else { break };
+                        let (m, bq, bf) = compare_batch(first, batch);
+                        mine.extend(m);
+                        q += bq;
+                        f += bf;
                     }
-                    (mine, b.c.queries + a.c.queries, b.c.folded + a.c.folded)
+                    (mine, q, f)
                 })
             })
             .collect();
@@ -596,6 +611,10 @@ pub(crate) fn diff_using(
     out.scope.settled_while_encoding = counts.1;
     Ok(out)
 }
+
+/// Entries compared in one Z3 context: enough that the checkers' work on
+/// a node's chains is shared, few enough that every core has batches.
+const BATCH: usize = 16;
 
 fn index(s: &Snapshot, node: &str) -> Option<usize> {
     s.nodes.iter().position(|n| n.name == node)

@@ -189,6 +189,25 @@ thread_local! {
     static FRESH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
+/// Run `f` in a Z3 context of its own, with this thread's caches of terms
+/// and its fresh-constant counter empty, as a process would run it alone.
+///
+/// Z3's answers to a query (which model, so which counterexample) depend
+/// on every term the context made before it. A unit of work (an
+/// invariant on a node, a batch of diff entries) therefore runs here, so
+/// that what natpath prints does not depend on which thread took which
+/// unit, on how many cores the machine has, or on how a check was
+/// sharded. A new context costs about a millisecond.
+pub fn in_own_context<R: Send + Sync>(f: impl FnOnce() -> R + Send + Sync) -> R {
+    let fresh = FRESH.with(|c| c.replace(0));
+    packet::clear_term_caches();
+    let out = z3::with_z3_config(&z3::Config::new(), f);
+    // The caches now hold the inner context's terms: drop them.
+    packet::clear_term_caches();
+    FRESH.with(|c| c.set(fresh));
+    out
+}
+
 /// A new number for a fresh constant: Z3's `mk_fresh_const` formats a
 /// string name for each (a tenth of the node invariants' encoding); an
 /// integer symbol of a per-thread counter is as unique and much cheaper.

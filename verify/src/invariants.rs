@@ -129,7 +129,8 @@ pub const NAMES: [&str; 9] = [
 
 /// Check invariant `name` on `snap` (`None` for a name not in the catalog).
 pub fn check(snap: &Snapshot, name: &str, opts: &CheckOptions) -> Option<Verdict> {
-    check_part(snap, name, opts, None, None, None).map(|p| merge(vec![p]))
+    let name = NAMES.iter().find(|n| **n == name)?;
+    check_touched(snap, &[name], opts, None, &|_, _, _| {}).into_iter().next()
 }
 
 /// One invariant checked on one node (or on every node: `only` is `None`),
@@ -139,7 +140,21 @@ struct Part {
     nothing: Option<String>,
 }
 
+/// One part, in a Z3 context of its own ([`crate::encode::in_own_context`]):
+/// its verdict and counterexample are the same whichever thread, machine
+/// or shard runs it.
 fn check_part<'s>(
+    snap: &'s Snapshot,
+    name: &str,
+    opts: &CheckOptions,
+    only: Option<usize>,
+    shared: Option<&Prepared<'s>>,
+    delta: Option<&'s crate::delta::Delta>,
+) -> Option<Part> {
+    crate::encode::in_own_context(|| check_part_here(snap, name, opts, only, shared, delta))
+}
+
+fn check_part_here<'s>(
     snap: &'s Snapshot,
     name: &str,
     opts: &CheckOptions,
@@ -325,18 +340,8 @@ pub(crate) fn check_prepared<'s>(
     ready: Option<&Prepared<'s>>,
     progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Vec<Verdict> {
-    let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
-    if threads == 1 && delta.is_none() {
-        return names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| {
-                let v = check(snap, n, opts);
-                progress(i + 1, names.len(), n);
-                v
-            })
-            .collect();
-    }
+    // The same parts on any number of threads: the answers then do not
+    // depend on the machine.
     let jobs = jobs_of(snap.nodes.len(), names);
     let done = run_jobs(snap, names, opts, delta, ready, &jobs, progress);
     let mut parts: Vec<Vec<(Option<usize>, Part)>> = (0..names.len()).map(|_| Vec::new()).collect();
@@ -450,7 +455,7 @@ fn run_jobs<'s>(
     jobs: &[(usize, Option<usize>)],
     progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Vec<Option<Option<Part>>> {
-    let threads = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
+    let threads = natpath_model::snapshot::threads();
     let threads = threads.min(jobs.len()).max(1);
     // Read once for every part: the intents and the nodes' indexes (0.3 s
     // per check at 10k Services).

@@ -19,10 +19,28 @@ use z3::ast::{Bool, BV};
 /// Width of a device term.
 pub const DEV_BITS: u32 = 16;
 
+/// A hash map that holds Z3 terms. Its hasher has fixed keys, so it visits
+/// and drops its terms in the same order in every process: Z3 hands the
+/// number of a freed term to the next one made, and simplifies by those
+/// numbers, so a map of `RandomState` that dropped its terms in another
+/// order made the solver pick another model now and then (and the
+/// reports print a model's packet).
+pub(crate) type TermMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<std::hash::DefaultHasher>>;
+
 thread_local! {
     /// Numerals made so far, by value and width: Z3 makes a sort and a
     /// rational for each `from_u64`, which was a tenth of the encoding.
-    static NUMERALS: std::cell::RefCell<std::collections::HashMap<(u64, u32), BV>> = std::cell::RefCell::new(std::collections::HashMap::new());
+    static NUMERALS: std::cell::RefCell<TermMap<(u64, u32), BV>> = std::cell::RefCell::new(TermMap::default());
+}
+
+/// Empty this thread's caches of terms: they belong to the context that
+/// made them, and one unit of work must not find another's.
+pub(crate) fn clear_term_caches() {
+    NUMERALS.with(|n| n.borrow_mut().clear());
+    KNOWN.with(|k| k.borrow_mut().clear());
+    FACTS.with(|f| f.borrow_mut().clear());
+    COPIES.with(|c| c.borrow_mut().clear());
 }
 
 /// The numeral `v` of width `w` (`v` already within the width).
@@ -86,15 +104,13 @@ thread_local! {
     /// [`crate::encode::Trail::name_bv`]) note them, so that a test of one
     /// bit of a mark that several rules rewrote elsewhere (Calico's bits
     /// beside kube-proxy's 0x4000) folds while the query is built.
-    static KNOWN: std::cell::RefCell<std::collections::HashMap<BV, (u64, u64)>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static KNOWN: std::cell::RefCell<TermMap<BV, (u64, u64)>> = std::cell::RefCell::new(TermMap::default());
 }
 
 thread_local! {
     /// What a query's scope says of its packet's addresses (see
     /// [`assume_addr`]).
-    static FACTS: std::cell::RefCell<std::collections::HashMap<BV, AddrFacts>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static FACTS: std::cell::RefCell<TermMap<BV, AddrFacts>> = std::cell::RefCell::new(TermMap::default());
 }
 
 /// Facts about a term of a query's packet that its scope asserts: an
@@ -177,8 +193,7 @@ thread_local! {
     /// Bits of a term that are copies of the same bits of another (its
     /// base): a mark that rules rewrote elsewhere keeps kube-proxy's bit
     /// from the mark it had before, which known bits cannot say.
-    static COPIES: std::cell::RefCell<std::collections::HashMap<BV, (BV, u64)>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static COPIES: std::cell::RefCell<TermMap<BV, (BV, u64)>> = std::cell::RefCell::new(TermMap::default());
 }
 
 /// How far [`chain`] follows copies.
@@ -229,7 +244,7 @@ pub(crate) fn note_named(v: &BV, x: &BV) {
 /// copy them from one term (a mark kept through rules that only rewrote
 /// other bits).
 pub fn same_bits(a: &BV, b: &BV, mask: u64) -> bool {
-    let cb: std::collections::HashMap<BV, u64> = chain(b).into_iter().collect();
+    let cb: TermMap<BV, u64> = chain(b).into_iter().collect();
     chain(a).iter().any(|(x, ma)| ma & mask == mask && cb.get(x).is_some_and(|mb| mb & mask == mask))
 }
 
@@ -544,7 +559,7 @@ pub fn ite_bv(c: &Bool, a: &BV, b: &BV) -> BV {
             let r = with_known(c.ite(a, b), (same, va & same));
             if r.get_size() == 32 && r.num().is_none() {
                 // The nearest term both branches copy from.
-                let cb: std::collections::HashMap<BV, u64> = chain(b).into_iter().collect();
+                let cb: TermMap<BV, u64> = chain(b).into_iter().collect();
                 if let Some((x, m)) = chain(a).into_iter().find_map(|(x, ma)| cb.get(&x).map(|mb| (x.clone(), ma & mb)))
                 {
                     note_copies(&r, &x, m);
