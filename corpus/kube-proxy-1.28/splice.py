@@ -12,7 +12,13 @@ usage: splice.py NODE-IPTABLES-SAVE RESTORE-INPUT > NEW-IPTABLES-SAVE
   rules, in order; a chain it declares that the dump lacks is added after
   the dump's chains.
 - Everything else (built-in chains, their jumps into KUBE-*, Calico's
-  chains, kubelet's) is kept as it was.
+  chains, kubelet's) is kept as it was, except that the jumps kube-proxy
+  v1.28 ensures at every sync (its `iptablesJumpChains`, each added at the
+  top of its built-in chain when missing) are added where missing, below
+  Calico's own jumps, which Calico keeps first. The seed came from an
+  older kube-proxy that had no KUBE-PROXY-FIREWALL.
+
+An empty RESTORE-INPUT (/dev/null) only adds the missing jumps.
 """
 import re
 import sys
@@ -50,6 +56,42 @@ def parse(text):
     return order, tables
 
 
+# kube-proxy v1.28's jumps from built-in chains, in the order it ensures
+# them: (table, chain, rule text after "-A CHAIN ").
+JUMPS = [
+    ("filter", "INPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
+    ("filter", "FORWARD", '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
+    ("filter", "INPUT", '-m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS'),
+    ("filter", "FORWARD", '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
+    ("filter", "OUTPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
+    ("filter", "FORWARD", '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD'),
+    ("filter", "INPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
+    ("filter", "OUTPUT", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
+    ("filter", "FORWARD", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL'),
+    ("nat", "OUTPUT", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
+    ("nat", "PREROUTING", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
+    ("nat", "POSTROUTING", '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'),
+]
+
+
+def ensure_jumps(tables):
+    for t, chain, rest in JUMPS:
+        if t not in tables:
+            continue
+        chains, heads, rules = tables[t]
+        target = rest.rsplit(" ", 1)[1]
+        if chain not in heads or target not in heads:
+            continue
+        line = "-A %s %s" % (chain, rest)
+        have = rules.setdefault(chain, [])
+        if line in have:
+            continue
+        at = 0
+        while at < len(have) and " -j cali-" in have[at]:
+            at += 1
+        have.insert(at, line)
+
+
 def main():
     base, inp = (open(p).read() for p in sys.argv[1:3])
     order, tables = parse(base)
@@ -68,6 +110,7 @@ def main():
                 chains.append(c)
                 heads[c] = "- [0:0]"
             rules[c] = nrules.get(c, [])
+    ensure_jumps(tables)
     out = []
     for t in order:
         chains, heads, rules = tables[t]

@@ -37,6 +37,10 @@ pub struct Service {
     pub cluster_ip: Option<(Ipv4Addr, u16)>,
     /// External IPs and LoadBalancer ingress IPs with their port.
     pub external_ips: Vec<(Ipv4Addr, u16)>,
+    /// Which of `external_ips` are LoadBalancer ingress IPs (kube-proxy's
+    /// comment ends in "loadbalancer IP"; the others in "external IP").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lb_ips: Vec<Ipv4Addr>,
     /// The NodePort, from KUBE-NODEPORTS.
     pub node_port: Option<u16>,
     /// The `KUBE-SVC-` chain (all endpoints).
@@ -104,6 +108,7 @@ impl Service {
             proto,
             cluster_ip: None,
             external_ips: Vec::new(),
+            lb_ips: Vec::new(),
             node_port: None,
             svc_chain: None,
             svl_chain: None,
@@ -196,6 +201,10 @@ impl Intent {
                             s.cluster_ip = Some((d.value.addr(), port));
                         } else if !s.external_ips.contains(&(d.value.addr(), port)) {
                             s.external_ips.push((d.value.addr(), port));
+                        }
+                        let lb = r.comments().any(|c| c.ends_with("loadbalancer IP"));
+                        if lb && !is_cluster_ip && !s.lb_ips.contains(&d.value.addr()) {
+                            s.lb_ips.push(d.value.addr());
                         }
                     }
                     if target.starts_with("KUBE-SVC-") {

@@ -33,6 +33,11 @@ pub struct Probe {
     pub proto: Proto,
     /// The sender's source port.
     pub sport: u16,
+    /// The node a host hands the packet to, whatever its routes say: a load
+    /// balancer's or a router's choice (`trace --via NODE`), for a packet to
+    /// an external or load-balancer IP that no machine of the snapshot owns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 fn ser_proto<S: serde::Serializer>(p: &Proto, s: S) -> Result<S::Ok, S::Error> {

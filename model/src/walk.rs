@@ -114,7 +114,7 @@ pub fn probe(snap: &Snapshot, from: &str, to: &str, proto: Proto, sport: u16) ->
             known_addresses(snap).join(", ")
         )));
     }
-    Ok(Probe { from: from.to_string(), to: to.to_string(), dst, dport, proto, sport })
+    Ok(Probe { from: from.to_string(), to: to.to_string(), dst, dport, proto, sport, via: None })
 }
 
 /// [`probe`] without the check that somebody owns the destination: what a
@@ -126,7 +126,7 @@ pub fn probe_anywhere(snap: &Snapshot, from: &str, to: &str, proto: Proto, sport
         return Err(TraceError("source port 0 is outside 1-65535".into()));
     }
     find_end(snap, from)?;
-    Ok(Probe { from: from.to_string(), to: to.to_string(), dst, dport, proto, sport })
+    Ok(Probe { from: from.to_string(), to: to.to_string(), dst, dport, proto, sport, via: None })
 }
 
 fn known_addresses(snap: &Snapshot) -> Vec<String> {
@@ -597,7 +597,17 @@ fn run_branch<'s>(
         reply: None,
         steps: Vec::new(),
     };
-    let fate = match run.start(from, first) {
+    // `via`: the host hands the packet to that node's LAN interface
+    // (checked in `trace`: a host, a node of the snapshot).
+    let via = probe.via.as_ref().and_then(|v| snap.nodes.iter().position(|n| n.name == *v));
+    let start = match (via, from) {
+        (Some(n), End::Host(_)) => {
+            let lan = snap.nodes.get(n).map(|x| x.lan.clone()).unwrap_or_default();
+            Ok(At::Arrive { n, iface: lan, pkt: first, carrier: false })
+        }
+        _ => run.start(from, first),
+    };
+    let fate = match start {
         Ok(at) => run.go(at, false, draws),
         Err(f) => f,
     };
@@ -675,6 +685,18 @@ fn run_branch<'s>(
 /// Trace a probe and its reply through the cluster.
 pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trace, TraceError> {
     let from = find_end(snap, &probe.from)?;
+    if let Some(v) = &probe.via {
+        if !matches!(from, End::Host(_)) {
+            return Err(TraceError(format!(
+                "--via {v}: only a host's packet is handed to a node; {} is not a host",
+                probe.from
+            )));
+        }
+        if !snap.nodes.iter().any(|n| n.name == *v) {
+            let names: Vec<&str> = snap.nodes.iter().map(|n| n.name.as_str()).collect();
+            return Err(TraceError(format!("--via {v}: no such node (nodes: {})", names.join(", "))));
+        }
+    }
     validate(snap)?;
     let tables: Vec<Rc<NodeTables<'_>>> = snap.nodes.iter().map(|n| Rc::new(NodeTables::new(n))).collect();
     let mut branches = Vec::new();

@@ -220,6 +220,10 @@ pub struct TraceArgs {
     /// Follow one branch of every random choice, drawn with this seed.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Hand a host's packet to this node, whatever the host's routes say (a
+    /// load balancer's choice): for external and load-balancer IPs.
+    #[arg(long, value_name = "NODE")]
+    pub via: Option<String>,
     /// Take tunnel carrier flows as NEW (IPIP carriers are ESTABLISHED by default).
     #[arg(long)]
     pub new_carriers: bool,
@@ -646,7 +650,14 @@ fn cmd_trace(a: &TraceArgs, ui: &Ui) -> Result<u8, Bad> {
     let mut opts = TraceOptions { seed: a.seed, ..TraceOptions::default() };
     opts.node.carrier_established = !a.new_carriers;
     let snap = load(&a.snapshot)?;
-    let probe = walk::probe(&snap, &a.from, &a.to, proto, a.sport).map_err(|e| Bad(e.0))?;
+    // Handed to a node, the packet may go to an address nobody owns (a
+    // load-balancer IP): that node's rules decide.
+    let probe = match &a.via {
+        None => walk::probe(&snap, &a.from, &a.to, proto, a.sport),
+        Some(v) => walk::probe_anywhere(&snap, &a.from, &a.to, proto, a.sport)
+            .map(|p| natpath_model::trace::Probe { via: Some(v.clone()), ..p }),
+    }
+    .map_err(|e| Bad(e.0))?;
     let trace = walk::trace(&snap, &probe, &opts).map_err(|e| Bad(e.0))?;
     match a.format {
         TraceFormat::Json => emit(&json(&trace)?),

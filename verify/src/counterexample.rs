@@ -320,6 +320,7 @@ pub(crate) fn replay_walk(snap: &Snapshot, from: &str, pkt: &PacketValue) -> Res
         dport: pkt.dport,
         proto: Proto(pkt.proto),
         sport: pkt.sport,
+        via: None,
     };
     walk::trace(snap, &probe, &TraceOptions::default()).map_err(|e| e.0)
 }

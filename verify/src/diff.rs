@@ -108,9 +108,12 @@ pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// `nodeport`; `other-port` for node ports no Service declares;
-    /// `cluster-ip` for a Service's cluster IP, from pods.
+    /// `cluster-ip` for a Service's cluster IP, from pods; `external-ip`
+    /// and `load-balancer-ip` for a Service's external and load-balancer
+    /// IPs, from outside clients that hand the packet to the node.
     pub entry: &'static str,
-    /// The cluster IP, for `cluster-ip`.
+    /// The Service address, for `cluster-ip`, `external-ip` and
+    /// `load-balancer-ip`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// `tcp`, `udp` or `sctp`.
@@ -179,10 +182,16 @@ pub struct Unknown {
 
 impl Change {
     /// How reports name the change: `NodePort tcp/32220 (ns/svc:port)`,
-    /// `cluster IP tcp/10.96.0.10:53 (ns/svc:port)` or `other tcp ports`.
+    /// `cluster IP tcp/10.96.0.10:53 (ns/svc:port)` (likewise `external
+    /// IP` and `load-balancer IP`) or `other tcp ports`.
     pub fn label(&self) -> String {
+        let kind = match self.entry {
+            "external-ip" => "external IP",
+            "load-balancer-ip" => "load-balancer IP",
+            _ => "cluster IP",
+        };
         match (&self.service, self.port, &self.address) {
-            (Some(s), Some(p), Some(a)) => format!("cluster IP {}/{a}:{p} ({s})", self.proto),
+            (Some(s), Some(p), Some(a)) => format!("{kind} {}/{a}:{p} ({s})", self.proto),
             (Some(s), Some(p), None) => format!("NodePort {}/{p} ({s})", self.proto),
             _ => format!("other {} ports (no Service)", self.proto),
         }
@@ -225,13 +234,42 @@ struct Entry {
     proto: Proto,
     port: Option<Port>,
     others: Vec<Port>,
-    cluster_ip: Option<Ipv4Addr>,
+    to: To,
+}
+
+/// Where an entry's packets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum To {
+    /// The node's LAN addresses, from an outside client: a NodePort, or
+    /// the ports no Service declares.
+    Lan,
+    /// A Service's cluster IP, from a pod on the node.
+    ClusterIp(Ipv4Addr),
+    /// A Service's external IP, from an outside client that hands the
+    /// packet to the node (a router's route to the address).
+    ExternalIp(Ipv4Addr),
+    /// A Service's load-balancer IP, likewise (the load balancer's choice
+    /// of node, or the node that announces the address).
+    LoadBalancerIp(Ipv4Addr),
 }
 
 impl Entry {
+    /// The sender is a pod (else an outside host).
+    fn sent_by_pod(&self) -> bool {
+        matches!(self.to, To::ClusterIp(_))
+    }
+
+    /// The Service address the packets go to (none for a node's LAN).
+    fn service_ip(&self) -> Option<Ipv4Addr> {
+        match self.to {
+            To::Lan => None,
+            To::ClusterIp(ip) | To::ExternalIp(ip) | To::LoadBalancerIp(ip) => Some(ip),
+        }
+    }
+
     /// The sender as a source class.
     fn source(&self) -> String {
-        if self.cluster_ip.is_some() {
+        if self.sent_by_pod() {
             format!("pod `{}` on {}", self.host, self.node)
         } else {
             format!("outside client `{}`", self.host)
@@ -395,13 +433,13 @@ pub(crate) fn diff_using(
         unknown: Vec::new(),
         notes: vec![if dopts.pods {
             "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
-             every port of every protocol, and from the first pod of each node (declared alike on both sides) \
-             to every Service's cluster IP; traffic from nodes and other pods, and to external and \
-             load-balancer IPs, is not compared yet"
+             every port of every protocol, and to every Service's external and load-balancer IPs handed \
+             to each node; and from the first pod of each node (declared alike on both sides) to every \
+             Service's cluster IP; traffic from nodes and other pods is not compared yet"
         } else {
             "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
-             every port of every protocol; traffic from pods and nodes, and to cluster, external and \
-             load-balancer IPs, is not compared yet"
+             every port of every protocol, and to every Service's external and load-balancer IPs handed \
+             to each node; traffic from pods and nodes, and to cluster IPs, is not compared yet"
         }
         .into()],
     };
@@ -419,6 +457,7 @@ pub(crate) fn diff_using(
     }
     // The entries: every (node, host near it on both sides, port entry).
     let mut entries: Vec<Entry> = Vec::new();
+    let mut near_hosts: Vec<(String, Vec<String>)> = Vec::new();
     for node in &na {
         let (Some(ni_b), Some(ni_a)) = (index(before, node), index(after, node)) else { continue };
         let near_b: Vec<String> = b.c.hosts_near(ni_b).iter().filter_map(|&h| host_name(before, h)).collect();
@@ -450,7 +489,7 @@ pub(crate) fn diff_using(
                         proto,
                         port: Some(p.clone()),
                         others: Vec::new(),
-                        cluster_ip: None,
+                        to: To::Lan,
                     });
                 }
                 entries.push(Entry {
@@ -459,15 +498,46 @@ pub(crate) fn diff_using(
                     proto,
                     port: None,
                     others: same,
-                    cluster_ip: None,
+                    to: To::Lan,
                 });
             }
         }
         if near.is_empty() {
             out.notes.push(format!("{node}: no host of both sides is on its LAN segment: not compared"));
         }
+        near_hosts.push((node.clone(), near));
     }
     out.scope.sources = hosts.iter().map(|h| format!("outside client `{h}`")).collect();
+    // External and load-balancer IPs of either side, from every host near
+    // a node, handed to that node.
+    let mut external: Vec<(To, Port)> = Vec::new();
+    for snap in [before, after] {
+        for n in &snap.nodes {
+            for svc in natpath_model::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces).services {
+                for &(ip, port) in &svc.external_ips {
+                    let to = if svc.lb_ips.contains(&ip) { To::LoadBalancerIp(ip) } else { To::ExternalIp(ip) };
+                    if !external.iter().any(|(t, p)| *t == to && p.port == port && p.proto == svc.proto.0) {
+                        external.push((to, Port { proto: svc.proto.0, port, service: svc.name.clone() }));
+                    }
+                }
+            }
+        }
+    }
+    external.sort_by(|x, y| (&x.1.service, x.1.port).cmp(&(&y.1.service, y.1.port)));
+    for (node, near) in &near_hosts {
+        for h in near {
+            for (to, p) in &external {
+                entries.push(Entry {
+                    node: node.clone(),
+                    host: h.clone(),
+                    proto: Proto(p.proto),
+                    port: Some(p.clone()),
+                    others: Vec::new(),
+                    to: *to,
+                });
+            }
+        }
+    }
     // Pods as senders (with `pods`): the first pod of each node that both
     // sides declare alike, to the cluster IP of every Service port either
     // side has.
@@ -501,7 +571,7 @@ pub(crate) fn diff_using(
                 proto: Proto(p.proto),
                 port: Some(p.clone()),
                 others: Vec::new(),
-                cluster_ip: Some(*ip),
+                to: To::ClusterIp(*ip),
             });
         }
     }
@@ -516,16 +586,16 @@ pub(crate) fn diff_using(
         }
         // The sender's address: a host's, or (pods as senders) a pod's,
         // declared alike on both sides.
-        let address = |e: &Entry| match e.cluster_ip {
-            None => after.cluster.hosts.iter().find(|x| x.name == e.host).map(|x| x.address.addr()),
-            Some(_) => after.cluster.pods.iter().find(|x| x.name == e.host).map(|x| x.address),
+        let address = |e: &Entry| match e.sent_by_pod() {
+            false => after.cluster.hosts.iter().find(|x| x.name == e.host).map(|x| x.address.addr()),
+            true => after.cluster.pods.iter().find(|x| x.name == e.host).map(|x| x.address),
         };
         entries.retain(|e| {
             let ports = match &e.port {
                 Some(p) => Ports::one(p.port),
                 None => Ports::AllBut(e.others.iter().map(|p| p.port).collect()),
             };
-            let dsts = match e.cluster_ip {
+            let dsts = match e.service_ip() {
                 Some(ip) => vec![ip],
                 None => after.node(&e.node).map(|n| n.lan_addrs()).unwrap_or_default(),
             };
@@ -630,11 +700,17 @@ fn proto_name(p: Proto) -> String {
 
 fn entry_label(e: &Entry) -> String {
     let (node, host, proto) = (&e.node, &e.host, e.proto);
-    match (&e.port, e.cluster_ip) {
-        (Some(p), Some(ip)) => {
+    match (&e.port, e.to) {
+        (Some(p), To::ClusterIp(ip)) => {
             format!("cluster IP {}/{ip}:{} ({}) from pod {host} on {node}", proto_name(proto), p.port, p.service)
         }
-        (Some(p), None) => format!("{node} NodePort {}/{} ({}) from {host}", proto_name(proto), p.port, p.service),
+        (Some(p), To::ExternalIp(ip)) => {
+            format!("external IP {}/{ip}:{} ({}) from {host} via {node}", proto_name(proto), p.port, p.service)
+        }
+        (Some(p), To::LoadBalancerIp(ip)) => {
+            format!("load-balancer IP {}/{ip}:{} ({}) from {host} via {node}", proto_name(proto), p.port, p.service)
+        }
+        (Some(p), To::Lan) => format!("{node} NodePort {}/{} ({}) from {host}", proto_name(proto), p.port, p.service),
         (None, _) => format!("{node} other {} ports from {host}", proto_name(proto)),
     }
 }
@@ -771,14 +847,20 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
     };
     // The sender's address, the destinations and the device the packet
     // arrives by (a node's LAN for a host, the pod's veth for a pod).
-    let (src, lans, dev): (Ipv4Addr, Vec<Ipv4Addr>, Option<String>) = match e.cluster_ip {
-        Some(ip) => {
+    let (src, lans, dev): (Ipv4Addr, Vec<Ipv4Addr>, Option<String>) = match e.to {
+        To::ClusterIp(ip) => {
             let Some(p) = a.snap.cluster.pods.iter().find(|x| x.name == host) else {
                 return Err("BUG: a pod of the scope is missing".into());
             };
             (p.address, vec![ip], Some(p.iface.clone()))
         }
-        None => {
+        To::ExternalIp(ip) | To::LoadBalancerIp(ip) => {
+            let Some(h) = a.snap.cluster.hosts.iter().find(|x| x.name == host) else {
+                return Err("BUG: a host of the scope is missing".into());
+            };
+            (h.address.addr(), vec![ip], None)
+        }
+        To::Lan => {
             let Some(h) = a.snap.cluster.hosts.iter().find(|x| x.name == host) else {
                 return Err("BUG: a host of the scope is missing".into());
             };
@@ -802,7 +884,7 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
         "d.{node}.{host}.{}.{}.{}",
         proto.0,
         port.map(|p| p.port).unwrap_or(0),
-        e.cluster_ip.map(|i| i.to_string()).unwrap_or_default()
+        e.service_ip().map(|i| i.to_string()).unwrap_or_default()
     );
     let mut scope = first_packet(&pkt);
     scope.push(pkt.src.feq(crate::encode::packet::addr(src)));
@@ -1029,8 +1111,11 @@ fn example(
     let sport = w.u64(&pkt.sport).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0).unwrap_or(40000);
     let to = format!("{dst}:{dport}");
     let packet = format!("{} {src}:{sport} -> {to}", proto_name(proto));
+    // A packet to an external or load-balancer IP is handed to the node.
+    let via = matches!(e.to, To::ExternalIp(_) | To::LoadBalancerIp(_)).then(|| node.to_string());
     let replay = |s: &Snapshot| -> Result<Trace, String> {
         let p = natpath_model::walk::probe_anywhere(s, host, &to, proto, sport).map_err(|e| e.0)?;
+        let p = natpath_model::trace::Probe { via: via.clone(), ..p };
         natpath_model::walk::trace(s, &p, &TraceOptions::default()).map_err(|e| e.0)
     };
     let (tb, ta) = (replay(b.snap), replay(a.snap));
@@ -1190,11 +1275,13 @@ fn add_change(changes: &mut Vec<Change>, e: &Entry, ex: Example) {
     let service = e.port.as_ref().map(|p| p.service.clone());
     let pname = proto_name(e.proto);
     let pnum = e.port.as_ref().map(|p| p.port);
-    let address = e.cluster_ip.map(|i| i.to_string());
-    let entry = match (&e.cluster_ip, pnum) {
-        (Some(_), _) => "cluster-ip",
-        (None, Some(_)) => "nodeport",
-        (None, None) => "other-port",
+    let address = e.service_ip().map(|i| i.to_string());
+    let entry = match (e.to, pnum) {
+        (To::ClusterIp(_), _) => "cluster-ip",
+        (To::ExternalIp(_), _) => "external-ip",
+        (To::LoadBalancerIp(_), _) => "load-balancer-ip",
+        (To::Lan, Some(_)) => "nodeport",
+        (To::Lan, None) => "other-port",
     };
     let source = e.source();
     let idx =

@@ -425,3 +425,30 @@ fn a_dump_from_the_wrong_backend_is_nothing_in_scope_not_a_pass() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v.get("nothing_in_scope").is_none());
 }
+
+/// A packet to a load-balancer IP nobody owns: the host's routes cannot say
+/// which node gets it, `--via` hands it to one, and that node's rules
+/// (kube-proxy's `loadBalancerSourceRanges` firewall included) decide.
+#[test]
+fn trace_via_hands_a_host_packet_to_a_node() {
+    let lb = corpus("kube-proxy-1.28-lb");
+    let (code, out, _) = natpath(&["trace", &lb, "--from", "client", "--to", "10.0.0.240:8080"]);
+    assert_eq!(code, 3, "without --via the snapshot does not say who gets it: {out}");
+    let (code, out, err) = natpath(&["trace", &lb, "--from", "client", "--to", "10.0.0.240:8080", "--via", "node1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("trace tcp client -> 10.0.0.240:8080 (sport 40000, handed to node1)"), "{out}");
+    assert!(out.contains("delivered to pod default/nginx-854f5d4bbd-x7k2p"), "{out}");
+    let (_, json, _) =
+        natpath(&["trace", &lb, "--from", "client", "--to", "10.0.0.240:8080", "--via", "node1", "--format", "json"]);
+    assert!(json.contains("\"via\": \"node1\""), "{json}");
+    let ranges = corpus("pairs/kp-lb-source-ranges/after");
+    let (code, out, _) = natpath(&["trace", &ranges, "--from", "client", "--to", "10.0.0.240:8080", "--via", "node2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("KUBE-PROXY-FIREWALL") && out.contains("dropped"), "{out}");
+    // Only a host's packet is handed over, and only to a node.
+    let (code, _, err) = natpath(&["trace", &lb, "--from", "node1", "--to", "10.0.0.240:8080", "--via", "node2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a host"), "{err}");
+    let (code, _, err) = natpath(&["trace", &lb, "--from", "client", "--to", "10.0.0.240:8080", "--via", "node9"]);
+    assert_eq!((code, err.contains("no such node")), (2, true), "{err}");
+}

@@ -38,6 +38,8 @@ struct Pair {
     /// The invariant the gate must find newly failing, for the pairs that
     /// break one (`inv-*`).
     invariant: Option<String>,
+    /// The entries where the change shows (`nodeport` by default).
+    entries: Vec<String>,
 }
 
 fn pairs() -> Vec<Pair> {
@@ -58,6 +60,10 @@ fn pairs() -> Vec<Pair> {
                 |n| n.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect(),
             ),
             invariant: t.get("invariant").map(|x| x.as_str().unwrap().to_string()),
+            entries: t.get("entries").map_or_else(
+                || vec!["nodeport".to_string()],
+                |n| n.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            ),
             dir,
         });
     }
@@ -126,11 +132,15 @@ fn real_changes_are_found_in_their_service_on_every_node_with_a_replayed_packet(
         let d = run_diff(p, true);
         assert_eq!(d.exit_code(), 1, "{}", p.name);
         assert!(d.unknown.is_empty(), "{}: {:#?}", p.name, d.unknown);
-        let services: Vec<&str> =
-            d.changes.iter().filter(|c| c.entry == "nodeport").filter_map(|c| c.service.as_deref()).collect();
+        let services: Vec<&str> = d
+            .changes
+            .iter()
+            .filter(|c| p.entries.iter().any(|e| e == c.entry))
+            .filter_map(|c| c.service.as_deref())
+            .collect();
         assert_eq!(services, p.changed, "{}", p.name);
         for c in &d.changes {
-            if c.entry == "nodeport" {
+            if p.entries.iter().any(|e| e == c.entry) {
                 assert_eq!(c.nodes, p.nodes, "{}", p.name);
             }
             for e in &c.examples {
@@ -336,19 +346,23 @@ fn changes_rendered_by_kube_proxy_are_judged_by_the_gate() {
         "service-added",
         "service-deleted",
         "masquerade-all",
+        "external-ip",
+        "lb-added",
+        "lb-source-ranges",
     ];
     let all = pairs();
     for k in kinds {
         let name = format!("kp-{k}");
         let p = all.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no pair {name}"));
         let after = format!("pairs/{name}/after");
-        let g = gate_of("kube-proxy-1.28", &after, None, GateOptions::default());
+        let before = rel(&p.before);
+        let g = gate_of(&before, &after, None, GateOptions::default());
         if p.expect == "same" {
             assert_eq!((g.verdict, g.exit), ("pass", 0), "{name}");
             continue;
         }
         assert_eq!((g.verdict, g.exit), ("fail", 1), "{name}");
-        let g = gate_of("kube-proxy-1.28", &after, Some(&allow_all(&p.changed)), GateOptions::default());
+        let g = gate_of(&before, &after, Some(&allow_all(&p.changed)), GateOptions::default());
         let failing: Vec<&str> = g.invariants.iter().filter(|i| i.gate == "fail").map(|i| i.invariant).collect();
         if k == "target-port" {
             // The pod does not listen on the new port: allowed as a change,

@@ -588,7 +588,7 @@ fn walks(name: &str) {
     let mut checked = 0;
     for (from, dst, dport, proto) in probes {
         let sport = 40000u16;
-        let probe = Probe { from: from.clone(), to: format!("{dst}:{dport}"), dst, dport, proto, sport };
+        let probe = Probe { from: from.clone(), to: format!("{dst}:{dport}"), dst, dport, proto, sport, via: None };
         let Ok(trace) = mwalk::trace(&snap, &probe, &TraceOptions::default()) else { continue };
         // Where the probe enters the cluster, as the model's walk has it.
         let (src, start_node, start_dev) = if let Some(h) = snap.cluster.hosts.iter().find(|h| h.name == from) {

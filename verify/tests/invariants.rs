@@ -82,6 +82,7 @@ macro_rules! corpus_test {
 corpus_test!(corpus_seed_ipip_local, "seed-ipip-local");
 corpus_test!(corpus_seed_ipip_remote, "seed-ipip-remote");
 corpus_test!(corpus_kube_proxy_1_28, "kube-proxy-1.28");
+corpus_test!(corpus_kube_proxy_1_28_lb, "kube-proxy-1.28-lb");
 corpus_test!(corpus_multi_endpoint, "multi-endpoint");
 corpus_test!(corpus_etp_local_with_endpoint, "etp-local-with-endpoint");
 corpus_test!(corpus_etp_local_no_endpoint, "etp-local-no-endpoint");

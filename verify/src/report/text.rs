@@ -79,11 +79,12 @@ pub fn trace(t: &Trace) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "trace {} {} -> {} (sport {})",
+        "trace {} {} -> {} (sport {}{})",
         natpath_model::packet::proto_name(t.probe.proto),
         t.probe.from,
         t.probe.to,
-        t.probe.sport
+        t.probe.sport,
+        t.probe.via.as_ref().map(|v| format!(", handed to {v}")).unwrap_or_default()
     );
     let n = t.branches.len();
     for (i, b) in t.branches.iter().enumerate() {
