@@ -511,9 +511,9 @@ pub(crate) fn diff_using(
     // External and load-balancer IPs of either side, from every host near
     // a node, handed to that node.
     let mut external: Vec<(To, Port)> = Vec::new();
-    for snap in [before, after] {
-        for n in &snap.nodes {
-            for svc in natpath_model::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces).services {
+    for side in [&b, &a] {
+        for intent in side.c.intents.iter() {
+            for svc in &intent.services {
                 for &(ip, port) in &svc.external_ips {
                     let to = if svc.lb_ips.contains(&ip) { To::LoadBalancerIp(ip) } else { To::ExternalIp(ip) };
                     if !external.iter().any(|(t, p)| *t == to && p.port == port && p.proto == svc.proto.0) {
@@ -542,9 +542,9 @@ pub(crate) fn diff_using(
     // sides declare alike, to the cluster IP of every Service port either
     // side has.
     let mut cluster: Vec<(Ipv4Addr, Port)> = Vec::new();
-    for snap in [before, after].into_iter().filter(|_| dopts.pods) {
-        for n in &snap.nodes {
-            for svc in natpath_model::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces).services {
+    for side in [&b, &a].into_iter().filter(|_| dopts.pods) {
+        for intent in side.c.intents.iter() {
+            for svc in &intent.services {
                 if let Some((ip, port)) = svc.cluster_ip {
                     if !cluster.iter().any(|(i, p)| *i == ip && p.port == port && p.proto == svc.proto.0) {
                         cluster.push((ip, Port { proto: svc.proto.0, port, service: svc.name.clone() }));
