@@ -384,8 +384,6 @@ mod errors {
         => "t:3:31: unknown option `--bogus`");
     err!(unknown_module: &dump("filter", ":X - [0:0]\n-A X -m foo --bar -j ACCEPT")
         => "t:3:9: unknown match module `foo`");
-    err!(unknown_target: &dump("mangle", ":X - [0:0]\n-A X -j NFQUEUE --queue-num 1")
-        => "t:3:9: target `NFQUEUE` is not supported by natpath");
     err!(jump_to_missing_chain: &dump("nat", ":KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y")
         => "t:3:63: chain `KUBE-SVC-NPX46M4PTMTKRN6Y` is not declared in table `nat` (jump from `KUBE-SERVICES`)");
     err!(goto_to_missing_chain: &dump("filter", ":cali-FORWARD - [0:0]\n-A cali-FORWARD -i cali+ -g cali-from-wl-dispatch")
@@ -1085,6 +1083,35 @@ mod forms {
         );
         assert_round_trip(&rs, &opts);
         assert!(parse(&text, "l", &Options::default()).is_err());
+    }
+
+    /// Modules and targets iptables has and natpath does not model (`-m
+    /// u32`, `-m string`, `-j NFQUEUE`) are kept without `--lenient`: the
+    /// verdicts that depend on them are unknown, the rest of the snapshot
+    /// is checked. A name iptables does not have (`-m foo`) is refused, as
+    /// iptables-restore refuses it.
+    #[test]
+    fn modules_iptables_has_are_kept_unmodelled() {
+        let text = dump(
+            "mangle",
+            ":X - [0:0]\n-A X -m u32 --u32 \"0x0>>0x16&0x3c@0x0>>0x10=0x50\" -m string --algo bm --string GET -j NFQUEUE --queue-num 3",
+        );
+        let rs = parse_ok(&text, "s");
+        let r = rs.tables.first().unwrap().chain("X").unwrap().rules.first().unwrap();
+        assert_eq!(
+            r.matches.first(),
+            Some(&Match::Unsupported {
+                module: "u32".into(),
+                args: vec!["--u32".into(), "0x0>>0x16&0x3c@0x0>>0x10=0x50".into()]
+            })
+        );
+        assert!(matches!(r.matches.get(1), Some(Match::Unsupported { module, .. }) if module == "string"));
+        assert!(matches!(&r.target, Some(Target::Unsupported { name, .. }) if name == "NFQUEUE"));
+        assert_round_trip(&rs, &Options::default());
+        assert_eq!(
+            error_of(&dump("filter", ":X - [0:0]\n-A X -m foo --bar -j ACCEPT")),
+            "t:3:9: unknown match module `foo`"
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ natpath parse corpus/kube-proxy-reference/svc100.node.iptables-save --format jso
     #[command(after_help = "Examples:\n  \
 natpath trace corpus/seed-ipip-remote --from client --to 10.0.0.51:32220\n  \
 natpath trace corpus/multi-endpoint --from client --to 10.0.0.51:32220 --seed 7\n  \
+natpath trace corpus/kube-proxy-1.28-lb --from client --to 10.0.0.240:8080 --via node1\n  \
 natpath trace corpus/calico-vxlan --from client --to 10.0.0.51:32220 --format dot | dot -Tsvg > trace.svg\n\n\
 Every branch of a random choice (statistic) is traced with its exact probability unless --seed picks one.\n\
 Exit 0 when traced, 2 for bad input, 3 when a branch is unknown (a rule natpath cannot model).")]

@@ -452,3 +452,30 @@ fn trace_via_hands_a_host_packet_to_a_node() {
     let (code, _, err) = natpath(&["trace", &lb, "--from", "client", "--to", "10.0.0.240:8080", "--via", "node9"]);
     assert_eq!((code, err.contains("no such node")), (2, true), "{err}");
 }
+
+/// A rule with a module iptables has and natpath does not model (`-m u32`
+/// on node1's forwarding path) makes unknown exactly the verdicts whose
+/// packets can meet it, naming its file and line, and `check` exits 3; the
+/// other verdicts are still given. Without it the copy holds everything.
+#[test]
+fn an_unmodelled_module_makes_only_what_depends_on_it_unknown() {
+    let dir = copy_snapshot("seed-ipip-remote", "u32");
+    let file = dir.join("nodes/node1/iptables-save");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let at = text.find("-A KUBE-FORWARD ").expect("the seed has KUBE-FORWARD rules");
+    let line = text[..at].lines().count() + 1;
+    let rule = "-A KUBE-FORWARD -m u32 --u32 \"0x0>>0x16&0x3c@0x0>>0x10=0x50\" -j DROP\n";
+    std::fs::write(&file, format!("{}{rule}{}", &text[..at], &text[at..])).unwrap();
+    let (code, out, err) = natpath(&["check", dir.to_str().unwrap(), "--format", "json", "--quiet"]);
+    assert_eq!(code, 3, "{err}\n{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let verdicts = v["verdicts"].as_array().unwrap();
+    let unknown: Vec<&str> =
+        verdicts.iter().filter(|x| x["verdict"] == "unknown").map(|x| x["invariant"].as_str().unwrap()).collect();
+    let holds = verdicts.iter().filter(|x| x["verdict"] == "holds").count();
+    assert!(unknown.contains(&"nodeport-reachable"), "{unknown:?}");
+    assert!(holds > 0 && holds + unknown.len() == verdicts.len(), "{out}");
+    let place = format!("iptables-save:{line}: filter KUBE-FORWARD rule 1: `-m u32` is not modelled");
+    assert!(out.contains(&place), "{place} not in {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -177,6 +177,51 @@ pub(crate) enum Builder {
     Unsupported(String, Vec<String>),
 }
 
+/// Match modules iptables has (its `libxt_*` and `libipt_*` extensions)
+/// and natpath does not model: a rule using one is kept as
+/// [`Match::Unsupported`](crate::ruleset::Match), and the verdicts that
+/// depend on it are unknown. Any other unknown name is refused, as
+/// iptables-restore refuses a module it cannot load.
+pub const UNMODELLED: &[&str] = &[
+    "ah",
+    "bpf",
+    "cgroup",
+    "cluster",
+    "connbytes",
+    "connlabel",
+    "connlimit",
+    "cpu",
+    "dccp",
+    "devgroup",
+    "dscp",
+    "ecn",
+    "esp",
+    "helper",
+    "ipcomp",
+    "ipvs",
+    "l2tp",
+    "length",
+    "mac",
+    "nfacct",
+    "osf",
+    "owner",
+    "physdev",
+    "pkttype",
+    "policy",
+    "quota",
+    "rateest",
+    "realm",
+    "rpfilter",
+    "socket",
+    "string",
+    "tcpmss",
+    "time",
+    "tos",
+    "ttl",
+    "u32",
+    "udplite",
+];
+
 impl Builder {
     /// A fresh module for `-m NAME`; `None` when natpath does not know it.
     pub fn new(name: &str) -> Option<Builder> {

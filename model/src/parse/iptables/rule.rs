@@ -239,7 +239,11 @@ fn parse_into(
                 }
                 let b = match matches::Builder::new(v.as_str()) {
                     Some(b) => b,
-                    None if lenient => matches::Builder::unsupported(v.as_str()),
+                    // A module iptables has and natpath does not model: the
+                    // rule is kept, and what depends on it is unknown.
+                    None if lenient || matches::UNMODELLED.contains(&v.as_str()) => {
+                        matches::Builder::unsupported(v.as_str())
+                    }
                     None if matches!(
                         v.as_str(),
                         "icmp6" | "ipv6header" | "frag" | "hbh" | "rt" | "dst" | "mh" | "eui64"
@@ -272,13 +276,9 @@ fn parse_into(
                         return Err(bad_because(v, s, "a chain name", "`-g` goes to user chains, not to targets"));
                     }
                     Kind::Known(b) => b,
-                    Kind::Unmodelled if lenient => targets::Builder::unsupported(name),
-                    Kind::Unmodelled => {
-                        return Err(LineError::new(
-                            v.start,
-                            format!("target `{}` is not supported by natpath", show(name)),
-                        ));
-                    }
+                    // A target iptables has and natpath does not model:
+                    // kept, and what depends on it is unknown.
+                    Kind::Unmodelled => targets::Builder::unsupported(name),
                     Kind::Chain => {
                         check_chain_name(v)?;
                         target_at = Some(v.start);
@@ -324,9 +324,9 @@ fn parse_into(
                         continue;
                     }
                 }
-                // Lenient: the words belong to the last unknown module or
-                // target, unless a protocol module would take them once `-p`
-                // is read (the printer writes `-p` first).
+                // The words belong to the last unmodelled module or target
+                // (any unknown one, lenient), unless a protocol module would
+                // take them once `-p` is read (the printer writes `-p` first).
                 const PROTO_OPTIONS: [&str; 9] = [
                     "--sport",
                     "--source-port",
@@ -338,7 +338,7 @@ fn parse_into(
                     "--chunk-types",
                     "--icmp-type",
                 ];
-                if lenient && !PROTO_OPTIONS.contains(&s) {
+                if !PROTO_OPTIONS.contains(&s) {
                     let target_last = target_pos == Some(mods.len());
                     let sink_is_unsupported = if target_last {
                         target.as_ref().is_some_and(|(b, _)| b.is_unsupported())
