@@ -226,8 +226,9 @@ struct Port {
 
 /// What one query compares: packets from `host` to `node`'s LAN addresses,
 /// of `proto`, to the NodePort `port` or (`None`) to any port but `others`;
-/// or, with `cluster_ip`, packets from the pod `host` on `node` to that
-/// Service's cluster IP and `port`.
+/// or packets to a Service address and `port` ([`To`]) from the outside
+/// host `host` handed to `node`, from the pod `host` on `node`, or from
+/// `node` itself ([`From`]).
 struct Entry {
     node: String,
     host: String,
@@ -235,6 +236,19 @@ struct Entry {
     port: Option<Port>,
     others: Vec<Port>,
     to: To,
+    from: From,
+}
+
+/// Who sends an entry's packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    /// An outside host of cluster.toml (`host`).
+    Host,
+    /// A pod on the node (`host`).
+    Pod,
+    /// The node itself (`host` is its name): the packet leaves by OUTPUT,
+    /// its source address chosen by the node's routes.
+    Node,
 }
 
 /// Where an entry's packets go.
@@ -254,11 +268,6 @@ enum To {
 }
 
 impl Entry {
-    /// The sender is a pod (else an outside host).
-    fn sent_by_pod(&self) -> bool {
-        matches!(self.to, To::ClusterIp(_))
-    }
-
     /// The Service address the packets go to (none for a node's LAN).
     fn service_ip(&self) -> Option<Ipv4Addr> {
         match self.to {
@@ -269,10 +278,10 @@ impl Entry {
 
     /// The sender as a source class.
     fn source(&self) -> String {
-        if self.sent_by_pod() {
-            format!("pod `{}` on {}", self.host, self.node)
-        } else {
-            format!("outside client `{}`", self.host)
+        match self.from {
+            From::Pod => format!("pod `{}` on {}", self.host, self.node),
+            From::Host => format!("outside client `{}`", self.host),
+            From::Node => format!("node `{}` itself", self.node),
         }
     }
 }
@@ -304,9 +313,9 @@ pub struct DiffOptions {
     /// Nodes equal up to chain names, comments and counters need no query
     /// (off in tests that prove the shortcut and the encoding agree).
     pub structural: bool,
-    /// Also compare the first pod of each node reaching every Service's
-    /// cluster IP: one entry per pod and Service port, each a walk to the
-    /// endpoints and back (`--pods`). Entries the change cannot reach are
+    /// Also compare the first pod of each node, and each node itself,
+    /// reaching every Service's cluster IP: one entry per sender and Service
+    /// port, each a walk to the endpoints and back (`--pods`). Entries the change cannot reach are
     /// skipped as any other ([`crate::delta`]); a change that reaches every
     /// packet makes it slow (about two minutes at 100 Services, with some
     /// entries timing out).
@@ -434,8 +443,8 @@ pub(crate) fn diff_using(
         notes: vec![if dopts.pods {
             "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
              every port of every protocol, and to every Service's external and load-balancer IPs handed \
-             to each node; and from the first pod of each node (declared alike on both sides) to every \
-             Service's cluster IP; traffic from nodes and other pods is not compared yet"
+             to each node; and from the first pod of each node (declared alike on both sides) and from \
+             each node itself to every Service's cluster IP; traffic from other pods is not compared yet"
         } else {
             "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
              every port of every protocol, and to every Service's external and load-balancer IPs handed \
@@ -490,6 +499,7 @@ pub(crate) fn diff_using(
                         port: Some(p.clone()),
                         others: Vec::new(),
                         to: To::Lan,
+                        from: From::Host,
                     });
                 }
                 entries.push(Entry {
@@ -499,6 +509,7 @@ pub(crate) fn diff_using(
                     port: None,
                     others: same,
                     to: To::Lan,
+                    from: From::Host,
                 });
             }
         }
@@ -534,6 +545,7 @@ pub(crate) fn diff_using(
                     port: Some(p.clone()),
                     others: Vec::new(),
                     to: *to,
+                    from: From::Host,
                 });
             }
         }
@@ -572,6 +584,22 @@ pub(crate) fn diff_using(
                 port: Some(p.clone()),
                 others: Vec::new(),
                 to: To::ClusterIp(*ip),
+                from: From::Pod,
+            });
+        }
+    }
+    // The nodes themselves as senders (with `pods`), to every cluster IP.
+    for node in na.iter().filter(|_| dopts.pods) {
+        out.scope.sources.push(format!("node `{node}` itself"));
+        for (ip, p) in &cluster {
+            entries.push(Entry {
+                node: node.clone(),
+                host: node.clone(),
+                proto: Proto(p.proto),
+                port: Some(p.clone()),
+                others: Vec::new(),
+                to: To::ClusterIp(*ip),
+                from: From::Node,
             });
         }
     }
@@ -586,9 +614,12 @@ pub(crate) fn diff_using(
         }
         // The sender's address: a host's, or (pods as senders) a pod's,
         // declared alike on both sides.
-        let address = |e: &Entry| match e.sent_by_pod() {
-            false => after.cluster.hosts.iter().find(|x| x.name == e.host).map(|x| x.address.addr()),
-            true => after.cluster.pods.iter().find(|x| x.name == e.host).map(|x| x.address),
+        // A node's: any of its own addresses (the source its routes pick
+        // is one), which makes the reply argument conservative.
+        let address = |e: &Entry| match e.from {
+            From::Host => after.cluster.hosts.iter().find(|x| x.name == e.host).map(|x| x.address.addr()),
+            From::Pod => after.cluster.pods.iter().find(|x| x.name == e.host).map(|x| x.address),
+            From::Node => after.node(&e.node).and_then(|n| n.lan_addrs().first().copied()),
         };
         entries.retain(|e| {
             let ports = match &e.port {
@@ -701,6 +732,9 @@ fn proto_name(p: Proto) -> String {
 fn entry_label(e: &Entry) -> String {
     let (node, host, proto) = (&e.node, &e.host, e.proto);
     match (&e.port, e.to) {
+        (Some(p), To::ClusterIp(ip)) if e.from == From::Node => {
+            format!("cluster IP {}/{ip}:{} ({}) from node {node} itself", proto_name(proto), p.port, p.service)
+        }
         (Some(p), To::ClusterIp(ip)) => {
             format!("cluster IP {}/{ip}:{} ({}) from pod {host} on {node}", proto_name(proto), p.port, p.service)
         }
@@ -757,13 +791,15 @@ fn why_of(e: &WalkEnd) -> String {
     }
 }
 
-/// One side's walk of `pkt` from host `host` arriving at node `n` by its
-/// LAN device, and each pod's answer: the fates, the unknown endings and
-/// the trail's definitions.
+/// One side's walk of `pkt` arriving at node `n` by device `dev` (its LAN
+/// device when `None`), or sent by node `n` itself when `send`, and each
+/// pod's answer: the fates, the unknown endings and the trail's
+/// definitions.
 fn side_fates(
     side: &Side<'_>,
     n: usize,
     dev: Option<&str>,
+    send: bool,
     pkt: &SymPacket,
     prefix: &str,
 ) -> Option<(Vec<Fate>, Vec<Ending>, Vec<Bool>)> {
@@ -773,8 +809,9 @@ fn side_fates(
     let lan = ne.dev_value(dev.unwrap_or(&node.lan));
     let mut trail = Trail { record_hits: false, shared: Some(SharedChoices::new(prefix)), ..Trail::default() };
     let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
-    let fwd =
-        walk::walk(&side.c.enc, &mut trail, walk::Start::Arrive { node: n, dev: lan, flow }, &|_| CtCtx::Fresh, false);
+    let start =
+        if send { walk::Start::Send { node: n, flow } } else { walk::Start::Arrive { node: n, dev: lan, flow } };
+    let fwd = walk::walk(&side.c.enc, &mut trail, start, &|_| CtCtx::Fresh, false);
     let mut fates = Vec::new();
     let mut unknown = Vec::new();
     for e in &fwd.ends {
@@ -848,6 +885,8 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
     // The sender's address, the destinations and the device the packet
     // arrives by (a node's LAN for a host, the pod's veth for a pod).
     let (src, lans, dev): (Ipv4Addr, Vec<Ipv4Addr>, Option<String>) = match e.to {
+        // The node's own packet: no source yet (its routes pick one).
+        To::ClusterIp(ip) if e.from == From::Node => (Ipv4Addr::UNSPECIFIED, vec![ip], None),
         To::ClusterIp(ip) => {
             let Some(p) = a.snap.cluster.pods.iter().find(|x| x.name == host) else {
                 return Err("BUG: a pod of the scope is missing".into());
@@ -901,8 +940,9 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
             crate::encode::packet::AddrFacts { not_values, ..Default::default() },
         );
     }
-    let (fb, ub, db) = side_fates(b, nb, dev.as_deref(), &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
-    let (fa, ua, da) = side_fates(a, na, dev.as_deref(), &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
+    let send = e.from == From::Node;
+    let (fb, ub, db) = side_fates(b, nb, dev.as_deref(), send, &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
+    let (fa, ua, da) = side_fates(a, na, dev.as_deref(), send, &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
     scope.extend(db);
     scope.extend(da);
     let mut unknown = ub;
@@ -1110,7 +1150,11 @@ fn example(
     let dport = w.u64(&pkt.dport).and_then(|p| u16::try_from(p).ok()).ok_or("BUG: no port in the witness")?;
     let sport = w.u64(&pkt.sport).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0).unwrap_or(40000);
     let to = format!("{dst}:{dport}");
-    let packet = format!("{} {src}:{sport} -> {to}", proto_name(proto));
+    // A node's own packet gets its source from the node's routes.
+    let packet = match e.from {
+        From::Node => format!("{} {node}:{sport} -> {to}", proto_name(proto)),
+        _ => format!("{} {src}:{sport} -> {to}", proto_name(proto)),
+    };
     // A packet to an external or load-balancer IP is handed to the node.
     let via = matches!(e.to, To::ExternalIp(_) | To::LoadBalancerIp(_)).then(|| node.to_string());
     let replay = |s: &Snapshot| -> Result<Trace, String> {
