@@ -107,10 +107,14 @@ pub struct Change {
     /// The Service port (`namespace/name:port`), when the entry is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The destination pod (`namespace/name`), for `pod-to-pod`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// `nodeport`; `other-port` for node ports no Service declares;
     /// `cluster-ip` for a Service's cluster IP, from pods; `external-ip`
     /// and `load-balancer-ip` for a Service's external and load-balancer
-    /// IPs, from outside clients that hand the packet to the node.
+    /// IPs, from outside clients that hand the packet to the node;
+    /// `pod-to-pod` for a pod's own address, from pods.
     pub entry: &'static str,
     /// The Service address, for `cluster-ip`, `external-ip` and
     /// `load-balancer-ip`.
@@ -190,6 +194,12 @@ impl Change {
             "load-balancer-ip" => "load-balancer IP",
             _ => "cluster IP",
         };
+        if let (Some(pod), Some(a)) = (&self.pod, &self.address) {
+            return match self.port {
+                Some(p) => format!("pod {}/{a}:{p} ({pod})", self.proto),
+                None => format!("pod {}/{a} every port ({pod})", self.proto),
+            };
+        }
         match (&self.service, self.port, &self.address) {
             (Some(s), Some(p), Some(a)) => format!("{kind} {}/{a}:{p} ({s})", self.proto),
             (Some(s), Some(p), None) => format!("NodePort {}/{p} ({s})", self.proto),
@@ -265,14 +275,18 @@ enum To {
     /// A Service's load-balancer IP, likewise (the load balancer's choice
     /// of node, or the node that announces the address).
     LoadBalancerIp(Ipv4Addr),
+    /// A pod's own address, from a pod on the node (the destination pod's
+    /// name is the entry port's `service`).
+    Pod(Ipv4Addr),
 }
 
 impl Entry {
-    /// The Service address the packets go to (none for a node's LAN).
+    /// The one address the packets go to: a Service's or a pod's (none
+    /// for a node's LAN).
     fn service_ip(&self) -> Option<Ipv4Addr> {
         match self.to {
             To::Lan => None,
-            To::ClusterIp(ip) | To::ExternalIp(ip) | To::LoadBalancerIp(ip) => Some(ip),
+            To::ClusterIp(ip) | To::ExternalIp(ip) | To::LoadBalancerIp(ip) | To::Pod(ip) => Some(ip),
         }
     }
 
@@ -443,8 +457,9 @@ pub(crate) fn diff_using(
         notes: vec![if dopts.pods {
             "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
              every port of every protocol, and to every Service's external and load-balancer IPs handed \
-             to each node; and from the first pod of each node (declared alike on both sides) and from \
-             each node itself to every Service's cluster IP; traffic from other pods is not compared yet"
+             to each node; from the first pod of each node (declared alike on both sides) and from each \
+             node itself to every Service's cluster IP; and from those pods to every other pod's address \
+             at the ports it declares; traffic from other pods is not compared yet"
         } else {
             "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
              every port of every protocol, and to every Service's external and load-balancer IPs handed \
@@ -566,6 +581,7 @@ pub(crate) fn diff_using(
         }
     }
     cluster.sort_by(|x, y| (&x.1.service, x.1.port).cmp(&(&y.1.service, y.1.port)));
+    let mut senders: Vec<(String, &natpath_model::cluster::PodDecl)> = Vec::new();
     for node in na.iter().filter(|_| dopts.pods) {
         let alike = |p: &natpath_model::cluster::PodDecl| {
             before
@@ -576,6 +592,7 @@ pub(crate) fn diff_using(
         };
         let Some(pod) = after.cluster.pods.iter().find(|p| p.node == *node && alike(p)) else { continue };
         out.scope.sources.push(format!("pod `{}` on {node}", pod.name));
+        senders.push((node.clone(), pod));
         for (ip, p) in &cluster {
             entries.push(Entry {
                 node: node.clone(),
@@ -586,6 +603,35 @@ pub(crate) fn diff_using(
                 to: To::ClusterIp(*ip),
                 from: From::Pod,
             });
+        }
+    }
+    // Pod to pod (with `pods`): each sender pod to every other pod declared
+    // alike on both sides, at each port it declares it listens on (every
+    // port of each protocol when it declares none).
+    let alike = |p: &natpath_model::cluster::PodDecl| {
+        before.cluster.pods.iter().any(|q| q.name == p.name && q.node == p.node && q.address == p.address)
+    };
+    for (node, from) in &senders {
+        for to in after.cluster.pods.iter().filter(|p| p.name != from.name && alike(p)) {
+            let mut ports: Vec<Option<(u8, u16)>> = to.listen.iter().filter_map(|l| listen_port(l)).map(Some).collect();
+            if to.listen.is_empty() {
+                ports = PROTOS.iter().map(|_| None).collect();
+            }
+            for (k, pp) in ports.iter().enumerate() {
+                let proto = match pp {
+                    Some((pr, _)) => Proto(*pr),
+                    None => PROTOS.get(k).copied().unwrap_or(Proto::TCP),
+                };
+                entries.push(Entry {
+                    node: node.clone(),
+                    host: from.name.clone(),
+                    proto,
+                    port: pp.map(|(pr, port)| Port { proto: pr, port, service: to.name.clone() }),
+                    others: Vec::new(),
+                    to: To::Pod(to.address),
+                    from: From::Pod,
+                });
+            }
         }
     }
     // The nodes themselves as senders (with `pods`), to every cluster IP.
@@ -717,6 +763,18 @@ pub(crate) fn diff_using(
 /// a node's chains is shared, few enough that every core has batches.
 const BATCH: usize = 16;
 
+/// `tcp/80` of a pod's `listen` as (protocol number, port).
+fn listen_port(l: &str) -> Option<(u8, u16)> {
+    let (proto, port) = l.split_once('/')?;
+    let proto = match proto {
+        "tcp" => 6u8,
+        "udp" => 17,
+        "sctp" => 132,
+        _ => return None,
+    };
+    Some((proto, port.parse().ok()?))
+}
+
 fn index(s: &Snapshot, node: &str) -> Option<usize> {
     s.nodes.iter().position(|n| n.name == node)
 }
@@ -744,6 +802,10 @@ fn entry_label(e: &Entry) -> String {
         (Some(p), To::LoadBalancerIp(ip)) => {
             format!("load-balancer IP {}/{ip}:{} ({}) from {host} via {node}", proto_name(proto), p.port, p.service)
         }
+        (Some(p), To::Pod(ip)) => {
+            format!("pod {}/{ip}:{} ({}) from pod {host} on {node}", proto_name(proto), p.port, p.service)
+        }
+        (None, To::Pod(ip)) => format!("pod {}/{ip} every port from pod {host} on {node}", proto_name(proto)),
         (Some(p), To::Lan) => format!("{node} NodePort {}/{} ({}) from {host}", proto_name(proto), p.port, p.service),
         (None, _) => format!("{node} other {} ports from {host}", proto_name(proto)),
     }
@@ -887,7 +949,7 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
     let (src, lans, dev): (Ipv4Addr, Vec<Ipv4Addr>, Option<String>) = match e.to {
         // The node's own packet: no source yet (its routes pick one).
         To::ClusterIp(ip) if e.from == From::Node => (Ipv4Addr::UNSPECIFIED, vec![ip], None),
-        To::ClusterIp(ip) => {
+        To::ClusterIp(ip) | To::Pod(ip) => {
             let Some(p) = a.snap.cluster.pods.iter().find(|x| x.name == host) else {
                 return Err("BUG: a pod of the scope is missing".into());
             };
@@ -1316,7 +1378,10 @@ fn strip_names(text: &str) -> String {
 
 /// Add an example to its group.
 fn add_change(changes: &mut Vec<Change>, e: &Entry, ex: Example) {
-    let service = e.port.as_ref().map(|p| p.service.clone());
+    let (service, pod) = match e.to {
+        To::Pod(ip) => (None, e.port.as_ref().map(|p| p.service.clone()).or_else(|| Some(ip.to_string()))),
+        _ => (e.port.as_ref().map(|p| p.service.clone()), None),
+    };
     let pname = proto_name(e.proto);
     let pnum = e.port.as_ref().map(|p| p.port);
     let address = e.service_ip().map(|i| i.to_string());
@@ -1324,17 +1389,20 @@ fn add_change(changes: &mut Vec<Change>, e: &Entry, ex: Example) {
         (To::ClusterIp(_), _) => "cluster-ip",
         (To::ExternalIp(_), _) => "external-ip",
         (To::LoadBalancerIp(_), _) => "load-balancer-ip",
+        (To::Pod(_), _) => "pod-to-pod",
         (To::Lan, Some(_)) => "nodeport",
         (To::Lan, None) => "other-port",
     };
     let source = e.source();
-    let idx =
-        changes.iter().position(|c| c.service == service && c.proto == pname && c.port == pnum && c.entry == entry);
+    let idx = changes
+        .iter()
+        .position(|c| c.service == service && c.pod == pod && c.proto == pname && c.port == pnum && c.entry == entry);
     let c = match idx.and_then(|i| changes.get_mut(i)) {
         Some(c) => c,
         None => {
             changes.push(Change {
                 service,
+                pod,
                 entry,
                 address,
                 proto: pname,

@@ -244,6 +244,30 @@ fn nodes_reaching_a_cluster_ip_are_compared_with_pods() {
     assert!(d.changes.iter().all(|c| c.sources.iter().all(|s| !s.starts_with("node "))), "{:?}", d.changes);
 }
 
+/// With `--pods` each pod also sends to every other pod at the ports it
+/// declares: a Calico policy on node1's pod (`calico-policy-deny`) drops
+/// node2's pod, whose packets keep their pod address across the tunnel.
+#[test]
+fn pods_reaching_pods_are_compared_with_pods() {
+    let p = pairs().into_iter().find(|p| p.name == "calico-policy-deny").unwrap();
+    let without = run_diff_with(&p, true, false);
+    assert!(without.changes.iter().all(|c| c.entry != "pod-to-pod"), "{:?}", without.changes);
+    let d = run_diff(&p, true);
+    assert!(d.unknown.is_empty(), "{:#?}", d.unknown);
+    let pods: Vec<&diff::Change> = d.changes.iter().filter(|c| c.entry == "pod-to-pod").collect();
+    assert_eq!(pods.len(), 1, "{:?}", d.changes.iter().map(|c| c.label()).collect::<Vec<_>>());
+    let c = pods[0];
+    assert_eq!(c.label(), "pod tcp/192.168.231.70:80 (default/nginx-6799fc88d8-wfztd)");
+    assert_eq!((c.service.as_deref(), c.pod.as_deref()), (None, Some("default/nginx-6799fc88d8-wfztd")));
+    assert_eq!(c.sources, ["pod `default/nginx-854f5d4bbd-x7k2p` on node2"]);
+    let ex = &c.examples[0];
+    assert!(ex.packet.starts_with("tcp 192.168.233.136:"), "{}", ex.packet);
+    assert!(ex.before.starts_with("delivered to pod default/nginx-6799fc88d8-wfztd"), "{}", ex.before);
+    assert!(ex.after.starts_with("dropped") && ex.after.contains("cali-tw-cali583c2cee4e2"), "{}", ex.after);
+    // The other direction: node1's pod reaching node2's is the same.
+    assert!(d.changes.iter().all(|c| c.pod.as_deref() != Some("default/nginx-854f5d4bbd-x7k2p")));
+}
+
 #[test]
 fn a_second_endpoint_is_a_change_of_shares() {
     let p = pairs().into_iter().find(|p| p.name == "second-endpoint").unwrap();

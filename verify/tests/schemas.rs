@@ -179,6 +179,9 @@ fn diff_and_gate_of_every_pair_match_their_schemas() {
         let (b, a) = (before.to_str().unwrap(), after.to_str().unwrap());
         let diff = json_of(&["diff", b, a, "--format", "json"]);
         assert_eq!(valid(&format!("diff {name}"), &diff), "natpath.diff/1");
+        // With pods and nodes as senders: the cluster-ip and pod-to-pod entries.
+        let pods = json_of(&["diff", b, a, "--pods", "--format", "json"]);
+        assert_eq!(valid(&format!("diff --pods {name}"), &pods), "natpath.diff/1");
         let gate = json_of(&["gate", b, a, "--format", "json"]);
         assert_eq!(valid(&format!("gate {name}"), &gate), "natpath.gate/1");
         assert_eq!(gate["changes"].as_array().unwrap().len(), gate["diff"]["changes"].as_array().unwrap().len());

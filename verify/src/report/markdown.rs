@@ -439,6 +439,7 @@ mod tests {
             changes: (0..5000)
                 .map(|i| Change {
                     service: Some(format!("default/svc-{i}|x:80")),
+                    pod: None,
                     entry: "nodeport",
                     address: None,
                     proto: "tcp".into(),
