@@ -271,8 +271,8 @@ pub struct DiffArgs {
     pub before: PathBuf,
     /// The snapshot after the change.
     pub after: PathBuf,
-    /// Also compare pods as senders: the first pod of each node to every Service's cluster IP and
-    /// to every other pod (slow where a change reaches every packet).
+    /// Also compare senders inside the cluster: the first pod of each node and each node itself,
+    /// to every Service's cluster IP (slow where a change reaches every packet).
     #[arg(long)]
     pub pods: bool,
     /// Output format.
@@ -319,8 +319,8 @@ pub struct GateArgs {
     /// Accept every change of a packet's fate (invariants and contracts still count).
     #[arg(long)]
     pub allow_changes: bool,
-    /// The diff also compares pods as senders: the first pod of each node to every Service's
-    /// cluster IP and to every other pod (slow where a change reaches every packet).
+    /// The diff also compares senders inside the cluster: the first pod of each node and each
+    /// node itself, to every Service's cluster IP (slow where a change reaches every packet).
     #[arg(long)]
     pub pods: bool,
 

@@ -169,9 +169,14 @@ pub struct Delta {
     /// Why the reply argument is not used, when it is not.
     no_reply_argument: Option<String>,
     /// Every node's local routes (loopback aside), both sides: a sender
-    /// whose address is in one is a node, and the reply argument does not
-    /// hold for it.
+    /// whose address is in one is a node, and its replies come back to a
+    /// local address.
     local: Vec<(u32, u32)>,
+    /// Some rule of either side can untrack a packet (`NOTRACK`, `CT
+    /// --notrack`). Otherwise the answer to a node's own packet is in
+    /// conntrack's reply direction when it comes back, never NEW, so no
+    /// nat rule sees it: the reply argument then holds for nodes too.
+    untracked: bool,
 }
 
 /// The UDP ports of tunnels: VXLAN (IANA and the Linux default) and
@@ -203,6 +208,11 @@ impl Delta {
         }
         d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
         d.local = [before, after].iter().flat_map(|s| local_spans(s)).map(|(lo, hi, _)| (lo, hi)).collect();
+        d.untracked = [before, after].iter().flat_map(|s| &s.nodes).any(|n| {
+            n.ruleset.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).any(|r| {
+                matches!(&r.target, Some(Target::Notrack)) || matches!(&r.target, Some(Target::Ct(ct)) if ct.notrack)
+            })
+        });
         d
     }
 
@@ -297,8 +307,10 @@ impl Delta {
 
     fn reply_hits(&self, x: &Dirty, host: Ipv4Addr) -> bool {
         let h = u32::from(host);
+        // A reply reaches a `--dst-type LOCAL` nat rule only if it goes to
+        // a local address (the sender is a node) and is NEW (untracked).
         let sender_is_a_node = self.local.iter().any(|&(lo, hi)| lo <= h && h <= hi);
-        if self.no_reply_argument.is_none() && !sender_is_a_node && x.new_only && x.local_only {
+        if self.no_reply_argument.is_none() && (!sender_is_a_node || !self.untracked) && x.new_only && x.local_only {
             return false;
         }
         match x.key {

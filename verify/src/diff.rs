@@ -236,9 +236,9 @@ struct Port {
 
 /// What one query compares: packets from `host` to `node`'s LAN addresses,
 /// of `proto`, to the NodePort `port` or (`None`) to any port but `others`;
-/// or packets to a Service or pod address and `port` ([`To`]) from the
-/// outside host `host` handed to `node` or from the pod `host` on `node`
-/// ([`From`]).
+/// or packets to a Service address and `port` ([`To`]) from the outside
+/// host `host` handed to `node`, from the pod `host` on `node`, or from
+/// `node` itself ([`From`]).
 struct Entry {
     node: String,
     host: String,
@@ -256,6 +256,9 @@ enum From {
     Host,
     /// A pod on the node (`host`).
     Pod,
+    /// The node itself (`host` is its name): the packet leaves by OUTPUT,
+    /// its source address chosen by the node's routes.
+    Node,
 }
 
 /// Where an entry's packets go.
@@ -292,6 +295,7 @@ impl Entry {
         match self.from {
             From::Pod => format!("pod `{}` on {}", self.host, self.node),
             From::Host => format!("outside client `{}`", self.host),
+            From::Node => format!("node `{}` itself", self.node),
         }
     }
 }
@@ -323,10 +327,9 @@ pub struct DiffOptions {
     /// Nodes equal up to chain names, comments and counters need no query
     /// (off in tests that prove the shortcut and the encoding agree).
     pub structural: bool,
-    /// Also compare the first pod of each node reaching every Service's
-    /// cluster IP and every other pod: one entry per pod and Service port
-    /// (or destination pod and port), each a walk there and back
-    /// (`--pods`). Entries the change cannot reach are
+    /// Also compare the first pod of each node, and each node itself,
+    /// reaching every Service's cluster IP: one entry per sender and Service
+    /// port, each a walk to the endpoints and back (`--pods`). Entries the change cannot reach are
     /// skipped as any other ([`crate::delta`]); a change that reaches every
     /// packet makes it slow (about two minutes at 100 Services, with some
     /// entries timing out).
@@ -454,9 +457,9 @@ pub(crate) fn diff_using(
         notes: vec![if dopts.pods {
             "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
              every port of every protocol, and to every Service's external and load-balancer IPs handed \
-             to each node; from the first pod of each node (declared alike on both sides) to every \
-             Service's cluster IP and to every other pod's address at the ports it declares; traffic from \
-             nodes and other pods is not compared yet"
+             to each node; from the first pod of each node (declared alike on both sides) and from each \
+             node itself to every Service's cluster IP; and from those pods to every other pod's address \
+             at the ports it declares; traffic from other pods is not compared yet"
         } else {
             "scope: first packets from the outside hosts of cluster.toml to every node's LAN addresses, \
              every port of every protocol, and to every Service's external and load-balancer IPs handed \
@@ -631,6 +634,21 @@ pub(crate) fn diff_using(
             }
         }
     }
+    // The nodes themselves as senders (with `pods`), to every cluster IP.
+    for node in na.iter().filter(|_| dopts.pods) {
+        out.scope.sources.push(format!("node `{node}` itself"));
+        for (ip, p) in &cluster {
+            entries.push(Entry {
+                node: node.clone(),
+                host: node.clone(),
+                proto: Proto(p.proto),
+                port: Some(p.clone()),
+                others: Vec::new(),
+                to: To::ClusterIp(*ip),
+                from: From::Node,
+            });
+        }
+    }
     out.scope.entries = entries.len();
     // Entries whose packets can meet no difference on any node, replies
     // included, are the same on both sides: no query (see `delta`).
@@ -642,9 +660,12 @@ pub(crate) fn diff_using(
         }
         // The sender's address: a host's, or (pods as senders) a pod's,
         // declared alike on both sides.
+        // A node's: any of its own addresses (the source its routes pick
+        // is one), which makes the reply argument conservative.
         let address = |e: &Entry| match e.from {
             From::Host => after.cluster.hosts.iter().find(|x| x.name == e.host).map(|x| x.address.addr()),
             From::Pod => after.cluster.pods.iter().find(|x| x.name == e.host).map(|x| x.address),
+            From::Node => after.node(&e.node).and_then(|n| n.lan_addrs().first().copied()),
         };
         entries.retain(|e| {
             let ports = match &e.port {
@@ -769,6 +790,9 @@ fn proto_name(p: Proto) -> String {
 fn entry_label(e: &Entry) -> String {
     let (node, host, proto) = (&e.node, &e.host, e.proto);
     match (&e.port, e.to) {
+        (Some(p), To::ClusterIp(ip)) if e.from == From::Node => {
+            format!("cluster IP {}/{ip}:{} ({}) from node {node} itself", proto_name(proto), p.port, p.service)
+        }
         (Some(p), To::ClusterIp(ip)) => {
             format!("cluster IP {}/{ip}:{} ({}) from pod {host} on {node}", proto_name(proto), p.port, p.service)
         }
@@ -830,12 +854,14 @@ fn why_of(e: &WalkEnd) -> String {
 }
 
 /// One side's walk of `pkt` arriving at node `n` by device `dev` (its LAN
-/// device when `None`), and each pod's answer: the fates, the unknown
-/// endings and the trail's definitions.
+/// device when `None`), or sent by node `n` itself when `send`, and each
+/// pod's answer: the fates, the unknown endings and the trail's
+/// definitions.
 fn side_fates(
     side: &Side<'_>,
     n: usize,
     dev: Option<&str>,
+    send: bool,
     pkt: &SymPacket,
     prefix: &str,
 ) -> Option<(Vec<Fate>, Vec<Ending>, Vec<Bool>)> {
@@ -845,7 +871,8 @@ fn side_fates(
     let lan = ne.dev_value(dev.unwrap_or(&node.lan));
     let mut trail = Trail { record_hits: false, shared: Some(SharedChoices::new(prefix)), ..Trail::default() };
     let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
-    let start = walk::Start::Arrive { node: n, dev: lan, flow };
+    let start =
+        if send { walk::Start::Send { node: n, flow } } else { walk::Start::Arrive { node: n, dev: lan, flow } };
     let fwd = walk::walk(&side.c.enc, &mut trail, start, &|_| CtCtx::Fresh, false);
     let mut fates = Vec::new();
     let mut unknown = Vec::new();
@@ -920,6 +947,8 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
     // The sender's address, the destinations and the device the packet
     // arrives by (a node's LAN for a host, the pod's veth for a pod).
     let (src, lans, dev): (Ipv4Addr, Vec<Ipv4Addr>, Option<String>) = match e.to {
+        // The node's own packet: no source yet (its routes pick one).
+        To::ClusterIp(ip) if e.from == From::Node => (Ipv4Addr::UNSPECIFIED, vec![ip], None),
         To::ClusterIp(ip) | To::Pod(ip) => {
             let Some(p) = a.snap.cluster.pods.iter().find(|x| x.name == host) else {
                 return Err("BUG: a pod of the scope is missing".into());
@@ -973,8 +1002,9 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
             crate::encode::packet::AddrFacts { not_values, ..Default::default() },
         );
     }
-    let (fb, ub, db) = side_fates(b, nb, dev.as_deref(), &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
-    let (fa, ua, da) = side_fates(a, na, dev.as_deref(), &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
+    let send = e.from == From::Node;
+    let (fb, ub, db) = side_fates(b, nb, dev.as_deref(), send, &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
+    let (fa, ua, da) = side_fates(a, na, dev.as_deref(), send, &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
     scope.extend(db);
     scope.extend(da);
     let mut unknown = ub;
@@ -1182,7 +1212,11 @@ fn example(
     let dport = w.u64(&pkt.dport).and_then(|p| u16::try_from(p).ok()).ok_or("BUG: no port in the witness")?;
     let sport = w.u64(&pkt.sport).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0).unwrap_or(40000);
     let to = format!("{dst}:{dport}");
-    let packet = format!("{} {src}:{sport} -> {to}", proto_name(proto));
+    // A node's own packet gets its source from the node's routes.
+    let packet = match e.from {
+        From::Node => format!("{} {node}:{sport} -> {to}", proto_name(proto)),
+        _ => format!("{} {src}:{sport} -> {to}", proto_name(proto)),
+    };
     // A packet to an external or load-balancer IP is handed to the node.
     let via = matches!(e.to, To::ExternalIp(_) | To::LoadBalancerIp(_)).then(|| node.to_string());
     let replay = |s: &Snapshot| -> Result<Trace, String> {

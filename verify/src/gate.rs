@@ -424,7 +424,7 @@ pub struct GateOptions {
     pub whole: bool,
     /// Accept every difference (contracts and invariants still count).
     pub allow_changes: bool,
-    /// The diff also compares pods reaching cluster IPs and pods (experimental,
+    /// The diff also compares pods and nodes reaching cluster IPs (experimental,
     /// see [`diff::DiffOptions::pods`]).
     pub pods: bool,
 }

@@ -199,19 +199,49 @@ fn pods_reaching_a_cluster_ip_are_compared_with_pods() {
     let without = run_diff_with(&p, true, false);
     assert!(without.changes.iter().all(|c| c.entry != "cluster-ip"));
     assert!(without.notes[0].contains("traffic from pods and nodes"), "{:?}", without.notes);
-    assert!(run_diff(&p, true).notes[0].contains("to every other pod's address"));
+    assert!(run_diff(&p, true).notes[0].contains("and from each node itself"));
     let d = run_diff(&p, true);
     assert!(d.scope.sources.contains(&"pod `default/nginx-854f5d4bbd-x7k2p` on node2".to_string()), "{:?}", d.scope);
     let c = d.changes.iter().find(|c| c.entry == "cluster-ip").unwrap();
     assert_eq!(c.label(), "cluster IP tcp/10.101.14.7:8080 (default/nginx:8080-80)");
-    assert_eq!(c.nodes, ["node2"]);
-    assert_eq!(c.sources, ["pod `default/nginx-854f5d4bbd-x7k2p` on node2"]);
+    // The pod on node2, then each node's own packets (half now go to the
+    // new pod on node1).
+    assert_eq!(c.nodes, ["node2", "node1"]);
+    assert_eq!(
+        c.sources,
+        ["pod `default/nginx-854f5d4bbd-x7k2p` on node2", "node `node1` itself", "node `node2` itself"]
+    );
     let ex = &c.examples[0];
     assert!(ex.packet.starts_with("tcp 192.168.233.136:"), "{}", ex.packet);
     // The pod reaching its own Service is masqueraded (hairpin) before; after,
     // half of its packets go to the new pod on node1.
     assert!(ex.before_fates[0].contains("sees 10.0.0.52 -> 192.168.233.136:80"), "{:?}", ex.before_fates);
     assert_eq!(ex.after_fates.len(), 2, "{:?}", ex.after_fates);
+}
+
+/// With `--pods` each node sends to every cluster IP too: kube-proxy's
+/// new target port reaches node1's own packet (its routes pick the
+/// `tunl0` address, which the pod sees), replayed from the node.
+#[test]
+fn nodes_reaching_a_cluster_ip_are_compared_with_pods() {
+    let p = pairs().into_iter().find(|p| p.name == "kp-target-port").unwrap();
+    let d = run_diff(&p, true);
+    assert!(d.unknown.is_empty(), "{:#?}", d.unknown);
+    for n in ["node1", "node2"] {
+        assert!(d.scope.sources.contains(&format!("node `{n}` itself")), "{:?}", d.scope);
+    }
+    let c = d.changes.iter().find(|c| c.entry == "cluster-ip").unwrap();
+    assert!(c.sources.contains(&"node `node1` itself".to_string()), "{:?}", c.sources);
+    let ex = c.examples.iter().find(|e| e.source == "node `node1` itself").unwrap();
+    assert!(ex.packet.starts_with("tcp node1:"), "{}", ex.packet);
+    assert!(ex.before.contains("its answer delivered to node node1"), "{}", ex.before);
+    assert!(ex.before.contains("it sees 192.168.231.64 -> 192.168.233.136:80"), "{}", ex.before);
+    assert!(ex.after.contains("does not listen"), "{}", ex.after);
+    assert_ne!(ex.before_fates, ex.after_fates);
+    // A change no node's own packet can meet leaves them out.
+    let lb = pairs().into_iter().find(|p| p.name == "kp-lb-source-ranges").unwrap();
+    let d = run_diff(&lb, true);
+    assert!(d.changes.iter().all(|c| c.sources.iter().all(|s| !s.starts_with("node "))), "{:?}", d.changes);
 }
 
 /// With `--pods` each pod also sends to every other pod at the ports it

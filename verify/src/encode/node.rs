@@ -661,37 +661,45 @@ impl<'e, 's> Run<'e, 's> {
         let (mark0, dst0) = (flow.state.pkt.mark.clone(), flow.state.pkt.dst.clone());
         let flow = Some(Flow { cond: flow.cond, state: tr.state.clone() });
         let flow = self.table(trail, TableName::Mangle, &out, flow);
-        let flow = Flow::merge(self.nat_dst(trail, &out, flow, &tr));
-        let Some(flow) = self.hook(trail, &[TableName::Filter, TableName::Security], &out, flow) else { return };
-        // ip_route_me_harder: a changed mark or destination is routed again.
-        let changed = or2(
-            &not(&crate::encode::packet::eq_bv(&flow.state.pkt.mark, &mark0)),
-            &not(&crate::encode::packet::eq_bv(&flow.state.pkt.dst, &dst0)),
-        );
-        let same = flow.and(&not(&changed));
-        let again = flow.and(&changed);
-        let mut parts: Vec<(Flow, Bool, DevTerm, BV, Vec<RouteOut>)> =
-            vec![(same.clone(), local_route.clone(), oif.clone(), nexthop.clone(), routes)];
-        if !crate::encode::is_false(&again.cond) {
-            let (ok2, k2) = self.route_out(&again, "rerouting");
-            if let Some(f2) = ok2 {
-                parts.push((f2, k2.0, k2.1, k2.2, k2.3));
-            }
-        }
-        for (f, local, oif, nexthop, routes) in parts {
-            if crate::encode::is_false(&f.cond) {
+        // Each way the nat table leaves the packet goes on by itself, as a
+        // received packet's do: merged into one term, the DNAT choices of a
+        // Service (a destination that is one of its endpoints) made every
+        // later test of the destination a case split, which grew to
+        // gigabytes on a 100-Service cluster.
+        for flow in self.nat_dst(trail, &out, flow, &tr) {
+            let Some(flow) = self.hook(trail, &[TableName::Filter, TableName::Security], &out, Some(flow)) else {
                 continue;
+            };
+            // ip_route_me_harder: a changed mark or destination is routed again.
+            let changed = or2(
+                &not(&crate::encode::packet::eq_bv(&flow.state.pkt.mark, &mark0)),
+                &not(&crate::encode::packet::eq_bv(&flow.state.pkt.dst, &dst0)),
+            );
+            let same = flow.and(&not(&changed));
+            let again = flow.and(&changed);
+            let mut parts: Vec<(Flow, Bool, DevTerm, BV, Vec<RouteOut>)> =
+                vec![(same.clone(), local_route.clone(), oif.clone(), nexthop.clone(), routes.clone())];
+            if !crate::encode::is_false(&again.cond) {
+                let (ok2, k2) = self.route_out(&again, "rerouting");
+                if let Some(f2) = ok2 {
+                    parts.push((f2, k2.0, k2.1, k2.2, k2.3));
+                }
             }
-            let lo = DevTerm::konst(node.dev_value("lo"));
-            let looped = f.and(&local);
-            if !crate::encode::is_false(&looped.cond) {
-                let pre = self.env(Hook::Prerouting, lo.clone(), DevTerm::none(), false);
-                let g = self.hook(trail, &[TableName::Raw, TableName::Mangle], &pre, Some(looped));
-                self.input(trail, g, &lo, &tr);
-            }
-            let away = f.and(&not(&local));
-            if !crate::encode::is_false(&away.cond) {
-                self.postrouting(trail, Some(away), &oif, &nexthop, routes, true, &tr);
+            for (f, local, oif, nexthop, routes) in parts {
+                if crate::encode::is_false(&f.cond) {
+                    continue;
+                }
+                let lo = DevTerm::konst(node.dev_value("lo"));
+                let looped = f.and(&local);
+                if !crate::encode::is_false(&looped.cond) {
+                    let pre = self.env(Hook::Prerouting, lo.clone(), DevTerm::none(), false);
+                    let g = self.hook(trail, &[TableName::Raw, TableName::Mangle], &pre, Some(looped));
+                    self.input(trail, g, &lo, &tr);
+                }
+                let away = f.and(&not(&local));
+                if !crate::encode::is_false(&away.cond) {
+                    self.postrouting(trail, Some(away), &oif, &nexthop, routes, true, &tr);
+                }
             }
         }
     }
