@@ -238,7 +238,7 @@ struct Port {
 /// of `proto`, to the NodePort `port` or (`None`) to any port but `others`;
 /// or packets to a Service address and `port` ([`To`]) from the outside
 /// host `host` handed to `node`, from the pod `host` on `node`, or from
-/// `node` itself ([`From`]).
+/// `node` itself ([`Sender`]).
 struct Entry {
     node: String,
     host: String,
@@ -246,12 +246,12 @@ struct Entry {
     port: Option<Port>,
     others: Vec<Port>,
     to: To,
-    from: From,
+    from: Sender,
 }
 
 /// Who sends an entry's packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum From {
+enum Sender {
     /// An outside host of cluster.toml (`host`).
     Host,
     /// A pod on the node (`host`).
@@ -283,7 +283,7 @@ enum To {
 impl Entry {
     /// The one address the packets go to: a Service's or a pod's (none
     /// for a node's LAN).
-    fn service_ip(&self) -> Option<Ipv4Addr> {
+    fn target_ip(&self) -> Option<Ipv4Addr> {
         match self.to {
             To::Lan => None,
             To::ClusterIp(ip) | To::ExternalIp(ip) | To::LoadBalancerIp(ip) | To::Pod(ip) => Some(ip),
@@ -293,9 +293,9 @@ impl Entry {
     /// The sender as a source class.
     fn source(&self) -> String {
         match self.from {
-            From::Pod => format!("pod `{}` on {}", self.host, self.node),
-            From::Host => format!("outside client `{}`", self.host),
-            From::Node => format!("node `{}` itself", self.node),
+            Sender::Pod => format!("pod `{}` on {}", self.host, self.node),
+            Sender::Host => format!("outside client `{}`", self.host),
+            Sender::Node => format!("node `{}` itself", self.node),
         }
     }
 }
@@ -514,7 +514,7 @@ pub(crate) fn diff_using(
                         port: Some(p.clone()),
                         others: Vec::new(),
                         to: To::Lan,
-                        from: From::Host,
+                        from: Sender::Host,
                     });
                 }
                 entries.push(Entry {
@@ -524,7 +524,7 @@ pub(crate) fn diff_using(
                     port: None,
                     others: same,
                     to: To::Lan,
-                    from: From::Host,
+                    from: Sender::Host,
                 });
             }
         }
@@ -560,7 +560,7 @@ pub(crate) fn diff_using(
                     port: Some(p.clone()),
                     others: Vec::new(),
                     to: *to,
-                    from: From::Host,
+                    from: Sender::Host,
                 });
             }
         }
@@ -601,7 +601,7 @@ pub(crate) fn diff_using(
                 port: Some(p.clone()),
                 others: Vec::new(),
                 to: To::ClusterIp(*ip),
-                from: From::Pod,
+                from: Sender::Pod,
             });
         }
     }
@@ -613,23 +613,25 @@ pub(crate) fn diff_using(
     };
     for (node, from) in &senders {
         for to in after.cluster.pods.iter().filter(|p| p.name != from.name && alike(p)) {
-            let mut ports: Vec<Option<(u8, u16)>> = to.listen.iter().filter_map(|l| listen_port(l)).map(Some).collect();
-            if to.listen.is_empty() {
-                ports = PROTOS.iter().map(|_| None).collect();
-            }
-            for (k, pp) in ports.iter().enumerate() {
-                let proto = match pp {
-                    Some((pr, _)) => Proto(*pr),
-                    None => PROTOS.get(k).copied().unwrap_or(Proto::TCP),
-                };
+            // (protocol, port), or every port of a protocol (`None`).
+            let ports: Vec<(Proto, Option<u16>)> = if to.listen.is_empty() {
+                PROTOS.iter().map(|&p| (p, None)).collect()
+            } else {
+                to.listen
+                    .iter()
+                    .filter_map(|l| crate::invariants::listen_port(l))
+                    .map(|(p, n)| (Proto(p), Some(n)))
+                    .collect()
+            };
+            for (proto, port) in ports {
                 entries.push(Entry {
                     node: node.clone(),
                     host: from.name.clone(),
                     proto,
-                    port: pp.map(|(pr, port)| Port { proto: pr, port, service: to.name.clone() }),
+                    port: port.map(|port| Port { proto: proto.0, port, service: to.name.clone() }),
                     others: Vec::new(),
                     to: To::Pod(to.address),
-                    from: From::Pod,
+                    from: Sender::Pod,
                 });
             }
         }
@@ -645,7 +647,7 @@ pub(crate) fn diff_using(
                 port: Some(p.clone()),
                 others: Vec::new(),
                 to: To::ClusterIp(*ip),
-                from: From::Node,
+                from: Sender::Node,
             });
         }
     }
@@ -659,20 +661,20 @@ pub(crate) fn diff_using(
             out.notes.extend(delta.summary().into_iter().map(|s| format!("differs: {s}")));
         }
         // The sender's address: a host's, or (pods as senders) a pod's,
-        // declared alike on both sides.
-        // A node's: any of its own addresses (the source its routes pick
-        // is one), which makes the reply argument conservative.
+        // declared alike on both sides; for a node, one of its own
+        // addresses, which tells the delta that the answers come back to a
+        // local address (see `Delta::touches_walk`).
         let address = |e: &Entry| match e.from {
-            From::Host => after.cluster.hosts.iter().find(|x| x.name == e.host).map(|x| x.address.addr()),
-            From::Pod => after.cluster.pods.iter().find(|x| x.name == e.host).map(|x| x.address),
-            From::Node => after.node(&e.node).and_then(|n| n.lan_addrs().first().copied()),
+            Sender::Host => after.cluster.hosts.iter().find(|x| x.name == e.host).map(|x| x.address.addr()),
+            Sender::Pod => after.cluster.pods.iter().find(|x| x.name == e.host).map(|x| x.address),
+            Sender::Node => after.node(&e.node).and_then(|n| n.lan_addrs().first().copied()),
         };
         entries.retain(|e| {
             let ports = match &e.port {
                 Some(p) => Ports::one(p.port),
                 None => Ports::AllBut(e.others.iter().map(|p| p.port).collect()),
             };
-            let dsts = match e.service_ip() {
+            let dsts = match e.target_ip() {
                 Some(ip) => vec![ip],
                 None => after.node(&e.node).map(|n| n.lan_addrs()).unwrap_or_default(),
             };
@@ -763,18 +765,6 @@ pub(crate) fn diff_using(
 /// a node's chains is shared, few enough that every core has batches.
 const BATCH: usize = 16;
 
-/// `tcp/80` of a pod's `listen` as (protocol number, port).
-fn listen_port(l: &str) -> Option<(u8, u16)> {
-    let (proto, port) = l.split_once('/')?;
-    let proto = match proto {
-        "tcp" => 6u8,
-        "udp" => 17,
-        "sctp" => 132,
-        _ => return None,
-    };
-    Some((proto, port.parse().ok()?))
-}
-
 fn index(s: &Snapshot, node: &str) -> Option<usize> {
     s.nodes.iter().position(|n| n.name == node)
 }
@@ -790,7 +780,7 @@ fn proto_name(p: Proto) -> String {
 fn entry_label(e: &Entry) -> String {
     let (node, host, proto) = (&e.node, &e.host, e.proto);
     match (&e.port, e.to) {
-        (Some(p), To::ClusterIp(ip)) if e.from == From::Node => {
+        (Some(p), To::ClusterIp(ip)) if e.from == Sender::Node => {
             format!("cluster IP {}/{ip}:{} ({}) from node {node} itself", proto_name(proto), p.port, p.service)
         }
         (Some(p), To::ClusterIp(ip)) => {
@@ -948,7 +938,7 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
     // arrives by (a node's LAN for a host, the pod's veth for a pod).
     let (src, lans, dev): (Ipv4Addr, Vec<Ipv4Addr>, Option<String>) = match e.to {
         // The node's own packet: no source yet (its routes pick one).
-        To::ClusterIp(ip) if e.from == From::Node => (Ipv4Addr::UNSPECIFIED, vec![ip], None),
+        To::ClusterIp(ip) if e.from == Sender::Node => (Ipv4Addr::UNSPECIFIED, vec![ip], None),
         To::ClusterIp(ip) | To::Pod(ip) => {
             let Some(p) = a.snap.cluster.pods.iter().find(|x| x.name == host) else {
                 return Err("BUG: a pod of the scope is missing".into());
@@ -985,7 +975,7 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
         "d.{node}.{host}.{}.{}.{}",
         proto.0,
         port.map(|p| p.port).unwrap_or(0),
-        e.service_ip().map(|i| i.to_string()).unwrap_or_default()
+        e.target_ip().map(|i| i.to_string()).unwrap_or_default()
     );
     let mut scope = first_packet(&pkt);
     scope.push(pkt.src.feq(crate::encode::packet::addr(src)));
@@ -1002,7 +992,7 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
             crate::encode::packet::AddrFacts { not_values, ..Default::default() },
         );
     }
-    let send = e.from == From::Node;
+    let send = e.from == Sender::Node;
     let (fb, ub, db) = side_fates(b, nb, dev.as_deref(), send, &pkt, &prefix).ok_or("BUG: cannot encode BEFORE")?;
     let (fa, ua, da) = side_fates(a, na, dev.as_deref(), send, &pkt, &prefix).ok_or("BUG: cannot encode AFTER")?;
     scope.extend(db);
@@ -1214,7 +1204,7 @@ fn example(
     let to = format!("{dst}:{dport}");
     // A node's own packet gets its source from the node's routes.
     let packet = match e.from {
-        From::Node => format!("{} {node}:{sport} -> {to}", proto_name(proto)),
+        Sender::Node => format!("{} {node}:{sport} -> {to}", proto_name(proto)),
         _ => format!("{} {src}:{sport} -> {to}", proto_name(proto)),
     };
     // A packet to an external or load-balancer IP is handed to the node.
@@ -1384,7 +1374,7 @@ fn add_change(changes: &mut Vec<Change>, e: &Entry, ex: Example) {
     };
     let pname = proto_name(e.proto);
     let pnum = e.port.as_ref().map(|p| p.port);
-    let address = e.service_ip().map(|i| i.to_string());
+    let address = e.target_ip().map(|i| i.to_string());
     let entry = match (e.to, pnum) {
         (To::ClusterIp(_), _) => "cluster-ip",
         (To::ExternalIp(_), _) => "external-ip",

@@ -151,50 +151,41 @@ fn check_part<'s>(
     shared: Option<&Prepared<'s>>,
     delta: Option<&'s crate::delta::Delta>,
 ) -> Option<Part> {
-    crate::encode::in_own_context(|| check_part_here(snap, name, opts, only, shared, delta))
-}
-
-fn check_part_here<'s>(
-    snap: &'s Snapshot,
-    name: &str,
-    opts: &CheckOptions,
-    only: Option<usize>,
-    shared: Option<&Prepared<'s>>,
-    delta: Option<&'s crate::delta::Delta>,
-) -> Option<Part> {
-    let mut c = match shared {
-        Some(p) => Checker::with(snap, opts, p),
-        None => Checker::new(snap, opts),
-    };
-    c.only = only;
-    c.delta = delta;
-    let t0 = Instant::now();
-    let outcome = match name {
-        masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
-        reply_finds_origin::NAME => reply_finds_origin::check_reply_finds_origin(&mut c),
-        mark_survives::NAME => mark_survives::check_mark_survives(&mut c),
-        forward_only::NAME => forward_only::check_forward_only(&mut c),
-        nodeport_reachable::NAME => nodeport_reachable::check_nodeport_reachable(&mut c),
-        local_preserves_source::NAME => local_preserves_source::check_local_preserves_source(&mut c),
-        fair_balancing::NAME => fair_balancing::check_fair_balancing(&mut c),
-        no_pod_masquerade::NAME => no_pod_masquerade::check_no_pod_masquerade(&mut c),
-        hairpin_masquerade::NAME => hairpin_masquerade::check_hairpin_masquerade(&mut c),
-        _ => return None,
-    };
-    let total = t0.elapsed();
-    let name = NAMES.iter().find(|n| **n == name).copied().unwrap_or("?");
-    let verdict = Verdict {
-        name,
-        outcome,
-        encode: total.saturating_sub(c.solve_time).saturating_sub(c.replay_time),
-        solve: c.solve_time,
-        queries: c.queries,
-        folded: c.folded,
-        refined: c.refined,
-        same: c.same,
-        notes: c.notes,
-    };
-    Some(Part { verdict, nothing: c.nothing })
+    crate::encode::in_own_context(|| {
+        let mut c = match shared {
+            Some(p) => Checker::with(snap, opts, p),
+            None => Checker::new(snap, opts),
+        };
+        c.only = only;
+        c.delta = delta;
+        let t0 = Instant::now();
+        let outcome = match name {
+            masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
+            reply_finds_origin::NAME => reply_finds_origin::check_reply_finds_origin(&mut c),
+            mark_survives::NAME => mark_survives::check_mark_survives(&mut c),
+            forward_only::NAME => forward_only::check_forward_only(&mut c),
+            nodeport_reachable::NAME => nodeport_reachable::check_nodeport_reachable(&mut c),
+            local_preserves_source::NAME => local_preserves_source::check_local_preserves_source(&mut c),
+            fair_balancing::NAME => fair_balancing::check_fair_balancing(&mut c),
+            no_pod_masquerade::NAME => no_pod_masquerade::check_no_pod_masquerade(&mut c),
+            hairpin_masquerade::NAME => hairpin_masquerade::check_hairpin_masquerade(&mut c),
+            _ => return None,
+        };
+        let total = t0.elapsed();
+        let name = NAMES.iter().find(|n| **n == name).copied().unwrap_or("?");
+        let verdict = Verdict {
+            name,
+            outcome,
+            encode: total.saturating_sub(c.solve_time).saturating_sub(c.replay_time),
+            solve: c.solve_time,
+            queries: c.queries,
+            folded: c.folded,
+            refined: c.refined,
+            same: c.same,
+            notes: c.notes,
+        };
+        Some(Part { verdict, nothing: c.nothing })
+    })
 }
 
 /// The verdict of an invariant from its parts, in node order, as one run
@@ -1373,19 +1364,25 @@ pub(crate) fn listens(pod: &natpath_model::cluster::PodDecl, p: &SymPacket) -> B
     if pod.listen.is_empty() {
         return Bool::from_bool(true);
     }
-    let mut alts = Vec::new();
-    for l in &pod.listen {
-        let Some((proto, port)) = l.split_once('/') else { continue };
-        let proto = match proto {
-            "tcp" => 6u8,
-            "udp" => 17,
-            "sctp" => 132,
-            _ => continue,
-        };
-        let Ok(port) = port.parse::<u16>() else { continue };
-        alts.push(and2(&p.proto.feq(bv8(proto)), &p.dport.feq(bv16(port))));
-    }
+    let alts: Vec<Bool> = pod
+        .listen
+        .iter()
+        .filter_map(|l| listen_port(l))
+        .map(|(proto, port)| and2(&p.proto.feq(bv8(proto)), &p.dport.feq(bv16(port))))
+        .collect();
     any(&alts)
+}
+
+/// `tcp/80` of a pod's `listen` as (protocol number, port).
+pub(crate) fn listen_port(l: &str) -> Option<(u8, u16)> {
+    let (proto, port) = l.split_once('/')?;
+    let proto = match proto {
+        "tcp" => 6u8,
+        "udp" => 17,
+        "sctp" => 132,
+        _ => return None,
+    };
+    Some((proto, port.parse().ok()?))
 }
 
 /// How a report names one NodePort of one node: `node-1 NodePort tcp/30080 (ns/svc)`.
