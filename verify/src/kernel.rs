@@ -154,11 +154,14 @@ pub struct Options {
     /// inside the namespaces (`NATPATH_KERNEL_HELPER`, else the running
     /// program, when not set: a test binary must set it).
     pub helper: Option<PathBuf>,
+    /// Load the node namespaces' rules into iptables-legacy (x_tables)
+    /// instead of iptables-nft (nf_tables), the kernel's two back-ends.
+    pub legacy: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { new_carriers: false, reply_timeout: Duration::from_secs(2), helper: None }
+        Options { new_carriers: false, reply_timeout: Duration::from_secs(2), helper: None, legacy: false }
     }
 }
 
@@ -329,6 +332,24 @@ pub fn run_observed(
         teardown_ms: ms(t.elapsed()),
         notes,
     })
+}
+
+/// Rebuild `snapshot_dir`'s cluster in namespaces, hand `f` each node's
+/// name and namespace, then remove everything (also when `f` panics).
+/// For tools that read a node the way they would read a live one.
+pub fn with_cluster<R>(
+    snapshot_dir: &Path,
+    opts: &Options,
+    f: impl FnOnce(&[(String, String)]) -> R,
+) -> Result<R, KernelError> {
+    let dumps = dumps::load(snapshot_dir)?;
+    let helper = preflight(&dumps, &[], opts)?;
+    let lab = lab::Lab::build(&dumps, opts, helper, &[])?;
+    let nodes: Vec<(String, String)> =
+        dumps.nodes.iter().map(|n| n.name.clone()).zip(lab.nodes.iter().cloned()).collect();
+    let r = f(&nodes);
+    drop(lab);
+    Ok(r)
 }
 
 fn in_path(tool: &str) -> bool {

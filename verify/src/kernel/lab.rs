@@ -101,6 +101,8 @@ pub struct Lab {
     /// Facts and defaults the results depend on.
     pub(crate) notes: Vec<String>,
     pub(crate) setup: Duration,
+    /// The iptables back-end of the node namespaces: `iptables-legacy` or `iptables`.
+    pub(crate) iptables: &'static str,
 }
 
 impl Drop for Lab {
@@ -279,6 +281,7 @@ impl Lab {
             logs: Vec::new(),
             notes: Vec::new(),
             setup: Duration::ZERO,
+            iptables: if opts.legacy { "iptables-legacy" } else { "iptables" },
         };
         let kinds: Vec<Vec<Kind>> = dumps
             .nodes
@@ -667,7 +670,7 @@ impl Lab {
         }
         check(
             &format!("node `{}`: {}", node.name, node.dir.join("iptables-save").display()),
-            &in_ns(ns, &["iptables-restore"]),
+            &in_ns(ns, &[&format!("{}-restore", self.iptables)]),
             Some(&node.iptables),
             CMD_DEADLINE,
         )?;
@@ -675,7 +678,7 @@ impl Lab {
         // holds the same rules in the same chains.
         let loaded = counters::parse(&check(
             "reading the rules back",
-            &in_ns(ns, &["iptables-save", "-c"]),
+            &in_ns(ns, &[&format!("{}-save", self.iptables), "-c"]),
             None,
             CMD_DEADLINE,
         )?);

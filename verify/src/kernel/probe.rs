@@ -33,12 +33,13 @@ struct NodeState {
 
 /// Read every node's counters and conntrack, all commands at once.
 fn read_nodes(lab: &Lab) -> Result<Vec<NodeState>, KernelError> {
-    let spawn = |ns: &String, cmd: &'static [&'static str]| {
+    let save = format!("{}-save", lab.iptables);
+    let spawn = |ns: &String, cmd: &[&str]| {
         let argv = in_ns(ns, cmd);
         std::thread::spawn(move || exec::run(&argv, None, DEADLINE))
     };
     let jobs: Vec<_> =
-        lab.nodes.iter().map(|ns| (spawn(ns, &["iptables-save", "-c"]), spawn(ns, &["conntrack", "-L"]))).collect();
+        lab.nodes.iter().map(|ns| (spawn(ns, &[&save, "-c"]), spawn(ns, &["conntrack", "-L"]))).collect();
     let join =
         |h: std::thread::JoinHandle<Result<exec::Output, String>>, what: &str| -> Result<exec::Output, KernelError> {
             let o = h
