@@ -124,6 +124,22 @@ Without --probe, the snapshot's `probes` file is used (one FROM:IP:PORT/PROTO pe
 Namespaces are never linked to the root namespace and are removed on exit, error or Ctrl-C.\n\
 Exit 0 when kernel and model agree, 1 on a difference, 2 for bad input, 3 when it cannot run here.")]
     KernelCheck(KernelCheckArgs),
+    /// Collect a snapshot from a live cluster: every node's dumps and cluster.toml, read-only.
+    #[command(after_help = "Examples:\n  \
+natpath collect snap --via kubectl                    # every node, through kubectl debug node/...\n  \
+natpath collect snap --via ssh --ssh-target 'root@{node}'\n  \
+natpath collect snap --via exec --exec 'ip netns exec {node} sh -c {cmd}' --objects objects.json\n  \
+natpath collect node snap                             # on a node: this machine's dumps only\n  \
+natpath collect cluster snap --objects objects.json   # cluster.toml for the nodes already in snap\n\n\
+Nothing is written on a node: one read-only script runs there (iptables-legacy-save and\n\
+iptables-nft-save, ipset, ip, sysctl, bridge); of the two iptables backends, the one holding\n\
+kube-proxy's and Calico's chains is kept. {node} is a Kubernetes node name and {cmd} the script,\n\
+each passed as one argument, never through a local shell. Notes per node (backend, missing\n\
+tools, cleanup) go to OUT/collect/NODE.txt. See docs/collect.md.\n\
+Exit 0 collected and the snapshot loads (findings about the cluster are listed), 2 bad usage\n\
+or a snapshot that does not load, 3 a node or the API could not be read (what was collected\n\
+is kept).")]
+    Collect(Box<CollectArgs>),
     /// Write a snapshot shaped like kube-proxy v1.28 + Calico output, at any scale.
     #[command(after_help = "Examples:\n  \
 natpath generate /tmp/g1k --services 1000\n  \
@@ -354,6 +370,123 @@ pub struct KernelCheckArgs {
     pub kernel_only: bool,
 }
 
+/// Arguments of `natpath collect`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct CollectArgs {
+    /// Collect one part only.
+    #[command(subcommand)]
+    pub part: Option<CollectPart>,
+    /// The snapshot directory to write (created when missing).
+    #[arg(required = true, value_name = "OUT")]
+    pub out: Option<PathBuf>,
+    /// How natpath reaches each node.
+    #[arg(long, value_enum, default_value_t = Via::Kubectl)]
+    pub via: Via,
+    /// The nodes to collect, comma-separated (default: every node of the API).
+    #[arg(long, value_delimiter = ',', value_name = "NODE,...")]
+    pub nodes: Vec<String>,
+    /// With --via exec: the command template, with {node} and {cmd} (one word each).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub exec: Option<String>,
+    /// With --via ssh: the destination, with {node}.
+    #[arg(long, default_value = "{node}", value_name = "DEST")]
+    pub ssh_target: String,
+    /// With --via ssh: an ssh option KEY=VALUE (repeat the flag), passed as -o.
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
+    pub ssh_options: Vec<String>,
+    /// Nodes collected at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64), value_name = "N")]
+    pub parallel: u64,
+    /// With --via kubectl: the debug pod's image (it needs only chroot and sh).
+    #[arg(long, default_value = "busybox:1.36", value_name = "IMAGE")]
+    pub image: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub common: CollectCommon,
+}
+
+/// The parts of `natpath collect`.
+#[derive(Debug, Subcommand)]
+pub enum CollectPart {
+    /// Collect this machine (run on a node, or inside its network namespace).
+    Node(CollectNodeArgs),
+    /// Write cluster.toml from the Kubernetes API for the nodes already under OUT/nodes.
+    Cluster(CollectClusterArgs),
+}
+
+/// How `collect` reaches a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// `kubectl debug node/NODE` with `chroot /host` (the debug pod is deleted afterwards).
+    Kubectl,
+    /// `ssh` to --ssh-target.
+    Ssh,
+    /// Any command template (--exec).
+    Exec,
+}
+
+/// Where the Kubernetes API objects come from, and the outside hosts.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Read saved `kubectl get nodes,pods,services,endpointslices -A -o json` output instead of the API.
+    #[arg(long, value_name = "FILE")]
+    pub objects: Option<PathBuf>,
+    /// kubectl's --context.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// kubectl's --kubeconfig.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// An outside host NAME=ADDRESS/LEN[,GATEWAY] (repeat the flag; default: one free address on the first node's LAN).
+    #[arg(long = "client", value_name = "NAME=ADDR/LEN[,GW]")]
+    pub client: Vec<crate::collect::cluster::Client>,
+}
+
+/// Options of every form of `collect` that runs on nodes.
+#[derive(Debug, Args)]
+pub struct CollectCommon {
+    /// Seconds each node may take.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600), value_name = "SECS")]
+    pub timeout: u64,
+    /// Replace public IPv4 addresses with consistent stand-ins in every file.
+    #[arg(long)]
+    pub redact: bool,
+    /// Print a line per node on stderr even when it is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+}
+
+/// Arguments of `natpath collect node`.
+#[derive(Debug, Args)]
+pub struct CollectNodeArgs {
+    /// The snapshot directory (this node goes to OUT/nodes/NAME).
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// The node's name (default: this machine's hostname).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub common: CollectCommon,
+}
+
+/// Arguments of `natpath collect cluster`.
+#[derive(Debug, Args)]
+pub struct CollectClusterArgs {
+    /// The snapshot directory whose nodes/ is already collected.
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Seconds `kubectl get` may take.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600), value_name = "SECS")]
+    pub timeout: u64,
+    /// Replace public IPv4 addresses with consistent stand-ins in every file.
+    #[arg(long)]
+    pub redact: bool,
+}
+
 /// The largest cluster `generate` writes: Services, nodes, and both
 /// together (about 2.6 KB of dumps per Service and node).
 pub const MAX_SERVICES: usize = 50_000;
@@ -518,6 +651,7 @@ pub fn main() -> u8 {
         Command::Diff(a) => cmd_diff(&a, &ui),
         Command::Gate(a) => cmd_gate(&a, &ui),
         Command::KernelCheck(a) => Ok(crate::kernel::cli::kernel_check(&a, &ui)),
+        Command::Collect(a) => crate::collect::cli::collect(&a, &ui),
         Command::Generate(a) => cmd_generate(&a),
         Command::Completions(a) => {
             let mut out = Vec::new();

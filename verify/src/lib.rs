@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod collect;
 pub mod counterexample;
 pub mod delta;
 pub mod diff;

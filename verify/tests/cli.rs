@@ -221,6 +221,9 @@ fn help_of_every_subcommand_is_pinned() {
         ("check.help", vec!["check", "--help"]),
         ("kernel-check.help", vec!["kernel-check", "--help"]),
         ("generate.help", vec!["generate", "--help"]),
+        ("collect.help", vec!["collect", "--help"]),
+        ("collect-node.help", vec!["collect", "node", "--help"]),
+        ("collect-cluster.help", vec!["collect", "cluster", "--help"]),
         ("completions.help", vec!["completions", "--help"]),
         ("man.help", vec!["man", "--help"]),
     ] {
@@ -233,7 +236,7 @@ fn help_of_every_subcommand_is_pinned() {
 
 #[test]
 fn every_subcommand_help_has_examples() {
-    for sub in ["parse", "trace", "check", "kernel-check", "generate", "completions", "man"] {
+    for sub in ["parse", "trace", "check", "kernel-check", "collect", "generate", "completions", "man"] {
         let (_, out, _) = natpath(&[sub, "--help"]);
         assert!(out.contains("Examples:\n  natpath "), "natpath {sub} --help has no examples:\n{out}");
     }
@@ -332,6 +335,7 @@ fn man_pages_come_from_the_same_definition() {
         pages,
         [
             "natpath-check.1",
+            "natpath-collect.1",
             "natpath-completions.1",
             "natpath-diff.1",
             "natpath-gate.1",

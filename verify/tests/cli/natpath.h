@@ -13,6 +13,8 @@ Commands:
                 changed
   kernel-check  Rebuild the snapshot in network namespaces and compare the kernel with the model
                 (root)
+  collect       Collect a snapshot from a live cluster: every node's dumps and cluster.toml,
+                read-only
   generate      Write a snapshot shaped like kube-proxy v1.28 + Calico output, at any scale
   completions   Print a shell completion script
   man           Write the man pages (natpath.1 and one page per subcommand)

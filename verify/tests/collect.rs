@@ -1,0 +1,395 @@
+//! `natpath collect` on real parts: every corpus snapshot rebuilt in
+//! network namespaces (as `kernel-check` does), collected back through the
+//! `exec` transport with the real `iptables-save`, `ip`, `ipset` and
+//! `sysctl`, its cluster.toml written from the API objects saved beside it
+//! (`corpus/<snapshot>/api/objects.json`, real kube-apiserver output); the
+//! collected snapshot must give the same `check` verdicts and the same
+//! trace of every probe as the original. One snapshot is loaded into
+//! iptables-legacy, the rest into iptables-nft, so both back-end choices
+//! are exercised.
+//!
+//! Contract: SKIPPED (with the reason) when this machine cannot build
+//! namespaces; never a silent pass. One test at a time (a lock).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+use common::corpus;
+use natpath_verify::kernel::{self, KernelError, Options};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const NATPATH: &str = env!("CARGO_BIN_EXE_natpath");
+
+/// Every top-level corpus snapshot: those with a `cluster.toml`.
+const SNAPSHOTS: &[&str] = &[
+    "seed-ipip-remote",
+    "seed-ipip-local",
+    "broken-no-mark-masq",
+    "calico-vxlan",
+    "etp-local-no-endpoint",
+    "etp-local-with-endpoint",
+    "multi-endpoint",
+    "session-affinity",
+    "kube-proxy-1.28",
+    "kube-proxy-1.28-lb",
+];
+
+/// The one snapshot whose node namespaces use iptables-legacy.
+const LEGACY: &str = "seed-ipip-local";
+
+fn natpath(args: &[&str]) -> Output {
+    Command::new(NATPATH).args(args).output().unwrap()
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("natpath-collect-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `invariant → verdict` of `natpath check DIR --format json`.
+fn verdicts(dir: &Path) -> Vec<(String, String)> {
+    let o = natpath(&["check", dir.to_str().unwrap(), "--format", "json", "--quiet"]);
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("check {}: {e}\n{}", dir.display(), String::from_utf8_lossy(&o.stderr)));
+    v["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["invariant"].as_str().unwrap().to_string(), x["verdict"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// The trace JSON of one probe, without the snapshot's path.
+fn trace(dir: &Path, from: &str, to: &str, proto: &str) -> Value {
+    let o =
+        natpath(&["trace", dir.to_str().unwrap(), "--from", from, "--to", to, "--proto", proto, "--format", "json"]);
+    let mut v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("trace {}: {e}\n{}", dir.display(), String::from_utf8_lossy(&o.stderr)));
+    if let Some(m) = v.as_object_mut() {
+        m.remove("snapshot");
+    }
+    v
+}
+
+/// The probes of a snapshot: (from, ip:port, proto).
+fn probes(dir: &Path) -> Vec<(String, String, String)> {
+    let Ok(text) = std::fs::read_to_string(dir.join("probes")) else { return Vec::new() };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (from, rest) = l.split_once(':').unwrap();
+            let (to, proto) = rest.rsplit_once('/').unwrap();
+            (from.to_string(), to.to_string(), proto.to_string())
+        })
+        .collect()
+}
+
+/// `--client` flags for the original's `[[host]]`s.
+fn clients(dir: &Path) -> Vec<String> {
+    let c: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("cluster.toml")).unwrap()).unwrap();
+    c.get("host")
+        .and_then(|h| h.as_array())
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            let mut s = format!("{}={}", h["name"].as_str().unwrap(), h["address"].as_str().unwrap());
+            if let Some(g) = h.get("gateway").and_then(|g| g.as_str()) {
+                s = format!("{s},{g}");
+            }
+            s
+        })
+        .collect()
+}
+
+/// Collect `snap` back from its namespaces; `None` when this machine cannot build them.
+fn round_trip(snap: &str, out: &Path) -> Option<Output> {
+    let src = corpus().join(snap);
+    let opts = Options { helper: Some(PathBuf::from(NATPATH)), legacy: snap == LEGACY, ..Options::default() };
+    let r = kernel::with_cluster(&src, &opts, |nodes| {
+        // The users' kind of template: a script of theirs that finds the
+        // node's namespace, and natpath's script as one argument.
+        let map = out.with_extension("map.sh");
+        let mut case = String::from("case \"$1\" in\n");
+        for (node, ns) in nodes {
+            case.push_str(&format!("  {node}) ns={ns} ;;\n"));
+        }
+        case.push_str("  *) echo \"unknown node $1\" >&2; exit 9 ;;\nesac\nexec ip netns exec \"$ns\" sh -c \"$2\"\n");
+        std::fs::write(&map, case).unwrap();
+        let template = format!("sh {} {{node}} {{cmd}}", map.display());
+        let objects = src.join("api/objects.json");
+        let mut args = vec![
+            "collect".to_string(),
+            out.display().to_string(),
+            "--via".into(),
+            "exec".into(),
+            "--exec".into(),
+            template,
+            "--objects".into(),
+            objects.display().to_string(),
+        ];
+        for c in clients(&src) {
+            args.extend(["--client".to_string(), c]);
+        }
+        Command::new(NATPATH).args(&args).output().unwrap()
+    });
+    match r {
+        Ok(o) => Some(o),
+        Err(KernelError::CannotRun(why)) => {
+            println!("SKIPPED: {why}");
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+        Err(e) => panic!("{snap}: {e}"),
+    }
+}
+
+#[test]
+fn every_corpus_snapshot_collected_back_from_the_kernel_gives_the_same_answers() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let base = tmp("rt");
+    for snap in SNAPSHOTS {
+        let src = corpus().join(snap);
+        let out = base.join(snap);
+        let Some(o) = round_trip(snap, &out) else { return };
+        let report = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{snap}: collect failed:\n{report}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let want_backend = if *snap == LEGACY { "legacy" } else { "nft" };
+        assert!(
+            report
+                .lines()
+                .filter(|l| l.starts_with("node "))
+                .all(|l| l.contains(&format!("(iptables backend {want_backend})"))),
+            "{snap}: expected the {want_backend} backend:\n{report}"
+        );
+        if std::env::var_os("NATPATH_KEEP").is_some() {
+            std::fs::write(out.join("report.txt"), report.as_bytes()).unwrap();
+        }
+        assert_eq!(verdicts(&out), verdicts(&src), "{snap}: check verdicts differ\n{report}");
+        for (from, to, proto) in probes(&src) {
+            assert_eq!(
+                trace(&out, &from, &to, &proto),
+                trace(&src, &from, &to, &proto),
+                "{snap}: trace {from} -> {to}/{proto} differs"
+            );
+        }
+    }
+    if std::env::var_os("NATPATH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
+
+/// A copy of `snap`'s `nodes/` (what `collect node` would have written) in a fresh directory.
+fn nodes_only(snap: &str, tag: &str) -> PathBuf {
+    let out = tmp(tag);
+    common::copy_dir(&corpus().join(snap).join("nodes"), &out.join("nodes"));
+    out
+}
+
+/// The `[[node]]`, `[[host]]` and `[[pod]]` tables of a cluster.toml, comments aside.
+fn tables(path: &Path) -> toml::Value {
+    toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn cluster_toml_from_the_saved_api_objects_is_the_hand_written_one() {
+    for snap in SNAPSHOTS {
+        let out = nodes_only(snap, &format!("cl-{snap}"));
+        let objects = corpus().join(snap).join("api/objects.json");
+        let mut args = vec!["collect", "cluster", out.to_str().unwrap(), "--objects", objects.to_str().unwrap()];
+        let cl = clients(&corpus().join(snap));
+        for c in &cl {
+            args.extend(["--client", c.as_str()]);
+        }
+        let o = natpath(&args);
+        let report = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{snap}: {report}{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(tables(&out.join("cluster.toml")), tables(&corpus().join(snap).join("cluster.toml")), "{snap}");
+        // The API's pods the dumps know nothing of are findings, not silence.
+        assert!(report.contains("has no route to it through a device"), "{snap}: {report}");
+        assert!(report.contains("pod kube-system/kube-proxy-") && report.contains("host network"), "{report}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
+#[test]
+fn without_client_flags_a_free_address_on_the_lan_is_the_outside_client() {
+    let out = nodes_only("seed-ipip-remote", "default-client");
+    let objects = corpus().join("seed-ipip-remote/api/objects.json");
+    let o = natpath(&["collect", "cluster", out.to_str().unwrap(), "--objects", objects.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let t = tables(&out.join("cluster.toml"));
+    let host = &t["host"][0];
+    // The top of 10.0.0.0/24 that no node, route or neighbour uses, and the nodes' gateway.
+    assert_eq!(host["address"].as_str(), Some("10.0.0.254/24"));
+    assert_eq!(host["gateway"].as_str(), Some("10.0.0.1"));
+    // The snapshot it makes checks like the original.
+    assert_eq!(verdicts(&out), verdicts(&corpus().join("seed-ipip-remote")));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn redacted_public_addresses_leave_every_verdict_unchanged() {
+    // The seed's LAN moved to a public /24, nodes, client, gateway, API and all.
+    let src = tmp("public");
+    common::copy_dir(&corpus().join("seed-ipip-remote"), &src);
+    let mut files = vec![src.join("cluster.toml"), src.join("api/objects.json")];
+    for n in ["node1", "node2"] {
+        for f in std::fs::read_dir(src.join("nodes").join(n)).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    for f in &files {
+        let t = std::fs::read_to_string(f).unwrap().replace("10.0.0.", "52.14.3.");
+        std::fs::write(f, t).unwrap();
+    }
+    let before = verdicts(&src);
+    assert_eq!(before, verdicts(&corpus().join("seed-ipip-remote")), "the move itself changes nothing");
+    let out = tmp("redacted");
+    common::copy_dir(&src.join("nodes"), &out.join("nodes"));
+    let objects = src.join("api/objects.json");
+    let o = natpath(&[
+        "collect",
+        "cluster",
+        out.to_str().unwrap(),
+        "--objects",
+        objects.to_str().unwrap(),
+        "--client",
+        "client=52.14.3.53/24,52.14.3.1",
+        "--redact",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let mut all = String::new();
+    for n in ["node1", "node2"] {
+        for f in std::fs::read_dir(out.join("nodes").join(n)).unwrap() {
+            all.push_str(&std::fs::read_to_string(f.unwrap().path()).unwrap());
+        }
+    }
+    all.push_str(&std::fs::read_to_string(out.join("cluster.toml")).unwrap());
+    assert!(!all.contains("52.14.3."), "a public address is left");
+    assert!(all.contains("52."), "the first octet stays");
+    assert_eq!(verdicts(&out), before);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&src);
+}
+
+#[test]
+fn a_broken_kubeconfig_is_exit_3_with_kubectls_reason() {
+    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+        println!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let out = nodes_only("seed-ipip-remote", "bad-kubeconfig");
+    // A server on loopback where nothing listens: kubectl itself fails.
+    let kc = out.join("kubeconfig");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n\
+         contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: x\n",
+    )
+    .unwrap();
+    let o = natpath(&[
+        "collect",
+        "cluster",
+        out.to_str().unwrap(),
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--timeout",
+        "20",
+    ]);
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{report}");
+    assert!(report.contains("kubectl get nodes,pods,services,endpointslices` failed"), "{report}");
+    assert!(!out.join("cluster.toml").exists());
+    // The whole collection: no node list without the API, and it says how to give one.
+    let o = natpath(&["collect", out.to_str().unwrap(), "--kubeconfig", kc.to_str().unwrap(), "--timeout", "20"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("give --nodes"), "{}", String::from_utf8_lossy(&o.stdout));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_node_that_fails_or_does_not_answer_is_named_and_the_others_are_kept() {
+    let out = tmp("unreachable");
+    let objects = corpus().join("seed-ipip-remote/api/objects.json");
+    // node1 answers with this machine's own dumps (read-only); node2's
+    // transport fails at once; node3 never answers.
+    let wrap = out.with_extension("wrap.sh");
+    std::fs::write(
+        &wrap,
+        "case \"$1\" in node1) exec sh -c \"$2\" ;; node2) echo 'ssh: connect to host node2 port 22: Connection refused' >&2; exit 255 ;; *) exec sleep 60 ;; esac\n",
+    )
+    .unwrap();
+    let template = format!("sh {} {{node}} {{cmd}}", wrap.display());
+    let o = natpath(&[
+        "collect",
+        out.to_str().unwrap(),
+        "--via",
+        "exec",
+        "--exec",
+        &template,
+        "--nodes",
+        "node1,node2,node3",
+        "--objects",
+        objects.to_str().unwrap(),
+        "--timeout",
+        "2",
+    ]);
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{report}");
+    assert!(report.contains("node node1: collected"), "{report}");
+    assert!(
+        report.contains("node node2: NOT collected: the transport failed (exit 255): ssh: connect to host node2"),
+        "{report}"
+    );
+    assert!(report.contains("node node3: NOT collected: no answer within 2 s"), "{report}");
+    assert!(out.join("nodes/node1/iptables-save").is_file());
+    assert!(!out.join("nodes/node2").exists());
+    assert!(std::fs::read_to_string(out.join("collect/node3.txt")).unwrap().contains("no answer"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_dump_that_does_not_parse_is_exit_2_at_its_file_and_line() {
+    let out = tmp("garbled");
+    let objects = corpus().join("seed-ipip-remote/api/objects.json");
+    // node1's `ip route` prints a line no `ip` ever prints.
+    let wrap = out.with_extension("wrap.sh");
+    std::fs::write(&wrap, "sh -c \"$2\" | sed 's/^local 127.0.0.1 dev lo/local 127.0.0.1 frobnicate lo/'\n").unwrap();
+    let template = format!("sh {} {{node}} {{cmd}}", wrap.display());
+    let o = natpath(&[
+        "collect",
+        out.to_str().unwrap(),
+        "--via",
+        "exec",
+        "--exec",
+        &template,
+        "--nodes",
+        "node1",
+        "--objects",
+        objects.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{report}");
+    assert!(report.contains("does not load"), "{report}");
+    assert!(report.contains("nodes/node1/ip-route:"), "{report}");
+    assert!(out.join("nodes/node1/ip-route").is_file(), "what was collected is kept");
+    let _ = std::fs::remove_dir_all(&out);
+}
