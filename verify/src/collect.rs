@@ -75,12 +75,17 @@ fn marker() -> String {
 }
 
 /// Run the script on `node` and read its sections.
-fn read_node(t: &Transport, node: &str, opts: &Options) -> Result<(node::NodeDumps, Vec<String>), String> {
+/// On failure: why, and the transport's notes (a debug pod deleted or left).
+fn read_node(
+    t: &Transport,
+    node: &str,
+    opts: &Options,
+) -> Result<(node::NodeDumps, Vec<String>), (String, Vec<String>)> {
     let m = marker();
-    let out = transport::run(t, node, &script::script(&m), opts.timeout)?;
+    let out = transport::run(t, node, &script::script(&m), opts.timeout).map_err(|e| (e, Vec::new()))?;
     let mut notes = out.notes.clone();
     if out.truncated {
-        return Err(format!("it printed more than {} MiB: not read", transport::MAX_STDOUT >> 20));
+        return Err((format!("it printed more than {} MiB: not read", transport::MAX_STDOUT >> 20), notes));
     }
     let sections = script::read(&out.stdout, &out.stderr, &m);
     if sections.by_name.is_empty() {
@@ -94,12 +99,12 @@ fn read_node(t: &Transport, node: &str, opts: &Options) -> Result<(node::NodeDum
                 if e.is_empty() { String::new() } else { format!(": {e}") }
             )
         };
-        return Err(why);
+        return Err((why, notes));
     }
     if out.timed_out {
         notes.push(format!("warning: cut off after {} s", opts.timeout.as_secs()));
     }
-    let d = node::dumps(node, &sections).map_err(|e| e.reason)?;
+    let d = node::dumps(node, &sections).map_err(|e| (e.reason, notes.clone()))?;
     Ok((d, notes))
 }
 
@@ -153,9 +158,10 @@ pub fn collect_nodes(out: &Path, nodes: &[String], t: &Transport, opts: &Options
                             },
                         }
                     }
-                    Err(e) => {
-                        let _ = write_notes(out, name, &[format!("error: {e}")]);
-                        NodeOutcome { node: name.clone(), notes: Vec::new(), error: Some(e) }
+                    Err((e, mut notes)) => {
+                        notes.insert(0, format!("error: {e}"));
+                        let _ = write_notes(out, name, &notes);
+                        NodeOutcome { node: name.clone(), notes, error: Some(e) }
                     }
                 };
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;

@@ -393,3 +393,81 @@ fn a_dump_that_does_not_parse_is_exit_2_at_its_file_and_line() {
     assert!(out.join("nodes/node1/ip-route").is_file(), "what was collected is kept");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A real API server to test `--via kubectl` against: the kubeconfig in
+/// `NATPATH_TEST_KUBECONFIG`, holding seed-ipip-remote's objects
+/// (`corpus/api/load.py`) and no kubelet, so debug pods never start. CI has
+/// none (no kube-apiserver can be built there): SKIPPED.
+fn test_kubeconfig() -> Option<String> {
+    let Some(k) = std::env::var_os("NATPATH_TEST_KUBECONFIG") else {
+        println!("SKIPPED: NATPATH_TEST_KUBECONFIG is not set (no API server to test kubectl against)");
+        return None;
+    };
+    Some(k.to_string_lossy().into_owned())
+}
+
+fn debug_pods(kc: &str) -> Vec<(String, bool)> {
+    let o = Command::new("kubectl").args(["--kubeconfig", kc, "get", "pods", "-o", "json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let name = p["metadata"]["name"].as_str()?;
+            name.starts_with("node-debugger-")
+                .then(|| (name.to_string(), p["metadata"]["deletionTimestamp"].is_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn with_a_real_api_server_the_cluster_half_and_debug_pod_cleanup_work() {
+    let Some(kc) = test_kubeconfig() else { return };
+    // The cluster half through kubectl equals the one from the saved objects.
+    let a = nodes_only("seed-ipip-remote", "api-live");
+    let b = nodes_only("seed-ipip-remote", "api-saved");
+    let objects = corpus().join("seed-ipip-remote/api/objects.json");
+    let o = natpath(&["collect", "cluster", a.to_str().unwrap(), "--kubeconfig", &kc]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    natpath(&["collect", "cluster", b.to_str().unwrap(), "--objects", objects.to_str().unwrap()]);
+    assert_eq!(tables(&a.join("cluster.toml")), tables(&b.join("cluster.toml")));
+    // A debug pod that cannot start: the deadline ends it and deletes the pod.
+    let before: Vec<String> = debug_pods(&kc).into_iter().map(|p| p.0).collect();
+    let out = tmp("api-debug");
+    let o = natpath(&["collect", out.to_str().unwrap(), "--kubeconfig", &kc, "--nodes", "node1", "--timeout", "5"]);
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{report}");
+    assert!(report.contains("node node1: NOT collected: no answer within 5 s"), "{report}");
+    let notes = std::fs::read_to_string(out.join("collect/node1.txt")).unwrap();
+    let created: Vec<(String, bool)> = debug_pods(&kc).into_iter().filter(|p| !before.contains(&p.0)).collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(created[0].1, "debug pod {} was not deleted", created[0].0);
+    assert!(notes.contains(&format!("deleted debug pod {}", created[0].0)), "{notes}");
+    // Ctrl-C: every debug pod in flight is deleted before natpath exits.
+    let before: Vec<String> = debug_pods(&kc).into_iter().map(|p| p.0).collect();
+    let mut child = Command::new(NATPATH)
+        .args(["collect", out.to_str().unwrap(), "--kubeconfig", &kc, "--nodes", "node1,node2", "--timeout", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut created = Vec::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        created = debug_pods(&kc).into_iter().filter(|p| !before.contains(&p.0)).collect();
+        if created.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(created.len(), 2, "{created:?}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let after: Vec<(String, bool)> = debug_pods(&kc).into_iter().filter(|p| !before.contains(&p.0)).collect();
+    assert!(after.iter().all(|p| p.1), "left behind: {after:?}");
+    for d in [a, b, out] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

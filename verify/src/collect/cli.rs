@@ -148,7 +148,9 @@ fn finish(out: &Path, redact: bool, code: u8, _results: &[NodeOutcome], mut repo
         let _ = writeln!(report, "redacted: public addresses replaced in {n} files");
     }
     let mut code = code;
-    if out.join("cluster.toml").is_file() {
+    if !out.join("nodes").is_dir() {
+        let _ = writeln!(report, "snapshot {}: not loaded, no node was collected", out.display());
+    } else if out.join("cluster.toml").is_file() {
         match natpath_model::snapshot::load(out) {
             Ok(s) => {
                 let _ = writeln!(

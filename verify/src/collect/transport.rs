@@ -166,7 +166,7 @@ pub fn argv(t: &Transport, node: &str, script: &str) -> Vec<String> {
                     "debug".to_string(),
                     format!("node/{node}"),
                     format!("--image={image}"),
-                    "--profile=sysadmin".into(),
+                    "--profile=netadmin".into(),
                     "--attach=true".into(),
                     "--".into(),
                     "chroot".into(),
@@ -189,6 +189,27 @@ type DebugPods = Vec<(Vec<String>, String)>;
 fn debug_pods() -> MutexGuard<'static, DebugPods> {
     static P: OnceLock<Mutex<DebugPods>> = OnceLock::new();
     P.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Set by the signal handler: the process is about to exit with 128 + the signal.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Once a signal has started the cleanup, the thread that notices (its
+/// transport was killed) waits for the handler to end the process, so
+/// that nothing reports the killed runs as failures first; bounded.
+fn yield_if_interrupted() {
+    for _ in 0..600 {
+        if !INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Process groups of the transports running now (ended on a signal).
+fn running() -> MutexGuard<'static, Vec<u32>> {
+    static R: OnceLock<Mutex<Vec<u32>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(Vec::new())).lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Delete one debug pod (bounded); the error text when it could not be.
@@ -214,6 +235,10 @@ pub fn install_debug_pod_cleanup() -> Result<(), String> {
             .name("natpath-collect-signals".into())
             .spawn(move || {
                 if let Some(sig) = signals.forever().next() {
+                    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+                    for g in std::mem::take(&mut *running()) {
+                        kill_group(g);
+                    }
                     let pods = std::mem::take(&mut *debug_pods());
                     for (k, p) in pods {
                         eprintln!("natpath collect: signal {sig}: deleting debug pod {p}");
@@ -241,10 +266,12 @@ fn debug_pod_name(line: &str) -> Option<String> {
 pub fn run(t: &Transport, node: &str, script: &str, deadline: Duration) -> Result<RunOutput, String> {
     let argv = argv(t, node, script);
     let Transport::Kubectl { kubectl, .. } = t else {
-        return run_bounded(&argv, deadline, &mut |_| {});
+        let r = run_bounded(&argv, deadline, &mut |_| {});
+        yield_if_interrupted();
+        return r;
     };
-    // The debug pod is registered as soon as kubectl names it, so that a
-    // signal, a deadline or an error deletes it.
+    // The debug pod is registered as soon as kubectl names it (on stdout),
+    // so that a signal, a deadline or an error deletes it.
     let mut seen: Option<String> = None;
     let result = run_bounded(&argv, deadline, &mut |line| {
         if seen.is_none() {
@@ -254,6 +281,7 @@ pub fn run(t: &Transport, node: &str, script: &str, deadline: Duration) -> Resul
             }
         }
     });
+    yield_if_interrupted();
     let mut cleanup = Vec::new();
     if let Some(p) = &seen {
         debug_pods().retain(|(_, q)| q != p);
@@ -271,10 +299,26 @@ fn lock(c: &Mutex<Child>) -> MutexGuard<'_, Child> {
     c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How much of stdout's start is handed to the line callback of [`run_bounded`].
+const STDOUT_HEAD: usize = 64 * 1024;
+
+/// Hand the complete lines of `got`'s first [`STDOUT_HEAD`] bytes past
+/// `*scanned` to `on_line`.
+fn stdout_head_lines(got: &Mutex<(Vec<u8>, bool)>, scanned: &mut usize, on_line: &mut dyn FnMut(&str)) {
+    let g = got.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let head = g.0.get(..g.0.len().min(STDOUT_HEAD)).unwrap_or(&[]);
+    while let Some(nl) = head.get(*scanned..).and_then(|rest| rest.iter().position(|&b| b == b'\n')) {
+        let line = head.get(*scanned..*scanned + nl + 1).unwrap_or(&[]);
+        on_line(&String::from_utf8_lossy(line));
+        *scanned += nl + 1;
+    }
+}
+
 /// Run `argv` (stdin closed), reading stdout up to [`MAX_STDOUT`] and
-/// stderr up to [`MAX_STDERR`], handing each stderr line to `on_err` as it
-/// arrives; killed when `deadline` passes.
-pub fn run_bounded(argv: &[String], deadline: Duration, on_err: &mut dyn FnMut(&str)) -> Result<RunOutput, String> {
+/// stderr up to [`MAX_STDERR`], handing each line of stderr and of the
+/// first 64 KiB of stdout to `on_line` as it arrives; killed when
+/// `deadline` passes.
+pub fn run_bounded(argv: &[String], deadline: Duration, on_line: &mut dyn FnMut(&str)) -> Result<RunOutput, String> {
     let (prog, args) = argv.split_first().ok_or("empty command")?;
     // Its own process group, so that a deadline ends whatever it started.
     let mut child = Command::new(prog)
@@ -286,6 +330,7 @@ pub fn run_bounded(argv: &[String], deadline: Duration, on_err: &mut dyn FnMut(&
         .spawn()
         .map_err(|e| format!("cannot start `{prog}`: {e}"))?;
     let pgid = child.id();
+    running().push(pgid);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let got: Arc<Mutex<(Vec<u8>, bool)>> = Arc::new(Mutex::new((Vec::new(), false)));
@@ -331,13 +376,15 @@ pub fn run_bounded(argv: &[String], deadline: Duration, on_err: &mut dyn FnMut(&
     let child = Arc::new(Mutex::new(child));
     let start = Instant::now();
     let mut stderr_text = String::new();
+    let mut scanned = 0;
     let mut timed_out = false;
     let mut nap = Duration::from_millis(1);
     let status = loop {
         while let Ok(l) = rx.try_recv() {
-            on_err(&l);
+            on_line(&l);
             stderr_text.push_str(&l);
         }
+        stdout_head_lines(&got, &mut scanned, on_line);
         let polled = lock(&child).try_wait();
         match polled {
             Ok(Some(st)) => break Some(st),
@@ -354,6 +401,7 @@ pub fn run_bounded(argv: &[String], deadline: Duration, on_err: &mut dyn FnMut(&
             }
             Err(e) => {
                 kill_group(pgid);
+                running().retain(|&g| g != pgid);
                 return Err(format!("waiting for `{prog}`: {e}"));
             }
         }
@@ -371,9 +419,11 @@ pub fn run_bounded(argv: &[String], deadline: Duration, on_err: &mut dyn FnMut(&
         std::thread::sleep(Duration::from_millis(5));
     }
     for l in rx.try_iter() {
-        on_err(&l);
+        on_line(&l);
         stderr_text.push_str(&l);
     }
+    stdout_head_lines(&got, &mut scanned, on_line);
+    running().retain(|&g| g != pgid);
     let (bytes, truncated) = std::mem::take(&mut *got.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     Ok(RunOutput {
         stdout: String::from_utf8_lossy(&bytes).into_owned(),
@@ -440,7 +490,8 @@ mod tests {
         assert!(o.timed_out);
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_eq!(o.stdout, "hi\n");
-        assert_eq!(lines, ["err\n"]);
+        lines.sort();
+        assert_eq!(lines, ["err\n", "hi\n"]);
     }
 
     #[test]
