@@ -143,7 +143,42 @@ fn round_trip(snap: &str, out: &Path) -> Option<Output> {
         for c in clients(&src) {
             args.extend(["--client".to_string(), c]);
         }
-        Command::new(NATPATH).args(&args).output().unwrap()
+        let all = Command::new(NATPATH).args(&args).output().unwrap();
+        // The by-hand form on the first snapshot: `collect node` run inside
+        // each node's namespace, then `collect cluster`.
+        if snap == SNAPSHOTS[0] {
+            let by_hand = out.with_extension("by-hand");
+            for (node, ns) in nodes {
+                let o = Command::new("ip")
+                    .args(["netns", "exec", ns, NATPATH, "collect", "node", by_hand.to_str().unwrap(), "--name", node])
+                    .output()
+                    .unwrap();
+                assert_eq!(o.status.code(), Some(0), "collect node {node}: {}", String::from_utf8_lossy(&o.stdout));
+            }
+            let mut args = vec!["collect".to_string(), "cluster".into(), by_hand.display().to_string()];
+            args.extend(["--objects".to_string(), objects.display().to_string()]);
+            for c in clients(&src) {
+                args.extend(["--client".to_string(), c]);
+            }
+            let o = Command::new(NATPATH).args(&args).output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "collect cluster: {}", String::from_utf8_lossy(&o.stdout));
+            assert_eq!(verdicts(&by_hand), verdicts(&src), "collected by hand");
+            for f in ["iptables-save", "ip-route", "ip-addr", "ipset-save"] {
+                let a = std::fs::read_to_string(by_hand.join("nodes/node1").join(f)).unwrap();
+                let b = std::fs::read_to_string(out.join("nodes/node1").join(f)).unwrap();
+                // Comments (dates) and counters aside.
+                let strip = |t: &str| {
+                    t.lines()
+                        .filter(|l| !l.starts_with('#'))
+                        .map(|l| if l.starts_with('[') { l.split_once("] ").map_or(l, |x| x.1) } else { l })
+                        .map(|l| l.rsplit_once(" [").filter(|x| x.1.ends_with(']')).map_or(l, |x| x.0).to_string())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(strip(&a), strip(&b), "{f}: by hand and through --via exec differ");
+            }
+            let _ = std::fs::remove_dir_all(&by_hand);
+        }
+        all
     });
     match r {
         Ok(o) => Some(o),
