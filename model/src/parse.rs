@@ -10,4 +10,5 @@ pub mod iproute;
 pub mod iprule;
 pub mod ipset;
 pub mod iptables;
+pub mod ss;
 pub mod sysctl;

@@ -47,6 +47,9 @@ pub struct Node {
     pub neighbors: Vec<Neighbor>,
     /// `bridge-fdb` (empty when absent).
     pub fdb: Vec<FdbEntry>,
+    /// `ss-listen`: the sockets the node answers on; `None` when absent
+    /// (then it answers on every port).
+    pub listeners: Option<Vec<crate::parse::ss::Listener>>,
     /// The defaults taken for absent optional files, one sentence each.
     pub defaults: Vec<String>,
 }
@@ -132,7 +135,11 @@ pub const NODE_FILES: &[(&str, bool, &str)] = &[
     ("ip-link", false, "`ip -d link show`"),
     ("ip-neigh", false, "`ip neigh show`"),
     ("bridge-fdb", false, "`bridge fdb show`"),
+    ("ss-listen", false, "`ss -tuln`"),
 ];
+
+/// The default when `ss-listen` is absent.
+pub const DEFAULT_LISTEN: &str = "no ss-listen: the node answers on every port";
 
 /// The default when `ip-rule` is absent.
 pub const DEFAULT_IP_RULE: &str = "no ip-rule: the kernel's default rules 0 local, 32766 main, 32767 default";
@@ -560,6 +567,7 @@ fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Int
     let links = text("ip-link").map(|(p, t)| run(ipaddr::parse(t, p), &mut errs));
     let neighbors = text("ip-neigh").map(|(p, t)| run(ipaddr::parse_neigh(t, p), &mut errs));
     let fdb = text("bridge-fdb").map(|(p, t)| run(ipaddr::parse_fdb(t, p), &mut errs));
+    let listeners = text("ss-listen").map(|(p, t)| run(crate::parse::ss::parse(t, p), &mut errs));
 
     let (Some(ruleset), Some(mut interfaces), Some(routes)) = (ruleset, interfaces.clone(), routes) else {
         return (None, interfaces, errs);
@@ -620,6 +628,13 @@ fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Int
     }
     let neighbors = neighbors.flatten().unwrap_or_default();
     let fdb = fdb.flatten().unwrap_or_default();
+    let listeners = match listeners {
+        Some(l) => l,
+        None => {
+            defaults.push(DEFAULT_LISTEN.to_string());
+            None
+        }
+    };
     if !errs.is_empty() {
         return (None, Some(interfaces), errs);
     }
@@ -635,6 +650,7 @@ fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Int
         sysctl,
         neighbors,
         fdb,
+        listeners,
         defaults,
     };
     (Some(node), Some(checked), errs)

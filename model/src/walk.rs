@@ -536,7 +536,12 @@ impl<'s> Run<'s> {
                         .iter()
                         .any(|l| *l == format!("{}/{}", crate::packet::proto_name(pkt.proto), pkt.dport))
             }),
-            // Hosts and nodes: the snapshot does not say; assume they answer.
+            // A node answers where its `ss-listen` has a socket (on every
+            // port without the file).
+            End::Node(n) => self.snap.nodes.get(n).is_some_and(|node| {
+                node.listeners.as_ref().is_none_or(|ls| ls.iter().any(|l| l.takes(pkt.proto.0, pkt.dst, pkt.dport)))
+            }),
+            // Hosts: the snapshot does not say; assume they answer.
             _ => true,
         }
     }

@@ -10,7 +10,7 @@
 )]
 
 use natpath_model::netstate::{RouteType, TABLE_LOCAL};
-use natpath_model::snapshot::{self, Snapshot, DEFAULT_IP_RULE, DEFAULT_SYSCTL};
+use natpath_model::snapshot::{self, Snapshot, DEFAULT_IP_RULE, DEFAULT_LISTEN, DEFAULT_SYSCTL};
 use std::path::{Path, PathBuf};
 
 fn corpus() -> PathBuf {
@@ -63,7 +63,8 @@ fn seed_ipip_local() {
         ["cali40all-ipam-pools", "cali40all-hosts-net", "cali40masq-ipam-pools"]
     );
     assert_eq!(n1.sysctl.rp_filter("tunl0"), 1);
-    assert!(n1.defaults.is_empty(), "every optional file is there: {:?}", n1.defaults);
+    // Every optional file of the capture is there; `ss-listen` came later.
+    assert_eq!(n1.defaults, [DEFAULT_LISTEN], "every optional file but ss-listen is there");
     assert!(n1.ruleset.rule_count() > 0);
     assert_eq!(s.cluster.pods[0].iface, "cali583c2cee4e2");
     assert_eq!(s.cluster.pods[0].loc.line, 17);
@@ -80,7 +81,8 @@ fn seed_ipip_remote() {
     assert_eq!(n2.routes.len(), 11);
     assert_eq!(s.node("node1").unwrap().routes.len(), 10);
     assert_eq!(s.cluster.pods[0].node, "node2");
-    assert!(s.nodes.iter().all(|n| n.defaults.is_empty() && n.ruleset.rule_count() > 0));
+    assert!(s.nodes.iter().all(|n| n.defaults == [DEFAULT_LISTEN] && n.ruleset.rule_count() > 0));
+    assert!(s.nodes.iter().all(|n| n.listeners.is_none()));
 }
 
 /// A copy of a seed snapshot in a fresh temporary directory, removed on drop.
@@ -246,7 +248,7 @@ fn unknown_file_and_dump_errors_all_reported() {
     t.write("nodes/node2/ip-route", &route.replace("blackhole", "blockhole"));
     t.write("nodes/node2/ip-rule", "0:\tfrom all lookup\n");
     let errs = load_err(&t.0);
-    has(&errs, &format!("{}:1:1: unknown file `ip-routes`: expected one of iptables-save, ipset-save, ip-route, ip-addr, ip-rule, sysctl, ip-link, ip-neigh, bridge-fdb", t.shown("nodes/node1/ip-routes")));
+    has(&errs, &format!("{}:1:1: unknown file `ip-routes`: expected one of iptables-save, ipset-save, ip-route, ip-addr, ip-rule, sysctl, ip-link, ip-neigh, bridge-fdb, ss-listen", t.shown("nodes/node1/ip-routes")));
     has(&errs, &format!("{}:4:1: unknown route type `blockhole`: expected unicast, local, broadcast, multicast, anycast, blackhole, unreachable, prohibit, throw or nat", t.shown("nodes/node2/ip-route")));
     has(
         &errs,
@@ -292,12 +294,13 @@ fn defaults_of_absent_files() {
     t.remove("nodes/node2/sysctl");
     let s = load_ok(&t.0);
     let n2 = s.node("node2").unwrap();
-    assert_eq!(n2.defaults, [DEFAULT_IP_RULE, DEFAULT_SYSCTL]);
+    assert_eq!(n2.defaults, [DEFAULT_IP_RULE, DEFAULT_SYSCTL, DEFAULT_LISTEN]);
     assert_eq!(n2.ip_rules.iter().map(|r| r.priority).collect::<Vec<_>>(), [0, 32766, 32767]);
     assert!(n2.sysctl.ip_forward());
     assert_eq!(n2.sysctl.rp_filter("ens192"), 0);
     assert_eq!(DEFAULT_IP_RULE, "no ip-rule: the kernel's default rules 0 local, 32766 main, 32767 default");
     assert_eq!(DEFAULT_SYSCTL, "no sysctl: rp_filter 0 and ip_forward 1");
+    assert_eq!(DEFAULT_LISTEN, "no ss-listen: the node answers on every port");
 }
 
 /// The rules name ipsets: without ipset-save, each use is an error at its rule.
@@ -423,4 +426,36 @@ fn inconsistent_snapshots_are_refused_where_they_are_written() {
             t.shown("nodes/node2/ip-route")
         ),
     );
+}
+
+/// `ss-listen` says what a node answers on: the trace delivers to the
+/// node where a socket takes the packet and refuses it elsewhere.
+#[test]
+fn a_node_answers_where_it_listens() {
+    let s = load_ok(&seed("node-listeners"));
+    let n1 = s.node("node1").unwrap();
+    assert!(n1.defaults.is_empty(), "{:?}", n1.defaults);
+    let ls = n1.listeners.as_ref().unwrap();
+    assert!(ls.iter().any(|l| l.takes(6, "10.0.0.51".parse().unwrap(), 22)));
+    assert!(!ls.iter().any(|l| l.takes(6, "10.0.0.51".parse().unwrap(), 9099)), "9099 is on 127.0.0.1 only");
+    use natpath_model::trace::Outcome;
+    for (port, outcome) in
+        [(22, Outcome::Delivered), (10250, Outcome::Delivered), (9099, Outcome::Rejected), (2222, Outcome::Rejected)]
+    {
+        let probe = natpath_model::trace::Probe {
+            from: "client".into(),
+            to: format!("10.0.0.51:{port}"),
+            dst: "10.0.0.51".parse().unwrap(),
+            dport: port,
+            proto: natpath_model::ruleset::Proto::TCP,
+            sport: 40000,
+            via: None,
+        };
+        let t = natpath_model::walk::trace(&s, &probe, &natpath_model::walk::TraceOptions::default()).unwrap();
+        let b = &t.branches[0];
+        assert_eq!(b.outcome, outcome, "port {port}: {:?}", b.reason);
+        if outcome == Outcome::Rejected {
+            assert_eq!(b.reason.as_deref(), Some(format!("node1 does not listen on tcp/{port}").as_str()));
+        }
+    }
 }

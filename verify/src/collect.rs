@@ -108,7 +108,7 @@ fn read_node(
     Ok((d, notes))
 }
 
-/// Write one node's files (the nine of the format are replaced, so nothing
+/// Write one node's files (the ones of the format are replaced, so nothing
 /// stale from an earlier run stays) and its notes under `out/collect/`.
 fn write_node(out: &Path, name: &str, d: &node::NodeDumps, notes: &[String]) -> std::io::Result<()> {
     let dir = out.join("nodes").join(name);

@@ -441,8 +441,18 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDe
         v.sort();
         v
     };
+    // What the node answers on, as a set (ss lists sockets in no fixed order).
+    let listeners = |n: &Node| {
+        n.listeners.as_ref().map(|ls| {
+            let mut v: Vec<_> = ls.iter().map(|l| (l.proto, l.addr, l.port, l.dev.clone())).collect();
+            v.sort();
+            v.dedup();
+            v
+        })
+    };
     let differs = [
         (x.lan != y.lan, "its LAN interface"),
+        (listeners(x) != listeners(y), "what it listens on"),
         (x.interfaces != y.interfaces, "its addresses or devices"),
         (x.routes != y.routes, "its routes"),
         (x.ip_rules != y.ip_rules, "its policy rules"),

@@ -748,3 +748,27 @@ mod deletions {
         }
     }
 }
+
+/// A node's `ss-listen` changes the fate of packets to its own ports: the
+/// diff from a snapshot without it (every port answers) finds the ports
+/// nothing listens on now, on both nodes, for TCP and UDP, each with a
+/// packet the model replays as refused, and leaves the NodePort alone.
+#[test]
+fn what_a_node_listens_on_is_part_of_a_packets_fate() {
+    let before = load(&corpus().join("seed-ipip-remote"));
+    let after = load(&corpus().join("node-listeners"));
+    let d =
+        diff::diff_with(&before, &after, ("before", "after"), &diff::DiffOptions::default(), &|_, _, _| {}).unwrap();
+    assert_eq!(d.exit_code(), 1);
+    assert!(d.unknown.is_empty(), "{:#?}", d.unknown);
+    let changed: Vec<(&str, &str)> = d.changes.iter().map(|c| (c.entry, c.proto.as_str())).collect();
+    assert!(changed.contains(&("other-port", "tcp")) && changed.contains(&("other-port", "udp")), "{changed:?}");
+    assert!(d.changes.iter().all(|c| c.entry != "nodeport"), "the NodePort is untouched: {changed:?}");
+    for c in d.changes.iter().filter(|c| c.entry == "other-port") {
+        assert_eq!(c.nodes, ["node1", "node2"]);
+        for e in &c.examples {
+            assert!(e.after.contains("does not listen on the port"), "{}", e.after);
+            assert!(e.after_fates.iter().all(|f| f.starts_with("rejected")), "{:?}", e.after_fates);
+        }
+    }
+}

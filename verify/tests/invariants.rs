@@ -89,6 +89,7 @@ corpus_test!(corpus_etp_local_no_endpoint, "etp-local-no-endpoint");
 corpus_test!(corpus_session_affinity, "session-affinity");
 corpus_test!(corpus_calico_vxlan, "calico-vxlan");
 corpus_test!(corpus_broken_no_mark_masq, "broken-no-mark-masq");
+corpus_test!(corpus_node_listeners, "node-listeners");
 
 #[test]
 fn seeds_hold_each_invariant_under_a_second() {

@@ -25,7 +25,7 @@ pub fn package_of(tool: &str) -> &'static str {
     match tool {
         t if t.starts_with("iptables") => "iptables",
         "ipset" => "ipset",
-        "ip" | "bridge" => "iproute2",
+        "ip" | "bridge" | "ss" => "iproute2",
         "sysctl" => "procps",
         _ => "coreutils",
     }
@@ -153,6 +153,7 @@ pub fn dumps(node: &str, s: &Sections) -> Result<NodeDumps, NodeError> {
         ("ip-link", false),
         ("ip-neigh", false),
         ("bridge-fdb", false),
+        ("ss-listen", false),
     ] {
         match s.by_name.get(file) {
             Some(Section::Ran { stdout, stderr, rc: Some(0) }) => {

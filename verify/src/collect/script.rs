@@ -46,6 +46,7 @@ pub const STEPS: &[Step] = &[
     Step { name: "ip-link", argv: &["ip", "-d", "link", "show"] },
     Step { name: "ip-neigh", argv: &["ip", "neigh", "show"] },
     Step { name: "bridge-fdb", argv: &["bridge", "fdb", "show"] },
+    Step { name: "ss-listen", argv: &["ss", "-tuln"] },
 ];
 
 /// Quote `s` for a POSIX shell (single quotes; `'` as `'\''`).

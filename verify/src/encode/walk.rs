@@ -149,6 +149,21 @@ struct Hop {
     path: Vec<(usize, Binding)>,
 }
 
+/// Whether a socket of `ls` takes `p` (see `natpath_model::parse::ss::Listener::takes`).
+pub(crate) fn node_listens(ls: &[natpath_model::parse::ss::Listener], p: &SymPacket) -> Bool {
+    let alts: Vec<Bool> = ls
+        .iter()
+        .map(|l| {
+            let mut c = and2(&p.proto.feq(bv8(l.proto)), &p.dport.feq(bv16(l.port)));
+            if let Some(a) = l.addr {
+                c = and2(&c, &p.dst.feq(addr(a)));
+            }
+            c
+        })
+        .collect();
+    any(&alts)
+}
+
 struct Walker<'w, 's> {
     enc: &'w Encoder<'s>,
     trail: &'w mut Trail,
@@ -189,11 +204,24 @@ impl Walker<'_, '_> {
         self.endings(&p.rejected, EndKind::Rejected, &st);
         self.endings(&p.unknown, EndKind::Unknown, &st);
         if let Some(l) = &p.local {
+            // A node answers where its `ss-listen` has a socket (the model's
+            // `listens`); elsewhere the kernel refuses (RST or ICMP). The
+            // answer to the node's own packet always finds its socket.
+            let listens = match (&node.listeners, self.reply) {
+                (Some(ls), false) => node_listens(ls, &l.state.pkt),
+                _ => Bool::from_bool(true),
+            };
             self.end(
-                l.cond.clone(),
+                and2(&l.cond, &listens),
                 EndKind::Reached(Reached::Node(n)),
                 &l.state,
                 format!("delivered to {}", node.name),
+            );
+            self.end(
+                and2(&l.cond, &not(&listens)),
+                EndKind::Rejected,
+                &l.state,
+                format!("{} does not listen on the port", node.name),
             );
         }
         // Each flow the passage followed apart goes on as its own hop, so

@@ -54,6 +54,9 @@ fn kernel_outcome(r: &ProbeResult) -> &'static str {
     match (r.pod().is_some(), answered) {
         (true, Some("syn-ack" | "udp")) => "delivered",
         (true, _) => "reply-lost",
+        // No pod reported it, yet it was answered: a node's own socket (its
+        // `ss-listen`) took it.
+        (false, Some("syn-ack" | "udp")) => "delivered",
         (false, Some(k)) if k == "rst" || k.starts_with("icmp") => "rejected",
         (false, _) => "dropped",
     }

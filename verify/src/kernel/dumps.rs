@@ -184,6 +184,8 @@ pub struct NodeDumps {
     pub iptables: String,
     /// ipset save text, unchanged (empty when absent).
     pub ipset: String,
+    /// `ss-listen`: the sockets the node answers on (empty when absent).
+    pub listeners: Vec<natpath_model::parse::ss::Listener>,
 }
 
 /// The whole snapshot as the referee needs it.
@@ -256,6 +258,11 @@ pub fn load(dir: &Path) -> Result<Dumps, KernelError> {
             fdb: parse_fdb(&opt("bridge-fdb")?.unwrap_or_default()),
             iptables,
             ipset: opt("ipset-save")?.unwrap_or_default(),
+            listeners: match opt("ss-listen")? {
+                Some(t) => natpath_model::parse::ss::parse(&t, &f("ss-listen").display().to_string())
+                    .map_err(|e| bad(e.to_string()))?,
+                None => Vec::new(),
+            },
         });
     }
     for p in &cluster.pods {

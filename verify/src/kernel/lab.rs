@@ -781,6 +781,28 @@ impl Lab {
             let ns = self.pods.get(i).cloned().unwrap_or_default();
             self.spawn(&ns, &args, &format!("pod:{i}"))?;
         }
+        // What a node's `ss-listen` says it answers on: one server per
+        // bound address (a port the wildcard already takes is left to it).
+        for (i, node) in dumps.nodes.iter().enumerate() {
+            let mut by_addr: std::collections::BTreeMap<Ipv4Addr, BTreeSet<(u8, u16)>> = Default::default();
+            let wild: BTreeSet<(u8, u16)> =
+                node.listeners.iter().filter(|l| l.addr.is_none()).map(|l| (l.proto, l.port)).collect();
+            for l in node.listeners.iter().filter(|l| l.proto == 6 || l.proto == 17) {
+                if l.addr.is_some() && wild.contains(&(l.proto, l.port)) {
+                    continue;
+                }
+                by_addr.entry(l.addr.unwrap_or(Ipv4Addr::UNSPECIFIED)).or_default().insert((l.proto, l.port));
+            }
+            let ns = self.nodes.get(i).cloned().unwrap_or_default();
+            for (k, (addr, ports)) in by_addr.into_iter().enumerate() {
+                let mut args = vec!["serve".to_string(), "--addr".into(), addr.to_string()];
+                for (proto, port) in ports {
+                    args.push(if proto == 6 { "--tcp".into() } else { "--udp".into() });
+                    args.push(port.to_string());
+                }
+                self.spawn(&ns, &args, &format!("node:{i}:{k}"))?;
+            }
+        }
         Ok(())
     }
 
