@@ -242,3 +242,53 @@ mod tests {
         assert!(notes.iter().any(|n| n.contains("no kube-proxy or Calico chain")), "{notes:?}");
     }
 }
+
+#[cfg(test)]
+mod dump_tests {
+    use super::*;
+    use crate::collect::script::{Section, Sections};
+
+    fn ran(text: &str) -> Section {
+        Section::Ran { stdout: text.into(), stderr: String::new(), rc: Some(0) }
+    }
+
+    fn sections(missing: &[(&str, &str)]) -> Sections {
+        let mut s = Sections { complete: true, ..Sections::default() };
+        let rules = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n-A INPUT -m set --match-set x src -j KUBE-FIREWALL\nCOMMIT\n";
+        for (name, text) in [
+            ("iptables-nft", rules),
+            ("ipset-save", "create x hash:ip\n"),
+            ("ip-route", "default via 10.0.0.1 dev eth0\n"),
+            ("ip-addr", "1: lo: <LOOPBACK,UP> mtu 65536\n"),
+            ("ip-rule", ""),
+            ("sysctl", ""),
+            ("ip-link", ""),
+            ("ip-neigh", ""),
+            ("bridge-fdb", ""),
+            ("ss-listen", ""),
+        ] {
+            s.by_name.insert(name.into(), ran(text));
+        }
+        for (name, tool) in missing {
+            s.by_name.insert((*name).into(), Section::Missing { tool: (*tool).into() });
+        }
+        s
+    }
+
+    #[test]
+    fn a_missing_required_tool_names_its_package_and_an_optional_one_is_a_note() {
+        let e = dumps("n1", &sections(&[("ip-route", "ip")])).unwrap_err();
+        assert_eq!(e.to_string(), "node n1: `ip` is not installed: install the package iproute2");
+        // ipset is required because a rule uses -m set.
+        let e = dumps("n1", &sections(&[("ipset-save", "ipset")])).unwrap_err();
+        assert!(e.reason.contains("(the rules use -m set): install the package ipset"), "{e}");
+        let d = dumps("n1", &sections(&[("sysctl", "sysctl"), ("ss-listen", "ss")])).unwrap();
+        assert!(
+            d.notes.iter().any(|n| n == "sysctl: not collected, `sysctl` is not installed (package procps)"),
+            "{:?}",
+            d.notes
+        );
+        assert!(d.files.iter().all(|(f, _)| *f != "sysctl" && *f != "ss-listen"));
+        assert!(d.files.iter().any(|(f, _)| *f == "iptables-save"));
+    }
+}
