@@ -390,20 +390,38 @@ mod errors {
         => "t:3:29: chain `cali-from-wl-dispatch` is not declared in table `filter` (jump from `cali-FORWARD`)");
     err!(append_to_undeclared_chain: &dump("nat", ":PREROUTING ACCEPT [0:0]\n-A KUBE-SERVICES -j RETURN")
         => "t:3:4: chain `KUBE-SERVICES` is not declared in table `nat` (no `:KUBE-SERVICES` line before this rule)");
-    err!(jump_loop: &dump("filter", ":A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A A -j B\n-A B -j C\n-A C -g A")
-        => "t:7:9: jump loop in table `filter`: `A` -> `B` -> `C` -> `A`");
-    err!(jump_to_itself: &dump("filter", ":A - [0:0]\n-A A -p udp -j A")
-        => "t:3:16: jump loop in table `filter`: `A` -> `A`");
+    // A loop is refused when a built-in chain reaches it, as the kernel
+    // validates the graph from its base chains.
+    err!(jump_loop: &dump("filter", ":INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A INPUT -j A\n-A A -j B\n-A B -j C\n-A C -g A")
+        => "t:9:9: jump loop in table `filter`: `A` -> `B` -> `C` -> `A`");
+    err!(jump_to_itself: &dump("filter", ":FORWARD ACCEPT [0:0]\n:A - [0:0]\n-A FORWARD -g A\n-A A -p udp -j A")
+        => "t:5:16: jump loop in table `filter`: `A` -> `A`");
     err!(address_out_of_range: &dump("filter", ":X - [0:0]\n-A X -s 10.0.0.256/32 -j DROP")
         => "t:3:9: expected an IPv4 address after `-s`, found `10.0.0.256/32`: `256` is out of range");
     err!(mask_out_of_range: &dump("filter", ":X - [0:0]\n-A X -d 10.0.0.0/33 -j DROP")
         => "t:3:9: expected an IPv4 address after `-d`, found `10.0.0.0/33`: invalid mask `33`");
     err!(placeholder_address: &dump("nat", ":X - [0:0]\n-A X -d x.x.x.x/32 -j RETURN")
         => "t:3:9: expected an IPv4 address after `-d`, found `x.x.x.x/32`");
-    err!(chain_declared_twice: &dump("nat", ":KUBE-MARK-MASQ - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]")
-        => "t:4:2: chain `KUBE-MARK-MASQ` is declared twice (first at line 2)");
-    err!(table_given_twice: "*nat\nCOMMIT\n*nat\nCOMMIT\n"
+    err!(chain_created_twice: &dump("nat", ":KUBE-MARK-MASQ - [0:0]\n:KUBE-SERVICES - [0:0]\n-N KUBE-MARK-MASQ")
+        => "t:4:4: `-N KUBE-MARK-MASQ`: the chain exists already (declared at line 2)");
+    err!(table_given_twice: "*nat\n:X - [0:0]\n*nat\nCOMMIT\n"
         => "t:3:1: table `nat` is given twice (first at line 1)");
+    err!(table_given_again_replaces_it: "*filter\n:X - [0:0]\nCOMMIT\n*filter\n:Y - [0:0]\n-A Y -j X\nCOMMIT\n"
+        => "t:6:9: chain `X` is not declared in table `filter` (jump from `Y`)");
+    err!(jump_before_declaration: "*filter\n:Y - [0:0]\n-A Y -j X\n:X - [0:0]\nCOMMIT\n"
+        => "t:3:9: chain `X` is declared at line 4, after this rule: a chain must be declared before a rule jumps to it");
+    err!(delete_a_chain_with_rules: &dump("filter", ":X - [0:0]\n-A X -j ACCEPT\n-X X")
+        => "t:4:4: `-X` cannot delete `X`: it has 1 rules (`-F` empties it)");
+    err!(delete_a_chain_in_use: &dump("filter", ":X - [0:0]\n:Y - [0:0]\n-A Y -j X\n-X X")
+        => "t:5:4: `-X` cannot delete `X`: the rule at line 4 jumps to it");
+    err!(commit_outside_a_table: "*filter\nCOMMIT\nCOMMIT\n"
+        => "t:3:1: expected a `*table` line before `COMMIT`, found none");
+    err!(commit_with_a_space: "*filter\nCOMMIT \n"
+        => "t:2:7: expected end of line after `COMMIT`, found white space");
+    err!(indented_table: " *filter\n"
+        => "t:1:2: expected a `*table` line to start in the first column, found it indented");
+    err!(line_after_commit: "*filter\n:X - [0:0]\nCOMMIT\n-A X -j ACCEPT\n"
+        => "t:4:1: expected a `*filter` line before this line: table `filter` ended with `COMMIT`");
     err!(unknown_table: "*broute\nCOMMIT\n"
         => "t:1:2: expected a table name (`raw`, `mangle`, `nat`, `filter` or `security`) after `*`, found `broute`");
     err!(intrapositioned_negation: &dump("nat", ":POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 192.168.122.0/24 -d ! 192.168.122.0/24 -j MASQUERADE")
@@ -440,12 +458,10 @@ mod errors {
         => "t:3:9: expected a chain name after `-g`, found `ACCEPT`: `-g` goes to user chains, not to targets");
     err!(jump_to_builtin: &dump("filter", ":INPUT ACCEPT [0:0]\n:X - [0:0]\n-A X -j INPUT")
         => "t:4:9: cannot jump to `INPUT`, a built-in chain of table `filter`");
-    err!(policy_on_user_chain: &dump("filter", ":X ACCEPT [0:0]")
-        => "t:2:2: expected policy `-` for `X`, a user chain of table `filter`: only built-in chains have policies");
     err!(bad_policy: &dump("filter", ":INPUT RETURN [0:0]")
-        => "t:2:8: expected a policy (`ACCEPT`, `DROP` or `-`) after `:INPUT`, found `RETURN`");
-    err!(bad_counters: &dump("filter", ":INPUT ACCEPT [a:b]")
-        => "t:2:15: expected counters `[packets:bytes]`, found `[a:b]`");
+        => "t:2:8: expected a policy (`ACCEPT`, `DROP` or `-`) for `INPUT`, a built-in chain of table `filter`, found `RETURN`");
+    err!(no_policy: &dump("filter", ":X")
+        => "t:2:3: expected a policy (`ACCEPT`, `DROP` or `-`) after `:X`, found end of line");
     err!(chain_name_too_long: &dump("filter", ":ABCDEFGHIJKLMNOPQRSTUVWXYZabc - [0:0]")
         => "t:2:2: expected a chain name of at most 28 characters, found `ABCDEFGHIJKLMNOPQRSTUVWXYZabc` (29 characters)");
     err!(chain_named_after_a_target: &dump("filter", ":ACCEPT - [0:0]")
@@ -1035,12 +1051,44 @@ mod forms {
     /// at once).
     #[test]
     fn interleaved_chains_keep_rule_order() {
-        let text = "*filter\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A A -j RETURN\n-A B -j A\n-A A -j DROP\n-A A -j ACCEPT\n-I A 2 -j C\n-A B -j ACCEPT\n-A C -j DROP\n-F C\n-A C -j RETURN\n-X B\n-A A -j RETURN\nCOMMIT\n";
+        let text = "*filter\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A A -j RETURN\n-A B -j A\n-A A -j DROP\n-A A -j ACCEPT\n-I A 2 -j C\n-A B -j ACCEPT\n-A C -j DROP\n-F C\n-A C -j RETURN\n-F B\n-X B\n-A A -j RETURN\nCOMMIT\n";
         let rs = parse_ok(text, "i");
         assert_eq!(
             iptables_save(&rs),
             "*filter\n:A - [0:0]\n:C - [0:0]\n-A A -j RETURN\n-A A -j C\n-A A -j DROP\n-A A -j ACCEPT\n-A A -j RETURN\n-A C -j RETURN\nCOMMIT\n"
         );
+    }
+
+    /// Declarations read as iptables-restore 1.8.9 reads them: a user
+    /// chain's policy word and any counters are ignored, declaring a user
+    /// chain again empties it, declaring a built-in chain again sets its
+    /// policy and keeps its rules, a table given again replaces the first
+    /// block, and a loop that no built-in chain reaches is kept.
+    #[test]
+    fn declarations_as_iptables_restore_reads_them() {
+        let cases = [
+            (
+                "*filter\n:X ACCEPT [0:0]\n:Y [0:0]\n:Z foo bar\nCOMMIT\n",
+                "*filter\n:X - [0:0]\n:Y - [0:0]\n:Z - [0:0]\nCOMMIT\n",
+            ),
+            ("*filter\n:INPUT DROP [a:b] extra\nCOMMIT\n", "*filter\n:INPUT DROP [0:0]\nCOMMIT\n"),
+            (
+                "*filter\n:X - [0:0]\n-A X -j ACCEPT\n:X - [0:0]\n-A X -j DROP\nCOMMIT\n",
+                "*filter\n:X - [0:0]\n-A X -j DROP\nCOMMIT\n",
+            ),
+            (
+                "*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\n:INPUT ACCEPT [0:0]\n-A INPUT -j DROP\nCOMMIT\n",
+                "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n-A INPUT -j DROP\nCOMMIT\n",
+            ),
+            (
+                "*filter\n:X - [0:0]\n-A X -j ACCEPT\nCOMMIT\n*filter\n:Y - [0:0]\nCOMMIT\n",
+                "*filter\n:Y - [0:0]\nCOMMIT\n",
+            ),
+            ("*mangle junk\n:X - [0:0]\n-A X -j X\nCOMMIT\n", "*mangle\n:X - [0:0]\n-A X -j X\nCOMMIT\n"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(iptables_save(&parse_ok(text, "d")), want, "{text}");
+        }
     }
 
     /// kube-proxy's restore input has no built-in chain headers: a rule on a

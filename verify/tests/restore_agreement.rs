@@ -1,0 +1,493 @@
+//! `iptables-restore` is the reference for what a dump means: random
+//! line-level edits of corpus dumps must get the same answer (accept or
+//! refuse) from natpath's parser, read as a snapshot reads a node's
+//! `iptables-save`, and from the real `iptables-restore` (1.8.9,
+//! nf_tables) run in a throwaway network namespace. Each disagreement
+//! found is kept in [`CASES`], checked against both.
+//!
+//! The referee is a real restore, not `iptables-restore --test`: `--test`
+//! accepts a jump to a chain that does not exist (`-A X -j NOPE`), which a
+//! real restore refuses when it commits. The namespace is this test's own
+//! (`np-rt-<pid>-<n>`), emptied before each case by restoring empty
+//! tables, and deleted when the test ends, also on a panic. The ipsets the
+//! dumps match on are created in it first (empty: a set's members do not
+//! change whether a rule loads).
+//!
+//! Contract: prints `SKIPPED: <reason>` and returns when this machine
+//! cannot run the referee (not root, no `ip netns`, no `iptables-restore`,
+//! or it refuses the unmodified corpus dumps); never a silent pass. Every
+//! command runs under `timeout`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
+
+use natpath_model::parse::iptables::{parse, Options};
+use natpath_model::ruleset::{Match, TableForm};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The node dumps that are edited (relative to corpus/).
+const NODES: [&str; 4] = [
+    "seed-ipip-local/nodes/node1",
+    "kube-proxy-1.28/nodes/node1",
+    "calico-vxlan/nodes/node1",
+    "session-affinity/nodes/node1",
+];
+
+/// Seconds any one command may take.
+const TIMEOUT_SECS: &str = "20";
+
+/// Empties every table: a dump that names fewer tables leaves the others.
+const EMPTY: &str = "*raw\nCOMMIT\n*mangle\nCOMMIT\n*filter\nCOMMIT\n*nat\nCOMMIT\n*security\nCOMMIT\n";
+
+/// Sets the fixed cases use (besides the corpus nodes' sets).
+const CASE_SETS: &str = "create np-test-set hash:ip family inet\n";
+
+/// Disagreements found between natpath and iptables-restore, fixed in the
+/// parser: `(dump, accepted by iptables-restore 1.8.9)`.
+const CASES: &[(&str, bool)] = &[
+    // Sanity: a whole table is read; a cut one (no COMMIT) is refused.
+    ("*filter\n:X - [0:0]\n-A X -j ACCEPT\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -j ACCEPT\n", false),
+    ("", true),
+    ("\n# only a comment\n", true),
+    // A jump to a chain that does not exist (`--test` accepts this one).
+    ("*filter\n:X - [0:0]\n-A X -j NOPE\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -p tcp -m tcp --dport 70000 -j ACCEPT\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -m set --match-set np-test-set src -j ACCEPT\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -m set --match-set np-no-such-set src -j ACCEPT\nCOMMIT\n", false),
+    // `:CHAIN POLICY [COUNTERS]`: a user chain needs some word after its
+    // name and ignores the rest; a built-in chain needs ACCEPT, DROP or `-`.
+    ("*filter\n:X [0:0]\nCOMMIT\n", true),
+    ("*filter\n:X\nCOMMIT\n", false),
+    ("*filter\n:X foo\nCOMMIT\n", true),
+    ("*filter\n:X ACCEPT [0:0]\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0] extra\nCOMMIT\n", true),
+    ("*filter\n:X - bogus\nCOMMIT\n", true),
+    ("*filter\n:INPUT [0:0]\nCOMMIT\n", false),
+    ("*filter\n:INPUT ACCEPT\nCOMMIT\n", true),
+    ("*filter\n:INPUT ACCEPT bogus\nCOMMIT\n", true),
+    ("*filter\n:INPUT ACCEPT [0:0] extra\nCOMMIT\n", true),
+    ("*filter\n:INPUT -\nCOMMIT\n", true),
+    ("*filter\n:INPUT FOO [0:0]\nCOMMIT\n", false),
+    ("*filter\n:INPUT RETURN [0:0]\nCOMMIT\n", false),
+    ("*filter\n:INPUT\nCOMMIT\n", false),
+    ("*filter\n:\nCOMMIT\n", false),
+    // Declaring a user chain again empties it; `-N` of an existing one fails.
+    ("*filter\n:X - [0:0]\n:X - [0:0]\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-N X\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -j ACCEPT\n:X - [0:0]\n-X X\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n:Y - [0:0]\n-A X -j Y\n-A Y -j ACCEPT\n:Y - [0:0]\nCOMMIT\n", true),
+    // A table given again replaces the first block.
+    ("*filter\n:X - [0:0]\n-A X -j ACCEPT\nCOMMIT\n*filter\n:Y - [0:0]\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -j ACCEPT\nCOMMIT\n*filter\n-A X -j DROP\nCOMMIT\n", false),
+    // COMMIT outside a table, or with more words; a table inside a table.
+    ("COMMIT\n", false),
+    ("*filter\n:X - [0:0]\nCOMMIT\nCOMMIT\n", false),
+    ("*filter\nCOMMIT extra\n", false),
+    ("*filter\n*nat\nCOMMIT\n", false),
+    ("*foo\nCOMMIT\n", false),
+    ("*filter\n-A INPUT -j ACCEPT\nCOMMIT\n:X - [0:0]\n", false),
+    // `*TABLE` is the first word after `*`; the rest of the line is ignored.
+    ("*mangle *mangle\nCOMMIT\n", true),
+    ("*filter junk\nCOMMIT\n", true),
+    ("* filter\nCOMMIT\n", true),
+    ("*\nCOMMIT\n", false),
+    // Only a rule may be indented; `COMMIT` is the whole line.
+    (" *filter\nCOMMIT\n", false),
+    ("*filter\n COMMIT\n", false),
+    ("*filter\nCOMMIT \n", false),
+    ("*filter\n :X - [0:0]\nCOMMIT\n", false),
+    ("*filter\n #c\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n -A X -j ACCEPT\nCOMMIT\n", true),
+    ("*filter\n\nCOMMIT\n", true),
+    // `-X` deletes only an empty chain that nothing jumps to.
+    ("*filter\n:X - [0:0]\n-A X -j ACCEPT\n-X X\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -j ACCEPT\n-F X\n-X X\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n:Y - [0:0]\n-A Y -j X\n-X X\nCOMMIT\n", false),
+    ("*filter\n-X INPUT\nCOMMIT\n", false),
+    // A jump needs its chain declared before the rule.
+    ("*filter\n-A INPUT -j X\n:X - [0:0]\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-I X 2 -j ACCEPT\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-P X DROP\nCOMMIT\n", false),
+    // The kernel refuses a jump loop only when a built-in chain reaches it.
+    ("*filter\n:INPUT ACCEPT [0:0]\n:X - [0:0]\n-A INPUT -j X\n-A X -j X\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -j X\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n:Y - [0:0]\n-A X -j Y\n-A Y -j X\nCOMMIT\n", true),
+];
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus")
+}
+
+/// natpath's answer: `Ok` when a snapshot would read `text` as a node's
+/// `iptables-save` (strict parse, every table whole, every set defined).
+fn natpath(text: &str, sets: &[String]) -> Result<(), String> {
+    let rs = parse(text, "dump", &Options::default()).map_err(|e| e.to_string())?;
+    for t in &rs.tables {
+        if t.form != TableForm::Complete {
+            return Err(format!("table `{}` is not whole ({:?})", t.name.as_str(), t.form));
+        }
+        for c in &t.chains {
+            for r in &c.rules {
+                for m in &r.matches {
+                    if let Match::Set(s) = m {
+                        if !sets.contains(&s.name) {
+                            return Err(format!("{}: set `{}` is not defined", r.loc, s.name));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cmd` under `timeout`, `input` on stdin: (exit code, stderr).
+fn run(cmd: &[&str], input: &str) -> Result<(i32, String), String> {
+    let mut child = Command::new("timeout")
+        .args(["-k", "2", TIMEOUT_SECS])
+        .args(cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `timeout {}`: {e}", cmd.join(" ")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A child that exits early closes its end: its exit code says why.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| format!("`{}`: {e}", cmd.join(" ")))?;
+    let code = out.status.code().unwrap_or(-1);
+    if code == 124 || code == 137 || code == -1 {
+        panic!("`{}` timed out or was killed (exit {code})", cmd.join(" "));
+    }
+    Ok((code, String::from_utf8_lossy(&out.stderr).into_owned()))
+}
+
+/// A network namespace of this test's own, deleted when dropped.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// A new namespace, or why there cannot be one here.
+    fn new() -> Result<Netns, String> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        // Only root can create namespaces and load rules.
+        let uid = Command::new("id").arg("-u").output().map_err(|e| format!("cannot run `id`: {e}"))?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err("not root".into());
+        }
+        let name = format!("np-rt-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let (code, err) = run(&["ip", "netns", "add", &name], "")?;
+        if code != 0 {
+            return Err(format!("`ip netns add` failed: {}", err.trim()));
+        }
+        Ok(Netns { name })
+    }
+
+    /// Exit code and stderr of `iptables-restore` given `dump`.
+    fn restore(&self, dump: &str) -> (i32, String) {
+        run(&["ip", "netns", "exec", &self.name, "iptables-restore"], dump).unwrap()
+    }
+
+    /// Whether iptables-restore accepts `dump` in an emptied namespace.
+    fn accepts(&self, dump: &str) -> Result<(), String> {
+        let (code, err) = self.restore(EMPTY);
+        assert_eq!(code, 0, "emptying the tables failed: {err}");
+        match self.restore(dump) {
+            (0, _) => Ok(()),
+            (_, err) => Err(err.trim().to_string()),
+        }
+    }
+
+    /// Create (empty) every set that `ipset_save` creates.
+    fn sets(&self, ipset_save: &str) -> Result<(), String> {
+        let creates: String = ipset_save
+            .lines()
+            .filter(|l| l.starts_with("create "))
+            .map(|l| {
+                // A set of the same name in another node's file may have
+                // another `initval`: leave it out, `-exist` does the rest.
+                let ws: Vec<&str> = l.split(' ').collect();
+                let mut keep = Vec::new();
+                let mut i = 0;
+                while i < ws.len() {
+                    if ws[i] == "initval" {
+                        i += 2;
+                        continue;
+                    }
+                    keep.push(ws[i]);
+                    i += 1;
+                }
+                keep.join(" ") + "\n"
+            })
+            .collect();
+        let (code, err) = run(&["ip", "netns", "exec", &self.name, "ipset", "-exist", "restore"], &creates)?;
+        if code != 0 {
+            return Err(format!("`ipset restore` failed: {}", err.trim()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("timeout").args(["-k", "2", "10", "ip", "netns", "del", &self.name]).output();
+    }
+}
+
+/// The corpus dumps, and the names of every set their nodes define.
+fn dumps() -> (Vec<String>, Vec<String>, String) {
+    let mut texts = Vec::new();
+    let mut ipsets = String::new();
+    for n in NODES {
+        let dir = corpus().join(n);
+        texts.push(std::fs::read_to_string(dir.join("iptables-save")).unwrap());
+        ipsets.push_str(&std::fs::read_to_string(dir.join("ipset-save")).unwrap_or_default());
+    }
+    ipsets.push_str(CASE_SETS);
+    let names = ipsets
+        .lines()
+        .filter_map(|l| l.strip_prefix("create "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    (texts, names, ipsets)
+}
+
+/// A namespace ready for the cases (sets created, corpus dumps loading),
+/// or `None` after printing why not.
+fn referee(texts: &[String], ipsets: &str) -> Option<Netns> {
+    let skip = |why: String| {
+        println!("SKIPPED: {why}");
+        eprintln!("SKIPPED: {why}");
+    };
+    let ns = match Netns::new() {
+        Ok(ns) => ns,
+        Err(why) => {
+            skip(why);
+            return None;
+        }
+    };
+    if let Err(why) = ns.sets(ipsets) {
+        skip(why);
+        return None;
+    }
+    match run(&["ip", "netns", "exec", &ns.name, "iptables-restore", "--version"], "") {
+        Ok((0, _)) => {}
+        Ok((_, err)) => {
+            skip(format!("iptables-restore is not available: {}", err.trim()));
+            return None;
+        }
+        Err(why) => {
+            skip(why);
+            return None;
+        }
+    }
+    for (n, t) in NODES.iter().zip(texts) {
+        if let Err(why) = ns.accepts(t) {
+            skip(format!("iptables-restore here refuses the unmodified corpus dump of {n}: {why}"));
+            return None;
+        }
+    }
+    Some(ns)
+}
+
+#[test]
+fn fixed_cases_agree() {
+    let (texts, sets, ipsets) = dumps();
+    let mut wrong = Vec::new();
+    for (dump, accepted) in CASES {
+        let ours = natpath(dump, &sets);
+        if ours.is_ok() != *accepted {
+            wrong.push(format!("natpath on {dump:?}: {ours:?}"));
+        }
+    }
+    if let Some(ns) = referee(&texts, &ipsets) {
+        for (dump, accepted) in CASES {
+            let theirs = ns.accepts(dump);
+            if theirs.is_ok() != *accepted {
+                wrong.push(format!("iptables-restore on {dump:?}: {theirs:?}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} disagreements:\n{}", wrong.len(), wrong.join("\n"));
+}
+
+/// One line-level edit. Indices are taken modulo what there is.
+#[derive(Debug, Clone)]
+enum Edit {
+    DeleteLine(usize),
+    DuplicateLine(usize),
+    SwapLines(usize, usize),
+    /// Keep the first `n` words of a line.
+    TruncateAtWord(usize, usize),
+    DeleteWord(usize, usize),
+    DuplicateWord(usize, usize),
+    /// Replace the `k`-th number of a line with one of [`OUT_OF_RANGE`].
+    Number(usize, usize, usize),
+    /// Delete the `k`-th `COMMIT`.
+    DropCommit(usize),
+    /// Delete the `k`-th `:CHAIN` line.
+    DropDecl(usize),
+}
+
+/// Numbers past some field's range (ports, prefixes, marks, octets...).
+const OUT_OF_RANGE: [&str; 7] = ["65536", "256", "33", "4294967296", "99999999999999999999", "0", "65535"];
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        any::<usize>().prop_map(Edit::DeleteLine),
+        any::<usize>().prop_map(Edit::DuplicateLine),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::SwapLines(a, b)),
+        (any::<usize>(), any::<usize>()).prop_map(|(l, n)| Edit::TruncateAtWord(l, n)),
+        (any::<usize>(), any::<usize>()).prop_map(|(l, w)| Edit::DeleteWord(l, w)),
+        (any::<usize>(), any::<usize>()).prop_map(|(l, w)| Edit::DuplicateWord(l, w)),
+        (any::<usize>(), any::<usize>(), 0..OUT_OF_RANGE.len()).prop_map(|(l, k, v)| Edit::Number(l, k, v)),
+        any::<usize>().prop_map(Edit::DropCommit),
+        any::<usize>().prop_map(Edit::DropDecl),
+    ]
+}
+
+/// Whether iptables-restore's tokenizer ends `line` inside a quote.
+fn open_quote(line: &str) -> bool {
+    let (mut open, mut escaped) = (false, false);
+    for b in line.bytes() {
+        if open {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                open = false;
+            }
+        } else if b == b'"' {
+            open = true;
+        }
+    }
+    open
+}
+
+fn apply(lines: &mut Vec<String>, e: &Edit) {
+    if lines.is_empty() {
+        return;
+    }
+    let n = lines.len();
+    let words = |l: &str| -> Vec<String> { l.split(' ').map(str::to_string).collect() };
+    let nth = |lines: &[String], k: usize, f: &dyn Fn(&str) -> bool| -> Option<usize> {
+        let at: Vec<usize> = (0..lines.len()).filter(|&i| f(&lines[i])).collect();
+        (!at.is_empty()).then(|| at[k % at.len()])
+    };
+    match *e {
+        Edit::DeleteLine(l) => {
+            lines.remove(l % n);
+        }
+        Edit::DuplicateLine(l) => {
+            let x = lines[l % n].clone();
+            lines.insert(l % n, x);
+        }
+        Edit::SwapLines(a, b) => lines.swap(a % n, b % n),
+        Edit::TruncateAtWord(l, k) => {
+            let mut ws = words(&lines[l % n]);
+            ws.truncate(k % (ws.len() + 1));
+            lines[l % n] = ws.join(" ");
+        }
+        Edit::DeleteWord(l, w) | Edit::DuplicateWord(l, w) => {
+            let mut ws = words(&lines[l % n]);
+            let i = w % ws.len();
+            if matches!(e, Edit::DeleteWord(..)) {
+                ws.remove(i);
+            } else {
+                let x = ws[i].clone();
+                ws.insert(i, x);
+            }
+            lines[l % n] = ws.join(" ");
+        }
+        Edit::Number(l, k, v) => {
+            let line = &lines[l % n];
+            let b = line.as_bytes();
+            let mut runs = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i].is_ascii_digit() {
+                    let s = i;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    runs.push((s, i));
+                } else {
+                    i += 1;
+                }
+            }
+            if !runs.is_empty() {
+                let (s, t) = runs[k % runs.len()];
+                lines[l % n] = format!("{}{}{}", &line[..s], OUT_OF_RANGE[v], &line[t..]);
+            }
+        }
+        Edit::DropCommit(k) => {
+            if let Some(i) = nth(lines, k, &|l: &str| l == "COMMIT") {
+                lines.remove(i);
+            }
+        }
+        Edit::DropDecl(k) => {
+            if let Some(i) = nth(lines, k, &|l: &str| l.starts_with(':')) {
+                lines.remove(i);
+            }
+        }
+    }
+}
+
+/// `text` after `edits`. An edit that leaves a quote open at the end of a
+/// line is skipped (excluded, not fixed): iptables-restore keeps the rest
+/// of such a line, newline included, in the word, while natpath refuses
+/// the line; reading it would need a printer that writes such a word back
+/// exactly, which natpath's round-trip property does not allow yet.
+fn edited(text: &str, edits: &[Edit]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for e in edits {
+        let mut next = lines.clone();
+        apply(&mut next, e);
+        if !next.iter().any(|l| open_quote(l)) {
+            lines = next;
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+#[test]
+fn random_edits_agree() {
+    let (texts, sets, ipsets) = dumps();
+    let Some(ns) = referee(&texts, &ipsets) else { return };
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let strategy = (0..NODES.len(), prop::collection::vec(edit(), 1..4));
+    let result = runner.run(&strategy, |(file, edits)| {
+        let text = edited(&texts[file], &edits);
+        let ours = natpath(&text, &sets);
+        let theirs = ns.accepts(&text);
+        if ours.is_ok() != theirs.is_ok() {
+            return Err(TestCaseError::fail(format!(
+                "{}: natpath {} but iptables-restore {}\nnatpath: {ours:?}\niptables-restore: {theirs:?}",
+                NODES[file],
+                if ours.is_ok() { "accepts" } else { "refuses" },
+                if theirs.is_ok() { "accepts" } else { "refuses" },
+            )));
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
