@@ -162,6 +162,11 @@ pub struct Branch {
     /// The reply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<Reply>,
+    /// The kernel's own answer to a TCP packet its receiver refuses
+    /// because nothing listens (a reset), walked back like a reply: its
+    /// steps are `reply` packets; it does not change the outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Reply>,
     /// Every rule that took effect, in order.
     pub steps: Vec<Step>,
 }

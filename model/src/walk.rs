@@ -600,6 +600,7 @@ fn run_branch<'s>(
         seen_by_destination: None,
         sport_random: false,
         reply: None,
+        refusal: None,
         steps: Vec::new(),
     };
     // `via`: the host hands the packet to that node's LAN interface
@@ -632,6 +633,30 @@ fn run_branch<'s>(
                     crate::packet::proto_name(pkt.proto),
                     pkt.dport
                 ));
+                // The receiver's kernel answers a TCP packet with a reset,
+                // a packet of its own that crosses the chains on its way
+                // back (as the reply direction of the connection).
+                if pkt.proto == Proto::TCP {
+                    let mut rst = pkt.answer();
+                    rst.tcp_flags = crate::packet::tcp::RST | crate::packet::tcp::ACK;
+                    let fate = match run.start(&end, rst) {
+                        Ok(at) => run.go(at, true, draws),
+                        Err(f) => f,
+                    };
+                    branch.refusal = Some(match fate {
+                        Fate::Ended(outcome, why) => Reply { outcome, seen_by_client: None, reason: Some(why) },
+                        Fate::Reached(back, rp) if back == *from => Reply {
+                            outcome: Outcome::Delivered,
+                            seen_by_client: Some(Seen { src: rp.src_str(), dst: rp.dst_str() }),
+                            reason: Some("a TCP reset".into()),
+                        },
+                        Fate::Reached(back, rp) => Reply {
+                            outcome: Outcome::ReplyLost,
+                            seen_by_client: None,
+                            reason: Some(format!("the reset went to {}", run.describe(&back, rp.dst).name)),
+                        },
+                    });
+                }
             } else {
                 branch.outcome = Outcome::Delivered;
                 let answer = pkt.answer();

@@ -56,6 +56,19 @@ fn branch(out: &mut String, i: usize, n: usize, b: &Branch) {
         let random = if b.sport_random { " (source port chosen at random by --random-fully)" } else { "" };
         let _ = writeln!(out, "  the destination sees {} -> {}{}", s.src, s.dst, random);
     }
+    if let Some(r) = &b.refusal {
+        match &r.seen_by_client {
+            Some(s) => {
+                let _ = writeln!(out, "  refused with a TCP reset: the sender sees {} -> {}", s.src, s.dst);
+            }
+            None => {
+                let _ = writeln!(out, "  refused with a TCP reset, which is {}", outcome_name(r.outcome));
+                if let Some(why) = &r.reason {
+                    let _ = writeln!(out, "    {why}");
+                }
+            }
+        }
+    }
     if let Some(r) = &b.reply {
         match &r.seen_by_client {
             Some(s) => {
