@@ -1143,7 +1143,9 @@ fn model_fates(t: &Trace) -> BTreeMap<String, num_rational::Ratio<num_bigint::Bi
 /// A branch's fate in words: what the diff compares (not the source port a
 /// receiver sees, which `--random-fully` makes arbitrary).
 fn branch_fate(b: &Branch) -> String {
-    let who = b.delivered_to.as_ref().map(|d| format!(" to {} {}", d.kind, d.name)).unwrap_or_default();
+    // A receiver that refuses the packet (it does not listen) is who refused it.
+    let prep = if b.outcome == natpath_model::trace::Outcome::Rejected { "by" } else { "to" };
+    let who = b.delivered_to.as_ref().map(|d| format!(" {prep} {} {}", d.kind, d.name)).unwrap_or_default();
     let seen = b
         .seen_by_destination
         .as_ref()
@@ -1177,7 +1179,18 @@ fn branch_fate(b: &Branch) -> String {
             )
         })
         .unwrap_or_default();
-    format!("{}{who}{seen}{leaves}{reply}", outcome_word(b.outcome))
+    let reset = b
+        .refusal
+        .as_ref()
+        .map(|r| {
+            format!(
+                "; reset {}{}",
+                outcome_word(r.outcome),
+                r.seen_by_client.as_ref().map(|s| format!(" from {}", s.src)).unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    format!("{}{who}{seen}{leaves}{reply}{reset}", outcome_word(b.outcome))
 }
 
 fn outcome_word(o: natpath_model::trace::Outcome) -> &'static str {
