@@ -592,3 +592,37 @@ fn every_pair_side_collected_back_from_the_kernel_checks_the_same() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// Bad usage is exit 2 before anything runs on a node, with what was expected.
+#[test]
+fn bad_usage_is_exit_2_before_any_node_is_read() {
+    let out = tmp("usage");
+    let objects = corpus().join("seed-ipip-remote/api/objects.json");
+    let o = objects.to_str().unwrap();
+    let d = out.join("snap");
+    let d = d.to_str().unwrap();
+    for (args, want) in [
+        (vec!["collect", d, "--via", "exec", "--exec", "sh -c {cmd} {cmd}", "--nodes", "a"], "exactly once (found 2)"),
+        (
+            vec!["collect", d, "--via", "exec", "--exec", "sh -c {cmd}", "--nodes", "Bad_Name", "--objects", o],
+            "expected a Kubernetes node name",
+        ),
+        (
+            vec!["collect", d, "--via", "exec", "--exec", "sh -c {cmd}", "--nodes", "a", "--objects", "/dev/zero"],
+            "expected a regular file",
+        ),
+        (vec!["collect", d, "--via", "exec", "--nodes", "a"], "needs --exec TEMPLATE"),
+        (
+            vec!["collect", d, "--via", "ssh", "--ssh-target", "root@host", "--nodes", "a", "--objects", o],
+            "expected a destination with {node}",
+        ),
+        (vec!["collect", "cluster", d, "--client", "client=10.0.0.53"], "expected NAME=ADDRESS/LEN"),
+    ] {
+        let r = natpath(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!Path::new(d).join("nodes").exists(), "{args:?}: a node was read");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

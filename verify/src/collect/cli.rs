@@ -205,6 +205,10 @@ fn collect_all(out: &Path, a: &CollectArgs, ui: &Ui) -> Result<u8, Bad> {
     let mut report = String::new();
     // The API first: it names the nodes, unless --nodes does.
     let api = objects(a.api.objects.as_deref(), &kubectl, opts.timeout);
+    // A saved objects file that does not read is bad input: nothing is collected.
+    if let Err((msg, 2)) = &api {
+        return Err(Bad(msg.clone()));
+    }
     let nodes: Vec<String> = if !a.nodes.is_empty() {
         a.nodes.clone()
     } else {
