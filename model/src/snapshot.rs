@@ -417,13 +417,37 @@ fn consistency_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: 
             }
         }
         let has_addr = n.interfaces.iter().any(|i| i.addrs.iter().any(|a| !a.addr.addr().is_loopback()));
-        if has_addr && !n.routes.iter().any(|r| r.table == crate::netstate::TABLE_LOCAL) {
-            let loc = n.routes.first().map(|r| r.loc.clone());
-            if let Some(loc) = loc {
-                errs.push(ParseError::new(
-                    Loc::new(&loc.file, 1, 1),
-                    format!("node `{}`: no route of table `local`: expected the output of `ip route show table all` (plain `ip route` leaves out the local table, and the node would own no address)", n.name),
-                ));
+        let has_local = n.routes.iter().any(|r| r.table == crate::netstate::TABLE_LOCAL);
+        if has_addr && !has_local {
+            // An empty ip-route has no line to point at: its first line.
+            let file = n.routes.first().map(|r| r.loc.file.clone()).unwrap_or_else(|| {
+                let dir = Path::new(&**cfile).parent().unwrap_or(Path::new(""));
+                Arc::from(path_str(&dir.join("nodes").join(&n.name).join("ip-route")))
+            });
+            errs.push(ParseError::new(
+                Loc::new(&file, 1, 1),
+                format!("node `{}`: no route of table `local`: expected the output of `ip route show table all` (plain `ip route` leaves out the local table, and the node would own no address)", n.name),
+            ));
+        }
+        // The kernel gives every address of an up device its `local` route
+        // in table local: an address without one means ip-addr and
+        // ip-route are not one capture (two nodes' files swapped, say).
+        if has_local {
+            for ifc in n.interfaces.iter().filter(|i| i.is_up()) {
+                for a in &ifc.addrs {
+                    let ip = a.addr.addr();
+                    let routed = n.routes.iter().any(|r| {
+                        r.table == crate::netstate::TABLE_LOCAL
+                            && r.kind == crate::netstate::RouteType::Local
+                            && r.dst.contains(&ip)
+                    });
+                    if !routed {
+                        errs.push(ParseError::new(
+                            ifc.loc.clone(),
+                            format!("node `{}` has {ip} on `{}`, but its ip-route has no `local {ip}` route in table local, which the kernel adds for every address of an up device: ip-addr and ip-route are not from one capture", n.name, ifc.name),
+                        ));
+                    }
+                }
             }
         }
         for r in &n.routes {

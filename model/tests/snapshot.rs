@@ -459,3 +459,21 @@ fn a_node_answers_where_it_listens() {
         }
     }
 }
+
+/// ip-addr and ip-route from two captures (the LAN addresses of two nodes
+/// swapped) are refused where the address is, and an empty ip-route where
+/// the file is: neither can be a node's `ip route show table all`.
+#[test]
+fn ip_addr_and_ip_route_must_be_one_capture() {
+    let t = Temp::copy_of("seed-ipip-remote", "swapped-lan");
+    let a1 = std::fs::read_to_string(t.0.join("nodes/node1/ip-addr")).unwrap();
+    let a2 = std::fs::read_to_string(t.0.join("nodes/node2/ip-addr")).unwrap();
+    t.write("nodes/node1/ip-addr", &a1.replace("10.0.0.51/24", "10.0.0.52/24"));
+    t.write("nodes/node2/ip-addr", &a2.replace("10.0.0.52/24", "10.0.0.51/24"));
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:5:1: node `node1` has 10.0.0.52 on `ens192`, but its ip-route has no `local 10.0.0.52` route in table local, which the kernel adds for every address of an up device: ip-addr and ip-route are not from one capture", t.shown("nodes/node1/ip-addr")));
+    let t = Temp::copy_of("seed-ipip-remote", "empty-route");
+    t.write("nodes/node2/ip-route", "");
+    let errs = load_err(&t.0);
+    has(&errs, &format!("{}:1:1: node `node2`: no route of table `local`: expected the output of `ip route show table all` (plain `ip route` leaves out the local table, and the node would own no address)", t.shown("nodes/node2/ip-route")));
+}

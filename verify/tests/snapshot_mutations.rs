@@ -475,12 +475,29 @@ fn an_empty_ip_addr_is_refused() {
     });
 }
 
-/// An empty iptables-save or ip-route is read as a node with no rules or
-/// no routes: natpath reports the violations that follow (exit 1), never a
-/// holds.
+/// An empty ip-route cannot be `ip route show table all` of a node with
+/// addresses (table local is never empty): bad input at the file.
+#[test]
+fn an_empty_ip_route_is_refused_at_the_file() {
+    for s in SNAPSHOTS {
+        let case = Case::new(s);
+        let p = case.node("node1").join("ip-route");
+        std::fs::write(&p, b"").unwrap();
+        let o = check(&case.0, &format!("emptying {}", p.display()));
+        assert_eq!(o.code, 2, "{s}: {}", o.stderr);
+        assert!(
+            o.stderr.contains(&format!("{}:1:1: node `node1`: no route of table `local`", p.display())),
+            "{}",
+            o.stderr
+        );
+    }
+}
+
+/// An empty iptables-save is read as a node with no rules (a real state):
+/// natpath reports the violations that follow (exit 1), never a holds.
 #[test]
 fn empty_required() {
-    for f in ["iptables-save", "ip-route"] {
+    for f in ["iptables-save"] {
         for s in SNAPSHOTS {
             let case = Case::new(s);
             let p = case.node("node1").join(f);
@@ -532,6 +549,19 @@ fn swapping_two_nodes_lan_addresses_is_refused() {
         std::fs::write(&b, tb.replace("inet 10.0.0.52/24", "inet 10.0.0.51/24")).unwrap();
         format!("swapping the LAN addresses in {} and {}", a.display(), b.display())
     });
+    // Refused where it is: the address without its `local` route.
+    let case = Case::new("seed-ipip-remote");
+    let (a, b) = (case.node("node1").join("ip-addr"), case.node("node2").join("ip-addr"));
+    let (ta, tb) = (std::fs::read_to_string(&a).unwrap(), std::fs::read_to_string(&b).unwrap());
+    std::fs::write(&a, ta.replace("inet 10.0.0.51/24", "inet 10.0.0.52/24")).unwrap();
+    std::fs::write(&b, tb.replace("inet 10.0.0.52/24", "inet 10.0.0.51/24")).unwrap();
+    let o = check(&case.0, "swapping the LAN addresses");
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("has 10.0.0.52 on `ens192`, but its ip-route has no `local 10.0.0.52` route"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
