@@ -12,6 +12,7 @@
 //! no IPv4 packet and is skipped. `ADDR%DEV` (bound to a device) is kept
 //! with its device.
 
+use super::iproute::lex;
 use crate::error::{ParseError, ParseErrors};
 use crate::loc::Loc;
 use std::net::Ipv4Addr;
@@ -54,20 +55,16 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Listener>, ParseErrors> {
     let file: Arc<str> = Arc::from(file);
     let mut out = Vec::new();
     let mut errs = ParseErrors::default();
-    for (i, line) in text.lines().enumerate() {
-        let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let words: Vec<(usize, &str)> =
-            line.split_whitespace().map(|w| (w.as_ptr() as usize - line.as_ptr() as usize, w)).collect();
-        let Some(&(_, first)) = words.first() else { continue };
+    for (n, line) in lex::lines(text) {
+        let ws = lex::words(line, 1);
+        let words: Vec<&str> = ws.iter().map(|w| w.text).collect();
+        let Some(&first) = words.first() else { continue };
         if first == "Netid" || first == "State" || first.starts_with('#') {
             continue;
         }
-        let at = |k: usize| {
-            let col = words
-                .get(k)
-                .map_or(line.chars().count() + 1, |(b, _)| line.get(..*b).map_or(1, |p| p.chars().count() + 1));
-            Loc::new(&file, n, u32::try_from(col).unwrap_or(u32::MAX))
-        };
+        // The column of word `k`, or just past the line when it is missing.
+        let end = u32::try_from(line.chars().count()).unwrap_or(u32::MAX).saturating_add(1);
+        let at = |k: usize| Loc::new(&file, n, ws.get(k).map_or(end, |w| w.col));
         // With a Netid column or without (ss -tln / -uln).
         let (proto, state_at) = match proto_of(first) {
             Some(p) => (p, 1),
@@ -95,13 +92,16 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Listener>, ParseErrors> {
                 _ => {
                     errs.push(ParseError::new(
                         at(0),
-                        format!("expected an `ss -tuln` line (tcp, udp or sctp, then the state), found `{first}`"),
+                        format!(
+                            "expected an `ss -tuln` line (tcp, udp or sctp, then the state), found `{}`",
+                            lex::show(first)
+                        ),
                     ));
                     continue;
                 }
             },
         };
-        let Some(&(_, state)) = words.get(state_at) else {
+        let Some(&state) = words.get(state_at) else {
             errs.push(ParseError::new(at(state_at), "expected the socket's state, found the end of the line"));
             continue;
         };
@@ -110,18 +110,18 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Listener>, ParseErrors> {
             continue;
         }
         let local_at = state_at + 3;
-        let Some(&(_, local)) = words.get(local_at) else {
+        let Some(&local) = words.get(local_at) else {
             errs.push(ParseError::new(at(local_at), "expected `Local Address:Port`, found the end of the line"));
             continue;
         };
         let Some((addr, port)) = local.rsplit_once(':') else {
-            errs.push(ParseError::new(at(local_at), format!("expected `ADDRESS:PORT`, found `{local}`")));
+            errs.push(ParseError::new(at(local_at), format!("expected `ADDRESS:PORT`, found `{}`", lex::show(local))));
             continue;
         };
         let Ok(port) = port.parse::<u16>() else {
             errs.push(ParseError::new(
                 at(local_at),
-                format!("expected a port number after `:`, found `{port}` in `{local}`"),
+                format!("expected a port number after `:`, found `{}` in `{}`", lex::show(port), lex::show(local)),
             ));
             continue;
         };
@@ -149,7 +149,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Listener>, ParseErrors> {
                 Err(_) => {
                     errs.push(ParseError::new(
                         at(local_at),
-                        format!("expected an IPv4 address, `*` or `[::]` before `:{port}`, found `{a}`"),
+                        format!("expected an IPv4 address, `*` or `[::]` before `:{port}`, found `{}`", lex::show(a)),
                     ));
                     continue;
                 }
