@@ -853,7 +853,7 @@ fn cmd_merge(a: &MergeArgs) -> Result<u8, Bad> {
 
 /// A file read with natpath's bounds, as text; bytes that are not UTF-8
 /// are bad input at their line.
-fn read_text(path: &Path) -> Result<String, Bad> {
+pub(crate) fn read_text(path: &Path) -> Result<String, Bad> {
     let bytes = natpath_model::input::read_file(path).map_err(|e| Bad(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| {
         let bytes = e.as_bytes();

@@ -187,8 +187,7 @@ pub fn objects(
     timeout: Duration,
 ) -> Result<(cluster::Objects, String), (String, u8)> {
     if let Some(f) = file {
-        let bytes = natpath_model::input::read_file(f).map_err(|e| (e.to_string(), 2))?;
-        let text = String::from_utf8(bytes).map_err(|_| (format!("{}:1:1: expected UTF-8 JSON", f.display()), 2))?;
+        let text = crate::cli::read_text(f).map_err(|crate::cli::Bad(e)| (e, 2))?;
         let o = cluster::read_objects(&text, &f.display().to_string()).map_err(|e| (e, 2))?;
         return Ok((o, format!("saved objects {}", f.display())));
     }
@@ -222,7 +221,7 @@ pub fn redact_dir(out: &Path) -> std::io::Result<usize> {
     }
     let mut n = 0;
     for f in files.iter().filter(|f| f.is_file()) {
-        let text = std::fs::read_to_string(f)?;
+        let text = crate::cli::read_text(f).map_err(|crate::cli::Bad(e)| std::io::Error::other(e))?;
         let red = r.text(&text);
         if red != text {
             std::fs::write(f, red)?;

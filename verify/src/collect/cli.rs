@@ -41,7 +41,7 @@ pub fn collect(a: &CollectArgs, ui: &Ui) -> Result<u8, Bad> {
         Some(CollectPart::Cluster(c)) => {
             let mut report = String::new();
             let code = cluster_half(&c.out, &c.api, &mut report, Duration::from_secs(c.timeout))?;
-            finish(&c.out, c.redact, code, &[], report)
+            finish(&c.out, c.redact, code, report)
         }
         None => {
             let Some(out) = &a.out else {
@@ -142,7 +142,7 @@ fn write_cluster(
 }
 
 /// Redact, load the snapshot as `check` would, print the report.
-fn finish(out: &Path, redact: bool, code: u8, _results: &[NodeOutcome], mut report: String) -> Result<u8, Bad> {
+fn finish(out: &Path, redact: bool, code: u8, mut report: String) -> Result<u8, Bad> {
     if redact {
         let n = super::redact_dir(out).map_err(|e| Bad(format!("{}: redacting: {e}", out.display())))?;
         let _ = writeln!(report, "redacted: public addresses replaced in {n} files");
@@ -240,5 +240,5 @@ fn collect_all(out: &Path, a: &CollectArgs, ui: &Ui) -> Result<u8, Bad> {
             code = 3;
         }
     }
-    finish(out, a.common.redact, code, &results, report)
+    finish(out, a.common.redact, code, report)
 }

@@ -197,7 +197,9 @@ struct NodeNet {
 }
 
 fn read_node(dir: &Path, findings: &mut Vec<String>) -> Option<NodeNet> {
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    // natpath's bounded reader; a file that is missing or unreadable here
+    // is reported by the snapshot's load at the end.
+    let read = |f: &str| crate::cli::read_text(&dir.join(f)).ok();
     let file = |f: &str| dir.join(f).display().to_string();
     let ifaces = match read("ip-addr").map(|t| ipaddr::parse(&t, &file("ip-addr"))) {
         Some(Ok(i)) => i,
