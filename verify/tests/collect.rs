@@ -115,21 +115,47 @@ fn clients(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The users' kind of `--exec` template: a script of theirs that finds the
+/// node's namespace and runs natpath's script there, as one argument.
+fn namespace_template(out: &Path, nodes: &[(String, String)]) -> String {
+    let map = out.with_extension("map.sh");
+    let mut case = String::from("case \"$1\" in\n");
+    for (node, ns) in nodes {
+        case.push_str(&format!("  {node}) ns={ns} ;;\n"));
+    }
+    case.push_str("  *) echo \"unknown node $1\" >&2; exit 9 ;;\nesac\nexec ip netns exec \"$ns\" sh -c \"$2\"\n");
+    std::fs::write(&map, case).unwrap();
+    format!("sh {} {{node}} {{cmd}}", map.display())
+}
+
+/// `--client` flags for the original's `[[host]]`s.
+fn client_args(src: &Path) -> Vec<String> {
+    clients(src).into_iter().flat_map(|c| ["--client".to_string(), c]).collect()
+}
+
+/// The lab runs a node's servers only where its `ss-listen` says so: for a
+/// node without one, the collected file says (truly, of the lab) that
+/// nothing listens, where the original means "every port answers". Those
+/// files are set aside; the nodes that keep theirs are returned.
+fn set_aside_lab_listeners(src: &Path, out: &Path) -> Vec<PathBuf> {
+    let mut kept = Vec::new();
+    for n in std::fs::read_dir(out.join("nodes")).unwrap() {
+        let n = n.unwrap().path();
+        if src.join("nodes").join(n.file_name().unwrap()).join("ss-listen").exists() {
+            kept.push(n);
+        } else {
+            std::fs::remove_file(n.join("ss-listen")).unwrap();
+        }
+    }
+    kept
+}
+
 /// Collect `snap` back from its namespaces; `None` when this machine cannot build them.
 fn round_trip(snap: &str, out: &Path) -> Option<Output> {
     let src = corpus().join(snap);
     let opts = Options { helper: Some(PathBuf::from(NATPATH)), legacy: snap == LEGACY, ..Options::default() };
     let r = kernel::with_cluster(&src, &opts, |nodes| {
-        // The users' kind of template: a script of theirs that finds the
-        // node's namespace, and natpath's script as one argument.
-        let map = out.with_extension("map.sh");
-        let mut case = String::from("case \"$1\" in\n");
-        for (node, ns) in nodes {
-            case.push_str(&format!("  {node}) ns={ns} ;;\n"));
-        }
-        case.push_str("  *) echo \"unknown node $1\" >&2; exit 9 ;;\nesac\nexec ip netns exec \"$ns\" sh -c \"$2\"\n");
-        std::fs::write(&map, case).unwrap();
-        let template = format!("sh {} {{node}} {{cmd}}", map.display());
+        let template = namespace_template(out, nodes);
         let objects = src.join("api/objects.json");
         let mut args = vec![
             "collect".to_string(),
@@ -141,9 +167,7 @@ fn round_trip(snap: &str, out: &Path) -> Option<Output> {
             "--objects".into(),
             objects.display().to_string(),
         ];
-        for c in clients(&src) {
-            args.extend(["--client".to_string(), c]);
-        }
+        args.extend(client_args(&src));
         let all = Command::new(NATPATH).args(&args).output().unwrap();
         // The by-hand form on the first snapshot: `collect node` run inside
         // each node's namespace, then `collect cluster`.
@@ -158,9 +182,7 @@ fn round_trip(snap: &str, out: &Path) -> Option<Output> {
             }
             let mut args = vec!["collect".to_string(), "cluster".into(), by_hand.display().to_string()];
             args.extend(["--objects".to_string(), objects.display().to_string()]);
-            for c in clients(&src) {
-                args.extend(["--client".to_string(), c]);
-            }
+            args.extend(client_args(&src));
             let o = Command::new(NATPATH).args(&args).output().unwrap();
             assert_eq!(o.status.code(), Some(0), "collect cluster: {}", String::from_utf8_lossy(&o.stdout));
             assert_eq!(verdicts(&by_hand), verdicts(&src), "collected by hand");
@@ -207,22 +229,9 @@ fn every_corpus_snapshot_collected_back_from_the_kernel_gives_the_same_answers()
             "{snap}: collect failed:\n{report}\n{}",
             String::from_utf8_lossy(&o.stderr)
         );
-        // The lab runs a node's servers only where its `ss-listen` says so:
-        // for a snapshot without one, the collected file says (truly, of
-        // the lab) that nothing listens, where the original means "every
-        // port answers". Those are set aside; node-listeners keeps them.
-        for n in std::fs::read_dir(out.join("nodes")).unwrap() {
-            let n = n.unwrap().path();
-            let original = src.join("nodes").join(n.file_name().unwrap()).join("ss-listen");
-            if !original.exists() {
-                std::fs::remove_file(n.join("ss-listen")).unwrap();
-            } else {
-                let collected = std::fs::read_to_string(n.join("ss-listen")).unwrap();
-                assert!(
-                    collected.contains("0.0.0.0:22 "),
-                    "{snap}: the lab's stand-in for sshd is listed:\n{collected}"
-                );
-            }
+        for n in set_aside_lab_listeners(&src, &out) {
+            let collected = std::fs::read_to_string(n.join("ss-listen")).unwrap();
+            assert!(collected.contains("0.0.0.0:22 "), "{snap}: the lab's stand-in for sshd is listed:\n{collected}");
         }
         // The rules come back as they went in, up to counters and the
         // order the kernel lists chains and tables in.
@@ -292,10 +301,8 @@ fn cluster_toml_from_the_saved_api_objects_is_the_hand_written_one() {
         let out = nodes_only(snap, &format!("cl-{snap}"));
         let objects = corpus().join(snap).join("api/objects.json");
         let mut args = vec!["collect", "cluster", out.to_str().unwrap(), "--objects", objects.to_str().unwrap()];
-        let cl = clients(&corpus().join(snap));
-        for c in &cl {
-            args.extend(["--client", c.as_str()]);
-        }
+        let cl = client_args(&corpus().join(snap));
+        args.extend(cl.iter().map(String::as_str));
         let o = natpath(&args);
         let report = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(0), "{snap}: {report}{}", String::from_utf8_lossy(&o.stderr));
@@ -574,16 +581,8 @@ fn every_pair_side_collected_back_from_the_kernel_checks_the_same() {
         let out = base.join(i.to_string());
         let opts = Options { helper: Some(PathBuf::from(NATPATH)), ..Options::default() };
         let r = kernel::with_cluster(src, &opts, |nodes| {
-            let map = out.with_extension("map.sh");
-            let mut case = String::from("case \"$1\" in\n");
-            let mut names = Vec::new();
-            for (node, ns) in nodes {
-                case.push_str(&format!("  {node}) ns={ns} ;;\n"));
-                names.push(node.clone());
-            }
-            case.push_str("esac\nexec ip netns exec \"$ns\" sh -c \"$2\"\n");
-            std::fs::write(&map, case).unwrap();
-            let template = format!("sh {} {{node}} {{cmd}}", map.display());
+            let template = namespace_template(&out, nodes);
+            let names: Vec<&str> = nodes.iter().map(|n| n.0.as_str()).collect();
             natpath(&[
                 "collect",
                 out.to_str().unwrap(),
@@ -607,12 +606,7 @@ fn every_pair_side_collected_back_from_the_kernel_checks_the_same() {
         let report = String::from_utf8_lossy(&o.stdout);
         assert!(!report.contains("NOT collected"), "{}: {report}", src.display());
         std::fs::copy(src.join("cluster.toml"), out.join("cluster.toml")).unwrap();
-        for n in std::fs::read_dir(out.join("nodes")).unwrap() {
-            let n = n.unwrap().path();
-            if !src.join("nodes").join(n.file_name().unwrap()).join("ss-listen").exists() {
-                std::fs::remove_file(n.join("ss-listen")).unwrap();
-            }
-        }
+        set_aside_lab_listeners(src, &out);
         assert_eq!(verdicts(&out), verdicts(src), "{}: check verdicts differ\n{report}", src.display());
     }
     let _ = std::fs::remove_dir_all(&base);

@@ -15,6 +15,8 @@
     reason = "a test fails by panicking"
 )]
 
+mod common;
+use natpath_model::snapshot::NODE_FILES;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,20 +28,6 @@ const SNAPSHOTS: [&str; 3] = ["seed-ipip-remote", "calico-vxlan", "kube-proxy-1.
 
 /// Node files natpath cannot do without.
 const REQUIRED: [&str; 3] = ["iptables-save", "ip-route", "ip-addr"];
-
-/// Every node file a snapshot may hold.
-const NODE_FILES: [&str; 10] = [
-    "iptables-save",
-    "ip-route",
-    "ip-addr",
-    "ipset-save",
-    "ip-rule",
-    "sysctl",
-    "ip-link",
-    "ip-neigh",
-    "bridge-fdb",
-    "ss-listen",
-];
 
 /// Words a garbled line may get in place of one of its own.
 const JUNK: [&str; 12] = [
@@ -60,23 +48,6 @@ const JUNK: [&str; 12] = [
 /// How long one `check` may take before the test calls it a hang.
 const HANG: Duration = Duration::from_secs(120);
 
-fn corpus(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(name)
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), to).unwrap();
-        }
-    }
-}
-
 /// A copy of a corpus snapshot in a fresh directory of its own under the
 /// system's temporary directory, removed when dropped.
 struct Case(PathBuf);
@@ -87,7 +58,7 @@ impl Case {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let d = std::env::temp_dir().join(format!("natpath-mutation-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        copy_dir(&corpus(snapshot), &d);
+        common::copy_dir(&common::corpus().join(snapshot), &d);
         Case(d)
     }
 
@@ -105,9 +76,9 @@ impl Case {
         v
     }
 
-    /// The files of a node that exist, in [`NODE_FILES`] order.
+    /// The files of a node that exist, in the snapshot format's order.
     fn files(&self, node: &str) -> Vec<&'static str> {
-        NODE_FILES.iter().copied().filter(|f| self.node(node).join(f).is_file()).collect()
+        NODE_FILES.iter().map(|f| f.0).filter(|f| self.node(node).join(f).is_file()).collect()
     }
 }
 
