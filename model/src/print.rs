@@ -78,6 +78,15 @@ fn chain_header(out: &mut String, c: &Chain) {
 }
 
 /// `xtables_save_string`: a space, then the string bare or quoted.
+///
+/// A string that ends with a newline can only have been read from a quote
+/// left open at the end of its line (the parser splits lines at newlines):
+/// it is written the same way, an opening `"` and no closing one, so that
+/// the newline that ends the printed line ends the string again. The
+/// parser reads such a word only when it is the last one the rule prints.
+/// (iptables-save writes the newline inside the quotes and a lone `"` on
+/// the next line, which iptables-restore refuses: natpath writes the form
+/// that both read back.)
 fn save_string(out: &mut String, s: &str) {
     out.push(' ');
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
@@ -85,20 +94,28 @@ fn save_string(out: &mut String, s: &str) {
         return;
     }
     out.push('"');
-    for c in s.chars() {
+    let (body, open) = match s.strip_suffix('\n') {
+        Some(b) => (b, true),
+        None => (s, false),
+    };
+    for c in body.chars() {
         if matches!(c, '"' | '\\' | '\'') {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('"');
+    if !open {
+        out.push('"');
+    }
 }
 
 /// A word of an unmodelled module's arguments, quoted when it would not
-/// read back as one word (the parser keeps no value that starts with `-`
-/// or is `!`, so bare option words stay options).
+/// read back as one bare word (the parser keeps no value that starts with
+/// `-` or is `!`, so bare option words stay options). Only space, tab,
+/// newline and `"` end a bare word (a `\r` or another control character
+/// is part of it), and a NUL is refused outside quotes.
 fn raw_word(out: &mut String, s: &str) {
-    if !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"') {
+    if !s.is_empty() && !s.bytes().any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'"' | 0)) {
         out.push(' ');
         out.push_str(s);
     } else {
@@ -275,11 +292,39 @@ fn write_rule(out: &mut String, chain: &str, r: &Rule) {
         bang(out, !f);
         out.push_str(" -f");
     }
-    for m in &r.matches {
-        write_match(out, m);
+    // A string read from a quote left open at the end of its line ends
+    // the printed line too (see `save_string`): the option that holds it
+    // is written after the target, its module's `-m` staying in place, as
+    // iptables-restore and the parser read a module's options anywhere
+    // after its `-m`.
+    let open = r.matches.iter().position(|m| open_option(m).is_some());
+    for (i, m) in r.matches.iter().enumerate() {
+        match (Some(i) == open, m) {
+            (true, Match::Comment(_)) => out.push_str(" -m comment"),
+            (true, Match::Helper(_)) => out.push_str(" -m helper"),
+            _ => write_match(out, m),
+        }
     }
     if let Some(t) = &r.target {
         write_target(out, t);
+    }
+    if let Some(m) = open.and_then(|i| r.matches.get(i)) {
+        if let Some((neg, opt, s)) = open_option(m) {
+            bang(out, neg);
+            out.push_str(opt);
+            save_string(out, s);
+        }
+    }
+}
+
+/// The option of `m` whose string ends with a newline (it was read from a
+/// quote left open at the end of its line), for the modules whose string
+/// option is their only one: `(negated, option, string)`.
+fn open_option(m: &Match) -> Option<(bool, &'static str, &str)> {
+    match m {
+        Match::Comment(c) if c.ends_with('\n') => Some((false, " --comment", c)),
+        Match::Helper(h) if h.value.ends_with('\n') => Some((h.neg, " --helper", &h.value)),
+        _ => None,
     }
 }
 
@@ -898,6 +943,8 @@ mod tests {
         assert_eq!(q(""), " \"\"");
         assert_eq!(q("ns2/svc2:p80"), " \"ns2/svc2:p80\"");
         assert_eq!(q("it's \"q\" \\"), r#" "it\'s \"q\" \\""#);
+        // A string read from a quote left open ends with the newline.
+        assert_eq!(q("abc -j \"x\n"), " \"abc -j \\\"x");
     }
 
     /// `{:.11}` prints the probability iptables prints with `%.11f`; each

@@ -10,12 +10,16 @@
 //! to it, `-N` of a chain that exists, `-X` of a chain with rules or in
 //! use, an unknown module or option, a bad address, `x.x.x.x`, an
 //! anonymised MAC, a garbled DNAT, `COMMIT` outside a table, an indented
-//! `*`, `:`, `#` or `COMMIT` line), plus a jump loop that a built-in chain
-//! reaches, which the kernel refuses when it loads the table; and what it
-//! accepts is read as it reads it (a user chain's policy word and any
-//! counters are ignored, `:NAME` again empties a user chain, a table given
-//! again after its `COMMIT` replaces the first block, the rest of a
-//! `*table` line is ignored). verify/tests/restore_agreement.rs checks
+//! `*`, `:`, `#` or `COMMIT` line, a line whose CRLF ending leaves a `\r`
+//! in a word that must be a name or number, a counter prefix without its
+//! `]` or `:`), plus a jump loop that a built-in chain reaches, and jumps
+//! nested more than [`MAX_JUMP_DEPTH`] deep from one, which the kernel
+//! refuses when it loads the table; and what it accepts is read as it reads
+//! it (a user chain's policy word and any counters are ignored, `:NAME`
+//! again empties a user chain, a table given again after its `COMMIT`
+//! replaces the first block, the rest of a `*table` line is ignored, a
+//! counter prefix ends at its first `]`, a quote left open takes the rest
+//! of the line and its newline). verify/tests/restore_agreement.rs checks
 //! this against the real iptables-restore.
 //! Partial inputs are read, not refused: a paste without `*table` gets its
 //! table from [`Options::table`] or by inference ([`infer`]), a block
@@ -59,6 +63,14 @@ pub const MAX_ERRORS: usize = 100;
 
 /// Longest line read (1 MiB); a longer one is an error, not a slow parse.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Added to the error of a line that ends in `\r`.
+const CRLF_HINT: &str = " (the line ends in a carriage return: iptables-restore reads the `\\r` of a CRLF line ending as part of the last word and refuses the line; convert the file with `dos2unix` or `tr -d '\\r'`)";
+
+/// The longest chain of jumps (`-j`/`-g` to user chains) from a built-in
+/// chain that the kernel loads: nf_tables refuses a 16th nested jump
+/// with `Too many links` when the table is committed.
+pub const MAX_JUMP_DEPTH: usize = 15;
 
 /// How to read a dump.
 #[derive(Debug, Clone, Default)]
@@ -327,7 +339,11 @@ impl<'o, 'a> Parser<'o, 'a> {
     /// Record a line error; an IPv6 dump stops the parse with that error.
     fn line_error(&mut self, line_no: u32, line: &str, e: LineError) {
         let loc = self.loc(line_no, lex::column(line, e.at));
-        self.error(loc, e.msg);
+        let mut msg = e.msg;
+        if line.ends_with('\r') {
+            msg.push_str(CRLF_HINT);
+        }
+        self.error(loc, msg);
         if e.ipv6 {
             self.stopped = true;
         }
@@ -350,18 +366,21 @@ impl<'o, 'a> Parser<'o, 'a> {
                 break;
             }
             let line_no = u32::try_from(i).unwrap_or(u32::MAX);
-            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            // A `\r` before the newline is part of the line, as
+            // iptables-restore reads it (and refuses a CRLF dump).
+            let line = raw;
             if line.len() > MAX_LINE {
                 let loc = self.loc(line_no, 1);
                 self.error(loc, format!("expected a line of at most {MAX_LINE} bytes, found {} bytes", line.len()));
                 continue;
             }
-            self.line(line_no, line, &mut words);
+            let newline = pos <= bytes.len();
+            self.line(line_no, line, newline, &mut words);
         }
         self.end_segment(false);
     }
 
-    fn line(&mut self, line_no: u32, line: &'a str, words: &mut Vec<Word<'a>>) {
+    fn line(&mut self, line_no: u32, line: &'a str, newline: bool, words: &mut Vec<Word<'a>>) {
         let body = line.trim_start_matches([' ', '\t']);
         let Some(first) = body.bytes().next() else { return };
         let indent = line.len() - body.len();
@@ -392,23 +411,39 @@ impl<'o, 'a> Parser<'o, 'a> {
             }
             b'*' => self.table_line(line_no, line, indent),
             _ => {
-                if let Err(le) = lex::split(line, words) {
-                    let e = match le {
-                        lex::LexError::Unterminated(at) => {
-                            LineError::new(at, "expected a closing `\"`, found end of line")
+                // `[packets:bytes]` in the first column is a counter prefix
+                // (`iptables-save -c`); the rule starts after it.
+                let mut text = line;
+                let mut from = 0;
+                let mut newline = newline;
+                let mut prefix = None;
+                if indent == 0 && first == b'[' {
+                    match counter_prefix(line, newline) {
+                        Ok(p) => {
+                            text = line.get(..p.end).unwrap_or(line);
+                            from = p.start;
+                            newline = p.newline;
+                            prefix = Some(p.counters);
                         }
-                        lex::LexError::Control(at, b) => LineError::new(
-                            at,
-                            format!(
-                                "expected printable text outside quotes, found the control character `{}`",
-                                (b as char).escape_default()
-                            ),
-                        ),
-                    };
-                    self.line_error(line_no, line, e);
-                    return;
+                        Err(e) => {
+                            self.line_error(line_no, line, e);
+                            return;
+                        }
+                    }
                 }
-                if let Err(e) = self.command(line_no, line, words) {
+                let open = match lex::split(text, from, newline, words) {
+                    Ok(lex::Split::Closed) => None,
+                    Ok(lex::Split::OpenQuote(at)) => Some(at),
+                    Err(lex::LexError::Nul(at)) => {
+                        let e = LineError::new(
+                            at,
+                            "expected text, found a NUL byte (iptables-restore would drop the rest of the line; is this a binary file?)",
+                        );
+                        self.line_error(line_no, line, e);
+                        return;
+                    }
+                };
+                if let Err(e) = self.command(line_no, line, words, prefix, open) {
                     self.line_error(line_no, line, e);
                 }
             }
@@ -506,10 +541,31 @@ impl<'o, 'a> Parser<'o, 'a> {
         }
     }
 
-    fn command(&mut self, line_no: u32, line: &'a str, words: &[Word<'a>]) -> Result<(), LineError> {
-        let Some(first) = words.first() else { return Ok(()) };
+    /// One line that is not a `*table` line or a comment. `prefix`: the
+    /// line starts with a counter prefix (and its counters when they are
+    /// numbers); `open`: where a quote left open at the end of the line
+    /// starts.
+    fn command(
+        &mut self,
+        line_no: u32,
+        line: &'a str,
+        words: &[Word<'a>],
+        prefix: Option<Option<Counters>>,
+        open: Option<usize>,
+    ) -> Result<(), LineError> {
+        let Some(first) = words.first() else {
+            if prefix.is_some() {
+                return Err(LineError::new(
+                    line.len(),
+                    "expected a command such as `-A` after the counters, found end of line",
+                ));
+            }
+            return Ok(());
+        };
         let f = first.as_str();
-        if f == "COMMIT" && !first.quoted {
+        // After a counter prefix the line is read as a command: `COMMIT`
+        // and `:CHAIN` are refused there, as iptables-restore refuses them.
+        if f == "COMMIT" && !first.quoted && prefix.is_none() {
             if line.len() > "COMMIT".len() && words.len() == 1 {
                 // iptables-restore compares the whole line with `COMMIT`.
                 return Err(LineError::new("COMMIT".len(), "expected end of line after `COMMIT`, found white space"));
@@ -526,26 +582,18 @@ impl<'o, 'a> Parser<'o, 'a> {
             self.end_segment(true);
             return Ok(());
         }
-        if f.starts_with(':') && !first.quoted {
+        if f.starts_with(':') && !first.quoted && prefix.is_none() {
             let name: Cow<'a, str> = match &first.text {
                 Cow::Borrowed(b) => Cow::Borrowed(b.get(1..).unwrap_or("")),
                 Cow::Owned(o) => Cow::Owned(o.get(1..).unwrap_or("").to_string()),
             };
             return self.declaration(line_no, line, name, words);
         }
-        let mut rest = words;
-        let mut counters = None;
-        let start = first.start;
-        if f.starts_with('[') && !first.quoted {
-            counters = Some(counters_word(first)?);
-            rest = words.get(1..).unwrap_or(&[]);
-        }
-        let Some(cmd) = rest.first() else {
-            return Err(LineError::new(
-                line.len(),
-                "expected a command such as `-A` after the counters, found end of line",
-            ));
-        };
+        let rest = words;
+        let counters = prefix.flatten();
+        // The rule's location: the counter prefix when there is one.
+        let start = if prefix.is_some() { 0 } else { first.start };
+        let cmd = first;
         let c = cmd.as_str();
         let chain_word = |what: &str| -> Result<&Word<'_>, LineError> {
             match rest.get(1) {
@@ -587,6 +635,12 @@ impl<'o, 'a> Parser<'o, 'a> {
                         return Err(e);
                     }
                 };
+                if let Some(at) = open {
+                    if let Err(e) = self.check_open_word(&chain.text, &rules, &rule_loc, at) {
+                        self.rules = rules;
+                        return Err(e);
+                    }
+                }
                 if counters.is_some() {
                     for r in &mut rules {
                         if r.counters.is_none() {
@@ -697,6 +751,43 @@ impl<'o, 'a> Parser<'o, 'a> {
                         "expected a table (`*nat`), a chain (`:NAME POLICY [0:0]`), a rule (`-A CHAIN ...`) or `COMMIT`, found `{}`",
                         show(c)
                     ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A rule whose last word is a quote left open at the end of the line
+    /// (the word ends with the line's newline) is read only when printing
+    /// it puts that word last again: `print` writes it as an open quote at
+    /// the end of the line, the one form iptables-restore reads a newline
+    /// in a word from (iptables-save's own form, the newline inside quotes
+    /// and `"` alone on the next line, is refused by iptables-restore). A
+    /// word moved before other options by the canonical order (a target
+    /// written before the module, an option of an earlier module written
+    /// after it) could not be printed back, and is refused.
+    fn check_open_word(&mut self, chain: &str, rules: &[Rule], loc: &Loc, at: usize) -> Result<(), LineError> {
+        let mut again = Vec::new();
+        for r in rules {
+            let text = crate::print::rule_text(chain, r);
+            let mut words = Vec::new();
+            let same = match lex::split(&text, 0, true, &mut words) {
+                Ok(_) => {
+                    let args = words.get(2..).unwrap_or(&[]);
+                    rule::parse(args, text.len(), loc, self.opts.lenient, &mut self.mods, &mut again).is_ok()
+                        && again.len() == 1
+                        && again.first().is_some_and(|a| {
+                            let mut a = a.clone();
+                            a.counters = r.counters;
+                            a == *r
+                        })
+                }
+                Err(_) => false,
+            };
+            if !same {
+                return Err(LineError::new(
+                    at,
+                    "expected a closing `\"`, found end of line: a quote left open takes the rest of the line and its newline into its word, which natpath reads only as the last word of the rule once printed (after the target and every other option)",
                 ));
             }
         }
@@ -1162,7 +1253,11 @@ impl<'o, 'a> Parser<'o, 'a> {
                 ts.reindex();
                 edges = Edges::of(&ts);
             }
-            errs.extend(loops(&ts, &edges));
+            let looped = loops(&ts, &edges);
+            if looped.is_empty() {
+                errs.extend(too_deep(&ts, &edges));
+            }
+            errs.extend(looped);
             // Notes, in the order of the tables and chains.
             if ts.inferred {
                 let msg = match infer::reason_of(&ts.t) {
@@ -1327,6 +1422,158 @@ fn loops(ts: &TableState<'_>, edges: &Edges) -> Vec<(Loc, String)> {
         }
     }
     out
+}
+
+/// Jumps nested deeper than [`MAX_JUMP_DEPTH`] from a built-in chain of a
+/// table without jump loops (`edges`: its graph), which nf_tables refuses
+/// when it validates the table (every path from a base chain counts, not
+/// only the shortest): one error, at the jump that goes one level too deep
+/// on a longest path.
+fn too_deep(ts: &TableState<'_>, edges: &Edges) -> Option<(Loc, String)> {
+    let n = ts.t.chains.len();
+    let name = |i: usize| ts.t.chains.get(i).map_or("?", |c| c.name.as_str());
+    // height[v]: the most jumps from chain v on; computed once per chain
+    // reached from a built-in chain, children first (no loop is reached,
+    // so the walk ends).
+    let mut height: Vec<Option<usize>> = vec![None; n];
+    let mut worst: Option<(usize, usize)> = None;
+    for root in 0..n {
+        if !ts.is_builtin(name(root)) {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        while let Some(&mut (v, ref mut k)) = stack.last_mut() {
+            let next = edges.from(v).get(*k).copied();
+            *k += 1;
+            match next {
+                Some(w) => {
+                    if height.get(w).copied().flatten().is_none() && !stack.iter().any(|(x, _)| *x == w) {
+                        stack.push((w, 0));
+                    }
+                }
+                None => {
+                    let h = edges.from(v).iter().filter_map(|&w| height.get(w).copied().flatten()).map(|h| h + 1).max();
+                    if let Some(slot) = height.get_mut(v) {
+                        *slot = Some(h.unwrap_or(0));
+                    }
+                    stack.pop();
+                }
+            }
+        }
+        let h = height.get(root).copied().flatten().unwrap_or(0);
+        if h > MAX_JUMP_DEPTH && worst.is_none_or(|(_, wh)| h > wh) {
+            worst = Some((root, h));
+        }
+    }
+    let (root, h) = worst?;
+    // Follow a longest path down from the root to the jump past the limit.
+    let mut path = vec![root];
+    let mut v = root;
+    let mut left = h;
+    while left > 0 {
+        let step = edges.from(v).iter().copied().find(|&w| height.get(w).copied().flatten() == Some(left - 1));
+        let Some(w) = step else { break };
+        path.push(w);
+        v = w;
+        left -= 1;
+    }
+    let from = path.get(MAX_JUMP_DEPTH).copied().unwrap_or(root);
+    let to = path.get(MAX_JUMP_DEPTH + 1).copied().unwrap_or(root);
+    let at =
+        ts.t.chains
+            .get(from)
+            .and_then(|c| c.rules.iter().find(|r| r.target.as_ref().and_then(Target::chain) == Some(name(to))))
+            .map(|r| ts.target_loc(r))
+            .unwrap_or_else(Loc::synthetic);
+    let shown: Vec<String> = path.iter().take(MAX_JUMP_DEPTH + 2).map(|&i| format!("`{}`", name(i))).collect();
+    let more = if h > MAX_JUMP_DEPTH + 1 { format!(" -> ... ({h} jumps in all)") } else { String::new() };
+    Some((
+        at,
+        format!(
+            "expected jumps nested at most {MAX_JUMP_DEPTH} deep from a built-in chain (the kernel refuses more: Too many links), found {}{more} in table `{}`",
+            shown.join(" -> "),
+            ts.t.name.as_str()
+        ),
+    ))
+}
+
+/// A counter prefix `[packets:bytes]` at the start of a rule line, read
+/// as iptables-restore 1.8.9 reads it: `start..end` is the rest of the
+/// line, which is read as the command.
+struct CounterPrefix {
+    /// The counters, when both are decimal numbers (iptables-restore
+    /// without `-c` does not read them; natpath keeps them for display).
+    counters: Option<Counters>,
+    start: usize,
+    end: usize,
+    /// The rest of the line still ends with the line's newline.
+    newline: bool,
+}
+
+/// The counter prefix of `line` (which starts with `[`).
+///
+/// iptables-restore 1.8.9 finds the first `]` of the line, starts the
+/// command right after it, and cuts the packet and byte counts out of the
+/// text after the `[` with C's `strtok`: the packet count runs (after any
+/// leading `:`) to the next `:`, the byte count (after any leading `]`) to
+/// the next `]`. `strtok` ends both with a NUL written into the line, so a
+/// `:` or `]` that it finds past the first `]` also ends the command
+/// there. Errors are what it refuses: no `]` on the line, no `:` after the
+/// packet count, nothing after that `:`. The counts themselves are not
+/// checked (`[a:b]` is read without `-c`, which is how a snapshot's dump
+/// is loaded).
+fn counter_prefix(line: &str, newline: bool) -> Result<CounterPrefix, LineError> {
+    let b = line.as_bytes();
+    // The line as iptables-restore holds it ends with its newline.
+    let len = b.len() + usize::from(newline);
+    let at = |i: usize| if i < b.len() { b.get(i).copied() } else { (i < len).then_some(b'\n') };
+    let find = |from: usize, c: u8| (from..len).find(|&i| at(i) == Some(c));
+    let Some(close) = find(0, b']') else {
+        return Err(LineError::new(
+            0,
+            "expected counters `[packets:bytes]` in front of the rule, found no `]` on the line",
+        ));
+    };
+    let mut p = 1;
+    while at(p) == Some(b':') {
+        p += 1;
+    }
+    let colon = if p < len { find(p, b':') } else { None };
+    let Some(colon) = colon else {
+        return Err(LineError::new(
+            0,
+            format!(
+                "expected counters `[packets:bytes]` in front of the rule, found `{}` (no `:` and byte count)",
+                show(line.get(..=close.min(b.len().saturating_sub(1))).unwrap_or(line))
+            ),
+        ));
+    };
+    let mut q = colon + 1;
+    while at(q) == Some(b']') {
+        q += 1;
+    }
+    if q >= len {
+        return Err(LineError::new(
+            colon,
+            "expected a byte count after `:` in the counters `[packets:bytes]`, found end of line",
+        ));
+    }
+    let bytes_end = find(q, b']');
+    let mut end = len;
+    for cut in [Some(colon), bytes_end].into_iter().flatten() {
+        if cut > close {
+            end = end.min(cut);
+        }
+    }
+    let text = |a: usize, z: usize| line.get(a.min(b.len())..z.min(b.len())).unwrap_or("");
+    let packets = value::dec(text(p, colon));
+    let bytes = value::dec(text(q, bytes_end.unwrap_or(len)));
+    Ok(CounterPrefix {
+        counters: packets.zip(bytes).map(|(packets, bytes)| Counters { packets, bytes }),
+        start: close + 1,
+        end: end.min(b.len()),
+        newline: newline && end == len,
+    })
 }
 
 /// `[packets:bytes]`.

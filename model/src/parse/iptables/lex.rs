@@ -4,17 +4,22 @@
 //! Contract: never panics; a word keeps the byte offset where it starts so
 //! that errors point at the right column. The rules, checked against
 //! iptables-restore 1.8.9:
-//! - space, tab and newline separate words outside quotes;
+//! - space, tab and newline separate words outside quotes; every other
+//!   byte, control characters and a `\r` before the newline included, is
+//!   part of a word (iptables-restore reads a CRLF dump's `COMMIT\r` as
+//!   the word `COMMIT\r`, and refuses it);
 //! - `"` opens a quote anywhere in a word; inside quotes `\x` stands for
 //!   `x` (so `\"`, `\'` and `\\` are a quote, an apostrophe and a
 //!   backslash), and the closing `"` ends the word even when no space
 //!   follows (`"a"b` is two words); `""` is an empty word;
 //! - outside quotes a backslash is an ordinary character, and so is `'`
 //!   (single quotes do not quote);
-//! - a quote still open at the end of the line is an error here (iptables
-//!   1.8.9 silently swallows the rest of the line into the word), and so is
-//!   a control character outside quotes (iptables keeps it in the word; no
-//!   dump has one, and a word ending in `\r` would not survive printing).
+//! - a quote still open at the end of the line takes the rest of the line
+//!   and the newline that ends it into the word (iptables-restore reads the
+//!   line with its newline and nothing stops the quote); such a word is the
+//!   last of its line ([`split`] says so);
+//! - a NUL byte outside quotes is an error here: iptables-restore reads
+//!   lines as C strings and would silently drop the rest of the line.
 
 use std::borrow::Cow;
 
@@ -40,16 +45,24 @@ impl Word<'_> {
 /// Why a line cannot be split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LexError {
-    /// A quote left open: the byte offset of the opening `"`.
-    Unterminated(usize),
-    /// A control character outside quotes (offset, byte): iptables would
-    /// take it as part of a word, but no dump has one, and a word ending in
-    /// `\r` could not be printed back.
-    Control(usize, u8),
+    /// A NUL byte outside quotes, at this offset.
+    Nul(usize),
 }
 
-/// True for the bytes that end an unquoted word or make it an error:
-/// separators, `"`, and control characters.
+/// How a line was split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// Every quote was closed.
+    Closed,
+    /// The last word's quote, opened at this byte offset, was still open at
+    /// the end of the line: the word holds the rest of the line (and its
+    /// newline, when the line has one).
+    OpenQuote(usize),
+}
+
+/// True for the bytes that may end an unquoted word: separators, `"`, and
+/// the other control characters (which [`split`] then looks at: only NUL
+/// is an error, the rest belong to the word).
 fn is_stop(b: u8) -> bool {
     b <= b' ' || b == b'"' || b == 0x7f
 }
@@ -112,22 +125,29 @@ fn is_sep(b: u8) -> bool {
     (b == b' ') | (b == b'\t') | (b == b'\n')
 }
 
-/// Split `line` into `out` (cleared first).
-pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), LexError> {
+/// Split `line[from..]` into `out` (cleared first); offsets are into
+/// `line`. `newline`: the line ends with a newline (not the end of the
+/// file), which a quote left open takes into its word.
+pub(crate) fn split<'a>(line: &'a str, from: usize, newline: bool, out: &mut Vec<Word<'a>>) -> Result<Split, LexError> {
     out.clear();
     let bytes = line.as_bytes();
     let n = bytes.len();
     let slice = |a: usize, b: usize| line.get(a..b).unwrap_or("");
     let tail = |i: usize| bytes.get(i..).unwrap_or(&[]);
-    let mut i = 0usize;
+    let mut i = from.min(n);
     // Skip separators, then read a word.
     while let Some(p) = tail(i).iter().position(|&b| !is_sep(b)) {
         i += p;
         let start = i;
-        i += find_stop(tail(i)).unwrap_or(n - i);
-        match bytes.get(i) {
-            Some(&b) if !is_sep(b) && b != b'"' => return Err(LexError::Control(i, b)),
-            _ => {}
+        // The word runs to a separator or a quote; other control
+        // characters are part of it (rare: look again past them).
+        loop {
+            i += find_stop(tail(i)).unwrap_or(n - i);
+            match bytes.get(i) {
+                Some(0) => return Err(LexError::Nul(i)),
+                Some(&b) if !is_sep(b) && b != b'"' => i += 1,
+                _ => break,
+            }
         }
         if bytes.get(i) != Some(&b'"') {
             out.push(Word { text: Cow::Borrowed(slice(start, i)), start, quoted: false });
@@ -153,9 +173,11 @@ pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Le
         let mut closed = false;
         while let Some((off, c)) = chars.next() {
             match c {
+                // A backslash at the end of the line escapes its newline,
+                // which the open quote takes anyway.
                 '\\' => match chars.next() {
                     Some((_, e)) => buf.push(e),
-                    None => return Err(LexError::Unterminated(open)),
+                    None => break,
                 },
                 '"' => {
                     i += off + 1;
@@ -166,11 +188,15 @@ pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Word<'a>>) -> Result<(), Le
             }
         }
         if !closed {
-            return Err(LexError::Unterminated(open));
+            if newline {
+                buf.push('\n');
+            }
+            out.push(Word { text: Cow::Owned(buf), start, quoted: true });
+            return Ok(Split::OpenQuote(open));
         }
         out.push(Word { text: Cow::Owned(buf), start, quoted: true });
     }
-    Ok(())
+    Ok(Split::Closed)
 }
 
 /// The 1-based column, in characters, of byte offset `off` of `line`.
@@ -186,7 +212,7 @@ mod tests {
 
     fn words(line: &str) -> Vec<String> {
         let mut v = Vec::new();
-        split(line, &mut v).unwrap();
+        split(line, 0, true, &mut v).unwrap();
         v.into_iter().map(|w| w.text.into_owned()).collect()
     }
 
@@ -242,19 +268,31 @@ mod tests {
         }
     }
 
+    lex!(control_characters_are_text, "-i eth\r0 x\x01\x7fy COMMIT\r" => ["-i", "eth\r0", "x\x01\x7fy", "COMMIT\r"]);
+    lex!(open_quote_takes_the_newline, "--comment \"abc -j ACCEPT" => ["--comment", "abc -j ACCEPT\n"]);
+    lex!(open_quote_after_a_closed_one, "\"a\"b\" c" => ["a", "b c\n"]);
+    lex!(escaped_newline, "--comment \"abc\\" => ["--comment", "abc\n"]);
+
     #[test]
-    fn unterminated() {
+    fn open_quotes() {
         let mut v = Vec::new();
-        assert_eq!(split("--comment \"abc", &mut v), Err(LexError::Unterminated(10)));
-        assert_eq!(split("\"abc\\", &mut v), Err(LexError::Unterminated(0)));
-        assert_eq!(split("-i eth\r0", &mut v), Err(LexError::Control(6, b'\r')));
-        assert!(split("--comment \"a\rb\"", &mut v).is_ok());
+        assert_eq!(split("--comment \"abc", 0, true, &mut v), Ok(Split::OpenQuote(10)));
+        assert_eq!(v.last().unwrap().text, "abc\n");
+        // The last line of a file has no newline to take.
+        assert_eq!(split("--comment \"abc\\", 0, false, &mut v), Ok(Split::OpenQuote(10)));
+        assert_eq!(v.last().unwrap().text, "abc");
+        assert_eq!(split("\"", 0, true, &mut v), Ok(Split::OpenQuote(0)));
+        assert_eq!(v.last().unwrap().text, "\n");
+        assert_eq!(split("--comment \"a\rb\"", 0, true, &mut v), Ok(Split::Closed));
+        assert_eq!(split("-A X\0 -j", 0, true, &mut v), Err(LexError::Nul(4)));
+        assert_eq!(split("[1:2]-A X", 5, true, &mut v), Ok(Split::Closed));
+        assert_eq!(v.first().map(|w| (w.start, w.text.as_ref())), Some((5, "-A")));
     }
 
     #[test]
     fn offsets_and_columns() {
         let mut v = Vec::new();
-        split("ä -j \"x y\"", &mut v).unwrap();
+        split("ä -j \"x y\"", 0, true, &mut v).unwrap();
         let starts: Vec<usize> = v.iter().map(|w| w.start).collect();
         assert_eq!(starts, vec![0, 3, 6]);
         assert_eq!(column("ä -j \"x y\"", 6), 6);

@@ -471,6 +471,9 @@ impl Builder {
                     if v.as_str().is_empty() {
                         return Err(bad_because(v, o, "a prefix", "it must not be empty"));
                     }
+                    if v.as_str().contains('\n') {
+                        return Err(bad_because(v, o, "a prefix", "iptables refuses a newline in it"));
+                    }
                     // ipt_LOG keeps 29 characters; iptables cuts longer ones.
                     let mut s = v.as_str();
                     if s.len() > 29 {
@@ -532,6 +535,9 @@ impl Builder {
                     let v = cur.value(o, "a prefix")?;
                     if v.as_str().is_empty() {
                         return Err(bad_because(v, o, "a prefix", "it must not be empty"));
+                    }
+                    if v.as_str().contains('\n') {
+                        return Err(bad_because(v, o, "a prefix", "iptables refuses a newline in it"));
                     }
                     n.prefix = Some(v.as_str().to_string());
                 }
