@@ -465,6 +465,8 @@ errors! {
     route_all_errors: iproute::parse, "default via 10.0.0.1 dev eth0\n10.1.0.0/16 dev\n10.2.0.0/16 metric x\nthrow" =>
         "t:2:16: expected a device name after `dev`, found the end of the line\nt:3:20: expected a metric after `metric`, found `x`\nt:4:6: expected a destination after `throw`, found the end of the line";
     route_stray_nexthop: iproute::parse, "\tnexthop via 10.0.0.1 dev eth0" => "t:1:2: expected a route before this `nexthop` line, found none";
+    route_twice: iproute::parse, "10.1.0.0/16 via 10.9.0.2 dev v0 metric 5\nblackhole 10.2.0.0/16\n10.1.0.0/16  via 10.9.0.2 dev v0 metric 5 " => "t:3:1: expected each route once, found the route of line 1 again: the kernel holds a route once (adding it again answers `File exists`), so one `ip route show table all` lists it once";
+    route_multipath_twice: iproute::parse, "default proto static\n\tnexthop via 10.0.0.1 dev eth0 weight 1\n\tnexthop via 10.0.1.1 dev eth1 weight 1\ndefault proto static\n\tnexthop via 10.0.0.1 dev eth0 weight 1\n\tnexthop via 10.0.1.1 dev eth1 weight 1" => "t:4:1: expected each route once, found the route of line 1 again: the kernel holds a route once (adding it again answers `File exists`), so one `ip route show table all` lists it once";
     rule_no_action: iprule::parse, "100:\tfrom all fwmark 0x1" => "t:1:25: expected an action (lookup, goto, blackhole, unreachable, prohibit or nop), found the end of the line";
     rule_truncated: iprule::parse, "0:\tfrom all lookup" => "t:1:19: expected a table name or number after `lookup`, found the end of the line";
     rule_bad_priority: iprule::parse, "x:\tfrom all lookup main" => "t:1:1: expected a rule priority `N:`, found `x:`";
@@ -487,6 +489,28 @@ errors! {
 }
 
 // ---- forms the corpus lacks ----
+
+/// Routes of one table, destination, TOS and metric that differ in
+/// anything else are several routes, as `ip route append` adds them (seen
+/// in a network namespace: another gateway, device, type, protocol,
+/// source, scope or `mtu`); only a route equal in every attribute is
+/// listed twice by no capture.
+#[test]
+fn routes_that_append_adds_beside_each_other() {
+    let t = "10.1.0.0/16 via 10.9.0.5 dev v0 metric 5\n\
+             10.1.0.0/16 via 10.9.0.2 dev v0 metric 5\n\
+             blackhole 10.1.0.0/16 metric 5\n\
+             unreachable 10.1.0.0/16 metric 5\n\
+             10.1.0.0/16 via 10.9.0.2 dev v0 proto static metric 5\n\
+             10.1.0.0/16 via 10.9.0.2 dev v0 src 10.9.0.1 metric 5\n\
+             10.1.0.0/16 dev v0 scope link metric 5\n\
+             10.1.0.0/16 dev v0 metric 5\n\
+             10.1.0.0/16 via 10.9.0.2 dev v0 metric 5 mtu 1400\n\
+             10.1.0.0/16 via 10.9.0.2 dev v0 table 100 metric 5\n\
+             10.1.0.0/16 tos 0x10 via 10.9.0.2 dev v0 metric 5\n\
+             10.1.0.0/16 via 10.9.0.2 dev v0\n";
+    assert_eq!(iproute::parse(t, "t").unwrap().len(), 12);
+}
 
 #[test]
 fn route_forms() {

@@ -298,11 +298,12 @@ fn apply(case: &Case, m: &Mutation) -> (String, bool) {
             (format!("truncating {} at byte {cut} of {}", p.display(), text.len()), certain)
         }
         Mutation::Duplicate { node, file } => {
-            let (p, _) = pick(case, node, file, false);
+            let (p, f) = pick(case, node, file, false);
             let mut text = std::fs::read(&p).unwrap();
             text.extend_from_slice(&text.clone());
             std::fs::write(&p, &text).unwrap();
-            (format!("duplicating {}", p.display()), false)
+            // An ip-route that lists its routes twice is no capture.
+            (format!("duplicating {}", p.display()), f == "ip-route")
         }
         Mutation::Garble { node, file, line, word, junk, flip } => {
             let (p, _) = pick(case, node, file, true);
@@ -462,6 +463,40 @@ fn an_empty_ip_route_is_refused_at_the_file() {
             o.stderr
         );
     }
+}
+
+/// An ip-route that lists a route twice cannot be one capture (the kernel
+/// holds a route once: adding it again answers `File exists`): refused at
+/// the second line, which names the first. A route that differs in one
+/// attribute (here `mtu`) is another route, as `ip route append` adds it
+/// beside the first, and is read.
+#[test]
+fn a_route_listed_twice_is_refused_at_its_second_line() {
+    for s in SNAPSHOTS {
+        let case = Case::new(s);
+        let p = case.node("node1").join("ip-route");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // The connected route of the node's LAN, listed again at the end.
+        let (i, line) = lines.iter().enumerate().find(|(_, l)| l.contains("proto kernel scope link")).unwrap();
+        std::fs::write(&p, format!("{}\n{line}\n", lines.join("\n"))).unwrap();
+        let o = check(&case.0, &format!("listing line {} of {} again", i + 1, p.display()));
+        assert_eq!(o.code, 2, "{s}: {}", o.stderr);
+        let want = format!(
+            "{}:{}:1: expected each route once, found the route of line {} again",
+            p.display(),
+            lines.len() + 1,
+            i + 1
+        );
+        assert!(o.stderr.contains(&want), "{s}: want {want}\n{}", o.stderr);
+    }
+    let case = Case::new(SNAPSHOTS[0]);
+    let p = case.node("node1").join("ip-route");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let line = text.lines().find(|l| l.contains("proto kernel scope link")).unwrap().trim_end().to_string();
+    std::fs::write(&p, format!("{text}{line} mtu 1400\n")).unwrap();
+    let o = check(&case.0, &format!("appending a route beside another to {}", p.display()));
+    assert_eq!(o.code, 0, "{}", o.stderr);
 }
 
 /// An empty iptables-save is read as a node with no rules (a real state):

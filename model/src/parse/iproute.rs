@@ -372,7 +372,8 @@ enum Last {
 
 /// Parse `ip route` output (any table, or `table all`).
 ///
-/// Rejects, with the line and column: an unknown type word, a destination
+/// Rejects, with the line and column: a route listed twice (at its second
+/// line, naming the first), an unknown type word, a destination
 /// that is not `default` or an IPv4 prefix (or has host bits set, which the
 /// kernel refuses), an attribute natpath does not know, a value missing at
 /// the end of the line or of the wrong form, an `encap` (lightweight tunnel)
@@ -421,10 +422,47 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Route>, ParseErrors> {
             }
         }
     }
+    duplicates(&routes, &mut errs);
     if errs.is_empty() {
         Ok(routes)
     } else {
         Err(errs)
+    }
+}
+
+/// A route listed twice, at the second listing. The kernel holds a route
+/// once: `ip route add` of a route with the table, destination, TOS and
+/// metric of one it has answers `File exists` whatever the rest, and
+/// `ip route append`/`prepend`, which do add a route beside such a one
+/// (another gateway, device, type, protocol, scope, source or metric
+/// attribute), answer `File exists` for a route equal to it in every
+/// attribute. So one capture never lists the same route twice (checked
+/// with iproute2 in a network namespace); such a file was pasted or
+/// concatenated, and the FIB it describes is not a kernel's.
+fn duplicates(routes: &[Route], errs: &mut ParseErrors) {
+    use std::collections::hash_map::Entry;
+    use std::collections::HashMap;
+    let mut seen: HashMap<(u32, ipnet::Ipv4Net, Option<u8>, u32), Vec<usize>> = HashMap::new();
+    for (i, r) in routes.iter().enumerate() {
+        let key = (r.table, r.dst, r.tos, r.metric);
+        match seen.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert(vec![i]);
+            }
+            Entry::Occupied(mut e) => {
+                // `Route`'s equality leaves out where it was read.
+                match e.get().iter().find_map(|&j| routes.get(j).filter(|x| *x == r)) {
+                    Some(first) => errs.push(ParseError::new(
+                        r.loc.clone(),
+                        format!(
+                            "expected each route once, found the route of line {} again: the kernel holds a route once (adding it again answers `File exists`), so one `ip route show table all` lists it once",
+                            first.loc.line
+                        ),
+                    )),
+                    None => e.get_mut().push(i),
+                }
+            }
+        }
     }
 }
 
