@@ -483,3 +483,81 @@ fn an_unmodelled_module_makes_only_what_depends_on_it_unknown() {
     assert!(out.contains(&place), "{place} not in {out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// kube-proxy v1.28.7 alone (no Calico): its cluster CIDR is only in the
+/// `KUBE-SVC-` and `KUBE-EXT-` rules. natpath reads it there, so pod sources
+/// are pods: `no-pod-masquerade` has pod traffic to check, and
+/// `local-preserves-source` no longer takes a pod (10.244.2.11, reaching
+/// node2's Local NodePort) for an outside client whose source must be kept.
+#[test]
+fn kube_proxy_alone_its_cluster_cidr_makes_pod_sources_pods() {
+    let snap = corpus("kube-proxy-cidr");
+    let (code, out, err) = natpath(&["parse", &snap, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for n in v["nodes"].as_array().unwrap() {
+        assert_eq!(n["cluster_cidrs"], serde_json::json!(["10.244.0.0/16"]), "{n}");
+        assert_eq!(n["ip_pools"], serde_json::json!([]), "{n}");
+    }
+    let (code, out, err) = natpath(&[
+        "check",
+        &snap,
+        "--invariant",
+        "no-pod-masquerade",
+        "--invariant",
+        "local-preserves-source",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for x in v["verdicts"].as_array().unwrap() {
+        assert_eq!(x["verdict"], "holds", "{x}");
+    }
+    assert!(!out.contains("no IP pool or cluster CIDR"), "{out}");
+    // The same rules with kube-proxy's interface detector (`! -i veth+`,
+    // `-i veth+`) name no address: pods exist, their addresses are not
+    // known, and no-pod-masquerade says so instead of holding.
+    let dir = copy_snapshot("kube-proxy-cidr", "ifdetect");
+    for node in ["node1", "node2"] {
+        let f = dir.join("nodes").join(node).join("iptables-save");
+        let text = std::fs::read_to_string(&f).unwrap();
+        let text = text.replace("! -s 10.244.0.0/16 ", "! -i veth+ ").replace("-s 10.244.0.0/16 ", "-i veth+ ");
+        std::fs::write(&f, text).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let (code, out, _) = natpath(&["check", d, "--invariant", "no-pod-masquerade"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("kube-proxy tells pod traffic by device, not by address, on node1 (`veth+`), node2 (`veth+`)"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A Service without endpoints, as kube-proxy v1.28.7 renders it: nothing in
+/// nat, filter REJECTs its NodePort in INPUT. That is what kube-proxy means,
+/// so `forward-only` holds and says why, on both real renderings.
+#[test]
+fn a_service_without_endpoints_is_meant_to_be_rejected() {
+    for (snap, name, nodes) in [
+        ("kube-proxy-cidr", "default/gone:https", &["node1", "node2"]),
+        ("pairs/kp-endpoint-removed/after", "default/nginx:8080-80", &["node1", "node2"]),
+    ] {
+        let s = corpus(snap);
+        let (code, out, err) =
+            natpath(&["check", &s, "--invariant", "forward-only", "--invariant", "nodeport-reachable"]);
+        assert_eq!(code, 0, "{snap}: {out}{err}");
+        for node in nodes {
+            let note =
+                format!("note (forward-only): {node}: {name} has no endpoint: meant to be rejected, not checked");
+            assert!(out.contains(&note), "{snap}: {note}\n{out}");
+        }
+    }
+    // The Local Service without an endpoint on node1 is the other intended refusal.
+    let (_, out, _) = natpath(&["check", &corpus("kube-proxy-cidr"), "--invariant", "forward-only"]);
+    assert!(
+        out.contains("node1: default/web-local:http is Local with no local endpoint: meant to drop, not checked"),
+        "{out}"
+    );
+}
