@@ -561,3 +561,72 @@ fn a_service_without_endpoints_is_meant_to_be_rejected() {
         "{out}"
     );
 }
+
+/// Addresses that only kube-proxy's filter refusals name are traced to the
+/// refusal, which the trace names by file and line: a Service without
+/// endpoints' external and load-balancer IPs (no host route reaches them:
+/// `--via` hands the packet to a node, and without it the trace says who
+/// serves the address), its cluster IP, and a cluster IP whose only rule on
+/// the node is internalTrafficPolicy Local's DROP.
+#[test]
+fn trace_follows_addresses_only_refusals_serve() {
+    let snap = corpus("kube-proxy-cidr");
+    let file = |node: &str| format!("{snap}/nodes/{node}/iptables-save");
+    let (code, out, err) = natpath(&["trace", &snap, "--from", "client", "--to", "192.0.2.22:443"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("192.0.2.22 is an address of default/gone:https, served by node1, node2: --via NODE hands the packet to one of them"),
+        "{out}"
+    );
+    for (to, via, line) in [("192.0.2.22:443", "node1", 35), ("198.18.0.22:443", "node2", 35)] {
+        let (code, out, err) = natpath(&["trace", &snap, "--from", "client", "--to", to, "--via", via]);
+        assert_eq!(code, 0, "{to}: {err}");
+        let want = format!("rejected on {via} by {}:{line} (filter KUBE-EXTERNAL-SERVICES rule ", file(via));
+        assert!(out.contains("branch 1/1 (probability 1): rejected") && out.contains(&want), "{want}\n{out}");
+    }
+    let (code, out, err) = natpath(&["trace", &snap, "--from", "default/web-1", "--to", "10.96.0.22:443"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("rejected on node1 by {}:42 (filter KUBE-SERVICES rule 1)", file("node1"))), "{out}");
+    let (code, out, err) =
+        natpath(&["trace", &snap, "--from", "default/web-1", "--to", "10.96.0.23:53", "--proto", "udp"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("dropped on node1 by {}:43 (filter KUBE-SERVICES rule 2) (FORWARD)", file("node1"))),
+        "{out}"
+    );
+    // An address no rule names is still nobody's.
+    let (code, _, err) = natpath(&["trace", &snap, "--from", "client", "--to", "192.0.2.99:443"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nobody owns 192.0.2.99"), "{err}");
+}
+
+/// kube-proxy writes SCTP Services; a trace follows an SCTP INIT through
+/// them (here across nodes to the endpoint, and back).
+#[test]
+fn trace_takes_sctp() {
+    let snap = corpus("kube-proxy-cidr");
+    let (code, out, err) = natpath(&["trace", &snap, "--from", "client", "--to", "10.0.0.52:30868", "--proto", "sctp"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("trace sctp client -> 10.0.0.52:30868"), "{out}");
+    assert!(
+        out.contains("DNAT to 10.244.1.12:3868") && out.contains("delivered to pod default/diameter-1 on node1"),
+        "{out}"
+    );
+    assert!(out.contains("reply: delivered: the sender sees 10.0.0.52:30868 -> 10.0.0.53:40000"), "{out}");
+    let (code, json, _) = natpath(&[
+        "trace",
+        &snap,
+        "--from",
+        "default/web-2",
+        "--to",
+        "10.96.0.24:3868",
+        "--proto",
+        "sctp",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["probe"]["proto"], "sctp", "{v}");
+    assert_eq!(v["branches"][0]["outcome"], "delivered", "{v}");
+}
