@@ -74,6 +74,17 @@ pub struct Intent {
     pub masq_pools: Vec<Ipv4Net>,
     /// Tunnel interfaces: `(name, kind, address)`, e.g. `tunl0`, `ipip`.
     pub tunnels: Vec<(String, String, Option<Ipv4Net>)>,
+    /// kube-proxy's local-traffic detector when it tells pods by address
+    /// (`--detect-local-mode ClusterCIDR` or `NodeCIDR`): the prefixes its
+    /// rules name, in the order first met (see [`Intent::read`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_cidrs: Vec<Ipv4Net>,
+    /// kube-proxy's local-traffic detector when it tells pods by the device
+    /// they arrive on (`BridgeInterface`, `InterfaceNamePrefix`): the
+    /// devices as the rules write them (`cni0`, `azv+`). They say nothing
+    /// of the pods' addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub local_ifaces: Vec<String>,
 }
 
 /// The `ns/name:port` part of a kube-proxy comment (`"default/nginx:8080-80 cluster IP"`
@@ -209,6 +220,10 @@ impl Intent {
                     }
                     if target.starts_with("KUBE-SVC-") {
                         s.svc_chain = Some(target.clone());
+                    } else if target.starts_with("KUBE-SVL-") {
+                        // internalTrafficPolicy Local: the cluster IP goes
+                        // straight to the node-local endpoints.
+                        s.svl_chain = Some(target.clone());
                     } else if target.starts_with("KUBE-EXT-") || target.starts_with("KUBE-XLB-") {
                         s.ext_chain = Some(target.clone());
                     }
@@ -261,6 +276,9 @@ impl Intent {
                 }
                 services.insert(s.name.clone(), s);
             }
+            let (cidrs, ifaces) = local_detector(nat_table);
+            intent.cluster_cidrs = cidrs;
+            intent.local_ifaces = ifaces;
             intent.masq_mark = nat.chain("KUBE-MARK-MASQ").and_then(|c| {
                 c.rules.iter().find_map(|r| match r.target {
                     Some(Target::Mark { value, .. }) if value != 0 => Some(value),
@@ -268,38 +286,49 @@ impl Intent {
                 })
             });
         }
-        // Services without endpoints: kube-proxy writes REJECT rules with
-        // "has no endpoints" comments in filter.
+        // What kube-proxy refuses in filter: a Service without endpoints is
+        // REJECTed ("has no endpoints"), and a Local traffic policy without
+        // an endpoint on this node is DROPped ("has no local endpoints"):
+        // in KUBE-SERVICES for the cluster IP (internalTrafficPolicy), in
+        // KUBE-EXTERNAL-SERVICES for NodePorts, external and load-balancer
+        // IPs (externalTrafficPolicy). These rules may be all the node says
+        // of such a Service, so they declare its addresses too.
         if let Some(filter) = ruleset.table(TableName::Filter) {
             for c in &filter.chains {
+                let internal = c.name == "KUBE-SERVICES";
+                if !internal && c.name != "KUBE-EXTERNAL-SERVICES" {
+                    continue;
+                }
                 for r in &c.rules {
                     let no_local = r.comments().any(|c| c.ends_with("has no local endpoints"));
-                    if no_local {
-                        if let Some(name) = r.comments().find_map(service_name) {
-                            if let Some(s) = services.get_mut(name) {
-                                s.external_local = true;
-                            }
-                        }
-                        continue;
-                    }
-                    if !matches!(r.target, Some(Target::Reject(_))) {
-                        continue;
-                    }
-                    if !r.comments().any(|c| c.contains("has no endpoints")) {
+                    let none = r.comments().any(|c| c.ends_with("has no endpoints"));
+                    let refuses = match r.target {
+                        Some(Target::Reject(_)) => none,
+                        Some(Target::Drop) => no_local,
+                        _ => false,
+                    };
+                    if !refuses {
                         continue;
                     }
                     let Some(name) = r.comments().find_map(service_name) else { continue };
-                    let proto = r.proto.map(|p| p.value).unwrap_or(Proto::TCP);
+                    let proto = r.proto.filter(|p| !p.neg).map(|p| p.value).unwrap_or(Proto::TCP);
                     let s = services.entry(name.to_string()).or_insert_with(|| Service::new(name, proto));
-                    s.rejects_no_endpoints = true;
-                    if let Some(port) = dport(r) {
-                        match r.dst.filter(|d| !d.neg) {
-                            Some(d) if c.name == "KUBE-SERVICES" => {
-                                s.cluster_ip.get_or_insert((d.value.addr(), port));
-                            }
-                            Some(_) => {}
-                            None => s.node_port = Some(port),
+                    if none {
+                        s.rejects_no_endpoints = true;
+                    } else if !internal {
+                        s.external_local = true;
+                    }
+                    let Some(port) = dport(r) else { continue };
+                    match r.dst.filter(|d| !d.neg) {
+                        Some(d) if internal => {
+                            s.cluster_ip.get_or_insert((d.value.addr(), port));
                         }
+                        Some(d) if !s.external_ips.contains(&(d.value.addr(), port)) => {
+                            s.external_ips.push((d.value.addr(), port));
+                        }
+                        Some(_) => {}
+                        None if !internal => s.node_port = s.node_port.or(Some(port)),
+                        None => {}
                     }
                 }
             }
@@ -325,6 +354,13 @@ impl Intent {
         intent
     }
 
+    /// Whether `addr` is inside kube-proxy's cluster CIDR (as its rules
+    /// name it) or one of Calico's IP pools: a pod's address, as far as
+    /// this node's rules say.
+    pub fn in_pod_nets(&self, addr: Ipv4Addr) -> bool {
+        self.in_pools(addr) || self.cluster_cidrs.iter().any(|n| n.contains(&addr))
+    }
+
     /// The service whose NodePort is `port` for `proto`.
     pub fn by_node_port(&self, proto: Proto, port: u16) -> Option<&Service> {
         self.services.iter().find(|s| s.proto == proto && s.node_port == Some(port))
@@ -334,4 +370,49 @@ impl Intent {
     pub fn in_pools(&self, addr: Ipv4Addr) -> bool {
         self.ip_pools.iter().any(|n| n.contains(&addr))
     }
+}
+
+/// kube-proxy's local-traffic detector, read from every rule that carries
+/// it: the cluster-IP masquerade rule (`! -s CIDR -d CLUSTER-IP ... -j
+/// KUBE-MARK-MASQ`, in `KUBE-SERVICES` before kube-proxy 1.2x, in the
+/// `KUBE-SVC-`/`KUBE-SVL-` chain since), and the short cut that sends pods'
+/// traffic to an external address straight to the service (`-s CIDR ... -j
+/// KUBE-SVC-`, in `KUBE-EXT-` or the older `KUBE-XLB-`). With an interface
+/// detector the same rules carry `! -i DEV` and `-i DEV` instead. Rules of
+/// other shapes (a `KUBE-SEP-`'s hairpin `-s POD/32`, a `KUBE-FW-`'s source
+/// ranges) are not the detector and are not read.
+fn local_detector(nat: &crate::ruleset::Table) -> (Vec<Ipv4Net>, Vec<String>) {
+    let mut cidrs: Vec<Ipv4Net> = Vec::new();
+    let mut ifaces: Vec<String> = Vec::new();
+    let mut add = |src: Option<&crate::ruleset::Neg<Ipv4Net>>,
+                   dev: Option<&crate::ruleset::Neg<crate::ruleset::Iface>>,
+                   neg: bool| {
+        if let Some(s) = src.filter(|s| s.neg == neg) {
+            if !cidrs.contains(&s.value) {
+                cidrs.push(s.value);
+            }
+        }
+        if let Some(i) = dev.filter(|i| i.neg == neg) {
+            let name = if i.value.wildcard { format!("{}+", i.value.name) } else { i.value.name.clone() };
+            if !ifaces.contains(&name) {
+                ifaces.push(name);
+            }
+        }
+    };
+    for c in &nat.chains {
+        let masq_side = c.name == "KUBE-SERVICES" || c.name.starts_with("KUBE-SVC-") || c.name.starts_with("KUBE-SVL-");
+        let pod_side = c.name.starts_with("KUBE-EXT-") || c.name.starts_with("KUBE-XLB-");
+        if !masq_side && !pod_side {
+            continue;
+        }
+        for r in &c.rules {
+            let Some(Target::Jump(t)) = &r.target else { continue };
+            if masq_side && t == "KUBE-MARK-MASQ" && r.dst.is_some_and(|d| !d.neg) {
+                add(r.src.as_ref(), r.in_iface.as_ref(), true);
+            } else if pod_side && t.starts_with("KUBE-SVC-") {
+                add(r.src.as_ref(), r.in_iface.as_ref(), false);
+            }
+        }
+    }
+    (cidrs, ifaces)
 }

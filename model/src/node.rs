@@ -252,19 +252,32 @@ impl<'a> NodeModel<'a> {
         verdict
     }
 
-    fn end_of(&self, v: &Verdict, hook: Hook, name: TableName) -> Option<NodeEnd> {
+    /// How a table's verdict ends the passage, if it does. A rule that drops
+    /// or rejects is named by its dump file and line too (the last step
+    /// recorded is that rule), as the encoding names it.
+    fn end_of(&self, v: &Verdict, hook: Hook, name: TableName, steps: &[NodeStep<'_>]) -> Option<NodeEnd> {
         let node = &self.node.name;
+        let at = |chain: &str, rule: usize| -> String {
+            let loc = steps
+                .last()
+                .filter(|s| s.hit.table == name && s.hit.chain == chain && s.hit.rule == Some(rule))
+                .and_then(|s| s.hit.ir)
+                .map(|r| &r.loc)
+                .filter(|l| l.line > 0);
+            match loc {
+                Some(l) => format!("{}:{} ({} {chain} rule {rule})", l.file, l.line, name.as_str()),
+                None => format!("{} {chain} rule {rule}", name.as_str()),
+            }
+        };
         match v {
             Verdict::Accept | Verdict::Nat(_) => None,
             Verdict::Drop { chain, rule } => Some(NodeEnd::Dropped(match rule {
-                Some(r) => format!("dropped on {node} by {} {chain} rule {r} ({hook})", name.as_str()),
+                Some(r) => format!("dropped on {node} by {} ({hook})", at(chain, *r)),
                 None => format!("dropped on {node} by the policy of {} {chain}", name.as_str()),
             })),
-            Verdict::Reject { chain, rule, with } => Some(NodeEnd::Rejected(format!(
-                "rejected on {node} by {} {chain} rule {rule} ({})",
-                name.as_str(),
-                with.as_str()
-            ))),
+            Verdict::Reject { chain, rule, with } => {
+                Some(NodeEnd::Rejected(format!("rejected on {node} by {} ({})", at(chain, *rule), with.as_str())))
+            }
             Verdict::Unknown(why) => Some(NodeEnd::Unknown(why.clone())),
         }
     }
@@ -291,7 +304,7 @@ impl<'a> NodeModel<'a> {
                 continue;
             }
             let v = self.run(t, hook, pkt, ctx, iif, oif, local_origin, chooser);
-            if let Some(end) = self.end_of(&v, hook, t) {
+            if let Some(end) = self.end_of(&v, hook, t, &ctx.steps) {
                 return HookEnd::Stop(end);
             }
         }
@@ -408,7 +421,7 @@ impl<'a> NodeModel<'a> {
                 None
             }
             Verdict::Nat(a) => Some(NodeEnd::Unknown(format!("{a:?} at {hook} is not a valid NAT for that hook"))),
-            other => self.end_of(&other, hook, TableName::Nat),
+            other => self.end_of(&other, hook, TableName::Nat, &ctx.steps),
         }
     }
 
@@ -549,7 +562,7 @@ impl<'a> NodeModel<'a> {
         // raw PREROUTING runs before conntrack.
         ctx.hooks.push(Hook::Prerouting);
         let v = self.run(TableName::Raw, Hook::Prerouting, pkt, ctx, Some(iif), None, false, ch);
-        if let Some(end) = self.end_of(&v, Hook::Prerouting, TableName::Raw) {
+        if let Some(end) = self.end_of(&v, Hook::Prerouting, TableName::Raw, &ctx.steps) {
             return end;
         }
         self.track(pkt, ctx, carrier);
@@ -712,7 +725,7 @@ impl<'a> NodeModel<'a> {
         }
         ctx.hooks.push(Hook::Output);
         let v = self.run(TableName::Raw, Hook::Output, pkt, ctx, None, dev.as_deref(), true, ch);
-        if let Some(end) = self.end_of(&v, Hook::Output, TableName::Raw) {
+        if let Some(end) = self.end_of(&v, Hook::Output, TableName::Raw, &ctx.steps) {
             return end;
         }
         self.track(pkt, ctx, carrier);
@@ -747,7 +760,7 @@ impl<'a> NodeModel<'a> {
             ctx.hooks.push(Hook::Prerouting);
             for t in [TableName::Raw, TableName::Mangle] {
                 let v = self.run(t, Hook::Prerouting, pkt, ctx, Some(dev), None, false, ch);
-                if let Some(end) = self.end_of(&v, Hook::Prerouting, t) {
+                if let Some(end) = self.end_of(&v, Hook::Prerouting, t, &ctx.steps) {
                     return end;
                 }
             }

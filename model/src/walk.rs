@@ -100,14 +100,7 @@ pub fn probe(snap: &Snapshot, from: &str, to: &str, proto: Proto, sport: u16) ->
         return Err(TraceError("source port 0 is outside 1-65535".into()));
     }
     find_end(snap, from)?;
-    let owned = owner_of(snap, dst).is_some()
-        || snap.nodes.iter().any(|n| {
-            let intent = crate::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
-            intent
-                .services
-                .iter()
-                .any(|s| s.cluster_ip.is_some_and(|(a, _)| a == dst) || s.external_ips.iter().any(|(a, _)| *a == dst))
-        });
+    let owned = owner_of(snap, dst).is_some() || !serving_nodes(snap, dst).is_empty();
     if !owned {
         return Err(TraceError(format!(
             "nobody owns {dst}: it is no node's, pod's or host's address and no service IP; addresses that exist: {}",
@@ -127,6 +120,24 @@ pub fn probe_anywhere(snap: &Snapshot, from: &str, to: &str, proto: Proto, sport
     }
     find_end(snap, from)?;
     Ok(Probe { from: from.to_string(), to: to.to_string(), dst, dport, proto, sport, via: None })
+}
+
+/// The nodes whose rules serve `addr` as a Service's cluster, external or
+/// load-balancer IP, with the first such Service: kube-proxy's nat rules
+/// for a Service with endpoints, and filter's refusals for one without
+/// (`has no endpoints`) or without one on the node (`has no local
+/// endpoints`), which may be all a node says of it.
+fn serving_nodes(snap: &Snapshot, addr: Ipv4Addr) -> Vec<(String, String)> {
+    snap.nodes
+        .iter()
+        .filter_map(|n| {
+            let intent = crate::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
+            let s = intent.services.into_iter().find(|s| {
+                s.cluster_ip.is_some_and(|(a, _)| a == addr) || s.external_ips.iter().any(|(a, _)| *a == addr)
+            })?;
+            Some((n.name.clone(), s.name))
+        })
+        .collect()
 }
 
 fn known_addresses(snap: &Snapshot) -> Vec<String> {
@@ -493,9 +504,20 @@ impl<'s> Run<'s> {
                 if let Some(h2) = snap.cluster.hosts.iter().position(|x| x.address.addr() == pkt.dst) {
                     return Ok(At::Reached { end: End::Host(h2), pkt });
                 }
+                // A Service address that no host route reaches: say who
+                // serves it, and how to hand the packet to one of them.
+                let serving = serving_nodes(snap, pkt.dst);
+                let hint = match serving.first() {
+                    Some((_, svc)) => format!(
+                        "; {} is an address of {svc}, served by {}: --via NODE hands the packet to one of them",
+                        pkt.dst,
+                        serving.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                    None => String::new(),
+                };
                 Err(Fate::Ended(
                     Outcome::Unknown,
-                    format!("host {} sends it to {nexthop}, which the snapshot does not describe", host.name),
+                    format!("host {} sends it to {nexthop}, which the snapshot does not describe{hint}", host.name),
                 ))
             }
         }

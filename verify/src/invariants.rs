@@ -42,7 +42,7 @@ use crate::solver::{Answer, Session, Witness};
 use ipnet::Ipv4Net;
 use natpath_model::intent::{Endpoint, Intent, Service};
 use natpath_model::packet::Packet;
-use natpath_model::ruleset::{Proto, TableName, Target};
+use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::{Node, Snapshot};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -509,7 +509,7 @@ impl<'s> Prepared<'s> {
     pub(crate) fn new(snap: &'s Snapshot, opts: &CheckOptions) -> Prepared<'s> {
         let intents: Vec<Intent> =
             snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
-        let pod_nets = pod_nets_of(snap, &intents);
+        let pod_nets = pod_nets_of(&intents);
         let nodes = Encoder::new(snap, opts.encode).nodes;
         Prepared { intents: std::sync::Arc::new(intents), pod_nets, nodes }
     }
@@ -822,8 +822,8 @@ impl<'s> Checker<'s> {
     }
 
     /// Addresses of the cluster's pods: Calico's IP pools and kube-proxy's
-    /// cluster CIDR (the `! -s CIDR ... -j KUBE-MARK-MASQ` of KUBE-SERVICES),
-    /// over every node.
+    /// cluster CIDR (its local-traffic detector, wherever its rules write it:
+    /// see [`natpath_model::intent::Intent::cluster_cidrs`]), over every node.
     pub(crate) fn pod_nets(&self) -> &[Ipv4Net] {
         &self.pod_nets
     }
@@ -969,37 +969,14 @@ pub(crate) fn own_addrs(n: &Node) -> Vec<Ipv4Addr> {
     n.interfaces.iter().flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).filter(|a| !a.is_loopback()).collect()
 }
 
-/// The pod networks of [`Checker::pod_nets`], read once.
-fn pod_nets_of(snap: &Snapshot, intents: &[Intent]) -> Vec<Ipv4Net> {
+/// The pod networks of [`Checker::pod_nets`], read once: Calico's IP pools
+/// and kube-proxy's cluster CIDR, over every node.
+fn pod_nets_of(intents: &[Intent]) -> Vec<Ipv4Net> {
     let mut v: Vec<Ipv4Net> = Vec::new();
     for i in intents {
-        for n in &i.ip_pools {
+        for n in i.ip_pools.iter().chain(&i.cluster_cidrs) {
             if !v.contains(n) {
                 v.push(*n);
-            }
-        }
-    }
-    for node in &snap.nodes {
-        for n in cluster_cidrs(node) {
-            if !v.contains(&n) {
-                v.push(n);
-            }
-        }
-    }
-    v
-}
-
-/// kube-proxy's cluster CIDR as its rules show it: the negated source of
-/// the `KUBE-MARK-MASQ` jumps in `KUBE-SERVICES`.
-fn cluster_cidrs(n: &Node) -> Vec<Ipv4Net> {
-    let mut v = Vec::new();
-    let Some(c) = n.ruleset.table(TableName::Nat).and_then(|t| t.chain("KUBE-SERVICES")) else { return v };
-    for r in &c.rules {
-        if matches!(&r.target, Some(Target::Jump(t)) if t == "KUBE-MARK-MASQ") {
-            if let Some(s) = r.src.filter(|s| s.neg) {
-                if !v.contains(&s.value) {
-                    v.push(s.value);
-                }
             }
         }
     }

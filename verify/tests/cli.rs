@@ -483,3 +483,150 @@ fn an_unmodelled_module_makes_only_what_depends_on_it_unknown() {
     assert!(out.contains(&place), "{place} not in {out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// kube-proxy v1.28.7 alone (no Calico): its cluster CIDR is only in the
+/// `KUBE-SVC-` and `KUBE-EXT-` rules. natpath reads it there, so pod sources
+/// are pods: `no-pod-masquerade` has pod traffic to check, and
+/// `local-preserves-source` no longer takes a pod (10.244.2.11, reaching
+/// node2's Local NodePort) for an outside client whose source must be kept.
+#[test]
+fn kube_proxy_alone_its_cluster_cidr_makes_pod_sources_pods() {
+    let snap = corpus("kube-proxy-cidr");
+    let (code, out, err) = natpath(&["parse", &snap, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for n in v["nodes"].as_array().unwrap() {
+        assert_eq!(n["cluster_cidrs"], serde_json::json!(["10.244.0.0/16"]), "{n}");
+        assert_eq!(n["ip_pools"], serde_json::json!([]), "{n}");
+    }
+    let (code, out, err) = natpath(&[
+        "check",
+        &snap,
+        "--invariant",
+        "no-pod-masquerade",
+        "--invariant",
+        "local-preserves-source",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for x in v["verdicts"].as_array().unwrap() {
+        assert_eq!(x["verdict"], "holds", "{x}");
+    }
+    assert!(!out.contains("no IP pool or cluster CIDR"), "{out}");
+    // The same rules with kube-proxy's interface detector (`! -i veth+`,
+    // `-i veth+`) name no address: pods exist, their addresses are not
+    // known, and no-pod-masquerade says so instead of holding.
+    let dir = copy_snapshot("kube-proxy-cidr", "ifdetect");
+    for node in ["node1", "node2"] {
+        let f = dir.join("nodes").join(node).join("iptables-save");
+        let text = std::fs::read_to_string(&f).unwrap();
+        let text = text.replace("! -s 10.244.0.0/16 ", "! -i veth+ ").replace("-s 10.244.0.0/16 ", "-i veth+ ");
+        std::fs::write(&f, text).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let (code, out, _) = natpath(&["check", d, "--invariant", "no-pod-masquerade"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("kube-proxy tells pod traffic by device, not by address, on node1 (`veth+`), node2 (`veth+`)"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A Service without endpoints, as kube-proxy v1.28.7 renders it: nothing in
+/// nat, filter REJECTs its NodePort in INPUT. That is what kube-proxy means,
+/// so `forward-only` holds and says why, on both real renderings.
+#[test]
+fn a_service_without_endpoints_is_meant_to_be_rejected() {
+    for (snap, name, nodes) in [
+        ("kube-proxy-cidr", "default/gone:https", &["node1", "node2"]),
+        ("pairs/kp-endpoint-removed/after", "default/nginx:8080-80", &["node1", "node2"]),
+    ] {
+        let s = corpus(snap);
+        let (code, out, err) =
+            natpath(&["check", &s, "--invariant", "forward-only", "--invariant", "nodeport-reachable"]);
+        assert_eq!(code, 0, "{snap}: {out}{err}");
+        for node in nodes {
+            let note =
+                format!("note (forward-only): {node}: {name} has no endpoint: meant to be rejected, not checked");
+            assert!(out.contains(&note), "{snap}: {note}\n{out}");
+        }
+    }
+    // The Local Service without an endpoint on node1 is the other intended refusal.
+    let (_, out, _) = natpath(&["check", &corpus("kube-proxy-cidr"), "--invariant", "forward-only"]);
+    assert!(
+        out.contains("node1: default/web-local:http is Local with no local endpoint: meant to drop, not checked"),
+        "{out}"
+    );
+}
+
+/// Addresses that only kube-proxy's filter refusals name are traced to the
+/// refusal, which the trace names by file and line: a Service without
+/// endpoints' external and load-balancer IPs (no host route reaches them:
+/// `--via` hands the packet to a node, and without it the trace says who
+/// serves the address), its cluster IP, and a cluster IP whose only rule on
+/// the node is internalTrafficPolicy Local's DROP.
+#[test]
+fn trace_follows_addresses_only_refusals_serve() {
+    let snap = corpus("kube-proxy-cidr");
+    let file = |node: &str| format!("{snap}/nodes/{node}/iptables-save");
+    let (code, out, err) = natpath(&["trace", &snap, "--from", "client", "--to", "192.0.2.22:443"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("192.0.2.22 is an address of default/gone:https, served by node1, node2: --via NODE hands the packet to one of them"),
+        "{out}"
+    );
+    for (to, via, line) in [("192.0.2.22:443", "node1", 35), ("198.18.0.22:443", "node2", 35)] {
+        let (code, out, err) = natpath(&["trace", &snap, "--from", "client", "--to", to, "--via", via]);
+        assert_eq!(code, 0, "{to}: {err}");
+        let want = format!("rejected on {via} by {}:{line} (filter KUBE-EXTERNAL-SERVICES rule ", file(via));
+        assert!(out.contains("branch 1/1 (probability 1): rejected") && out.contains(&want), "{want}\n{out}");
+    }
+    let (code, out, err) = natpath(&["trace", &snap, "--from", "default/web-1", "--to", "10.96.0.22:443"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("rejected on node1 by {}:42 (filter KUBE-SERVICES rule 1)", file("node1"))), "{out}");
+    let (code, out, err) =
+        natpath(&["trace", &snap, "--from", "default/web-1", "--to", "10.96.0.23:53", "--proto", "udp"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("dropped on node1 by {}:43 (filter KUBE-SERVICES rule 2) (FORWARD)", file("node1"))),
+        "{out}"
+    );
+    // An address no rule names is still nobody's.
+    let (code, _, err) = natpath(&["trace", &snap, "--from", "client", "--to", "192.0.2.99:443"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nobody owns 192.0.2.99"), "{err}");
+}
+
+/// kube-proxy writes SCTP Services; a trace follows an SCTP INIT through
+/// them (here across nodes to the endpoint, and back).
+#[test]
+fn trace_takes_sctp() {
+    let snap = corpus("kube-proxy-cidr");
+    let (code, out, err) = natpath(&["trace", &snap, "--from", "client", "--to", "10.0.0.52:30868", "--proto", "sctp"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("trace sctp client -> 10.0.0.52:30868"), "{out}");
+    assert!(
+        out.contains("DNAT to 10.244.1.12:3868") && out.contains("delivered to pod default/diameter-1 on node1"),
+        "{out}"
+    );
+    assert!(out.contains("reply: delivered: the sender sees 10.0.0.52:30868 -> 10.0.0.53:40000"), "{out}");
+    let (code, json, _) = natpath(&[
+        "trace",
+        &snap,
+        "--from",
+        "default/web-2",
+        "--to",
+        "10.96.0.24:3868",
+        "--proto",
+        "sctp",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["probe"]["proto"], "sctp", "{v}");
+    assert_eq!(v["branches"][0]["outcome"], "delivered", "{v}");
+}

@@ -82,8 +82,12 @@ fn traces_are_pinned() {
             let probe = walk::probe(&s, &from, &to, proto, 40000).expect("probe is valid");
             let t = walk::trace(&s, &probe, &TraceOptions::default()).expect("trace runs");
             let stem = format!("{}_{}_{}", from, to.replace(':', "_"), natpath_model::packet::proto_name(proto));
-            golden(&snap.join(format!("expected/trace/{stem}.txt")), &report::text::trace(&t));
-            let json = serde_json::to_string_pretty(&t).expect("json") + "\n";
+            // A refusal names its rule's dump by the path it was read from:
+            // pinned relative to the repository, as `corpus/...`.
+            let here = format!("{}/", corpus().display());
+            let text = report::text::trace(&t).replace(&here, "corpus/");
+            golden(&snap.join(format!("expected/trace/{stem}.txt")), &text);
+            let json = (serde_json::to_string_pretty(&t).expect("json") + "\n").replace(&here, "corpus/");
             golden(&snap.join(format!("expected/trace/{stem}.json")), &json);
             count += 1;
         }

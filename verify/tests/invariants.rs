@@ -90,6 +90,7 @@ corpus_test!(corpus_session_affinity, "session-affinity");
 corpus_test!(corpus_calico_vxlan, "calico-vxlan");
 corpus_test!(corpus_broken_no_mark_masq, "broken-no-mark-masq");
 corpus_test!(corpus_node_listeners, "node-listeners");
+corpus_test!(corpus_kube_proxy_cidr, "kube-proxy-cidr");
 
 #[test]
 fn seeds_hold_each_invariant_under_a_second() {

@@ -3,8 +3,8 @@
 //!
 //! Quantifies over: every node; every first packet of any protocol and port
 //! whose source and destination are pod addresses (inside Calico's IP pools
-//! or kube-proxy's cluster CIDR, and not one of a node's own addresses, such
-//! as tunl0's) and differ, arriving by any device (`lo` aside: a pod's veth,
+//! or kube-proxy's cluster CIDR, wherever its rules name it, and not one of
+//! a node's own addresses, such as tunl0's) and differ, arriving by any device (`lo` aside: a pod's veth,
 //! a tunnel from another node, the LAN), with every random outcome;
 //! restricted to the paths on which the packet leaves the node.
 //!
@@ -13,6 +13,10 @@
 //! set lost the pool, a KUBE-MARK-MASQ without the cluster-CIDR exception)
 //! makes every pod look like a node, and policy by pod selector silently
 //! stops matching.
+//!
+//! Without any pod network the invariant holds with a note, unless
+//! kube-proxy tells pods by device (`-i cni0`, `! -i azv+`): then pods exist
+//! but their addresses are not in the snapshot, and the verdict is unknown.
 
 use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::FoldEq;
@@ -25,6 +29,27 @@ pub const NAME: &str = "no-pod-masquerade";
 /// Check `no-pod-masquerade` on the checker's snapshot.
 pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
     if c.pod_nets().is_empty() {
+        // kube-proxy may tell pods by the device they arrive on: then the
+        // cluster has pods, but no rule says which addresses are theirs,
+        // and "nothing to check" would be a holds that proves nothing.
+        let by_device: Vec<String> = c
+            .snap
+            .nodes
+            .iter()
+            .zip(c.intents.iter())
+            .filter(|(_, i)| !i.local_ifaces.is_empty())
+            .map(|(n, i)| format!("{} (`{}`)", n.name, i.local_ifaces.join("`, `")))
+            .collect();
+        if !by_device.is_empty() {
+            c.unknown(
+                "pod-to-pod",
+                format!(
+                    "kube-proxy tells pod traffic by device, not by address, on {}, and no IP pool or cluster CIDR says which addresses are pods'",
+                    by_device.join(", ")
+                ),
+            );
+            return c.finish();
+        }
         c.notes.push("no IP pool or cluster CIDR in the snapshot: no pod traffic to check".into());
         return c.finish();
     }

@@ -58,6 +58,9 @@ pub struct NodeSummary {
     pub services: Vec<ServiceSummary>,
     /// Calico IP pools.
     pub ip_pools: Vec<String>,
+    /// kube-proxy's cluster CIDR, as its local-traffic detector names it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_cidrs: Vec<String>,
     /// Tunnels: `name (kind, address)`.
     pub tunnels: Vec<String>,
     /// Interface count.
@@ -120,11 +123,19 @@ pub fn node(
                 node_port: s.node_port,
                 external_traffic_policy: if s.external_local { "Local" } else { "Cluster" },
                 affinity: s.affinity,
-                endpoints: s.endpoints.iter().map(|e| format!("{}:{}", e.address, e.port)).collect(),
+                // A node-local chain (internalTrafficPolicy Local) may be
+                // all this node's rules say of the endpoints.
+                endpoints: s
+                    .endpoints
+                    .iter()
+                    .chain(s.local_endpoints.iter().filter(|l| !s.endpoints.contains(l)))
+                    .map(|e| format!("{}:{}", e.address, e.port))
+                    .collect(),
                 external_ips: s.external_ips.iter().map(|(a, p)| format!("{a}:{p}")).collect(),
             })
             .collect(),
         ip_pools: intent.ip_pools.iter().map(|p| p.to_string()).collect(),
+        cluster_cidrs: intent.cluster_cidrs.iter().map(|p| p.to_string()).collect(),
         tunnels: intent
             .tunnels
             .iter()
@@ -197,6 +208,9 @@ pub fn text(s: &Summary) -> String {
         }
         if !n.ip_pools.is_empty() {
             let _ = writeln!(out, "  ip pools {}", n.ip_pools.join(", "));
+        }
+        if !n.cluster_cidrs.is_empty() {
+            let _ = writeln!(out, "  cluster cidr {}", n.cluster_cidrs.join(", "));
         }
         for t in &n.tunnels {
             let _ = writeln!(out, "  tunnel {t}");
