@@ -104,6 +104,34 @@ impl Conn {
         p.dport = t.dport;
     }
 
+    /// Rewrite an ICMP error about a packet of this connection: the outer
+    /// header as a packet of direction `reply_dir`, the quoted header as one
+    /// of the other direction, each only where the connection has the
+    /// translation that half undoes or makes (`dst_half`: PREROUTING/OUTPUT).
+    pub fn apply_icmp_error(&self, p: &mut Packet, reply_dir: bool, dst_half: bool) {
+        let t = if reply_dir { self.orig.inverse() } else { self.reply.inverse() };
+        // Original direction: DNAT at the destination half, SNAT at the
+        // source half; a reply undoes them the other way round.
+        let translated = if dst_half == reply_dir { self.snat } else { self.dnat };
+        if !translated {
+            return;
+        }
+        if dst_half {
+            p.dst = t.dst;
+        } else {
+            p.src = t.src;
+        }
+        if let Some(q) = p.inner.as_deref_mut() {
+            if dst_half {
+                q.src = t.dst;
+                q.sport = t.dport;
+            } else {
+                q.dst = t.src;
+                q.dport = t.sport;
+            }
+        }
+    }
+
     /// Rewrite the source (the POSTROUTING/INPUT half).
     pub fn apply_src(&self, p: &mut Packet, reply_dir: bool) {
         let t = if reply_dir { self.orig.inverse() } else { self.reply.inverse() };

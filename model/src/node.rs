@@ -22,7 +22,7 @@ use crate::conntrack::{self, Conn};
 use crate::fib::{Fib, FlowKey};
 use crate::netstate::RouteType;
 use crate::packet::{Hook, Packet};
-use crate::ruleset::{CtStates, CtStatus, TableName};
+use crate::ruleset::{CtStates, CtStatus, Proto, RejectWith, TableName};
 use crate::snapshot::Node;
 use crate::traverse::{self, Chooser, CtView, Effect, Env, Hit, IndexedTable, MatchState, NatAction, Verdict};
 use std::net::Ipv4Addr;
@@ -85,6 +85,52 @@ pub enum NodeEnd {
     Unknown(String),
 }
 
+/// A packet a REJECT rule refused, as the rule saw it: the node answers it
+/// with a packet of its own ([`NodeModel::send_refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The refused packet at the rule.
+    pub packet: Packet,
+    /// What the rule answers with.
+    pub with: RejectWith,
+    /// The hook of the rule.
+    pub hook: Hook,
+    /// The refused packet was addressed to the node itself (its input
+    /// route is local): the ICMP error then comes from that address.
+    pub local: bool,
+    /// The refused packet's connection (not confirmed: it never will be),
+    /// and whether the packet was its reply direction.
+    pub conn: Option<(Conn, bool)>,
+}
+
+impl Refused {
+    /// The node's answer: an ICMP destination unreachable quoting the
+    /// refused packet, or a TCP reset of its connection; `None` for
+    /// `tcp-reset` of a packet that is not TCP (the kernel sends nothing).
+    pub fn answer(&self) -> Option<Packet> {
+        let p = &self.packet;
+        let code = match self.with {
+            RejectWith::TcpReset => {
+                if p.proto != Proto::TCP {
+                    return None;
+                }
+                let mut rst = p.answer();
+                rst.tcp_flags = crate::packet::tcp::RST | crate::packet::tcp::ACK;
+                rst.len = 40;
+                return Some(rst);
+            }
+            RejectWith::NetUnreachable => 0,
+            RejectWith::HostUnreachable => 1,
+            RejectWith::ProtoUnreachable => 2,
+            RejectWith::PortUnreachable => 3,
+            RejectWith::NetProhibited => 9,
+            RejectWith::HostProhibited => 10,
+            RejectWith::AdminProhibited => 13,
+        };
+        Some(Packet::icmp_error(p, 3, code, if self.local { p.dst } else { Ipv4Addr::UNSPECIFIED }))
+    }
+}
+
 /// What one passage produced.
 #[derive(Debug, Clone)]
 pub struct Passage<'a> {
@@ -104,6 +150,8 @@ pub struct Passage<'a> {
     pub sport_random: bool,
     /// The hooks the packet crossed, in order.
     pub hooks: Vec<Hook>,
+    /// The packet a REJECT refused, when one ended the passage.
+    pub refused: Option<Refused>,
 }
 
 /// What does not change while packets cross a node: its dumps, its
@@ -161,6 +209,12 @@ struct Ctx<'a, 'p> {
     notrack: bool,
     /// The next hop of the output route, for MASQUERADE.
     nexthop: Option<Ipv4Addr>,
+    /// The connection a packet the node sends because of another one is
+    /// attached to (RELATED), instead of a lookup.
+    related: Option<(Conn, bool)>,
+    /// nat POSTROUTING runs its table for this RELATED packet: its
+    /// connection never had a source translation decided (a REJECT's reset).
+    nat_src_new: bool,
     passage: &'p mut PassageInfo,
 }
 
@@ -171,6 +225,7 @@ struct PassageInfo {
     dnat: Option<(Packet, Packet)>,
     snat: Option<(Packet, Packet, bool)>,
     sport_random: bool,
+    refused: Option<Refused>,
 }
 
 /// Steps a passage usually records (a kube-proxy + Calico NodePort SYN
@@ -305,6 +360,15 @@ impl<'a> NodeModel<'a> {
             }
             let v = self.run(t, hook, pkt, ctx, iif, oif, local_origin, chooser);
             if let Some(end) = self.end_of(&v, hook, t, &ctx.steps) {
+                if let Verdict::Reject { with, .. } = v {
+                    ctx.passage.refused = Some(Refused {
+                        packet: pkt.clone(),
+                        with,
+                        hook,
+                        local: self.st.fib.is_local(pkt.dst),
+                        conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
+                    });
+                }
                 return HookEnd::Stop(end);
             }
         }
@@ -327,11 +391,13 @@ impl<'a> NodeModel<'a> {
         if ctx.notrack {
             return None;
         }
-        let first = ctx.conn_idx.is_none() && ctx.state == CtStates::NEW;
+        let first = (ctx.conn_idx.is_none() && ctx.state == CtStates::NEW) || (!dst_half && ctx.nat_src_new);
         if !first {
             if let Some(c) = &ctx.conn {
                 let before = pkt.clone();
-                if dst_half {
+                if pkt.is_icmp_error() {
+                    c.apply_icmp_error(pkt, ctx.reply_dir, dst_half);
+                } else if dst_half {
                     c.apply_dst(pkt, ctx.reply_dir);
                 } else {
                     c.apply_src(pkt, ctx.reply_dir);
@@ -469,6 +535,33 @@ impl<'a> NodeModel<'a> {
             ctx.state = CtStates::UNTRACKED;
             return;
         }
+        if let Some((c, reply)) = ctx.related.take() {
+            // The node's own answer to a packet it refused: attached to that
+            // packet's connection, confirmed or not (measured: RELATED).
+            ctx.conn = Some(c);
+            ctx.conn_idx = None;
+            ctx.reply_dir = reply;
+            ctx.state = CtStates::RELATED;
+            return;
+        }
+        if let Some(quoted) = pkt.inner.as_deref().filter(|_| pkt.is_icmp_error()) {
+            // An ICMP error belongs to the connection of the packet it
+            // quotes, in the other direction; without one it is INVALID.
+            match self.ct.find(quoted) {
+                Some((i, reply)) => {
+                    ctx.conn = self.ct.conns.get(i).cloned();
+                    ctx.conn_idx = Some(i);
+                    ctx.reply_dir = !reply;
+                    ctx.state = CtStates::RELATED;
+                }
+                None => {
+                    ctx.conn = None;
+                    ctx.conn_idx = None;
+                    ctx.state = CtStates::INVALID;
+                }
+            }
+            return;
+        }
         match self.ct.find(pkt) {
             Some((i, reply)) => {
                 ctx.conn = self.ct.conns.get(i).cloned();
@@ -507,7 +600,8 @@ impl<'a> NodeModel<'a> {
     /// Conntrack confirmation at the end of POSTROUTING or INPUT.
     fn confirm(&mut self, ctx: &mut Ctx<'a, '_>) {
         let Some(mut c) = ctx.conn.take() else { return };
-        if ctx.notrack {
+        // A RELATED packet confirms nothing of its connection's.
+        if ctx.notrack || ctx.state == CtStates::RELATED {
             return;
         }
         if ctx.reply_dir {
@@ -540,6 +634,8 @@ impl<'a> NodeModel<'a> {
                 state: CtStates::INVALID,
                 notrack: false,
                 nexthop: None,
+                related: None,
+                nat_src_new: false,
                 passage: &mut info,
             };
             let end = self.receive_inner(&mut pkt, iif, carrier, &mut ctx, chooser);
@@ -679,12 +775,45 @@ impl<'a> NodeModel<'a> {
                 state: CtStates::INVALID,
                 notrack: false,
                 nexthop: None,
+                related: None,
+                nat_src_new: false,
                 passage: &mut info,
             };
             let end = self.send_inner(&mut pkt, carrier, &mut ctx, chooser);
             (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
         };
         passage(end, steps, hooks, info)
+    }
+
+    /// The node's answer to a packet a REJECT refused here (see
+    /// [`Refused::answer`]), sent as a packet of its own: OUTPUT and
+    /// POSTROUTING, attached to the refused packet's connection (RELATED,
+    /// measured). nat does not run its table for an ICMP error (conntrack
+    /// only rewrites it by the connection's bindings); for a reset it runs
+    /// POSTROUTING's, as the refused packet never reached a source
+    /// translation (measured). `None` when the rule sends nothing.
+    pub fn send_refusal(&mut self, r: &Refused, chooser: &mut dyn Chooser) -> Option<Passage<'a>> {
+        let mut pkt = r.answer()?;
+        let mut info = PassageInfo::default();
+        let (end, steps, hooks) = {
+            let mut ctx = Ctx {
+                steps: Vec::with_capacity(STEPS_HINT),
+                hits: Vec::with_capacity(STEPS_HINT),
+                hooks: Vec::new(),
+                conn: None,
+                conn_idx: None,
+                reply_dir: false,
+                state: CtStates::INVALID,
+                notrack: false,
+                nexthop: None,
+                related: r.conn.clone().map(|(c, reply)| (c, !reply)),
+                nat_src_new: r.with == RejectWith::TcpReset,
+                passage: &mut info,
+            };
+            let end = self.send_inner(&mut pkt, false, &mut ctx, chooser);
+            (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
+        };
+        Some(passage(end, steps, hooks, info))
     }
 
     fn route_out(&self, pkt: &Packet) -> Result<(RouteType, Option<String>, Ipv4Addr), NodeEnd> {
@@ -783,6 +912,7 @@ fn passage(end: NodeEnd, steps: Vec<NodeStep<'_>>, hooks: Vec<Hook>, info: Passa
         snat: info.snat,
         sport_random: info.sport_random,
         hooks,
+        refused: info.refused,
     }
 }
 

@@ -127,6 +127,34 @@ impl Packet {
         matches!(self.proto, Proto::TCP | Proto::UDP | Proto::SCTP)
     }
 
+    /// An ICMP error of `kind`/`code` about `about`, from `src` (unspecified:
+    /// routing picks it) back to `about`'s source, quoting its header and
+    /// the first bytes of its payload.
+    pub fn icmp_error(about: &Packet, kind: u8, code: u8, src: Ipv4Addr) -> Packet {
+        let mut quoted = about.clone();
+        quoted.inner = None;
+        quoted.mark = 0;
+        Packet {
+            src,
+            dst: about.src,
+            proto: Proto::ICMP,
+            sport: 0,
+            dport: 0,
+            tcp_flags: 0,
+            icmp: (kind, code),
+            len: about.len.saturating_add(28).min(576),
+            ttl: 64,
+            mark: 0,
+            inner: Some(Box::new(quoted)),
+        }
+    }
+
+    /// An ICMP error (destination unreachable, time exceeded, parameter
+    /// problem) quoting a packet.
+    pub fn is_icmp_error(&self) -> bool {
+        self.proto == Proto::ICMP && matches!(self.icmp.0, 3 | 11 | 12) && self.inner.is_some()
+    }
+
     /// `addr:port` of the source (the address alone for portless protocols).
     pub fn src_str(&self) -> String {
         if self.has_ports() {

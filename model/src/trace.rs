@@ -74,6 +74,11 @@ pub enum PacketKind {
     Reply,
     /// The answer's tunnel encapsulation.
     ReplyOuter,
+    /// A node's own answer to a packet a REJECT rule refused (an ICMP
+    /// error or a TCP reset), a packet of its own.
+    Refusal,
+    /// Its tunnel encapsulation.
+    RefusalOuter,
 }
 
 /// One rule (or chain policy) that took effect.
@@ -126,6 +131,10 @@ pub struct Seen {
 /// The answer's journey.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reply {
+    /// For a refusal, what the refusing node sent: `rst`, or `icmp
+    /// TYPE/CODE` (the kernel referee's names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// How it ended.
     pub outcome: Outcome,
     /// What the sender saw arrive (when something arrived).
@@ -162,9 +171,12 @@ pub struct Branch {
     /// The reply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<Reply>,
-    /// The kernel's own answer to a TCP packet its receiver refuses
-    /// because nothing listens (a reset), walked back like a reply: its
-    /// steps are `reply` packets; it does not change the outcome.
+    /// The kernel's own answer to a refused packet, walked back to the
+    /// sender; it does not change the outcome. To a TCP packet its
+    /// receiver refuses because nothing listens: a reset, whose steps are
+    /// `reply` packets (it is the connection's reply direction). To a
+    /// packet a REJECT rule refused: the rule's ICMP error or reset, whose
+    /// steps are `refusal` packets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Reply>,
     /// Every rule that took effect, in order.

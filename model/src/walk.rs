@@ -17,7 +17,7 @@
 //! `loop`.
 
 use crate::loc::Loc;
-use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage};
+use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage, Refused};
 use crate::packet::Packet;
 use crate::ruleset::Proto;
 use crate::snapshot::{Node, Snapshot, Tunnel};
@@ -287,6 +287,8 @@ enum At {
     Send { n: usize, pkt: Packet, carrier: bool },
     /// Reached a host, pod or node as its final receiver.
     Reached { end: End, pkt: Packet },
+    /// Node `n`'s answer to a packet a REJECT refused there.
+    Refuse { n: usize, refused: Box<Refused> },
 }
 
 struct Run<'s> {
@@ -297,6 +299,10 @@ struct Run<'s> {
     hops: usize,
     max_hops: usize,
     keep_mark: bool,
+    /// The last packet a REJECT refused, and its node.
+    refused: Option<(usize, Refused)>,
+    /// The packets walked are a node's answers to a refused packet.
+    refusal_walk: bool,
 }
 
 enum Fate {
@@ -346,14 +352,28 @@ impl<'s> Run<'s> {
                     };
                     (n, m.send(pkt, carrier, ch), carrier)
                 }
+                At::Refuse { n, refused } => {
+                    let Some(m) = self.models.get_mut(n) else {
+                        return Fate::Ended(Outcome::Unknown, "internal: node index".into());
+                    };
+                    match m.send_refusal(&refused, ch) {
+                        Some(p) => (n, p, false),
+                        None => return Fate::Ended(Outcome::Dropped, "the rule sends nothing back".into()),
+                    }
+                }
             };
-            let kind = match (reply, carrier) {
-                (false, false) => PacketKind::Forward,
-                (false, true) => PacketKind::ForwardOuter,
-                (true, false) => PacketKind::Reply,
-                (true, true) => PacketKind::ReplyOuter,
+            let kind = match (self.refusal_walk, reply, carrier) {
+                (true, _, false) => PacketKind::Refusal,
+                (true, _, true) => PacketKind::RefusalOuter,
+                (false, false, false) => PacketKind::Forward,
+                (false, false, true) => PacketKind::ForwardOuter,
+                (false, true, false) => PacketKind::Reply,
+                (false, true, true) => PacketKind::ReplyOuter,
             };
             self.record(n, &passage, kind);
+            if let Some(r) = passage.refused {
+                self.refused = Some((n, r));
+            }
             let Some(node) = self.snap.nodes.get(n) else {
                 return Fate::Ended(Outcome::Unknown, "internal: node index".into());
             };
@@ -570,7 +590,7 @@ impl<'s> Run<'s> {
 }
 
 fn pkt_is_carrier(p: &Packet) -> bool {
-    p.inner.is_some()
+    p.inner.is_some() && !p.is_icmp_error()
 }
 
 /// The inner packet of a carrier delivered locally, and the device it enters by.
@@ -605,6 +625,8 @@ fn run_branch<'s>(
         hops: 0,
         max_hops: opts.max_hops,
         keep_mark: opts.ipip_keeps_mark,
+        refused: None,
+        refusal_walk: false,
     };
     let src = match *from {
         End::Host(h) => snap.cluster.hosts.get(h).map(|h| h.address.addr()),
@@ -643,6 +665,16 @@ fn run_branch<'s>(
         Fate::Ended(outcome, why) => {
             branch.outcome = outcome;
             branch.reason = Some(why);
+            // A REJECT answers with a packet of its own, walked back to
+            // the sender; it does not change the outcome.
+            if let (Outcome::Rejected, Some((n, refused))) = (outcome, run.refused.take()) {
+                let what = refusal_name(&refused);
+                let kind = refused.answer().map(|p| answer_kind(&p));
+                run.refusal_walk = true;
+                let fate = run.go(At::Refuse { n, refused: Box::new(refused) }, true, draws);
+                run.refusal_walk = false;
+                branch.refusal = Some(refusal_reply(&run, fate, from, what, kind));
+            }
         }
         Fate::Reached(end, pkt) => {
             branch.delivered_to = Some(run.describe(&end, pkt.dst));
@@ -665,18 +697,25 @@ fn run_branch<'s>(
                         Ok(at) => run.go(at, true, draws),
                         Err(f) => f,
                     };
-                    branch.refusal = Some(match fate {
-                        Fate::Ended(outcome, why) => Reply { outcome, seen_by_client: None, reason: Some(why) },
-                        Fate::Reached(back, rp) if back == *from => Reply {
-                            outcome: Outcome::Delivered,
-                            seen_by_client: Some(Seen { src: rp.src_str(), dst: rp.dst_str() }),
-                            reason: Some("a TCP reset".into()),
-                        },
-                        Fate::Reached(back, rp) => Reply {
-                            outcome: Outcome::ReplyLost,
-                            seen_by_client: None,
-                            reason: Some(format!("the reset went to {}", run.describe(&back, rp.dst).name)),
-                        },
+                    branch.refusal = Some(Reply {
+                        kind: Some("rst".into()),
+                        ..match fate {
+                            Fate::Ended(outcome, why) => {
+                                Reply { kind: None, outcome, seen_by_client: None, reason: Some(why) }
+                            }
+                            Fate::Reached(back, rp) if back == *from => Reply {
+                                kind: None,
+                                outcome: Outcome::Delivered,
+                                seen_by_client: Some(Seen { src: rp.src_str(), dst: rp.dst_str() }),
+                                reason: Some("a TCP reset".into()),
+                            },
+                            Fate::Reached(back, rp) => Reply {
+                                kind: None,
+                                outcome: Outcome::ReplyLost,
+                                seen_by_client: None,
+                                reason: Some(format!("the reset went to {}", run.describe(&back, rp.dst).name)),
+                            },
+                        }
                     });
                 }
             } else {
@@ -687,12 +726,13 @@ fn run_branch<'s>(
                     Err(f) => f,
                 };
                 let reply = match fate {
-                    Fate::Ended(outcome, why) => Reply { outcome, seen_by_client: None, reason: Some(why) },
+                    Fate::Ended(outcome, why) => Reply { kind: None, outcome, seen_by_client: None, reason: Some(why) },
                     Fate::Reached(back, rp) => {
                         let seen = Seen { src: rp.src_str(), dst: rp.dst_str() };
                         let expected_src = (probe.dst, probe.dport);
                         if back != *from {
                             Reply {
+                                kind: None,
                                 outcome: Outcome::ReplyLost,
                                 seen_by_client: None,
                                 reason: Some(format!(
@@ -706,6 +746,7 @@ fn run_branch<'s>(
                             || rp.dport != probe.sport
                         {
                             Reply {
+                                kind: None,
                                 outcome: Outcome::ReplyLost,
                                 reason: Some(format!(
                                     "the reply reached {} from {}, but its socket expects {}:{}",
@@ -714,7 +755,7 @@ fn run_branch<'s>(
                                 seen_by_client: Some(seen),
                             }
                         } else {
-                            Reply { outcome: Outcome::Delivered, seen_by_client: Some(seen), reason: None }
+                            Reply { kind: None, outcome: Outcome::Delivered, seen_by_client: Some(seen), reason: None }
                         }
                     }
                 };
@@ -732,6 +773,48 @@ fn run_branch<'s>(
     branch.sport_random = run.sport_random;
     branch.steps = run.steps;
     branch
+}
+
+/// In words, what a REJECT answers with.
+fn refusal_name(r: &Refused) -> String {
+    match r.answer() {
+        Some(p) if p.proto == Proto::ICMP => format!("an ICMP destination unreachable ({}/{})", p.icmp.0, p.icmp.1),
+        Some(_) => "a TCP reset".into(),
+        None => "nothing".into(),
+    }
+}
+
+/// A refusal's packet as the kernel referee names what reached the
+/// sender: `rst`, or `icmp TYPE/CODE`.
+fn answer_kind(p: &Packet) -> String {
+    if p.proto == Proto::ICMP {
+        format!("icmp {}/{}", p.icmp.0, p.icmp.1)
+    } else {
+        "rst".into()
+    }
+}
+
+/// How a node's answer to a refused packet ended, for the branch's `refusal`.
+fn refusal_reply(run: &Run<'_>, fate: Fate, from: &End, what: String, kind: Option<String>) -> Reply {
+    let mut r = match fate {
+        Fate::Ended(outcome, why) => {
+            Reply { kind: None, outcome, seen_by_client: None, reason: Some(format!("{what}: {why}")) }
+        }
+        Fate::Reached(back, rp) if back == *from => Reply {
+            kind: None,
+            outcome: Outcome::Delivered,
+            seen_by_client: Some(Seen { src: rp.src_str(), dst: rp.dst_str() }),
+            reason: Some(what),
+        },
+        Fate::Reached(back, rp) => Reply {
+            kind: None,
+            outcome: Outcome::ReplyLost,
+            seen_by_client: None,
+            reason: Some(format!("{what} went to {}", run.describe(&back, rp.dst).name)),
+        },
+    };
+    r.kind = kind;
+    r
 }
 
 /// Trace a probe and its reply through the cluster.

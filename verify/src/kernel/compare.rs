@@ -1,7 +1,9 @@
 //! The kernel's result against the model's trace (`natpath.trace/1`): for
 //! the branch whose `delivered_to` pod is the one the kernel chose, compare
 //! the pod, the source and destination it saw, whether the reply reached
-//! the sender and from which address, the outcome, and the multiset of
+//! the sender and from which address, whether a refusal (a reset or ICMP
+//! error of the probe's own connection) reached it, of which kind and from
+//! which address, the outcome, and the multiset of
 //! (node, table, chain, rule) counter increments against the trace's steps
 //! that carry a rule number.
 //!
@@ -10,8 +12,10 @@
 //! source port the pod saw is not compared when the branch says
 //! `"sport_random": true` (MASQUERADE/SNAT `--random-fully`). Kernel facts
 //! relied on: counters count each packet once per rule whose matches all
-//! held, so the kernel's multiset is the forward first packet, its reply
-//! and their tunnel outer packets - exactly the steps a trace lists.
+//! held, so the kernel's multiset is the forward first packet, its reply,
+//! the packets a node sends of its own because of them (a REJECT's ICMP
+//! error or reset, across that node's OUTPUT and POSTROUTING) and their
+//! tunnel outer packets - exactly the steps a trace lists.
 
 use super::ProbeResult;
 use serde::Serialize;
@@ -57,7 +61,12 @@ fn kernel_outcome(r: &ProbeResult) -> &'static str {
         // No pod reported it, yet it was answered: a node's own socket (its
         // `ss-listen`) took it.
         (false, Some("syn-ack" | "udp")) => "delivered",
-        (false, Some(k)) if k == "rst" || k.starts_with("icmp") => "rejected",
+        // A reset of the probe's own connection, or a destination
+        // unreachable quoting the probe (the helper checks both belong to
+        // it): what REJECT, a closed port or a failed route sends.
+        (false, Some(k)) if k == "rst" || k.starts_with("icmp 3/") => "rejected",
+        // Time exceeded: the packet went round until its TTL ran out.
+        (false, Some(k)) if k.starts_with("icmp 11/") => "loop",
         (false, _) => "dropped",
     }
 }
@@ -153,6 +162,46 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
                 "yes".to_string()
             } else {
                 format!("no ({})", s(branch, &["reply", "outcome"]).unwrap_or("no reply"))
+            },
+        )),
+    }
+
+    // A refusal: the kernel's reset or ICMP error that reached the sender
+    // (the helper keeps only those of the probe's own connection) against
+    // the model's walked answer of the refusing node.
+    let k_refused = result.reply.as_ref().filter(|r| r.kind == "rst" || r.kind.starts_with("icmp 3/"));
+    let m_refused = branch.get("refusal").filter(|r| s(r, &["outcome"]) == Some("delivered"));
+    match (k_refused, m_refused) {
+        (Some(k), Some(m)) => {
+            if let Some(mk) = s(m, &["kind"]) {
+                if mk != k.kind {
+                    out.push(diff("refusal the sender got", k.kind.clone(), mk));
+                }
+            }
+            for (field, kv) in [("src", &k.src), ("dst", &k.dst)] {
+                let mv = s(m, &["seen_by_client", field]).unwrap_or("missing");
+                if mv != kv {
+                    out.push(diff(format!("refusal {field} seen by the sender"), kv.clone(), mv));
+                }
+            }
+        }
+        (None, None) => {}
+        (k, m) => out.push(diff(
+            "refusal reached the sender",
+            k.map(|r| format!("yes, {} from {}", r.kind, r.src)).unwrap_or_else(|| "no".into()),
+            match m {
+                Some(r) => format!(
+                    "yes, {} from {}",
+                    s(r, &["kind"]).unwrap_or("?"),
+                    s(r, &["seen_by_client", "src"]).unwrap_or("?")
+                ),
+                None => format!(
+                    "no{}",
+                    branch
+                        .get("refusal")
+                        .map(|r| format!(" ({})", s(r, &["reason"]).unwrap_or("lost")))
+                        .unwrap_or_default()
+                ),
             },
         )),
     }
@@ -257,6 +306,33 @@ mod tests {
         assert_eq!(d[0].to_string(), "source seen by the pod: kernel 192.168.231.64:5555; model 192.168.231.64:40000");
         assert!(d[1].what.contains("KUBE-NODEPORTS #1") && d[1].kernel == "matched 1x" && d[1].model == "matched 0x");
         assert!(d[2].what.contains("#2") && d[2].model == "matched 1x");
+    }
+
+    #[test]
+    fn a_refusal_is_compared_with_the_kernels_icmp_error() {
+        let mut r = result();
+        r.delivered_to.clear();
+        r.counters.clear();
+        r.reply = Some(ReplySeen { kind: "icmp 3/3".into(), src: "10.0.0.51".into(), dst: "10.0.0.53".into() });
+        let branch = |refusal: Value| {
+            json!({"schema": "natpath.trace/1", "probe": {"from": "client", "to": "10.0.0.51:32220", "proto": "tcp", "sport": 40000},
+                   "branches": [{"probability": "1", "outcome": "rejected", "refusal": refusal, "steps": []}]})
+        };
+        let icmp = json!({"kind": "icmp 3/3", "outcome": "delivered",
+                          "seen_by_client": {"src": "10.0.0.51", "dst": "10.0.0.53"}});
+        assert_eq!(compare(&r, &branch(icmp)), vec![]);
+        let other = json!({"kind": "icmp 3/13", "outcome": "delivered",
+                           "seen_by_client": {"src": "10.0.0.52", "dst": "10.0.0.53"}});
+        let d = compare(&r, &branch(other));
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0].to_string(), "refusal the sender got: kernel icmp 3/3; model icmp 3/13");
+        let d = compare(&r, &branch(Value::Null));
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].what, "refusal reached the sender");
+        // Without the ICMP error the kernel's outcome is a drop.
+        r.reply = None;
+        let d = compare(&r, &branch(Value::Null));
+        assert_eq!(d, vec![diff("outcome", "dropped", "rejected")]);
     }
 
     #[test]

@@ -16,8 +16,13 @@
 //!   and UDP datagram the pod receives.
 //! - `probe`: one TCP SYN (raw socket: no retransmission, the caller drops
 //!   the RST the sender's kernel would answer the SYN-ACK with) or one UDP
-//!   datagram, then the first answer (SYN-ACK, RST, UDP, ICMP error) with
-//!   its real source, within a deadline.
+//!   datagram, then the first answer that belongs to it (a SYN-ACK or RST
+//!   of its own four addresses and ports, a UDP datagram to its socket, an
+//!   ICMP error quoting its protocol, source address and port; redirects
+//!   are skipped) with its real source, within a deadline. A send refused
+//!   with EPERM (a rule of the sender's own OUTPUT hook dropped or
+//!   rejected it) is not a failure: the probe still waits for the ICMP
+//!   error a REJECT there sends back.
 //! - `hello`: one carrier packet (protocol 4 with an inner protocol-253
 //!   header, which relays discard) so tunnel carrier flows are ESTABLISHED
 //!   in conntrack, as on a live cluster.
@@ -252,6 +257,11 @@ fn probe(args: &[String]) -> Result<(), String> {
         std::net::SocketAddr::V6(_) => return Err("expected an IPv4 source".into()),
     };
     drop(route);
+    let l4 = match proto {
+        "tcp" => wire::PROTO_TCP,
+        "udp" => wire::PROTO_UDP,
+        other => return Err(format!("expected tcp or udp after `--proto`, found `{other}`")),
+    };
     let (tx, rx) = mpsc::channel::<Answer>();
     let icmp = raw_socket(wire::PROTO_ICMP)?;
     icmp.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
@@ -266,21 +276,41 @@ fn probe(args: &[String]) -> Result<(), String> {
                 let pkt = buf.get(..n).unwrap_or(&[]);
                 let Some(h) = wire::ip(pkt) else { continue };
                 let Some(err) = pkt.get(h.header_len..).and_then(wire::icmp_error) else { continue };
-                if err.quoted.src == src && err.quoted_ports.is_some_and(|(sp, _)| sp == sport) {
+                // A redirect is advice, not an answer: the packet went on.
+                if err.kind == wire::ICMP_REDIRECT {
+                    continue;
+                }
+                // The error must quote the probe itself: its protocol, and
+                // its source address and port as the sender wrote them
+                // (conntrack restores them in the quote when it had
+                // translated them). The quoted destination is reported,
+                // not required: a node that refuses a packet it translated
+                // before confirming the connection quotes the translation.
+                if err.quoted.proto == l4
+                    && err.quoted.src == src
+                    && err.quoted_ports.is_some_and(|(sp, _)| sp == sport)
+                {
                     let _ = tx.send(Answer::Icmp(h, err));
                 }
             }
         });
     }
     let sent = sa(src, sport);
+    let mut refused_here = false;
     match proto {
         "tcp" => {
             let raw = raw_socket(wire::PROTO_TCP)?;
             raw.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
             let seq = u32::try_from(started.elapsed().as_nanos() % u128::from(u32::MAX)).unwrap_or(1) ^ 0x5eed_1234;
             let syn = wire::tcp_syn(src, *dst.ip(), sport, dst.port(), seq);
-            raw.send_to(&syn, &SockAddr::from(SocketAddrV4::new(*dst.ip(), 0)))
-                .map_err(|e| format!("sending the SYN: {e}"))?;
+            // EPERM: a rule of the sender's own OUTPUT hook refused the
+            // SYN (a REJECT there answers with an ICMP error to ourselves,
+            // which the ICMP reader still catches); anything else is a failure.
+            match raw.send_to(&syn, &SockAddr::from(SocketAddrV4::new(*dst.ip(), 0))) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => refused_here = true,
+                Err(e) => return Err(format!("sending the SYN: {e}")),
+            }
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65536];
@@ -291,7 +321,9 @@ fn probe(args: &[String]) -> Result<(), String> {
                     let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
                     let (Some((sp, dp)), Some(f)) = (wire::ports(l4), wire::tcp_flags(l4)) else { continue };
                     let synack = f & (wire::SYN | wire::ACK) == wire::SYN | wire::ACK;
-                    if h.dst == src && dp == sport && (synack || f & wire::RST != 0) {
+                    // The probe's own connection: its four addresses and ports.
+                    let ours = h.dst == src && dp == sport && h.src == *dst.ip() && sp == dst.port();
+                    if ours && (synack || f & wire::RST != 0) {
                         let _ = tx.send(Answer::Tcp(h, sp, dp, f));
                         return;
                     }
@@ -301,7 +333,11 @@ fn probe(args: &[String]) -> Result<(), String> {
         "udp" => {
             let sock = UdpSocket::bind((src, sport)).map_err(|e| format!("binding udp/{sport}: {e}"))?;
             sock.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
-            sock.send_to(b"natpath-probe", dst).map_err(|e| format!("sending the datagram: {e}"))?;
+            match sock.send_to(b"natpath-probe", dst) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => refused_here = true,
+                Err(e) => return Err(format!("sending the datagram: {e}")),
+            }
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 2048];
@@ -325,11 +361,12 @@ fn probe(args: &[String]) -> Result<(), String> {
         }
         Ok(Answer::Udp(from, to)) => json!({"kind": "udp", "src": from.to_string(), "dst": to.to_string()}),
         Ok(Answer::Icmp(h, e)) => json!({"kind": format!("icmp {}/{}", e.kind, e.code),
-                                         "src": h.src.to_string(), "dst": h.dst.to_string()}),
+                                         "src": h.src.to_string(), "dst": h.dst.to_string(),
+                                         "quoted_dst": e.quoted_ports.map(|(_, dp)| sa(e.quoted.dst, dp))}),
         Err(_) => serde_json::Value::Null,
     };
     emit(json!({"ev": "result", "sent": {"src": sent, "dst": dst.to_string()}, "reply": reply,
-                "elapsed_us": elapsed_us}));
+                "elapsed_us": elapsed_us, "refused_by_own_output": refused_here}));
     Ok(())
 }
 

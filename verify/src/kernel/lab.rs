@@ -401,6 +401,12 @@ impl Lab {
             kv("net.ipv4.conf.default.rp_filter", "0"),
             kv("net.ipv4.conf.all.route_localnet", "0"),
             kv("net.ipv4.conf.default.route_localnet", "0"),
+            // ICMP errors are rate limited per destination (1 s, a burst of
+            // 6): after a few REJECTed probes from one sender the kernel
+            // stops answering, which would read as a drop. Each probe sends
+            // one packet, so the limit is about history the model does not
+            // keep: the lab turns it off.
+            kv("net.ipv4.icmp_ratelimit", "0"),
         ];
         if node.sysctls.is_empty() {
             self.notes.push(format!(

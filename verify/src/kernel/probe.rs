@@ -143,6 +143,9 @@ pub(crate) fn run_probe(
         .ok_or_else(|| KernelError::Setup(format!("the probe printed no result: {}", out.trim())))?;
     let str_at = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
     let sent = result.get("sent").map(|s| Sent { src: str_at(s, "src"), dst: str_at(s, "dst") }).unwrap_or_default();
+    if result.get("refused_by_own_output").and_then(serde_json::Value::as_bool) == Some(true) {
+        notes.push("the sender's own OUTPUT hook refused the probe (sending it failed with EPERM)".into());
+    }
     let answer_ms = result
         .get("elapsed_us")
         .and_then(serde_json::Value::as_u64)
@@ -222,6 +225,9 @@ pub(crate) fn run_probe(
         } else {
             "tunnel carrier flows were ESTABLISHED before the probe (one hello each way)".into()
         });
+    }
+    if reply.as_ref().is_some_and(|r| r.kind.starts_with("icmp")) {
+        notes.push("ICMP errors are not rate limited in the lab (net.ipv4.icmp_ratelimit = 0 on every node)".into());
     }
     if delivered.len() > 1 {
         notes.push(format!("{} pods received the probe", delivered.len()));

@@ -20,6 +20,9 @@ pub const PROTO_UDP: u8 = 17;
 /// RFC 3692 experimental: the relay's carrier hello.
 pub const PROTO_HELLO: u8 = 253;
 
+/// ICMP type of a redirect (an advice, not an error about a dropped packet).
+pub const ICMP_REDIRECT: u8 = 5;
+
 /// TCP flag bits.
 pub const SYN: u8 = 0x02;
 /// RST.

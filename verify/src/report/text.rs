@@ -11,6 +11,8 @@ fn kind_name(k: PacketKind) -> &'static str {
         PacketKind::ForwardOuter => "first packet, tunnel carrier",
         PacketKind::Reply => "reply",
         PacketKind::ReplyOuter => "reply, tunnel carrier",
+        PacketKind::Refusal => "refusal (the node's own answer)",
+        PacketKind::RefusalOuter => "refusal, tunnel carrier",
     }
 }
 
@@ -57,12 +59,16 @@ fn branch(out: &mut String, i: usize, n: usize, b: &Branch) {
         let _ = writeln!(out, "  the destination sees {} -> {}{}", s.src, s.dst, random);
     }
     if let Some(r) = &b.refusal {
+        let what = match r.kind.as_deref() {
+            Some(k) if k.starts_with("icmp ") => format!("an ICMP error ({})", k.trim_start_matches("icmp ")),
+            _ => "a TCP reset".to_string(),
+        };
         match &r.seen_by_client {
             Some(s) => {
-                let _ = writeln!(out, "  refused with a TCP reset: the sender sees {} -> {}", s.src, s.dst);
+                let _ = writeln!(out, "  refused with {what}: the sender sees {} -> {}", s.src, s.dst);
             }
             None => {
-                let _ = writeln!(out, "  refused with a TCP reset, which is {}", outcome_name(r.outcome));
+                let _ = writeln!(out, "  refused with {what}, which is {}", outcome_name(r.outcome));
                 if let Some(why) = &r.reason {
                     let _ = writeln!(out, "    {why}");
                 }
