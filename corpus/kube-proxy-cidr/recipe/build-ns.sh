@@ -35,6 +35,7 @@ pod() { # node podns ifname address
   ip -n $P-$1 link set $3 up
   ip -n $P-$1 route add $4 dev $3 scope link
   ip netns exec $P-$1 sysctl -qw net.ipv4.conf.$3.proxy_arp=1
+  ip netns exec $P-$1 sysctl -qw net.ipv4.neigh.$3.proxy_delay=0
 }
 node node1 10.0.0.51
 node node2 10.0.0.52

@@ -407,6 +407,12 @@ impl Lab {
             // one packet, so the limit is about history the model does not
             // keep: the lab turns it off.
             kv("net.ipv4.icmp_ratelimit", "0"),
+            // A listener that answers a probe's SYN keeps the half-open
+            // connection and sends its SYN-ACK again after a second, and
+            // the prober's raw SYN leaves no socket to end it. That second
+            // SYN-ACK is history of an earlier probe: on a slow machine it
+            // landed in a later probe's counters. The lab sends none.
+            kv("net.ipv4.tcp_synack_retries", "0"),
         ];
         if node.sysctls.is_empty() {
             self.notes.push(format!(

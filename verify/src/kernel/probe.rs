@@ -181,7 +181,10 @@ pub(crate) fn run_probe(
                 tunnel.push(TunnelEvent { node: node.to_string(), event });
             }
         } else if let Some(i) = Lab::pod_of_tag(&tag) {
-            if ev == want_ev {
+            // A pod that sent the probe also sees the answer arrive: that is
+            // the reply (already in `reply`), not a delivery to itself.
+            let answer_to_sender = !sent.src.is_empty() && str_at(&v, "dst") == sent.src;
+            if ev == want_ev && !answer_to_sender {
                 if let (Some(pod), Ok(src), Ok(dst)) =
                     (dumps.cluster.pods.get(i), str_at(&v, "src").parse(), str_at(&v, "dst").parse())
                 {
