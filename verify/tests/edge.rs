@@ -210,3 +210,24 @@ fn without_an_overlay_a_pod_bound_packet_to_the_gateway_stays_unknown() {
     assert_eq!(code, 3, "{out}{err}");
     assert!(!out.contains("violated"), "{out}");
 }
+
+#[test]
+fn a_packet_out_of_a_veth_no_pod_stands_behind_is_unknown() {
+    // cluster.toml without its [[pod]]: the endpoint's veth leads nowhere
+    // the snapshot describes; trace cannot say who answers, nor can check.
+    let c = Copy::of("seed-ipip-local", "no-pod");
+    let toml = c.0.join("cluster.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let cut = text.find("[[pod]]").unwrap();
+    std::fs::write(&toml, &text[..cut]).unwrap();
+    let (code, out, err) = c.trace();
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("node1 sends it out of `cali583c2cee4e2` to 192.168.231.70, which the snapshot does not describe"),
+        "{out}"
+    );
+    let (code, out, err) = c.check("nodeport-reachable");
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(verdict_line(&out, "nodeport-reachable").contains("unknown"), "{out}");
+    assert!(out.contains("node1 sends it out of `cali583c2cee4e2`, which the snapshot does not describe"), "{out}");
+}
