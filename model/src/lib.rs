@@ -21,6 +21,7 @@
 
 pub mod cluster;
 pub mod conntrack;
+pub mod edge;
 pub mod error;
 pub mod fib;
 pub mod input;

@@ -12,10 +12,17 @@
 //! tunnel device with mark 0. Random rules (`statistic`) are explored
 //! branch by branch with exact probabilities, or drawn with a seed.
 //!
+//! At the edge of the snapshot (a node hands the packet, on its LAN, to a
+//! next hop that is no node and no host: a default gateway, a cloud router)
+//! the walk asks [`crate::edge`]: a packet into the overlay's pod address
+//! space is lost there (`dropped`, the underlay does not carry it), any
+//! other packet's fate is unknown.
+//!
 //! Contract: never panics; a walk that leaves what the snapshot describes
-//! ends `unknown` with the reason, and a walk longer than the hop limit ends
-//! `loop`.
+//! ends `unknown` with the reason (unless [`crate::edge`] knows its fate),
+//! and a walk longer than the hop limit ends `loop`.
 
+use crate::edge::Edge;
 use crate::loc::Loc;
 use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage, Refused};
 use crate::packet::Packet;
@@ -303,6 +310,7 @@ struct Run<'s> {
     refused: Option<(usize, Refused)>,
     /// The packets walked are a node's answers to a refused packet.
     refusal_walk: bool,
+    edge: Rc<Edge<'s>>,
 }
 
 enum Fate {
@@ -475,6 +483,12 @@ impl<'s> Run<'s> {
                 }
                 return Ok(At::Reached { end: End::Host(h), pkt });
             }
+            // Beyond the snapshot: the underlay does not carry the
+            // overlay's pod addresses; anything else is unknown.
+            if let Some(net) = self.edge.lost_in(node, pkt.dst) {
+                let gateway = (nexthop != pkt.dst).then_some(nexthop);
+                return Err(Fate::Ended(Outcome::Dropped, crate::edge::lost_reason(&node.name, dev, gateway, &net)));
+            }
             return Err(Fate::Ended(
                 Outcome::Unknown,
                 format!("{} sends it out of `{dev}` to {nexthop}, which the snapshot does not describe", node.name),
@@ -612,6 +626,7 @@ fn decap(node: &Node, pkt: &Packet, keep_mark: bool) -> Option<(String, Packet)>
 fn run_branch<'s>(
     snap: &'s Snapshot,
     tables: &[Rc<NodeTables<'s>>],
+    edge: &Rc<Edge<'s>>,
     probe: &Probe,
     from: &End,
     draws: &mut Draws,
@@ -627,6 +642,7 @@ fn run_branch<'s>(
         keep_mark: opts.ipip_keeps_mark,
         refused: None,
         refusal_walk: false,
+        edge: Rc::clone(edge),
     };
     let src = match *from {
         End::Host(h) => snap.cluster.hosts.get(h).map(|h| h.address.addr()),
@@ -834,6 +850,7 @@ pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trac
     }
     validate(snap)?;
     let tables: Vec<Rc<NodeTables<'_>>> = snap.nodes.iter().map(|n| Rc::new(NodeTables::new(n))).collect();
+    let edge = Rc::new(Edge::new(snap));
     let mut branches = Vec::new();
     let mut todo: Vec<Vec<bool>> = vec![Vec::new()];
     let mut truncated = false;
@@ -843,7 +860,7 @@ pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trac
             break;
         }
         let mut draws = Draws { prefix, made: Vec::new(), rng: opts.seed.map(|s| s | 1) };
-        let mut b = run_branch(snap, &tables, probe, &from, &mut draws, opts);
+        let mut b = run_branch(snap, &tables, &edge, probe, &from, &mut draws, opts);
         let prob = if opts.seed.is_some() { Prob::from_integer(BigUint::from(1u32)) } else { draws.probability() };
         if opts.seed.is_none() {
             for k in draws.prefix.len()..draws.made.len() {

@@ -416,6 +416,9 @@ pub struct Encoder<'s> {
     pub opts: EncodeOptions,
     /// Fates of tunnel carriers already encoded (constant ones only).
     pub carriers: std::cell::RefCell<HashMap<CarrierKey, (bool, bool)>>,
+    /// What is known beyond the snapshot (the overlay's pod address space,
+    /// read when a walk first reaches the edge).
+    pub edge: natpath_model::edge::Edge<'s>,
 }
 
 impl<'s> Encoder<'s> {
@@ -428,7 +431,13 @@ impl<'s> Encoder<'s> {
     /// An encoder over nodes already prepared (by [`Encoder::new`] of the
     /// same snapshot and options).
     pub fn with_nodes(snap: &'s Snapshot, nodes: std::sync::Arc<Vec<NodeEnc<'s>>>, opts: EncodeOptions) -> Self {
-        Encoder { snap, nodes, opts, carriers: std::cell::RefCell::new(HashMap::new()) }
+        Encoder {
+            snap,
+            nodes,
+            opts,
+            carriers: std::cell::RefCell::new(HashMap::new()),
+            edge: natpath_model::edge::Edge::new(snap),
+        }
     }
 
     /// Node `i`.

@@ -647,7 +647,8 @@ fn check_expect(c: &mut Checker<'_>, snap: &Snapshot, e: &Expect) -> ContractRes
         let mut unknown = Vec::new();
         for end in &q.fwd.ends {
             let ok = match (&end.kind, e.fate) {
-                (EndKind::Unknown, _) => {
+                // Beyond the snapshot, as in `trace`: unknown.
+                (EndKind::Unknown | EndKind::Elsewhere { .. }, _) => {
                     unknown.push(crate::encode::Ending { cond: end.cond.clone(), reason: end.reason.clone() });
                     continue;
                 }

@@ -14,6 +14,12 @@
 //! fresh copy of that node's encoding over the symbolic packet that reaches
 //! it, guarded by the condition that it does.
 //!
+//! A packet a node hands, on its LAN, to a next hop that is no node and no
+//! host (a default gateway, a cloud router) ends as the model's walk says
+//! (`natpath_model::edge`): dropped when its destination is in the overlay's
+//! pod address space (the underlay does not carry it), else
+//! [`EndKind::Elsewhere`], whose fate invariants must take as unknown.
+//!
 //! Contract: exact within the hop bound; a walk that leaves what the
 //! snapshot describes ends [`EndKind::Elsewhere`] or unknown, a walk that
 //! comes back to a node it crossed ends unknown (the encoding keeps one
@@ -267,7 +273,7 @@ impl Walker<'_, '_> {
             }
             match node.tunnel_kind(&dev) {
                 Some(kind) => self.tunnel(n, &dev, kind, gateway, cond, s, depth, visited),
-                None => self.wire(n, &dev, &o.nexthop, cond, s, depth, visited),
+                None => self.wire(n, &dev, (&o.nexthop, gateway), cond, s, depth, visited),
             }
         }
     }
@@ -427,7 +433,7 @@ impl Walker<'_, '_> {
         &mut self,
         n: usize,
         dev: &str,
-        nexthop: &z3::ast::BV,
+        (nexthop, gateway): (&z3::ast::BV, Option<Ipv4Addr>),
         cond: Bool,
         s: &State,
         depth: usize,
@@ -488,11 +494,29 @@ impl Walker<'_, '_> {
                 format!("host at {a} would have to route the packet; hosts do not forward"),
             );
         }
+        // Beyond the snapshot: a packet into the overlay's pod address
+        // space is lost (the model's walk takes the first such network);
+        // anything else goes where the snapshot does not say.
+        let beyond = and2(&cond, &not(&any(&taken)));
+        if crate::encode::is_false(&beyond) {
+            return;
+        }
+        let mut lost = Vec::new();
+        for net in self.enc.edge.lost_nets(node) {
+            let inside = crate::encode::packet::in_net(&s.pkt.dst, net);
+            let c = and2(&beyond, &and2(&inside, &not(&any(&lost))));
+            lost.push(inside);
+            self.end(c, EndKind::Dropped, s, natpath_model::edge::lost_reason(&node.name, dev, gateway, net));
+        }
+        let to = match gateway {
+            Some(g) => format!("to {g}, which"),
+            None => "to a next hop that".to_string(),
+        };
         self.end(
-            and2(&cond, &not(&any(&taken))),
+            and2(&beyond, &not(&any(&lost))),
             EndKind::Elsewhere { node: n, dev: dev.to_string() },
             s,
-            format!("{} sends it out of `{dev}` to a next hop the snapshot does not describe", node.name),
+            format!("{} sends it out of `{dev}` {to} the snapshot does not describe", node.name),
         );
     }
 

@@ -12,9 +12,11 @@
 //! whole walk: the node, the tunnel or wire to the endpoint's node, that
 //! node, and the pod's veth. "Reaches" means delivered to a pod (or node)
 //! with the address and port of one of the service's endpoints, on a port
-//! the pod listens on (cluster.toml `listen`, when given); a packet
-//! that leaves by a device the snapshot does not describe counts when its
-//! destination is an endpoint.
+//! the pod listens on (cluster.toml `listen`, when given). A packet that
+//! leaves what the snapshot describes (a device no pod stands behind, a
+//! LAN next hop that is no node and no host) has a fate natpath cannot
+//! tell: unknown, as in `trace`; a packet into the overlay's pod addresses
+//! handed to such a LAN next hop is lost (the walk ends it dropped).
 //!
 //! Why operators care: this is the service contract itself. A missing
 //! tunnel route, a Calico policy that drops forwarded traffic, a DNAT to a
@@ -61,12 +63,13 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                     continue;
                 };
                 let snap = c.snap;
-                let mut bad: Vec<(Bool, String, bool)> = Vec::new();
+                let mut bad: Vec<(Bool, String)> = Vec::new();
                 for e in &q.fwd.ends {
                     let reached = is_endpoint(&e.state.pkt.dst, &e.state.pkt.dport, &eps);
-                    let (ok, elsewhere) = match &e.kind {
-                        EndKind::Unknown => continue,
-                        _ if eps.is_empty() => (Bool::from_bool(e.kind == EndKind::Rejected), false),
+                    let ok = match &e.kind {
+                        // Beyond the snapshot: unknown, below.
+                        EndKind::Unknown | EndKind::Elsewhere { .. } => continue,
+                        _ if eps.is_empty() => Bool::from_bool(e.kind == EndKind::Rejected),
                         EndKind::Reached(Reached::Pod(pi)) => {
                             // A pod that does not listen on the port refuses it.
                             let l = snap
@@ -75,33 +78,29 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                                 .get(*pi)
                                 .map(|pod| listens(pod, &e.state.pkt))
                                 .unwrap_or_else(|| Bool::from_bool(false));
-                            (and2(&reached, &l), false)
+                            and2(&reached, &l)
                         }
-                        EndKind::Reached(Reached::Node(_)) => (reached, false),
-                        EndKind::Elsewhere { node, dev } => {
-                            let lan = snap.nodes.get(*node).map(|x| x.lan == *dev).unwrap_or(false);
-                            (if lan { Bool::from_bool(false) } else { reached }, true)
-                        }
-                        _ => (Bool::from_bool(false), false),
+                        EndKind::Reached(Reached::Node(_)) => reached,
+                        _ => Bool::from_bool(false),
                     };
-                    bad.push((and2(&e.cond, &not(&ok)), e.reason.clone(), elsewhere));
+                    bad.push((and2(&e.cond, &not(&ok)), e.reason.clone()));
                 }
-                let violation = any(&bad.iter().map(|(b, _, _)| b.clone()).collect::<Vec<_>>());
+                let violation = any(&bad.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>());
                 let unknown: Vec<_> = q
                     .fwd
                     .ends
                     .iter()
-                    .filter(|e| e.kind == EndKind::Unknown)
+                    .filter(|e| matches!(e.kind, EndKind::Unknown | EndKind::Elsewhere { .. }))
                     .map(|e| crate::encode::Ending { cond: e.cond.clone(), reason: e.reason.clone() })
                     .collect();
                 match c.ask(&q.scope, &violation, &unknown) {
                     QAnswer::Holds => {}
                     QAnswer::Unknown(why) => c.unknown(&label, why),
                     QAnswer::Violated(w) => {
-                        let (why, elsewhere) = bad
+                        let why = bad
                             .iter()
-                            .find(|(b, _, _)| w.bool(b) == Some(true))
-                            .map(|(_, r, e)| (r.clone(), *e))
+                            .find(|(b, _)| w.bool(b) == Some(true))
+                            .map(|(_, r)| r.clone())
                             .unwrap_or_default();
                         let want = if eps.is_empty() {
                             "the service has no endpoint, so it must be rejected".to_string()
@@ -118,7 +117,7 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                             let at_ep = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" || d.kind == "node")
                                 && b.seen_by_destination.as_ref().is_some_and(|s| eps2.contains(&s.dst))
                                 && b.outcome != TOutcome::Rejected;
-                            !at_ep && (b.outcome != TOutcome::Unknown || elsewhere)
+                            !at_ep && b.outcome != TOutcome::Unknown
                         };
                         if let Some(o) = c.walk_cx(NAME, &q, n, &w, summary, shows) {
                             return o;

@@ -53,14 +53,17 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
                 let Some(host) = c.snap.cluster.hosts.get(h) else { continue };
                 let ha = host.address.addr();
                 let p = &q.pkt;
-                let mut bad: Vec<(Bool, String, usize, bool)> = Vec::new();
+                let mut bad: Vec<(Bool, String, usize)> = Vec::new();
                 let mut unknown: Vec<Ending> = Vec::new();
                 for e in q.fwd.ends.iter().filter(|e| e.kind == EndKind::Unknown) {
                     unknown.push(Ending { cond: e.cond.clone(), reason: e.reason.clone() });
                 }
                 for (pi, back) in &q.replies {
                     for r in &back.ends {
-                        if r.kind == EndKind::Unknown {
+                        // A reply beyond the snapshot goes where natpath
+                        // cannot follow (one into the overlay's pod
+                        // addresses is lost: the walk ends it dropped).
+                        if matches!(r.kind, EndKind::Unknown | EndKind::Elsewhere { .. }) {
                             unknown.push(Ending { cond: r.cond.clone(), reason: format!("the reply: {}", r.reason) });
                             continue;
                         }
@@ -75,8 +78,7 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
                         } else {
                             Bool::from_bool(false)
                         };
-                        let elsewhere = matches!(r.kind, EndKind::Elsewhere { .. });
-                        bad.push((and2(&r.cond, &not(&good)), r.reason.clone(), *pi, elsewhere));
+                        bad.push((and2(&r.cond, &not(&good)), r.reason.clone(), *pi));
                     }
                 }
                 let violation = any(&bad.iter().map(|b| b.0.clone()).collect::<Vec<_>>());
@@ -85,7 +87,7 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
                     QAnswer::Unknown(why) => c.unknown(&label, why),
                     QAnswer::Violated(w) => {
                         let found = bad.iter().find(|b| w.bool(&b.0) == Some(true));
-                        let (why, pi, elsewhere) = found.map(|b| (b.1.clone(), b.2, b.3)).unwrap_or_default();
+                        let (why, pi) = found.map(|b| (b.1.clone(), b.2)).unwrap_or_default();
                         let pod = c.snap.cluster.pods.get(pi).map(|x| x.name.clone()).unwrap_or_default();
                         let summary = format!(
                             "{label}: the connection is delivered to pod {pod}, but its reply does not reach {} as {}:{}: {why}",
@@ -96,9 +98,10 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
                         let pod2 = pod.clone();
                         let shows = move |b: &natpath_model::trace::Branch| {
                             let to_pod = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" && d.name == pod2);
-                            let lost = b.reply.as_ref().is_some_and(|r| {
-                                r.outcome != TOutcome::Delivered && (r.outcome != TOutcome::Unknown || elsewhere)
-                            });
+                            let lost = b
+                                .reply
+                                .as_ref()
+                                .is_some_and(|r| r.outcome != TOutcome::Delivered && r.outcome != TOutcome::Unknown);
                             to_pod && lost
                         };
                         if let Some(o) = c.walk_cx(NAME, &q, n, &w, summary, shows) {

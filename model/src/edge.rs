@@ -1,0 +1,129 @@
+//! The edge of the snapshot: what becomes of a packet a node hands, on its
+//! LAN, to a next hop that is neither a node nor a `[[host]]` (a default
+//! gateway, a cloud router).
+//!
+//! Semantics: the machines beyond the snapshot are not described, so in
+//! general such a packet's fate is unknown. One thing is known about them
+//! when the cluster runs an overlay (the sending node has an IPIP or VXLAN
+//! device): the underlay does not carry the overlay's pod addresses, which
+//! is why the tunnel exists. A packet whose destination lies in the pod
+//! address space ([`pod_space`]: Calico's IP pools and kube-proxy's cluster
+//! CIDR, read from the dumps) is therefore lost there, a definite fate. The
+//! model's walk and the SMT encoding's walk both ask this module, so they
+//! draw the line at the same place.
+//!
+//! Contract: never panics; [`Edge`] reads the pod address space once, and
+//! only when a walk first reaches the edge.
+
+use crate::intent::Intent;
+use crate::ruleset::{TableName, Target};
+use crate::snapshot::{Node, Snapshot, Tunnel};
+use ipnet::Ipv4Net;
+use std::cell::OnceCell;
+use std::net::Ipv4Addr;
+
+/// kube-proxy's cluster CIDR as its rules show it: the negated source of
+/// the `KUBE-MARK-MASQ` jumps in nat `KUBE-SERVICES`.
+pub fn cluster_cidrs(node: &Node) -> Vec<Ipv4Net> {
+    let mut v = Vec::new();
+    let Some(c) = node.ruleset.table(TableName::Nat).and_then(|t| t.chain("KUBE-SERVICES")) else { return v };
+    for r in &c.rules {
+        if matches!(&r.target, Some(Target::Jump(t)) if t == "KUBE-MARK-MASQ") {
+            if let Some(s) = r.src.filter(|s| s.neg) {
+                if !v.contains(&s.value) {
+                    v.push(s.value);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The pod address space of the snapshot: every node's Calico IP pools
+/// (`cali40all-ipam-pools`) and kube-proxy cluster CIDR, each once, in
+/// node order.
+pub fn pod_space(snap: &Snapshot) -> Vec<Ipv4Net> {
+    let mut v: Vec<Ipv4Net> = Vec::new();
+    for node in &snap.nodes {
+        let intent = Intent::read(&node.ruleset, &node.ipsets, &node.interfaces);
+        for n in intent.ip_pools.into_iter().chain(cluster_cidrs(node)) {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+        }
+    }
+    v
+}
+
+/// Whether `node` runs an overlay: it has an IPIP or a VXLAN device.
+pub fn has_overlay(node: &Node) -> bool {
+    node.tunnel_dev(Tunnel::Ipip).is_some() || node.tunnel_dev(Tunnel::Vxlan).is_some()
+}
+
+/// Why a packet to `dst` in pod network `net`, handed by `node` out of
+/// `dev` to `gateway` (its destination itself when `None`), is lost.
+pub fn lost_reason(node: &str, dev: &str, gateway: Option<Ipv4Addr>, net: &Ipv4Net) -> String {
+    let to = match gateway {
+        Some(g) => format!("to {g}"),
+        None => "to its destination directly".to_string(),
+    };
+    format!(
+        "lost: {node} hands it out of `{dev}` {to}, beyond the snapshot, and the underlay does not carry pod addresses (the destination is in the overlay's pod network {net})"
+    )
+}
+
+/// What a walk knows about the edge of one snapshot.
+pub struct Edge<'s> {
+    snap: &'s Snapshot,
+    pods: OnceCell<Vec<Ipv4Net>>,
+}
+
+impl std::fmt::Debug for Edge<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge").field("pods", &self.pods.get()).finish_non_exhaustive()
+    }
+}
+
+impl<'s> Edge<'s> {
+    /// The edge of `snap` (nothing is read yet).
+    pub fn new(snap: &'s Snapshot) -> Edge<'s> {
+        Edge { snap, pods: OnceCell::new() }
+    }
+
+    /// The pod address space ([`pod_space`]), read on first use.
+    pub fn pod_space(&self) -> &[Ipv4Net] {
+        self.pods.get_or_init(|| pod_space(self.snap))
+    }
+
+    /// The pod networks a packet that `node` hands to an undescribed next
+    /// hop on its LAN is lost for: the pod address space when the node runs
+    /// an overlay, none otherwise.
+    pub fn lost_nets(&self, node: &Node) -> &[Ipv4Net] {
+        if has_overlay(node) {
+            self.pod_space()
+        } else {
+            &[]
+        }
+    }
+
+    /// The pod network that makes a packet to `dst`, handed by `node` to an
+    /// undescribed next hop on its LAN, lost; `None` when its fate there is
+    /// unknown.
+    pub fn lost_in(&self, node: &Node, dst: Ipv4Addr) -> Option<Ipv4Net> {
+        self.lost_nets(node).iter().find(|n| n.contains(&dst)).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_names_node_device_next_hop_and_net() {
+        let net: Ipv4Net = "192.168.0.0/16".parse().unwrap_or_default();
+        let r = lost_reason("node1", "ens192", Some(Ipv4Addr::new(10, 0, 0, 1)), &net);
+        assert!(r.contains("node1") && r.contains("`ens192`") && r.contains("10.0.0.1"), "{r}");
+        assert!(r.contains("the underlay does not carry pod addresses") && r.contains("192.168.0.0/16"), "{r}");
+        assert!(lost_reason("n", "eth0", None, &net).contains("to its destination directly"));
+    }
+}
