@@ -16,37 +16,20 @@
 //! only when a walk first reaches the edge.
 
 use crate::intent::Intent;
-use crate::ruleset::{TableName, Target};
 use crate::snapshot::{Node, Snapshot, Tunnel};
 use ipnet::Ipv4Net;
 use std::cell::OnceCell;
 use std::net::Ipv4Addr;
 
-/// kube-proxy's cluster CIDR as its rules show it: the negated source of
-/// the `KUBE-MARK-MASQ` jumps in nat `KUBE-SERVICES`.
-pub fn cluster_cidrs(node: &Node) -> Vec<Ipv4Net> {
-    let mut v = Vec::new();
-    let Some(c) = node.ruleset.table(TableName::Nat).and_then(|t| t.chain("KUBE-SERVICES")) else { return v };
-    for r in &c.rules {
-        if matches!(&r.target, Some(Target::Jump(t)) if t == "KUBE-MARK-MASQ") {
-            if let Some(s) = r.src.filter(|s| s.neg) {
-                if !v.contains(&s.value) {
-                    v.push(s.value);
-                }
-            }
-        }
-    }
-    v
-}
-
 /// The pod address space of the snapshot: every node's Calico IP pools
-/// (`cali40all-ipam-pools`) and kube-proxy cluster CIDR, each once, in
-/// node order.
+/// (`cali40all-ipam-pools`) and kube-proxy cluster CIDR (read by the
+/// intent from every layout kube-proxy writes it in), each once, in node
+/// order.
 pub fn pod_space(snap: &Snapshot) -> Vec<Ipv4Net> {
     let mut v: Vec<Ipv4Net> = Vec::new();
     for node in &snap.nodes {
         let intent = Intent::read(&node.ruleset, &node.ipsets, &node.interfaces);
-        for n in intent.ip_pools.into_iter().chain(cluster_cidrs(node)) {
+        for n in intent.ip_pools.into_iter().chain(intent.cluster_cidrs) {
             if !v.contains(&n) {
                 v.push(n);
             }

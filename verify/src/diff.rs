@@ -1183,8 +1183,14 @@ fn branch_fate(b: &Branch) -> String {
         .refusal
         .as_ref()
         .map(|r| {
+            // What the refusing node sent: a TCP reset, or an ICMP error
+            // (`icmp T/C` in the trace).
+            let what = match r.kind.as_deref() {
+                Some(k) if k.starts_with("icmp") => format!("ICMP error ({})", k.trim_start_matches("icmp").trim()),
+                _ => "reset".to_string(),
+            };
             format!(
-                "; reset {}{}",
+                "; {what} {}{}",
                 outcome_word(r.outcome),
                 r.seen_by_client.as_ref().map(|s| format!(" from {}", s.src)).unwrap_or_default()
             )
