@@ -218,6 +218,26 @@ struct Ctx<'a, 'p> {
     passage: &'p mut PassageInfo,
 }
 
+impl<'a, 'p> Ctx<'a, 'p> {
+    /// The state of a passage before its first hook: no connection yet.
+    fn new(passage: &'p mut PassageInfo) -> Self {
+        Ctx {
+            steps: Vec::with_capacity(STEPS_HINT),
+            hits: Vec::with_capacity(STEPS_HINT),
+            hooks: Vec::new(),
+            conn: None,
+            conn_idx: None,
+            reply_dir: false,
+            state: CtStates::INVALID,
+            notrack: false,
+            nexthop: None,
+            related: None,
+            nat_src_new: false,
+            passage,
+        }
+    }
+}
+
 #[derive(Default)]
 struct PassageInfo {
     mark_at_nat_postrouting: Option<u32>,
@@ -624,20 +644,7 @@ impl<'a> NodeModel<'a> {
     pub fn receive(&mut self, mut pkt: Packet, iif: &str, carrier: bool, chooser: &mut dyn Chooser) -> Passage<'a> {
         let mut info = PassageInfo::default();
         let end = {
-            let mut ctx = Ctx {
-                steps: Vec::with_capacity(STEPS_HINT),
-                hits: Vec::with_capacity(STEPS_HINT),
-                hooks: Vec::new(),
-                conn: None,
-                conn_idx: None,
-                reply_dir: false,
-                state: CtStates::INVALID,
-                notrack: false,
-                nexthop: None,
-                related: None,
-                nat_src_new: false,
-                passage: &mut info,
-            };
+            let mut ctx = Ctx::new(&mut info);
             let end = self.receive_inner(&mut pkt, iif, carrier, &mut ctx, chooser);
             let steps = std::mem::take(&mut ctx.steps);
             let hooks = std::mem::take(&mut ctx.hooks);
@@ -765,20 +772,7 @@ impl<'a> NodeModel<'a> {
     pub fn send(&mut self, mut pkt: Packet, carrier: bool, chooser: &mut dyn Chooser) -> Passage<'a> {
         let mut info = PassageInfo::default();
         let (end, steps, hooks) = {
-            let mut ctx = Ctx {
-                steps: Vec::with_capacity(STEPS_HINT),
-                hits: Vec::with_capacity(STEPS_HINT),
-                hooks: Vec::new(),
-                conn: None,
-                conn_idx: None,
-                reply_dir: false,
-                state: CtStates::INVALID,
-                notrack: false,
-                nexthop: None,
-                related: None,
-                nat_src_new: false,
-                passage: &mut info,
-            };
+            let mut ctx = Ctx::new(&mut info);
             let end = self.send_inner(&mut pkt, carrier, &mut ctx, chooser);
             (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
         };
@@ -797,18 +791,9 @@ impl<'a> NodeModel<'a> {
         let mut info = PassageInfo::default();
         let (end, steps, hooks) = {
             let mut ctx = Ctx {
-                steps: Vec::with_capacity(STEPS_HINT),
-                hits: Vec::with_capacity(STEPS_HINT),
-                hooks: Vec::new(),
-                conn: None,
-                conn_idx: None,
-                reply_dir: false,
-                state: CtStates::INVALID,
-                notrack: false,
-                nexthop: None,
                 related: r.conn.clone().map(|(c, reply)| (c, !reply)),
                 nat_src_new: r.with == RejectWith::TcpReset,
-                passage: &mut info,
+                ..Ctx::new(&mut info)
             };
             let end = self.send_inner(&mut pkt, false, &mut ctx, chooser);
             (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
