@@ -703,18 +703,27 @@ fn run_branch<'s>(
                     crate::packet::proto_name(pkt.proto),
                     pkt.dport
                 ));
-                // The receiver's kernel answers a TCP packet with a reset,
-                // a packet of its own that crosses the chains on its way
-                // back (as the reply direction of the connection).
-                if pkt.proto == Proto::TCP {
+                // The receiver's kernel answers with a packet of its own
+                // that crosses the chains on its way back: a TCP reset (the
+                // reply direction of the connection), or, for UDP, an ICMP
+                // port unreachable quoting the datagram from the address it
+                // was sent to (RELATED to its connection).
+                let answer = if pkt.proto == Proto::TCP {
                     let mut rst = pkt.answer();
                     rst.tcp_flags = crate::packet::tcp::RST | crate::packet::tcp::ACK;
-                    let fate = match run.start(&end, rst) {
+                    Some((rst, "rst", "a TCP reset"))
+                } else if pkt.proto == Proto::UDP {
+                    Some((Packet::icmp_error(&pkt, 3, 3, pkt.dst), "icmp 3/3", "an ICMP port unreachable (3/3)"))
+                } else {
+                    None
+                };
+                if let Some((answer, kind, what)) = answer {
+                    let fate = match run.start(&end, answer) {
                         Ok(at) => run.go(at, true, draws),
                         Err(f) => f,
                     };
                     branch.refusal = Some(Reply {
-                        kind: Some("rst".into()),
+                        kind: Some(kind.into()),
                         ..match fate {
                             Fate::Ended(outcome, why) => {
                                 Reply { kind: None, outcome, seen_by_client: None, reason: Some(why) }
@@ -723,13 +732,13 @@ fn run_branch<'s>(
                                 kind: None,
                                 outcome: Outcome::Delivered,
                                 seen_by_client: Some(Seen { src: rp.src_str(), dst: rp.dst_str() }),
-                                reason: Some("a TCP reset".into()),
+                                reason: Some(what.into()),
                             },
                             Fate::Reached(back, rp) => Reply {
                                 kind: None,
                                 outcome: Outcome::ReplyLost,
                                 seen_by_client: None,
-                                reason: Some(format!("the reset went to {}", run.describe(&back, rp.dst).name)),
+                                reason: Some(format!("{what} went to {}", run.describe(&back, rp.dst).name)),
                             },
                         }
                     });
