@@ -489,6 +489,30 @@ fn an_unmodelled_module_makes_only_what_depends_on_it_unknown() {
 /// are pods: `no-pod-masquerade` has pod traffic to check, and
 /// `local-preserves-source` no longer takes a pod (10.244.2.11, reaching
 /// node2's Local NodePort) for an outside client whose source must be kept.
+/// An internalTrafficPolicy Local Service names its endpoints on a node only
+/// in that node's `KUBE-SVL-` chain: hairpin-masquerade still holds each of
+/// them to its own hairpin rule. kube-proxy-cidr's `cache` (endpoint
+/// cache-2 on node2) holds; without its `-s 10.244.2.12/32 -j
+/// KUBE-MARK-MASQ`, the pod reaching its own Service is sent back to itself
+/// unmasqueraded, and the check says so.
+#[test]
+fn hairpin_covers_the_endpoints_only_an_internal_local_chain_names() {
+    let (code, out, err) =
+        natpath(&["check", &corpus("kube-proxy-cidr"), "--invariant", "hairpin-masquerade", "--format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"holds\""), "{out}");
+    let dir = copy_snapshot("kube-proxy-cidr", "itp-hairpin");
+    let f = dir.join("nodes").join("node2").join("iptables-save");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let cut: String = text.lines().filter(|l| !l.contains("-s 10.244.2.12/32 ")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(cut, text, "the hairpin rule was not found");
+    std::fs::write(&f, cut).unwrap();
+    let (code, out, _) = natpath(&["check", dir.to_str().unwrap(), "--invariant", "hairpin-masquerade"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("node2 pod default/cache-2 to default/cache:dns 10.96.0.23:53"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn kube_proxy_alone_its_cluster_cidr_makes_pod_sources_pods() {
     let snap = corpus("kube-proxy-cidr");

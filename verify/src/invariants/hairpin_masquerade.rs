@@ -3,7 +3,8 @@
 //! node (and the DNAT binding) instead of short-circuiting to itself.
 //!
 //! Quantifies over: every node; every pod of cluster.toml on it that is an
-//! endpoint of a service with a cluster IP; every first packet from that pod
+//! endpoint of a service with a cluster IP (its `KUBE-SVC-` chain's, or the
+//! node's `KUBE-SVL-` chain's for an internalTrafficPolicy Local service); every first packet from that pod
 //! (its address, any source port), arriving by its veth, to the service's
 //! cluster IP and port, with every random outcome; restricted to the paths
 //! on which the destination is translated back to the pod itself and the
@@ -34,7 +35,10 @@ pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
         for pod in snap.cluster.pods.iter().filter(|p| p.node == node.name) {
             for s in &services {
                 let Some((cip, cport)) = s.cluster_ip else { continue };
-                if !s.endpoints.iter().any(|e| e.address == pod.address) {
+                // The Service's endpoints, and for an internalTrafficPolicy
+                // Local Service the node's own ones, which only its
+                // `KUBE-SVL-` chain names.
+                if !s.endpoints.iter().chain(&s.local_endpoints).any(|e| e.address == pod.address) {
                     continue;
                 }
                 checked += 1;
