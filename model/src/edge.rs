@@ -26,12 +26,17 @@ use std::net::Ipv4Addr;
 /// intent from every layout kube-proxy writes it in), each once, in node
 /// order.
 pub fn pod_space(snap: &Snapshot) -> Vec<Ipv4Net> {
+    let intents: Vec<Intent> = snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
+    pod_space_of(&intents)
+}
+
+/// [`pod_space`] from the nodes' intents, for a caller that has read them.
+pub fn pod_space_of(intents: &[Intent]) -> Vec<Ipv4Net> {
     let mut v: Vec<Ipv4Net> = Vec::new();
-    for node in &snap.nodes {
-        let intent = Intent::read(&node.ruleset, &node.ipsets, &node.interfaces);
-        for n in intent.ip_pools.into_iter().chain(intent.cluster_cidrs) {
-            if !v.contains(&n) {
-                v.push(n);
+    for i in intents {
+        for n in i.ip_pools.iter().chain(&i.cluster_cidrs) {
+            if !v.contains(n) {
+                v.push(*n);
             }
         }
     }

@@ -687,7 +687,10 @@ fn run_branch<'s>(
                 let what = refusal_name(&refused);
                 let kind = refused.answer().map(|p| answer_kind(&p));
                 run.refusal_walk = true;
-                let fate = run.go(At::Refuse { n, refused: Box::new(refused) }, true, draws);
+                let fate = match run.go(At::Refuse { n, refused: Box::new(refused) }, true, draws) {
+                    Fate::Ended(outcome, why) => Fate::Ended(outcome, format!("{what}: {why}")),
+                    reached => reached,
+                };
                 run.refusal_walk = false;
                 branch.refusal = Some(refusal_reply(&run, fate, from, what, kind));
             }
@@ -711,37 +714,19 @@ fn run_branch<'s>(
                 let answer = if pkt.proto == Proto::TCP {
                     let mut rst = pkt.answer();
                     rst.tcp_flags = crate::packet::tcp::RST | crate::packet::tcp::ACK;
-                    Some((rst, "rst", "a TCP reset"))
+                    Some((rst, "a TCP reset"))
                 } else if pkt.proto == Proto::UDP {
-                    Some((Packet::icmp_error(&pkt, 3, 3, pkt.dst), "icmp 3/3", "an ICMP port unreachable (3/3)"))
+                    Some((Packet::icmp_error(&pkt, 3, 3, pkt.dst), "an ICMP port unreachable (3/3)"))
                 } else {
                     None
                 };
-                if let Some((answer, kind, what)) = answer {
+                if let Some((answer, what)) = answer {
+                    let kind = answer_kind(&answer);
                     let fate = match run.start(&end, answer) {
                         Ok(at) => run.go(at, true, draws),
                         Err(f) => f,
                     };
-                    branch.refusal = Some(Reply {
-                        kind: Some(kind.into()),
-                        ..match fate {
-                            Fate::Ended(outcome, why) => {
-                                Reply { kind: None, outcome, seen_by_client: None, reason: Some(why) }
-                            }
-                            Fate::Reached(back, rp) if back == *from => Reply {
-                                kind: None,
-                                outcome: Outcome::Delivered,
-                                seen_by_client: Some(Seen { src: rp.src_str(), dst: rp.dst_str() }),
-                                reason: Some(what.into()),
-                            },
-                            Fate::Reached(back, rp) => Reply {
-                                kind: None,
-                                outcome: Outcome::ReplyLost,
-                                seen_by_client: None,
-                                reason: Some(format!("{what} went to {}", run.describe(&back, rp.dst).name)),
-                            },
-                        }
-                    });
+                    branch.refusal = Some(refusal_reply(&run, fate, from, what.into(), Some(kind)));
                 }
             } else {
                 branch.outcome = Outcome::Delivered;
@@ -819,12 +804,11 @@ fn answer_kind(p: &Packet) -> String {
     }
 }
 
-/// How a node's answer to a refused packet ended, for the branch's `refusal`.
+/// How the answer to a refused packet (`what`, of `kind`) ended, for the
+/// branch's `refusal`: a REJECT's, or a receiver's where nothing listens.
 fn refusal_reply(run: &Run<'_>, fate: Fate, from: &End, what: String, kind: Option<String>) -> Reply {
     let mut r = match fate {
-        Fate::Ended(outcome, why) => {
-            Reply { kind: None, outcome, seen_by_client: None, reason: Some(format!("{what}: {why}")) }
-        }
+        Fate::Ended(outcome, why) => Reply { kind: None, outcome, seen_by_client: None, reason: Some(why) },
         Fate::Reached(back, rp) if back == *from => Reply {
             kind: None,
             outcome: Outcome::Delivered,

@@ -509,7 +509,7 @@ impl<'s> Prepared<'s> {
     pub(crate) fn new(snap: &'s Snapshot, opts: &CheckOptions) -> Prepared<'s> {
         let intents: Vec<Intent> =
             snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
-        let pod_nets = pod_nets_of(&intents);
+        let pod_nets = natpath_model::edge::pod_space_of(&intents);
         let nodes = Encoder::new(snap, opts.encode).nodes;
         Prepared { intents: std::sync::Arc::new(intents), pod_nets, nodes }
     }
@@ -967,20 +967,6 @@ pub(crate) fn arrival_devs(ne: &NodeEnc<'_>) -> Vec<u16> {
 /// A node's own addresses, loopback aside.
 pub(crate) fn own_addrs(n: &Node) -> Vec<Ipv4Addr> {
     n.interfaces.iter().flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).filter(|a| !a.is_loopback()).collect()
-}
-
-/// The pod networks of [`Checker::pod_nets`], read once: Calico's IP pools
-/// and kube-proxy's cluster CIDR, over every node.
-fn pod_nets_of(intents: &[Intent]) -> Vec<Ipv4Net> {
-    let mut v: Vec<Ipv4Net> = Vec::new();
-    for i in intents {
-        for n in i.ip_pools.iter().chain(&i.cluster_cidrs) {
-            if !v.contains(n) {
-                v.push(*n);
-            }
-        }
-    }
-    v
 }
 
 /// One node passage of a symbolic first packet: the inputs, what the
