@@ -64,7 +64,7 @@ fn kernel_outcome(r: &ProbeResult) -> &'static str {
         // A reset of the probe's own connection, or a destination
         // unreachable quoting the probe (the helper checks both belong to
         // it): what REJECT, a closed port or a failed route sends.
-        (false, Some(k)) if k == "rst" || k.starts_with("icmp 3/") => "rejected",
+        (false, Some(k)) if is_refusal(k) => "rejected",
         // Time exceeded: the packet went round until its TTL ran out.
         (false, Some(k)) if k.starts_with("icmp 11/") => "loop",
         (false, _) => "dropped",
@@ -169,7 +169,7 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
     // A refusal: the kernel's reset or ICMP error that reached the sender
     // (the helper keeps only those of the probe's own connection) against
     // the model's walked answer of the refusing node.
-    let k_refused = result.reply.as_ref().filter(|r| r.kind == "rst" || r.kind.starts_with("icmp 3/"));
+    let k_refused = result.reply.as_ref().filter(|r| is_refusal(&r.kind));
     let m_refused = branch.get("refusal").filter(|r| s(r, &["outcome"]) == Some("delivered"));
     match (k_refused, m_refused) {
         (Some(k), Some(m)) => {
@@ -241,6 +241,13 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
         }
     }
     out
+}
+
+/// Whether an answer the helper reports is a refusal: a reset, or an ICMP
+/// destination unreachable (what REJECT, a closed port or a failed route
+/// sends).
+fn is_refusal(kind: &str) -> bool {
+    kind == "rst" || kind.starts_with("icmp 3/")
 }
 
 #[cfg(test)]
