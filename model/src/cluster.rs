@@ -116,11 +116,32 @@ struct Raw {
 
 /// The line and column of byte `offset` of `text`.
 pub(crate) fn loc_at(text: &str, offset: usize, file: &Arc<str>) -> Loc {
-    let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    let line = before.matches('\n').count().saturating_add(1);
-    let line_start = before.rfind('\n').map_or(0, |i| i.saturating_add(1));
-    let col = before.get(line_start..).map_or(0, |s| s.chars().count()).saturating_add(1);
-    Loc::new(file, u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(col).unwrap_or(u32::MAX))
+    Lines::new(text).loc(offset, file)
+}
+
+/// Where each line of a text starts, to turn many byte offsets into lines
+/// and columns without reading the text again for each (a `cluster.toml`
+/// of a few hundred nodes has tens of thousands of keys).
+pub(crate) struct Lines<'t> {
+    text: &'t str,
+    starts: Vec<usize>,
+}
+
+impl<'t> Lines<'t> {
+    pub(crate) fn new(text: &'t str) -> Lines<'t> {
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i.saturating_add(1))).collect();
+        Lines { text, starts }
+    }
+
+    /// The line and column (in characters, both from 1) of byte `offset`.
+    pub(crate) fn loc(&self, offset: usize, file: &Arc<str>) -> Loc {
+        let offset = offset.min(self.text.len());
+        // The lines that start at or before `offset`: at least the first.
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
+        let col = self.text.get(start..offset).map_or(0, |s| s.chars().count()).saturating_add(1);
+        Loc::new(file, u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(col).unwrap_or(u32::MAX))
+    }
 }
 
 /// Parse `cluster.toml` and check what it can check alone.
@@ -138,10 +159,11 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
     })?;
     let raw: Raw =
         toml::from_str(text).map_err(|e| ParseError::new(Loc::new(&file, 1, 1), lower_first(e.message())))?;
+    let lines = Lines::new(text);
     let locs = |tables: Vec<BTreeMap<String, toml::Spanned<toml::Value>>>| -> Vec<BTreeMap<String, Loc>> {
         tables
             .into_iter()
-            .map(|t| t.into_iter().map(|(k, v)| (k, loc_at(text, v.span().start, &file))).collect())
+            .map(|t| t.into_iter().map(|(k, v)| (k, lines.loc(v.span().start, &file))).collect())
             .collect()
     };
     let keys = KeyLocs { nodes: locs(raw.node), hosts: locs(raw.host), pods: locs(raw.pod) };
@@ -241,5 +263,31 @@ fn lower_first(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_lowercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Line and column by reading the text up to `offset`, as the errors
+    /// were placed before [`Lines`].
+    fn slow(text: &str, offset: usize) -> (u32, u32) {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line as u32, before[start..].chars().count() as u32 + 1)
+    }
+
+    #[test]
+    fn lines_place_every_offset_as_a_scan_of_the_text_does() {
+        let file: Arc<str> = Arc::from("cluster.toml");
+        for text in ["", "\n", "a", "[[node]]\nname = \"é1\"\n\n  lan = \"eth0\"", "x\n\ny\n"] {
+            let lines = Lines::new(text);
+            for offset in (0..=text.len() + 2).filter(|&o| o >= text.len() || text.is_char_boundary(o)) {
+                let loc = lines.loc(offset, &file);
+                assert_eq!((loc.line, loc.column), slow(text, offset), "{text:?} at {offset}");
+            }
+        }
     }
 }
