@@ -46,7 +46,7 @@ pub mod walk;
 
 use crate::encode::packet::Num;
 use natpath_model::loc::Loc;
-use natpath_model::netstate::IpRule;
+use natpath_model::netstate::{IpRule, Route};
 use natpath_model::packet::Hook;
 use natpath_model::ruleset::{Chain, Table, TableName};
 use natpath_model::snapshot::{Node, Snapshot};
@@ -295,6 +295,13 @@ pub struct NodeEnc<'s> {
     effects: HashMap<(TableName, Hook), Option<effects::Effects>>,
     /// The long chains' indexes ([`traverse::Dispatch`]).
     dispatch: HashMap<(TableName, &'s str), traverse::Dispatch>,
+    /// Each routing table's routes in lookup order: longest prefix first,
+    /// then the lowest metric, ties in dump order (sorted once: a node of
+    /// a large cluster has a route per other node).
+    routes: HashMap<u32, Vec<&'s Route>>,
+    /// The snapshot's pods on this node, by the device they are behind
+    /// (the first pod of a device, as the walks take it).
+    pods: HashMap<&'s str, usize>,
 }
 
 impl<'s> NodeEnc<'s> {
@@ -353,7 +360,28 @@ impl<'s> NodeEnc<'s> {
                 }
             }
         }
-        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch }
+        let mut routes: HashMap<u32, Vec<&'s Route>> = HashMap::new();
+        for r in &node.routes {
+            routes.entry(r.table).or_default().push(r);
+        }
+        for v in routes.values_mut() {
+            v.sort_by_key(|r| (std::cmp::Reverse(r.dst.prefix_len()), r.metric));
+        }
+        let mut pods = HashMap::new();
+        for (i, p) in snap.cluster.pods.iter().enumerate().filter(|(_, p)| p.node == node.name) {
+            pods.entry(p.iface.as_str()).or_insert(i);
+        }
+        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch, routes, pods }
+    }
+
+    /// Routing table `table`'s routes in lookup order.
+    pub fn routes(&self, table: u32) -> &[&'s Route] {
+        self.routes.get(&table).map_or(&[], Vec::as_slice)
+    }
+
+    /// The index in the snapshot of the pod behind device `dev` of this node.
+    pub fn pod_behind(&self, dev: &str) -> Option<usize> {
+        self.pods.get(dev).copied()
     }
 
     /// The index of chain `chain` of table `t`, when it is long enough.

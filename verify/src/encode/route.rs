@@ -19,7 +19,7 @@
 //! multipath routes take their first next hop. These err towards the model,
 //! not the kernel; none occurs in the corpus.
 
-use crate::encode::packet::{addr, bv32, eq_bv, in_net, DevTerm};
+use crate::encode::packet::{addr, bv32, eq_bv, in_net, DevTerm, Num};
 use crate::encode::{and2, any, not, or2, NodeEnc};
 use ipnet::Ipv4Net;
 use natpath_model::netstate::{IpRule, Route, RouteType, RuleAction, Scope, TABLE_LOCAL};
@@ -95,12 +95,22 @@ fn rule_selects(node: &NodeEnc<'_>, rule: &IpRule, key: &Key) -> Bool {
 /// The routes of table `table` that can hold `dst`, best first, with the
 /// condition that each is the best match, and the condition that none is.
 pub fn table_cases<'s>(node: &NodeEnc<'s>, table: u32, dst: &BV) -> (Vec<(Bool, &'s Route)>, Bool) {
-    let mut routes: Vec<&'s Route> = node.node.routes.iter().filter(|r| r.table == table).collect();
-    // Longest prefix first, then the lowest metric; ties keep dump order.
-    routes.sort_by_key(|r| (std::cmp::Reverse(r.dst.prefix_len()), r.metric));
+    let routes = node.routes(table);
     let mut out = Vec::new();
+    // A constant destination (most lookups: a Service's endpoint, a node's
+    // address) takes its route without a term per route.
+    if let Some(d) = dst.num() {
+        let hit = routes.iter().find(|r| {
+            let mask = u64::from(u32::from(r.dst.netmask()));
+            d & mask == u64::from(u32::from(r.dst.network()))
+        });
+        return match hit {
+            Some(r) => (vec![(Bool::from_bool(true), *r)], Bool::from_bool(false)),
+            None => (out, Bool::from_bool(true)),
+        };
+    }
     let mut not_yet = Bool::from_bool(true);
-    for r in routes {
+    for &r in routes {
         let hit = in_net(dst, &r.dst);
         if crate::encode::is_false(&hit) {
             continue;

@@ -28,8 +28,8 @@
 
 use crate::encode::conntrack::{Binding, CtCtx};
 use crate::encode::node::{self, Passage};
-use crate::encode::packet::{addr, bv16, bv32, bv8, ite_bv, DevTerm, Flow, FoldEq, State, SymPacket};
-use crate::encode::{and2, any, not, Encoder, Ending, Trail};
+use crate::encode::packet::{addr, bv16, bv32, bv8, ite_bv, DevTerm, Flow, FoldEq, Num, State, SymPacket};
+use crate::encode::{and2, any, not, or2, Encoder, Ending, Trail};
 use natpath_model::snapshot::Tunnel;
 use std::net::Ipv4Addr;
 use z3::ast::{Ast, Bool};
@@ -442,7 +442,7 @@ impl Walker<'_, '_> {
         let snap = self.enc.snap;
         let Some(node) = snap.nodes.get(n) else { return };
         // A pod's veth on this node.
-        if let Some(pi) = snap.cluster.pods.iter().position(|p| p.node == node.name && p.iface == dev) {
+        if let Some(pi) = self.enc.node(n).and_then(|ne| ne.pod_behind(dev)) {
             let Some(pod) = snap.cluster.pods.get(pi) else { return };
             let is = s.pkt.dst.feq(addr(pod.address));
             self.end(and2(&cond, &is), EndKind::Reached(Reached::Pod(pi)), s, format!("delivered to pod {}", pod.name));
@@ -463,22 +463,36 @@ impl Walker<'_, '_> {
             );
             return;
         }
-        let mut taken = Vec::new();
-        for (m, peer) in snap.nodes.iter().enumerate() {
-            let owns = any(&peer.lan_addrs().into_iter().map(|a| nexthop.feq(addr(a))).collect::<Vec<_>>());
-            // lan_owner takes the first node that owns the address.
-            let here = and2(&owns, &not(&any(&taken)));
-            taken.push(owns);
-            let c = and2(&cond, &here);
-            if crate::encode::is_false(&c) {
-                continue;
+        // `taken`: the next hop is an address some node or host before
+        // owns (kept as one disjunction: a cluster has hundreds of nodes).
+        let mut taken = Bool::from_bool(false);
+        if let Some(v) = nexthop.num() {
+            // A constant next hop (a route's gateway, a constant
+            // destination) names its owner without a term per node.
+            let a = Ipv4Addr::from(u32::try_from(v).unwrap_or(0));
+            if let Some(m) = snap.lan_owner(a) {
+                if let Some(peer) = snap.nodes.get(m) {
+                    self.next(m, &peer.lan.clone(), cond.clone(), s, depth, visited);
+                }
+                taken = Bool::from_bool(true);
             }
-            self.next(m, &peer.lan.clone(), c, s, depth, visited);
+        } else {
+            for (m, peer) in snap.nodes.iter().enumerate() {
+                let owns = any(&peer.lan_addrs().into_iter().map(|a| nexthop.feq(addr(a))).collect::<Vec<_>>());
+                // lan_owner takes the first node that owns the address.
+                let here = and2(&owns, &not(&taken));
+                taken = or2(&taken, &owns);
+                let c = and2(&cond, &here);
+                if crate::encode::is_false(&c) {
+                    continue;
+                }
+                self.next(m, &peer.lan.clone(), c, s, depth, visited);
+            }
         }
         for (h, host) in snap.cluster.hosts.iter().enumerate() {
             let a = host.address.addr();
-            let owns = and2(&nexthop.feq(addr(a)), &not(&any(&taken)));
-            taken.push(nexthop.feq(addr(a)));
+            let owns = and2(&nexthop.feq(addr(a)), &not(&taken));
+            taken = or2(&taken, &nexthop.feq(addr(a)));
             let c = and2(&cond, &owns);
             let is_dst = s.pkt.dst.feq(addr(a));
             self.end(
@@ -497,7 +511,7 @@ impl Walker<'_, '_> {
         // Beyond the snapshot: a packet into the overlay's pod address
         // space is lost (the model's walk takes the first such network);
         // anything else goes where the snapshot does not say.
-        let beyond = and2(&cond, &not(&any(&taken)));
+        let beyond = and2(&cond, &not(&taken));
         if crate::encode::is_false(&beyond) {
             return;
         }
