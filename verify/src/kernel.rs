@@ -88,14 +88,27 @@ pub enum L4 {
     Tcp,
     /// UDP: one datagram, and the pod's echo.
     Udp,
+    /// SCTP: one INIT, and the pod's INIT ACK.
+    Sctp,
 }
 
 impl L4 {
-    /// `tcp` or `udp`.
+    /// `tcp`, `udp` or `sctp`.
     pub fn name(self) -> &'static str {
         match self {
             L4::Tcp => "tcp",
             L4::Udp => "udp",
+            L4::Sctp => "sctp",
+        }
+    }
+
+    /// The model's protocol number.
+    pub fn proto(self) -> natpath_model::ruleset::Proto {
+        use natpath_model::ruleset::Proto;
+        match self {
+            L4::Tcp => Proto::TCP,
+            L4::Udp => Proto::UDP,
+            L4::Sctp => Proto::SCTP,
         }
     }
 }
@@ -120,11 +133,12 @@ impl Probe {
     /// Parse `FROM:IP:PORT/PROTO` (e.g. `client:10.0.0.51:32220/tcp`).
     pub fn parse(s: &str) -> Result<Probe, KernelError> {
         let bad = |why: &str| KernelError::BadInput(format!("expected FROM:IP:PORT/PROTO, found `{s}`: {why}"));
-        let (rest, proto) = s.rsplit_once('/').ok_or_else(|| bad("no `/tcp` or `/udp`"))?;
+        let (rest, proto) = s.rsplit_once('/').ok_or_else(|| bad("no `/tcp`, `/udp` or `/sctp`"))?;
         let proto = match proto {
             "tcp" => L4::Tcp,
             "udp" => L4::Udp,
-            _ => return Err(bad("the protocol must be tcp or udp")),
+            "sctp" => L4::Sctp,
+            _ => return Err(bad("the protocol must be tcp, udp or sctp")),
         };
         let (rest, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
         let (from, ip) = rest.rsplit_once(':').ok_or_else(|| bad("no address"))?;
@@ -451,7 +465,10 @@ mod tests {
         assert_eq!(p.to_string(), "client:10.0.0.51:32220/tcp");
         let p = Probe::parse("default/nginx-1:10.96.0.10:53/udp").unwrap();
         assert_eq!(p.from, "default/nginx-1");
-        for bad in ["client:10.0.0.51:32220", "client:10.0.0.51/tcp", ":1.2.3.4:5/tcp", "c:1.2.3.4:0/tcp", "c:x:5/udp"]
+        let p = Probe::parse("client:10.0.0.52:30868/sctp").unwrap();
+        assert_eq!((p.proto, p.proto.proto()), (L4::Sctp, natpath_model::ruleset::Proto::SCTP));
+        assert_eq!(p.to_string(), "client:10.0.0.52:30868/sctp");
+        for bad in ["client:10.0.0.51:32220", "client:10.0.0.51/tcp", "c:1.2.3.4:5/icmp", ":1.2.3.4:5/tcp", "c:1.2.3.4:0/tcp", "c:x:5/udp"]
         {
             assert!(matches!(Probe::parse(bad), Err(KernelError::BadInput(_))), "{bad}");
         }

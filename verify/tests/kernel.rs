@@ -365,10 +365,7 @@ fn corpus_kernel_agrees_with_model() {
         };
         for r in &run.results {
             let p = &r.probe;
-            let proto = match p.proto {
-                kernel::L4::Tcp => natpath_model::ruleset::Proto::TCP,
-                kernel::L4::Udp => natpath_model::ruleset::Proto::UDP,
-            };
+            let proto = p.proto.proto();
             let mp = natpath_model::walk::probe(&snap, &p.from, &p.to.to_string(), proto, p.sport).unwrap();
             let trace = natpath_model::walk::trace(&snap, &mp, &natpath_model::walk::TraceOptions::default()).unwrap();
             let json = serde_json::to_value(&trace).unwrap();

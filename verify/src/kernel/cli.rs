@@ -11,10 +11,9 @@
 //! comments) is used. Output is text, or one JSON document with
 //! `--format json` (schema `natpath.kernel-check/1`).
 
-use super::{compare, KernelError, Options, Probe, L4};
+use super::{compare, KernelError, Options, Probe};
 use crate::cli::{Format, KernelCheckArgs, Ui};
 use crate::report::kernel::{text, Comparison, Report, SCHEMA};
-use natpath_model::ruleset::Proto;
 use natpath_model::walk::{self, TraceOptions};
 use std::path::Path;
 use std::time::Duration;
@@ -25,11 +24,7 @@ fn model_trace(
     p: &Probe,
     opts: &Options,
 ) -> Result<serde_json::Value, String> {
-    let proto = match p.proto {
-        L4::Tcp => Proto::TCP,
-        L4::Udp => Proto::UDP,
-    };
-    let mp = walk::probe(snap, &p.from, &p.to.to_string(), proto, p.sport).map_err(|e| e.0)?;
+    let mp = walk::probe(snap, &p.from, &p.to.to_string(), p.proto.proto(), p.sport).map_err(|e| e.0)?;
     let mut t = TraceOptions::default();
     t.node.carrier_established = !opts.new_carriers;
     // The user-space relay that stands in for tunl0 does not copy marks.

@@ -56,11 +56,11 @@ fn host(addr: &str) -> &str {
 fn kernel_outcome(r: &ProbeResult) -> &'static str {
     let answered = r.reply.as_ref().map(|x| x.kind.as_str());
     match (r.pod().is_some(), answered) {
-        (true, Some("syn-ack" | "udp")) => "delivered",
+        (true, Some("syn-ack" | "udp" | "init-ack")) => "delivered",
         (true, _) => "reply-lost",
         // No pod reported it, yet it was answered: a node's own socket (its
         // `ss-listen`) took it.
-        (false, Some("syn-ack" | "udp")) => "delivered",
+        (false, Some("syn-ack" | "udp" | "init-ack")) => "delivered",
         // A reset of the probe's own connection, or a destination
         // unreachable quoting the probe (the helper checks both belong to
         // it): what REJECT, a closed port or a failed route sends.
@@ -138,7 +138,7 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
             m => out.push(diff("destination seen by the pod", kdst, m.unwrap_or("missing"))),
         }
     }
-    let k_reached = result.reply.as_ref().filter(|r| r.kind == "syn-ack" || r.kind == "udp");
+    let k_reached = result.reply.as_ref().filter(|r| matches!(r.kind.as_str(), "syn-ack" | "udp" | "init-ack"));
     let m_reached = s(branch, &["reply", "outcome"]) == Some("delivered");
     match (k_reached, m_reached) {
         (Some(k), true) => {

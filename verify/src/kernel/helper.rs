@@ -11,15 +11,17 @@
 //!   packet is written to the TUN, so it enters again from tunl0. Unlike the
 //!   kernel's ipip driver, the skb mark is not copied to the outer packet
 //!   (nor from it to the inner one).
-//! - `serve`: a pod's ports (TCP listeners that never accept, UDP echo) and
-//!   raw sockets that report the source and destination of every TCP SYN
-//!   and UDP datagram the pod receives.
+//! - `serve`: a pod's ports (TCP listeners that never accept, UDP echo,
+//!   SCTP ports answered in user space: an INIT gets an INIT ACK) and raw
+//!   sockets that report the source and destination of every TCP SYN, UDP
+//!   datagram and SCTP INIT the pod receives.
 //! - `probe`: one TCP SYN (raw socket: no retransmission, the caller drops
-//!   the RST the sender's kernel would answer the SYN-ACK with) or one UDP
-//!   datagram, then the first answer that belongs to it (a SYN-ACK or RST
-//!   of its own four addresses and ports, a UDP datagram to its socket, an
-//!   ICMP error quoting its protocol, source address and port; redirects
-//!   are skipped) with its real source, within a deadline. A send refused
+//!   the RST the sender's kernel would answer the SYN-ACK with), one UDP
+//!   datagram or one SCTP INIT, then the first answer that belongs to it (a
+//!   SYN-ACK or RST of its own four addresses and ports, a UDP datagram to
+//!   its socket, an INIT ACK or ABORT of its ports and tag, an ICMP error
+//!   quoting its protocol, source address and port; redirects are skipped)
+//!   with its real source, within a deadline. A send refused
 //!   with EPERM (a rule of the sender's own OUTPUT hook dropped or
 //!   rejected it) is not a failure: the probe still waits for the ICMP
 //!   error a REJECT there sends back.
@@ -206,6 +208,36 @@ fn serve(args: &[String]) -> Result<(), String> {
             }
         });
     }
+    let sctp: Vec<u16> = values(args, "--sctp").into_iter().map(|p| parse(p, "a port")).collect::<Result<_, _>>()?;
+    // SCTP: this kernel has no SCTP stack, so the pod speaks the first two
+    // chunks itself: an INIT to a port it listens on is reported and
+    // answered with an INIT ACK (conntrack sees a real handshake start).
+    // The raw socket also keeps the kernel from answering SCTP with an
+    // ICMP protocol unreachable; an INIT to another port gets no answer.
+    {
+        let raw = raw_socket(wire::PROTO_SCTP)?;
+        raw.bind(&SockAddr::from(SocketAddrV4::new(addr, 0))).map_err(|e| format!("binding the SCTP socket: {e}"))?;
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            let mut tag: u32 = 0x7e57_0001;
+            while let Ok(n) = (&raw).read(&mut buf) {
+                let pkt = buf.get(..n).unwrap_or(&[]);
+                let Some(h) = wire::ip(pkt) else { continue };
+                let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
+                let (Some((sp, dp)), Some((wire::SCTP_INIT, _))) = (wire::ports(l4), wire::sctp_first_chunk(l4)) else {
+                    continue;
+                };
+                if h.dst != addr || !sctp.contains(&dp) {
+                    continue;
+                }
+                emit(json!({"ev": "sctp-init", "src": sa(h.src, sp), "dst": sa(h.dst, dp)}));
+                tag = tag.wrapping_add(1);
+                if let Some(ack) = wire::sctp_init_ack(l4, tag) {
+                    let _ = raw.send_to(&ack, &SockAddr::from(SocketAddrV4::new(h.src, 0)));
+                }
+            }
+        });
+    }
     for proto in [wire::PROTO_TCP, wire::PROTO_UDP] {
         let raw = raw_socket(proto)?;
         std::thread::spawn(move || {
@@ -240,6 +272,7 @@ fn serve(args: &[String]) -> Result<(), String> {
 enum Answer {
     Tcp(Ip, u16, u16, u8),
     Udp(SocketAddrV4, SocketAddrV4),
+    Sctp(Ip, u16, u16, u8),
     Icmp(Ip, wire::IcmpError),
 }
 
@@ -260,7 +293,8 @@ fn probe(args: &[String]) -> Result<(), String> {
     let l4 = match proto {
         "tcp" => wire::PROTO_TCP,
         "udp" => wire::PROTO_UDP,
-        other => return Err(format!("expected tcp or udp after `--proto`, found `{other}`")),
+        "sctp" => wire::PROTO_SCTP,
+        other => return Err(format!("expected tcp, udp or sctp after `--proto`, found `{other}`")),
     };
     let (tx, rx) = mpsc::channel::<Answer>();
     let icmp = raw_socket(wire::PROTO_ICMP)?;
@@ -349,7 +383,38 @@ fn probe(args: &[String]) -> Result<(), String> {
                 }
             });
         }
-        other => return Err(format!("expected tcp or udp after `--proto`, found `{other}`")),
+        "sctp" => {
+            let raw = raw_socket(wire::PROTO_SCTP)?;
+            raw.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+            let tag = u32::try_from(started.elapsed().as_nanos() % u128::from(u32::MAX)).unwrap_or(1) ^ 0x5c7b_0001;
+            let init = wire::sctp_init(sport, dst.port(), tag);
+            let tag = tag.max(1);
+            match raw.send_to(&init, &SockAddr::from(SocketAddrV4::new(*dst.ip(), 0))) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => refused_here = true,
+                Err(e) => return Err(format!("sending the INIT: {e}")),
+            }
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while Instant::now() < deadline {
+                    let Ok(n) = (&raw).read(&mut buf) else { continue };
+                    let pkt = buf.get(..n).unwrap_or(&[]);
+                    let Some(h) = wire::ip(pkt) else { continue };
+                    let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
+                    let (Some((sp, dp)), Some((chunk, vtag))) = (wire::ports(l4), wire::sctp_first_chunk(l4)) else {
+                        continue;
+                    };
+                    // The probe's own association: its addresses, ports and tag.
+                    let ours = h.dst == src && dp == sport && h.src == *dst.ip() && sp == dst.port() && vtag == tag;
+                    if ours && (chunk == wire::SCTP_INIT_ACK || chunk == wire::SCTP_ABORT) {
+                        let _ = tx.send(Answer::Sctp(h, sp, dp, chunk));
+                        return;
+                    }
+                }
+            });
+        }
+        other => return Err(format!("expected tcp, udp or sctp after `--proto`, found `{other}`")),
     }
     drop(tx);
     let answer = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
@@ -357,6 +422,10 @@ fn probe(args: &[String]) -> Result<(), String> {
     let reply = match answer {
         Ok(Answer::Tcp(h, sp, dp, f)) => {
             let kind = if f & wire::RST != 0 { "rst" } else { "syn-ack" };
+            json!({"kind": kind, "src": sa(h.src, sp), "dst": sa(h.dst, dp)})
+        }
+        Ok(Answer::Sctp(h, sp, dp, chunk)) => {
+            let kind = if chunk == wire::SCTP_ABORT { "abort" } else { "init-ack" };
             json!({"kind": kind, "src": sa(h.src, sp), "dst": sa(h.dst, dp)})
         }
         Ok(Answer::Udp(from, to)) => json!({"kind": "udp", "src": from.to_string(), "dst": to.to_string()}),

@@ -785,7 +785,7 @@ impl Lab {
                 direct.iter().filter(|(d, _, _)| *d == i).map(|(_, pr, po)| (pr.clone(), *po)).collect();
             let mut args = vec!["serve".to_string(), "--addr".into(), p.address.to_string()];
             for (proto, port) in pod_ports(dumps, i, &extra) {
-                if proto == "tcp" || proto == "udp" {
+                if proto == "tcp" || proto == "udp" || proto == "sctp" {
                     args.push(format!("--{proto}"));
                     args.push(port.to_string());
                 }

@@ -163,7 +163,11 @@ pub(crate) fn run_probe(
     let mut tunnel = Vec::new();
     let settle = if reply.is_some() { Duration::from_millis(150) } else { Duration::from_millis(100) };
     let mut end = Instant::now() + settle;
-    let want_ev = if probe.proto == L4::Tcp { "tcp-syn" } else { "udp" };
+    let want_ev = match probe.proto {
+        L4::Tcp => "tcp-syn",
+        L4::Udp => "udp",
+        L4::Sctp => "sctp-init",
+    };
     // Bounded by `settle`.
     loop {
         let left = end.saturating_duration_since(Instant::now());
