@@ -468,8 +468,14 @@ mod tests {
         let p = Probe::parse("client:10.0.0.52:30868/sctp").unwrap();
         assert_eq!((p.proto, p.proto.proto()), (L4::Sctp, natpath_model::ruleset::Proto::SCTP));
         assert_eq!(p.to_string(), "client:10.0.0.52:30868/sctp");
-        for bad in ["client:10.0.0.51:32220", "client:10.0.0.51/tcp", "c:1.2.3.4:5/icmp", ":1.2.3.4:5/tcp", "c:1.2.3.4:0/tcp", "c:x:5/udp"]
-        {
+        for bad in [
+            "client:10.0.0.51:32220",
+            "client:10.0.0.51/tcp",
+            "c:1.2.3.4:5/icmp",
+            ":1.2.3.4:5/tcp",
+            "c:1.2.3.4:0/tcp",
+            "c:x:5/udp",
+        ] {
             assert!(matches!(Probe::parse(bad), Err(KernelError::BadInput(_))), "{bad}");
         }
     }

@@ -276,6 +276,43 @@ enum Answer {
     Icmp(Ip, wire::IcmpError),
 }
 
+/// Send `pkt` (`what`, an L4 packet of protocol `proto`) to `dst` from a
+/// raw socket and read that socket, until `deadline`, for the first packet
+/// `answer` takes as the answer; it goes to `tx`. `Ok(true)` when the send
+/// was refused with EPERM: a rule of the sender's own OUTPUT hook dropped or
+/// rejected it (a REJECT there answers with an ICMP error to ourselves,
+/// which the ICMP reader still catches); any other failure is an error.
+fn raw_exchange(
+    proto: u8,
+    pkt: &[u8],
+    what: &str,
+    dst: SocketAddrV4,
+    deadline: Instant,
+    tx: mpsc::Sender<Answer>,
+    answer: impl Fn(Ip, &[u8]) -> Option<Answer> + Send + 'static,
+) -> Result<bool, String> {
+    let raw = raw_socket(proto)?;
+    raw.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+    let refused = match raw.send_to(pkt, &SockAddr::from(SocketAddrV4::new(*dst.ip(), 0))) {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => true,
+        Err(e) => return Err(format!("sending {what}: {e}")),
+    };
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            let Ok(n) = (&raw).read(&mut buf) else { continue };
+            let pkt = buf.get(..n).unwrap_or(&[]);
+            let Some(h) = wire::ip(pkt) else { continue };
+            if let Some(a) = answer(h, pkt.get(h.header_len..).unwrap_or(&[])) {
+                let _ = tx.send(a);
+                return;
+            }
+        }
+    });
+    Ok(refused)
+}
+
 fn probe(args: &[String]) -> Result<(), String> {
     let proto = value(args, "--proto")?;
     let dst: SocketAddrV4 = parse(value(args, "--dst")?, "IP:PORT")?;
@@ -333,36 +370,16 @@ fn probe(args: &[String]) -> Result<(), String> {
     let mut refused_here = false;
     match proto {
         "tcp" => {
-            let raw = raw_socket(wire::PROTO_TCP)?;
-            raw.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
             let seq = u32::try_from(started.elapsed().as_nanos() % u128::from(u32::MAX)).unwrap_or(1) ^ 0x5eed_1234;
             let syn = wire::tcp_syn(src, *dst.ip(), sport, dst.port(), seq);
-            // EPERM: a rule of the sender's own OUTPUT hook refused the
-            // SYN (a REJECT there answers with an ICMP error to ourselves,
-            // which the ICMP reader still catches); anything else is a failure.
-            match raw.send_to(&syn, &SockAddr::from(SocketAddrV4::new(*dst.ip(), 0))) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => refused_here = true,
-                Err(e) => return Err(format!("sending the SYN: {e}")),
-            }
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while Instant::now() < deadline {
-                    let Ok(n) = (&raw).read(&mut buf) else { continue };
-                    let pkt = buf.get(..n).unwrap_or(&[]);
-                    let Some(h) = wire::ip(pkt) else { continue };
-                    let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
-                    let (Some((sp, dp)), Some(f)) = (wire::ports(l4), wire::tcp_flags(l4)) else { continue };
-                    let synack = f & (wire::SYN | wire::ACK) == wire::SYN | wire::ACK;
-                    // The probe's own connection: its four addresses and ports.
-                    let ours = h.dst == src && dp == sport && h.src == *dst.ip() && sp == dst.port();
-                    if ours && (synack || f & wire::RST != 0) {
-                        let _ = tx.send(Answer::Tcp(h, sp, dp, f));
-                        return;
-                    }
-                }
-            });
+            refused_here = raw_exchange(wire::PROTO_TCP, &syn, "the SYN", dst, deadline, tx.clone(), move |h, l4| {
+                let (sp, dp) = wire::ports(l4)?;
+                let f = wire::tcp_flags(l4)?;
+                let synack = f & (wire::SYN | wire::ACK) == wire::SYN | wire::ACK;
+                // The probe's own connection: its four addresses and ports.
+                let ours = h.dst == src && dp == sport && h.src == *dst.ip() && sp == dst.port();
+                (ours && (synack || f & wire::RST != 0)).then_some(Answer::Tcp(h, sp, dp, f))
+            })?;
         }
         "udp" => {
             let sock = UdpSocket::bind((src, sport)).map_err(|e| format!("binding udp/{sport}: {e}"))?;
@@ -384,35 +401,18 @@ fn probe(args: &[String]) -> Result<(), String> {
             });
         }
         "sctp" => {
-            let raw = raw_socket(wire::PROTO_SCTP)?;
-            raw.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
-            let tag = u32::try_from(started.elapsed().as_nanos() % u128::from(u32::MAX)).unwrap_or(1) ^ 0x5c7b_0001;
+            let tag =
+                (u32::try_from(started.elapsed().as_nanos() % u128::from(u32::MAX)).unwrap_or(1) ^ 0x5c7b_0001).max(1);
             let init = wire::sctp_init(sport, dst.port(), tag);
-            let tag = tag.max(1);
-            match raw.send_to(&init, &SockAddr::from(SocketAddrV4::new(*dst.ip(), 0))) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => refused_here = true,
-                Err(e) => return Err(format!("sending the INIT: {e}")),
-            }
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while Instant::now() < deadline {
-                    let Ok(n) = (&raw).read(&mut buf) else { continue };
-                    let pkt = buf.get(..n).unwrap_or(&[]);
-                    let Some(h) = wire::ip(pkt) else { continue };
-                    let l4 = pkt.get(h.header_len..).unwrap_or(&[]);
-                    let (Some((sp, dp)), Some((chunk, vtag))) = (wire::ports(l4), wire::sctp_first_chunk(l4)) else {
-                        continue;
-                    };
+            refused_here =
+                raw_exchange(wire::PROTO_SCTP, &init, "the INIT", dst, deadline, tx.clone(), move |h, l4| {
+                    let (sp, dp) = wire::ports(l4)?;
+                    let (chunk, vtag) = wire::sctp_first_chunk(l4)?;
                     // The probe's own association: its addresses, ports and tag.
                     let ours = h.dst == src && dp == sport && h.src == *dst.ip() && sp == dst.port() && vtag == tag;
-                    if ours && (chunk == wire::SCTP_INIT_ACK || chunk == wire::SCTP_ABORT) {
-                        let _ = tx.send(Answer::Sctp(h, sp, dp, chunk));
-                        return;
-                    }
-                }
-            });
+                    (ours && (chunk == wire::SCTP_INIT_ACK || chunk == wire::SCTP_ABORT))
+                        .then_some(Answer::Sctp(h, sp, dp, chunk))
+                })?;
         }
         other => return Err(format!("expected tcp, udp or sctp after `--proto`, found `{other}`")),
     }
