@@ -231,3 +231,22 @@ fn a_packet_out_of_a_veth_no_pod_stands_behind_is_unknown() {
     assert!(verdict_line(&out, "nodeport-reachable").contains("unknown"), "{out}");
     assert!(out.contains("node1 sends it out of `cali583c2cee4e2`, which the snapshot does not describe"), "{out}");
 }
+
+#[test]
+fn a_tunnel_carrier_handed_to_the_lan_gateway_is_unknown_in_both() {
+    // node1 reaches node2's LAN address through the gateway: the IPIP
+    // carrier (outer destination 10.0.0.52, not a pod address) leaves the
+    // snapshot, so the inner packet's fate is unknown in trace, and check
+    // must not call the carrier lost.
+    let c = Copy::of("seed-ipip-remote", "carrier-gw");
+    c.edit("node1", "ip-route", |t| t.replacen('\n', "\n10.0.0.52 via 10.0.0.1 dev ens192\n", 1));
+    let (code, out, err) = c.trace();
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("branch 1/1 (probability 1): unknown\n"), "{out}");
+    assert!(out.contains("node1 sends it out of `ens192` to 10.0.0.1, which the snapshot does not describe"), "{out}");
+    let (code, out, err) = c.check("nodeport-reachable");
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(verdict_line(&out, "nodeport-reachable").contains("unknown"), "{out}");
+    assert!(out.contains("the IPIP carrier from node1 to node2 cannot be followed: "), "{out}");
+    assert!(!out.contains("violated") && !out.contains("is lost"), "{out}");
+}

@@ -389,7 +389,23 @@ impl Walker<'_, '_> {
         if let Some(o) = sent.out() {
             let lan_v = self.enc.node(n).map(|x| x.dev_value(&x.node.lan)).unwrap_or(0);
             let to_peer = peer_node.lan_addrs().into_iter().map(|a| o.nexthop.feq(addr(a))).collect::<Vec<_>>();
-            let ok = and2(&and2(&o.flow.cond, &o.oif.is(lan_v)), &any(&to_peer)).simplify();
+            let direct = and2(&o.oif.is(lan_v), &any(&to_peer));
+            let ok = and2(&o.flow.cond, &direct).simplify();
+            // A carrier that leaves some other way (through a gateway, out
+            // of another device) goes where this walk does not follow it;
+            // the model's walk ends it there too, at the snapshot's edge
+            // (its outer destination is a node's address, never a pod's).
+            let elsewhere = and2(&o.flow.cond, &not(&direct)).simplify();
+            if !crate::encode::is_false(&elsewhere) {
+                unknown.push(Ending {
+                    cond: elsewhere,
+                    reason: format!(
+                        "it leaves {} for {outer_dst} by another way than its LAN straight to {}",
+                        self.enc.snap.nodes.get(n).map(|x| x.name.as_str()).unwrap_or("?"),
+                        peer_node.name
+                    ),
+                });
+            }
             arrived = ok;
             outer_in = Some(o.flow.state.clone());
         }
