@@ -85,19 +85,37 @@ pub enum NodeEnd {
     Unknown(String),
 }
 
-/// A packet a REJECT rule refused, as the rule saw it: the node answers it
-/// with a packet of its own ([`NodeModel::send_refusal`]).
+/// Who refused a packet the node answers with a packet of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedBy {
+    /// A REJECT rule (its `--reject-with`).
+    Rule,
+    /// The routing decision for a received packet (`ip_error`): no route
+    /// (net unreachable), an `unreachable` route (host unreachable), a
+    /// `prohibit` route or rule (administratively prohibited), an
+    /// `unreachable` policy rule (net unreachable).
+    Route,
+}
+
+/// A packet the node refused, as the refusal saw it: a REJECT rule or a
+/// failed route. The node answers it with a packet of its own
+/// ([`NodeModel::send_refusal`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    /// The refused packet at the rule.
+    /// The refused packet at the rule or the routing decision.
     pub packet: Packet,
-    /// What the rule answers with.
+    /// What the node answers with (for a route, the ICMP code `ip_error`
+    /// sends, in REJECT's words).
     pub with: RejectWith,
-    /// The hook of the rule.
+    /// The hook of the rule; for a route, PREROUTING (routing follows it).
     pub hook: Hook,
-    /// The refused packet was addressed to the node itself (its input
-    /// route is local): the ICMP error then comes from that address.
-    pub local: bool,
+    /// Who refused it.
+    pub by: RefusedBy,
+    /// The ICMP error's source address: the refused destination when it
+    /// is the node's own, the input device's address under
+    /// `icmp_errors_use_inbound_ifaddr`, else unspecified (routing
+    /// chooses it as for any packet the node sends).
+    pub src: Ipv4Addr,
     /// The refused packet's connection (not confirmed: it never will be),
     /// and whether the packet was its reply direction.
     pub conn: Option<(Conn, bool)>,
@@ -106,7 +124,8 @@ pub struct Refused {
 impl Refused {
     /// The node's answer: an ICMP destination unreachable quoting the
     /// refused packet, or a TCP reset of its connection; `None` for
-    /// `tcp-reset` of a packet that is not TCP (the kernel sends nothing).
+    /// `tcp-reset` of a packet that is not TCP, and for an ICMP error
+    /// about an ICMP error (the kernel sends nothing).
     pub fn answer(&self) -> Option<Packet> {
         let p = &self.packet;
         let code = match self.with {
@@ -127,7 +146,11 @@ impl Refused {
             RejectWith::HostProhibited => 10,
             RejectWith::AdminProhibited => 13,
         };
-        Some(Packet::icmp_error(p, 3, code, if self.local { p.dst } else { Ipv4Addr::UNSPECIFIED }))
+        // icmp_send never answers an ICMP error with another.
+        if p.is_icmp_error() {
+            return None;
+        }
+        Some(Packet::icmp_error(p, 3, code, self.src))
     }
 }
 
@@ -381,11 +404,13 @@ impl<'a> NodeModel<'a> {
             let v = self.run(t, hook, pkt, ctx, iif, oif, local_origin, chooser);
             if let Some(end) = self.end_of(&v, hook, t, &ctx.steps) {
                 if let Verdict::Reject { with, .. } = v {
+                    let src = self.icmp_error_src(pkt, if local_origin { None } else { iif });
                     ctx.passage.refused = Some(Refused {
                         packet: pkt.clone(),
                         with,
                         hook,
-                        local: self.st.fib.is_local(pkt.dst),
+                        by: RefusedBy::Rule,
+                        src,
                         conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
                     });
                 }
@@ -566,12 +591,15 @@ impl<'a> NodeModel<'a> {
         }
         if let Some(quoted) = pkt.inner.as_deref().filter(|_| pkt.is_icmp_error()) {
             // An ICMP error belongs to the connection of the packet it
-            // quotes, in the other direction; without one it is INVALID.
-            match self.ct.find(quoted) {
+            // quotes, in the other direction: conntrack looks the quoted
+            // tuple up inverted (the quote is the packet as it left, after
+            // this node's translation, so only its inverse is one of the
+            // connection's tuples); without one it is INVALID.
+            match self.ct.find_tuple(&crate::conntrack::Tuple::of(quoted).inverse()) {
                 Some((i, reply)) => {
                     ctx.conn = self.ct.conns.get(i).cloned();
                     ctx.conn_idx = Some(i);
-                    ctx.reply_dir = !reply;
+                    ctx.reply_dir = reply;
                     ctx.state = CtStates::RELATED;
                 }
                 None => {
@@ -684,7 +712,8 @@ impl<'a> NodeModel<'a> {
         }
         let key = FlowKey { dst: pkt.dst, src: Some(pkt.src), mark: pkt.mark, iif: Some(iif), oif: None };
         let Some(hit) = self.st.fib.lookup(&key) else {
-            return NodeEnd::Rejected(format!("no route to {} on {} (ICMP net unreachable)", pkt.dst, self.node.name));
+            let why = format!("no route to {} on {}", pkt.dst, self.node.name);
+            return self.route_refusal(pkt, ctx, iif, RejectWith::NetUnreachable, why);
         };
         match hit.kind {
             RouteType::Unicast => {}
@@ -697,12 +726,16 @@ impl<'a> NodeModel<'a> {
                 ))
             }
             RouteType::Unreachable | RouteType::Prohibit => {
-                return NodeEnd::Rejected(format!(
-                    "rejected on {} by the {:?} route {}",
-                    self.node.name,
-                    hit.kind,
-                    route_str(&hit)
-                ))
+                // fib_props: an `unreachable` route fails with
+                // EHOSTUNREACH, a `prohibit` route or rule with EACCES; an
+                // `unreachable` rule (fib4_rule_action) with ENETUNREACH.
+                let with = match (hit.kind, hit.route.is_some()) {
+                    (RouteType::Prohibit, _) => RejectWith::AdminProhibited,
+                    (_, true) => RejectWith::HostUnreachable,
+                    (_, false) => RejectWith::NetUnreachable,
+                };
+                let why = format!("rejected on {} by the {:?} route {}", self.node.name, hit.kind, route_str(&hit));
+                return self.route_refusal(pkt, ctx, iif, with, why);
             }
             other => return NodeEnd::Unknown(format!("route type {other:?} on {} is not modelled", self.node.name)),
         }
@@ -729,6 +762,46 @@ impl<'a> NodeModel<'a> {
             return end;
         }
         self.postrouting(pkt, ctx, &dev, nexthop, false, ch)
+    }
+
+    /// A received packet the routing decision refused (`ip_error`): the
+    /// node answers with an ICMP destination unreachable of code `with`
+    /// (a packet of its own, [`Self::send_refusal`]), unless it does not
+    /// forward at all, when the packet is dropped without a word.
+    fn route_refusal(&self, pkt: &Packet, ctx: &mut Ctx<'a, '_>, iif: &str, with: RejectWith, why: String) -> NodeEnd {
+        if !self.st.fib.sysctl().ip_forward() {
+            return NodeEnd::Dropped(format!("{why}; net.ipv4.ip_forward is 0, so no ICMP error is sent"));
+        }
+        ctx.passage.refused = Some(Refused {
+            packet: pkt.clone(),
+            with,
+            hook: Hook::Prerouting,
+            by: RefusedBy::Route,
+            src: self.icmp_error_src(pkt, Some(iif)),
+            conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
+        });
+        let what = match with {
+            RejectWith::NetUnreachable => "net unreachable",
+            RejectWith::HostUnreachable => "host unreachable",
+            _ => "administratively prohibited",
+        };
+        NodeEnd::Rejected(format!("{why} (ICMP {what})"))
+    }
+
+    /// The source of an ICMP error about `pkt` (`__icmp_send`): its
+    /// destination when that is the node's own; for a packet that came in
+    /// by `input_dev`, that device's address when
+    /// `net.ipv4.icmp_errors_use_inbound_ifaddr` is on; else unspecified,
+    /// for routing to choose.
+    fn icmp_error_src(&self, pkt: &Packet, input_dev: Option<&str>) -> Ipv4Addr {
+        if self.st.fib.is_local(pkt.dst) {
+            return pkt.dst;
+        }
+        let inbound = self.st.fib.sysctl().int("net.ipv4.icmp_errors_use_inbound_ifaddr").unwrap_or(0) != 0;
+        match input_dev {
+            Some(dev) if inbound => self.st.fib.select_src(dev, pkt.src).unwrap_or(Ipv4Addr::UNSPECIFIED),
+            _ => Ipv4Addr::UNSPECIFIED,
+        }
     }
 
     fn postrouting(
@@ -779,10 +852,11 @@ impl<'a> NodeModel<'a> {
         passage(end, steps, hooks, info)
     }
 
-    /// The node's answer to a packet a REJECT refused here (see
-    /// [`Refused::answer`]), sent as a packet of its own: OUTPUT and
-    /// POSTROUTING, attached to the refused packet's connection (RELATED,
-    /// measured). nat does not run its table for an ICMP error (conntrack
+    /// The node's answer to a packet a REJECT or a failed route refused
+    /// here (see [`Refused::answer`]), sent as a packet of its own: OUTPUT
+    /// and POSTROUTING, attached to the refused packet's connection
+    /// (RELATED, measured for both: `icmp_send` attaches every ICMP error
+    /// to the connection of the packet it quotes). nat does not run its table for an ICMP error (conntrack
     /// only rewrites it by the connection's bindings); for a reset it runs
     /// POSTROUTING's, as the refused packet never reached a source
     /// translation (measured). `None` when the rule sends nothing.

@@ -294,7 +294,7 @@ enum At {
     Send { n: usize, pkt: Packet, carrier: bool },
     /// Reached a host, pod or node as its final receiver.
     Reached { end: End, pkt: Packet },
-    /// Node `n`'s answer to a packet a REJECT refused there.
+    /// Node `n`'s answer to a packet a REJECT or a failed route refused there.
     Refuse { n: usize, refused: Box<Refused> },
 }
 
@@ -306,7 +306,7 @@ struct Run<'s> {
     hops: usize,
     max_hops: usize,
     keep_mark: bool,
-    /// The last packet a REJECT refused, and its node.
+    /// The last packet a REJECT or a failed route refused, and its node.
     refused: Option<(usize, Refused)>,
     /// The packets walked are a node's answers to a refused packet.
     refusal_walk: bool,
@@ -366,7 +366,7 @@ impl<'s> Run<'s> {
                     };
                     match m.send_refusal(&refused, ch) {
                         Some(p) => (n, p, false),
-                        None => return Fate::Ended(Outcome::Dropped, "the rule sends nothing back".into()),
+                        None => return Fate::Ended(Outcome::Dropped, "nothing is sent back".into()),
                     }
                 }
             };
@@ -785,7 +785,7 @@ fn run_branch<'s>(
     branch
 }
 
-/// In words, what a REJECT answers with.
+/// In words, what a REJECT or a failed route answers with.
 fn refusal_name(r: &Refused) -> String {
     match r.answer() {
         Some(p) if p.proto == Proto::ICMP => format!("an ICMP destination unreachable ({}/{})", p.icmp.0, p.icmp.1),

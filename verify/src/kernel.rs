@@ -314,9 +314,17 @@ pub fn run_observed(
         .collect();
     let mut lab = lab::Lab::build(&dumps, opts, helper, &direct)?;
     let mut results = Vec::new();
+    let mut pace = RouteErrorPace::new();
     for (i, p) in probes.iter().enumerate() {
         progress(i + 1, &format!("probe {p}"));
+        if let Some(waited) = pace.before() {
+            lab.notes.push(format!(
+                "waited {:.2} s before probe {p}: the kernel rate-limits the ICMP errors of failed routes per sender (ip_error: a burst of 5, then one a second), and earlier probes met failed routes",
+                waited.as_secs_f64()
+            ));
+        }
         results.push(probe::run_probe(&mut lab, &dumps, p, opts, i == 0)?);
+        pace.after();
     }
     progress(probes.len() + 1, "removing the namespaces");
     let setup_ms = ms(lab.setup);
@@ -331,6 +339,75 @@ pub fn run_observed(
         setup_ms,
         teardown_ms: ms(t.elapsed()),
         notes,
+    })
+}
+
+/// `ip_error` answers a failed route with an ICMP error only while the
+/// sender's token bucket (per namespace and source address, in the
+/// inetpeer cache) holds a token: a burst of 5, then one a second
+/// (`net.ipv4.route.error_burst`/`error_cost`, which exist in the initial
+/// namespace only, so the lab cannot turn the limit off as it does
+/// `icmp_ratelimit`; measured: the sixth error in a row is not sent).
+/// Each probe may meet one failed route per node; how many it met is read
+/// from the kernel's `in_no_route` statistic (every CPU, every namespace:
+/// other traffic only makes the count larger). The bucket is kept as if
+/// every one of them hit the same sender on the same node, and a probe
+/// waits until it holds a token: the kernel's answer never depends on the
+/// probes before it.
+struct RouteErrorPace {
+    tokens: f64,
+    at: std::time::Instant,
+    before: Option<u64>,
+}
+
+const ROUTE_ERROR_BURST: f64 = 5.0;
+
+impl RouteErrorPace {
+    fn new() -> Self {
+        RouteErrorPace { tokens: ROUTE_ERROR_BURST, at: std::time::Instant::now(), before: None }
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64()).min(ROUTE_ERROR_BURST);
+        self.at = now;
+    }
+
+    /// Wait, if needed, until a token is sure to be there; how long.
+    fn before(&mut self) -> Option<std::time::Duration> {
+        self.refill();
+        let waited = (self.tokens < 1.0).then(|| {
+            // A margin over the kernel's jiffies.
+            let d = std::time::Duration::from_secs_f64(1.0 - self.tokens + 0.05);
+            std::thread::sleep(d);
+            self.refill();
+            d
+        });
+        self.before = in_no_route();
+        waited
+    }
+
+    /// Take the tokens the probe's failed routes may have used.
+    fn after(&mut self) {
+        self.refill();
+        let used = match (self.before, in_no_route()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            // Unreadable: assume the worst.
+            _ => u64::MAX,
+        };
+        self.tokens = (self.tokens - used.min(8) as f64).max(0.0);
+    }
+}
+
+/// The sum over CPUs of `in_no_route` in `/proc/net/stat/rt_cache` (hex
+/// columns, one line per CPU after the header).
+fn in_no_route() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/stat/rt_cache").ok()?;
+    let mut lines = text.lines();
+    let col = lines.next()?.split_whitespace().position(|h| h == "in_no_route")?;
+    lines.try_fold(0u64, |sum, l| {
+        let v = u64::from_str_radix(l.split_whitespace().nth(col)?, 16).ok()?;
+        Some(sum.wrapping_add(v))
     })
 }
 

@@ -393,3 +393,47 @@ fn corpus_kernel_agrees_with_model() {
     assert!(failures.is_empty(), "kernel and model disagree:\n{}", failures.join("\n"));
     assert_root_unchanged(&before);
 }
+
+/// The model's trace of `probe` on `dir` against the kernel's result.
+fn model_differences(dir: &Path, r: &ProbeResult) -> Vec<kernel::Difference> {
+    let snap = natpath_model::snapshot::load(dir).unwrap();
+    let p = &r.probe;
+    let proto = match p.proto {
+        kernel::L4::Tcp => natpath_model::ruleset::Proto::TCP,
+        kernel::L4::Udp => natpath_model::ruleset::Proto::UDP,
+    };
+    let mp = natpath_model::walk::probe(&snap, &p.from, &p.to.to_string(), proto, p.sport).unwrap();
+    let trace = natpath_model::walk::trace(&snap, &mp, &natpath_model::walk::TraceOptions::default()).unwrap();
+    kernel::compare(r, &serde_json::to_value(&trace).unwrap())
+}
+
+/// Failed routes (issue 13): node1 (or node2, for the remote case) cannot
+/// route the NodePort's DNATed SYN; the kernel answers with the ICMP error
+/// `ip_error` chooses (or nothing for a blackhole), from node1's LAN
+/// address, and the model agrees on the outcome, the answer and every
+/// counter, the error's own OUTPUT/POSTROUTING passage included.
+#[test]
+fn failed_routes_answer_like_the_kernel() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let mut failures = Vec::new();
+    for (tag, edit, want) in common::route_cases() {
+        let s = common::Scratch::of("seed-ipip-remote", &format!("kernel-route-{tag}"));
+        edit(&s);
+        let Some(run) = run(&s.0, &["client:10.0.0.51:32220/tcp"]) else { return };
+        let r = &run.results[0];
+        assert!(r.pod().is_none(), "{tag}: no pod gets the SYN");
+        match (want, r.reply.as_ref()) {
+            (Some(kind), Some(reply)) => {
+                assert_eq!((reply.kind.as_str(), reply.src.as_str()), (kind, "10.0.0.51"), "{tag}");
+            }
+            (None, None) => {}
+            (w, got) => panic!("{tag}: expected {w:?}, the kernel answered {got:?}"),
+        }
+        let d = model_differences(&s.0, r);
+        println!("{tag}: {} difference(s)", d.len());
+        failures.extend(d.iter().map(|d| format!("{tag}: {d}")));
+    }
+    assert!(failures.is_empty(), "kernel and model disagree:\n{}", failures.join("\n"));
+    assert_root_unchanged(&before);
+}
