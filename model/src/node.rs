@@ -154,6 +154,29 @@ impl Refused {
     }
 }
 
+/// A packet the node forwards out of the interface it came in by, to a
+/// next hop on the sender's own link: the kernel tells the sender with an
+/// ICMP redirect (5/1, host) sent before the FORWARD hook, and forwards the
+/// packet all the same ([`NodeModel::send_redirect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The redirected packet as routing saw it.
+    pub packet: Packet,
+    /// The better next hop the redirect names.
+    pub gateway: Ipv4Addr,
+    /// The packet's connection and whether the packet was its reply direction.
+    pub conn: Option<(Conn, bool)>,
+    /// The connection was confirmed before this packet (its NAT is done).
+    pub confirmed: bool,
+}
+
+impl Redirect {
+    /// The ICMP redirect quoting the packet (its source chosen by routing).
+    pub fn message(&self) -> Packet {
+        Packet::icmp_error(&self.packet, 5, 1, Ipv4Addr::UNSPECIFIED)
+    }
+}
+
 /// What one passage produced.
 #[derive(Debug, Clone)]
 pub struct Passage<'a> {
@@ -175,6 +198,8 @@ pub struct Passage<'a> {
     pub hooks: Vec<Hook>,
     /// The packet a REJECT refused, when one ended the passage.
     pub refused: Option<Refused>,
+    /// The ICMP redirect the node sends because of this packet.
+    pub redirect: Option<Redirect>,
 }
 
 /// What does not change while packets cross a node: its dumps, its
@@ -238,6 +263,10 @@ struct Ctx<'a, 'p> {
     /// nat POSTROUTING runs its table for this RELATED packet: its
     /// connection never had a source translation decided (a REJECT's reset).
     nat_src_new: bool,
+    /// nat drops this packet where it would rewrite it: an ICMP redirect
+    /// about a connection whose NAT is not done or that has one
+    /// (`nf_nat_icmp_reply_translation`).
+    nat_drops: bool,
     passage: &'p mut PassageInfo,
 }
 
@@ -256,6 +285,7 @@ impl<'a, 'p> Ctx<'a, 'p> {
             nexthop: None,
             related: None,
             nat_src_new: false,
+            nat_drops: false,
             passage,
         }
     }
@@ -269,6 +299,7 @@ struct PassageInfo {
     snat: Option<(Packet, Packet, bool)>,
     sport_random: bool,
     refused: Option<Refused>,
+    redirect: Option<Redirect>,
 }
 
 /// Steps a passage usually records (a kube-proxy + Calico NodePort SYN
@@ -396,6 +427,12 @@ impl<'a> NodeModel<'a> {
         ctx.hooks.push(hook);
         for &t in tables {
             if t == TableName::Nat {
+                if ctx.nat_drops {
+                    return HookEnd::Stop(NodeEnd::Dropped(format!(
+                        "the ICMP redirect is dropped by nat on {} ({hook}): the connection it is about has a translation or is not translated yet",
+                        self.node.name
+                    )));
+                }
                 if let Some(end) = self.nat(hook, pkt, ctx, iif, oif, local_origin, chooser) {
                     return HookEnd::Stop(end);
                 }
@@ -749,6 +786,14 @@ impl<'a> NodeModel<'a> {
             return NodeEnd::Unknown(format!("route {} on {} has no device", route_str(&hit), self.node.name));
         };
         let nexthop = hit.nexthop(pkt.dst);
+        if dev == iif && self.sends_redirect(pkt, iif, hit.gateway) {
+            ctx.passage.redirect = Some(Redirect {
+                packet: pkt.clone(),
+                gateway: nexthop,
+                conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
+                confirmed: ctx.conn_idx.is_some(),
+            });
+        }
         if let HookEnd::Stop(end) = self.run_hook(
             Hook::Forward,
             &[TableName::Mangle, TableName::Filter, TableName::Security],
@@ -802,6 +847,67 @@ impl<'a> NodeModel<'a> {
             Some(dev) if inbound => self.st.fib.select_src(dev, pkt.src).unwrap_or(Ipv4Addr::UNSPECIFIED),
             _ => Ipv4Addr::UNSPECIFIED,
         }
+    }
+
+    /// Whether the kernel sends an ICMP redirect for `pkt`, which leaves by
+    /// `dev`, the device it came in by, towards gateway `gw` (none: direct)
+    /// (`__mkroute_input`, `ip_forward`): `send_redirects` is on for the
+    /// device (`all` or its own), the route back to the sender is direct on
+    /// that device (`fib_validate_source` says so by returning 1), and the
+    /// medium is shared (`shared_media`, on by default) or the sender and
+    /// the gateway share one of the device's subnets; never about an ICMP
+    /// error.
+    fn sends_redirect(&self, pkt: &Packet, dev: &str, gw: Option<Ipv4Addr>) -> bool {
+        if pkt.is_icmp_error() {
+            return false;
+        }
+        let sysctl = self.st.fib.sysctl();
+        let conf = |key: &str| -> bool {
+            let dev_v = sysctl
+                .int(&format!("net.ipv4.conf.{dev}.{key}"))
+                .or_else(|| sysctl.int(&format!("net.ipv4.conf.default.{key}")));
+            sysctl.int(&format!("net.ipv4.conf.all.{key}")).unwrap_or(1) != 0 || dev_v.unwrap_or(1) != 0
+        };
+        if !conf("send_redirects") {
+            return false;
+        }
+        let back = FlowKey { dst: pkt.src, src: Some(pkt.dst), mark: 0, iif: Some(dev), oif: None };
+        let direct = self
+            .st
+            .fib
+            .lookup(&back)
+            .is_some_and(|h| h.kind == RouteType::Unicast && h.dev == Some(dev) && h.gateway.is_none());
+        if !direct {
+            return false;
+        }
+        let onlink = || {
+            let Some(i) = self.st.fib.interface(dev) else { return false };
+            i.addrs.iter().any(|a| a.addr.contains(&pkt.src) && gw.is_none_or(|g| a.addr.contains(&g)))
+        };
+        conf("shared_media") || onlink()
+    }
+
+    /// The ICMP redirect a forwarded packet made the node send (see
+    /// [`Redirect`]), as a packet of its own: OUTPUT and POSTROUTING,
+    /// attached to the packet's connection (RELATED). When the node has a
+    /// nat table, nat drops it at OUTPUT unless the connection was
+    /// confirmed before without any translation (measured: raw and mangle
+    /// OUTPUT count it, filter OUTPUT and POSTROUTING do not).
+    pub fn send_redirect(&mut self, r: &Redirect, chooser: &mut dyn Chooser) -> Passage<'a> {
+        let mut pkt = r.message();
+        let has_nat = self.st.tables.iter().any(|t| t.table.name == TableName::Nat);
+        let translated = r.conn.as_ref().is_some_and(|(c, _)| c.snat || c.dnat);
+        let mut info = PassageInfo::default();
+        let (end, steps, hooks) = {
+            let mut ctx = Ctx {
+                related: r.conn.clone().map(|(c, reply)| (c, !reply)),
+                nat_drops: has_nat && r.conn.is_some() && (!r.confirmed || translated),
+                ..Ctx::new(&mut info)
+            };
+            let end = self.send_inner(&mut pkt, false, &mut ctx, chooser);
+            (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
+        };
+        passage(end, steps, hooks, info)
     }
 
     fn postrouting(
@@ -972,6 +1078,7 @@ fn passage(end: NodeEnd, steps: Vec<NodeStep<'_>>, hooks: Vec<Hook>, info: Passa
         sport_random: info.sport_random,
         hooks,
         refused: info.refused,
+        redirect: info.redirect,
     }
 }
 

@@ -79,6 +79,9 @@ pub enum PacketKind {
     Refusal,
     /// Its tunnel encapsulation.
     RefusalOuter,
+    /// A node's ICMP redirect to the sender of a packet it forwards out of
+    /// the interface it came in by (the packet itself goes on).
+    Redirect,
 }
 
 /// One rule (or chain policy) that took effect.

@@ -24,7 +24,7 @@
 
 use crate::edge::Edge;
 use crate::loc::Loc;
-use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage, Refused};
+use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage, Redirect, Refused};
 use crate::packet::Packet;
 use crate::ruleset::Proto;
 use crate::snapshot::{Node, Snapshot, Tunnel};
@@ -296,6 +296,8 @@ enum At {
     Reached { end: End, pkt: Packet },
     /// Node `n`'s answer to a packet a REJECT or a failed route refused there.
     Refuse { n: usize, refused: Box<Refused> },
+    /// Node `n`'s ICMP redirect about a packet it forwards.
+    Redirect { n: usize, redirect: Box<Redirect> },
 }
 
 struct Run<'s> {
@@ -310,6 +312,8 @@ struct Run<'s> {
     refused: Option<(usize, Refused)>,
     /// The packets walked are a node's answers to a refused packet.
     refusal_walk: bool,
+    /// The packets walked are a node's ICMP redirect.
+    redirect_walk: bool,
     edge: Rc<Edge<'s>>,
 }
 
@@ -369,8 +373,15 @@ impl<'s> Run<'s> {
                         None => return Fate::Ended(Outcome::Dropped, "nothing is sent back".into()),
                     }
                 }
+                At::Redirect { n, redirect } => {
+                    let Some(m) = self.models.get_mut(n) else {
+                        return Fate::Ended(Outcome::Unknown, "internal: node index".into());
+                    };
+                    (n, m.send_redirect(&redirect, ch), false)
+                }
             };
             let kind = match (self.refusal_walk, reply, carrier) {
+                _ if self.redirect_walk => PacketKind::Redirect,
                 (true, _, false) => PacketKind::Refusal,
                 (true, _, true) => PacketKind::RefusalOuter,
                 (false, false, false) => PacketKind::Forward,
@@ -381,6 +392,18 @@ impl<'s> Run<'s> {
             self.record(n, &passage, kind);
             if let Some(r) = passage.refused {
                 self.refused = Some((n, r));
+            }
+            if let Some(r) = passage.redirect {
+                // The redirect is a packet of its own, sent before the
+                // forwarded packet's FORWARD hook; the packet goes on.
+                // What happens to it does not change the packet's fate, nor
+                // which refusal the branch answers with.
+                let (hops, walking, refused) = (self.hops, self.redirect_walk, self.refused.take());
+                self.redirect_walk = true;
+                let _ = self.go(At::Redirect { n, redirect: Box::new(r) }, true, ch);
+                self.redirect_walk = walking;
+                self.hops = hops;
+                self.refused = refused;
             }
             let Some(node) = self.snap.nodes.get(n) else {
                 return Fate::Ended(Outcome::Unknown, "internal: node index".into());
@@ -642,6 +665,7 @@ fn run_branch<'s>(
         keep_mark: opts.ipip_keeps_mark,
         refused: None,
         refusal_walk: false,
+        redirect_walk: false,
         edge: Rc::clone(edge),
     };
     let src = match *from {

@@ -315,6 +315,7 @@ pub fn run_observed(
     let mut lab = lab::Lab::build(&dumps, opts, helper, &direct)?;
     let mut results = Vec::new();
     let mut pace = RouteErrorPace::new();
+    let mut redirects = RedirectPace::default();
     for (i, p) in probes.iter().enumerate() {
         progress(i + 1, &format!("probe {p}"));
         if let Some(waited) = pace.before() {
@@ -323,8 +324,20 @@ pub fn run_observed(
                 waited.as_secs_f64()
             ));
         }
+        if let Some(waited) = redirects.before() {
+            lab.notes.push(format!(
+                "waited {:.2} s before probe {p}: the kernel backs off ICMP redirects per sender (ip_rt_send_redirect: the next one only 20 ms << n after the n-th)",
+                waited.as_secs_f64()
+            ));
+        }
+        if redirects.probes == REDIRECT_NUMBER + 1 {
+            lab.notes.push(format!(
+                "from probe {p} on, the kernel may have stopped sending ICMP redirects to a sender it sent {REDIRECT_NUMBER} already (none until 20 s without redirected packets): a node that forwards a packet out of the device it came in by may then count less in raw and mangle OUTPUT than the model says"
+            ));
+        }
         results.push(probe::run_probe(&mut lab, &dumps, p, opts, i == 0)?);
         pace.after();
+        redirects.after();
     }
     progress(probes.len() + 1, "removing the namespaces");
     let setup_ms = ms(lab.setup);
@@ -396,6 +409,44 @@ impl RouteErrorPace {
             _ => u64::MAX,
         };
         self.tokens = (self.tokens - used.min(8) as f64).max(0.0);
+    }
+}
+
+/// `ip_rt_send_redirect` sends a sender its first ICMP redirect at once
+/// and the next only once `20 ms << n` passed since the n-th was sent, up to
+/// 9; then none until 20 s without redirected packets (per namespace and
+/// sender, `net.ipv4.route.redirect_*`, initial namespace only). The lab
+/// starts with none sent; the pace assumes every probe made every node
+/// redirect one sender, and waits before a probe until the next redirect
+/// is sure to be sent; past the ninth it can only say so.
+#[derive(Default)]
+struct RedirectPace {
+    /// Probes started so far.
+    probes: u32,
+    last: Option<std::time::Instant>,
+}
+
+/// The redirects `ip_rt_send_redirect` sends a sender before it stops.
+const REDIRECT_NUMBER: u32 = 9;
+
+impl RedirectPace {
+    fn before(&mut self) -> Option<std::time::Duration> {
+        let n = self.probes;
+        self.probes += 1;
+        let last = self.last?;
+        if n >= REDIRECT_NUMBER {
+            return None;
+        }
+        // A margin over the kernel's jiffies.
+        let need = std::time::Duration::from_millis((20u64 << n) + 20);
+        let wait = need.checked_sub(last.elapsed())?;
+        std::thread::sleep(wait);
+        Some(wait)
+    }
+
+    /// A probe ended: any redirect it made was sent before now.
+    fn after(&mut self) {
+        self.last = Some(std::time::Instant::now());
     }
 }
 

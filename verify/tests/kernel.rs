@@ -437,3 +437,29 @@ fn failed_routes_answer_like_the_kernel() {
     assert!(failures.is_empty(), "kernel and model disagree:\n{}", failures.join("\n"));
     assert_root_unchanged(&before);
 }
+
+/// An ICMP redirect (issue 13): node1 forwards the DNATed SYN back out of
+/// ens192; the kernel's redirect to the client counts in node1's raw and
+/// mangle OUTPUT and is dropped by nat there. The model agrees on every
+/// counter; without the redirect it would miss raw OUTPUT's.
+#[test]
+fn a_redirect_counts_like_the_kernel() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let s = common::Scratch::of("seed-ipip-remote", "kernel-redirect");
+    common::redirect_case(&s);
+    let Some(run) = run(&s.0, &["client:10.0.0.51:32220/tcp"]) else { return };
+    show(&run);
+    let r = &run.results[0];
+    assert!(r.pod().is_some(), "the SYN still reaches the pod");
+    // The redirect is node1's only packet of its own.
+    assert_eq!(rules(r, "node1", "raw", "OUTPUT"), vec![(None, 1), (Some(1), 1)]);
+    assert!(rules(r, "node1", "filter", "OUTPUT").is_empty(), "nat dropped it before filter");
+    let d = model_differences(&s.0, r);
+    assert!(
+        d.is_empty(),
+        "kernel and model disagree:\n{}",
+        d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+    );
+    assert_root_unchanged(&before);
+}

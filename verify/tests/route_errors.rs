@@ -168,3 +168,45 @@ fn an_icmp_error_is_never_answered_with_another() {
     assert_eq!(err.icmp, (3, 1));
     assert!(refused(err).answer().is_none(), "an ICMP error about an ICMP error");
 }
+
+/// ICMP redirects: node1 forwards the DNATed SYN out of ens192, the
+/// device it came in by, to a gateway on the client's link. The kernel sends
+/// the client a redirect before the FORWARD hook (raw and mangle OUTPUT
+/// count it) and nat drops it at OUTPUT (the connection's NAT is not done),
+/// so filter OUTPUT and POSTROUTING never see it; the SYN goes on.
+#[test]
+fn a_packet_forwarded_back_out_its_device_makes_an_icmp_redirect() {
+    let s = Scratch::of("seed-ipip-remote", "redirect");
+    common::redirect_case(&s);
+    let t = trace(&s, "client", "10.0.0.51:32220");
+    let b = &t["branches"][0];
+    assert_eq!(b["outcome"], "delivered", "{b}");
+    let redirect = steps(b, "redirect");
+    assert_eq!(
+        redirect,
+        vec![
+            "node1 OUTPUT raw OUTPUT #1",
+            "node1 OUTPUT raw cali-OUTPUT #1",
+            "node1 OUTPUT raw cali-OUTPUT #2",
+            "node1 OUTPUT raw OUTPUT #policy",
+            "node1 OUTPUT mangle OUTPUT #policy",
+        ],
+        "{b}"
+    );
+    // The reply comes back from node2 (not on the client's link as seen
+    // from node1: its route back to the pod has a gateway): no redirect.
+    assert_eq!(b["reply"]["outcome"], "delivered", "{b}");
+    // With send_redirects off (all and the device), no redirect.
+    s.edit("node1", "sysctl", |t| {
+        t.lines()
+            .filter(|l| !l.contains("send_redirects"))
+            .map(|l| format!("{l}\n"))
+            .chain([
+                "net.ipv4.conf.all.send_redirects = 0\n".into(),
+                "net.ipv4.conf.ens192.send_redirects = 0\n".into(),
+            ])
+            .collect()
+    });
+    let t = trace(&s, "client", "10.0.0.51:32220");
+    assert!(steps(&t["branches"][0], "redirect").is_empty());
+}

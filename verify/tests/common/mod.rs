@@ -141,3 +141,16 @@ pub fn route_cases() -> Vec<RouteCase> {
         ),
     ]
 }
+
+/// node1 routes node2's pod block over the LAN instead of the tunnel: the
+/// NodePort's DNATed SYN from the client leaves ens192, the device it came
+/// in by, to a gateway on the client's link, so node1 sends the client an
+/// ICMP redirect (and forwards the SYN).
+pub fn redirect_case(s: &Scratch) {
+    s.replace_line(
+        "node1",
+        "ip-route",
+        "192.168.233.128/26 via 10.0.0.52 dev tunl0",
+        Some("192.168.233.128/26 via 10.0.0.52 dev ens192 proto bird"),
+    );
+}
