@@ -150,7 +150,13 @@ pub struct Table {
 impl Table {
     /// The connection a packet belongs to and whether it is a reply.
     pub fn find(&self, p: &Packet) -> Option<(usize, bool)> {
-        let t = Tuple::of(p);
+        self.find_tuple(&Tuple::of(p))
+    }
+
+    /// The connection with tuple `t` in either direction, and whether `t`
+    /// is its reply tuple.
+    pub fn find_tuple(&self, t: &Tuple) -> Option<(usize, bool)> {
+        let t = *t;
         self.conns.iter().enumerate().find_map(|(i, c)| {
             if c.orig == t {
                 Some((i, false))

@@ -85,19 +85,37 @@ pub enum NodeEnd {
     Unknown(String),
 }
 
-/// A packet a REJECT rule refused, as the rule saw it: the node answers it
-/// with a packet of its own ([`NodeModel::send_refusal`]).
+/// Who refused a packet the node answers with a packet of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedBy {
+    /// A REJECT rule (its `--reject-with`).
+    Rule,
+    /// The routing decision for a received packet (`ip_error`): no route
+    /// (net unreachable), an `unreachable` route (host unreachable), a
+    /// `prohibit` route or rule (administratively prohibited), an
+    /// `unreachable` policy rule (net unreachable).
+    Route,
+}
+
+/// A packet the node refused, as the refusal saw it: a REJECT rule or a
+/// failed route. The node answers it with a packet of its own
+/// ([`NodeModel::send_refusal`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    /// The refused packet at the rule.
+    /// The refused packet at the rule or the routing decision.
     pub packet: Packet,
-    /// What the rule answers with.
+    /// What the node answers with (for a route, the ICMP code `ip_error`
+    /// sends, in REJECT's words).
     pub with: RejectWith,
-    /// The hook of the rule.
+    /// The hook of the rule; for a route, PREROUTING (routing follows it).
     pub hook: Hook,
-    /// The refused packet was addressed to the node itself (its input
-    /// route is local): the ICMP error then comes from that address.
-    pub local: bool,
+    /// Who refused it.
+    pub by: RefusedBy,
+    /// The ICMP error's source address: the refused destination when it
+    /// is the node's own, the input device's address under
+    /// `icmp_errors_use_inbound_ifaddr`, else unspecified (routing
+    /// chooses it as for any packet the node sends).
+    pub src: Ipv4Addr,
     /// The refused packet's connection (not confirmed: it never will be),
     /// and whether the packet was its reply direction.
     pub conn: Option<(Conn, bool)>,
@@ -106,7 +124,8 @@ pub struct Refused {
 impl Refused {
     /// The node's answer: an ICMP destination unreachable quoting the
     /// refused packet, or a TCP reset of its connection; `None` for
-    /// `tcp-reset` of a packet that is not TCP (the kernel sends nothing).
+    /// `tcp-reset` of a packet that is not TCP, and for an ICMP error
+    /// about an ICMP error (the kernel sends nothing).
     pub fn answer(&self) -> Option<Packet> {
         let p = &self.packet;
         let code = match self.with {
@@ -127,7 +146,34 @@ impl Refused {
             RejectWith::HostProhibited => 10,
             RejectWith::AdminProhibited => 13,
         };
-        Some(Packet::icmp_error(p, 3, code, if self.local { p.dst } else { Ipv4Addr::UNSPECIFIED }))
+        // icmp_send never answers an ICMP error with another.
+        if p.is_icmp_error() {
+            return None;
+        }
+        Some(Packet::icmp_error(p, 3, code, self.src))
+    }
+}
+
+/// A packet the node forwards out of the interface it came in by, to a
+/// next hop on the sender's own link: the kernel tells the sender with an
+/// ICMP redirect (5/1, host) sent before the FORWARD hook, and forwards the
+/// packet all the same ([`NodeModel::send_redirect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The redirected packet as routing saw it.
+    pub packet: Packet,
+    /// The better next hop the redirect names.
+    pub gateway: Ipv4Addr,
+    /// The packet's connection and whether the packet was its reply direction.
+    pub conn: Option<(Conn, bool)>,
+    /// The connection was confirmed before this packet (its NAT is done).
+    pub confirmed: bool,
+}
+
+impl Redirect {
+    /// The ICMP redirect quoting the packet (its source chosen by routing).
+    pub fn message(&self) -> Packet {
+        Packet::icmp_error(&self.packet, 5, 1, Ipv4Addr::UNSPECIFIED)
     }
 }
 
@@ -152,6 +198,8 @@ pub struct Passage<'a> {
     pub hooks: Vec<Hook>,
     /// The packet a REJECT refused, when one ended the passage.
     pub refused: Option<Refused>,
+    /// The ICMP redirect the node sends because of this packet.
+    pub redirect: Option<Redirect>,
 }
 
 /// What does not change while packets cross a node: its dumps, its
@@ -215,6 +263,10 @@ struct Ctx<'a, 'p> {
     /// nat POSTROUTING runs its table for this RELATED packet: its
     /// connection never had a source translation decided (a REJECT's reset).
     nat_src_new: bool,
+    /// nat drops this packet where it would rewrite it: an ICMP redirect
+    /// about a connection whose NAT is not done or that has one
+    /// (`nf_nat_icmp_reply_translation`).
+    nat_drops: bool,
     passage: &'p mut PassageInfo,
 }
 
@@ -233,6 +285,7 @@ impl<'a, 'p> Ctx<'a, 'p> {
             nexthop: None,
             related: None,
             nat_src_new: false,
+            nat_drops: false,
             passage,
         }
     }
@@ -246,6 +299,7 @@ struct PassageInfo {
     snat: Option<(Packet, Packet, bool)>,
     sport_random: bool,
     refused: Option<Refused>,
+    redirect: Option<Redirect>,
 }
 
 /// Steps a passage usually records (a kube-proxy + Calico NodePort SYN
@@ -373,6 +427,12 @@ impl<'a> NodeModel<'a> {
         ctx.hooks.push(hook);
         for &t in tables {
             if t == TableName::Nat {
+                if ctx.nat_drops {
+                    return HookEnd::Stop(NodeEnd::Dropped(format!(
+                        "the ICMP redirect is dropped by nat on {} ({hook}): the connection it is about has a translation or is not translated yet",
+                        self.node.name
+                    )));
+                }
                 if let Some(end) = self.nat(hook, pkt, ctx, iif, oif, local_origin, chooser) {
                     return HookEnd::Stop(end);
                 }
@@ -381,11 +441,13 @@ impl<'a> NodeModel<'a> {
             let v = self.run(t, hook, pkt, ctx, iif, oif, local_origin, chooser);
             if let Some(end) = self.end_of(&v, hook, t, &ctx.steps) {
                 if let Verdict::Reject { with, .. } = v {
+                    let src = self.icmp_error_src(pkt, if local_origin { None } else { iif });
                     ctx.passage.refused = Some(Refused {
                         packet: pkt.clone(),
                         with,
                         hook,
-                        local: self.st.fib.is_local(pkt.dst),
+                        by: RefusedBy::Rule,
+                        src,
                         conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
                     });
                 }
@@ -566,12 +628,15 @@ impl<'a> NodeModel<'a> {
         }
         if let Some(quoted) = pkt.inner.as_deref().filter(|_| pkt.is_icmp_error()) {
             // An ICMP error belongs to the connection of the packet it
-            // quotes, in the other direction; without one it is INVALID.
-            match self.ct.find(quoted) {
+            // quotes, in the other direction: conntrack looks the quoted
+            // tuple up inverted (the quote is the packet as it left, after
+            // this node's translation, so only its inverse is one of the
+            // connection's tuples); without one it is INVALID.
+            match self.ct.find_tuple(&crate::conntrack::Tuple::of(quoted).inverse()) {
                 Some((i, reply)) => {
                     ctx.conn = self.ct.conns.get(i).cloned();
                     ctx.conn_idx = Some(i);
-                    ctx.reply_dir = !reply;
+                    ctx.reply_dir = reply;
                     ctx.state = CtStates::RELATED;
                 }
                 None => {
@@ -684,7 +749,8 @@ impl<'a> NodeModel<'a> {
         }
         let key = FlowKey { dst: pkt.dst, src: Some(pkt.src), mark: pkt.mark, iif: Some(iif), oif: None };
         let Some(hit) = self.st.fib.lookup(&key) else {
-            return NodeEnd::Rejected(format!("no route to {} on {} (ICMP net unreachable)", pkt.dst, self.node.name));
+            let why = format!("no route to {} on {}", pkt.dst, self.node.name);
+            return self.route_refusal(pkt, ctx, iif, RejectWith::NetUnreachable, why);
         };
         match hit.kind {
             RouteType::Unicast => {}
@@ -697,12 +763,16 @@ impl<'a> NodeModel<'a> {
                 ))
             }
             RouteType::Unreachable | RouteType::Prohibit => {
-                return NodeEnd::Rejected(format!(
-                    "rejected on {} by the {:?} route {}",
-                    self.node.name,
-                    hit.kind,
-                    route_str(&hit)
-                ))
+                // fib_props: an `unreachable` route fails with
+                // EHOSTUNREACH, a `prohibit` route or rule with EACCES; an
+                // `unreachable` rule (fib4_rule_action) with ENETUNREACH.
+                let with = match (hit.kind, hit.route.is_some()) {
+                    (RouteType::Prohibit, _) => RejectWith::AdminProhibited,
+                    (_, true) => RejectWith::HostUnreachable,
+                    (_, false) => RejectWith::NetUnreachable,
+                };
+                let why = format!("rejected on {} by the {:?} route {}", self.node.name, hit.kind, route_str(&hit));
+                return self.route_refusal(pkt, ctx, iif, with, why);
             }
             other => return NodeEnd::Unknown(format!("route type {other:?} on {} is not modelled", self.node.name)),
         }
@@ -716,6 +786,14 @@ impl<'a> NodeModel<'a> {
             return NodeEnd::Unknown(format!("route {} on {} has no device", route_str(&hit), self.node.name));
         };
         let nexthop = hit.nexthop(pkt.dst);
+        if dev == iif && self.sends_redirect(pkt, iif, hit.gateway) {
+            ctx.passage.redirect = Some(Redirect {
+                packet: pkt.clone(),
+                gateway: nexthop,
+                conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
+                confirmed: ctx.conn_idx.is_some(),
+            });
+        }
         if let HookEnd::Stop(end) = self.run_hook(
             Hook::Forward,
             &[TableName::Mangle, TableName::Filter, TableName::Security],
@@ -729,6 +807,107 @@ impl<'a> NodeModel<'a> {
             return end;
         }
         self.postrouting(pkt, ctx, &dev, nexthop, false, ch)
+    }
+
+    /// A received packet the routing decision refused (`ip_error`): the
+    /// node answers with an ICMP destination unreachable of code `with`
+    /// (a packet of its own, [`Self::send_refusal`]), unless it does not
+    /// forward at all, when the packet is dropped without a word.
+    fn route_refusal(&self, pkt: &Packet, ctx: &mut Ctx<'a, '_>, iif: &str, with: RejectWith, why: String) -> NodeEnd {
+        if !self.st.fib.sysctl().ip_forward() {
+            return NodeEnd::Dropped(format!("{why}; net.ipv4.ip_forward is 0, so no ICMP error is sent"));
+        }
+        ctx.passage.refused = Some(Refused {
+            packet: pkt.clone(),
+            with,
+            hook: Hook::Prerouting,
+            by: RefusedBy::Route,
+            src: self.icmp_error_src(pkt, Some(iif)),
+            conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
+        });
+        let what = match with {
+            RejectWith::NetUnreachable => "net unreachable",
+            RejectWith::HostUnreachable => "host unreachable",
+            _ => "administratively prohibited",
+        };
+        NodeEnd::Rejected(format!("{why} (ICMP {what})"))
+    }
+
+    /// The source of an ICMP error about `pkt` (`__icmp_send`): its
+    /// destination when that is the node's own; for a packet that came in
+    /// by `input_dev`, that device's address when
+    /// `net.ipv4.icmp_errors_use_inbound_ifaddr` is on; else unspecified,
+    /// for routing to choose.
+    fn icmp_error_src(&self, pkt: &Packet, input_dev: Option<&str>) -> Ipv4Addr {
+        if self.st.fib.is_local(pkt.dst) {
+            return pkt.dst;
+        }
+        let inbound = self.st.fib.sysctl().int("net.ipv4.icmp_errors_use_inbound_ifaddr").unwrap_or(0) != 0;
+        match input_dev {
+            Some(dev) if inbound => self.st.fib.select_src(dev, pkt.src).unwrap_or(Ipv4Addr::UNSPECIFIED),
+            _ => Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
+    /// Whether the kernel sends an ICMP redirect for `pkt`, which leaves by
+    /// `dev`, the device it came in by, towards gateway `gw` (none: direct)
+    /// (`__mkroute_input`, `ip_forward`): `send_redirects` is on for the
+    /// device (`all` or its own), the route back to the sender is direct on
+    /// that device (`fib_validate_source` says so by returning 1), and the
+    /// medium is shared (`shared_media`, on by default) or the sender and
+    /// the gateway share one of the device's subnets; never about an ICMP
+    /// error.
+    fn sends_redirect(&self, pkt: &Packet, dev: &str, gw: Option<Ipv4Addr>) -> bool {
+        if pkt.is_icmp_error() {
+            return false;
+        }
+        let sysctl = self.st.fib.sysctl();
+        let conf = |key: &str| -> bool {
+            let dev_v = sysctl
+                .int(&format!("net.ipv4.conf.{dev}.{key}"))
+                .or_else(|| sysctl.int(&format!("net.ipv4.conf.default.{key}")));
+            sysctl.int(&format!("net.ipv4.conf.all.{key}")).unwrap_or(1) != 0 || dev_v.unwrap_or(1) != 0
+        };
+        if !conf("send_redirects") {
+            return false;
+        }
+        let back = FlowKey { dst: pkt.src, src: Some(pkt.dst), mark: 0, iif: Some(dev), oif: None };
+        let direct = self
+            .st
+            .fib
+            .lookup(&back)
+            .is_some_and(|h| h.kind == RouteType::Unicast && h.dev == Some(dev) && h.gateway.is_none());
+        if !direct {
+            return false;
+        }
+        let onlink = || {
+            let Some(i) = self.st.fib.interface(dev) else { return false };
+            i.addrs.iter().any(|a| a.addr.contains(&pkt.src) && gw.is_none_or(|g| a.addr.contains(&g)))
+        };
+        conf("shared_media") || onlink()
+    }
+
+    /// The ICMP redirect a forwarded packet made the node send (see
+    /// [`Redirect`]), as a packet of its own: OUTPUT and POSTROUTING,
+    /// attached to the packet's connection (RELATED). When the node has a
+    /// nat table, nat drops it at OUTPUT unless the connection was
+    /// confirmed before without any translation (measured: raw and mangle
+    /// OUTPUT count it, filter OUTPUT and POSTROUTING do not).
+    pub fn send_redirect(&mut self, r: &Redirect, chooser: &mut dyn Chooser) -> Passage<'a> {
+        let mut pkt = r.message();
+        let has_nat = self.st.tables.iter().any(|t| t.table.name == TableName::Nat);
+        let translated = r.conn.as_ref().is_some_and(|(c, _)| c.snat || c.dnat);
+        let mut info = PassageInfo::default();
+        let (end, steps, hooks) = {
+            let mut ctx = Ctx {
+                related: r.conn.clone().map(|(c, reply)| (c, !reply)),
+                nat_drops: has_nat && r.conn.is_some() && (!r.confirmed || translated),
+                ..Ctx::new(&mut info)
+            };
+            let end = self.send_inner(&mut pkt, false, &mut ctx, chooser);
+            (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
+        };
+        passage(end, steps, hooks, info)
     }
 
     fn postrouting(
@@ -779,10 +958,11 @@ impl<'a> NodeModel<'a> {
         passage(end, steps, hooks, info)
     }
 
-    /// The node's answer to a packet a REJECT refused here (see
-    /// [`Refused::answer`]), sent as a packet of its own: OUTPUT and
-    /// POSTROUTING, attached to the refused packet's connection (RELATED,
-    /// measured). nat does not run its table for an ICMP error (conntrack
+    /// The node's answer to a packet a REJECT or a failed route refused
+    /// here (see [`Refused::answer`]), sent as a packet of its own: OUTPUT
+    /// and POSTROUTING, attached to the refused packet's connection
+    /// (RELATED, measured for both: `icmp_send` attaches every ICMP error
+    /// to the connection of the packet it quotes). nat does not run its table for an ICMP error (conntrack
     /// only rewrites it by the connection's bindings); for a reset it runs
     /// POSTROUTING's, as the refused packet never reached a source
     /// translation (measured). `None` when the rule sends nothing.
@@ -898,6 +1078,7 @@ fn passage(end: NodeEnd, steps: Vec<NodeStep<'_>>, hooks: Vec<Hook>, info: Passa
         sport_random: info.sport_random,
         hooks,
         refused: info.refused,
+        redirect: info.redirect,
     }
 }
 

@@ -149,10 +149,11 @@ impl Packet {
         }
     }
 
-    /// An ICMP error (destination unreachable, time exceeded, parameter
-    /// problem) quoting a packet.
+    /// An ICMP error (destination unreachable, source quench, redirect,
+    /// time exceeded, parameter problem: the types the kernel's
+    /// `icmp_pointers` call errors) quoting a packet.
     pub fn is_icmp_error(&self) -> bool {
-        self.proto == Proto::ICMP && matches!(self.icmp.0, 3 | 11 | 12) && self.inner.is_some()
+        self.proto == Proto::ICMP && matches!(self.icmp.0, 3 | 4 | 5 | 11 | 12) && self.inner.is_some()
     }
 
     /// `addr:port` of the source (the address alone for portless protocols).

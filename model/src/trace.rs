@@ -74,11 +74,14 @@ pub enum PacketKind {
     Reply,
     /// The answer's tunnel encapsulation.
     ReplyOuter,
-    /// A node's own answer to a packet a REJECT rule refused (an ICMP
-    /// error or a TCP reset), a packet of its own.
+    /// A node's own answer to a packet a REJECT rule or a failed route
+    /// refused (an ICMP error or a TCP reset), a packet of its own.
     Refusal,
     /// Its tunnel encapsulation.
     RefusalOuter,
+    /// A node's ICMP redirect to the sender of a packet it forwards out of
+    /// the interface it came in by (the packet itself goes on).
+    Redirect,
 }
 
 /// One rule (or chain policy) that took effect.
@@ -175,8 +178,9 @@ pub struct Branch {
     /// sender; it does not change the outcome. To a TCP packet its
     /// receiver refuses because nothing listens: a reset, whose steps are
     /// `reply` packets (it is the connection's reply direction). To a
-    /// packet a REJECT rule refused: the rule's ICMP error or reset, whose
-    /// steps are `refusal` packets.
+    /// packet a REJECT rule refused: the rule's ICMP error or reset; to a
+    /// received packet a node cannot route: the ICMP error of the failed
+    /// route; both with steps of `refusal` packets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Reply>,
     /// Every rule that took effect, in order.

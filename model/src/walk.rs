@@ -24,7 +24,7 @@
 
 use crate::edge::Edge;
 use crate::loc::Loc;
-use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage, Refused};
+use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage, Redirect, Refused};
 use crate::packet::Packet;
 use crate::ruleset::Proto;
 use crate::snapshot::{Node, Snapshot, Tunnel};
@@ -294,8 +294,10 @@ enum At {
     Send { n: usize, pkt: Packet, carrier: bool },
     /// Reached a host, pod or node as its final receiver.
     Reached { end: End, pkt: Packet },
-    /// Node `n`'s answer to a packet a REJECT refused there.
+    /// Node `n`'s answer to a packet a REJECT or a failed route refused there.
     Refuse { n: usize, refused: Box<Refused> },
+    /// Node `n`'s ICMP redirect about a packet it forwards.
+    Redirect { n: usize, redirect: Box<Redirect> },
 }
 
 struct Run<'s> {
@@ -306,10 +308,12 @@ struct Run<'s> {
     hops: usize,
     max_hops: usize,
     keep_mark: bool,
-    /// The last packet a REJECT refused, and its node.
+    /// The last packet a REJECT or a failed route refused, and its node.
     refused: Option<(usize, Refused)>,
     /// The packets walked are a node's answers to a refused packet.
     refusal_walk: bool,
+    /// The packets walked are a node's ICMP redirect.
+    redirect_walk: bool,
     edge: Rc<Edge<'s>>,
 }
 
@@ -366,11 +370,18 @@ impl<'s> Run<'s> {
                     };
                     match m.send_refusal(&refused, ch) {
                         Some(p) => (n, p, false),
-                        None => return Fate::Ended(Outcome::Dropped, "the rule sends nothing back".into()),
+                        None => return Fate::Ended(Outcome::Dropped, "nothing is sent back".into()),
                     }
+                }
+                At::Redirect { n, redirect } => {
+                    let Some(m) = self.models.get_mut(n) else {
+                        return Fate::Ended(Outcome::Unknown, "internal: node index".into());
+                    };
+                    (n, m.send_redirect(&redirect, ch), false)
                 }
             };
             let kind = match (self.refusal_walk, reply, carrier) {
+                _ if self.redirect_walk => PacketKind::Redirect,
                 (true, _, false) => PacketKind::Refusal,
                 (true, _, true) => PacketKind::RefusalOuter,
                 (false, false, false) => PacketKind::Forward,
@@ -381,6 +392,18 @@ impl<'s> Run<'s> {
             self.record(n, &passage, kind);
             if let Some(r) = passage.refused {
                 self.refused = Some((n, r));
+            }
+            if let Some(r) = passage.redirect {
+                // The redirect is a packet of its own, sent before the
+                // forwarded packet's FORWARD hook; the packet goes on.
+                // What happens to it does not change the packet's fate, nor
+                // which refusal the branch answers with.
+                let (hops, walking, refused) = (self.hops, self.redirect_walk, self.refused.take());
+                self.redirect_walk = true;
+                let _ = self.go(At::Redirect { n, redirect: Box::new(r) }, true, ch);
+                self.redirect_walk = walking;
+                self.hops = hops;
+                self.refused = refused;
             }
             let Some(node) = self.snap.nodes.get(n) else {
                 return Fate::Ended(Outcome::Unknown, "internal: node index".into());
@@ -642,6 +665,7 @@ fn run_branch<'s>(
         keep_mark: opts.ipip_keeps_mark,
         refused: None,
         refusal_walk: false,
+        redirect_walk: false,
         edge: Rc::clone(edge),
     };
     let src = match *from {
@@ -785,7 +809,7 @@ fn run_branch<'s>(
     branch
 }
 
-/// In words, what a REJECT answers with.
+/// In words, what a REJECT or a failed route answers with.
 fn refusal_name(r: &Refused) -> String {
     match r.answer() {
         Some(p) if p.proto == Proto::ICMP => format!("an ICMP destination unreachable ({}/{})", p.icmp.0, p.icmp.1),

@@ -328,9 +328,30 @@ pub fn run_observed(
         .collect();
     let mut lab = lab::Lab::build(&dumps, opts, helper, &direct)?;
     let mut results = Vec::new();
+    let mut pace = RouteErrorPace::new();
+    let mut redirects = RedirectPace::default();
     for (i, p) in probes.iter().enumerate() {
         progress(i + 1, &format!("probe {p}"));
+        if let Some(waited) = pace.before() {
+            lab.notes.push(format!(
+                "waited {:.2} s before probe {p}: the kernel rate-limits the ICMP errors of failed routes per sender (ip_error: a burst of 5, then one a second), and earlier probes met failed routes",
+                waited.as_secs_f64()
+            ));
+        }
+        if let Some(waited) = redirects.before() {
+            lab.notes.push(format!(
+                "waited {:.2} s before probe {p}: the kernel backs off ICMP redirects per sender (ip_rt_send_redirect: the next one only 20 ms << n after the n-th)",
+                waited.as_secs_f64()
+            ));
+        }
+        if redirects.probes == REDIRECT_NUMBER + 1 {
+            lab.notes.push(format!(
+                "from probe {p} on, the kernel may have stopped sending ICMP redirects to a sender it sent {REDIRECT_NUMBER} already (none until 20 s without redirected packets): a node that forwards a packet out of the device it came in by may then count less in raw and mangle OUTPUT than the model says"
+            ));
+        }
         results.push(probe::run_probe(&mut lab, &dumps, p, opts, i == 0)?);
+        pace.after();
+        redirects.after();
     }
     progress(probes.len() + 1, "removing the namespaces");
     let setup_ms = ms(lab.setup);
@@ -345,6 +366,113 @@ pub fn run_observed(
         setup_ms,
         teardown_ms: ms(t.elapsed()),
         notes,
+    })
+}
+
+/// `ip_error` answers a failed route with an ICMP error only while the
+/// sender's token bucket (per namespace and source address, in the
+/// inetpeer cache) holds a token: a burst of 5, then one a second
+/// (`net.ipv4.route.error_burst`/`error_cost`, which exist in the initial
+/// namespace only, so the lab cannot turn the limit off as it does
+/// `icmp_ratelimit`; measured: the sixth error in a row is not sent).
+/// Each probe may meet one failed route per node; how many it met is read
+/// from the kernel's `in_no_route` statistic (every CPU, every namespace:
+/// other traffic only makes the count larger). The bucket is kept as if
+/// every one of them hit the same sender on the same node, and a probe
+/// waits until it holds a token: the kernel's answer never depends on the
+/// probes before it.
+struct RouteErrorPace {
+    tokens: f64,
+    at: std::time::Instant,
+    before: Option<u64>,
+}
+
+const ROUTE_ERROR_BURST: f64 = 5.0;
+
+impl RouteErrorPace {
+    fn new() -> Self {
+        RouteErrorPace { tokens: ROUTE_ERROR_BURST, at: std::time::Instant::now(), before: None }
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64()).min(ROUTE_ERROR_BURST);
+        self.at = now;
+    }
+
+    /// Wait, if needed, until a token is sure to be there; how long.
+    fn before(&mut self) -> Option<std::time::Duration> {
+        self.refill();
+        let waited = (self.tokens < 1.0).then(|| {
+            // A margin over the kernel's jiffies.
+            let d = std::time::Duration::from_secs_f64(1.0 - self.tokens + 0.05);
+            std::thread::sleep(d);
+            self.refill();
+            d
+        });
+        self.before = in_no_route();
+        waited
+    }
+
+    /// Take the tokens the probe's failed routes may have used.
+    fn after(&mut self) {
+        self.refill();
+        let used = match (self.before, in_no_route()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            // Unreadable: assume the worst.
+            _ => u64::MAX,
+        };
+        self.tokens = (self.tokens - used.min(8) as f64).max(0.0);
+    }
+}
+
+/// `ip_rt_send_redirect` sends a sender its first ICMP redirect at once
+/// and the next only once `20 ms << n` passed since the n-th was sent, up to
+/// 9; then none until 20 s without redirected packets (per namespace and
+/// sender, `net.ipv4.route.redirect_*`, initial namespace only). The lab
+/// starts with none sent; the pace assumes every probe made every node
+/// redirect one sender, and waits before a probe until the next redirect
+/// is sure to be sent; past the ninth it can only say so.
+#[derive(Default)]
+struct RedirectPace {
+    /// Probes started so far.
+    probes: u32,
+    last: Option<std::time::Instant>,
+}
+
+/// The redirects `ip_rt_send_redirect` sends a sender before it stops.
+const REDIRECT_NUMBER: u32 = 9;
+
+impl RedirectPace {
+    fn before(&mut self) -> Option<std::time::Duration> {
+        let n = self.probes;
+        self.probes += 1;
+        let last = self.last?;
+        if n >= REDIRECT_NUMBER {
+            return None;
+        }
+        // A margin over the kernel's jiffies.
+        let need = std::time::Duration::from_millis((20u64 << n) + 20);
+        let wait = need.checked_sub(last.elapsed())?;
+        std::thread::sleep(wait);
+        Some(wait)
+    }
+
+    /// A probe ended: any redirect it made was sent before now.
+    fn after(&mut self) {
+        self.last = Some(std::time::Instant::now());
+    }
+}
+
+/// The sum over CPUs of `in_no_route` in `/proc/net/stat/rt_cache` (hex
+/// columns, one line per CPU after the header).
+fn in_no_route() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/stat/rt_cache").ok()?;
+    let mut lines = text.lines();
+    let col = lines.next()?.split_whitespace().position(|h| h == "in_no_route")?;
+    lines.try_fold(0u64, |sum, l| {
+        let v = u64::from_str_radix(l.split_whitespace().nth(col)?, 16).ok()?;
+        Some(sum.wrapping_add(v))
     })
 }
 

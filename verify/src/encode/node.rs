@@ -580,10 +580,22 @@ impl<'e, 's> Run<'e, 's> {
                 iif: iif.clone(),
             },
         );
-        self.p.rejected.push(Ending {
+        // ip_error answers a failed route with an ICMP error only on a
+        // node that forwards; otherwise the packet is dropped silently.
+        let forwards = node.node.sysctl.ip_forward();
+        let no_route = Ending {
             cond: and2(&nf.cond, &l.none),
-            reason: format!("no route on {name} (ICMP net unreachable)"),
-        });
+            reason: if forwards {
+                format!("no route on {name} (ICMP net unreachable)")
+            } else {
+                format!("no route on {name}; net.ipv4.ip_forward is 0, so no ICMP error is sent")
+            },
+        };
+        if forwards {
+            self.p.rejected.push(no_route);
+        } else {
+            self.p.dropped.push(no_route);
+        }
         let mut fwd: Vec<(Bool, &route::Case<'_>)> = Vec::new();
         for case in &l.cases {
             let c = and2(&nf.cond, &case.cond);
@@ -597,9 +609,17 @@ impl<'e, 's> Run<'e, 's> {
                     cond: c,
                     reason: format!("dropped on {name} by the blackhole route {}", route_str(case)),
                 }),
-                RouteType::Unreachable | RouteType::Prohibit => self.p.rejected.push(Ending {
+                RouteType::Unreachable | RouteType::Prohibit if forwards => self.p.rejected.push(Ending {
                     cond: c,
                     reason: format!("rejected on {name} by the {:?} route {}", case.kind, route_str(case)),
+                }),
+                RouteType::Unreachable | RouteType::Prohibit => self.p.dropped.push(Ending {
+                    cond: c,
+                    reason: format!(
+                        "refused on {name} by the {:?} route {}; net.ipv4.ip_forward is 0, so no ICMP error is sent",
+                        case.kind,
+                        route_str(case)
+                    ),
                 }),
                 other => self.p.unknown.push(Ending {
                     cond: c,

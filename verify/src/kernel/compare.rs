@@ -14,8 +14,9 @@
 //! relied on: counters count each packet once per rule whose matches all
 //! held, so the kernel's multiset is the forward first packet, its reply,
 //! the packets a node sends of its own because of them (a REJECT's ICMP
-//! error or reset, across that node's OUTPUT and POSTROUTING) and their
-//! tunnel outer packets - exactly the steps a trace lists.
+//! error or reset, a failed route's ICMP error, an ICMP redirect, across
+//! that node's OUTPUT and POSTROUTING) and their tunnel outer packets -
+//! exactly the steps a trace lists.
 
 use super::ProbeResult;
 use serde::Serialize;

@@ -13,6 +13,7 @@ fn kind_name(k: PacketKind) -> &'static str {
         PacketKind::ReplyOuter => "reply, tunnel carrier",
         PacketKind::Refusal => "refusal (the node's own answer)",
         PacketKind::RefusalOuter => "refusal, tunnel carrier",
+        PacketKind::Redirect => "ICMP redirect (the node's own)",
     }
 }
 

@@ -22,3 +22,135 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// A copy of a corpus snapshot in a directory of its own under the
+/// system's temporary directory, without its golden outputs; removed when
+/// dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// Copy corpus snapshot `name`; `tag` makes the directory unique.
+    pub fn of(name: &str, tag: &str) -> Scratch {
+        let dst = std::env::temp_dir().join(format!("natpath-scratch-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dst);
+        copy_dir(&corpus().join(name), &dst);
+        let _ = std::fs::remove_dir_all(dst.join("expected"));
+        Scratch(dst)
+    }
+
+    /// The copy's directory as a string.
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+
+    /// Edit node `node`'s file `file` with `f`, which must change it.
+    pub fn edit(&self, node: &str, file: &str, f: impl Fn(&str) -> String) -> &Self {
+        let p: PathBuf = self.0.join("nodes").join(node).join(file);
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let new = f(&text);
+        assert_ne!(text, new, "the edit of {node}/{file} changed nothing");
+        std::fs::write(&p, new).unwrap();
+        self
+    }
+
+    /// Replace the line of node `node`'s file `file` that starts with
+    /// `start` by `with` (nothing: the line is removed).
+    pub fn replace_line(&self, node: &str, file: &str, start: &str, with: Option<&str>) -> &Self {
+        self.edit(node, file, |t| {
+            t.lines()
+                .filter_map(|l| if l.starts_with(start) { with.map(str::to_string) } else { Some(l.to_string()) })
+                .map(|l| format!("{l}\n"))
+                .collect()
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The edited copies of `seed-ipip-remote` whose routing refuses the
+/// NodePort's DNATed packet (`client:10.0.0.51:32220/tcp`), with what the
+/// client gets back: (tag, the edit, `Some(kind)` of the ICMP error from
+/// 10.0.0.51, or `None` when the packet is dropped silently).
+pub type RouteCase = (&'static str, fn(&Scratch), Option<&'static str>);
+
+/// The rules file of node1 with one policy rule before main's.
+fn rule_before_main(s: &Scratch, rule: &str) {
+    let text = format!(
+        "0:\tfrom all lookup local\n100:\tfrom all to 192.168.233.128/26 {rule}\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n"
+    );
+    s.edit("node1", "ip-rule", |_| text.clone());
+}
+
+/// The route cases: node1's route to node2's pod block replaced or removed,
+/// or a policy rule in front of it; node2's route to the pod made
+/// unreachable (the error crosses the tunnel back and node1's conntrack).
+pub fn route_cases() -> Vec<RouteCase> {
+    const POD_BLOCK: &str = "192.168.233.128/26 via 10.0.0.52 dev tunl0";
+    vec![
+        (
+            "unreachable",
+            |s| {
+                s.replace_line("node1", "ip-route", POD_BLOCK, Some("unreachable 192.168.233.128/26 proto bird"));
+            },
+            Some("icmp 3/1"),
+        ),
+        (
+            "prohibit",
+            |s| {
+                s.replace_line("node1", "ip-route", POD_BLOCK, Some("prohibit 192.168.233.128/26 proto bird"));
+            },
+            Some("icmp 3/13"),
+        ),
+        (
+            "no-route",
+            |s| {
+                s.replace_line("node1", "ip-route", POD_BLOCK, None).replace_line(
+                    "node1",
+                    "ip-route",
+                    "default via",
+                    None,
+                );
+            },
+            Some("icmp 3/0"),
+        ),
+        (
+            "blackhole",
+            |s| {
+                s.replace_line("node1", "ip-route", POD_BLOCK, Some("blackhole 192.168.233.128/26 proto bird"));
+            },
+            None,
+        ),
+        ("rule-unreachable", |s| rule_before_main(s, "unreachable"), Some("icmp 3/0")),
+        ("rule-prohibit", |s| rule_before_main(s, "prohibit"), Some("icmp 3/13")),
+        ("rule-blackhole", |s| rule_before_main(s, "blackhole"), None),
+        (
+            "remote-unreachable",
+            |s| {
+                s.replace_line(
+                    "node2",
+                    "ip-route",
+                    "192.168.233.136 dev calib992f6c0b80",
+                    Some("unreachable 192.168.233.136"),
+                );
+            },
+            Some("icmp 3/1"),
+        ),
+    ]
+}
+
+/// node1 routes node2's pod block over the LAN instead of the tunnel: the
+/// NodePort's DNATed SYN from the client leaves ens192, the device it came
+/// in by, to a gateway on the client's link, so node1 sends the client an
+/// ICMP redirect (and forwards the SYN).
+pub fn redirect_case(s: &Scratch) {
+    s.replace_line(
+        "node1",
+        "ip-route",
+        "192.168.233.128/26 via 10.0.0.52 dev tunl0",
+        Some("192.168.233.128/26 via 10.0.0.52 dev ens192 proto bird"),
+    );
+}

@@ -1,0 +1,212 @@
+//! ICMP errors of failed routes (issue 13): a received packet the routing
+//! decision refuses is answered by the node with an ICMP destination
+//! unreachable (`ip_error`): net unreachable (3/0) without a route or for an
+//! `unreachable` policy rule, host unreachable (3/1) for an `unreachable`
+//! route, administratively prohibited (3/13) for a `prohibit` route or
+//! rule; a `blackhole` route or rule drops silently, and so does a node
+//! that does not forward. The error is a packet of the node's own, walked
+//! back to the sender as the branch's `refusal` (steps of kind `refusal`).
+//! A node's own packet without a route gets a socket error, no packet.
+//!
+//! Each case is an edited copy of `seed-ipip-remote` (tests/common); the
+//! kernel agrees with each (tests/kernel.rs `failed_routes_answer_like_the_kernel`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+use common::Scratch;
+use serde_json::Value;
+use std::process::Command;
+
+/// `natpath trace DIR --from FROM --to TO --format json`, parsed.
+#[track_caller]
+fn trace(dir: &Scratch, from: &str, to: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_natpath"))
+        .args(["trace", dir.path(), "--from", from, "--to", to, "--format", "json"])
+        .output()
+        .expect("natpath runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The steps of one packet kind as `node hook table chain #rule`.
+fn steps(b: &Value, kind: &str) -> Vec<String> {
+    b["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["packet"] == kind)
+        .map(|s| {
+            format!(
+                "{} {} {} {} #{}",
+                s["node"].as_str().unwrap(),
+                s["hook"].as_str().unwrap(),
+                s["table"].as_str().unwrap(),
+                s["chain"].as_str().unwrap(),
+                s["rule"].as_u64().map(|r| r.to_string()).unwrap_or_else(|| "policy".into())
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_failed_route_case_answers_as_ip_error_does() {
+    for (tag, edit, want) in common::route_cases() {
+        let s = Scratch::of("seed-ipip-remote", &format!("route-{tag}"));
+        edit(&s);
+        let t = trace(&s, "client", "10.0.0.51:32220");
+        let branches = t["branches"].as_array().unwrap();
+        assert_eq!(branches.len(), 1, "{tag}");
+        let b = &branches[0];
+        match want {
+            Some(kind) => {
+                assert_eq!(b["outcome"], "rejected", "{tag}: {b}");
+                let r = &b["refusal"];
+                assert_eq!(r["kind"], kind, "{tag}: {r}");
+                assert_eq!(r["outcome"], "delivered", "{tag}: {r}");
+                // Routing chose the error's source: node1's address on the
+                // client's LAN (for node2's error: un-NATed by node1).
+                assert_eq!(r["seen_by_client"]["src"], "10.0.0.51", "{tag}: {r}");
+                assert_eq!(r["seen_by_client"]["dst"], "10.0.0.53", "{tag}: {r}");
+                let refusal = steps(b, "refusal");
+                assert!(!refusal.is_empty(), "{tag}: no refusal steps");
+                // Every refusal step is in OUTPUT or POSTROUTING of the
+                // refusing node, or on the way back.
+                let refusing = if tag.starts_with("remote") { "node2" } else { "node1" };
+                assert!(refusal[0].starts_with(&format!("{refusing} OUTPUT raw OUTPUT #1")), "{tag}: {refusal:?}");
+                assert!(refusal.contains(&format!("{refusing} OUTPUT filter OUTPUT #3")), "{tag}: {refusal:?}");
+                // nat does not run its table for the error (RELATED).
+                assert!(
+                    !refusal.iter().any(|s| s.contains(" nat ") && !s.contains("(conntrack)")),
+                    "{tag}: {refusal:?}"
+                );
+            }
+            None => {
+                assert_eq!(b["outcome"], "dropped", "{tag}: {b}");
+                assert!(b.get("refusal").is_none_or(Value::is_null), "{tag}: {b}");
+                assert!(steps(b, "refusal").is_empty(), "{tag}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_route_is_named_and_its_error_shown_in_text() {
+    let s = Scratch::of("seed-ipip-remote", "route-text");
+    s.replace_line(
+        "node1",
+        "ip-route",
+        "192.168.233.128/26 via 10.0.0.52 dev tunl0",
+        Some("unreachable 192.168.233.128/26 proto bird"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_natpath"))
+        .args(["trace", s.path(), "--from", "client", "--to", "10.0.0.51:32220"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("branch 1/1 (probability 1): rejected\n"), "{text}");
+    assert!(text.contains("  on node1 (refusal (the node's own answer)):\n"), "{text}");
+    assert!(text.contains("  refused with an ICMP error (3/1): the sender sees 10.0.0.51 -> 10.0.0.53\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "  rejected on node1 by the Unreachable route 192.168.233.128/26 ({}/nodes/node1/ip-route:4) (ICMP host unreachable)\n",
+            s.path()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_node_that_does_not_forward_sends_no_error() {
+    let s = Scratch::of("seed-ipip-remote", "route-noforward");
+    s.replace_line(
+        "node1",
+        "ip-route",
+        "192.168.233.128/26 via 10.0.0.52 dev tunl0",
+        Some("unreachable 192.168.233.128/26 proto bird"),
+    );
+    s.edit("node1", "sysctl", |t| t.replace("net.ipv4.ip_forward = 1", "net.ipv4.ip_forward = 0"));
+    let t = trace(&s, "client", "10.0.0.51:32220");
+    let b = &t["branches"][0];
+    assert_eq!(b["outcome"], "dropped", "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("no ICMP error is sent"), "{b}");
+    assert!(steps(b, "refusal").is_empty());
+}
+
+#[test]
+fn a_nodes_own_packet_without_a_route_gets_no_packet_back() {
+    let s = Scratch::of("seed-ipip-remote", "route-own");
+    s.replace_line("node1", "ip-route", "192.168.233.128/26 via 10.0.0.52 dev tunl0", None).replace_line(
+        "node1",
+        "ip-route",
+        "default via",
+        None,
+    );
+    let t = trace(&s, "node1", "192.168.233.136:80");
+    let b = &t["branches"][0];
+    assert_eq!(b["outcome"], "rejected", "{b}");
+    assert!(b.get("refusal").is_none_or(Value::is_null), "{b}");
+    assert!(steps(b, "refusal").is_empty());
+}
+
+#[test]
+fn an_icmp_error_is_never_answered_with_another() {
+    use natpath_model::node::{Refused, RefusedBy};
+    use natpath_model::packet::{Hook, Packet};
+    use natpath_model::ruleset::{Proto, RejectWith};
+    let syn = Packet::first("10.0.0.53".parse().unwrap(), 40000, "10.9.9.9".parse().unwrap(), 80, Proto::TCP);
+    let refused = |packet: Packet| Refused {
+        packet,
+        with: RejectWith::HostUnreachable,
+        hook: Hook::Prerouting,
+        by: RefusedBy::Route,
+        src: std::net::Ipv4Addr::UNSPECIFIED,
+        conn: None,
+    };
+    let err = refused(syn).answer().expect("a SYN is answered");
+    assert_eq!(err.icmp, (3, 1));
+    assert!(refused(err).answer().is_none(), "an ICMP error about an ICMP error");
+}
+
+/// ICMP redirects: node1 forwards the DNATed SYN out of ens192, the
+/// device it came in by, to a gateway on the client's link. The kernel sends
+/// the client a redirect before the FORWARD hook (raw and mangle OUTPUT
+/// count it) and nat drops it at OUTPUT (the connection's NAT is not done),
+/// so filter OUTPUT and POSTROUTING never see it; the SYN goes on.
+#[test]
+fn a_packet_forwarded_back_out_its_device_makes_an_icmp_redirect() {
+    let s = Scratch::of("seed-ipip-remote", "redirect");
+    common::redirect_case(&s);
+    let t = trace(&s, "client", "10.0.0.51:32220");
+    let b = &t["branches"][0];
+    assert_eq!(b["outcome"], "delivered", "{b}");
+    let redirect = steps(b, "redirect");
+    assert_eq!(
+        redirect,
+        vec![
+            "node1 OUTPUT raw OUTPUT #1",
+            "node1 OUTPUT raw cali-OUTPUT #1",
+            "node1 OUTPUT raw cali-OUTPUT #2",
+            "node1 OUTPUT raw OUTPUT #policy",
+            "node1 OUTPUT mangle OUTPUT #policy",
+        ],
+        "{b}"
+    );
+    // The reply comes back from node2 (not on the client's link as seen
+    // from node1: its route back to the pod has a gateway): no redirect.
+    assert_eq!(b["reply"]["outcome"], "delivered", "{b}");
+    // With send_redirects off (all and the device), no redirect.
+    s.edit("node1", "sysctl", |t| {
+        t.lines()
+            .filter(|l| !l.contains("send_redirects"))
+            .map(|l| format!("{l}\n"))
+            .chain([
+                "net.ipv4.conf.all.send_redirects = 0\n".into(),
+                "net.ipv4.conf.ens192.send_redirects = 0\n".into(),
+            ])
+            .collect()
+    });
+    let t = trace(&s, "client", "10.0.0.51:32220");
+    assert!(steps(&t["branches"][0], "redirect").is_empty());
+}
