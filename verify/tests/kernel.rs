@@ -395,11 +395,7 @@ fn corpus_kernel_agrees_with_model() {
 fn model_differences(dir: &Path, r: &ProbeResult) -> Vec<kernel::Difference> {
     let snap = natpath_model::snapshot::load(dir).unwrap();
     let p = &r.probe;
-    let proto = match p.proto {
-        kernel::L4::Tcp => natpath_model::ruleset::Proto::TCP,
-        kernel::L4::Udp => natpath_model::ruleset::Proto::UDP,
-    };
-    let mp = natpath_model::walk::probe(&snap, &p.from, &p.to.to_string(), proto, p.sport).unwrap();
+    let mp = natpath_model::walk::probe(&snap, &p.from, &p.to.to_string(), p.proto.proto(), p.sport).unwrap();
     let trace = natpath_model::walk::trace(&snap, &mp, &natpath_model::walk::TraceOptions::default()).unwrap();
     kernel::compare(r, &serde_json::to_value(&trace).unwrap())
 }
