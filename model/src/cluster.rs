@@ -1,11 +1,15 @@
 //! `cluster.toml`: the hand-written manifest of what no dump can tell
 //! (docs/snapshot-format.md): which directory is which node and its LAN interface, the
-//! machines outside the cluster, and where each pod lives.
+//! machines outside the cluster, where each pod lives, and what the routers
+//! of the underlay route.
 //!
 //! Contract: [`parse`] never panics; unknown keys, TOML syntax errors,
 //! addresses that do not parse, duplicate names, pods on unknown nodes, a
-//! `listen` entry that is not `PROTO/PORT` and a host gateway outside the
-//! host's segment are errors naming `cluster.toml`, line and column. The
+//! `listen` entry that is not `PROTO/PORT`, a host gateway outside the
+//! host's segment, and a `[[router]]` route that is not `CIDR via NEXT`, is
+//! listed twice, is the router's own segment or names nothing, or more than
+//! [`MAX_ROUTES`] routes or [`MAX_ROUTERS`] routers, are errors naming
+//! `cluster.toml`, line and column. The
 //! checks that need the dumps (the node directories, the interfaces) are
 //! [`crate::snapshot::load`]'s.
 
@@ -65,6 +69,61 @@ pub struct PodDecl {
     pub loc: Loc,
 }
 
+/// A router on the nodes' LAN segment (`[[router]]`): forwards what it is
+/// handed by its routes, without NAT or filtering (see [`crate::router`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterDecl {
+    /// The router's name.
+    pub name: String,
+    /// Its address with the prefix of its segment.
+    pub address: Ipv4Net,
+    /// Its routes, each `CIDR via NAME-OR-ADDRESS`, as written.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// The routes, parsed (same order as `routes`).
+    #[serde(skip)]
+    pub parsed: Vec<RouteDecl>,
+    /// Where the table's `name` is.
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+/// One route of a `[[router]]`: `dst via via`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RouteDecl {
+    /// The destination network.
+    pub dst: Ipv4Net,
+    /// The next hop as written.
+    pub via: Via,
+    /// Where the route's string is.
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+/// The next hop of a router's route.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Via {
+    /// A `[[node]]` or `[[host]]` by name.
+    Name(String),
+    /// An address on the router's segment that a node or host owns.
+    Addr(Ipv4Addr),
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Via::Name(n) => f.write_str(n),
+            Via::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// Routers a `cluster.toml` may declare at most.
+pub const MAX_ROUTERS: usize = 64;
+/// Routes a `[[router]]` may have at most.
+pub const MAX_ROUTES: usize = 4096;
+
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +137,9 @@ pub struct Cluster {
     /// `[[pod]]` tables.
     #[serde(default, rename = "pod")]
     pub pods: Vec<PodDecl>,
+    /// `[[router]]` tables.
+    #[serde(default, rename = "router", skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<RouterDecl>,
 }
 
 /// Where each key of each table was written, for errors found later
@@ -90,6 +152,8 @@ pub(crate) struct KeyLocs {
     pub hosts: Vec<BTreeMap<String, Loc>>,
     /// Per `[[pod]]`.
     pub pods: Vec<BTreeMap<String, Loc>>,
+    /// Per `[[router]]`.
+    pub routers: Vec<BTreeMap<String, Loc>>,
 }
 
 impl KeyLocs {
@@ -112,6 +176,21 @@ struct Raw {
     host: Vec<BTreeMap<String, toml::Spanned<toml::Value>>>,
     #[serde(default)]
     pod: Vec<BTreeMap<String, toml::Spanned<toml::Value>>>,
+    #[serde(default)]
+    router: Vec<BTreeMap<String, toml::Spanned<toml::Value>>>,
+}
+
+/// The routes of each router with the span of each string.
+#[derive(serde::Deserialize)]
+struct RawRoutes {
+    #[serde(default)]
+    router: Vec<RawRouter>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawRouter {
+    #[serde(default)]
+    routes: Vec<toml::Spanned<String>>,
 }
 
 /// The line and column of byte `offset` of `text`.
@@ -166,7 +245,7 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
             .map(|t| t.into_iter().map(|(k, v)| (k, lines.loc(v.span().start, &file))).collect())
             .collect()
     };
-    let keys = KeyLocs { nodes: locs(raw.node), hosts: locs(raw.host), pods: locs(raw.pod) };
+    let keys = KeyLocs { nodes: locs(raw.node), hosts: locs(raw.host), pods: locs(raw.pod), routers: locs(raw.router) };
     for (i, n) in cluster.nodes.iter_mut().enumerate() {
         n.loc = KeyLocs::of(&keys.nodes, i, "name", &file);
     }
@@ -176,10 +255,71 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
     for (i, p) in cluster.pods.iter_mut().enumerate() {
         p.loc = KeyLocs::of(&keys.pods, i, "name", &file);
     }
+    for (i, r) in cluster.routers.iter_mut().enumerate() {
+        r.loc = KeyLocs::of(&keys.routers, i, "name", &file);
+    }
     let mut errs = ParseErrors::default();
+    if cluster.routers.len() > MAX_ROUTERS {
+        let at = cluster.routers.get(MAX_ROUTERS).map_or_else(|| Loc::new(&file, 1, 1), |r| r.loc.clone());
+        errs.push(ParseError::new(
+            at,
+            format!("expected at most {MAX_ROUTERS} [[router]] tables, found {}", cluster.routers.len()),
+        ));
+        return Err(errs);
+    }
+    let route_spans: RawRoutes =
+        toml::from_str(text).map_err(|e| ParseError::new(Loc::new(&file, 1, 1), lower_first(e.message())))?;
+    for (i, r) in cluster.routers.iter_mut().enumerate() {
+        let spans = route_spans.router.get(i).map(|x| x.routes.as_slice()).unwrap_or(&[]);
+        if r.routes.len() > MAX_ROUTES {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.routers, i, "routes", &file),
+                format!("expected at most {MAX_ROUTES} routes in router `{}`, found {}", r.name, r.routes.len()),
+            ));
+            continue;
+        }
+        for (k, text_k) in r.routes.iter().enumerate() {
+            let loc = spans.get(k).map_or_else(
+                || KeyLocs::of(&keys.routers, i, "routes", &file),
+                |s| loc_at(text, s.span().start, &file),
+            );
+            match parse_route(text_k) {
+                Ok((dst, via)) => {
+                    if let Some(first) = r.parsed.iter().find(|p| p.dst == dst) {
+                        errs.push(ParseError::new(
+                            loc,
+                            format!(
+                                "duplicate route {dst} in router `{}` (first at line {}, column {}): a destination has one next hop",
+                                r.name, first.loc.line, first.loc.column
+                            ),
+                        ));
+                    } else if dst == r.address.trunc() {
+                        errs.push(ParseError::new(
+                            loc,
+                            format!(
+                                "route {dst} of router `{}` is its own segment, which it reaches directly: expected a route to another network",
+                                r.name
+                            ),
+                        ));
+                    } else {
+                        r.parsed.push(RouteDecl { dst, via, loc });
+                    }
+                }
+                Err(why) => errs.push(ParseError::new(
+                    loc,
+                    format!(
+                        "expected `CIDR via NAME-OR-ADDRESS` in router `{}`'s `routes`, found `{text_k}`: {why}",
+                        r.name
+                    ),
+                )),
+            }
+        }
+    }
     dup(cluster.nodes.iter().map(|n| (&n.name, &n.loc)), "node", &mut errs);
     dup(cluster.hosts.iter().map(|h| (&h.name, &h.loc)), "host", &mut errs);
     dup(cluster.pods.iter().map(|p| (&p.name, &p.loc)), "pod", &mut errs);
+    dup(cluster.routers.iter().map(|r| (&r.name, &r.loc)), "router", &mut errs);
+    router_checks(&cluster, &keys, &file, &mut errs);
     for n in &cluster.nodes {
         if n.name.is_empty() || n.name.contains('/') || n.name == "." || n.name == ".." {
             errs.push(ParseError::new(
@@ -232,6 +372,110 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
         Ok((cluster, keys))
     } else {
         Err(errs)
+    }
+}
+
+/// `CIDR via NAME-OR-ADDRESS`: the destination and the next hop, or why not.
+fn parse_route(s: &str) -> Result<(Ipv4Net, Via), String> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let [dst, via_word, via] = words.as_slice() else {
+        return Err("expected three words".into());
+    };
+    if *via_word != "via" {
+        return Err(format!("expected `via` after the destination, found `{via_word}`"));
+    }
+    if !dst.contains('/') {
+        return Err(format!("expected a network with its prefix length, such as `{dst}/32`"));
+    }
+    let net: Ipv4Net = dst.parse().map_err(|_| format!("`{dst}` is not an IPv4 network"))?;
+    if net != net.trunc() {
+        return Err(format!("`{dst}` has host bits set (the network is {})", net.trunc()));
+    }
+    let via = match via.parse::<Ipv4Addr>() {
+        Ok(a) => Via::Addr(a),
+        Err(_) if via.chars().next().is_some_and(|c| c.is_ascii_digit()) && via.contains('.') => {
+            return Err(format!("`{via}` is not an IPv4 address"));
+        }
+        Err(_) => Via::Name((*via).to_string()),
+    };
+    Ok((net, via))
+}
+
+/// What a router's declaration must satisfy without the dumps: a name of
+/// its own, an address no host has, next hops that name a node or a host,
+/// or an address on its segment.
+fn router_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut ParseErrors) {
+    let nodes: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+    let hosts: Vec<&str> = cluster.hosts.iter().map(|h| h.name.as_str()).collect();
+    for (i, r) in cluster.routers.iter().enumerate() {
+        let clash = if nodes.contains(&r.name.as_str()) {
+            Some("a node")
+        } else if hosts.contains(&r.name.as_str()) {
+            Some("a host")
+        } else if cluster.pods.iter().any(|p| p.name == r.name) {
+            Some("a pod")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.routers, i, "name", file),
+                format!(
+                    "router `{}` has the name of {what}: routers, hosts, pods and nodes need names of their own",
+                    r.name
+                ),
+            ));
+        }
+        if let Some(h) = cluster.hosts.iter().find(|h| h.address.addr() == r.address.addr()) {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.routers, i, "address", file),
+                format!(
+                    "router `{}` has the address {} of host `{}`: expected an address of its own",
+                    r.name,
+                    r.address.addr(),
+                    h.name
+                ),
+            ));
+        }
+        if r.address.addr() == r.address.network() && r.address.prefix_len() < 31 {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.routers, i, "address", file),
+                format!("expected router `{}`'s address with the prefix of its segment (such as 10.0.0.1/24), found the network {}", r.name, r.address),
+            ));
+        }
+        for route in &r.parsed {
+            match &route.via {
+                Via::Name(n) => {
+                    // A host may be off the router's segment: the router
+                    // reaches it on another link.
+                    if !hosts.contains(&n.as_str()) && !nodes.contains(&n.as_str()) {
+                        errs.push(ParseError::new(
+                            route.loc.clone(),
+                            format!(
+                                "router `{}`'s route {} goes via `{n}`, which names no node or host (nodes: {}; hosts: {})",
+                                r.name,
+                                route.dst,
+                                list(&nodes),
+                                list(&hosts)
+                            ),
+                        ));
+                    }
+                }
+                Via::Addr(a) => {
+                    if !r.address.contains(a) || *a == r.address.addr() {
+                        errs.push(ParseError::new(
+                            route.loc.clone(),
+                            format!(
+                                "router `{}`'s route {} goes via {a}: expected the address of a node or host on its segment {}, other than its own",
+                                r.name,
+                                route.dst,
+                                r.address.trunc()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
     }
 }
 

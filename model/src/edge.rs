@@ -12,10 +12,16 @@
 //! model's walk and the SMT encoding's walk both ask this module, so they
 //! draw the line at the same place.
 //!
+//! A next hop that is a `[[router]]` of cluster.toml is described: the walk
+//! asks the router ([`crate::router`]) where it forwards the packet, and
+//! only what no route of the router covers reaches this edge (lost or
+//! unknown as above).
+//!
 //! Contract: never panics; [`Edge`] reads the pod address space once, and
 //! only when a walk first reaches the edge.
 
 use crate::intent::Intent;
+use crate::router::Router;
 use crate::snapshot::{Node, Snapshot, Tunnel};
 use ipnet::Ipv4Net;
 use std::cell::OnceCell;
@@ -60,22 +66,42 @@ pub fn lost_reason(node: &str, dev: &str, gateway: Option<Ipv4Addr>, net: &Ipv4N
     )
 }
 
+/// Why a packet to `dst` in pod network `net`, handed by `node` out of
+/// `dev` to `router`, which has no route for it, is lost.
+pub fn lost_at_router_reason(node: &str, dev: &str, router: &Router, net: &Ipv4Net) -> String {
+    format!(
+        "lost: {node} hands it out of `{dev}` to {}, which has no route for it, and the underlay does not carry pod addresses (the destination is in the overlay's pod network {net})",
+        router.label()
+    )
+}
+
 /// What a walk knows about the edge of one snapshot.
 pub struct Edge<'s> {
     snap: &'s Snapshot,
     pods: OnceCell<Vec<Ipv4Net>>,
+    routers: Vec<Router>,
 }
 
 impl std::fmt::Debug for Edge<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Edge").field("pods", &self.pods.get()).finish_non_exhaustive()
+        f.debug_struct("Edge").field("pods", &self.pods.get()).field("routers", &self.routers).finish_non_exhaustive()
     }
 }
 
 impl<'s> Edge<'s> {
     /// The edge of `snap` (nothing is read yet).
     pub fn new(snap: &'s Snapshot) -> Edge<'s> {
-        Edge { snap, pods: OnceCell::new() }
+        Edge { snap, pods: OnceCell::new(), routers: crate::router::routers(snap) }
+    }
+
+    /// The routers of cluster.toml, resolved.
+    pub fn routers(&self) -> &[Router] {
+        &self.routers
+    }
+
+    /// The router whose address is `addr`.
+    pub fn router_at(&self, addr: Ipv4Addr) -> Option<&Router> {
+        self.routers.iter().find(|r| r.address.addr() == addr)
     }
 
     /// The pod address space ([`pod_space`]), read on first use.

@@ -32,6 +32,7 @@ pub mod node;
 pub mod packet;
 pub mod parse;
 pub mod print;
+pub mod router;
 pub mod ruleset;
 pub mod snapshot;
 pub mod trace;

@@ -389,7 +389,89 @@ fn cross_checks(
 /// the dumps do not describe (issue 13): a name shared by a host and a
 /// node, an address two nodes claim, a route through a device the node
 /// does not have, and routes collected without the local table.
+/// What a `[[router]]` must satisfy with the dumps read: its address on a
+/// node's LAN segment and no node's, every next hop a node's LAN address or
+/// a host's on that segment.
+fn router_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: &Arc<str>, errs: &mut ParseErrors) {
+    use crate::cluster::Via;
+    let lans: Vec<(&str, Vec<std::net::Ipv4Addr>)> = nodes.iter().map(|n| (n.name.as_str(), n.lan_addrs())).collect();
+    let lan_list = || -> String {
+        let v: Vec<String> = nodes
+            .iter()
+            .flat_map(|n| {
+                n.interfaces
+                    .iter()
+                    .filter(|i| i.name == n.lan)
+                    .flat_map(move |i| i.addrs.iter().map(move |a| format!("{} {}", n.name, a.addr)))
+            })
+            .collect();
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(", ")
+        }
+    };
+    for (i, r) in cluster.routers.iter().enumerate() {
+        let at = KeyLocs::of(&keys.routers, i, "address", cfile);
+        if !lans.iter().any(|(_, addrs)| addrs.iter().any(|a| r.address.contains(a))) {
+            errs.push(ParseError::new(
+                at.clone(),
+                format!(
+                    "expected router `{}`'s address on a node's LAN segment (LAN addresses: {}), found {}",
+                    r.name,
+                    lan_list(),
+                    r.address
+                ),
+            ));
+        }
+        if let Some((n, _)) = lans.iter().find(|(_, addrs)| addrs.contains(&r.address.addr())) {
+            errs.push(ParseError::new(
+                at,
+                format!(
+                    "router `{}` has the address {} of node `{n}`: expected an address of its own",
+                    r.name,
+                    r.address.addr()
+                ),
+            ));
+        }
+        for route in &r.parsed {
+            match &route.via {
+                Via::Name(name) => {
+                    let Some((_, addrs)) = lans.iter().find(|(n, _)| n == name) else { continue };
+                    if !addrs.iter().any(|a| r.address.contains(a)) {
+                        errs.push(ParseError::new(
+                            route.loc.clone(),
+                            format!(
+                                "router `{}`'s route {} goes via node `{name}`, whose LAN interface has no address on the router's segment {}",
+                                r.name,
+                                route.dst,
+                                r.address.trunc()
+                            ),
+                        ));
+                    }
+                }
+                Via::Addr(a) => {
+                    let owned = lans.iter().any(|(_, addrs)| addrs.contains(a))
+                        || cluster.hosts.iter().any(|h| h.address.addr() == *a);
+                    if !owned && r.address.contains(a) && *a != r.address.addr() {
+                        errs.push(ParseError::new(
+                            route.loc.clone(),
+                            format!(
+                                "router `{}`'s route {} goes via {a}, which no node's LAN interface and no host has (LAN addresses: {})",
+                                r.name,
+                                route.dst,
+                                lan_list()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn consistency_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: &Arc<str>, errs: &mut ParseErrors) {
+    router_checks(cluster, keys, nodes, cfile, errs);
     for (i, h) in cluster.hosts.iter().enumerate() {
         if cluster.nodes.iter().any(|n| n.name == h.name) {
             errs.push(ParseError::new(

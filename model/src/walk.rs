@@ -16,7 +16,10 @@
 //! next hop that is no node and no host: a default gateway, a cloud router)
 //! the walk asks [`crate::edge`]: a packet into the overlay's pod address
 //! space is lost there (`dropped`, the underlay does not carry it), any
-//! other packet's fate is unknown.
+//! other packet's fate is unknown. A next hop (or a host's gateway) that is
+//! a `[[router]]` of cluster.toml forwards the packet by its routes
+//! ([`crate::router`]); a router that forwards the same packet twice on one
+//! walk ends it `loop`.
 //!
 //! Contract: never panics; a walk that leaves what the snapshot describes
 //! ends `unknown` with the reason (unless [`crate::edge`] knows its fate),
@@ -145,6 +148,19 @@ fn serving_nodes(snap: &Snapshot, addr: Ipv4Addr) -> Vec<(String, String)> {
             Some((n.name.clone(), s.name))
         })
         .collect()
+}
+
+/// When `dst` is a Service address: which nodes serve it, and how to hand
+/// the packet to one of them (`; ...`); else nothing.
+fn service_hint(snap: &Snapshot, dst: Ipv4Addr) -> String {
+    let serving = serving_nodes(snap, dst);
+    match serving.first() {
+        Some((_, svc)) => format!(
+            "; {dst} is an address of {svc}, served by {}: --via NODE hands the packet to one of them",
+            serving.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        None => String::new(),
+    }
 }
 
 fn known_addresses(snap: &Snapshot) -> Vec<String> {
@@ -315,7 +331,14 @@ struct Run<'s> {
     /// The packets walked are a node's ICMP redirect.
     redirect_walk: bool,
     edge: Rc<Edge<'s>>,
+    /// What routers forwarded on this walk (router, addresses, ports,
+    /// protocol, ICMP type and code): the same packet again is a loop.
+    routed: Vec<Routed>,
 }
+
+/// A packet a router forwarded: router, source, source port, destination,
+/// destination port, protocol, ICMP type and code.
+type Routed = (String, Ipv4Addr, u16, Ipv4Addr, u16, u8, (u8, u8));
 
 enum Fate {
     Reached(End, Packet),
@@ -425,7 +448,7 @@ impl<'s> Run<'s> {
     }
 
     /// Where a packet leaving node `n` by `dev` towards `nexthop` goes.
-    fn next(&self, n: usize, node: &Node, pkt: Packet, dev: &str, nexthop: Ipv4Addr) -> Result<At, Fate> {
+    fn next(&mut self, n: usize, node: &Node, pkt: Packet, dev: &str, nexthop: Ipv4Addr) -> Result<At, Fate> {
         let snap = self.snap;
         match node.tunnel_kind(dev) {
             Some(Tunnel::Ipip) => {
@@ -506,6 +529,14 @@ impl<'s> Run<'s> {
                 }
                 return Ok(At::Reached { end: End::Host(h), pkt });
             }
+            // A router of cluster.toml forwards it (tunnel carriers go
+            // between nodes on their segment, not through routers).
+            if !pkt_is_carrier(&pkt) {
+                let edge = Rc::clone(&self.edge);
+                if let Some(r) = edge.router_at(nexthop) {
+                    return self.via_router(Some((node, dev)), &node.name, r, pkt);
+                }
+            }
             // Beyond the snapshot: the underlay does not carry the
             // overlay's pod addresses; anything else is unknown.
             if let Some(net) = self.edge.lost_in(node, pkt.dst) {
@@ -523,8 +554,72 @@ impl<'s> Run<'s> {
         ))
     }
 
+    /// Where router `r` forwards a packet `sender` (node `node` by `dev`,
+    /// or a host) hands it ([`crate::router`]).
+    fn via_router(
+        &mut self,
+        node: Option<(&Node, &str)>,
+        sender: &str,
+        r: &crate::router::Router,
+        mut pkt: Packet,
+    ) -> Result<At, Fate> {
+        use crate::router::{Forward, Target};
+        let snap = self.snap;
+        match r.forward(pkt.dst) {
+            Forward::To(t) => {
+                let key = (r.name.clone(), pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.proto.0, pkt.icmp);
+                let to = match t {
+                    Target::Node(m) => snap.nodes.get(m).map(|x| x.name.clone()).unwrap_or_default(),
+                    Target::Host(h) => {
+                        snap.cluster.hosts.get(h).map(|x| format!("host {}", x.name)).unwrap_or_default()
+                    }
+                };
+                if self.routed.contains(&key) {
+                    return Err(Fate::Ended(Outcome::Loop, crate::router::loop_reason(r, &to)));
+                }
+                self.routed.push(key);
+                // A packet that crosses a wire arrives with mark 0.
+                pkt.mark = 0;
+                match t {
+                    Target::Node(m) => {
+                        let Some(peer) = snap.nodes.get(m) else {
+                            return Err(Fate::Ended(Outcome::Unknown, "internal: node index".into()));
+                        };
+                        Ok(At::Arrive { n: m, iface: peer.lan.clone(), pkt, carrier: false })
+                    }
+                    Target::Host(h) => {
+                        let Some(host) = snap.cluster.hosts.get(h) else {
+                            return Err(Fate::Ended(Outcome::Unknown, "internal: host index".into()));
+                        };
+                        if host.address.addr() == pkt.dst {
+                            Ok(At::Reached { end: End::Host(h), pkt })
+                        } else {
+                            Err(Fate::Ended(
+                                Outcome::Unknown,
+                                crate::router::host_forward_reason(r, &host.name, host.address.addr()),
+                            ))
+                        }
+                    }
+                }
+            }
+            f => {
+                if let (Forward::NoRoute, Some((node, dev))) = (f, node) {
+                    if let Some(net) = self.edge.lost_in(node, pkt.dst) {
+                        return Err(Fate::Ended(
+                            Outcome::Dropped,
+                            crate::edge::lost_at_router_reason(&node.name, dev, r, &net),
+                        ));
+                    }
+                }
+                Err(Fate::Ended(Outcome::Unknown, crate::router::beyond_reason(sender, r, f)))
+            }
+        }
+    }
+
     /// A packet a host, pod or node sends.
-    fn start(&self, from: &End, pkt: Packet) -> Result<At, Fate> {
+    fn start(&mut self, from: &End, pkt: Packet) -> Result<At, Fate> {
+        // A new walk: what routers forwarded on another is no loop.
+        self.routed.clear();
         let snap = self.snap;
         match *from {
             End::Node(n) => Ok(At::Send { n, pkt, carrier: false }),
@@ -558,20 +653,25 @@ impl<'s> Run<'s> {
                     let lan = snap.nodes.get(m).map(|x| x.lan.clone()).unwrap_or_default();
                     return Ok(At::Arrive { n: m, iface: lan, pkt, carrier: false });
                 }
+                // Its gateway is a router of cluster.toml: the router decides.
+                let edge = Rc::clone(&self.edge);
+                if let Some(r) = edge.router_at(nexthop).filter(|_| nexthop != pkt.dst) {
+                    let dst = pkt.dst;
+                    return match self.via_router(None, &format!("host {}", host.name), r, pkt) {
+                        Err(Fate::Ended(Outcome::Unknown, why))
+                            if r.forward(dst) == crate::router::Forward::NoRoute =>
+                        {
+                            Err(Fate::Ended(Outcome::Unknown, format!("{why}{}", service_hint(snap, dst))))
+                        }
+                        other => other,
+                    };
+                }
                 if let Some(h2) = snap.cluster.hosts.iter().position(|x| x.address.addr() == pkt.dst) {
                     return Ok(At::Reached { end: End::Host(h2), pkt });
                 }
                 // A Service address that no host route reaches: say who
                 // serves it, and how to hand the packet to one of them.
-                let serving = serving_nodes(snap, pkt.dst);
-                let hint = match serving.first() {
-                    Some((_, svc)) => format!(
-                        "; {} is an address of {svc}, served by {}: --via NODE hands the packet to one of them",
-                        pkt.dst,
-                        serving.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                    None => String::new(),
-                };
+                let hint = service_hint(snap, pkt.dst);
                 Err(Fate::Ended(
                     Outcome::Unknown,
                     format!("host {} sends it to {nexthop}, which the snapshot does not describe{hint}", host.name),
@@ -667,6 +767,7 @@ fn run_branch<'s>(
         refusal_walk: false,
         redirect_walk: false,
         edge: Rc::clone(edge),
+        routed: Vec::new(),
     };
     let src = match *from {
         End::Host(h) => snap.cluster.hosts.get(h).map(|h| h.address.addr()),
@@ -711,6 +812,7 @@ fn run_branch<'s>(
                 let what = refusal_name(&refused);
                 let kind = refused.answer().map(|p| answer_kind(&p));
                 run.refusal_walk = true;
+                run.routed.clear();
                 let fate = match run.go(At::Refuse { n, refused: Box::new(refused) }, true, draws) {
                     Fate::Ended(outcome, why) => Fate::Ended(outcome, format!("{what}: {why}")),
                     reached => reached,

@@ -772,6 +772,7 @@ fn single_dump(
         path: path.to_string(),
         hosts: Vec::new(),
         pods: Vec::new(),
+        routers: Vec::new(),
         nodes: vec![node],
     })
 }

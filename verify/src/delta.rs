@@ -45,8 +45,8 @@
 //!   be reached by a new packet to a local address (`KUBE-NODEPORTS` behind
 //!   `-m addrtype --dst-type LOCAL` in nat) cannot reach a reply.
 //! - Anything else that differs (routes, addresses, sets, sysctls, pods,
-//!   the masquerade bit, the hosts) makes every query on that node (and
-//!   every walk) touched.
+//!   the masquerade bit, the hosts, the routers) makes every query on that
+//!   node (and every walk) touched.
 
 use natpath_model::ruleset::{Chain, Match, Proto, Rule, Table, TableName, Target};
 use natpath_model::snapshot::{Node, Snapshot};
@@ -198,6 +198,8 @@ impl Delta {
         }
         if before.cluster.hosts != after.cluster.hosts {
             d.everything = Some("the hosts of cluster.toml differ".into());
+        } else if before.cluster.routers != after.cluster.routers {
+            d.everything = Some("the routers of cluster.toml differ".into());
         }
         // Each node's rules on a thread of their own: a 10,000-Service
         // node's comparison takes a while.

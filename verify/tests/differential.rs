@@ -464,6 +464,7 @@ differential_test!(broken_no_mark_masq, "broken-no-mark-masq");
 // encoding admits must be exactly the set of the model's branches: each
 // branch's outcome is admitted (sat) and nothing outside them is (unsat).
 
+use natpath_model::router::{Forward, Target};
 use natpath_model::trace::{Branch, Outcome as TOutcome, Probe};
 use natpath_model::walk::{self as mwalk, TraceOptions};
 use natpath_verify::encode::walk::{self, EndKind, Reached, Start, WalkEnd, WalkOut};
@@ -554,6 +555,7 @@ fn walks(name: &str) {
 fn walks_at(name: &str, dir: &Path) {
     let snap = snapshot::load(dir).unwrap_or_else(|e| panic!("{name}: {e}"));
     let enc = Encoder::new(&snap, EncodeOptions::default());
+    let edge = natpath_model::edge::Edge::new(&snap);
     // Probes: the corpus file, each host to every NodePort of every node,
     // each pod to every cluster IP.
     let mut probes: Vec<(String, Ipv4Addr, u16, Proto)> = Vec::new();
@@ -585,6 +587,12 @@ fn walks_at(name: &str, dir: &Path) {
                     probes.push((pod.name.clone(), ip, port, s.proto));
                 }
             }
+            // A host whose gateway is a router: to every cluster IP.
+            for h in snap.cluster.hosts.iter().filter(|h| h.gateway.is_some_and(|g| edge.router_at(g).is_some())) {
+                if let Some((ip, port)) = s.cluster_ip {
+                    probes.push((h.name.clone(), ip, port, s.proto));
+                }
+            }
         }
     }
     probes.sort_by(|a, b| (a.0.as_str(), a.1, a.2, a.3).cmp(&(b.0.as_str(), b.1, b.2, b.3)));
@@ -597,7 +605,13 @@ fn walks_at(name: &str, dir: &Path) {
         // Where the probe enters the cluster, as the model's walk has it.
         let (src, start_node, start_dev) = if let Some(h) = snap.cluster.hosts.iter().find(|h| h.name == from) {
             let nexthop = if h.address.contains(&dst) { Some(dst) } else { h.gateway };
-            let Some(m) = nexthop.and_then(|nh| snap.lan_owner(nh)) else { continue };
+            // A node owns the next hop, or a router forwards to one.
+            let routed = nexthop.filter(|nh| *nh != dst).and_then(|nh| edge.router_at(nh)).map(|r| r.forward(dst));
+            let m = match (nexthop.and_then(|nh| snap.lan_owner(nh)), routed) {
+                (Some(m), _) => m,
+                (None, Some(Forward::To(Target::Node(m)))) => m,
+                _ => continue,
+            };
             (h.address.addr(), m, snap.nodes[m].lan.clone())
         } else if let Some(p) = snap.cluster.pods.iter().find(|p| p.name == from) {
             let Some(m) = snap.nodes.iter().position(|x| x.name == p.node) else { continue };
@@ -631,6 +645,7 @@ fn walks_at(name: &str, dir: &Path) {
                             let pr = match pr {
                                 "tcp" => 6u8,
                                 "udp" => 17,
+                                "sctp" => 132,
                                 _ => return None,
                             };
                             Some(and2(&p.proto.eq(bv8(pr)), &p.dport.eq(bv16(po.parse().ok()?))))
@@ -745,6 +760,7 @@ walk_test!(walks_etp_local_no_endpoint, "etp-local-no-endpoint");
 walk_test!(walks_session_affinity, "session-affinity");
 walk_test!(walks_calico_vxlan, "calico-vxlan");
 walk_test!(walks_broken_no_mark_masq, "broken-no-mark-masq");
+walk_test!(walks_kube_proxy_cidr, "kube-proxy-cidr");
 
 // The edge of the snapshot: copies of corpus snapshots whose packets a
 // node hands to its LAN gateway, which the snapshot does not describe. A
@@ -754,6 +770,11 @@ walk_test!(walks_broken_no_mark_masq, "broken-no-mark-masq");
 /// Walk-check a copy of corpus snapshot `name` after `edit` (node, file,
 /// text) -> text on each of its files.
 fn walks_edited(name: &str, tag: &str, edit: impl Fn(&str, &str, &str) -> String) {
+    walks_edited_toml(name, tag, edit, "");
+}
+
+/// [`walks_edited`], with `toml` appended to cluster.toml.
+fn walks_edited_toml(name: &str, tag: &str, edit: impl Fn(&str, &str, &str) -> String, toml: &str) {
     let dir = std::env::temp_dir().join(format!("natpath-differential-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     common::copy_dir(&common::corpus().join(name), &dir);
@@ -769,6 +790,11 @@ fn walks_edited(name: &str, tag: &str, edit: impl Fn(&str, &str, &str) -> String
                 std::fs::write(f.path(), new).unwrap();
             }
         }
+    }
+    if !toml.is_empty() {
+        let p = dir.join("cluster.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, format!("{text}\n{toml}")).unwrap();
     }
     walks_at(&format!("{name} ({tag})"), &dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -810,4 +836,58 @@ fn walks_outside_reply_to_the_gateway() {
         ("node2", "sysctl") => text.replace("rp_filter = 1", "rp_filter = 0"),
         _ => text.to_string(),
     });
+}
+
+// Routers of cluster.toml (`[[router]]`): both walks ask
+// `natpath_model::router` where the router forwards a packet.
+
+#[test]
+fn walks_cluster_ips_through_a_router() {
+    walks_edited_toml(
+        "seed-ipip-remote",
+        "router-cluster-ip",
+        |_, _, text| text.to_string(),
+        "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.96.0.0/12 via node1\"]\n",
+    );
+}
+
+#[test]
+fn walks_a_cloud_route_table() {
+    walks_edited_toml(
+        "kube-proxy-cidr",
+        "router-table",
+        |node, file, text| match (node, file) {
+            ("node1", "ip-route") => without_line(text, "10.244.2.0/24 via 10.0.0.52"),
+            ("node2", "ip-route") => without_line(text, "10.244.1.0/24 via 10.0.0.51"),
+            _ => text.to_string(),
+        },
+        "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.244.1.0/24 via node1\", \"10.244.2.0/24 via 10.0.0.52\", \"10.96.0.0/12 via node2\"]\n",
+    );
+}
+
+#[test]
+fn walks_a_reply_the_router_delivers_on_its_segment() {
+    walks_edited_toml(
+        "broken-no-mark-masq",
+        "router-reply",
+        |node, file, text| match (node, file) {
+            ("node2", "ip-route") => text.replacen('\n', "\n10.0.0.53 via 10.0.0.1 dev ens192\n", 1),
+            ("node2", "sysctl") => text.replace("rp_filter = 1", "rp_filter = 0"),
+            _ => text.to_string(),
+        },
+        "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\n",
+    );
+}
+
+#[test]
+fn walks_pod_bound_to_a_router_without_the_route() {
+    walks_edited_toml(
+        "seed-ipip-remote",
+        "router-lost",
+        |node, file, text| match (node, file) {
+            ("node1", "ip-route") => without_line(text, "192.168.233.128/26 via 10.0.0.52 dev tunl0"),
+            _ => text.to_string(),
+        },
+        "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.96.0.0/12 via node1\"]\n",
+    );
 }

@@ -18,7 +18,12 @@
 //! host (a default gateway, a cloud router) ends as the model's walk says
 //! (`natpath_model::edge`): dropped when its destination is in the overlay's
 //! pod address space (the underlay does not carry it), else
-//! [`EndKind::Elsewhere`], whose fate invariants must take as unknown.
+//! [`EndKind::Elsewhere`], whose fate invariants must take as unknown. A
+//! next hop that is a `[[router]]` of cluster.toml forwards the packet by
+//! the same table the model's walk reads (`natpath_model::router`): first
+//! covering entry, longest prefix first; the same packet forwarded twice by
+//! one router on a path ends [`EndKind::Loop`], and a router handing the
+//! packet back to a node the path crossed ends unknown (one pass per node).
 //!
 //! Contract: exact within the hop bound; a walk that leaves what the
 //! snapshot describes ends [`EndKind::Elsewhere`] or unknown, a walk that
@@ -30,6 +35,7 @@ use crate::encode::conntrack::{Binding, CtCtx};
 use crate::encode::node::{self, Passage};
 use crate::encode::packet::{addr, bv16, bv32, bv8, ite_bv, DevTerm, Flow, FoldEq, Num, State, SymPacket};
 use crate::encode::{and2, any, not, or2, Encoder, Ending, Trail};
+use natpath_model::router::{self, Forward, Hop as RHop, Router, Target};
 use natpath_model::snapshot::Tunnel;
 use std::net::Ipv4Addr;
 use z3::ast::{Ast, Bool};
@@ -153,6 +159,7 @@ struct Hop {
     visited: Vec<usize>,
     depth: usize,
     path: Vec<(usize, Binding)>,
+    routed: Vec<(usize, SymPacket)>,
 }
 
 /// Whether a socket of `ls` takes `p` (see `natpath_model::parse::ss::Listener::takes`).
@@ -179,6 +186,9 @@ struct Walker<'w, 's> {
     todo: Vec<Hop>,
     /// The bindings of the path being followed.
     path: Vec<(usize, Binding)>,
+    /// What routers forwarded on the path being followed (router index,
+    /// packet): the same packet again is a routing loop.
+    routed: Vec<(usize, SymPacket)>,
 }
 
 impl Walker<'_, '_> {
@@ -524,6 +534,17 @@ impl Walker<'_, '_> {
                 format!("host at {a} would have to route the packet; hosts do not forward"),
             );
         }
+        // A router of cluster.toml forwards it (`natpath_model::router`).
+        let edge = &self.enc.edge;
+        for (ri, r) in edge.routers().iter().enumerate() {
+            let is = nexthop.feq(addr(r.address.addr()));
+            let c = and2(&cond, &and2(&is, &not(&taken)));
+            taken = or2(&taken, &is);
+            if crate::encode::is_false(&c) {
+                continue;
+            }
+            self.router(n, dev, ri, r, c, s, depth, visited);
+        }
         // Beyond the snapshot: a packet into the overlay's pod address
         // space is lost (the model's walk takes the first such network);
         // anything else goes where the snapshot does not say.
@@ -550,6 +571,152 @@ impl Walker<'_, '_> {
         );
     }
 
+    /// Router `r` (index `ri`) forwards what node `n` handed it out of
+    /// `dev`: the first entry of its table that covers the destination.
+    #[allow(clippy::too_many_arguments)]
+    fn router(
+        &mut self,
+        n: usize,
+        dev: &str,
+        ri: usize,
+        r: &Router,
+        cond: Bool,
+        s: &State,
+        depth: usize,
+        visited: &[usize],
+    ) {
+        let snap = self.enc.snap;
+        let Some(node) = snap.nodes.get(n) else { return };
+        let elsewhere = EndKind::Elsewhere { node: n, dev: dev.to_string() };
+        let dst = s.pkt.dst.clone();
+        let mut covered: Vec<Bool> = Vec::new();
+        for e in &r.table {
+            let inside = crate::encode::packet::in_net(&dst, &e.net);
+            let c = and2(&cond, &and2(&inside, &not(&any(&covered))));
+            covered.push(inside);
+            if crate::encode::is_false(&c) {
+                continue;
+            }
+            match e.hop {
+                RHop::Via(t) => self.router_to(ri, r, t, c, s, depth, visited),
+                RHop::Segment => {
+                    let own = dst.feq(addr(r.address.addr()));
+                    self.end(
+                        and2(&c, &own),
+                        elsewhere.clone(),
+                        s,
+                        router::beyond_reason(&node.name, r, Forward::Itself),
+                    );
+                    let mut taken = vec![own];
+                    for &(a, t) in &r.owners {
+                        let is = dst.feq(addr(a));
+                        let c2 = and2(&c, &and2(&is, &not(&any(&taken))));
+                        taken.push(is);
+                        if !crate::encode::is_false(&c2) {
+                            self.router_to(ri, r, t, c2, s, depth, visited);
+                        }
+                    }
+                    self.end(
+                        and2(&c, &not(&any(&taken))),
+                        elsewhere.clone(),
+                        s,
+                        router::beyond_reason(&node.name, r, Forward::Nobody),
+                    );
+                }
+            }
+        }
+        // No route: a packet into the overlay's pod address space is lost,
+        // as at any other edge; anything else is beyond the snapshot.
+        let none = and2(&cond, &not(&any(&covered)));
+        if crate::encode::is_false(&none) {
+            return;
+        }
+        let mut lost = Vec::new();
+        for net in self.enc.edge.lost_nets(node) {
+            let inside = crate::encode::packet::in_net(&dst, net);
+            let c = and2(&none, &and2(&inside, &not(&any(&lost))));
+            lost.push(inside);
+            self.end(c, EndKind::Dropped, s, natpath_model::edge::lost_at_router_reason(&node.name, dev, r, net));
+        }
+        self.end(and2(&none, &not(&any(&lost))), elsewhere, s, router::beyond_reason(&node.name, r, Forward::NoRoute));
+    }
+
+    /// Router `r` (index `ri`) hands the packet to `t`: a node's LAN
+    /// interface, or a host (which receives only its own address). The
+    /// same packet forwarded by the same router twice on one path is a
+    /// routing loop.
+    #[allow(clippy::too_many_arguments)]
+    fn router_to(&mut self, ri: usize, r: &Router, t: Target, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
+        let snap = self.enc.snap;
+        let p = &s.pkt;
+        let again: Vec<Bool> = self
+            .routed
+            .iter()
+            .filter(|(x, _)| *x == ri)
+            .map(|(_, q)| {
+                crate::encode::all(&[
+                    p.src.feq(&q.src),
+                    p.sport.feq(&q.sport),
+                    p.dst.feq(&q.dst),
+                    p.dport.feq(&q.dport),
+                    p.proto.feq(&q.proto),
+                    p.icmp_type.feq(&q.icmp_type),
+                    p.icmp_code.feq(&q.icmp_code),
+                ])
+            })
+            .collect();
+        let again = any(&again);
+        let to = match t {
+            Target::Node(m) => snap.nodes.get(m).map(|x| x.name.clone()).unwrap_or_default(),
+            Target::Host(h) => snap.cluster.hosts.get(h).map(|x| format!("host {}", x.name)).unwrap_or_default(),
+        };
+        self.end(and2(&cond, &again), EndKind::Loop, s, router::loop_reason(r, &to));
+        let cond = and2(&cond, &not(&again));
+        if crate::encode::is_false(&cond) {
+            return;
+        }
+        match t {
+            Target::Node(m) => {
+                let Some(peer) = snap.nodes.get(m) else { return };
+                if visited.contains(&m) {
+                    // The encoding keeps one pass per node and walk: it
+                    // does not follow the packet round a second time.
+                    self.end(
+                        cond,
+                        EndKind::Unknown,
+                        s,
+                        format!(
+                            "{} hands it back to {}, which it already crossed: a possible routing loop, which the encoding does not follow (trace does)",
+                            r.label(),
+                            peer.name
+                        ),
+                    );
+                    return;
+                }
+                self.routed.push((ri, p.clone()));
+                self.next(m, &peer.lan.clone(), cond, s, depth, visited);
+                self.routed.pop();
+            }
+            Target::Host(h) => {
+                let Some(host) = snap.cluster.hosts.get(h) else { return };
+                let a = host.address.addr();
+                let is_dst = p.dst.feq(addr(a));
+                self.end(
+                    and2(&cond, &is_dst),
+                    EndKind::Reached(Reached::Host(h)),
+                    s,
+                    format!("delivered to host {}", host.name),
+                );
+                self.end(
+                    and2(&cond, &not(&is_dst)),
+                    EndKind::Unknown,
+                    s,
+                    router::host_forward_reason(r, &host.name, a),
+                );
+            }
+        }
+    }
+
     fn next(&mut self, m: usize, dev: &str, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
         if crate::encode::is_false(&cond) {
             return;
@@ -570,13 +737,22 @@ impl Walker<'_, '_> {
             visited: v,
             depth: depth + 1,
             path: self.path.clone(),
+            routed: self.routed.clone(),
         });
     }
 
     fn run(&mut self, start: Start) {
         match start {
             Start::Arrive { node, dev, flow } => {
-                self.todo.push(Hop { node, dev, flow, visited: vec![node], depth: 0, path: Vec::new() });
+                self.todo.push(Hop {
+                    node,
+                    dev,
+                    flow,
+                    visited: vec![node],
+                    depth: 0,
+                    path: Vec::new(),
+                    routed: Vec::new(),
+                });
             }
             Start::Send { node: n, flow } => {
                 self.trail.passage += 1;
@@ -591,6 +767,7 @@ impl Walker<'_, '_> {
         }
         while let Some(h) = self.todo.pop() {
             self.path = h.path;
+            self.routed = h.routed;
             self.trail.passage += 1;
             let ctx = (self.ctx)(h.node);
             let p = node::receive(self.enc, h.node, self.trail, h.flow, &DevTerm::konst(h.dev), &ctx);
@@ -607,7 +784,16 @@ impl Walker<'_, '_> {
 /// node's conntrack knows (fresh for a first walk, the first walk's
 /// bindings for the answer), `reply` whether carriers go the reply way.
 pub fn walk(enc: &Encoder<'_>, trail: &mut Trail, start: Start, ctx: &dyn Fn(usize) -> CtCtx, reply: bool) -> WalkOut {
-    let mut w = Walker { enc, trail, ctx, reply, out: WalkOut::default(), todo: Vec::new(), path: Vec::new() };
+    let mut w = Walker {
+        enc,
+        trail,
+        ctx,
+        reply,
+        out: WalkOut::default(),
+        todo: Vec::new(),
+        path: Vec::new(),
+        routed: Vec::new(),
+    };
     w.run(start);
     w.out
 }

@@ -364,6 +364,14 @@ impl Lab {
             }
             batch("ip", &hns, &l, &format!("host `{}`", h.name))?;
         }
+        for r in &dumps.cluster.routers {
+            lab.notes.push(format!(
+                "router `{}` ({}) is not emulated: what the model forwards through it is lost here, so probes that go \
+                 through it differ",
+                r.name,
+                r.address.addr()
+            ));
+        }
         for (i, p) in dumps.cluster.pods.iter().enumerate() {
             let pns = lab.pods.get(i).cloned().unwrap_or_default();
             let l = [

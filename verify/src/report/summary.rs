@@ -86,6 +86,9 @@ pub struct Summary {
     pub hosts: Vec<String>,
     /// Pods of cluster.toml.
     pub pods: Vec<String>,
+    /// Routers of cluster.toml (absent when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<String>,
     /// Per node.
     pub nodes: Vec<NodeSummary>,
 }
@@ -164,6 +167,16 @@ pub fn snapshot(snap: &Snapshot, path: &str) -> Summary {
             .iter()
             .map(|p| format!("{} {} on {} via {}", p.name, p.address, p.node, p.iface))
             .collect(),
+        routers: snap
+            .cluster
+            .routers
+            .iter()
+            .map(|r| {
+                let routes: Vec<String> = r.parsed.iter().map(|x| format!("{} via {}", x.dst, x.via)).collect();
+                let routes = if routes.is_empty() { "no routes".to_string() } else { routes.join(", ") };
+                format!("{} {}: {routes}", r.name, r.address)
+            })
+            .collect(),
         nodes: snap
             .nodes
             .iter()
@@ -181,6 +194,9 @@ pub fn text(s: &Summary) -> String {
     }
     for p in &s.pods {
         let _ = writeln!(out, "pod {p}");
+    }
+    for r in &s.routers {
+        let _ = writeln!(out, "router {r}");
     }
     for n in &s.nodes {
         let _ = writeln!(out, "node {}: {} interfaces, {} routes, {} ipsets", n.name, n.interfaces, n.routes, n.ipsets);
