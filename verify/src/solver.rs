@@ -77,10 +77,14 @@ impl Session {
         // simplification either of the two decides them completely:
         // - the prover ends with Z3's `smt` core, 25 to 40 % faster on the
         //   queries that hold (masq-iff-mark's, measured in BENCHMARKS.md);
-        // - the solver bit-blasts to `sat`. Its models are the ones the
-        //   reports and goldens have always printed; `smt` finds other,
-        //   equally valid ones. So a satisfiable query, rare in a catalog
-        //   that holds, is asked twice, and its witness does not change.
+        // - the solver bit-blasts to `sat`, whose models are the ones the
+        //   reports print. A satisfiable query, rare in a catalog that
+        //   holds, is asked twice. The witness is still the solver's, and
+        //   still the same on every run, but not always the one it gave
+        //   before the prover existed: the prover's work leaves terms in
+        //   the context that can change which of the valid models the
+        //   solver finds first (two gate goldens got another source
+        //   address; no check golden changed).
         // A timeout still ends the check as unknown (tested below).
         let prover = tactic_solver(&["solve-eqs", "smt"]);
         let solver = tactic_solver(&["solve-eqs", "bit-blast", "sat"]);
