@@ -520,16 +520,11 @@ impl Walker<'_, '_> {
             let owns = and2(&nexthop.feq(addr(a)), &not(&taken));
             taken = or2(&taken, &nexthop.feq(addr(a)));
             let c = and2(&cond, &owns);
-            let is_dst = s.pkt.dst.feq(addr(a));
-            self.end(
-                and2(&c, &is_dst),
-                EndKind::Reached(Reached::Host(h)),
-                s,
-                format!("delivered to host {}", host.name),
-            );
-            self.end(
-                and2(&c, &not(&is_dst)),
-                EndKind::Unknown,
+            self.hand_to_host(
+                c,
+                h,
+                &host.name,
+                a,
                 s,
                 format!("host at {a} would have to route the packet; hosts do not forward"),
             );
@@ -700,21 +695,17 @@ impl Walker<'_, '_> {
             Target::Host(h) => {
                 let Some(host) = snap.cluster.hosts.get(h) else { return };
                 let a = host.address.addr();
-                let is_dst = p.dst.feq(addr(a));
-                self.end(
-                    and2(&cond, &is_dst),
-                    EndKind::Reached(Reached::Host(h)),
-                    s,
-                    format!("delivered to host {}", host.name),
-                );
-                self.end(
-                    and2(&cond, &not(&is_dst)),
-                    EndKind::Unknown,
-                    s,
-                    router::host_forward_reason(r, &host.name, a),
-                );
+                self.hand_to_host(cond, h, &host.name, a, s, router::host_forward_reason(r, &host.name, a));
             }
         }
+    }
+
+    /// A packet handed to host `h` (`name`, at `a`): delivered when it is
+    /// addressed to the host, else unknown for `why` (hosts do not forward).
+    fn hand_to_host(&mut self, cond: Bool, h: usize, name: &str, a: Ipv4Addr, s: &State, why: String) {
+        let is_dst = s.pkt.dst.feq(addr(a));
+        self.end(and2(&cond, &is_dst), EndKind::Reached(Reached::Host(h)), s, format!("delivered to host {name}"));
+        self.end(and2(&cond, &not(&is_dst)), EndKind::Unknown, s, why);
     }
 
     fn next(&mut self, m: usize, dev: &str, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
