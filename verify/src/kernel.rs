@@ -129,6 +129,18 @@ pub struct Probe {
 /// The source port probes use unless told otherwise (the trace's default too).
 pub const DEFAULT_SPORT: u16 = 40000;
 
+/// Give each probe of a run a source port of its own: the `i`-th probe
+/// still on [`DEFAULT_SPORT`] gets `DEFAULT_SPORT + i` (modulo 20,000), so
+/// no answer to one probe can pass for another's, whatever their order.
+/// Idempotent.
+pub fn own_ports(probes: &mut [Probe]) {
+    for (i, p) in probes.iter_mut().enumerate() {
+        if p.sport == DEFAULT_SPORT {
+            p.sport = DEFAULT_SPORT + u16::try_from(i % 20_000).unwrap_or(0);
+        }
+    }
+}
+
 impl Probe {
     /// Parse `FROM:IP:PORT/PROTO` (e.g. `client:10.0.0.51:32220/tcp`).
     pub fn parse(s: &str) -> Result<Probe, KernelError> {
@@ -327,6 +339,8 @@ pub fn run_observed(
         })
         .collect();
     let mut lab = lab::Lab::build(&dumps, opts, helper, &direct)?;
+    let mut probes = probes.to_vec();
+    own_ports(&mut probes);
     let mut results = Vec::new();
     let mut pace = RouteErrorPace::new();
     let mut redirects = RedirectPace::default();
@@ -585,6 +599,19 @@ pub fn remove_stale_namespaces() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_probe_gets_its_own_source_port() {
+        let mut v: Vec<Probe> =
+            ["client:10.0.0.51:32220/tcp", "client:10.0.0.51:32220/tcp", "client:10.0.0.52:32220/udp"]
+                .iter()
+                .map(|p| Probe::parse(p).unwrap())
+                .collect();
+        own_ports(&mut v);
+        assert_eq!(v.iter().map(|p| p.sport).collect::<Vec<_>>(), vec![40000, 40001, 40002]);
+        own_ports(&mut v);
+        assert_eq!(v.iter().map(|p| p.sport).collect::<Vec<_>>(), vec![40000, 40001, 40002], "idempotent");
+    }
 
     #[test]
     fn probe_syntax() {

@@ -79,6 +79,8 @@ pub fn kernel_check(a: &KernelCheckArgs, ui: &Ui) -> u8 {
             }
         }
     };
+    // The run gives each probe a source port of its own; trace the same.
+    super::own_ports(&mut probes);
     let traces: Vec<Result<serde_json::Value, String>> = probes
         .iter()
         .map(|p| match &model {
