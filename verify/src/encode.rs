@@ -302,6 +302,9 @@ pub struct NodeEnc<'s> {
     /// The snapshot's pods on this node, by the device they are behind
     /// (the first pod of a device, as the walks take it).
     pods: HashMap<&'s str, usize>,
+    /// The addresses of its LAN interface ([`Node::lan_addrs`], read once:
+    /// a node has a device per workload).
+    pub lan_addrs: Vec<std::net::Ipv4Addr>,
 }
 
 impl<'s> NodeEnc<'s> {
@@ -371,7 +374,8 @@ impl<'s> NodeEnc<'s> {
         for (i, p) in snap.cluster.pods.iter().enumerate().filter(|(_, p)| p.node == node.name) {
             pods.entry(p.iface.as_str()).or_insert(i);
         }
-        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch, routes, pods }
+        let lan_addrs = node.lan_addrs();
+        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch, routes, pods, lan_addrs }
     }
 
     /// Routing table `table`'s routes in lookup order.
@@ -447,6 +451,10 @@ pub struct Encoder<'s> {
     /// What is known beyond the snapshot (the overlay's pod address space,
     /// read when a walk first reaches the edge).
     pub edge: natpath_model::edge::Edge<'s>,
+    /// The node that owns each LAN address (the first, as
+    /// `Snapshot::lan_owner` takes it), indexed once: walks ask it at
+    /// every hop, and a cluster has hundreds of nodes.
+    lan_owners: HashMap<std::net::Ipv4Addr, usize>,
 }
 
 impl<'s> Encoder<'s> {
@@ -459,18 +467,30 @@ impl<'s> Encoder<'s> {
     /// An encoder over nodes already prepared (by [`Encoder::new`] of the
     /// same snapshot and options).
     pub fn with_nodes(snap: &'s Snapshot, nodes: std::sync::Arc<Vec<NodeEnc<'s>>>, opts: EncodeOptions) -> Self {
+        let mut lan_owners = HashMap::new();
+        for n in nodes.iter() {
+            for a in &n.lan_addrs {
+                lan_owners.entry(*a).or_insert(n.index);
+            }
+        }
         Encoder {
             snap,
             nodes,
             opts,
             carriers: std::cell::RefCell::new(HashMap::new()),
             edge: natpath_model::edge::Edge::new(snap),
+            lan_owners,
         }
     }
 
     /// Node `i`.
     pub fn node(&self, i: usize) -> Option<&NodeEnc<'s>> {
         self.nodes.get(i)
+    }
+
+    /// The node whose LAN interface has `a` (`Snapshot::lan_owner`).
+    pub fn lan_owner(&self, a: std::net::Ipv4Addr) -> Option<usize> {
+        self.lan_owners.get(&a).copied()
     }
 }
 

@@ -307,7 +307,7 @@ impl Walker<'_, '_> {
             return;
         };
         let peer = match kind {
-            Tunnel::Ipip => self.enc.snap.lan_owner(g),
+            Tunnel::Ipip => self.enc.lan_owner(g),
             Tunnel::Vxlan => self.enc.snap.vtep_owner(dev, g),
         };
         let Some(peer) = peer else {
@@ -322,7 +322,7 @@ impl Walker<'_, '_> {
         let Some(peer_node) = nodes.get(peer) else { return };
         let outer_dst = match kind {
             Tunnel::Ipip => Some(g),
-            Tunnel::Vxlan => peer_node.lan_addrs().first().copied(),
+            Tunnel::Vxlan => self.enc.node(peer).and_then(|ne| ne.lan_addrs.first().copied()),
         };
         let Some(outer_dst) = outer_dst else {
             self.end(cond, EndKind::Unknown, s, format!("{}: no LAN address to send VXLAN to", peer_node.name));
@@ -398,7 +398,8 @@ impl Walker<'_, '_> {
         let mut outer_in = None;
         if let Some(o) = sent.out() {
             let lan_v = self.enc.node(n).map(|x| x.dev_value(&x.node.lan)).unwrap_or(0);
-            let to_peer = peer_node.lan_addrs().into_iter().map(|a| o.nexthop.feq(addr(a))).collect::<Vec<_>>();
+            let peer_lan = self.enc.node(peer).map(|ne| ne.lan_addrs.as_slice()).unwrap_or_default();
+            let to_peer = peer_lan.iter().map(|a| o.nexthop.feq(addr(*a))).collect::<Vec<_>>();
             let direct = and2(&o.oif.is(lan_v), &any(&to_peer));
             let ok = and2(&o.flow.cond, &direct).simplify();
             // A carrier that leaves some other way (through a gateway, out
@@ -496,7 +497,7 @@ impl Walker<'_, '_> {
             // A constant next hop (a route's gateway, a constant
             // destination) names its owner without a term per node.
             let a = Ipv4Addr::from(u32::try_from(v).unwrap_or(0));
-            if let Some(m) = snap.lan_owner(a) {
+            if let Some(m) = self.enc.lan_owner(a) {
                 if let Some(peer) = snap.nodes.get(m) {
                     self.next(m, &peer.lan.clone(), cond.clone(), s, depth, visited);
                 }
@@ -504,7 +505,8 @@ impl Walker<'_, '_> {
             }
         } else {
             for (m, peer) in snap.nodes.iter().enumerate() {
-                let owns = any(&peer.lan_addrs().into_iter().map(|a| nexthop.feq(addr(a))).collect::<Vec<_>>());
+                let lan = self.enc.node(m).map(|ne| ne.lan_addrs.as_slice()).unwrap_or_default();
+                let owns = any(&lan.iter().map(|a| nexthop.feq(addr(*a))).collect::<Vec<_>>());
                 // lan_owner takes the first node that owns the address.
                 let here = and2(&owns, &not(&taken));
                 taken = or2(&taken, &owns);
