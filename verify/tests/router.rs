@@ -10,59 +10,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
-use std::path::PathBuf;
-use std::process::Command;
+use common::{natpath, Scratch};
 
-/// Run natpath; returns (exit code, stdout, stderr).
-#[track_caller]
-fn natpath(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_natpath"))
-        .args(args)
-        .env_remove("COLUMNS")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("natpath runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// A copy of a corpus snapshot (see [`Scratch`]), with this file's runs.
+struct Copy(Scratch);
+
+impl std::ops::Deref for Copy {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
-
-/// A copy of a corpus snapshot, removed when dropped.
-struct Copy(PathBuf);
 
 impl Copy {
     fn of(name: &str, tag: &str) -> Copy {
-        let dst = std::env::temp_dir().join(format!("natpath-router-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dst);
-        common::copy_dir(&common::corpus().join(name), &dst);
-        // Golden outputs of the original do not describe the copy.
-        let _ = std::fs::remove_dir_all(dst.join("expected"));
-        Copy(dst)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-
-    /// Edit node `node`'s file `file` with `f`, which must change it.
-    fn edit(&self, node: &str, file: &str, f: impl Fn(&str) -> String) {
-        let p: PathBuf = self.0.join("nodes").join(node).join(file);
-        let text = std::fs::read_to_string(&p).unwrap();
-        let new = f(&text);
-        assert_ne!(text, new, "the edit of {node}/{file} changed nothing");
-        std::fs::write(&p, new).unwrap();
-    }
-
-    fn drop_line(&self, node: &str, file: &str, containing: &str) {
-        self.edit(node, file, |t| t.lines().filter(|l| !l.contains(containing)).map(|l| format!("{l}\n")).collect());
+        Copy(Scratch::of(name, tag))
     }
 
     /// Append `text` to cluster.toml; returns the line number its first
     /// line gets.
     fn append_toml(&self, text: &str) -> usize {
-        let p = self.0.join("cluster.toml");
+        let p = self.file("cluster.toml");
         let mut old = std::fs::read_to_string(&p).unwrap();
         if !old.ends_with('\n') {
             old.push('\n');
@@ -78,12 +46,6 @@ impl Copy {
 
     fn check(&self, invariant: &str) -> (i32, String, String) {
         natpath(&["check", self.path(), "--invariant", invariant])
-    }
-}
-
-impl Drop for Copy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -296,7 +258,7 @@ fn a_reply_beyond_the_segment_needs_a_route_of_the_router() {
     let (code, out, err) = run();
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("node1 sends it out of `ens192` to 10.0.0.1, which the snapshot does not describe"), "{out}");
-    let p = c.0.join("cluster.toml");
+    let p = c.file("cluster.toml");
     let base = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, format!("{base}{}", gw(&[]))).unwrap();
     let (code, out, err) = run();

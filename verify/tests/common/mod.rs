@@ -23,6 +23,22 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// Run the natpath binary; returns (exit code, stdout, stderr).
+#[track_caller]
+pub fn natpath(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natpath"))
+        .args(args)
+        .env_remove("COLUMNS")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A copy of a corpus snapshot in a directory of its own under the
 /// system's temporary directory, without its golden outputs; removed when
 /// dropped.
@@ -38,6 +54,11 @@ impl Scratch {
         Scratch(dst)
     }
 
+    /// A file of the copy, by its path relative to the snapshot.
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
     /// The copy's directory as a string.
     pub fn path(&self) -> &str {
         self.0.to_str().unwrap()
@@ -51,6 +72,12 @@ impl Scratch {
         assert_ne!(text, new, "the edit of {node}/{file} changed nothing");
         std::fs::write(&p, new).unwrap();
         self
+    }
+
+    /// Remove every line of node `node`'s file `file` that contains
+    /// `containing`.
+    pub fn drop_line(&self, node: &str, file: &str, containing: &str) -> &Self {
+        self.edit(node, file, |t| t.lines().filter(|l| !l.contains(containing)).map(|l| format!("{l}\n")).collect())
     }
 
     /// Replace the line of node `node`'s file `file` that starts with
