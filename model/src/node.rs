@@ -291,6 +291,15 @@ impl<'a, 'p> Ctx<'a, 'p> {
     }
 }
 
+/// How a packet the node generates stands to a connection (see [`Ctx`]'s
+/// fields of the same names).
+#[derive(Default)]
+struct SendAs {
+    related: Option<(Conn, bool)>,
+    nat_src_new: bool,
+    nat_drops: bool,
+}
+
 #[derive(Default)]
 struct PassageInfo {
     mark_at_nat_postrouting: Option<u32>,
@@ -894,20 +903,14 @@ impl<'a> NodeModel<'a> {
     /// confirmed before without any translation (measured: raw and mangle
     /// OUTPUT count it, filter OUTPUT and POSTROUTING do not).
     pub fn send_redirect(&mut self, r: &Redirect, chooser: &mut dyn Chooser) -> Passage<'a> {
-        let mut pkt = r.message();
         let has_nat = self.st.tables.iter().any(|t| t.table.name == TableName::Nat);
         let translated = r.conn.as_ref().is_some_and(|(c, _)| c.snat || c.dnat);
-        let mut info = PassageInfo::default();
-        let (end, steps, hooks) = {
-            let mut ctx = Ctx {
-                related: r.conn.clone().map(|(c, reply)| (c, !reply)),
-                nat_drops: has_nat && r.conn.is_some() && (!r.confirmed || translated),
-                ..Ctx::new(&mut info)
-            };
-            let end = self.send_inner(&mut pkt, false, &mut ctx, chooser);
-            (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
+        let how = SendAs {
+            related: r.conn.clone().map(|(c, reply)| (c, !reply)),
+            nat_drops: has_nat && r.conn.is_some() && (!r.confirmed || translated),
+            ..SendAs::default()
         };
-        passage(end, steps, hooks, info)
+        self.send_as(r.message(), false, how, chooser)
     }
 
     fn postrouting(
@@ -948,10 +951,21 @@ impl<'a> NodeModel<'a> {
 
     /// A packet generated on this node (its source may be unspecified:
     /// routing picks it).
-    pub fn send(&mut self, mut pkt: Packet, carrier: bool, chooser: &mut dyn Chooser) -> Passage<'a> {
+    pub fn send(&mut self, pkt: Packet, carrier: bool, chooser: &mut dyn Chooser) -> Passage<'a> {
+        self.send_as(pkt, carrier, SendAs::default(), chooser)
+    }
+
+    /// A packet generated on this node, `how` it relates to a connection
+    /// (plain [`Self::send`], a refusal's answer, a redirect).
+    fn send_as(&mut self, mut pkt: Packet, carrier: bool, how: SendAs, chooser: &mut dyn Chooser) -> Passage<'a> {
         let mut info = PassageInfo::default();
         let (end, steps, hooks) = {
-            let mut ctx = Ctx::new(&mut info);
+            let mut ctx = Ctx {
+                related: how.related,
+                nat_src_new: how.nat_src_new,
+                nat_drops: how.nat_drops,
+                ..Ctx::new(&mut info)
+            };
             let end = self.send_inner(&mut pkt, carrier, &mut ctx, chooser);
             (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
         };
@@ -967,18 +981,13 @@ impl<'a> NodeModel<'a> {
     /// POSTROUTING's, as the refused packet never reached a source
     /// translation (measured). `None` when the rule sends nothing.
     pub fn send_refusal(&mut self, r: &Refused, chooser: &mut dyn Chooser) -> Option<Passage<'a>> {
-        let mut pkt = r.answer()?;
-        let mut info = PassageInfo::default();
-        let (end, steps, hooks) = {
-            let mut ctx = Ctx {
-                related: r.conn.clone().map(|(c, reply)| (c, !reply)),
-                nat_src_new: r.with == RejectWith::TcpReset,
-                ..Ctx::new(&mut info)
-            };
-            let end = self.send_inner(&mut pkt, false, &mut ctx, chooser);
-            (end, std::mem::take(&mut ctx.steps), std::mem::take(&mut ctx.hooks))
+        let pkt = r.answer()?;
+        let how = SendAs {
+            related: r.conn.clone().map(|(c, reply)| (c, !reply)),
+            nat_src_new: r.with == RejectWith::TcpReset,
+            ..SendAs::default()
         };
-        Some(passage(end, steps, hooks, info))
+        Some(self.send_as(pkt, false, how, chooser))
     }
 
     fn route_out(&self, pkt: &Packet) -> Result<(RouteType, Option<String>, Ipv4Addr), NodeEnd> {
