@@ -545,27 +545,46 @@ impl Walker<'_, '_> {
         // Beyond the snapshot: a packet into the overlay's pod address
         // space is lost (the model's walk takes the first such network);
         // anything else goes where the snapshot does not say.
-        let beyond = and2(&cond, &not(&taken));
-        if crate::encode::is_false(&beyond) {
-            return;
-        }
-        let mut lost = Vec::new();
-        for net in self.enc.edge.lost_nets(node) {
-            let inside = crate::encode::packet::in_net(&s.pkt.dst, net);
-            let c = and2(&beyond, &and2(&inside, &not(&any(&lost))));
-            lost.push(inside);
-            self.end(c, EndKind::Dropped, s, natpath_model::edge::lost_reason(&node.name, dev, gateway, net));
-        }
         let to = match gateway {
             Some(g) => format!("to {g}, which"),
             None => "to a next hop that".to_string(),
         };
-        self.end(
-            and2(&beyond, &not(&any(&lost))),
-            EndKind::Elsewhere { node: n, dev: dev.to_string() },
+        self.beyond(
+            n,
+            dev,
+            and2(&cond, &not(&taken)),
             s,
+            |net| natpath_model::edge::lost_reason(&node.name, dev, gateway, net),
             format!("{} sends it out of `{dev}` {to} the snapshot does not describe", node.name),
         );
+    }
+
+    /// What node `n` hands out of `dev` to where the snapshot does not
+    /// follow it (on `cond`): dropped when its destination is in the
+    /// overlay's pod address space (`lost(net)` says why; the first such
+    /// network, as the model's walk takes it), else [`EndKind::Elsewhere`]
+    /// for `why`.
+    fn beyond(
+        &mut self,
+        n: usize,
+        dev: &str,
+        cond: Bool,
+        s: &State,
+        lost: impl Fn(&ipnet::Ipv4Net) -> String,
+        why: String,
+    ) {
+        if crate::encode::is_false(&cond) {
+            return;
+        }
+        let Some(node) = self.enc.snap.nodes.get(n) else { return };
+        let mut inside_before = Bool::from_bool(false);
+        for net in self.enc.edge.lost_nets(node) {
+            let inside = crate::encode::packet::in_net(&s.pkt.dst, net);
+            let c = and2(&cond, &and2(&inside, &not(&inside_before)));
+            inside_before = or2(&inside_before, &inside);
+            self.end(c, EndKind::Dropped, s, lost(net));
+        }
+        self.end(and2(&cond, &not(&inside_before)), EndKind::Elsewhere { node: n, dev: dev.to_string() }, s, why);
     }
 
     /// Router `r` (index `ri`) forwards what node `n` handed it out of
@@ -586,11 +605,13 @@ impl Walker<'_, '_> {
         let Some(node) = snap.nodes.get(n) else { return };
         let elsewhere = EndKind::Elsewhere { node: n, dev: dev.to_string() };
         let dst = s.pkt.dst.clone();
-        let mut covered: Vec<Bool> = Vec::new();
+        // One running disjunction each: a router's segment has every
+        // node's address, and its table up to thousands of routes.
+        let mut covered = Bool::from_bool(false);
         for e in &r.table {
             let inside = crate::encode::packet::in_net(&dst, &e.net);
-            let c = and2(&cond, &and2(&inside, &not(&any(&covered))));
-            covered.push(inside);
+            let c = and2(&cond, &and2(&inside, &not(&covered)));
+            covered = or2(&covered, &inside);
             if crate::encode::is_false(&c) {
                 continue;
             }
@@ -604,17 +625,17 @@ impl Walker<'_, '_> {
                         s,
                         router::beyond_reason(&node.name, r, Forward::Itself),
                     );
-                    let mut taken = vec![own];
+                    let mut taken = own;
                     for &(a, t) in &r.owners {
                         let is = dst.feq(addr(a));
-                        let c2 = and2(&c, &and2(&is, &not(&any(&taken))));
-                        taken.push(is);
+                        let c2 = and2(&c, &and2(&is, &not(&taken)));
+                        taken = or2(&taken, &is);
                         if !crate::encode::is_false(&c2) {
                             self.router_to(ri, r, t, c2, s, depth, visited);
                         }
                     }
                     self.end(
-                        and2(&c, &not(&any(&taken))),
+                        and2(&c, &not(&taken)),
                         elsewhere.clone(),
                         s,
                         router::beyond_reason(&node.name, r, Forward::Nobody),
@@ -624,18 +645,14 @@ impl Walker<'_, '_> {
         }
         // No route: a packet into the overlay's pod address space is lost,
         // as at any other edge; anything else is beyond the snapshot.
-        let none = and2(&cond, &not(&any(&covered)));
-        if crate::encode::is_false(&none) {
-            return;
-        }
-        let mut lost = Vec::new();
-        for net in self.enc.edge.lost_nets(node) {
-            let inside = crate::encode::packet::in_net(&dst, net);
-            let c = and2(&none, &and2(&inside, &not(&any(&lost))));
-            lost.push(inside);
-            self.end(c, EndKind::Dropped, s, natpath_model::edge::lost_at_router_reason(&node.name, dev, r, net));
-        }
-        self.end(and2(&none, &not(&any(&lost))), elsewhere, s, router::beyond_reason(&node.name, r, Forward::NoRoute));
+        self.beyond(
+            n,
+            dev,
+            and2(&cond, &not(&covered)),
+            s,
+            |net| natpath_model::edge::lost_at_router_reason(&node.name, dev, r, net),
+            router::beyond_reason(&node.name, r, Forward::NoRoute),
+        );
     }
 
     /// Router `r` (index `ri`) hands the packet to `t`: a node's LAN
