@@ -29,7 +29,7 @@ use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::{self, Snapshot};
 use natpath_model::traverse::Chooser;
 use natpath_model::walk::{self, TraceOptions};
-use std::rc::Rc;
+use std::sync::Arc;
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
@@ -126,11 +126,11 @@ fn bench_corpus(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     for (name, snap, ip, port) in &cases {
         let Some(node) = snap.nodes.first() else { continue };
-        for (how, tables) in [("indexed", Rc::new(NodeTables::new(node))), ("naive", Rc::new(NodeTables::linear(node)))]
+        for (how, tables) in [("indexed", Arc::new(NodeTables::new(node))), ("naive", Arc::new(NodeTables::linear(node)))]
         {
             group.bench_function(format!("{name}/{how}"), |b| {
                 b.iter(|| {
-                    let mut model = NodeModel::shared(Rc::clone(&tables), NodeOptions::default());
+                    let mut model = NodeModel::shared(Arc::clone(&tables), NodeOptions::default());
                     let pkt = Packet::first(CLIENT, 40000, *ip, *port, Proto::TCP);
                     black_box(model.receive(pkt, &node.lan, false, &mut First).steps.len())
                 })
@@ -153,14 +153,14 @@ fn bench_traverse(c: &mut Criterion) {
         let Some(node) = k.snap.nodes.first() else { continue };
         // The tables are indexed once, as `natpath trace` does per run; each
         // iteration is one first packet through a node with empty conntrack.
-        let indexed = Rc::new(NodeTables::new(node));
-        let naive = Rc::new(NodeTables::linear(node));
+        let indexed = Arc::new(NodeTables::new(node));
+        let naive = Arc::new(NodeTables::linear(node));
         let mut group = c.benchmark_group("node first packet (NodePort, last service)");
         configure(&mut group, k.services);
         for (name, tables) in [("indexed", &indexed), ("naive rule by rule", &naive)] {
             group.bench_with_input(BenchmarkId::new(name, k.services), node, |b, node| {
                 b.iter(|| {
-                    let mut model = NodeModel::shared(Rc::clone(tables), NodeOptions::default());
+                    let mut model = NodeModel::shared(Arc::clone(tables), NodeOptions::default());
                     let pkt = Packet::first(CLIENT, 40000, k.node_ip, k.node_port, Proto::TCP);
                     black_box(model.receive(pkt, &node.lan, false, &mut First).steps.len())
                 })

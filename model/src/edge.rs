@@ -24,8 +24,8 @@ use crate::intent::Intent;
 use crate::router::Router;
 use crate::snapshot::{Node, Snapshot, Tunnel};
 use ipnet::Ipv4Net;
-use std::cell::OnceCell;
 use std::net::Ipv4Addr;
+use std::sync::OnceLock;
 
 /// The pod address space of the snapshot: every node's Calico IP pools
 /// (`cali40all-ipam-pools`) and kube-proxy cluster CIDR (read by the
@@ -78,7 +78,7 @@ pub fn lost_at_router_reason(node: &str, dev: &str, router: &Router, net: &Ipv4N
 /// What a walk knows about the edge of one snapshot.
 pub struct Edge<'s> {
     snap: &'s Snapshot,
-    pods: OnceCell<Vec<Ipv4Net>>,
+    pods: OnceLock<Vec<Ipv4Net>>,
     routers: Vec<Router>,
 }
 
@@ -91,7 +91,7 @@ impl std::fmt::Debug for Edge<'_> {
 impl<'s> Edge<'s> {
     /// The edge of `snap` (nothing is read yet).
     pub fn new(snap: &'s Snapshot) -> Edge<'s> {
-        Edge { snap, pods: OnceCell::new(), routers: crate::router::routers(snap) }
+        Edge { snap, pods: OnceLock::new(), routers: crate::router::routers(snap) }
     }
 
     /// The routers of cluster.toml, resolved.

@@ -26,7 +26,7 @@ use crate::ruleset::{CtStates, CtStatus, Proto, RejectWith, TableName};
 use crate::snapshot::Node;
 use crate::traverse::{self, Chooser, CtView, Effect, Env, Hit, IndexedTable, MatchState, NatAction, Verdict};
 use std::net::Ipv4Addr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Options of the node model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +234,7 @@ impl<'a> NodeTables<'a> {
 
 /// One node's model: its tables, routing, conntrack and match state.
 pub struct NodeModel<'a> {
-    st: Rc<NodeTables<'a>>,
+    st: Arc<NodeTables<'a>>,
     /// The node's dumps.
     pub node: &'a Node,
     /// Conntrack.
@@ -323,11 +323,11 @@ enum HookEnd {
 impl<'a> NodeModel<'a> {
     /// A model of `node` with empty conntrack.
     pub fn new(node: &'a Node, opts: NodeOptions) -> Self {
-        Self::shared(Rc::new(NodeTables::new(node)), opts)
+        Self::shared(Arc::new(NodeTables::new(node)), opts)
     }
 
     /// A model over tables indexed once, with empty conntrack.
-    pub fn shared(st: Rc<NodeTables<'a>>, opts: NodeOptions) -> Self {
+    pub fn shared(st: Arc<NodeTables<'a>>, opts: NodeOptions) -> Self {
         let node = st.node;
         NodeModel { st, node, ct: conntrack::Table::default(), state: MatchState::default(), opts }
     }

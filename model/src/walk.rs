@@ -36,7 +36,7 @@ use crate::traverse::Chooser;
 use num_bigint::BigUint;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Options of a trace.
 #[derive(Debug, Clone)]
@@ -330,7 +330,7 @@ struct Run<'s> {
     refusal_walk: bool,
     /// The packets walked are a node's ICMP redirect.
     redirect_walk: bool,
-    edge: Rc<Edge<'s>>,
+    edge: Arc<Edge<'s>>,
     /// What routers forwarded on this walk (router, addresses, ports,
     /// protocol, ICMP type and code): the same packet again is a loop.
     routed: Vec<Routed>,
@@ -532,7 +532,7 @@ impl<'s> Run<'s> {
             // A router of cluster.toml forwards it (tunnel carriers go
             // between nodes on their segment, not through routers).
             if !pkt_is_carrier(&pkt) {
-                let edge = Rc::clone(&self.edge);
+                let edge = Arc::clone(&self.edge);
                 if let Some(r) = edge.router_at(nexthop) {
                     return self.via_router(Some((node, dev)), &node.name, r, pkt);
                 }
@@ -654,7 +654,7 @@ impl<'s> Run<'s> {
                     return Ok(At::Arrive { n: m, iface: lan, pkt, carrier: false });
                 }
                 // Its gateway is a router of cluster.toml: the router decides.
-                let edge = Rc::clone(&self.edge);
+                let edge = Arc::clone(&self.edge);
                 if let Some(r) = edge.router_at(nexthop).filter(|_| nexthop != pkt.dst) {
                     let dst = pkt.dst;
                     return match self.via_router(None, &format!("host {}", host.name), r, pkt) {
@@ -748,8 +748,8 @@ fn decap(node: &Node, pkt: &Packet, keep_mark: bool) -> Option<(String, Packet)>
 
 fn run_branch<'s>(
     snap: &'s Snapshot,
-    tables: &[Rc<NodeTables<'s>>],
-    edge: &Rc<Edge<'s>>,
+    tables: &[Arc<NodeTables<'s>>],
+    edge: &Arc<Edge<'s>>,
     probe: &Probe,
     from: &End,
     draws: &mut Draws,
@@ -757,7 +757,7 @@ fn run_branch<'s>(
 ) -> Branch {
     let mut run = Run {
         snap,
-        models: tables.iter().map(|t| NodeModel::shared(Rc::clone(t), opts.node)).collect(),
+        models: tables.iter().map(|t| NodeModel::shared(Arc::clone(t), opts.node)).collect(),
         steps: Vec::new(),
         sport_random: false,
         hops: 0,
@@ -766,7 +766,7 @@ fn run_branch<'s>(
         refused: None,
         refusal_walk: false,
         redirect_walk: false,
-        edge: Rc::clone(edge),
+        edge: Arc::clone(edge),
         routed: Vec::new(),
     };
     let src = match *from {
@@ -952,8 +952,46 @@ fn refusal_reply(run: &Run<'_>, fate: Fate, from: &End, what: String, kind: Opti
     r
 }
 
+/// What every trace of one snapshot shares: each node's tables indexed,
+/// the edge of the snapshot, and whether the snapshot can be walked at all.
+/// Built once, it makes the next trace cost only its walk: a check or a
+/// diff that replays many counterexamples on a 10,000-Service snapshot
+/// would otherwise index every node's tables again for each of them.
+pub struct Tracer<'s> {
+    tables: Vec<Arc<NodeTables<'s>>>,
+    edge: Arc<Edge<'s>>,
+    valid: Result<(), TraceError>,
+}
+
+impl<'s> Tracer<'s> {
+    /// Index `snap` for tracing.
+    pub fn new(snap: &'s Snapshot) -> Tracer<'s> {
+        Tracer {
+            tables: snap.nodes.iter().map(|n| Arc::new(NodeTables::new(n))).collect(),
+            edge: Arc::new(Edge::new(snap)),
+            valid: validate(snap),
+        }
+    }
+
+    /// Node `n`'s tables, indexed.
+    pub fn tables(&self, n: usize) -> Option<&Arc<NodeTables<'s>>> {
+        self.tables.get(n)
+    }
+}
+
 /// Trace a probe and its reply through the cluster.
 pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trace, TraceError> {
+    trace_with(snap, &Tracer::new(snap), probe, opts)
+}
+
+/// [`trace`] with the snapshot indexed once for many traces (`tracer` must
+/// be built from `snap`).
+pub fn trace_with<'s>(
+    snap: &'s Snapshot,
+    tracer: &Tracer<'s>,
+    probe: &Probe,
+    opts: &TraceOptions,
+) -> Result<Trace, TraceError> {
     let from = find_end(snap, &probe.from)?;
     if let Some(v) = &probe.via {
         if !matches!(from, End::Host(_)) {
@@ -967,9 +1005,8 @@ pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trac
             return Err(TraceError(format!("--via {v}: no such node (nodes: {})", names.join(", "))));
         }
     }
-    validate(snap)?;
-    let tables: Vec<Rc<NodeTables<'_>>> = snap.nodes.iter().map(|n| Rc::new(NodeTables::new(n))).collect();
-    let edge = Rc::new(Edge::new(snap));
+    tracer.valid.clone()?;
+    let (tables, edge) = (&tracer.tables, &tracer.edge);
     let mut branches = Vec::new();
     let mut todo: Vec<Vec<bool>> = vec![Vec::new()];
     let mut truncated = false;
@@ -979,7 +1016,7 @@ pub fn trace(snap: &Snapshot, probe: &Probe, opts: &TraceOptions) -> Result<Trac
             break;
         }
         let mut draws = Draws { prefix, made: Vec::new(), rng: opts.seed.map(|s| s | 1) };
-        let mut b = run_branch(snap, &tables, &edge, probe, &from, &mut draws, opts);
+        let mut b = run_branch(snap, tables, edge, probe, &from, &mut draws, opts);
         let prob = if opts.seed.is_some() { Prob::from_integer(BigUint::from(1u32)) } else { draws.probability() };
         if opts.seed.is_none() {
             for k in draws.prefix.len()..draws.made.len() {

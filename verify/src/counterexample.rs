@@ -257,13 +257,13 @@ fn seed_state(model: &mut NodeModel<'_>, snap: &Snapshot, n: usize, draws: &[Dra
 /// Run the arriving packet of `cx` through node `n` of the model.
 pub(crate) fn replay_node<'s>(
     snap: &'s Snapshot,
+    tracer: &walk::Tracer<'s>,
     n: usize,
     iface: &str,
     pkt: &PacketValue,
     draws: &[Draw],
 ) -> Option<Passage<'s>> {
-    let node = snap.nodes.get(n)?;
-    let mut model = NodeModel::new(node, NodeOptions::default());
+    let mut model = NodeModel::shared(std::sync::Arc::clone(tracer.tables(n)?), NodeOptions::default());
     let p = pkt.packet();
     seed_state(&mut model, snap, n, draws, &p);
     let mut chooser = ReplayChooser::new(draws);
@@ -311,7 +311,12 @@ pub(crate) fn describe_passage(node: &str, p: &Passage<'_>) -> (String, Vec<Stri
 }
 
 /// Trace a probe from a host through the model's cluster walk.
-pub(crate) fn replay_walk(snap: &Snapshot, from: &str, pkt: &PacketValue) -> Result<Trace, String> {
+pub(crate) fn replay_walk<'s>(
+    snap: &'s Snapshot,
+    tracer: &walk::Tracer<'s>,
+    from: &str,
+    pkt: &PacketValue,
+) -> Result<Trace, String> {
     let dst = Ipv4Addr::from(pkt.dst);
     let probe = Probe {
         from: from.to_string(),
@@ -322,7 +327,7 @@ pub(crate) fn replay_walk(snap: &Snapshot, from: &str, pkt: &PacketValue) -> Res
         sport: pkt.sport,
         via: None,
     };
-    walk::trace(snap, &probe, &TraceOptions::default()).map_err(|e| e.0)
+    walk::trace_with(snap, tracer, &probe, &TraceOptions::default()).map_err(|e| e.0)
 }
 
 /// One branch of a trace as replay steps.

@@ -405,13 +405,13 @@ pub fn diff_with(
 
 /// [`diff_with`], with the structural difference already found (the gate
 /// shares it with its invariant checks).
-pub(crate) fn diff_using(
-    before: &Snapshot,
-    after: &Snapshot,
+pub(crate) fn diff_using<'s>(
+    before: &'s Snapshot,
+    after: &'s Snapshot,
     (before_name, after_name): (&str, &str),
     dopts: &DiffOptions,
     known: Option<&crate::delta::Delta>,
-    ready: Option<(&Prepared<'_>, &Prepared<'_>)>,
+    ready: Option<(&Prepared<'s>, &Prepared<'s>)>,
     progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Diff, DiffError> {
     let (opts, structural) = (&dopts.check, dopts.structural);
@@ -494,7 +494,7 @@ pub(crate) fn diff_using(
         let mut ports: Vec<Port> = Vec::new();
         for side in [&b, &a] {
             let ni = if std::ptr::eq(side.snap, before) { ni_b } else { ni_a };
-            for s in side.c.node_ports(ni) {
+            for s in side.c.node_ports(ni).iter() {
                 if let Some(port) = s.node_port {
                     if !ports.iter().any(|p| p.proto == s.proto.0 && p.port == port) {
                         ports.push(Port { proto: s.proto.0, port, service: s.name.clone() });
@@ -1228,12 +1228,13 @@ fn example(
     };
     // A packet to an external or load-balancer IP is handed to the node.
     let via = matches!(e.to, To::ExternalIp(_) | To::LoadBalancerIp(_)).then(|| node.to_string());
-    let replay = |s: &Snapshot| -> Result<Trace, String> {
+    let replay = |side: &Side<'_>| -> Result<Trace, String> {
+        let s = side.snap;
         let p = natpath_model::walk::probe_anywhere(s, host, &to, proto, sport).map_err(|e| e.0)?;
         let p = natpath_model::trace::Probe { via: via.clone(), ..p };
-        natpath_model::walk::trace(s, &p, &TraceOptions::default()).map_err(|e| e.0)
+        natpath_model::walk::trace_with(s, side.c.tracer(), &p, &TraceOptions::default()).map_err(|e| e.0)
     };
-    let (tb, ta) = (replay(b.snap), replay(a.snap));
+    let (tb, ta) = (replay(b), replay(a));
     let (tb, ta) = match (tb, ta) {
         (Ok(tb), Ok(ta)) => (tb, ta),
         (Err(e), _) | (_, Err(e)) => return Err(format!("the model cannot replay {packet}: {e}")),

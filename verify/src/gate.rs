@@ -626,7 +626,7 @@ fn check_expect(c: &mut Checker<'_>, snap: &Snapshot, e: &Expect) -> ContractRes
         if !e.nodes.is_empty() && !e.nodes.contains(&node.name) {
             continue;
         }
-        let svc: Option<Service> = c.node_ports(n).into_iter().find(|s| s.name == e.service);
+        let svc: Option<Service> = c.node_ports(n).iter().find(|s| s.name == e.service).cloned();
         let Some(svc) = svc else {
             res.verdict = "violated";
             res.detail = Some(format!("{}: `{}` has no NodePort on this node", node.name, e.service));

@@ -503,7 +503,18 @@ pub(crate) struct Prepared<'s> {
     intents: std::sync::Arc<Vec<Intent>>,
     pod_nets: Vec<Ipv4Net>,
     nodes: std::sync::Arc<Vec<NodeEnc<'s>>>,
+    /// The snapshot indexed for the model's replays, when one is made.
+    tracer: Shared<'s>,
+    /// Each node's NodePorts ([`Checker::node_ports`]), found once.
+    ports: PortsOnce,
 }
+
+/// Each node's NodePorts, found at the first question and shared.
+type PortsOnce = std::sync::Arc<Vec<std::sync::OnceLock<std::sync::Arc<Vec<Service>>>>>;
+
+/// The snapshot indexed for the model, built by the first replay and
+/// shared by every thread and checker of one snapshot.
+type Shared<'s> = std::sync::Arc<std::sync::OnceLock<natpath_model::walk::Tracer<'s>>>;
 
 impl<'s> Prepared<'s> {
     pub(crate) fn new(snap: &'s Snapshot, opts: &CheckOptions) -> Prepared<'s> {
@@ -511,7 +522,8 @@ impl<'s> Prepared<'s> {
             snap.nodes.iter().map(|n| Intent::read(&n.ruleset, &n.ipsets, &n.interfaces)).collect();
         let pod_nets = natpath_model::edge::pod_space_of(&intents);
         let nodes = Encoder::new(snap, opts.encode).nodes;
-        Prepared { intents: std::sync::Arc::new(intents), pod_nets, nodes }
+        let ports = std::sync::Arc::new(snap.nodes.iter().map(|_| std::sync::OnceLock::new()).collect());
+        Prepared { intents: std::sync::Arc::new(intents), pod_nets, nodes, tracer: Shared::default(), ports }
     }
 }
 
@@ -576,6 +588,8 @@ pub struct Checker<'s> {
     pub(crate) same: usize,
     /// `NATPATH_DEBUG_SMT_DUMP`, read once: where to write each query.
     dump: Option<String>,
+    tracer: Shared<'s>,
+    ports: PortsOnce,
 }
 
 /// A debugging aid: with `NATPATH_DEBUG_SMT_DUMP=PREFIX`, each query that
@@ -623,7 +637,14 @@ impl<'s> Checker<'s> {
             delta: None,
             same: 0,
             dump: std::env::var("NATPATH_DEBUG_SMT_DUMP").ok(),
+            tracer: std::sync::Arc::clone(&p.tracer),
+            ports: std::sync::Arc::clone(&p.ports),
         }
+    }
+
+    /// The snapshot indexed for the model's replays (built at the first).
+    pub(crate) fn tracer(&self) -> &natpath_model::walk::Tracer<'s> {
+        self.tracer.get_or_init(|| natpath_model::walk::Tracer::new(self.snap))
     }
 
     /// A fresh symbolic packet, unique to one query, with the pinned
@@ -781,7 +802,14 @@ impl<'s> Checker<'s> {
     /// every NodePort any node declares, with this node's own declaration
     /// when it has one and otherwise another node's (without its node-local
     /// endpoints, which are that node's).
-    pub(crate) fn node_ports(&self, n: usize) -> Vec<Service> {
+    pub(crate) fn node_ports(&self, n: usize) -> std::sync::Arc<Vec<Service>> {
+        match self.ports.get(n) {
+            Some(once) => std::sync::Arc::clone(once.get_or_init(|| std::sync::Arc::new(self.find_node_ports(n)))),
+            None => std::sync::Arc::new(self.find_node_ports(n)),
+        }
+    }
+
+    fn find_node_ports(&self, n: usize) -> Vec<Service> {
         // Sets and maps, not searches: 10,000 Services on each of several
         // nodes made the searches quadratic (a fifth of a gate at 10k).
         let own: &[Service] = self.intents.get(n).map(|i| i.services.as_slice()).unwrap_or_default();
@@ -1163,7 +1191,9 @@ impl<'s> Checker<'s> {
         let rules = rules_of(w, &q.trail.hits);
         let node = ne.node.name.clone();
         let snap = self.snap;
-        let replayed = self.timed(|| replay_node(snap, q.n, &iface, &pkt, &draws));
+        let shared = std::sync::Arc::clone(&self.tracer);
+        let tracer = shared.get_or_init(|| natpath_model::walk::Tracer::new(snap));
+        let replayed = self.timed(|| replay_node(snap, tracer, q.n, &iface, &pkt, &draws));
         let replay = match replayed {
             Some(p) => {
                 let (outcome, steps) = describe_passage(&node, &p);
@@ -1286,7 +1316,9 @@ impl<'s> Checker<'s> {
         let draws = draws_of(w, &q.trail);
         let rules = rules_of(w, &q.trail.hits);
         let from = host.name.clone();
-        let traced = self.timed(|| replay_walk(snap, &from, &pkt));
+        let shared = std::sync::Arc::clone(&self.tracer);
+        let tracer = shared.get_or_init(|| natpath_model::walk::Tracer::new(snap));
+        let traced = self.timed(|| replay_walk(snap, tracer, &from, &pkt));
         let replay = match traced {
             Ok(t) => {
                 let hit = t.branches.iter().find(|b| shows(b));

@@ -38,7 +38,7 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
         let devs = arrival_devs(ne);
         let node_name = ne.node.name.clone();
         let addrs = own_addrs(ne.node);
-        for s in services {
+        for s in services.iter() {
             let Some(port) = s.node_port else { continue };
             if s.external_local && s.local_endpoints.is_empty() {
                 c.notes.push(format!(
@@ -53,7 +53,7 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
                 c.notes.push(format!("{node_name}: {} has no endpoint: meant to be rejected, not checked", s.name));
                 continue;
             }
-            let label = node_port_label(&node_name, &s, port);
+            let label = node_port_label(&node_name, s, port);
             // One query per address of the node: a constant destination
             // folds every address-type and route lookup of it.
             for &a in &addrs {

@@ -33,13 +33,13 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
         let lan = ne.dev_value(&ne.node.lan);
         let node_name = ne.node.name.clone();
         let addrs = ne.node.lan_addrs();
-        for s in services {
+        for s in services.iter() {
             let Some(port) = s.node_port else { continue };
             if !s.external_local || s.local_endpoints.is_empty() {
                 continue;
             }
             checked += 1;
-            let label = node_port_label(&node_name, &s, port);
+            let label = node_port_label(&node_name, s, port);
             let addrs = addrs.clone();
             let mut pins = Pins::port(s.proto, port);
             if let [one] = addrs.as_slice() {

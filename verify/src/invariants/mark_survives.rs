@@ -93,7 +93,7 @@ fn cuts(c: &Checker<'_>, n: usize, node_name: &str) -> Option<Vec<Cut>> {
             entries.insert((s.proto.0, u32::from(*ip), *port));
         }
     }
-    for s in c.node_ports(n) {
+    for s in c.node_ports(n).iter() {
         if let Some(port) = s.node_port {
             for a in &own_set {
                 entries.insert((s.proto.0, *a, port));

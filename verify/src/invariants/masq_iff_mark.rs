@@ -38,10 +38,10 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
         let devs = arrival_devs(ne);
         let dsts = local_dsts(ne);
         let node_name = ne.node.name.clone();
-        for s in services {
+        for s in services.iter() {
             let Some(port) = s.node_port else { continue };
             ports += 1;
-            let label = node_port_label(&node_name, &s, port);
+            let label = node_port_label(&node_name, s, port);
             for dst in &dsts {
                 let pins = Pins { dst: *dst, ..Pins::port(s.proto, port) };
                 // Each way out on its own: its mark entering nat POSTROUTING and

@@ -38,7 +38,7 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
         let services = c.node_ports(n);
         let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
         let hosts = c.hosts_near(n);
-        for s in services {
+        for s in services.iter() {
             let Some(port) = s.node_port else { continue };
             if s.external_local && s.local_endpoints.is_empty() {
                 c.notes.push(format!(
@@ -47,7 +47,7 @@ pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
                 ));
                 continue;
             }
-            let label = node_port_label(&node_name, &s, port);
+            let label = node_port_label(&node_name, s, port);
             if hosts.is_empty() {
                 c.unknown(&label, "no [[host]] of cluster.toml is on the node's LAN segment to send from".into());
                 continue;

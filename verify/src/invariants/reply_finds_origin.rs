@@ -36,9 +36,9 @@ pub fn check_reply_finds_origin(c: &mut Checker<'_>) -> Outcome {
         let services = c.node_ports(n);
         let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
         let hosts = c.hosts_near(n);
-        for s in services {
+        for s in services.iter() {
             let Some(port) = s.node_port else { continue };
-            let label = node_port_label(&node_name, &s, port);
+            let label = node_port_label(&node_name, s, port);
             if s.endpoints.is_empty() && s.local_endpoints.is_empty() {
                 continue;
             }
