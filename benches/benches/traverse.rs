@@ -126,7 +126,8 @@ fn bench_corpus(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     for (name, snap, ip, port) in &cases {
         let Some(node) = snap.nodes.first() else { continue };
-        for (how, tables) in [("indexed", Arc::new(NodeTables::new(node))), ("naive", Arc::new(NodeTables::linear(node)))]
+        for (how, tables) in
+            [("indexed", Arc::new(NodeTables::new(node))), ("naive", Arc::new(NodeTables::linear(node)))]
         {
             group.bench_function(format!("{name}/{how}"), |b| {
                 b.iter(|| {

@@ -382,6 +382,9 @@ mod errors {
     // (an nfacct name is printed before the target).
     err!(open_quote_not_last: &dump("filter", ":X - [0:0]\n-A X -j ACCEPT -m nfacct --nfacct-name \"abc")
         => "t:3:40: expected a closing `\"`, found end of line: a quote left open takes the rest of the line and its newline into its word, which natpath reads only as the last word of the rule once printed (after the target and every other option)");
+    // libxt_set takes a flag by its first three letters; fewer is refused.
+    err!(set_flag_too_short: &dump("filter", ":X - [0:0]\n-A X -m set --match-set foo src,ds -j ACCEPT")
+        => "t:3:29: expected a list of `src`/`dst` flags after `--match-set`, found `src,ds`");
     err!(open_quote_in_log_prefix: &dump("filter", ":X - [0:0]\n-A X -j LOG --log-prefix \"abc")
         => "t:3:26: expected a prefix after `--log-prefix`, found `abc\\n`: iptables refuses a newline in it");
     // CRLF line endings: the `\r` is part of the last word, as
@@ -719,6 +722,8 @@ mod golden {
         set_old_name: "filter", "-m set --set foo src -j ACCEPT" => "-m set --match-set foo src -j ACCEPT";
         set_update_counters_default: "filter", "-m set --match-set foo src --update-counters -j ACCEPT" => "-m set --match-set foo src -j ACCEPT";
         set_weave_name: "filter", "-m set --match-set weave-;rGqyMIl1HN^cfDki~Z$3]6!N src -j ACCEPT" => "-m set --match-set weave-;rGqyMIl1HN^cfDki~Z$3]6!N src -j ACCEPT";
+        // libxt_set reads the first three letters of each flag, and prints `src`/`dst`.
+        set_flag_prefixes: "filter", "-m set --match-set foo srcip,dstport -j ACCEPT" => "-m set --match-set foo src,dst -j ACCEPT";
         recent_defaults: "filter", "-m recent --remove -j ACCEPT" => "-m recent --remove --name DEFAULT --mask 255.255.255.255 --rsource -j ACCEPT";
         recent_order: "filter", "-m recent --update --seconds 60 --hitcount 4 --rttl --name X --rdest -j ACCEPT" => "-m recent --update --seconds 60 --hitcount 4 --rttl --name X --mask 255.255.255.255 --rdest -j ACCEPT";
         recent_reap: "filter", "-m recent --rcheck --seconds 10 --reap --hitcount 2 --rttl --name a -j ACCEPT" => "-m recent --rcheck --seconds 10 --reap --hitcount 2 --rttl --name a --mask 255.255.255.255 --rsource -j ACCEPT";

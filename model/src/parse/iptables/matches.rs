@@ -1228,11 +1228,15 @@ fn set_option(
             }
             let d = cur.value(o, "a list of `src`/`dst` flags")?;
             let mut dirs = Vec::new();
+            // libxt_set compares the first three letters of each flag
+            // (`strncmp(flag, "src", 3)`): `srcip` is `src` to iptables.
             for part in d.as_str().split(',') {
-                dirs.push(match part {
-                    "src" => SetDir::Src,
-                    "dst" => SetDir::Dst,
-                    _ => return Err(bad(d, o, "a list of `src`/`dst` flags")),
+                dirs.push(if part.starts_with("src") {
+                    SetDir::Src
+                } else if part.starts_with("dst") {
+                    SetDir::Dst
+                } else {
+                    return Err(bad(d, o, "a list of `src`/`dst` flags"));
                 });
             }
             if dirs.len() > 6 {
