@@ -24,6 +24,7 @@ use crate::intent::Intent;
 use crate::router::Router;
 use crate::snapshot::{Node, Snapshot, Tunnel};
 use ipnet::Ipv4Net;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 
@@ -80,6 +81,18 @@ pub struct Edge<'s> {
     snap: &'s Snapshot,
     pods: OnceLock<Vec<Ipv4Net>>,
     routers: Vec<Router>,
+    /// Who is where, indexed on first use: a walk asks at every hop, and
+    /// a 300-node cluster has 300 LANs and 33,000 pods to search.
+    owners: OnceLock<Owners>,
+}
+
+/// The first node with each LAN address, the first node with each address
+/// on each device, and the first pod behind each node's device.
+#[derive(Debug, Default)]
+struct Owners {
+    lan: HashMap<Ipv4Addr, usize>,
+    on_dev: HashMap<(String, Ipv4Addr), usize>,
+    pods: HashMap<(String, String), usize>,
 }
 
 impl std::fmt::Debug for Edge<'_> {
@@ -91,7 +104,42 @@ impl std::fmt::Debug for Edge<'_> {
 impl<'s> Edge<'s> {
     /// The edge of `snap` (nothing is read yet).
     pub fn new(snap: &'s Snapshot) -> Edge<'s> {
-        Edge { snap, pods: OnceLock::new(), routers: crate::router::routers(snap) }
+        Edge { snap, pods: OnceLock::new(), routers: crate::router::routers(snap), owners: OnceLock::new() }
+    }
+
+    fn owners(&self) -> &Owners {
+        self.owners.get_or_init(|| {
+            let mut o = Owners::default();
+            for (i, n) in self.snap.nodes.iter().enumerate() {
+                for a in n.lan_addrs() {
+                    o.lan.entry(a).or_insert(i);
+                }
+                for d in &n.interfaces {
+                    for a in &d.addrs {
+                        o.on_dev.entry((d.name.clone(), a.addr.addr())).or_insert(i);
+                    }
+                }
+            }
+            for (i, p) in self.snap.cluster.pods.iter().enumerate() {
+                o.pods.entry((p.node.clone(), p.iface.clone())).or_insert(i);
+            }
+            o
+        })
+    }
+
+    /// [`Snapshot::lan_owner`], indexed.
+    pub fn lan_owner(&self, addr: Ipv4Addr) -> Option<usize> {
+        self.owners().lan.get(&addr).copied()
+    }
+
+    /// [`Snapshot::vtep_owner`], indexed.
+    pub fn vtep_owner(&self, dev: &str, addr: Ipv4Addr) -> Option<usize> {
+        self.owners().on_dev.get(&(dev.to_string(), addr)).copied()
+    }
+
+    /// The first pod of cluster.toml on node `node` behind its device `dev`.
+    pub fn pod_behind(&self, node: &str, dev: &str) -> Option<usize> {
+        self.owners().pods.get(&(node.to_string(), dev.to_string())).copied()
     }
 
     /// The routers of cluster.toml, resolved.

@@ -477,3 +477,41 @@ fn ip_addr_and_ip_route_must_be_one_capture() {
     let errs = load_err(&t.0);
     has(&errs, &format!("{}:1:1: node `node2`: no route of table `local`: expected the output of `ip route show table all` (plain `ip route` leaves out the local table, and the node would own no address)", t.shown("nodes/node2/ip-route")));
 }
+
+/// The walk's indexes of who is where give what the snapshot's searches
+/// give, for every address, device and pod of every corpus snapshot
+/// (calico-vxlan has VXLAN gateways; kube-proxy-cidr pods on both nodes).
+#[test]
+fn edge_indexes_agree_with_the_searches() {
+    for name in ["seed-ipip-remote", "calico-vxlan", "kube-proxy-cidr", "multi-endpoint", "kube-proxy-1.28-lb"] {
+        let s = load_ok(&seed(name));
+        let edge = natpath_model::edge::Edge::new(&s);
+        let mut asked = 0;
+        for n in &s.nodes {
+            for i in &n.interfaces {
+                for a in &i.addrs {
+                    let a = a.addr.addr();
+                    assert_eq!(edge.lan_owner(a), s.lan_owner(a), "{name}: LAN owner of {a}");
+                    for d in &s.nodes {
+                        for j in &d.interfaces {
+                            assert_eq!(
+                                edge.vtep_owner(&j.name, a),
+                                s.vtep_owner(&j.name, a),
+                                "{name}: {a} on {}",
+                                j.name
+                            );
+                            asked += 1;
+                        }
+                    }
+                }
+            }
+            for i in &n.interfaces {
+                let want = s.cluster.pods.iter().position(|p| p.node == n.name && p.iface == i.name);
+                assert_eq!(edge.pod_behind(&n.name, &i.name), want, "{name}: pod behind {} on {}", i.name, n.name);
+            }
+        }
+        let pods = s.cluster.pods.iter().filter(|p| edge.pod_behind(&p.node, &p.iface).is_some()).count();
+        assert_eq!(pods, s.cluster.pods.len(), "{name}: every pod is behind its device");
+        assert!(asked > 0 && edge.lan_owner(std::net::Ipv4Addr::new(203, 0, 113, 9)).is_none());
+    }
+}

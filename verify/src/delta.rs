@@ -177,6 +177,17 @@ pub struct Delta {
     /// conntrack's reply direction when it comes back, never NEW, so no
     /// nat rule sees it: the reply argument then holds for nodes too.
     untracked: bool,
+    /// What a walk can meet anywhere: every node's differences, each once
+    /// (a change kube-proxy renders on 300 nodes is one key, not 300).
+    anywhere: Vec<Dirty>,
+    /// Some node differs besides its rules.
+    any_state: bool,
+    /// Each node's index in `nodes`, by name.
+    by_name: HashMap<String, usize>,
+    /// `local` sorted by first address, with the largest last address up
+    /// to each: an address is local when the last span that starts at or
+    /// below it reaches it.
+    local_sorted: Vec<(u32, u32)>,
 }
 
 /// The UDP ports of tunnels: VXLAN (IANA and the Linux default) and
@@ -215,7 +226,37 @@ impl Delta {
                 matches!(&r.target, Some(Target::Notrack)) || matches!(&r.target, Some(Target::Ct(ct)) if ct.notrack)
             })
         });
+        d.index();
         d
+    }
+
+    /// Build what the questions below read: the differences of all nodes
+    /// as one set, the nodes by name, the local spans sorted.
+    fn index(&mut self) {
+        let mut all: BTreeSet<(Key, bool, bool)> = BTreeSet::new();
+        for nd in &self.nodes {
+            all.extend(nd.dirty.iter().map(|x| (x.key, x.new_only, x.local_only)));
+        }
+        self.anywhere =
+            all.into_iter().map(|(key, new_only, local_only)| Dirty { key, new_only, local_only }).collect();
+        self.any_state = self.nodes.iter().any(|n| n.state.is_some());
+        self.by_name = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        let mut spans = self.local.clone();
+        spans.sort_unstable();
+        let mut reach = 0u32;
+        self.local_sorted = spans
+            .into_iter()
+            .map(|(lo, hi)| {
+                reach = reach.max(hi);
+                (lo, reach)
+            })
+            .collect();
+    }
+
+    /// `a` is in one of the nodes' local routes (loopback aside).
+    fn is_local(&self, a: u32) -> bool {
+        let i = self.local_sorted.partition_point(|&(lo, _)| lo <= a);
+        i.checked_sub(1).and_then(|i| self.local_sorted.get(i)).is_some_and(|&(_, reach)| a <= reach)
     }
 
     /// Why every query is touched, when every one is.
@@ -265,7 +306,7 @@ impl Delta {
         if self.everything.is_some() {
             return true;
         }
-        let Some(nd) = self.nodes.iter().find(|n| n.name == node) else { return true };
+        let Some(nd) = self.by_name.get(node).and_then(|&i| self.nodes.get(i)) else { return true };
         nd.state.is_some() || nd.dirty.iter().any(|x| self.request_hits(x.key, dst, proto, ports))
     }
 
@@ -280,15 +321,15 @@ impl Delta {
         ports: &Ports,
         replies: bool,
     ) -> bool {
-        if self.everything.is_some() {
+        if self.everything.is_some() || self.any_state {
             return true;
         }
-        self.nodes.iter().any(|nd| {
-            nd.state.is_some()
-                || nd.dirty.iter().any(|x| {
-                    let (q, r) = (self.request_hits(x.key, dst, proto, ports), replies && self.reply_hits(x, host));
-                    q || r
-                })
+        // Whether the sender is a node, asked at most once.
+        let sender_is_a_node = std::cell::OnceCell::new();
+        self.anywhere.iter().any(|x| {
+            self.request_hits(x.key, dst, proto, ports)
+                || (replies
+                    && self.reply_hits(x, host, || *sender_is_a_node.get_or_init(|| self.is_local(u32::from(host)))))
         })
     }
 
@@ -307,12 +348,10 @@ impl Delta {
         }
     }
 
-    fn reply_hits(&self, x: &Dirty, host: Ipv4Addr) -> bool {
-        let h = u32::from(host);
+    fn reply_hits(&self, x: &Dirty, host: Ipv4Addr, sender_is_a_node: impl FnOnce() -> bool) -> bool {
         // A reply reaches a `--dst-type LOCAL` nat rule only if it goes to
         // a local address (the sender is a node) and is NEW (untracked).
-        let sender_is_a_node = self.local.iter().any(|&(lo, hi)| lo <= h && h <= hi);
-        if self.no_reply_argument.is_none() && (!sender_is_a_node || !self.untracked) && x.new_only && x.local_only {
+        if self.no_reply_argument.is_none() && x.new_only && x.local_only && (!self.untracked || !sender_is_a_node()) {
             return false;
         }
         match x.key {
@@ -797,4 +836,48 @@ fn local_only(r: &Rule) -> bool {
         }
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sorted spans with their running reach find every address of
+    /// overlapping and nested spans, and nothing between them, as the
+    /// scan of every span does.
+    #[test]
+    fn local_spans_are_found_as_a_scan_finds_them() {
+        let mut d = Delta {
+            local: vec![(100, 200), (120, 130), (150, 150), (300, 300), (250, 260), (255, 400), (500, 500)],
+            ..Delta::default()
+        };
+        d.index();
+        for a in 0..600u32 {
+            let scan = d.local.iter().any(|&(lo, hi)| lo <= a && a <= hi);
+            assert_eq!(d.is_local(a), scan, "address {a}");
+        }
+    }
+
+    /// A difference rendered on every node is one key of the union, and a
+    /// walk is touched by it whichever node it is on.
+    #[test]
+    fn a_difference_on_many_nodes_is_asked_once() {
+        let dirty = vec![Dirty { key: Key::Dport(6, 30080), new_only: true, local_only: true }];
+        let mut d = Delta {
+            nodes: (0..300)
+                .map(|i| NodeDelta { name: format!("node-{i}"), state: None, dirty: dirty.clone() })
+                .collect(),
+            ..Delta::default()
+        };
+        d.index();
+        assert_eq!(d.anywhere, dirty);
+        let host = Ipv4Addr::new(10, 0, 0, 53);
+        let dst = [Ipv4Addr::new(10, 0, 0, 51)];
+        assert!(d.touches_walk(host, Some(&dst), Some(Proto::TCP), &Ports::one(30080), true));
+        assert!(!d.touches_walk(host, Some(&dst), Some(Proto::TCP), &Ports::one(30081), true));
+        assert!(d.touches_node("node-299", Some(&dst), Some(Proto::TCP), &Ports::one(30080)));
+        assert!(!d.touches_node("node-299", Some(&dst), Some(Proto::UDP), &Ports::one(30080)));
+        // A node that is not compared is touched.
+        assert!(d.touches_node("node-300", Some(&dst), Some(Proto::TCP), &Ports::one(1)));
+    }
 }

@@ -507,6 +507,9 @@ pub(crate) struct Prepared<'s> {
     tracer: Shared<'s>,
     /// Each node's NodePorts ([`Checker::node_ports`]), found once.
     ports: PortsOnce,
+    /// The first declaration of each NodePort in the cluster, as (node,
+    /// service) indexes in node order.
+    first_ports: std::sync::Arc<Vec<(usize, usize)>>,
 }
 
 /// Each node's NodePorts, found at the first question and shared.
@@ -523,7 +526,23 @@ impl<'s> Prepared<'s> {
         let pod_nets = natpath_model::edge::pod_space_of(&intents);
         let nodes = Encoder::new(snap, opts.encode).nodes;
         let ports = std::sync::Arc::new(snap.nodes.iter().map(|_| std::sync::OnceLock::new()).collect());
-        Prepared { intents: std::sync::Arc::new(intents), pod_nets, nodes, tracer: Shared::default(), ports }
+        let mut seen: std::collections::HashSet<(Proto, Option<u16>)> = std::collections::HashSet::new();
+        let mut first_ports = Vec::new();
+        for (m, i) in intents.iter().enumerate() {
+            for (k, s) in i.services.iter().enumerate().filter(|(_, s)| s.node_port.is_some()) {
+                if seen.insert((s.proto, s.node_port)) {
+                    first_ports.push((m, k));
+                }
+            }
+        }
+        Prepared {
+            intents: std::sync::Arc::new(intents),
+            pod_nets,
+            nodes,
+            tracer: Shared::default(),
+            ports,
+            first_ports: std::sync::Arc::new(first_ports),
+        }
     }
 }
 
@@ -590,6 +609,7 @@ pub struct Checker<'s> {
     dump: Option<String>,
     tracer: Shared<'s>,
     ports: PortsOnce,
+    first_ports: std::sync::Arc<Vec<(usize, usize)>>,
 }
 
 /// A debugging aid: with `NATPATH_DEBUG_SMT_DUMP=PREFIX`, each query that
@@ -639,6 +659,7 @@ impl<'s> Checker<'s> {
             dump: std::env::var("NATPATH_DEBUG_SMT_DUMP").ok(),
             tracer: std::sync::Arc::clone(&p.tracer),
             ports: std::sync::Arc::clone(&p.ports),
+            first_ports: std::sync::Arc::clone(&p.first_ports),
         }
     }
 
@@ -823,22 +844,20 @@ impl<'s> Checker<'s> {
             seen.insert((s.proto, s.node_port));
             v.push(s.clone());
         }
-        for (m, i) in self.intents.iter().enumerate() {
-            if m == n {
+        // Another node's NodePort, at its first declaration in node order
+        // (one this node declares is its own, above).
+        for &(m, k) in self.first_ports.iter() {
+            let Some(s) = self.intents.get(m).and_then(|i| i.services.get(k)) else { continue };
+            if m == n || !seen.insert((s.proto, s.node_port)) {
                 continue;
             }
-            for s in i.services.iter().filter(|s| s.node_port.is_some()) {
-                if !seen.insert((s.proto, s.node_port)) {
-                    continue;
-                }
-                let mut s = s.clone();
-                s.local_endpoints.clear();
-                if let Some(mine) = by_name.get(s.name.as_str()) {
-                    s.endpoints = mine.endpoints.clone();
-                    s.local_endpoints = mine.local_endpoints.clone();
-                }
-                v.push(s);
+            let mut s = s.clone();
+            s.local_endpoints.clear();
+            if let Some(mine) = by_name.get(s.name.as_str()) {
+                s.endpoints = mine.endpoints.clone();
+                s.local_endpoints = mine.local_endpoints.clone();
             }
+            v.push(s);
         }
         v
     }
