@@ -133,10 +133,7 @@ impl Refused {
                 if p.proto != Proto::TCP {
                     return None;
                 }
-                let mut rst = p.answer();
-                rst.tcp_flags = crate::packet::tcp::RST | crate::packet::tcp::ACK;
-                rst.len = 40;
-                return Some(rst);
+                return Some(p.reset());
             }
             RejectWith::NetUnreachable => 0,
             RejectWith::HostUnreachable => 1,

@@ -838,9 +838,7 @@ fn run_branch<'s>(
                 // port unreachable quoting the datagram from the address it
                 // was sent to (RELATED to its connection).
                 let answer = if pkt.proto == Proto::TCP {
-                    let mut rst = pkt.answer();
-                    rst.tcp_flags = crate::packet::tcp::RST | crate::packet::tcp::ACK;
-                    Some((rst, "a TCP reset"))
+                    Some((pkt.reset(), "a TCP reset"))
                 } else if pkt.proto == Proto::UDP {
                     Some((Packet::icmp_error(&pkt, 3, 3, pkt.dst), "an ICMP port unreachable (3/3)"))
                 } else {

@@ -485,3 +485,34 @@ fn per_device_forwarding_like_the_kernel() {
     assert!(failures.is_empty(), "kernel and model disagree:\n{}", failures.join("\n"));
     assert_root_unchanged(&before);
 }
+
+/// A TCP reset is 40 bytes (issue 13): node1's reset for a closed port
+/// (`client:10.0.0.51:2222`) and its REJECT `--reject-with tcp-reset`
+/// (`:2223`) are counted, once each and 40 bytes, by a raw OUTPUT rule
+/// matching `-m length --length 40`, and not by the one for longer
+/// packets; the model agrees on every counter (before, it kept the SYN's
+/// length for the closed port's reset, and counted the other rule).
+#[test]
+fn a_tcp_reset_is_40_bytes_like_the_kernel() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let s = common::Scratch::of("node-listeners", "kernel-reset-len");
+    common::reset_length_case(&s);
+    let Some(run) = run(&s.0, &["client:10.0.0.51:2222/tcp", "client:10.0.0.51:2223/tcp"]) else { return };
+    show(&run);
+    let mut failures = Vec::new();
+    for r in &run.results {
+        let reply = r.reply.as_ref().expect("the client got an answer");
+        assert_eq!(reply.kind, "rst", "{}", r.probe);
+        let raw: Vec<(Option<usize>, u64, u64)> = r
+            .counters
+            .iter()
+            .filter(|d| d.node == "node1" && d.table == "raw" && d.chain == "OUTPUT" && d.rule.is_some_and(|n| n <= 2))
+            .map(|d| (d.rule, d.packets, d.bytes))
+            .collect();
+        assert_eq!(raw, vec![(Some(1), 1, 40)], "{}", r.probe);
+        failures.extend(model_differences(&s.0, r).iter().map(|d| format!("{}: {d}", r.probe)));
+    }
+    assert!(failures.is_empty(), "kernel and model disagree:\n{}", failures.join("\n"));
+    assert_root_unchanged(&before);
+}

@@ -264,3 +264,36 @@ fn forwarding_is_the_input_devices_own() {
     assert_eq!(code, 1, "node2's own NodePort comes in by ens192, which follows ip_forward: {out}{err}");
     assert!(out.contains("dropped on node2: net.ipv4.ip_forward is 0"), "{out}");
 }
+
+/// A TCP reset is 40 bytes (issue 13), whether a closed port or a REJECT
+/// with tcp-reset sends it, whatever the SYN's length: a `-m length
+/// --length 40` rule counts it and one for longer packets does not.
+#[test]
+fn a_tcp_reset_is_40_bytes() {
+    let s = Scratch::of("node-listeners", "reset-len");
+    common::reset_length_case(&s);
+    for port in ["2222", "2223"] {
+        let t = trace(&s, "client", &format!("10.0.0.51:{port}"));
+        let b = &t["branches"][0];
+        assert_eq!(b["outcome"], "rejected", "{b}");
+        assert_eq!(b["refusal"]["kind"], "rst", "{b}");
+        // The closed port's reset is the connection's reply; the REJECT's a refusal.
+        let raw: Vec<String> = [steps(b, "reply"), steps(b, "refusal")]
+            .concat()
+            .into_iter()
+            .filter(|s| s.contains(" raw OUTPUT #"))
+            .collect();
+        assert!(raw.contains(&"node1 OUTPUT raw OUTPUT #1".to_string()), "{port}: {raw:?}");
+        assert!(!raw.contains(&"node1 OUTPUT raw OUTPUT #2".to_string()), "{port}: {raw:?}");
+    }
+    let syn = natpath_model::packet::Packet::first(
+        "10.0.0.53".parse().unwrap(),
+        40000,
+        "10.0.0.51".parse().unwrap(),
+        2222,
+        natpath_model::ruleset::Proto::TCP,
+    );
+    assert_eq!(syn.len, 60);
+    let rst = syn.reset();
+    assert_eq!((rst.len, rst.tcp_flags, rst.src, rst.dport), (40, 0x14, syn.dst, syn.sport));
+}
