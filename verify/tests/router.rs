@@ -239,6 +239,11 @@ fn a_pod_range_routed_back_to_its_sender_loops_in_trace_and_is_unknown_in_check(
         out.contains("routing loop: router gw (10.0.0.1) forwards the same packet to node1 a second time"),
         "{out}"
     );
+    // The router's hop back to node1 is a step of the loop.
+    assert!(
+        out.contains("  at router gw (10.0.0.1) (first packet):\n    route 10.244.2.0/24 via node1: forwards it to node1\n  on node1 (first packet):\n"),
+        "{out}"
+    );
     // The encoding follows a node once per walk: it says so, and neither
     // holds nor reports a violation.
     let (code, out, err) = c.check("nodeport-reachable");
