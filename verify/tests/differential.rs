@@ -930,3 +930,19 @@ fn walks_pod_bound_to_a_router_without_the_route() {
 fn walks_per_device_forwarding() {
     walks_edited("seed-ipip-remote", "fwd-walk", per_device_forwarding);
 }
+
+// Router loops (issue 13): both walks follow a packet a router hands back
+// to a node it crossed, and both end it at the same `loop`.
+
+#[test]
+fn walks_a_pod_range_routed_back_to_its_sender() {
+    walks_edited_toml(
+        "kube-proxy-cidr",
+        "router-back",
+        |node, file, text| match (node, file) {
+            ("node1", "ip-route") => without_line(text, "10.244.2.0/24 via 10.0.0.52"),
+            _ => text.to_string(),
+        },
+        "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.244.2.0/24 via node1\"]\n",
+    );
+}
