@@ -15,9 +15,9 @@ fn main() {
                 "  {} {:?} {} {} {} {:?} {}  {:?}",
                 s.node,
                 s.packet,
-                s.hook,
-                s.table.as_str(),
-                s.chain,
+                s.hook.map(|h| h.to_string()).unwrap_or_else(|| "router".into()),
+                s.table.map(|t| t.as_str()).unwrap_or(""),
+                if s.router.is_some() { &s.text } else { &s.chain },
                 s.rule,
                 s.effect,
                 s.packet_after

@@ -416,7 +416,36 @@ impl Sysctl {
 
     /// `net.ipv4.ip_forward` (default 1 when absent, docs/snapshot-format.md).
     pub fn ip_forward(&self) -> bool {
-        self.int("net.ipv4.ip_forward").unwrap_or(1) != 0
+        self.int("net.ipv4.ip_forward").or_else(|| self.int("net.ipv4.conf.all.forwarding")).unwrap_or(1) != 0
+    }
+
+    /// Whether a packet received by `iif` may be forwarded: the input
+    /// device's own `forwarding` (`IN_DEV_FORWARD(in_dev)` in
+    /// `ip_route_input_slow` and `ip_error`), not `ip_forward`.
+    pub fn forwarding(&self, iif: &str) -> bool {
+        self.forwarding_source(iif).1
+    }
+
+    /// [`Self::forwarding`] and the key it was read from (`None`: no key,
+    /// the default 1). A device without a key of its own has the value it
+    /// was created with, `conf.default.forwarding`; the kernel's writes of
+    /// `ip_forward` (which is `conf.all.forwarding`) set every device's and
+    /// `default`'s, so without a `default` key that is `all`'s, then
+    /// `ip_forward`'s (docs/snapshot-format.md).
+    pub fn forwarding_source(&self, iif: &str) -> (Option<String>, bool) {
+        let keys = [
+            format!("net.ipv4.conf.{}.forwarding", iif.replace('.', "/")),
+            format!("net.ipv4.conf.{iif}.forwarding"),
+            "net.ipv4.conf.default.forwarding".to_string(),
+            "net.ipv4.conf.all.forwarding".to_string(),
+            "net.ipv4.ip_forward".to_string(),
+        ];
+        for k in keys {
+            if let Some(v) = self.int(&k) {
+                return (Some(k), v != 0);
+            }
+        }
+        (None, true)
     }
 
     /// The effective rp_filter of `iface`: the maximum of `all` and the

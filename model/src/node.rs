@@ -133,10 +133,7 @@ impl Refused {
                 if p.proto != Proto::TCP {
                     return None;
                 }
-                let mut rst = p.answer();
-                rst.tcp_flags = crate::packet::tcp::RST | crate::packet::tcp::ACK;
-                rst.len = 40;
-                return Some(rst);
+                return Some(p.reset());
             }
             RejectWith::NetUnreachable => 0,
             RejectWith::HostUnreachable => 1,
@@ -788,8 +785,8 @@ impl<'a> NodeModel<'a> {
         if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
             return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
         }
-        if !self.st.fib.sysctl().ip_forward() {
-            return NodeEnd::Dropped(format!("dropped on {}: net.ipv4.ip_forward is 0", self.node.name));
+        if let Some(key) = self.not_forwarding(iif) {
+            return NodeEnd::Dropped(format!("dropped on {}: {key} is 0", self.node.name));
         }
         let Some(dev) = hit.dev.map(str::to_string) else {
             return NodeEnd::Unknown(format!("route {} on {} has no device", route_str(&hit), self.node.name));
@@ -823,8 +820,8 @@ impl<'a> NodeModel<'a> {
     /// (a packet of its own, [`Self::send_refusal`]), unless it does not
     /// forward at all, when the packet is dropped without a word.
     fn route_refusal(&self, pkt: &Packet, ctx: &mut Ctx<'a, '_>, iif: &str, with: RejectWith, why: String) -> NodeEnd {
-        if !self.st.fib.sysctl().ip_forward() {
-            return NodeEnd::Dropped(format!("{why}; net.ipv4.ip_forward is 0, so no ICMP error is sent"));
+        if let Some(key) = self.not_forwarding(iif) {
+            return NodeEnd::Dropped(format!("{why}; {key} is 0, so no ICMP error is sent"));
         }
         ctx.passage.refused = Some(Refused {
             packet: pkt.clone(),
@@ -840,6 +837,16 @@ impl<'a> NodeModel<'a> {
             _ => "administratively prohibited",
         };
         NodeEnd::Rejected(format!("{why} (ICMP {what})"))
+    }
+
+    /// The sysctl key that turns forwarding off for packets received by
+    /// `iif` (`IN_DEV_FORWARD(in_dev)`: the input device's own
+    /// `forwarding`), or `None` when the node forwards them.
+    fn not_forwarding(&self, iif: &str) -> Option<String> {
+        match self.st.fib.sysctl().forwarding_source(iif) {
+            (_, true) => None,
+            (key, false) => Some(key.unwrap_or_else(|| format!("net.ipv4.conf.{iif}.forwarding"))),
+        }
     }
 
     /// The source of an ICMP error about `pkt` (`__icmp_send`): its

@@ -86,6 +86,10 @@ pub struct Packet {
     pub inner: Option<Box<Packet>>,
 }
 
+/// The length of a TCP reset the kernel sends (IP and TCP headers, no
+/// options, no payload).
+pub const RESET_LEN: u16 = 40;
+
 impl Packet {
     /// A first packet of a connection: a TCP SYN, or a UDP datagram.
     pub fn first(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, proto: Proto) -> Packet {
@@ -120,6 +124,18 @@ impl Packet {
             mark: 0,
             inner: None,
         }
+    }
+
+    /// The TCP reset the kernel answers this packet with
+    /// (`tcp_v4_send_reset`, for a closed port and for `REJECT --reject-with
+    /// tcp-reset` alike): the reply direction, RST (with ACK, answering a
+    /// SYN), 40 bytes: a 20-byte IP header and a 20-byte TCP header without
+    /// options or payload, whatever the packet it answers carried.
+    pub fn reset(&self) -> Packet {
+        let mut rst = self.answer();
+        rst.tcp_flags = tcp::RST | tcp::ACK;
+        rst.len = RESET_LEN;
+        rst
     }
 
     /// Whether the protocol has ports.

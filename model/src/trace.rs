@@ -84,17 +84,18 @@ pub enum PacketKind {
     Redirect,
 }
 
-/// One rule (or chain policy) that took effect.
+/// One rule (or chain policy) that took effect on a node, or one hop
+/// across a `[[router]]` of cluster.toml (`router` set; no hook, no table).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Step {
-    /// The node.
+    /// The node (for a router hop, the router).
     pub node: String,
     /// Which packet.
     pub packet: PacketKind,
-    /// The hook.
-    pub hook: Hook,
-    /// The table.
-    pub table: TableName,
+    /// The hook (`None` for a router hop).
+    pub hook: Option<Hook>,
+    /// The table (`None` for a router hop).
+    pub table: Option<TableName>,
     /// The chain (`(conntrack)` for a rewrite by an existing binding).
     pub chain: String,
     /// 1-based rule number in dump order; `null` for a policy or conntrack.
@@ -106,6 +107,23 @@ pub struct Step {
     /// The packet after the step, where it changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packet_after: Option<String>,
+    /// A hop across a router: which, by which route, to whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterHop>,
+}
+
+/// A router's forwarding of a packet (a [`Step`] of its own).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RouterHop {
+    /// The router's name.
+    pub name: String,
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// The route it used: `CIDR via NAME` from cluster.toml, or its own
+    /// segment (`CIDR dev segment`), delivered directly.
+    pub route: String,
+    /// Who it hands the packet to: a node's or a host's name.
+    pub to: String,
 }
 
 /// Who got the packet.

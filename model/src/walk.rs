@@ -31,7 +31,7 @@ use crate::node::{NodeEnd, NodeModel, NodeOptions, NodeTables, Passage, Redirect
 use crate::packet::Packet;
 use crate::ruleset::Proto;
 use crate::snapshot::{Node, Snapshot, Tunnel};
-use crate::trace::{Branch, Delivered, Outcome, PacketKind, Prob, Probe, Reply, Seen, Step, Trace, SCHEMA};
+use crate::trace::{Branch, Delivered, Outcome, PacketKind, Prob, Probe, Reply, RouterHop, Seen, Step, Trace, SCHEMA};
 use crate::traverse::Chooser;
 use num_bigint::BigUint;
 use std::collections::HashMap;
@@ -348,6 +348,9 @@ struct Run<'s> {
     /// What routers forwarded on this walk (router, addresses, ports,
     /// protocol, ICMP type and code): the same packet again is a loop.
     routed: Vec<Routed>,
+    /// Router hops not yet written as steps: [`Self::go`] writes them with
+    /// the kind of packet it walks.
+    hops_pending: Vec<(String, RouterHop)>,
 }
 
 /// A packet a router forwarded: router, source, source port, destination,
@@ -369,20 +372,49 @@ impl<'s> Run<'s> {
             self.steps.push(Step {
                 node: node.clone(),
                 packet: kind,
-                hook: s.hook,
-                table: s.hit.table,
+                hook: Some(s.hook),
+                table: Some(s.hit.table),
                 chain: s.hit.chain.to_string(),
                 rule: s.hit.rule,
                 text: s.text(),
                 effect: s.hit.effect.to_string(),
                 packet_after: s.packet_after.as_ref().map(Packet::to_string),
+                router: None,
             });
+        }
+    }
+
+    /// Which packet the walk moves.
+    fn kind(&self, reply: bool, carrier: bool) -> PacketKind {
+        match (self.refusal_walk, reply, carrier) {
+            _ if self.redirect_walk => PacketKind::Redirect,
+            (true, _, false) => PacketKind::Refusal,
+            (true, _, true) => PacketKind::RefusalOuter,
+            (false, false, false) => PacketKind::Forward,
+            (false, false, true) => PacketKind::ForwardOuter,
+            (false, true, false) => PacketKind::Reply,
+            (false, true, true) => PacketKind::ReplyOuter,
         }
     }
 
     /// Move a packet until it reaches a final receiver or ends.
     fn go(&mut self, mut at: At, reply: bool, ch: &mut dyn Chooser) -> Fate {
         loop {
+            let kind = self.kind(reply, false);
+            for (router, hop) in std::mem::take(&mut self.hops_pending) {
+                self.steps.push(Step {
+                    node: router,
+                    packet: kind,
+                    hook: None,
+                    table: None,
+                    chain: String::new(),
+                    rule: None,
+                    text: hop.route.clone(),
+                    effect: format!("forwards it to {}", hop.to),
+                    packet_after: None,
+                    router: Some(hop),
+                });
+            }
             self.hops += 1;
             if self.hops > self.max_hops {
                 return Fate::Ended(Outcome::Loop, format!("more than {} node passages", self.max_hops));
@@ -417,15 +449,7 @@ impl<'s> Run<'s> {
                     (n, m.send_redirect(&redirect, ch), false)
                 }
             };
-            let kind = match (self.refusal_walk, reply, carrier) {
-                _ if self.redirect_walk => PacketKind::Redirect,
-                (true, _, false) => PacketKind::Refusal,
-                (true, _, true) => PacketKind::RefusalOuter,
-                (false, false, false) => PacketKind::Forward,
-                (false, false, true) => PacketKind::ForwardOuter,
-                (false, true, false) => PacketKind::Reply,
-                (false, true, true) => PacketKind::ReplyOuter,
-            };
+            let kind = self.kind(reply, carrier);
             self.record(n, &passage, kind);
             if let Some(r) = passage.refused {
                 self.refused = Some((n, r));
@@ -593,9 +617,15 @@ impl<'s> Run<'s> {
                     return Err(Fate::Ended(Outcome::Loop, crate::router::loop_reason(r, &to)));
                 }
                 self.routed.push(key);
+                let route = match r.entry(pkt.dst).map(|e| (e.net, e.hop)) {
+                    Some((net, crate::router::Hop::Segment)) => format!("{net} dev segment"),
+                    Some((net, crate::router::Hop::Via(_))) => format!("{net} via {}", to.trim_start_matches("host ")),
+                    None => String::new(),
+                };
+                let hop = RouterHop { name: r.name.clone(), address: r.address.addr(), route, to: to.clone() };
                 // A packet that crosses a wire arrives with mark 0.
                 pkt.mark = 0;
-                match t {
+                let ok = match t {
                     Target::Node(m) => {
                         let Some(peer) = snap.nodes.get(m) else {
                             return Err(Fate::Ended(Outcome::Unknown, "internal: node index".into()));
@@ -615,7 +645,11 @@ impl<'s> Run<'s> {
                             ))
                         }
                     }
+                };
+                if ok.is_ok() {
+                    self.hops_pending.push((r.name.clone(), hop));
                 }
+                ok
             }
             f => {
                 if let (Forward::NoRoute, Some((node, dev))) = (f, node) {
@@ -635,6 +669,7 @@ impl<'s> Run<'s> {
     fn start(&mut self, from: &End, pkt: Packet) -> Result<At, Fate> {
         // A new walk: what routers forwarded on another is no loop.
         self.routed.clear();
+        self.hops_pending.clear();
         let snap = self.snap;
         match *from {
             End::Node(n) => Ok(At::Send { n, pkt, carrier: false }),
@@ -783,6 +818,7 @@ fn run_branch<'s>(
         redirect_walk: false,
         edge: Arc::clone(edge),
         routed: Vec::new(),
+        hops_pending: Vec::new(),
     };
     let src = match *from {
         End::Host(h) => snap.cluster.hosts.get(h).map(|h| h.address.addr()),
@@ -853,9 +889,7 @@ fn run_branch<'s>(
                 // port unreachable quoting the datagram from the address it
                 // was sent to (RELATED to its connection).
                 let answer = if pkt.proto == Proto::TCP {
-                    let mut rst = pkt.answer();
-                    rst.tcp_flags = crate::packet::tcp::RST | crate::packet::tcp::ACK;
-                    Some((rst, "a TCP reset"))
+                    Some((pkt.reset(), "a TCP reset"))
                 } else if pkt.proto == Proto::UDP {
                     Some((Packet::icmp_error(&pkt, 3, 3, pkt.dst), "an ICMP port unreachable (3/3)"))
                 } else {

@@ -483,6 +483,9 @@ errors! {
     sysctl_conflict: sysctl::parse, "net.ipv4.ip_forward = 1\nnet.ipv4.ip_forward = 0" => "t:2:1: `net.ipv4.ip_forward` is `0` here but `1` at line 1";
     sysctl_not_an_integer: sysctl::parse, "net.ipv4.conf.all.rp_filter = banana" => "t:1:1: expected an integer value for `net.ipv4.conf.all.rp_filter`, found `banana`";
     sysctl_forward_not_an_integer: sysctl::parse, "net.ipv4.ip_forward = yes" => "t:1:1: expected an integer value for `net.ipv4.ip_forward`, found `yes`";
+    sysctl_forwarding_not_an_integer: sysctl::parse, "net.ipv4.conf.eth1.forwarding = on" => "t:1:1: expected an integer value for `net.ipv4.conf.eth1.forwarding`, found `on`";
+    sysctl_forwarding_misspelled: sysctl::parse, "net.ipv4.conf.eth1.forwardin = 0" => "t:1:1: `net.ipv4.conf.eth1.forwardin` is no setting the kernel has; expected `forwarding` (natpath reads it, and a misspelling would be ignored)";
+    sysctl_ip_forward_is_all_forwarding: sysctl::parse, "net.ipv4.conf.all.forwarding = 1\nnet.ipv4.ip_forward = 0" => "t:2:1: `net.ipv4.ip_forward` is `0` here but `net.ipv4.conf.all.forwarding` is `1` at line 1: the kernel has one setting for both";
     sysctl_misspelled: sysctl::parse, "net.ipv4.conf.eth0.rp_filtr = 1" => "t:1:1: `net.ipv4.conf.eth0.rp_filtr` is no setting the kernel has; expected `rp_filter` (natpath reads it, and a misspelling would be ignored)";
     neigh_no_dev: ipaddr::parse_neigh, "10.0.0.1 lladdr 52:54:00:12:35:02 REACHABLE" => "t:1:44: expected `dev NAME` in the neighbour entry, found the end of the line";
     fdb_bad_mac: ipaddr::parse_fdb, "66:4e:2d dev vxlan.calico dst 10.0.0.52 self permanent" => "t:1:1: expected a MAC address, found `66:4e:2d`";
@@ -763,4 +766,26 @@ fn rp_filter_above_two_is_loose() {
         let got = fib.validate_source("10.0.0.7".parse().unwrap(), "10.1.0.1".parse().unwrap(), "eth1", 0);
         assert_eq!(got.is_ok(), ok, "rp_filter {rpf}: {got:?}");
     }
+}
+
+/// Forwarding is the input device's own `forwarding`; a device without a
+/// key has `conf.default`'s, which `ip_forward` (`conf.all.forwarding`)
+/// sets with every device's.
+#[test]
+fn forwarding_is_the_input_devices_own() {
+    let s = sysctl::parse(
+        "net.ipv4.ip_forward = 1\nnet.ipv4.conf.eth0.forwarding = 1\nnet.ipv4.conf.eth1.forwarding = 0\nnet.ipv4.conf.vxlan/calico.forwarding = 0\n",
+        "t",
+    )
+    .unwrap();
+    assert!(s.forwarding("eth0"));
+    assert_eq!(s.forwarding_source("eth1"), (Some("net.ipv4.conf.eth1.forwarding".to_string()), false));
+    assert!(!s.forwarding("vxlan.calico"));
+    assert_eq!(s.forwarding_source("eth2"), (Some("net.ipv4.ip_forward".to_string()), true));
+    let s = sysctl::parse("net.ipv4.ip_forward = 0\nnet.ipv4.conf.default.forwarding = 1\n", "t").unwrap();
+    assert!(s.forwarding("cali1"), "a device without a key of its own has default's value");
+    assert!(!s.ip_forward());
+    let s = sysctl::parse("net.ipv4.conf.all.forwarding = 0\n", "t").unwrap();
+    assert!(!s.forwarding("eth0"));
+    assert!(sysctl::parse("", "t").unwrap().forwarding("eth0"), "absent: 1");
 }

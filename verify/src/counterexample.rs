@@ -357,7 +357,19 @@ pub(crate) fn describe_branch(b: &natpath_model::trace::Branch) -> (String, Vec<
         .map(|s| {
             let rule = s.rule.map(|r| format!("rule {r}")).unwrap_or_else(|| "policy".into());
             let text = if s.text.is_empty() { String::new() } else { format!(": {}", s.text) };
-            format!("{} {:?} {} {} {} {rule}{text} ({})", s.node, s.packet, s.hook, s.table.as_str(), s.chain, s.effect)
+            match (s.hook, s.table) {
+                (Some(hook), Some(table)) => {
+                    format!(
+                        "{} {:?} {hook} {} {} {rule}{text} ({})",
+                        s.node,
+                        s.packet,
+                        table.as_str(),
+                        s.chain,
+                        s.effect
+                    )
+                }
+                _ => format!("router {} {:?} route {} ({})", s.node, s.packet, s.text, s.effect),
+            }
         })
         .collect();
     (outcome, steps)

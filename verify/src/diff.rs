@@ -1281,9 +1281,15 @@ fn divergence(tb: &Trace, ta: &Trace, sb: &Snapshot, sa: &Snapshot) -> (usize, V
                     .iter()
                     .map(|s| {
                         let what = if s.text.is_empty() { s.effect.clone() } else { strip_names(&s.text) };
-                        let line =
-                            format!("{}: {} {} {}: {what}", s.node, s.hook, s.table.as_str(), canon_chain(&s.chain));
-                        (line, s.rule.map(|r| (s.node.clone(), s.table, s.chain.clone(), r)))
+                        let line = match (s.hook, s.table) {
+                            (Some(hook), Some(table)) => {
+                                format!("{}: {hook} {} {}: {what}", s.node, table.as_str(), canon_chain(&s.chain))
+                            }
+                            // A router hop: its route and whom it hands the packet to.
+                            _ => format!("router {}: {what} ({})", s.node, s.effect),
+                        };
+                        let rule = s.rule.zip(s.table).map(|(r, table)| (s.node.clone(), table, s.chain.clone(), r));
+                        (line, rule)
                     })
                     .collect()
             })

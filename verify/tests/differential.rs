@@ -421,7 +421,10 @@ fn check_case(c: &mut NodeCase<'_>, d: &Drawn) -> Result<(), TestCaseError> {
 }
 
 fn differential(name: &str) {
-    let snap = load(name);
+    differential_snap(name, load(name));
+}
+
+fn differential_snap(name: &str, snap: Snapshot) {
     let enc = Encoder::new(&snap, EncodeOptions::default());
     let t = targets(&snap);
     let mut total = 0;
@@ -455,6 +458,37 @@ differential_test!(etp_local_no_endpoint, "etp-local-no-endpoint");
 differential_test!(session_affinity, "session-affinity");
 differential_test!(calico_vxlan, "calico-vxlan");
 differential_test!(broken_no_mark_masq, "broken-no-mark-masq");
+
+/// Per-device forwarding (issue 13): node1 forwards what comes in by tunl0
+/// but not by ens192; node2 forwards what comes in by ens192 and its pod's
+/// veth but not by tunl0 (the input device's own `forwarding`, as
+/// `ip_route_input_slow` reads it). A failed route then sends no ICMP
+/// error from those devices either.
+fn per_device_forwarding(node: &str, file: &str, text: &str) -> String {
+    match (node, file) {
+        ("node1", "sysctl") => {
+            format!("{text}net.ipv4.conf.ens192.forwarding = 0\nnet.ipv4.conf.tunl0.forwarding = 1\n")
+        }
+        ("node2", "sysctl") => format!("{text}net.ipv4.conf.tunl0.forwarding = 0\n"),
+        _ => text.to_string(),
+    }
+}
+
+#[test]
+fn per_device_forwarding_agrees() {
+    let dir = std::env::temp_dir().join(format!("natpath-differential-{}-fwd-node", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    common::copy_dir(&common::corpus().join("seed-ipip-remote"), &dir);
+    for node in ["node1", "node2"] {
+        let p = dir.join("nodes").join(node).join("sysctl");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, per_device_forwarding(node, "sysctl", &text)).unwrap();
+    }
+    let snap = snapshot::load(&dir).unwrap();
+    assert!(!snap.nodes[0].sysctl.forwarding("ens192") && snap.nodes[0].sysctl.forwarding("tunl0"));
+    differential_snap("seed-ipip-remote (per-device forwarding)", snap);
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
 // ---------------------------------------------------------------------------
 // Walks: the encoding's cluster walk (first packet and answer) against the
@@ -889,5 +923,26 @@ fn walks_pod_bound_to_a_router_without_the_route() {
             _ => text.to_string(),
         },
         "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.96.0.0/12 via node1\"]\n",
+    );
+}
+
+#[test]
+fn walks_per_device_forwarding() {
+    walks_edited("seed-ipip-remote", "fwd-walk", per_device_forwarding);
+}
+
+// Router loops (issue 13): both walks follow a packet a router hands back
+// to a node it crossed, and both end it at the same `loop`.
+
+#[test]
+fn walks_a_pod_range_routed_back_to_its_sender() {
+    walks_edited_toml(
+        "kube-proxy-cidr",
+        "router-back",
+        |node, file, text| match (node, file) {
+            ("node1", "ip-route") => without_line(text, "10.244.2.0/24 via 10.0.0.52"),
+            _ => text.to_string(),
+        },
+        "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.244.2.0/24 via node1\"]\n",
     );
 }

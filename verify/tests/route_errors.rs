@@ -210,3 +210,90 @@ fn a_packet_forwarded_back_out_its_device_makes_an_icmp_redirect() {
     let t = trace(&s, "client", "10.0.0.51:32220");
     assert!(steps(&t["branches"][0], "redirect").is_empty());
 }
+
+/// Per-device forwarding (issue 13): the kernel forwards a received packet
+/// when its input device's own `net.ipv4.conf.DEV.forwarding` is on
+/// (`ip_route_input_slow`), whatever `ip_forward` says. node2 with tunl0's
+/// off drops node1's DNATed SYN that comes through the tunnel, and still
+/// forwards the SYN to its own NodePort, which comes in by ens192; `trace`
+/// and `check` agree (tests/kernel.rs `per_device_forwarding_like_the_kernel`
+/// has the kernel's word).
+#[test]
+fn forwarding_is_the_input_devices_own() {
+    let s = Scratch::of("seed-ipip-remote", "fwd-dev");
+    s.edit("node2", "sysctl", |t| format!("{t}net.ipv4.conf.tunl0.forwarding = 0\n"));
+    let t = trace(&s, "client", "10.0.0.51:32220");
+    let b = &t["branches"][0];
+    assert_eq!(b["outcome"], "dropped", "{b}");
+    assert_eq!(b["reason"], "dropped on node2: net.ipv4.conf.tunl0.forwarding is 0", "{b}");
+    let t = trace(&s, "client", "10.0.0.52:32220");
+    assert_eq!(t["branches"][0]["outcome"], "delivered", "{t}");
+    let (code, out, err) = common::natpath(&["check", s.path(), "--invariant", "nodeport-reachable"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(
+            "replay (model): Dropped (probability 1): dropped on node2: net.ipv4.conf.tunl0.forwarding is 0\n"
+        ),
+        "{out}"
+    );
+    // A failed route from that device sends no ICMP error either (ip_error).
+    s.replace_line(
+        "node2",
+        "ip-route",
+        "192.168.233.136 dev calib992f6c0b80",
+        Some("unreachable 192.168.233.136 proto bird"),
+    );
+    let t = trace(&s, "client", "10.0.0.51:32220");
+    let b = &t["branches"][0];
+    assert_eq!(b["outcome"], "dropped", "{b}");
+    assert!(
+        b["reason"].as_str().unwrap().ends_with("; net.ipv4.conf.tunl0.forwarding is 0, so no ICMP error is sent"),
+        "{b}"
+    );
+    // ens192 still forwards, so node2's own NodePort is refused with an error.
+    let t = trace(&s, "client", "10.0.0.52:32220");
+    assert_eq!(t["branches"][0]["outcome"], "rejected", "{t}");
+    // With the device's own forwarding on, ip_forward 0 does not matter to it.
+    let s = Scratch::of("seed-ipip-remote", "fwd-dev-on");
+    s.edit("node2", "sysctl", |t| {
+        t.replace("net.ipv4.ip_forward = 1\n", "net.ipv4.ip_forward = 0\n") + "net.ipv4.conf.tunl0.forwarding = 1\n"
+    });
+    let t = trace(&s, "client", "10.0.0.51:32220");
+    assert_eq!(t["branches"][0]["outcome"], "delivered", "{t}");
+    let (code, out, err) = common::natpath(&["check", s.path(), "--invariant", "nodeport-reachable"]);
+    assert_eq!(code, 1, "node2's own NodePort comes in by ens192, which follows ip_forward: {out}{err}");
+    assert!(out.contains("dropped on node2: net.ipv4.ip_forward is 0"), "{out}");
+}
+
+/// A TCP reset is 40 bytes (issue 13), whether a closed port or a REJECT
+/// with tcp-reset sends it, whatever the SYN's length: a `-m length
+/// --length 40` rule counts it and one for longer packets does not.
+#[test]
+fn a_tcp_reset_is_40_bytes() {
+    let s = Scratch::of("node-listeners", "reset-len");
+    common::reset_length_case(&s);
+    for port in ["2222", "2223"] {
+        let t = trace(&s, "client", &format!("10.0.0.51:{port}"));
+        let b = &t["branches"][0];
+        assert_eq!(b["outcome"], "rejected", "{b}");
+        assert_eq!(b["refusal"]["kind"], "rst", "{b}");
+        // The closed port's reset is the connection's reply; the REJECT's a refusal.
+        let raw: Vec<String> = [steps(b, "reply"), steps(b, "refusal")]
+            .concat()
+            .into_iter()
+            .filter(|s| s.contains(" raw OUTPUT #"))
+            .collect();
+        assert!(raw.contains(&"node1 OUTPUT raw OUTPUT #1".to_string()), "{port}: {raw:?}");
+        assert!(!raw.contains(&"node1 OUTPUT raw OUTPUT #2".to_string()), "{port}: {raw:?}");
+    }
+    let syn = natpath_model::packet::Packet::first(
+        "10.0.0.53".parse().unwrap(),
+        40000,
+        "10.0.0.51".parse().unwrap(),
+        2222,
+        natpath_model::ruleset::Proto::TCP,
+    );
+    assert_eq!(syn.len, 60);
+    let rst = syn.reset();
+    assert_eq!((rst.len, rst.tcp_flags, rst.src, rst.dport), (40, 0x14, syn.dst, syn.sport));
+}

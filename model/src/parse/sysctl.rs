@@ -10,6 +10,8 @@
 //! paste (`sysctl: permission denied on key ...`, `sysctl: reading key ...`)
 //! and `#` comments are skipped. The same key twice with different values
 //! is an error (two captures mixed); with the same value it is harmless.
+//! So are `net.ipv4.ip_forward` and `net.ipv4.conf.all.forwarding` with
+//! different values: they are one setting of the kernel.
 
 use super::iproute::lex;
 use crate::error::{ParseError, ParseErrors};
@@ -110,7 +112,8 @@ fn check_read_key(key: &str, value: &str) -> Option<String> {
 ///
 /// Rejects, with the line and column: a line without `=`, a key that is not
 /// dotted words (letters, digits, `_`, `-`, `.`, `/`, `@`, `:`), a key
-/// given twice with different values, a setting natpath reads whose value
+/// given twice with different values (`ip_forward` and
+/// `conf.all.forwarding` are one key), a setting natpath reads whose value
 /// is not an integer, and a misspelling of one.
 pub fn parse(text: &str, file: &str) -> Result<Sysctl, ParseErrors> {
     let file: Arc<str> = Arc::from(file);
@@ -160,6 +163,24 @@ pub fn parse(text: &str, file: &str) -> Result<Sysctl, ParseErrors> {
         }
         lines_of.insert(key.to_string(), n);
         values.insert(key.to_string(), value);
+    }
+    // `ip_forward` is `conf.all.forwarding` (one variable, devinet.c's
+    // `ctl_forward_entry`): a dump cannot give them two values.
+    let (ipf, all) = ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding");
+    if let (Some(a), Some(b)) = (values.get(ipf), values.get(all)) {
+        let (la, lb) = (lines_of.get(ipf).copied().unwrap_or(0), lines_of.get(all).copied().unwrap_or(0));
+        if a.parse::<i64>().ok() != b.parse::<i64>().ok() {
+            let (line, here, other, there, at) = if la > lb { (la, ipf, all, a, lb) } else { (lb, all, ipf, b, la) };
+            let then = if la > lb { b } else { a };
+            errs.push(ParseError::new(
+                Loc::new(&file, line, 1),
+                format!(
+                    "`{here}` is `{}` here but `{other}` is `{}` at line {at}: the kernel has one setting for both",
+                    lex::show(there),
+                    lex::show(then)
+                ),
+            ));
+        }
     }
     if errs.is_empty() {
         Ok(Sysctl { values })

@@ -580,21 +580,20 @@ impl<'e, 's> Run<'e, 's> {
                 iif: iif.clone(),
             },
         );
-        // ip_error answers a failed route with an ICMP error only on a
-        // node that forwards; otherwise the packet is dropped silently.
-        let forwards = node.node.sysctl.ip_forward();
-        let no_route = Ending {
-            cond: and2(&nf.cond, &l.none),
-            reason: if forwards {
-                format!("no route on {name} (ICMP net unreachable)")
-            } else {
-                format!("no route on {name}; net.ipv4.ip_forward is 0, so no ICMP error is sent")
-            },
-        };
-        if forwards {
-            self.p.rejected.push(no_route);
-        } else {
-            self.p.dropped.push(no_route);
+        // ip_error answers a failed route with an ICMP error only when the
+        // input device forwards; otherwise the packet is dropped silently.
+        // Forwarding itself is the input device's `forwarding` too.
+        let off = route::not_forwarding(node, iif);
+        let on = not(&any(&off.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()));
+        let no_route = and2(&nf.cond, &l.none);
+        self.p
+            .rejected
+            .push(Ending { cond: and2(&no_route, &on), reason: format!("no route on {name} (ICMP net unreachable)") });
+        for (c, key) in &off {
+            self.p.dropped.push(Ending {
+                cond: and2(&no_route, c),
+                reason: format!("no route on {name}; {key} is 0, so no ICMP error is sent"),
+            });
         }
         let mut fwd: Vec<(Bool, &route::Case<'_>)> = Vec::new();
         for case in &l.cases {
@@ -609,18 +608,22 @@ impl<'e, 's> Run<'e, 's> {
                     cond: c,
                     reason: format!("dropped on {name} by the blackhole route {}", route_str(case)),
                 }),
-                RouteType::Unreachable | RouteType::Prohibit if forwards => self.p.rejected.push(Ending {
-                    cond: c,
-                    reason: format!("rejected on {name} by the {:?} route {}", case.kind, route_str(case)),
-                }),
-                RouteType::Unreachable | RouteType::Prohibit => self.p.dropped.push(Ending {
-                    cond: c,
-                    reason: format!(
-                        "refused on {name} by the {:?} route {}; net.ipv4.ip_forward is 0, so no ICMP error is sent",
-                        case.kind,
-                        route_str(case)
-                    ),
-                }),
+                RouteType::Unreachable | RouteType::Prohibit => {
+                    self.p.rejected.push(Ending {
+                        cond: and2(&c, &on),
+                        reason: format!("rejected on {name} by the {:?} route {}", case.kind, route_str(case)),
+                    });
+                    for (oc, key) in &off {
+                        self.p.dropped.push(Ending {
+                            cond: and2(&c, oc),
+                            reason: format!(
+                                "refused on {name} by the {:?} route {}; {key} is 0, so no ICMP error is sent",
+                                case.kind,
+                                route_str(case)
+                            ),
+                        });
+                    }
+                }
                 other => self.p.unknown.push(Ending {
                     cond: c,
                     reason: format!("route type {other:?} on {name} is not modelled ({})", route_str(case)),
@@ -633,15 +636,16 @@ impl<'e, 's> Run<'e, 's> {
         });
         let fwd: Vec<(Bool, &route::Case<'_>)> =
             fwd.into_iter().map(|(c, case)| (and2(&c, &not(&rpf)), case)).collect();
-        let (fcond, oif, nexthop, routes) = if node.node.sysctl.ip_forward() {
-            self.forward_target(&fwd, &pkt.dst, "forwarding")
-        } else {
-            self.p.dropped.push(Ending {
-                cond: any(&fwd.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()),
-                reason: format!("dropped on {name}: net.ipv4.ip_forward is 0"),
-            });
-            (Bool::from_bool(false), DevTerm::none(), pkt.dst.clone(), Vec::new())
-        };
+        let any_fwd = any(&fwd.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>());
+        for (c, key) in &off {
+            self.p.dropped.push(Ending { cond: and2(&any_fwd, c), reason: format!("dropped on {name}: {key} is 0") });
+        }
+        let fwd: Vec<(Bool, &route::Case<'_>)> = fwd
+            .into_iter()
+            .map(|(c, case)| (and2(&c, &on), case))
+            .filter(|(c, _)| !crate::encode::is_false(c))
+            .collect();
+        let (fcond, oif, nexthop, routes) = self.forward_target(&fwd, &pkt.dst, "forwarding");
         let inflow = Flow::merge(to_input);
         self.input(trail, inflow, iif, tr);
         if self.detail.upto_input || crate::encode::is_false(&fcond) {

@@ -394,6 +394,29 @@ pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &B
     any(&alts)
 }
 
+/// The input devices of `node` whose packets are not forwarded (their own
+/// `net.ipv4.conf.DEV.forwarding` is 0: `IN_DEV_FORWARD(in_dev)` in
+/// `ip_route_input_slow` and `ip_error`), grouped by the sysctl key that
+/// says so: (the condition that `iif` is one of them, the key). Empty when
+/// every device forwards. [`natpath_model::netstate::Sysctl::forwarding_source`]
+/// decides, as in the model.
+pub fn not_forwarding(node: &NodeEnc<'_>, iif: &DevTerm) -> Vec<(Bool, String)> {
+    let sysctl = &node.node.sysctl;
+    let values: Vec<u16> = match iif.known {
+        Some(v) => vec![v],
+        None => (1..=node.other_dev()).collect(),
+    };
+    let mut groups: std::collections::BTreeMap<String, Vec<Bool>> = std::collections::BTreeMap::new();
+    for v in values {
+        let name = node.dev_name(v).unwrap_or("\u{0}other");
+        if let (key, false) = sysctl.forwarding_source(name) {
+            let key = key.unwrap_or_else(|| format!("net.ipv4.conf.{name}.forwarding"));
+            groups.entry(key).or_default().push(iif.is(v));
+        }
+    }
+    groups.into_iter().map(|(key, conds)| (any(&conds), key)).collect()
+}
+
 /// [`rpf_fails`] for a symbolic input device with one route lookup shared by
 /// every device: possible when no policy rule selects on `iif` and every
 /// device reads the mark alike (`src_valid_mark`). `None` otherwise.

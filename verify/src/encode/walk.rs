@@ -22,14 +22,16 @@
 //! next hop that is a `[[router]]` of cluster.toml forwards the packet by
 //! the same table the model's walk reads (`natpath_model::router`): first
 //! covering entry, longest prefix first; the same packet forwarded twice by
-//! one router on a path ends [`EndKind::Loop`], and a router handing the
-//! packet back to a node the path crossed ends unknown (one pass per node).
+//! one router on a path ends [`EndKind::Loop`] (as the model's walk's
+//! `loop`: a lost packet), and a router handing the packet back to a node
+//! the path crossed is followed through that node again, as the model does
+//! (once: a third pass through one node ends unknown).
 //!
 //! Contract: exact within the hop bound; a walk that leaves what the
 //! snapshot describes ends [`EndKind::Elsewhere`] or unknown, a walk that
-//! comes back to a node it crossed ends unknown (the encoding keeps one
-//! binding per node and walk), and one longer than the bound ends
-//! [`EndKind::Loop`].
+//! comes back to a node it crossed other than through a router ends unknown
+//! (the encoding keeps one binding per node and walk there), and one longer
+//! than the bound ends [`EndKind::Loop`].
 
 use crate::encode::conntrack::{Binding, CtCtx};
 use crate::encode::node::{self, Passage};
@@ -112,7 +114,9 @@ pub struct WalkOut {
     pub ends: Vec<WalkEnd>,
     /// The node passages of the inner packet, with the node they were on.
     pub passages: Vec<Passage>,
-    /// The connections the walk opened, by node.
+    /// The connections the walk opened, by node, on each node's first
+    /// pass (a path's own, second passes included, are in its
+    /// [`WalkEnd::replies_on`]).
     pub bindings: Vec<(usize, Binding)>,
 }
 
@@ -692,15 +696,22 @@ impl Walker<'_, '_> {
         match t {
             Target::Node(m) => {
                 let Some(peer) = snap.nodes.get(m) else { return };
-                if visited.contains(&m) {
-                    // The encoding keeps one pass per node and walk: it
-                    // does not follow the packet round a second time.
+                // A router may hand the packet back to a node the path
+                // crossed: it is followed round once more, as the model's
+                // walk does, to the router forwarding the same packet a
+                // second time (a loop, above). A third pass through one
+                // node is not followed: the symbolic packet folds no
+                // `again` test, so each pass would add one more. The second
+                // pass is fresh to conntrack, as the first: the model's
+                // meets the first pass's connection only for a packet the
+                // first pass left untranslated.
+                if visited.iter().filter(|&&x| x == m).count() >= 2 {
                     self.end(
                         cond,
                         EndKind::Unknown,
                         s,
                         format!(
-                            "{} hands it back to {}, which it already crossed: a possible routing loop, which the encoding does not follow (trace does)",
+                            "{} hands it back to {} a third time: a possible routing loop, which the encoding does not follow further (trace does)",
                             r.label(),
                             peer.name
                         ),
@@ -708,7 +719,7 @@ impl Walker<'_, '_> {
                     return;
                 }
                 self.routed.push((ri, p.clone()));
-                self.next(m, &peer.lan.clone(), cond, s, depth, visited);
+                self.enter(m, &peer.lan.clone(), cond, s, depth, visited);
                 self.routed.pop();
             }
             Target::Host(h) => {
@@ -734,6 +745,14 @@ impl Walker<'_, '_> {
         if visited.contains(&m) {
             let name = self.enc.snap.nodes.get(m).map(|x| x.name.clone()).unwrap_or_default();
             self.end(cond, EndKind::Unknown, s, format!("the walk comes back to {name}"));
+            return;
+        }
+        self.enter(m, dev, cond, s, depth, visited);
+    }
+
+    /// The packet enters node `m` by `dev` (crossed before on this path or not).
+    fn enter(&mut self, m: usize, dev: &str, cond: Bool, s: &State, depth: usize, visited: &[usize]) {
+        if crate::encode::is_false(&cond) {
             return;
         }
         let Some(ne) = self.enc.node(m) else { return };
@@ -781,7 +800,12 @@ impl Walker<'_, '_> {
             self.trail.passage += 1;
             let ctx = (self.ctx)(h.node);
             let p = node::receive(self.enc, h.node, self.trail, h.flow, &DevTerm::konst(h.dev), &ctx);
-            if let Some(b) = p.binding() {
+            // A second pass through a node (a router handed the packet
+            // back) opens a connection only its own path's answer can meet:
+            // it is in that path's bindings (`WalkEnd::replies_on`), not in
+            // the walk-wide list.
+            let again = h.visited.iter().filter(|&&x| x == h.node).count() > 1;
+            if let Some(b) = p.binding().filter(|_| !again) {
                 self.out.bindings.push((h.node, b.clone()));
             }
             self.passage(&p, h.depth, &h.visited);

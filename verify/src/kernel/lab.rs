@@ -626,6 +626,24 @@ impl Lab {
                 ));
             }
         }
+        // Forwarding is each input device's own (`IN_DEV_FORWARD`). A
+        // device the dump gives no `forwarding` of its own gets the value
+        // the model gives it (`conf.default`'s, else `all`'s or
+        // `ip_forward`'s, docs/snapshot-format.md): the lab's devices made
+        // before the global writes (lo, the ipip module's tunl0) would
+        // otherwise keep `ip_forward`'s even where the dump's `default`
+        // differs.
+        let model = natpath_model::netstate::Sysctl {
+            values: node.sysctls.iter().map(|s| (s.key.clone(), s.value.clone())).collect(),
+        };
+        for iface in &node.ifaces {
+            let own = key_if("conf", &iface.name, "forwarding");
+            if kvs.iter().any(|(k, _)| *k == own) {
+                continue;
+            }
+            let on = model.forwarding(&iface.name);
+            kvs.push(kv(&own, if on { "1" } else { "0" }));
+        }
         sysctl(ns, &kvs, &format!("node `{}`: interface sysctls", node.name))
     }
 

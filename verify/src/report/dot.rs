@@ -19,16 +19,30 @@ pub fn trace(t: &Trace) -> String {
         for (si, s) in b.steps.iter().enumerate() {
             let id = format!("b{bi}s{si}");
             let rule = s.rule.map(|r| format!(" #{r}")).unwrap_or_else(|| " policy".into());
-            let _ = writeln!(
-                out,
-                "  {id} [label=\"{}\\n{} {} {}{}\\n{}\"];",
-                esc(&s.node),
-                s.hook.chain(),
-                s.table.as_str(),
-                esc(&s.chain),
-                rule,
-                esc(&s.effect)
-            );
+            match (s.hook, s.table) {
+                (Some(hook), Some(table)) => {
+                    let _ = writeln!(
+                        out,
+                        "  {id} [label=\"{}\\n{} {} {}{}\\n{}\"];",
+                        esc(&s.node),
+                        hook.chain(),
+                        table.as_str(),
+                        esc(&s.chain),
+                        rule,
+                        esc(&s.effect)
+                    );
+                }
+                // A router hop.
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "  {id} [shape=diamond, label=\"router {}\\n{}\\n{}\"];",
+                        esc(&s.node),
+                        esc(&s.text),
+                        esc(&s.effect)
+                    );
+                }
+            }
             let _ = writeln!(out, "  {prev} -> {id} [color={colour}];");
             prev = id;
         }

@@ -33,6 +33,14 @@ fn branch(out: &mut String, i: usize, n: usize, b: &Branch) {
     let _ = writeln!(out, "branch {}/{} (probability {}): {}", i + 1, n, b.probability, outcome_name(b.outcome));
     let mut last: Option<(String, PacketKind)> = None;
     for s in &b.steps {
+        let (Some(hook), Some(table)) = (s.hook, s.table) else {
+            // A router hop: a step of its own, between two node passages.
+            let at = s.router.as_ref().map(|r| format!(" ({})", r.address)).unwrap_or_default();
+            let _ = writeln!(out, "  at router {}{at} ({}):", s.node, kind_name(s.packet));
+            let _ = writeln!(out, "    route {}: {}", s.text, s.effect);
+            last = None;
+            continue;
+        };
         let key = (s.node.clone(), s.packet);
         if last.as_ref() != Some(&key) {
             let _ = writeln!(out, "  on {} ({}):", s.node, kind_name(s.packet));
@@ -43,7 +51,7 @@ fn branch(out: &mut String, i: usize, n: usize, b: &Branch) {
             // Policies and conntrack rewrites say what they are in the effect.
             (None, _) => String::new(),
         };
-        let _ = writeln!(out, "    {:<11} {:<7} {}{}: {}", s.hook.chain(), s.table.as_str(), s.chain, rule, s.effect);
+        let _ = writeln!(out, "    {:<11} {:<7} {}{}: {}", hook.chain(), table.as_str(), s.chain, rule, s.effect);
         if !s.text.is_empty() {
             let _ = writeln!(out, "        {}", s.text);
         }

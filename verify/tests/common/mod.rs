@@ -181,3 +181,38 @@ pub fn redirect_case(s: &Scratch) {
         Some("192.168.233.128/26 via 10.0.0.52 dev ens192 proto bird"),
     );
 }
+
+/// Counting rules (no target) at the top of node1's raw OUTPUT that tell a
+/// TCP reset of 40 bytes (#1) from a longer one (#2), and a filter INPUT
+/// REJECT with tcp-reset for port 2223: on `node-listeners`, the reset of
+/// `client:10.0.0.51:2222/tcp` (nothing listens) and of `:2223` (the
+/// REJECT) are node1's own packets, counted by one of the two.
+pub fn reset_length_case(s: &Scratch) {
+    s.edit("node1", "iptables-save", |t| {
+        let mut out = String::new();
+        let mut table = "";
+        for l in t.lines() {
+            if let Some(name) = l.strip_prefix('*') {
+                table = if name == "raw" {
+                    "raw"
+                } else if name == "filter" {
+                    "filter"
+                } else {
+                    ""
+                };
+            }
+            if table == "raw" && l.starts_with("-A OUTPUT") {
+                out.push_str("-A OUTPUT -p tcp -m tcp --tcp-flags RST RST -m length --length 40\n");
+                out.push_str("-A OUTPUT -p tcp -m tcp --tcp-flags RST RST -m length --length 41:65535\n");
+                table = "";
+            }
+            if table == "filter" && l.starts_with("-A INPUT") {
+                out.push_str("-A INPUT -p tcp -m tcp --dport 2223 -j REJECT --reject-with tcp-reset\n");
+                table = "";
+            }
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    });
+}
