@@ -305,6 +305,11 @@ pub struct NodeEnc<'s> {
     /// The addresses of its LAN interface ([`Node::lan_addrs`], read once:
     /// a node has a device per workload).
     pub lan_addrs: Vec<std::net::Ipv4Addr>,
+    /// The device values whose packets are not forwarded (their own
+    /// `forwarding` is 0), with the sysctl key that says so
+    /// ([`route::not_forwarding`]; read once: a node has a device per
+    /// workload, and every passage asks).
+    pub not_forwarding: Vec<(u16, String)>,
 }
 
 impl<'s> NodeEnc<'s> {
@@ -375,7 +380,17 @@ impl<'s> NodeEnc<'s> {
             pods.entry(p.iface.as_str()).or_insert(i);
         }
         let lan_addrs = node.lan_addrs();
-        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch, routes, pods, lan_addrs }
+        let mut not_forwarding = Vec::new();
+        let other = u16::try_from(devs.len() + 1).unwrap_or(u16::MAX);
+        for v in 0..=other {
+            // As `dev_name`: 0 ("no device") and `other` have no name.
+            let name =
+                usize::from(v).checked_sub(1).and_then(|i| devs.get(i)).map(String::as_str).unwrap_or("\u{0}other");
+            if let (key, false) = node.sysctl.forwarding_source(name) {
+                not_forwarding.push((v, key.unwrap_or_else(|| format!("net.ipv4.conf.{name}.forwarding"))));
+            }
+        }
+        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch, routes, pods, lan_addrs, not_forwarding }
     }
 
     /// Routing table `table`'s routes in lookup order.

@@ -401,20 +401,14 @@ pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &B
 /// every device forwards. [`natpath_model::netstate::Sysctl::forwarding_source`]
 /// decides, as in the model.
 pub fn not_forwarding(node: &NodeEnc<'_>, iif: &DevTerm) -> Vec<(Bool, String)> {
-    let sysctl = &node.node.sysctl;
-    let values: Vec<u16> = match iif.known {
-        Some(v) => vec![v],
-        None => (1..=node.other_dev()).collect(),
-    };
-    let mut groups: std::collections::BTreeMap<String, Vec<Bool>> = std::collections::BTreeMap::new();
-    for v in values {
-        let name = node.dev_name(v).unwrap_or("\u{0}other");
-        if let (key, false) = sysctl.forwarding_source(name) {
-            let key = key.unwrap_or_else(|| format!("net.ipv4.conf.{name}.forwarding"));
-            groups.entry(key).or_default().push(iif.is(v));
+    let mut groups: std::collections::BTreeMap<&str, Vec<Bool>> = std::collections::BTreeMap::new();
+    for (v, key) in &node.not_forwarding {
+        // A symbolic device takes the values 1 to `other`.
+        if iif.known.map_or(*v >= 1, |k| k == *v) {
+            groups.entry(key.as_str()).or_default().push(iif.is(*v));
         }
     }
-    groups.into_iter().map(|(key, conds)| (any(&conds), key)).collect()
+    groups.into_iter().map(|(key, conds)| (any(&conds), key.to_string())).collect()
 }
 
 /// [`rpf_fails`] for a symbolic input device with one route lookup shared by
