@@ -12,49 +12,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
-use common::{natpath, Scratch};
+use common::{verdict_line, Scratch};
 
-/// A copy of a corpus snapshot (see [`Scratch`]), with this file's runs.
-struct Copy(Scratch);
-
-impl std::ops::Deref for Copy {
-    type Target = Scratch;
-    fn deref(&self) -> &Scratch {
-        &self.0
-    }
+/// The client's packet to node1's NodePort, traced in `c`.
+fn trace(c: &Scratch) -> (i32, String, String) {
+    c.trace("client", "10.0.0.51:32220")
 }
 
-impl Copy {
-    fn of(name: &str, tag: &str) -> Copy {
-        Copy(Scratch::of(name, tag))
-    }
-
-    fn trace(&self) -> (i32, String, String) {
-        natpath(&["trace", self.path(), "--from", "client", "--to", "10.0.0.51:32220"])
-    }
-
-    fn check(&self, invariant: &str) -> (i32, String, String) {
-        natpath(&["check", self.path(), "--invariant", invariant])
-    }
-}
-
-fn rp_filter_off(c: &Copy, node: &str) {
+fn rp_filter_off(c: &Scratch, node: &str) {
     c.edit(node, "sysctl", |t| t.replace("rp_filter = 1", "rp_filter = 0"));
-}
-
-/// The branch line and the reason line of a one-branch trace.
-fn verdict_line<'a>(out: &'a str, invariant: &str) -> &'a str {
-    out.lines().find(|l| l.trim_start().starts_with(invariant)).unwrap_or_else(|| panic!("no {invariant} in {out}"))
 }
 
 #[test]
 fn a_pod_bound_packet_handed_to_the_lan_gateway_is_lost_over_ipip() {
     // node1 no longer routes node2's pod block into the tunnel: the packet
     // DNATed to the pod falls to the default route via 10.0.0.1.
-    let c = Copy::of("seed-ipip-remote", "ipip-fwd");
+    let c = Scratch::of("seed-ipip-remote", "ipip-fwd");
     c.drop_line("node1", "ip-route", "192.168.233.128/26 via 10.0.0.52 dev tunl0");
     let lost = "lost: node1 hands it out of `ens192` to 10.0.0.1, beyond the snapshot, and the underlay does not carry pod addresses (the destination is in the overlay's pod network 192.168.0.0/16)";
-    let (code, out, err) = c.trace();
+    let (code, out, err) = trace(&c);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("branch 1/1 (probability 1): dropped\n"), "{out}");
     assert!(out.contains(&format!("\n  {lost}\n")), "{out}");
@@ -70,10 +46,10 @@ fn a_pod_bound_packet_handed_to_the_lan_gateway_is_lost_over_ipip() {
 
 #[test]
 fn a_pod_bound_packet_handed_to_the_lan_gateway_is_lost_over_vxlan() {
-    let c = Copy::of("calico-vxlan", "vxlan-fwd");
+    let c = Scratch::of("calico-vxlan", "vxlan-fwd");
     c.drop_line("node1", "ip-route", "192.168.233.128/26 via 192.168.233.128 dev vxlan.calico");
     let lost = "lost: node1 hands it out of `ens192` to 10.0.0.1, beyond the snapshot, and the underlay does not carry pod addresses";
-    let (code, out, err) = c.trace();
+    let (code, out, err) = trace(&c);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("branch 1/1 (probability 1): dropped\n") && out.contains(lost), "{out}");
     let (code, out, err) = c.check("nodeport-reachable");
@@ -87,11 +63,11 @@ fn a_pod_bound_reply_handed_to_the_lan_gateway_is_lost() {
     // address 192.168.231.64 is in it) into the tunnel, and takes the
     // packet from the tunnel anyway (rp_filter 0): the pod's answer falls
     // to the default route.
-    let c = Copy::of("seed-ipip-remote", "ipip-reply");
+    let c = Scratch::of("seed-ipip-remote", "ipip-reply");
     c.drop_line("node2", "ip-route", "192.168.231.64/26 via 10.0.0.51 dev tunl0");
     rp_filter_off(&c, "node2");
     let lost = "lost: node2 hands it out of `ens192` to 10.0.0.1, beyond the snapshot, and the underlay does not carry pod addresses (the destination is in the overlay's pod network 192.168.0.0/16)";
-    let (code, out, err) = c.trace();
+    let (code, out, err) = trace(&c);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("branch 1/1 (probability 1): reply-lost\n"), "{out}");
     assert!(out.contains(&format!("  reply: dropped\n    {lost}\n")), "{out}");
@@ -109,10 +85,10 @@ fn a_pod_bound_reply_handed_to_the_lan_gateway_is_lost() {
 fn a_reply_to_an_outside_address_handed_to_the_lan_gateway_is_unknown() {
     // Without the masquerade mark and with rp_filter 0 on node2, the pod
     // answers the client's own address; node2 routes it via the gateway.
-    let c = Copy::of("broken-no-mark-masq", "outside-reply");
+    let c = Scratch::of("broken-no-mark-masq", "outside-reply");
     rp_filter_off(&c, "node2");
     c.edit("node2", "ip-route", |t| t.replacen('\n', "\n10.0.0.53 via 10.0.0.1 dev ens192\n", 1));
-    let (code, out, err) = c.trace();
+    let (code, out, err) = trace(&c);
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("branch 1/1 (probability 1): unknown\n"), "{out}");
     assert!(
@@ -136,12 +112,12 @@ fn a_packet_to_an_outside_address_handed_to_the_lan_gateway_is_unknown() {
     // node1 sends the DNATed packet's destination (here: a Service whose
     // endpoint is outside the pod networks) to the gateway: nobody can
     // tell where it goes, and neither command pretends to.
-    let c = Copy::of("seed-ipip-remote", "outside-fwd");
+    let c = Scratch::of("seed-ipip-remote", "outside-fwd");
     let ep = "192.168.233.136";
     let outside = "172.16.5.9";
     c.edit("node1", "iptables-save", |t| t.replace(ep, outside));
     c.edit("node2", "iptables-save", |t| t.replace(ep, outside));
-    let (code, out, err) = c.trace();
+    let (code, out, err) = trace(&c);
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("branch 1/1 (probability 1): unknown\n"), "{out}");
     assert!(out.contains("node1 sends it out of `ens192` to 10.0.0.1, which the snapshot does not describe"), "{out}");
@@ -161,11 +137,11 @@ fn a_packet_to_an_outside_address_handed_to_the_lan_gateway_is_unknown() {
 fn without_an_overlay_a_pod_bound_packet_to_the_gateway_stays_unknown() {
     // The same missing route on a node without tunnel device: nothing says
     // the underlay does not route pod addresses (a cloud route table may).
-    let c = Copy::of("seed-ipip-remote", "no-overlay");
+    let c = Scratch::of("seed-ipip-remote", "no-overlay");
     c.drop_line("node1", "ip-route", "192.168.233.128/26 via 10.0.0.52 dev tunl0");
     c.edit("node1", "ip-addr", |t| t.replace("tunl0", "dummy0").replace("link/ipip", "link/ether"));
     c.edit("node1", "ip-route", |t| t.replace("dev tunl0", "dev dummy0"));
-    let (code, out, err) = c.trace();
+    let (code, out, err) = trace(&c);
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("node1 sends it out of `ens192` to 10.0.0.1, which the snapshot does not describe"), "{out}");
     let (code, out, err) = c.check("nodeport-reachable");
@@ -177,12 +153,12 @@ fn without_an_overlay_a_pod_bound_packet_to_the_gateway_stays_unknown() {
 fn a_packet_out_of_a_veth_no_pod_stands_behind_is_unknown() {
     // cluster.toml without its [[pod]]: the endpoint's veth leads nowhere
     // the snapshot describes; trace cannot say who answers, nor can check.
-    let c = Copy::of("seed-ipip-local", "no-pod");
+    let c = Scratch::of("seed-ipip-local", "no-pod");
     let toml = c.file("cluster.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     let cut = text.find("[[pod]]").unwrap();
     std::fs::write(&toml, &text[..cut]).unwrap();
-    let (code, out, err) = c.trace();
+    let (code, out, err) = trace(&c);
     assert_eq!(code, 3, "{out}{err}");
     assert!(
         out.contains("node1 sends it out of `cali583c2cee4e2` to 192.168.231.70, which the snapshot does not describe"),
@@ -200,9 +176,9 @@ fn a_tunnel_carrier_handed_to_the_lan_gateway_is_unknown_in_both() {
     // carrier (outer destination 10.0.0.52, not a pod address) leaves the
     // snapshot, so the inner packet's fate is unknown in trace, and check
     // must not call the carrier lost.
-    let c = Copy::of("seed-ipip-remote", "carrier-gw");
+    let c = Scratch::of("seed-ipip-remote", "carrier-gw");
     c.edit("node1", "ip-route", |t| t.replacen('\n', "\n10.0.0.52 via 10.0.0.1 dev ens192\n", 1));
-    let (code, out, err) = c.trace();
+    let (code, out, err) = trace(&c);
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("branch 1/1 (probability 1): unknown\n"), "{out}");
     assert!(out.contains("node1 sends it out of `ens192` to 10.0.0.1, which the snapshot does not describe"), "{out}");

@@ -10,54 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
-use common::{natpath, Scratch};
-
-/// A copy of a corpus snapshot (see [`Scratch`]), with this file's runs.
-struct Copy(Scratch);
-
-impl std::ops::Deref for Copy {
-    type Target = Scratch;
-    fn deref(&self) -> &Scratch {
-        &self.0
-    }
-}
-
-impl Copy {
-    fn of(name: &str, tag: &str) -> Copy {
-        Copy(Scratch::of(name, tag))
-    }
-
-    /// Append `text` to cluster.toml; returns the line number its first
-    /// line gets.
-    fn append_toml(&self, text: &str) -> usize {
-        let p = self.file("cluster.toml");
-        let mut old = std::fs::read_to_string(&p).unwrap();
-        if !old.ends_with('\n') {
-            old.push('\n');
-        }
-        let first = old.lines().count() + 1;
-        std::fs::write(&p, format!("{old}{text}")).unwrap();
-        first
-    }
-
-    fn trace(&self, from: &str, to: &str) -> (i32, String, String) {
-        natpath(&["trace", self.path(), "--from", from, "--to", to])
-    }
-
-    fn check(&self, invariant: &str) -> (i32, String, String) {
-        natpath(&["check", self.path(), "--invariant", invariant])
-    }
-}
+use common::{natpath, verdict_line, Scratch};
 
 /// A router `gw` at 10.0.0.1/24 (every corpus client's gateway) with these routes.
 fn gw(routes: &[&str]) -> String {
     let routes: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
     format!("\n[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [{}]\n", routes.join(", "))
-}
-
-/// The verdict line of `invariant` in `check`'s output.
-fn verdict_line<'a>(out: &'a str, invariant: &str) -> &'a str {
-    out.lines().find(|l| l.trim_start().starts_with(invariant)).unwrap_or_else(|| panic!("no {invariant} in {out}"))
 }
 
 const NGINX: &str = "delivered to pod default/nginx-854f5d4bbd-x7k2p on node2 (192.168.233.136)";
@@ -66,7 +24,7 @@ const NGINX: &str = "delivered to pod default/nginx-854f5d4bbd-x7k2p on node2 (1
 fn a_cluster_ip_from_outside_goes_through_the_router_to_a_pod() {
     // The client's gateway 10.0.0.1: without a router the cluster IP is
     // beyond the snapshot.
-    let c = Copy::of("seed-ipip-remote", "cluster-ip");
+    let c = Scratch::of("seed-ipip-remote", "cluster-ip");
     let (code, out, err) = c.trace("client", "10.101.14.7:8080");
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("host client sends it to 10.0.0.1, which the snapshot does not describe"), "{out}");
@@ -94,7 +52,7 @@ fn a_cluster_ip_from_outside_goes_through_the_router_to_a_pod() {
 
 #[test]
 fn a_router_hop_is_a_step_of_its_own_in_json() {
-    let c = Copy::of("seed-ipip-remote", "hop-json");
+    let c = Scratch::of("seed-ipip-remote", "hop-json");
     c.append_toml(&gw(&["10.96.0.0/12 via node1"]));
     let (code, out, err) =
         natpath(&["trace", c.path(), "--from", "client", "--to", "10.101.14.7:8080", "--format", "json"]);
@@ -131,7 +89,7 @@ fn a_router_hop_is_a_step_of_its_own_in_json() {
 fn a_route_via_an_address_names_the_node_that_has_it() {
     // `via 10.0.0.52` is node2's LAN address: node2 serves the cluster IP
     // itself, the endpoint is local.
-    let c = Copy::of("seed-ipip-remote", "via-address");
+    let c = Scratch::of("seed-ipip-remote", "via-address");
     c.append_toml(&gw(&["10.96.0.0/12 via 10.0.0.52"]));
     let (code, out, err) = c.trace("client", "10.101.14.7:8080");
     assert_eq!(code, 0, "{out}{err}");
@@ -142,7 +100,7 @@ fn a_route_via_an_address_names_the_node_that_has_it() {
 #[test]
 fn the_longest_prefix_wins() {
     // A /32 for the Service beats the /12: node2, not node1.
-    let c = Copy::of("seed-ipip-remote", "lpm");
+    let c = Scratch::of("seed-ipip-remote", "lpm");
     c.append_toml(&gw(&["10.96.0.0/12 via node1", "10.101.14.7/32 via node2"]));
     let (code, out, err) = c.trace("client", "10.101.14.7:8080");
     assert_eq!(code, 0, "{out}{err}");
@@ -151,7 +109,7 @@ fn the_longest_prefix_wins() {
 
 #[test]
 fn a_destination_no_route_covers_stays_unknown() {
-    let c = Copy::of("seed-ipip-remote", "no-route");
+    let c = Scratch::of("seed-ipip-remote", "no-route");
     c.append_toml(&gw(&["10.200.0.0/16 via node1"]));
     let (code, out, err) = c.trace("client", "10.101.14.7:8080");
     assert_eq!(code, 3, "{out}{err}");
@@ -166,7 +124,7 @@ fn a_destination_no_route_covers_stays_unknown() {
 fn a_load_balancer_ip_routed_to_a_node_reaches_the_pod() {
     // The load-balancer IP moved off the LAN (203.0.113.10, as a cloud
     // load balancer's would be): the client sends it to its gateway.
-    let c = Copy::of("kube-proxy-1.28-lb", "lb");
+    let c = Scratch::of("kube-proxy-1.28-lb", "lb");
     for n in ["node1", "node2"] {
         c.edit(n, "iptables-save", |t| t.replace("10.0.0.240", "203.0.113.10"));
     }
@@ -184,7 +142,7 @@ fn a_route_to_a_node_that_does_not_serve_the_address_is_a_routing_loop() {
     // node2 lost its rules for the cluster IP 10.96.0.20: it sends the
     // packet back to its default gateway, the router, which hands it to
     // node2 again.
-    let c = Copy::of("kube-proxy-cidr", "not-served");
+    let c = Scratch::of("kube-proxy-cidr", "not-served");
     c.drop_line("node2", "iptables-save", "-d 10.96.0.20/32");
     c.append_toml(&gw(&["10.96.0.0/12 via node2"]));
     let (code, out, err) = c.trace("client", "10.96.0.20:80");
@@ -200,7 +158,7 @@ fn a_route_to_a_node_that_does_not_serve_the_address_is_a_routing_loop() {
 fn a_cloud_route_table_carries_the_pod_addresses() {
     // kube-proxy alone, node1 without its route to node2's pods: the
     // packet a NodePort DNATs to web-2 falls to the default route.
-    let c = Copy::of("kube-proxy-cidr", "route-table");
+    let c = Scratch::of("kube-proxy-cidr", "route-table");
     c.drop_line("node1", "ip-route", "10.244.2.0/24 via 10.0.0.52");
     let (code, out, err) = c.check("nodeport-reachable");
     assert_eq!(code, 3, "{out}{err}");
@@ -229,7 +187,7 @@ fn a_cloud_route_table_carries_the_pod_addresses() {
 fn a_pod_range_routed_back_to_its_sender_loops_in_trace_and_in_check() {
     // The route table sends node2's pods to node1, which has no route for
     // them but the default one: round and round.
-    let c = Copy::of("kube-proxy-cidr", "back");
+    let c = Scratch::of("kube-proxy-cidr", "back");
     c.drop_line("node1", "ip-route", "10.244.2.0/24 via 10.0.0.52");
     c.append_toml(&gw(&["10.244.2.0/24 via node1"]));
     let (code, out, err) = c.trace("client", "10.0.0.51:30080");
@@ -266,7 +224,7 @@ fn a_pod_range_routed_back_to_its_sender_loops_in_trace_and_in_check() {
 fn without_a_route_a_pod_bound_packet_from_an_overlay_node_is_lost_at_the_router() {
     // As at an undescribed gateway: the underlay does not carry the
     // overlay's pod addresses, unless a route of the router says so.
-    let c = Copy::of("seed-ipip-remote", "lost");
+    let c = Scratch::of("seed-ipip-remote", "lost");
     c.drop_line("node1", "ip-route", "192.168.233.128/26 via 10.0.0.52 dev tunl0");
     c.append_toml(&gw(&["10.96.0.0/12 via node1"]));
     let lost = "lost: node1 hands it out of `ens192` to router gw (10.0.0.1), which has no route for it, and the underlay does not carry pod addresses (the destination is in the overlay's pod network 192.168.0.0/16)";
@@ -286,7 +244,7 @@ fn a_reply_the_router_delivers_on_its_segment_reaches_the_client() {
     // which delivers it on its segment: the client gets it from the pod's
     // address, and both commands see the reply lost (before the router:
     // unknown in both, verify/tests/edge.rs).
-    let c = Copy::of("broken-no-mark-masq", "reply-segment");
+    let c = Scratch::of("broken-no-mark-masq", "reply-segment");
     c.edit("node2", "sysctl", |t| t.replace("rp_filter = 1", "rp_filter = 0"));
     c.edit("node2", "ip-route", |t| t.replacen('\n', "\n10.0.0.53 via 10.0.0.1 dev ens192\n", 1));
     c.append_toml(&gw(&[]));
@@ -304,7 +262,7 @@ fn a_reply_the_router_delivers_on_its_segment_reaches_the_client() {
 fn a_reply_beyond_the_segment_needs_a_route_of_the_router() {
     // A client on another network, handed to node1 (`--via`): node1's
     // answer goes to its default gateway, the router.
-    let c = Copy::of("seed-ipip-remote", "reply-beyond");
+    let c = Scratch::of("seed-ipip-remote", "reply-beyond");
     c.append_toml("\n[[host]]\nname = \"remote\"\naddress = \"198.51.100.7/24\"\n");
     let run = || natpath(&["trace", c.path(), "--from", "remote", "--via", "node1", "--to", "10.0.0.51:32220"]);
     let (code, out, err) = run();
@@ -402,7 +360,7 @@ fn bad_router_declarations_are_refused_with_their_place() {
         ),
     ];
     for (i, (text, want)) in rows.iter().enumerate() {
-        let c = Copy::of("seed-ipip-remote", &format!("bad-{i}"));
+        let c = Scratch::of("seed-ipip-remote", &format!("bad-{i}"));
         let first = c.append_toml(text);
         let (code, out, err) = natpath(&["parse", c.path()]);
         assert_eq!(code, 2, "row {i}: {out}{err}");
@@ -423,7 +381,7 @@ fn bad_router_declarations_are_refused_with_their_place() {
 
 #[test]
 fn too_many_routes_are_refused() {
-    let c = Copy::of("seed-ipip-remote", "many");
+    let c = Scratch::of("seed-ipip-remote", "many");
     let routes: Vec<String> =
         (0..4097u32).map(|i| format!("10.{}.{}.0/24 via node1", 100 + i / 256, i % 256)).collect();
     let refs: Vec<&str> = routes.iter().map(String::as_str).collect();

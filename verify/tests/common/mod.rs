@@ -92,6 +92,37 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Append `text` to the copy's cluster.toml; returns the line number
+    /// its first line gets.
+    pub fn append_toml(&self, text: &str) -> usize {
+        let p = self.file("cluster.toml");
+        let mut old = std::fs::read_to_string(&p).unwrap();
+        if !old.ends_with('\n') {
+            old.push('\n');
+        }
+        let first = old.lines().count() + 1;
+        std::fs::write(&p, format!("{old}{text}")).unwrap();
+        first
+    }
+
+    /// `natpath trace` of the copy, from `from` to `to`.
+    pub fn trace(&self, from: &str, to: &str) -> (i32, String, String) {
+        natpath(&["trace", self.path(), "--from", from, "--to", to])
+    }
+
+    /// `natpath check` of the copy, one invariant.
+    pub fn check(&self, invariant: &str) -> (i32, String, String) {
+        natpath(&["check", self.path(), "--invariant", invariant])
+    }
+}
+
+/// The verdict line of `invariant` in `check`'s text output.
+#[track_caller]
+pub fn verdict_line<'a>(out: &'a str, invariant: &str) -> &'a str {
+    out.lines().find(|l| l.trim_start().starts_with(invariant)).unwrap_or_else(|| panic!("no {invariant} in {out}"))
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
