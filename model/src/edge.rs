@@ -91,8 +91,10 @@ pub struct Edge<'s> {
 #[derive(Debug, Default)]
 struct Owners {
     lan: HashMap<Ipv4Addr, usize>,
-    on_dev: HashMap<(String, Ipv4Addr), usize>,
-    pods: HashMap<(String, String), usize>,
+    /// By device name, then address (looked up without a copy of the name).
+    on_dev: HashMap<String, HashMap<Ipv4Addr, usize>>,
+    /// By node name, then device name.
+    pods: HashMap<String, HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for Edge<'_> {
@@ -116,12 +118,12 @@ impl<'s> Edge<'s> {
                 }
                 for d in &n.interfaces {
                     for a in &d.addrs {
-                        o.on_dev.entry((d.name.clone(), a.addr.addr())).or_insert(i);
+                        o.on_dev.entry(d.name.clone()).or_default().entry(a.addr.addr()).or_insert(i);
                     }
                 }
             }
             for (i, p) in self.snap.cluster.pods.iter().enumerate() {
-                o.pods.entry((p.node.clone(), p.iface.clone())).or_insert(i);
+                o.pods.entry(p.node.clone()).or_default().entry(p.iface.clone()).or_insert(i);
             }
             o
         })
@@ -134,12 +136,12 @@ impl<'s> Edge<'s> {
 
     /// [`Snapshot::vtep_owner`], indexed.
     pub fn vtep_owner(&self, dev: &str, addr: Ipv4Addr) -> Option<usize> {
-        self.owners().on_dev.get(&(dev.to_string(), addr)).copied()
+        self.owners().on_dev.get(dev).and_then(|m| m.get(&addr)).copied()
     }
 
     /// The first pod of cluster.toml on node `node` behind its device `dev`.
     pub fn pod_behind(&self, node: &str, dev: &str) -> Option<usize> {
-        self.owners().pods.get(&(node.to_string(), dev.to_string())).copied()
+        self.owners().pods.get(node).and_then(|m| m.get(dev)).copied()
     }
 
     /// The routers of cluster.toml, resolved.

@@ -168,10 +168,6 @@ pub struct Delta {
     reply_dsts: Set<u32>,
     /// Why the reply argument is not used, when it is not.
     no_reply_argument: Option<String>,
-    /// Every node's local routes (loopback aside), both sides: a sender
-    /// whose address is in one is a node, and its replies come back to a
-    /// local address.
-    local: Vec<(u32, u32)>,
     /// Some rule of either side can untrack a packet (`NOTRACK`, `CT
     /// --notrack`). Otherwise the answer to a node's own packet is in
     /// conntrack's reply direction when it comes back, never NEW, so no
@@ -184,9 +180,12 @@ pub struct Delta {
     any_state: bool,
     /// Each node's index in `nodes`, by name.
     by_name: HashMap<String, usize>,
-    /// `local` sorted by first address, with the largest last address up
-    /// to each: an address is local when the last span that starts at or
-    /// below it reaches it.
+    /// Every node's local routes (loopback aside), both sides, as (first,
+    /// reach) sorted by first address, where reach is the largest last
+    /// address of the spans up to this one: an address is local when the
+    /// last span that starts at or below it reaches it. A sender whose
+    /// address is local is a node, and its replies come back to a local
+    /// address.
     local_sorted: Vec<(u32, u32)>,
 }
 
@@ -220,19 +219,18 @@ impl Delta {
             d.collect_targets(snap);
         }
         d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
-        d.local = [before, after].iter().flat_map(|s| local_spans(s)).map(|(lo, hi, _)| (lo, hi)).collect();
         d.untracked = [before, after].iter().flat_map(|s| &s.nodes).any(|n| {
             n.ruleset.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).any(|r| {
                 matches!(&r.target, Some(Target::Notrack)) || matches!(&r.target, Some(Target::Ct(ct)) if ct.notrack)
             })
         });
-        d.index();
+        d.index([before, after].iter().flat_map(|s| local_spans(s)).map(|(lo, hi, _)| (lo, hi)).collect());
         d
     }
 
     /// Build what the questions below read: the differences of all nodes
-    /// as one set, the nodes by name, the local spans sorted.
-    fn index(&mut self) {
+    /// as one set, the nodes by name, the `local` spans sorted.
+    fn index(&mut self, local: Vec<(u32, u32)>) {
         let mut all: BTreeSet<(Key, bool, bool)> = BTreeSet::new();
         for nd in &self.nodes {
             all.extend(nd.dirty.iter().map(|x| (x.key, x.new_only, x.local_only)));
@@ -241,7 +239,7 @@ impl Delta {
             all.into_iter().map(|(key, new_only, local_only)| Dirty { key, new_only, local_only }).collect();
         self.any_state = self.nodes.iter().any(|n| n.state.is_some());
         self.by_name = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-        let mut spans = self.local.clone();
+        let mut spans = local;
         spans.sort_unstable();
         let mut reach = 0u32;
         self.local_sorted = spans
@@ -847,13 +845,11 @@ mod tests {
     /// scan of every span does.
     #[test]
     fn local_spans_are_found_as_a_scan_finds_them() {
-        let mut d = Delta {
-            local: vec![(100, 200), (120, 130), (150, 150), (300, 300), (250, 260), (255, 400), (500, 500)],
-            ..Delta::default()
-        };
-        d.index();
+        let local = vec![(100, 200), (120, 130), (150, 150), (300, 300), (250, 260), (255, 400), (500, 500)];
+        let mut d = Delta::default();
+        d.index(local.clone());
         for a in 0..600u32 {
-            let scan = d.local.iter().any(|&(lo, hi)| lo <= a && a <= hi);
+            let scan = local.iter().any(|&(lo, hi)| lo <= a && a <= hi);
             assert_eq!(d.is_local(a), scan, "address {a}");
         }
     }
@@ -869,7 +865,7 @@ mod tests {
                 .collect(),
             ..Delta::default()
         };
-        d.index();
+        d.index(Vec::new());
         assert_eq!(d.anywhere, dirty);
         let host = Ipv4Addr::new(10, 0, 0, 53);
         let dst = [Ipv4Addr::new(10, 0, 0, 51)];

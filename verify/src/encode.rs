@@ -380,17 +380,30 @@ impl<'s> NodeEnc<'s> {
             pods.entry(p.iface.as_str()).or_insert(i);
         }
         let lan_addrs = node.lan_addrs();
-        let mut not_forwarding = Vec::new();
-        let other = u16::try_from(devs.len() + 1).unwrap_or(u16::MAX);
-        for v in 0..=other {
-            // As `dev_name`: 0 ("no device") and `other` have no name.
-            let name =
-                usize::from(v).checked_sub(1).and_then(|i| devs.get(i)).map(String::as_str).unwrap_or("\u{0}other");
-            if let (key, false) = node.sysctl.forwarding_source(name) {
-                not_forwarding.push((v, key.unwrap_or_else(|| format!("net.ipv4.conf.{name}.forwarding"))));
-            }
-        }
-        NodeEnc { index, node, devs, tables, ip_rules, effects, dispatch, routes, pods, lan_addrs, not_forwarding }
+        let mut ne = NodeEnc {
+            index,
+            node,
+            devs,
+            tables,
+            ip_rules,
+            effects,
+            dispatch,
+            routes,
+            pods,
+            lan_addrs,
+            not_forwarding: Vec::new(),
+        };
+        // Every device value, 0 ("no device") and `other` included.
+        ne.not_forwarding = (0..=ne.other_dev())
+            .filter_map(|v| {
+                let name = ne.dev_name(v).unwrap_or("\u{0}other");
+                match node.sysctl.forwarding_source(name) {
+                    (key, false) => Some((v, key.unwrap_or_else(|| format!("net.ipv4.conf.{name}.forwarding")))),
+                    _ => None,
+                }
+            })
+            .collect();
+        ne
     }
 
     /// Routing table `table`'s routes in lookup order.

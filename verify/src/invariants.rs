@@ -519,6 +519,11 @@ type PortsOnce = std::sync::Arc<Vec<std::sync::OnceLock<std::sync::Arc<Vec<Servi
 /// shared by every thread and checker of one snapshot.
 type Shared<'s> = std::sync::Arc<std::sync::OnceLock<natpath_model::walk::Tracer<'s>>>;
 
+/// `shared`'s index of `snap`, built by the first caller.
+fn indexed<'a, 's>(shared: &'a Shared<'s>, snap: &'s Snapshot) -> &'a natpath_model::walk::Tracer<'s> {
+    shared.get_or_init(|| natpath_model::walk::Tracer::new(snap))
+}
+
 impl<'s> Prepared<'s> {
     pub(crate) fn new(snap: &'s Snapshot, opts: &CheckOptions) -> Prepared<'s> {
         let intents: Vec<Intent> =
@@ -665,7 +670,7 @@ impl<'s> Checker<'s> {
 
     /// The snapshot indexed for the model's replays (built at the first).
     pub(crate) fn tracer(&self) -> &natpath_model::walk::Tracer<'s> {
-        self.tracer.get_or_init(|| natpath_model::walk::Tracer::new(self.snap))
+        indexed(&self.tracer, self.snap)
     }
 
     /// A fresh symbolic packet, unique to one query, with the pinned
@@ -1211,7 +1216,7 @@ impl<'s> Checker<'s> {
         let node = ne.node.name.clone();
         let snap = self.snap;
         let shared = std::sync::Arc::clone(&self.tracer);
-        let tracer = shared.get_or_init(|| natpath_model::walk::Tracer::new(snap));
+        let tracer = indexed(&shared, snap);
         let replayed = self.timed(|| replay_node(snap, tracer, q.n, &iface, &pkt, &draws));
         let replay = match replayed {
             Some(p) => {
@@ -1336,7 +1341,7 @@ impl<'s> Checker<'s> {
         let rules = rules_of(w, &q.trail.hits);
         let from = host.name.clone();
         let shared = std::sync::Arc::clone(&self.tracer);
-        let tracer = shared.get_or_init(|| natpath_model::walk::Tracer::new(snap));
+        let tracer = indexed(&shared, snap);
         let traced = self.timed(|| replay_walk(snap, tracer, &from, &pkt));
         let replay = match traced {
             Ok(t) => {
