@@ -691,6 +691,13 @@ fn load(path: &Path) -> Result<snapshot::Snapshot, Bad> {
 }
 
 /// BEFORE and AFTER, read side by side; BEFORE's errors first when both fail.
+/// Hand `loaded` to the end of the process instead of freeing it: the
+/// process exits once the report is out, and freeing the parsed rules of a
+/// large cluster one by one costs a sixth of a 10,000-Service gate's CPU.
+fn left_for_exit<T>(loaded: T) {
+    std::mem::forget(loaded);
+}
+
 fn load_pair(before: &Path, after: &Path) -> Result<(snapshot::Snapshot, snapshot::Snapshot), Bad> {
     let (b, a) = std::thread::scope(|sc| {
         let b = sc.spawn(|| load(before));
@@ -839,6 +846,7 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
         Format::Json => emit(&report::check::json(&path, &snap, &verdicts, empty, exit)),
         Format::Text => emit(&report::check::text(&path, &snap, &verdicts, empty, ui.style)),
     }
+    left_for_exit(snap);
     Ok(clamp(exit))
 }
 
@@ -906,7 +914,10 @@ fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
         DiffFormat::Text => emit(&report::diff::text(&d, ui.style)),
         DiffFormat::Markdown => emit(&report::markdown::diff(&d)),
     }
-    Ok(clamp(d.exit_code()))
+    let exit = clamp(d.exit_code());
+    drop(d);
+    left_for_exit((before, after));
+    Ok(exit)
 }
 
 fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
@@ -942,7 +953,10 @@ fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
         GateFormat::Sarif => emit(&report::sarif::gate(&g)),
         GateFormat::Markdown => emit(&report::markdown::gate(&g)),
     }
-    Ok(clamp(g.exit))
+    let exit = clamp(g.exit);
+    drop(g);
+    left_for_exit((before, after));
+    Ok(exit)
 }
 
 fn cmd_generate(a: &GenerateArgs) -> Result<u8, Bad> {

@@ -134,11 +134,12 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
     let mut chains = 0usize;
     for (n, node) in snap.nodes.iter().enumerate() {
         let Some(nat) = node.ruleset.table(natpath_model::ruleset::TableName::Nat) else { continue };
-        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
-        // Chains by name: a 10,000-service node has some 35,000.
-        let by_name: std::collections::HashMap<&str, &natpath_model::ruleset::Chain> =
-            nat.chains.iter().map(|ch| (ch.name.as_str(), ch)).collect();
-        for s in &services {
+        let intents = std::sync::Arc::clone(&c.intents);
+        let services = intents.get(n).map(|i| i.services.as_slice()).unwrap_or_default();
+        // Chains by name: a 10,000-service node has some 35,000. Built at
+        // the first Service a difference reaches, when there is one.
+        let mut by_name: Option<std::collections::HashMap<&str, &natpath_model::ruleset::Chain>> = None;
+        for s in services {
             // A Service's chains are reached through the rules of its own
             // addresses and ports: when none of them differs, its shares
             // are those of the other side of the delta.
@@ -156,6 +157,7 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
             names.extend(s.svc_chain.as_ref());
             names.extend(s.svl_chain.as_ref());
             names.extend(s.ext_chain.as_ref().filter(|x| x.starts_with("KUBE-XLB-")));
+            let by_name = by_name.get_or_insert_with(|| nat.chains.iter().map(|ch| (ch.name.as_str(), ch)).collect());
             for cname in names {
                 let Some(chain) = by_name.get(cname.as_str()).copied() else { continue };
                 let label = format!("{} {} ({})", node.name, cname, s.name);

@@ -16,6 +16,9 @@
 //! (kube-proxy's `-s POD -j KUBE-MARK-MASQ` in each KUBE-SEP chain is the
 //! rule that prevents it).
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
 use super::{Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::addr;
 use crate::encode::packet::FoldEq;
@@ -29,18 +32,28 @@ pub const NAME: &str = "hairpin-masquerade";
 pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
     let snap = c.snap;
     let mut checked = 0usize;
+    let intents = std::sync::Arc::clone(&c.intents);
     for n in c.nodes() {
-        let services: Vec<_> = c.intents.get(n).map(|i| i.services.clone()).unwrap_or_default();
+        let services = intents.get(n).map(|i| i.services.as_slice()).unwrap_or_default();
         let Some(node) = snap.nodes.get(n) else { continue };
-        for pod in snap.cluster.pods.iter().filter(|p| p.node == node.name) {
-            for s in &services {
-                let Some((cip, cport)) = s.cluster_ip else { continue };
-                // The Service's endpoints, and for an internalTrafficPolicy
-                // Local Service the node's own ones, which only its
-                // `KUBE-SVL-` chain names.
-                if !s.endpoints.iter().chain(&s.local_endpoints).any(|e| e.address == pod.address) {
-                    continue;
+        // The Services with a cluster IP that each address is an endpoint
+        // of (for an internalTrafficPolicy Local Service, the node's own
+        // endpoints, which only its `KUBE-SVL-` chain names), in the
+        // Services' order: a node's few pods need not each look through
+        // ten thousand Services.
+        let mut by_endpoint: HashMap<Ipv4Addr, Vec<usize>> = HashMap::new();
+        for (i, s) in services.iter().enumerate().filter(|(_, s)| s.cluster_ip.is_some()) {
+            for e in s.endpoints.iter().chain(&s.local_endpoints) {
+                let of = by_endpoint.entry(e.address).or_default();
+                if of.last() != Some(&i) {
+                    of.push(i);
                 }
+            }
+        }
+        for pod in snap.cluster.pods.iter().filter(|p| p.node == node.name) {
+            let hits = by_endpoint.get(&pod.address).map(Vec::as_slice).unwrap_or_default();
+            for s in hits.iter().filter_map(|&i| services.get(i)) {
+                let Some((cip, cport)) = s.cluster_ip else { continue };
                 checked += 1;
                 let Some(ne) = c.enc.node(n) else { continue };
                 let dev = ne.dev_value(&pod.iface);
