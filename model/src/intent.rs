@@ -103,7 +103,7 @@ fn dport(rule: &crate::ruleset::Rule) -> Option<u16> {
     })
 }
 
-struct ChainIndex<'a>(std::collections::HashMap<&'a str, &'a crate::ruleset::Chain>);
+struct ChainIndex<'a>(crate::hash::FastMap<&'a str, &'a crate::ruleset::Chain>);
 
 impl<'a> ChainIndex<'a> {
     fn chain(&self, name: &str) -> Option<&'a crate::ruleset::Chain> {
@@ -181,7 +181,7 @@ impl Intent {
             let mut found: Vec<Service> = Vec::new();
             // Where each service is in `found`: 10,000 services must not be
             // searched one by one for each of their rules.
-            let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+            let mut at: crate::hash::FastMap<String, usize> = crate::hash::FastMap::default();
             for chain_name in ["KUBE-SERVICES", "KUBE-NODEPORTS"] {
                 let Some(chain) = nat.chain(chain_name) else { continue };
                 for r in &chain.rules {

@@ -24,6 +24,7 @@ pub mod conntrack;
 pub mod edge;
 pub mod error;
 pub mod fib;
+pub mod hash;
 pub mod input;
 pub mod intent;
 pub mod loc;

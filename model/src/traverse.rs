@@ -323,7 +323,7 @@ impl Candidates<'_> {
 pub struct IndexedTable<'a> {
     /// The table.
     pub table: &'a Table,
-    index: HashMap<&'a str, usize>,
+    index: crate::hash::FastMap<&'a str, usize>,
     /// The built-in chain of each hook, by [`Hook`] order.
     hooks: [Option<usize>; 5],
     dispatch: Vec<Option<Dispatch>>,
@@ -352,7 +352,7 @@ impl<'a> IndexedTable<'a> {
     }
 
     fn build(table: &'a Table, dispatch: bool) -> Self {
-        let index: HashMap<&'a str, usize> =
+        let index: crate::hash::FastMap<&'a str, usize> =
             table.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
         let hooks = [Hook::Prerouting, Hook::Input, Hook::Forward, Hook::Output, Hook::Postrouting]
             .map(|h| index.get(h.chain()).copied());

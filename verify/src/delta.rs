@@ -48,6 +48,7 @@
 //!   the masquerade bit, the hosts, the routers) makes every query on that
 //!   node (and every walk) touched.
 
+use natpath_model::hash::{FastMap, FastSet};
 use natpath_model::ruleset::{Chain, Match, Proto, Rule, Table, TableName, Target};
 use natpath_model::snapshot::{Node, Snapshot};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -515,7 +516,7 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDe
 /// The differences of two rulesets (see [`node_delta`]); `Err` when one
 /// changes every packet in a way keys cannot narrow (the masquerade bit).
 fn rules_dirty(x: &natpath_model::ruleset::Ruleset, y: &natpath_model::ruleset::Ruleset) -> Result<Vec<Dirty>, String> {
-    let mut dirty: HashSet<Dirty> = HashSet::new();
+    let mut dirty: FastSet<Dirty> = FastSet::default();
     for name in [TableName::Raw, TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security] {
         match (x.table(name), y.table(name)) {
             (None, None) => {}
@@ -595,11 +596,11 @@ pub fn ruleset_differences(x: &natpath_model::ruleset::Ruleset, y: &natpath_mode
 /// One table of both sides, compared chain pair by chain pair.
 struct Compare<'t> {
     name: TableName,
-    idx_b: HashMap<&'t str, &'t Chain>,
-    idx_a: HashMap<&'t str, &'t Chain>,
+    idx_b: FastMap<&'t str, &'t Chain>,
+    idx_a: FastMap<&'t str, &'t Chain>,
     /// Chain pairs known to be the same (or not) up to names, comments and counters.
-    same: HashMap<(&'t str, &'t str), bool>,
-    seen: HashSet<(&'t str, &'t str, Tags)>,
+    same: FastMap<(&'t str, &'t str), bool>,
+    seen: FastSet<(&'t str, &'t str, Tags)>,
     b: &'t Table,
     a: &'t Table,
 }
@@ -609,8 +610,9 @@ const MAX_DEPTH: usize = 64;
 
 impl<'t> Compare<'t> {
     fn new(b: &'t Table, a: &'t Table) -> Self {
-        let idx = |t: &'t Table| t.chains.iter().map(|c| (c.name.as_str(), c)).collect::<HashMap<_, _>>();
-        Compare { name: b.name, idx_b: idx(b), idx_a: idx(a), same: HashMap::new(), seen: HashSet::new(), b, a }
+        let idx = |t: &'t Table| t.chains.iter().map(|c| (c.name.as_str(), c)).collect::<FastMap<_, _>>();
+        let (same, seen) = (FastMap::default(), FastSet::default());
+        Compare { name: b.name, idx_b: idx(b), idx_a: idx(a), same, seen, b, a }
     }
 
     /// Chain `name` is the same on both sides (absent on both counts as the same).
@@ -661,7 +663,7 @@ impl<'t> Compare<'t> {
     }
 
     /// Compare every built-in chain.
-    fn run(&mut self, out: &mut HashSet<Dirty>) {
+    fn run(&mut self, out: &mut FastSet<Dirty>) {
         let tags = Tags { new_only: self.name == TableName::Nat, local_only: false };
         let mut names: BTreeSet<&'t str> = BTreeSet::new();
         for c in self.b.chains.iter().chain(&self.a.chains).filter(|c| c.policy.is_some()) {
@@ -677,7 +679,7 @@ impl<'t> Compare<'t> {
         }
     }
 
-    fn chain(&mut self, cb: &'t Chain, ca: &'t Chain, tags: Tags, out: &mut HashSet<Dirty>, depth: usize) {
+    fn chain(&mut self, cb: &'t Chain, ca: &'t Chain, tags: Tags, out: &mut FastSet<Dirty>, depth: usize) {
         let all = Dirty { key: Key::All, new_only: tags.new_only, local_only: tags.local_only };
         if depth > MAX_DEPTH {
             out.insert(all);
@@ -739,10 +741,10 @@ impl<'t> Compare<'t> {
 /// so their order counts; rules of the same address and other ports it
 /// cannot meet).
 #[allow(clippy::type_complexity)]
-fn split(c: &Chain, ports: bool) -> (Vec<&Rule>, HashMap<Key, Vec<(usize, usize, &Rule)>>) {
+fn split(c: &Chain, ports: bool) -> (Vec<&Rule>, FastMap<Key, Vec<(usize, usize, &Rule)>>) {
     let mut wild = Vec::new();
-    let mut keyed: HashMap<Key, Vec<(usize, usize, &Rule)>> = HashMap::new();
-    let mut dst_only: HashMap<u32, usize> = HashMap::new();
+    let mut keyed: FastMap<Key, Vec<(usize, usize, &Rule)>> = FastMap::default();
+    let mut dst_only: FastMap<u32, usize> = FastMap::default();
     for r in &c.rules {
         let key = match (dst_key(r), dport_key(r)) {
             (Some(a), Some((k, p))) => Some(Key::DstPort(a, k, p)),

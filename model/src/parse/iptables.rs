@@ -189,36 +189,10 @@ impl Segment<'_> {
     }
 }
 
-/// A fast hasher for chain names (FxHash's mixing, 8 bytes at a time):
-/// the parser looks a chain up for every rule and every jump.
-#[derive(Default, Clone, Copy)]
-struct NameHasher(u64);
-
-impl std::hash::Hasher for NameHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-        self.0 = h;
-    }
-}
-
 /// Chain names to indices. A name is borrowed from the dump where it was
 /// first written (owned only when it was quoted or after a `-X`), so that
 /// declaring a chain allocates its name once, in the IR.
-type NameMap<'a, V> = HashMap<Cow<'a, str>, V, std::hash::BuildHasherDefault<NameHasher>>;
+type NameMap<'a, V> = HashMap<Cow<'a, str>, V, crate::hash::FastBuild>;
 
 struct TableState<'a> {
     t: Table,

@@ -138,7 +138,7 @@ pub fn check_fair_balancing(c: &mut Checker<'_>) -> Outcome {
         let services = intents.get(n).map(|i| i.services.as_slice()).unwrap_or_default();
         // Chains by name: a 10,000-service node has some 35,000. Built at
         // the first Service a difference reaches, when there is one.
-        let mut by_name: Option<std::collections::HashMap<&str, &natpath_model::ruleset::Chain>> = None;
+        let mut by_name: Option<natpath_model::hash::FastMap<&str, &natpath_model::ruleset::Chain>> = None;
         for s in services {
             // A Service's chains are reached through the rules of its own
             // addresses and ports: when none of them differs, its shares
