@@ -529,13 +529,16 @@ pub fn gate(
     // invariants are checked on those slices only, on both sides. Every
     // other query meets the same rules on both sides, so the change cannot
     // make it fail.
+    // Both sides are prepared while the difference is found: three
+    // linear passes of about the same size, none waiting for another.
     let (pb, pa, delta) = std::thread::scope(|sc| {
         let pb = sc.spawn(|| invariants::Prepared::new(before, &opts.check));
+        let pa = sc.spawn(|| invariants::Prepared::new(after, &opts.check));
         let delta = crate::delta::Delta::new(before, after);
-        let pa = invariants::Prepared::new(after, &opts.check);
-        (pb.join(), pa, delta)
+        (pb.join(), pa.join(), delta)
     });
     let pb = pb.map_err(|_| DiffError("BUG: reading BEFORE failed".into()))?;
+    let pa = pa.map_err(|_| DiffError("BUG: reading AFTER failed".into()))?;
     let d = diff::diff_using(before, after, names, &dopts, Some(&delta), Some((&pb, &pa)), progress)?;
     let touched = (!opts.strict && !opts.whole).then_some(&delta);
     let none = |_: usize, _: usize, _: &str| {};
