@@ -969,6 +969,7 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
         dst: if lans.len() == 1 { lans.first().copied() } else { None },
         proto: Some(proto),
         dport: port.map(|p| p.port),
+        dnat_to: None,
     };
     let pkt = a.c.fresh_packet("diff", &pins);
     let prefix = format!(

@@ -969,6 +969,9 @@ pub(crate) struct Pins {
     pub proto: Option<Proto>,
     /// The destination port.
     pub dport: Option<u16>,
+    /// Only the packets that nat PREROUTING sends to this address matter
+    /// to the query ([`Detail::dnat_to`]).
+    pub dnat_to: Option<Ipv4Addr>,
 }
 
 impl Pins {
@@ -1081,7 +1084,7 @@ impl<'s> Checker<'s> {
                 return None;
             }
         }
-        let over = Detail { upto_input, nat_only: true };
+        let over = Detail { upto_input, nat_only: true, dnat_to: pins.dnat_to };
         let q = self.node_query_with(n, devs, pins, over, &shape)?;
         let v = violation(&q);
         if crate::encode::is_false(&goal_of(&v, &q.passage.unknown).1) {
@@ -1109,7 +1112,8 @@ impl<'s> Checker<'s> {
         }
         drop(q);
         self.refined += 1;
-        let q = self.node_query_with(n, devs, pins, Detail { upto_input, nat_only: false }, &shape)?;
+        let q =
+            self.node_query_with(n, devs, pins, Detail { upto_input, nat_only: false, dnat_to: pins.dnat_to }, &shape)?;
         let v = violation(&q);
         let a = self.ask(&q.scope, &v, &q.passage.unknown);
         Some((q, a))

@@ -946,3 +946,52 @@ fn walks_a_pod_range_routed_back_to_its_sender() {
         "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.244.2.0/24 via node1\"]\n",
     );
 }
+
+// ---------------------------------------------------------------------------
+// A passage followed only toward one address after DNAT (`Detail::dnat_to`,
+// what hairpin-masquerade asks): the flows DNAT sends to the Service's other
+// endpoints are left out, the ones to that address stay.
+
+/// Whether some way through node `n` of `snap` (delivered locally or sent
+/// out) can carry a TCP packet sent to `service` to `to` after nat
+/// PREROUTING, in `detail`.
+fn reaches_after_dnat(snap: &Snapshot, n: usize, detail: node::Detail, service: (Ipv4Addr, u16), to: Ipv4Addr) -> bool {
+    let enc = Encoder::new(snap, EncodeOptions::default());
+    let pkt = SymPacket::named("dnat_to");
+    let dev = DevTerm::symbolic(BV::new_const("dnat_to.dev", DEV_BITS));
+    let mut trail = Trail::default();
+    let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
+    let p = node::receive_with(&enc, n, &mut trail, flow, &dev, &CtCtx::Fresh, detail);
+    let mut ways: Vec<Bool> = p.outs.iter().map(|o| and2(&o.flow.cond, &o.flow.state.pkt.dst.eq(addr(to)))).collect();
+    ways.extend(p.local.iter().map(|l| and2(&l.cond, &l.state.pkt.dst.eq(addr(to)))));
+    let mut session = Session::new(Some(Duration::from_secs(20)));
+    for d in &trail.defs {
+        session.assert(d);
+    }
+    let any = Bool::or(&ways.iter().collect::<Vec<_>>());
+    let sent = Bool::and(&[pkt.proto.eq(bv8(6)), pkt.dst.eq(addr(service.0)), pkt.dport.eq(bv16(service.1))]);
+    match session.check_with(&[&sent, &any]) {
+        Answer::Sat(_) => true,
+        Answer::Unsat => false,
+        Answer::Unknown(w) => panic!("solver unknown: {w}"),
+    }
+}
+
+#[test]
+fn a_passage_toward_one_endpoint_leaves_the_others_out() {
+    let snap = load("multi-endpoint");
+    let n = snap.nodes.iter().position(|x| x.name == "node1").unwrap();
+    let here: Ipv4Addr = "192.168.231.70".parse().unwrap();
+    let there: Ipv4Addr = "192.168.233.136".parse().unwrap();
+    let node = &snap.nodes[n];
+    let intent = Intent::read(&node.ruleset, &node.ipsets, &node.interfaces);
+    let nginx = intent.services.iter().find(|s| s.name.starts_with("default/nginx")).unwrap();
+    let cip = nginx.cluster_ip.unwrap();
+    let toward = node::Detail { dnat_to: Some(here), ..node::Detail::EXACT };
+    // Whole, node1 sends default/nginx's cluster IP on to both endpoints.
+    assert!(reaches_after_dnat(&snap, n, node::Detail::EXACT, cip, here));
+    assert!(reaches_after_dnat(&snap, n, node::Detail::EXACT, cip, there));
+    // Toward node1's own endpoint, the other one's flows are not encoded.
+    assert!(reaches_after_dnat(&snap, n, toward, cip, here));
+    assert!(!reaches_after_dnat(&snap, n, toward, cip, there));
+}

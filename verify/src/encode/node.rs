@@ -25,7 +25,7 @@
 //! unknown) are exclusive and, within the input condition, exhaustive.
 
 use crate::encode::conntrack::{self, Binding, CtCtx, Tracked};
-use crate::encode::packet::{addr, bv16, bv32, ite_bv, DevTerm, Flow, State, DEV_BITS};
+use crate::encode::packet::{addr, bv16, bv32, ite_bv, DevTerm, Flow, Num, State, DEV_BITS};
 use crate::encode::route::{self, Key};
 use crate::encode::traverse::{run_table, Env, NatAction, TableRun};
 use crate::encode::{and2, any, not, or2, Encoder, Ending, NodeEnc, Trail};
@@ -238,11 +238,18 @@ pub struct Detail {
     /// exact passage. The drops, rejections and unknown endings of the
     /// summarized tables are not in it.
     pub nat_only: bool,
+    /// Follow past nat PREROUTING only the flows whose destination may be
+    /// this address: a flow that DNAT sent to another constant address is
+    /// left out, with every way it ends. For properties of the packets
+    /// that end up at this address (a pod reaching itself through its own
+    /// Service), whose queries need not encode a Service's other
+    /// endpoints one by one.
+    pub dnat_to: Option<Ipv4Addr>,
 }
 
 impl Detail {
     /// The whole passage, exactly.
-    pub const EXACT: Detail = Detail { upto_input: false, nat_only: false };
+    pub const EXACT: Detail = Detail { upto_input: false, nat_only: false, dnat_to: None };
 }
 
 fn nat_range_addr(r: &natpath_model::ruleset::NatRange, cur: &BV) -> BV {
@@ -364,6 +371,10 @@ impl<'e, 's> Run<'e, 's> {
             }
         }
         self.p.dnat = or2(&self.p.dnat, &any(&dnat));
+        if let Some(to) = self.detail.dnat_to {
+            let to = u64::from(u32::from(to));
+            parts.retain(|f| f.state.pkt.dst.num().is_none_or(|d| d == to));
+        }
         // Follow NAT outcomes apart only for first packets: a packet that may
         // also belong to a known connection (a reply) stays one flow.
         if crate::encode::is_false(&rest.cond) {

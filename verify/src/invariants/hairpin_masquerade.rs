@@ -59,7 +59,9 @@ pub fn check_hairpin_masquerade(c: &mut Checker<'_>) -> Outcome {
                 let dev = ne.dev_value(&pod.iface);
                 let label = format!("{} pod {} to {} {cip}:{cport}", node.name, pod.name, s.name);
                 let pa = pod.address;
-                let pins = Pins { src: Some(pa), dst: Some(cip), ..Pins::port(s.proto, cport) };
+                // Only the flows DNAT sends back to the pod itself can break
+                // the invariant: a Service's other endpoints are not encoded.
+                let pins = Pins { src: Some(pa), dst: Some(cip), dnat_to: Some(pa), ..Pins::port(s.proto, cport) };
                 // Flow by flow: the one endpoint a flow reaches, and whether
                 // that flow was masqueraded.
                 let violation = |q: &super::NodeQuery| {
