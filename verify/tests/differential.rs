@@ -995,3 +995,16 @@ fn a_passage_toward_one_endpoint_leaves_the_others_out() {
     assert!(reaches_after_dnat(&snap, n, toward, cip, here));
     assert!(!reaches_after_dnat(&snap, n, toward, cip, there));
 }
+
+#[test]
+fn walks_a_route_to_a_node_that_does_not_serve_the_address() {
+    walks_edited_toml(
+        "kube-proxy-cidr",
+        "router-not-served",
+        |node, file, text| match (node, file) {
+            ("node2", "iptables-save") => without_line(text, "-d 10.96.0.20/32"),
+            _ => text.to_string(),
+        },
+        "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.96.0.0/12 via node2\"]\n",
+    );
+}
