@@ -286,7 +286,7 @@ pub struct NodeEnc<'s> {
     /// Device names: value `i + 1` of a device term is `devs[i]`; 0 is "no
     /// device" and `devs.len() + 1` a device the snapshot does not list.
     pub devs: Vec<String>,
-    tables: Vec<(&'s Table, HashMap<&'s str, &'s Chain>)>,
+    tables: Vec<(&'s Table, natpath_model::hash::FastMap<&'s str, &'s Chain>)>,
     /// The policy routing rules by priority (the kernel's defaults when the
     /// snapshot has none).
     pub ip_rules: Vec<IpRule>,
@@ -339,7 +339,7 @@ impl<'s> NodeEnc<'s> {
         // consecutive values.
         devs.sort();
         devs.dedup();
-        let tables: Vec<(&'s Table, HashMap<&'s str, &'s Chain>)> = node
+        let tables: Vec<(&'s Table, natpath_model::hash::FastMap<&'s str, &'s Chain>)> = node
             .ruleset
             .tables
             .iter()
@@ -434,7 +434,7 @@ impl<'s> NodeEnc<'s> {
     }
 
     /// The table named `name`, with its chains by name.
-    pub fn table(&self, name: TableName) -> Option<(&'s Table, &HashMap<&'s str, &'s Chain>)> {
+    pub fn table(&self, name: TableName) -> Option<(&'s Table, &natpath_model::hash::FastMap<&'s str, &'s Chain>)> {
         self.tables.iter().find(|(t, _)| t.name == name).map(|(t, idx)| (*t, idx))
     }
 

@@ -37,7 +37,7 @@ impl Effects {
     /// effect outside the summary's vocabulary, or the chains reached nest
     /// deeper than `max_depth`). A table without the hook's chain changes
     /// nothing.
-    pub fn of(idx: &HashMap<&str, &Chain>, hook: Hook, max_depth: usize) -> Option<Effects> {
+    pub fn of(idx: &natpath_model::hash::FastMap<&str, &Chain>, hook: Hook, max_depth: usize) -> Option<Effects> {
         let Some(start) = idx.get(hook.chain()).copied() else { return Some(Effects::default()) };
         let mut eff = Effects::default();
         // Depth-first over the chains reached, each chain once, with the
@@ -123,7 +123,7 @@ mod tests {
 
     fn summary(rs: &Ruleset, t: TableName, hook: Hook, max_depth: usize) -> Option<Effects> {
         let table = rs.tables.iter().find(|x| x.name == t).expect("table");
-        let idx: HashMap<&str, &Chain> = table.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        let idx: natpath_model::hash::FastMap<&str, &Chain> = table.chains.iter().map(|c| (c.name.as_str(), c)).collect();
         Effects::of(&idx, hook, max_depth)
     }
 

@@ -117,7 +117,7 @@ struct Runner<'r, 'a, 's> {
     trail: &'r mut Trail,
     env: &'r Env<'a, 's>,
     table: &'s Table,
-    idx: &'r HashMap<&'s str, &'s Chain>,
+    idx: &'r natpath_model::hash::FastMap<&'s str, &'s Chain>,
     out: &'r mut TableRun,
 }
 
