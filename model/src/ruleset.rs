@@ -736,7 +736,7 @@ pub enum Match {
     /// `-m udp`.
     Udp(UdpMatch),
     /// `-m sctp`.
-    Sctp(SctpMatch),
+    Sctp(Box<SctpMatch>),
     /// `-m icmp --icmp-type`.
     Icmp(Option<Neg<IcmpType>>),
     /// `-m multiport [!] --dports|--sports|--ports P[,P:Q...]`.
@@ -753,7 +753,7 @@ pub enum Match {
     /// `-m connmark [!] --mark V[/M]`.
     Connmark(Neg<MarkMask>),
     /// `-m conntrack`.
-    Conntrack(ConntrackMatch),
+    Conntrack(Box<ConntrackMatch>),
     /// `-m state [!] --state S[,S...]`.
     State(Neg<CtStates>),
     /// `-m statistic`.
@@ -766,9 +766,9 @@ pub enum Match {
     /// `-m addrtype`.
     Addrtype(AddrTypeMatch),
     /// `-m set`.
-    Set(SetMatch),
+    Set(Box<SetMatch>),
     /// `-m recent`.
-    Recent(RecentMatch),
+    Recent(Box<RecentMatch>),
     /// `-m rpfilter` (xt_rpfilter): reverse-path check by a route lookup.
     Rpfilter {
         /// `--loose`.
@@ -781,7 +781,7 @@ pub enum Match {
         invert: bool,
     },
     /// `-m physdev`.
-    Physdev(PhysdevMatch),
+    Physdev(Box<PhysdevMatch>),
     /// `-m iprange`.
     Iprange {
         /// `--src-range`.
@@ -799,7 +799,7 @@ pub enum Match {
     /// `-m mac [!] --mac-source XX:XX:XX:XX:XX:XX`.
     Mac(Neg<[u8; 6]>),
     /// `-m owner`.
-    Owner(OwnerMatch),
+    Owner(Box<OwnerMatch>),
     /// `-m pkttype [!] --pkt-type T`.
     Pkttype(Neg<PktType>),
     /// `-m policy`.
@@ -816,7 +816,7 @@ pub enum Match {
     /// `-m length [!] --length lo[:hi]`.
     Length(Neg<(u16, u16)>),
     /// `-m hashlimit`.
-    Hashlimit(HashlimitMatch),
+    Hashlimit(Box<HashlimitMatch>),
     /// `-m nfacct --nfacct-name NAME`: counts, always matches.
     Nfacct(String),
     /// `-m connlimit`.
@@ -1017,13 +1017,13 @@ pub enum Target {
     /// `-j CONNMARK`.
     Connmark(ConnmarkOp),
     /// `-j CT`.
-    Ct(CtTarget),
+    Ct(Box<CtTarget>),
     /// `-j NOTRACK` (the same as `-j CT --notrack`, printed as written).
     Notrack,
     /// `-j LOG`.
-    Log(LogTarget),
+    Log(Box<LogTarget>),
     /// `-j NFLOG`.
-    Nflog(NflogTarget),
+    Nflog(Box<NflogTarget>),
     /// `-j TRACE`.
     Trace,
     /// `-j CHECKSUM --checksum-fill`.

@@ -867,7 +867,7 @@ mod kube_proxy {
         );
         let Some(Match::Recent(r)) = set.matches.get(1) else { panic!("{:?}", set.matches) };
         assert_eq!(
-            *r,
+            **r,
             RecentMatch {
                 neg: false,
                 cmd: RecentCmd::Set,

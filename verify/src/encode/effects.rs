@@ -123,7 +123,8 @@ mod tests {
 
     fn summary(rs: &Ruleset, t: TableName, hook: Hook, max_depth: usize) -> Option<Effects> {
         let table = rs.tables.iter().find(|x| x.name == t).expect("table");
-        let idx: natpath_model::hash::FastMap<&str, &Chain> = table.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        let idx: natpath_model::hash::FastMap<&str, &Chain> =
+            table.chains.iter().map(|c| (c.name.as_str(), c)).collect();
         Effects::of(&idx, hook, max_depth)
     }
 

@@ -836,7 +836,7 @@ impl Builder {
                 if !head.is(Proto::SCTP) {
                     return Err(need_proto("sctp", "sctp"));
                 }
-                Match::Sctp(s)
+                Match::Sctp(Box::new(s))
             }
             Builder::Icmp(t) => {
                 if !head.is(Proto::ICMP) {
@@ -861,7 +861,7 @@ impl Builder {
                 if !any {
                     return Err(need("conntrack", "an option such as `--ctstate`"));
                 }
-                Match::Conntrack(c)
+                Match::Conntrack(Box::new(c))
             }
             Builder::State(s) => Match::State(s.ok_or_else(|| need("state", "`--state`"))?),
             Builder::Statistic { mode, neg, prob, every, packet, at } => {
@@ -895,7 +895,7 @@ impl Builder {
                 }
                 Match::Addrtype(a)
             }
-            Builder::Set(s, _) => Match::Set(s.ok_or_else(|| need("set", "`--match-set`"))?),
+            Builder::Set(s, _) => Match::Set(Box::new(s.ok_or_else(|| need("set", "`--match-set`"))?)),
             Builder::Recent(cmd, mut r, _) => {
                 let (neg, c) =
                     cmd.ok_or_else(|| need("recent", "one of `--set`, `--rcheck`, `--update` and `--remove`"))?;
@@ -904,7 +904,7 @@ impl Builder {
                 }
                 r.neg = neg;
                 r.cmd = c;
-                Match::Recent(r)
+                Match::Recent(Box::new(r))
             }
             Builder::Rpfilter([loose, validmark, accept_local, invert]) => {
                 Match::Rpfilter { loose, validmark, accept_local, invert }
@@ -913,7 +913,7 @@ impl Builder {
                 if p == PhysdevMatch::default() {
                     return Err(need("physdev", "an option such as `--physdev-is-in`"));
                 }
-                Match::Physdev(p)
+                Match::Physdev(Box::new(p))
             }
             Builder::Iprange(src, dst) => {
                 if src.is_none() && dst.is_none() {
@@ -932,7 +932,7 @@ impl Builder {
                 if o.suppl_groups && o.gid.is_none() {
                     return Err(LineError::new(name_at, "`--suppl-groups` needs `--gid-owner`"));
                 }
-                Match::Owner(o)
+                Match::Owner(Box::new(o))
             }
             Builder::Pkttype(p) => Match::Pkttype(p.ok_or_else(|| need("pkttype", "`--pkt-type`"))?),
             Builder::Policy { dir, pol, strict, elements } => {
@@ -957,7 +957,7 @@ impl Builder {
                 // the option only when it differs from the printed unit's.
                 let expire = m.htable_expire.unwrap_or(user_unit.saturating_mul(1000));
                 m.htable_expire = (expire != r.per_secs.saturating_mul(1000)).then_some(expire);
-                Match::Hashlimit(m)
+                Match::Hashlimit(Box::new(m))
             }
             Builder::Nfacct(n) => Match::Nfacct(n.ok_or_else(|| need("nfacct", "`--nfacct-name`"))?),
             Builder::Connlimit(limit, mask, saddr) => {

@@ -647,9 +647,9 @@ impl Builder {
                     }
                 })
             }
-            Builder::Ct(ct, _) => Target::Ct(ct),
-            Builder::Log(l, _) => Target::Log(l),
-            Builder::Nflog(n, _) => Target::Nflog(n),
+            Builder::Ct(ct, _) => Target::Ct(Box::new(ct)),
+            Builder::Log(l, _) => Target::Log(Box::new(l)),
+            Builder::Nflog(n, _) => Target::Nflog(Box::new(n)),
             Builder::Checksum(f) => {
                 if !f {
                     return Err(LineError::new(at, "`-j CHECKSUM` needs `--checksum-fill`"));
