@@ -393,7 +393,7 @@ fn local_detector(nat: &crate::ruleset::Table) -> (Vec<Ipv4Net>, Vec<String>) {
             }
         }
         if let Some(i) = dev.filter(|i| i.neg == neg) {
-            let name = if i.value.wildcard { format!("{}+", i.value.name) } else { i.value.name.clone() };
+            let name = if i.value.wildcard { format!("{}+", i.value.name) } else { i.value.name.to_string() };
             if !ifaces.contains(&name) {
                 ifaces.push(name);
             }

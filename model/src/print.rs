@@ -43,7 +43,7 @@ pub fn iptables_save(rs: &Ruleset) -> String {
         }
         for c in &t.chains {
             for r in &c.rules {
-                if let Some(n) = r.counters {
+                if let Some(n) = r.counters.as_deref() {
                     let _ = write!(out, "[{}:{}] ", n.packets, n.bytes);
                 }
                 write_rule(&mut out, &c.name, r);

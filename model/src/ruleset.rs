@@ -206,7 +206,7 @@ impl<T> Neg<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Iface {
     /// The name without the `+`.
-    pub name: String,
+    pub name: Box<str>,
     /// True for a trailing `+`.
     pub wildcard: bool,
 }
@@ -215,9 +215,9 @@ impl Iface {
     /// Whether the device named `dev` matches (xt `ifname_compare`).
     pub fn matches(&self, dev: &str) -> bool {
         if self.wildcard {
-            dev.starts_with(&self.name)
+            dev.starts_with(&*self.name)
         } else {
-            dev == self.name
+            dev == &*self.name
         }
     }
 }
@@ -293,7 +293,7 @@ pub struct Rule {
     /// `-j`/`-g`; `None` for a rule that only counts (a comment-only rule).
     pub target: Option<Target>,
     /// `[packets:bytes]` of `iptables-save -c`.
-    pub counters: Option<Counters>,
+    pub counters: Option<Box<Counters>>,
     /// Where the rule was read.
     #[serde(skip)]
     pub loc: Loc,

@@ -264,7 +264,10 @@ mod corpus {
         let nat = rs.table(TableName::Nat).unwrap();
         let c = nat.chain("cali-POSTROUTING").unwrap();
         assert!(c.implied);
-        assert_eq!(c.rules.first().and_then(|r| r.counters).map(|c| (c.packets, c.bytes)), Some((2334, 141645)));
+        assert_eq!(
+            c.rules.first().and_then(|r| r.counters.as_deref().copied()).map(|c| (c.packets, c.bytes)),
+            Some((2334, 141645))
+        );
         assert_eq!(
             rs.notes.first().map(|n| (n.loc.to_string(), n.message.as_str())),
             Some((
@@ -966,9 +969,15 @@ mod kube_proxy {
         let nat = rs.tables.first().unwrap();
         let pre = nat.chain("PREROUTING").unwrap();
         assert_eq!(pre.counters, Some(Counters { packets: 235, bytes: 17646 }));
-        assert_eq!(pre.rules.first().unwrap().counters, Some(Counters { packets: 235, bytes: 17646 }));
+        assert_eq!(
+            pre.rules.first().unwrap().counters.as_deref().copied(),
+            Some(Counters { packets: 235, bytes: 17646 })
+        );
         assert_eq!(nat.chain("cali-PREROUTING").unwrap().counters, None);
-        assert_eq!(nat.chain("cali-PREROUTING").unwrap().rules.first().unwrap().counters, Some(Counters::default()));
+        assert_eq!(
+            nat.chain("cali-PREROUTING").unwrap().rules.first().unwrap().counters.as_deref().copied(),
+            Some(Counters::default())
+        );
         assert_eq!(iptables_save(&rs), text);
         assert_round_trip(&rs, &Options::default());
     }
@@ -1260,9 +1269,9 @@ mod forms {
             rs.tables.first().unwrap().chain("X").unwrap().rules.first().unwrap().clone()
         };
         let some = |packets, bytes| Some(Counters { packets, bytes });
-        assert_eq!(rule("[1:2] -A X -j ACCEPT").counters, some(1, 2));
-        assert_eq!(rule("[1:2]-A X -j ACCEPT").counters, some(1, 2));
-        assert_eq!(rule("[1:2]\t-A X -j ACCEPT").counters, some(1, 2));
+        assert_eq!(rule("[1:2] -A X -j ACCEPT").counters.as_deref().copied(), some(1, 2));
+        assert_eq!(rule("[1:2]-A X -j ACCEPT").counters.as_deref().copied(), some(1, 2));
+        assert_eq!(rule("[1:2]\t-A X -j ACCEPT").counters.as_deref().copied(), some(1, 2));
         for odd in ["[1:]", "[a:b]", "[1:2:3]", "[-1:2]", "[0x10:2]", "[99999999999999999999:2]"] {
             let r = rule(&format!("{odd} -A X -j ACCEPT"));
             assert_eq!(r.counters, None, "{odd}");

@@ -125,7 +125,7 @@ fn named_mutants() -> Vec<Mutant> {
         let mut s = seed(base);
         for c in &mut node_mut(&mut s, "node1").ruleset.tables.iter_mut().flat_map(|t| t.chains.iter_mut()) {
             for r in &mut c.rules {
-                r.counters = Some(natpath_model::ruleset::Counters { packets: 42, bytes: 4242 });
+                r.counters = Some(Box::new(natpath_model::ruleset::Counters { packets: 42, bytes: 4242 }));
             }
         }
         v.push(Mutant { name: format!("{base}: counters on every rule of node1"), snap: s, expect: vec![] });
@@ -301,7 +301,7 @@ fn harmless() -> Vec<(String, Snapshot)> {
                 let mut s = base.clone();
                 let r: &mut Rule = &mut chain_mut(&mut s, node, t, c).rules[i];
                 r.matches.insert(0, Match::Comment("harmless".into()));
-                r.counters = Some(natpath_model::ruleset::Counters { packets: 7, bytes: 700 });
+                r.counters = Some(Box::new(natpath_model::ruleset::Counters { packets: 7, bytes: 700 }));
                 v.push((format!("{node}: comment and counters on {} {c} rule {}", t.as_str(), i + 1), s));
             }
         }

@@ -618,7 +618,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                 if counters.is_some() {
                     for r in &mut rules {
                         if r.counters.is_none() {
-                            r.counters = counters;
+                            r.counters = counters.map(Box::new);
                         }
                     }
                 }
@@ -752,7 +752,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                         && again.len() == 1
                         && again.first().is_some_and(|a| {
                             let mut a = a.clone();
-                            a.counters = r.counters;
+                            a.counters = r.counters.clone();
                             a == *r
                         })
                 }

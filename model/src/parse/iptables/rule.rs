@@ -413,7 +413,7 @@ fn parse_into(
         fragment,
         matches: ms,
         target,
-        counters,
+        counters: counters.map(Box::new),
         loc: loc.clone(),
     };
     let ns = src.as_ref().map_or(1, |(_, a)| a.len());

@@ -173,8 +173,8 @@ pub(crate) fn iface(s: &str) -> Result<Iface, String> {
         return Err("interface names have no spaces, quotes or control characters".into());
     }
     Ok(match s.strip_suffix('+') {
-        Some(p) => Iface { name: p.to_string(), wildcard: true },
-        None => Iface { name: s.to_string(), wildcard: false },
+        Some(p) => Iface { name: p.into(), wildcard: true },
+        None => Iface { name: s.into(), wildcard: false },
     })
 }
 
