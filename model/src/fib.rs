@@ -116,6 +116,13 @@ pub fn has_custom_local_routes(routes: &[Route]) -> bool {
     routes.iter().any(|r| r.kind == RouteType::Local && !matches!(r.proto.as_deref(), Some("kernel") | Some("2")))
 }
 
+/// Whether `fib_lookup` fails for a route (or rule action) of type `kind`
+/// (`fib_props[type].error`: blackhole, unreachable, prohibit, nat), so
+/// that `fib_validate_source` takes it for no route back.
+pub fn lookup_fails(kind: RouteType) -> bool {
+    matches!(kind, RouteType::Blackhole | RouteType::Unreachable | RouteType::Prohibit | RouteType::Nat)
+}
+
 /// Every address configured on any of `interfaces` (any scope, secondary
 /// or not, on a device up or down): the set `inet_lookup_ifaddr_rcu`
 /// searches, sorted.
@@ -394,12 +401,14 @@ impl<'a> Fib<'a> {
     /// net/ipv4/fib_frontend.c: with rp_filter 0 on `iif`, `accept_local`
     /// accepts at once; else, when the node has custom ip rules or custom
     /// local routes, the full check below runs with rp_filter 0 (no route
-    /// back passes, a route back that is not unicast, or local without
-    /// accept_local, drops, the device is not checked); else only a source
+    /// back passes; a route back that is neither unicast nor local with
+    /// accept_local drops; the device is not checked); else only a source
     /// that is one of the node's addresses drops. With rp_filter 1 or more
     /// the full check: no route back drops; a local route back drops unless
     /// accept_local; then the route back must leave by `iif` (a local route
     /// counts for `lo`), or, for any value but 1, `iif` must have an address.
+    /// A blackhole, unreachable or prohibit route back is no route back
+    /// ([`lookup_fails`]).
     pub fn validate_source(&self, src: Ipv4Addr, dst: Ipv4Addr, iif: &str, mark: u32) -> Result<(), String> {
         let RpfConf { rp_filter: rpf, src_valid_mark, accept_local } = self.rpf_conf(iif);
         if rpf == 0 {
@@ -422,25 +431,28 @@ impl<'a> Fib<'a> {
             iif: Some(iif),
             oif: None,
         };
-        let Some(hit) = self.lookup(&key) else {
+        // fib_lookup fails (`fib_props[type].error`) for a blackhole,
+        // unreachable, prohibit or nat route or rule: as no route at all.
+        let hit = self.lookup(&key);
+        let failed = hit.as_ref().map(|h| h.kind).filter(|k| lookup_fails(*k));
+        let Some(hit) = hit.filter(|_| failed.is_none()) else {
             if rpf == 0 {
                 return Ok(());
             }
-            return Err(format!("reverse path filter (rp_filter {rpf} on `{iif}`): no route back to {src}"));
+            return Err(match failed {
+                Some(kind) => {
+                    format!("reverse path filter (rp_filter {rpf} on `{iif}`): the route back to {src} is {kind:?}")
+                }
+                None => format!("reverse path filter (rp_filter {rpf} on `{iif}`): no route back to {src}"),
+            });
         };
         match hit.kind {
             RouteType::Unicast => {}
             RouteType::Local if accept_local => {}
             RouteType::Local => return Err(format!("martian source {src}: it is an address of this node")),
-            kind if rpf == 0 => {
-                return Err(format!(
-                    "martian source {src} (rp_filter 0 on `{iif}`, custom ip rules or local routes): the route back \
-                     to it is {kind:?}"
-                ))
-            }
             kind => {
                 return Err(format!(
-                    "reverse path filter (rp_filter {rpf} on `{iif}`): the route back to {src} is {kind:?}"
+                    "martian source {src} (rp_filter {rpf} on `{iif}`): the route back to it is {kind:?}"
                 ))
             }
         }

@@ -793,12 +793,12 @@ fn forwarding_is_the_input_devices_own() {
 /// Issue 13: `fib_validate_source` with rp_filter 0 is not "accept
 /// everything" (net/ipv4/fib_frontend.c). `accept_local` (`all` or the
 /// device) accepts; else, with custom ip rules or custom local routes, the
-/// full check runs with rp_filter 0 (a route back that is neither unicast
-/// nor local with accept_local drops; no route back, or one by another
-/// device, passes); else a source configured on any interface of the node
-/// is a martian. With rp_filter 1 or 2, accept_local lets a local route back
-/// through to the device check (a local route matches its own device and
-/// `lo`).
+/// full check runs with rp_filter 0 (a route back that is local without
+/// accept_local, or broadcast, drops; no route back, or one by another
+/// device, passes; a blackhole route back is no route back); else a source
+/// configured on any interface of the node is a martian. With rp_filter 1
+/// or 2, accept_local lets a local route back through to the device check
+/// (a local route matches its own device and `lo`).
 #[test]
 fn validate_source_with_rp_filter_0_and_accept_local() {
     use natpath_model::fib::Fib;
@@ -811,7 +811,8 @@ fn validate_source_with_rp_filter_0_and_accept_local() {
                  blackhole 10.9.0.0/16 proto bird\n\
                  local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n\
                  local 10.1.0.1 dev eth1 table local proto kernel scope host src 10.1.0.1\n\
-                 local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1\n";
+                 local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1\n\
+                 broadcast 10.0.0.255 dev eth0 table local proto kernel scope link src 10.0.0.1\n";
     let custom_local = format!("{kernel_routes}local 10.77.0.1 dev lo table local scope host\n");
     let default_rules = "0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n";
     let custom_rules = "0:\tfrom all lookup local\n100:\tfrom all fwmark 0x1 lookup main\n\
@@ -842,9 +843,15 @@ fn validate_source_with_rp_filter_0_and_accept_local() {
             "eth0",
             false,
         ),
-        // Custom rules or custom local routes: the full check with rp_filter 0.
-        ("0", "", kernel_routes, custom_rules, "10.9.1.1", "eth0", false),
-        ("0", "", &custom_local, default_rules, "10.9.1.1", "eth0", false),
+        // Custom rules or custom local routes: the full check with rp_filter
+        // 0. A blackhole route back is no route back (fib_lookup fails),
+        // which passes; a local or broadcast one drops.
+        ("0", "", kernel_routes, custom_rules, "10.9.1.1", "eth0", true),
+        ("0", "", &custom_local, default_rules, "10.9.1.1", "eth0", true),
+        ("0", "", &custom_local, default_rules, "10.77.0.1", "eth0", false),
+        ("0", "net.ipv4.conf.eth0.accept_local = 1\n", &custom_local, default_rules, "10.77.0.1", "eth0", true),
+        ("0", "", kernel_routes, default_rules, "10.0.0.255", "eth0", true),
+        ("0", "", kernel_routes, custom_rules, "10.0.0.255", "eth0", false),
         ("0", "", kernel_routes, custom_rules, own, "eth0", false),
         ("0", "", kernel_routes, custom_rules, "10.0.0.7", "eth1", true),
         ("0", "", kernel_routes, custom_rules, "172.16.0.1", "eth0", true),

@@ -22,6 +22,7 @@
 use crate::encode::packet::{addr, bv32, eq_bv, in_net, DevTerm, Num};
 use crate::encode::{and2, any, not, or2, DevRpf, NodeEnc};
 use ipnet::Ipv4Net;
+use natpath_model::fib::lookup_fails;
 use natpath_model::netstate::{IpRule, Route, RouteType, RuleAction, Scope, TABLE_LOCAL};
 use natpath_model::ruleset::AddrTypes;
 use std::net::Ipv4Addr;
@@ -364,12 +365,18 @@ fn rpf_mode(node: &NodeEnc<'_>, d: DevRpf) -> RpfMode {
 }
 
 /// Whether the full check fails for a route back of type `kind` leaving by
-/// `dev`, for a packet that arrived on device `name` with `d`: a route back
-/// neither unicast nor local with accept_local fails; then one by the
+/// `dev`, for a packet that arrived on device `name` with `d`: one whose
+/// lookup fails ([`lookup_fails`]: blackhole, unreachable, prohibit) is no
+/// route back, which fails unless rp_filter is 0; a route back neither
+/// unicast nor local with accept_local fails; then one by the
 /// arrival device (a local route: by `lo`) passes; else rp_filter 0
 /// passes, 1 fails, and any other value passes when the device has an
 /// address.
 fn full_check_fails(kind: RouteType, dev: Option<&str>, name: Option<&str>, d: DevRpf) -> bool {
+    if lookup_fails(kind) {
+        // No route back (`last_resort`).
+        return d.conf.rp_filter != 0;
+    }
     let local = kind == RouteType::Local;
     if kind != RouteType::Unicast && !(local && d.conf.accept_local) {
         return true;
@@ -396,9 +403,10 @@ fn is_own_addr(node: &NodeEnc<'_>, src: &BV) -> Bool {
 /// martian source. The effective rp_filter is the maximum of `all` and the
 /// device's value. With rp_filter 0, `accept_local` accepts; else, with
 /// custom ip rules or custom local routes, the full check runs with
-/// rp_filter 0 (only a route back that is neither unicast nor local with
-/// accept_local drops); else a source that is one of the node's addresses
-/// drops. With rp_filter 1 or more, the full check: no route back, a route
+/// rp_filter 0 (only a route back that is local without accept_local,
+/// broadcast, multicast or anycast drops); else a source that is one of the
+/// node's addresses drops. With rp_filter 1 or more, the full check: no
+/// route back (a blackhole, unreachable or prohibit one is none), a route
 /// back that is not unicast (local: unless accept_local), or one by another
 /// device under rp_filter 1 (or on a device without an address) drops.
 /// As [`natpath_model::fib::Fib::validate_source`].
@@ -511,7 +519,8 @@ fn rpf_fails_shared(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark:
     };
     let l = lookup(node, &key);
     let (in_full, in_strict) = (iif.one_of(&full), iif.one_of(&strict));
-    fail.push(and2(&l.none, &iif.one_of(&full_on)));
+    let in_full_on = iif.one_of(&full_on);
+    fail.push(and2(&l.none, &in_full_on));
     for c in &l.cases {
         let same = match &c.dev {
             Some(d) => iif.named(node, d),
@@ -523,6 +532,7 @@ fn rpf_fails_shared(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark:
                 let same = or2(&same, &iif.named(node, "lo"));
                 or2(&iif.one_of(&no_local), &and2(&in_strict, &not(&same)))
             }
+            kind if lookup_fails(kind) => in_full_on.clone(),
             _ => in_full.clone(),
         };
         fail.push(and2(&c.cond, &bad));
