@@ -12,7 +12,7 @@ use crate::netstate::{
     Interface, IpRule, Route, RouteType, RuleAction, Scope, Sysctl, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
 };
 use crate::ruleset::AddrTypes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 /// What a route lookup is asked.
@@ -59,9 +59,17 @@ pub struct Fib<'a> {
     rules: Vec<IpRule>,
     interfaces: &'a [Interface],
     sysctl: &'a Sysctl,
-    /// `net.ipv4.conf.NAME.{rp_filter,src_valid_mark}` by NAME (`all` and
-    /// `default` included), read from the sysctls once.
+    /// `net.ipv4.conf.NAME.{rp_filter,src_valid_mark,accept_local}` by NAME
+    /// (`all` and `default` included), read from the sysctls once.
     conf: HashMap<&'a str, Conf>,
+    /// The kernel's `fib_has_custom_local_routes || fib4_has_custom_rules`
+    /// as the dumps show it ([`has_custom_rules`],
+    /// [`has_custom_local_routes`]): `fib_validate_source` with rp_filter 0
+    /// then does the full route lookup instead of the address check.
+    full_check: bool,
+    /// Every address configured on any interface ([`own_addrs`]):
+    /// `inet_lookup_ifaddr_rcu`'s set.
+    own: HashSet<Ipv4Addr>,
 }
 
 /// The per-device sysctls reverse path filtering reads (`None`: absent or
@@ -70,6 +78,59 @@ pub struct Fib<'a> {
 struct Conf {
     rp_filter: Option<i64>,
     src_valid_mark: Option<i64>,
+    accept_local: Option<i64>,
+}
+
+/// What `fib_validate_source` reads of the arrival device: the effective
+/// rp_filter, and whether `src_valid_mark` and `accept_local` are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RpfConf {
+    /// `IN_DEV_RPFILTER`: the maximum of `all` and the device's value.
+    pub rp_filter: i64,
+    /// `IN_DEV_SRC_VMARK`: `all` or the device.
+    pub src_valid_mark: bool,
+    /// `IN_DEV_ACCEPT_LOCAL`: `all` or the device (which falls back to
+    /// `default`, as rp_filter's does).
+    pub accept_local: bool,
+}
+
+/// Whether the policy rules are other than the kernel's three defaults
+/// (`fib4_has_custom_rules`: the kernel sets it when any rule is added or
+/// deleted from user space; a dump can only tell a set that differs from
+/// the defaults). Empty means the defaults.
+pub fn has_custom_rules(rules: &[IpRule]) -> bool {
+    if rules.is_empty() {
+        return false;
+    }
+    let mut got: Vec<IpRule> = rules.iter().map(|r| IpRule { loc: crate::Loc::synthetic(), ..r.clone() }).collect();
+    got.sort_by_key(|r| r.priority);
+    got != default_ip_rules()
+}
+
+/// Whether a route of type `local` was added from user space
+/// (`fib_has_custom_local_routes`, set by `inet_rtm_newroute`): in a dump, a
+/// `local` route in any table whose protocol is not `kernel` (the kernel's
+/// own local routes, from addresses, are `proto kernel`; `ip route add`
+/// without `proto` is `boot`, which `ip route` does not print).
+pub fn has_custom_local_routes(routes: &[Route]) -> bool {
+    routes.iter().any(|r| r.kind == RouteType::Local && !matches!(r.proto.as_deref(), Some("kernel") | Some("2")))
+}
+
+/// Whether `fib_lookup` fails for a route (or rule action) of type `kind`
+/// (`fib_props[type].error`: blackhole, unreachable, prohibit, nat), so
+/// that `fib_validate_source` takes it for no route back.
+pub fn lookup_fails(kind: RouteType) -> bool {
+    matches!(kind, RouteType::Blackhole | RouteType::Unreachable | RouteType::Prohibit | RouteType::Nat)
+}
+
+/// Every address configured on any of `interfaces` (any scope, secondary
+/// or not, on a device up or down): the set `inet_lookup_ifaddr_rcu`
+/// searches, sorted.
+pub fn own_addrs(interfaces: &[Interface]) -> Vec<Ipv4Addr> {
+    let mut v: Vec<Ipv4Addr> = interfaces.iter().flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The kernel's three rules when `ip rule` was not given.
@@ -120,12 +181,16 @@ impl<'a> Fib<'a> {
                     (dev, |c| &mut c.rp_filter)
                 } else if let Some(dev) = rest.strip_suffix(".src_valid_mark") {
                     (dev, |c| &mut c.src_valid_mark)
+                } else if let Some(dev) = rest.strip_suffix(".accept_local") {
+                    (dev, |c| &mut c.accept_local)
                 } else {
                     continue;
                 };
             *slot(conf.entry(dev).or_default()) = v.trim().parse().ok();
         }
-        Fib { tables, rules, interfaces, sysctl, conf }
+        let full_check = has_custom_rules(&rules) || has_custom_local_routes(routes);
+        let own = own_addrs(interfaces).into_iter().collect();
+        Fib { tables, rules, interfaces, sysctl, conf, full_check, own }
     }
 
     /// The interfaces in device order.
@@ -310,23 +375,54 @@ impl<'a> Fib<'a> {
     }
 
     /// What [`Sysctl::rp_filter`] says for `iface`, and whether
-    /// src_valid_mark is on for it (`all` or the device), from the sysctls
-    /// read once.
-    fn rpf_of(&self, iface: &str) -> (i64, bool) {
+    /// src_valid_mark and accept_local are on for it, from the sysctls read
+    /// once (as [`Sysctl::src_valid_mark`] and [`Sysctl::accept_local`] read
+    /// them).
+    pub fn rpf_conf(&self, iface: &str) -> RpfConf {
         let conf = |dev: &str| self.conf.get(dev).copied().unwrap_or_default();
-        let (all, dev) = (conf("all"), conf(iface));
-        let rpf = all.rp_filter.unwrap_or(0).max(dev.rp_filter.or(conf("default").rp_filter).unwrap_or(0));
-        let valid_mark = all.src_valid_mark.unwrap_or(0) != 0 || dev.src_valid_mark.unwrap_or(0) != 0;
-        (rpf, valid_mark)
+        let (all, dev, default) = (conf("all"), conf(iface), conf("default"));
+        let on = |v: Option<i64>| v.unwrap_or(0) != 0;
+        RpfConf {
+            rp_filter: all.rp_filter.unwrap_or(0).max(dev.rp_filter.or(default.rp_filter).unwrap_or(0)),
+            src_valid_mark: on(all.src_valid_mark) || on(dev.src_valid_mark),
+            accept_local: on(all.accept_local) || on(dev.accept_local.or(default.accept_local)),
+        }
+    }
+
+    /// Whether `addr` is configured on any interface of the node.
+    pub fn is_own_addr(&self, addr: Ipv4Addr) -> bool {
+        self.own.contains(&addr)
     }
 
     /// `fib_validate_source` for a packet from `src` to `dst` arriving on
     /// `iif` with `mark`: `Err(reason)` when the kernel drops it (reverse
-    /// path filtering, or a source that is one of our own addresses).
+    /// path filtering, or a martian source).
+    ///
+    /// net/ipv4/fib_frontend.c: with rp_filter 0 on `iif`, `accept_local`
+    /// accepts at once; else, when the node has custom ip rules or custom
+    /// local routes, the full check below runs with rp_filter 0 (no route
+    /// back passes; a route back that is neither unicast nor local with
+    /// accept_local drops; the device is not checked); else only a source
+    /// that is one of the node's addresses drops. With rp_filter 1 or more
+    /// the full check: no route back drops; a local route back drops unless
+    /// accept_local; then the route back must leave by `iif` (a local route
+    /// counts for `lo`), or, for any value but 1, `iif` must have an address.
+    /// A blackhole, unreachable or prohibit route back is no route back
+    /// ([`lookup_fails`]).
     pub fn validate_source(&self, src: Ipv4Addr, dst: Ipv4Addr, iif: &str, mark: u32) -> Result<(), String> {
-        let (rpf, src_valid_mark) = self.rpf_of(iif);
+        let RpfConf { rp_filter: rpf, src_valid_mark, accept_local } = self.rpf_conf(iif);
         if rpf == 0 {
-            return Ok(());
+            if accept_local {
+                return Ok(());
+            }
+            if !self.full_check {
+                if self.is_own_addr(src) {
+                    return Err(format!(
+                        "martian source {src}: it is an address of this node (rp_filter 0 and accept_local 0 on `{iif}`)"
+                    ));
+                }
+                return Ok(());
+            }
         }
         let key = FlowKey {
             dst: src,
@@ -335,19 +431,33 @@ impl<'a> Fib<'a> {
             iif: Some(iif),
             oif: None,
         };
-        let Some(hit) = self.lookup(&key) else {
-            return Err(format!("reverse path filter (rp_filter {rpf} on `{iif}`): no route back to {src}"));
+        // fib_lookup fails (`fib_props[type].error`) for a blackhole,
+        // unreachable, prohibit or nat route or rule: as no route at all.
+        let hit = self.lookup(&key);
+        let failed = hit.as_ref().map(|h| h.kind).filter(|k| lookup_fails(*k));
+        let Some(hit) = hit.filter(|_| failed.is_none()) else {
+            if rpf == 0 {
+                return Ok(());
+            }
+            return Err(match failed {
+                Some(kind) => {
+                    format!("reverse path filter (rp_filter {rpf} on `{iif}`): the route back to {src} is {kind:?}")
+                }
+                None => format!("reverse path filter (rp_filter {rpf} on `{iif}`): no route back to {src}"),
+            });
         };
-        if hit.kind == RouteType::Local {
-            return Err(format!("martian source {src}: it is an address of this node"));
+        match hit.kind {
+            RouteType::Unicast => {}
+            RouteType::Local if accept_local => {}
+            RouteType::Local => return Err(format!("martian source {src}: it is an address of this node")),
+            kind => {
+                return Err(format!(
+                    "martian source {src} (rp_filter {rpf} on `{iif}`): the route back to it is {kind:?}"
+                ))
+            }
         }
-        if hit.kind != RouteType::Unicast {
-            return Err(format!(
-                "reverse path filter (rp_filter {rpf} on `{iif}`): the route back to {src} is {:?}",
-                hit.kind
-            ));
-        }
-        if hit.dev == Some(iif) {
+        // fib_info_nh_uses_dev, or a local route and `lo`.
+        if hit.dev == Some(iif) || (hit.kind == RouteType::Local && iif == "lo") || rpf == 0 {
             return Ok(());
         }
         // Only 1 is strict: fib_validate_source tests `rpf == 1`, so 2 and

@@ -459,6 +459,25 @@ impl Sysctl {
         all.max(dev)
     }
 
+    /// `IN_DEV_SRC_VMARK`: `src_valid_mark` is on for `iface` (`all` or the
+    /// interface).
+    pub fn src_valid_mark(&self, iface: &str) -> bool {
+        self.int("net.ipv4.conf.all.src_valid_mark").unwrap_or(0) != 0
+            || self.int(&format!("net.ipv4.conf.{iface}.src_valid_mark")).unwrap_or(0) != 0
+    }
+
+    /// `IN_DEV_ACCEPT_LOCAL`: `accept_local` is on for `iface` (`all`, or
+    /// the interface's own value, which falls back to `conf.default` as
+    /// rp_filter's does).
+    pub fn accept_local(&self, iface: &str) -> bool {
+        self.int("net.ipv4.conf.all.accept_local").unwrap_or(0) != 0
+            || self
+                .int(&format!("net.ipv4.conf.{iface}.accept_local"))
+                .or_else(|| self.int("net.ipv4.conf.default.accept_local"))
+                .unwrap_or(0)
+                != 0
+    }
+
     /// The effective route_localnet of `iface` (either `all` or the interface).
     pub fn route_localnet(&self, iface: &str) -> bool {
         self.int("net.ipv4.conf.all.route_localnet").unwrap_or(0) != 0

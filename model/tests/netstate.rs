@@ -789,3 +789,119 @@ fn forwarding_is_the_input_devices_own() {
     assert!(!s.forwarding("eth0"));
     assert!(sysctl::parse("", "t").unwrap().forwarding("eth0"), "absent: 1");
 }
+
+/// Issue 13: `fib_validate_source` with rp_filter 0 is not "accept
+/// everything" (net/ipv4/fib_frontend.c). `accept_local` (`all` or the
+/// device) accepts; else, with custom ip rules or custom local routes, the
+/// full check runs with rp_filter 0 (a route back that is local without
+/// accept_local, or broadcast, drops; no route back, or one by another
+/// device, passes; a blackhole route back is no route back); else a source
+/// configured on any interface of the node is a martian. With rp_filter 1
+/// or 2, accept_local lets a local route back through to the device check
+/// (a local route matches its own device and `lo`).
+#[test]
+fn validate_source_with_rp_filter_0_and_accept_local() {
+    use natpath_model::fib::Fib;
+    let addr = "1: lo: <LOOPBACK,UP> mtu 65536\n    inet 127.0.0.1/8 scope host lo\n\
+                2: eth0: <UP> mtu 1500\n    inet 10.0.0.1/24 scope global eth0\n\
+                3: eth1: <UP> mtu 1500\n    inet 10.1.0.1/24 scope global eth1\n\
+                4: eth2: <UP> mtu 1500\n";
+    let kernel_routes = "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n\
+                 10.1.0.0/24 dev eth1 proto kernel scope link src 10.1.0.1\n\
+                 blackhole 10.9.0.0/16 proto bird\n\
+                 local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n\
+                 local 10.1.0.1 dev eth1 table local proto kernel scope host src 10.1.0.1\n\
+                 local 127.0.0.0/8 dev lo table local proto kernel scope host src 127.0.0.1\n\
+                 broadcast 10.0.0.255 dev eth0 table local proto kernel scope link src 10.0.0.1\n";
+    let custom_local = format!("{kernel_routes}local 10.77.0.1 dev lo table local scope host\n");
+    let default_rules = "0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n";
+    let custom_rules = "0:\tfrom all lookup local\n100:\tfrom all fwmark 0x1 lookup main\n\
+                        32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n";
+    let ifs = ipaddr::parse(addr, "a").unwrap();
+    // (rp_filter setting, extra sysctls, routes, rules, source, arrival device, accepted)
+    let own = "10.1.0.1"; // eth1's address
+    let cases: Vec<(&str, &str, &str, &str, &str, &str, bool)> = vec![
+        // rp_filter 0, kernel-only routes and default rules: the address check.
+        ("0", "", kernel_routes, default_rules, own, "eth0", false),
+        ("0", "", kernel_routes, "", own, "eth0", false),
+        ("0", "", kernel_routes, default_rules, "10.0.0.1", "eth0", false),
+        ("0", "", kernel_routes, default_rules, "127.0.0.1", "eth0", false),
+        ("0", "", kernel_routes, default_rules, "10.9.1.1", "eth0", true),
+        ("0", "", kernel_routes, default_rules, "10.0.0.7", "eth1", true),
+        ("0", "", kernel_routes, default_rules, "172.16.0.1", "eth0", true),
+        // accept_local: `all`, the device's own, `default` for a device without one.
+        ("0", "net.ipv4.conf.all.accept_local = 1\n", kernel_routes, default_rules, own, "eth0", true),
+        ("0", "net.ipv4.conf.eth0.accept_local = 1\n", kernel_routes, default_rules, own, "eth0", true),
+        ("0", "net.ipv4.conf.eth1.accept_local = 1\n", kernel_routes, default_rules, own, "eth0", false),
+        ("0", "net.ipv4.conf.default.accept_local = 1\n", kernel_routes, default_rules, own, "eth0", true),
+        (
+            "0",
+            "net.ipv4.conf.default.accept_local = 1\nnet.ipv4.conf.eth0.accept_local = 0\n",
+            kernel_routes,
+            default_rules,
+            own,
+            "eth0",
+            false,
+        ),
+        // Custom rules or custom local routes: the full check with rp_filter
+        // 0. A blackhole route back is no route back (fib_lookup fails),
+        // which passes; a local or broadcast one drops.
+        ("0", "", kernel_routes, custom_rules, "10.9.1.1", "eth0", true),
+        ("0", "", &custom_local, default_rules, "10.9.1.1", "eth0", true),
+        ("0", "", &custom_local, default_rules, "10.77.0.1", "eth0", false),
+        ("0", "net.ipv4.conf.eth0.accept_local = 1\n", &custom_local, default_rules, "10.77.0.1", "eth0", true),
+        ("0", "", kernel_routes, default_rules, "10.0.0.255", "eth0", true),
+        ("0", "", kernel_routes, custom_rules, "10.0.0.255", "eth0", false),
+        ("0", "", kernel_routes, custom_rules, own, "eth0", false),
+        ("0", "", kernel_routes, custom_rules, "10.0.0.7", "eth1", true),
+        ("0", "", kernel_routes, custom_rules, "172.16.0.1", "eth0", true),
+        ("0", "net.ipv4.conf.all.accept_local = 1\n", kernel_routes, custom_rules, "10.9.1.1", "eth0", true),
+        // rp_filter 1 and 2 with accept_local: the local route back is eth1's.
+        ("1", "", kernel_routes, default_rules, own, "eth1", false),
+        ("1", "net.ipv4.conf.all.accept_local = 1\n", kernel_routes, default_rules, own, "eth1", true),
+        ("1", "net.ipv4.conf.all.accept_local = 1\n", kernel_routes, default_rules, own, "eth0", false),
+        ("1", "net.ipv4.conf.all.accept_local = 1\n", kernel_routes, default_rules, own, "lo", true),
+        ("2", "net.ipv4.conf.all.accept_local = 1\n", kernel_routes, default_rules, own, "eth0", true),
+        ("2", "net.ipv4.conf.all.accept_local = 1\n", kernel_routes, default_rules, own, "eth2", false),
+        ("2", "", kernel_routes, default_rules, own, "eth0", false),
+        ("1", "net.ipv4.conf.all.accept_local = 1\n", kernel_routes, default_rules, "10.9.1.1", "eth0", false),
+    ];
+    for (i, (rpf, extra, routes, rules, src, iif, ok)) in cases.iter().enumerate() {
+        let sys = sysctl::parse(&format!("net.ipv4.conf.all.rp_filter = {rpf}\n{extra}"), "s").unwrap();
+        let routes = iproute::parse(routes, "r").unwrap();
+        let rules = if rules.is_empty() { Vec::new() } else { iprule::parse(rules, "i").unwrap() };
+        let fib = Fib::new(&routes, &rules, &ifs, &sys);
+        let got = fib.validate_source(src.parse().unwrap(), "10.0.0.1".parse().unwrap(), iif, 0);
+        assert_eq!(got.is_ok(), *ok, "case {i}: rp_filter {rpf}, {extra:?}, from {src} on {iif}: {got:?}");
+    }
+}
+
+/// What counts as custom to `fib_validate_source`: any rule set but the
+/// kernel's three, and a `local` route that is not the kernel's own.
+#[test]
+fn custom_rules_and_local_routes() {
+    use natpath_model::fib::{has_custom_local_routes, has_custom_rules};
+    let d = iprule::parse(
+        "0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n",
+        "i",
+    )
+    .unwrap();
+    assert!(!has_custom_rules(&d));
+    assert!(!has_custom_rules(&[]));
+    let reordered: Vec<_> = d.iter().rev().cloned().collect();
+    assert!(!has_custom_rules(&reordered), "the order of the dump does not matter");
+    assert!(has_custom_rules(&d[..2]), "a default rule deleted");
+    let extra = iprule::parse("0:\tfrom all lookup local\n10:\tfrom 10.0.0.0/8 lookup main\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n", "i").unwrap();
+    assert!(has_custom_rules(&extra));
+    let kernel =
+        iproute::parse("local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n", "r").unwrap();
+    assert!(!has_custom_local_routes(&kernel));
+    for line in [
+        "local 10.0.0.2 dev lo table local scope host\n",
+        "local 10.0.0.0/24 dev lo table local proto static scope host\n",
+        "local 10.0.0.3 dev lo table 100 proto bird\n",
+    ] {
+        let r = iproute::parse(line, "r").unwrap();
+        assert!(has_custom_local_routes(&r), "{line}");
+    }
+}

@@ -310,6 +310,28 @@ pub struct NodeEnc<'s> {
     /// ([`route::not_forwarding`]; read once: a node has a device per
     /// workload, and every passage asks).
     pub not_forwarding: Vec<(u16, String)>,
+    /// Per device value (0 to `other`): what `fib_validate_source` reads of
+    /// the arrival device, and whether it has an IPv4 address (read once,
+    /// as `not_forwarding`).
+    pub rpf: Vec<DevRpf>,
+    /// With rp_filter 0, `fib_validate_source` does the full route lookup
+    /// (the node has custom ip rules or custom local routes:
+    /// [`natpath_model::fib::has_custom_rules`],
+    /// [`natpath_model::fib::has_custom_local_routes`]) rather than only
+    /// look the source up among the node's addresses.
+    pub rpf_full_check: bool,
+    /// Every address configured on the node's interfaces
+    /// ([`natpath_model::fib::own_addrs`]), sorted.
+    pub own_addrs: Vec<std::net::Ipv4Addr>,
+}
+
+/// What reverse path filtering reads of one arrival device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevRpf {
+    /// rp_filter, src_valid_mark, accept_local.
+    pub conf: natpath_model::fib::RpfConf,
+    /// The device has an IPv4 address (`no_addr` is false).
+    pub has_addr: bool,
 }
 
 impl<'s> NodeEnc<'s> {
@@ -392,6 +414,10 @@ impl<'s> NodeEnc<'s> {
             pods,
             lan_addrs,
             not_forwarding: Vec::new(),
+            rpf: Vec::new(),
+            rpf_full_check: natpath_model::fib::has_custom_rules(&node.ip_rules)
+                || natpath_model::fib::has_custom_local_routes(&node.routes),
+            own_addrs: natpath_model::fib::own_addrs(&node.interfaces),
         };
         // Every device value, 0 ("no device") and `other` included.
         ne.not_forwarding = (0..=ne.other_dev())
@@ -403,7 +429,29 @@ impl<'s> NodeEnc<'s> {
                 }
             })
             .collect();
+        ne.rpf = (0..=ne.other_dev())
+            .map(|v| {
+                let name = ne.dev_name(v).unwrap_or("\u{0}other");
+                let sysctl = &node.sysctl;
+                DevRpf {
+                    conf: natpath_model::fib::RpfConf {
+                        rp_filter: sysctl.rp_filter(name),
+                        src_valid_mark: sysctl.src_valid_mark(name),
+                        accept_local: sysctl.accept_local(name),
+                    },
+                    has_addr: node.interfaces.iter().find(|i| i.name == name).is_some_and(|i| !i.addrs.is_empty()),
+                }
+            })
+            .collect();
         ne
+    }
+
+    /// What reverse path filtering reads of device value `v`.
+    pub fn dev_rpf(&self, v: u16) -> DevRpf {
+        self.rpf.get(usize::from(v)).copied().unwrap_or(DevRpf {
+            conf: natpath_model::fib::RpfConf { rp_filter: 0, src_valid_mark: false, accept_local: false },
+            has_addr: false,
+        })
     }
 
     /// Routing table `table`'s routes in lookup order.

@@ -490,6 +490,100 @@ fn per_device_forwarding_agrees() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `seed-ipip-remote` with each node's files `sysctl`, `ip-rule` and
+/// `ip-route` edited by `edit(node, file, text)`, packet by packet.
+fn differential_edited(tag: &str, edit: fn(&str, &str, &str) -> String) {
+    let dir = std::env::temp_dir().join(format!("natpath-differential-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    common::copy_dir(&common::corpus().join("seed-ipip-remote"), &dir);
+    for node in ["node1", "node2"] {
+        for file in ["sysctl", "ip-rule", "ip-route"] {
+            let p = dir.join("nodes").join(node).join(file);
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let new = edit(node, file, &text);
+            if new != text {
+                std::fs::write(&p, new).unwrap();
+            }
+        }
+    }
+    let snap = snapshot::load(&dir).unwrap();
+    differential_snap(&format!("seed-ipip-remote ({tag})"), snap);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// rp_filter 0 everywhere (issue 13, "never a wrong holds"): a source
+/// that is one of the receiving node's addresses is a martian even then,
+/// unless accept_local; with custom ip rules or custom local routes the
+/// full lookup decides (a blackhole route back drops, no device check).
+fn rpf_off(node: &str, file: &str, text: &str) -> String {
+    match file {
+        "sysctl" => text.replace("rp_filter = 1", "rp_filter = 0"),
+        _ => {
+            let _ = node;
+            text.to_string()
+        }
+    }
+}
+
+#[test]
+fn rp_filter_off_own_address_agrees() {
+    differential_edited("rpf-off", rpf_off);
+}
+
+#[test]
+fn rp_filter_off_accept_local_agrees() {
+    differential_edited("rpf-off-accept-local", |node, file, text| {
+        let t = rpf_off(node, file, text);
+        match (node, file) {
+            ("node1", "sysctl") => format!("{t}net.ipv4.conf.ens192.accept_local = 1\n"),
+            ("node2", "sysctl") => format!("{t}net.ipv4.conf.all.accept_local = 1\n"),
+            _ => t,
+        }
+    });
+}
+
+#[test]
+fn rp_filter_off_full_check_agrees() {
+    differential_edited("rpf-off-full", |node, file, text| {
+        let t = rpf_off(node, file, text);
+        match (node, file) {
+            // A custom rule; node2 a custom local route instead.
+            ("node1", "ip-rule") => t.replace("32766:", "100:\tfrom all fwmark 0x1 lookup main\n32766:"),
+            ("node1", "ip-route") | ("node2", "ip-route") => {
+                let mut t = format!("{t}blackhole 10.9.0.0/16 proto static\nunreachable 10.10.0.0/16 proto static\n");
+                if node == "node2" {
+                    t.push_str("local 10.77.0.1 dev lo table local scope host\n");
+                }
+                t
+            }
+            ("node2", "sysctl") => format!("{t}net.ipv4.conf.tunl0.accept_local = 1\n"),
+            _ => t,
+        }
+    });
+}
+
+/// rp_filter 1 and 2 with accept_local: a local route back goes on to the
+/// device check; per device modes mixed, with src_valid_mark on one device
+/// (node2) and a rule on `iif` (node1), so each lookup is per device.
+#[test]
+fn rp_filter_on_accept_local_agrees() {
+    differential_edited("rpf-on-accept-local", |node, file, text| {
+        match (node, file) {
+        ("node1", "sysctl") => format!(
+            "{}net.ipv4.conf.tunl0.rp_filter = 2\nnet.ipv4.conf.ens192.rp_filter = 1\nnet.ipv4.conf.all.accept_local = 1\n",
+            text.replace("rp_filter = 1", "rp_filter = 0").replace("net.ipv4.conf.tunl0.rp_filter = 0\n", "")
+        ),
+        ("node1", "ip-rule") => text.replace("32766:", "100:\tfrom all iif tunl0 lookup main\n32766:"),
+        ("node1", "ip-route") => format!("{text}blackhole 10.9.0.0/16 proto static\n"),
+        ("node2", "sysctl") => format!(
+            "{}net.ipv4.conf.tunl0.rp_filter = 2\nnet.ipv4.conf.tunl0.accept_local = 1\nnet.ipv4.conf.tunl0.src_valid_mark = 1\n",
+            text.replace("net.ipv4.conf.tunl0.rp_filter = 1\n", "")
+        ),
+        _ => text.to_string(),
+    }
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Walks: the encoding's cluster walk (first packet and answer) against the
 // model's `walk::trace`, on every probe of the corpus and on generated ones

@@ -297,3 +297,41 @@ fn a_tcp_reset_is_40_bytes() {
     let rst = syn.reset();
     assert_eq!((rst.len, rst.tcp_flags, rst.src, rst.dport), (40, 0x14, syn.dst, syn.sport));
 }
+
+/// Source validation (issue 13, tests/common `rpf_cases`): node1 has
+/// rp_filter 0 (or 1 or 2 on tunl0); the pod's SYN to node1's tunl0
+/// address arrives on tunl0. With rp_filter 0, a source that is one of
+/// node1's own addresses is a martian unless accept_local; with a custom
+/// rule or local route the full check runs, where a local route back
+/// drops (unless accept_local) and a blackhole one is no route, which
+/// passes. With rp_filter 1 or 2 a local route back (lo's) goes on to the
+/// device check with accept_local: 2 passes, 1 does not. The kernel agrees
+/// with each (tests/kernel.rs
+/// `source_validation_with_rp_filter_0_like_the_kernel`).
+#[test]
+fn source_validation_with_rp_filter_0() {
+    for (tag, case, passes) in common::rpf_cases() {
+        let s = Scratch::of("seed-ipip-remote", &format!("rpf-{tag}"));
+        common::rpf_case(&s, &case);
+        let t = trace(&s, common::RPF_POD, common::RPF_TO);
+        let branches = t["branches"].as_array().unwrap();
+        assert_eq!(branches.len(), 1, "{tag}");
+        let b = &branches[0];
+        let fwd = steps(b, "forward");
+        let pre = "node1 PREROUTING raw PREROUTING #1".to_string();
+        let input = "node1 INPUT filter INPUT #1".to_string();
+        assert!(fwd.contains(&pre), "{tag}: node1 receives it on tunl0: {fwd:?}");
+        assert_eq!(fwd.contains(&input), passes, "{tag}: {fwd:?}");
+        let text = b.to_string();
+        if !passes {
+            let why = if case.blackhole_back {
+                "the route back to 192.168.233.136 is Blackhole"
+            } else if case.rp_filter == 1 && case.accept_local {
+                "the route back to 192.168.233.136 leaves by `lo`, not `tunl0`"
+            } else {
+                "martian source 192.168.233.136: it is an address of this node"
+            };
+            assert!(text.contains(why), "{tag}: {text}");
+        }
+    }
+}

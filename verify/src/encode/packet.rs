@@ -889,6 +889,30 @@ impl DevTerm {
         }
     }
 
+    /// The term is one of `vals` (ascending): one range test per run of
+    /// consecutive values.
+    pub fn one_of(&self, vals: &[u16]) -> Bool {
+        if let Some(k) = self.known {
+            return Bool::from_bool(vals.binary_search(&k).is_ok());
+        }
+        let mut alts = Vec::new();
+        let mut run: Option<(u16, u16)> = None;
+        for &v in vals {
+            run = match run {
+                Some((lo, hi)) if hi.checked_add(1) == Some(v) => Some((lo, v)),
+                Some((lo, hi)) => {
+                    alts.push(self.within(lo, hi));
+                    Some((v, v))
+                }
+                None => Some((v, v)),
+            };
+        }
+        if let Some((lo, hi)) = run {
+            alts.push(self.within(lo, hi));
+        }
+        crate::encode::any(&alts)
+    }
+
     /// The term names the device `name` of `node` (for "no device", only
     /// when `none_is_lo` and `name` is `lo`).
     pub fn named(&self, node: &NodeEnc<'_>, name: &str) -> Bool {

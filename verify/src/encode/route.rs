@@ -20,8 +20,9 @@
 //! not the kernel; none occurs in the corpus.
 
 use crate::encode::packet::{addr, bv32, eq_bv, in_net, DevTerm, Num};
-use crate::encode::{and2, any, not, or2, NodeEnc};
+use crate::encode::{and2, any, not, or2, DevRpf, NodeEnc};
 use ipnet::Ipv4Net;
+use natpath_model::fib::lookup_fails;
 use natpath_model::netstate::{IpRule, Route, RouteType, RuleAction, Scope, TABLE_LOCAL};
 use natpath_model::ruleset::AddrTypes;
 use std::net::Ipv4Addr;
@@ -339,57 +340,115 @@ pub fn local_src(node: &NodeEnc<'_>, dst: &BV, mark: &BV) -> (BV, Bool) {
     (acc, any(&none))
 }
 
-/// `fib_validate_source` with reverse path filtering: true when the kernel
-/// drops a packet from `src` to `dst` arriving on `iif` with `mark` (no
-/// route back, a route back that is local, not unicast, or by another
-/// device under rp_filter 1; rp_filter 2 accepts any device that has an
-/// address). The effective rp_filter is the maximum of `all` and the
-/// device's value.
+/// How `fib_validate_source` treats a packet that arrives on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RpfMode {
+    /// rp_filter 0 and accept_local: accepted at once.
+    Accept,
+    /// rp_filter 0, no custom ip rules or local routes: dropped only when
+    /// the source is one of the node's addresses (`inet_lookup_ifaddr_rcu`).
+    OwnAddr,
+    /// The route lookup back to the source (`__fib_validate_source`).
+    Full,
+}
+
+fn rpf_mode(node: &NodeEnc<'_>, d: DevRpf) -> RpfMode {
+    if d.conf.rp_filter != 0 {
+        RpfMode::Full
+    } else if d.conf.accept_local {
+        RpfMode::Accept
+    } else if node.rpf_full_check {
+        RpfMode::Full
+    } else {
+        RpfMode::OwnAddr
+    }
+}
+
+/// Whether the full check fails for a route back of type `kind` leaving by
+/// `dev`, for a packet that arrived on device `name` with `d`: one whose
+/// lookup fails ([`lookup_fails`]: blackhole, unreachable, prohibit) is no
+/// route back, which fails unless rp_filter is 0; a route back neither
+/// unicast nor local with accept_local fails; then one by the
+/// arrival device (a local route: by `lo`) passes; else rp_filter 0
+/// passes, 1 fails, and any other value passes when the device has an
+/// address.
+fn full_check_fails(kind: RouteType, dev: Option<&str>, name: Option<&str>, d: DevRpf) -> bool {
+    if lookup_fails(kind) {
+        // No route back (`last_resort`).
+        return d.conf.rp_filter != 0;
+    }
+    let local = kind == RouteType::Local;
+    if kind != RouteType::Unicast && !(local && d.conf.accept_local) {
+        return true;
+    }
+    let dev_match = (name.is_some() && dev == name) || (local && name == Some("lo"));
+    if dev_match || d.conf.rp_filter == 0 {
+        return false;
+    }
+    // Strict only for 1 (net/ipv4/fib_frontend.c tests `rpf == 1`).
+    d.conf.rp_filter == 1 || !d.has_addr
+}
+
+/// The source `src` is one of the node's own addresses.
+fn is_own_addr(node: &NodeEnc<'_>, src: &BV) -> Bool {
+    if let Some(s) = src.num() {
+        let s = Ipv4Addr::from(u32::try_from(s).unwrap_or(0));
+        return Bool::from_bool(node.own_addrs.binary_search(&s).is_ok());
+    }
+    any(&node.own_addrs.iter().map(|a| eq_bv(src, &addr(*a))).collect::<Vec<_>>())
+}
+
+/// `fib_validate_source`: true when the kernel drops a packet from `src` to
+/// `dst` arriving on `iif` with `mark`, by reverse path filtering or as a
+/// martian source. The effective rp_filter is the maximum of `all` and the
+/// device's value. With rp_filter 0, `accept_local` accepts; else, with
+/// custom ip rules or custom local routes, the full check runs with
+/// rp_filter 0 (only a route back that is local without accept_local,
+/// broadcast, multicast or anycast drops); else a source that is one of the
+/// node's addresses drops. With rp_filter 1 or more, the full check: no
+/// route back (a blackhole, unreachable or prohibit one is none), a route
+/// back that is not unicast (local: unless accept_local), or one by another
+/// device under rp_filter 1 (or on a device without an address) drops.
+/// As [`natpath_model::fib::Fib::validate_source`].
 pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &BV) -> Bool {
     if iif.known.is_none() {
         if let Some(b) = rpf_fails_shared(node, src, dst, iif, mark) {
             return b;
         }
     }
-    let sysctl = &node.node.sysctl;
     let values: Vec<u16> = match iif.known {
         Some(v) => vec![v],
         None => (1..=node.other_dev()).collect(),
     };
+    let mut own: Option<Bool> = None;
     let mut alts = Vec::new();
     for v in values {
-        let name = node.dev_name(v);
-        let sname = name.unwrap_or("\u{0}other");
-        let rpf = sysctl.rp_filter(sname);
-        if rpf == 0 {
-            continue;
-        }
-        let svm = sysctl.int("net.ipv4.conf.all.src_valid_mark").unwrap_or(0) != 0
-            || sysctl.int(&format!("net.ipv4.conf.{sname}.src_valid_mark")).unwrap_or(0) != 0;
-        let key = Key {
-            dst: src.clone(),
-            src: Some((Bool::from_bool(true), dst.clone())),
-            mark: if svm { mark.clone() } else { bv32(0) },
-            iif: DevTerm::konst(v),
-        };
-        let l = lookup(node, &key);
-        let no_addr =
-            name.and_then(|n| node.node.interfaces.iter().find(|i| i.name == n)).is_none_or(|i| i.addrs.is_empty());
-        let mut fail = vec![l.none.clone()];
-        for c in &l.cases {
-            let bad = if c.kind != RouteType::Unicast {
-                true
-            } else if name.is_some() && c.dev.as_deref() == name {
-                false
-            } else {
-                // Strict only for 1 (net/ipv4/fib_frontend.c tests `rpf == 1`).
-                rpf == 1 || no_addr
-            };
-            if bad {
-                fail.push(c.cond.clone());
+        let d = node.dev_rpf(v);
+        let fail = match rpf_mode(node, d) {
+            RpfMode::Accept => continue,
+            RpfMode::OwnAddr => own.get_or_insert_with(|| is_own_addr(node, src)).clone(),
+            RpfMode::Full => {
+                let name = node.dev_name(v);
+                let key = Key {
+                    dst: src.clone(),
+                    src: Some((Bool::from_bool(true), dst.clone())),
+                    mark: if d.conf.src_valid_mark { mark.clone() } else { bv32(0) },
+                    iif: DevTerm::konst(v),
+                };
+                let l = lookup(node, &key);
+                let mut fail = Vec::new();
+                if d.conf.rp_filter != 0 {
+                    fail.push(l.none.clone());
+                }
+                for c in &l.cases {
+                    if full_check_fails(c.kind, c.dev.as_deref(), name, d) {
+                        fail.push(c.cond.clone());
+                    }
+                }
+                any(&fail)
             }
-        }
-        alts.push(and2(&iif.is(v), &any(&fail)));
+        };
+        alts.push(and2(&iif.is(v), &fail));
     }
     any(&alts)
 }
@@ -413,59 +472,72 @@ pub fn not_forwarding(node: &NodeEnc<'_>, iif: &DevTerm) -> Vec<(Bool, String)> 
 
 /// [`rpf_fails`] for a symbolic input device with one route lookup shared by
 /// every device: possible when no policy rule selects on `iif` and every
-/// device reads the mark alike (`src_valid_mark`). `None` otherwise.
+/// device that looks the route up reads the mark alike (`src_valid_mark`).
+/// `None` otherwise.
 fn rpf_fails_shared(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &BV) -> Option<Bool> {
     if node.ip_rules.iter().any(|r| r.iif.is_some()) {
         return None;
     }
-    let sysctl = &node.node.sysctl;
-    let values: Vec<u16> = (1..=node.other_dev()).collect();
-    let name_of = |v: u16| node.dev_name(v).unwrap_or("\u{0}other").to_string();
-    let svm = |n: &str| {
-        sysctl.int("net.ipv4.conf.all.src_valid_mark").unwrap_or(0) != 0
-            || sysctl.int(&format!("net.ipv4.conf.{n}.src_valid_mark")).unwrap_or(0) != 0
-    };
-    let svms: Vec<bool> = values.iter().map(|v| svm(&name_of(*v))).collect();
-    let uniform = svms.first().copied().unwrap_or(false);
-    if svms.iter().any(|x| *x != uniform) {
-        return None;
+    // The device values by what they do (ascending).
+    let (mut own, mut full, mut full_on, mut no_local, mut strict) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut svm: Option<bool> = None;
+    for v in 1..=node.other_dev() {
+        let d = node.dev_rpf(v);
+        match rpf_mode(node, d) {
+            RpfMode::Accept => {}
+            RpfMode::OwnAddr => own.push(v),
+            RpfMode::Full => {
+                if svm.is_some_and(|s| s != d.conf.src_valid_mark) {
+                    return None;
+                }
+                svm = Some(d.conf.src_valid_mark);
+                full.push(v);
+                if d.conf.rp_filter != 0 {
+                    full_on.push(v);
+                    if d.conf.rp_filter == 1 || !d.has_addr {
+                        strict.push(v);
+                    }
+                }
+                if !d.conf.accept_local {
+                    no_local.push(v);
+                }
+            }
+        }
     }
-    let mut on = Vec::new();
-    let mut loose_ok = Vec::new();
-    for &v in &values {
-        let name = name_of(v);
-        let rpf = sysctl.rp_filter(&name);
-        if rpf == 0 {
-            continue;
-        }
-        on.push(iif.is(v));
-        let has_addr = node.node.interfaces.iter().find(|i| i.name == name).is_some_and(|i| !i.addrs.is_empty());
-        // Loose for every value but 1 (net/ipv4/fib_frontend.c: `rpf == 1`).
-        if rpf != 1 && has_addr {
-            loose_ok.push(iif.is(v));
-        }
+    let mut fail = Vec::new();
+    if !own.is_empty() {
+        fail.push(and2(&iif.one_of(&own), &is_own_addr(node, src)));
+    }
+    if full.is_empty() {
+        return Some(any(&fail));
     }
     let key = Key {
         dst: src.clone(),
         src: Some((Bool::from_bool(true), dst.clone())),
-        mark: if uniform { mark.clone() } else { bv32(0) },
+        mark: if svm.unwrap_or(false) { mark.clone() } else { bv32(0) },
         iif: DevTerm::none(),
     };
     let l = lookup(node, &key);
-    let loose_ok = any(&loose_ok);
-    let mut fail = vec![l.none.clone()];
+    let (in_full, in_strict) = (iif.one_of(&full), iif.one_of(&strict));
+    let in_full_on = iif.one_of(&full_on);
+    fail.push(and2(&l.none, &in_full_on));
     for c in &l.cases {
-        if c.kind != RouteType::Unicast {
-            fail.push(c.cond.clone());
-            continue;
-        }
         let same = match &c.dev {
             Some(d) => iif.named(node, d),
             None => Bool::from_bool(false),
         };
-        fail.push(and2(&c.cond, &and2(&not(&same), &not(&loose_ok))));
+        let bad = match c.kind {
+            RouteType::Unicast => and2(&in_strict, &not(&same)),
+            RouteType::Local => {
+                let same = or2(&same, &iif.named(node, "lo"));
+                or2(&iif.one_of(&no_local), &and2(&in_strict, &not(&same)))
+            }
+            kind if lookup_fails(kind) => in_full_on.clone(),
+            _ => in_full.clone(),
+        };
+        fail.push(and2(&c.cond, &bad));
     }
-    Some(and2(&any(&on), &any(&fail)))
+    Some(any(&fail))
 }
 
 /// xt_rpfilter: true when the route back to the source leaves by the input

@@ -247,3 +247,139 @@ pub fn reset_length_case(s: &Scratch) {
         out
     });
 }
+
+/// The pod of `seed-ipip-remote` (on node2) and what it sends for the
+/// source validation cases: a SYN to node1's tunl0 address, which node2
+/// routes through the tunnel, so it arrives on node1's tunl0 (no ARP on
+/// the way, whatever node1 thinks of the pod's address).
+pub const RPF_POD: &str = "default/nginx-854f5d4bbd-x7k2p";
+/// The pod's address.
+pub const RPF_POD_ADDR: &str = "192.168.233.136";
+/// The probe's destination.
+pub const RPF_TO: &str = "192.168.231.64:8080";
+
+/// How node1 of `seed-ipip-remote` is edited for a source validation case
+/// (issue 13): rp_filter 0 everywhere on node1, a counting rule for the
+/// pod's packet at the top of raw PREROUTING (`-i tunl0 -s POD`), and a
+/// DROP for it at the top of filter INPUT (counted there when routing lets
+/// it through; dropped, so nothing answers it).
+#[derive(Debug, Clone, Copy)]
+pub struct RpfCase {
+    /// The pod's address is also on node1's `lo` (one of node1's own).
+    pub own: bool,
+    /// `net.ipv4.conf.tunl0.accept_local = 1` on node1.
+    pub accept_local: bool,
+    /// A policy rule of node1's own (`fib4_has_custom_rules`).
+    pub custom_rule: bool,
+    /// A `local` route added by hand on node1 (`fib_has_custom_local_routes`).
+    pub custom_local: bool,
+    /// node1's route back to the pod is a blackhole.
+    pub blackhole_back: bool,
+    /// node1's route back to the pod is a `local` route added by hand
+    /// (which is custom too), the pod's address on no interface.
+    pub local_back: bool,
+    /// `net.ipv4.conf.tunl0.rp_filter` on node1 (`all` and `default` are 0).
+    pub rp_filter: u8,
+}
+
+/// Edit `s` (a copy of `seed-ipip-remote`) for `c`.
+pub fn rpf_case(s: &Scratch, c: &RpfCase) {
+    let pod = RPF_POD_ADDR;
+    s.edit("node1", "sysctl", |t| {
+        let mut t = t.replace("rp_filter = 1", "rp_filter = 0");
+        if c.rp_filter != 0 {
+            t = t.replace(
+                "net.ipv4.conf.tunl0.rp_filter = 0",
+                &format!("net.ipv4.conf.tunl0.rp_filter = {}", c.rp_filter),
+            );
+        }
+        if c.accept_local {
+            t.push_str("net.ipv4.conf.tunl0.accept_local = 1\n");
+        }
+        t
+    });
+    s.edit("node1", "iptables-save", |t| {
+        let mut out = String::new();
+        let mut table = "";
+        for l in t.lines() {
+            if let Some(name) = l.strip_prefix('*') {
+                table = match name {
+                    "raw" => "raw",
+                    "filter" => "filter",
+                    _ => "",
+                };
+            }
+            if table == "raw" && l.starts_with("-A PREROUTING") {
+                out.push_str(&format!("-A PREROUTING -s {pod}/32 -i tunl0\n"));
+                table = "";
+            }
+            if table == "filter" && l.starts_with("-A INPUT") {
+                out.push_str(&format!("-A INPUT -s {pod}/32 -j DROP\n"));
+                table = "";
+            }
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    });
+    if c.own {
+        s.edit("node1", "ip-addr", |t| {
+            t.replacen(
+                "    inet 127.0.0.1/8 scope host lo\n",
+                &format!("    inet 127.0.0.1/8 scope host lo\n       valid_lft forever preferred_lft forever\n    inet {pod}/32 scope global lo\n"),
+                1,
+            )
+        });
+    }
+    let mut routes = String::new();
+    if c.own {
+        routes.push_str(&format!("local {pod} dev lo table local proto kernel scope host src {pod}\n"));
+    }
+    if c.custom_local {
+        routes.push_str("local 10.77.0.1 dev lo table local proto static scope host\n");
+    }
+    if c.blackhole_back {
+        routes.push_str(&format!("blackhole {pod} proto static\n"));
+    }
+    if c.local_back {
+        routes.push_str(&format!("local {pod} dev lo table local proto static scope host\n"));
+    }
+    if !routes.is_empty() {
+        s.edit("node1", "ip-route", |t| format!("{t}{routes}"));
+    }
+    if c.custom_rule {
+        s.edit("node1", "ip-rule", |t| t.replace("32766:", "100:\tfrom all fwmark 0x1 lookup main\n32766:"));
+    }
+}
+
+/// The source validation cases: (tag, the case, whether node1's routing
+/// lets the pod's SYN through to filter INPUT). Measured on the kernel
+/// (tests/kernel.rs); a blackhole route back is no route back to
+/// `fib_validate_source` (`fib_lookup` fails), so it passes with rp_filter
+/// 0 even in the full check.
+pub fn rpf_cases() -> Vec<(&'static str, RpfCase, bool)> {
+    let base = RpfCase {
+        own: false,
+        accept_local: false,
+        custom_rule: false,
+        custom_local: false,
+        blackhole_back: false,
+        local_back: false,
+        rp_filter: 0,
+    };
+    vec![
+        ("own", RpfCase { own: true, ..base }, false),
+        ("own-accept-local", RpfCase { own: true, accept_local: true, ..base }, true),
+        ("own-custom-rule", RpfCase { own: true, custom_rule: true, ..base }, false),
+        ("own-custom-rule-accept-local", RpfCase { own: true, custom_rule: true, accept_local: true, ..base }, true),
+        ("local-back", RpfCase { local_back: true, ..base }, false),
+        ("local-back-accept-local", RpfCase { local_back: true, accept_local: true, ..base }, true),
+        ("blackhole-back", RpfCase { blackhole_back: true, ..base }, true),
+        ("blackhole-back-custom-rule", RpfCase { blackhole_back: true, custom_rule: true, ..base }, true),
+        ("blackhole-back-custom-local", RpfCase { blackhole_back: true, custom_local: true, ..base }, true),
+        ("blackhole-back-rpf-2", RpfCase { blackhole_back: true, rp_filter: 2, ..base }, false),
+        ("own-rpf-1-accept-local", RpfCase { own: true, rp_filter: 1, accept_local: true, ..base }, false),
+        ("own-rpf-2", RpfCase { own: true, rp_filter: 2, ..base }, false),
+        ("own-rpf-2-accept-local", RpfCase { own: true, rp_filter: 2, accept_local: true, ..base }, true),
+    ]
+}
