@@ -895,9 +895,15 @@ impl DevTerm {
         if let Some(k) = self.known {
             return Bool::from_bool(vals.binary_search(&k).is_ok());
         }
+        crate::encode::any(&self.within_runs(vals.iter().copied()))
+    }
+
+    /// One range test for each run of consecutive values of `vals`
+    /// (ascending).
+    fn within_runs(&self, vals: impl IntoIterator<Item = u16>) -> Vec<Bool> {
         let mut alts = Vec::new();
         let mut run: Option<(u16, u16)> = None;
-        for &v in vals {
+        for v in vals {
             run = match run {
                 Some((lo, hi)) if hi.checked_add(1) == Some(v) => Some((lo, v)),
                 Some((lo, hi)) => {
@@ -910,7 +916,7 @@ impl DevTerm {
         if let Some((lo, hi)) = run {
             alts.push(self.within(lo, hi));
         }
-        crate::encode::any(&alts)
+        alts
     }
 
     /// The term names the device `name` of `node` (for "no device", only
@@ -937,23 +943,8 @@ impl DevTerm {
         }
         // Devices are numbered in name order, so a wildcard's devices are
         // few runs of consecutive values: one range test per run.
-        let mut run: Option<(u16, u16)> = None;
-        for (i, d) in node.devs.iter().enumerate() {
-            let v = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            if pat.matches(d) {
-                run = match run {
-                    Some((lo, hi)) if hi + 1 == v => Some((lo, v)),
-                    Some((lo, hi)) => {
-                        alts.push(self.within(lo, hi));
-                        Some((v, v))
-                    }
-                    None => Some((v, v)),
-                };
-            }
-        }
-        if let Some((lo, hi)) = run {
-            alts.push(self.within(lo, hi));
-        }
+        let hits = node.devs.iter().enumerate().filter(|(_, d)| pat.matches(d));
+        alts.extend(self.within_runs(hits.map(|(i, _)| u16::try_from(i + 1).unwrap_or(u16::MAX))));
         let other_v = node.other_dev();
         let may_be_other = self.may_be_other(other_v);
         if may_be_other {
