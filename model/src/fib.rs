@@ -61,7 +61,7 @@ pub struct Fib<'a> {
     sysctl: &'a Sysctl,
     /// `net.ipv4.conf.NAME.{rp_filter,src_valid_mark,accept_local}` by NAME
     /// (`all` and `default` included), read from the sysctls once.
-    conf: HashMap<&'a str, Conf>,
+    conf: HashMap<std::borrow::Cow<'a, str>, Conf>,
     /// The kernel's `fib_has_custom_local_routes || fib4_has_custom_rules`
     /// as the dumps show it ([`has_custom_rules`],
     /// [`has_custom_local_routes`]): `fib_validate_source` with rp_filter 0
@@ -173,7 +173,7 @@ impl<'a> Fib<'a> {
             // Stable: among equal prefix and metric, the first in the dump wins.
             v.sort_by_key(|r| (std::cmp::Reverse(r.dst.prefix_len()), r.metric));
         }
-        let mut conf: HashMap<&'a str, Conf> = HashMap::new();
+        let mut conf: HashMap<std::borrow::Cow<'a, str>, Conf> = HashMap::new();
         for (k, v) in &sysctl.values {
             let Some(rest) = k.strip_prefix("net.ipv4.conf.") else { continue };
             let (dev, slot): (&str, fn(&mut Conf) -> &mut Option<i64>) =
@@ -186,6 +186,8 @@ impl<'a> Fib<'a> {
                 } else {
                     continue;
                 };
+            // `sysctl -a` prints a `.` in a device name as `/`.
+            let dev = if dev.contains('/') { std::borrow::Cow::Owned(dev.replace('/', ".")) } else { dev.into() };
             *slot(conf.entry(dev).or_default()) = v.trim().parse().ok();
         }
         let full_check = has_custom_rules(&rules) || has_custom_local_routes(routes);

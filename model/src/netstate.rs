@@ -448,14 +448,22 @@ impl Sysctl {
         (None, true)
     }
 
+    /// `net.ipv4.conf.DEV.KEY` of device `dev`, as `sysctl -a` writes it
+    /// (a `.` in a device name printed as `/`: `vxlan/calico`) or dotted.
+    pub fn dev_int(&self, dev: &str, key: &str) -> Option<i64> {
+        if dev.contains('.') {
+            if let Some(v) = self.int(&format!("net.ipv4.conf.{}.{key}", dev.replace('.', "/"))) {
+                return Some(v);
+            }
+        }
+        self.int(&format!("net.ipv4.conf.{dev}.{key}"))
+    }
+
     /// The effective rp_filter of `iface`: the maximum of `all` and the
     /// interface's value (default 0 when absent).
     pub fn rp_filter(&self, iface: &str) -> i64 {
         let all = self.int("net.ipv4.conf.all.rp_filter").unwrap_or(0);
-        let dev = self
-            .int(&format!("net.ipv4.conf.{iface}.rp_filter"))
-            .or_else(|| self.int("net.ipv4.conf.default.rp_filter"))
-            .unwrap_or(0);
+        let dev = self.dev_int(iface, "rp_filter").or_else(|| self.int("net.ipv4.conf.default.rp_filter")).unwrap_or(0);
         all.max(dev)
     }
 
@@ -463,7 +471,7 @@ impl Sysctl {
     /// interface).
     pub fn src_valid_mark(&self, iface: &str) -> bool {
         self.int("net.ipv4.conf.all.src_valid_mark").unwrap_or(0) != 0
-            || self.int(&format!("net.ipv4.conf.{iface}.src_valid_mark")).unwrap_or(0) != 0
+            || self.dev_int(iface, "src_valid_mark").unwrap_or(0) != 0
     }
 
     /// `IN_DEV_ACCEPT_LOCAL`: `accept_local` is on for `iface` (`all`, or
@@ -472,7 +480,7 @@ impl Sysctl {
     pub fn accept_local(&self, iface: &str) -> bool {
         self.int("net.ipv4.conf.all.accept_local").unwrap_or(0) != 0
             || self
-                .int(&format!("net.ipv4.conf.{iface}.accept_local"))
+                .dev_int(iface, "accept_local")
                 .or_else(|| self.int("net.ipv4.conf.default.accept_local"))
                 .unwrap_or(0)
                 != 0
@@ -481,6 +489,6 @@ impl Sysctl {
     /// The effective route_localnet of `iface` (either `all` or the interface).
     pub fn route_localnet(&self, iface: &str) -> bool {
         self.int("net.ipv4.conf.all.route_localnet").unwrap_or(0) != 0
-            || self.int(&format!("net.ipv4.conf.{iface}.route_localnet")).unwrap_or(0) != 0
+            || self.dev_int(iface, "route_localnet").unwrap_or(0) != 0
     }
 }

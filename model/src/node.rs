@@ -879,9 +879,7 @@ impl<'a> NodeModel<'a> {
         }
         let sysctl = self.st.fib.sysctl();
         let conf = |key: &str| -> bool {
-            let dev_v = sysctl
-                .int(&format!("net.ipv4.conf.{dev}.{key}"))
-                .or_else(|| sysctl.int(&format!("net.ipv4.conf.default.{key}")));
+            let dev_v = sysctl.dev_int(dev, key).or_else(|| sysctl.int(&format!("net.ipv4.conf.default.{key}")));
             sysctl.int(&format!("net.ipv4.conf.all.{key}")).unwrap_or(1) != 0 || dev_v.unwrap_or(1) != 0
         };
         if !conf("send_redirects") {

@@ -905,3 +905,41 @@ fn custom_rules_and_local_routes() {
         assert!(has_custom_local_routes(&r), "{line}");
     }
 }
+
+/// `sysctl -a` prints a `.` in a device name as `/` (`vxlan.calico` is
+/// `net.ipv4.conf.vxlan/calico.*`): rp_filter, accept_local and
+/// src_valid_mark are read for the device in that form as in the dotted
+/// one, by the sysctl accessors and by the routing decision alike.
+#[test]
+fn device_sysctls_are_read_in_sysctls_slash_form() {
+    use natpath_model::fib::Fib;
+    let addr = "1: lo: <LOOPBACK,UP> mtu 65536\n    inet 127.0.0.1/8 scope host lo\n\
+                2: eth0: <UP> mtu 1500\n    inet 10.0.0.1/24 scope global eth0\n\
+                3: vxlan.calico: <UP> mtu 1450\n    inet 192.168.231.64/32 scope global vxlan.calico\n";
+    let ifs = ipaddr::parse(addr, "a").unwrap();
+    let routes = iproute::parse(
+        "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n\
+         local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n",
+        "r",
+    )
+    .unwrap();
+    for form in ["vxlan/calico", "vxlan.calico"] {
+        let text = format!(
+            "net.ipv4.conf.all.rp_filter = 0\nnet.ipv4.conf.{form}.rp_filter = 2\n\
+             net.ipv4.conf.{form}.accept_local = 1\nnet.ipv4.conf.{form}.src_valid_mark = 1\n"
+        );
+        let sysctl = sysctl::parse(&text, "s").unwrap();
+        assert_eq!(sysctl.rp_filter("vxlan.calico"), 2, "{form}");
+        assert!(sysctl.accept_local("vxlan.calico"), "{form}");
+        assert!(sysctl.src_valid_mark("vxlan.calico"), "{form}");
+        assert_eq!(sysctl.rp_filter("eth0"), 0, "{form}");
+        let fib = Fib::new(&routes, &[], &ifs, &sysctl);
+        let c = fib.rpf_conf("vxlan.calico");
+        assert_eq!((c.rp_filter, c.accept_local, c.src_valid_mark), (2, true, true), "{form}");
+        // The node's own address from vxlan.calico: accept_local lets it
+        // through to the device check, which loose mode passes.
+        let got =
+            fib.validate_source("10.0.0.1".parse().unwrap(), "192.168.231.64".parse().unwrap(), "vxlan.calico", 0);
+        assert!(got.is_ok(), "{form}: {got:?}");
+    }
+}
