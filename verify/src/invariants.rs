@@ -512,6 +512,13 @@ pub(crate) struct Prepared<'s> {
     first_ports: std::sync::Arc<Vec<(usize, usize)>>,
 }
 
+impl Prepared<'_> {
+    /// Each node's intent, in node order.
+    pub(crate) fn intents(&self) -> &[Intent] {
+        &self.intents
+    }
+}
+
 /// Each node's NodePorts, found at the first question and shared.
 type PortsOnce = std::sync::Arc<Vec<std::sync::OnceLock<std::sync::Arc<Vec<Service>>>>>;
 
