@@ -59,9 +59,9 @@ pub struct Fib<'a> {
     rules: Vec<IpRule>,
     interfaces: &'a [Interface],
     sysctl: &'a Sysctl,
-    /// `net.ipv4.conf.NAME.{rp_filter,src_valid_mark,accept_local}` by NAME
-    /// (`all` and `default` included), read from the sysctls once.
-    conf: HashMap<std::borrow::Cow<'a, str>, Conf>,
+    /// What reverse path filtering reads of each interface
+    /// ([`Sysctl::rpf_conf`]), read from the sysctls once.
+    rpf: HashMap<&'a str, RpfConf>,
     /// The kernel's `fib_has_custom_local_routes || fib4_has_custom_rules`
     /// as the dumps show it ([`has_custom_rules`],
     /// [`has_custom_local_routes`]): `fib_validate_source` with rp_filter 0
@@ -72,27 +72,7 @@ pub struct Fib<'a> {
     own: HashSet<Ipv4Addr>,
 }
 
-/// The per-device sysctls reverse path filtering reads (`None`: absent or
-/// not a number).
-#[derive(Debug, Clone, Copy, Default)]
-struct Conf {
-    rp_filter: Option<i64>,
-    src_valid_mark: Option<i64>,
-    accept_local: Option<i64>,
-}
-
-/// What `fib_validate_source` reads of the arrival device: the effective
-/// rp_filter, and whether `src_valid_mark` and `accept_local` are on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RpfConf {
-    /// `IN_DEV_RPFILTER`: the maximum of `all` and the device's value.
-    pub rp_filter: i64,
-    /// `IN_DEV_SRC_VMARK`: `all` or the device.
-    pub src_valid_mark: bool,
-    /// `IN_DEV_ACCEPT_LOCAL`: `all` or the device (which falls back to
-    /// `default`, as rp_filter's does).
-    pub accept_local: bool,
-}
+pub use crate::netstate::RpfConf;
 
 /// Whether the policy rules are other than the kernel's three defaults
 /// (`fib4_has_custom_rules`: the kernel sets it when any rule is added or
@@ -173,26 +153,10 @@ impl<'a> Fib<'a> {
             // Stable: among equal prefix and metric, the first in the dump wins.
             v.sort_by_key(|r| (std::cmp::Reverse(r.dst.prefix_len()), r.metric));
         }
-        let mut conf: HashMap<std::borrow::Cow<'a, str>, Conf> = HashMap::new();
-        for (k, v) in &sysctl.values {
-            let Some(rest) = k.strip_prefix("net.ipv4.conf.") else { continue };
-            let (dev, slot): (&str, fn(&mut Conf) -> &mut Option<i64>) =
-                if let Some(dev) = rest.strip_suffix(".rp_filter") {
-                    (dev, |c| &mut c.rp_filter)
-                } else if let Some(dev) = rest.strip_suffix(".src_valid_mark") {
-                    (dev, |c| &mut c.src_valid_mark)
-                } else if let Some(dev) = rest.strip_suffix(".accept_local") {
-                    (dev, |c| &mut c.accept_local)
-                } else {
-                    continue;
-                };
-            // `sysctl -a` prints a `.` in a device name as `/`.
-            let dev = if dev.contains('/') { std::borrow::Cow::Owned(dev.replace('/', ".")) } else { dev.into() };
-            *slot(conf.entry(dev).or_default()) = v.trim().parse().ok();
-        }
+        let rpf = interfaces.iter().map(|i| (i.name.as_str(), sysctl.rpf_conf(&i.name))).collect();
         let full_check = has_custom_rules(&rules) || has_custom_local_routes(routes);
         let own = own_addrs(interfaces).into_iter().collect();
-        Fib { tables, rules, interfaces, sysctl, conf, full_check, own }
+        Fib { tables, rules, interfaces, sysctl, rpf, full_check, own }
     }
 
     /// The interfaces in device order.
@@ -376,19 +340,10 @@ impl<'a> Fib<'a> {
         self.sysctl.rp_filter(iface)
     }
 
-    /// What [`Sysctl::rp_filter`] says for `iface`, and whether
-    /// src_valid_mark and accept_local are on for it, from the sysctls read
-    /// once (as [`Sysctl::src_valid_mark`] and [`Sysctl::accept_local`] read
-    /// them).
+    /// [`Sysctl::rpf_conf`] for `iface`, read once for the node's
+    /// interfaces.
     pub fn rpf_conf(&self, iface: &str) -> RpfConf {
-        let conf = |dev: &str| self.conf.get(dev).copied().unwrap_or_default();
-        let (all, dev, default) = (conf("all"), conf(iface), conf("default"));
-        let on = |v: Option<i64>| v.unwrap_or(0) != 0;
-        RpfConf {
-            rp_filter: all.rp_filter.unwrap_or(0).max(dev.rp_filter.or(default.rp_filter).unwrap_or(0)),
-            src_valid_mark: on(all.src_valid_mark) || on(dev.src_valid_mark),
-            accept_local: on(all.accept_local) || on(dev.accept_local.or(default.accept_local)),
-        }
+        self.rpf.get(iface).copied().unwrap_or_else(|| self.sysctl.rpf_conf(iface))
     }
 
     /// Whether `addr` is configured on any interface of the node.

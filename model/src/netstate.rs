@@ -401,6 +401,19 @@ pub struct IpSet {
     pub loc: Loc,
 }
 
+/// What `fib_validate_source` reads of the arrival device: the effective
+/// rp_filter, and whether `src_valid_mark` and `accept_local` are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RpfConf {
+    /// `IN_DEV_RPFILTER`: the maximum of `all` and the device's value.
+    pub rp_filter: i64,
+    /// `IN_DEV_SRC_VMARK`: `all` or the device.
+    pub src_valid_mark: bool,
+    /// `IN_DEV_ACCEPT_LOCAL`: `all` or the device (which falls back to
+    /// `default`, as rp_filter's does).
+    pub accept_local: bool,
+}
+
 /// Sysctl values of one node, `key -> value` as `sysctl net.ipv4` prints them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Sysctl {
@@ -433,30 +446,40 @@ impl Sysctl {
     /// `default`'s, so without a `default` key that is `all`'s, then
     /// `ip_forward`'s (docs/snapshot-format.md).
     pub fn forwarding_source(&self, iif: &str) -> (Option<String>, bool) {
-        let keys = [
-            format!("net.ipv4.conf.{}.forwarding", iif.replace('.', "/")),
-            format!("net.ipv4.conf.{iif}.forwarding"),
-            "net.ipv4.conf.default.forwarding".to_string(),
-            "net.ipv4.conf.all.forwarding".to_string(),
-            "net.ipv4.ip_forward".to_string(),
-        ];
-        for k in keys {
-            if let Some(v) = self.int(&k) {
-                return (Some(k), v != 0);
-            }
+        let found = self.dev_key(iif, "forwarding").or_else(|| {
+            ["net.ipv4.conf.default.forwarding", "net.ipv4.conf.all.forwarding", "net.ipv4.ip_forward"]
+                .into_iter()
+                .find_map(|k| self.int(k).map(|v| (k.to_string(), v)))
+        });
+        match found {
+            Some((k, v)) => (Some(k), v != 0),
+            None => (None, true),
         }
-        (None, true)
+    }
+
+    /// The sysctl key that turns forwarding off for packets received by
+    /// `iif` ([`Self::forwarding_source`]; the device's own key when no key
+    /// says so and the default applies), or `None` when they are forwarded.
+    pub fn not_forwarding(&self, iif: &str) -> Option<String> {
+        match self.forwarding_source(iif) {
+            (_, true) => None,
+            (key, false) => Some(key.unwrap_or_else(|| format!("net.ipv4.conf.{iif}.forwarding"))),
+        }
     }
 
     /// `net.ipv4.conf.DEV.KEY` of device `dev`, as `sysctl -a` writes it
     /// (a `.` in a device name printed as `/`: `vxlan/calico`) or dotted.
     pub fn dev_int(&self, dev: &str, key: &str) -> Option<i64> {
+        self.dev_key(dev, key).map(|(_, v)| v)
+    }
+
+    /// [`Self::dev_int`] with the key it was read from.
+    fn dev_key(&self, dev: &str, key: &str) -> Option<(String, i64)> {
+        let mut forms = vec![format!("net.ipv4.conf.{dev}.{key}")];
         if dev.contains('.') {
-            if let Some(v) = self.int(&format!("net.ipv4.conf.{}.{key}", dev.replace('.', "/"))) {
-                return Some(v);
-            }
+            forms.insert(0, format!("net.ipv4.conf.{}.{key}", dev.replace('.', "/")));
         }
-        self.int(&format!("net.ipv4.conf.{dev}.{key}"))
+        forms.into_iter().find_map(|k| self.int(&k).map(|v| (k, v)))
     }
 
     /// The effective rp_filter of `iface`: the maximum of `all` and the
@@ -484,6 +507,16 @@ impl Sysctl {
                 .or_else(|| self.int("net.ipv4.conf.default.accept_local"))
                 .unwrap_or(0)
                 != 0
+    }
+
+    /// What `fib_validate_source` reads of arrival device `iface`
+    /// ([`Self::rp_filter`], [`Self::src_valid_mark`], [`Self::accept_local`]).
+    pub fn rpf_conf(&self, iface: &str) -> RpfConf {
+        RpfConf {
+            rp_filter: self.rp_filter(iface),
+            src_valid_mark: self.src_valid_mark(iface),
+            accept_local: self.accept_local(iface),
+        }
     }
 
     /// The effective route_localnet of `iface` (either `all` or the interface).

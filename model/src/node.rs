@@ -843,10 +843,7 @@ impl<'a> NodeModel<'a> {
     /// `iif` (`IN_DEV_FORWARD(in_dev)`: the input device's own
     /// `forwarding`), or `None` when the node forwards them.
     fn not_forwarding(&self, iif: &str) -> Option<String> {
-        match self.st.fib.sysctl().forwarding_source(iif) {
-            (_, true) => None,
-            (key, false) => Some(key.unwrap_or_else(|| format!("net.ipv4.conf.{iif}.forwarding"))),
-        }
+        self.st.fib.sysctl().not_forwarding(iif)
     }
 
     /// The source of an ICMP error about `pkt` (`__icmp_send`): its

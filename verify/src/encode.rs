@@ -421,24 +421,13 @@ impl<'s> NodeEnc<'s> {
         };
         // Every device value, 0 ("no device") and `other` included.
         ne.not_forwarding = (0..=ne.other_dev())
-            .filter_map(|v| {
-                let name = ne.dev_name(v).unwrap_or("\u{0}other");
-                match node.sysctl.forwarding_source(name) {
-                    (key, false) => Some((v, key.unwrap_or_else(|| format!("net.ipv4.conf.{name}.forwarding")))),
-                    _ => None,
-                }
-            })
+            .filter_map(|v| node.sysctl.not_forwarding(ne.dev_name(v).unwrap_or("\u{0}other")).map(|key| (v, key)))
             .collect();
         ne.rpf = (0..=ne.other_dev())
             .map(|v| {
                 let name = ne.dev_name(v).unwrap_or("\u{0}other");
-                let sysctl = &node.sysctl;
                 DevRpf {
-                    conf: natpath_model::fib::RpfConf {
-                        rp_filter: sysctl.rp_filter(name),
-                        src_valid_mark: sysctl.src_valid_mark(name),
-                        accept_local: sysctl.accept_local(name),
-                    },
+                    conf: node.sysctl.rpf_conf(name),
                     has_addr: node.interfaces.iter().find(|i| i.name == name).is_some_and(|i| !i.addrs.is_empty()),
                 }
             })
