@@ -41,6 +41,7 @@ pub mod effects;
 pub mod node;
 pub mod packet;
 pub mod route;
+pub mod skeleton;
 pub mod traverse;
 pub mod walk;
 

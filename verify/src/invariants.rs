@@ -753,6 +753,12 @@ impl<'s> Checker<'s> {
             self.folded += 1;
             return QAnswer::Holds;
         }
+        // What the Boolean structure alone refutes (names expanded) needs
+        // no solver either (see `encode::skeleton`).
+        if crate::encode::skeleton::refutes(scope, &goal) {
+            self.folded += 1;
+            return QAnswer::Holds;
+        }
         self.queries += 1;
         if let Some(p) = &self.dump {
             dump_query(p, scope, &goal);

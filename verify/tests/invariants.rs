@@ -108,6 +108,21 @@ fn seeds_hold_each_invariant_under_a_second() {
     }
 }
 
+/// A Local Service's endpoint marks its own hairpin traffic (`-s POD/32
+/// -j KUBE-MARK-MASQ` in its `KUBE-SEP-*`), so the mark entering nat
+/// POSTROUTING turns on the source, and masq-iff-mark's goal does not fold
+/// as it is built: it is false by its Boolean structure (the masquerade is
+/// the same bit's test), which the propositional refutation before the
+/// solver shows (eight solver queries on this snapshot without it).
+#[test]
+fn masq_iff_mark_over_a_hairpin_mark_needs_no_solver() {
+    let snap = load("etp-local-with-endpoint");
+    let v = check(&snap, "masq-iff-mark");
+    assert_eq!(v.outcome, Outcome::Holds);
+    assert_eq!(v.queries, 0, "{v:?}");
+    assert!(v.folded > 0, "{v:?}");
+}
+
 // ---------------------------------------------------------------------------
 // Twins.
 
