@@ -32,12 +32,25 @@ thread_local! {
     /// Numerals made so far, by value and width: Z3 makes a sort and a
     /// rational for each `from_u64`, which was a tenth of the encoding.
     static NUMERALS: std::cell::RefCell<TermMap<(u64, u32), BV>> = std::cell::RefCell::new(TermMap::default());
+    /// The value of each numeral in `NUMERALS`, by the address of its term.
+    /// Z3 4.8's `Z3_get_numeral_uint64` goes through a rational (a tenth of
+    /// a walk's encoding); a term `NUMERALS` keeps alive keeps its address,
+    /// and both are emptied together, so an address here is never another
+    /// term's.
+    static VALUES: std::cell::RefCell<natpath_model::hash::FastMap<usize, u64>> =
+        std::cell::RefCell::new(natpath_model::hash::FastMap::default());
+}
+
+/// The address of a term, as a key while the term is alive.
+fn address(x: &BV) -> usize {
+    z3::ast::Ast::get_z3_ast(x).as_ptr() as usize
 }
 
 /// Empty this thread's caches of terms: they belong to the context that
 /// made them, and one unit of work must not find another's.
 pub(crate) fn clear_term_caches() {
     NUMERALS.with(|n| n.borrow_mut().clear());
+    VALUES.with(|n| n.borrow_mut().clear());
     KNOWN.with(|k| k.borrow_mut().clear());
     FACTS.with(|f| f.borrow_mut().clear());
     COPIES.with(|c| c.borrow_mut().clear());
@@ -53,9 +66,11 @@ pub fn numeral(v: u64, w: u32) -> BV {
         // A bound on what the cache keeps alive.
         if n.len() >= 1 << 20 {
             n.clear();
+            VALUES.with(|m| m.borrow_mut().clear());
         }
         let x = BV::from_u64(v, w);
         n.insert((v, w), x.clone());
+        VALUES.with(|m| m.borrow_mut().insert(address(&x), v));
         x
     })
 }
@@ -70,6 +85,9 @@ pub trait Num {
 
 impl Num for BV {
     fn num(&self) -> Option<u64> {
+        if let Some(v) = VALUES.with(|m| m.borrow().get(&address(self)).copied()) {
+            return Some(v);
+        }
         if z3::ast::Ast::kind(self) == z3::AstKind::Numeral {
             self.as_u64()
         } else {
@@ -978,6 +996,22 @@ mod tests {
     /// A mark that two paths rewrote differently, but both with kube-proxy's
     /// bit set, tests as set without a solver; a bit the paths disagree on
     /// stays a term.
+    /// A numeral's value is read from the cache of the numerals made here,
+    /// and from Z3 for one made elsewhere; nothing else has one, and a
+    /// cache emptied with its terms answers for the new terms only.
+    #[test]
+    fn numerals_read_their_values_made_here_or_elsewhere() {
+        clear_term_caches();
+        assert_eq!(numeral(0x4000, 32).num(), Some(0x4000));
+        assert_eq!(BV::from_u64(7, 16).num(), Some(7));
+        assert_eq!((BV::new_const("x", 32) + numeral(1, 32)).num(), None);
+        assert_eq!(BV::new_const("y", 8).num(), None);
+        clear_term_caches();
+        let fresh: Vec<BV> = (0..64).map(|k| BV::new_const(format!("z{k}"), 32)).collect();
+        assert!(fresh.iter().all(|x| x.num().is_none()));
+        assert_eq!(numeral(3, 32).num(), Some(3));
+    }
+
     #[test]
     fn known_bits_fold_mark_tests_through_ite_and_names() {
         forget_known();
