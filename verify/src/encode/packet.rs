@@ -736,6 +736,13 @@ impl State {
 
     /// `c ? a : b`.
     pub fn ite(c: &Bool, a: &State, b: &State) -> State {
+        // A constant condition picks a side whole (a rule that always
+        // matches), without a test per field.
+        match c.as_bool() {
+            Some(true) => return a.clone(),
+            Some(false) => return b.clone(),
+            None => {}
+        }
         State {
             pkt: SymPacket::ite(c, &a.pkt, &b.pkt),
             ct: SymCt::ite(c, &a.ct, &b.ct),

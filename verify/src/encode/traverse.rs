@@ -266,19 +266,28 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                         cond = and2(&cond, &not(&m));
                         continue;
                     };
-                    let sub = self.chain(next, Flow { cond: fires.clone(), state: state.clone() }, depth + 1);
-                    if goto {
-                        rets.push((m.clone(), sub.state));
-                        ret_conds.push(sub.cond);
-                        cond = and2(&cond, &not(&m));
-                    } else {
+                    if !goto && crate::encode::is_true(&m) {
+                        // Every packet here jumps: the state goes in and
+                        // comes back (no copy, no merge).
+                        let sub = self.chain(next, Flow { cond: fires.clone(), state }, depth + 1);
                         cond = or2(&and2(&cond, &not(&m)), &sub.cond);
-                        state = State::ite(&m, &sub.state, &state);
-                    }
-                    if goto {
-                        "goto"
-                    } else {
+                        state = sub.state;
                         "jump"
+                    } else {
+                        let sub = self.chain(next, Flow { cond: fires.clone(), state: state.clone() }, depth + 1);
+                        if goto {
+                            rets.push((m.clone(), sub.state));
+                            ret_conds.push(sub.cond);
+                            cond = and2(&cond, &not(&m));
+                        } else {
+                            cond = or2(&and2(&cond, &not(&m)), &sub.cond);
+                            state = State::ite(&m, &sub.state, &state);
+                        }
+                        if goto {
+                            "goto"
+                        } else {
+                            "jump"
+                        }
                     }
                 }
                 Target::Mark { value, mask } => {
