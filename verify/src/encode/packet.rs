@@ -1000,9 +1000,6 @@ impl DevTerm {
 mod tests {
     use super::*;
 
-    /// A mark that two paths rewrote differently, but both with kube-proxy's
-    /// bit set, tests as set without a solver; a bit the paths disagree on
-    /// stays a term.
     /// A numeral's value is read from the cache of the numerals made here,
     /// and from Z3 for one made elsewhere; nothing else has one, and a
     /// cache emptied with its terms answers for the new terms only.
@@ -1019,6 +1016,9 @@ mod tests {
         assert_eq!(numeral(3, 32).num(), Some(3));
     }
 
+    /// A mark that two paths rewrote differently, but both with kube-proxy's
+    /// bit set, tests as set without a solver; a bit the paths disagree on
+    /// stays a term.
     #[test]
     fn known_bits_fold_mark_tests_through_ite_and_names() {
         forget_known();
