@@ -748,14 +748,10 @@ impl<'s> Checker<'s> {
         };
         // The encoding folds constants as it is built: a goal that is
         // already false (every path in scope keeps the invariant and none
-        // reaches an unexpressible rule) needs no solver.
-        if crate::encode::is_false(&goal) {
-            self.folded += 1;
-            return QAnswer::Holds;
-        }
-        // What the Boolean structure alone refutes (names expanded) needs
-        // no solver either (see `encode::skeleton`).
-        if crate::encode::skeleton::refutes(scope, &goal) {
+        // reaches an unexpressible rule) needs no solver, nor does one its
+        // Boolean structure alone refutes, names expanded (see
+        // `encode::skeleton`).
+        if crate::encode::is_false(&goal) || crate::encode::skeleton::refutes(scope, &goal) {
             self.folded += 1;
             return QAnswer::Holds;
         }

@@ -297,24 +297,8 @@ impl Search<'_> {
                 Sk::Const(c) => Some(*c),
                 Sk::Atom(a) => assign.get(*a).copied().flatten(),
                 Sk::Not(a) => v(*a).map(|x| !x),
-                Sk::And(ks) => {
-                    if ks.iter().any(|&k| v(k) == Some(false)) {
-                        Some(false)
-                    } else if ks.iter().all(|&k| v(k) == Some(true)) {
-                        Some(true)
-                    } else {
-                        None
-                    }
-                }
-                Sk::Or(ks) => {
-                    if ks.iter().any(|&k| v(k) == Some(true)) {
-                        Some(true)
-                    } else if ks.iter().all(|&k| v(k) == Some(false)) {
-                        Some(false)
-                    } else {
-                        None
-                    }
-                }
+                Sk::And(ks) => absorbed(ks.iter().map(|&k| v(k)), false),
+                Sk::Or(ks) => absorbed(ks.iter().map(|&k| v(k)), true),
                 Sk::Xor(a, b) => Some(v(*a)? != v(*b)?),
                 Sk::Iff(a, b) => Some(v(*a)? == v(*b)?),
                 Sk::Implies(a, b) => match (v(*a), v(*b)) {
@@ -334,6 +318,19 @@ impl Search<'_> {
             }
         }
         values.get(self.root).copied().flatten()
+    }
+}
+
+/// Kleene's conjunction (`zero` false) or disjunction (`zero` true) of
+/// `vals`: `zero` when one operand is, the other value when all are, else
+/// undecided.
+fn absorbed(vals: impl Iterator<Item = Option<bool>> + Clone, zero: bool) -> Option<bool> {
+    if vals.clone().any(|x| x == Some(zero)) {
+        Some(zero)
+    } else if vals.into_iter().all(|x| x == Some(!zero)) {
+        Some(!zero)
+    } else {
+        None
     }
 }
 

@@ -279,13 +279,10 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                             rets.push((m.clone(), sub.state));
                             ret_conds.push(sub.cond);
                             cond = and2(&cond, &not(&m));
+                            "goto"
                         } else {
                             cond = or2(&and2(&cond, &not(&m)), &sub.cond);
                             state = State::ite(&m, &sub.state, &state);
-                        }
-                        if goto {
-                            "goto"
-                        } else {
                             "jump"
                         }
                     }
