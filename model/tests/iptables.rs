@@ -415,6 +415,22 @@ mod errors {
             (1..16).map(|i| format!("-A C{i} -j C{}\n", i + 1)).collect::<String>()
         )
         => "t:33:11: expected jumps nested at most 15 deep from a built-in chain (the kernel refuses more: Too many links), found `INPUT` -> `C1` -> `C2` -> `C3` -> `C4` -> `C5` -> `C6` -> `C7` -> `C8` -> `C9` -> `C10` -> `C11` -> `C12` -> `C13` -> `C14` -> `C15` -> `C16` in table `filter`");
+    // Where the kernel refuses a match or target: its table, the hooks
+    // its chain is reached from, and iptables' own `-i`/`-o` check.
+    err!(masquerade_reached_from_prerouting: &dump("nat", ":PREROUTING ACCEPT [0:0]\n:X - [0:0]\n-A PREROUTING -j X\n-A X -j MASQUERADE")
+        => "t:5:1: `-j MASQUERADE` may not be used in hook `PREROUTING`, which reaches chain `X` (the kernel refuses the rule when it loads table `nat`)");
+    err!(dnat_in_input: &dump("nat", ":INPUT ACCEPT [0:0]\n-A INPUT -p tcp -j DNAT --to-destination 10.0.0.1")
+        => "t:3:1: `-j DNAT` may not be used in hook `INPUT` (the kernel refuses the rule when it loads table `nat`)");
+    err!(rpfilter_in_filter: &dump("filter", ":X - [0:0]\n-A X -m rpfilter -j DROP")
+        => "t:3:1: `-m rpfilter` may be used only in table `raw` or `mangle`, not in `filter` (the kernel refuses the rule)");
+    err!(rpfilter_repeated: &dump("raw", ":X - [0:0]\n-A X -m rpfilter --invert --invert -j DROP")
+        => "t:3:27: `--invert` can only be given once");
+    err!(hashlimit_mask_repeated: &dump("filter", ":X - [0:0]\n-A X -m hashlimit --hashlimit-upto 1/sec --hashlimit-name a --hashlimit-srcmask 24 --hashlimit-srcmask 24 -j ACCEPT")
+        => "t:3:84: `--hashlimit-srcmask` can only be given once");
+    err!(out_iface_in_input: &dump("filter", ":INPUT ACCEPT [0:0]\n-A INPUT -o eth0 -j DROP")
+        => "t:3:4: `-o` cannot be used in chain `INPUT`: its packets have no output interface (iptables refuses it)");
+    err!(set_packet_counts_repeated: &dump("filter", ":X - [0:0]\n-A X -m set --match-set s src --packets-lt 1 --packets-gt 2 -j ACCEPT")
+        => "t:3:46: only one of `--packets-eq`, `--packets-lt` and `--packets-gt` may be given");
     err!(unknown_option: &dump("filter", ":X - [0:0]\n-A X -p tcp -m tcp --dport 80 --bogus 1 -j ACCEPT")
         => "t:3:31: unknown option `--bogus`");
     err!(unknown_module: &dump("filter", ":X - [0:0]\n-A X -m foo --bar -j ACCEPT")

@@ -12,9 +12,11 @@
 //! anonymised MAC, a garbled DNAT, `COMMIT` outside a table, an indented
 //! `*`, `:`, `#` or `COMMIT` line, a line whose CRLF ending leaves a `\r`
 //! in a word that must be a name or number, a counter prefix without its
-//! `]` or `:`), plus a jump loop that a built-in chain reaches, and jumps
-//! nested more than [`MAX_JUMP_DEPTH`] deep from one, which the kernel
-//! refuses when it loads the table; and what it accepts is read as it reads
+//! `]` or `:`, an option given twice that its module takes once), plus a
+//! jump loop that a built-in chain reaches, jumps nested more than
+//! [`MAX_JUMP_DEPTH`] deep from one, and a match or target in a table or
+//! a hook its kernel module refuses (`hooks`), which the kernel refuses
+//! when it loads the table; and what it accepts is read as it reads
 //! it (a user chain's policy word and any counters are ignored, `:NAME`
 //! again empties a user chain, a table given again after its `COMMIT`
 //! replaces the first block, the rest of a `*table` line is ignored, a
@@ -35,6 +37,7 @@
 //! line structure (tables, chains, commands) and checks the chain graph.
 
 mod args;
+mod hooks;
 mod infer;
 mod lex;
 mod matches;
@@ -614,6 +617,17 @@ impl<'o, 'a> Parser<'o, 'a> {
                         self.rules = rules;
                         return Err(e);
                     }
+                }
+                if let Some(opt) = rules.first().and_then(|r| hooks::wrong_iface(&chain.text, r)) {
+                    self.rules = rules;
+                    let dir = if opt == "-i" { "input" } else { "output" };
+                    return Err(LineError::new(
+                        chain.start,
+                        format!(
+                            "`{opt}` cannot be used in chain `{}`: its packets have no {dir} interface (iptables refuses it)",
+                            chain.text
+                        ),
+                    ));
                 }
                 if counters.is_some() {
                     for r in &mut rules {
@@ -1230,6 +1244,7 @@ impl<'o, 'a> Parser<'o, 'a> {
             let looped = loops(&ts, &edges);
             if looped.is_empty() {
                 errs.extend(too_deep(&ts, &edges));
+                errs.extend(misplaced(&ts, &edges));
             }
             errs.extend(looped);
             // Notes, in the order of the tables and chains.
@@ -1392,6 +1407,70 @@ fn loops(ts: &TableState<'_>, edges: &Edges) -> Vec<(Loc, String)> {
                     }
                     _ => {}
                 },
+            }
+        }
+    }
+    out
+}
+
+/// Matches and targets used where the kernel refuses them when it loads
+/// the table (`edges`: the table's graph, without loops): in a table they
+/// are not bound to, or in a chain reached (through jumps and gotos) from
+/// a hook they are not allowed in. One error per rule, at the rule.
+fn misplaced(ts: &TableState<'_>, edges: &Edges) -> Vec<(Loc, String)> {
+    let chains = &ts.t.chains;
+    let name = |i: usize| chains.get(i).map_or("?", |c| c.name.as_str());
+    // reached[v]: the hooks whose built-in chain reaches chain v.
+    let mut reached = vec![hooks::Hooks::NONE; chains.len()];
+    let mut work = Vec::new();
+    for (i, c) in chains.iter().enumerate() {
+        if ts.is_builtin(&c.name) {
+            if let Some(slot) = reached.get_mut(i) {
+                *slot = hooks::Hooks::of_builtin(&c.name);
+                work.push(i);
+            }
+        }
+    }
+    // A chain's set only grows (five hooks), so the walk ends.
+    while let Some(v) = work.pop() {
+        let here = reached.get(v).copied().unwrap_or(hooks::Hooks::NONE);
+        for &w in edges.from(v) {
+            if let Some(slot) = reached.get_mut(w) {
+                let grown = slot.union(here);
+                if grown != *slot {
+                    *slot = grown;
+                    work.push(w);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, c) in chains.iter().enumerate() {
+        let here = reached.get(i).copied().unwrap_or(hooks::Hooks::NONE);
+        for r in &c.rules {
+            if let Some((what, tables)) = hooks::wrong_table(r, ts.t.name) {
+                out.push((
+                    r.loc.clone(),
+                    format!(
+                        "{what} may be used only in table {tables}, not in `{}` (the kernel refuses the rule)",
+                        ts.t.name.as_str()
+                    ),
+                ));
+                continue;
+            }
+            let bad = hooks::refused(r).into_iter().find(|(_, refused)| !refused.meet(here).is_empty());
+            if let Some((what, refused)) = bad {
+                let hooks: Vec<String> = refused.meet(here).names().map(|h| format!("`{h}`")).collect();
+                let via =
+                    if ts.is_builtin(name(i)) { String::new() } else { format!(", which reaches chain `{}`", name(i)) };
+                out.push((
+                    r.loc.clone(),
+                    format!(
+                        "{what} may not be used in hook {}{via} (the kernel refuses the rule when it loads table `{}`)",
+                        hooks.join(" or "),
+                        ts.t.name.as_str()
+                    ),
+                ));
             }
         }
     }

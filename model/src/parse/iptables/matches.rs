@@ -165,8 +165,8 @@ pub(crate) enum Builder {
     Hashlimit {
         m: HashlimitMatch,
         rate: Option<(bool, Rate, u32)>,
-        name: bool,
-        burst: bool,
+        /// Bit `i`: option `HL_ONCE[i]` was given.
+        seen: u16,
     },
     Nfacct(Option<String>),
     Connlimit(Option<(bool, u32)>, Option<u8>, Option<bool>),
@@ -267,8 +267,7 @@ impl Builder {
                     rate_interval: None,
                 },
                 rate: None,
-                name: false,
-                burst: false,
+                seen: 0,
             },
             "nfacct" => Builder::Nfacct(None),
             "connlimit" => Builder::Connlimit(None, None, None),
@@ -527,6 +526,9 @@ impl Builder {
                     return Err(no_neg(opt));
                 }
                 if let Some(b) = f.get_mut(i) {
+                    if *b {
+                        return Err(twice(opt));
+                    }
                     *b = true;
                 }
             }
@@ -651,6 +653,9 @@ impl Builder {
                     if neg {
                         return Err(no_neg(opt));
                     }
+                    if *strict {
+                        return Err(twice(opt));
+                    }
                     *strict = true;
                 }
                 "--next" => {
@@ -681,6 +686,9 @@ impl Builder {
                     return Err(no_neg(opt));
                 }
                 if let Some(b) = f.get_mut(i) {
+                    if *b {
+                        return Err(twice(opt));
+                    }
                     *b = true;
                 }
             }
@@ -693,9 +701,7 @@ impl Builder {
                 }
                 _ => return Ok(false),
             },
-            Builder::Hashlimit { m, rate, name, burst } => {
-                return hashlimit_option(m, rate, name, burst, opt, neg, cur)
-            }
+            Builder::Hashlimit { m, rate, seen } => return hashlimit_option(m, rate, seen, opt, neg, cur),
             Builder::Nfacct(n) => match o {
                 "--nfacct-name" => {
                     if neg {
@@ -944,10 +950,10 @@ impl Builder {
                 Match::Socket { transparent, nowildcard, restore_skmark }
             }
             Builder::Length(l) => Match::Length(l.ok_or_else(|| need("length", "`--length`"))?),
-            Builder::Hashlimit { mut m, rate, name, burst: _ } => {
+            Builder::Hashlimit { mut m, rate, seen } => {
                 let (above, r, user_unit) =
                     rate.ok_or_else(|| need("hashlimit", "`--hashlimit-upto` or `--hashlimit-above`"))?;
-                if !name {
+                if seen & HL_NAME == 0 {
                     return Err(need("hashlimit", "`--hashlimit-name`"));
                 }
                 m.above = above;
@@ -1196,11 +1202,8 @@ fn conntrack_option(c: &mut ConntrackMatch, opt: &Word<'_>, neg: bool, cur: &mut
 }
 
 /// Seen-bits of `-m set` flags.
-const SET_NOMATCH: u8 = 1;
-const SET_COUNTERS: u8 = 2;
-const SET_SUBCOUNTERS: u8 = 4;
-const SET_PACKETS: u8 = 8;
-const SET_BYTES: u8 = 16;
+const SET_PACKETS: u8 = 1;
+const SET_BYTES: u8 = 2;
 
 fn set_option(
     s: &mut Option<SetMatch>,
@@ -1210,13 +1213,6 @@ fn set_option(
     cur: &mut Cursor<'_, '_>,
 ) -> Res<bool> {
     let o = opt.as_str();
-    let flag = |seen: &mut u8, bit: u8| -> Res<()> {
-        if *seen & bit != 0 {
-            return Err(twice(opt));
-        }
-        *seen |= bit;
-        Ok(())
-    };
     match o {
         "--match-set" | "--set" => {
             let n = cur.value(o, "a set name")?;
@@ -1263,17 +1259,12 @@ fn set_option(
                     if neg {
                         return Err(no_neg(opt));
                     }
-                    flag(seen, SET_NOMATCH)?;
                     target.return_nomatch = true;
                 }
-                "--update-counters" => {
-                    flag(seen, SET_COUNTERS)?;
-                    target.no_update_counters = neg;
-                }
-                _ => {
-                    flag(seen, SET_SUBCOUNTERS)?;
-                    target.no_update_subcounters = neg;
-                }
+                // libxt_set only ever sets these flags: they may repeat,
+                // and one negated among them skips the update.
+                "--update-counters" => target.no_update_counters |= neg,
+                _ => target.no_update_subcounters |= neg,
             }
         }
         "--packets-eq" | "--packets-lt" | "--packets-gt" | "--bytes-eq" | "--bytes-lt" | "--bytes-gt" => {
@@ -1282,7 +1273,14 @@ fn set_option(
             if neg && !o.ends_with("-eq") {
                 return Err(no_neg(opt));
             }
-            flag(seen, if o.starts_with("--packets") { SET_PACKETS } else { SET_BYTES })?;
+            let (bit, kind) = if o.starts_with("--packets") { (SET_PACKETS, "packets") } else { (SET_BYTES, "bytes") };
+            if *seen & bit != 0 {
+                return Err(LineError::new(
+                    opt.start,
+                    format!("only one of `--{kind}-eq`, `--{kind}-lt` and `--{kind}-gt` may be given"),
+                ));
+            }
+            *seen |= bit;
             let target =
                 s.as_mut().ok_or_else(|| LineError::new(opt.start, format!("`{o}` needs `--match-set` before it")))?;
             target.counter_conds.push((o.trim_start_matches('-').to_string(), neg, n));
@@ -1490,11 +1488,29 @@ fn dscp_class(s: &str) -> Option<u8> {
 
 const HL_MODE: [&str; 4] = ["srcip", "srcport", "dstip", "dstport"];
 
+/// The `-m hashlimit` options that may be given once each (libxt_hashlimit
+/// refuses a second one); the rate options are checked together.
+const HL_ONCE: [&str; 11] = [
+    "--hashlimit-name",
+    "--hashlimit-burst",
+    "--hashlimit-mode",
+    "--hashlimit-srcmask",
+    "--hashlimit-dstmask",
+    "--hashlimit-htable-size",
+    "--hashlimit-htable-max",
+    "--hashlimit-htable-expire",
+    "--hashlimit-htable-gcinterval",
+    "--hashlimit-rate-match",
+    "--hashlimit-rate-interval",
+];
+
+/// The seen-bit of `--hashlimit-name` (`HL_ONCE[0]`).
+const HL_NAME: u16 = 1;
+
 fn hashlimit_option(
     m: &mut HashlimitMatch,
     rate: &mut Option<(bool, Rate, u32)>,
-    name: &mut bool,
-    burst: &mut bool,
+    seen: &mut u16,
     opt: &Word<'_>,
     neg: bool,
     cur: &mut Cursor<'_, '_>,
@@ -1505,6 +1521,13 @@ fn hashlimit_option(
     }
     if neg {
         return Err(no_neg(opt));
+    }
+    if let Some(i) = HL_ONCE.iter().position(|k| *k == o) {
+        let bit = 1u16 << i;
+        if *seen & bit != 0 {
+            return Err(twice(opt));
+        }
+        *seen |= bit;
     }
     let num = |cur: &mut Cursor<'_, '_>, what: &str| -> Res<u32> {
         let v = cur.value(o, what)?;
@@ -1531,13 +1554,7 @@ fn hashlimit_option(
                 .map_err(|why| bad_because(v, o, "a rate `N/sec|min|hour|day`", why))?;
             set_once(rate, opt, (o == "--hashlimit-above", r, unit))?;
         }
-        "--hashlimit-burst" => {
-            if *burst {
-                return Err(twice(opt));
-            }
-            *burst = true;
-            m.burst = num(cur, "a burst")?;
-        }
+        "--hashlimit-burst" => m.burst = num(cur, "a burst")?,
         "--hashlimit-mode" => {
             let v = cur.value(o, "a list of `srcip`, `srcport`, `dstip`, `dstport`")?;
             let mut bits = [false; 4];
@@ -1550,9 +1567,6 @@ fn hashlimit_option(
                     *b = true;
                 }
             }
-            if !m.mode.is_empty() {
-                return Err(twice(opt));
-            }
             m.mode = HL_MODE.iter().zip(bits).filter(|(_, b)| *b).map(|(k, _)| (*k).to_string()).collect();
         }
         "--hashlimit-name" => {
@@ -1560,10 +1574,6 @@ fn hashlimit_option(
             if v.as_str().len() > 255 || !value::plain(v.as_str()) {
                 return Err(bad(v, o, "a name"));
             }
-            if *name {
-                return Err(twice(opt));
-            }
-            *name = true;
             m.name = v.as_str().to_string();
         }
         "--hashlimit-srcmask" => m.srcmask = mask(cur)?,
