@@ -52,11 +52,42 @@ fn natpath(args: &[&str]) -> Output {
     Command::new(NATPATH).args(args).output().unwrap()
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("natpath-collect-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory `out` of one test, inside a directory of its own
+/// that also holds what the test writes beside `out`
+/// (`out.with_extension(..)`): all of it is deleted when dropped, also
+/// when the test fails, unless `NATPATH_KEEP` is set.
+struct Scratch {
+    base: PathBuf,
+    out: PathBuf,
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.out
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.out
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("NATPATH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+}
+
+fn tmp(tag: &str) -> Scratch {
+    let base = std::env::temp_dir().join(format!("natpath-collect-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let out = base.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    Scratch { base, out }
 }
 
 /// `invariant → verdict` of `natpath check DIR --format json`.
@@ -280,13 +311,10 @@ fn every_corpus_snapshot_collected_back_from_the_kernel_gives_the_same_answers()
             );
         }
     }
-    if std::env::var_os("NATPATH_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&base);
-    }
 }
 
 /// A copy of `snap`'s `nodes/` (what `collect node` would have written) in a fresh directory.
-fn nodes_only(snap: &str, tag: &str) -> PathBuf {
+fn nodes_only(snap: &str, tag: &str) -> Scratch {
     let out = tmp(tag);
     common::copy_dir(&corpus().join(snap).join("nodes"), &out.join("nodes"));
     out

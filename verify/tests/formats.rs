@@ -144,12 +144,16 @@ fn has_location(r: &Value, uri: &str, line: u64) -> bool {
 /// Valid against the JUnit XSD (by xmllint).
 #[track_caller]
 fn check_junit_xsd(what: &str, xml: &str) {
-    let dir = std::env::temp_dir().join(format!("natpath-formats-{}", std::process::id()));
+    // A directory of this call's own, gone before anything is asserted.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("natpath-formats-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{}.xml", what.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
     std::fs::write(&file, xml).unwrap();
-    let out = match Command::new("xmllint").arg("--noout").arg("--schema").arg(data("junit-10.xsd")).arg(&file).output()
-    {
+    let out = Command::new("xmllint").arg("--noout").arg("--schema").arg(data("junit-10.xsd")).arg(&file).output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = match out {
         Ok(o) => o,
         Err(e) => panic!(
             "xmllint cannot run ({e}): install Debian's libxml2-utils (scripts/setup does); the JUnit check is not skipped"
@@ -160,7 +164,6 @@ fn check_junit_xsd(what: &str, xml: &str) {
         "{what}: JUnit XML does not validate against junit-10.xsd:\n{}\n{xml}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_file(&file);
 }
 
 /// An attribute of the first element named `tag`.
