@@ -365,8 +365,18 @@ impl<'a> Fib<'a> {
     /// accept_local; then the route back must leave by `iif` (a local route
     /// counts for `lo`), or, for any value but 1, `iif` must have an address.
     /// A blackhole, unreachable or prohibit route back is no route back
-    /// ([`lookup_fails`]).
-    pub fn validate_source(&self, src: Ipv4Addr, dst: Ipv4Addr, iif: &str, mark: u32) -> Result<(), String> {
+    /// ([`lookup_fails`]). The route back is looked up with input device
+    /// `back` (`None`: `lo`), whatever device the packet arrived on: the
+    /// forwarding route's device for a forwarded packet, `lo` for one
+    /// delivered locally (`ip_route_input_slow` passes `FIB_RES_OIF` or 0).
+    pub fn validate_source(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        iif: &str,
+        back: Option<&str>,
+        mark: u32,
+    ) -> Result<(), String> {
         let RpfConf { rp_filter: rpf, src_valid_mark, accept_local } = self.rpf_conf(iif);
         if rpf == 0 {
             if accept_local {
@@ -381,13 +391,11 @@ impl<'a> Fib<'a> {
                 return Ok(());
             }
         }
-        let key = FlowKey {
-            dst: src,
-            src: Some(dst),
-            mark: if src_valid_mark { mark } else { 0 },
-            iif: Some(iif),
-            oif: None,
-        };
+        // `__fib_validate_source` looks the route back up with input
+        // device `oif ?: LOOPBACK_IFINDEX` (no VRF here): `ip rule iif`
+        // selects it by `back`, never by the arrival device.
+        let key =
+            FlowKey { dst: src, src: Some(dst), mark: if src_valid_mark { mark } else { 0 }, iif: back, oif: None };
         // fib_lookup fails (`fib_props[type].error`) for a blackhole,
         // unreachable, prohibit or nat route or rule: as no route at all.
         let hit = self.lookup(&key);

@@ -748,7 +748,7 @@ impl<'a> NodeModel<'a> {
         }
         // Routing decision.
         if self.st.fib.is_local(pkt.dst) {
-            if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
+            if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, None, pkt.mark) {
                 return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
             }
             return self.input(pkt, ctx, iif, ch);
@@ -782,7 +782,7 @@ impl<'a> NodeModel<'a> {
             }
             other => return NodeEnd::Unknown(format!("route type {other:?} on {} is not modelled", self.node.name)),
         }
-        if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, pkt.mark) {
+        if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, hit.dev, pkt.mark) {
             return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
         }
         if let Some(key) = self.not_forwarding(iif) {

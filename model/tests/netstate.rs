@@ -763,7 +763,7 @@ fn rp_filter_above_two_is_loose() {
     for (rpf, ok) in [(0, true), (1, false), (2, true), (3, true), (4, true)] {
         let sys = sysctl::parse(&format!("net.ipv4.conf.all.rp_filter = {rpf}\n"), "s").unwrap();
         let fib = Fib::new(&routes, &rules, &ifs, &sys);
-        let got = fib.validate_source("10.0.0.7".parse().unwrap(), "10.1.0.1".parse().unwrap(), "eth1", 0);
+        let got = fib.validate_source("10.0.0.7".parse().unwrap(), "10.1.0.1".parse().unwrap(), "eth1", None, 0);
         assert_eq!(got.is_ok(), ok, "rp_filter {rpf}: {got:?}");
     }
 }
@@ -871,7 +871,7 @@ fn validate_source_with_rp_filter_0_and_accept_local() {
         let routes = iproute::parse(routes, "r").unwrap();
         let rules = if rules.is_empty() { Vec::new() } else { iprule::parse(rules, "i").unwrap() };
         let fib = Fib::new(&routes, &rules, &ifs, &sys);
-        let got = fib.validate_source(src.parse().unwrap(), "10.0.0.1".parse().unwrap(), iif, 0);
+        let got = fib.validate_source(src.parse().unwrap(), "10.0.0.1".parse().unwrap(), iif, None, 0);
         assert_eq!(got.is_ok(), *ok, "case {i}: rp_filter {rpf}, {extra:?}, from {src} on {iif}: {got:?}");
     }
 }
@@ -938,8 +938,51 @@ fn device_sysctls_are_read_in_sysctls_slash_form() {
         assert_eq!((c.rp_filter, c.accept_local, c.src_valid_mark), (2, true, true), "{form}");
         // The node's own address from vxlan.calico: accept_local lets it
         // through to the device check, which loose mode passes.
-        let got =
-            fib.validate_source("10.0.0.1".parse().unwrap(), "192.168.231.64".parse().unwrap(), "vxlan.calico", 0);
+        let got = fib.validate_source(
+            "10.0.0.1".parse().unwrap(),
+            "192.168.231.64".parse().unwrap(),
+            "vxlan.calico",
+            None,
+            0,
+        );
         assert!(got.is_ok(), "{form}: {got:?}");
+    }
+}
+
+/// Issue 13: `fib_validate_source` looks the route back up with input
+/// device `lo` for a packet delivered locally and the forwarding route's
+/// device for a forwarded one, never the arrival device: an `ip rule iif`
+/// selects the route back by that device.
+#[test]
+fn the_route_back_is_looked_up_from_lo_or_the_way_out() {
+    use natpath_model::fib::Fib;
+    let addr = "1: lo: <LOOPBACK,UP> mtu 65536\n    inet 127.0.0.1/8 scope host lo\n\
+                2: eth0: <UP> mtu 1500\n    inet 10.0.0.1/24 scope global eth0\n\
+                3: eth1: <UP> mtu 1500\n    inet 10.1.0.1/24 scope global eth1\n";
+    // 10.0.0.7 is routed back by eth0 in main, by eth1 in table 100.
+    let route = "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n\
+                 10.1.0.0/24 dev eth1 proto kernel scope link src 10.1.0.1\n\
+                 10.0.0.7 dev eth1 table 100 scope link\n\
+                 local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n\
+                 local 10.1.0.1 dev eth1 table local proto kernel scope host src 10.1.0.1\n";
+    let ifs = ipaddr::parse(addr, "a").unwrap();
+    let routes = iproute::parse(route, "r").unwrap();
+    let sys = sysctl::parse("net.ipv4.conf.all.rp_filter = 1\n", "s").unwrap();
+    let (src, dst) = ("10.0.0.7".parse().unwrap(), "10.1.0.1".parse().unwrap());
+    // (the rule's iif, the device the route back is looked up with, accepted
+    // arriving on eth0)
+    for (rule_iif, back, ok) in
+        [("eth0", None, true), ("lo", None, false), ("eth1", Some("eth1"), false), ("eth0", Some("eth1"), true)]
+    {
+        let rules = iprule::parse(
+            &format!(
+                "0:\tfrom all lookup local\n100:\tfrom all iif {rule_iif} lookup 100\n32766:\tfrom all lookup main\n"
+            ),
+            "i",
+        )
+        .unwrap();
+        let fib = Fib::new(&routes, &rules, &ifs, &sys);
+        let got = fib.validate_source(src, dst, "eth0", back, 0);
+        assert_eq!(got.is_ok(), ok, "iif {rule_iif}, back {back:?}: {got:?}");
     }
 }

@@ -517,6 +517,32 @@ fn a_tcp_reset_is_40_bytes_like_the_kernel() {
     assert_root_unchanged(&before);
 }
 
+/// The route back of a forwarded packet (issue 13, tests/common
+/// `back_iif_case`): the kernel looks it up with input device the
+/// forwarding route's (tunl0 for the client's NodePort SYN that node1
+/// forwards to node2's pod), so a rule `iif tunl0` sending the client back
+/// by tunl0 makes rp_filter 1 on ens192 drop the SYN, and a rule `iif
+/// ens192` does not apply. The model agrees on both, counters included.
+#[test]
+fn the_route_back_is_looked_up_like_the_kernel() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let mut failures = Vec::new();
+    for (dev, reaches) in [("tunl0", false), ("ens192", true)] {
+        let s = common::Scratch::of("seed-ipip-remote", &format!("kernel-back-iif-{dev}"));
+        common::back_iif_case(&s, dev);
+        let Some(run) = run(&s.0, &["client:10.0.0.51:32220/tcp"]) else { return };
+        let r = &run.results[0];
+        assert_eq!(r.pod().is_some(), reaches, "iif {dev}: the pod gets the SYN: {reaches}");
+        assert!(!rules(r, "node1", "raw", "PREROUTING").is_empty(), "iif {dev}: node1 received it");
+        let d = model_differences(&s.0, r);
+        println!("iif {dev}: {} difference(s)", d.len());
+        failures.extend(d.iter().map(|d| format!("iif {dev}: {d}")));
+    }
+    assert!(failures.is_empty(), "kernel and model disagree:\n{}", failures.join("\n"));
+    assert_root_unchanged(&before);
+}
+
 /// Source validation with rp_filter 0 (issue 13, tests/common
 /// `rpf_cases`): the pod on node2 sends a SYN to node1's tunl0 address; it
 /// crosses the tunnel and arrives on node1's tunl0, where node1 has

@@ -326,12 +326,45 @@ fn source_validation_with_rp_filter_0() {
         if !passes {
             let why = if case.blackhole_back {
                 "the route back to 192.168.233.136 is Blackhole"
+            } else if case.iif_rule.is_some() {
+                "the route back to 192.168.233.136 leaves by `ens192`, not `tunl0`"
             } else if case.rp_filter == 1 && case.accept_local {
                 "the route back to 192.168.233.136 leaves by `lo`, not `tunl0`"
             } else {
                 "martian source 192.168.233.136: it is an address of this node"
             };
             assert!(text.contains(why), "{tag}: {text}");
+        }
+    }
+}
+
+/// The route back of a forwarded packet is looked up with input device
+/// the forwarding route's (issue 13, tests/common `back_iif_case`): a rule
+/// `iif tunl0` sending the client back by tunl0 makes node1's strict
+/// rp_filter on ens192 drop the client's NodePort SYN, which node1
+/// forwards out of tunl0; a rule `iif ens192`, the arrival device, does
+/// not apply. The trace and the check (the encoding) say the same; the
+/// kernel agrees (tests/kernel.rs `the_route_back_is_looked_up_like_the_kernel`).
+#[test]
+fn the_route_back_of_a_forwarded_packet_is_looked_up_from_its_way_out() {
+    for (dev, dropped) in [("tunl0", true), ("ens192", false)] {
+        let s = Scratch::of("seed-ipip-remote", &format!("back-iif-{dev}"));
+        common::back_iif_case(&s, dev);
+        let t = trace(&s, "client", "10.0.0.51:32220");
+        let b = &t["branches"][0];
+        let (code, out, err) = common::natpath(&["check", s.path(), "--invariant", "nodeport-reachable"]);
+        if dropped {
+            assert_eq!(b["outcome"], "dropped", "{dev}: {b}");
+            assert_eq!(
+                b["reason"],
+                "dropped on node1 by routing: reverse path filter (rp_filter 1 on `ens192`): the route back to 10.0.0.53 leaves by `tunl0`, not `ens192`",
+                "{dev}: {b}"
+            );
+            assert_eq!(code, 1, "{dev}: {out}{err}");
+            assert!(out.contains("dropped on node1 by routing: reverse path filter"), "{dev}: {out}");
+        } else {
+            assert_eq!(b["outcome"], "delivered", "{dev}: {b}");
+            assert_eq!(code, 0, "{dev}: {out}{err}");
         }
     }
 }

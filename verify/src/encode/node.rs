@@ -571,11 +571,18 @@ impl<'e, 's> Run<'e, 's> {
         // Routing decision.
         let local = route::is_local(node, &pkt.dst);
         let lf = flow.and(&local);
-        let rpf = if self.detail.nat_only {
-            Bool::from_bool(false)
-        } else {
-            route::rpf_fails(node, &pkt.src, &pkt.dst, iif, &pkt.mark)
+        // The route back is looked up with input device `lo` for local
+        // delivery and the forwarding route's device for forwarding; only
+        // an `ip rule iif` tells them apart.
+        let rpf_by = |out: Option<u16>| {
+            if self.detail.nat_only {
+                Bool::from_bool(false)
+            } else {
+                route::rpf_fails(node, &pkt.src, &pkt.dst, iif, &route::back_iif(out), &pkt.mark)
+            }
         };
+        let rpf = rpf_by(None);
+        let iif_rules = node.ip_rules.iter().any(|r| r.iif.is_some());
         self.p.dropped.push(Ending {
             cond: and2(&lf.cond, &rpf),
             reason: format!("dropped on {name} by routing: reverse path filter or martian source"),
@@ -641,12 +648,19 @@ impl<'e, 's> Run<'e, 's> {
                 }),
             }
         }
+        let fwd_rpf: Vec<Bool> = fwd
+            .iter()
+            .map(|(_, case)| match case.dev.as_deref() {
+                Some(d) if iif_rules => rpf_by(Some(node.dev_value(d))),
+                _ => rpf.clone(),
+            })
+            .collect();
         self.p.dropped.push(Ending {
-            cond: and2(&any(&fwd.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()), &rpf),
+            cond: any(&fwd.iter().zip(&fwd_rpf).map(|((c, _), r)| and2(c, r)).collect::<Vec<_>>()),
             reason: format!("dropped on {name} by routing: reverse path filter"),
         });
         let fwd: Vec<(Bool, &route::Case<'_>)> =
-            fwd.into_iter().map(|(c, case)| (and2(&c, &not(&rpf)), case)).collect();
+            fwd.into_iter().zip(&fwd_rpf).map(|((c, case), r)| (and2(&c, &not(r)), case)).collect();
         let any_fwd = any(&fwd.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>());
         for (c, key) in &off {
             self.p.dropped.push(Ending { cond: and2(&any_fwd, c), reason: format!("dropped on {name}: {key} is 0") });

@@ -409,10 +409,11 @@ fn is_own_addr(node: &NodeEnc<'_>, src: &BV) -> Bool {
 /// route back (a blackhole, unreachable or prohibit one is none), a route
 /// back that is not unicast (local: unless accept_local), or one by another
 /// device under rp_filter 1 (or on a device without an address) drops.
+/// The route back is looked up with input device `back` ([`back_iif`]).
 /// As [`natpath_model::fib::Fib::validate_source`].
-pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &BV) -> Bool {
+pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, back: &DevTerm, mark: &BV) -> Bool {
     if iif.known.is_none() {
-        if let Some(b) = rpf_fails_shared(node, src, dst, iif, mark) {
+        if let Some(b) = rpf_fails_shared(node, src, dst, iif, back, mark) {
             return b;
         }
     }
@@ -433,7 +434,7 @@ pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &B
                     dst: src.clone(),
                     src: Some((Bool::from_bool(true), dst.clone())),
                     mark: if d.conf.src_valid_mark { mark.clone() } else { bv32(0) },
-                    iif: DevTerm::konst(v),
+                    iif: back.clone(),
                 };
                 let l = lookup(node, &key);
                 let mut fail = Vec::new();
@@ -470,14 +471,22 @@ pub fn not_forwarding(node: &NodeEnc<'_>, iif: &DevTerm) -> Vec<(Bool, String)> 
     groups.into_iter().map(|(key, conds)| (any(&conds), key.to_string())).collect()
 }
 
-/// [`rpf_fails`] for a symbolic input device with one route lookup shared by
-/// every device: possible when no policy rule selects on `iif` and every
-/// device that looks the route up reads the mark alike (`src_valid_mark`).
-/// `None` otherwise.
-fn rpf_fails_shared(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark: &BV) -> Option<Bool> {
-    if node.ip_rules.iter().any(|r| r.iif.is_some()) {
-        return None;
+/// The input device of `fib_validate_source`'s lookup of the route back,
+/// whatever device the packet arrived on: the forwarding route's device
+/// `out` for a forwarded packet, `lo` (`LOOPBACK_IFINDEX`) for one
+/// delivered locally (`None`), as in
+/// [`natpath_model::fib::Fib::validate_source`].
+pub fn back_iif(out: Option<u16>) -> DevTerm {
+    match out {
+        Some(v) => DevTerm::konst(v),
+        None => DevTerm { none_is_lo: true, ..DevTerm::none() },
     }
+}
+
+/// [`rpf_fails`] for a symbolic input device with one route lookup shared by
+/// every device: possible when every device that looks the route up reads
+/// the mark alike (`src_valid_mark`). `None` otherwise.
+fn rpf_fails_shared(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, back: &DevTerm, mark: &BV) -> Option<Bool> {
     // The device values by what they do (ascending).
     let (mut own, mut full, mut full_on, mut no_local, mut strict) = (vec![], vec![], vec![], vec![], vec![]);
     let mut svm: Option<bool> = None;
@@ -515,7 +524,7 @@ fn rpf_fails_shared(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, mark:
         dst: src.clone(),
         src: Some((Bool::from_bool(true), dst.clone())),
         mark: if svm.unwrap_or(false) { mark.clone() } else { bv32(0) },
-        iif: DevTerm::none(),
+        iif: back.clone(),
     };
     let l = lookup(node, &key);
     let (in_full, in_strict) = (iif.one_of(&full), iif.one_of(&strict));

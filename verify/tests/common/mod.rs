@@ -213,6 +213,18 @@ pub fn redirect_case(s: &Scratch) {
     );
 }
 
+/// node1 of `seed-ipip-remote` with a rule `iif DEV lookup 100` whose
+/// table routes the client (10.0.0.53) back by tunl0 (issue 13): the
+/// client's NodePort SYN comes in by ens192 (rp_filter 1) and is forwarded
+/// out of tunl0 to the pod on node2. The kernel looks the route back up
+/// with input device tunl0, the forwarding route's: with `iif tunl0` it
+/// finds table 100's route by tunl0 and drops the SYN (strict: not
+/// ens192); with `iif ens192` the rule does not apply and the SYN goes on.
+pub fn back_iif_case(s: &Scratch, dev: &str) {
+    s.edit("node1", "ip-route", |t| format!("{t}10.0.0.53 via 10.0.0.52 dev tunl0 table 100 proto static onlink\n"));
+    s.edit("node1", "ip-rule", |t| t.replace("32766:", &format!("100:\tfrom all iif {dev} lookup 100\n32766:")));
+}
+
 /// Counting rules (no target) at the top of node1's raw OUTPUT that tell a
 /// TCP reset of 40 bytes (#1) from a longer one (#2), and a filter INPUT
 /// REJECT with tcp-reset for port 2223: on `node-listeners`, the reset of
@@ -280,6 +292,10 @@ pub struct RpfCase {
     pub local_back: bool,
     /// `net.ipv4.conf.tunl0.rp_filter` on node1 (`all` and `default` are 0).
     pub rp_filter: u8,
+    /// node1's main table routes the pod back by ens192 (through node2's
+    /// LAN address), and table 100, by tunl0, is chosen by a rule
+    /// `iif DEV lookup 100`: which device does the route back come in by?
+    pub iif_rule: Option<&'static str>,
 }
 
 /// Edit `s` (a copy of `seed-ipip-remote`) for `c`.
@@ -344,11 +360,18 @@ pub fn rpf_case(s: &Scratch, c: &RpfCase) {
     if c.local_back {
         routes.push_str(&format!("local {pod} dev lo table local proto static scope host\n"));
     }
+    if c.iif_rule.is_some() {
+        routes.push_str(&format!("{pod} via 10.0.0.52 dev ens192 proto static\n"));
+        routes.push_str(&format!("{pod} via 10.0.0.52 dev tunl0 table 100 proto static onlink\n"));
+    }
     if !routes.is_empty() {
         s.edit("node1", "ip-route", |t| format!("{t}{routes}"));
     }
     if c.custom_rule {
         s.edit("node1", "ip-rule", |t| t.replace("32766:", "100:\tfrom all fwmark 0x1 lookup main\n32766:"));
+    }
+    if let Some(dev) = c.iif_rule {
+        s.edit("node1", "ip-rule", |t| t.replace("32766:", &format!("100:\tfrom all iif {dev} lookup 100\n32766:")));
     }
 }
 
@@ -366,6 +389,7 @@ pub fn rpf_cases() -> Vec<(&'static str, RpfCase, bool)> {
         blackhole_back: false,
         local_back: false,
         rp_filter: 0,
+        iif_rule: None,
     };
     vec![
         ("own", RpfCase { own: true, ..base }, false),
@@ -381,5 +405,9 @@ pub fn rpf_cases() -> Vec<(&'static str, RpfCase, bool)> {
         ("own-rpf-1-accept-local", RpfCase { own: true, rp_filter: 1, accept_local: true, ..base }, false),
         ("own-rpf-2", RpfCase { own: true, rp_filter: 2, ..base }, false),
         ("own-rpf-2-accept-local", RpfCase { own: true, rp_filter: 2, accept_local: true, ..base }, true),
+        // The route back is looked up with input device `lo`: a rule for
+        // the arrival device does not apply to it, one for `lo` does.
+        ("iif-rule-arrival-dev", RpfCase { rp_filter: 1, iif_rule: Some("tunl0"), ..base }, false),
+        ("iif-rule-lo", RpfCase { rp_filter: 1, iif_rule: Some("lo"), ..base }, true),
     ]
 }
