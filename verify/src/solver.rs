@@ -7,6 +7,7 @@
 //! violation. Models are read only through [`Witness`], which completes
 //! unconstrained values (any value is a witness for them).
 
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 use z3::ast::{Bool, BV};
 use z3::{Model, Params, SatResult, Solver, Tactic};
@@ -57,6 +58,36 @@ pub struct Session {
 /// `simplify`, then each of `then`, as a solver.
 fn tactic_solver(then: &[&str]) -> Solver {
     then.iter().fold(Tactic::new("simplify"), |t, next| t.and_then(&Tactic::new(next))).solver()
+}
+
+/// How often the watchdog of [`guarded`] interrupts Z3 again once the
+/// time is up.
+const NUDGE: Duration = Duration::from_millis(50);
+
+/// `check()`, interrupted from another thread once `limit` has passed, and
+/// again every [`NUDGE`] until it returns. Z3's own `timeout` can miss: on
+/// Debian's 4.8.12 a check with a 1 ms timeout was seen running for
+/// minutes, its timer thread idle (an interrupt that comes before the check
+/// can take it is lost, hence the repeats). A check that never ends is
+/// worse than an unknown.
+fn guarded(check: impl FnOnce() -> SatResult, limit: Option<Duration>) -> SatResult {
+    let Some(limit) = limit else { return check() };
+    let ctx = z3::Context::thread_local();
+    let handle = ctx.handle();
+    let handle = &handle;
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut next = limit;
+            while let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(next) {
+                handle.interrupt();
+                next = NUDGE;
+            }
+        });
+        let r = check();
+        drop(done);
+        r
+    })
 }
 
 fn set_timeout(s: &Solver, t: Duration) {
@@ -116,7 +147,7 @@ impl Session {
     /// Check the assertions.
     pub fn check(&mut self) -> Answer {
         let t0 = Instant::now();
-        if self.prover.check() == SatResult::Unsat {
+        if guarded(|| self.prover.check(), self.timeout) == SatResult::Unsat {
             self.spent += t0.elapsed();
             return Answer::Unsat;
         }
@@ -130,7 +161,8 @@ impl Session {
                 }
             }
         }
-        let r = self.solver.check();
+        let left = self.timeout.map(|t| t.saturating_sub(t0.elapsed()));
+        let r = guarded(|| self.solver.check(), left);
         if let Some(t) = self.timeout {
             set_timeout(&self.solver, t);
         }
@@ -210,6 +242,30 @@ mod tests {
             Answer::Unknown(why) => assert!(!why.is_empty()),
             Answer::Sat(_) | Answer::Unsat => {} // a very fast machine may finish; never a panic
         }
+    }
+
+    /// The watchdog alone ends a check that Z3 would not end by itself
+    /// (no Z3 timeout is set here), as unknown.
+    #[test]
+    fn the_watchdog_ends_a_check_z3_would_not() {
+        let p = BV::new_const("solver_test_wp", 64);
+        let q = BV::new_const("solver_test_wq", 64);
+        let n: u64 = 2_147_483_647 * 2_147_483_629;
+        let s = tactic_solver(&["solve-eqs", "bit-blast", "sat"]);
+        s.assert(&Bool::and(&[
+            p.bvmul(&q).eq(BV::from_u64(n, 64)),
+            p.bvugt(BV::from_u64(1, 64)),
+            q.bvugt(BV::from_u64(1, 64)),
+            p.bvult(BV::from_u64(1 << 32, 64)),
+            q.bvult(BV::from_u64(1 << 32, 64)),
+        ]));
+        let t0 = Instant::now();
+        let r = guarded(|| s.check(), Some(Duration::from_millis(100)));
+        assert_eq!(r, SatResult::Unknown);
+        assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+        // The context is usable afterwards.
+        let x = BV::new_const("solver_test_wx", 8);
+        assert!(matches!(solve(&[&x.bvult(BV::from_u64(3, 8))], Some(Duration::from_secs(10))).0, Answer::Sat(_)));
     }
 
     #[test]
