@@ -764,3 +764,45 @@ fn every_option_repeated_or_left_out_agrees() {
     println!("{n} edited rules");
     assert!(wrong.is_empty(), "{} disagreements of {n}:\n{}", wrong.len(), wrong.join("\n"));
 }
+
+/// Every rule shape of the corpus, moved into each built-in chain of its
+/// table: natpath and iptables-restore give the same answer. This is where
+/// the kernel's bounds on tables and hooks (`-j MASQUERADE` only in
+/// POSTROUTING, `-m owner` only where the host sends, `-o` not in INPUT
+/// ...) decide, for every match and target the corpus uses.
+#[test]
+fn every_rule_shape_in_every_builtin_chain_agrees() {
+    let (dumps, ipsets) = all_corpus_dumps();
+    let sets: Vec<String> = ipsets
+        .lines()
+        .filter_map(|l| l.strip_prefix("create "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    let Some(ns) = referee(&[], &ipsets) else { return };
+    let mut wrong = Vec::new();
+    let (mut n, mut refused) = (0, 0);
+    for (from, words, head) in rule_shapes(&dumps) {
+        let table = head.lines().next().unwrap_or_default().trim_start_matches('*');
+        let builtins: &[&str] = match table {
+            "raw" => &["PREROUTING", "OUTPUT"],
+            "nat" => &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+            "mangle" => &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+            _ => &["INPUT", "FORWARD", "OUTPUT"],
+        };
+        for chain in builtins {
+            let rule = format!("-A {chain} {}", words[2..].join(" "));
+            let dump = format!("{head}{rule}\nCOMMIT\n");
+            n += 1;
+            let ours = natpath(&dump, &sets);
+            let (code, err) = ns.restore(&dump);
+            refused += usize::from(code != 0);
+            if ours.is_ok() != (code == 0) {
+                wrong.push(format!("{from}: {rule}\n  natpath: {ours:?}\n  iptables-restore: {}", err.trim()));
+            }
+        }
+    }
+    println!("{n} rules, {refused} refused by iptables-restore");
+    assert!(refused > 0, "no rule was refused: the test shows nothing");
+    assert!(wrong.is_empty(), "{} disagreements of {n}:\n{}", wrong.len(), wrong.join("\n"));
+}
