@@ -760,7 +760,14 @@ impl<'a> NodeModel<'a> {
         };
         match hit.kind {
             RouteType::Unicast => {}
-            RouteType::Local => return self.input(pkt, ctx, iif, ch),
+            // A `local` route of another table than `local` (a policy rule
+            // chose it): delivered locally, after the same validation.
+            RouteType::Local => {
+                if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, None, pkt.mark) {
+                    return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
+                }
+                return self.input(pkt, ctx, iif, ch);
+            }
             RouteType::Blackhole => {
                 return NodeEnd::Dropped(format!(
                     "dropped on {} by the blackhole route {}",

@@ -621,7 +621,15 @@ impl<'e, 's> Run<'e, 's> {
             }
             match case.kind {
                 RouteType::Unicast => fwd.push((c, case)),
-                RouteType::Local => to_input.push(Flow { cond: c, state: flow.state.clone() }),
+                // A `local` route of another table (a policy rule chose
+                // it): delivered locally, after the same validation.
+                RouteType::Local => {
+                    self.p.dropped.push(Ending {
+                        cond: and2(&c, &rpf),
+                        reason: format!("dropped on {name} by routing: reverse path filter or martian source"),
+                    });
+                    to_input.push(Flow { cond: and2(&c, &not(&rpf)), state: flow.state.clone() });
+                }
                 RouteType::Blackhole => self.p.dropped.push(Ending {
                     cond: c,
                     reason: format!("dropped on {name} by the blackhole route {}", route_str(case)),
