@@ -252,7 +252,7 @@ mod tests {
         let q = BV::new_const("solver_test_wq", 64);
         let n: u64 = 2_147_483_647 * 2_147_483_629;
         let s = tactic_solver(&["solve-eqs", "bit-blast", "sat"]);
-        s.assert(&Bool::and(&[
+        s.assert(Bool::and(&[
             p.bvmul(&q).eq(BV::from_u64(n, 64)),
             p.bvugt(BV::from_u64(1, 64)),
             q.bvugt(BV::from_u64(1, 64)),
