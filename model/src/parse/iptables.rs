@@ -1458,7 +1458,10 @@ fn misplaced(ts: &TableState<'_>, edges: &Edges) -> Vec<(Loc, String)> {
                 ));
                 continue;
             }
-            let bad = hooks::refused(r).into_iter().find(|(_, refused)| !refused.meet(here).is_empty());
+            if here.is_empty() {
+                continue;
+            }
+            let bad = hooks::refused(r).find(|(_, refused)| !refused.meet(here).is_empty());
             if let Some((what, refused)) = bad {
                 let hooks: Vec<String> = refused.meet(here).names().map(|h| format!("`{h}`")).collect();
                 let via =

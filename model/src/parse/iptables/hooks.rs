@@ -53,41 +53,51 @@ impl Hooks {
     }
 }
 
+/// All five hooks.
+const ALL: u8 = PRE | IN | FWD | OUT | POST;
+
+/// The hooks match `m` may be used in, when the kernel bounds them.
+fn match_bound(m: &Match) -> Option<(&'static str, u8)> {
+    Some(match m {
+        Match::Rpfilter { .. } => ("`-m rpfilter`", PRE),
+        Match::Socket { .. } => ("`-m socket`", PRE | IN),
+        Match::Owner(_) => ("`-m owner`", OUT | POST),
+        Match::Mac(_) => ("`-m mac`", PRE | IN | FWD),
+        Match::Addrtype(a) if a.limit_iface_in => ("`-m addrtype --limit-iface-in`", PRE | IN | FWD),
+        Match::Addrtype(a) if a.limit_iface_out => ("`-m addrtype --limit-iface-out`", FWD | OUT | POST),
+        Match::Policy(p) if p.dir_in => ("`-m policy --dir in`", PRE | IN | FWD),
+        Match::Policy(_) => ("`-m policy --dir out`", FWD | OUT | POST),
+        // xt_physdev: the output side of a packet that is not known to be
+        // bridged is refused where the host sends (OUTPUT).
+        Match::Physdev(p) if (p.physdev_out.is_some() || p.is_out.is_some()) && p.is_bridged != Some(true) => {
+            ("`-m physdev --physdev-out` or `--physdev-is-out` without `--physdev-is-bridged`", ALL & !OUT)
+        }
+        _ => return None,
+    })
+}
+
+/// The hooks target `t` may be used in, when the kernel bounds them.
+fn target_bound(t: &Target) -> Option<(&'static str, u8)> {
+    Some(match t {
+        Target::Dnat { .. } => ("`-j DNAT`", PRE | OUT),
+        Target::Redirect { .. } => ("`-j REDIRECT`", PRE | OUT),
+        Target::Snat { .. } => ("`-j SNAT`", IN | POST),
+        Target::Masquerade { .. } => ("`-j MASQUERADE`", POST),
+        Target::Reject(_) => ("`-j REJECT`", IN | FWD | OUT),
+        Target::Tcpmss(None) => ("`-j TCPMSS --clamp-mss-to-pmtu`", FWD | OUT | POST),
+        Target::Unsupported { name, .. } if name == "TPROXY" => ("`-j TPROXY`", PRE),
+        _ => return None,
+    })
+}
+
 /// What one rule may not meet: the matches and target of `rule` that the
 /// kernel binds to hooks, each with the hooks it refuses them in.
-pub(crate) fn refused(rule: &Rule) -> Vec<(String, Hooks)> {
-    let mut out = Vec::new();
-    let mut only = |what: String, allowed: u8| out.push((what, Hooks(!allowed & (PRE | IN | FWD | OUT | POST))));
-    for m in &rule.matches {
-        match m {
-            Match::Rpfilter { .. } => only("`-m rpfilter`".into(), PRE),
-            Match::Socket { .. } => only("`-m socket`".into(), PRE | IN),
-            Match::Owner(_) => only("`-m owner`".into(), OUT | POST),
-            Match::Mac(_) => only("`-m mac`".into(), PRE | IN | FWD),
-            Match::Addrtype(a) if a.limit_iface_in => only("`-m addrtype --limit-iface-in`".into(), PRE | IN | FWD),
-            Match::Addrtype(a) if a.limit_iface_out => only("`-m addrtype --limit-iface-out`".into(), FWD | OUT | POST),
-            Match::Policy(p) if p.dir_in => only("`-m policy --dir in`".into(), PRE | IN | FWD),
-            Match::Policy(_) => only("`-m policy --dir out`".into(), FWD | OUT | POST),
-            // xt_physdev: the output side of a packet that is not known
-            // to be bridged is refused where the host sends (OUTPUT).
-            Match::Physdev(p) if (p.physdev_out.is_some() || p.is_out.is_some()) && p.is_bridged != Some(true) => only(
-                "`-m physdev --physdev-out` or `--physdev-is-out` without `--physdev-is-bridged`".into(),
-                PRE | IN | FWD | POST,
-            ),
-            _ => {}
-        }
-    }
-    match &rule.target {
-        Some(Target::Dnat { .. }) => only("`-j DNAT`".into(), PRE | OUT),
-        Some(Target::Redirect { .. }) => only("`-j REDIRECT`".into(), PRE | OUT),
-        Some(Target::Snat { .. }) => only("`-j SNAT`".into(), IN | POST),
-        Some(Target::Masquerade { .. }) => only("`-j MASQUERADE`".into(), POST),
-        Some(Target::Reject(_)) => only("`-j REJECT`".into(), IN | FWD | OUT),
-        Some(Target::Tcpmss(None)) => only("`-j TCPMSS --clamp-mss-to-pmtu`".into(), FWD | OUT | POST),
-        Some(Target::Unsupported { name, .. }) if name == "TPROXY" => only("`-j TPROXY`".into(), PRE),
-        _ => {}
-    }
-    out
+pub(crate) fn refused(rule: &Rule) -> impl Iterator<Item = (&'static str, Hooks)> + '_ {
+    rule.matches
+        .iter()
+        .filter_map(match_bound)
+        .chain(rule.target.iter().filter_map(target_bound))
+        .map(|(what, allowed)| (what, Hooks(ALL & !allowed)))
 }
 
 /// The tables a match of `rule` is bound to, when not `table`: `(what,
