@@ -431,6 +431,15 @@ mod errors {
         => "t:3:4: `-o` cannot be used in chain `INPUT`: its packets have no output interface (iptables refuses it)");
     err!(set_packet_counts_repeated: &dump("filter", ":X - [0:0]\n-A X -m set --match-set s src --packets-lt 1 --packets-gt 2 -j ACCEPT")
         => "t:3:46: only one of `--packets-eq`, `--packets-lt` and `--packets-gt` may be given");
+    #[test]
+    fn a_paste_without_its_table_is_not_held_to_the_tables_bounds() {
+        // No `*table` line: the table is inferred, so where rpfilter or
+        // MASQUERADE may be used is not checked (with `*filter` it is).
+        for paste in ["-A PREROUTING -m rpfilter --invert -j DROP\n", "-A PREROUTING -j MASQUERADE\n"] {
+            assert!(parse(paste, "t", &Options::default()).is_ok(), "{paste}");
+        }
+        assert!(parse(&dump("filter", "-A INPUT -m rpfilter -j DROP"), "t", &Options::default()).is_err());
+    }
     err!(unknown_option: &dump("filter", ":X - [0:0]\n-A X -p tcp -m tcp --dport 80 --bogus 1 -j ACCEPT")
         => "t:3:31: unknown option `--bogus`");
     err!(unknown_module: &dump("filter", ":X - [0:0]\n-A X -m foo --bar -j ACCEPT")

@@ -1244,7 +1244,11 @@ impl<'o, 'a> Parser<'o, 'a> {
             let looped = loops(&ts, &edges);
             if looped.is_empty() {
                 errs.extend(too_deep(&ts, &edges));
-                errs.extend(misplaced(&ts, &edges));
+                // Where a match or target may be used depends on the table:
+                // a paste whose table is a guess is not held to it.
+                if !ts.inferred {
+                    errs.extend(misplaced(&ts, &edges));
+                }
             }
             errs.extend(looped);
             // Notes, in the order of the tables and chains.
