@@ -422,13 +422,31 @@ fn dumps() -> (Vec<String>, Vec<String>, String) {
         ipsets.push_str(&std::fs::read_to_string(dir.join("ipset-save")).unwrap_or_default());
     }
     ipsets.push_str(CASE_SETS);
-    let names = ipsets
+    (texts, set_names(&ipsets), ipsets)
+}
+
+/// The names of the sets `ipset_save` creates.
+fn set_names(ipset_save: &str) -> Vec<String> {
+    ipset_save
         .lines()
         .filter_map(|l| l.strip_prefix("create "))
         .filter_map(|l| l.split(' ').next())
         .map(str::to_string)
-        .collect();
-    (texts, names, ipsets)
+        .collect()
+}
+
+/// natpath's and iptables-restore's answers on `rule` in a dump of its
+/// own (`head`: its table's line and chain declarations); a disagreement
+/// is added to `wrong`, said to come from `from`. Whether iptables-restore
+/// refused it.
+fn compare(ns: &Netns, sets: &[String], (from, head, rule): (&str, &str, &str), wrong: &mut Vec<String>) -> bool {
+    let dump = format!("{head}{rule}\nCOMMIT\n");
+    let ours = natpath(&dump, sets);
+    let (code, err) = ns.restore(&dump);
+    if ours.is_ok() != (code == 0) {
+        wrong.push(format!("{from}: {rule}\n  natpath: {ours:?}\n  iptables-restore: {}", err.trim()));
+    }
+    code != 0
 }
 
 /// A namespace ready for the cases (sets created, corpus dumps loading),
@@ -741,24 +759,14 @@ fn option_edits(words: &[String]) -> Vec<String> {
 #[test]
 fn every_option_repeated_or_left_out_agrees() {
     let (dumps, ipsets) = all_corpus_dumps();
-    let sets: Vec<String> = ipsets
-        .lines()
-        .filter_map(|l| l.strip_prefix("create "))
-        .filter_map(|l| l.split(' ').next())
-        .map(str::to_string)
-        .collect();
+    let sets = set_names(&ipsets);
     let Some(ns) = referee(&[], &ipsets) else { return };
     let mut wrong = Vec::new();
     let mut n = 0;
     for (from, words, head) in rule_shapes(&dumps) {
         for rule in option_edits(&words) {
-            let dump = format!("{head}{rule}\nCOMMIT\n");
             n += 1;
-            let ours = natpath(&dump, &sets);
-            let (code, err) = ns.restore(&dump);
-            if ours.is_ok() != (code == 0) {
-                wrong.push(format!("{from}: {rule}\n  natpath: {ours:?}\n  iptables-restore: {}", err.trim()));
-            }
+            compare(&ns, &sets, (&from, &head, &rule), &mut wrong);
         }
     }
     println!("{n} edited rules");
@@ -773,12 +781,7 @@ fn every_option_repeated_or_left_out_agrees() {
 #[test]
 fn every_rule_shape_in_every_builtin_chain_agrees() {
     let (dumps, ipsets) = all_corpus_dumps();
-    let sets: Vec<String> = ipsets
-        .lines()
-        .filter_map(|l| l.strip_prefix("create "))
-        .filter_map(|l| l.split(' ').next())
-        .map(str::to_string)
-        .collect();
+    let sets = set_names(&ipsets);
     let Some(ns) = referee(&[], &ipsets) else { return };
     let mut wrong = Vec::new();
     let (mut n, mut refused) = (0, 0);
@@ -792,14 +795,8 @@ fn every_rule_shape_in_every_builtin_chain_agrees() {
         };
         for chain in builtins {
             let rule = format!("-A {chain} {}", words[2..].join(" "));
-            let dump = format!("{head}{rule}\nCOMMIT\n");
             n += 1;
-            let ours = natpath(&dump, &sets);
-            let (code, err) = ns.restore(&dump);
-            refused += usize::from(code != 0);
-            if ours.is_ok() != (code == 0) {
-                wrong.push(format!("{from}: {rule}\n  natpath: {ours:?}\n  iptables-restore: {}", err.trim()));
-            }
+            refused += usize::from(compare(&ns, &sets, (&from, &head, &rule), &mut wrong));
         }
     }
     println!("{n} rules, {refused} refused by iptables-restore");
