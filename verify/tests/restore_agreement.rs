@@ -202,6 +202,24 @@ const CASES: &[(&str, bool)] = &[
     ("*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -m physdev --physdev-in eth0 -j DROP\nCOMMIT\n", true),
     ("*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -m addrtype --src-type LOCAL --limit-iface-in -j DROP\nCOMMIT\n", false),
     ("*mangle\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -m conntrack --ctstate NEW -j MARK --set-mark 1\nCOMMIT\n", true),
+    // Targets bound to a table: REJECT to filter, and some natpath keeps
+    // without modelling them.
+    ("*filter\n:X - [0:0]\n-A X -j REJECT\nCOMMIT\n", true),
+    ("*mangle\n:X - [0:0]\n-A X -j REJECT\nCOMMIT\n", false),
+    ("*mangle\n:INPUT ACCEPT [0:0]\n-A INPUT -j REJECT\nCOMMIT\n", false),
+    ("*security\n:X - [0:0]\n-A X -j REJECT\nCOMMIT\n", false),
+    ("*raw\n:X - [0:0]\n-A X -j REJECT\nCOMMIT\n", false),
+    ("*mangle\n:X - [0:0]\n-A X -p tcp -j TPROXY --on-port 1 --tproxy-mark 1\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -p tcp -j TPROXY --on-port 1 --tproxy-mark 1\nCOMMIT\n", false),
+    ("*nat\n:X - [0:0]\n-A X -j NETMAP --to 1.2.3.0/24\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -j NETMAP --to 1.2.3.0/24\nCOMMIT\n", false),
+    ("*mangle\n:X - [0:0]\n-A X -j DSCP --set-dscp 1\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -j DSCP --set-dscp 1\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -j TOS --set-tos 1\nCOMMIT\n", false),
+    ("*mangle\n:X - [0:0]\n-A X -j TTL --ttl-set 1\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -j TTL --ttl-set 1\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -p tcp -j TCPMSS --set-mss 1400\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -j CONNMARK --set-mark 1\nCOMMIT\n", true),
 ];
 
 /// Options given twice in one rule, `(rule, accepted by iptables-restore

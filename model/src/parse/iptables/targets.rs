@@ -106,6 +106,15 @@ pub(crate) fn only_table(t: &Target) -> Option<crate::ruleset::TableName> {
         }
         Target::Notrack | Target::Ct(_) => Some(TableName::Raw),
         Target::Checksum => Some(TableName::Mangle),
+        // ipt_REJECT is bound to filter (`.table`), not only to its hooks.
+        Target::Reject(_) => Some(TableName::Filter),
+        // Targets natpath keeps without modelling them, by their modules'
+        // `.table` (checked with iptables-restore 1.8.9).
+        Target::Unsupported { name, .. } => match name.as_str() {
+            "TPROXY" | "DSCP" | "TOS" | "TTL" => Some(TableName::Mangle),
+            "NETMAP" => Some(TableName::Nat),
+            _ => None,
+        },
         _ => None,
     }
 }
