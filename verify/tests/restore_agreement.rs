@@ -220,6 +220,10 @@ const CASES: &[(&str, bool)] = &[
     ("*filter\n:X - [0:0]\n-A X -j TTL --ttl-set 1\nCOMMIT\n", false),
     ("*filter\n:X - [0:0]\n-A X -p tcp -j TCPMSS --set-mss 1400\nCOMMIT\n", true),
     ("*filter\n:X - [0:0]\n-A X -j CONNMARK --set-mark 1\nCOMMIT\n", true),
+    // iptables refuses DROP in the nat table, but not as a chain line's policy.
+    ("*nat\n:X - [0:0]\n-A X -j DROP\nCOMMIT\n", false),
+    ("*nat\n-P PREROUTING DROP\nCOMMIT\n", false),
+    ("*nat\n:X - [0:0]\n-A X -j ACCEPT\nCOMMIT\n", true),
 ];
 
 /// Options given twice in one rule, `(rule, accepted by iptables-restore

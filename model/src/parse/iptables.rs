@@ -70,6 +70,11 @@ pub const MAX_LINE: usize = 1 << 20;
 /// Added to the error of a line that ends in `\r`.
 const CRLF_HINT: &str = " (the line ends in a carriage return: iptables-restore reads the `\\r` of a CRLF line ending as part of the last word and refuses the line; convert the file with `dos2unix` or `tr -d '\\r'`)";
 
+/// iptables' refusal of `-j DROP` and `-P CHAIN DROP` in the nat table (a
+/// `:CHAIN DROP` line there is accepted).
+const NAT_DROP: &str =
+    "expected a nat target or a jump, found `DROP`: iptables refuses DROP in the nat table (\"not intended for filtering\")";
+
 /// The longest chain of jumps (`-j`/`-g` to user chains) from a built-in
 /// chain that the kernel loads: nf_tables refuses a 16th nested jump
 /// with `Too many links` when the table is committed.
@@ -986,7 +991,9 @@ impl<'o, 'a> Parser<'o, 'a> {
                 }
             }
             OpKind::SetPolicy { policy, counters } => {
-                if !ts.is_builtin(&op.chain) {
+                if tname == TableName::Nat && policy == Policy::Drop {
+                    errs.push((op.loc.clone(), NAT_DROP.to_string()));
+                } else if !ts.is_builtin(&op.chain) {
                     errs.push((
                         op.loc.clone(),
                         format!(
@@ -1052,7 +1059,11 @@ impl<'o, 'a> Parser<'o, 'a> {
                 {
                     let mut ok = true;
                     if let Some(t) = rules.first().and_then(|r| r.target.as_ref()) {
-                        if let Some(only) = targets::only_table(t) {
+                        if tname == TableName::Nat && matches!(t, Target::Drop) {
+                            let at = rules.first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
+                            errs.push((at, NAT_DROP.to_string()));
+                            ok = false;
+                        } else if let Some(only) = targets::only_table(t) {
                             if only != tname {
                                 let at = rules.first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
                                 errs.push((
