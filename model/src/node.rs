@@ -748,10 +748,7 @@ impl<'a> NodeModel<'a> {
         }
         // Routing decision.
         if self.st.fib.is_local(pkt.dst) {
-            if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, None, pkt.mark) {
-                return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
-            }
-            return self.input(pkt, ctx, iif, ch);
+            return self.deliver(pkt, ctx, iif, ch);
         }
         let key = FlowKey { dst: pkt.dst, src: Some(pkt.src), mark: pkt.mark, iif: Some(iif), oif: None };
         let Some(hit) = self.st.fib.lookup(&key) else {
@@ -761,13 +758,8 @@ impl<'a> NodeModel<'a> {
         match hit.kind {
             RouteType::Unicast => {}
             // A `local` route of another table than `local` (a policy rule
-            // chose it): delivered locally, after the same validation.
-            RouteType::Local => {
-                if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, None, pkt.mark) {
-                    return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
-                }
-                return self.input(pkt, ctx, iif, ch);
-            }
+            // chose it): delivered locally all the same.
+            RouteType::Local => return self.deliver(pkt, ctx, iif, ch),
             RouteType::Blackhole => {
                 return NodeEnd::Dropped(format!(
                     "dropped on {} by the blackhole route {}",
@@ -939,6 +931,15 @@ impl<'a> NodeModel<'a> {
         }
         self.confirm(ctx);
         NodeEnd::Out { packet: pkt.clone(), dev: dev.to_string(), nexthop }
+    }
+
+    /// Local delivery as the routing decision makes it: the source
+    /// validated (the route back looked up from `lo`), then INPUT.
+    fn deliver(&mut self, pkt: &mut Packet, ctx: &mut Ctx<'a, '_>, iif: &str, ch: &mut dyn Chooser) -> NodeEnd {
+        if let Err(why) = self.st.fib.validate_source(pkt.src, pkt.dst, iif, None, pkt.mark) {
+            return NodeEnd::Dropped(format!("dropped on {} by routing: {why}", self.node.name));
+        }
+        self.input(pkt, ctx, iif, ch)
     }
 
     fn input(&mut self, pkt: &mut Packet, ctx: &mut Ctx<'a, '_>, iif: &str, ch: &mut dyn Chooser) -> NodeEnd {
