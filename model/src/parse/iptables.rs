@@ -1058,16 +1058,14 @@ impl<'o, 'a> Parser<'o, 'a> {
                 };
                 {
                     let mut ok = true;
-                    if let Some(t) = rules.first().and_then(|r| r.target.as_ref()) {
+                    if let Some((at, t)) = rules.first().and_then(|r| Some((&r.loc, r.target.as_ref()?))) {
                         if tname == TableName::Nat && matches!(t, Target::Drop) {
-                            let at = rules.first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
-                            errs.push((at, NAT_DROP.to_string()));
+                            errs.push((at.clone(), NAT_DROP.to_string()));
                             ok = false;
                         } else if let Some(only) = targets::only_table(t) {
                             if only != tname {
-                                let at = rules.first().map_or_else(|| op.loc.clone(), |r| r.loc.clone());
                                 errs.push((
-                                    at,
+                                    at.clone(),
                                     format!(
                                         "target `{}` is only valid in table `{}`, not in `{}`",
                                         target_name(t),
