@@ -422,6 +422,9 @@ pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, back: &D
         None => (1..=node.other_dev()).collect(),
     };
     let mut own: Option<Bool> = None;
+    // The route back does not depend on the arrival device, only on
+    // whether it reads the mark: at most two lookups, by `src_valid_mark`.
+    let (mut back_plain, mut back_marked): (Option<Lookup<'_>>, Option<Lookup<'_>>) = (None, None);
     let mut alts = Vec::new();
     for v in values {
         let d = node.dev_rpf(v);
@@ -430,13 +433,17 @@ pub fn rpf_fails(node: &NodeEnc<'_>, src: &BV, dst: &BV, iif: &DevTerm, back: &D
             RpfMode::OwnAddr => own.get_or_insert_with(|| is_own_addr(node, src)).clone(),
             RpfMode::Full => {
                 let name = node.dev_name(v);
-                let key = Key {
-                    dst: src.clone(),
-                    src: Some((Bool::from_bool(true), dst.clone())),
-                    mark: if d.conf.src_valid_mark { mark.clone() } else { bv32(0) },
-                    iif: back.clone(),
-                };
-                let l = lookup(node, &key);
+                let svm = d.conf.src_valid_mark;
+                let slot = if svm { &mut back_marked } else { &mut back_plain };
+                let l = slot.get_or_insert_with(|| {
+                    let key = Key {
+                        dst: src.clone(),
+                        src: Some((Bool::from_bool(true), dst.clone())),
+                        mark: if svm { mark.clone() } else { bv32(0) },
+                        iif: back.clone(),
+                    };
+                    lookup(node, &key)
+                });
                 let mut fail = Vec::new();
                 if d.conf.rp_filter != 0 {
                     fail.push(l.none.clone());
