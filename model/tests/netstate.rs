@@ -744,20 +744,24 @@ proptest! {
     }
 }
 
+/// A node on two LANs (`ip addr`): eth0 10.0.0.1/24, eth1 10.1.0.1/24.
+const TWO_LANS: &str = "1: lo: <LOOPBACK,UP> mtu 65536\n    inet 127.0.0.1/8 scope host lo\n\
+                        2: eth0: <UP> mtu 1500\n    inet 10.0.0.1/24 scope global eth0\n\
+                        3: eth1: <UP> mtu 1500\n    inet 10.1.0.1/24 scope global eth1\n";
+
+/// The kernel's routes of [`TWO_LANS`] (`ip route show table all`).
+const TWO_LANS_ROUTES: &str = "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n\
+                               10.1.0.0/24 dev eth1 proto kernel scope link src 10.1.0.1\n\
+                               local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n\
+                               local 10.1.0.1 dev eth1 table local proto kernel scope host src 10.1.0.1\n";
+
 /// Issue 13: `fib_validate_source` is strict only for rp_filter 1; 2 and
 /// every larger value are loose.
 #[test]
 fn rp_filter_above_two_is_loose() {
     use natpath_model::fib::Fib;
-    let addr = "1: lo: <LOOPBACK,UP> mtu 65536\n    inet 127.0.0.1/8 scope host lo\n\
-                2: eth0: <UP> mtu 1500\n    inet 10.0.0.1/24 scope global eth0\n\
-                3: eth1: <UP> mtu 1500\n    inet 10.1.0.1/24 scope global eth1\n";
-    let route = "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n\
-                 10.1.0.0/24 dev eth1 proto kernel scope link src 10.1.0.1\n\
-                 local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n\
-                 local 10.1.0.1 dev eth1 table local proto kernel scope host src 10.1.0.1\n";
-    let ifs = ipaddr::parse(addr, "a").unwrap();
-    let routes = iproute::parse(route, "r").unwrap();
+    let ifs = ipaddr::parse(TWO_LANS, "a").unwrap();
+    let routes = iproute::parse(TWO_LANS_ROUTES, "r").unwrap();
     let rules = iprule::parse("0:\tfrom all lookup local\n32766:\tfrom all lookup main\n", "i").unwrap();
     // 10.0.0.7 is routed by eth0; it arrives on eth1.
     for (rpf, ok) in [(0, true), (1, false), (2, true), (3, true), (4, true)] {
@@ -956,17 +960,9 @@ fn device_sysctls_are_read_in_sysctls_slash_form() {
 #[test]
 fn the_route_back_is_looked_up_from_lo_or_the_way_out() {
     use natpath_model::fib::Fib;
-    let addr = "1: lo: <LOOPBACK,UP> mtu 65536\n    inet 127.0.0.1/8 scope host lo\n\
-                2: eth0: <UP> mtu 1500\n    inet 10.0.0.1/24 scope global eth0\n\
-                3: eth1: <UP> mtu 1500\n    inet 10.1.0.1/24 scope global eth1\n";
     // 10.0.0.7 is routed back by eth0 in main, by eth1 in table 100.
-    let route = "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n\
-                 10.1.0.0/24 dev eth1 proto kernel scope link src 10.1.0.1\n\
-                 10.0.0.7 dev eth1 table 100 scope link\n\
-                 local 10.0.0.1 dev eth0 table local proto kernel scope host src 10.0.0.1\n\
-                 local 10.1.0.1 dev eth1 table local proto kernel scope host src 10.1.0.1\n";
-    let ifs = ipaddr::parse(addr, "a").unwrap();
-    let routes = iproute::parse(route, "r").unwrap();
+    let ifs = ipaddr::parse(TWO_LANS, "a").unwrap();
+    let routes = iproute::parse(&format!("{TWO_LANS_ROUTES}10.0.0.7 dev eth1 table 100 scope link\n"), "r").unwrap();
     let sys = sysctl::parse("net.ipv4.conf.all.rp_filter = 1\n", "s").unwrap();
     let (src, dst) = ("10.0.0.7".parse().unwrap(), "10.1.0.1".parse().unwrap());
     // (the rule's iif, the device the route back is looked up with, accepted

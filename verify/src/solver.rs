@@ -225,19 +225,25 @@ mod tests {
         assert!(matches!(solve(&[&goal], None).0, Answer::Unsat));
     }
 
-    #[test]
-    fn a_timeout_is_unknown_never_a_verdict() {
-        // Factor a 62-bit semiprime (two 31-bit primes): far beyond a millisecond.
-        let p = BV::new_const("solver_test_p", 64);
-        let q = BV::new_const("solver_test_q", 64);
+    /// Factor a 62-bit semiprime (two 31-bit primes): far beyond a
+    /// millisecond, and beyond minutes without a timeout. `tag` names its
+    /// constants.
+    fn factoring(tag: &str) -> Bool {
+        let p = BV::new_const(format!("solver_test_{tag}p"), 64);
+        let q = BV::new_const(format!("solver_test_{tag}q"), 64);
         let n: u64 = 2_147_483_647 * 2_147_483_629;
-        let goal = Bool::and(&[
+        Bool::and(&[
             p.bvmul(&q).eq(BV::from_u64(n, 64)),
             p.bvugt(BV::from_u64(1, 64)),
             q.bvugt(BV::from_u64(1, 64)),
             p.bvult(BV::from_u64(1 << 32, 64)),
             q.bvult(BV::from_u64(1 << 32, 64)),
-        ]);
+        ])
+    }
+
+    #[test]
+    fn a_timeout_is_unknown_never_a_verdict() {
+        let goal = factoring("");
         match solve(&[&goal], Some(Duration::from_millis(1))).0 {
             Answer::Unknown(why) => assert!(!why.is_empty()),
             Answer::Sat(_) | Answer::Unsat => {} // a very fast machine may finish; never a panic
@@ -248,17 +254,8 @@ mod tests {
     /// (no Z3 timeout is set here), as unknown.
     #[test]
     fn the_watchdog_ends_a_check_z3_would_not() {
-        let p = BV::new_const("solver_test_wp", 64);
-        let q = BV::new_const("solver_test_wq", 64);
-        let n: u64 = 2_147_483_647 * 2_147_483_629;
         let s = tactic_solver(&["solve-eqs", "bit-blast", "sat"]);
-        s.assert(Bool::and(&[
-            p.bvmul(&q).eq(BV::from_u64(n, 64)),
-            p.bvugt(BV::from_u64(1, 64)),
-            q.bvugt(BV::from_u64(1, 64)),
-            p.bvult(BV::from_u64(1 << 32, 64)),
-            q.bvult(BV::from_u64(1 << 32, 64)),
-        ]));
+        s.assert(factoring("w"));
         let t0 = Instant::now();
         let r = guarded(|| s.check(), Some(Duration::from_millis(100)));
         assert_eq!(r, SatResult::Unknown);
