@@ -95,6 +95,10 @@ pub enum RefusedBy {
     /// `prohibit` route or rule (administratively prohibited), an
     /// `unreachable` policy rule (net unreachable).
     Route,
+    /// Forwarding (`ip_forward`): the packet arrived with a TTL of 1 or
+    /// 0, so it may not be forwarded; the node answers with an ICMP time
+    /// exceeded (11/0) and nothing else of the packet happens.
+    Hops,
 }
 
 /// A packet the node refused, as the refusal saw it: a REJECT rule or a
@@ -105,7 +109,8 @@ pub struct Refused {
     /// The refused packet at the rule or the routing decision.
     pub packet: Packet,
     /// What the node answers with (for a route, the ICMP code `ip_error`
-    /// sends, in REJECT's words).
+    /// sends, in REJECT's words; for [`RefusedBy::Hops`] the time exceeded
+    /// [`Refused::answer`] makes, whatever this says).
     pub with: RejectWith,
     /// The hook of the rule; for a route, PREROUTING (routing follows it).
     pub hook: Hook,
@@ -128,6 +133,9 @@ impl Refused {
     /// about an ICMP error (the kernel sends nothing).
     pub fn answer(&self) -> Option<Packet> {
         let p = &self.packet;
+        if self.by == RefusedBy::Hops {
+            return (!p.is_icmp_error()).then(|| Packet::icmp_error(p, 11, 0, self.src));
+        }
         let code = match self.with {
             RejectWith::TcpReset => {
                 if p.proto != Proto::TCP {
@@ -791,6 +799,24 @@ impl<'a> NodeModel<'a> {
             return NodeEnd::Unknown(format!("route {} on {} has no device", route_str(&hit), self.node.name));
         };
         let nexthop = hit.nexthop(pkt.dst);
+        // ip_forward: a packet whose TTL would reach 0 is not forwarded
+        // (an ICMP time exceeded tells the sender, before any redirect);
+        // the others lose one before the FORWARD hook sees them.
+        if pkt.ttl <= 1 {
+            ctx.passage.refused = Some(Refused {
+                packet: pkt.clone(),
+                with: RejectWith::HostUnreachable,
+                hook: Hook::Forward,
+                by: RefusedBy::Hops,
+                src: self.icmp_error_src(pkt, Some(iif)),
+                conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
+            });
+            return NodeEnd::Rejected(format!(
+                "not forwarded by {}: TTL {} (ICMP time exceeded)",
+                self.node.name, pkt.ttl
+            ));
+        }
+        pkt.ttl -= 1;
         if dev == iif && self.sends_redirect(pkt, iif, hit.gateway) {
             ctx.passage.redirect = Some(Redirect {
                 packet: pkt.clone(),

@@ -953,6 +953,9 @@ fn run_branch<'s>(
 /// In words, what a REJECT or a failed route answers with.
 fn refusal_name(r: &Refused) -> String {
     match r.answer() {
+        Some(p) if p.proto == Proto::ICMP && p.icmp.0 == 11 => {
+            format!("an ICMP time exceeded ({}/{})", p.icmp.0, p.icmp.1)
+        }
         Some(p) if p.proto == Proto::ICMP => format!("an ICMP destination unreachable ({}/{})", p.icmp.0, p.icmp.1),
         Some(_) => "a TCP reset".into(),
         None => "nothing".into(),

@@ -255,6 +255,7 @@ impl Trail {
         let v = fresh_bv(x.get_size());
         self.defs.push(v.eq(x));
         crate::encode::packet::note_named(&v, x);
+        crate::encode::packet::note_named_least(&v, x);
         crate::encode::packet::with_known(v, crate::encode::packet::known_bits(x))
     }
 }

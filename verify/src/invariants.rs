@@ -996,14 +996,31 @@ impl Pins {
 pub(crate) fn first_packet(p: &SymPacket) -> Vec<Bool> {
     let tcp = p.proto.feq(bv8(6));
     let ported = p.has_ports();
-    vec![
+    let scope = vec![
         tcp.implies(p.tcp_flags.feq(bv8(natpath_model::packet::tcp::SYN))),
         not(&tcp).implies(p.tcp_flags.feq(bv8(0))),
         ported.implies(and2(&p.sport.feq(bv16(0)).not(), &p.dport.feq(bv16(0)).not())),
         p.len.bvuge(bv16(20)),
         p.mark.feq(bv32(0)),
-    ]
+        p.ttl.bvuge(bv8(FIRST_TTL)),
+    ];
+    // Noted after the constraint is built (or it would fold to true): the
+    // TTL tests of the forwards on the way then fold.
+    crate::encode::packet::assume_addr(
+        &p.ttl,
+        crate::encode::packet::AddrFacts { at_least: Some(u64::from(FIRST_TTL)), ..Default::default() },
+    );
+    scope
 }
+
+/// The least TTL a first packet of a query arrives with. Every path the
+/// encoding follows crosses fewer forwards than this ([`EncodeOptions`]'s
+/// hop bound is 8 node passages), so no packet in scope runs out of TTL,
+/// and a rule that tests the TTL is asked about every value from here up;
+/// clients start at 64 (Linux) or 128 (Windows).
+///
+/// [`EncodeOptions`]: crate::encode::EncodeOptions
+pub(crate) const FIRST_TTL: u8 = 32;
 
 /// `(dst, dport)` is one of `eps`.
 pub(crate) fn is_endpoint(dst: &BV, dport: &BV, eps: &[Endpoint]) -> Bool {

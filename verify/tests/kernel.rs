@@ -543,6 +543,37 @@ fn the_route_back_is_looked_up_like_the_kernel() {
     assert_root_unchanged(&before);
 }
 
+/// The TTL a forwarding node takes off (issue 13): the client's NodePort
+/// SYN leaves it with TTL 64, node1 forwards it to node2 through the tunnel
+/// and node2 to the pod; the SYN-ACK crosses the same forwards the other
+/// way. Counting rules per TTL in mangle FORWARD and POSTROUTING
+/// (tests/common `ttl_counting_case`) never see 64; the model counts the
+/// same.
+#[test]
+fn a_forwarded_packet_loses_one_ttl_per_node_like_the_kernel() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let s = common::Scratch::of("seed-ipip-remote", "kernel-ttl");
+    common::ttl_counting_case(&s);
+    let Some(run) = run(&s.0, &["client:10.0.0.51:32220/tcp"]) else { return };
+    let r = &run.results[0];
+    show(&run);
+    assert!(r.pod().is_some(), "the pod gets the SYN");
+    // Rules 1-3 of each chain count TTL 64, 63 and 62.
+    let counts = |node: &str, chain: &str| -> Vec<u64> {
+        (1..=3)
+            .map(|n| rules(r, node, "mangle", chain).iter().filter(|(i, _)| *i == Some(n)).map(|(_, p)| *p).sum())
+            .collect()
+    };
+    // The SYN-ACK leaves the pod with 64 too and crosses the same two
+    // forwards the other way.
+    assert_eq!(counts("node1", "FORWARD"), vec![0, 1, 1], "node1: the SYN with 63, the SYN-ACK with 62");
+    assert_eq!(counts("node2", "FORWARD"), vec![0, 1, 1], "node2: the SYN-ACK with 63, the SYN with 62");
+    let d: Vec<String> = model_differences(&s.0, r).iter().map(|d| d.to_string()).collect();
+    assert!(d.is_empty(), "kernel and model disagree:\n{}", d.join("\n"));
+    assert_root_unchanged(&before);
+}
+
 /// Source validation with rp_filter 0 (issue 13, tests/common
 /// `rpf_cases`): the pod on node2 sends a SYN to node1's tunl0 address; it
 /// crosses the tunnel and arrives on node1's tunl0, where node1 has

@@ -368,3 +368,63 @@ fn the_route_back_of_a_forwarded_packet_is_looked_up_from_its_way_out() {
         }
     }
 }
+
+/// `ip_forward` (issue 13): a packet that arrives with TTL 1 (or 0) and is
+/// to be forwarded is not: the node answers with an ICMP time exceeded
+/// (11/0), a packet of its own that
+/// crosses its OUTPUT and POSTROUTING like any; with TTL 2 it is forwarded
+/// with 1. The same SYN addressed to the node itself is delivered whatever
+/// its TTL. The kernel's count of what a forward takes off is in
+/// tests/kernel.rs `a_forwarded_packet_loses_one_ttl_per_node_like_the_kernel`.
+#[test]
+fn a_packet_that_would_run_out_of_ttl_is_answered_with_time_exceeded() {
+    use natpath_model::node::{NodeEnd, NodeModel, NodeOptions, RefusedBy};
+    use natpath_model::packet::{Hook, Packet};
+    use natpath_model::ruleset::Proto;
+    struct Take;
+    impl natpath_model::traverse::Chooser for Take {
+        fn choose(&mut self, p31: u32, _: &natpath_model::loc::Loc) -> bool {
+            p31 > 0
+        }
+    }
+    let s = Scratch::of("seed-ipip-remote", "ttl-exceeded");
+    let snap = natpath_model::snapshot::load(std::path::Path::new(s.path())).unwrap();
+    let node1 = snap.nodes.iter().find(|n| n.name == "node1").unwrap();
+    let client = "10.0.0.53".parse().unwrap();
+    // The NodePort SYN, DNATed to the pod on node2: forwarded.
+    let syn = |ttl: u8| Packet { ttl, ..Packet::first(client, 40000, "10.0.0.51".parse().unwrap(), 32220, Proto::TCP) };
+    for ttl in [0u8, 1] {
+        let mut m = NodeModel::new(node1, NodeOptions::default());
+        let p = m.receive(syn(ttl), "ens192", false, &mut Take);
+        assert!(matches!(&p.end, NodeEnd::Rejected(why) if why.contains("TTL")), "TTL {ttl}: {:?}", p.end);
+        assert!(p.hooks.contains(&Hook::Prerouting) && !p.hooks.contains(&Hook::Forward), "{:?}", p.hooks);
+        let r = p.refused.clone().expect("the node answers");
+        assert_eq!(r.by, RefusedBy::Hops);
+        let answer = r.answer().expect("a SYN is answered");
+        assert_eq!(answer.icmp, (11, 0), "time exceeded in transit");
+        assert_eq!(answer.dst, client);
+        let sent = m.send_refusal(&r, &mut Take).expect("the node sends it");
+        match &sent.end {
+            NodeEnd::Out { packet, dev, .. } => {
+                assert_eq!(dev, "ens192");
+                assert_eq!((packet.icmp, packet.dst), ((11, 0), client));
+                assert_eq!(packet.src.to_string(), "10.0.0.51", "routing's source toward the client");
+            }
+            other => panic!("TTL {ttl}: the time exceeded goes out: {other:?}"),
+        }
+        assert!(sent.hooks.contains(&Hook::Output) && sent.hooks.contains(&Hook::Postrouting), "{:?}", sent.hooks);
+    }
+    let mut m = NodeModel::new(node1, NodeOptions::default());
+    let p = m.receive(syn(2), "ens192", false, &mut Take);
+    match &p.end {
+        NodeEnd::Out { packet, dev, .. } => {
+            assert_eq!(dev, "tunl0");
+            assert_eq!(packet.ttl, 1, "one taken off");
+        }
+        other => panic!("TTL 2 is forwarded: {other:?}"),
+    }
+    // Delivered locally (the node's own address, no DNAT): no forward, no test.
+    let own = Packet { ttl: 1, ..Packet::first(client, 40000, "10.0.0.51".parse().unwrap(), 22, Proto::TCP) };
+    let p = NodeModel::new(node1, NodeOptions::default()).receive(own, "ens192", false, &mut Take);
+    assert!(matches!(p.end, NodeEnd::Local(ref q) if q.ttl == 1), "{:?}", p.end);
+}

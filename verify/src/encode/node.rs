@@ -684,7 +684,20 @@ impl<'e, 's> Run<'e, 's> {
         if self.detail.upto_input || crate::encode::is_false(&fcond) {
             return;
         }
-        let ff = Flow { cond: fcond, state: flow.state.clone() };
+        // ip_forward: a TTL of 1 or 0 is not forwarded (the node sends an
+        // ICMP time exceeded); the others lose one before FORWARD.
+        let (expired, ttl) = crate::encode::packet::forwarded_ttl(&pkt.ttl);
+        self.p.rejected.push(Ending {
+            cond: and2(&fcond, &expired),
+            reason: format!("not forwarded by {name}: TTL exceeded (ICMP time exceeded)"),
+        });
+        let fcond = and2(&fcond, &not(&expired));
+        if crate::encode::is_false(&fcond) {
+            return;
+        }
+        let mut st = flow.state.clone();
+        st.pkt.ttl = ttl;
+        let ff = Flow { cond: fcond, state: st };
         self.p.crossed_forward = or2(&self.p.crossed_forward, &ff.cond);
         let env = self.env(Hook::Forward, iif.clone(), oif.clone(), false);
         let f = self.hook(trail, &[TableName::Mangle, TableName::Filter, TableName::Security], &env, Some(ff));

@@ -147,6 +147,8 @@ pub struct AddrFacts {
     pub not_values: std::collections::HashSet<u64>,
     /// The value is one of these.
     pub within_values: Option<std::collections::HashSet<u64>>,
+    /// The value is at least this (a TTL).
+    pub at_least: Option<u64>,
 }
 
 fn overlap(a: &Ipv4Net, b: &Ipv4Net) -> bool {
@@ -194,6 +196,9 @@ fn range_fold(x: &BV, lo: u64, hi: u64) -> Option<bool> {
         let f = f.borrow();
         let facts = f.get(x)?;
         if lo == hi && facts.not_values.contains(&lo) {
+            return Some(false);
+        }
+        if facts.at_least.is_some_and(|m| hi < m) {
             return Some(false);
         }
         let within = facts.within_values.as_ref()?;
@@ -446,6 +451,54 @@ pub fn in_range(x: &BV, lo: u64, hi: u64) -> Bool {
     }
 }
 
+/// A forwarded packet's TTL test and the TTL it goes on with
+/// (`ip_forward`): `(expired, next)`, where `expired` (a TTL of 1 or 0)
+/// keeps it from being forwarded and `next` is one less. A numeral folds;
+/// a query's TTL its scope holds to at least `m` (noted with
+/// [`assume_addr`]) folds too, and its successor is noted at least `m - 1`,
+/// so the forwards of a walk never build a TTL test.
+pub fn forwarded_ttl(ttl: &BV) -> (Bool, BV) {
+    let expired = in_range(ttl, 0, 1);
+    if let Some(v) = ttl.num() {
+        return (expired, numeral(v.saturating_sub(1), 8));
+    }
+    let next = ttl.bvsub(numeral(1, 8));
+    if let Some(m) = least(ttl).filter(|m| *m >= 2) {
+        note_least(&next, m - 1);
+    }
+    (expired, next)
+}
+
+/// The least value `x` takes: a numeral's, or what the noted facts say
+/// (a TTL's, see [`forwarded_ttl`]).
+fn least(x: &BV) -> Option<u64> {
+    if let Some(v) = x.num() {
+        return Some(v);
+    }
+    FACTS.with(|f| f.borrow().get(x).and_then(|x| x.at_least))
+}
+
+/// Note that `x` is at least `m` on every path (it is a TTL the facts
+/// bound: one less than one, a name of one, a choice between two).
+pub(crate) fn note_least(x: &BV, m: u64) {
+    if m > 0 && x.num().is_none() {
+        FACTS.with(|f| {
+            let mut f = f.borrow_mut();
+            let facts = f.entry(x.clone()).or_default();
+            facts.at_least = Some(facts.at_least.map_or(m, |n| n.max(m)));
+        });
+    }
+}
+
+/// Carry the bound of an 8-bit `x` (a TTL's) to `v`, a name of it.
+pub(crate) fn note_named_least(v: &BV, x: &BV) {
+    if x.get_size() == 8 {
+        if let Some(m) = least(x) {
+            note_least(v, m);
+        }
+    }
+}
+
 /// The fields of an IPv4 packet the rules read, and its mark.
 #[derive(Debug, Clone)]
 pub struct SymPacket {
@@ -575,6 +628,11 @@ pub fn ite_bv(c: &Bool, a: &BV, b: &BV) -> BV {
             let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
             let same = ma & mb & !(va ^ vb);
             let r = with_known(c.ite(a, b), (same, va & same));
+            if r.get_size() == 8 && r.num().is_none() {
+                if let (Some(p), Some(q)) = (least(a), least(b)) {
+                    note_least(&r, p.min(q));
+                }
+            }
             if r.get_size() == 32 && r.num().is_none() {
                 // The nearest term both branches copy from.
                 let cb: TermMap<BV, u64> = chain(b).into_iter().collect();
