@@ -687,14 +687,19 @@ impl<'e, 's> Run<'e, 's> {
         // ip_forward: a TTL of 1 or 0 is not forwarded (the node sends an
         // ICMP time exceeded); the others lose one before FORWARD.
         let (expired, ttl) = crate::encode::packet::forwarded_ttl(&pkt.ttl);
-        self.p.rejected.push(Ending {
-            cond: and2(&fcond, &expired),
-            reason: format!("not forwarded by {name}: TTL exceeded (ICMP time exceeded)"),
-        });
-        let fcond = and2(&fcond, &not(&expired));
-        if crate::encode::is_false(&fcond) {
-            return;
-        }
+        let fcond = if crate::encode::is_false(&expired) {
+            fcond
+        } else {
+            self.p.rejected.push(Ending {
+                cond: and2(&fcond, &expired),
+                reason: format!("not forwarded by {name}: TTL exceeded (ICMP time exceeded)"),
+            });
+            let rest = and2(&fcond, &not(&expired));
+            if crate::encode::is_false(&rest) {
+                return;
+            }
+            rest
+        };
         let mut st = flow.state.clone();
         st.pkt.ttl = ttl;
         let ff = Flow { cond: fcond, state: st };

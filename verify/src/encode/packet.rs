@@ -479,7 +479,7 @@ fn least(x: &BV) -> Option<u64> {
 }
 
 /// Note that `x` is at least `m` on every path (it is a TTL the facts
-/// bound: one less than one, a name of one, a choice between two).
+/// bound: one less than one, or a name of one).
 pub(crate) fn note_least(x: &BV, m: u64) {
     if m > 0 && x.num().is_none() {
         FACTS.with(|f| {
@@ -628,11 +628,6 @@ pub fn ite_bv(c: &Bool, a: &BV, b: &BV) -> BV {
             let ((ma, va), (mb, vb)) = (known_bits(a), known_bits(b));
             let same = ma & mb & !(va ^ vb);
             let r = with_known(c.ite(a, b), (same, va & same));
-            if r.get_size() == 8 && r.num().is_none() {
-                if let (Some(p), Some(q)) = (least(a), least(b)) {
-                    note_least(&r, p.min(q));
-                }
-            }
             if r.get_size() == 32 && r.num().is_none() {
                 // The nearest term both branches copy from.
                 let cb: TermMap<BV, u64> = chain(b).into_iter().collect();
