@@ -1037,7 +1037,12 @@ pub(crate) fn one_of(x: &BV, addrs: &[Ipv4Addr]) -> Bool {
 
 /// The device term takes one of `vals`.
 pub(crate) fn dev_in(d: &DevTerm, vals: &[u16]) -> Bool {
-    any(&vals.iter().map(|v| d.is(*v)).collect::<Vec<_>>())
+    // A node's devices are numbered in order, so the list is a few runs:
+    // one range test each, not one equality per device (a node's veths).
+    let mut sorted = vals.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    d.one_of(&sorted)
 }
 
 /// The devices a packet from elsewhere can arrive by: every listed device but `lo`.
@@ -1319,11 +1324,21 @@ impl<'s> Checker<'s> {
         );
         let mut replies = Vec::new();
         if with_replies {
-            for (pi, pod) in snap.cluster.pods.iter().enumerate() {
+            // The pods the walk reached, in cluster.toml's order (not every
+            // pod of the cluster, searched for each query).
+            let mut reached: Vec<usize> = fwd
+                .ends
+                .iter()
+                .filter_map(|e| match e.kind {
+                    walk::EndKind::Reached(walk::Reached::Pod(pi)) => Some(pi),
+                    _ => None,
+                })
+                .collect();
+            reached.sort_unstable();
+            reached.dedup();
+            for pi in reached {
+                let Some(pod) = snap.cluster.pods.get(pi) else { continue };
                 let ends: Vec<&walk::WalkEnd> = fwd.reached(walk::Reached::Pod(pi)).collect();
-                if ends.is_empty() {
-                    continue;
-                }
                 let Some(pn) = snap.nodes.iter().position(|x| x.name == pod.node) else { continue };
                 let Some(pe) = self.enc.node(pn) else { continue };
                 let dev = pe.dev_value(&pod.iface);

@@ -819,6 +819,20 @@ pub fn set_contains(node: &NodeEnc<'_>, name: &str, dirs: &[SetDir], st: &State,
         _ => p.sport.clone(),
     };
     let a0 = addr_of(dirs.first());
+    // A known address in a set of addresses (Calico's hosts and pools: one
+    // entry per node): its most specific entry decides, without a term per
+    // entry.
+    if let (SetType::HashIp | SetType::HashNet | SetType::BitmapIp, Some(v)) = (set.kind, a0.num()) {
+        let a = std::net::Ipv4Addr::from(u32::try_from(v).unwrap_or(0));
+        let mut best: Option<&natpath_model::netstate::SetEntry> = None;
+        for e in &set.entries {
+            let Some(net) = e.net.filter(|n| n.contains(&a)) else { continue };
+            if best.and_then(|b| b.net).is_none_or(|b| net.prefix_len() > b.prefix_len()) {
+                best = Some(e);
+            }
+        }
+        return Ok(Bool::from_bool(best.is_some_and(|e| !e.nomatch)));
+    }
     // Most specific entry first; ties keep the listed order.
     let net_hit = |filter: &dyn Fn(&natpath_model::netstate::SetEntry) -> Option<Bool>| -> Bool {
         let mut entries: Vec<_> = set.entries.iter().filter(|e| e.net.is_some()).collect();
@@ -1007,5 +1021,60 @@ mod tests {
             }
         }
         assert!(indexed.contains(&"KUBE-SERVICES"), "KUBE-SERVICES is long enough to index: {indexed:?}");
+    }
+
+    /// A known address in a hash:net set with nested entries and `nomatch`
+    /// exceptions is decided without terms, as the term for any address
+    /// decides it: the most specific entry wins, ties by listed order.
+    #[test]
+    fn a_known_address_in_a_set_agrees_with_the_term_for_any() {
+        use crate::encode::packet::SymPacket;
+        use natpath_model::netstate::{IpSet, SetEntry, SetType};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/seed-ipip-remote");
+        let mut snap = natpath_model::snapshot::load(std::path::Path::new(dir)).expect("seed loads");
+        let entry = |net: &str, nomatch: bool| SetEntry {
+            net: Some(net.parse().expect("net")),
+            port: None,
+            net2: None,
+            iface: None,
+            set: None,
+            nomatch,
+            options: Vec::new(),
+        };
+        let set = IpSet {
+            name: "t".into(),
+            kind: SetType::HashNet,
+            inet: true,
+            options: Vec::new(),
+            entries: vec![
+                entry("10.0.0.0/8", false),
+                entry("10.1.0.0/16", true),
+                entry("10.1.2.0/24", false),
+                entry("10.1.2.3/32", true),
+                entry("10.9.0.0/16", false),
+                entry("10.9.0.0/16", true),
+            ],
+            loc: Default::default(),
+        };
+        snap.nodes[0].ipsets.push(set);
+        let enc = crate::encode::Encoder::new(&snap, crate::encode::EncodeOptions::default());
+        let ne = enc.node(0).expect("node");
+        let any_src = SymPacket::named("t");
+        let term = set_contains(ne, "t", &[SetDir::Src], &State::arriving(any_src.clone()), 0).expect("encodes");
+        for (a, inside) in [
+            ("10.0.0.1", true),
+            ("10.1.0.1", false),
+            ("10.1.2.1", true),
+            ("10.1.2.3", false),
+            ("10.9.1.1", true),
+            ("11.0.0.1", false),
+        ] {
+            let v = u64::from(u32::from(a.parse::<std::net::Ipv4Addr>().expect("addr")));
+            let known = SymPacket { src: crate::encode::packet::numeral(v, 32), ..any_src.clone() };
+            let fast = set_contains(ne, "t", &[SetDir::Src], &State::arriving(known.clone()), 0).expect("encodes");
+            let slow = term.substitute(&[(&any_src.src, &known.src)]).simplify();
+            assert_eq!(fast.as_bool(), Some(inside), "{a}");
+            assert_eq!(slow.as_bool(), Some(inside), "{a}: the term for any address");
+        }
     }
 }
