@@ -46,6 +46,53 @@ fn address(x: &BV) -> usize {
     z3::ast::Ast::get_z3_ast(x).as_ptr() as usize
 }
 
+/// What the builders note about terms, by the term's address: a lookup
+/// hashes an integer, where a map of terms asks Z3 for each term's hash and
+/// compares terms through it (a tenth of a query's encoding went to
+/// following the copies of a mark that way). The table keeps its terms
+/// alive, so an address here is never another term's, and drops them in
+/// the order they were noted: the same in every process (see [`TermMap`]).
+pub(crate) struct TermTable<V> {
+    at: natpath_model::hash::FastMap<usize, usize>,
+    items: Vec<(BV, V)>,
+}
+
+impl<V> Default for TermTable<V> {
+    fn default() -> Self {
+        TermTable { at: natpath_model::hash::FastMap::default(), items: Vec::new() }
+    }
+}
+
+impl<V> TermTable<V> {
+    /// What is noted of `x`.
+    pub(crate) fn get(&self, x: &BV) -> Option<&V> {
+        let i = *self.at.get(&address(x))?;
+        self.items.get(i).map(|(_, v)| v)
+    }
+
+    /// Note `v` of `x` (in place of what was noted).
+    pub(crate) fn insert(&mut self, x: BV, v: V) {
+        let key = address(&x);
+        match self.at.get(&key) {
+            Some(&i) => {
+                if let Some(slot) = self.items.get_mut(i) {
+                    slot.1 = v;
+                }
+            }
+            None => {
+                self.at.insert(key, self.items.len());
+                self.items.push((x, v));
+            }
+        }
+    }
+
+    /// Forget everything, dropping the terms in the order they came.
+    pub(crate) fn clear(&mut self) {
+        self.at.clear();
+        self.items.clear();
+    }
+}
+
 /// Empty this thread's caches of terms: they belong to the context that
 /// made them, and one unit of work must not find another's.
 pub(crate) fn clear_term_caches() {
@@ -122,13 +169,13 @@ thread_local! {
     /// [`crate::encode::Trail::name_bv`]) note them, so that a test of one
     /// bit of a mark that several rules rewrote elsewhere (Calico's bits
     /// beside kube-proxy's 0x4000) folds while the query is built.
-    static KNOWN: std::cell::RefCell<TermMap<BV, (u64, u64)>> = std::cell::RefCell::new(TermMap::default());
+    static KNOWN: std::cell::RefCell<TermTable<(u64, u64)>> = std::cell::RefCell::new(TermTable::default());
 }
 
 thread_local! {
     /// What a query's scope says of its packet's addresses (see
     /// [`assume_addr`]).
-    static FACTS: std::cell::RefCell<TermMap<BV, AddrFacts>> = std::cell::RefCell::new(TermMap::default());
+    static FACTS: std::cell::RefCell<TermTable<AddrFacts>> = std::cell::RefCell::new(TermTable::default());
 }
 
 /// Facts about a term of a query's packet that its scope asserts: an
@@ -216,7 +263,7 @@ thread_local! {
     /// Bits of a term that are copies of the same bits of another (its
     /// base): a mark that rules rewrote elsewhere keeps kube-proxy's bit
     /// from the mark it had before, which known bits cannot say.
-    static COPIES: std::cell::RefCell<TermMap<BV, (BV, u64)>> = std::cell::RefCell::new(TermMap::default());
+    static COPIES: std::cell::RefCell<TermTable<(BV, u64)>> = std::cell::RefCell::new(TermTable::default());
 }
 
 /// How far [`chain`] follows copies.
@@ -267,8 +314,15 @@ pub(crate) fn note_named(v: &BV, x: &BV) {
 /// copy them from one term (a mark kept through rules that only rewrote
 /// other bits).
 pub fn same_bits(a: &BV, b: &BV, mask: u64) -> bool {
-    let cb: TermMap<BV, u64> = chain(b).into_iter().collect();
-    chain(a).iter().any(|(x, ma)| ma & mask == mask && cb.get(x).is_some_and(|mb| mb & mask == mask))
+    let bs = chain(b);
+    let cb = by_address(&bs);
+    chain(a).iter().any(|(x, ma)| ma & mask == mask && cb.get(&address(x)).is_some_and(|mb| mb & mask == mask))
+}
+
+/// The masks of a chain by the address of its terms (which the chain
+/// keeps alive while the map is used).
+fn by_address(chain: &[(BV, u64)]) -> natpath_model::hash::FastMap<usize, u64> {
+    chain.iter().map(|(x, m)| (address(x), *m)).collect()
 }
 
 fn width_mask(w: u32) -> u64 {
@@ -484,8 +538,9 @@ pub(crate) fn note_least(x: &BV, m: u64) {
     if m > 0 && x.num().is_none() {
         FACTS.with(|f| {
             let mut f = f.borrow_mut();
-            let facts = f.entry(x.clone()).or_default();
+            let mut facts = f.get(x).cloned().unwrap_or_default();
             facts.at_least = Some(facts.at_least.map_or(m, |n| n.max(m)));
+            f.insert(x.clone(), facts);
         });
     }
 }
@@ -630,8 +685,10 @@ pub fn ite_bv(c: &Bool, a: &BV, b: &BV) -> BV {
             let r = with_known(c.ite(a, b), (same, va & same));
             if r.get_size() == 32 && r.num().is_none() {
                 // The nearest term both branches copy from.
-                let cb: TermMap<BV, u64> = chain(b).into_iter().collect();
-                if let Some((x, m)) = chain(a).into_iter().find_map(|(x, ma)| cb.get(&x).map(|mb| (x.clone(), ma & mb)))
+                let bs = chain(b);
+                let cb = by_address(&bs);
+                if let Some((x, m)) =
+                    chain(a).into_iter().find_map(|(x, ma)| cb.get(&address(&x)).map(|mb| (x.clone(), ma & mb)))
                 {
                     note_copies(&r, &x, m);
                 }
