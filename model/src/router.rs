@@ -2,7 +2,7 @@
 //! a packet a node or a host hands, on the LAN, to a router's address.
 //!
 //! Semantics: a router forwards, it does not translate or filter (no NAT,
-//! no firewall, no conntrack, the TTL is not modelled). It looks the
+//! no firewall, no conntrack; it takes one off the TTL). It looks the
 //! packet's destination up in one table, longest prefix first: its routes
 //! (`CIDR via NODE-HOST-OR-ADDRESS`) and its own segment (the prefix of its
 //! `address`), which it reaches directly. A route hands the packet to the
@@ -142,6 +142,16 @@ impl Router {
     pub fn label(&self) -> String {
         format!("router {} ({})", self.name, self.address.addr())
     }
+}
+
+/// Why a packet router `r` would forward ends there: it arrived with a TTL
+/// of 1 or 0 (the fate is unknown: the router's time exceeded is not
+/// followed).
+pub fn ttl_reason(r: &Router) -> String {
+    format!(
+        "{} does not forward a packet with a TTL of 1 or 0: it answers with an ICMP time exceeded, which natpath does not follow",
+        r.label()
+    )
 }
 
 /// Why a packet `sender` hands to `router` ends where the router takes it

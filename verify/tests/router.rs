@@ -412,3 +412,46 @@ fn too_many_routes_are_refused() {
         "{err}"
     );
 }
+
+/// A router takes one off the TTL, as a node's forward does: the client's
+/// SYN (64) reaches node1 through `gw` with 63, which counting rules first
+/// in node1's raw PREROUTING show; check and trace agree on the Service.
+#[test]
+fn a_router_takes_one_off_the_ttl() {
+    let c = Scratch::of("seed-ipip-remote", "router-ttl");
+    c.append_toml(&gw(&["10.96.0.0/12 via node1"]));
+    c.edit("node1", "iptables-save", |t| {
+        let mut out = String::new();
+        let mut raw = false;
+        let mut done = false;
+        for l in t.lines() {
+            if let Some(name) = l.strip_prefix('*') {
+                raw = name == "raw";
+            }
+            if raw && !done && (l.starts_with("-A") || l == "COMMIT") {
+                out.push_str("-A PREROUTING -p tcp -m ttl --ttl-eq 64\n-A PREROUTING -p tcp -m ttl --ttl-eq 63\n");
+                done = true;
+            }
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    });
+    let (code, out, err) =
+        natpath(&["trace", c.path(), "--from", "client", "--to", "10.101.14.7:8080", "--format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let b = &t["branches"][0];
+    assert_eq!(b["outcome"], "delivered", "{out}");
+    let hit = |ttl: u8| {
+        b["steps"].as_array().unwrap().iter().any(|s| {
+            s["node"] == "node1"
+                && s["packet"] == "forward"
+                && s["table"] == "raw"
+                && s["text"].as_str().is_some_and(|x| x.ends_with(&format!("--ttl-eq {ttl}")))
+        })
+    };
+    assert!(hit(63) && !hit(64), "{out}");
+    let (code, out, err) = natpath(&["check", c.path(), "-q"]);
+    assert_eq!(code, 0, "{out}{err}");
+}

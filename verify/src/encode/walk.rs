@@ -693,6 +693,19 @@ impl Walker<'_, '_> {
         if crate::encode::is_false(&cond) {
             return;
         }
+        // A router forwards as a node does: not a TTL of 1 or 0 (its time
+        // exceeded is not followed), the others with one less.
+        let (expired, ttl) = crate::encode::packet::forwarded_ttl(&p.ttl);
+        if !crate::encode::is_false(&expired) {
+            self.end(and2(&cond, &expired), EndKind::Unknown, s, router::ttl_reason(r));
+        }
+        let cond = and2(&cond, &not(&expired));
+        if crate::encode::is_false(&cond) {
+            return;
+        }
+        let mut forwarded = s.clone();
+        forwarded.pkt.ttl = ttl;
+        let s = &forwarded;
         match t {
             Target::Node(m) => {
                 let Some(peer) = snap.nodes.get(m) else { return };
