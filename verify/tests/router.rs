@@ -420,23 +420,9 @@ fn too_many_routes_are_refused() {
 fn a_router_takes_one_off_the_ttl() {
     let c = Scratch::of("seed-ipip-remote", "router-ttl");
     c.append_toml(&gw(&["10.96.0.0/12 via node1"]));
-    c.edit("node1", "iptables-save", |t| {
-        let mut out = String::new();
-        let mut raw = false;
-        let mut done = false;
-        for l in t.lines() {
-            if let Some(name) = l.strip_prefix('*') {
-                raw = name == "raw";
-            }
-            if raw && !done && (l.starts_with("-A") || l == "COMMIT") {
-                out.push_str("-A PREROUTING -p tcp -m ttl --ttl-eq 64\n-A PREROUTING -p tcp -m ttl --ttl-eq 63\n");
-                done = true;
-            }
-            out.push_str(l);
-            out.push('\n');
-        }
-        out
-    });
+    let counting =
+        ["-A PREROUTING -p tcp -m ttl --ttl-eq 64".to_string(), "-A PREROUTING -p tcp -m ttl --ttl-eq 63".to_string()];
+    common::rules_first(&c, "node1", "raw", &counting);
     let (code, out, err) =
         natpath(&["trace", c.path(), "--from", "client", "--to", "10.101.14.7:8080", "--format", "json"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -225,34 +225,45 @@ pub fn back_iif_case(s: &Scratch, dev: &str) {
     s.edit("node1", "ip-rule", |t| t.replace("32766:", &format!("100:\tfrom all iif {dev} lookup 100\n32766:")));
 }
 
+/// `rules` put before the first rule of `table` in `node`'s dump, so that
+/// each comes first in its chain.
+pub fn rules_first(s: &Scratch, node: &str, table: &str, rules: &[String]) {
+    s.edit(node, "iptables-save", |t| {
+        let mut out = String::new();
+        let mut here = false;
+        let mut done = false;
+        for l in t.lines() {
+            if let Some(name) = l.strip_prefix('*') {
+                here = name == table;
+            }
+            if here && !done && (l.starts_with("-A") || l == "COMMIT") {
+                for r in rules {
+                    out.push_str(r);
+                    out.push('\n');
+                }
+                done = true;
+            }
+            out.push_str(l);
+            out.push('\n');
+        }
+        assert!(done, "{node} has a {table} table");
+        out
+    });
+}
+
 /// Counting rules (no target), first in mangle FORWARD and POSTROUTING of
 /// both nodes, one per TTL a forwarded TCP packet can have there (64, 63,
 /// 62): the kernel takes one off a packet it forwards before FORWARD, so
 /// the client's SYN (64) is 63 in node1's FORWARD and 62 in node2's.
 pub fn ttl_counting_case(s: &Scratch) {
+    let mut rules = Vec::new();
+    for chain in ["FORWARD", "POSTROUTING"] {
+        for ttl in [64, 63, 62] {
+            rules.push(format!("-A {chain} -p tcp -m ttl --ttl-eq {ttl}"));
+        }
+    }
     for node in ["node1", "node2"] {
-        s.edit(node, "iptables-save", |t| {
-            let mut out = String::new();
-            let mut mangle = false;
-            let mut done = false;
-            for l in t.lines() {
-                if let Some(name) = l.strip_prefix('*') {
-                    mangle = name == "mangle";
-                }
-                if mangle && !done && (l.starts_with("-A") || l == "COMMIT") {
-                    for chain in ["FORWARD", "POSTROUTING"] {
-                        for ttl in [64, 63, 62] {
-                            out.push_str(&format!("-A {chain} -p tcp -m ttl --ttl-eq {ttl}\n"));
-                        }
-                    }
-                    done = true;
-                }
-                out.push_str(l);
-                out.push('\n');
-            }
-            assert!(done, "{node} has a mangle table");
-            out
-        });
+        rules_first(s, node, "mangle", &rules);
     }
 }
 
