@@ -382,6 +382,21 @@ pub struct SetEntry {
     pub options: Vec<(String, String)>,
 }
 
+/// Whether `a` is in the networks of `entries`: the most specific entry
+/// that holds it decides (a `nomatch` one inside a larger network
+/// excludes it); of equally specific ones, the first listed.
+pub fn net_member<'e>(entries: impl IntoIterator<Item = &'e SetEntry>, a: Ipv4Addr) -> bool {
+    let mut best: Option<(u8, bool)> = None;
+    for e in entries {
+        if let Some(n) = e.net {
+            if n.contains(&a) && best.is_none_or(|(l, _)| n.prefix_len() > l) {
+                best = Some((n.prefix_len(), !e.nomatch));
+            }
+        }
+    }
+    best.is_some_and(|(_, m)| m)
+}
+
 /// One ipset.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IpSet {

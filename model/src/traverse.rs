@@ -410,18 +410,8 @@ pub fn set_contains(ipsets: &[IpSet], name: &str, dirs: &[SetDir], pkt: &Packet,
         _ => pkt.sport,
     };
     let a0 = addr(dirs.first());
-    let net_hit = |entries: &mut dyn Iterator<Item = &crate::netstate::SetEntry>| -> bool {
-        // The most specific entry decides (a `nomatch` entry inside a larger net excludes).
-        let mut best: Option<(u8, bool)> = None;
-        for e in entries {
-            if let Some(n) = e.net {
-                if n.contains(&a0) && best.is_none_or(|(l, _)| n.prefix_len() > l) {
-                    best = Some((n.prefix_len(), !e.nomatch));
-                }
-            }
-        }
-        best.is_some_and(|(_, m)| m)
-    };
+    let net_hit =
+        |entries: &mut dyn Iterator<Item = &crate::netstate::SetEntry>| crate::netstate::net_member(entries, a0);
     match set.kind {
         SetType::HashIp | SetType::HashNet | SetType::BitmapIp => Ok(net_hit(&mut set.entries.iter())),
         SetType::HashIpPort | SetType::HashNetPort => {

@@ -820,18 +820,11 @@ pub fn set_contains(node: &NodeEnc<'_>, name: &str, dirs: &[SetDir], st: &State,
     };
     let a0 = addr_of(dirs.first());
     // A known address in a set of addresses (Calico's hosts and pools: one
-    // entry per node): its most specific entry decides, without a term per
-    // entry.
+    // entry per node) is decided as the model decides it, without a term
+    // per entry.
     if let (SetType::HashIp | SetType::HashNet | SetType::BitmapIp, Some(v)) = (set.kind, a0.num()) {
         let a = std::net::Ipv4Addr::from(u32::try_from(v).unwrap_or(0));
-        let mut best: Option<&natpath_model::netstate::SetEntry> = None;
-        for e in &set.entries {
-            let Some(net) = e.net.filter(|n| n.contains(&a)) else { continue };
-            if best.and_then(|b| b.net).is_none_or(|b| net.prefix_len() > b.prefix_len()) {
-                best = Some(e);
-            }
-        }
-        return Ok(Bool::from_bool(best.is_some_and(|e| !e.nomatch)));
+        return Ok(Bool::from_bool(natpath_model::netstate::net_member(&set.entries, a)));
     }
     // Most specific entry first; ties keep the listed order.
     let net_hit = |filter: &dyn Fn(&natpath_model::netstate::SetEntry) -> Option<Bool>| -> Bool {
