@@ -85,16 +85,18 @@ pub enum NodeEnd {
     Unknown(String),
 }
 
-/// Who refused a packet the node answers with a packet of its own.
+/// Who refused a packet the node answers with a packet of its own, and
+/// with what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusedBy {
-    /// A REJECT rule (its `--reject-with`).
-    Rule,
-    /// The routing decision for a received packet (`ip_error`): no route
-    /// (net unreachable), an `unreachable` route (host unreachable), a
-    /// `prohibit` route or rule (administratively prohibited), an
-    /// `unreachable` policy rule (net unreachable).
-    Route,
+    /// A REJECT rule, with its `--reject-with`.
+    Rule(RejectWith),
+    /// The routing decision for a received packet (`ip_error`), with the
+    /// ICMP code it sends in REJECT's words: no route (net unreachable),
+    /// an `unreachable` route (host unreachable), a `prohibit` route or
+    /// rule (administratively prohibited), an `unreachable` policy rule
+    /// (net unreachable).
+    Route(RejectWith),
     /// Forwarding (`ip_forward`): the packet arrived with a TTL of 1 or
     /// 0, so it may not be forwarded; the node answers with an ICMP time
     /// exceeded (11/0) and nothing else of the packet happens.
@@ -108,13 +110,9 @@ pub enum RefusedBy {
 pub struct Refused {
     /// The refused packet at the rule or the routing decision.
     pub packet: Packet,
-    /// What the node answers with (for a route, the ICMP code `ip_error`
-    /// sends, in REJECT's words; for [`RefusedBy::Hops`] the time exceeded
-    /// [`Refused::answer`] makes, whatever this says).
-    pub with: RejectWith,
     /// The hook of the rule; for a route, PREROUTING (routing follows it).
     pub hook: Hook,
-    /// Who refused it.
+    /// Who refused it, and with what.
     pub by: RefusedBy,
     /// The ICMP error's source address: the refused destination when it
     /// is the node's own, the input device's address under
@@ -133,10 +131,11 @@ impl Refused {
     /// about an ICMP error (the kernel sends nothing).
     pub fn answer(&self) -> Option<Packet> {
         let p = &self.packet;
-        if self.by == RefusedBy::Hops {
-            return (!p.is_icmp_error()).then(|| Packet::icmp_error(p, 11, 0, self.src));
-        }
-        let code = match self.with {
+        let with = match self.by {
+            RefusedBy::Rule(with) | RefusedBy::Route(with) => with,
+            RefusedBy::Hops => return (!p.is_icmp_error()).then(|| Packet::icmp_error(p, 11, 0, self.src)),
+        };
+        let code = match with {
             RejectWith::TcpReset => {
                 if p.proto != Proto::TCP {
                     return None;
@@ -458,9 +457,8 @@ impl<'a> NodeModel<'a> {
                     let src = self.icmp_error_src(pkt, if local_origin { None } else { iif });
                     ctx.passage.refused = Some(Refused {
                         packet: pkt.clone(),
-                        with,
                         hook,
-                        by: RefusedBy::Rule,
+                        by: RefusedBy::Rule(with),
                         src,
                         conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
                     });
@@ -802,10 +800,9 @@ impl<'a> NodeModel<'a> {
         // ip_forward: a packet whose TTL would reach 0 is not forwarded
         // (an ICMP time exceeded tells the sender, before any redirect);
         // the others lose one before the FORWARD hook sees them.
-        if pkt.ttl <= 1 {
+        if !pkt.forward_ttl() {
             ctx.passage.refused = Some(Refused {
                 packet: pkt.clone(),
-                with: RejectWith::HostUnreachable,
                 hook: Hook::Forward,
                 by: RefusedBy::Hops,
                 src: self.icmp_error_src(pkt, Some(iif)),
@@ -816,7 +813,6 @@ impl<'a> NodeModel<'a> {
                 self.node.name, pkt.ttl
             ));
         }
-        pkt.ttl -= 1;
         if dev == iif && self.sends_redirect(pkt, iif, hit.gateway) {
             ctx.passage.redirect = Some(Redirect {
                 packet: pkt.clone(),
@@ -850,9 +846,8 @@ impl<'a> NodeModel<'a> {
         }
         ctx.passage.refused = Some(Refused {
             packet: pkt.clone(),
-            with,
             hook: Hook::Prerouting,
-            by: RefusedBy::Route,
+            by: RefusedBy::Route(with),
             src: self.icmp_error_src(pkt, Some(iif)),
             conn: ctx.conn.clone().map(|c| (c, ctx.reply_dir)),
         });
@@ -1020,7 +1015,7 @@ impl<'a> NodeModel<'a> {
         let pkt = r.answer()?;
         let how = SendAs {
             related: r.conn.clone().map(|(c, reply)| (c, !reply)),
-            nat_src_new: r.with == RejectWith::TcpReset,
+            nat_src_new: r.by == RefusedBy::Rule(RejectWith::TcpReset),
             ..SendAs::default()
         };
         Some(self.send_as(pkt, false, how, chooser))

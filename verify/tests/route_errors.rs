@@ -158,9 +158,8 @@ fn an_icmp_error_is_never_answered_with_another() {
     let syn = Packet::first("10.0.0.53".parse().unwrap(), 40000, "10.9.9.9".parse().unwrap(), 80, Proto::TCP);
     let refused = |packet: Packet| Refused {
         packet,
-        with: RejectWith::HostUnreachable,
         hook: Hook::Prerouting,
-        by: RefusedBy::Route,
+        by: RefusedBy::Route(RejectWith::HostUnreachable),
         src: std::net::Ipv4Addr::UNSPECIFIED,
         conn: None,
     };
