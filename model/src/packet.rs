@@ -165,6 +165,17 @@ impl Packet {
         }
     }
 
+    /// `ip_forward`'s TTL rule, for a node and a router alike: a packet
+    /// with a TTL of 1 or 0 is not forwarded (`false`, the packet as it
+    /// came); any other loses one (`true`).
+    pub fn forward_ttl(&mut self) -> bool {
+        if self.ttl <= 1 {
+            return false;
+        }
+        self.ttl -= 1;
+        true
+    }
+
     /// An ICMP error (destination unreachable, source quench, redirect,
     /// time exceeded, parameter problem: the types the kernel's
     /// `icmp_pointers` call errors) quoting a packet.

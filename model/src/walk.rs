@@ -608,10 +608,9 @@ impl<'s> Run<'s> {
                 }
                 self.routed.push(key);
                 // A router forwards as a node does: not a TTL of 1 or 0.
-                if pkt.ttl <= 1 {
+                if !pkt.forward_ttl() {
                     return Err(Fate::Ended(Outcome::Unknown, crate::router::ttl_reason(r)));
                 }
-                pkt.ttl -= 1;
                 let route = match r.entry(pkt.dst).map(|e| (e.net, e.hop)) {
                     Some((net, crate::router::Hop::Segment)) => format!("{net} dev segment"),
                     Some((net, crate::router::Hop::Via(_))) => format!("{net} via {}", to.trim_start_matches("host ")),

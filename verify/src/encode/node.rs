@@ -583,10 +583,13 @@ impl<'e, 's> Run<'e, 's> {
         };
         let rpf = rpf_by(None);
         let iif_rules = node.ip_rules.iter().any(|r| r.iif.is_some());
-        self.p.dropped.push(Ending {
-            cond: and2(&lf.cond, &rpf),
+        // Locally delivered (by the main table's `local` routes or by
+        // another table's) only after the route back is validated.
+        let rpf_drop = |cond: &Bool| Ending {
+            cond: and2(cond, &rpf),
             reason: format!("dropped on {name} by routing: reverse path filter or martian source"),
-        });
+        };
+        self.p.dropped.push(rpf_drop(&lf.cond));
         let mut to_input = vec![lf.and(&not(&rpf))];
         let nf = flow.and(&not(&local));
         let l = route::lookup(
@@ -624,10 +627,7 @@ impl<'e, 's> Run<'e, 's> {
                 // A `local` route of another table (a policy rule chose
                 // it): delivered locally, after the same validation.
                 RouteType::Local => {
-                    self.p.dropped.push(Ending {
-                        cond: and2(&c, &rpf),
-                        reason: format!("dropped on {name} by routing: reverse path filter or martian source"),
-                    });
+                    self.p.dropped.push(rpf_drop(&c));
                     to_input.push(Flow { cond: and2(&c, &not(&rpf)), state: flow.state.clone() });
                 }
                 RouteType::Blackhole => self.p.dropped.push(Ending {
