@@ -375,8 +375,9 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
     }
 }
 
-/// `CIDR via NAME-OR-ADDRESS`: the destination and the next hop, or why not.
-fn parse_route(s: &str) -> Result<(Ipv4Net, Via), String> {
+/// `CIDR via NAME-OR-ADDRESS`: the destination and the next hop, or why not
+/// (a route of a `[[router]]`).
+pub fn parse_route(s: &str) -> Result<(Ipv4Net, Via), String> {
     let words: Vec<&str> = s.split_whitespace().collect();
     let [dst, via_word, via] = words.as_slice() else {
         return Err("expected three words".into());

@@ -574,6 +574,37 @@ fn a_forwarded_packet_loses_one_ttl_per_node_like_the_kernel() {
     assert_root_unchanged(&before);
 }
 
+/// A router of cluster.toml in the lab (issue 13): `gw` (10.0.0.1, the
+/// client's gateway) sends the Service CIDR to node1. The client's SYN to
+/// a cluster IP crosses the router, which takes one off its TTL (counting
+/// rules first in node1's mangle PREROUTING see 63, never 64), node1
+/// DNATs it to the pod on node2, and the reply comes back. Without the
+/// router's namespace nothing would answer for 10.0.0.1 and the pod would
+/// see nothing; the model agrees on every counter.
+#[test]
+fn a_router_forwards_in_the_lab_as_in_the_model() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let s = common::Scratch::of("seed-ipip-remote", "kernel-router");
+    s.append_toml("\n[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.96.0.0/12 via node1\"]\n");
+    let counting: Vec<String> =
+        [64, 63].iter().map(|t| format!("-A PREROUTING -s 10.0.0.53/32 -p tcp -m ttl --ttl-eq {t}")).collect();
+    common::rules_first(&s, "node1", "mangle", &counting);
+    let Some(run) = run(&s.0, &["client:10.101.14.7:8080/tcp"]) else { return };
+    let r = &run.results[0];
+    show(&run);
+    assert!(r.pod().is_some(), "the pod gets the SYN through the router");
+    assert!(r.reply.is_some(), "the client gets the answer");
+    assert!(!run.notes.iter().any(|n| n.contains("router")), "{:?}", run.notes);
+    let counts: Vec<u64> = (1..=2)
+        .map(|n| rules(r, "node1", "mangle", "PREROUTING").iter().filter(|(i, _)| *i == Some(n)).map(|(_, p)| *p).sum())
+        .collect();
+    assert_eq!(counts, vec![0, 1], "node1 gets the client's SYN with TTL 63");
+    let d: Vec<String> = model_differences(&s.0, r).iter().map(|d| d.to_string()).collect();
+    assert!(d.is_empty(), "kernel and model disagree:\n{}", d.join("\n"));
+    assert_root_unchanged(&before);
+}
+
 /// Source validation with rp_filter 0 (issue 13, tests/common
 /// `rpf_cases`): the pod on node2 sends a SYN to node1's tunl0 address; it
 /// crosses the tunnel and arrives on node1's tunl0, where node1 has

@@ -188,6 +188,19 @@ pub struct NodeDumps {
     pub listeners: Vec<natpath_model::parse::ss::Listener>,
 }
 
+/// A `[[router]]` of cluster.toml as the lab rebuilds it: a machine on
+/// the LAN that forwards by its routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterDumps {
+    /// Its name.
+    pub name: String,
+    /// Its address with the prefix of its segment.
+    pub address: Ipv4Net,
+    /// Its routes, each destination with the address of its next hop (a
+    /// node's LAN address, a host's address, or the address written).
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+}
+
 /// The whole snapshot as the referee needs it.
 #[derive(Debug, Clone)]
 pub struct Dumps {
@@ -197,6 +210,8 @@ pub struct Dumps {
     pub cluster: Cluster,
     /// Nodes in cluster.toml order.
     pub nodes: Vec<NodeDumps>,
+    /// cluster.toml's routers, in order.
+    pub routers: Vec<RouterDumps>,
     /// Probes from the snapshot's `probes` file, with their lines.
     pub probes: Vec<(String, usize)>,
 }
@@ -270,6 +285,14 @@ pub fn load(dir: &Path) -> Result<Dumps, KernelError> {
             return Err(bad(format!("{}: pod `{}` is on unknown node `{}`", toml_path.display(), p.name, p.node)));
         }
     }
+    let routers = cluster
+        .routers
+        .iter()
+        .map(|r| {
+            router(r, &cluster, &nodes)
+                .map_err(|why| bad(format!("{}: router `{}`: {why}", toml_path.display(), r.name)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let probes = read_text(&dir.join("probes"), false)?
         .map(|t| {
             t.lines()
@@ -281,7 +304,44 @@ pub fn load(dir: &Path) -> Result<Dumps, KernelError> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Dumps { root: dir.to_path_buf(), cluster, nodes, probes })
+    Ok(Dumps { root: dir.to_path_buf(), cluster, nodes, routers, probes })
+}
+
+/// A router's routes with their next hops as addresses: a node's is its
+/// LAN address on the router's segment, a host's its address.
+fn router(
+    r: &natpath_model::cluster::RouterDecl,
+    cluster: &Cluster,
+    nodes: &[NodeDumps],
+) -> Result<RouterDumps, String> {
+    let mut routes = Vec::new();
+    for text in &r.routes {
+        let (dst, via) = natpath_model::cluster::parse_route(text).map_err(|why| format!("route `{text}`: {why}"))?;
+        let next = match via {
+            natpath_model::cluster::Via::Addr(a) => a,
+            natpath_model::cluster::Via::Name(name) => {
+                if let Some(n) = nodes.iter().find(|n| n.name == name) {
+                    let lan: Vec<Ipv4Addr> = n
+                        .ifaces
+                        .iter()
+                        .filter(|f| f.name == n.lan)
+                        .flat_map(|f| f.addrs.iter().map(|a| a.net.addr()))
+                        .collect();
+                    lan.iter()
+                        .find(|a| r.address.contains(*a))
+                        .or(lan.first())
+                        .copied()
+                        .ok_or_else(|| format!("route `{text}`: node `{name}` has no address on `{}`", n.lan))?
+                } else if let Some(h) = cluster.hosts.iter().find(|h| h.name == name) {
+                    h.address.addr()
+                } else {
+                    return Err(format!("route `{text}` goes via `{name}`, which names no node or host"));
+                }
+            }
+        };
+        routes.push((dst, next));
+    }
+    Ok(RouterDumps { name: r.name.clone(), address: r.address, routes })
 }
 
 /// `ip addr show` or `ip -o addr show` into devices in order.
@@ -523,6 +583,35 @@ mod tests {
         assert_eq!(r[1].via(), Some("10.0.0.52".parse().unwrap()));
         assert_eq!(r[2].tokens.join(" "), "10.1.0.0/16 proto bird nexthop via 10.0.0.2 dev ens192 weight 1");
         assert_eq!(r[0].dst().unwrap().prefix_len(), 0);
+    }
+
+    #[test]
+    fn a_router_s_next_hops_are_addresses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/seed-ipip-remote");
+        let d = load(&dir).unwrap();
+        let decl = |routes: &[&str]| natpath_model::cluster::RouterDecl {
+            name: "gw".into(),
+            address: "10.0.0.1/24".parse().unwrap(),
+            routes: routes.iter().map(|r| (*r).to_string()).collect(),
+            parsed: Vec::new(),
+            loc: natpath_model::loc::Loc::default(),
+        };
+        let r = router(
+            &decl(&["10.96.0.0/12 via node2", "0.0.0.0/0 via client", "10.1.0.0/16 via 10.0.0.51"]),
+            &d.cluster,
+            &d.nodes,
+        )
+        .unwrap();
+        let want: Vec<(Ipv4Net, Ipv4Addr)> =
+            [("10.96.0.0/12", "10.0.0.52"), ("0.0.0.0/0", "10.0.0.53"), ("10.1.0.0/16", "10.0.0.51")]
+                .iter()
+                .map(|(n, a)| (n.parse().unwrap(), a.parse().unwrap()))
+                .collect();
+        assert_eq!(r.routes, want);
+        let e = router(&decl(&["10.96.0.0/12 via node9"]), &d.cluster, &d.nodes).unwrap_err();
+        assert!(e.contains("`node9`, which names no node or host"), "{e}");
+        let e = router(&decl(&["10.96.0.0 via node1"]), &d.cluster, &d.nodes).unwrap_err();
+        assert!(e.contains("prefix length"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Rebuilding a snapshot's cluster on this machine's kernel: one network
-//! namespace per node, pod and outside host, plus a `lan` namespace whose
-//! bridge is the shared segment. Each node gets the snapshot's devices in
+//! namespace per node, pod, outside host and router, plus a `lan` namespace
+//! whose bridge is the shared segment. A router (`[[router]]`) is a
+//! namespace on the bridge that forwards by its routes and does nothing
+//! else: no netfilter rules, no ICMP redirects. Each node gets the snapshot's devices in
 //! device order (the LAN interface as a veth to the bridge, each pod's
 //! `cali*` as a veth whose other end is the pod's `eth0`, `tunl0` as a TUN
 //! served by the user-space IPIP relay (or, on a kernel with the ipip
@@ -92,6 +94,7 @@ pub struct Lab {
     pub(crate) nodes: Vec<String>,
     pub(crate) pods: Vec<String>,
     pub(crate) hosts: Vec<String>,
+    pub(crate) routers: Vec<String>,
     /// Per node: the relay's routes (empty without an emulated tunnel).
     pub(crate) relay_routes: Vec<Vec<(Ipv4Net, Ipv4Addr)>>,
     pub(crate) events: Receiver<(String, String)>,
@@ -274,6 +277,7 @@ impl Lab {
             nodes: (0..dumps.nodes.len()).map(|i| format!("{prefix}n{i}")).collect(),
             pods: (0..dumps.cluster.pods.len()).map(|i| format!("{prefix}p{i}")).collect(),
             hosts: (0..dumps.cluster.hosts.len()).map(|i| format!("{prefix}h{i}")).collect(),
+            routers: (0..dumps.routers.len()).map(|i| format!("{prefix}r{i}")).collect(),
             relay_routes: vec![Vec::new(); dumps.nodes.len()],
             events,
             tx,
@@ -295,6 +299,7 @@ impl Lab {
         all.extend(lab.nodes.iter().cloned());
         all.extend(lab.pods.iter().cloned());
         all.extend(lab.hosts.iter().cloned());
+        all.extend(lab.routers.iter().cloned());
         all.extend(stubs.iter().flatten().cloned());
         exec::add_namespaces(lab.id, &all)?;
 
@@ -313,6 +318,18 @@ impl Lab {
         pod_quiet.push(kv("net.ipv4.tcp_synack_retries", "0"));
         for ns in &lab.pods {
             sysctl(ns, &pod_quiet, "setting up a pod namespace")?;
+        }
+        // A router forwards and tells no one of a better hop (the model's
+        // router sends no redirects); set before its device exists, which
+        // inherits `default`.
+        let mut router_quiet = quiet.to_vec();
+        router_quiet.extend([
+            kv("net.ipv4.ip_forward", "1"),
+            kv("net.ipv4.conf.all.send_redirects", "0"),
+            kv("net.ipv4.conf.default.send_redirects", "0"),
+        ]);
+        for ns in &lab.routers {
+            sysctl(ns, &router_quiet, "setting up a router namespace")?;
         }
         // No multicast snooping: a snooping bridge joins 224.0.0.106 and its
         // IGMP reports (source 0.0.0.0) would reach every node's PREROUTING.
@@ -341,6 +358,12 @@ impl Lab {
             lan_lines.push(line(format!("link set h{i} up")));
             let _ = h;
         }
+        for i in 0..dumps.routers.len() {
+            let rns = lab.routers.get(i).cloned().unwrap_or_default();
+            lan_lines.push(line(format!("link add r{i} type veth peer name eth0 netns {rns}")));
+            lan_lines.push(line(format!("link set r{i} master lan")));
+            lan_lines.push(line(format!("link set r{i} up")));
+        }
         batch("ip", &lab.lan, &lan_lines, "wiring the LAN")?;
         for (i, h) in dumps.cluster.hosts.iter().enumerate() {
             let hns = lab.hosts.get(i).cloned().unwrap_or_default();
@@ -352,7 +375,8 @@ impl Lab {
             if let Some(gw) = h.gateway {
                 l.push(line(format!("route add default via {gw} dev eth0")));
                 let served =
-                    dumps.nodes.iter().any(|n| n.ifaces.iter().any(|f| f.addrs.iter().any(|a| a.net.addr() == gw)));
+                    dumps.nodes.iter().any(|n| n.ifaces.iter().any(|f| f.addrs.iter().any(|a| a.net.addr() == gw)))
+                        || dumps.routers.iter().any(|r| r.address.addr() == gw);
                 if !served {
                     lab.notes.push(format!(
                         "host `{}`: its gateway {gw} is nobody's address in the snapshot: it is not emulated, so only \
@@ -364,13 +388,17 @@ impl Lab {
             }
             batch("ip", &hns, &l, &format!("host `{}`", h.name))?;
         }
-        for r in &dumps.cluster.routers {
-            lab.notes.push(format!(
-                "router `{}` ({}) is not emulated: what the model forwards through it is lost here, so probes that go \
-                 through it differ",
-                r.name,
-                r.address.addr()
-            ));
+        for (i, r) in dumps.routers.iter().enumerate() {
+            let rns = lab.routers.get(i).cloned().unwrap_or_default();
+            let mut l = vec![
+                line("link set lo up"),
+                line("link set eth0 up"),
+                line(format!("addr add {} dev eth0", r.address)),
+            ];
+            // `onlink`: a host a route names may be off the segment, on a
+            // link of the router's own; here every host is on the bridge.
+            l.extend(r.routes.iter().map(|(dst, via)| line(format!("route add {dst} via {via} dev eth0 onlink"))));
+            batch("ip", &rns, &l, &format!("router `{}`", r.name))?;
         }
         for (i, p) in dumps.cluster.pods.iter().enumerate() {
             let pns = lab.pods.get(i).cloned().unwrap_or_default();
