@@ -334,6 +334,10 @@ struct Run<'s> {
     refusal_walk: bool,
     /// The packets walked are a node's ICMP redirect.
     redirect_walk: bool,
+    /// The senders each node sent a redirect on this walk (node, the
+    /// redirected packet's source): `ip_rt_send_redirect` sends the next
+    /// to one sender only 40 ms after the first, longer than a walk.
+    redirected: Vec<(usize, Ipv4Addr)>,
     edge: Arc<Edge<'s>>,
     /// What routers forwarded on this walk (router, addresses, ports,
     /// protocol, ICMP type and code): the same packet again is a loop.
@@ -444,7 +448,16 @@ impl<'s> Run<'s> {
             if let Some(r) = passage.refused {
                 self.refused = Some((n, r));
             }
-            if let Some(r) = passage.redirect {
+            // A node redirects a sender once per walk (the kernel's back-off).
+            let redirect = passage.redirect.filter(|r| {
+                let key = (n, r.packet.src);
+                let first = !self.redirected.contains(&key);
+                if first {
+                    self.redirected.push(key);
+                }
+                first
+            });
+            if let Some(r) = redirect {
                 // The redirect is a packet of its own, sent before the
                 // forwarded packet's FORWARD hook; the packet goes on.
                 // What happens to it does not change the packet's fate, nor
@@ -810,6 +823,7 @@ fn run_branch<'s>(
         refused: None,
         refusal_walk: false,
         redirect_walk: false,
+        redirected: Vec::new(),
         edge: Arc::clone(edge),
         routed: Vec::new(),
         hops_pending: Vec::new(),
