@@ -96,11 +96,19 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
         (s(b, &["delivered_to", "kind"]) == Some("pod"))
             .then(|| s(b, &["delivered_to", "name"]).unwrap_or("").to_string())
     };
-    let chosen = match result.pod() {
-        Some(p) => branches.iter().find(|b| pod_of(b).as_deref() == Some(p.pod.as_str())),
-        None => branches.iter().find(|b| pod_of(b).is_none()),
-    };
-    let Some(branch) = chosen else {
+    // The branches the kernel's pod (or its delivering to none) allows; of
+    // those, the one the kernel's observation fits best: two branches that
+    // deliver to no pod (endpoints outside the snapshot, chosen at random)
+    // differ in the rules they count.
+    let candidates: Vec<&Value> = branches
+        .iter()
+        .filter(|b| match result.pod() {
+            Some(p) => pod_of(b).as_deref() == Some(p.pod.as_str()),
+            None => pod_of(b).is_none(),
+        })
+        .collect();
+    let best = candidates.iter().map(|b| against(result, b)).min_by_key(Vec::len);
+    let Some(differences) = best else {
         let listed: Vec<String> = branches
             .iter()
             .map(|b| {
@@ -112,7 +120,15 @@ pub fn compare(result: &ProbeResult, trace: &Value) -> Vec<Difference> {
         out.push(diff("delivered to", k, format!("no such branch; branches: {}", listed.join(", "))));
         return out;
     };
+    out.extend(differences);
+    out
+}
 
+/// The differences between the kernel's `result` and one branch of the
+/// model's trace.
+fn against(result: &ProbeResult, branch: &Value) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let empty = Vec::new();
     let ko = kernel_outcome(result);
     let mo = s(branch, &["outcome"]).unwrap_or("missing");
     if ko != mo {
@@ -314,6 +330,32 @@ mod tests {
         assert_eq!(d[0].to_string(), "source seen by the pod: kernel 192.168.231.64:5555; model 192.168.231.64:40000");
         assert!(d[1].what.contains("KUBE-NODEPORTS #1") && d[1].kernel == "matched 1x" && d[1].model == "matched 0x");
         assert!(d[2].what.contains("#2") && d[2].model == "matched 1x");
+    }
+
+    #[test]
+    fn of_two_branches_to_no_pod_the_one_the_kernel_took_is_compared() {
+        // Two endpoints outside the snapshot, chosen at random: both
+        // branches are dropped, each after its own KUBE-SEP rule.
+        let mut r = result();
+        r.delivered_to.clear();
+        r.reply = None;
+        let dropped_after = |rule: u64| {
+            json!({"probability": "1/2", "outcome": "dropped",
+                   "steps": [{"node": "node1", "packet": "forward", "hook": "PREROUTING", "table": "nat",
+                              "chain": "KUBE-NODEPORTS", "rule": rule, "text": "-A KUBE-NODEPORTS -j KUBE-MARK-MASQ",
+                              "effect": "jump"}]})
+        };
+        let t = |a: u64, b: u64| {
+            json!({"schema": "natpath.trace/1", "probe": {"from": "client", "to": "10.0.0.51:32220", "proto": "tcp", "sport": 40000},
+                   "branches": [dropped_after(a), dropped_after(b)]})
+        };
+        // The kernel counted rule 1: the second branch fits, wherever it is listed.
+        assert_eq!(compare(&r, &t(2, 1)), vec![]);
+        assert_eq!(compare(&r, &t(1, 2)), vec![]);
+        // Neither fits: the closest is reported.
+        let d = compare(&r, &t(2, 3));
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|x| x.what.contains("#2")) && d.iter().any(|x| x.what.contains("#1")), "{d:?}");
     }
 
     #[test]

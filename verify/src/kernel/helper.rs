@@ -282,6 +282,16 @@ enum Answer {
 /// was refused with EPERM: a rule of the sender's own OUTPUT hook dropped or
 /// rejected it (a REJECT there answers with an ICMP error to ourselves,
 /// which the ICMP reader still catches); any other failure is an error.
+/// The errors with which the sender's own node refuses a packet it sends,
+/// so that nothing leaves: a DROP in OUTPUT (EPERM), and a route that
+/// fails once the OUTPUT hook's NAT made it look again (`ip_route_me_harder`:
+/// a `prohibit` route EACCES, a blackhole EINVAL, an `unreachable` route
+/// EHOSTUNREACH, none ENETUNREACH).
+fn own_refusal(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(e.kind(), K::PermissionDenied | K::InvalidInput | K::HostUnreachable | K::NetworkUnreachable)
+}
+
 fn raw_exchange(
     proto: u8,
     pkt: &[u8],
@@ -290,12 +300,12 @@ fn raw_exchange(
     deadline: Instant,
     tx: mpsc::Sender<Answer>,
     answer: impl Fn(Ip, &[u8]) -> Option<Answer> + Send + 'static,
-) -> Result<bool, String> {
+) -> Result<Option<String>, String> {
     let raw = raw_socket(proto)?;
     raw.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
     let refused = match raw.send_to(pkt, &SockAddr::from(SocketAddrV4::new(*dst.ip(), 0))) {
-        Ok(_) => false,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => true,
+        Ok(_) => None,
+        Err(e) if own_refusal(&e) => Some(e.to_string()),
         Err(e) => return Err(format!("sending {what}: {e}")),
     };
     std::thread::spawn(move || {
@@ -367,7 +377,7 @@ fn probe(args: &[String]) -> Result<(), String> {
         });
     }
     let sent = sa(src, sport);
-    let mut refused_here = false;
+    let mut refused_here: Option<String> = None;
     match proto {
         "tcp" => {
             let seq = u32::try_from(started.elapsed().as_nanos() % u128::from(u32::MAX)).unwrap_or(1) ^ 0x5eed_1234;
@@ -386,7 +396,7 @@ fn probe(args: &[String]) -> Result<(), String> {
             sock.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
             match sock.send_to(b"natpath-probe", dst) {
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => refused_here = true,
+                Err(e) if own_refusal(&e) => refused_here = Some(e.to_string()),
                 Err(e) => return Err(format!("sending the datagram: {e}")),
             }
             let tx = tx.clone();
@@ -435,7 +445,8 @@ fn probe(args: &[String]) -> Result<(), String> {
         Err(_) => serde_json::Value::Null,
     };
     emit(json!({"ev": "result", "sent": {"src": sent, "dst": dst.to_string()}, "reply": reply,
-                "elapsed_us": elapsed_us, "refused_by_own_output": refused_here}));
+                "elapsed_us": elapsed_us, "refused_by_own_output": refused_here.is_some(),
+                "send_error": refused_here}));
     Ok(())
 }
 

@@ -144,7 +144,10 @@ pub(crate) fn run_probe(
     let str_at = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
     let sent = result.get("sent").map(|s| Sent { src: str_at(s, "src"), dst: str_at(s, "dst") }).unwrap_or_default();
     if result.get("refused_by_own_output").and_then(serde_json::Value::as_bool) == Some(true) {
-        notes.push("the sender's own OUTPUT hook refused the probe (sending it failed with EPERM)".into());
+        let why = result.get("send_error").and_then(serde_json::Value::as_str).unwrap_or("EPERM");
+        notes.push(format!(
+            "the sender's own node refused the probe: sending it failed ({why}), from a DROP in OUTPUT or a route that fails after OUTPUT's NAT"
+        ));
     }
     let answer_ms = result
         .get("elapsed_us")
