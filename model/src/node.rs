@@ -1064,29 +1064,35 @@ impl<'a> NodeModel<'a> {
         }
         self.track(pkt, ctx, carrier);
         ctx.hooks.pop();
-        let (mark0, dst0) = (pkt.mark, pkt.dst);
-        if let HookEnd::Stop(end) = self.run_hook(
-            Hook::Output,
-            &[TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security],
-            pkt,
-            ctx,
-            None,
-            dev.as_deref(),
-            true,
-            ch,
-        ) {
-            return end;
-        }
-        if pkt.mark != mark0 || pkt.dst != dst0 {
-            // ip_route_me_harder: the route is looked up again.
-            match self.route_out(pkt) {
-                Ok((k, d, n)) => {
-                    kind = k;
-                    dev = d;
-                    nexthop = n;
-                }
-                Err(end) => return end,
+        // ip_route_me_harder looks the route up again right after the
+        // mangle table when it changed the mark or the destination, and
+        // right after the nat table when it translated the destination; a
+        // route that fails then drops the packet there. Nothing else does:
+        // a mark set by raw or filter OUTPUT keeps the socket's route. Every
+        // OUTPUT table matches `-o` against the socket's route's device
+        // (the hook's state is set before it runs).
+        let oif = dev.clone();
+        for (tables, mark_reroutes) in [(&[TableName::Mangle][..], true), (&[TableName::Nat][..], false)] {
+            let (mark0, dst0) = (pkt.mark, pkt.dst);
+            if let HookEnd::Stop(end) = self.run_hook(Hook::Output, tables, pkt, ctx, None, oif.as_deref(), true, ch) {
+                return end;
             }
+            // The hook is listed once, by the last tables below.
+            ctx.hooks.pop();
+            if pkt.dst != dst0 || (mark_reroutes && pkt.mark != mark0) {
+                match self.route_out(pkt) {
+                    Ok((k, d, n)) => {
+                        kind = k;
+                        dev = d;
+                        nexthop = n;
+                    }
+                    Err(end) => return end,
+                }
+            }
+        }
+        let last = [TableName::Filter, TableName::Security];
+        if let HookEnd::Stop(end) = self.run_hook(Hook::Output, &last, pkt, ctx, None, oif.as_deref(), true, ch) {
+            return end;
         }
         if kind == RouteType::Local {
             // Looped back: PREROUTING raw/mangle (nat does not run again), then INPUT.

@@ -694,27 +694,30 @@ fn branch_outcome(snap: &Snapshot, fwd: &WalkOut, replies: &[(usize, WalkOut)], 
             (None, _) => Bool::from_bool(true),
             (Some(r), EndKind::Reached(Reached::Pod(pi))) => {
                 let pi = *pi;
-                let Some((_, back)) = replies.iter().find(|(p, _)| *p == pi) else { return f };
+                // The answers' ends, of every end that reached the pod.
+                let back: Vec<WalkEnd> =
+                    replies.iter().filter(|(p, _)| *p == pi).flat_map(|(_, w)| w.ends.iter().cloned()).collect();
+                if back.is_empty() {
+                    return f;
+                }
                 match &r.seen_by_client {
                     Some(s) => natpath_verify::encode::any(
                         &back
-                            .ends
                             .iter()
-                            .filter(|x| reached_named(snap, x, "host", from) || reached_named(snap, x, "pod", from))
+                            .filter(|x| ["host", "pod", "node"].iter().any(|k| reached_named(snap, x, k, from)))
                             .map(|x| and2(&x.cond, &seen_is(&x.state.pkt, &s.src, &s.dst)))
                             .collect::<Vec<_>>(),
                     ),
                     None => match r.outcome {
-                        TOutcome::Dropped => any_end(&back.ends, &|x| x.kind == EndKind::Dropped),
-                        TOutcome::Rejected => any_end(&back.ends, &|x| x.kind == EndKind::Rejected),
-                        TOutcome::Loop => any_end(&back.ends, &|x| x.kind == EndKind::Loop),
+                        TOutcome::Dropped => any_end(&back, &|x| x.kind == EndKind::Dropped),
+                        TOutcome::Rejected => any_end(&back, &|x| x.kind == EndKind::Rejected),
+                        TOutcome::Loop => any_end(&back, &|x| x.kind == EndKind::Loop),
                         TOutcome::Unknown => {
-                            any_end(&back.ends, &|x| matches!(x.kind, EndKind::Unknown | EndKind::Elsewhere { .. }))
+                            any_end(&back, &|x| matches!(x.kind, EndKind::Unknown | EndKind::Elsewhere { .. }))
                         }
-                        _ => any_end(&back.ends, &|x| {
+                        _ => any_end(&back, &|x| {
                             matches!(x.kind, EndKind::Reached(_))
-                                && !reached_named(snap, x, "host", from)
-                                && !reached_named(snap, x, "pod", from)
+                                && !["host", "pod", "node"].iter().any(|k| reached_named(snap, x, k, from))
                         }),
                     },
                 }
@@ -735,8 +738,8 @@ fn walks_at(name: &str, dir: &Path) {
     let snap = snapshot::load(dir).unwrap_or_else(|e| panic!("{name}: {e}"));
     let enc = Encoder::new(&snap, EncodeOptions::default());
     let edge = natpath_model::edge::Edge::new(&snap);
-    // Probes: the corpus file, each host to every NodePort of every node,
-    // each pod to every cluster IP.
+    // Probes: the corpus file, each host and each pod to every NodePort of
+    // every node, each pod and each node to every cluster IP.
     let mut probes: Vec<(String, Ipv4Addr, u16, Proto)> = Vec::new();
     if let Ok(text) = std::fs::read_to_string(dir.join("probes")) {
         for l in text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
@@ -766,6 +769,19 @@ fn walks_at(name: &str, dir: &Path) {
                     probes.push((pod.name.clone(), ip, port, s.proto));
                 }
             }
+            // Each node to every cluster IP: nat OUTPUT's DNAT, then routed again.
+            for m in &snap.nodes {
+                if let Some((ip, port)) = s.cluster_ip {
+                    probes.push((m.name.clone(), ip, port, s.proto));
+                }
+            }
+            // Each pod to every NodePort of every node: a pod whose node
+            // hosts the endpoint crosses its own node a second time.
+            for pod in &snap.cluster.pods {
+                if let (Some(p), Some(a)) = (s.node_port, lan.first()) {
+                    probes.push((pod.name.clone(), *a, p, s.proto));
+                }
+            }
             // A host whose gateway is a router: to every cluster IP.
             for h in snap.cluster.hosts.iter().filter(|h| h.gateway.is_some_and(|g| edge.router_at(g).is_some())) {
                 if let Some((ip, port)) = s.cluster_ip {
@@ -791,19 +807,25 @@ fn walks_at(name: &str, dir: &Path) {
                 (None, Some(Forward::To(Target::Node(m)))) => m,
                 _ => continue,
             };
-            (h.address.addr(), m, snap.nodes[m].lan.clone())
+            (h.address.addr(), m, Some(snap.nodes[m].lan.clone()))
         } else if let Some(p) = snap.cluster.pods.iter().find(|p| p.name == from) {
             let Some(m) = snap.nodes.iter().position(|x| x.name == p.node) else { continue };
-            (p.address, m, p.iface.clone())
+            (p.address, m, Some(p.iface.clone()))
+        } else if let Some(m) = snap.nodes.iter().position(|x| x.name == from) {
+            // A node sends it: its routing chooses the source, as in the model.
+            (Ipv4Addr::UNSPECIFIED, m, None)
         } else {
             continue;
         };
         let mut pkt = SymPacket::concrete(&Packet::first(src, sport, dst, dport, proto));
         pkt.len = bv16(60);
         let mut trail = Trail::default();
-        let dev = enc.node(start_node).unwrap().dev_value(&start_dev);
         let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt) };
-        let fwd = walk::walk(&enc, &mut trail, Start::Arrive { node: start_node, dev, flow }, &|_| CtCtx::Fresh, false);
+        let start = match &start_dev {
+            Some(d) => Start::Arrive { node: start_node, dev: enc.node(start_node).unwrap().dev_value(d), flow },
+            None => Start::Send { node: start_node, flow },
+        };
+        let fwd = walk::walk(&enc, &mut trail, start, &|_| CtCtx::Fresh, false);
         let mut replies = Vec::new();
         for (pi, pod) in snap.cluster.pods.iter().enumerate() {
             let ends: Vec<&WalkEnd> = fwd.reached(Reached::Pod(pi)).collect();
@@ -832,22 +854,17 @@ fn walks_at(name: &str, dir: &Path) {
                         .collect::<Vec<_>>(),
                 )
             };
-            let parts: Vec<Flow> = ends
-                .iter()
-                .map(|e| Flow {
+            // Each end's answer meets the connections its own path opened
+            // (a second pass through a node included), as the invariants walk it.
+            for e in ends {
+                let flow = Flow {
                     cond: and2(&e.cond, &listens(&e.state.pkt)),
                     state: State::arriving(walk::answer(&e.state.pkt)),
-                })
-                .collect();
-            let Some(flow) = Flow::merge(parts) else { continue };
-            let back = walk::walk(
-                &enc,
-                &mut trail,
-                Start::Arrive { node: pn, dev, flow },
-                &|m| walk::replies_on(&fwd, m),
-                true,
-            );
-            replies.push((pi, back));
+                };
+                let back =
+                    walk::walk(&enc, &mut trail, Start::Arrive { node: pn, dev, flow }, &|m| e.replies_on(m), true);
+                replies.push((pi, back));
+            }
         }
         let mut s = Session::new(Some(Duration::from_secs(30)));
         for d in &trail.defs {
@@ -940,6 +957,8 @@ walk_test!(walks_session_affinity, "session-affinity");
 walk_test!(walks_calico_vxlan, "calico-vxlan");
 walk_test!(walks_broken_no_mark_masq, "broken-no-mark-masq");
 walk_test!(walks_kube_proxy_cidr, "kube-proxy-cidr");
+walk_test!(walks_kube_proxy_1_28, "kube-proxy-1.28");
+walk_test!(walks_kube_proxy_1_28_lb, "kube-proxy-1.28-lb");
 
 // The edge of the snapshot: copies of corpus snapshots whose packets a
 // node hands to its LAN gateway, which the snapshot does not describe. A
@@ -1069,6 +1088,18 @@ fn walks_pod_bound_to_a_router_without_the_route() {
         },
         "[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"10.96.0.0/12 via node1\"]\n",
     );
+}
+
+/// A node's packet marked in mangle OUTPUT is routed again there, one
+/// marked in filter OUTPUT is not (tests/common `fwmark_reroute_case`,
+/// refereed by the kernel in kernel.rs).
+#[test]
+fn walks_a_mark_set_in_mangle_or_filter_output() {
+    for table in ["mangle", "filter"] {
+        let s = common::Scratch::of("seed-ipip-remote", &format!("walks-reroute-{table}"));
+        common::fwmark_reroute_case(&s, table);
+        walks_at(&format!("seed-ipip-remote (reroute-{table})"), &s.0);
+    }
 }
 
 #[test]

@@ -605,6 +605,32 @@ fn a_router_forwards_in_the_lab_as_in_the_model() {
     assert_root_unchanged(&before);
 }
 
+/// A route looked up again (tests/common `fwmark_reroute_case`): node2
+/// marks what it sends to node1's NodePort, and the mark routes to a
+/// blackhole. Set in mangle OUTPUT, the kernel routes the packet again
+/// right there and refuses to send it (nothing of nat or filter OUTPUT
+/// counts it); set in filter OUTPUT, it keeps the socket's route and the
+/// pod gets the SYN. The model agrees on every counter in both.
+#[test]
+fn a_mark_routes_again_after_mangle_not_filter_like_the_kernel() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    for (table, delivered) in [("mangle", false), ("filter", true)] {
+        let s = common::Scratch::of("seed-ipip-remote", &format!("kernel-reroute-{table}"));
+        common::fwmark_reroute_case(&s, table);
+        let Some(run) = run(&s.0, &[common::REROUTE_PROBE]) else { return };
+        let r = &run.results[0];
+        show(&run);
+        assert_eq!(r.pod().is_some(), delivered, "{table}: the pod gets the SYN");
+        let marked: u64 =
+            rules(r, "node2", table, "OUTPUT").iter().filter(|(n, _)| *n == Some(1)).map(|(_, p)| *p).sum();
+        assert_eq!(marked, 1, "{table}: the MARK rule counts the SYN once");
+        let d: Vec<String> = model_differences(&s.0, r).iter().map(|d| d.to_string()).collect();
+        assert!(d.is_empty(), "{table}: kernel and model disagree:\n{}", d.join("\n"));
+    }
+    assert_root_unchanged(&before);
+}
+
 /// Source validation with rp_filter 0 (issue 13, tests/common
 /// `rpf_cases`): the pod on node2 sends a SYN to node1's tunl0 address; it
 /// crosses the tunnel and arrives on node1's tunl0, where node1 has

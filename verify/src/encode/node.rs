@@ -210,6 +210,16 @@ impl Passage {
     }
 }
 
+/// The route a packet the node sends has: whether it is local, its
+/// device, its next hop and its cases.
+#[derive(Clone)]
+struct Route {
+    local: Bool,
+    oif: DevTerm,
+    nexthop: BV,
+    routes: Vec<RouteOut>,
+}
+
 struct Run<'e, 's> {
     enc: &'e Encoder<'s>,
     node: &'e NodeEnc<'s>,
@@ -735,48 +745,63 @@ impl<'e, 's> Run<'e, 's> {
         let tr = conntrack::track(&flow.state, ctx, &self.enc.opts);
         let (mark0, dst0) = (flow.state.pkt.mark.clone(), flow.state.pkt.dst.clone());
         let flow = Some(Flow { cond: flow.cond, state: tr.state.clone() });
-        let flow = self.table(trail, TableName::Mangle, &out, flow);
-        // Each way the nat table leaves the packet goes on by itself, as a
-        // received packet's do: merged into one term, the DNAT choices of a
-        // Service (a destination that is one of its endpoints) made every
-        // later test of the destination a case split, which grew to
-        // gigabytes on a 100-Service cluster.
-        for flow in self.nat_dst(trail, &out, flow, &tr) {
-            let Some(flow) = self.hook(trail, &[TableName::Filter, TableName::Security], &out, Some(flow)) else {
-                continue;
-            };
-            // ip_route_me_harder: a changed mark or destination is routed again.
-            let changed = or2(
-                &not(&crate::encode::packet::eq_bv(&flow.state.pkt.mark, &mark0)),
-                &not(&crate::encode::packet::eq_bv(&flow.state.pkt.dst, &dst0)),
-            );
-            let same = flow.and(&not(&changed));
-            let again = flow.and(&changed);
-            let mut parts: Vec<(Flow, Bool, DevTerm, BV, Vec<RouteOut>)> =
-                vec![(same.clone(), local_route.clone(), oif.clone(), nexthop.clone(), routes.clone())];
-            if !crate::encode::is_false(&again.cond) {
-                let (ok2, k2) = self.route_out(&again, "rerouting");
-                if let Some(f2) = ok2 {
-                    parts.push((f2, k2.0, k2.1, k2.2, k2.3));
-                }
-            }
-            for (f, local, oif, nexthop, routes) in parts {
-                if crate::encode::is_false(&f.cond) {
-                    continue;
-                }
-                let lo = DevTerm::konst(node.dev_value("lo"));
-                let looped = f.and(&local);
-                if !crate::encode::is_false(&looped.cond) {
-                    let pre = self.env(Hook::Prerouting, lo.clone(), DevTerm::none(), false);
-                    let g = self.hook(trail, &[TableName::Raw, TableName::Mangle], &pre, Some(looped));
-                    self.input(trail, g, &lo, &tr);
-                }
-                let away = f.and(&not(&local));
-                if !crate::encode::is_false(&away.cond) {
-                    self.postrouting(trail, Some(away), &oif, &nexthop, routes, true, &tr);
+        let Some(flow) = self.table(trail, TableName::Mangle, &out, flow) else { return };
+        // ip_route_me_harder (as the model's send): routed again right
+        // after mangle when it changed the mark (or the destination), and
+        // right after nat when it translated the destination; a route that
+        // fails drops the packet there. Every OUTPUT table matches `-o`
+        // against the socket's route's device.
+        let first = Route { local: local_route, oif: oif.clone(), nexthop, routes };
+        let changed = or2(
+            &not(&crate::encode::packet::eq_bv(&flow.state.pkt.mark, &mark0)),
+            &not(&crate::encode::packet::eq_bv(&flow.state.pkt.dst, &dst0)),
+        );
+        for (flow, route) in self.reroute(flow, &changed, &first) {
+            let dst1 = flow.state.pkt.dst.clone();
+            // Each way the nat table leaves the packet goes on by itself, as a
+            // received packet's do: merged into one term, the DNAT choices of a
+            // Service (a destination that is one of its endpoints) made every
+            // later test of the destination a case split, which grew to
+            // gigabytes on a 100-Service cluster.
+            for flow in self.nat_dst(trail, &out, Some(flow), &tr) {
+                let translated = not(&crate::encode::packet::eq_bv(&flow.state.pkt.dst, &dst1));
+                for (f, r) in self.reroute(flow, &translated, &route) {
+                    let Some(f) = self.hook(trail, &[TableName::Filter, TableName::Security], &out, Some(f)) else {
+                        continue;
+                    };
+                    let lo = DevTerm::konst(node.dev_value("lo"));
+                    let looped = f.and(&r.local);
+                    if !crate::encode::is_false(&looped.cond) {
+                        let pre = self.env(Hook::Prerouting, lo.clone(), DevTerm::none(), false);
+                        let g = self.hook(trail, &[TableName::Raw, TableName::Mangle], &pre, Some(looped));
+                        self.input(trail, g, &lo, &tr);
+                    }
+                    let away = f.and(&not(&r.local));
+                    if !crate::encode::is_false(&away.cond) {
+                        self.postrouting(trail, Some(away), &r.oif, &r.nexthop, r.routes, true, &tr);
+                    }
                 }
             }
         }
+    }
+
+    /// `flow` split by `changed`: where it is false the packet keeps
+    /// `route`; where it is true it is routed again (the failures end
+    /// there).
+    fn reroute(&mut self, flow: Flow, changed: &Bool, route: &Route) -> Vec<(Flow, Route)> {
+        let mut parts = Vec::new();
+        let same = flow.and(&not(changed));
+        if !crate::encode::is_false(&same.cond) {
+            parts.push((same, route.clone()));
+        }
+        let again = flow.and(changed);
+        if !crate::encode::is_false(&again.cond) {
+            let (ok, (local, oif, nexthop, routes)) = self.route_out(&again, "rerouting");
+            if let Some(f) = ok {
+                parts.push((f, Route { local, oif, nexthop, routes }));
+            }
+        }
+        parts
     }
 
     /// The output route of a packet the node sends: the flow that has one,

@@ -28,10 +28,12 @@
 //! (once: a third pass through one node ends unknown).
 //!
 //! Contract: exact within the hop bound; a walk that leaves what the
-//! snapshot describes ends [`EndKind::Elsewhere`] or unknown, a walk that
-//! comes back to a node it crossed other than through a router ends unknown
-//! (the encoding keeps one binding per node and walk there), and one longer
-//! than the bound ends [`EndKind::Loop`].
+//! snapshot describes ends [`EndKind::Elsewhere`] or unknown; a walk that
+//! comes back to a node it crossed (by a tunnel, the LAN or a router) is
+//! followed through it once more, as a connection of its own there (its
+//! binding is its path's, not the walk's), unless the packet belongs to a
+//! connection the path opened there, and ends unknown then and at a third
+//! pass; one longer than the bound ends [`EndKind::Loop`].
 
 use crate::encode::conntrack::{Binding, CtCtx};
 use crate::encode::node::{self, Passage};
@@ -756,8 +758,29 @@ impl Walker<'_, '_> {
             return;
         }
         if visited.contains(&m) {
+            // Followed through m a second time, as the model's walk does
+            // (a pod on node B to node A's NodePort, DNATed to an endpoint
+            // on B): the packet opens a connection of its own there, unless
+            // it is one of a connection this path opened on m (the same
+            // packet again, or its answer: a loop the model ends at its hop
+            // bound), which ends unknown, as does a third pass.
             let name = self.enc.snap.nodes.get(m).map(|x| x.name.clone()).unwrap_or_default();
-            self.end(cond, EndKind::Unknown, s, format!("the walk comes back to {name}"));
+            if visited.iter().filter(|&&x| x == m).count() >= 2 {
+                self.end(cond, EndKind::Unknown, s, format!("the walk comes back to {name} a third time"));
+                return;
+            }
+            let t = s.pkt.tuple();
+            let known: Vec<Bool> =
+                self.path.iter().filter(|(x, _)| *x == m).flat_map(|(_, b)| [t.eq(&b.orig), t.eq(&b.reply)]).collect();
+            let known = any(&known);
+            self.end(
+                and2(&cond, &known),
+                EndKind::Unknown,
+                s,
+                format!("the walk comes back to {name} with a packet of a connection it opened there"),
+            );
+            let cond = and2(&cond, &not(&known));
+            self.enter(m, dev, cond, s, depth, visited);
             return;
         }
         self.enter(m, dev, cond, s, depth, visited);

@@ -453,3 +453,21 @@ pub fn rpf_cases() -> Vec<(&'static str, RpfCase, bool)> {
         ("iif-rule-lo", RpfCase { rp_filter: 1, iif_rule: Some("lo"), ..base }, true),
     ]
 }
+
+/// The node whose packets [`fwmark_reroute_case`] marks, and its probe:
+/// node2 to node1's NodePort (DNATed to the pod on node2, so the SYN
+/// crosses node2 a second time).
+pub const REROUTE_PROBE: &str = "node2:10.0.0.51:32220/tcp";
+
+/// On a copy of `seed-ipip-remote`: node2 routes packets with mark 0x8 by
+/// table 100, which has only a blackhole, and a rule first in `table`'s
+/// OUTPUT (`mangle` or `filter`) sets that mark on what node2 sends to
+/// port 32220. The kernel looks the route up again after mangle OUTPUT
+/// when the mark changed (the blackhole: sending fails with EINVAL), never
+/// after filter OUTPUT (the socket's route stands: delivered).
+pub fn fwmark_reroute_case(s: &Scratch, table: &str) {
+    s.edit("node2", "ip-rule", |t| t.replace("32766:", "100:\tfrom all fwmark 0x8/0x8 lookup 100\n32766:"));
+    s.edit("node2", "ip-route", |t| format!("{t}blackhole default table 100 \n"));
+    rules_first(s, "node2", table, &["-A OUTPUT -p tcp -m tcp --dport 32220 -j MARK --set-xmark 0x8/0x8".to_string()]);
+    std::fs::write(s.file("probes"), format!("{REROUTE_PROBE}\n")).unwrap();
+}
