@@ -738,60 +738,7 @@ fn walks_at(name: &str, dir: &Path) {
     let snap = snapshot::load(dir).unwrap_or_else(|e| panic!("{name}: {e}"));
     let enc = Encoder::new(&snap, EncodeOptions::default());
     let edge = natpath_model::edge::Edge::new(&snap);
-    // Probes: the corpus file, each host and each pod to every NodePort of
-    // every node, each pod and each node to every cluster IP.
-    let mut probes: Vec<(String, Ipv4Addr, u16, Proto)> = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(dir.join("probes")) {
-        for l in text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
-            let (from, rest) = l.split_once(':').unwrap();
-            let (to, proto) = rest.split_once('/').unwrap_or((rest, "tcp"));
-            let (ip, port) = to.rsplit_once(':').unwrap();
-            let proto = if proto == "udp" { Proto::UDP } else { Proto::TCP };
-            probes.push((from.to_string(), ip.parse().unwrap(), port.parse().unwrap(), proto));
-        }
-    }
-    for n in &snap.nodes {
-        let intent = Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
-        let lan: Vec<Ipv4Addr> = n
-            .interfaces
-            .iter()
-            .filter(|i| i.name == n.lan)
-            .flat_map(|i| i.addrs.iter().map(|a| a.addr.addr()))
-            .collect();
-        for s in &intent.services {
-            for h in &snap.cluster.hosts {
-                if let (Some(p), Some(a)) = (s.node_port, lan.first()) {
-                    probes.push((h.name.clone(), *a, p, s.proto));
-                }
-            }
-            for pod in &snap.cluster.pods {
-                if let Some((ip, port)) = s.cluster_ip {
-                    probes.push((pod.name.clone(), ip, port, s.proto));
-                }
-            }
-            // Each node to every cluster IP: nat OUTPUT's DNAT, then routed again.
-            for m in &snap.nodes {
-                if let Some((ip, port)) = s.cluster_ip {
-                    probes.push((m.name.clone(), ip, port, s.proto));
-                }
-            }
-            // Each pod to every NodePort of every node: a pod whose node
-            // hosts the endpoint crosses its own node a second time.
-            for pod in &snap.cluster.pods {
-                if let (Some(p), Some(a)) = (s.node_port, lan.first()) {
-                    probes.push((pod.name.clone(), *a, p, s.proto));
-                }
-            }
-            // A host whose gateway is a router: to every cluster IP.
-            for h in snap.cluster.hosts.iter().filter(|h| h.gateway.is_some_and(|g| edge.router_at(g).is_some())) {
-                if let Some((ip, port)) = s.cluster_ip {
-                    probes.push((h.name.clone(), ip, port, s.proto));
-                }
-            }
-        }
-    }
-    probes.sort_by(|a, b| (a.0.as_str(), a.1, a.2, a.3).cmp(&(b.0.as_str(), b.1, b.2, b.3)));
-    probes.dedup();
+    let probes = common::sender_probes(&snap, dir);
     let mut checked = 0;
     for (from, dst, dport, proto) in probes {
         let sport = 40000u16;

@@ -326,8 +326,10 @@ fn sigint_removes_everything() {
 }
 
 /// The differential test proper: for every corpus snapshot with a
-/// `probes` file, the model's trace of each probe must agree with the
-/// kernel on everything `compare` checks (pod, source seen, reply, and the
+/// `probes` file, the model's trace of each of its probes and of every
+/// sender's (tests/common `sender_probes`: hosts, pods and nodes to every
+/// NodePort, cluster IP and pod port) must agree with the kernel on
+/// everything `compare` checks (pod, source seen, reply, refusal, and the
 /// multiset of rule counters on every node).
 #[test]
 fn corpus_kernel_agrees_with_model() {
@@ -336,6 +338,10 @@ fn corpus_kernel_agrees_with_model() {
     let mut dirs: Vec<PathBuf> =
         std::fs::read_dir(&corpus).map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect()).unwrap_or_default();
     dirs.retain(|d| d.join("cluster.toml").is_file() && d.join("probes").is_file());
+    // NATPATH_CORPUS=NAME runs one snapshot (for a developer chasing a difference).
+    if let Ok(only) = std::env::var("NATPATH_CORPUS") {
+        dirs.retain(|d| d.file_name().is_some_and(|n| n.to_string_lossy() == only));
+    }
     dirs.sort();
     if dirs.is_empty() {
         dirs = vec![seed("seed-ipip-local"), seed("seed-ipip-remote")];
@@ -345,14 +351,27 @@ fn corpus_kernel_agrees_with_model() {
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let snap = natpath_model::snapshot::load(dir).unwrap_or_else(|e| panic!("the model cannot read {name}: {e}"));
-        let texts: Vec<String> = std::fs::read_to_string(dir.join("probes"))
-            .map(|t| {
-                t.lines()
-                    .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
-                    .filter(|l| !l.is_empty())
-                    .collect()
+        // The snapshot's own probes, and every sender's whose fate the model
+        // decides: a packet to what the snapshot does not describe (an API
+        // server off it, a LAN gateway) is unknown to the model, and the
+        // kernel's late answer to it (an ARP failure's ICMP error, seconds
+        // later) would land in the next probe's counters.
+        let own = std::fs::read_to_string(dir.join("probes")).unwrap_or_default();
+        let decided = |from: &str, ip: std::net::Ipv4Addr, port: u16, proto| {
+            let Ok(mp) = natpath_model::walk::probe(&snap, from, &format!("{ip}:{port}"), proto, 40000) else {
+                return false;
+            };
+            natpath_model::walk::trace(&snap, &mp, &natpath_model::walk::TraceOptions::default())
+                .is_ok_and(|t| t.branches.iter().all(|b| b.outcome != natpath_model::trace::Outcome::Unknown))
+        };
+        let texts: Vec<String> = common::sender_probes(&snap, dir)
+            .into_iter()
+            .filter_map(|(from, ip, port, proto)| {
+                let text = format!("{from}:{ip}:{port}/{}", natpath_model::packet::proto_name(proto));
+                let listed = own.lines().any(|l| l.split('#').next().unwrap_or("").trim() == text);
+                (listed || decided(&from, ip, port, proto)).then_some(text)
             })
-            .unwrap_or_else(|_| vec!["client:10.0.0.51:32220/tcp".into()]);
+            .collect();
         let probes: Vec<Probe> = texts.iter().map(|p| Probe::parse(p).unwrap()).collect();
         let o = Options { reply_timeout: Duration::from_millis(1000), ..opts() };
         let run = match kernel::run_with(dir, &probes, &o) {

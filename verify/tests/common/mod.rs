@@ -471,3 +471,69 @@ pub fn fwmark_reroute_case(s: &Scratch, table: &str) {
     rules_first(s, "node2", table, &["-A OUTPUT -p tcp -m tcp --dport 32220 -j MARK --set-xmark 0x8/0x8".to_string()]);
     std::fs::write(s.file("probes"), format!("{REROUTE_PROBE}\n")).unwrap();
 }
+
+/// The probes a snapshot's referee and differential tests send: its
+/// `probes` file; each host and each pod to every NodePort of every node
+/// (a pod whose node hosts the endpoint crosses its own node twice); each
+/// node to every other node's NodePorts; each pod and each node to every
+/// cluster IP (nat OUTPUT's DNAT, then routed again, for a node); each pod
+/// and each node to every port a pod listens on; a host whose gateway is a
+/// router to every cluster IP. Sorted, without repeats.
+pub fn sender_probes(
+    snap: &natpath_model::snapshot::Snapshot,
+    dir: &Path,
+) -> Vec<(String, std::net::Ipv4Addr, u16, natpath_model::ruleset::Proto)> {
+    use natpath_model::ruleset::Proto;
+    let proto_of = |p: &str| match p {
+        "udp" => Proto::UDP,
+        "sctp" => Proto::SCTP,
+        _ => Proto::TCP,
+    };
+    let mut probes = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(dir.join("probes")) {
+        for l in text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
+            let (from, rest) = l.split_once(':').unwrap();
+            let (to, proto) = rest.split_once('/').unwrap_or((rest, "tcp"));
+            let (ip, port) = to.rsplit_once(':').unwrap();
+            probes.push((from.to_string(), ip.parse().unwrap(), port.parse().unwrap(), proto_of(proto)));
+        }
+    }
+    let edge = natpath_model::edge::Edge::new(snap);
+    let pods = &snap.cluster.pods;
+    let hosts = &snap.cluster.hosts;
+    let routed: Vec<&String> =
+        hosts.iter().filter(|h| h.gateway.is_some_and(|g| edge.router_at(g).is_some())).map(|h| &h.name).collect();
+    for n in &snap.nodes {
+        let intent = natpath_model::intent::Intent::read(&n.ruleset, &n.ipsets, &n.interfaces);
+        let lan =
+            n.interfaces.iter().filter(|i| i.name == n.lan).flat_map(|i| i.addrs.iter().map(|a| a.addr.addr())).next();
+        for s in &intent.services {
+            if let (Some(p), Some(a)) = (s.node_port, lan) {
+                let others = snap.nodes.iter().filter(|m| m.name != n.name).map(|m| &m.name);
+                for from in hosts.iter().map(|h| &h.name).chain(pods.iter().map(|p| &p.name)).chain(others) {
+                    probes.push((from.clone(), a, p, s.proto));
+                }
+            }
+            if let Some((ip, port)) = s.cluster_ip {
+                let senders = pods.iter().map(|p| &p.name).chain(snap.nodes.iter().map(|m| &m.name));
+                for from in senders.chain(routed.iter().copied()) {
+                    probes.push((from.clone(), ip, port, s.proto));
+                }
+            }
+        }
+    }
+    for to in pods {
+        for l in &to.listen {
+            let Some((proto, port)) = l.split_once('/') else { continue };
+            let Ok(port) = port.parse() else { continue };
+            let senders =
+                pods.iter().filter(|p| p.name != to.name).map(|p| &p.name).chain(snap.nodes.iter().map(|m| &m.name));
+            for from in senders {
+                probes.push((from.clone(), to.address, port, proto_of(proto)));
+            }
+        }
+    }
+    probes.sort_by(|a, b| (a.0.as_str(), a.1, a.2, a.3).cmp(&(b.0.as_str(), b.1, b.2, b.3)));
+    probes.dedup();
+    probes
+}
