@@ -410,6 +410,14 @@ fn corpus_kernel_agrees_with_model() {
     assert_root_unchanged(&before);
 }
 
+/// Assert that the model's trace of `r`'s probe on `dir` agrees with the
+/// kernel's result; `what` names the case.
+#[track_caller]
+fn assert_agrees(dir: &Path, r: &ProbeResult, what: &str) {
+    let d: Vec<String> = model_differences(dir, r).iter().map(|d| d.to_string()).collect();
+    assert!(d.is_empty(), "{what}: kernel and model disagree:\n{}", d.join("\n"));
+}
+
 /// The model's trace of `probe` on `dir` against the kernel's result.
 fn model_differences(dir: &Path, r: &ProbeResult) -> Vec<kernel::Difference> {
     let snap = natpath_model::snapshot::load(dir).unwrap();
@@ -467,12 +475,7 @@ fn a_redirect_counts_like_the_kernel() {
     // The redirect is node1's only packet of its own.
     assert_eq!(rules(r, "node1", "raw", "OUTPUT"), vec![(None, 1), (Some(1), 1)]);
     assert!(rules(r, "node1", "filter", "OUTPUT").is_empty(), "nat dropped it before filter");
-    let d = model_differences(&s.0, r);
-    assert!(
-        d.is_empty(),
-        "kernel and model disagree:\n{}",
-        d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
-    );
+    assert_agrees(&s.0, r, "redirect");
     assert_root_unchanged(&before);
 }
 
@@ -588,8 +591,7 @@ fn a_forwarded_packet_loses_one_ttl_per_node_like_the_kernel() {
     // forwards the other way.
     assert_eq!(counts("node1", "FORWARD"), vec![0, 1, 1], "node1: the SYN with 63, the SYN-ACK with 62");
     assert_eq!(counts("node2", "FORWARD"), vec![0, 1, 1], "node2: the SYN-ACK with 63, the SYN with 62");
-    let d: Vec<String> = model_differences(&s.0, r).iter().map(|d| d.to_string()).collect();
-    assert!(d.is_empty(), "kernel and model disagree:\n{}", d.join("\n"));
+    assert_agrees(&s.0, r, "ttl");
     assert_root_unchanged(&before);
 }
 
@@ -619,8 +621,7 @@ fn a_router_forwards_in_the_lab_as_in_the_model() {
         .map(|n| rules(r, "node1", "mangle", "PREROUTING").iter().filter(|(i, _)| *i == Some(n)).map(|(_, p)| *p).sum())
         .collect();
     assert_eq!(counts, vec![0, 1], "node1 gets the client's SYN with TTL 63");
-    let d: Vec<String> = model_differences(&s.0, r).iter().map(|d| d.to_string()).collect();
-    assert!(d.is_empty(), "kernel and model disagree:\n{}", d.join("\n"));
+    assert_agrees(&s.0, r, "router");
     assert_root_unchanged(&before);
 }
 
@@ -644,8 +645,7 @@ fn a_mark_routes_again_after_mangle_not_filter_like_the_kernel() {
         let marked: u64 =
             rules(r, "node2", table, "OUTPUT").iter().filter(|(n, _)| *n == Some(1)).map(|(_, p)| *p).sum();
         assert_eq!(marked, 1, "{table}: the MARK rule counts the SYN once");
-        let d: Vec<String> = model_differences(&s.0, r).iter().map(|d| d.to_string()).collect();
-        assert!(d.is_empty(), "{table}: kernel and model disagree:\n{}", d.join("\n"));
+        assert_agrees(&s.0, r, table);
     }
     assert_root_unchanged(&before);
 }

@@ -335,6 +335,21 @@ mod tests {
         assert!(d[2].what.contains("#2") && d[2].model == "matched 1x");
     }
 
+    /// A trace of `result()`'s probe with these branches.
+    fn trace_of(branches: &[Value]) -> Value {
+        json!({"schema": "natpath.trace/1", "probe": {"from": "client", "to": "10.0.0.51:32220", "proto": "tcp", "sport": 40000},
+               "branches": branches})
+    }
+
+    /// A branch that ends `outcome` after one counted step, node1's nat
+    /// KUBE-NODEPORTS rule `rule` (the rule `result()` counts is 1).
+    fn ends_after(outcome: &str, rule: u64) -> Value {
+        json!({"probability": "1/2", "outcome": outcome,
+               "steps": [{"node": "node1", "packet": "forward", "hook": "PREROUTING", "table": "nat",
+                          "chain": "KUBE-NODEPORTS", "rule": rule, "text": "-A KUBE-NODEPORTS -j KUBE-MARK-MASQ",
+                          "effect": "jump"}]})
+    }
+
     #[test]
     fn of_two_branches_to_no_pod_the_one_the_kernel_took_is_compared() {
         // Two endpoints outside the snapshot, chosen at random: both
@@ -342,16 +357,7 @@ mod tests {
         let mut r = result();
         r.delivered_to.clear();
         r.reply = None;
-        let dropped_after = |rule: u64| {
-            json!({"probability": "1/2", "outcome": "dropped",
-                   "steps": [{"node": "node1", "packet": "forward", "hook": "PREROUTING", "table": "nat",
-                              "chain": "KUBE-NODEPORTS", "rule": rule, "text": "-A KUBE-NODEPORTS -j KUBE-MARK-MASQ",
-                              "effect": "jump"}]})
-        };
-        let t = |a: u64, b: u64| {
-            json!({"schema": "natpath.trace/1", "probe": {"from": "client", "to": "10.0.0.51:32220", "proto": "tcp", "sport": 40000},
-                   "branches": [dropped_after(a), dropped_after(b)]})
-        };
+        let t = |a: u64, b: u64| trace_of(&[ends_after("dropped", a), ends_after("dropped", b)]);
         // The kernel counted rule 1: the second branch fits, wherever it is listed.
         assert_eq!(compare(&r, &t(2, 1)), vec![]);
         assert_eq!(compare(&r, &t(1, 2)), vec![]);
@@ -366,14 +372,8 @@ mod tests {
         let mut r = result();
         r.delivered_to.clear();
         r.reply = None;
-        let t = |rule: u64| {
-            json!({"schema": "natpath.trace/1", "probe": {"from": "client", "to": "10.0.0.51:32220", "proto": "tcp", "sport": 40000},
-                   "branches": [{"probability": "1", "outcome": "unknown",
-                     "reason": "node1 sends it to 10.0.0.1, which the snapshot does not describe",
-                     "steps": [{"node": "node1", "packet": "forward", "hook": "PREROUTING", "table": "nat",
-                                "chain": "KUBE-NODEPORTS", "rule": rule, "text": "-A KUBE-NODEPORTS -j KUBE-MARK-MASQ",
-                                "effect": "jump"}]}]})
-        };
+        // Beyond the snapshot (a LAN gateway it does not describe).
+        let t = |rule: u64| trace_of(&[ends_after("unknown", rule)]);
         assert_eq!(compare(&r, &t(1)), vec![]);
         assert_eq!(compare(&r, &t(2)).len(), 2);
     }
