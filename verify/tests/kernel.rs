@@ -479,6 +479,46 @@ fn a_redirect_counts_like_the_kernel() {
     assert_root_unchanged(&before);
 }
 
+/// An ICMP redirect from a node without a nat table (issue 13): the client
+/// sends to the pod's own address through the router `gw`, which hands it
+/// to node1; node1 has no nat table and routes node2's pod block over
+/// ens192, the device the SYN came in by. Nothing drops the redirect now:
+/// it crosses node1's filter OUTPUT and POSTROUTING and reaches the client,
+/// and the SYN goes on to the pod. The model agrees on every counter.
+#[test]
+fn a_redirect_from_a_node_without_nat_reaches_the_sender_like_the_kernel() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = root_state();
+    let s = common::Scratch::of("seed-ipip-remote", "kernel-redirect-no-nat");
+    common::redirect_case(&s);
+    s.edit("node1", "iptables-save", |t| {
+        let mut out = String::new();
+        let mut in_nat = false;
+        for l in t.lines() {
+            if l == "*nat" {
+                in_nat = true;
+            }
+            if !in_nat {
+                out.push_str(l);
+                out.push('\n');
+            } else if l == "COMMIT" {
+                in_nat = false;
+            }
+        }
+        out
+    });
+    s.append_toml("\n[[router]]\nname = \"gw\"\naddress = \"10.0.0.1/24\"\nroutes = [\"192.168.0.0/16 via node1\"]\n");
+    let Some(run) = run(&s.0, &["client:192.168.233.136:80/tcp"]) else { return };
+    show(&run);
+    let r = &run.results[0];
+    assert!(r.pod().is_some(), "the SYN still reaches the pod");
+    let counted = |table: &str, chain: &str| rules(r, "node1", table, chain).iter().map(|(_, p)| *p).sum::<u64>();
+    assert!(counted("filter", "OUTPUT") >= 1, "the redirect crosses filter OUTPUT");
+    assert!(counted("mangle", "POSTROUTING") >= 1, "and POSTROUTING");
+    assert_agrees(&s.0, r, "redirect without nat");
+    assert_root_unchanged(&before);
+}
+
 /// Per-device forwarding (issue 13): node2 with `conf.tunl0.forwarding` 0
 /// (and `ip_forward` 1) drops node1's DNATed SYN that comes through the
 /// tunnel, but forwards the SYN to its own NodePort, which comes in by
