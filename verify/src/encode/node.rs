@@ -724,9 +724,7 @@ impl<'e, 's> Run<'e, 's> {
         let name = node.node.name.clone();
         let flow = input.named(trail);
         // Routing before anything (the socket's route).
-        let (ok, kinds) = self.route_out(&flow, "sending");
-        let Some(flow) = ok else { return };
-        let (local_route, oif, nexthop, routes) = kinds;
+        let (flow, first) = self.route_out(&flow, "sending");
         // A source for a packet that has none.
         let mut st = flow.state.clone();
         let unspec = crate::encode::packet::eq_bv(&st.pkt.src, &bv32(0));
@@ -740,7 +738,7 @@ impl<'e, 's> Run<'e, 's> {
             st.ct = crate::encode::packet::SymCt::new_conn(&st.pkt);
         }
         let flow = Some(Flow { cond: flow.cond, state: st });
-        let out = self.env(Hook::Output, DevTerm::none(), oif.clone(), true);
+        let out = self.env(Hook::Output, DevTerm::none(), first.oif.clone(), true);
         let Some(flow) = self.table(trail, TableName::Raw, &out, flow) else { return };
         let tr = conntrack::track(&flow.state, ctx, &self.enc.opts);
         let (mark0, dst0) = (flow.state.pkt.mark.clone(), flow.state.pkt.dst.clone());
@@ -751,7 +749,6 @@ impl<'e, 's> Run<'e, 's> {
         // right after nat when it translated the destination; a route that
         // fails drops the packet there. Every OUTPUT table matches `-o`
         // against the socket's route's device.
-        let first = Route { local: local_route, oif: oif.clone(), nexthop, routes };
         let changed = or2(
             &not(&crate::encode::packet::eq_bv(&flow.state.pkt.mark, &mark0)),
             &not(&crate::encode::packet::eq_bv(&flow.state.pkt.dst, &dst0)),
@@ -796,18 +793,14 @@ impl<'e, 's> Run<'e, 's> {
         }
         let again = flow.and(changed);
         if !crate::encode::is_false(&again.cond) {
-            let (ok, (local, oif, nexthop, routes)) = self.route_out(&again, "rerouting");
-            if let Some(f) = ok {
-                parts.push((f, Route { local, oif, nexthop, routes }));
-            }
+            parts.push(self.route_out(&again, "rerouting"));
         }
         parts
     }
 
-    /// The output route of a packet the node sends: the flow that has one,
-    /// with (local route, device, next hop, routes).
-    #[allow(clippy::type_complexity)]
-    fn route_out(&mut self, flow: &Flow, what: &str) -> (Option<Flow>, (Bool, DevTerm, BV, Vec<RouteOut>)) {
+    /// The output route of a packet the node sends: the part of `flow` that
+    /// has one (the others end here), with its route.
+    fn route_out(&mut self, flow: &Flow, what: &str) -> (Flow, Route) {
         let node = self.node;
         let name = node.node.name.clone();
         let pkt = &flow.state.pkt;
@@ -844,7 +837,7 @@ impl<'e, 's> Run<'e, 's> {
         }
         let (c, oif, nexthop, routes) = self.forward_target(&ok, &pkt.dst, what);
         let f = Flow { cond: c, state: flow.state.clone() };
-        (Some(f), (any(&local), oif, nexthop, routes))
+        (f, Route { local: any(&local), oif, nexthop, routes })
     }
 }
 
