@@ -970,6 +970,7 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
         proto: Some(proto),
         dport: port.map(|p| p.port),
         dnat_to: None,
+        dst_own: false,
     };
     let pkt = a.c.fresh_packet("diff", &pins);
     let prefix = format!(

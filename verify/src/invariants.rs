@@ -876,6 +876,13 @@ impl<'s> Checker<'s> {
         v
     }
 
+    /// Node `n`'s own unicast addresses, loopback aside, as its local
+    /// table lists them (`None` when it does not list them one by one:
+    /// a query then takes any destination the table calls local).
+    pub(crate) fn own_dsts(&self, n: usize) -> Option<Vec<Ipv4Addr>> {
+        self.enc.node(n).and_then(crate::encode::route::local_unicast)
+    }
+
     /// The masquerade bit kube-proxy marks with on node `n` (0x4000 unless
     /// KUBE-MARK-MASQ says otherwise).
     pub(crate) fn masq_bit(&self, n: usize) -> u32 {
@@ -981,6 +988,11 @@ pub(crate) struct Pins {
     /// Only the packets that nat PREROUTING sends to this address matter
     /// to the query ([`Detail::dnat_to`]).
     pub dnat_to: Option<Ipv4Addr>,
+    /// The destination is one of the node's own unicast addresses (when
+    /// the node's local table lists them; see [`Checker::own_dsts`]): one
+    /// query for all of them, told to the builders, where a query per
+    /// address encoded everything after the DNAT once per address.
+    pub dst_own: bool,
 }
 
 impl Pins {
@@ -1109,8 +1121,12 @@ impl<'s> Checker<'s> {
     ) -> Option<(NodeQuery, QAnswer)> {
         if let (Some(d), Some(node)) = (self.delta, self.snap.nodes.get(n)) {
             let ports = pins.dport.map_or(Ports::Any, Ports::one);
-            let dst = pins.dst.map(|a| [a]);
-            if !d.touches_node(&node.name, dst.as_ref().map(|a| a.as_slice()), pins.proto, &ports) {
+            let dsts: Option<Vec<Ipv4Addr>> = match (pins.dst, pins.dst_own) {
+                (Some(a), _) => Some(vec![a]),
+                (None, true) => self.own_dsts(n),
+                (None, false) => None,
+            };
+            if !d.touches_node(&node.name, dsts.as_deref(), pins.proto, &ports) {
                 self.same += 1;
                 return None;
             }
@@ -1226,6 +1242,16 @@ impl<'s> Checker<'s> {
             scope.push(not(&in_net(&pkt.dst, &net)));
         }
         scope.extend(shape(self, ne, &pkt));
+        if pins.dst.is_none() && pins.dst_own {
+            if let Some(own) = crate::encode::route::local_unicast(ne) {
+                scope.push(one_of(&pkt.dst, &own));
+                let within = own.iter().filter_map(|a| Ipv4Net::new(*a, 32).ok()).collect();
+                crate::encode::packet::assume_addr(
+                    &pkt.dst,
+                    crate::encode::packet::AddrFacts { within, ..Default::default() },
+                );
+            }
+        }
         let mut trail = Trail { record_hits: true, ..Trail::default() };
         let flow = Flow { cond: Bool::from_bool(true), state: State::arriving(pkt.clone()) };
         let passage = crate::encode::node::receive_with(&self.enc, n, &mut trail, flow, &dev, &CtCtx::Fresh, detail);

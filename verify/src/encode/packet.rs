@@ -214,6 +214,23 @@ pub fn assume_addr(x: &BV, facts: AddrFacts) {
     }
 }
 
+/// The addresses `x` can take, when the noted facts list them (every
+/// network `x` lies within is one address): what the dispatch index of a
+/// long chain visits for a destination that is one of a few addresses.
+pub fn addr_values(x: &BV) -> Option<Vec<u32>> {
+    FACTS.with(|f| {
+        let f = f.borrow();
+        let facts = f.get(x)?;
+        if facts.within.is_empty() || facts.within.iter().any(|n| n.prefix_len() != 32) {
+            return None;
+        }
+        let mut v: Vec<u32> = facts.within.iter().map(|n| u32::from(n.addr())).collect();
+        v.sort_unstable();
+        v.dedup();
+        Some(v)
+    })
+}
+
 /// Whether `x` is in `net`, when the noted facts decide it.
 fn net_fold(x: &BV, net: &Ipv4Net) -> Option<bool> {
     FACTS.with(|f| {

@@ -207,6 +207,19 @@ fn type_bits(kind: RouteType) -> u16 {
 /// local table says it; with `dev` (`--limit-iface-in/out`), a route counts
 /// only on that device ("no device" does not restrict, as in the model).
 pub fn addr_type_in(node: &NodeEnc<'_>, a: &BV, dev: Option<&DevTerm>, mask: u16) -> Bool {
+    // An address the query's facts hold to a few values (a node's own
+    // addresses): the answer when each value gives the same one.
+    if a.num().is_none() {
+        if let Some(vals) = crate::encode::packet::addr_values(a).filter(|v| !v.is_empty() && v.len() <= 8) {
+            let each: Vec<Option<bool>> =
+                vals.iter().map(|&v| addr_type_in(node, &bv32(v), dev, mask).as_bool()).collect();
+            if let Some(&Some(first)) = each.first() {
+                if each.iter().all(|x| *x == Some(first)) {
+                    return Bool::from_bool(first);
+                }
+            }
+        }
+    }
     let has = |t: u16| Bool::from_bool(t & mask != 0);
     let special_bcast = or2(&eq_bv(a, &bv32(0)), &eq_bv(a, &bv32(u32::MAX)));
     let mcast = in_net(a, &Ipv4Net::new(Ipv4Addr::new(224, 0, 0, 0), 4).unwrap_or_default());
@@ -595,4 +608,46 @@ pub fn rpfilter_passes(
     }
     let passes = any(&ok);
     any(&[iif.is(0), iif.is(lo), special, passes])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::packet::{assume_addr, forget_known, AddrFacts};
+    use z3::ast::Ast;
+
+    fn within(addrs: &[Ipv4Addr]) -> AddrFacts {
+        AddrFacts { within: addrs.iter().filter_map(|a| Ipv4Net::new(*a, 32).ok()).collect(), ..Default::default() }
+    }
+
+    /// An address the query's facts hold to a few values gets the address
+    /// type those values share (a query over every own address of a node),
+    /// the one the term for any address gives under that constraint; values
+    /// of different types leave the term symbolic.
+    #[test]
+    fn an_address_of_a_few_values_has_the_type_they_share() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/seed-ipip-remote");
+        let snap = natpath_model::snapshot::load(std::path::Path::new(dir)).expect("seed loads");
+        let enc = crate::encode::Encoder::new(&snap, crate::encode::EncodeOptions::default());
+        let ne = enc.node(0).expect("node");
+        let own = local_unicast(ne).expect("the seed's local table lists its addresses");
+        assert!(own.len() >= 2, "{own:?}");
+        forget_known();
+        let x = BV::new_const("t.own", 32);
+        let general = is_local(ne, &x);
+        assert_eq!(general.as_bool(), None, "no fact yet");
+        assume_addr(&x, within(&own));
+        assert_eq!(is_local(ne, &x).as_bool(), Some(true));
+        // The term for any address agrees: no own address is not local.
+        let s = z3::Solver::new();
+        s.assert(any(&own.iter().map(|a| x.eq(addr(*a))).collect::<Vec<_>>()));
+        s.assert(general.not());
+        assert_eq!(s.check(), z3::SatResult::Unsat);
+        // One own address and one of another machine: not one type.
+        let y = BV::new_const("t.mixed", 32);
+        let foreign = Ipv4Addr::new(10, 9, 9, 9);
+        assume_addr(&y, within(&[own[0], foreign]));
+        assert_eq!(is_local(ne, &y).as_bool(), None);
+        forget_known();
+    }
 }

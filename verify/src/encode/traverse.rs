@@ -200,8 +200,7 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
         // rule whose constant header cannot match costs no Z3 term at all
         // (the dispatch chains of 10,000 Services are scanned so).
         let known = Known::of(&state, self.env);
-        let picked =
-            self.env.node.dispatch(self.table.name, &chain.name).and_then(|d| d.candidates(known.dst, known.dport));
+        let picked = self.env.node.dispatch(self.table.name, &chain.name).and_then(|d| d.candidates(&known));
         let order: Box<dyn Iterator<Item = usize>> = match &picked {
             Some(v) => Box::new(v.iter().map(|&i| i as usize)),
             None => Box::new(0..chain.rules.len()),
@@ -727,6 +726,9 @@ struct Known<'e> {
     proto: Option<u64>,
     src: Option<u64>,
     dst: Option<u64>,
+    /// The addresses a destination that is not a constant can take, when
+    /// the query's facts list them ([`crate::encode::packet::addr_values`]).
+    dsts: Option<Vec<u32>>,
     sport: Option<u64>,
     dport: Option<u64>,
     /// The input and output devices' names, when they are constants the
@@ -743,6 +745,10 @@ impl<'e> Known<'e> {
             proto: p.proto.num(),
             src: p.src.num(),
             dst: p.dst.num(),
+            dsts: match p.dst.num() {
+                Some(_) => None,
+                None => crate::encode::packet::addr_values(&p.dst),
+            },
             sport: p.sport.num(),
             dport: p.dport.num(),
             iif: name(&env.iif),
@@ -776,6 +782,13 @@ fn quick_miss(rule: &Rule, k: &Known<'_>) -> bool {
     };
     if net_miss(&rule.src, k.src) || net_miss(&rule.dst, k.dst) {
         return true;
+    }
+    // A destination that is one of a few addresses: a rule none of them
+    // can match.
+    if let (Some(n), Some(vals)) = (&rule.dst, &k.dsts) {
+        if vals.iter().all(|&a| n.value.contains(&std::net::Ipv4Addr::from(a)) == n.neg) {
+            return true;
+        }
     }
     let port_miss = |r: &Option<Neg<PortRange>>, v: Option<u64>| match (r, v) {
         (Some(n), Some(x)) => (u64::from(n.value.lo) <= x && x <= u64::from(n.value.hi)) == n.neg,
@@ -946,13 +959,17 @@ impl Dispatch {
         (d.rest.len() * 4 <= chain.rules.len()).then_some(d)
     }
 
-    /// The rules a packet with these constant fields can match, in chain
-    /// order; `None` when a field the index needs is not constant.
-    fn candidates(&self, dst: Option<u64>, dport: Option<u64>) -> Option<Vec<u32>> {
-        let a: &[u32] = match dst {
-            Some(v) => u32::try_from(v).ok().and_then(|v| self.by_dst.get(&v)).map(Vec::as_slice).unwrap_or_default(),
-            None if self.by_dst.is_empty() => &[],
-            None => return None,
+    /// The rules a packet with these known fields can match, in chain
+    /// order; `None` when a field the index needs is not known (a
+    /// destination is known when constant or one of a few addresses).
+    fn candidates(&self, k: &Known<'_>) -> Option<Vec<u32>> {
+        let (dst, dport) = (k.dst, k.dport);
+        let at = |v: u32| self.by_dst.get(&v).map(Vec::as_slice).unwrap_or_default();
+        let a: Vec<u32> = match (dst, &k.dsts) {
+            (Some(v), _) => u32::try_from(v).ok().map(at).unwrap_or_default().to_vec(),
+            (None, Some(vals)) => vals.iter().flat_map(|&v| at(v).iter().copied()).collect(),
+            (None, None) if self.by_dst.is_empty() => Vec::new(),
+            (None, None) => return None,
         };
         let b: &[u32] = match dport {
             Some(v) => u16::try_from(v).ok().and_then(|v| self.by_dport.get(&v)).map(Vec::as_slice).unwrap_or_default(),
@@ -960,10 +977,12 @@ impl Dispatch {
             None => return None,
         };
         let mut v: Vec<u32> = Vec::with_capacity(a.len() + b.len() + self.rest.len());
-        v.extend_from_slice(a);
+        v.extend_from_slice(&a);
         v.extend_from_slice(b);
         v.extend_from_slice(&self.rest);
         v.sort_unstable();
+        // A rule once, whichever of the destinations placed it.
+        v.dedup();
         Some(v)
     }
 }
@@ -997,19 +1016,34 @@ mod tests {
                 keys.push((dst, dport));
                 keys.push((dst, Some(1)));
             }
-            for (dst, dport) in keys {
-                let k = Known { proto: None, src: None, dst, sport: None, dport, iif: None, oif: None };
+            // A destination that is one of two addresses (a query over a
+            // node's own addresses), every pair of neighbouring keys'.
+            type Case = (Option<u64>, Option<Vec<u32>>, Option<u64>);
+            let mut sets: Vec<Case> = keys.iter().map(|&(dst, dport)| (dst, None, dport)).collect();
+            for w in keys.windows(2) {
+                if let [(Some(a), dport), (Some(b), _)] = w {
+                    let vals = vec![u32::try_from(*a).unwrap(), u32::try_from(*b).unwrap()];
+                    sets.push((None, Some(vals), *dport));
+                }
+            }
+            for (dst, dsts, dport) in sets {
+                let k =
+                    Known { proto: None, src: None, dst, dsts: dsts.clone(), sport: None, dport, iif: None, oif: None };
                 let scan: Vec<u32> = (0..chain.rules.len())
                     .filter(|&i| !quick_miss(&chain.rules[i], &k))
                     .map(|i| u32::try_from(i).unwrap())
                     .collect();
-                match d.candidates(dst, dport) {
+                match d.candidates(&k) {
                     Some(c) => {
                         let kept: Vec<u32> =
                             c.into_iter().filter(|&i| !quick_miss(&chain.rules[i as usize], &k)).collect();
-                        assert_eq!(kept, scan, "{} at {dst:?}:{dport:?}", chain.name);
+                        assert_eq!(kept, scan, "{} at {dst:?} {dsts:?}:{dport:?}", chain.name);
                     }
-                    None => assert!(dst.is_none() || dport.is_none(), "{}: no candidates for constants", chain.name),
+                    None => assert!(
+                        (dst.is_none() && dsts.is_none()) || dport.is_none(),
+                        "{}: no candidates for known fields",
+                        chain.name
+                    ),
                 }
             }
         }

@@ -38,6 +38,17 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
         let devs = arrival_devs(ne);
         let node_name = ne.node.name.clone();
         let addrs = own_addrs(ne.node);
+        // One query for every own address when the local table lists
+        // exactly the interfaces' addresses (`Pins::dst_own`: the builders
+        // know the destination is one of them, so address types and the
+        // dispatch chains fold as for a constant), else one per address.
+        let mut listed = c.own_dsts(n).unwrap_or_default();
+        let mut wanted = addrs.clone();
+        listed.sort_unstable();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let dsts: Vec<Option<std::net::Ipv4Addr>> =
+            if !wanted.is_empty() && listed == wanted { vec![None] } else { addrs.iter().copied().map(Some).collect() };
         for s in services.iter() {
             let Some(port) = s.node_port else { continue };
             if s.external_local && s.local_endpoints.is_empty() {
@@ -56,8 +67,8 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
             let label = node_port_label(&node_name, s, port);
             // One query per address of the node: a constant destination
             // folds every address-type and route lookup of it.
-            for &a in &addrs {
-                let pins = Pins { dst: Some(a), ..Pins::port(s.proto, port) };
+            for &a in &dsts {
+                let pins = Pins { dst: a, dst_own: a.is_none(), ..Pins::port(s.proto, port) };
                 let mut eps = s.endpoints.clone();
                 eps.extend(s.local_endpoints.iter().cloned());
                 let violation = |q: &super::NodeQuery| {

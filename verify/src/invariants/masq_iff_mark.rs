@@ -15,12 +15,14 @@
 //! policies and Local services rely on; the bit without masquerade (a typo in
 //! the mark, a reordered RETURN in KUBE-POSTROUTING) lets replies of remote
 //! endpoints bypass the node that holds the DNAT binding, and connections
-//! hang. Each NodePort at each of the node's own addresses is its own small
-//! query (the encoding is sliced by port and destination), and the violation
+//! hang. Each NodePort is its own small query over all of the node's own
+//! addresses at once (the encoding is sliced by port; the destination is
+//! one of a few addresses the builders know, so that the dispatch chains
+//! and address types fold as for a constant), and the violation
 //! is stated flow by flow, so that the mark test folds wherever the rules
 //! set or kept the bit on every path of a flow.
 
-use super::{arrival_devs, local_dsts, node_port_label, Checker, Outcome, Pins, QAnswer};
+use super::{arrival_devs, node_port_label, Checker, Outcome, Pins, QAnswer};
 use crate::encode::packet::masked_eq;
 use crate::encode::{all, any, xor2};
 use natpath_model::node::NodeEnd;
@@ -36,14 +38,16 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
         let services = c.node_ports(n);
         let Some(ne) = c.enc.node(n) else { continue };
         let devs = arrival_devs(ne);
-        let dsts = local_dsts(ne);
+        // Every own address at once (`Pins::dst_own`); none to check on a
+        // node whose local table lists no address but loopback.
+        let no_dst = c.own_dsts(n).is_some_and(|v| v.is_empty());
         let node_name = ne.node.name.clone();
         for s in services.iter() {
             let Some(port) = s.node_port else { continue };
             ports += 1;
             let label = node_port_label(&node_name, s, port);
-            for dst in &dsts {
-                let pins = Pins { dst: *dst, ..Pins::port(s.proto, port) };
+            if !no_dst {
+                let pins = Pins { dst_own: true, ..Pins::port(s.proto, port) };
                 // Each way out on its own: its mark entering nat POSTROUTING and
                 // its masquerade are one flow's, so the bit test folds when the
                 // rules before set or kept the bit on every path of that flow.
