@@ -122,8 +122,9 @@ pub fn track(st: &State, ctx: &CtCtx, opts: &EncodeOptions) -> Tracked {
             (ct, and2(&not(&st.notrack), &not(&any_bound)), bound)
         }
     };
-    state.ct = ct;
-    state.ct.state = ite_bv(&st.notrack, &bv8(CtStates::UNTRACKED), &state.ct.state);
+    let mut ct = ct;
+    ct.state = ite_bv(&st.notrack, &bv8(CtStates::UNTRACKED), &ct.state);
+    state.ct = std::rc::Rc::new(ct);
     Tracked { state, first, bound }
 }
 
@@ -153,17 +154,21 @@ pub fn rewrite_src(st: &State, bound: &[(Bool, Binding)]) -> State {
 /// the reply will come from the new destination.
 pub fn set_dnat(st: &mut State) {
     let changed = not(&and2(&st.ct.reply.src.feq(&st.pkt.dst), &st.ct.reply.sport.feq(&st.pkt.dport)));
-    st.ct.dnat = crate::encode::or2(&st.ct.dnat, &changed);
-    st.ct.reply.src = st.pkt.dst.clone();
-    st.ct.reply.sport = st.pkt.dport.clone();
+    let (dst, dport) = (st.pkt.dst.clone(), st.pkt.dport.clone());
+    let ct = std::rc::Rc::make_mut(&mut st.ct);
+    ct.dnat = crate::encode::or2(&ct.dnat, &changed);
+    ct.reply.src = dst;
+    ct.reply.sport = dport;
 }
 
 /// Record a source translation: the reply will go to the new source.
 pub fn set_snat(st: &mut State) {
     let changed = not(&and2(&st.ct.reply.dst.feq(&st.pkt.src), &st.ct.reply.dport.feq(&st.pkt.sport)));
-    st.ct.snat = crate::encode::or2(&st.ct.snat, &changed);
-    st.ct.reply.dst = st.pkt.src.clone();
-    st.ct.reply.dport = st.pkt.sport.clone();
+    let (src, sport) = (st.pkt.src.clone(), st.pkt.sport.clone());
+    let ct = std::rc::Rc::make_mut(&mut st.ct);
+    ct.snat = crate::encode::or2(&ct.snat, &changed);
+    ct.reply.dst = src;
+    ct.reply.dport = sport;
 }
 
 /// The binding a first packet leaves when it is confirmed on `present`.

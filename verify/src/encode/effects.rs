@@ -97,7 +97,7 @@ impl Effects {
             st.pkt.mark = free_bits(&st.pkt.mark, self.mark);
         }
         if self.ctmark != 0 {
-            st.ct.ctmark = free_bits(&st.ct.ctmark, self.ctmark);
+            std::rc::Rc::make_mut(&mut st.ct).ctmark = free_bits(&st.ct.ctmark, self.ctmark);
         }
         if self.notrack {
             st.notrack = ite_bool(&crate::encode::fresh_bool(), &Bool::from_bool(true), &st.notrack);

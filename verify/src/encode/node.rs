@@ -735,7 +735,7 @@ impl<'e, 's> Run<'e, 's> {
                 reason: format!("{name} has no source address for the destination"),
             });
             st.pkt.src = ite_bv(&unspec, &s, &st.pkt.src);
-            st.ct = crate::encode::packet::SymCt::new_conn(&st.pkt);
+            st.ct = std::rc::Rc::new(crate::encode::packet::SymCt::new_conn(&st.pkt));
         }
         let flow = Some(Flow { cond: flow.cond, state: st });
         let out = self.env(Hook::Output, DevTerm::none(), first.oif.clone(), true);

@@ -837,8 +837,10 @@ impl SymCt {
 pub struct State {
     /// The packet.
     pub pkt: SymPacket,
-    /// Conntrack's view.
-    pub ct: SymCt,
+    /// Conntrack's view, shared between states until one changes it
+    /// (`Rc::make_mut`): most rules leave it alone, and a state is copied
+    /// at every rule that can fork a path.
+    pub ct: std::rc::Rc<SymCt>,
     /// `-j CT --notrack` / `NOTRACK` was applied.
     pub notrack: Bool,
     /// The mark as the packet left nat PREROUTING (or OUTPUT), where
@@ -855,7 +857,7 @@ pub struct State {
 impl State {
     /// A packet arriving with no connection yet known.
     pub fn arriving(pkt: SymPacket) -> State {
-        let ct = SymCt::new_conn(&pkt);
+        let ct = std::rc::Rc::new(SymCt::new_conn(&pkt));
         let pre_mark = pkt.mark.clone();
         let f = Bool::from_bool(false);
         State { pkt, ct, notrack: f.clone(), pre_mark, dnat_rule: f.clone(), snat_rule: f }
@@ -872,7 +874,11 @@ impl State {
         }
         State {
             pkt: SymPacket::ite(c, &a.pkt, &b.pkt),
-            ct: SymCt::ite(c, &a.ct, &b.ct),
+            ct: if std::rc::Rc::ptr_eq(&a.ct, &b.ct) {
+                std::rc::Rc::clone(&a.ct)
+            } else {
+                std::rc::Rc::new(SymCt::ite(c, &a.ct, &b.ct))
+            },
             notrack: ite_bool(c, &a.notrack, &b.notrack),
             pre_mark: ite_bv(c, &a.pre_mark, &b.pre_mark),
             dnat_rule: ite_bool(c, &a.dnat_rule, &b.dnat_rule),
@@ -904,7 +910,7 @@ impl State {
                 ttl: t.name_bv(&p.ttl),
                 mark: t.name_bv(&p.mark),
             },
-            ct: SymCt {
+            ct: std::rc::Rc::new(SymCt {
                 state: t.name_bv(&self.ct.state),
                 dnat: t.name_bool(&self.ct.dnat),
                 snat: t.name_bool(&self.ct.snat),
@@ -913,7 +919,7 @@ impl State {
                 ctmark: t.name_bv(&self.ct.ctmark),
                 orig: tuple(t, &self.ct.orig),
                 reply: tuple(t, &self.ct.reply),
-            },
+            }),
             notrack: t.name_bool(&self.notrack),
             pre_mark: t.name_bv(&self.pre_mark),
             dnat_rule: t.name_bool(&self.dnat_rule),

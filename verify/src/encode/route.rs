@@ -614,7 +614,6 @@ pub fn rpfilter_passes(
 mod tests {
     use super::*;
     use crate::encode::packet::{assume_addr, forget_known, AddrFacts};
-    use z3::ast::Ast;
 
     fn within(addrs: &[Ipv4Addr]) -> AddrFacts {
         AddrFacts { within: addrs.iter().filter_map(|a| Ipv4Net::new(*a, 32).ok()).collect(), ..Default::default() }

@@ -295,14 +295,16 @@ impl<'r, 'a, 's> Runner<'r, 'a, 's> {
                     match *op {
                         ConnmarkOp::SetXmark { value, mask } => {
                             let new = bv_xor(&bv_and(&state.ct.ctmark, &bv32(!mask)), &bv32(value));
-                            state.ct.ctmark = crate::encode::packet::ite_bv(&m, &new, &state.ct.ctmark);
+                            std::rc::Rc::make_mut(&mut state.ct).ctmark =
+                                crate::encode::packet::ite_bv(&m, &new, &state.ct.ctmark);
                         }
                         ConnmarkOp::Save { nfmask, ctmask } => {
                             let new = bv_xor(
                                 &bv_and(&state.ct.ctmark, &bv32(!ctmask)),
                                 &bv_and(&state.pkt.mark, &bv32(nfmask)),
                             );
-                            state.ct.ctmark = crate::encode::packet::ite_bv(&m, &new, &state.ct.ctmark);
+                            std::rc::Rc::make_mut(&mut state.ct).ctmark =
+                                crate::encode::packet::ite_bv(&m, &new, &state.ct.ctmark);
                         }
                         ConnmarkOp::Restore { nfmask, ctmask } => {
                             let new = bv_xor(
