@@ -161,30 +161,75 @@ fn check_part<'s>(
         let t0 = Instant::now();
         let outcome = match name {
             masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
-            reply_finds_origin::NAME => reply_finds_origin::check_reply_finds_origin(&mut c),
             mark_survives::NAME => mark_survives::check_mark_survives(&mut c),
             forward_only::NAME => forward_only::check_forward_only(&mut c),
-            nodeport_reachable::NAME => nodeport_reachable::check_nodeport_reachable(&mut c),
             local_preserves_source::NAME => local_preserves_source::check_local_preserves_source(&mut c),
             fair_balancing::NAME => fair_balancing::check_fair_balancing(&mut c),
             no_pod_masquerade::NAME => no_pod_masquerade::check_no_pod_masquerade(&mut c),
             hairpin_masquerade::NAME => hairpin_masquerade::check_hairpin_masquerade(&mut c),
             _ => return None,
         };
-        let total = t0.elapsed();
-        let name = NAMES.iter().find(|n| **n == name).copied().unwrap_or("?");
-        let verdict = Verdict {
-            name,
-            outcome,
-            encode: total.saturating_sub(c.solve_time).saturating_sub(c.replay_time),
-            solve: c.solve_time,
-            queries: c.queries,
-            folded: c.folded,
-            refined: c.refined,
-            same: c.same,
-            notes: c.notes,
+        Some(part_of(name, outcome, c, t0.elapsed()))
+    })
+}
+
+/// The part an invariant's checker `c` found, `total` its time.
+fn part_of(name: &str, outcome: Outcome, c: Checker<'_>, total: Duration) -> Part {
+    let name = NAMES.iter().find(|n| **n == name).copied().unwrap_or("?");
+    let verdict = Verdict {
+        name,
+        outcome,
+        encode: total.saturating_sub(c.solve_time).saturating_sub(c.replay_time),
+        solve: c.solve_time,
+        queries: c.queries,
+        folded: c.folded,
+        refined: c.refined,
+        same: c.same,
+        notes: c.notes,
+    };
+    Part { verdict, nothing: c.nothing }
+}
+
+/// The two invariants checked over the same walks
+/// ([`reply_finds_origin::check_with_reachable`]).
+const WALK_PAIR: [&str; 2] = [reply_finds_origin::NAME, nodeport_reachable::NAME];
+
+/// The parts one job finds: `name`'s, and for either of [`WALK_PAIR`] the
+/// other's too (first the pair's first), both in one Z3 context of their
+/// own.
+fn check_job<'s>(
+    snap: &'s Snapshot,
+    name: &str,
+    opts: &CheckOptions,
+    only: Option<usize>,
+    shared: Option<&Prepared<'s>>,
+    delta: Option<&'s crate::delta::Delta>,
+) -> Option<Vec<Part>> {
+    if !WALK_PAIR.contains(&name) {
+        return check_part(snap, name, opts, only, shared, delta).map(|p| vec![p]);
+    }
+    crate::encode::in_own_context(|| {
+        let own;
+        let p = match shared {
+            Some(p) => p,
+            None => {
+                own = Prepared::new(snap, opts);
+                &own
+            }
         };
-        Some(Part { verdict, nothing: c.nothing })
+        let mut c = Checker::with(snap, opts, p);
+        let mut r = Checker::with(snap, opts, p);
+        for x in [&mut c, &mut r] {
+            x.only = only;
+            x.delta = delta;
+        }
+        let t0 = Instant::now();
+        let (oc, or, r_time) = reply_finds_origin::check_with_reachable(&mut c, &mut r);
+        let total = t0.elapsed();
+        Some(vec![
+            part_of(reply_finds_origin::NAME, oc, c, total.saturating_sub(r_time)),
+            part_of(nodeport_reachable::NAME, or, r, r_time),
+        ])
     })
 }
 
@@ -470,7 +515,34 @@ fn run_jobs<'s>(
                         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&(i, only)) = jobs.get(k) else { break };
                         let Some(name) = names.get(i) else { break };
-                        mine.push((k, check_part(snap, name, opts, only, Some(prepared), delta)));
+                        // The pair checked together ([`WALK_PAIR`]): the
+                        // job of the first finds the second's part too when
+                        // both are asked on the same nodes; the second's own
+                        // job then has nothing to do.
+                        let partner = WALK_PAIR.iter().position(|w| w == name).and_then(|w| {
+                            let other = WALK_PAIR.get(1 - w)?;
+                            jobs.iter().position(|&(j, o)| o == only && names.get(j) == Some(other)).map(|kk| (w, kk))
+                        });
+                        match partner {
+                            Some((1, _)) => {}
+                            Some((_, kk)) => {
+                                let found = check_job(snap, name, opts, only, Some(prepared), delta);
+                                let (first, second) = match found {
+                                    Some(v) => {
+                                        let mut it = v.into_iter();
+                                        (it.next(), it.next())
+                                    }
+                                    None => (None, None),
+                                };
+                                mine.push((k, first));
+                                mine.push((kk, second));
+                            }
+                            None => {
+                                let found = check_job(snap, name, opts, only, Some(prepared), delta);
+                                let part = found.and_then(|v| v.into_iter().find(|p| p.verdict.name == *name));
+                                mine.push((k, part));
+                            }
+                        }
                         let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         match only.and_then(|o| snap.nodes.get(o)) {
                             Some(node) => progress(n, jobs.len(), &format!("{name} on {}", node.name)),
@@ -1312,21 +1384,45 @@ impl<'s> Checker<'s> {
         pins: Pins,
         shape: impl FnOnce(&SymPacket) -> Vec<Bool>,
     ) -> Option<WalkQuery> {
+        if !self.walk_touched(n, h, with_replies, pins) {
+            return None;
+        }
+        self.walk_built(n, h, with_replies, pins, shape)
+    }
+
+    /// Whether [`Checker::walk_query`]'s walk can meet the difference this
+    /// check is limited to (always, without one); counted as the same on
+    /// both sides when not.
+    pub(crate) fn walk_touched(&mut self, n: usize, h: usize, with_replies: bool, pins: Pins) -> bool {
+        let (Some(d), Some(host), Some(node)) = (self.delta, self.snap.cluster.hosts.get(h), self.snap.nodes.get(n))
+        else {
+            return true;
+        };
+        let ports = pins.dport.map_or(Ports::Any, Ports::one);
+        let dst = match pins.dst {
+            Some(a) => vec![a],
+            None => node.lan_addrs(),
+        };
+        if d.touches_walk(host.address.addr(), Some(&dst), pins.proto, &ports, with_replies) {
+            return true;
+        }
+        self.same += 1;
+        false
+    }
+
+    /// [`Checker::walk_query`] without asking the difference.
+    pub(crate) fn walk_built(
+        &mut self,
+        n: usize,
+        h: usize,
+        with_replies: bool,
+        pins: Pins,
+        shape: impl FnOnce(&SymPacket) -> Vec<Bool>,
+    ) -> Option<WalkQuery> {
         let snap = self.snap;
         let host = snap.cluster.hosts.get(h)?;
         let node = snap.nodes.get(n)?;
         let lans = node.lan_addrs();
-        if let Some(d) = self.delta {
-            let ports = pins.dport.map_or(Ports::Any, Ports::one);
-            let dst = match pins.dst {
-                Some(a) => vec![a],
-                None => lans.clone(),
-            };
-            if !d.touches_walk(host.address.addr(), Some(&dst), pins.proto, &ports, with_replies) {
-                self.same += 1;
-                return None;
-            }
-        }
         let pins = Pins {
             src: Some(host.address.addr()),
             dst: if lans.len() == 1 { lans.first().copied() } else { pins.dst },

@@ -23,109 +23,105 @@
 //! stale endpoint or an rp_filter that drops the hairpin all show up as a
 //! NodePort that times out on some node, for some endpoints only.
 
-use super::{ep_str, is_endpoint, listens, node_port_label, Checker, Outcome, Pins, QAnswer};
+use super::{ep_str, is_endpoint, listens, Checker, Outcome, QAnswer, WalkQuery};
 use crate::encode::walk::{EndKind, Reached};
 use crate::encode::{and2, any, not};
+use natpath_model::intent::{Endpoint, Service};
 use natpath_model::trace::Outcome as TOutcome;
 use z3::ast::Bool;
 
 /// The catalog name.
 pub const NAME: &str = "nodeport-reachable";
 
-/// Check `nodeport-reachable` on the checker's snapshot.
-pub fn check_nodeport_reachable(c: &mut Checker<'_>) -> Outcome {
-    for n in c.nodes() {
-        let services = c.node_ports(n);
-        let node_name = c.snap.nodes.get(n).map(|x| x.name.clone()).unwrap_or_default();
-        let hosts = c.hosts_near(n);
-        for s in services.iter() {
-            let Some(port) = s.node_port else { continue };
-            if s.external_local && s.local_endpoints.is_empty() {
-                c.notes.push(format!(
-                    "{node_name}: {} is Local with no local endpoint: meant to drop, not checked",
-                    s.name
-                ));
-                continue;
-            }
-            let label = node_port_label(&node_name, s, port);
-            if hosts.is_empty() {
-                c.unknown(&label, "no [[host]] of cluster.toml is on the node's LAN segment to send from".into());
-                continue;
-            }
-            let mut eps = s.endpoints.clone();
-            for e in &s.local_endpoints {
-                if !eps.contains(e) {
-                    eps.push(e.clone());
-                }
-            }
-            for &h in &hosts {
-                let Some(q) = c.walk_query(n, h, false, Pins::port(s.proto, port), |_| Vec::new()) else {
-                    continue;
-                };
-                let snap = c.snap;
-                let mut bad: Vec<(Bool, String)> = Vec::new();
-                for e in &q.fwd.ends {
-                    let reached = is_endpoint(&e.state.pkt.dst, &e.state.pkt.dport, &eps);
-                    let ok = match &e.kind {
-                        // Beyond the snapshot: unknown, below.
-                        EndKind::Unknown | EndKind::Elsewhere { .. } => continue,
-                        _ if eps.is_empty() => Bool::from_bool(e.kind == EndKind::Rejected),
-                        EndKind::Reached(Reached::Pod(pi)) => {
-                            // A pod that does not listen on the port refuses it.
-                            let l = snap
-                                .cluster
-                                .pods
-                                .get(*pi)
-                                .map(|pod| listens(pod, &e.state.pkt))
-                                .unwrap_or_else(|| Bool::from_bool(false));
-                            and2(&reached, &l)
-                        }
-                        EndKind::Reached(Reached::Node(_)) => reached,
-                        _ => Bool::from_bool(false),
-                    };
-                    bad.push((and2(&e.cond, &not(&ok)), e.reason.clone()));
-                }
-                let violation = any(&bad.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>());
-                let unknown: Vec<_> = q
-                    .fwd
-                    .ends
-                    .iter()
-                    .filter(|e| matches!(e.kind, EndKind::Unknown | EndKind::Elsewhere { .. }))
-                    .map(|e| crate::encode::Ending { cond: e.cond.clone(), reason: e.reason.clone() })
-                    .collect();
-                match c.ask(&q.scope, &violation, &unknown) {
-                    QAnswer::Holds => {}
-                    QAnswer::Unknown(why) => c.unknown(&label, why),
-                    QAnswer::Violated(w) => {
-                        let why = bad
-                            .iter()
-                            .find(|(b, _)| w.bool(b) == Some(true))
-                            .map(|(_, r)| r.clone())
-                            .unwrap_or_default();
-                        let want = if eps.is_empty() {
-                            "the service has no endpoint, so it must be rejected".to_string()
-                        } else {
-                            format!("endpoints {}", eps.iter().map(ep_str).collect::<Vec<_>>().join(", "))
-                        };
-                        let summary = format!("{label}: the packet does not reach an endpoint ({want}): {why}");
-                        let eps2: Vec<String> = eps.iter().map(ep_str).collect();
-                        let no_eps = eps.is_empty();
-                        let shows = move |b: &natpath_model::trace::Branch| {
-                            if no_eps {
-                                return b.outcome != TOutcome::Rejected && b.outcome != TOutcome::Unknown;
-                            }
-                            let at_ep = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" || d.kind == "node")
-                                && b.seen_by_destination.as_ref().is_some_and(|s| eps2.contains(&s.dst))
-                                && b.outcome != TOutcome::Rejected;
-                            !at_ep && b.outcome != TOutcome::Unknown
-                        };
-                        if let Some(o) = c.walk_cx(NAME, &q, n, &w, summary, shows) {
-                            return o;
-                        }
-                    }
-                }
-            }
+/// What [`judge`] needs of the NodePort it judges.
+pub(crate) struct Port<'a> {
+    /// The NodePort's label in reports.
+    pub label: &'a str,
+    /// Its endpoints, the node's own local ones included.
+    pub eps: &'a [Endpoint],
+}
+
+/// Whether `nodeport-reachable` checks NodePort `s` on node `n` (noted on
+/// `c` when it does not: a Local service without a local endpoint is meant
+/// to drop), with its endpoints.
+pub(crate) fn scope(c: &mut Checker<'_>, node_name: &str, s: &Service) -> Option<Vec<Endpoint>> {
+    if s.external_local && s.local_endpoints.is_empty() {
+        c.notes.push(format!("{node_name}: {} is Local with no local endpoint: meant to drop, not checked", s.name));
+        return None;
+    }
+    let mut eps = s.endpoints.clone();
+    for e in &s.local_endpoints {
+        if !eps.contains(e) {
+            eps.push(e.clone());
         }
     }
-    c.finish()
+    Some(eps)
+}
+
+/// Judge one walk to a NodePort of node `n` ([`Checker::walk_query`],
+/// with or without the answers' walks): `Some` with the outcome when a
+/// packet of it does not reach an endpoint and the model's replay agrees.
+/// Checked with `reply-finds-origin` on the same walks
+/// (`reply_finds_origin::check_with_reachable`).
+pub(crate) fn judge(c: &mut Checker<'_>, q: &WalkQuery, n: usize, port: &Port<'_>) -> Option<Outcome> {
+    let (label, eps) = (port.label, port.eps);
+    let snap = c.snap;
+    let mut bad: Vec<(Bool, String)> = Vec::new();
+    for e in &q.fwd.ends {
+        let reached = is_endpoint(&e.state.pkt.dst, &e.state.pkt.dport, eps);
+        let ok = match &e.kind {
+            // Beyond the snapshot: unknown, below.
+            EndKind::Unknown | EndKind::Elsewhere { .. } => continue,
+            _ if eps.is_empty() => Bool::from_bool(e.kind == EndKind::Rejected),
+            EndKind::Reached(Reached::Pod(pi)) => {
+                // A pod that does not listen on the port refuses it.
+                let l = snap
+                    .cluster
+                    .pods
+                    .get(*pi)
+                    .map(|pod| listens(pod, &e.state.pkt))
+                    .unwrap_or_else(|| Bool::from_bool(false));
+                and2(&reached, &l)
+            }
+            EndKind::Reached(Reached::Node(_)) => reached,
+            _ => Bool::from_bool(false),
+        };
+        bad.push((and2(&e.cond, &not(&ok)), e.reason.clone()));
+    }
+    let violation = any(&bad.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>());
+    let unknown: Vec<_> = q
+        .fwd
+        .ends
+        .iter()
+        .filter(|e| matches!(e.kind, EndKind::Unknown | EndKind::Elsewhere { .. }))
+        .map(|e| crate::encode::Ending { cond: e.cond.clone(), reason: e.reason.clone() })
+        .collect();
+    match c.ask(&q.scope, &violation, &unknown) {
+        QAnswer::Holds => None,
+        QAnswer::Unknown(why) => {
+            c.unknown(label, why);
+            None
+        }
+        QAnswer::Violated(w) => {
+            let why = bad.iter().find(|(b, _)| w.bool(b) == Some(true)).map(|(_, r)| r.clone()).unwrap_or_default();
+            let want = if eps.is_empty() {
+                "the service has no endpoint, so it must be rejected".to_string()
+            } else {
+                format!("endpoints {}", eps.iter().map(ep_str).collect::<Vec<_>>().join(", "))
+            };
+            let summary = format!("{label}: the packet does not reach an endpoint ({want}): {why}");
+            let eps2: Vec<String> = eps.iter().map(ep_str).collect();
+            let no_eps = eps.is_empty();
+            let shows = move |b: &natpath_model::trace::Branch| {
+                if no_eps {
+                    return b.outcome != TOutcome::Rejected && b.outcome != TOutcome::Unknown;
+                }
+                let at_ep = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" || d.kind == "node")
+                    && b.seen_by_destination.as_ref().is_some_and(|s| eps2.contains(&s.dst))
+                    && b.outcome != TOutcome::Rejected;
+                !at_ep && b.outcome != TOutcome::Unknown
+            };
+            c.walk_cx(NAME, q, n, &w, summary, shows)
+        }
+    }
 }
