@@ -151,13 +151,8 @@ fn check_part<'s>(
     shared: Option<&Prepared<'s>>,
     delta: Option<&'s crate::delta::Delta>,
 ) -> Option<Part> {
-    crate::encode::in_own_context(|| {
-        let mut c = match shared {
-            Some(p) => Checker::with(snap, opts, p),
-            None => Checker::new(snap, opts),
-        };
-        c.only = only;
-        c.delta = delta;
+    in_part(snap, opts, shared, |p| {
+        let mut c = part_checker(snap, opts, p, only, delta);
         let t0 = Instant::now();
         let outcome = match name {
             masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
@@ -171,6 +166,35 @@ fn check_part<'s>(
         };
         Some(part_of(name, outcome, c, t0.elapsed()))
     })
+}
+
+/// Run `f` in a Z3 context of its own ([`crate::encode::in_own_context`])
+/// with `snap` prepared (`shared`, or read here).
+fn in_part<'s, T: Send + Sync>(
+    snap: &'s Snapshot,
+    opts: &CheckOptions,
+    shared: Option<&Prepared<'s>>,
+    f: impl FnOnce(&Prepared<'s>) -> T + Send + Sync,
+) -> T {
+    crate::encode::in_own_context(|| match shared {
+        Some(p) => f(p),
+        None => f(&Prepared::new(snap, opts)),
+    })
+}
+
+/// A checker for one part: node `only` (every node when `None`), asking
+/// only what `delta` touches (everything when `None`).
+fn part_checker<'s>(
+    snap: &'s Snapshot,
+    opts: &CheckOptions,
+    p: &Prepared<'s>,
+    only: Option<usize>,
+    delta: Option<&'s crate::delta::Delta>,
+) -> Checker<'s> {
+    let mut c = Checker::with(snap, opts, p);
+    c.only = only;
+    c.delta = delta;
+    c
 }
 
 /// The part an invariant's checker `c` found, `total` its time.
@@ -208,21 +232,9 @@ fn check_job<'s>(
     if !WALK_PAIR.contains(&name) {
         return check_part(snap, name, opts, only, shared, delta).map(|p| vec![p]);
     }
-    crate::encode::in_own_context(|| {
-        let own;
-        let p = match shared {
-            Some(p) => p,
-            None => {
-                own = Prepared::new(snap, opts);
-                &own
-            }
-        };
-        let mut c = Checker::with(snap, opts, p);
-        let mut r = Checker::with(snap, opts, p);
-        for x in [&mut c, &mut r] {
-            x.only = only;
-            x.delta = delta;
-        }
+    in_part(snap, opts, shared, |p| {
+        let mut c = part_checker(snap, opts, p, only, delta);
+        let mut r = part_checker(snap, opts, p, only, delta);
         let t0 = Instant::now();
         let (oc, or, r_time) = reply_finds_origin::check_with_reachable(&mut c, &mut r);
         let total = t0.elapsed();
@@ -847,6 +859,25 @@ impl<'s> Checker<'s> {
                     Answer::Unknown(why) => QAnswer::Unknown(format!("the solver gave up: {why}")),
                 }
             }
+        }
+    }
+
+    /// [`Checker::ask`] for the check labelled `label`: the witness of a
+    /// violation; an unknown answer is recorded under the label.
+    pub(crate) fn ask_or_note(
+        &mut self,
+        label: &str,
+        scope: &[Bool],
+        violation: &Bool,
+        unknown: &[Ending],
+    ) -> Option<Witness> {
+        match self.ask(scope, violation, unknown) {
+            QAnswer::Holds => None,
+            QAnswer::Unknown(why) => {
+                self.unknown(label, why);
+                None
+            }
+            QAnswer::Violated(w) => Some(w),
         }
     }
 

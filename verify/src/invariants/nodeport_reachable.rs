@@ -23,7 +23,7 @@
 //! stale endpoint or an rp_filter that drops the hairpin all show up as a
 //! NodePort that times out on some node, for some endpoints only.
 
-use super::{ep_str, is_endpoint, listens, Checker, Outcome, QAnswer, WalkQuery};
+use super::{ep_str, is_endpoint, listens, Checker, Outcome, WalkQuery};
 use crate::encode::walk::{EndKind, Reached};
 use crate::encode::{and2, any, not};
 use natpath_model::intent::{Endpoint, Service};
@@ -96,32 +96,24 @@ pub(crate) fn judge(c: &mut Checker<'_>, q: &WalkQuery, n: usize, port: &Port<'_
         .filter(|e| matches!(e.kind, EndKind::Unknown | EndKind::Elsewhere { .. }))
         .map(|e| crate::encode::Ending { cond: e.cond.clone(), reason: e.reason.clone() })
         .collect();
-    match c.ask(&q.scope, &violation, &unknown) {
-        QAnswer::Holds => None,
-        QAnswer::Unknown(why) => {
-            c.unknown(label, why);
-            None
+    let w = c.ask_or_note(label, &q.scope, &violation, &unknown)?;
+    let why = bad.iter().find(|(b, _)| w.bool(b) == Some(true)).map(|(_, r)| r.clone()).unwrap_or_default();
+    let want = if eps.is_empty() {
+        "the service has no endpoint, so it must be rejected".to_string()
+    } else {
+        format!("endpoints {}", eps.iter().map(ep_str).collect::<Vec<_>>().join(", "))
+    };
+    let summary = format!("{label}: the packet does not reach an endpoint ({want}): {why}");
+    let eps2: Vec<String> = eps.iter().map(ep_str).collect();
+    let no_eps = eps.is_empty();
+    let shows = move |b: &natpath_model::trace::Branch| {
+        if no_eps {
+            return b.outcome != TOutcome::Rejected && b.outcome != TOutcome::Unknown;
         }
-        QAnswer::Violated(w) => {
-            let why = bad.iter().find(|(b, _)| w.bool(b) == Some(true)).map(|(_, r)| r.clone()).unwrap_or_default();
-            let want = if eps.is_empty() {
-                "the service has no endpoint, so it must be rejected".to_string()
-            } else {
-                format!("endpoints {}", eps.iter().map(ep_str).collect::<Vec<_>>().join(", "))
-            };
-            let summary = format!("{label}: the packet does not reach an endpoint ({want}): {why}");
-            let eps2: Vec<String> = eps.iter().map(ep_str).collect();
-            let no_eps = eps.is_empty();
-            let shows = move |b: &natpath_model::trace::Branch| {
-                if no_eps {
-                    return b.outcome != TOutcome::Rejected && b.outcome != TOutcome::Unknown;
-                }
-                let at_ep = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" || d.kind == "node")
-                    && b.seen_by_destination.as_ref().is_some_and(|s| eps2.contains(&s.dst))
-                    && b.outcome != TOutcome::Rejected;
-                !at_ep && b.outcome != TOutcome::Unknown
-            };
-            c.walk_cx(NAME, q, n, &w, summary, shows)
-        }
-    }
+        let at_ep = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" || d.kind == "node")
+            && b.seen_by_destination.as_ref().is_some_and(|s| eps2.contains(&s.dst))
+            && b.outcome != TOutcome::Rejected;
+        !at_ep && b.outcome != TOutcome::Unknown
+    };
+    c.walk_cx(NAME, q, n, &w, summary, shows)
 }

@@ -19,7 +19,7 @@
 //! pod's address and the client's TCP stack resets it: connections hang
 //! only for remote endpoints, which is the hardest kind of outage to read.
 
-use super::{node_port_label, nodeport_reachable, Checker, Outcome, Pins, QAnswer, WalkQuery};
+use super::{node_port_label, nodeport_reachable, Checker, Outcome, Pins, WalkQuery};
 use crate::encode::packet::addr;
 use crate::encode::packet::FoldEq;
 use crate::encode::walk::{EndKind, Reached};
@@ -135,32 +135,21 @@ fn judge(c: &mut Checker<'_>, q: &WalkQuery, n: usize, s: &Service, port: u16, l
         }
     }
     let violation = any(&bad.iter().map(|b| b.0.clone()).collect::<Vec<_>>());
-    match c.ask(&q.scope, &violation, &unknown) {
-        QAnswer::Holds => None,
-        QAnswer::Unknown(why) => {
-            c.unknown(label, why);
-            None
-        }
-        QAnswer::Violated(w) => {
-            let found = bad.iter().find(|b| w.bool(&b.0) == Some(true));
-            let (why, pi) = found.map(|b| (b.1.clone(), b.2)).unwrap_or_default();
-            let pod = c.snap.cluster.pods.get(pi).map(|x| x.name.clone()).unwrap_or_default();
-            let summary = format!(
-                "{label}: the connection is delivered to pod {pod}, but its reply does not reach {} as {}:{}: {why}",
-                host.name,
-                natpath_model::packet::proto_name(s.proto),
-                port
-            );
-            let pod2 = pod.clone();
-            let shows = move |b: &natpath_model::trace::Branch| {
-                let to_pod = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" && d.name == pod2);
-                let lost = b
-                    .reply
-                    .as_ref()
-                    .is_some_and(|r| r.outcome != TOutcome::Delivered && r.outcome != TOutcome::Unknown);
-                to_pod && lost
-            };
-            c.walk_cx(NAME, q, n, &w, summary, shows)
-        }
-    }
+    let w = c.ask_or_note(label, &q.scope, &violation, &unknown)?;
+    let found = bad.iter().find(|b| w.bool(&b.0) == Some(true));
+    let (why, pi) = found.map(|b| (b.1.clone(), b.2)).unwrap_or_default();
+    let pod = c.snap.cluster.pods.get(pi).map(|x| x.name.clone()).unwrap_or_default();
+    let summary = format!(
+        "{label}: the connection is delivered to pod {pod}, but its reply does not reach {} as {}:{}: {why}",
+        host.name,
+        natpath_model::packet::proto_name(s.proto),
+        port
+    );
+    let pod2 = pod.clone();
+    let shows = move |b: &natpath_model::trace::Branch| {
+        let to_pod = b.delivered_to.as_ref().is_some_and(|d| d.kind == "pod" && d.name == pod2);
+        let lost = b.reply.as_ref().is_some_and(|r| r.outcome != TOutcome::Delivered && r.outcome != TOutcome::Unknown);
+        to_pod && lost
+    };
+    c.walk_cx(NAME, q, n, &w, summary, shows)
 }
