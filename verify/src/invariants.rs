@@ -140,34 +140,6 @@ struct Part {
     nothing: Option<String>,
 }
 
-/// One part, in a Z3 context of its own ([`crate::encode::in_own_context`]):
-/// its verdict and counterexample are the same whichever thread, machine
-/// or shard runs it.
-fn check_part<'s>(
-    snap: &'s Snapshot,
-    name: &str,
-    opts: &CheckOptions,
-    only: Option<usize>,
-    shared: Option<&Prepared<'s>>,
-    delta: Option<&'s crate::delta::Delta>,
-) -> Option<Part> {
-    in_part(snap, opts, shared, |p| {
-        let mut c = part_checker(snap, opts, p, only, delta);
-        let t0 = Instant::now();
-        let outcome = match name {
-            masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
-            mark_survives::NAME => mark_survives::check_mark_survives(&mut c),
-            forward_only::NAME => forward_only::check_forward_only(&mut c),
-            local_preserves_source::NAME => local_preserves_source::check_local_preserves_source(&mut c),
-            fair_balancing::NAME => fair_balancing::check_fair_balancing(&mut c),
-            no_pod_masquerade::NAME => no_pod_masquerade::check_no_pod_masquerade(&mut c),
-            hairpin_masquerade::NAME => hairpin_masquerade::check_hairpin_masquerade(&mut c),
-            _ => return None,
-        };
-        Some(part_of(name, outcome, c, t0.elapsed()))
-    })
-}
-
 /// Run `f` in a Z3 context of its own ([`crate::encode::in_own_context`])
 /// with `snap` prepared (`shared`, or read here).
 fn in_part<'s, T: Send + Sync>(
@@ -218,9 +190,11 @@ fn part_of(name: &str, outcome: Outcome, c: Checker<'_>, total: Duration) -> Par
 /// ([`reply_finds_origin::check_with_reachable`]).
 const WALK_PAIR: [&str; 2] = [reply_finds_origin::NAME, nodeport_reachable::NAME];
 
-/// The parts one job finds: `name`'s, and for either of [`WALK_PAIR`] the
-/// other's too (first the pair's first), both in one Z3 context of their
-/// own.
+/// The parts one job finds, in a Z3 context of its own
+/// ([`crate::encode::in_own_context`]), so that each verdict and
+/// counterexample is the same whichever thread, machine or shard runs it:
+/// `name`'s on node `only` (every node when `None`), and for either of
+/// [`WALK_PAIR`] the other's too. `None` for a name not in the catalog.
 fn check_job<'s>(
     snap: &'s Snapshot,
     name: &str,
@@ -229,19 +203,29 @@ fn check_job<'s>(
     shared: Option<&Prepared<'s>>,
     delta: Option<&'s crate::delta::Delta>,
 ) -> Option<Vec<Part>> {
-    if !WALK_PAIR.contains(&name) {
-        return check_part(snap, name, opts, only, shared, delta).map(|p| vec![p]);
-    }
     in_part(snap, opts, shared, |p| {
         let mut c = part_checker(snap, opts, p, only, delta);
-        let mut r = part_checker(snap, opts, p, only, delta);
         let t0 = Instant::now();
-        let (oc, or, r_time) = reply_finds_origin::check_with_reachable(&mut c, &mut r);
-        let total = t0.elapsed();
-        Some(vec![
-            part_of(reply_finds_origin::NAME, oc, c, total.saturating_sub(r_time)),
-            part_of(nodeport_reachable::NAME, or, r, r_time),
-        ])
+        if WALK_PAIR.contains(&name) {
+            let mut r = part_checker(snap, opts, p, only, delta);
+            let (oc, or, r_time) = reply_finds_origin::check_with_reachable(&mut c, &mut r);
+            let total = t0.elapsed();
+            return Some(vec![
+                part_of(reply_finds_origin::NAME, oc, c, total.saturating_sub(r_time)),
+                part_of(nodeport_reachable::NAME, or, r, r_time),
+            ]);
+        }
+        let outcome = match name {
+            masq_iff_mark::NAME => masq_iff_mark::check_masq_iff_mark(&mut c),
+            mark_survives::NAME => mark_survives::check_mark_survives(&mut c),
+            forward_only::NAME => forward_only::check_forward_only(&mut c),
+            local_preserves_source::NAME => local_preserves_source::check_local_preserves_source(&mut c),
+            fair_balancing::NAME => fair_balancing::check_fair_balancing(&mut c),
+            no_pod_masquerade::NAME => no_pod_masquerade::check_no_pod_masquerade(&mut c),
+            hairpin_masquerade::NAME => hairpin_masquerade::check_hairpin_masquerade(&mut c),
+            _ => return None,
+        };
+        Some(vec![part_of(name, outcome, c, t0.elapsed())])
     })
 }
 
@@ -532,27 +516,22 @@ fn run_jobs<'s>(
                         // both are asked on the same nodes; the second's own
                         // job then has nothing to do.
                         let partner = WALK_PAIR.iter().position(|w| w == name).and_then(|w| {
-                            let other = WALK_PAIR.get(1 - w)?;
-                            jobs.iter().position(|&(j, o)| o == only && names.get(j) == Some(other)).map(|kk| (w, kk))
+                            let other = *WALK_PAIR.get(1 - w)?;
+                            let kk = jobs.iter().position(|&(j, o)| o == only && names.get(j) == Some(&other))?;
+                            Some((w, kk, other))
                         });
-                        match partner {
-                            Some((1, _)) => {}
-                            Some((_, kk)) => {
-                                let found = check_job(snap, name, opts, only, Some(prepared), delta);
-                                let (first, second) = match found {
-                                    Some(v) => {
-                                        let mut it = v.into_iter();
-                                        (it.next(), it.next())
-                                    }
-                                    None => (None, None),
-                                };
-                                mine.push((k, first));
-                                mine.push((kk, second));
-                            }
-                            None => {
-                                let found = check_job(snap, name, opts, only, Some(prepared), delta);
-                                let part = found.and_then(|v| v.into_iter().find(|p| p.verdict.name == *name));
-                                mine.push((k, part));
+                        // Each slot this job fills, with the invariant whose part goes there.
+                        let slots: Vec<(usize, &str)> = match partner {
+                            Some((1, _, _)) => Vec::new(),
+                            Some((_, kk, other)) => vec![(k, *name), (kk, other)],
+                            None => vec![(k, *name)],
+                        };
+                        if !slots.is_empty() {
+                            let mut found =
+                                check_job(snap, name, opts, only, Some(prepared), delta).unwrap_or_default();
+                            for (slot, of) in slots {
+                                let at = found.iter().position(|p| p.verdict.name == of);
+                                mine.push((slot, at.map(|i| found.swap_remove(i))));
                             }
                         }
                         let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;

@@ -965,22 +965,21 @@ impl Dispatch {
     /// order; `None` when a field the index needs is not known (a
     /// destination is known when constant or one of a few addresses).
     fn candidates(&self, k: &Known<'_>) -> Option<Vec<u32>> {
-        let (dst, dport) = (k.dst, k.dport);
         let at = |v: u32| self.by_dst.get(&v).map(Vec::as_slice).unwrap_or_default();
-        let a: Vec<u32> = match (dst, &k.dsts) {
-            (Some(v), _) => u32::try_from(v).ok().map(at).unwrap_or_default().to_vec(),
-            (None, Some(vals)) => vals.iter().flat_map(|&v| at(v).iter().copied()).collect(),
-            (None, None) if self.by_dst.is_empty() => Vec::new(),
+        let mut v: Vec<u32> = Vec::new();
+        match (k.dst, &k.dsts) {
+            (Some(x), _) => v.extend_from_slice(u32::try_from(x).ok().map(at).unwrap_or_default()),
+            (None, Some(vals)) => vals.iter().for_each(|&x| v.extend_from_slice(at(x))),
+            (None, None) if self.by_dst.is_empty() => {}
             (None, None) => return None,
-        };
-        let b: &[u32] = match dport {
-            Some(v) => u16::try_from(v).ok().and_then(|v| self.by_dport.get(&v)).map(Vec::as_slice).unwrap_or_default(),
-            None if self.by_dport.is_empty() => &[],
+        }
+        match k.dport {
+            Some(x) => v.extend_from_slice(
+                u16::try_from(x).ok().and_then(|x| self.by_dport.get(&x)).map(Vec::as_slice).unwrap_or_default(),
+            ),
+            None if self.by_dport.is_empty() => {}
             None => return None,
-        };
-        let mut v: Vec<u32> = Vec::with_capacity(a.len() + b.len() + self.rest.len());
-        v.extend_from_slice(&a);
-        v.extend_from_slice(b);
+        }
         v.extend_from_slice(&self.rest);
         v.sort_unstable();
         // A rule once, whichever of the destinations placed it.

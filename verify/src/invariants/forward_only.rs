@@ -65,8 +65,6 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
                 continue;
             }
             let label = node_port_label(&node_name, s, port);
-            // One query per address of the node: a constant destination
-            // folds every address-type and route lookup of it.
             for &a in &dsts {
                 let pins = Pins { dst: a, dst_own: a.is_none(), ..Pins::port(s.proto, port) };
                 let mut eps = s.endpoints.clone();
