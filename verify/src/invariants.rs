@@ -1245,7 +1245,29 @@ impl<'s> Checker<'s> {
             self.node_query_with(n, devs, pins, Detail { upto_input, nat_only: false, dnat_to: pins.dnat_to }, &shape)?;
         let v = violation(&q);
         let a = self.ask(&q.scope, &v, &q.passage.unknown);
+        let a = self.prefer_lan(&q, &v, pins, a);
         Some((q, a))
+    }
+
+    /// A violation of a query over all of a node's own addresses
+    /// (`Pins::dst_own`) shown, when it can be, with the node's first LAN
+    /// address as destination: the one an operator would try first, where
+    /// the solver may pick any own address (a tunnel's, a Service's). One
+    /// more query, asked only for a violation; when no violation is to the
+    /// LAN address the first witness stands.
+    fn prefer_lan(&mut self, q: &NodeQuery, v: &Bool, pins: Pins, a: QAnswer) -> QAnswer {
+        let QAnswer::Violated(w) = a else { return a };
+        let lan = self.snap.nodes.get(q.n).and_then(|n| n.lan_addrs().first().copied());
+        let Some(lan) = lan.filter(|_| pins.dst_own && pins.dst.is_none()) else { return QAnswer::Violated(w) };
+        if w.u64(&q.pkt.dst) == Some(u64::from(u32::from(lan))) {
+            return QAnswer::Violated(w);
+        }
+        let mut scope = q.scope.clone();
+        scope.push(q.pkt.dst.feq(crate::encode::packet::addr(lan)));
+        match self.ask(&scope, v, &q.passage.unknown) {
+            QAnswer::Violated(w2) => QAnswer::Violated(w2),
+            _ => QAnswer::Violated(w),
+        }
     }
 
     /// Whether [`Checker::node_ask`]'s over-approximated query holds on

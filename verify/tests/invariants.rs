@@ -205,6 +205,21 @@ fn twins_masq_iff_mark() {
     );
 }
 
+/// A query over all of a node's own addresses (LAN, tunnel) shows its
+/// violation with the node's LAN address, the one an operator tries, when
+/// a packet to it breaks the invariant too.
+#[test]
+fn an_own_address_counterexample_is_to_the_lan_address() {
+    let good = load("seed-ipip-remote");
+    let lan = good.node("node1").unwrap().lan_addrs()[0];
+    let broken = remove(good, "node1", TableName::Nat, "KUBE-POSTROUTING", is_masquerade);
+    let v = check(&broken, invariants::masq_iff_mark::NAME);
+    let Outcome::Violated(cx) = &v.outcome else { panic!("expected a violation, got {:?}", v.outcome) };
+    assert_eq!(cx.node, "node1");
+    assert!(cx.packet.contains(&format!(" -> {lan}:")), "{}", cx.packet);
+    assert!(cx.replay.confirmed);
+}
+
 #[test]
 fn twins_reply_finds_origin() {
     // node1's acceptance of IPIP carriers from Calico hosts: without it the
