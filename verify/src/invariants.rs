@@ -860,6 +860,35 @@ impl<'s> Checker<'s> {
         }
     }
 
+    /// A node query's `answer` for the check labelled `label`: the witness
+    /// of a violation and the first of `flows` (each with its condition
+    /// `cond`) that it takes. An unknown answer is recorded under the label,
+    /// and so is a witness that takes none of them (a natpath bug: it
+    /// `misses` them, in words).
+    pub(crate) fn node_witness<'q, F>(
+        &mut self,
+        label: &str,
+        answer: QAnswer,
+        flows: &'q [F],
+        cond: impl Fn(&F) -> &Bool,
+        misses: &str,
+    ) -> Option<(Witness, &'q F)> {
+        match answer {
+            QAnswer::Holds => None,
+            QAnswer::Unknown(why) => {
+                self.unknown(label, why);
+                None
+            }
+            QAnswer::Violated(w) => match flows.iter().find(|f| w.bool(cond(f)) == Some(true)) {
+                Some(f) => Some((w, f)),
+                None => {
+                    self.unknown(label, format!("BUG: the witness {misses}"));
+                    None
+                }
+            },
+        }
+    }
+
     /// The nodes this check covers, in order.
     pub(crate) fn nodes(&self) -> std::ops::Range<usize> {
         match self.only {

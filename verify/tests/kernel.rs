@@ -255,11 +255,22 @@ fn failed_setup_removes_everything() {
     assert_root_unchanged(&before);
 }
 
+/// The helper processes `sigint_removes_everything`'s child started: those
+/// that inherited its `NATPATH_SIGINT_CHILD`, not a helper of an earlier
+/// test still exiting, nor one of another run on the machine.
 fn helper_processes() -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|c| String::from_utf8_lossy(c).contains("\0kernel-helper\0"))
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let cmd = std::fs::read(dir.join("cmdline")).ok()?;
+            let env = std::fs::read(dir.join("environ")).ok()?;
+            Some((cmd, env))
+        })
+        .filter(|(cmd, env)| {
+            String::from_utf8_lossy(cmd).contains("\0kernel-helper\0")
+                && env.split(|b| *b == 0).any(|v| v == b"NATPATH_SIGINT_CHILD=1")
+        })
         .count()
 }
 

@@ -22,7 +22,7 @@
 //! (a missing or shadowed KUBE-NODEPORTS rule): the service is unreachable on
 //! that node, with an RST or a silent drop depending on INPUT's policy.
 
-use super::{arrival_devs, is_endpoint, node_port_label, own_addrs, Checker, Outcome, Pins, QAnswer};
+use super::{arrival_devs, is_endpoint, node_port_label, own_addrs, Checker, Outcome, Pins};
 use crate::encode::{and2, any, not};
 use natpath_model::node::NodeEnd;
 use natpath_model::packet::Hook;
@@ -90,29 +90,23 @@ pub fn check_forward_only(c: &mut Checker<'_>) -> Outcome {
                     continue;
                 };
                 let pass = &q.passage;
-                match answer {
-                    QAnswer::Holds => {}
-                    QAnswer::Unknown(why) => c.unknown(&label, why),
-                    QAnswer::Violated(w) => {
-                        let Some(input) = pass.inputs.iter().find(|f| w.bool(&f.cond) == Some(true)) else {
-                            c.unknown(&label, "BUG: the witness enters no INPUT".into());
-                            continue;
-                        };
-                        let dst = w
-                            .u64(&input.state.pkt.dst)
-                            .map(|a| std::net::Ipv4Addr::from(a as u32).to_string())
-                            .unwrap_or_default();
-                        let dport = w.u64(&input.state.pkt.dport).unwrap_or(0);
-                        let summary = format!("{label}: the packet enters INPUT on {node_name} addressed to {dst}:{dport}, which is not an endpoint of the service");
-                        let eps2 = eps.clone();
-                        let shows = move |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
-                            p.hooks.contains(&Hook::Input)
-                                && !matches!(&p.end, NodeEnd::Local(pk) if eps2.iter().any(|e| e.address == pk.dst && e.port == pk.dport))
-                        };
-                        if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
-                            return o;
-                        }
-                    }
+                let Some((w, input)) = c.node_witness(&label, answer, &pass.inputs, |f| &f.cond, "enters no INPUT")
+                else {
+                    continue;
+                };
+                let dst = w
+                    .u64(&input.state.pkt.dst)
+                    .map(|a| std::net::Ipv4Addr::from(a as u32).to_string())
+                    .unwrap_or_default();
+                let dport = w.u64(&input.state.pkt.dport).unwrap_or(0);
+                let summary = format!("{label}: the packet enters INPUT on {node_name} addressed to {dst}:{dport}, which is not an endpoint of the service");
+                let eps2 = eps.clone();
+                let shows = move |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                    p.hooks.contains(&Hook::Input)
+                        && !matches!(&p.end, NodeEnd::Local(pk) if eps2.iter().any(|e| e.address == pk.dst && e.port == pk.dport))
+                };
+                if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                    return o;
                 }
             }
         }

@@ -16,7 +16,7 @@
 //! that masquerades it or sends it to a remote endpoint breaks both promises
 //! while every probe still "works".
 
-use super::{is_endpoint, node_port_label, one_of, Checker, Outcome, Pins, QAnswer};
+use super::{is_endpoint, node_port_label, one_of, Checker, Outcome, Pins};
 use crate::encode::packet::FoldEq;
 use crate::encode::{and2, any, not, or2};
 use natpath_model::node::NodeEnd;
@@ -70,33 +70,25 @@ pub fn check_local_preserves_source(c: &mut Checker<'_>) -> Outcome {
                 continue;
             };
             let pass = &q.passage;
-            match answer {
-                QAnswer::Holds => {}
-                QAnswer::Unknown(why) => c.unknown(&label, why),
-                QAnswer::Violated(w) => {
-                    let Some(out) = pass.outs.iter().find(|o| w.bool(&o.flow.cond) == Some(true)) else {
-                        c.unknown(&label, "BUG: the witness takes no way out".into());
-                        continue;
-                    };
-                    let kept = w.bool(&out.flow.state.pkt.src.feq(&q.pkt.src)) == Some(true);
-                    let summary = if kept {
-                        format!("{label}: {node_name} sends the packet to an endpoint that is not local to it")
-                    } else {
-                        format!("{label}: {node_name} rewrites the client's source address")
-                    };
-                    let eps = s.local_endpoints.clone();
-                    let shows =
-                        move |p: &natpath_model::node::Passage, sent: &natpath_model::packet::Packet| match &p.end {
-                            NodeEnd::Out { packet, .. } => {
-                                packet.src != sent.src
-                                    || !eps.iter().any(|e| e.address == packet.dst && e.port == packet.dport)
-                            }
-                            _ => false,
-                        };
-                    if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
-                        return o;
-                    }
+            let Some((w, out)) = c.node_witness(&label, answer, &pass.outs, |o| &o.flow.cond, "takes no way out")
+            else {
+                continue;
+            };
+            let kept = w.bool(&out.flow.state.pkt.src.feq(&q.pkt.src)) == Some(true);
+            let summary = if kept {
+                format!("{label}: {node_name} sends the packet to an endpoint that is not local to it")
+            } else {
+                format!("{label}: {node_name} rewrites the client's source address")
+            };
+            let eps = s.local_endpoints.clone();
+            let shows = move |p: &natpath_model::node::Passage, sent: &natpath_model::packet::Packet| match &p.end {
+                NodeEnd::Out { packet, .. } => {
+                    packet.src != sent.src || !eps.iter().any(|e| e.address == packet.dst && e.port == packet.dport)
                 }
+                _ => false,
+            };
+            if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                return o;
             }
         }
     }

@@ -27,7 +27,7 @@
 //! NodePort connections with remote endpoints (the blog author's "otherwise
 //! it crashes").
 
-use super::{arrival_devs, local_dsts, Checker, Outcome, Pins, QAnswer};
+use super::{arrival_devs, local_dsts, Checker, Outcome, Pins};
 use crate::encode::packet::FoldEq;
 use crate::encode::packet::{bv16, bv8, masked_eq};
 use crate::encode::{all, and2, any, not};
@@ -271,27 +271,21 @@ pub fn check_mark_survives(c: &mut Checker<'_>) -> Outcome {
                 continue;
             };
             let pass = &q.passage;
-            match answer {
-                QAnswer::Holds => {}
-                QAnswer::Unknown(why) => c.unknown(&label, why),
-                QAnswer::Violated(w) => {
-                    let Some(f) = pass.posts.iter().find(|f| w.bool(&f.cond) == Some(true)) else {
-                        c.unknown(&label, "BUG: the witness enters no nat POSTROUTING".into());
-                        continue;
-                    };
-                    let m0 = w.u64(&f.state.pre_mark).unwrap_or(0);
-                    let m1 = w.u64(&f.state.pkt.mark).unwrap_or(0);
-                    let summary = format!(
-                        "{label}: the mark is {m0:#x} after nat PREROUTING but {m1:#x} entering nat POSTROUTING on {node_name}: the bit {bit:#x} was cleared in between"
-                    );
-                    let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
-                        p.mark_after_nat_prerouting.is_some_and(|m| m & bit == bit)
-                            && p.mark_at_nat_postrouting.is_some_and(|m| m & bit != bit)
-                    };
-                    if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
-                        return o;
-                    }
-                }
+            let Some((w, f)) = c.node_witness(&label, answer, &pass.posts, |f| &f.cond, "enters no nat POSTROUTING")
+            else {
+                continue;
+            };
+            let m0 = w.u64(&f.state.pre_mark).unwrap_or(0);
+            let m1 = w.u64(&f.state.pkt.mark).unwrap_or(0);
+            let summary = format!(
+                "{label}: the mark is {m0:#x} after nat PREROUTING but {m1:#x} entering nat POSTROUTING on {node_name}: the bit {bit:#x} was cleared in between"
+            );
+            let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                p.mark_after_nat_prerouting.is_some_and(|m| m & bit == bit)
+                    && p.mark_at_nat_postrouting.is_some_and(|m| m & bit != bit)
+            };
+            if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                return o;
             }
         }
     }

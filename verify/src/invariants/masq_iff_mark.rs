@@ -22,7 +22,7 @@
 //! is stated flow by flow, so that the mark test folds wherever the rules
 //! set or kept the bit on every path of a flow.
 
-use super::{arrival_devs, node_port_label, Checker, Outcome, Pins, QAnswer};
+use super::{arrival_devs, node_port_label, Checker, Outcome, Pins};
 use crate::encode::packet::masked_eq;
 use crate::encode::{all, any, xor2};
 use natpath_model::node::NodeEnd;
@@ -75,30 +75,24 @@ pub fn check_masq_iff_mark(c: &mut Checker<'_>) -> Outcome {
                     continue;
                 };
                 let pass = &q.passage;
-                match answer {
-                    QAnswer::Holds => {}
-                    QAnswer::Unknown(why) => c.unknown(&label, why),
-                    QAnswer::Violated(w) => {
-                        let Some(o) = pass.outs.iter().find(|o| w.bool(&o.flow.cond) == Some(true)) else {
-                            c.unknown(&label, "BUG: the witness takes no way out".into());
-                            continue;
-                        };
-                        let m = w.u64(&o.post.pkt.mark).unwrap_or(0);
-                        let masq = w.bool(&o.flow.state.snat_rule) == Some(true);
-                        let summary = if masq {
-                            format!("{label}: DNATed and masqueraded on {node_name}, but the mark entering nat POSTROUTING is {m:#x}, without the masquerade bit {bit:#x}")
-                        } else {
-                            format!("{label}: DNATed on {node_name} and the mark entering nat POSTROUTING is {m:#x}, with the masquerade bit {bit:#x}, but it is not masqueraded")
-                        };
-                        let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
-                            p.dnat.is_some()
-                                && matches!(p.end, NodeEnd::Out { .. })
-                                && p.mark_at_nat_postrouting.is_some_and(|m| (m & bit == bit) != p.snat.is_some())
-                        };
-                        if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
-                            return o;
-                        }
-                    }
+                let Some((w, o)) = c.node_witness(&label, answer, &pass.outs, |o| &o.flow.cond, "takes no way out")
+                else {
+                    continue;
+                };
+                let m = w.u64(&o.post.pkt.mark).unwrap_or(0);
+                let masq = w.bool(&o.flow.state.snat_rule) == Some(true);
+                let summary = if masq {
+                    format!("{label}: DNATed and masqueraded on {node_name}, but the mark entering nat POSTROUTING is {m:#x}, without the masquerade bit {bit:#x}")
+                } else {
+                    format!("{label}: DNATed on {node_name} and the mark entering nat POSTROUTING is {m:#x}, with the masquerade bit {bit:#x}, but it is not masqueraded")
+                };
+                let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+                    p.dnat.is_some()
+                        && matches!(p.end, NodeEnd::Out { .. })
+                        && p.mark_at_nat_postrouting.is_some_and(|m| (m & bit == bit) != p.snat.is_some())
+                };
+                if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+                    return o;
                 }
             }
         }

@@ -18,7 +18,7 @@
 //! kube-proxy tells pods by device (`-i cni0`, `! -i azv+`): then pods exist
 //! but their addresses are not in the snapshot, and the verdict is unknown.
 
-use super::{arrival_devs, Checker, Outcome, Pins, QAnswer};
+use super::{arrival_devs, Checker, Outcome, Pins};
 use crate::encode::packet::FoldEq;
 use crate::encode::{and2, any, not};
 use natpath_model::node::NodeEnd;
@@ -72,27 +72,19 @@ pub fn check_no_pod_masquerade(c: &mut Checker<'_>) -> Outcome {
             continue;
         };
         let pass = &q.passage;
-        match answer {
-            QAnswer::Holds => {}
-            QAnswer::Unknown(why) => c.unknown(&label, why),
-            QAnswer::Violated(w) => {
-                let Some(out) = pass.outs.iter().find(|o| w.bool(&o.flow.cond) == Some(true)) else {
-                    c.unknown(&label, "BUG: the witness takes no way out".into());
-                    continue;
-                };
-                let src =
-                    w.u64(&out.flow.state.pkt.src).and_then(|a| u32::try_from(a).ok()).map(std::net::Ipv4Addr::from);
-                let summary = format!(
-                    "{label}: {node_name} rewrites the source of pod traffic to {}",
-                    src.map(|a| a.to_string()).unwrap_or_default()
-                );
-                let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
-                    matches!(p.end, NodeEnd::Out { .. }) && p.snat.is_some()
-                };
-                if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
-                    return o;
-                }
-            }
+        let Some((w, out)) = c.node_witness(&label, answer, &pass.outs, |o| &o.flow.cond, "takes no way out") else {
+            continue;
+        };
+        let src = w.u64(&out.flow.state.pkt.src).and_then(|a| u32::try_from(a).ok()).map(std::net::Ipv4Addr::from);
+        let summary = format!(
+            "{label}: {node_name} rewrites the source of pod traffic to {}",
+            src.map(|a| a.to_string()).unwrap_or_default()
+        );
+        let shows = |p: &natpath_model::node::Passage, _: &natpath_model::packet::Packet| {
+            matches!(p.end, NodeEnd::Out { .. }) && p.snat.is_some()
+        };
+        if let Some(o) = c.node_cx(NAME, &q, &w, summary, shows) {
+            return o;
         }
     }
     c.finish()
