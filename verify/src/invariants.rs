@@ -633,6 +633,13 @@ pub(crate) fn martian_destinations() -> Vec<Ipv4Net> {
     ["0.0.0.0/8", "127.0.0.0/8"].iter().filter_map(|n| n.parse().ok()).collect()
 }
 
+/// A source port from Linux's default ephemeral range
+/// (`net.ipv4.ip_local_port_range` = 32768 60999): what a client's
+/// connection comes from.
+pub(crate) fn ephemeral(sport: &z3::ast::BV) -> Bool {
+    crate::encode::packet::in_range(sport, 32768, 60999)
+}
+
 /// A query's goal (see [`Checker::ask`]): `(definite, goal)`, the
 /// violation on paths that reach no unexpressible rule, and that or a path
 /// that reaches one.
@@ -1274,29 +1281,77 @@ impl<'s> Checker<'s> {
             self.node_query_with(n, devs, pins, Detail { upto_input, nat_only: false, dnat_to: pins.dnat_to }, &shape)?;
         let v = violation(&q);
         let a = self.ask(&q.scope, &v, &q.passage.unknown);
-        let a = self.prefer_lan(&q, &v, pins, a);
+        let a = self.prefer_natural(&q, &v, pins, a);
         Some((q, a))
     }
 
-    /// A violation of a query over all of a node's own addresses
-    /// (`Pins::dst_own`) shown, when it can be, with the node's first LAN
-    /// address as destination: the one an operator would try first, where
-    /// the solver may pick any own address (a tunnel's, a Service's). One
-    /// more query, asked only for a violation; when no violation is to the
-    /// LAN address the first witness stands.
-    fn prefer_lan(&mut self, q: &NodeQuery, v: &Bool, pins: Pins, a: QAnswer) -> QAnswer {
+    /// A node query's violation shown, where it can be, as the packet an
+    /// operator would try first ([`Checker::prefer`]): to the node's first
+    /// LAN address when the query is over all of its own addresses
+    /// (`Pins::dst_own`; the solver may pick any, a tunnel's, a Service's),
+    /// from a `[[host]]` on the node's LAN when the source is free, from an
+    /// ephemeral port for TCP and UDP.
+    fn prefer_natural(&mut self, q: &NodeQuery, v: &Bool, pins: Pins, a: QAnswer) -> QAnswer {
         let QAnswer::Violated(w) = a else { return a };
-        let lan = self.snap.nodes.get(q.n).and_then(|n| n.lan_addrs().first().copied());
-        let Some(lan) = lan.filter(|_| pins.dst_own && pins.dst.is_none()) else { return QAnswer::Violated(w) };
-        if w.u64(&q.pkt.dst) == Some(u64::from(u32::from(lan))) {
-            return QAnswer::Violated(w);
+        let node = self.snap.nodes.get(q.n);
+        let mut prefs = Vec::new();
+        if pins.dst_own && pins.dst.is_none() {
+            if let Some(lan) = node.and_then(|n| n.lan_addrs().first().copied()) {
+                prefs.push(q.pkt.dst.feq(crate::encode::packet::addr(lan)));
+            }
         }
-        let mut scope = q.scope.clone();
-        scope.push(q.pkt.dst.feq(crate::encode::packet::addr(lan)));
-        match self.ask(&scope, v, &q.passage.unknown) {
-            QAnswer::Violated(w2) => QAnswer::Violated(w2),
-            _ => QAnswer::Violated(w),
+        if pins.src.is_none() {
+            let nets: Vec<Ipv4Net> = node
+                .map(|n| {
+                    n.interfaces
+                        .iter()
+                        .filter(|i| i.name == n.lan)
+                        .flat_map(|i| i.addrs.iter().map(|a| a.addr))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let host =
+                self.snap.cluster.hosts.iter().map(|h| h.address.addr()).find(|a| nets.iter().any(|n| n.contains(a)));
+            if let Some(h) = host {
+                prefs.push(q.pkt.src.feq(crate::encode::packet::addr(h)));
+            }
         }
+        if matches!(pins.proto, Some(Proto::TCP | Proto::UDP)) {
+            prefs.push(ephemeral(&q.pkt.sport));
+        }
+        QAnswer::Violated(self.prefer(&q.scope, v, &q.passage.unknown, prefs, w))
+    }
+
+    /// Ask again with each of `prefs` added to `scope` in turn, keeping
+    /// each one under which a definite violation remains, and return the
+    /// last such witness (`w` when none does). A counterexample is any
+    /// packet that breaks the invariant; this picks the one a reader
+    /// recognises and can replay by hand. One query per preference the
+    /// current witness does not meet, asked only after a violation.
+    pub(crate) fn prefer(
+        &mut self,
+        scope: &[Bool],
+        v: &Bool,
+        unknown: &[Ending],
+        prefs: Vec<Bool>,
+        w: Witness,
+    ) -> Witness {
+        let mut scope = scope.to_vec();
+        let mut best = w;
+        for p in prefs {
+            let met = best.bool(&p) == Some(true);
+            scope.push(p);
+            if met {
+                continue;
+            }
+            match self.ask(&scope, v, unknown) {
+                QAnswer::Violated(w2) => best = w2,
+                _ => {
+                    scope.pop();
+                }
+            }
+        }
+        best
     }
 
     /// Whether [`Checker::node_ask`]'s over-approximated query holds on

@@ -424,7 +424,7 @@ fn the_example_contracts_hold_on_a_harmless_rewrite_and_catch_the_broken_one() {
     let (code, text) = gate("broken-no-mark-masq");
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("nginx answers the outside client on every node: violated\n      node1: tcp client:1 -> 10.0.0.51:32220 is dropped"),
+        text.contains("nginx answers the outside client on every node: violated\n      node1: tcp client:44800 -> 10.0.0.51:32220 is dropped"),
         "{text}"
     );
 }

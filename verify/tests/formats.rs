@@ -288,7 +288,7 @@ fn a_failing_gate_in_every_ci_format() {
     assert!(o
         .junit
         .contains("<testcase name=\"NodePort tcp/32220 (default/nginx:8080-80)\" classname=\"natpath.change\""));
-    assert!(o.junit.contains("tcp 10.0.0.53:1 -&gt; 10.0.0.51:32220"), "packets are escaped");
+    assert!(o.junit.contains("tcp 10.0.0.53:44800 -&gt; 10.0.0.51:32220"), "packets are escaped");
     assert!(o.junit.contains("corpus/seed-ipip-remote/nodes/node1/iptables-save:163 (before)"));
 
     check_sarif("failing gate", &o.sarif);

@@ -205,19 +205,27 @@ fn twins_masq_iff_mark() {
     );
 }
 
-/// A query over all of a node's own addresses (LAN, tunnel) shows its
-/// violation with the node's LAN address, the one an operator tries, when
-/// a packet to it breaks the invariant too.
+/// A counterexample is any packet that breaks the invariant; the one shown
+/// is the packet an operator would send: to the node's LAN address (a query
+/// over all of its own addresses, LAN and tunnel, may find any), from a
+/// `[[host]]` on that LAN (the source is free), from an ephemeral port.
 #[test]
-fn an_own_address_counterexample_is_to_the_lan_address() {
+fn a_counterexample_is_the_packet_an_operator_would_send() {
     let good = load("seed-ipip-remote");
     let lan = good.node("node1").unwrap().lan_addrs()[0];
+    let host = good.cluster.hosts[0].address.addr();
     let broken = remove(good, "node1", TableName::Nat, "KUBE-POSTROUTING", is_masquerade);
     let v = check(&broken, invariants::masq_iff_mark::NAME);
     let Outcome::Violated(cx) = &v.outcome else { panic!("expected a violation, got {:?}", v.outcome) };
     assert_eq!(cx.node, "node1");
-    assert!(cx.packet.contains(&format!(" -> {lan}:")), "{}", cx.packet);
     assert!(cx.replay.confirmed);
+    // `tcp SRC:SPORT -> DST:DPORT`
+    let (from, to) = cx.packet.trim_start_matches("tcp ").split_once(" -> ").unwrap();
+    assert!(to.starts_with(&format!("{lan}:")), "{}", cx.packet);
+    let (src, sport) = from.split_once(':').unwrap();
+    assert_eq!(src, host.to_string(), "{}", cx.packet);
+    let sport: u16 = sport.parse().unwrap();
+    assert!((32768..=60999).contains(&sport), "{}", cx.packet);
 }
 
 #[test]
