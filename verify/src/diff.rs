@@ -1022,12 +1022,7 @@ fn compare_entry(b: &mut Side<'_>, a: &mut Side<'_>, e: &Entry, max_pairs: usize
         QAnswer::Unknown(why) => Err(why),
         QAnswer::Violated(w) => {
             // The packet a client would send: from an ephemeral port.
-            let prefs = if proto == Proto::TCP || proto == Proto::UDP {
-                vec![crate::invariants::ephemeral(&pkt.sport)]
-            } else {
-                Vec::new()
-            };
-            let w = a.c.prefer(&scope, &violation, &unknown, prefs, w);
+            let w = a.c.prefer(&scope, &violation, &unknown, crate::invariants::ephemeral(&pkt), w);
             let taken = |fates: &[Fate]| fates.iter().position(|f| w.bool(&f.cond) == Some(true));
             let (i, j) = match pairs.iter().find(|(d, _, _)| w.bool(d) == Some(true)) {
                 Some((_, i, j)) => (Some(*i), Some(*j)),

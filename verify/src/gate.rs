@@ -697,8 +697,7 @@ fn check_expect(c: &mut Checker<'_>, snap: &Snapshot, e: &Expect) -> ContractRes
             }
             QAnswer::Violated(w) => {
                 // The packet a client would send: from an ephemeral port.
-                let prefs = vec![crate::invariants::ephemeral(&q.pkt.sport)];
-                let w = c.prefer(&q.scope, &violation, &unknown, prefs, w);
+                let w = c.prefer(&q.scope, &violation, &unknown, crate::invariants::ephemeral(&q.pkt), w);
                 let words =
                     bad.iter().find(|(b, _)| w.bool(b) == Some(true)).map(|(_, r)| r.clone()).unwrap_or_default();
                 let sport = w.u64(&q.pkt.sport).unwrap_or(0);

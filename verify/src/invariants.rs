@@ -633,11 +633,18 @@ pub(crate) fn martian_destinations() -> Vec<Ipv4Net> {
     ["0.0.0.0/8", "127.0.0.0/8"].iter().filter_map(|n| n.parse().ok()).collect()
 }
 
-/// A source port from Linux's default ephemeral range
-/// (`net.ipv4.ip_local_port_range` = 32768 60999): what a client's
-/// connection comes from.
-pub(crate) fn ephemeral(sport: &z3::ast::BV) -> Bool {
-    crate::encode::packet::in_range(sport, 32768, 60999)
+/// The preference ([`Checker::prefer`]) for a source port from Linux's
+/// default ephemeral range (`net.ipv4.ip_local_port_range` = 32768 60999),
+/// what a client's connection comes from, when `pkt`'s protocol is one with
+/// ports (TCP, UDP, SCTP); none when it is another or not a constant.
+pub(crate) fn ephemeral(pkt: &SymPacket) -> Vec<Bool> {
+    use crate::encode::packet::Num;
+    let with_ports = [Proto::TCP, Proto::UDP, Proto::SCTP].iter().any(|p| pkt.proto.num() == Some(u64::from(p.0)));
+    if with_ports {
+        vec![crate::encode::packet::in_range(&pkt.sport, 32768, 60999)]
+    } else {
+        Vec::new()
+    }
 }
 
 /// A query's goal (see [`Checker::ask`]): `(definite, goal)`, the
@@ -857,7 +864,14 @@ impl<'s> Checker<'s> {
         violation: &Bool,
         unknown: &[Ending],
     ) -> Option<Witness> {
-        match self.ask(scope, violation, unknown) {
+        let answer = self.ask(scope, violation, unknown);
+        self.noted(label, answer)
+    }
+
+    /// The witness of a violating `answer`; an unknown one is recorded
+    /// under `label`.
+    fn noted(&mut self, label: &str, answer: QAnswer) -> Option<Witness> {
+        match answer {
             QAnswer::Holds => None,
             QAnswer::Unknown(why) => {
                 self.unknown(label, why);
@@ -880,19 +894,13 @@ impl<'s> Checker<'s> {
         cond: impl Fn(&F) -> &Bool,
         misses: &str,
     ) -> Option<(Witness, &'q F)> {
-        match answer {
-            QAnswer::Holds => None,
-            QAnswer::Unknown(why) => {
-                self.unknown(label, why);
+        let w = self.noted(label, answer)?;
+        match flows.iter().find(|f| w.bool(cond(f)) == Some(true)) {
+            Some(f) => Some((w, f)),
+            None => {
+                self.unknown(label, format!("BUG: the witness {misses}"));
                 None
             }
-            QAnswer::Violated(w) => match flows.iter().find(|f| w.bool(cond(f)) == Some(true)) {
-                Some(f) => Some((w, f)),
-                None => {
-                    self.unknown(label, format!("BUG: the witness {misses}"));
-                    None
-                }
-            },
         }
     }
 
@@ -1290,7 +1298,7 @@ impl<'s> Checker<'s> {
     /// LAN address when the query is over all of its own addresses
     /// (`Pins::dst_own`; the solver may pick any, a tunnel's, a Service's),
     /// from a `[[host]]` on the node's LAN when the source is free, from an
-    /// ephemeral port for TCP and UDP.
+    /// ephemeral port ([`ephemeral`]).
     fn prefer_natural(&mut self, q: &NodeQuery, v: &Bool, pins: Pins, a: QAnswer) -> QAnswer {
         let QAnswer::Violated(w) = a else { return a };
         let node = self.snap.nodes.get(q.n);
@@ -1301,24 +1309,12 @@ impl<'s> Checker<'s> {
             }
         }
         if pins.src.is_none() {
-            let nets: Vec<Ipv4Net> = node
-                .map(|n| {
-                    n.interfaces
-                        .iter()
-                        .filter(|i| i.name == n.lan)
-                        .flat_map(|i| i.addrs.iter().map(|a| a.addr))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let host =
-                self.snap.cluster.hosts.iter().map(|h| h.address.addr()).find(|a| nets.iter().any(|n| n.contains(a)));
-            if let Some(h) = host {
+            let host = self.hosts_near(q.n).first().and_then(|&h| self.snap.cluster.hosts.get(h));
+            if let Some(h) = host.map(|h| h.address.addr()) {
                 prefs.push(q.pkt.src.feq(crate::encode::packet::addr(h)));
             }
         }
-        if matches!(pins.proto, Some(Proto::TCP | Proto::UDP)) {
-            prefs.push(ephemeral(&q.pkt.sport));
-        }
+        prefs.extend(ephemeral(&q.pkt));
         QAnswer::Violated(self.prefer(&q.scope, v, &q.passage.unknown, prefs, w))
     }
 

@@ -97,7 +97,7 @@ pub(crate) fn judge(c: &mut Checker<'_>, q: &WalkQuery, n: usize, port: &Port<'_
         .map(|e| crate::encode::Ending { cond: e.cond.clone(), reason: e.reason.clone() })
         .collect();
     let w = c.ask_or_note(label, &q.scope, &violation, &unknown)?;
-    let w = c.prefer(&q.scope, &violation, &unknown, vec![super::ephemeral(&q.pkt.sport)], w);
+    let w = c.prefer(&q.scope, &violation, &unknown, super::ephemeral(&q.pkt), w);
     let why = bad.iter().find(|(b, _)| w.bool(b) == Some(true)).map(|(_, r)| r.clone()).unwrap_or_default();
     let want = if eps.is_empty() {
         "the service has no endpoint, so it must be rejected".to_string()

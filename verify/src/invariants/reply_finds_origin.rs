@@ -136,7 +136,7 @@ fn judge(c: &mut Checker<'_>, q: &WalkQuery, n: usize, s: &Service, port: u16, l
     }
     let violation = any(&bad.iter().map(|b| b.0.clone()).collect::<Vec<_>>());
     let w = c.ask_or_note(label, &q.scope, &violation, &unknown)?;
-    let w = c.prefer(&q.scope, &violation, &unknown, vec![super::ephemeral(&q.pkt.sport)], w);
+    let w = c.prefer(&q.scope, &violation, &unknown, super::ephemeral(&q.pkt), w);
     let found = bad.iter().find(|b| w.bool(&b.0) == Some(true));
     let (why, pi) = found.map(|b| (b.1.clone(), b.2)).unwrap_or_default();
     let pod = c.snap.cluster.pods.get(pi).map(|x| x.name.clone()).unwrap_or_default();
