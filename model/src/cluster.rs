@@ -320,6 +320,7 @@ pub(crate) fn parse_with_locs(text: &str, file: &str) -> Result<(Cluster, KeyLoc
     dup(cluster.pods.iter().map(|p| (&p.name, &p.loc)), "pod", &mut errs);
     dup(cluster.routers.iter().map(|r| (&r.name, &r.loc)), "router", &mut errs);
     router_checks(&cluster, &keys, &file, &mut errs);
+    identity_checks(&cluster, &keys, &file, &mut errs);
     for n in &cluster.nodes {
         if n.name.is_empty() || n.name.contains('/') || n.name == "." || n.name == ".." {
             errs.push(ParseError::new(
@@ -477,6 +478,46 @@ fn router_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut 
                 }
             }
         }
+    }
+}
+
+/// Pods and hosts are who `trace --from NAME` starts at and who a
+/// counterexample names, and their addresses are how the model tells who
+/// sent or receives a packet: a pod named like a node or host, or two of
+/// them at one address, would make either ambiguous. (Routers, and hosts
+/// against nodes, are checked with the routers and the dumps.)
+fn identity_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut ParseErrors) {
+    for (i, p) in cluster.pods.iter().enumerate() {
+        let clash = if cluster.nodes.iter().any(|n| n.name == p.name) {
+            Some("a node")
+        } else if cluster.hosts.iter().any(|h| h.name == p.name) {
+            Some("a host")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.pods, i, "name", file),
+                format!("pod `{}` has the name of {what}: hosts, pods and nodes need names of their own", p.name),
+            ));
+        }
+    }
+    // Each address with the first declaration that has it.
+    let mut owners: Vec<(Ipv4Addr, String)> = Vec::new();
+    let mut claim = |addr: Ipv4Addr, who: String, loc: Loc, errs: &mut ParseErrors| {
+        match owners.iter().find(|(a, _)| *a == addr) {
+            Some((_, first)) => errs.push(ParseError::new(
+                loc,
+                format!("{who} has the address {addr} of {first}: expected an address of its own (two captures mixed, or a pod restarted elsewhere?)"),
+            )),
+            None => owners.push((addr, who)),
+        }
+    };
+    for (i, h) in cluster.hosts.iter().enumerate() {
+        claim(h.address.addr(), format!("host `{}`", h.name), KeyLocs::of(&keys.hosts, i, "address", file), errs);
+    }
+    for (i, p) in cluster.pods.iter().enumerate() {
+        claim(p.address, format!("pod `{}`", p.name), KeyLocs::of(&keys.pods, i, "address", file), errs);
     }
 }
 

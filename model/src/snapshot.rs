@@ -472,6 +472,7 @@ fn router_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: &Arc<
 
 fn consistency_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: &Arc<str>, errs: &mut ParseErrors) {
     router_checks(cluster, keys, nodes, cfile, errs);
+    declared_against_dumps(cluster, keys, nodes, cfile, errs);
     for (i, h) in cluster.hosts.iter().enumerate() {
         if cluster.nodes.iter().any(|n| n.name == h.name) {
             errs.push(ParseError::new(
@@ -542,6 +543,75 @@ fn consistency_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: 
                     ));
                 }
             }
+        }
+    }
+}
+
+/// What cluster.toml declares must be what the nodes' dumps say: a host
+/// or pod does not have a node's address, and each pod is where its node
+/// routes its address (the main table's best route leaves by the pod's
+/// interface). A pod the routes do not lead to would otherwise be reported
+/// as a cluster that loses its packets, when the two inputs disagree
+/// (cluster.toml written before a pod restarted, or by hand).
+fn declared_against_dumps(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: &Arc<str>, errs: &mut ParseErrors) {
+    let node_of = |ip: std::net::Ipv4Addr| {
+        nodes
+            .iter()
+            .find(|n| n.interfaces.iter().any(|i| i.addrs.iter().any(|a| a.addr.addr() == ip && !ip.is_loopback())))
+    };
+    for (i, h) in cluster.hosts.iter().enumerate() {
+        if let Some(n) = node_of(h.address.addr()) {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.hosts, i, "address", cfile),
+                format!(
+                    "host `{}` has the address {} of node `{}` (its ip-addr): expected an address of its own",
+                    h.name,
+                    h.address.addr(),
+                    n.name
+                ),
+            ));
+        }
+    }
+    for (i, p) in cluster.pods.iter().enumerate() {
+        if let Some(n) = node_of(p.address) {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.pods, i, "address", cfile),
+                format!(
+                    "pod `{}` has the address {} of node `{}` (its ip-addr): expected an address of its own",
+                    p.name, p.address, n.name
+                ),
+            ));
+            continue;
+        }
+        let Some(node) = nodes.iter().find(|n| n.name == p.node) else { continue };
+        let fib = crate::fib::Fib::new(&node.routes, &node.ip_rules, &node.interfaces, &node.sysctl);
+        let best = fib.table_lookup(crate::netstate::TABLE_MAIN, p.address, None);
+        let leads = best.is_some_and(|r| {
+            r.kind == crate::netstate::RouteType::Unicast
+                && r.nexthops.iter().any(|nh| nh.dev.as_deref() == Some(p.iface.as_str()))
+        });
+        if !leads {
+            let found = match best {
+                Some(r) => {
+                    let devs: Vec<&str> = r.nexthops.iter().filter_map(|nh| nh.dev.as_deref()).collect();
+                    let leaves = if r.kind != crate::netstate::RouteType::Unicast {
+                        format!("is a {} route", format!("{:?}", r.kind).to_lowercase())
+                    } else if devs.is_empty() {
+                        "leaves by no device".to_string()
+                    } else {
+                        format!("leaves by `{}`", devs.join("`, `"))
+                    };
+                    format!("its best route there, {} at {}:{}, {leaves}", r.dst, r.loc.file, r.loc.line)
+                }
+                None => "it has no route there".to_string(),
+            };
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.pods, i, "address", cfile),
+                format!(
+                    "pod `{}` is declared at {} behind `{}` on node `{}`, but {found}: cluster.toml and the node's ip-route disagree (expected a route to {} by `{}`, as the CNI writes for each pod)",
+                    p.name, p.address, p.iface, p.node, p.address, p.iface
+                ),
+            ));
         }
     }
 }

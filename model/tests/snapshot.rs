@@ -428,6 +428,73 @@ fn inconsistent_snapshots_are_refused_where_they_are_written() {
     );
 }
 
+/// Who is who: a pod no route of its node leads to, a host or pod with a
+/// node's address, two pods or hosts at one address and a pod named like
+/// a node are refused at the line of cluster.toml that says so, not
+/// checked as a cluster that loses packets (each was exit 1 or 0 before).
+#[test]
+fn declarations_the_dumps_contradict_are_refused_at_their_line() {
+    let line_of = |text: &str, needle: &str, nth: usize| {
+        text.lines().enumerate().filter(|(_, l)| l.contains(needle)).map(|(i, _)| i + 1).nth(nth).unwrap()
+    };
+    let edit = |label: &str, from: &str, to: &str| {
+        let t = Temp::copy_of("seed-ipip-remote", label);
+        let toml = std::fs::read_to_string(t.path("cluster.toml")).unwrap();
+        assert!(toml.contains(from), "{from}");
+        let toml = toml.replacen(from, to, 1);
+        t.write("cluster.toml", &toml);
+        (t, toml)
+    };
+
+    // The pod moved to an address its node has no route to.
+    let (t, toml) = edit("pod-addr", "address = \"192.168.233.136\"", "address = \"192.168.233.137\"");
+    let errs = load_err(&t.0);
+    let at = format!("{}:{}:", t.shown("cluster.toml"), line_of(&toml, "192.168.233.137", 0));
+    assert!(
+        errs.iter().any(|e| e.starts_with(&at)
+            && e.contains("is declared at 192.168.233.137 behind `calib992f6c0b80` on node `node2`, but its best route there, 192.168.233.128/26 at ")
+            && e.contains("is a blackhole route: cluster.toml and the node's ip-route disagree")),
+        "{errs:#?}"
+    );
+    // Behind another interface than the one its route leaves by.
+    let (t, _) = edit("pod-iface", "iface = \"calib992f6c0b80\"", "iface = \"cali0000000000\"");
+    let errs = load_err(&t.0);
+    assert!(
+        errs.iter().any(|e| e
+            .contains("behind `cali0000000000` on node `node2`, but its best route there, 192.168.233.136/32 at ")
+            && e.contains("leaves by `calib992f6c0b80`")),
+        "{errs:#?}"
+    );
+
+    // A host with a node's address.
+    let (t, toml) = edit("host-addr", "10.0.0.53/24", "10.0.0.51/24");
+    let errs = load_err(&t.0);
+    has(
+        &errs,
+        &format!(
+            "{}:{}:11: host `client` has the address 10.0.0.51 of node `node1` (its ip-addr): expected an address of its own",
+            t.shown("cluster.toml"),
+            line_of(&toml, "10.0.0.51/24", 0)
+        ),
+    );
+
+    // A pod named like a node.
+    let (t, _) = edit("pod-name", "name = \"default/nginx-854f5d4bbd-x7k2p\"", "name = \"node1\"");
+    let errs = load_err(&t.0);
+    assert!(
+        errs.iter()
+            .any(|e| e.ends_with("pod `node1` has the name of a node: hosts, pods and nodes need names of their own")),
+        "{errs:#?}"
+    );
+
+    // Two hosts at one address.
+    let t = Temp::copy_of("seed-ipip-remote", "two-hosts");
+    let toml = std::fs::read_to_string(t.path("cluster.toml")).unwrap();
+    t.write("cluster.toml", &format!("{toml}\n[[host]]\nname = \"client2\"\naddress = \"10.0.0.53/24\"\n"));
+    let errs = load_err(&t.0);
+    assert!(errs.iter().any(|e| e.ends_with("host `client2` has the address 10.0.0.53 of host `client`: expected an address of its own (two captures mixed, or a pod restarted elsewhere?)")), "{errs:#?}");
+}
+
 /// `ss-listen` says what a node answers on: the trace delivers to the
 /// node where a socket takes the packet and refuses it elsewhere.
 #[test]
