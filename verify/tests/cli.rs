@@ -38,6 +38,44 @@ fn copy_snapshot(name: &str, tag: &str) -> PathBuf {
     dst
 }
 
+/// Issue 13: `kernel-check` reads the snapshot with the model's loader
+/// before anything else, `--kernel-only` too, so that bad input is exit 2
+/// at its file and line and no namespace is ever built for it (the lab's
+/// own reader would fail half-way, with iptables-restore's words).
+#[test]
+fn kernel_check_refuses_bad_input_before_building_anything() {
+    let dir = copy_snapshot("seed-ipip-remote", "kc-bad");
+    let toml = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();
+    std::fs::write(dir.join("cluster.toml"), toml.replacen("10.0.0.53/24", "10.0.0.51/24", 1)).unwrap();
+    let d = dir.to_str().unwrap();
+    for extra in [None, Some("--kernel-only")] {
+        let mut args = vec!["kernel-check", d, "--probe", "client:10.0.0.51:32220/tcp"];
+        args.extend(extra);
+        let (code, out, err) = natpath(&args);
+        assert_eq!(code, 2, "{extra:?}: {out}{err}");
+        assert!(
+            err.contains("cluster.toml:13:11: host `client` has the address 10.0.0.51 of node `node1`"),
+            "{extra:?}: {err}"
+        );
+        assert!(!err.contains("namespace") && out.is_empty(), "{extra:?}: {out}{err}");
+    }
+    // A named pipe in place of a dump is refused, not waited on.
+    std::fs::write(dir.join("cluster.toml"), toml).unwrap();
+    let dump = dir.join("nodes/node2/iptables-save");
+    std::fs::remove_file(&dump).unwrap();
+    if Command::new("mkfifo").arg(&dump).status().is_ok_and(|s| s.success()) {
+        let (code, _, err) = natpath(&["kernel-check", d, "--kernel-only", "--probe", "client:10.0.0.51:32220/tcp"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(
+                "nodes/node2/iptables-save:1:1: cannot read the file: expected a regular file, found a named pipe"
+            ),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn trace_unknown_from_names_what_exists() {
     let (code, _, err) =

@@ -66,17 +66,15 @@ pub fn kernel_check(a: &KernelCheckArgs, ui: &Ui) -> u8 {
             }
         }
     }
-    // The model's loader first: it is fast, and bad input is refused with
-    // its file and line before any namespace exists.
-    let model = if a.kernel_only {
-        None
-    } else {
-        match natpath_model::snapshot::load(dir) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("{e}");
-                return 2;
-            }
+    // The model's loader first, `--kernel-only` too: it is fast, and bad
+    // input is refused with its file and line before any namespace exists
+    // (the lab's own reader would build namespaces and then fail with
+    // iptables-restore's or ip's words).
+    let model = match natpath_model::snapshot::load(dir) {
+        Ok(s) => (!a.kernel_only).then_some(s),
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
         }
     };
     // The run gives each probe a source port of its own; trace the same.

@@ -403,9 +403,19 @@ fn probe(args: &[String]) -> Result<(), String> {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 2048];
                 while Instant::now() < deadline {
+                    // The probe's own exchange only: a datagram from
+                    // another address or port (a reply whose NAT was not
+                    // undone) is not the answer of the flow the client
+                    // opened, as a SYN-ACK from the wrong source is not
+                    // for TCP. The socket stays unconnected, so that such
+                    // a datagram is read here and dropped, not answered by
+                    // the kernel with a port unreachable the model would
+                    // not count.
                     if let Ok((_, std::net::SocketAddr::V4(from))) = sock.recv_from(&mut buf) {
-                        let _ = tx.send(Answer::Udp(from, SocketAddrV4::new(src, sport)));
-                        return;
+                        if from == dst {
+                            let _ = tx.send(Answer::Udp(from, SocketAddrV4::new(src, sport)));
+                            return;
+                        }
                     }
                 }
             });
