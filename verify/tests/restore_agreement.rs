@@ -54,6 +54,26 @@ const CASE_SETS: &str = "create np-test-set hash:ip family inet\n";
 /// Disagreements found between natpath and iptables-restore, fixed in the
 /// parser: `(dump, accepted by iptables-restore 1.8.9)`.
 const CASES: &[(&str, bool)] = &[
+    // Modules natpath keeps without modelling them: their options are
+    // still read as iptables-restore reads them, and `-m cgroup` is bound
+    // to the hooks xt_cgroup registers.
+    ("*filter\n:X - [0:0]\n-A X -m u32 --u32 \"0>>22&0x3C@12>>26&0x3F=0x10\" -j DROP\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -m u32 -j DROP\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -m u32 --bogus 1 -j DROP\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -m string --string foo --algo bm -j DROP\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -m string --algo bm -j DROP\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -m string --string foo -j DROP\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -m string --string foo --algo xyz -j DROP\nCOMMIT\n", false),
+    ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n-A INPUT -m cgroup --path / -j DROP\nCOMMIT\n", true),
+    ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n-A FORWARD -m cgroup --path kubepods -j DROP\nCOMMIT\n", false),
+    ("*filter\n:FORWARD ACCEPT [0:0]\n:X - [0:0]\n-A FORWARD -j X\n-A X -m cgroup --cgroup 1 -j DROP\nCOMMIT\n", false),
+    ("*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -m cgroup -j DROP\nCOMMIT\n", false),
+    ("*mangle\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -m cgroup --path / -j DROP\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -m time --timestart 23:00 --weekdays Mon,Tu -j DROP\nCOMMIT\n", true),
+    ("*filter\n:X - [0:0]\n-A X -m time --timestart 25:00 -j DROP\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -m time --weekdays mon -j DROP\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -m time --datestart 2039-01-01 -j DROP\nCOMMIT\n", false),
+    ("*filter\n:X - [0:0]\n-A X -m time --monthdays 32 -j DROP\nCOMMIT\n", false),
     // Sanity: a whole table is read; a cut one (no COMMIT) is refused.
     ("*filter\n:X - [0:0]\n-A X -j ACCEPT\nCOMMIT\n", true),
     ("*filter\n:X - [0:0]\n-A X -j ACCEPT\n", false),

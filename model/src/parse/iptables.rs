@@ -43,6 +43,7 @@ mod lex;
 mod matches;
 mod rule;
 mod targets;
+mod unmodelled;
 mod value;
 
 use crate::error::{ParseError, ParseErrors};

@@ -72,6 +72,11 @@ fn match_bound(m: &Match) -> Option<(&'static str, u8)> {
         Match::Physdev(p) if (p.physdev_out.is_some() || p.is_out.is_some()) && p.is_bridged != Some(true) => {
             ("`-m physdev --physdev-out` or `--physdev-is-out` without `--physdev-is-bridged`", ALL & !OUT)
         }
+        // xt_cgroup registers LOCAL_IN, LOCAL_OUT and POST_ROUTING only:
+        // nf_tables refuses it elsewhere when the rule is loaded (measured
+        // with iptables-restore 1.8.9: `RULE_APPEND failed (Invalid
+        // argument)` in FORWARD).
+        Match::Unsupported { module, .. } if module == "cgroup" => ("`-m cgroup`", IN | OUT | POST),
         _ => return None,
     })
 }

@@ -983,7 +983,10 @@ impl Builder {
                 Match::Ttl { op, value }
             }
             Builder::Helper(h) => Match::Helper(h.ok_or_else(|| need("helper", "`--helper`"))?),
-            Builder::Unsupported(module, args) => Match::Unsupported { module, args },
+            Builder::Unsupported(module, args) => {
+                super::unmodelled::check(&module, &args).map_err(|why| LineError::new(name_at, why))?;
+                Match::Unsupported { module, args }
+            }
         })
     }
 }
