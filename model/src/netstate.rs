@@ -43,6 +43,9 @@ pub struct IfAddr {
     pub scope: Scope,
     /// `secondary` flag: not the first address of its subnet on the device.
     pub secondary: bool,
+    /// `noprefixroute` flag: the kernel adds no route for the address's
+    /// prefix (a network manager adds its own, or none).
+    pub noprefixroute: bool,
     /// The label (`eth0:1`), when it differs from the device name.
     pub label: Option<String>,
     /// Where it was read.

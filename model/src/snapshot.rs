@@ -533,6 +533,30 @@ fn consistency_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: 
                 }
             }
         }
+        // The kernel also routes each address's prefix by its device in
+        // table main (`proto kernel scope link`), unless the address is
+        // `noprefixroute`, a /32 or on a device that is down: an address
+        // whose prefix route is missing (a /24 edited to /16, one node's
+        // ip-addr beside another capture's ip-route) is not one capture.
+        for ifc in n.interfaces.iter().filter(|i| i.is_up()) {
+            for a in &ifc.addrs {
+                let net = a.addr.trunc();
+                if a.noprefixroute || a.addr.prefix_len() >= 31 || a.addr.addr().is_loopback() || a.peer.is_some() {
+                    continue;
+                }
+                let routed = n.routes.iter().any(|r| {
+                    r.table == crate::netstate::TABLE_MAIN
+                        && r.dst == net
+                        && r.nexthops.iter().any(|nh| nh.dev.as_deref() == Some(ifc.name.as_str()))
+                });
+                if !routed {
+                    errs.push(ParseError::new(
+                        a.loc.clone(),
+                        format!("node `{}` has {} on `{}`, but its ip-route has no route to {net} by `{}`, which the kernel adds for every address without `noprefixroute`: ip-addr and ip-route are not from one capture", n.name, a.addr, ifc.name, ifc.name),
+                    ));
+                }
+            }
+        }
         for r in &n.routes {
             for nh in &r.nexthops {
                 let Some(dev) = &nh.dev else { continue };

@@ -98,7 +98,7 @@ corpus! { ADDR_FILES;
         assert_eq!(c.link_netns.as_deref(), Some("cni-b51a7f4d-4c2e-9d1a-2b7f3e6a5c10"));
         assert!(c.addrs.is_empty());
         assert_eq!(v[0].addrs[0].scope, Scope::Host);
-        assert_eq!(v[1].addrs[0], IfAddr { addr: net("10.0.0.51/24"), peer: None, broadcast: None, scope: Scope::Global, secondary: false, label: None, loc: Default::default() });
+        assert_eq!(v[1].addrs[0], IfAddr { addr: net("10.0.0.51/24"), peer: None, broadcast: None, scope: Scope::Global, secondary: false, noprefixroute: false, label: None, loc: Default::default() });
     };
     addr_seed_local_node2: ipaddr "seed-ipip-local/nodes/node2/ip-addr" => |v: &Vec<Interface>| {
         assert_eq!(names(v), ["lo", "ens192", "tunl0"]);

@@ -426,6 +426,24 @@ fn inconsistent_snapshots_are_refused_where_they_are_written() {
             t.shown("nodes/node2/ip-route")
         ),
     );
+
+    // An address whose prefix the node does not route (the LAN's /24
+    // edited to /16: exit 0 before).
+    let t = Temp::copy_of("seed-ipip-remote", "prefix");
+    let addr = std::fs::read_to_string(t.path("nodes/node1/ip-addr")).unwrap();
+    t.write("nodes/node1/ip-addr", &addr.replace("10.0.0.51/24", "10.0.0.51/16"));
+    let errs = load_err(&t.0);
+    assert!(
+        errs.iter().any(|e| e.starts_with(&t.shown("nodes/node1/ip-addr"))
+            && e.ends_with("node `node1` has 10.0.0.51/16 on `ens192`, but its ip-route has no route to 10.0.0.0/16 by `ens192`, which the kernel adds for every address without `noprefixroute`: ip-addr and ip-route are not from one capture")),
+        "{errs:#?}"
+    );
+    // With `noprefixroute` the kernel adds none, and none is expected.
+    let with_flag =
+        addr.replace("inet 10.0.0.51/24 scope global ens192", "inet 10.0.0.51/16 scope global noprefixroute ens192");
+    assert_ne!(with_flag, addr);
+    t.write("nodes/node1/ip-addr", &with_flag);
+    load_ok(&t.0);
 }
 
 /// Who is who: a pod no route of its node leads to, a host or pod with a

@@ -390,6 +390,7 @@ fn inet(cur: &mut Cursor<'_, '_>, key: Word<'_>, iface: &mut Interface) -> Resul
         broadcast: None,
         scope: Scope::Global,
         secondary: false,
+        noprefixroute: false,
         label: None,
         loc: cur.loc(key.col),
     };
@@ -437,6 +438,7 @@ fn inet(cur: &mut Cursor<'_, '_>, key: Word<'_>, iface: &mut Interface) -> Resul
                 cur.value(w, "a lifetime")?;
             }
             "secondary" => a.secondary = true,
+            "noprefixroute" => a.noprefixroute = true,
             f if ADDR_FLAGS.contains(&f) => {}
             _ => label = Some(w),
         }
