@@ -596,23 +596,22 @@ fn declared_against_dumps(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfi
             ));
         }
     }
+    // A pod whose address a node also has is not refused: that is a
+    // duplicate address in the cluster (the node then takes the pod's
+    // packets as its own, or as martians), which the checks show.
     for (i, p) in cluster.pods.iter().enumerate() {
-        if let Some(n) = node_of(p.address) {
-            errs.push(ParseError::new(
-                KeyLocs::of(&keys.pods, i, "address", cfile),
-                format!(
-                    "pod `{}` has the address {} of node `{}` (its ip-addr): expected an address of its own",
-                    p.name, p.address, n.name
-                ),
-            ));
-            continue;
-        }
         let Some(node) = nodes.iter().find(|n| n.name == p.node) else { continue };
         let fib = crate::fib::Fib::new(&node.routes, &node.ip_rules, &node.interfaces, &node.sysctl);
         let best = fib.table_lookup(crate::netstate::TABLE_MAIN, p.address, None);
-        let leads = best.is_some_and(|r| {
-            r.kind == crate::netstate::RouteType::Unicast
-                && r.nexthops.iter().any(|nh| nh.dev.as_deref() == Some(p.iface.as_str()))
+        // By its device; or refused by a route of the pod's own address
+        // (`unreachable 192.168.1.5`), which someone wrote on purpose and
+        // the checks then answer as the kernel does; a failing route of a
+        // whole block (Calico's blackhole of its block) is no route.
+        let leads = best.is_some_and(|r| match r.kind {
+            crate::netstate::RouteType::Unicast => {
+                r.nexthops.iter().any(|nh| nh.dev.as_deref() == Some(p.iface.as_str()))
+            }
+            kind => crate::fib::lookup_fails(kind) && r.dst.prefix_len() == 32,
         });
         if !leads {
             let found = match best {
