@@ -762,7 +762,16 @@ fn load_node(dir: &Path, name: &str, lan: &str) -> (Option<Node>, Option<Vec<Int
     let interfaces = text("ip-addr").and_then(|(p, t)| run(ipaddr::parse(t, p), &mut errs));
     let routes = text("ip-route").and_then(|(p, t)| run(iproute::parse(t, p), &mut errs));
     let ip_rules = text("ip-rule").map(|(p, t)| run(iprule::parse(t, p), &mut errs));
-    let sysctl = text("sysctl").map(|(p, t)| run(sysctl::parse(t, p), &mut errs));
+    // Read with the node's devices when ip-addr gave them, so that a key
+    // naming a near miss of one (`tunI0` for `tunl0`) is an error.
+    let devices: Option<Vec<&str>> = interfaces.as_ref().map(|ifs| ifs.iter().map(|i| i.name.as_str()).collect());
+    let sysctl = text("sysctl").map(|(p, t)| {
+        let parsed = match &devices {
+            Some(devs) => sysctl::parse_for_node(t, p, devs),
+            None => sysctl::parse(t, p),
+        };
+        run(parsed, &mut errs)
+    });
     let links = text("ip-link").map(|(p, t)| run(ipaddr::parse(t, p), &mut errs));
     let neighbors = text("ip-neigh").map(|(p, t)| run(ipaddr::parse_neigh(t, p), &mut errs));
     let fdb = text("bridge-fdb").map(|(p, t)| run(ipaddr::parse_fdb(t, p), &mut errs));

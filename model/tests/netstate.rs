@@ -486,6 +486,16 @@ errors! {
     sysctl_forwarding_not_an_integer: sysctl::parse, "net.ipv4.conf.eth1.forwarding = on" => "t:1:1: expected an integer value for `net.ipv4.conf.eth1.forwarding`, found `on`";
     sysctl_forwarding_misspelled: sysctl::parse, "net.ipv4.conf.eth1.forwardin = 0" => "t:1:1: `net.ipv4.conf.eth1.forwardin` is no setting the kernel has; expected `forwarding` (natpath reads it, and a misspelling would be ignored)";
     sysctl_ip_forward_is_all_forwarding: sysctl::parse, "net.ipv4.conf.all.forwarding = 1\nnet.ipv4.ip_forward = 0" => "t:2:1: `net.ipv4.ip_forward` is `0` here but `net.ipv4.conf.all.forwarding` is `1` at line 1: the kernel has one setting for both";
+    sysctl_ip_forward_misspelled: sysctl::parse, "net.ipv4.ip_foward = 0" => "t:1:1: `net.ipv4.ip_foward` is no setting the kernel has; expected `ip_forward` (natpath reads it, and a misspelling would be ignored)";
+    sysctl_icmp_errors_misspelled: sysctl::parse, "net.ipv4.icmp_errors_use_inbound_ifadr = 1" => "t:1:1: `net.ipv4.icmp_errors_use_inbound_ifadr` is no setting the kernel has; expected `icmp_errors_use_inbound_ifaddr` (natpath reads it, and a misspelling would be ignored)";
+    sysctl_all_misspelled: sysctl::parse, "net.ipv4.conf.al.forwarding = 0" => "t:1:1: `net.ipv4.conf.al.forwarding` names device `al`; expected `all` (a misspelled device's settings would be ignored)";
+    sysctl_default_in_capitals: sysctl::parse, "net.ipv4.conf.DEFAULT.rp_filter = 1" => "t:1:1: `net.ipv4.conf.DEFAULT.rp_filter` names device `DEFAULT`; expected `default` (a misspelled device's settings would be ignored)";
+    sysctl_setting_in_capitals: sysctl::parse, "net.ipv4.conf.tunl0.RP_FILTER = 1" => "t:1:1: `net.ipv4.conf.tunl0.RP_FILTER` is no setting the kernel has; expected `rp_filter` (natpath reads it, and a misspelling would be ignored)";
+    sysctl_conf_misspelled: sysctl::parse, "net.ipv4.conff.tunl0.rp_filter = 1" => "t:1:1: `net.ipv4.conff.tunl0.rp_filter` is no setting the kernel has: expected `net.ipv4.conf.` before the device, found `net.ipv4.conff.` (a misspelling would be ignored)";
+    sysctl_conf_in_capitals: sysctl::parse, "net.ipv4.Conf.all.rp_filter = 1" => "t:1:1: `net.ipv4.Conf.all.rp_filter` is no setting the kernel has: expected `net.ipv4.conf.` before the device, found `net.ipv4.Conf.` (a misspelling would be ignored)";
+    sysctl_send_redirects_not_an_integer: sysctl::parse, "net.ipv4.conf.all.send_redirects = banana" => "t:1:1: expected an integer value for `net.ipv4.conf.all.send_redirects`, found `banana`";
+    sysctl_send_redirects_misspelled: sysctl::parse, "net.ipv4.conf.eth0.send_redirect = 0" => "t:1:1: `net.ipv4.conf.eth0.send_redirect` is no setting the kernel has; expected `send_redirects` (natpath reads it, and a misspelling would be ignored)";
+    sysctl_icmp_errors_not_an_integer: sysctl::parse, "net.ipv4.icmp_errors_use_inbound_ifaddr = yes" => "t:1:1: expected an integer value for `net.ipv4.icmp_errors_use_inbound_ifaddr`, found `yes`";
     sysctl_misspelled: sysctl::parse, "net.ipv4.conf.eth0.rp_filtr = 1" => "t:1:1: `net.ipv4.conf.eth0.rp_filtr` is no setting the kernel has; expected `rp_filter` (natpath reads it, and a misspelling would be ignored)";
     neigh_no_dev: ipaddr::parse_neigh, "10.0.0.1 lladdr 52:54:00:12:35:02 REACHABLE" => "t:1:44: expected `dev NAME` in the neighbour entry, found the end of the line";
     fdb_bad_mac: ipaddr::parse_fdb, "66:4e:2d dev vxlan.calico dst 10.0.0.52 self permanent" => "t:1:1: expected a MAC address, found `66:4e:2d`";
@@ -907,6 +917,32 @@ fn custom_rules_and_local_routes() {
     ] {
         let r = iproute::parse(line, "r").unwrap();
         assert!(has_custom_local_routes(&r), "{line}");
+    }
+}
+
+/// A node's sysctl names its devices: a name ip-addr does not list but
+/// that is near one of the node's (`tunI0`, `TUNL0` for `tunl0`) is a
+/// misspelling, whose settings would be ignored. A device the node does
+/// not have and that is near none (a pod's veth gone between the captures)
+/// and a numbered sibling (`eth1` beside `eth0`) are real devices.
+#[test]
+fn a_sysctl_device_near_one_of_the_node_is_a_misspelling() {
+    let devices = ["lo", "ens192", "tunl0", "vxlan.calico"];
+    for (dev, meant) in [("tunI0", "tunl0"), ("TUNL0", "tunl0"), ("tun10", "tunl0"), ("vxlan/calco", "vxlan.calico")] {
+        let text = format!("net.ipv4.conf.all.rp_filter = 0\nnet.ipv4.conf.{dev}.rp_filter = 1\n");
+        let got = err(sysctl::parse_for_node(&text, "s", &devices));
+        let shown = dev.replace('/', ".");
+        assert_eq!(
+            got,
+            format!("s:2:1: `net.ipv4.conf.{dev}.rp_filter` names device `{shown}`, which ip-addr does not list; expected `{meant}` (a misspelled device's settings would be ignored)"),
+        );
+    }
+    for dev in ["tunl0", "vxlan/calico", "vxlan.calico", "cali5f3a9e1b2c4", "eth1", "ens193", "lo", "all", "default"] {
+        let text = format!("net.ipv4.conf.{dev}.rp_filter = 1\nnet.ipv4.conf.{dev}.proxy_arp = 0\n");
+        assert!(
+            sysctl::parse_for_node(&text, "s", &["lo", "eth0", "ens192", "tunl0", "vxlan.calico"]).is_ok(),
+            "{dev}"
+        );
     }
 }
 

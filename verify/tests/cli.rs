@@ -435,6 +435,41 @@ fn a_named_pipe_or_a_device_is_refused_not_waited_on() {
 /// Issue 13: every node's iptables-save holds only iptables-nft's warning
 /// about legacy tables (the wrong backend): nothing is in scope, which
 /// must never read as a pass.
+/// A misspelled sysctl key was read silently, and the default it left in
+/// place flipped the verdict to holds: `ip_foward = 0` let node1 forward,
+/// `tunI0` (not the node's `tunl0`) left rp_filter 0 on the tunnel. Both
+/// are bad input at their line, naming what was meant.
+#[test]
+fn a_misspelled_sysctl_key_is_bad_input_not_a_default() {
+    let cases = [
+        (
+            "seed-ipip-remote",
+            "node1",
+            "net.ipv4.ip_forward = 1",
+            "net.ipv4.ip_foward = 0",
+            "nodes/node1/sysctl:4:1: `net.ipv4.ip_foward` is no setting the kernel has; expected `ip_forward` (natpath reads it, and a misspelling would be ignored)",
+        ),
+        (
+            "broken-no-mark-masq",
+            "node2",
+            "net.ipv4.conf.tunl0.rp_filter",
+            "net.ipv4.conf.tunI0.rp_filter",
+            "nodes/node2/sysctl:10:1: `net.ipv4.conf.tunI0.rp_filter` names device `tunI0`, which ip-addr does not list; expected `tunl0` (a misspelled device's settings would be ignored)",
+        ),
+    ];
+    for (i, (snap, node, real, typo, msg)) in cases.into_iter().enumerate() {
+        let dir = copy_snapshot(snap, &format!("sysctl-typo-{i}"));
+        let file = dir.join("nodes").join(node).join("sysctl");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(real), "{snap}");
+        std::fs::write(&file, text.replace(real, typo)).unwrap();
+        let (code, out, err) = natpath(&["check", dir.to_str().unwrap(), "--invariant", "nodeport-reachable"]);
+        assert_eq!(code, 2, "{snap}: {out}{err}");
+        assert_eq!(err.trim(), format!("natpath: {}/{msg}", dir.display()), "{snap}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 #[test]
 fn a_dump_from_the_wrong_backend_is_nothing_in_scope_not_a_pass() {
     let dir = copy_snapshot("seed-ipip-remote", "backend");
