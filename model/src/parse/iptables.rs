@@ -90,6 +90,23 @@ pub struct Options {
     pub table: Option<TableName>,
 }
 
+/// The comment `iptables-nft-save` writes when the kernel also holds
+/// iptables-legacy tables: their rules, which the kernel runs too, are not
+/// in its output.
+pub const LEGACY_WARNING: &str = "# Warning: iptables-legacy tables present";
+
+/// The line of `text` that starts with [`LEGACY_WARNING`], if one does
+/// (comments are read from the first column only, as iptables-restore
+/// reads them). The one place that recognises the warning.
+pub fn legacy_warning_line(text: &str) -> Option<u32> {
+    let at = text.match_indices(LEGACY_WARNING).map(|(i, _)| i).find(|&i| {
+        let before = text.get(..i).unwrap_or_default();
+        before.is_empty() || before.ends_with('\n')
+    })?;
+    let newlines = text.get(..at).unwrap_or_default().bytes().filter(|&b| b == b'\n').count();
+    u32::try_from(newlines).ok().map(|n| n.saturating_add(1))
+}
+
 /// Parse one dump.
 pub fn parse(text: &str, file: &str, opts: &Options) -> Result<Ruleset, ParseErrors> {
     let mut p = Parser::new(file, opts);
