@@ -298,6 +298,9 @@ pub struct DiffArgs {
     /// Bound on each solver query, in seconds (a timeout makes the entry unknown).
     #[arg(long, default_value = "30", value_parser = parse_timeout, value_name = "SECS", allow_hyphen_values = true)]
     pub timeout: Duration,
+    /// Accept snapshots whose rules define no Service (otherwise: nothing in scope, exit 3).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// Output formats of `gate`.
@@ -346,6 +349,9 @@ pub struct GateArgs {
     /// Bound on each solver query, in seconds (a timeout makes the result unknown).
     #[arg(long, default_value = "30", value_parser = parse_timeout, value_name = "SECS", allow_hyphen_values = true)]
     pub timeout: Duration,
+    /// Accept snapshots whose rules define no Service (otherwise: nothing in scope, exit 3).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// Arguments of `natpath kernel-check`.
@@ -837,11 +843,8 @@ fn cmd_check(a: &CheckArgs, ui: &Ui) -> Result<u8, Bad> {
     let path = a.snapshot.display().to_string();
     // Nothing in scope never reads as a pass, unless the user says so.
     let empty = invariants::empty_scope(&snap);
-    let exit = match (&empty, invariants::exit_code(&verdicts)) {
-        (Some(_), 0) if !a.allow_empty => 3,
-        (_, code) => code,
-    };
     let empty = empty.as_deref();
+    let exit = invariants::scope_exit(invariants::exit_code(&verdicts), empty, a.allow_empty);
     match a.format {
         Format::Json => emit(&report::check::json(&path, &snap, &verdicts, empty, exit)),
         Format::Text => emit(&report::check::text(&path, &snap, &verdicts, empty, ui.style)),
@@ -906,7 +909,12 @@ fn cmd_diff(a: &DiffArgs, ui: &Ui) -> Result<u8, Bad> {
     let opts = CheckOptions { timeout: Some(a.timeout), ..CheckOptions::default() };
     let bar = ui.bar(0, "diff");
     let progress = bar_progress(&bar);
-    let dopts = crate::diff::DiffOptions { check: opts, pods: a.pods, ..crate::diff::DiffOptions::default() };
+    let dopts = crate::diff::DiffOptions {
+        check: opts,
+        pods: a.pods,
+        allow_empty: a.allow_empty,
+        ..crate::diff::DiffOptions::default()
+    };
     let d = crate::diff::diff_with(&before, &after, (&names.0, &names.1), &dopts, &progress).map_err(|e| Bad(e.0))?;
     bar.finish_and_clear();
     match a.format {
@@ -939,6 +947,7 @@ fn cmd_gate(a: &GateArgs, ui: &Ui) -> Result<u8, Bad> {
         whole: a.whole || a.strict,
         allow_changes: a.allow_changes,
         pods: a.pods,
+        allow_empty: a.allow_empty,
     };
     let bar = ui.bar(0, "gate");
     let progress = bar_progress(&bar);

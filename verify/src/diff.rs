@@ -81,6 +81,14 @@ pub struct Diff {
     pub unknown: Vec<Unknown>,
     /// What the comparison assumed or left out.
     pub notes: Vec<String>,
+    /// Why a side has nothing in scope (no node's rules define a Service),
+    /// when one has: then no difference proves nothing
+    /// ([`crate::invariants::empty_scope_of_pair`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nothing_in_scope: Option<String>,
+    /// `--allow-empty`: nothing in scope does not make the exit code 3.
+    #[serde(skip)]
+    pub allow_empty: bool,
 }
 
 /// What a diff compared.
@@ -214,15 +222,17 @@ impl Diff {
         self.changes.is_empty() && self.unknown.is_empty()
     }
 
-    /// 0 no difference, 1 differences, 3 unknown entries and no difference.
+    /// 0 no difference, 1 differences, 3 unknown entries and no
+    /// difference, or nothing in scope (unless allowed) and no difference.
     pub fn exit_code(&self) -> i32 {
-        if !self.changes.is_empty() {
+        let exit = if !self.changes.is_empty() {
             1
         } else if !self.unknown.is_empty() {
             3
         } else {
             0
-        }
+        };
+        crate::invariants::scope_exit(exit, self.nothing_in_scope.as_deref(), self.allow_empty)
     }
 }
 
@@ -338,11 +348,20 @@ pub struct DiffOptions {
     /// one term per side instead of pair by pair ([`MAX_PAIRS`]; the tests
     /// set 0 to prove both ways agree).
     pub max_pairs: usize,
+    /// Accept a comparison with nothing in scope on a side
+    /// ([`Diff::nothing_in_scope`]) as its entries say (`--allow-empty`).
+    pub allow_empty: bool,
 }
 
 impl Default for DiffOptions {
     fn default() -> Self {
-        DiffOptions { check: CheckOptions::default(), structural: true, pods: false, max_pairs: MAX_PAIRS }
+        DiffOptions {
+            check: CheckOptions::default(),
+            structural: true,
+            pods: false,
+            max_pairs: MAX_PAIRS,
+            allow_empty: false,
+        }
     }
 }
 
@@ -375,6 +394,8 @@ pub fn diff_dumps(
         } else {
             "two dump files of one node, compared rule by rule: what differs is listed as unknown".into()
         }],
+        nothing_in_scope: None,
+        allow_empty: false,
     }
 }
 
@@ -466,6 +487,8 @@ pub(crate) fn diff_using<'s>(
              to each node; traffic from pods and nodes, and to cluster IPs, is not compared yet"
         }
         .into()],
+        nothing_in_scope: crate::invariants::empty_scope_of_pair(before, after),
+        allow_empty: dopts.allow_empty,
     };
     let hosts: Vec<String> = after
         .cluster

@@ -425,6 +425,9 @@ pub struct GateOptions {
     /// The diff also compares pods and nodes reaching cluster IPs (experimental,
     /// see [`diff::DiffOptions::pods`]).
     pub pods: bool,
+    /// Pass a gate with nothing in scope on a side (`--allow-empty`);
+    /// otherwise such a pass is unknown ([`Gate::nothing_in_scope`]).
+    pub allow_empty: bool,
 }
 
 /// An invariant on both sides.
@@ -488,6 +491,11 @@ pub struct Gate {
     pub verdict: &'static str,
     /// The exit code: 0 pass, 1 fail, 3 unknown.
     pub exit: i32,
+    /// Why a side has nothing in scope, when one has (the diff's
+    /// [`Diff::nothing_in_scope`]): a pass then checked nothing, and is
+    /// unknown unless `--allow-empty`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nothing_in_scope: Option<String>,
     /// The contracts file, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contracts_file: Option<String>,
@@ -518,7 +526,12 @@ pub fn gate(
     opts: &GateOptions,
     progress: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Gate, DiffError> {
-    let dopts = diff::DiffOptions { check: opts.check, pods: opts.pods, ..diff::DiffOptions::default() };
+    let dopts = diff::DiffOptions {
+        check: opts.check,
+        pods: opts.pods,
+        allow_empty: opts.allow_empty,
+        ..diff::DiffOptions::default()
+    };
     // What the change can touch, found once: the diff encodes only those
     // entries, and (unless `--strict` asks for the whole snapshots) the
     // invariants are checked on those slices only, on both sides. Every
@@ -586,17 +599,26 @@ pub fn gate(
     let unknown = inv.iter().any(|r| r.gate == "unknown")
         || results.iter().any(|r| r.verdict == "unknown")
         || !d.unknown.is_empty();
-    let (verdict, exit) = if fail {
-        ("fail", 1)
+    let exit = if fail {
+        1
     } else if unknown {
-        ("unknown", 3)
+        3
     } else {
-        ("pass", 0)
+        0
+    };
+    // A pass that compared nothing (no Service on a side) is unknown, as
+    // `check` decides it.
+    let exit = invariants::scope_exit(exit, d.nothing_in_scope.as_deref(), opts.allow_empty);
+    let verdict = match exit {
+        0 => "pass",
+        1 => "fail",
+        _ => "unknown",
     };
     Ok(Gate {
         schema: SCHEMA,
         verdict,
         exit,
+        nothing_in_scope: d.nothing_in_scope.clone(),
         contracts_file: contracts.map(|c| c.file.clone()),
         strict: opts.strict,
         allow_changes: opts.allow_changes,

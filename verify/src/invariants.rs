@@ -307,6 +307,31 @@ pub fn empty_scope(snap: &Snapshot) -> Option<String> {
     ))
 }
 
+/// [`empty_scope`] of a comparison: either side with nothing in scope
+/// makes it compare nothing there (a `diff` or `gate` of two dumps from
+/// the wrong backend passes with no entry to compare), named by its side.
+pub fn empty_scope_of_pair(before: &Snapshot, after: &Snapshot) -> Option<String> {
+    match (empty_scope(before), empty_scope(after)) {
+        (None, None) => None,
+        (Some(b), None) => Some(format!("BEFORE: {b}")),
+        (None, Some(a)) => Some(format!("AFTER: {a}")),
+        (Some(b), Some(a)) if a == b => Some(format!("BEFORE and AFTER: {a}")),
+        (Some(b), Some(a)) => Some(format!("BEFORE: {b}; AFTER: {a}")),
+    }
+}
+
+/// The exit code of a run whose verdicts give `exit`, when `empty` says
+/// why nothing was in scope: a pass (0) that checked nothing is unknown
+/// (3), unless `allow_empty` (`--allow-empty`) accepts it. `check`,
+/// `merge`, `diff` and `gate` all decide so.
+pub fn scope_exit(exit: i32, empty: Option<&str>, allow_empty: bool) -> i32 {
+    if exit == 0 && empty.is_some() && !allow_empty {
+        3
+    } else {
+        exit
+    }
+}
+
 /// Check the whole catalog.
 pub fn check_all(snap: &Snapshot, opts: &CheckOptions) -> Vec<Verdict> {
     check_many(snap, &NAMES, opts)

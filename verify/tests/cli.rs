@@ -522,6 +522,47 @@ fn a_dump_from_the_wrong_backend_is_nothing_in_scope_not_a_pass() {
     // Asked for: the verdicts' own exit code.
     let (code, _, _) = natpath(&["check", d, "--allow-empty"]);
     assert_eq!(code, 0);
+    // `gate` and `diff` passed such a pair (exit 0): they compare nothing.
+    let both = "BEFORE and AFTER: no node's rules define a Kubernetes Service (0 rules on 2 nodes)";
+    let (code, out, err) = natpath(&["gate", d, d]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.starts_with(&format!("natpath gate {d} {d}: unknown\n")), "{out}");
+    assert!(out.contains(&format!("  nothing in scope: {both}")), "{out}");
+    let (code, out, _) = natpath(&["gate", d, d, "--format", "json"]);
+    assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["verdict"].as_str(), v["exit"].as_i64()), (Some("unknown"), Some(3)), "{v}");
+    assert!(v["nothing_in_scope"].as_str().unwrap().starts_with(both), "{v}");
+    assert!(v["diff"]["nothing_in_scope"].as_str().unwrap().contains("iptables-legacy-save"), "{v}");
+    for (format, says) in [
+        ("junit", "<error message=\"nothing in scope: BEFORE and AFTER"),
+        ("sarif", "\"ruleId\": \"nothing-in-scope\""),
+        ("markdown", "**natpath gate: UNKNOWN**"),
+    ] {
+        let (code, out, _) = natpath(&["gate", d, d, "--format", format]);
+        assert_eq!(code, 3, "{format}");
+        assert!(out.contains(says) && out.contains("nothing in scope"), "{format}: {out}");
+    }
+    let (code, out, _) = natpath(&["diff", d, d]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains(&format!("\nnothing in scope: {both}")), "{out}");
+    let (code, out, _) = natpath(&["diff", d, d, "--format", "json"]);
+    assert_eq!(code, 3);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["nothing_in_scope"].as_str().unwrap().starts_with(both), "{v}");
+    let (code, out, _) = natpath(&["diff", d, d, "--format", "markdown"]);
+    assert_eq!(code, 3);
+    assert!(out.starts_with("**natpath diff: UNKNOWN**") && out.contains("nothing in scope"), "{out}");
+    // One side is enough: a pass where AFTER has no Service proves nothing.
+    let real = corpus("seed-ipip-remote");
+    let (code, out, _) = natpath(&["gate", &real, d, "--allow-changes", "--format", "json"]);
+    assert_eq!(code, 3, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["nothing_in_scope"].as_str().unwrap().starts_with("AFTER: no node's rules"), "{v}");
+    for cmd in ["gate", "diff"] {
+        let (code, out, _) = natpath(&[cmd, d, d, "--allow-empty"]);
+        assert_eq!(code, 0, "{cmd} --allow-empty: {out}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
     // A real cluster is in scope.
     let (_, out, _) = natpath(&["check", &corpus("seed-ipip-remote"), "--format", "json"]);

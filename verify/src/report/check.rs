@@ -279,9 +279,7 @@ pub fn merge(shards: &[(String, String)]) -> Result<(String, i32), String> {
         0
     };
     let empty = get(first, "nothing_in_scope").as_str();
-    if empty.is_some() && exit == 0 && get(first, "allow_empty") != true {
-        exit = 3;
-    }
+    exit = crate::invariants::scope_exit(exit, empty, get(first, "allow_empty") == true);
     let defaults: Vec<String> = get(first, "defaults")
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())

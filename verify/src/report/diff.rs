@@ -22,7 +22,7 @@ pub fn text(d: &Diff, style: Style) -> String {
         d.scope.settled_while_encoding
     );
     if d.changes.is_empty() {
-        let word = if d.unknown.is_empty() { style.verdict("holds") } else { style.verdict("unknown") };
+        let word = if d.exit_code() == 0 { style.verdict("holds") } else { style.verdict("unknown") };
         let _ = writeln!(o, "  no packet in scope meets another fate ({word})");
     } else {
         let nodes: std::collections::BTreeSet<&str> =
@@ -67,6 +67,9 @@ pub fn text(d: &Diff, style: Style) -> String {
     }
     for n in &d.notes {
         let _ = writeln!(o, "note: {n}");
+    }
+    if let Some(why) = &d.nothing_in_scope {
+        let _ = writeln!(o, "\n{}: {why}", style.verdict("nothing in scope"));
     }
     o
 }

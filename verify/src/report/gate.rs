@@ -71,6 +71,9 @@ pub fn text(g: &Gate, style: Style) -> String {
     if !g.diff.unknown.is_empty() {
         let _ = writeln!(o, "  {} entries of the diff are unknown", g.diff.unknown.len());
     }
+    if let Some(why) = &g.nothing_in_scope {
+        let _ = writeln!(o, "  {}: {why}", style.verdict("nothing in scope"));
+    }
     o.push('\n');
     o.push_str(&super::diff::text(&g.diff, style));
     o

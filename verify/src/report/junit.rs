@@ -123,6 +123,15 @@ pub fn gate(g: &Gate) -> String {
             ),
         });
     }
+    if let Some(why) = &g.nothing_in_scope {
+        let body = format!("{why}\n");
+        let status = if g.diff.allow_empty {
+            Status::Pass(Some(format!("accepted by --allow-empty\n{body}")))
+        } else {
+            Status::Error(format!("nothing in scope: {}", first_line(why)), "nothing-in-scope", body)
+        };
+        cases.push(Case { name: "nothing in scope".into(), classname: "natpath.scope", status });
+    }
     render(g, &cases)
 }
 

@@ -104,6 +104,9 @@ pub fn gate(g: &Gate) -> String {
             why.push(format!("{n} {}", if n == 1 { one } else { many }));
         }
     }
+    if let Some(empty) = &g.nothing_in_scope {
+        why.push(format!("nothing in scope: {}", esc(empty)));
+    }
     if why.is_empty() {
         why.push("every invariant and contract holds, and every change is allowed".into());
     }
@@ -222,7 +225,11 @@ pub fn diff(d: &Diff) -> String {
             d.scope.nodes.len()
         )
     };
-    let unknown = if d.unknown.is_empty() { String::new() } else { format!(", {} entries unknown", d.unknown.len()) };
+    let mut unknown =
+        if d.unknown.is_empty() { String::new() } else { format!(", {} entries unknown", d.unknown.len()) };
+    if let Some(empty) = &d.nothing_in_scope {
+        unknown.push_str(&format!("; nothing in scope: {}", esc(empty)));
+    }
     let _ =
         o.fits(&format!("**natpath diff: {word}**: {} to {}: {what}{unknown}.\n\n", code(&d.before), code(&d.after)));
     let _ = o.fits(&format!(
@@ -453,6 +460,8 @@ mod tests {
                 .map(|i| Unknown { entry: format!("node1 other tcp ports {i}"), reason: "timeout".into() })
                 .collect(),
             notes: vec!["a note".into()],
+            nothing_in_scope: None,
+            allow_empty: false,
         }
     }
 

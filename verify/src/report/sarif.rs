@@ -184,6 +184,9 @@ fn describe(rule: &str) -> &'static str {
             "Packets of a Service port (or of the ports no Service declares) meet another fate after the change than before, and no [[allow]] of the contracts covers it."
         }
         "contract" => "An [[expect]] of the contracts file does not hold on AFTER for every packet it covers.",
+        "nothing-in-scope" => {
+            "No node's rules of a side define a Kubernetes Service, so the gate's pass would rest on nothing checked."
+        }
         _ => "An invariant of natpath's catalog.",
     }
 }
@@ -192,6 +195,7 @@ fn help(rule: &str) -> String {
     match rule {
         "changed-fate" => "See `natpath diff BEFORE AFTER` for every changed packet; allow a meant change with an [[allow]] entry of the contracts file (docs/contracts.md), or pass --allow-changes.".into(),
         "contract" => "The contracts format is in docs/contracts.md.".into(),
+        "nothing-in-scope" => "Collect each iptables-save from the backend its node uses (docs/snapshot-format.md), or pass --allow-empty.".into(),
         r => format!("See docs/invariants.md#{r}; `natpath check AFTER --invariant {r}` prints the counterexample replayed in the model."),
     }
 }
@@ -206,6 +210,9 @@ pub fn gate(g: &Gate) -> String {
     }
     ids.push("changed-fate".into());
     ids.push("contract".into());
+    if g.nothing_in_scope.is_some() {
+        ids.push("nothing-in-scope".into());
+    }
     let rules: Vec<Rule> = ids
         .iter()
         .map(|id| Rule {
@@ -321,6 +328,18 @@ pub fn gate(g: &Gate) -> String {
             level: "warning",
             message: msg(format!("natpath cannot tell whether packets of {} meet another fate: {}", u.entry, u.reason)),
             locations: cap(locations),
+        });
+    }
+    if let Some(why) = &g.nothing_in_scope {
+        // A warning while it makes the gate unknown; a note once
+        // `--allow-empty` accepted it.
+        let level = if g.diff.allow_empty { "note" } else { "warning" };
+        results.push(SResult {
+            rule_id: "nothing-in-scope".into(),
+            rule_index: index("nothing-in-scope"),
+            level,
+            message: msg(format!("nothing in scope: {why}")),
+            locations: vec![fallback(g, "")],
         });
     }
     let log = Log {
