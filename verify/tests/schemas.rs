@@ -213,6 +213,40 @@ fn a_gate_with_contracts_and_gates_with_unknowns_match_the_gate_schema() {
     }
 }
 
+/// Two snapshots whose dumps hold only iptables-nft-save's legacy-tables
+/// warning: `diff` and `gate` write `nothing_in_scope`, and the gate's
+/// verdict is unknown (exit 3), never a pass with exit 0.
+#[test]
+fn diff_and_gate_with_nothing_in_scope_match_their_schemas() {
+    let dir = std::env::temp_dir().join(format!("natpath-schemas-{}-empty", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let src = root().join("corpus/seed-ipip-remote");
+    std::fs::create_dir_all(dir.join("nodes")).unwrap();
+    std::fs::copy(src.join("cluster.toml"), dir.join("cluster.toml")).unwrap();
+    for node in ["node1", "node2"] {
+        std::fs::create_dir_all(dir.join("nodes").join(node)).unwrap();
+        for f in ["ip-addr", "ip-route", "sysctl"] {
+            std::fs::copy(src.join("nodes").join(node).join(f), dir.join("nodes").join(node).join(f)).unwrap();
+        }
+        std::fs::write(
+            dir.join("nodes").join(node).join("iptables-save"),
+            "# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n",
+        )
+        .unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let diff = json_of(&["diff", d, d, "--format", "json"]);
+    assert_eq!(valid("diff of nothing", &diff), "natpath.diff/1");
+    assert!(diff["nothing_in_scope"].is_string(), "{diff}");
+    let gate = json_of(&["gate", d, d, "--format", "json"]);
+    assert_eq!(valid("gate of nothing", &gate), "natpath.gate/1");
+    assert_eq!((gate["verdict"].as_str(), gate["exit"].as_i64()), (Some("unknown"), Some(3)), "{gate}");
+    let mut x = gate;
+    x["verdict"] = Value::from("pass");
+    assert!(!validator("natpath.gate/1").is_valid(&x), "a pass that exits 3 passes");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_diff_and_gate_schemas_refuse_a_broken_document() {
     let (b, a) = (root().join("corpus/seed-ipip-remote"), root().join("corpus/broken-no-mark-masq"));
