@@ -410,16 +410,7 @@ fn router_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut 
     let nodes: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
     let hosts: Vec<&str> = cluster.hosts.iter().map(|h| h.name.as_str()).collect();
     for (i, r) in cluster.routers.iter().enumerate() {
-        let clash = if nodes.contains(&r.name.as_str()) {
-            Some("a node")
-        } else if hosts.contains(&r.name.as_str()) {
-            Some("a host")
-        } else if cluster.pods.iter().any(|p| p.name == r.name) {
-            Some("a pod")
-        } else {
-            None
-        };
-        if let Some(what) = clash {
+        if let Some(what) = named_like(cluster, &r.name, true) {
             errs.push(ParseError::new(
                 KeyLocs::of(&keys.routers, i, "name", file),
                 format!(
@@ -481,6 +472,20 @@ fn router_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut 
     }
 }
 
+/// What else of `cluster` is called `name`: a node, a host, or (when
+/// `pods`) a pod.
+fn named_like(cluster: &Cluster, name: &str, pods: bool) -> Option<&'static str> {
+    if cluster.nodes.iter().any(|n| n.name == name) {
+        Some("a node")
+    } else if cluster.hosts.iter().any(|h| h.name == name) {
+        Some("a host")
+    } else if pods && cluster.pods.iter().any(|p| p.name == name) {
+        Some("a pod")
+    } else {
+        None
+    }
+}
+
 /// Pods and hosts are who `trace --from NAME` starts at and who a
 /// counterexample names, and their addresses are how the model tells who
 /// sent or receives a packet: a pod named like a node or host, or two of
@@ -488,14 +493,7 @@ fn router_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut 
 /// against nodes, are checked with the routers and the dumps.)
 fn identity_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut ParseErrors) {
     for (i, p) in cluster.pods.iter().enumerate() {
-        let clash = if cluster.nodes.iter().any(|n| n.name == p.name) {
-            Some("a node")
-        } else if cluster.hosts.iter().any(|h| h.name == p.name) {
-            Some("a host")
-        } else {
-            None
-        };
-        if let Some(what) = clash {
+        if let Some(what) = named_like(cluster, &p.name, false) {
             errs.push(ParseError::new(
                 KeyLocs::of(&keys.pods, i, "name", file),
                 format!("pod `{}` has the name of {what}: hosts, pods and nodes need names of their own", p.name),
