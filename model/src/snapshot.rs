@@ -710,7 +710,7 @@ fn whole_tables(rs: &crate::ruleset::Ruleset, errs: &mut ParseErrors) -> bool {
 /// ruleset per node, would check half of them: an error at the warning.
 /// The warning alone (every table empty) is the dump of the back-end
 /// nobody uses, which `check` reports as nothing in scope.
-fn one_backend(rs: &crate::ruleset::Ruleset, text: &str, file: &str, errs: &mut ParseErrors) -> bool {
+pub fn one_backend(rs: &crate::ruleset::Ruleset, text: &str, file: &str, errs: &mut ParseErrors) -> bool {
     let Some(line) = iptables::legacy_warning_line(text) else { return true };
     if rs.rule_count() == 0 {
         return true;

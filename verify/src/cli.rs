@@ -881,7 +881,15 @@ fn dump_file(path: &Path) -> Result<natpath_model::ruleset::Ruleset, Bad> {
     let text = read_text(path)?;
     match parse::detect::detect(&text).map_err(|why| Bad(format!("{name}: {why}")))? {
         DumpKind::Iptables => {
-            iptables::parse(&text, &name, &iptables::Options::default()).map_err(|e| Bad(e.to_string()))
+            let rs = iptables::parse(&text, &name, &iptables::Options::default()).map_err(|e| Bad(e.to_string()))?;
+            // A dump that says another back-end holds rules too is half a
+            // ruleset, here as in a snapshot.
+            let mut errs = natpath_model::ParseErrors::default();
+            if snapshot::one_backend(&rs, &text, &name, &mut errs) {
+                Ok(rs)
+            } else {
+                Err(Bad(errs.to_string()))
+            }
         }
         _ => Err(Bad(format!("{name}:1:1: expected an iptables-save dump (or a snapshot directory)"))),
     }

@@ -492,6 +492,11 @@ fn a_dump_that_says_legacy_tables_hold_more_rules_is_bad_input() {
             dir.display()
         );
         assert_eq!(err.trim(), want, "{tag}");
+        // `diff` of two dump files reads them the same way.
+        let dump = dir.join("nodes/node1/iptables-save");
+        let (code, out, err) = natpath(&["diff", dump.to_str().unwrap(), dump.to_str().unwrap()]);
+        assert_eq!(code, 2, "{tag}: {out}{err}");
+        assert!(err.contains(&format!("iptables-save:{line}:1: expected the node's whole ruleset")), "{tag}: {err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
