@@ -55,6 +55,11 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Listener>, ParseErrors> {
     let file: Arc<str> = Arc::from(file);
     let mut out = Vec::new();
     let mut errs = ParseErrors::default();
+    // Sockets in a listening state, and where the first connection is:
+    // a file of connections only is `ss -tun` (without `-l`), which would
+    // read as a node that answers on no port.
+    let mut listening = 0usize;
+    let mut connection: Option<Loc> = None;
     for (n, line) in lex::lines(text) {
         let ws = lex::words(line, 1);
         let words: Vec<&str> = ws.iter().map(|w| w.text).collect();
@@ -106,9 +111,11 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Listener>, ParseErrors> {
             continue;
         };
         if !matches!(state, "LISTEN" | "UNCONN") {
-            // A connection (`ss -tun` without -l): not a listener.
+            // A connection (`ss -tuan` lists both): not a listener.
+            connection.get_or_insert_with(|| at(state_at));
             continue;
         }
+        listening += 1;
         let local_at = state_at + 3;
         let Some(&local) = words.get(local_at) else {
             errs.push(ParseError::new(at(local_at), "expected `Local Address:Port`, found the end of the line"));
@@ -157,6 +164,12 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Listener>, ParseErrors> {
         };
         out.push(Listener { proto, addr, port, dev, loc: at(local_at) });
     }
+    if let Some(loc) = connection.filter(|_| listening == 0) {
+        errs.push(ParseError::new(
+            loc,
+            "expected listening sockets (`ss -tuln`), found only connections: was `-l` left out? Read as it is, the node would answer on no port",
+        ));
+    }
     if errs.is_empty() {
         Ok(out)
     } else {
@@ -193,6 +206,19 @@ tcp   ESTAB  0      0          10.0.0.51:22      10.0.0.9:5000\n";
         assert_eq!(l.get(2).and_then(|x| x.dev.as_deref()), Some("lo"));
         assert!(l.get(1).is_some_and(|x| x.takes(6, Ipv4Addr::new(10, 0, 0, 51), 22)));
         assert!(!l.first().is_some_and(|x| x.takes(6, Ipv4Addr::new(10, 0, 0, 51), 2380)));
+    }
+
+    #[test]
+    fn connections_only_are_not_a_node_without_listeners() {
+        let t = "Netid State Recv-Q Send-Q Local Address:Port Peer Address:Port\n\
+tcp   ESTAB 0      0      10.0.0.51:22      10.0.0.9:5000\n\
+udp   ESTAB 0      0      10.0.0.51:41000   10.0.0.2:53\n";
+        let e = parse(t, "ss-listen").map(|_| ()).unwrap_err().to_string();
+        assert!(e.starts_with("ss-listen:2:7: expected listening sockets (`ss -tuln`), found only connections"), "{e}");
+        // An empty file, or listeners beside connections, are what ss said.
+        assert_eq!(parse("", "f").map(|l| l.len()), Ok(0));
+        let both = format!("{t}tcp LISTEN 0 128 0.0.0.0:22 0.0.0.0:*\n");
+        assert_eq!(parse(&both, "f").map(|l| l.len()), Ok(1));
     }
 
     #[test]
