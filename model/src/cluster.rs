@@ -410,7 +410,7 @@ fn router_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut 
     let nodes: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
     let hosts: Vec<&str> = cluster.hosts.iter().map(|h| h.name.as_str()).collect();
     for (i, r) in cluster.routers.iter().enumerate() {
-        if let Some(what) = named_like(cluster, &r.name, true) {
+        if let Some(what) = named_like(cluster, &r.name, &[Kind::Node, Kind::Host, Kind::Pod]) {
             errs.push(ParseError::new(
                 KeyLocs::of(&keys.routers, i, "name", file),
                 format!(
@@ -472,28 +472,41 @@ fn router_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut 
     }
 }
 
-/// What else of `cluster` is called `name`: a node, a host, or (when
-/// `pods`) a pod.
-fn named_like(cluster: &Cluster, name: &str, pods: bool) -> Option<&'static str> {
-    if cluster.nodes.iter().any(|n| n.name == name) {
-        Some("a node")
-    } else if cluster.hosts.iter().any(|h| h.name == name) {
-        Some("a host")
-    } else if pods && cluster.pods.iter().any(|p| p.name == name) {
-        Some("a pod")
-    } else {
-        None
-    }
+/// The kinds of declaration a name may clash between.
+#[derive(Clone, Copy)]
+enum Kind {
+    Node,
+    Host,
+    Pod,
+}
+
+/// Which declaration of the kinds `among` (the first, in that order) is
+/// also called `name`, in words ("a node").
+fn named_like(cluster: &Cluster, name: &str, among: &[Kind]) -> Option<&'static str> {
+    among.iter().find_map(|k| match k {
+        Kind::Node => cluster.nodes.iter().any(|n| n.name == name).then_some("a node"),
+        Kind::Host => cluster.hosts.iter().any(|h| h.name == name).then_some("a host"),
+        Kind::Pod => cluster.pods.iter().any(|p| p.name == name).then_some("a pod"),
+    })
 }
 
 /// Pods and hosts are who `trace --from NAME` starts at and who a
 /// counterexample names, and their addresses are how the model tells who
-/// sent or receives a packet: a pod named like a node or host, or two of
-/// them at one address, would make either ambiguous. (Routers, and hosts
-/// against nodes, are checked with the routers and the dumps.)
+/// sent or receives a packet: a host named like a node, a pod named like
+/// either, or two of them at one address, would make either ambiguous.
+/// (Routers are checked with the routers, addresses against the nodes'
+/// with the dumps.)
 fn identity_checks(cluster: &Cluster, keys: &KeyLocs, file: &Arc<str>, errs: &mut ParseErrors) {
+    for (i, h) in cluster.hosts.iter().enumerate() {
+        if let Some(what) = named_like(cluster, &h.name, &[Kind::Node]) {
+            errs.push(ParseError::new(
+                KeyLocs::of(&keys.hosts, i, "name", file),
+                format!("host `{}` has the name of {what}: hosts, pods and nodes need names of their own", h.name),
+            ));
+        }
+    }
     for (i, p) in cluster.pods.iter().enumerate() {
-        if let Some(what) = named_like(cluster, &p.name, false) {
+        if let Some(what) = named_like(cluster, &p.name, &[Kind::Node, Kind::Host]) {
             errs.push(ParseError::new(
                 KeyLocs::of(&keys.pods, i, "name", file),
                 format!("pod `{}` has the name of {what}: hosts, pods and nodes need names of their own", p.name),

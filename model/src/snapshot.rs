@@ -473,14 +473,6 @@ fn router_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: &Arc<
 fn consistency_checks(cluster: &Cluster, keys: &KeyLocs, nodes: &[Node], cfile: &Arc<str>, errs: &mut ParseErrors) {
     router_checks(cluster, keys, nodes, cfile, errs);
     declared_against_dumps(cluster, keys, nodes, cfile, errs);
-    for (i, h) in cluster.hosts.iter().enumerate() {
-        if cluster.nodes.iter().any(|n| n.name == h.name) {
-            errs.push(ParseError::new(
-                KeyLocs::of(&keys.hosts, i, "name", cfile),
-                format!("host `{}` has the name of a node: hosts, pods and nodes need names of their own", h.name),
-            ));
-        }
-    }
     let mut owners: Vec<(std::net::Ipv4Addr, &str)> = Vec::new();
     for n in nodes {
         for ifc in &n.interfaces {
