@@ -30,12 +30,23 @@
 //!   meets the same sequence of rules on both sides. A wild rule's callees
 //!   are compared the same way, recursively, and a key is marked wherever
 //!   its rules differ.
+//! - A rule reached only through `-o DEV` (a device named in full, not
+//!   negated: Calico's `cali-to-wl-dispatch` sends each pod's veth to its
+//!   `cali-tw-` chain) is only met by a packet that leaves by DEV, and a
+//!   packet leaves by DEV only where a route of the node by DEV covers its
+//!   destination. When those routes cover a short list of addresses (a
+//!   pod's /32), the rule's key is narrowed to each of them (`Dport(P)`
+//!   becomes `DstPort(pod, P)`); otherwise it is kept as it is.
 //! - A table never changes a packet's destination while it runs (NAT is
 //!   applied after it); across tables and nodes a first packet's
 //!   destination can become a DNAT or REDIRECT target, or, once
 //!   encapsulated, a tunnel peer (a node address, a route's gateway, a
-//!   forwarding-database entry) with a tunnel port, so a request's class
-//!   always includes every such address and port of either side.
+//!   forwarding-database entry) with a tunnel port. A request's class
+//!   always includes every tunnel peer and port of either side, and the
+//!   targets of the NAT rules the class can reach (`nat.rs`: a NAT rule is
+//!   reached only by packets that carry the last address or port key on
+//!   some path to it, so a NodePort's class holds its own endpoints, not
+//!   every endpoint of the snapshot).
 //! - A reply's destination is the client or the address a node's SNAT or
 //!   masquerade gave the request, and its destination port is any. The nat
 //!   table only sees a packet of a new connection, and a reply is new only
@@ -47,6 +58,8 @@
 //! - Anything else that differs (routes, addresses, sets, sysctls, pods,
 //!   the masquerade bit, the hosts, the routers) makes every query on that
 //!   node (and every walk) touched.
+
+mod nat;
 
 use natpath_model::hash::{FastMap, FastSet};
 use natpath_model::ruleset::{Chain, Match, Proto, Rule, Table, TableName, Target};
@@ -81,9 +94,12 @@ struct Dirty {
 
 /// The facts that hold on the path into a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Tags {
+struct Tags<'t> {
     new_only: bool,
     local_only: bool,
+    /// Only a packet that leaves by this device gets there (`-o DEV` on
+    /// the path, without `+` or `!`).
+    out: Option<&'t str>,
 }
 
 /// Destination ports a query's packets are sent to.
@@ -159,11 +175,19 @@ struct NodeDelta {
 pub struct Delta {
     everything: Option<String>,
     nodes: Vec<NodeDelta>,
-    /// Destinations a request can take besides the one it is sent to:
-    /// every node address, DNAT and REDIRECT targets, of either side.
+    /// Destinations every request may take besides the one it is sent to:
+    /// every node address and tunnel peer, of either side (NAT targets
+    /// are by query: `nat`).
     dsts: Set<u32>,
-    /// Destination ports likewise: DNAT and REDIRECT target ports, tunnel ports.
+    /// Destination ports likewise: tunnel ports.
     ports: Set<u16>,
+    /// Every DNAT and REDIRECT target address and port of either side.
+    nat_dsts: Set<u32>,
+    nat_ports: Set<u16>,
+    /// The DNAT and REDIRECT rules of either side, by what reaches them:
+    /// found only when some difference is keyed by a NAT target (else no
+    /// request's NAT can carry a key it did not carry already).
+    nat: Option<nat::NatTargets>,
     /// Destinations a reply can have besides the client: node addresses,
     /// SNAT targets.
     reply_dsts: Set<u32>,
@@ -226,7 +250,28 @@ impl Delta {
             })
         });
         d.index([before, after].iter().flat_map(|s| local_spans(s)).map(|(lo, hi, _)| (lo, hi)).collect());
+        let by_nat = |k: Key| match k {
+            Key::All => false,
+            Key::Dst(a) => d.nat_dsts.has(a),
+            Key::Dport(_, p) => d.nat_ports.has(p),
+            Key::DstPort(a, _, p) => d.nat_dsts.has(a) || d.nat_ports.has(p),
+        };
+        if d.anywhere.iter().any(|x| by_nat(x.key)) {
+            let mut nat = nat::NatTargets::new(&[before, after]);
+            nat.set_base(d.dsts.items.iter().copied(), d.ports.items.iter().copied());
+            d.nat = Some(nat);
+        }
         d
+    }
+
+    /// The class of the requests of `proto` (any, when `None`) to `dst`
+    /// (any address, when `None`) and `ports`: NAT targets only when a
+    /// difference is keyed by one.
+    fn class<'q>(&self, dst: Option<&'q [Ipv4Addr]>, proto: Option<Proto>, ports: &'q Ports) -> nat::Class<'q> {
+        match &self.nat {
+            Some(n) => n.class(dst, proto, ports),
+            None => nat::Class::new(dst, proto, ports),
+        }
     }
 
     /// Build what the questions below read: the differences of all nodes
@@ -306,7 +351,11 @@ impl Delta {
             return true;
         }
         let Some(nd) = self.by_name.get(node).and_then(|&i| self.nodes.get(i)) else { return true };
-        nd.state.is_some() || nd.dirty.iter().any(|x| self.request_hits(x.key, dst, proto, ports))
+        if nd.state.is_some() {
+            return true;
+        }
+        let class = self.class(dst, proto, ports);
+        nd.dirty.iter().any(|x| self.request_hits(x.key, &class))
     }
 
     /// Can a walk from the host at `host` to one of `dst` (any address, when
@@ -325,24 +374,24 @@ impl Delta {
         }
         // Whether the sender is a node, asked at most once.
         let sender_is_a_node = std::cell::OnceCell::new();
+        let class = self.class(dst, proto, ports);
         self.anywhere.iter().any(|x| {
-            self.request_hits(x.key, dst, proto, ports)
+            self.request_hits(x.key, &class)
                 || (replies
                     && self.reply_hits(x, host, || *sender_is_a_node.get_or_init(|| self.is_local(u32::from(host)))))
         })
     }
 
-    /// A request of `proto` (any, when `None`) to `dst` and `ports`, or
-    /// what it becomes (a NAT target, a tunnel's outer packet, whatever
-    /// their protocol), can carry `key`.
-    fn request_hits(&self, key: Key, dst: Option<&[Ipv4Addr]>, proto: Option<Proto>, ports: &Ports) -> bool {
+    /// A request of `class`, or what it becomes (a NAT target of the
+    /// class, a tunnel's outer packet, whatever their protocol), can
+    /// carry `key`.
+    fn request_hits(&self, key: Key, class: &nat::Class<'_>) -> bool {
         match key {
             Key::All => true,
-            Key::Dst(a) => dst.is_none_or(|d| d.iter().any(|d| u32::from(*d) == a)) || self.dsts.has(a),
-            Key::Dport(k, p) => (proto.is_none_or(|x| x.0 == k) && ports.contains(p)) || self.ports.has(p),
+            Key::Dst(a) => class.has_dst(a) || self.dsts.has(a),
+            Key::Dport(k, p) => class.has_port(k, p) || self.ports.has(p),
             Key::DstPort(a, k, p) => {
-                self.request_hits(Key::Dst(a), dst, proto, ports)
-                    && self.request_hits(Key::Dport(k, p), dst, proto, ports)
+                self.request_hits(Key::Dst(a), class) && self.request_hits(Key::Dport(k, p), class)
             }
         }
     }
@@ -359,7 +408,7 @@ impl Delta {
         }
     }
 
-    /// Add `snap`'s node addresses, NAT targets and tunnel ports.
+    /// Add `snap`'s node addresses, tunnel peers and ports, and SNAT targets.
     fn collect_targets(&mut self, snap: &Snapshot) {
         self.ports.items.extend(TUNNEL_PORTS);
         self.dsts.items.insert(u32::from(Ipv4Addr::LOCALHOST));
@@ -388,20 +437,26 @@ impl Delta {
             for a in n.fdb.iter().filter_map(|f| f.dst) {
                 self.dsts.items.insert(u32::from(a));
             }
+            // Which request reaches a NAT target is the class's (`nat`);
+            // SNAT targets are where replies go.
             let Some(nat) = n.ruleset.table(TableName::Nat) else { continue };
             for r in nat.chains.iter().flat_map(|c| &c.rules) {
                 match &r.target {
                     Some(Target::Dnat { to, .. }) => {
                         for range in to {
                             if let Some(a) = range.addrs {
-                                add_addr_range(&mut self.dsts, a.lo, a.hi);
+                                add_addr_range(&mut self.nat_dsts, a.lo, a.hi);
                             }
                             if let Some(p) = range.ports {
-                                add_port_range(&mut self.ports, p.lo, p.hi);
+                                add_port_range(&mut self.nat_ports, p.lo, p.hi);
                             }
                         }
                     }
-                    Some(Target::Redirect { ports: Some(p), .. }) => add_port_range(&mut self.ports, p.lo, p.hi),
+                    Some(Target::Redirect { ports: Some(p), .. }) => add_port_range(&mut self.nat_ports, p.lo, p.hi),
+                    Some(Target::Unsupported { .. }) => {
+                        self.nat_dsts.any = true;
+                        self.nat_ports.any = true;
+                    }
                     Some(Target::Snat { to, .. }) => {
                         for a in to.iter().filter_map(|r| r.addrs) {
                             add_addr_range(&mut self.reply_dsts, a.lo, a.hi);
@@ -506,7 +561,7 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDe
         nd.state = Some(format!("{what} differ"));
         return nd;
     }
-    match rules_dirty(&x.ruleset, &y.ruleset) {
+    match rules_dirty(&x.ruleset, &y.ruleset, Some(&x.routes)) {
         Ok(v) => nd.dirty = v,
         Err(why) => nd.state = Some(why),
     }
@@ -515,13 +570,21 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDe
 
 /// The differences of two rulesets (see [`node_delta`]); `Err` when one
 /// changes every packet in a way keys cannot narrow (the masquerade bit).
-fn rules_dirty(x: &natpath_model::ruleset::Ruleset, y: &natpath_model::ruleset::Ruleset) -> Result<Vec<Dirty>, String> {
+///
+/// With the node's `routes` (the same on both sides), a difference only a
+/// packet leaving by one device can meet is keyed by the destinations
+/// routed by that device (see [`Via`]).
+fn rules_dirty(
+    x: &natpath_model::ruleset::Ruleset,
+    y: &natpath_model::ruleset::Ruleset,
+    routes: Option<&[natpath_model::netstate::Route]>,
+) -> Result<Vec<Dirty>, String> {
     let mut dirty: FastSet<Dirty> = FastSet::default();
     for name in [TableName::Raw, TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security] {
         match (x.table(name), y.table(name)) {
             (None, None) => {}
             (Some(tb), Some(ta)) => {
-                let mut cmp = Compare::new(tb, ta);
+                let mut cmp = Compare::new(tb, ta, Via::new(routes));
                 if name == TableName::Nat && !cmp.same_named("KUBE-MARK-MASQ") {
                     return Err("its KUBE-MARK-MASQ chain (the masquerade bit) differs".into());
                 }
@@ -547,7 +610,7 @@ fn rules_dirty(x: &natpath_model::ruleset::Ruleset, y: &natpath_model::ruleset::
 /// independent rules aside). This needs no addresses or routes, and so
 /// cannot tell whether a packet that meets a difference ends otherwise.
 pub fn ruleset_differences(x: &natpath_model::ruleset::Ruleset, y: &natpath_model::ruleset::Ruleset) -> Vec<String> {
-    let dirty = match rules_dirty(x, y) {
+    let dirty = match rules_dirty(x, y, None) {
         Ok(v) => v,
         Err(why) => return vec![format!("every packet: {why}")],
     };
@@ -600,19 +663,92 @@ struct Compare<'t> {
     idx_a: FastMap<&'t str, &'t Chain>,
     /// Chain pairs known to be the same (or not) up to names, comments and counters.
     same: FastMap<(&'t str, &'t str), bool>,
-    seen: FastSet<(&'t str, &'t str, Tags)>,
+    seen: FastSet<(&'t str, &'t str, Tags<'t>)>,
     b: &'t Table,
     a: &'t Table,
+    via: Via<'t>,
+}
+
+/// The destinations a node routes by each device: a packet matched by
+/// `-o DEV` left by DEV, so the route that chose DEV covers its
+/// destination (the model sends a packet only where a route says).
+struct Via<'t> {
+    routes: Option<&'t [natpath_model::netstate::Route]>,
+    cache: FastMap<&'t str, Option<Vec<u32>>>,
+}
+
+impl<'t> Via<'t> {
+    fn new(routes: Option<&'t [natpath_model::netstate::Route]>) -> Self {
+        Via { routes, cache: FastMap::default() }
+    }
+
+    /// Every destination of every route (of any table and type) by
+    /// `dev`; `None` when that is not a short list: no routes known, a
+    /// route without a device (it could be any), none by `dev`, or more
+    /// than [`MAX_RANGE`] addresses.
+    fn dsts(&mut self, dev: &'t str) -> Option<&[u32]> {
+        let routes = self.routes;
+        self.cache
+            .entry(dev)
+            .or_insert_with(|| {
+                let routes = routes?;
+                let mut v: Vec<u32> = Vec::new();
+                for r in routes {
+                    if r.nexthops.iter().any(|h| h.dev.is_none()) {
+                        return None;
+                    }
+                    if !r.nexthops.iter().any(|h| h.dev.as_deref() == Some(dev)) {
+                        continue;
+                    }
+                    let (lo, hi) = (u32::from(r.dst.network()), u32::from(r.dst.broadcast()));
+                    if hi - lo >= MAX_RANGE || v.len() >= MAX_RANGE as usize {
+                        return None;
+                    }
+                    v.extend(lo..=hi);
+                }
+                v.sort_unstable();
+                v.dedup();
+                (!v.is_empty()).then_some(v)
+            })
+            .as_deref()
+    }
+}
+
+/// `key` restricted to destination `a`: `None` when no packet carries both.
+fn with_dst(key: Key, a: u32) -> Option<Key> {
+    match key {
+        Key::All => Some(Key::Dst(a)),
+        Key::Dst(b) => (a == b).then_some(Key::Dst(a)),
+        Key::Dport(k, p) => Some(Key::DstPort(a, k, p)),
+        Key::DstPort(b, k, p) => (a == b).then_some(Key::DstPort(a, k, p)),
+    }
 }
 
 /// Callees deeper than this are taken as different.
 const MAX_DEPTH: usize = 64;
 
 impl<'t> Compare<'t> {
-    fn new(b: &'t Table, a: &'t Table) -> Self {
+    fn new(b: &'t Table, a: &'t Table, via: Via<'t>) -> Self {
         let idx = |t: &'t Table| t.chains.iter().map(|c| (c.name.as_str(), c)).collect::<FastMap<_, _>>();
         let (same, seen) = (FastMap::default(), FastSet::default());
-        Compare { name: b.name, idx_b: idx(b), idx_a: idx(a), same, seen, b, a }
+        Compare { name: b.name, idx_b: idx(b), idx_a: idx(a), same, seen, b, a, via }
+    }
+
+    /// Note a difference reachable with `key` on a path with `tags`.
+    fn dirty(&mut self, out: &mut FastSet<Dirty>, key: Key, tags: Tags<'t>) {
+        let (new_only, local_only) = (tags.new_only, tags.local_only);
+        match tags.out.and_then(|dev| self.via.dsts(dev)) {
+            Some(dsts) => {
+                for &a in dsts {
+                    if let Some(key) = with_dst(key, a) {
+                        out.insert(Dirty { key, new_only, local_only });
+                    }
+                }
+            }
+            None => {
+                out.insert(Dirty { key, new_only, local_only });
+            }
+        }
     }
 
     /// Chain `name` is the same on both sides (absent on both counts as the same).
@@ -664,7 +800,7 @@ impl<'t> Compare<'t> {
 
     /// Compare every built-in chain.
     fn run(&mut self, out: &mut FastSet<Dirty>) {
-        let tags = Tags { new_only: self.name == TableName::Nat, local_only: false };
+        let tags = Tags { new_only: self.name == TableName::Nat, local_only: false, out: None };
         let mut names: BTreeSet<&'t str> = BTreeSet::new();
         for c in self.b.chains.iter().chain(&self.a.chains).filter(|c| c.policy.is_some()) {
             names.insert(c.name.as_str());
@@ -679,17 +815,16 @@ impl<'t> Compare<'t> {
         }
     }
 
-    fn chain(&mut self, cb: &'t Chain, ca: &'t Chain, tags: Tags, out: &mut FastSet<Dirty>, depth: usize) {
-        let all = Dirty { key: Key::All, new_only: tags.new_only, local_only: tags.local_only };
+    fn chain(&mut self, cb: &'t Chain, ca: &'t Chain, tags: Tags<'t>, out: &mut FastSet<Dirty>, depth: usize) {
         if depth > MAX_DEPTH {
-            out.insert(all);
+            self.dirty(out, Key::All, tags);
             return;
         }
         if self.same_chain(cb, ca, depth) || !self.seen.insert((cb.name.as_str(), ca.name.as_str(), tags)) {
             return;
         }
         if cb.policy != ca.policy {
-            out.insert(all);
+            self.dirty(out, Key::All, tags);
             return;
         }
         // Port keys only where no rule keys an address: a packet meets the
@@ -699,7 +834,7 @@ impl<'t> Compare<'t> {
         let (wb, kb) = split(cb, ports);
         let (wa, ka) = split(ca, ports);
         if wb.len() != wa.len() {
-            out.insert(all);
+            self.dirty(out, Key::All, tags);
             return;
         }
         for (rb, ra) in wb.iter().zip(&wa) {
@@ -710,12 +845,24 @@ impl<'t> Compare<'t> {
                     None => self.same_rule(rb, ra, depth),
                 };
             if !shape {
-                out.insert(all);
+                self.dirty(out, Key::All, tags);
                 return;
             }
             if let Some((xb, xa)) = callees {
-                let inner =
-                    Tags { new_only: tags.new_only || new_only(rb), local_only: tags.local_only || local_only(rb) };
+                // A packet that left by one device cannot leave by another.
+                let dev = match &rb.out_iface {
+                    Some(i) if !i.neg && !i.value.wildcard => Some(&*i.value.name),
+                    _ => None,
+                };
+                let out_dev = match (tags.out, dev) {
+                    (Some(o), Some(d)) if o != d => continue,
+                    (o, d) => d.or(o),
+                };
+                let inner = Tags {
+                    new_only: tags.new_only || new_only(rb),
+                    local_only: tags.local_only || local_only(rb),
+                    out: out_dev,
+                };
                 self.chain(xb, xa, inner, out, depth + 1);
             }
         }
@@ -729,7 +876,7 @@ impl<'t> Compare<'t> {
                 _ => false,
             };
             if !same {
-                out.insert(Dirty { key: k, new_only: tags.new_only, local_only: tags.local_only });
+                self.dirty(out, k, tags);
             }
         }
     }
