@@ -37,6 +37,15 @@
 //!   destination. When those routes cover a short list of addresses (a
 //!   pod's /32), the rule's key is narrowed to each of them (`Dport(P)`
 //!   becomes `DstPort(pod, P)`); otherwise it is kept as it is.
+//! - Likewise a rule reached only through `-i DEV` (Calico's `cali-fw-`
+//!   chain of one pod) is only met by a packet that arrived by DEV: in a
+//!   walk, one sent by the pod at an address the node routes by DEV, or
+//!   that pod's answer to a request sent to it (an outside host arrives by
+//!   the node's LAN; only a pod or a node sends from inside). Such a
+//!   difference is kept with each of those addresses: a walk from an
+//!   outside host meets it only when its replies are followed and its
+//!   request can be sent to the address. A query of one node that may
+//!   arrive by any device meets it whatever the address.
 //! - A table never changes a packet's destination while it runs (NAT is
 //!   applied after it); across tables and nodes a first packet's
 //!   destination can become a DNAT or REDIRECT target, or, once
@@ -82,7 +91,7 @@ enum Key {
 }
 
 /// A difference reachable with `key`, and what the path to it requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Dirty {
     key: Key,
     /// Only a packet of a new connection gets there (the nat table, or
@@ -90,6 +99,10 @@ struct Dirty {
     new_only: bool,
     /// Only a packet to a local address gets there (`--dst-type LOCAL`).
     local_only: bool,
+    /// Only a packet that arrived by a device the node routes this
+    /// address by gets there (`-i DEV`, DEV a pod's veth): one sent by
+    /// the pod there, or its answer to a request sent to it.
+    arrive: Option<u32>,
 }
 
 /// The facts that hold on the path into a chain.
@@ -100,6 +113,8 @@ struct Tags<'t> {
     /// Only a packet that leaves by this device gets there (`-o DEV` on
     /// the path, without `+` or `!`).
     out: Option<&'t str>,
+    /// Only a packet that arrived by this device gets there (`-i DEV`).
+    inp: Option<&'t str>,
 }
 
 /// Destination ports a query's packets are sent to.
@@ -203,6 +218,8 @@ pub struct Delta {
     anywhere: Vec<Dirty>,
     /// Some node differs besides its rules.
     any_state: bool,
+    /// The pods of either side's cluster.toml.
+    pod_addrs: FastSet<u32>,
     /// Each node's index in `nodes`, by name.
     by_name: HashMap<String, usize>,
     /// Every node's local routes (loopback aside), both sides, as (first,
@@ -244,6 +261,7 @@ impl Delta {
             d.collect_targets(snap);
         }
         d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
+        d.pod_addrs = [before, after].iter().flat_map(|s| &s.cluster.pods).map(|p| u32::from(p.address)).collect();
         d.untracked = [before, after].iter().flat_map(|s| &s.nodes).any(|n| {
             n.ruleset.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).any(|r| {
                 matches!(&r.target, Some(Target::Notrack)) || matches!(&r.target, Some(Target::Ct(ct)) if ct.notrack)
@@ -256,7 +274,7 @@ impl Delta {
             Key::Dport(_, p) => d.nat_ports.has(p),
             Key::DstPort(a, _, p) => d.nat_dsts.has(a) || d.nat_ports.has(p),
         };
-        if d.anywhere.iter().any(|x| by_nat(x.key)) {
+        if d.anywhere.iter().any(|x| by_nat(x.key) || x.arrive.is_some_and(|a| d.nat_dsts.has(a))) {
             let mut nat = nat::NatTargets::new(&[before, after]);
             nat.set_base(d.dsts.items.iter().copied(), d.ports.items.iter().copied());
             d.nat = Some(nat);
@@ -277,12 +295,8 @@ impl Delta {
     /// Build what the questions below read: the differences of all nodes
     /// as one set, the nodes by name, the `local` spans sorted.
     fn index(&mut self, local: Vec<(u32, u32)>) {
-        let mut all: BTreeSet<(Key, bool, bool)> = BTreeSet::new();
-        for nd in &self.nodes {
-            all.extend(nd.dirty.iter().map(|x| (x.key, x.new_only, x.local_only)));
-        }
-        self.anywhere =
-            all.into_iter().map(|(key, new_only, local_only)| Dirty { key, new_only, local_only }).collect();
+        let all: BTreeSet<Dirty> = self.nodes.iter().flat_map(|nd| nd.dirty.iter().copied()).collect();
+        self.anywhere = all.into_iter().collect();
         self.any_state = self.nodes.iter().any(|n| n.state.is_some());
         self.by_name = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
         let mut spans = local;
@@ -324,18 +338,24 @@ impl Delta {
         for n in &self.nodes {
             if let Some(s) = &n.state {
                 v.push(format!("{}: {s}", n.name));
-            } else if n.dirty.iter().any(|d| d.key == Key::All) {
+            } else if n.dirty.iter().any(|d| d.key == Key::All && d.arrive.is_none()) {
                 v.push(format!("{}: a rule every packet may meet", n.name));
             } else if !n.dirty.is_empty() {
                 let (mut dsts, mut ports) = (0, 0);
+                let mut pods: BTreeSet<u32> = BTreeSet::new();
                 for x in &n.dirty {
                     match x.key {
                         Key::Dst(_) | Key::DstPort(..) => dsts += 1,
                         Key::Dport(..) => ports += 1,
                         Key::All => {}
                     }
+                    pods.extend(x.arrive);
                 }
-                v.push(format!("{}: rules of {dsts} destination addresses and {ports} ports", n.name));
+                let from = match pods.len() {
+                    0 => String::new(),
+                    k => format!(", met only by packets from the devices of {k} addresses"),
+                };
+                v.push(format!("{}: rules of {dsts} destination addresses and {ports} ports{from}", n.name));
             }
         }
         if let (Some(why), false) = (&self.no_reply_argument, v.is_empty()) {
@@ -375,10 +395,18 @@ impl Delta {
         // Whether the sender is a node, asked at most once.
         let sender_is_a_node = std::cell::OnceCell::new();
         let class = self.class(dst, proto, ports);
-        self.anywhere.iter().any(|x| {
-            self.request_hits(x.key, &class)
-                || (replies
-                    && self.reply_hits(x, host, || *sender_is_a_node.get_or_init(|| self.is_local(u32::from(host)))))
+        let is_node = || *sender_is_a_node.get_or_init(|| self.is_local(u32::from(host)));
+        // Only a pod or a node sends from a pod's device; an outside host
+        // arrives by the node's LAN.
+        let inside = || self.pod_addrs.contains(&u32::from(host)) || is_node();
+        self.anywhere.iter().any(|x| match x.arrive {
+            None => self.request_hits(x.key, &class) || (replies && self.reply_hits(x, host, is_node)),
+            // Arrived by the device of the pod at `a`: sent by it, or its
+            // answer to a request sent to it.
+            Some(a) => {
+                (inside() && self.request_hits(x.key, &class))
+                    || (replies && self.request_hits(Key::Dst(a), &class) && self.reply_hits(x, host, is_node))
+            }
         })
     }
 
@@ -591,15 +619,16 @@ fn rules_dirty(
                 cmp.run(&mut dirty);
             }
             _ => {
-                dirty.insert(Dirty { key: Key::All, new_only: false, local_only: false });
+                dirty.insert(Dirty { key: Key::All, new_only: false, local_only: false, arrive: None });
             }
         }
     }
-    if dirty.iter().any(|d| d.key == Key::All && !d.new_only) {
-        dirty.retain(|d| d.key == Key::All && !d.new_only);
+    let every = |d: &Dirty| d.key == Key::All && !d.new_only && d.arrive.is_none();
+    if dirty.iter().any(every) {
+        dirty.retain(every);
     }
     let mut v: Vec<Dirty> = dirty.into_iter().collect();
-    v.sort_by_key(|d| (d.key, d.new_only, d.local_only));
+    v.sort_unstable();
     Ok(v)
 }
 
@@ -714,6 +743,17 @@ impl<'t> Via<'t> {
     }
 }
 
+/// The device a path requires after a rule that names `rule` (`None`:
+/// none), on a path that required `path`; `None` when no packet can be on
+/// both (two different devices).
+#[allow(clippy::option_option)]
+fn one_dev<'t>(path: Option<&'t str>, rule: Option<&'t str>) -> Option<Option<&'t str>> {
+    match (path, rule) {
+        (Some(p), Some(r)) if p != r => None,
+        (p, r) => Some(r.or(p)),
+    }
+}
+
 /// `key` restricted to destination `a`: `None` when no packet carries both.
 fn with_dst(key: Key, a: u32) -> Option<Key> {
     match key {
@@ -737,16 +777,17 @@ impl<'t> Compare<'t> {
     /// Note a difference reachable with `key` on a path with `tags`.
     fn dirty(&mut self, out: &mut FastSet<Dirty>, key: Key, tags: Tags<'t>) {
         let (new_only, local_only) = (tags.new_only, tags.local_only);
-        match tags.out.and_then(|dev| self.via.dsts(dev)) {
-            Some(dsts) => {
-                for &a in dsts {
-                    if let Some(key) = with_dst(key, a) {
-                        out.insert(Dirty { key, new_only, local_only });
-                    }
-                }
-            }
-            None => {
-                out.insert(Dirty { key, new_only, local_only });
+        let keys: Vec<Key> = match tags.out.and_then(|dev| self.via.dsts(dev)) {
+            Some(dsts) => dsts.iter().filter_map(|&a| with_dst(key, a)).collect(),
+            None => vec![key],
+        };
+        let arrivals: Vec<Option<u32>> = match tags.inp.and_then(|dev| self.via.dsts(dev)) {
+            Some(srcs) => srcs.iter().copied().map(Some).collect(),
+            None => vec![None],
+        };
+        for &key in &keys {
+            for &arrive in &arrivals {
+                out.insert(Dirty { key, new_only, local_only, arrive });
             }
         }
     }
@@ -800,7 +841,7 @@ impl<'t> Compare<'t> {
 
     /// Compare every built-in chain.
     fn run(&mut self, out: &mut FastSet<Dirty>) {
-        let tags = Tags { new_only: self.name == TableName::Nat, local_only: false, out: None };
+        let tags = Tags { new_only: self.name == TableName::Nat, local_only: false, out: None, inp: None };
         let mut names: BTreeSet<&'t str> = BTreeSet::new();
         for c in self.b.chains.iter().chain(&self.a.chains).filter(|c| c.policy.is_some()) {
             names.insert(c.name.as_str());
@@ -809,7 +850,7 @@ impl<'t> Compare<'t> {
             match (self.idx_b.get(n).copied(), self.idx_a.get(n).copied()) {
                 (Some(cb), Some(ca)) if cb.policy.is_some() && ca.policy.is_some() => self.chain(cb, ca, tags, out, 0),
                 _ => {
-                    out.insert(Dirty { key: Key::All, new_only: tags.new_only, local_only: false });
+                    out.insert(Dirty { key: Key::All, new_only: tags.new_only, local_only: false, arrive: None });
                 }
             }
         }
@@ -849,19 +890,22 @@ impl<'t> Compare<'t> {
                 return;
             }
             if let Some((xb, xa)) = callees {
-                // A packet that left by one device cannot leave by another.
-                let dev = match &rb.out_iface {
+                // A packet that left (arrived) by one device cannot leave
+                // (arrive) by another.
+                let named = |i: &'t Option<natpath_model::ruleset::Neg<natpath_model::ruleset::Iface>>| match i {
                     Some(i) if !i.neg && !i.value.wildcard => Some(&*i.value.name),
                     _ => None,
                 };
-                let out_dev = match (tags.out, dev) {
-                    (Some(o), Some(d)) if o != d => continue,
-                    (o, d) => d.or(o),
+                let (Some(out_dev), Some(in_dev)) =
+                    (one_dev(tags.out, named(&rb.out_iface)), one_dev(tags.inp, named(&rb.in_iface)))
+                else {
+                    continue;
                 };
                 let inner = Tags {
                     new_only: tags.new_only || new_only(rb),
                     local_only: tags.local_only || local_only(rb),
                     out: out_dev,
+                    inp: in_dev,
                 };
                 self.chain(xb, xa, inner, out, depth + 1);
             }
@@ -1007,7 +1051,7 @@ mod tests {
     /// walk is touched by it whichever node it is on.
     #[test]
     fn a_difference_on_many_nodes_is_asked_once() {
-        let dirty = vec![Dirty { key: Key::Dport(6, 30080), new_only: true, local_only: true }];
+        let dirty = vec![Dirty { key: Key::Dport(6, 30080), new_only: true, local_only: true, arrive: None }];
         let mut d = Delta {
             nodes: (0..300)
                 .map(|i| NodeDelta { name: format!("node-{i}"), state: None, dirty: dirty.clone() })

@@ -166,23 +166,27 @@ fn a_one_service_change_touches_that_service_only() {
     assert!(g.invariants.iter().map(|i| i.same).sum::<usize>() > 100);
 }
 
-/// A Calico policy change for one pod (a rule in the pod's `cali-tw-`
-/// chain, reached only by `-o` its veth) touches the Services that send
-/// to that pod and port, not every Service whose endpoints use the same
-/// target port; and the diff that skips the rest finds what the full
-/// encoding finds.
-#[test]
-fn a_policy_change_for_one_pod_touches_its_services_only() {
+/// A generated 60-Service cluster and a copy in which one pod of node-2
+/// that is an endpoint of a TCP NodePort has `rule(chain, port)` first in
+/// its chain `prefix` + its veth (`cali-tw-`: traffic to the pod,
+/// `cali-fw-`: from it), `port` the endpoint's; with the pod, the port
+/// and the TCP NodePort Services.
+fn pod_chain_edited(
+    prefix: &str,
+    rule: impl Fn(&str, u16) -> String,
+) -> (Snapshot, Snapshot, natpath_model::cluster::PodDecl, u16, Vec<natpath_model::intent::Service>) {
     use natpath_corpus::{generate, write_snapshot, Spec};
     let gen = generate(&Spec::with_services(60));
-    let root = std::env::temp_dir().join(format!("natpath-delta-pod-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("natpath-delta-pod-{prefix}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     write_snapshot(&gen, &root.join("before")).unwrap();
     let b = load(&root.join("before"));
-    let services = natpath_model::intent::Intent::read(&b.nodes[0].ruleset, &[], &[]).services;
-    let node_ports: Vec<&natpath_model::intent::Service> =
-        services.iter().filter(|s| s.node_port.is_some() && s.proto == Proto::TCP).collect();
-    // An endpoint of a NodePort Service that is a pod of node-2.
+    let node_ports: Vec<natpath_model::intent::Service> =
+        natpath_model::intent::Intent::read(&b.nodes[0].ruleset, &[], &[])
+            .services
+            .into_iter()
+            .filter(|s| s.node_port.is_some() && s.proto == Proto::TCP)
+            .collect();
     let (pod, port) = node_ports
         .iter()
         .flat_map(|s| &s.endpoints)
@@ -191,20 +195,16 @@ fn a_policy_change_for_one_pod_touches_its_services_only() {
             Some((pod.clone(), e.port))
         })
         .expect("a pod of node-2 behind a NodePort");
-    // The same target port behind other pods, or the test shows nothing.
-    let same_port_elsewhere =
-        node_ports.iter().flat_map(|s| &s.endpoints).filter(|e| e.port == port && e.address != pod.address).count();
-    assert!(same_port_elsewhere > 5, "target port {port} is used by {same_port_elsewhere} other endpoints");
     copy_dir(&root.join("before"), &root.join("after"));
     let dump = root.join("after/nodes/node-2/iptables-save");
     let text = std::fs::read_to_string(&dump).unwrap();
-    let chain = format!("cali-tw-{}", pod.iface);
+    let chain = format!("{prefix}{}", pod.iface);
     let first = format!("-A {chain} ");
     let mut out: Vec<String> = Vec::new();
     let mut done = false;
     for l in text.lines() {
         if !done && l.starts_with(&first) {
-            out.push(format!("-A {chain} -p tcp -m tcp --dport {port} -j DROP"));
+            out.push(rule(&chain, port));
             done = true;
         }
         out.push(l.to_string());
@@ -213,7 +213,37 @@ fn a_policy_change_for_one_pod_touches_its_services_only() {
     std::fs::write(&dump, out.join("\n") + "\n").unwrap();
     let a = load(&root.join("after"));
     std::fs::remove_dir_all(&root).unwrap();
+    (b, a, pod, port, node_ports)
+}
 
+/// The diff that skips what the delta leaves untouched finds what the
+/// full encoding finds, at least one change, while skipping most entries;
+/// the gate's verdicts where the change reaches are the whole check's.
+fn skipping_agrees(b: &Snapshot, a: &Snapshot) {
+    let (fast, full) = (run(b, a, true), run(b, a, false));
+    assert_eq!(found(&fast), found(&full));
+    assert!(!fast.changes.is_empty(), "the pod's Services change");
+    assert!(fast.scope.unchanged * 2 > fast.scope.entries, "{:?}", fast.scope);
+    let g = natpath_verify::gate::gate(b, a, ("b", "a"), None, &Default::default(), &|_, _, _| {}).unwrap();
+    let strict = natpath_verify::gate::GateOptions { strict: true, ..Default::default() };
+    let w = natpath_verify::gate::gate(b, a, ("b", "a"), None, &strict, &|_, _, _| {}).unwrap();
+    for (x, y) in g.invariants.iter().zip(&w.invariants) {
+        assert_eq!((x.invariant, x.after), (y.invariant, y.after), "touched vs whole");
+    }
+}
+
+/// A Calico policy change for one pod's ingress (a rule in the pod's
+/// `cali-tw-` chain, reached only by `-o` its veth) touches the Services
+/// that send to that pod and port, not every Service whose endpoints use
+/// the same target port.
+#[test]
+fn an_ingress_policy_change_for_one_pod_touches_its_services_only() {
+    let (b, a, pod, port, node_ports) =
+        pod_chain_edited("cali-tw-", |chain, port| format!("-A {chain} -p tcp -m tcp --dport {port} -j DROP"));
+    // The same target port behind other pods, or the test shows nothing.
+    let same_port_elsewhere =
+        node_ports.iter().flat_map(|s| &s.endpoints).filter(|e| e.port == port && e.address != pod.address).count();
+    assert!(same_port_elsewhere > 5, "target port {port} is used by {same_port_elsewhere} other endpoints");
     let d = Delta::new(&b, &a);
     let client = b.cluster.hosts.first().unwrap().address.addr();
     let lans = b.nodes[0].lan_addrs();
@@ -226,16 +256,36 @@ fn a_policy_change_for_one_pod_touches_its_services_only() {
         touched += usize::from(hit);
     }
     assert!(touched >= 1 && node_ports.len() - touched > 20, "{touched} of {}", node_ports.len());
-    let (fast, full) = (run(&b, &a, true), run(&b, &a, false));
-    assert_eq!(found(&fast), found(&full));
-    assert!(!fast.changes.is_empty(), "the pod's Services change");
-    assert!(fast.scope.unchanged * 2 > fast.scope.entries, "{:?}", fast.scope);
-    let g = natpath_verify::gate::gate(&b, &a, ("b", "a"), None, &Default::default(), &|_, _, _| {}).unwrap();
-    let strict = natpath_verify::gate::GateOptions { strict: true, ..Default::default() };
-    let w = natpath_verify::gate::gate(&b, &a, ("b", "a"), None, &strict, &|_, _, _| {}).unwrap();
-    for (x, y) in g.invariants.iter().zip(&w.invariants) {
-        assert_eq!((x.invariant, x.after), (y.invariant, y.after), "touched vs whole");
+    skipping_agrees(&b, &a);
+}
+
+/// A Calico policy change for one pod's egress (first in its `cali-fw-`
+/// chain, reached only by `-i` its veth, before the rule that accepts
+/// established traffic) reaches the answers the pod sends: the walks to
+/// the Services it backs, with their replies, and nothing an outside
+/// client sends.
+#[test]
+fn an_egress_policy_change_for_one_pod_reaches_its_answers_only() {
+    let (b, a, pod, _, node_ports) =
+        pod_chain_edited("cali-fw-", |chain, _| format!("-A {chain} -p tcp -m tcp --dport 5432 -j DROP"));
+    let d = Delta::new(&b, &a);
+    let client = b.cluster.hosts.first().unwrap().address.addr();
+    let lans = b.nodes[0].lan_addrs();
+    let mut touched = 0;
+    for s in &node_ports {
+        let np = s.node_port.unwrap();
+        let expected = s.endpoints.iter().any(|e| e.address == pod.address);
+        let hit = d.touches_walk(client, Some(&lans), Some(Proto::TCP), &Ports::one(np), true);
+        assert_eq!(hit, expected, "NodePort {np} ({}): {:?}", s.name, d.summary());
+        // The requests alone never arrive by the pod's device.
+        assert!(!d.touches_walk(client, Some(&lans), Some(Proto::TCP), &Ports::one(np), false));
+        touched += usize::from(hit);
     }
+    assert!(touched >= 1 && node_ports.len() - touched > 20, "{touched} of {}", node_ports.len());
+    // The pod itself as a sender meets it.
+    let all = Ports::Any;
+    assert!(d.touches_walk(pod.address, None, Some(Proto::TCP), &all, false));
+    skipping_agrees(&b, &a);
 }
 
 mod edits {
