@@ -218,8 +218,9 @@ pub struct Delta {
     anywhere: Vec<Dirty>,
     /// Some node differs besides its rules.
     any_state: bool,
-    /// The pods of either side's cluster.toml.
-    pod_addrs: FastSet<u32>,
+    /// The pods of either side's cluster.toml, by address (their names,
+    /// for the summary).
+    pod_addrs: FastMap<u32, String>,
     /// Each node's index in `nodes`, by name.
     by_name: HashMap<String, usize>,
     /// Every node's local routes (loopback aside), both sides, as (first,
@@ -261,7 +262,11 @@ impl Delta {
             d.collect_targets(snap);
         }
         d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
-        d.pod_addrs = [before, after].iter().flat_map(|s| &s.cluster.pods).map(|p| u32::from(p.address)).collect();
+        d.pod_addrs = [before, after]
+            .iter()
+            .flat_map(|s| &s.cluster.pods)
+            .map(|p| (u32::from(p.address), p.name.clone()))
+            .collect();
         d.untracked = [before, after].iter().flat_map(|s| &s.nodes).any(|n| {
             n.ruleset.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).any(|r| {
                 matches!(&r.target, Some(Target::Notrack)) || matches!(&r.target, Some(Target::Ct(ct)) if ct.notrack)
@@ -351,9 +356,14 @@ impl Delta {
                     }
                     pods.extend(x.arrive);
                 }
-                let from = match pods.len() {
-                    0 => String::new(),
-                    k => format!(", met only by packets from the devices of {k} addresses"),
+                let senders: Vec<String> = pods
+                    .iter()
+                    .map(|a| self.pod_addrs.get(a).cloned().unwrap_or_else(|| Ipv4Addr::from(*a).to_string()))
+                    .collect();
+                let from = match senders.as_slice() {
+                    [] => String::new(),
+                    [one] => format!(", met only by what {one} sends"),
+                    [first, rest @ ..] => format!(", met only by what {first} and {} more send", rest.len()),
                 };
                 v.push(format!("{}: rules of {dsts} destination addresses and {ports} ports{from}", n.name));
             }
@@ -398,7 +408,7 @@ impl Delta {
         let is_node = || *sender_is_a_node.get_or_init(|| self.is_local(u32::from(host)));
         // Only a pod or a node sends from a pod's device; an outside host
         // arrives by the node's LAN.
-        let inside = || self.pod_addrs.contains(&u32::from(host)) || is_node();
+        let inside = || self.pod_addrs.contains_key(&u32::from(host)) || is_node();
         self.anywhere.iter().any(|x| match x.arrive {
             None => self.request_hits(x.key, &class) || (replies && self.reply_hits(x, host, is_node)),
             // Arrived by the device of the pod at `a`: sent by it, or its

@@ -287,6 +287,9 @@ fn an_egress_policy_change_for_one_pod_reaches_its_answers_only() {
     for np in node_ports.iter().filter_map(|s| s.node_port) {
         assert!(!d.touches_walk(client, Some(&lans), Some(Proto::TCP), &Ports::one(np), false), "NodePort {np}");
     }
+    // The summary names the pod whose packets meet it.
+    let said = format!("{:?}", d.summary());
+    assert!(said.contains(&format!("met only by what {} sends", pod.name)), "{said}");
     // The pod itself as a sender meets it.
     let all = Ports::Any;
     assert!(d.touches_walk(pod.address, None, Some(Proto::TCP), &all, false));
