@@ -168,14 +168,6 @@ fn add_addr_range(s: &mut Set<u32>, lo: Ipv4Addr, hi: Ipv4Addr) {
     }
 }
 
-fn add_port_range(s: &mut Set<u16>, lo: u16, hi: u16) {
-    if hi < lo || u32::from(hi - lo) >= MAX_RANGE {
-        s.any = true;
-    } else {
-        s.items.extend(lo..=hi);
-    }
-}
-
 /// One node's differences.
 #[derive(Debug, Clone, Default)]
 struct NodeDelta {
@@ -218,9 +210,8 @@ pub struct Delta {
     anywhere: Vec<Dirty>,
     /// Some node differs besides its rules.
     any_state: bool,
-    /// The pods of either side's cluster.toml, by address (their names,
-    /// for the summary).
-    pod_addrs: FastMap<u32, String>,
+    /// The names of the pods of either side's cluster.toml, by address.
+    pods: FastMap<u32, String>,
     /// Each node's index in `nodes`, by name.
     by_name: HashMap<String, usize>,
     /// Every node's local routes (loopback aside), both sides, as (first,
@@ -262,7 +253,7 @@ impl Delta {
             d.collect_targets(snap);
         }
         d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
-        d.pod_addrs = [before, after]
+        d.pods = [before, after]
             .iter()
             .flat_map(|s| &s.cluster.pods)
             .map(|p| (u32::from(p.address), p.name.clone()))
@@ -358,7 +349,7 @@ impl Delta {
                 }
                 let senders: Vec<String> = pods
                     .iter()
-                    .map(|a| self.pod_addrs.get(a).cloned().unwrap_or_else(|| Ipv4Addr::from(*a).to_string()))
+                    .map(|a| self.pods.get(a).cloned().unwrap_or_else(|| Ipv4Addr::from(*a).to_string()))
                     .collect();
                 let from = match senders.as_slice() {
                     [] => String::new(),
@@ -408,7 +399,7 @@ impl Delta {
         let is_node = || *sender_is_a_node.get_or_init(|| self.is_local(u32::from(host)));
         // Only a pod or a node sends from a pod's device; an outside host
         // arrives by the node's LAN.
-        let inside = || self.pod_addrs.contains_key(&u32::from(host)) || is_node();
+        let inside = || self.pods.contains_key(&u32::from(host)) || is_node();
         self.anywhere.iter().any(|x| match x.arrive {
             None => self.request_hits(x.key, &class) || (replies && self.reply_hits(x, host, is_node)),
             // Arrived by the device of the pod at `a`: sent by it, or its
@@ -479,28 +470,11 @@ impl Delta {
             // SNAT targets are where replies go.
             let Some(nat) = n.ruleset.table(TableName::Nat) else { continue };
             for r in nat.chains.iter().flat_map(|c| &c.rules) {
-                match &r.target {
-                    Some(Target::Dnat { to, .. }) => {
-                        for range in to {
-                            if let Some(a) = range.addrs {
-                                add_addr_range(&mut self.nat_dsts, a.lo, a.hi);
-                            }
-                            if let Some(p) = range.ports {
-                                add_port_range(&mut self.nat_ports, p.lo, p.hi);
-                            }
-                        }
+                nat::add_targets(r, &mut self.nat_dsts, &mut self.nat_ports);
+                if let Some(Target::Snat { to, .. }) = &r.target {
+                    for a in to.iter().filter_map(|r| r.addrs) {
+                        add_addr_range(&mut self.reply_dsts, a.lo, a.hi);
                     }
-                    Some(Target::Redirect { ports: Some(p), .. }) => add_port_range(&mut self.nat_ports, p.lo, p.hi),
-                    Some(Target::Unsupported { .. }) => {
-                        self.nat_dsts.any = true;
-                        self.nat_ports.any = true;
-                    }
-                    Some(Target::Snat { to, .. }) => {
-                        for a in to.iter().filter_map(|r| r.addrs) {
-                            add_addr_range(&mut self.reply_dsts, a.lo, a.hi);
-                        }
-                    }
-                    _ => {}
                 }
             }
         }

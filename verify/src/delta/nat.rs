@@ -23,7 +23,7 @@
 //! ports) is the delta's and is added by the caller: the rules those
 //! reach are the `base` every class starts from.
 
-use super::{Ports, MAX_RANGE};
+use super::{Ports, Set, MAX_RANGE};
 use natpath_model::hash::{FastMap, FastSet};
 use natpath_model::ruleset::{Proto, Rule, Table, TableName, Target as RuleTarget};
 use natpath_model::snapshot::Snapshot;
@@ -82,6 +82,11 @@ impl NatTargets {
         let mut found: Vec<(Guard, Rewrite)> = per_node.into_iter().flatten().collect();
         found.sort_unstable();
         found.dedup();
+        NatTargets::indexed(found)
+    }
+
+    /// `found` (guarded rewrites, each once), indexed by guard.
+    fn indexed(found: Vec<(Guard, Rewrite)>) -> NatTargets {
         let mut t = NatTargets::default();
         for (i, (g, w)) in found.into_iter().enumerate() {
             t.rewrites.push(w);
@@ -269,6 +274,32 @@ fn guard_of(r: &Rule) -> Option<Guard> {
     super::dport_key(r).map(|(k, p)| Guard::Port(k, p))
 }
 
+/// Add every address and port a NAT rule `r` may rewrite a destination
+/// to (none, for another rule) to `dsts` and `ports`: what no class can
+/// hold unless the snapshot has it.
+pub(super) fn add_targets(r: &Rule, dsts: &mut Set<u32>, ports: &mut Set<u16>) {
+    if !matches!(
+        &r.target,
+        Some(RuleTarget::Dnat { .. } | RuleTarget::Redirect { .. } | RuleTarget::Unsupported { .. })
+    ) {
+        return;
+    }
+    for w in rewrites(r) {
+        match w.addrs {
+            Span::Keep => {}
+            Span::Range(lo, hi) if hi >= lo && hi - lo < MAX_RANGE => dsts.items.extend(lo..=hi),
+            Span::Range(..) | Span::Any => dsts.any = true,
+        }
+        match w.ports {
+            Span::Keep => {}
+            Span::Range(lo, hi) if hi >= lo && hi - lo < MAX_RANGE => {
+                ports.items.extend((lo..=hi).filter_map(|p| u16::try_from(p).ok()));
+            }
+            Span::Range(..) | Span::Any => ports.any = true,
+        }
+    }
+}
+
 /// What `r` makes of a destination.
 fn rewrites(r: &Rule) -> Vec<Rewrite> {
     let span_a = |a: Option<natpath_model::ruleset::AddrRange>| {
@@ -325,15 +356,7 @@ mod tests {
              COMMIT\n",
         );
         let Some(nat) = rs.table(TableName::Nat) else { panic!("no nat") };
-        let mut t = NatTargets::default();
-        for (i, (g, w)) in guarded_rewrites(nat).into_iter().enumerate() {
-            t.rewrites.push(w);
-            match g {
-                Guard::Wild => t.wild.push(i),
-                Guard::Dst(a) => t.by_dst.entry(a).or_default().push(i),
-                Guard::Port(k, p) => t.by_port.entry(p).or_default().push((k, i)),
-            }
-        }
+        let t = NatTargets::indexed(guarded_rewrites(nat));
         let node = [Ipv4Addr::new(10, 0, 0, 1)];
         let a = u32::from(Ipv4Addr::new(192, 168, 1, 10));
         let b = u32::from(Ipv4Addr::new(192, 168, 2, 20));
