@@ -45,7 +45,10 @@
 //!   difference is kept with each of those addresses: a walk from an
 //!   outside host meets it only when its replies are followed and its
 //!   request can be sent to the address. A query of one node that may
-//!   arrive by any device meets it whatever the address.
+//!   arrive by any device meets it whatever the address, but only by DEV:
+//!   it is asked again over the devices of the differences it can meet
+//!   alone ([`Touch::Arrivals`]), when every such difference is behind an
+//!   arrival.
 //! - A table never changes a packet's destination while it runs (NAT is
 //!   applied after it); across tables and nodes a first packet's
 //!   destination can become a DNAT or REDIRECT target, or, once
@@ -64,16 +67,21 @@
 //!   checked, else the argument is not used). So a difference that can only
 //!   be reached by a new packet to a local address (`KUBE-NODEPORTS` behind
 //!   `-m addrtype --dst-type LOCAL` in nat) cannot reach a reply.
-//! - Anything else that differs (routes, addresses, sets, sysctls, pods,
+//! - Where a pod came or went (its route, its veth and the veth's sysctls,
+//!   its entry in cluster.toml), the difference is keyed by the pod's
+//!   address, as a destination and as an arrival by the devices that route
+//!   it (`churn.rs` says why that is sound and when it is not used).
+//! - Anything else that differs (other routes, addresses, sets, sysctls,
 //!   the masquerade bit, the hosts, the routers) makes every query on that
 //!   node (and every walk) touched.
 
+mod churn;
 mod nat;
 
 use natpath_model::hash::{FastMap, FastSet};
 use natpath_model::ruleset::{Chain, Match, Proto, Rule, Table, TableName, Target};
 use natpath_model::snapshot::{Node, Snapshot};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 /// What a packet must carry to meet a difference.
@@ -174,7 +182,27 @@ struct NodeDelta {
     name: String,
     /// Something besides the rules differs: every query crossing it is touched.
     state: Option<String>,
+    /// What differs besides the rules but is keyed ([`churn`]), a phrase each.
+    churn: Vec<String>,
     dirty: Vec<Dirty>,
+    /// For each address of a difference's `arrive`, the devices the node
+    /// routes it by, either side: the only devices such a packet arrives by.
+    arrive_devs: ArriveDevs,
+}
+
+/// For each address of a difference's `arrive`, the devices such a packet
+/// arrives by.
+type ArriveDevs = FastMap<u32, BTreeSet<String>>;
+
+/// Which packets of a node query can meet a difference ([`Delta::touch_node`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    /// None.
+    No,
+    /// Any.
+    All,
+    /// Only those that arrive by one of these devices.
+    Arrivals(BTreeSet<String>),
 }
 
 /// The structural difference of two snapshots (see the module's text).
@@ -245,13 +273,17 @@ impl Delta {
         } else if before.cluster.routers != after.cluster.routers {
             d.everything = Some("the routers of cluster.toml differ".into());
         }
-        // Each node's rules on a thread of their own: a 10,000-Service
-        // node's comparison takes a while.
-        let pairs: Vec<(&Node, &Node)> = names.iter().filter_map(|n| Some((before.node(n)?, after.node(n)?))).collect();
-        d.nodes = natpath_model::snapshot::parallel_map(&pairs, |(x, y)| node_delta(before, after, x, y));
         for snap in [before, after] {
             d.collect_targets(snap);
         }
+        let mut spans: Vec<(u32, u32)> =
+            [before, after].iter().flat_map(|s| local_spans(s)).map(|(lo, hi, _)| (lo, hi)).collect();
+        spans.extend(after.cluster.hosts.iter().map(|h| (u32::from(h.address.addr()), u32::from(h.address.addr()))));
+        let protected = churn::Protected { dsts: &d.dsts, reply_dsts: &d.reply_dsts, spans };
+        // Each node's rules on a thread of their own: a 10,000-Service
+        // node's comparison takes a while.
+        let pairs: Vec<(&Node, &Node)> = names.iter().filter_map(|n| Some((before.node(n)?, after.node(n)?))).collect();
+        d.nodes = natpath_model::snapshot::parallel_map(&pairs, |(x, y)| node_delta(before, after, x, y, &protected));
         d.no_reply_argument = reply_argument_fails(before).or_else(|| reply_argument_fails(after));
         d.pods = [before, after]
             .iter()
@@ -356,7 +388,8 @@ impl Delta {
                     [one] => format!(", met only by what {one} sends"),
                     [first, rest @ ..] => format!(", met only by what {first} and {} more send", rest.len()),
                 };
-                v.push(format!("{}: rules of {dsts} destination addresses and {ports} ports{from}", n.name));
+                let churn = if n.churn.is_empty() { String::new() } else { format!("{}; ", n.churn.join("; ")) };
+                v.push(format!("{}: {churn}rules of {dsts} destination addresses and {ports} ports{from}", n.name));
             }
         }
         if let (Some(why), false) = (&self.no_reply_argument, v.is_empty()) {
@@ -368,15 +401,34 @@ impl Delta {
     /// Can a first packet to one of `dst` (any address, when `None`) and
     /// `ports`, through node `node` alone, meet a difference?
     pub fn touches_node(&self, node: &str, dst: Option<&[Ipv4Addr]>, proto: Option<Proto>, ports: &Ports) -> bool {
+        self.touch_node(node, dst, proto, ports) != Touch::No
+    }
+
+    /// [`Delta::touches_node`], for a query over the devices a packet may
+    /// arrive by: when every difference it can meet is behind an arrival
+    /// (`-i DEV` of a pod's veth, a pod's route or device), only the
+    /// packets that arrive by those devices can meet one.
+    pub fn touch_node(&self, node: &str, dst: Option<&[Ipv4Addr]>, proto: Option<Proto>, ports: &Ports) -> Touch {
         if self.everything.is_some() {
-            return true;
+            return Touch::All;
         }
-        let Some(nd) = self.by_name.get(node).and_then(|&i| self.nodes.get(i)) else { return true };
+        let Some(nd) = self.by_name.get(node).and_then(|&i| self.nodes.get(i)) else { return Touch::All };
         if nd.state.is_some() {
-            return true;
+            return Touch::All;
         }
         let class = self.class(dst, proto, ports);
-        nd.dirty.iter().any(|x| self.request_hits(x.key, &class))
+        let mut devs: BTreeSet<String> = BTreeSet::new();
+        for x in nd.dirty.iter().filter(|x| self.request_hits(x.key, &class)) {
+            match x.arrive.and_then(|a| nd.arrive_devs.get(&a)) {
+                Some(v) if !v.is_empty() => devs.extend(v.iter().cloned()),
+                _ => return Touch::All,
+            }
+        }
+        if devs.is_empty() {
+            Touch::No
+        } else {
+            Touch::Arrivals(devs)
+        }
     }
 
     /// Can a walk from the host at `host` to one of `dst` (any address, when
@@ -535,19 +587,8 @@ fn local_spans(snap: &Snapshot) -> Vec<(u32, u32, usize)> {
 }
 
 /// One node's differences: its state besides the rules, then the rules.
-fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDelta {
+fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node, protected: &churn::Protected<'_>) -> NodeDelta {
     let mut nd = NodeDelta { name: x.name.clone(), ..NodeDelta::default() };
-    let pods = |s: &Snapshot| {
-        let mut v: Vec<String> = s
-            .cluster
-            .pods
-            .iter()
-            .filter(|p| p.node == x.name)
-            .map(|p| format!("{} {} {} {:?}", p.name, p.address, p.iface, p.listen))
-            .collect();
-        v.sort();
-        v
-    };
     // What the node answers on, as a set (ss lists sockets in no fixed order).
     let listeners = |n: &Node| {
         n.listeners.as_ref().map(|ls| {
@@ -560,21 +601,34 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDe
     let differs = [
         (x.lan != y.lan, "its LAN interface"),
         (listeners(x) != listeners(y), "what it listens on"),
-        (x.interfaces != y.interfaces, "its addresses or devices"),
-        (x.routes != y.routes, "its routes"),
         (x.ip_rules != y.ip_rules, "its policy rules"),
-        (x.ipsets != y.ipsets, "its ipsets"),
-        (x.sysctl != y.sysctl, "its sysctls"),
+        (!churn::same_sets(&x.ipsets, &y.ipsets), "its ipsets"),
         (x.neighbors != y.neighbors, "its neighbours"),
         (x.fdb != y.fdb, "its forwarding database"),
-        (pods(before) != pods(after), "its pods"),
     ];
     if let Some((_, what)) = differs.iter().find(|(d, _)| *d) {
         nd.state = Some(format!("{what} differ"));
         return nd;
     }
-    match rules_dirty(&x.ruleset, &y.ruleset, Some(&x.routes)) {
-        Ok(v) => nd.dirty = v,
+    // Routes, devices, sysctls and pods: keyed where a pod came or went.
+    let mut keys = match churn::churn(before, after, x, y, protected, &mut nd.arrive_devs) {
+        Ok((keys, what)) => {
+            nd.churn = what;
+            keys
+        }
+        Err(why) => {
+            nd.state = Some(why);
+            return nd;
+        }
+    };
+    let routes: Routes<'_> = if x.routes == y.routes { (&x.routes, &[]) } else { (&x.routes, &y.routes) };
+    match rules_dirty(&x.ruleset, &y.ruleset, Some(routes), &mut nd.arrive_devs) {
+        Ok(v) => {
+            keys.extend(v);
+            keys.sort_unstable();
+            keys.dedup();
+            nd.dirty = keys;
+        }
         Err(why) => nd.state = Some(why),
     }
     nd
@@ -589,7 +643,8 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node) -> NodeDe
 fn rules_dirty(
     x: &natpath_model::ruleset::Ruleset,
     y: &natpath_model::ruleset::Ruleset,
-    routes: Option<&[natpath_model::netstate::Route]>,
+    routes: Option<Routes<'_>>,
+    arrive_devs: &mut ArriveDevs,
 ) -> Result<Vec<Dirty>, String> {
     let mut dirty: FastSet<Dirty> = FastSet::default();
     for name in [TableName::Raw, TableName::Mangle, TableName::Nat, TableName::Filter, TableName::Security] {
@@ -601,6 +656,9 @@ fn rules_dirty(
                     return Err("its KUBE-MARK-MASQ chain (the masquerade bit) differs".into());
                 }
                 cmp.run(&mut dirty);
+                for (a, dev) in cmp.arrivals {
+                    arrive_devs.entry(a).or_default().insert(dev.to_string());
+                }
             }
             _ => {
                 dirty.insert(Dirty { key: Key::All, new_only: false, local_only: false, arrive: None });
@@ -623,7 +681,7 @@ fn rules_dirty(
 /// independent rules aside). This needs no addresses or routes, and so
 /// cannot tell whether a packet that meets a difference ends otherwise.
 pub fn ruleset_differences(x: &natpath_model::ruleset::Ruleset, y: &natpath_model::ruleset::Ruleset) -> Vec<String> {
-    let dirty = match rules_dirty(x, y, None) {
+    let dirty = match rules_dirty(x, y, None, &mut ArriveDevs::default()) {
         Ok(v) => v,
         Err(why) => return vec![format!("every packet: {why}")],
     };
@@ -680,18 +738,23 @@ struct Compare<'t> {
     b: &'t Table,
     a: &'t Table,
     via: Via<'t>,
+    /// Each address a difference behind `-i DEV` was kept with, and DEV.
+    arrivals: Vec<(u32, &'t str)>,
 }
 
 /// The destinations a node routes by each device: a packet matched by
 /// `-o DEV` left by DEV, so the route that chose DEV covers its
 /// destination (the model sends a packet only where a route says).
 struct Via<'t> {
-    routes: Option<&'t [natpath_model::netstate::Route]>,
+    routes: Option<Routes<'t>>,
     cache: FastMap<&'t str, Option<Vec<u32>>>,
 }
 
+/// A node's routes on both sides (the same slice twice when they are equal).
+type Routes<'t> = (&'t [natpath_model::netstate::Route], &'t [natpath_model::netstate::Route]);
+
 impl<'t> Via<'t> {
-    fn new(routes: Option<&'t [natpath_model::netstate::Route]>) -> Self {
+    fn new(routes: Option<Routes<'t>>) -> Self {
         Via { routes, cache: FastMap::default() }
     }
 
@@ -701,30 +764,32 @@ impl<'t> Via<'t> {
     /// than [`MAX_RANGE`] addresses.
     fn dsts(&mut self, dev: &'t str) -> Option<&[u32]> {
         let routes = self.routes;
-        self.cache
-            .entry(dev)
-            .or_insert_with(|| {
-                let routes = routes?;
-                let mut v: Vec<u32> = Vec::new();
-                for r in routes {
-                    if r.nexthops.iter().any(|h| h.dev.is_none()) {
-                        return None;
-                    }
-                    if !r.nexthops.iter().any(|h| h.dev.as_deref() == Some(dev)) {
-                        continue;
-                    }
-                    let (lo, hi) = (u32::from(r.dst.network()), u32::from(r.dst.broadcast()));
-                    if hi - lo >= MAX_RANGE || v.len() >= MAX_RANGE as usize {
-                        return None;
-                    }
-                    v.extend(lo..=hi);
-                }
-                v.sort_unstable();
-                v.dedup();
-                (!v.is_empty()).then_some(v)
-            })
-            .as_deref()
+        self.cache.entry(dev).or_insert_with(|| routes.and_then(|r| routed_by(r, dev))).as_deref()
     }
+}
+
+/// Every destination of every route (of any table and type, either side)
+/// by `dev`; `None` when that is not a short list: a route without a
+/// device (it could be any), none by `dev`, or more than [`MAX_RANGE`]
+/// addresses.
+fn routed_by((rb, ra): Routes<'_>, dev: &str) -> Option<Vec<u32>> {
+    let mut v: Vec<u32> = Vec::new();
+    for r in rb.iter().chain(ra) {
+        if r.nexthops.iter().any(|h| h.dev.is_none()) {
+            return None;
+        }
+        if !r.nexthops.iter().any(|h| h.dev.as_deref() == Some(dev)) {
+            continue;
+        }
+        let (lo, hi) = (u32::from(r.dst.network()), u32::from(r.dst.broadcast()));
+        if hi - lo >= MAX_RANGE || v.len() >= MAX_RANGE as usize {
+            return None;
+        }
+        v.extend(lo..=hi);
+    }
+    v.sort_unstable();
+    v.dedup();
+    (!v.is_empty()).then_some(v)
 }
 
 /// The device a path requires after a rule that names `rule` (`None`:
@@ -755,7 +820,7 @@ impl<'t> Compare<'t> {
     fn new(b: &'t Table, a: &'t Table, via: Via<'t>) -> Self {
         let idx = |t: &'t Table| t.chains.iter().map(|c| (c.name.as_str(), c)).collect::<FastMap<_, _>>();
         let (same, seen) = (FastMap::default(), FastSet::default());
-        Compare { name: b.name, idx_b: idx(b), idx_a: idx(a), same, seen, b, a, via }
+        Compare { name: b.name, idx_b: idx(b), idx_a: idx(a), same, seen, b, a, via, arrivals: Vec::new() }
     }
 
     /// Note a difference reachable with `key` on a path with `tags`.
@@ -765,8 +830,12 @@ impl<'t> Compare<'t> {
             Some(dsts) => dsts.iter().filter_map(|&a| with_dst(key, a)).collect(),
             None => vec![key],
         };
-        let arrivals: Vec<Option<u32>> = match tags.inp.and_then(|dev| self.via.dsts(dev)) {
-            Some(srcs) => srcs.iter().copied().map(Some).collect(),
+        let arrivals: Vec<Option<u32>> = match tags.inp.and_then(|dev| Some((dev, self.via.dsts(dev)?))) {
+            Some((dev, srcs)) => {
+                let v: Vec<Option<u32>> = srcs.iter().copied().map(Some).collect();
+                self.arrivals.extend(srcs.iter().map(|&a| (a, dev)));
+                v
+            }
             None => vec![None],
         };
         for &key in &keys {
@@ -858,42 +927,15 @@ impl<'t> Compare<'t> {
         let ports = !cb.rules.iter().chain(&ca.rules).any(|r| dst_key(r).is_some());
         let (wb, kb) = split(cb, ports);
         let (wa, ka) = split(ca, ports);
-        if wb.len() != wa.len() {
-            self.dirty(out, Key::All, tags);
+        if !self.same_wild(&wb, &wa, depth) {
+            // Rules added or removed among the wild ones: narrowed when
+            // they are keyed by a device (`by_device`), else every packet.
+            if !(kb.is_empty() && ka.is_empty() && self.by_device(cb, ca, tags, out, depth)) {
+                self.dirty(out, Key::All, tags);
+            }
             return;
         }
-        for (rb, ra) in wb.iter().zip(&wa) {
-            let callees = self.callees(rb, ra);
-            let shape = same_shape(rb, ra)
-                && match callees {
-                    Some(_) => true,
-                    None => self.same_rule(rb, ra, depth),
-                };
-            if !shape {
-                self.dirty(out, Key::All, tags);
-                return;
-            }
-            if let Some((xb, xa)) = callees {
-                // A packet that left (arrived) by one device cannot leave
-                // (arrive) by another.
-                let named = |i: &'t Option<natpath_model::ruleset::Neg<natpath_model::ruleset::Iface>>| match i {
-                    Some(i) if !i.neg && !i.value.wildcard => Some(&*i.value.name),
-                    _ => None,
-                };
-                let (Some(out_dev), Some(in_dev)) =
-                    (one_dev(tags.out, named(&rb.out_iface)), one_dev(tags.inp, named(&rb.in_iface)))
-                else {
-                    continue;
-                };
-                let inner = Tags {
-                    new_only: tags.new_only || new_only(rb),
-                    local_only: tags.local_only || local_only(rb),
-                    out: out_dev,
-                    inp: in_dev,
-                };
-                self.chain(xb, xa, inner, out, depth + 1);
-            }
-        }
+        self.wild(&wb, &wa, tags, out, depth);
         let keys: BTreeSet<Key> = kb.keys().chain(ka.keys()).copied().collect();
         for k in keys {
             let same = match (kb.get(&k), ka.get(&k)) {
@@ -907,6 +949,106 @@ impl<'t> Compare<'t> {
                 self.dirty(out, k, tags);
             }
         }
+    }
+}
+
+impl<'t> Compare<'t> {
+    /// Two lists of wild rules have the same shape, rule by rule (a
+    /// callee may differ: [`Compare::wild`] looks inside).
+    fn same_wild(&mut self, wb: &[&'t Rule], wa: &[&'t Rule], depth: usize) -> bool {
+        wb.len() == wa.len()
+            && wb
+                .iter()
+                .zip(wa)
+                .all(|(rb, ra)| same_shape(rb, ra) && (self.callees(rb, ra).is_some() || self.same_rule(rb, ra, depth)))
+    }
+
+    /// Compare the callees of two lists of wild rules of the same shape,
+    /// each on the path its rule narrows.
+    fn wild(&mut self, wb: &[&'t Rule], wa: &[&'t Rule], tags: Tags<'t>, out: &mut FastSet<Dirty>, depth: usize) {
+        for (rb, ra) in wb.iter().zip(wa) {
+            let Some((xb, xa)) = self.callees(rb, ra) else { continue };
+            // A packet that left (arrived) by one device cannot leave
+            // (arrive) by another.
+            let (Some(out_dev), Some(in_dev)) =
+                (one_dev(tags.out, full_dev(&rb.out_iface)), one_dev(tags.inp, full_dev(&rb.in_iface)))
+            else {
+                continue;
+            };
+            let inner = Tags {
+                new_only: tags.new_only || new_only(rb),
+                local_only: tags.local_only || local_only(rb),
+                out: out_dev,
+                inp: in_dev,
+            };
+            self.chain(xb, xa, inner, out, depth + 1);
+        }
+    }
+
+    /// Chains whose rules differ in number or shape, compared by device:
+    /// Calico's dispatch chains send each pod's veth (`-i DEV` or `-o
+    /// DEV`, a full name) to that pod's chain, and a pod that comes or goes
+    /// adds or removes one such rule. When the rules that name no device
+    /// have the same shape on both sides, a packet meets them and the rules
+    /// of its own device only (arriving, or leaving, by one device), so
+    /// each device's rules, with the number of other rules before each, are
+    /// compared on their own, and a difference is narrowed to that device.
+    /// False (nothing noted) when the chains are not of that form.
+    fn by_device(
+        &mut self,
+        cb: &'t Chain,
+        ca: &'t Chain,
+        tags: Tags<'t>,
+        out: &mut FastSet<Dirty>,
+        depth: usize,
+    ) -> bool {
+        for inbound in [true, false] {
+            let dev = |r: &'t Rule| full_dev(if inbound { &r.in_iface } else { &r.out_iface });
+            #[allow(clippy::type_complexity)]
+            let group = |c: &'t Chain| {
+                let mut wild: Vec<&'t Rule> = Vec::new();
+                let mut by: BTreeMap<&'t str, Vec<(usize, &'t Rule)>> = BTreeMap::new();
+                for r in &c.rules {
+                    match dev(r) {
+                        Some(d) => by.entry(d).or_default().push((wild.len(), r)),
+                        None => wild.push(r),
+                    }
+                }
+                (wild, by)
+            };
+            let ((wb, gb), (wa, ga)) = (group(cb), group(ca));
+            if (gb.is_empty() && ga.is_empty()) || !self.same_wild(&wb, &wa, depth) {
+                continue;
+            }
+            self.wild(&wb, &wa, tags, out, depth);
+            let devs: BTreeSet<&'t str> = gb.keys().chain(ga.keys()).copied().collect();
+            for d in devs {
+                let (rb, ra) =
+                    (gb.get(d).map_or(&[][..], |v| v.as_slice()), ga.get(d).map_or(&[][..], |v| v.as_slice()));
+                let Some(narrow) = (if inbound { one_dev(tags.inp, Some(d)) } else { one_dev(tags.out, Some(d)) })
+                else {
+                    continue;
+                };
+                let inner = if inbound { Tags { inp: narrow, ..tags } } else { Tags { out: narrow, ..tags } };
+                let at = |v: &[(usize, &'t Rule)]| v.iter().map(|(i, _)| *i).collect::<Vec<_>>();
+                let rules = |v: &[(usize, &'t Rule)]| v.iter().map(|(_, r)| *r).collect::<Vec<_>>();
+                if at(rb) == at(ra) && self.same_wild(&rules(rb), &rules(ra), depth) {
+                    self.wild(&rules(rb), &rules(ra), inner, out, depth);
+                } else {
+                    self.dirty(out, Key::All, inner);
+                }
+            }
+            return true;
+        }
+        false
+    }
+}
+
+/// The device a rule's `-i` or `-o` names in full (not negated, no `+`).
+fn full_dev(i: &Option<natpath_model::ruleset::Neg<natpath_model::ruleset::Iface>>) -> Option<&str> {
+    match i {
+        Some(i) if !i.neg && !i.value.wildcard => Some(&*i.value.name),
+        _ => None,
     }
 }
 
@@ -1038,7 +1180,7 @@ mod tests {
         let dirty = vec![Dirty { key: Key::Dport(6, 30080), new_only: true, local_only: true, arrive: None }];
         let mut d = Delta {
             nodes: (0..300)
-                .map(|i| NodeDelta { name: format!("node-{i}"), state: None, dirty: dirty.clone() })
+                .map(|i| NodeDelta { name: format!("node-{i}"), dirty: dirty.clone(), ..NodeDelta::default() })
                 .collect(),
             ..Delta::default()
         };

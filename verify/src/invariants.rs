@@ -1277,11 +1277,40 @@ impl<'s> Checker<'s> {
                 (None, true) => self.own_dsts(n),
                 (None, false) => None,
             };
-            if !d.touches_node(&node.name, dsts.as_deref(), pins.proto, &ports) {
-                self.same += 1;
-                return None;
+            match d.touch_node(&node.name, dsts.as_deref(), pins.proto, &ports) {
+                crate::delta::Touch::No => {
+                    self.same += 1;
+                    return None;
+                }
+                crate::delta::Touch::All => {}
+                // Only what arrives by these devices can meet a difference:
+                // the query is asked over them alone.
+                crate::delta::Touch::Arrivals(names) => {
+                    let ne = self.enc.node(n)?;
+                    let only: Vec<u16> =
+                        names.iter().filter(|d| ne.devs.contains(d)).map(|d| ne.dev_value(d)).collect();
+                    let kept: Vec<u16> = devs.iter().copied().filter(|v| only.contains(v)).collect();
+                    if kept.is_empty() {
+                        self.same += 1;
+                        return None;
+                    }
+                    return self.node_ask_over(n, &kept, pins, upto_input, shape, violation);
+                }
             }
         }
+        self.node_ask_over(n, devs, pins, upto_input, shape, violation)
+    }
+
+    /// [`Checker::node_ask`] over arrival devices `devs`, every packet asked.
+    fn node_ask_over(
+        &mut self,
+        n: usize,
+        devs: &[u16],
+        pins: Pins,
+        upto_input: bool,
+        shape: impl Fn(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
+        violation: impl Fn(&NodeQuery) -> Bool,
+    ) -> Option<(NodeQuery, QAnswer)> {
         let over = Detail { upto_input, nat_only: true, dnat_to: pins.dnat_to };
         let q = self.node_query_with(n, devs, pins, over, &shape)?;
         let v = violation(&q);

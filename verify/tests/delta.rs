@@ -18,7 +18,7 @@ mod common;
 use common::{copy_dir, corpus};
 use natpath_model::ruleset::Proto;
 use natpath_model::snapshot::{self, Snapshot};
-use natpath_verify::delta::{Delta, Ports};
+use natpath_verify::delta::{Delta, Ports, Touch};
 use natpath_verify::diff::{self, Diff, DiffOptions};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -86,8 +86,10 @@ fn a_removed_mark_jump_is_a_difference_of_its_nodeport_only() {
     }
 }
 
+/// A route to a prefix no node, host or gateway holds is met only by the
+/// packets to (or from) that prefix.
 #[test]
-fn another_route_touches_every_query_of_its_node() {
+fn another_route_touches_what_goes_to_its_prefix() {
     let base = corpus().join("seed-ipip-remote");
     let dir = std::env::temp_dir().join(format!("natpath-delta-route-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -99,8 +101,41 @@ fn another_route_touches_every_query_of_its_node() {
     std::fs::remove_dir_all(&dir).unwrap();
     let d = Delta::new(&b, &a);
     assert!(d.touches_node("node1", None, None, &Ports::one(9)));
+    assert!(d.touches_node("node1", Some(&[Ipv4Addr::new(203, 0, 113, 7)]), None, &Ports::one(9)));
+    // From any source: one of the prefix arriving by the LAN passed the
+    // reverse-path filter and no longer does.
+    let lan_dev = b.nodes[0].lan.clone();
+    assert_eq!(
+        d.touch_node("node1", Some(&[Ipv4Addr::new(198, 51, 100, 7)]), None, &Ports::one(9)),
+        Touch::Arrivals([lan_dev].into()),
+        "{:?}",
+        d.summary()
+    );
+    assert!(!d.touches_walk(
+        Ipv4Addr::new(10, 0, 0, 10),
+        Some(&[Ipv4Addr::new(198, 51, 100, 7)]),
+        None,
+        &Ports::one(9),
+        false
+    ));
     assert!(!d.touches_node("node2", None, None, &Ports::one(9)), "{:?}", d.summary());
     assert!(d.touches_walk(Ipv4Addr::new(10, 0, 0, 10), None, None, &Ports::one(9), false));
+    // A route to a node's own address is not narrowed.
+    let dir2 = std::env::temp_dir().join(format!("natpath-delta-route2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir2);
+    copy_dir(&base, &dir2);
+    let lan = b.nodes[1].lan_addrs()[0];
+    let routes = dir2.join("nodes/node1/ip-route");
+    let text = std::fs::read_to_string(&routes).unwrap();
+    std::fs::write(&routes, text + &format!("blackhole {lan}/32\n")).unwrap();
+    let a2 = load(&dir2);
+    std::fs::remove_dir_all(&dir2).unwrap();
+    let d2 = Delta::new(&b, &a2);
+    assert!(
+        d2.touches_node("node1", Some(&[Ipv4Addr::new(198, 51, 100, 7)]), None, &Ports::one(9)),
+        "{:?}",
+        d2.summary()
+    );
 }
 
 #[test]
@@ -296,17 +331,219 @@ fn an_egress_policy_change_for_one_pod_reaches_its_answers_only() {
     skipping_agrees(&b, &a);
 }
 
+/// A generated 60-Service cluster, and a copy with one more pod on
+/// node-2, as Calico and kubelet leave it: its /32 route by a new veth,
+/// the veth (no address) and its sysctls, the pod's `cali-tw-`/`cali-fw-`
+/// chains (a clone of node-2's first pod's) and their dispatch rules, and
+/// its `[[pod]]` entry. With `endpoint`, the pod also becomes the second
+/// endpoint of a TCP NodePort Service that had one (kube-proxy's rules on
+/// every node: a `KUBE-SEP-` chain and a 50 % jump first in the
+/// `KUBE-SVC-` chain). Returns both sides, the new pod, its veth, and the
+/// TCP NodePort Services of BEFORE with the one that gained it.
+fn pod_added(
+    endpoint: bool,
+) -> (Snapshot, Snapshot, natpath_model::cluster::PodDecl, Vec<natpath_model::intent::Service>, Option<String>) {
+    use natpath_corpus::{generate, write_snapshot, Spec};
+    let gen = generate(&Spec::with_services(60));
+    let root = std::env::temp_dir().join(format!("natpath-delta-newpod-{endpoint}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    write_snapshot(&gen, &root.join("before")).unwrap();
+    let b = load(&root.join("before"));
+    let node_ports: Vec<natpath_model::intent::Service> =
+        natpath_model::intent::Intent::read(&b.nodes[0].ruleset, &[], &[])
+            .services
+            .into_iter()
+            .filter(|s| s.node_port.is_some() && s.proto == Proto::TCP)
+            .collect();
+    copy_dir(&root.join("before"), &root.join("after"));
+    let node = root.join("after/nodes/node-2");
+    let old = b.cluster.pods.iter().find(|p| p.node == "node-2" && p.name.starts_with("ns-")).unwrap().clone();
+    // The first free address of node-2's blocks.
+    let used: Vec<Ipv4Addr> = b.cluster.pods.iter().map(|p| p.address).collect();
+    let addr = b.nodes[1]
+        .routes
+        .iter()
+        .filter(|r| r.kind == natpath_model::netstate::RouteType::Blackhole)
+        .flat_map(|r| r.dst.hosts().filter(move |a| *a != r.dst.network()))
+        .find(|a| !used.contains(a))
+        .unwrap();
+    let veth = format!("{}0ddba11f0", &old.iface[..5]);
+    let edit = |file: &str, f: &dyn Fn(&str) -> String| {
+        let path = node.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, f(&text)).unwrap();
+    };
+    edit("ip-route", &|t| format!("{t}{addr} dev {veth} scope link \n"));
+    edit("ip-addr", &|t| {
+        let mut out = t.to_string();
+        let head = t.lines().position(|l| l.contains(&format!(": {}@", old.iface))).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        out.push_str(&format!("999: {}\n", lines[head].split_once(": ").unwrap().1.replace(&old.iface, &veth)));
+        out.push_str(&format!("{}\n", lines[head + 1]));
+        out
+    });
+    edit("sysctl", &|t| {
+        let mine: Vec<String> = t
+            .lines()
+            .filter(|l| l.contains(&format!(".{}.", old.iface)))
+            .map(|l| l.replace(&old.iface, &veth))
+            .collect();
+        assert!(!mine.is_empty());
+        format!("{t}{}\n", mine.join("\n"))
+    });
+    edit("iptables-save", &|t| {
+        let mut out: Vec<String> = Vec::new();
+        let sub = &veth[4..5];
+        for l in t.lines() {
+            for dir in ["from", "to"] {
+                let (opt, chain) = if dir == "from" { ("-i", "fw") } else { ("-o", "tw") };
+                if l.starts_with(&format!("-A cali-{dir}-wl-dispatch-{sub} ")) && l.contains("Unknown interface") {
+                    out.push(format!("-A cali-{dir}-wl-dispatch-{sub} {opt} {veth} -g cali-{chain}-{veth}"));
+                }
+            }
+            out.push(l.to_string());
+            for chain in ["fw", "tw"] {
+                if l == format!(":cali-{chain}-{} - [0:0]", old.iface) {
+                    out.push(format!(":cali-{chain}-{veth} - [0:0]"));
+                }
+            }
+        }
+        for chain in ["fw", "tw"] {
+            let body = format!("-A cali-{chain}-{} ", old.iface);
+            let at = out.iter().rposition(|l| l.starts_with(&body)).unwrap();
+            let clone: Vec<String> =
+                out.iter().filter(|l| l.starts_with(&body)).map(|l| l.replace(&old.iface, &veth)).collect();
+            for (i, l) in clone.into_iter().enumerate() {
+                out.insert(at + 1 + i, l);
+            }
+        }
+        out.join("\n") + "\n"
+    });
+    let name = "ns-1/added-pod".to_string();
+    let toml = root.join("after/cluster.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let listen = if endpoint { "[\"tcp/8080\"]" } else { "[]" };
+    std::fs::write(
+        &toml,
+        format!("{text}\n[[pod]]\nname = \"{name}\"\nnode = \"node-2\"\naddress = \"{addr}\"\niface = \"{veth}\"\nlisten = {listen}\n"),
+    )
+    .unwrap();
+    let mut gained = None;
+    if endpoint {
+        // A Cluster-policy TCP NodePort Service with one endpoint, on another node.
+        let s = node_ports
+            .iter()
+            .find(|s| {
+                s.endpoints.len() == 1
+                    && s.svl_chain.is_none()
+                    && !s.affinity
+                    && b.cluster.pods.iter().any(|p| p.address == s.endpoints[0].address && p.node != "node-2")
+            })
+            .unwrap();
+        let svc = s.svc_chain.clone().unwrap();
+        let ep = s.endpoints[0].clone();
+        let new_sep = "KUBE-SEP-ADDEDPOD0000001";
+        for n in &b.nodes {
+            let path = root.join("after/nodes").join(&n.name).join("iptables-save");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let jump = format!("-A {svc} ");
+            let old_sep = text
+                .lines()
+                .find(|l| l.starts_with(&jump) && l.contains("-j KUBE-SEP-"))
+                .and_then(|l| l.rsplit_once("-j ").map(|x| x.1.to_string()))
+                .unwrap();
+            let mut out: Vec<String> = Vec::new();
+            for l in text.lines() {
+                if l.starts_with(&jump) && l.ends_with(&format!("-j {old_sep}")) {
+                    out.push(format!("-A {svc} -m statistic --mode random --probability 0.50000000000 -j {new_sep}"));
+                }
+                if l == format!(":{old_sep} - [0:0]") {
+                    out.push(format!(":{new_sep} - [0:0]"));
+                }
+                out.push(l.to_string());
+                if l.starts_with(&format!("-A {old_sep} ")) {
+                    out.push(l.replace(&old_sep, new_sep).replace(&ep.address.to_string(), &addr.to_string()));
+                }
+            }
+            std::fs::write(&path, out.join("\n") + "\n").unwrap();
+        }
+        gained = Some(s.name.clone());
+    }
+    let a = load(&root.join("after"));
+    std::fs::remove_dir_all(&root).unwrap();
+    let pod = a.cluster.pods.iter().find(|p| p.name == name).unwrap().clone();
+    (b, a, pod, node_ports, gained)
+}
+
+/// A new pod that no Service sends to (a Job, a pod not yet ready) changes
+/// its node's routes, devices, sysctls, rules and pods, and touches only
+/// what that pod sends and receives: no NodePort walk from outside, no
+/// query of another node, and of its own node only what arrives by its
+/// veth.
+#[test]
+fn a_new_pod_touches_only_what_it_sends_and_receives() {
+    let (b, a, pod, node_ports, _) = pod_added(false);
+    let d = Delta::new(&b, &a);
+    let said = format!("{:?}", d.summary());
+    assert!(said.contains(&format!("routes to {}", pod.address)) && !said.contains("differ"), "{said}");
+    let client = b.cluster.hosts.first().unwrap().address.addr();
+    for i in 0..b.nodes.len() {
+        let lans = b.nodes[i].lan_addrs();
+        for np in node_ports.iter().filter_map(|s| s.node_port) {
+            assert!(!d.touches_walk(client, Some(&lans), Some(Proto::TCP), &Ports::one(np), true), "{np}: {said}");
+        }
+    }
+    assert!(d.touches_walk(pod.address, None, Some(Proto::TCP), &Ports::Any, false), "its own packets");
+    let own = |i: usize| b.nodes[i].lan_addrs();
+    for np in node_ports.iter().filter_map(|s| s.node_port) {
+        let ports = Ports::one(np);
+        assert_eq!(d.touch_node("node-1", Some(&own(0)), Some(Proto::TCP), &ports), Touch::No, "{np}");
+        assert_eq!(
+            d.touch_node("node-2", Some(&own(1)), Some(Proto::TCP), &ports),
+            Touch::Arrivals([pod.iface.clone()].into()),
+            "{np}"
+        );
+    }
+    // A packet to the pod's address meets its route.
+    assert!(d.touches_node("node-2", Some(&[pod.address]), Some(Proto::TCP), &Ports::Any));
+    let (fast, full) = (run(&b, &a, true), run(&b, &a, false));
+    assert_eq!(found(&fast), found(&full));
+    assert_eq!(fast.scope.unchanged, fast.scope.entries, "{:?}", fast.scope);
+    let g = natpath_verify::gate::gate(&b, &a, ("b", "a"), None, &Default::default(), &|_, _, _| {}).unwrap();
+    let strict = natpath_verify::gate::GateOptions { strict: true, ..Default::default() };
+    let w = natpath_verify::gate::gate(&b, &a, ("b", "a"), None, &strict, &|_, _, _| {}).unwrap();
+    for (x, y) in g.invariants.iter().zip(&w.invariants) {
+        assert_eq!((x.invariant, x.after), (y.invariant, y.after), "touched vs whole");
+    }
+}
+
+/// The same pod made the second endpoint of a Service: the walks to that
+/// Service's NodePort are touched and change (half of the connections go
+/// to the new pod), and no other.
+#[test]
+fn a_new_endpoint_touches_its_service_only() {
+    let (b, a, pod, node_ports, gained) = pod_added(true);
+    let gained = gained.unwrap();
+    let d = Delta::new(&b, &a);
+    walks_touched_as(&b, &d, &node_ports, |s| s.name == gained);
+    let (fast, full) = (run(&b, &a, true), run(&b, &a, false));
+    assert_eq!(found(&fast), found(&full));
+    assert!(!fast.changes.is_empty() && fast.changes.iter().all(|c| c.label().contains(&gained)), "{:?}", found(&fast));
+    assert!(fast.scope.unchanged * 2 > fast.scope.entries, "{:?}", fast.scope);
+    let _ = pod;
+}
+
 mod edits {
     use super::*;
     use proptest::prelude::*;
 
     /// A copy of `snap` with line `line` of `node`'s dump edited by `how`:
     /// removed, doubled, or with its last number one higher.
-    fn edited(snap: &Path, node: &str, line: usize, how: u8, tag: &str) -> PathBuf {
+    fn edited(snap: &Path, node: &str, file: &str, line: usize, how: u8, tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("natpath-delta-prop-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         copy_dir(snap, &dir);
-        let p = dir.join("nodes").join(node).join("iptables-save");
+        let p = dir.join("nodes").join(node).join(file);
         let text = std::fs::read_to_string(&p).unwrap();
         let mut out: Vec<String> = Vec::new();
         for (i, l) in text.lines().enumerate() {
@@ -348,13 +585,33 @@ mod edits {
             let text = std::fs::read_to_string(base.join("nodes").join(name).join("iptables-save")).unwrap();
             let lines: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.starts_with("-A ")).map(|(i, _)| i).collect();
             let line = lines[pick.index(lines.len())];
-            let dir = edited(&base, name, line, how, &format!("{seed}-{node}-{line}-{how}"));
+            let dir = edited(&base, name, "iptables-save", line, how, &format!("{seed}-{node}-{line}-{how}"));
             let loaded = snapshot::load(&dir);
             std::fs::remove_dir_all(&dir).unwrap();
             let Ok(after) = loaded else { return Ok(()) };
             let before = load(&base);
             let (fast, full) = (run_with(&before, &after, true, true), run_with(&before, &after, false, true));
             prop_assert_eq!(found(&fast), found(&full), "edit {} of line {} of {}", how, line + 1, name);
+        }
+
+        /// Edit one random route or sysctl of one node (a pod's route
+        /// removed, doubled or renumbered, a device's setting changed): the
+        /// same.
+        #[test]
+        fn skipping_hides_no_route_change(seed in 0usize..3, node in 0usize..2, sysctl in any::<bool>(), pick in any::<proptest::sample::Index>(), how in 0u8..3) {
+            let base = corpus().join(["multi-endpoint", "calico-vxlan", "seed-ipip-local"][seed]);
+            let name = ["node1", "node2"][node];
+            let file = if sysctl { "sysctl" } else { "ip-route" };
+            let Ok(text) = std::fs::read_to_string(base.join("nodes").join(name).join(file)) else { return Ok(()) };
+            let lines: Vec<usize> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, _)| i).collect();
+            let line = lines[pick.index(lines.len())];
+            let dir = edited(&base, name, file, line, how, &format!("r{seed}-{node}-{file}-{line}-{how}"));
+            let loaded = snapshot::load(&dir);
+            std::fs::remove_dir_all(&dir).unwrap();
+            let Ok(after) = loaded else { return Ok(()) };
+            let before = load(&base);
+            let (fast, full) = (run_with(&before, &after, true, true), run_with(&before, &after, false, true));
+            prop_assert_eq!(found(&fast), found(&full), "edit {} of line {} of {}'s {}", how, line + 1, name, file);
         }
     }
 }
