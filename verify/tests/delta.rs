@@ -201,6 +201,25 @@ fn a_one_service_change_touches_that_service_only() {
     assert!(g.invariants.iter().map(|i| i.same).sum::<usize>() > 100);
 }
 
+/// A generated 60-Service cluster written to `ROOT/before` and copied to
+/// `ROOT/after` for a test to edit; with ROOT, BEFORE loaded, and its TCP
+/// NodePort Services.
+fn generated_pair(tag: &str) -> (PathBuf, Snapshot, Vec<natpath_model::intent::Service>) {
+    use natpath_corpus::{generate, write_snapshot, Spec};
+    let gen = generate(&Spec::with_services(60));
+    let root = std::env::temp_dir().join(format!("natpath-delta-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    write_snapshot(&gen, &root.join("before")).unwrap();
+    copy_dir(&root.join("before"), &root.join("after"));
+    let b = load(&root.join("before"));
+    let node_ports = natpath_model::intent::Intent::read(&b.nodes[0].ruleset, &[], &[])
+        .services
+        .into_iter()
+        .filter(|s| s.node_port.is_some() && s.proto == Proto::TCP)
+        .collect();
+    (root, b, node_ports)
+}
+
 /// A generated 60-Service cluster and a copy in which one pod of node-2
 /// that is an endpoint of a TCP NodePort has `rule(chain, port)` first in
 /// its chain `prefix` + its veth (`cali-tw-`: traffic to the pod,
@@ -210,18 +229,7 @@ fn pod_chain_edited(
     prefix: &str,
     rule: impl Fn(&str, u16) -> String,
 ) -> (Snapshot, Snapshot, natpath_model::cluster::PodDecl, u16, Vec<natpath_model::intent::Service>) {
-    use natpath_corpus::{generate, write_snapshot, Spec};
-    let gen = generate(&Spec::with_services(60));
-    let root = std::env::temp_dir().join(format!("natpath-delta-pod-{prefix}{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    write_snapshot(&gen, &root.join("before")).unwrap();
-    let b = load(&root.join("before"));
-    let node_ports: Vec<natpath_model::intent::Service> =
-        natpath_model::intent::Intent::read(&b.nodes[0].ruleset, &[], &[])
-            .services
-            .into_iter()
-            .filter(|s| s.node_port.is_some() && s.proto == Proto::TCP)
-            .collect();
+    let (root, b, node_ports) = generated_pair(&format!("pod-{prefix}"));
     let (pod, port) = node_ports
         .iter()
         .flat_map(|s| &s.endpoints)
@@ -230,7 +238,6 @@ fn pod_chain_edited(
             Some((pod.clone(), e.port))
         })
         .expect("a pod of node-2 behind a NodePort");
-    copy_dir(&root.join("before"), &root.join("after"));
     let dump = root.join("after/nodes/node-2/iptables-save");
     let text = std::fs::read_to_string(&dump).unwrap();
     let chain = format!("{prefix}{}", pod.iface);
@@ -343,19 +350,7 @@ fn an_egress_policy_change_for_one_pod_reaches_its_answers_only() {
 fn pod_added(
     endpoint: bool,
 ) -> (Snapshot, Snapshot, natpath_model::cluster::PodDecl, Vec<natpath_model::intent::Service>, Option<String>) {
-    use natpath_corpus::{generate, write_snapshot, Spec};
-    let gen = generate(&Spec::with_services(60));
-    let root = std::env::temp_dir().join(format!("natpath-delta-newpod-{endpoint}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    write_snapshot(&gen, &root.join("before")).unwrap();
-    let b = load(&root.join("before"));
-    let node_ports: Vec<natpath_model::intent::Service> =
-        natpath_model::intent::Intent::read(&b.nodes[0].ruleset, &[], &[])
-            .services
-            .into_iter()
-            .filter(|s| s.node_port.is_some() && s.proto == Proto::TCP)
-            .collect();
-    copy_dir(&root.join("before"), &root.join("after"));
+    let (root, b, node_ports) = generated_pair(&format!("newpod-{endpoint}"));
     let node = root.join("after/nodes/node-2");
     let old = b.cluster.pods.iter().find(|p| p.node == "node-2" && p.name.starts_with("ns-")).unwrap().clone();
     // The first free address of node-2's blocks.
