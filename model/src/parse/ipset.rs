@@ -207,7 +207,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<IpSet>, ParseErrors> {
         errs.push(e);
     }
     if errs.is_empty() {
-        Ok(sets.into_iter().map(|b| b.set).collect())
+        Ok(sets.into_iter().map(|b| mask_members(b.set)).collect())
     } else {
         Err(errs)
     }
@@ -380,6 +380,42 @@ fn save_line(sets: &mut Vec<Building>, ws: &[Word<'_>], at: &At<'_>) -> Result<(
 }
 
 /// Create options (`ipset save`) or a `Header:` line (`ipset list`).
+/// The length of a dotted mask of leading ones (`255.255.255.0`: 24).
+fn prefix_of_mask(s: &str) -> Option<u8> {
+    let m = u32::from(s.parse::<std::net::Ipv4Addr>().ok()?);
+    let n = m.leading_ones();
+    (m.checked_shl(n).unwrap_or(0) == 0 && n > 0).then(|| u8::try_from(n).ok()).flatten()
+}
+
+/// The prefix a set's `netmask` or `bitmask` masks its addresses to.
+fn mask_prefix(set: &IpSet) -> Option<u8> {
+    set.options.iter().find_map(|(k, v)| match k.as_str() {
+        "netmask" => lex::dec::<u8>(v),
+        "bitmask" => prefix_of_mask(v),
+        _ => None,
+    })
+}
+
+/// A `hash:ip` or `bitmap:ip` set with a `netmask` (or a prefix
+/// `bitmask`) of N holds N-bit networks: the kernel masks the member it
+/// stores and the address it looks up alike, so `add s 10.1.0.0` with
+/// netmask 24 holds every address of 10.1.0.0/24. Each member becomes
+/// that network (a shorter one stays as it is).
+fn mask_members(mut set: IpSet) -> IpSet {
+    let Some(n) = mask_prefix(&set).filter(|_| set.inet && matches!(set.kind, SetType::HashIp | SetType::BitmapIp))
+    else {
+        return set;
+    };
+    for e in &mut set.entries {
+        if let Some(net) = e.net {
+            if let Ok(m) = ipnet::Ipv4Net::new(net.addr(), net.prefix_len().min(n)) {
+                e.net = Some(m.trunc());
+            }
+        }
+    }
+    set
+}
+
 fn create_options(set: &mut IpSet, ws: &[Word<'_>], at: &At<'_>) -> Result<(), ParseError> {
     let mut it = ws.iter().copied();
     while let Some(w) = it.next() {
@@ -407,7 +443,11 @@ fn create_options(set: &mut IpSet, ws: &[Word<'_>], at: &At<'_>) -> Result<(), P
             },
             "initval" | "markmask" => lex::num(v.text).is_some(),
             "range" => v.text.contains('-') || v.text.contains('/'),
-            "bitmask" => true,
+            // The kernel masks both the members and the address it looks
+            // up: as a prefix, members become networks of that length
+            // (`mask_prefix`); another mask is not modelled.
+            "netmask" => lex::dec::<u8>(v.text).is_some_and(|n| (1..=32).contains(&n)),
+            "bitmask" => prefix_of_mask(v.text).is_some(),
             _ => lex::dec::<u64>(v.text).is_some(),
         };
         if !ok {
@@ -415,6 +455,8 @@ fn create_options(set: &mut IpSet, ws: &[Word<'_>], at: &At<'_>) -> Result<(), P
                 "family" => "`inet` or `inet6`",
                 "initval" | "markmask" => "a number",
                 "range" => "a range `FROM-TO` or a prefix",
+                "netmask" => "a prefix length from 1 to 32",
+                "bitmask" => "a mask of leading ones (natpath models no other bitmask)",
                 _ => "a decimal number",
             };
             return Err(at.err(Some(v), format!("expected {what} after `{}`, found {}", w.text, lex::found(Some(v)))));
@@ -563,6 +605,17 @@ fn entry(kind: SetType, ws: &[Word<'_>], at: &At<'_>) -> Result<SetEntry, ParseE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_netmask_makes_members_networks() {
+        let text = "create s hash:ip family inet hashsize 1024 maxelem 65536 netmask 24 bucketsize 12 initval 0xcce9bff6\nadd s 10.1.0.0\ncreate b hash:ip family inet bitmask 255.255.0.0\nadd b 10.1.0.0\ncreate p hash:ip family inet\nadd p 10.1.0.0\n";
+        let sets = parse(text, "ipset-save").unwrap();
+        let nets: Vec<String> = sets.iter().map(|s| s.entries[0].net.unwrap().to_string()).collect();
+        assert_eq!(nets, ["10.1.0.0/24", "10.1.0.0/16", "10.1.0.0/32"]);
+        let err = parse("create b hash:ip family inet bitmask 255.255.0.255\n", "ipset-save").unwrap_err();
+        assert!(err.to_string().contains("a mask of leading ones"), "{err}");
+        assert!(parse("create s hash:ip family inet netmask 33\n", "ipset-save").is_err());
+    }
 
     #[test]
     fn save_with_options() {
