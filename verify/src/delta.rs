@@ -191,8 +191,11 @@ struct NodeDelta {
 }
 
 /// For each address of a difference's `arrive`, the devices such a packet
-/// arrives by.
+/// arrives by ([`ANY_DEVICE`] among them: any).
 type ArriveDevs = FastMap<u32, BTreeSet<String>>;
+
+/// In [`ArriveDevs`]: the packet may arrive by any device.
+const ANY_DEVICE: &str = "";
 
 /// Which packets of a node query can meet a difference ([`Delta::touch_node`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,7 +423,7 @@ impl Delta {
         let mut devs: BTreeSet<String> = BTreeSet::new();
         for x in nd.dirty.iter().filter(|x| self.request_hits(x.key, &class)) {
             match x.arrive.and_then(|a| nd.arrive_devs.get(&a)) {
-                Some(v) if !v.is_empty() => devs.extend(v.iter().cloned()),
+                Some(v) if !v.is_empty() && !v.contains(ANY_DEVICE) => devs.extend(v.iter().cloned()),
                 _ => return Touch::All,
             }
         }
@@ -602,7 +605,6 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node, protected
         (x.lan != y.lan, "its LAN interface"),
         (listeners(x) != listeners(y), "what it listens on"),
         (x.ip_rules != y.ip_rules, "its policy rules"),
-        (!churn::same_sets(&x.ipsets, &y.ipsets), "its ipsets"),
         (x.neighbors != y.neighbors, "its neighbours"),
         (x.fdb != y.fdb, "its forwarding database"),
     ];

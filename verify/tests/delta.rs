@@ -347,10 +347,16 @@ fn an_egress_policy_change_for_one_pod_reaches_its_answers_only() {
 /// every node: a `KUBE-SEP-` chain and a 50 % jump first in the
 /// `KUBE-SVC-` chain). Returns both sides, the new pod, its veth, and the
 /// TCP NodePort Services of BEFORE with the one that gained it.
+///
+/// With `selected`, every node also reads a set by source
+/// (`cali-FORWARD`: accept what its members send), and the pod joins it
+/// on every node, as Calico adds a pod to the sets of the selectors its
+/// labels match.
 fn pod_added(
     endpoint: bool,
+    selected: bool,
 ) -> (Snapshot, Snapshot, natpath_model::cluster::PodDecl, Vec<natpath_model::intent::Service>, Option<String>) {
-    let (root, b, node_ports) = generated_pair(&format!("newpod-{endpoint}"));
+    let (root, b, node_ports) = generated_pair(&format!("newpod-{endpoint}-{selected}"));
     let node = root.join("after/nodes/node-2");
     let old = b.cluster.pods.iter().find(|p| p.node == "node-2" && p.name.starts_with("ns-")).unwrap().clone();
     // The first free address of node-2's blocks.
@@ -423,6 +429,23 @@ fn pod_added(
         format!("{text}\n[[pod]]\nname = \"{name}\"\nnode = \"node-2\"\naddress = \"{addr}\"\niface = \"{veth}\"\nlisten = {listen}\n"),
     )
     .unwrap();
+    if selected {
+        for side in ["before", "after"] {
+            for n in &b.nodes {
+                let dir = root.join(side).join("nodes").join(&n.name);
+                let sets = std::fs::read_to_string(dir.join("ipset-save")).unwrap();
+                let mut add = "create cali40s:from hash:ip family inet hashsize 1024 maxelem 1048576\n".to_string();
+                if side == "after" {
+                    add.push_str(&format!("add cali40s:from {addr}\n"));
+                }
+                std::fs::write(dir.join("ipset-save"), sets + &add).unwrap();
+                let rules = std::fs::read_to_string(dir.join("iptables-save")).unwrap();
+                let at = rules.find("-A cali-FORWARD ").unwrap();
+                let rule = "-A cali-FORWARD -m set --match-set cali40s:from src -j ACCEPT\n";
+                std::fs::write(dir.join("iptables-save"), format!("{}{rule}{}", &rules[..at], &rules[at..])).unwrap();
+            }
+        }
+    }
     let mut gained = None;
     if endpoint {
         // A Cluster-policy TCP NodePort Service with one endpoint, on another node.
@@ -464,7 +487,8 @@ fn pod_added(
         }
         gained = Some(s.name.clone());
     }
-    let a = load(&root.join("after"));
+    // BEFORE again: `selected` edits it too.
+    let (b, a) = (load(&root.join("before")), load(&root.join("after")));
     std::fs::remove_dir_all(&root).unwrap();
     let pod = a.cluster.pods.iter().find(|p| p.name == name).unwrap().clone();
     (b, a, pod, node_ports, gained)
@@ -477,7 +501,7 @@ fn pod_added(
 /// veth.
 #[test]
 fn a_new_pod_touches_only_what_it_sends_and_receives() {
-    let (b, a, pod, node_ports, _) = pod_added(false);
+    let (b, a, pod, node_ports, _) = pod_added(false, false);
     let d = Delta::new(&b, &a);
     let said = format!("{:?}", d.summary());
     assert!(said.contains(&format!("routes to {}", pod.address)) && !said.contains("differ"), "{said}");
@@ -512,12 +536,36 @@ fn a_new_pod_touches_only_what_it_sends_and_receives() {
     }
 }
 
+/// The same pod selected by a set that every node reads by source: still
+/// no walk from outside is touched, but every node's queries over every
+/// arrival device are (a rule before routing sees a packet from the pod's
+/// address by any device), and skipping finds what the full encoding does.
+#[test]
+fn a_new_pod_in_a_source_set_touches_what_it_sends() {
+    let (b, a, pod, node_ports, _) = pod_added(false, true);
+    let d = Delta::new(&b, &a);
+    let said = format!("{:?}", d.summary());
+    assert!(said.contains("members of ipsets cali40s:from"), "{said}");
+    let client = b.cluster.hosts.first().unwrap().address.addr();
+    for (i, n) in b.nodes.iter().enumerate() {
+        let lans = b.nodes[i].lan_addrs();
+        for np in node_ports.iter().filter_map(|s| s.node_port) {
+            assert!(!d.touches_walk(client, Some(&lans), Some(Proto::TCP), &Ports::one(np), true), "{np}: {said}");
+            assert_eq!(d.touch_node(&n.name, Some(&lans), Some(Proto::TCP), &Ports::one(np)), Touch::All, "{np}");
+        }
+    }
+    assert!(d.touches_walk(pod.address, None, Some(Proto::TCP), &Ports::Any, false), "its own packets");
+    let (fast, full) = (run(&b, &a, true), run(&b, &a, false));
+    assert_eq!(found(&fast), found(&full));
+    assert_eq!(fast.scope.unchanged, fast.scope.entries, "{:?}", fast.scope);
+}
+
 /// The same pod made the second endpoint of a Service: the walks to that
 /// Service's NodePort are touched and change (half of the connections go
 /// to the new pod), and no other.
 #[test]
 fn a_new_endpoint_touches_its_service_only() {
-    let (b, a, pod, node_ports, gained) = pod_added(true);
+    let (b, a, pod, node_ports, gained) = pod_added(true, false);
     let gained = gained.unwrap();
     let d = Delta::new(&b, &a);
     walks_touched_as(&b, &d, &node_ports, |s| s.name == gained);
@@ -526,6 +574,46 @@ fn a_new_endpoint_touches_its_service_only() {
     assert!(!fast.changes.is_empty() && fast.changes.iter().all(|c| c.label().contains(&gained)), "{:?}", found(&fast));
     assert!(fast.scope.unchanged * 2 > fast.scope.entries, "{:?}", fast.scope);
     let _ = pod;
+}
+
+/// Calico adds a pod's address to the ipsets of the selectors it
+/// matches, on every node. A set that a rule reads by destination gains an
+/// endpoint of a NodePort Service: the walks to the Services that pod
+/// backs are touched (and change: the rule drops them), no other.
+#[test]
+fn an_ipset_member_touches_what_goes_to_it() {
+    let (root, b, node_ports) = generated_pair("ipset");
+    let pod = node_ports
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .find_map(|e| b.cluster.pods.iter().find(|p| p.address == e.address))
+        .unwrap()
+        .clone();
+    let other = b.cluster.pods.iter().find(|p| p.address != pod.address && p.name.starts_with("ns-")).unwrap();
+    for side in ["before", "after"] {
+        for n in &b.nodes {
+            let dir = root.join(side).join("nodes").join(&n.name);
+            let sets = std::fs::read_to_string(dir.join("ipset-save")).unwrap();
+            let mut add = format!(
+                "create cali40s:test hash:ip family inet hashsize 1024 maxelem 1048576\nadd cali40s:test {}\n",
+                other.address
+            );
+            if side == "after" {
+                add.push_str(&format!("add cali40s:test {}\n", pod.address));
+            }
+            std::fs::write(dir.join("ipset-save"), sets + &add).unwrap();
+            let rules = std::fs::read_to_string(dir.join("iptables-save")).unwrap();
+            let at = rules.find("-A cali-FORWARD ").unwrap();
+            let rule = "-A cali-FORWARD -m set --match-set cali40s:test dst -j DROP\n";
+            std::fs::write(dir.join("iptables-save"), format!("{}{rule}{}", &rules[..at], &rules[at..])).unwrap();
+        }
+    }
+    let (b, a) = (load(&root.join("before")), load(&root.join("after")));
+    std::fs::remove_dir_all(&root).unwrap();
+    let d = Delta::new(&b, &a);
+    assert!(format!("{:?}", d.summary()).contains("members of ipsets cali40s:test"), "{:?}", d.summary());
+    walks_touched_as(&b, &d, &node_ports, |s| s.endpoints.iter().any(|e| e.address == pod.address));
+    skipping_agrees(&b, &a);
 }
 
 mod edits {

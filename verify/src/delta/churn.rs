@@ -28,8 +28,17 @@
 //! - A pod of cluster.toml (its name, address, veth, listening ports) is
 //!   met by packets to its address and by what it sends: its address is
 //!   keyed the same way.
+//! - ipsets are compared by their members (the hash seed and the hash
+//!   order `ipset save` prints differ between two captures of one set).
+//!   A member on one side only (Calico adds a pod's address to the sets
+//!   of the selectors it matches, on every node) is met only by packets
+//!   that carry its address where a rule reads the set: as a destination
+//!   (a key of that address), or as a source (sent by it or its answer, by
+//!   any arrival device: a rule in raw or mangle reads it before any
+//!   reverse-path check). A set on one side only, a `list:set`, or a member
+//!   of more than [`MAX_RANGE`] addresses is not narrowed.
 //!
-//! Everything else that differs (addresses, the LAN, policy rules, ipsets,
+//! Everything else that differs (addresses, the LAN, policy rules,
 //! neighbours, the forwarding database, what the node listens on) still
 //! makes every query of the node touched.
 
@@ -147,6 +156,34 @@ pub(super) fn churn(
         what.push(format!("sysctls of {}", sysctl_devs.iter().cloned().collect::<Vec<_>>().join(", ")));
     }
 
+    // Members of ipsets (Calico's selector sets gain a pod's address).
+    let changed_sets = set_differences(x, y)?;
+    for (name, spans) in &changed_sets {
+        let (dst, src) = set_directions(x, y, name)?;
+        for &(lo, hi) in spans {
+            if src && protected.meets(lo, hi) {
+                return Err(format!(
+                    "its ipsets differ ({name} changes {}: an address of a node, a host, a gateway or an SNAT target)",
+                    span_text(lo, hi)
+                ));
+            }
+            for a in lo..=hi {
+                if dst {
+                    keys.insert(Dirty { key: Key::Dst(a), new_only: false, local_only: false, arrive: None });
+                }
+                if src {
+                    // From `a`, by whatever device: a rule before routing
+                    // (raw, mangle) sees it before any reverse-path check.
+                    keys.insert(Dirty { key: Key::All, new_only: false, local_only: false, arrive: Some(a) });
+                    arrive_devs.entry(a).or_default().insert(super::ANY_DEVICE.to_string());
+                }
+            }
+        }
+    }
+    if !changed_sets.is_empty() {
+        what.push(format!("members of ipsets {}", changed_sets.keys().cloned().collect::<Vec<_>>().join(", ")));
+    }
+
     // Pods of cluster.toml on this node.
     let on = |s: &'_ Snapshot| -> BTreeSet<String> {
         s.cluster.pods.iter().filter(|p| p.node == x.name).map(pod_line).collect()
@@ -205,6 +242,99 @@ fn chosen_devices(routes: &[Route], a: u32) -> BTreeSet<String> {
         .collect()
 }
 
+/// The members of an ipset as comparable lines, in order for a
+/// `list:set`, sorted otherwise.
+fn member_lines(s: &IpSet) -> Vec<String> {
+    let mut m: Vec<String> = s
+        .entries
+        .iter()
+        .map(|e| format!("{:?} {:?} {:?} {:?} {:?} {}", e.net, e.port, e.net2, e.iface, e.set, e.nomatch))
+        .collect();
+    if s.kind != SetType::ListSet {
+        m.sort_unstable();
+    }
+    m
+}
+
+/// The sets whose members differ (see [`same_sets`] for what is no
+/// difference), each with the first-dimension addresses of the members
+/// on one side only, as spans. `Err` when a set is on one side only, its
+/// type differs, it is a `list:set` or is listed by one, or a member has
+/// no address or too many.
+fn set_differences(x: &Node, y: &Node) -> Result<BTreeMap<String, Vec<(u32, u32)>>, String> {
+    let mut out = BTreeMap::new();
+    if same_sets(&x.ipsets, &y.ipsets) {
+        return Ok(out);
+    }
+    fn by(n: &Node) -> BTreeMap<String, &IpSet> {
+        n.ipsets.iter().map(|s| (s.name.clone(), s)).collect()
+    }
+    let (bx, by_) = (by(x), by(y));
+    if bx.len() != x.ipsets.len() || by_.len() != y.ipsets.len() || !bx.keys().eq(by_.keys()) {
+        return Err("its ipsets differ (a set is on one side only)".into());
+    }
+    let listed: BTreeSet<&str> =
+        [x, y].iter().flat_map(|n| &n.ipsets).flat_map(|s| &s.entries).filter_map(|e| e.set.as_deref()).collect();
+    for (name, s) in &bx {
+        let Some(t) = by_.get(name) else { continue };
+        let (ms, mt) = (member_lines(s), member_lines(t));
+        if s.kind == t.kind && s.inet == t.inet && ms == mt {
+            continue;
+        }
+        if s.kind != t.kind || s.inet != t.inet || s.kind == SetType::ListSet || listed.contains(name.as_str()) {
+            return Err(format!("its ipsets differ ({name}: its type, or a list of sets)"));
+        }
+        let (only_s, only_t): (BTreeSet<&String>, BTreeSet<&String>) = (ms.iter().collect(), mt.iter().collect());
+        let mut spans = Vec::new();
+        for (set, only) in [(s, only_s.difference(&only_t)), (t, only_t.difference(&only_s))] {
+            let gone: BTreeSet<&String> = only.copied().collect();
+            for (e, line) in set.entries.iter().zip(member_lines_unsorted(set)) {
+                if !gone.contains(&line) {
+                    continue;
+                }
+                let Some(net) = e.net else {
+                    return Err(format!("its ipsets differ ({name}: a member without an address)"));
+                };
+                let (lo, hi) = (u32::from(net.network()), u32::from(net.broadcast()));
+                if hi - lo >= MAX_RANGE {
+                    return Err(format!("its ipsets differ ({name}: {net})"));
+                }
+                spans.push((lo, hi));
+            }
+        }
+        out.insert(name.clone(), spans);
+    }
+    Ok(out)
+}
+
+/// [`member_lines`] in the order of the entries.
+fn member_lines_unsorted(s: &IpSet) -> Vec<String> {
+    s.entries
+        .iter()
+        .map(|e| format!("{:?} {:?} {:?} {:?} {:?} {}", e.net, e.port, e.net2, e.iface, e.set, e.nomatch))
+        .collect()
+}
+
+/// Whether the rules of either side read set `name`'s first dimension as
+/// a destination, and as a source. A set no rule reads is neither.
+fn set_directions(x: &Node, y: &Node, name: &str) -> Result<(bool, bool), String> {
+    let (mut dst, mut src) = (false, false);
+    for r in [x, y].iter().flat_map(|n| &n.ruleset.tables).flat_map(|t| &t.chains).flat_map(|c| &c.rules) {
+        for m in &r.matches {
+            if let natpath_model::ruleset::Match::Set(sm) = m {
+                if sm.name == name {
+                    match sm.dirs.first() {
+                        Some(natpath_model::ruleset::SetDir::Dst) => dst = true,
+                        Some(natpath_model::ruleset::SetDir::Src) => src = true,
+                        None => return Err(format!("its ipsets differ ({name} is read without a direction)")),
+                    }
+                }
+            }
+        }
+    }
+    Ok((dst, src))
+}
+
 /// Two nodes' ipsets hold the same members: what `ipset save` prints
 /// besides them (the hash seed `initval`, `hashsize`, `maxelem`, counters,
 /// timeouts: none of which the model reads) and the order of a hash or
@@ -213,19 +343,7 @@ fn chosen_devices(routes: &[Route], a: u32) -> BTreeSet<String> {
 pub(super) fn same_sets(x: &[IpSet], y: &[IpSet]) -> bool {
     type Members = (SetType, bool, Vec<String>);
     fn members(v: &[IpSet]) -> BTreeMap<&str, Members> {
-        v.iter()
-            .map(|s| {
-                let mut m: Vec<String> = s
-                    .entries
-                    .iter()
-                    .map(|e| format!("{:?} {:?} {:?} {:?} {:?} {}", e.net, e.port, e.net2, e.iface, e.set, e.nomatch))
-                    .collect();
-                if s.kind != SetType::ListSet {
-                    m.sort_unstable();
-                }
-                (s.name.as_str(), (s.kind, s.inet, m))
-            })
-            .collect()
+        v.iter().map(|s| (s.name.as_str(), (s.kind, s.inet, member_lines(s)))).collect()
     }
     x.len() == y.len() && members(x) == members(y)
 }
