@@ -191,11 +191,21 @@ struct NodeDelta {
 }
 
 /// For each address of a difference's `arrive`, the devices such a packet
-/// arrives by ([`ANY_DEVICE`] among them: any).
-type ArriveDevs = FastMap<u32, BTreeSet<String>>;
+/// arrives by (`None`: any device).
+type ArriveDevs = FastMap<u32, Option<BTreeSet<String>>>;
 
-/// In [`ArriveDevs`]: the packet may arrive by any device.
-const ANY_DEVICE: &str = "";
+/// Note that the packets of `a`'s differences arrive by `devs` (as well
+/// as by what was noted before, unless that was any device).
+fn arrive_by(m: &mut ArriveDevs, a: u32, devs: impl IntoIterator<Item = String>) {
+    if let Some(v) = m.entry(a).or_insert_with(|| Some(BTreeSet::new())) {
+        v.extend(devs);
+    }
+}
+
+/// Note that the packets of `a`'s differences may arrive by any device.
+fn arrive_any(m: &mut ArriveDevs, a: u32) {
+    m.insert(a, None);
+}
 
 /// Which packets of a node query can meet a difference ([`Delta::touch_node`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,9 +289,10 @@ impl Delta {
         for snap in [before, after] {
             d.collect_targets(snap);
         }
-        let mut spans: Vec<(u32, u32)> =
+        let local: Vec<(u32, u32)> =
             [before, after].iter().flat_map(|s| local_spans(s)).map(|(lo, hi, _)| (lo, hi)).collect();
-        spans.extend(after.cluster.hosts.iter().map(|h| (u32::from(h.address.addr()), u32::from(h.address.addr()))));
+        let hosts = after.cluster.hosts.iter().map(|h| (u32::from(h.address.addr()), u32::from(h.address.addr())));
+        let spans = local.iter().copied().chain(hosts).collect();
         let protected = churn::Protected { dsts: &d.dsts, reply_dsts: &d.reply_dsts, spans };
         // Each node's rules on a thread of their own: a 10,000-Service
         // node's comparison takes a while.
@@ -298,7 +309,7 @@ impl Delta {
                 matches!(&r.target, Some(Target::Notrack)) || matches!(&r.target, Some(Target::Ct(ct)) if ct.notrack)
             })
         });
-        d.index([before, after].iter().flat_map(|s| local_spans(s)).map(|(lo, hi, _)| (lo, hi)).collect());
+        d.index(local);
         let by_nat = |k: Key| match k {
             Key::All => false,
             Key::Dst(a) => d.nat_dsts.has(a),
@@ -423,7 +434,7 @@ impl Delta {
         let mut devs: BTreeSet<String> = BTreeSet::new();
         for x in nd.dirty.iter().filter(|x| self.request_hits(x.key, &class)) {
             match x.arrive.and_then(|a| nd.arrive_devs.get(&a)) {
-                Some(v) if !v.is_empty() && !v.contains(ANY_DEVICE) => devs.extend(v.iter().cloned()),
+                Some(Some(v)) if !v.is_empty() => devs.extend(v.iter().cloned()),
                 _ => return Touch::All,
             }
         }
@@ -639,9 +650,10 @@ fn node_delta(before: &Snapshot, after: &Snapshot, x: &Node, y: &Node, protected
 /// The differences of two rulesets (see [`node_delta`]); `Err` when one
 /// changes every packet in a way keys cannot narrow (the masquerade bit).
 ///
-/// With the node's `routes` (the same on both sides), a difference only a
-/// packet leaving by one device can meet is keyed by the destinations
-/// routed by that device (see [`Via`]).
+/// With the node's `routes` (of both sides), a difference only a packet
+/// leaving (arriving) by one device can meet is keyed by the destinations
+/// (arrivals) routed by that device (see [`Via`]); each arrival's device
+/// goes to `arrive_devs`.
 fn rules_dirty(
     x: &natpath_model::ruleset::Ruleset,
     y: &natpath_model::ruleset::Ruleset,
@@ -659,7 +671,7 @@ fn rules_dirty(
                 }
                 cmp.run(&mut dirty);
                 for (a, dev) in cmp.arrivals {
-                    arrive_devs.entry(a).or_default().insert(dev.to_string());
+                    arrive_by(arrive_devs, a, [dev.to_string()]);
                 }
             }
             _ => {
@@ -752,7 +764,7 @@ struct Via<'t> {
     cache: FastMap<&'t str, Option<Vec<u32>>>,
 }
 
-/// A node's routes on both sides (the same slice twice when they are equal).
+/// A node's routes on both sides (the second empty when they are equal).
 type Routes<'t> = (&'t [natpath_model::netstate::Route], &'t [natpath_model::netstate::Route]);
 
 impl<'t> Via<'t> {
@@ -1032,10 +1044,10 @@ impl<'t> Compare<'t> {
                     continue;
                 };
                 let inner = if inbound { Tags { inp: narrow, ..tags } } else { Tags { out: narrow, ..tags } };
-                let at = |v: &[(usize, &'t Rule)]| v.iter().map(|(i, _)| *i).collect::<Vec<_>>();
-                let rules = |v: &[(usize, &'t Rule)]| v.iter().map(|(_, r)| *r).collect::<Vec<_>>();
-                if at(rb) == at(ra) && self.same_wild(&rules(rb), &rules(ra), depth) {
-                    self.wild(&rules(rb), &rules(ra), inner, out, depth);
+                let (at_b, rules_b): (Vec<usize>, Vec<&'t Rule>) = rb.iter().copied().unzip();
+                let (at_a, rules_a): (Vec<usize>, Vec<&'t Rule>) = ra.iter().copied().unzip();
+                if at_b == at_a && self.same_wild(&rules_b, &rules_a, depth) {
+                    self.wild(&rules_b, &rules_a, inner, out, depth);
                 } else {
                     self.dirty(out, Key::All, inner);
                 }

@@ -1270,6 +1270,8 @@ impl<'s> Checker<'s> {
         shape: impl Fn(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
         violation: impl Fn(&NodeQuery) -> Bool,
     ) -> Option<(NodeQuery, QAnswer)> {
+        // The arrival devices a difference needs, when it needs some.
+        let mut kept: Option<Vec<u16>> = None;
         if let (Some(d), Some(node)) = (self.delta, self.snap.nodes.get(n)) {
             let ports = pins.dport.map_or(Ports::Any, Ports::one);
             let dsts: Option<Vec<Ipv4Addr>> = match (pins.dst, pins.dst_own) {
@@ -1289,28 +1291,16 @@ impl<'s> Checker<'s> {
                     let ne = self.enc.node(n)?;
                     let only: Vec<u16> =
                         names.iter().filter(|d| ne.devs.contains(d)).map(|d| ne.dev_value(d)).collect();
-                    let kept: Vec<u16> = devs.iter().copied().filter(|v| only.contains(v)).collect();
-                    if kept.is_empty() {
+                    let k: Vec<u16> = devs.iter().copied().filter(|v| only.contains(v)).collect();
+                    if k.is_empty() {
                         self.same += 1;
                         return None;
                     }
-                    return self.node_ask_over(n, &kept, pins, upto_input, shape, violation);
+                    kept = Some(k);
                 }
             }
         }
-        self.node_ask_over(n, devs, pins, upto_input, shape, violation)
-    }
-
-    /// [`Checker::node_ask`] over arrival devices `devs`, every packet asked.
-    fn node_ask_over(
-        &mut self,
-        n: usize,
-        devs: &[u16],
-        pins: Pins,
-        upto_input: bool,
-        shape: impl Fn(&Checker<'s>, &NodeEnc<'_>, &SymPacket) -> Vec<Bool>,
-        violation: impl Fn(&NodeQuery) -> Bool,
-    ) -> Option<(NodeQuery, QAnswer)> {
+        let devs = kept.as_deref().unwrap_or(devs);
         let over = Detail { upto_input, nat_only: true, dnat_to: pins.dnat_to };
         let q = self.node_query_with(n, devs, pins, over, &shape)?;
         let v = violation(&q);

@@ -42,7 +42,7 @@
 //! neighbours, the forwarding database, what the node listens on) still
 //! makes every query of the node touched.
 
-use super::{routed_by, Dirty, Key, Set, MAX_RANGE};
+use super::{arrive_any, arrive_by, routed_by, Dirty, Key, Set, MAX_RANGE};
 use natpath_model::cluster::PodDecl;
 use natpath_model::netstate::{Interface, IpSet, Route, RouteType, SetType, TABLE_LOCAL};
 use natpath_model::snapshot::{Node, Snapshot};
@@ -62,12 +62,11 @@ pub(super) struct Protected<'s> {
 }
 
 impl Protected<'_> {
-    /// Some address of `lo..=hi` may be carried by other packets.
+    /// Some address of `lo..=hi` (a short span: callers keep it under
+    /// [`MAX_RANGE`]) may be carried by other packets.
     fn meets(&self, lo: u32, hi: u32) -> bool {
-        self.dsts.any
-            || self.reply_dsts.any
-            || self.spans.iter().any(|&(a, b)| a <= hi && lo <= b)
-            || self.dsts.items.iter().chain(&self.reply_dsts.items).any(|&a| lo <= a && a <= hi)
+        self.spans.iter().any(|&(a, b)| a <= hi && lo <= b)
+            || (lo..=hi).any(|a| self.dsts.has(a) || self.reply_dsts.has(a))
     }
 }
 
@@ -107,10 +106,7 @@ pub(super) fn churn(
             // device of the route back with the arrival device (strict,
             // see `loose_reverse_path`): it differs only for the devices
             // of the route either side chooses for `a`.
-            arrive_devs
-                .entry(a)
-                .or_default()
-                .extend(chosen_devices(&x.routes, a).into_iter().chain(chosen_devices(&y.routes, a)));
+            arrive_by(arrive_devs, a, chosen_devices(&x.routes, a).into_iter().chain(chosen_devices(&y.routes, a)));
         }
     }
     if !prefixes.is_empty() {
@@ -146,7 +142,7 @@ pub(super) fn churn(
         }
         for a in routed {
             addrs.insert(a);
-            arrive_devs.entry(a).or_default().insert(dev.clone());
+            arrive_by(arrive_devs, a, [dev.clone()]);
         }
     }
     if !devs.is_empty() {
@@ -175,7 +171,7 @@ pub(super) fn churn(
                     // From `a`, by whatever device: a rule before routing
                     // (raw, mangle) sees it before any reverse-path check.
                     keys.insert(Dirty { key: Key::All, new_only: false, local_only: false, arrive: Some(a) });
-                    arrive_devs.entry(a).or_default().insert(super::ANY_DEVICE.to_string());
+                    arrive_any(arrive_devs, a);
                 }
             }
         }
@@ -198,7 +194,7 @@ pub(super) fn churn(
                 return Err(format!("its pods differ ({} has the address of a node, host or gateway)", p.name));
             }
             addrs.insert(a);
-            arrive_devs.entry(a).or_default().insert(p.iface.clone());
+            arrive_by(arrive_devs, a, [p.iface.clone()]);
             names.insert(p.name.as_str());
         }
         what.push(format!("pods {}", names.into_iter().collect::<Vec<_>>().join(", ")));
@@ -242,13 +238,17 @@ fn chosen_devices(routes: &[Route], a: u32) -> BTreeSet<String> {
         .collect()
 }
 
-/// The members of an ipset as comparable lines, in order for a
-/// `list:set`, sorted otherwise.
-fn member_lines(s: &IpSet) -> Vec<String> {
-    let mut m: Vec<String> = s
+/// The members of an ipset as comparable lines, each with its first
+/// address dimension. What `ipset save` prints besides them (the hash
+/// seed `initval`, `hashsize`, `maxelem`, counters, timeouts: none of
+/// which the model reads) is no difference, nor is the order of a hash or
+/// bitmap set's members (the hash order, which a new `initval` changes):
+/// they are sorted. A `list:set` keeps its order.
+fn members(s: &IpSet) -> Vec<(String, Option<ipnet::Ipv4Net>)> {
+    let mut m: Vec<(String, Option<ipnet::Ipv4Net>)> = s
         .entries
         .iter()
-        .map(|e| format!("{:?} {:?} {:?} {:?} {:?} {}", e.net, e.port, e.net2, e.iface, e.set, e.nomatch))
+        .map(|e| (format!("{:?} {:?} {:?} {:?} {:?} {}", e.net, e.port, e.net2, e.iface, e.set, e.nomatch), e.net))
         .collect();
     if s.kind != SetType::ListSet {
         m.sort_unstable();
@@ -256,63 +256,49 @@ fn member_lines(s: &IpSet) -> Vec<String> {
     m
 }
 
-/// The sets whose members differ (see [`same_sets`] for what is no
+/// The sets whose members differ ([`members`] says what is no
 /// difference), each with the first-dimension addresses of the members
 /// on one side only, as spans. `Err` when a set is on one side only, its
 /// type differs, it is a `list:set` or is listed by one, or a member has
 /// no address or too many.
 fn set_differences(x: &Node, y: &Node) -> Result<BTreeMap<String, Vec<(u32, u32)>>, String> {
-    let mut out = BTreeMap::new();
-    if same_sets(&x.ipsets, &y.ipsets) {
-        return Ok(out);
-    }
-    fn by(n: &Node) -> BTreeMap<String, &IpSet> {
-        n.ipsets.iter().map(|s| (s.name.clone(), s)).collect()
+    fn by(n: &Node) -> BTreeMap<&str, &IpSet> {
+        n.ipsets.iter().map(|s| (s.name.as_str(), s)).collect()
     }
     let (bx, by_) = (by(x), by(y));
     if bx.len() != x.ipsets.len() || by_.len() != y.ipsets.len() || !bx.keys().eq(by_.keys()) {
         return Err("its ipsets differ (a set is on one side only)".into());
     }
-    let listed: BTreeSet<&str> =
-        [x, y].iter().flat_map(|n| &n.ipsets).flat_map(|s| &s.entries).filter_map(|e| e.set.as_deref()).collect();
+    let mut out = BTreeMap::new();
     for (name, s) in &bx {
         let Some(t) = by_.get(name) else { continue };
-        let (ms, mt) = (member_lines(s), member_lines(t));
+        let (ms, mt) = (members(s), members(t));
         if s.kind == t.kind && s.inet == t.inet && ms == mt {
             continue;
         }
-        if s.kind != t.kind || s.inet != t.inet || s.kind == SetType::ListSet || listed.contains(name.as_str()) {
+        let listed =
+            [x, y].iter().flat_map(|n| &n.ipsets).flat_map(|s| &s.entries).any(|e| e.set.as_deref() == Some(name));
+        if s.kind != t.kind || s.inet != t.inet || s.kind == SetType::ListSet || listed {
             return Err(format!("its ipsets differ ({name}: its type, or a list of sets)"));
         }
-        let (only_s, only_t): (BTreeSet<&String>, BTreeSet<&String>) = (ms.iter().collect(), mt.iter().collect());
+        let lines =
+            |m: &[(String, Option<ipnet::Ipv4Net>)]| m.iter().map(|(l, _)| l.clone()).collect::<BTreeSet<String>>();
+        let (ls, lt) = (lines(&ms), lines(&mt));
         let mut spans = Vec::new();
-        for (set, only) in [(s, only_s.difference(&only_t)), (t, only_t.difference(&only_s))] {
-            let gone: BTreeSet<&String> = only.copied().collect();
-            for (e, line) in set.entries.iter().zip(member_lines_unsorted(set)) {
-                if !gone.contains(&line) {
-                    continue;
-                }
-                let Some(net) = e.net else {
-                    return Err(format!("its ipsets differ ({name}: a member without an address)"));
-                };
-                let (lo, hi) = (u32::from(net.network()), u32::from(net.broadcast()));
-                if hi - lo >= MAX_RANGE {
-                    return Err(format!("its ipsets differ ({name}: {net})"));
-                }
-                spans.push((lo, hi));
+        for (line, net) in ms.iter().filter(|(l, _)| !lt.contains(l)).chain(mt.iter().filter(|(l, _)| !ls.contains(l)))
+        {
+            let Some(net) = net else {
+                return Err(format!("its ipsets differ ({name}: a member without an address: {line})"));
+            };
+            let (lo, hi) = (u32::from(net.network()), u32::from(net.broadcast()));
+            if hi - lo >= MAX_RANGE {
+                return Err(format!("its ipsets differ ({name}: {net})"));
             }
+            spans.push((lo, hi));
         }
-        out.insert(name.clone(), spans);
+        out.insert((*name).to_string(), spans);
     }
     Ok(out)
-}
-
-/// [`member_lines`] in the order of the entries.
-fn member_lines_unsorted(s: &IpSet) -> Vec<String> {
-    s.entries
-        .iter()
-        .map(|e| format!("{:?} {:?} {:?} {:?} {:?} {}", e.net, e.port, e.net2, e.iface, e.set, e.nomatch))
-        .collect()
 }
 
 /// Whether the rules of either side read set `name`'s first dimension as
@@ -333,19 +319,6 @@ fn set_directions(x: &Node, y: &Node, name: &str) -> Result<(bool, bool), String
         }
     }
     Ok((dst, src))
-}
-
-/// Two nodes' ipsets hold the same members: what `ipset save` prints
-/// besides them (the hash seed `initval`, `hashsize`, `maxelem`, counters,
-/// timeouts: none of which the model reads) and the order of a hash or
-/// bitmap set's members (the hash order, which a new `initval` changes)
-/// aside. A `list:set` keeps its order.
-pub(super) fn same_sets(x: &[IpSet], y: &[IpSet]) -> bool {
-    type Members = (SetType, bool, Vec<String>);
-    fn members(v: &[IpSet]) -> BTreeMap<&str, Members> {
-        v.iter().map(|s| (s.name.as_str(), (s.kind, s.inet, member_lines(s)))).collect()
-    }
-    x.len() == y.len() && members(x) == members(y)
 }
 
 /// One pod as a comparable line.
